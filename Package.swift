@@ -1,0 +1,69 @@
+// swift-tools-version: 6.0
+//
+// moec: a declarative compiler for Mixture-of-Experts model graphs.
+//
+// The targets follow the pipeline, and each imports only the layers below it:
+//
+//   MoEBasics      source locations, diagnostics, JSON, shapes          (imports nothing)
+//   MoESyntax      .moe text → tokens → AST                             (Basics)
+//   MoEIR          typed, shape-inferred graph; printer; verifier        (Basics)
+//   MoEPasses      one optimisation pass per file                        (IR)
+//   MoEIO          safetensors, .npy, config.json                        (Basics)
+//   MoEKernels     BLAS loaded with dlopen, portable kernels, CPU dispatch
+//   MoEKernelsAVX2 the same kernels built for AVX2 + FMA (called only when the CPU has them)
+//   MoEBackend     plan, executor (closures), reference interpreter      (IR, IO, Kernels)
+//   MoEPlacement   expert load statistics and placement planning         (Basics)
+//   MoECompiler    AST → IR, the pass pipeline, the compile/run façade   (everything above)
+//   moec           the command-line tool: argument parsing and printing  (Compiler)
+//
+// No package dependencies: the standard library, Foundation and Dispatch only.
+import PackageDescription
+
+/// Vector code needs target CPU features at compile time (Swift `SIMD8<Float>` is ~25× slower
+/// without them). Only `MoEKernelsAVX2` gets them, and it is called only after a run-time check,
+/// so the binary still runs on CPUs without AVX2.
+var avx2Flags: [SwiftSetting] = []
+#if arch(x86_64)
+avx2Flags = [.unsafeFlags(["-Xcc", "-march=haswell", "-Xcc", "-mtune=znver3"])]
+#endif
+
+let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "moec",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "moec", targets: ["moec"]),
+    ],
+    targets: [
+        // Core: text to IR.
+        .target(name: "MoEBasics"),
+        .target(name: "MoESyntax", dependencies: ["MoEBasics"]),
+        .target(name: "MoEIR", dependencies: ["MoEBasics"]),
+        .target(name: "MoEPasses", dependencies: ["MoEIR"]),
+
+        // Backend: weights, kernels, execution.
+        .target(name: "MoEIO", dependencies: ["MoEBasics"]),
+        .target(name: "MoEKernelsAVX2", swiftSettings: avx2Flags + release),
+        .target(name: "MoEKernels", dependencies: ["MoEKernelsAVX2"], swiftSettings: release),
+        .target(name: "MoEBackend", dependencies: ["MoEIR", "MoEIO", "MoEKernels"], swiftSettings: release),
+        .target(name: "MoEPlacement", dependencies: ["MoEBasics"]),
+
+        // Driver and CLI.
+        .target(name: "MoECompiler",
+                dependencies: ["MoEBasics", "MoESyntax", "MoEIR", "MoEPasses", "MoEIO", "MoEBackend", "MoEPlacement"]),
+        .executableTarget(name: "moec", dependencies: ["MoECompiler"]),
+
+        // Tests, laid out like the pipeline.
+        .target(name: "MoETestSupport", dependencies: ["MoEBasics"], path: "Tests/MoETestSupport"),
+        .testTarget(name: "MoEBasicsTests", dependencies: ["MoEBasics", "MoETestSupport"]),
+        .testTarget(name: "MoESyntaxTests", dependencies: ["MoESyntax", "MoETestSupport"]),
+        .testTarget(name: "MoEIRTests", dependencies: ["MoEIR", "MoETestSupport"]),
+        .testTarget(name: "MoEIOTests", dependencies: ["MoEIO", "MoETestSupport"]),
+        .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels", "MoETestSupport"]),
+        .testTarget(name: "MoEBackendTests", dependencies: ["MoEBackend", "MoETestSupport"]),
+        .testTarget(name: "MoEPlacementTests", dependencies: ["MoEPlacement", "MoETestSupport"]),
+        .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoETestSupport"]),
+        .testTarget(name: "moecTests", dependencies: ["MoETestSupport"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// MoEKernelsAVX2
