@@ -1,0 +1,150 @@
+import Foundation
+import MoEBasics
+
+/// The index of a node in its graph; a node's value is named by its node.
+public struct ValueID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var index: Int
+    public init(_ index: Int) { self.index = index }
+    public static func < (a: ValueID, b: ValueID) -> Bool { a.index < b.index }
+    public var description: String { "%\(index)" }
+}
+
+/// One operation and the value it produces.
+public struct Node: Hashable, Sendable {
+    public var op: Op
+    public var operands: [ValueID]
+    public var attributes: Attributes
+    public var type: IRType
+    /// Where in the `.moe` source this node came from. A node made by fusing others keeps all
+    /// their locations, so an error found late still points at the source.
+    public var locations: [SourceRange]
+    /// The name the source gave this value (`let h = …`), for printing.
+    public var name: String?
+
+    public init(op: Op, operands: [ValueID], attributes: Attributes = [:], type: IRType,
+                locations: [SourceRange] = [], name: String? = nil) {
+        self.op = op
+        self.operands = operands
+        self.attributes = attributes
+        self.type = type
+        self.locations = locations
+        self.name = name
+    }
+
+    public var tensorType: TensorType? { type.tensor }
+    public var location: SourceRange? { locations.first }
+}
+
+/// A weight the graph reads: a tensor (or one tensor per expert) from the checkpoint.
+public struct WeightInfo: Hashable, Sendable {
+    /// The name in the `.moe` source.
+    public var name: String
+    /// The tensor name with params substituted; `{e}` remains when there is one tensor per expert.
+    public var pattern: String
+    /// The declared shape. With `{e}`, the first dimension counts experts and each tensor has
+    /// the remaining dimensions.
+    public var shape: [Int]
+    public var location: SourceRange?
+
+    public init(name: String, pattern: String, shape: [Int], location: SourceRange? = nil) {
+        self.name = name
+        self.pattern = pattern
+        self.shape = shape
+        self.location = location
+    }
+
+    public var perExpert: Bool { pattern.contains("{e}") }
+
+    /// The checkpoint tensors this weight reads, in order, with the shape each must have.
+    public var tensors: [(name: String, shape: [Int])] {
+        if perExpert {
+            let each = Array(shape.dropFirst())
+            return (0..<(shape.first ?? 0)).map { e in
+                (pattern.replacingOccurrences(of: "{e}", with: String(e)), each)
+            }
+        }
+        return [(pattern, shape)]
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// A compile-time parameter's final value and where it came from, kept for printing and plans.
+public struct ParamBinding: Hashable, Sendable {
+    public enum Value: Hashable, Sendable, CustomStringConvertible {
+        case int(Int), float(Double), bool(Bool), string(String)
+        public var description: String {
+            switch self {
+            case .int(let v): return String(v)
+            case .float(let v): return String(v)
+            case .bool(let v): return String(v)
+            case .string(let s): return "\"\(s)\""
+            }
+        }
+    }
+    public var name: String
+    public var value: Value
+    /// "default", "config.json:key" or "--set".
+    public var source: String
+    public init(name: String, value: Value, source: String) {
+        self.name = name
+        self.value = value
+        self.source = source
+    }
+}
+
+/// A typed, shape-inferred dataflow graph in static single assignment form: nodes are in
+/// topological order and every operand refers to an earlier node.
+public struct Graph: Hashable, Sendable {
+    public var name: String
+    /// The name of the symbolic dimension (the token count), as written in the source.
+    public var tokensName: String
+    public var params: [ParamBinding]
+    public var weights: [WeightInfo]
+    public var nodes: [Node]
+    public var outputs: [(name: String, value: ValueID)]
+
+    public init(name: String, tokensName: String = "tokens", params: [ParamBinding] = [], weights: [WeightInfo] = [],
+                nodes: [Node] = [], outputs: [(name: String, value: ValueID)] = []) {
+        self.name = name
+        self.tokensName = tokensName
+        self.params = params
+        self.weights = weights
+        self.nodes = nodes
+        self.outputs = outputs
+    }
+
+    public subscript(id: ValueID) -> Node {
+        get { nodes[id.index] }
+        set { nodes[id.index] = newValue }
+    }
+
+    public var ids: [ValueID] { nodes.indices.map(ValueID.init) }
+
+    /// Input nodes in declaration order.
+    public var inputs: [(name: String, value: ValueID, type: TensorType)] {
+        ids.compactMap { id in
+            let n = self[id]
+            guard n.op == .input, let name = n.attributes.string("name"), let t = n.tensorType else { return nil }
+            return (name, id, t)
+        }
+    }
+
+    /// How many nodes read each value (outputs count as readers).
+    public func useCounts() -> [Int] {
+        var uses = [Int](repeating: 0, count: nodes.count)
+        for n in nodes { for o in n.operands { uses[o.index] += 1 } }
+        for o in outputs { uses[o.value.index] += 1 }
+        return uses
+    }
+
+    public static func == (a: Graph, b: Graph) -> Bool {
+        a.name == b.name && a.tokensName == b.tokensName && a.params == b.params && a.weights == b.weights &&
+            a.nodes == b.nodes && a.outputs.map(\.name) == b.outputs.map(\.name) && a.outputs.map(\.value) == b.outputs.map(\.value)
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(name)
+        h.combine(nodes)
+    }
+}

@@ -1,0 +1,71 @@
+import MoEBasics
+
+/// Checks the invariants every graph must keep, before and after every pass:
+///
+/// 1. Operands refer to earlier nodes (the node list is a topological order).
+/// 2. Every computed node's type is exactly what `OpSchema` derives from its operands.
+/// 3. Leaf nodes are well formed: inputs are named tensors with unique names; weight nodes
+///    refer to an entry of the weight table and have its shape; constants are f32 scalars.
+/// 4. At most one dimension symbol exists (the token count) and it appears only where
+///    tokens can vary: the first dimension of inputs.
+/// 5. Outputs name existing tensor values (not routings), with unique names, and there is
+///    at least one.
+///
+/// Problems are collected, not thrown at the first one, and name the node:
+/// `%5 (linear): recorded type f32[tokens, 8] but operands give f32[tokens, 16]`.
+public enum Verifier {
+    public static func verify(_ g: Graph) -> [Diagnostic] {
+        var problems: [Diagnostic] = []
+        let printer = IRPrinter(showLocations: false)
+        let names = printer.valueNames(g)
+        func report(_ id: ValueID?, _ message: String) {
+            let prefix = id.map { "\(names[$0.index]) (\(g[$0].op.rawValue)): " } ?? ""
+            problems.append(.error(prefix + message, at: id.flatMap { g[$0].location }))
+        }
+        var inputNames: Set<String> = []
+        for id in g.ids {
+            let n = g[id]
+            for o in n.operands where o.index >= id.index || o.index < 0 {
+                report(id, "operand \(o) is not defined before its use")
+            }
+            if n.operands.contains(where: { $0.index >= id.index || $0.index < 0 }) { continue }
+            switch n.op {
+            case .input:
+                guard let name = n.attributes.string("name") else { report(id, "input without a name"); continue }
+                if !inputNames.insert(name).inserted { report(id, "duplicate input name '\(name)'") }
+                guard let t = n.tensorType else { report(id, "input must be a tensor"); continue }
+                if t.shape.dropFirst().contains(.tokens) {
+                    report(id, "the token dimension may only be the first dimension of an input")
+                }
+            case .weight:
+                guard let i = n.attributes.int("index"), g.weights.indices.contains(i) else {
+                    report(id, "weight node refers to no entry of the weight table"); continue
+                }
+                let expected = IRType.tensor(TensorType(.f32, g.weights[i].shape.map { .fixed($0) }))
+                if n.type != expected {
+                    report(id, "weight @\(g.weights[i].name) has type \(printer.format(n.type, g)) but its table entry is \(printer.format(expected, g))")
+                }
+            case .constant:
+                if n.attributes.float("value") == nil { report(id, "constant without a value") }
+                if n.type != .tensor(TensorType(.f32, [])) { report(id, "constant must be an f32 scalar") }
+            default:
+                do {
+                    let derived = try OpSchema.resultType(n.op, n.operands.map { g[$0].type }, n.attributes)
+                    if derived != n.type {
+                        report(id, "recorded type \(printer.format(n.type, g)) but operands give \(derived.map { printer.format($0, g) } ?? "none")")
+                    }
+                } catch {
+                    report(id, error.message)
+                }
+            }
+        }
+        var outputNames: Set<String> = []
+        if g.outputs.isEmpty { report(nil, "graph '\(g.name)' has no outputs") }
+        for o in g.outputs {
+            if !outputNames.insert(o.name).inserted { report(nil, "duplicate output name '\(o.name)'") }
+            guard g.nodes.indices.contains(o.value.index) else { report(nil, "output '\(o.name)' refers to no value"); continue }
+            if g[o.value].type.routing != nil { report(o.value, "output '\(o.name)' is a routing, not a tensor") }
+        }
+        return problems
+    }
+}

@@ -1,0 +1,177 @@
+import MoEBasics
+
+/// The syntax tree of a `.moe` file: what was written, with where it was written.
+/// It knows nothing of types or shapes; `ASTToIR` in MoECompiler gives it meaning.
+
+public struct Identifier: Equatable, Sendable {
+    public var name: String
+    public var range: SourceRange
+    public init(_ name: String, at range: SourceRange) {
+        self.name = name
+        self.range = range
+    }
+}
+
+public struct SourceFileAST: Sendable {
+    public var path: String
+    public var declarations: [Declaration]
+    public init(path: String, declarations: [Declaration]) {
+        self.path = path
+        self.declarations = declarations
+    }
+}
+
+public enum Declaration: Sendable {
+    case model(Identifier)
+    case param(ParamDecl)
+    case input(InputDecl)
+    case weight(WeightDecl)
+    case `let`(LetDecl)
+    case output(OutputDecl)
+
+    public var range: SourceRange {
+        switch self {
+        case .model(let i): return i.range
+        case .param(let p): return p.name.range
+        case .input(let i): return i.name.range
+        case .weight(let w): return w.name.range
+        case .let(let l): return l.name.range
+        case .output(let o): return o.name.range
+        }
+    }
+}
+
+public enum ParamType: String, Sendable, CaseIterable {
+    case int, float, bool, string
+}
+
+public enum Literal: Equatable, Sendable, CustomStringConvertible {
+    case int(Int)
+    case float(Double)
+    case bool(Bool)
+    case string(String)
+
+    public var description: String {
+        switch self {
+        case .int(let v): return String(v)
+        case .float(let v): return String(v)
+        case .bool(let v): return String(v)
+        case .string(let s): return "\"\(s)\""
+        }
+    }
+
+    public var type: ParamType {
+        switch self {
+        case .int: return .int
+        case .float: return .float
+        case .bool: return .bool
+        case .string: return .string
+        }
+    }
+}
+
+public struct ParamDecl: Sendable {
+    public var name: Identifier
+    public var type: ParamType?
+    public var typeRange: SourceRange?
+    public var defaultValue: Literal?
+    public var defaultRange: SourceRange?
+    /// Keys looked up in config.json, first present wins.
+    public var configKeys: [(key: String, range: SourceRange)]
+}
+
+public enum ElementType: String, Sendable {
+    case f32, i32
+}
+
+public struct InputDecl: Sendable {
+    public var name: Identifier
+    public var elementType: ElementType
+    public var shape: [Expr]
+    public var shapeRange: SourceRange
+}
+
+public struct WeightDecl: Sendable {
+    public var name: Identifier
+    public var shape: [Expr]
+    public var shapeRange: SourceRange
+    /// The tensor-name pattern, with the `weights "prefix" { … }` prefix already prepended.
+    public var pattern: String
+    public var patternRange: SourceRange
+}
+
+public struct LetDecl: Sendable {
+    public var name: Identifier
+    public var value: Expr
+}
+
+public struct OutputDecl: Sendable {
+    public var name: Identifier
+    public var value: Expr?
+}
+
+public enum BinaryOperator: String, Sendable {
+    case add = "+", sub = "-", mul = "*", div = "/"
+}
+
+public indirect enum Expr: Sendable {
+    case int(Int, SourceRange)
+    case float(Double, SourceRange)
+    case string(String, SourceRange)
+    case bool(Bool, SourceRange)
+    case name(Identifier)
+    case call(Call)
+    case binary(BinaryOperator, Expr, Expr, opRange: SourceRange)
+    case negate(Expr, SourceRange)
+    case moe(MoEBlock)
+
+    /// Where the expression starts, for diagnostics about the whole expression.
+    public var range: SourceRange {
+        switch self {
+        case .int(_, let r), .float(_, let r), .string(_, let r), .bool(_, let r), .negate(_, let r): return r
+        case .name(let i): return i.range
+        case .call(let c): return c.callee.range
+        case .binary(_, _, _, let r): return r
+        case .moe(let m): return m.range
+        }
+    }
+}
+
+public struct Argument: Sendable {
+    public var label: Identifier?
+    public var value: Expr
+    public init(label: Identifier?, value: Expr) {
+        self.label = label
+        self.value = value
+    }
+}
+
+/// `f(a, b: c)`, or a pipeline stage `a |> f(b: c)` (then `piped` is true and `a` is the first
+/// argument). A stage written `… |> f if cond` keeps its condition; when it is false at compile
+/// time the stage is skipped and the call's value is its first argument.
+public struct Call: Sendable {
+    public var callee: Identifier
+    public var arguments: [Argument]
+    public var piped: Bool
+    public var condition: Expr?
+    public init(callee: Identifier, arguments: [Argument], piped: Bool = false, condition: Expr? = nil) {
+        self.callee = callee
+        self.arguments = arguments
+        self.piped = piped
+        self.condition = condition
+    }
+}
+
+/// `moe(input) { router: …  experts: COUNT of kind(…)  shared: … }`
+public struct MoEBlock: Sendable {
+    public var input: Expr
+    public var fields: [MoEField]
+    public var range: SourceRange
+}
+
+public struct MoEField: Sendable {
+    public var name: Identifier
+    public var value: Expr
+    /// For `experts: COUNT of kind(args)`: the kind; `value` is then the count.
+    public var kind: Call?
+}

@@ -1,0 +1,409 @@
+import MoEBasics
+
+/// A recursive-descent parser for `.moe` files, one function per production of
+/// `Grammar/moe.ebnf`.
+///
+/// Error recovery: a syntax error inside a declaration is reported and the parser skips to
+/// the next keyword that starts a declaration (inside a `moe { … }` block, to the next field
+/// or the closing brace), so one run reports the independent errors of a file.
+public struct Parser {
+    private var tokens: [Token]
+    private var pos = 0
+    private let diagnostics: DiagnosticEngine
+    private let path: String
+
+    /// Thrown internally to unwind to the nearest recovery point; the error is already reported.
+    private struct Recover: Error {}
+
+    public init(tokens: [Token], path: String, diagnostics: DiagnosticEngine) {
+        self.tokens = tokens
+        self.path = path
+        self.diagnostics = diagnostics
+    }
+
+    /// Lexes and parses a file. Errors go to `diagnostics`; the tree holds what could be parsed.
+    public static func parse(_ file: SourceFile, diagnostics: DiagnosticEngine) -> SourceFileAST {
+        var lexer = Lexer(file: file, diagnostics: diagnostics)
+        var parser = Parser(tokens: lexer.tokenize(), path: file.path, diagnostics: diagnostics)
+        return parser.parseFile()
+    }
+
+    // MARK: Token helpers
+
+    private var current: Token { tokens[pos] }
+    private var previous: Token { tokens[max(0, pos - 1)] }
+
+    private mutating func advance() { if pos < tokens.count - 1 { pos += 1 } }
+
+    private func isPunct(_ p: Punct) -> Bool { current.kind == .punct(p) }
+    private func isKeyword(_ k: Keyword) -> Bool { current.kind == .keyword(k) }
+
+    private mutating func consume(_ p: Punct) -> Bool {
+        if isPunct(p) { advance(); return true }
+        return false
+    }
+
+    private mutating func expect(_ p: Punct, _ context: String, notes: [Diagnostic.Note] = []) throws -> SourceRange {
+        if isPunct(p) { let r = current.range; advance(); return r }
+        throw error("expected '\(p.rawValue)' \(context), found \(current)", notes: notes)
+    }
+
+    private mutating func expectIdentifier(_ context: String) throws -> Identifier {
+        if case .identifier(let s) = current.kind {
+            let id = Identifier(s, at: current.range)
+            advance()
+            return id
+        }
+        if case .keyword(let k) = current.kind {
+            throw error("expected \(context), found keyword '\(k.rawValue)'",
+                        notes: [.init("'\(k.rawValue)' is reserved; choose another name")])
+        }
+        throw error("expected \(context), found \(current)")
+    }
+
+    private mutating func expectString(_ context: String) throws -> (String, SourceRange) {
+        if case .string(let s) = current.kind {
+            let r = current.range
+            advance()
+            return (s, r)
+        }
+        throw error("expected \(context), found \(current)")
+    }
+
+    private func error(_ message: String, at range: SourceRange? = nil, notes: [Diagnostic.Note] = []) -> Recover {
+        diagnostics.error(message, at: range ?? current.range, notes: notes)
+        return Recover()
+    }
+
+    /// Skips to the next token that can start a declaration.
+    private mutating func synchronize() {
+        var depth = 0
+        while current.kind != .eof {
+            switch current.kind {
+            case .punct(.lbrace), .punct(.lparen), .punct(.lbracket): depth += 1
+            case .punct(.rbrace), .punct(.rparen), .punct(.rbracket): depth = max(0, depth - 1)
+            case .keyword(let k) where k.startsDeclaration && depth == 0: return
+            case .keyword(let k) where k.startsDeclaration && tokenStartsLine: return
+            default: break
+            }
+            advance()
+        }
+    }
+
+    /// True when the current token is the first on its line: a declaration keyword there ends
+    /// an unbalanced bracket left by the error.
+    private var tokenStartsLine: Bool {
+        pos == 0 || tokens[pos - 1].range.start.line < current.range.start.line
+    }
+
+    // MARK: Declarations
+
+    /// file = { declaration } , EOF ;
+    public mutating func parseFile() -> SourceFileAST {
+        var decls: [Declaration] = []
+        while current.kind != .eof {
+            let before = pos
+            do {
+                decls.append(try parseDeclaration(into: &decls))
+            } catch {
+                synchronize()
+                if pos == before { advance() }
+            }
+        }
+        return SourceFileAST(path: path, declarations: decls)
+    }
+
+    /// declaration = model_decl | param_decl | input_decl | weight_decl | weights_group
+    ///             | let_decl | output_decl ;
+    private mutating func parseDeclaration(into decls: inout [Declaration]) throws -> Declaration {
+        guard case .keyword(let k) = current.kind, k.startsDeclaration else {
+            var notes: [Diagnostic.Note] = [.init("a declaration starts with 'model', 'param', 'input', 'weight', 'weights', 'let' or 'output'")]
+            if case .identifier = current.kind, tokens[pos + 1].kind == .punct(.equal) {
+                notes = [.init("to name a value, write 'let \(current.kind.identifierName ?? "name") = …'")]
+            }
+            throw error("expected a declaration, found \(current)", notes: notes)
+        }
+        advance()
+        switch k {
+        case .model:
+            return .model(try expectIdentifier("a model name after 'model'"))
+        case .param:
+            return .param(try parseParam())
+        case .input:
+            return .input(try parseInput())
+        case .weight:
+            return .weight(try parseWeightEntry(prefix: ""))
+        case .weights:
+            // weights_group = 'weights' , STRING , '{' , { weight_entry } , '}' ;
+            let (prefix, _) = try expectString("a tensor-name prefix string after 'weights'")
+            _ = try expect(.lbrace, "to open the weights group")
+            var last: Declaration?
+            while !isPunct(.rbrace) && current.kind != .eof {
+                if case .keyword(let k) = current.kind, k.startsDeclaration {
+                    throw error("expected '}' to close the weights group, found \(current)")
+                }
+                let entry = Declaration.weight(try parseWeightEntry(prefix: prefix))
+                if let l = last { decls.append(l) }
+                last = entry
+            }
+            _ = try expect(.rbrace, "to close the weights group")
+            guard let final = last else {
+                throw error("empty weights group", at: previous.range)
+            }
+            return final
+        case .let:
+            let name = try expectIdentifier("a name after 'let'")
+            _ = try expect(.equal, "after the name in 'let \(name.name)'")
+            return .let(LetDecl(name: name, value: try parseExpr()))
+        case .output:
+            let name = try expectIdentifier("an output name after 'output'")
+            var value: Expr?
+            if consume(.equal) { value = try parseExpr() }
+            return .output(OutputDecl(name: name, value: value))
+        default:
+            fatalError("unreachable: startsDeclaration covers these keywords")
+        }
+    }
+
+    /// param_decl = 'param' , IDENT , [ ':' , type_name ] , [ '=' , literal ] ,
+    ///              [ 'from' , STRING , { ',' , STRING } ] ;
+    private mutating func parseParam() throws -> ParamDecl {
+        let name = try expectIdentifier("a parameter name after 'param'")
+        var decl = ParamDecl(name: name, type: nil, typeRange: nil, defaultValue: nil, defaultRange: nil, configKeys: [])
+        if consume(.colon) {
+            let t = try expectIdentifier("a type (int, float, bool or string)")
+            guard let type = ParamType(rawValue: t.name) else {
+                throw error("unknown parameter type '\(t.name)'", at: t.range,
+                            notes: [.init("parameter types are int, float, bool and string")])
+            }
+            decl.type = type
+            decl.typeRange = t.range
+        }
+        if consume(.equal) {
+            let start = current.range
+            decl.defaultValue = try parseLiteral()
+            decl.defaultRange = start
+        }
+        if isKeyword(.from) {
+            advance()
+            repeat {
+                let (key, r) = try expectString("a config.json key string after 'from'")
+                decl.configKeys.append((key, r))
+            } while consume(.comma)
+        }
+        if decl.type == nil && decl.defaultValue == nil {
+            throw error("parameter '\(name.name)' needs a type or a default value", at: name.range,
+                        notes: [.init("write 'param \(name.name): int from \"key\"' or 'param \(name.name) = 8'")])
+        }
+        return decl
+    }
+
+    /// literal = [ '-' ] , ( INT | FLOAT ) | 'true' | 'false' | STRING ;
+    private mutating func parseLiteral() throws -> Literal {
+        let negative = consume(.minus)
+        switch current.kind {
+        case .int(let v): advance(); return .int(negative ? -v : v)
+        case .float(let v): advance(); return .float(negative ? -v : v)
+        case .keyword(.true) where !negative: advance(); return .bool(true)
+        case .keyword(.false) where !negative: advance(); return .bool(false)
+        case .string(let s) where !negative: advance(); return .string(s)
+        default:
+            throw error("expected a literal value (number, true, false or string), found \(current)")
+        }
+    }
+
+    /// input_decl = 'input' , IDENT , ':' , [ elem_type ] , shape ;
+    private mutating func parseInput() throws -> InputDecl {
+        let name = try expectIdentifier("an input name after 'input'")
+        _ = try expect(.colon, "after the input name", notes: [.init("write 'input \(name.name): [tokens, hidden]'")])
+        var elem = ElementType.f32
+        if case .identifier(let s) = current.kind, let e = ElementType(rawValue: s) {
+            elem = e
+            advance()
+        }
+        let (shape, range) = try parseShape()
+        return InputDecl(name: name, elementType: elem, shape: shape, shapeRange: range)
+    }
+
+    /// shape = '[' , [ dim , { ',' , dim } ] , ']' ;
+    private mutating func parseShape() throws -> ([Expr], SourceRange) {
+        let open = try expect(.lbracket, "to start a shape")
+        var dims: [Expr] = []
+        if !isPunct(.rbracket) {
+            repeat { dims.append(try parseAdditive()) } while consume(.comma)
+        }
+        let close = try expect(.rbracket, "to close the shape")
+        let length = close.start.line == open.start.line ? close.start.column - open.start.column + 1 : 1
+        return (dims, SourceRange(open.start, length: length))
+    }
+
+    /// weight_entry = IDENT , ':' , shape , '=' , STRING ;
+    private mutating func parseWeightEntry(prefix: String) throws -> WeightDecl {
+        let name = try expectIdentifier("a weight name")
+        _ = try expect(.colon, "after the weight name", notes: [.init("write '\(name.name): [rows, cols] = \"tensor.name\"'")])
+        let (shape, shapeRange) = try parseShape()
+        _ = try expect(.equal, "before the tensor name of weight '\(name.name)'")
+        let (pattern, patternRange) = try expectString("a tensor-name string")
+        return WeightDecl(name: name, shape: shape, shapeRange: shapeRange, pattern: prefix + pattern, patternRange: patternRange)
+    }
+
+    // MARK: Expressions
+
+    /// expr = pipeline ;
+    public mutating func parseExpr() throws -> Expr {
+        try parsePipeline()
+    }
+
+    /// pipeline = additive , { '|>' , stage } ;
+    /// stage    = IDENT , [ '(' , [ arguments ] , ')' ] , [ 'if' , additive ] ;
+    private mutating func parsePipeline() throws -> Expr {
+        var value = try parseAdditive()
+        while isPunct(.pipe) {
+            advance()
+            let callee = try expectIdentifier("a function name after '|>'")
+            var args = [Argument(label: nil, value: value)]
+            if isPunct(.lparen) { args += try parseArguments() }
+            var condition: Expr?
+            if isKeyword(.if) {
+                advance()
+                condition = try parseAdditive()
+            }
+            value = .call(Call(callee: callee, arguments: args, piped: true, condition: condition))
+        }
+        return value
+    }
+
+    /// additive = multiplicative , { ( '+' | '-' ) , multiplicative } ;
+    private mutating func parseAdditive() throws -> Expr {
+        var lhs = try parseMultiplicative()
+        while isPunct(.plus) || isPunct(.minus) {
+            let op: BinaryOperator = isPunct(.plus) ? .add : .sub
+            let r = current.range
+            advance()
+            lhs = .binary(op, lhs, try parseMultiplicative(), opRange: r)
+        }
+        return lhs
+    }
+
+    /// multiplicative = unary , { ( '*' | '/' ) , unary } ;
+    private mutating func parseMultiplicative() throws -> Expr {
+        var lhs = try parseUnary()
+        while isPunct(.star) || isPunct(.slash) {
+            let op: BinaryOperator = isPunct(.star) ? .mul : .div
+            let r = current.range
+            advance()
+            lhs = .binary(op, lhs, try parseUnary(), opRange: r)
+        }
+        return lhs
+    }
+
+    /// unary = '-' , unary | primary ;
+    private mutating func parseUnary() throws -> Expr {
+        if isPunct(.minus) {
+            let r = current.range
+            advance()
+            return .negate(try parseUnary(), r)
+        }
+        return try parsePrimary()
+    }
+
+    /// primary = INT | FLOAT | STRING | 'true' | 'false'
+    ///         | IDENT , [ '(' , [ arguments ] , ')' ] | '(' , expr , ')' | moe_block ;
+    private mutating func parsePrimary() throws -> Expr {
+        let tok = current
+        switch tok.kind {
+        case .int(let v): advance(); return .int(v, tok.range)
+        case .float(let v): advance(); return .float(v, tok.range)
+        case .string(let s): advance(); return .string(s, tok.range)
+        case .keyword(.true): advance(); return .bool(true, tok.range)
+        case .keyword(.false): advance(); return .bool(false, tok.range)
+        case .keyword(.moe): return .moe(try parseMoEBlock())
+        case .identifier(let s):
+            advance()
+            let id = Identifier(s, at: tok.range)
+            if isPunct(.lparen) {
+                return .call(Call(callee: id, arguments: try parseArguments()))
+            }
+            return .name(id)
+        case .punct(.lparen):
+            advance()
+            let e = try parseExpr()
+            _ = try expect(.rparen, "to close the parenthesised expression")
+            return e
+        case .eof:
+            throw error("expected an expression, found end of file")
+        default:
+            throw error("expected an expression, found \(tok)")
+        }
+    }
+
+    /// arguments = argument , { ',' , argument } ;   (with the surrounding parentheses)
+    /// argument  = [ IDENT , ':' ] , expr ;
+    private mutating func parseArguments() throws -> [Argument] {
+        let open = try expect(.lparen, "to start the arguments")
+        var args: [Argument] = []
+        if consume(.rparen) { return args }
+        repeat {
+            var label: Identifier?
+            if case .identifier(let s) = current.kind, tokens[pos + 1].kind == .punct(.colon) {
+                label = Identifier(s, at: current.range)
+                advance()
+                advance()
+            }
+            args.append(Argument(label: label, value: try parseExpr()))
+        } while consume(.comma)
+        _ = try expect(.rparen, "to close the arguments", notes: [.init("the arguments started here", at: open)])
+        return args
+    }
+
+    /// moe_block = 'moe' , '(' , expr , ')' , '{' , { moe_field } , '}' ;
+    /// moe_field = IDENT , ':' , ( expr , 'of' , IDENT , '(' , [ arguments ] , ')' | expr ) ;
+    private mutating func parseMoEBlock() throws -> MoEBlock {
+        let start = current.range
+        advance()  // 'moe'
+        _ = try expect(.lparen, "after 'moe'", notes: [.init("write 'moe(x) { router: …  experts: … }'")])
+        let input = try parseExpr()
+        _ = try expect(.rparen, "after the moe block's input")
+        let open = try expect(.lbrace, "to open the moe block")
+        var fields: [MoEField] = []
+        while !isPunct(.rbrace) {
+            if current.kind == .eof {
+                throw error("expected '}' to close the moe block, found end of file",
+                            notes: [.init("the block was opened here", at: open)])
+            }
+            if case .keyword(let k) = current.kind, k.startsDeclaration, tokenStartsLine {
+                throw error("expected '}' to close the moe block, found \(current)",
+                            notes: [.init("the block was opened here", at: open)])
+            }
+            do {
+                let name = try expectIdentifier("a field name (router, experts, shared)")
+                _ = try expect(.colon, "after the field name '\(name.name)'")
+                let value = try parseExpr()
+                var kind: Call?
+                if isKeyword(.of) {
+                    advance()
+                    let callee = try expectIdentifier("an expert kind after 'of' (swiglu or mlp)")
+                    let args = isPunct(.lparen) ? try parseArguments() : []
+                    kind = Call(callee: callee, arguments: args)
+                }
+                fields.append(MoEField(name: name, value: value, kind: kind))
+            } catch let e as Recover {
+                // Skip to the next `name:` field or the closing brace.
+                while current.kind != .eof && !isPunct(.rbrace) {
+                    if case .identifier = current.kind, tokens[pos + 1].kind == .punct(.colon), tokenStartsLine { break }
+                    if case .keyword(let k) = current.kind, k.startsDeclaration, tokenStartsLine { throw e }
+                    advance()
+                }
+            }
+        }
+        advance()  // '}'
+        return MoEBlock(input: input, fields: fields, range: start)
+    }
+}
+
+extension Token.Kind {
+    var identifierName: String? {
+        if case .identifier(let s) = self { return s }
+        return nil
+    }
+}
