@@ -1,1 +1,63 @@
-print("moec")
+import Foundation
+import MoEBasics
+import MoECompiler
+
+/// moec's entry point: picks the command, runs it, and turns every error into a message on
+/// stderr and a non-zero exit status.
+nonisolated(unsafe) let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)] = [
+    ("compile", "Check and optimise a .moe graph; print a stage or write a plan.", CompileCommand.run),
+]
+
+func topLevelHelp() -> String {
+    var s = """
+    moec: a compiler for Mixture-of-Experts graphs. Say a routing topology in a .moe file;
+    run it fast on a CPU.
+
+    USAGE:
+      moec COMMAND [ARGUMENTS] [--help]
+
+    COMMANDS:
+
+    """
+    for c in commands { s += "  \(c.name.padding(toLength: 10, withPad: " ", startingAt: 0))\(c.summary)\n" }
+    s += "\nRun 'moec COMMAND --help' for a command's options and examples.\n"
+    return s
+}
+
+var args = Array(CommandLine.arguments.dropFirst())
+guard let first = args.first else {
+    Console.err(topLevelHelp())
+    exit(2)
+}
+if first == "--help" || first == "-h" || first == "help" {
+    if args.count > 1, let c = commands.first(where: { $0.name == args[1] }) {
+        exit(try c.run(["--help"]))
+    }
+    Console.out(topLevelHelp())
+    exit(0)
+}
+if first == "--version" {
+    Console.out("moec \(MoECompilerVersion.string)\n")
+    exit(0)
+}
+guard let command = commands.first(where: { $0.name == first }) else {
+    var m = "unknown command '\(first)'"
+    if let s = commands.map(\.name).min(by: { editDistance($0, first) < editDistance($1, first) }), editDistance(s, first) <= 2 {
+        m += " (did you mean '\(s)'?)"
+    }
+    Console.error(m + "; run 'moec --help' for the list")
+    exit(2)
+}
+do {
+    let status = try command.run(Array(args.dropFirst()))
+    exit(status)
+} catch let e as DiagnosticError {
+    Console.err(DiagnosticEngine().render(e.diagnostics, color: Console.useColor))
+    exit(1)
+} catch let e as UsageError {
+    Console.error("\(e.message)\nrun 'moec \(e.command) --help' for usage")
+    exit(2)
+} catch {
+    Console.error("\(error)")
+    exit(1)
+}

@@ -1,0 +1,35 @@
+import MoEBasics
+import MoEIR
+import MoESyntax
+
+/// The stages `moec compile --emit` can print.
+public enum Stage: String, CaseIterable, Sendable {
+    case ast, ir
+    case irOpt = "ir-opt"
+    case plan
+}
+
+public enum MoECompilerVersion {
+    public static let string = "0.1.0"
+}
+
+extension CompilerSession {
+    /// The text of one stage.
+    public func emit(_ stage: Stage) throws -> String {
+        switch stage {
+        case .ast: return ASTPrinter().print(try parse())
+        case .ir: return IRPrinter().print(try lower())
+        case .irOpt: return IRPrinter().print(try optimize())
+        case .plan: throw DiagnosticError(.error("--emit plan is not available yet"))
+        }
+    }
+
+    public func writePlan(to path: String?) throws -> String {
+        throw DiagnosticError(.error("writing plans is not available yet"))
+    }
+
+    /// Renders diagnostics of an error thrown by a session, with the source lines it has read.
+    public func render(_ e: DiagnosticError, color: Bool) -> String {
+        diagnostics.render(e.diagnostics, color: color)
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import MoEBasics
+import MoEIR
+import MoESyntax
+
+/// What to compile: a `.moe` file, optionally a checkpoint folder, and `--set` values.
+public struct CompileOptions: Sendable {
+    public var graphPath: String
+    /// A Hugging Face style folder (config.json + safetensors), or nil.
+    public var modelDirectory: String?
+    public var overrides: [(name: String, value: String)]
+    /// Run the verifier after every pass (always on in debug builds and tests).
+    public var verifyEachPass: Bool
+
+    public init(graphPath: String, modelDirectory: String? = nil, overrides: [(name: String, value: String)] = [],
+                verifyEachPass: Bool = false) {
+        self.graphPath = graphPath
+        self.modelDirectory = modelDirectory
+        self.overrides = overrides
+        self.verifyEachPass = verifyEachPass
+    }
+}
+
+/// One compilation, stage by stage. Each stage runs the ones before it once, and every stage
+/// reports problems as diagnostics that point into the `.moe` source.
+public final class CompilerSession {
+    public let options: CompileOptions
+    public let diagnostics = DiagnosticEngine()
+    public private(set) var sourceFile: SourceFile?
+
+    private var cachedAST: SourceFileAST?
+    private var cachedIR: Graph?
+    private var cachedOptimized: Graph?
+
+    public init(_ options: CompileOptions) {
+        self.options = options
+    }
+
+    /// Reads and parses the source. Throws `DiagnosticError` with everything found.
+    public func parse() throws -> SourceFileAST {
+        if let a = cachedAST { return a }
+        let text: String
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: options.graphPath))
+            guard let s = String(data: data, encoding: .utf8) else {
+                throw DiagnosticError(.error("\(options.graphPath): not UTF-8 text"))
+            }
+            text = s
+        } catch let e as DiagnosticError {
+            throw e
+        } catch {
+            throw DiagnosticError(.error("cannot read '\(options.graphPath)': \(Self.reason(error))"))
+        }
+        let file = SourceFile(path: options.graphPath, text: text)
+        sourceFile = file
+        diagnostics.register(file)
+        let ast = Parser.parse(file, diagnostics: diagnostics)
+        try diagnostics.throwIfErrors()
+        cachedAST = ast
+        return ast
+    }
+
+    /// The param sources: config.json from the model folder, and `--set` values.
+    public func paramSources() throws -> ParamSources {
+        var sources = ParamSources(overrides: options.overrides)
+        if let dir = options.modelDirectory {
+            let path = (dir as NSString).appendingPathComponent("config.json")
+            sources.configPath = path
+            sources.config = try ConfigLoader.load(path)
+        }
+        return sources
+    }
+
+    /// Lowers the AST to IR and verifies it.
+    public func lower() throws -> Graph {
+        if let g = cachedIR { return g }
+        let ast = try parse()
+        let sources = try paramSources()
+        guard let g = ASTToIR.lower(ast, sources: sources, diagnostics: diagnostics) else {
+            try diagnostics.throwIfErrors()
+            throw DiagnosticError(.error("lowering failed"))
+        }
+        try diagnostics.throwIfErrors()
+        let problems = Verifier.verify(g)
+        if !problems.isEmpty { throw DiagnosticError(problems) }
+        cachedIR = g
+        return g
+    }
+
+    /// Runs the optimisation pipeline.
+    public func optimize() throws -> Graph {
+        if let g = cachedOptimized { return g }
+        let g = try Pipeline.run(try lower(), verifyEachPass: options.verifyEachPass || Pipeline.verifyByDefault)
+        cachedOptimized = g
+        return g
+    }
+
+    static func reason(_ error: Error) -> String {
+        let ns = error as NSError
+        if ns.domain == NSCocoaErrorDomain, let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if ns.domain == NSCocoaErrorDomain && (ns.code == NSFileReadNoSuchFileError || ns.code == NSFileNoSuchFileError) {
+            return "no such file"
+        }
+        return ns.localizedDescription
+    }
+}
+
+/// Reads config.json with errors that give the line and column.
+enum ConfigLoader {
+    static func load(_ path: String) throws -> JSONObject {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw DiagnosticError(.error("\(path): no such file (a model folder needs a config.json)"))
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DiagnosticError(.error("\(path): cannot read the file"))
+        }
+        do {
+            let j = try JSON.parse(bytes: data)
+            guard let o = j.object else {
+                throw DiagnosticError(.error("\(path): the top level must be a JSON object, found \(j.typeName)"))
+            }
+            return o
+        } catch let e as JSONError {
+            throw DiagnosticError(.error("invalid JSON: \(e.message)",
+                                         at: SourceLocation(file: path, line: e.line, column: e.column)))
+        }
+    }
+}

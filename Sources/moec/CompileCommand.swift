@@ -1,0 +1,76 @@
+import Foundation
+import MoEBasics
+import MoECompiler
+
+enum CompileCommand {
+    static let spec = CommandSpec(
+        name: "compile",
+        summary: "moec compile: parse, check and optimise a .moe graph, and write a plan that 'moec run' executes.",
+        usage: ["moec compile GRAPH.moe [--model DIR] [--set NAME=VALUE]... [-o PLAN] [--emit STAGE]"],
+        positionals: [("GRAPH.moe", "The graph to compile.")],
+        options: [
+            OptionSpec(names: ["--model", "-m"], valueName: "DIR",
+                       help: "A Hugging Face style checkpoint folder: config.json plus model.safetensors\n(or shards with model.safetensors.index.json). Params read their\nvalues from config.json; weights are bound and checked by name and shape."),
+            OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param, overriding config.json and the default. Repeatable.", repeated: true),
+            OptionSpec(names: ["-o", "--output"], valueName: "PLAN", help: "Where to write the plan (default: GRAPH.plan.json beside the graph,\nwhen --model is given)."),
+            OptionSpec(names: ["--emit"], valueName: "STAGE",
+                       help: "Print a stage instead of writing a plan: ast, ir, ir-opt or plan."),
+            OptionSpec(names: ["--verify-each-pass"], valueName: nil, help: "Run the IR verifier after every pass."),
+        ],
+        details: """
+        Stages: 'ast' is the parsed source, printed back in canonical form; 'ir' the typed,
+        shape-inferred graph; 'ir-opt' the graph after the optimisation passes; 'plan' the
+        execution plan (schedule, buffers, weights). Errors print as file:line:col with the
+        source line, and the exit status is 1.
+        """,
+        examples: [
+            "moec compile graphs/mixtral.moe --emit ir",
+            "moec compile graphs/mixtral.moe --model ckpt/ --set layer=3 -o mixtral-l3.plan.json",
+        ])
+
+    static func run(_ args: [String]) throws -> Int32 {
+        let a = try spec.parse(args)
+        if a.helpRequested { Console.out(spec.help()); return 0 }
+        guard a.positionals.count == 1 else {
+            throw UsageError(message: a.positionals.isEmpty ? "missing GRAPH.moe" : "expected one graph, got \(a.positionals.count): \(a.positionals.joined(separator: " "))", command: "compile")
+        }
+        let options = CompileOptions(graphPath: a.positionals[0], modelDirectory: a.value("--model"),
+                                     overrides: try parseAssignments(a.all("--set"), option: "--set", command: "compile"),
+                                     verifyEachPass: a.flag("--verify-each-pass"))
+        var stage: Stage?
+        if let name = a.value("--emit") {
+            guard let s = Stage(rawValue: name) else {
+                throw UsageError(message: "unknown stage '\(name)' for --emit (choose ast, ir, ir-opt or plan)", command: "compile")
+            }
+            stage = s
+        }
+        let session = CompilerSession(options)
+        return withDiagnostics(session) {
+            if let stage {
+                Console.out(try session.emit(stage))
+            } else {
+                let out = try session.writePlan(to: a.value("-o"))
+                Console.err("wrote \(out)\n")
+            }
+        }
+    }
+}
+
+/// Runs a command's work, printing warnings, and errors with the session's source lines.
+/// Returns the exit status: 0, or 1 after errors.
+func withDiagnostics(_ session: CompilerSession, _ body: () throws -> Void) -> Int32 {
+    var status: Int32 = 0
+    var errors: [Diagnostic] = []
+    do {
+        try body()
+    } catch let e as DiagnosticError {
+        errors = e.diagnostics
+        status = 1
+    } catch {
+        errors = [.error("\(error)")]
+        status = 1
+    }
+    let warnings = session.diagnostics.diagnostics.filter { $0.severity != .error && !errors.contains($0) }
+    Console.err(session.diagnostics.render(warnings + errors, color: Console.useColor))
+    return status
+}

@@ -1,0 +1,20 @@
+import Foundation
+import MoEBasics
+
+/// Printing for the terminal: results to stdout, diagnostics and progress to stderr.
+enum Console {
+    static let stderrIsTerminal = isatty(2) != 0
+    static let useColor = stderrIsTerminal && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+
+    static func out(_ s: String) {
+        FileHandle.standardOutput.write(Data(s.utf8))
+    }
+
+    static func err(_ s: String) {
+        FileHandle.standardError.write(Data(s.utf8))
+    }
+
+    static func error(_ message: String) {
+        err((useColor ? "\u{1B}[1;31merror:\u{1B}[0m " : "error: ") + message + "\n")
+    }
+}
