@@ -91,9 +91,18 @@ public final class DiagnosticEngine: @unchecked Sendable {
 
     /// Renders diagnostics like clang and swiftc: the header line, the source line, a caret
     /// under the range, then the notes. `color` adds ANSI colours for terminals.
+    /// Diagnostics print in source order (file, line, column); those without a location first.
     public func render(_ list: [Diagnostic]? = nil, color: Bool = false) -> String {
         var out = ""
-        for d in list ?? diagnostics {
+        let sorted = (list ?? diagnostics).enumerated().sorted { a, b in
+            switch (a.element.location, b.element.location) {
+            case (nil, nil): return a.offset < b.offset
+            case (nil, _): return true
+            case (_, nil): return false
+            case (let x?, let y?): return x == y ? a.offset < b.offset : x < y
+            }
+        }.map(\.element)
+        for d in sorted {
             out += render(d, color: color)
         }
         let errors = (list ?? diagnostics).filter { $0.severity == .error }.count

@@ -71,18 +71,26 @@ public struct Parser {
     }
 
     private func error(_ message: String, at range: SourceRange? = nil, notes: [Diagnostic.Note] = []) -> Recover {
-        diagnostics.error(message, at: range ?? current.range, notes: notes)
+        var r = range ?? current.range
+        // "Expected …" at the first token of a line is about what the previous line lacks:
+        // point just after the previous token, where the missing text belongs.
+        if range == nil, pos > 0, tokenStartsLine {
+            let p = previous.range.start
+            r = SourceRange(SourceLocation(file: p.file, line: p.line, column: p.column + previous.range.length), length: 1)
+        }
+        // A line that already has an error (often a lexical one) gets no second, consequential one.
+        let lineHasError = diagnostics.diagnostics.contains {
+            $0.severity == .error && $0.location?.file == r.start.file && $0.location?.line == r.start.line
+        }
+        if !lineHasError { diagnostics.error(message, at: r, notes: notes) }
         return Recover()
     }
 
-    /// Skips to the next token that can start a declaration.
+    /// Skips to the next declaration keyword that starts a line (where the next declaration
+    /// most likely begins, whatever brackets the broken one left open).
     private mutating func synchronize() {
-        var depth = 0
         while current.kind != .eof {
             switch current.kind {
-            case .punct(.lbrace), .punct(.lparen), .punct(.lbracket): depth += 1
-            case .punct(.rbrace), .punct(.rparen), .punct(.rbracket): depth = max(0, depth - 1)
-            case .keyword(let k) where k.startsDeclaration && depth == 0: return
             case .keyword(let k) where k.startsDeclaration && tokenStartsLine: return
             default: break
             }
