@@ -108,7 +108,7 @@ public struct ASTToIR {
             diagnostics.error("the graph declares no outputs", at: nil,
                               notes: [.init("add 'output NAME' for each result, e.g. 'output y'")])
         }
-        for (name, w) in weightDecls.sorted(by: { $0.key < $1.key }) where !usedWeights.contains(name) {
+        for (name, w) in weightDecls.sorted(by: { $0.key < $1.key }) where !usedWeights.contains(name) && diagnostics.errorCount == before {
             diagnostics.emit(.warning("weight '\(name)' is declared but never used", at: w.name.range))
         }
         guard diagnostics.errorCount == before else { return nil }
@@ -678,7 +678,7 @@ public struct ASTToIR {
             throw .error("unknown expert kind '\(kindCall.callee.name)'", at: kindAt,
                          notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
         }
-        var out = try builder.add(.moe_experts, [x, routing] + weights, attrs, at: [m.range, expertsField.name.range])
+        var out = try builder.add(.moe_experts, [x, routing] + weights, attrs, at: [kindAt, m.range])
         if let shared = fields["shared"] {
             let sv = try lower(shared.value)
             guard case .tensor(let s) = sv, builder.type(of: s).tensor != nil else {
