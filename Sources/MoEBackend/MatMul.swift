@@ -1,0 +1,60 @@
+import MoEKernels
+
+/// Which library multiplies matrices: BLAS loaded at run time, or moec's own packed kernels.
+public enum MatMulBackend: Sendable, CustomStringConvertible {
+    case blas(BLAS)
+    case native
+
+    /// BLAS if one was found (honouring `MOEC_BLAS`), else the native kernels.
+    public static var automatic: MatMulBackend {
+        if let b = BLAS.shared { return .blas(b) }
+        return .native
+    }
+
+    public var description: String {
+        switch self {
+        case .blas(let b): return "BLAS \(b.summary)"
+        case .native: return "moec kernels (\(ISA.best))"
+        }
+    }
+
+    public var isNative: Bool { if case .native = self { return true }; return false }
+}
+
+/// A weight matrix W `[n, k]` (Hugging Face layout: y = x·Wᵀ) as the backend wants it: the
+/// row-major original for BLAS, panels packed once for the native kernels.
+public struct LinearWeight: @unchecked Sendable {
+    public let n: Int
+    public let k: Int
+    /// Row-major `[n, k]`, or nil when only the packed form is kept.
+    public let raw: UnsafePointer<Float>?
+    public let packed: PackedWeight?
+
+    public init(n: Int, k: Int, raw: UnsafePointer<Float>?, packed: PackedWeight?) {
+        precondition(raw != nil || packed != nil)
+        self.n = n
+        self.k = k
+        self.raw = raw
+        self.packed = packed
+    }
+}
+
+extension MatMulBackend {
+    /// `y[m, n] (+)= x[m, k] · Wᵀ`, rows of x `ldx` apart and rows of y `ldy` apart.
+    @inline(__always)
+    func linear(_ x: UnsafePointer<Float>, m: Int, ldx: Int, _ w: LinearWeight,
+                _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool, threads: Int) {
+        guard m > 0 else { return }
+        switch self {
+        case .blas(let blas):
+            if let raw = w.raw {
+                blas.sgemm(transA: false, transB: true, m: m, n: w.n, k: w.k, alpha: 1,
+                           a: x, lda: ldx, b: raw, ldb: w.k, beta: accumulate ? 1 : 0, c: y, ldc: ldy)
+                return
+            }
+            fallthrough
+        case .native:
+            Kernels.gemm(x, w.packed!, y, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate, threads: threads)
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import MoEBasics
+import MoEIO
+import MoEIR
+
+/// Connects a graph's weight table to a checkpoint: checks that every tensor exists with the
+/// shape the graph declares (errors point at the weight's declaration in the `.moe` source and
+/// name the tensor, its shape and the expected one), then loads them as f32.
+public enum WeightBinding {
+    /// Every problem binding `graph`'s weights to `checkpoint`, as diagnostics.
+    public static func check(_ graph: Graph, _ checkpoint: Checkpoint) -> [Diagnostic] {
+        var problems: [Diagnostic] = []
+        for w in graph.weights {
+            var missing: [String] = []
+            for (name, shape) in w.tensors {
+                let info: TensorInfo?
+                do {
+                    info = try checkpoint.info(name)
+                } catch {
+                    problems.append(.error("weight '\(w.name)': \(error)", at: w.location))
+                    continue
+                }
+                guard let info else { missing.append(name); continue }
+                guard info.dtype.isReadableAsFloat else {
+                    problems.append(.error("weight '\(w.name)': tensor '\(name)' has dtype \(info.dtype.rawValue), which moec cannot read as f32",
+                                           at: w.location))
+                    continue
+                }
+                if info.shape != shape {
+                    var notes: [Diagnostic.Note] = []
+                    if w.perExpert {
+                        notes.append(.init("'\(w.name)' is declared \(w.shape) and read per expert ({e}), so each tensor must be \(shape)"))
+                    }
+                    if info.shape.count == 2, shape.count == 2, info.shape == shape.reversed() {
+                        notes.append(.init("the tensor looks transposed: Hugging Face linear weights are [out, in]"))
+                    }
+                    problems.append(.error("tensor '\(name)' has shape \(info.shape), but weight '\(w.name)' expects \(shape)",
+                                           at: w.location, notes: notes))
+                }
+            }
+            if let first = missing.first {
+                var notes: [Diagnostic.Note] = []
+                if missing.count > 1 { notes.append(.init("\(missing.count) of its \(w.tensors.count) tensors are missing")) }
+                let suggestions = checkpoint.suggestions(for: first, limit: 3)
+                if !suggestions.isEmpty {
+                    notes.append(.init("the checkpoint has similar tensors: " + suggestions.map { "'\($0)'" }.joined(separator: ", ")))
+                }
+                if !w.perExpert, let e = stackedAlternative(w, checkpoint) {
+                    notes.append(.init(e))
+                }
+                problems.append(.error("weight '\(w.name)': the checkpoint has no tensor '\(first)'", at: w.location, notes: notes))
+            }
+        }
+        return problems
+    }
+
+    /// When a single-tensor pattern is missing but per-expert tensors exist, say so.
+    private static func stackedAlternative(_ w: WeightInfo, _ ckpt: Checkpoint) -> String? {
+        let candidate = w.pattern.replacingOccurrences(of: ".weight", with: ".0.weight")
+        return ckpt.contains(candidate) ? "per-expert tensors exist ('\(candidate)'): use {e} in the tensor name" : nil
+    }
+
+    /// Loads every weight into its own aligned f32 buffer, in weight-table order.
+    /// `progress` is called with (bytes done, bytes total).
+    public static func load(_ graph: Graph, _ checkpoint: Checkpoint,
+                            progress: ((Int, Int) -> Void)? = nil) throws -> [AlignedBuffer] {
+        let problems = check(graph, checkpoint)
+        if !problems.isEmpty { throw DiagnosticError(problems) }
+        let total = graph.weights.reduce(0) { $0 + $1.elementCount * 4 }
+        var done = 0
+        var out: [AlignedBuffer] = []
+        for w in graph.weights {
+            let buffer = AlignedBuffer(floats: w.elementCount, zeroed: false)
+            var offset = 0
+            for (name, shape) in w.tensors {
+                let n = shape.reduce(1, *)
+                do {
+                    try checkpoint.copyFloats(name, into: UnsafeMutableBufferPointer(start: buffer.floats + offset, count: n))
+                } catch {
+                    throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
+                }
+                offset += n
+                done += n * 4
+                progress?(done, total)
+            }
+            out.append(buffer)
+        }
+        return out
+    }
+
+    /// Loads weights as host tensors, for the reference interpreter.
+    public static func loadHost(_ graph: Graph, _ checkpoint: Checkpoint) throws -> [HostTensor] {
+        let buffers = try load(graph, checkpoint)
+        return zip(graph.weights, buffers).map { w, b in
+            HostTensor(shape: w.shape, floats: Array(UnsafeBufferPointer(start: b.floats, count: w.elementCount)))
+        }
+    }
+}
