@@ -411,6 +411,18 @@ def make_fixture(a):
         stats["dropped_tokens"] = dropped
         stats["argmax_expert"] = [int(e) for e in np.argmax(logits, -1)]
         stats["dropped_rows_of_y_are_zero"] = bool(np.all(y.numpy()[dropped] == 0.0)) if dropped else None
+        # the enclosing SwitchTransformersLayerFF: out = h + SparseMLP(LayerNorm(h)); feed x as h
+        ff = model.encoder.block[a.layer].layer[-1]
+        with torch.no_grad():
+            h = x[None]
+            out_ff = ff(h)[0]
+            onehot, _, _ = ff.mlp.router(ff.layer_norm(h))
+            d = (onehot[0].sum(-1) == 0).numpy()
+        stats["layer_ff_check"] = {
+            "what": "x fed as h to SwitchTransformersLayerFF (routing then sees LayerNorm(x))",
+            "dropped_tokens": [int(t) for t in np.nonzero(d)[0]],
+            "layer_output_equals_input_for_dropped": bool(np.array_equal(out_ff.numpy()[d], x.numpy()[d])),
+        }
 
     # ---- tensor names of this layer's MoE block, as stored in the files
     index_file = os.path.join(out, "model.safetensors.index.json")
