@@ -224,11 +224,11 @@ def get_block(model, family, layer):
     return model.model.layers[layer].mlp
 
 
-def init_all(model, seed, bias_std):
+def init_all(model, seed, bias_std, bias_mean=0.0):
     """Explicit seeded initialisation of every parameter (HF leaves expert weights empty and routers
     zero). Linear weights ~ N(0, 1/fan_in) so activations and outputs stay O(1) and routing is spread;
     norms ~ 1 + N(0, 0.1²); biases ~ N(0, 0.1²); embeddings ~ N(0, 1);
-    DeepSeek e_score_correction_bias ~ N(0, bias_std²)."""
+    DeepSeek e_score_correction_bias ~ N(bias_mean, bias_std²)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -245,7 +245,7 @@ def init_all(model, seed, bias_std):
             p.copy_(v.to(p.dtype))
         for name, b in model.named_buffers():
             if name.endswith("e_score_correction_bias"):
-                b.copy_(bias_std * torch.randn(tuple(b.shape), generator=g, dtype=torch.float32))
+                b.copy_(bias_mean + bias_std * torch.randn(tuple(b.shape), generator=g, dtype=torch.float32))
 
 
 def state_bytes(model):
@@ -316,7 +316,7 @@ def make_fixture(a):
     cls = getattr(transformers, fam["model_class"])
     torch.manual_seed(a.seed)
     model = cls(cfg)
-    init_all(model, a.seed, a.bias_std)
+    init_all(model, a.seed, a.bias_std, a.bias_mean)
     model.eval()
     dtype = DTYPES[a.dtype]
     if dtype != torch.float32:
@@ -400,9 +400,13 @@ def make_fixture(a):
                                         cfg.norm_topk_prob, cfg.routed_scaling_factor)
         no_group = ref.deepseek_v3_route(xb, W["router"], W["bias"], k, 1, 1,
                                          cfg.norm_topk_prob, cfg.routed_scaling_factor)
+        zero_mask = ref.deepseek_v3_route(xb, W["router"], W["bias"], k, cfg.n_group, cfg.topk_group,
+                                          cfg.norm_topk_prob, cfg.routed_scaling_factor, mask_value=0.0)
         differ = lambda r2: int(np.sum(np.any(np.sort(r2.idx, -1) != np.sort(r_np.idx, -1), -1)))
         stats["tokens_whose_choice_changes_without_bias"] = differ(no_bias)
         stats["tokens_whose_choice_changes_without_group_limit"] = differ(no_group)
+        stats["tokens_whose_choice_changes_with_zero_instead_of_minus_inf_mask"] = differ(zero_mask)
+        stats["chosen_choice_scores_min"] = float(np.min(np.take_along_axis(r_np.extra["choice_scores"], r_np.idx, -1)))
         stats["group_margin_min"] = r_np.extra["group_margin"]
         stats["kept_groups"] = r_np.extra["kept_groups"].tolist()
         np.save(os.path.join(out, "kept_groups.npy"), r_np.extra["kept_groups"].astype(np.int32))
@@ -532,7 +536,8 @@ def _hyper(a, cfg):
         h.update(n_group=cfg.n_group, topk_group=cfg.topk_group, norm_topk_prob=cfg.norm_topk_prob,
                  routed_scaling_factor=cfg.routed_scaling_factor, n_shared_experts=cfg.n_shared_experts,
                  shared_ffn=cfg.n_shared_experts * cfg.moe_intermediate_size,
-                 first_k_dense_replace=cfg.first_k_dense_replace, e_score_correction_bias_std=a.bias_std)
+                 first_k_dense_replace=cfg.first_k_dense_replace, e_score_correction_bias_std=a.bias_std,
+                 e_score_correction_bias_mean=a.bias_mean)
     if a.family == "switch":
         h.update(k=1, expert_capacity=cfg.expert_capacity, hidden_act="relu", router_dtype=cfg.router_dtype,
                  router_bias=cfg.router_bias, encoder_sparse_step=cfg.encoder_sparse_step)
@@ -562,8 +567,10 @@ def _notes(a, cfg):
         n.append("x is fed straight to SwitchTransformersSparseMLP (i.e. after the layer norm); capacity is "
                  "counted over the T tokens of the single sequence.")
     if a.family == "deepseek_v3":
-        n.append("e_score_correction_bias was set to a non-zero random vector N(0, %g²); routing_stats show how many "
-                 "tokens' expert sets change if the bias or the group limit were ignored." % a.bias_std)
+        n.append("e_score_correction_bias was set to a non-zero random vector N(%g, %g²); routing_stats show how many "
+                 "tokens' expert sets change if the bias or the group limit were ignored, or if dropped groups were "
+                 "masked with 0 (Hub remote code modeling_deepseek.py) instead of -inf (transformers)."
+                 % (a.bias_mean, a.bias_std))
         n.append("topk(sorted=False): the order of experts within a token's row is not specified by HF; compare "
                  "expert sets (topk_idx.npy is re-sorted by descending choice score s + bias).")
     if a.family in ("mixtral", "qwen2_moe", "olmoe", "deepseek_v3"):
@@ -627,6 +634,11 @@ def standard_set():
     add("deepseek_v3-h16-f12-e8-k2-g2-tg1-t11-s63-nonorm", family="deepseek_v3", hidden=16, ffn=12, experts=8,
         k=2, tokens=11, seed=63, n_group=2, topk_group=1, norm_topk_prob=False, scaling=1.5, n_shared=1,
         layers=1, layer=0, first_k_dense=0, description="norm_topk_prob = false, scaling 1.5, only 1 of 2 groups kept")
+    add("deepseek_v3-h16-f8-e32-k6-g4-tg2-t17-s65-negbias", family="deepseek_v3", hidden=16, ffn=8, experts=32,
+        k=6, tokens=17, seed=65, n_group=4, topk_group=2, norm_topk_prob=True, scaling=2.5, n_shared=1, layers=1,
+        layer=0, first_k_dense=0, bias_mean=-1.0, bias_std=0.3,
+        description="negative selection bias N(-1, 0.3²): chosen choice scores s + b are < 0, so masking dropped "
+                    "groups with 0 (Hub remote code) instead of -inf (transformers) would change the choice")
     add("deepseek_v3-h8-f8-e6-k3-g1-tg1-t5-s64", family="deepseek_v3", hidden=8, ffn=8, experts=6, k=3,
         tokens=5, seed=64, n_group=1, topk_group=1, norm_topk_prob=True, scaling=1.0, n_shared=1, layers=2,
         layer=1, first_k_dense=1, description="no grouping (n_group = topk_group = 1), scaling 1.0")
@@ -672,6 +684,8 @@ def parser():
                    help="deepseek_v3 first_k_dense_replace (default: = --layer)")
     p.add_argument("--bias-std", dest="bias_std", type=float, default=0.25,
                    help="std of the random e_score_correction_bias (deepseek_v3)")
+    p.add_argument("--bias-mean", dest="bias_mean", type=float, default=0.0,
+                   help="mean of the random e_score_correction_bias (deepseek_v3)")
     p.add_argument("--capacity", type=int, default=64, help="switch expert_capacity")
     p.add_argument("--description", default="")
     return p

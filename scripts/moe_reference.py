@@ -180,7 +180,8 @@ def softmax_topk_route(x, w_router, k, norm_topk_prob):
     return Routing(logits, idx, w, {"probs": p, "margin": selection_margin(p, k)})
 
 
-def deepseek_v3_route(x, w_router, bias, k, n_group, topk_group, norm_topk_prob, routed_scaling_factor):
+def deepseek_v3_route(x, w_router, bias, k, n_group, topk_group, norm_topk_prob, routed_scaling_factor,
+                      mask_value=-np.inf):
     """DeepSeek-V3 router (noaux_tc).
     s      = sigmoid(x·Wgᵀ)                                  [T, E]  (fp32 in HF)
     c      = s + bias                                        choice scores; bias only affects selection
@@ -188,6 +189,8 @@ def deepseek_v3_route(x, w_router, bias, k, n_group, topk_group, norm_topk_prob,
     keep the topk_group groups with the largest group score; c of experts in other groups -> -inf
     chosen = top-k of masked c
     weights = s[chosen] (no bias); if norm_topk_prob: / (sum + 1e-20); then * routed_scaling_factor
+    `mask_value=0.0` reproduces the Hub remote code (modeling_deepseek.py), which masks with 0 instead of
+    -inf; the two differ when a kept expert's choice score s + bias is <= 0.
     """
     T, E = x.shape[0], w_router.shape[0]
     logits = x @ w_router.T
@@ -201,7 +204,7 @@ def deepseek_v3_route(x, w_router, bias, k, n_group, topk_group, norm_topk_prob,
     group_mask = np.zeros((T, n_group), dtype=bool)
     np.put_along_axis(group_mask, kept_groups, True, axis=-1)
     expert_mask = np.repeat(group_mask, gs, axis=-1)             # [T, E]
-    c_masked = np.where(expert_mask, c, -np.inf)
+    c_masked = np.where(expert_mask, c, mask_value)
     idx = topk(c_masked, k)
     w = np.take_along_axis(s, idx, axis=-1)
     if norm_topk_prob:
