@@ -1,0 +1,109 @@
+import Foundation
+import MoEIR
+import MoEKernels
+
+/// How an executable runs: threads and the matrix-multiply backend.
+public struct ExecutionOptions: Sendable {
+    public var threads: Int
+    public var backend: MatMulBackend
+
+    public init(threads: Int = ExecutionOptions.defaultThreads, backend: MatMulBackend = .automatic) {
+        self.threads = max(1, threads)
+        self.backend = backend
+    }
+
+    public static var defaultThreads: Int { ProcessInfo.processInfo.activeProcessorCount }
+}
+
+/// A graph ready to run: weights loaded (and packed for the native kernels) once, and for each
+/// token count a flat schedule of shape-specialised closures over one preallocated arena.
+/// Running the same token count again allocates nothing but the returned output arrays.
+public final class Executable: @unchecked Sendable {
+    public let graph: Graph
+    public let options: ExecutionOptions
+    let weights: [AlignedBuffer?]
+    /// Per weight-table entry: one matrix (2-D weights) or one per expert (3-D weights).
+    let matrices: [[LinearWeight]]
+    private var schedules: [Int: Schedule] = [:]
+    private let lock = NSLock()
+
+    /// - Parameters:
+    ///   - weights: one f32 buffer per weight-table entry, in the declared shape.
+    public init(graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions()) {
+        precondition(weights.count == graph.weights.count)
+        self.graph = graph
+        self.options = options
+        var matrices: [[LinearWeight]] = []
+        var keep: [AlignedBuffer?] = weights
+        for (i, w) in graph.weights.enumerated() {
+            let base = UnsafePointer(weights[i].floats)
+            var list: [LinearWeight] = []
+            if w.shape.count == 2 || w.shape.count == 3 {
+                let count = w.shape.count == 3 ? w.shape[0] : 1
+                let n = w.shape[w.shape.count - 2], k = w.shape[w.shape.count - 1]
+                for e in 0..<count {
+                    let raw = base + e * n * k
+                    if options.backend.isNative {
+                        list.append(LinearWeight(n: n, k: k, raw: nil,
+                                                 packed: PackedWeight(weight: raw, n: n, k: k, threads: options.threads)))
+                    } else {
+                        list.append(LinearWeight(n: n, k: k, raw: raw, packed: nil))
+                    }
+                }
+            }
+            matrices.append(list)
+            // Packed copies replace the originals for weights only read as matrices.
+            if options.backend.isNative && Executable.onlyReadAsMatrix(graph, weight: i) { keep[i] = nil }
+        }
+        self.weights = keep
+        self.matrices = matrices
+        if case .blas(let b) = options.backend { b.setThreads(options.threads) }
+    }
+
+    /// Whether every reader of weight `i` multiplies by it (so the packed form suffices).
+    static func onlyReadAsMatrix(_ g: Graph, weight i: Int) -> Bool {
+        guard let node = g.nodes.firstIndex(where: { $0.op == .weight && $0.attributes.int("index") == i }) else { return true }
+        for n in g.nodes where n.operands.contains(ValueID(node)) {
+            switch n.op {
+            case .linear: if n.operands[1] != ValueID(node) { return false }
+            case .swiglu, .mlp: if n.operands[0] == ValueID(node) { return false }
+            case .moe_experts: if n.operands[0] == ValueID(node) || n.operands[1] == ValueID(node) { return false }
+            default: return false
+            }
+        }
+        return true
+    }
+
+    /// Bytes of weights held (after packing).
+    public var weightBytes: Int {
+        var total = 0
+        for (i, m) in matrices.enumerated() {
+            if let b = weights[i] { total += b.byteCount }
+            total += m.reduce(0) { $0 + ($1.packed?.byteCount ?? 0) }
+        }
+        return total
+    }
+
+    /// The schedule for `tokens`, built on first use and kept.
+    public func schedule(tokens: Int) -> Schedule {
+        lock.lock()
+        defer { lock.unlock() }
+        if let s = schedules[tokens] { return s }
+        let s = Schedule(executable: self, tokens: tokens)
+        schedules[tokens] = s
+        return s
+    }
+
+    /// Runs the graph on `inputs` and returns its outputs.
+    public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
+        let tokens = try graph.tokenCount(for: inputs)
+        let s = schedule(tokens: tokens)
+        s.load(inputs)
+        s.execute()
+        return s.outputs()
+    }
+
+    func weightPointer(_ index: Int) -> UnsafePointer<Float>? {
+        weights[index].map { UnsafePointer($0.floats) }
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import MoEIR
+import MoEKernels
+
+/// A routing in the arena: `tokens × slots` expert indices (Int32, −1 for an empty slot)
+/// followed by as many weights (Float).
+struct RoutingBuffer {
+    let experts: UnsafeMutablePointer<Int32>
+    let weights: UnsafeMutablePointer<Float>
+    let tokens: Int
+    let slots: Int
+
+    init(_ raw: UnsafeMutableRawPointer, tokens: Int, slots: Int) {
+        experts = raw.assumingMemoryBound(to: Int32.self)
+        weights = (raw + tokens * slots * 4).assumingMemoryBound(to: Float.self)
+        self.tokens = tokens
+        self.slots = slots
+    }
+
+    func copy(to other: RoutingBuffer) {
+        other.experts.update(from: experts, count: tokens * slots)
+        other.weights.update(from: weights, count: tokens * slots)
+    }
+}
+
+/// Steps for expert selection and the routing stages after it.
+enum RoutingSteps {
+    /// Top-k selection, optionally limited to the best groups (see `ReferenceInterpreter.topk`
+    /// for the rule): per token, choice scores (score + bias), group masking, then k rounds of
+    /// "largest not yet taken", ties to the lower index.
+    static func topk(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
+        let g = s.executable.graph
+        let scores = UnsafePointer(s.floats(n.operands[0]))
+        let bias = n.operands.count == 2 ? UnsafePointer(s.floats(n.operands[1])) : nil
+        let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
+        let a = n.attributes
+        let k = a.int("k")!
+        let groups = a.int("groups") ?? 1
+        let keep = a.int("keep_groups") ?? groups
+        let groupTop = a.int("group_top") ?? 2
+        let masked = Float(a.float("masked") ?? -.infinity)
+        let out = RoutingBuffer(s.pointer(ValueID(i)), tokens: s.tokens, slots: k)
+        let choice = s.scratch(i, 0).assumingMemoryBound(to: Float.self)
+        let taken = choice + e   // e floats reused as flags, then group scores
+        let tokens = s.tokens
+        return {
+            for t in 0..<tokens {
+                let row = scores + t * e
+                for j in 0..<e { choice[j] = row[j] + (bias?[j] ?? 0) }
+                if groups > 1 {
+                    let size = e / groups
+                    // Group scores into taken[0..<groups]; the best `keep` groups stay.
+                    for gi in 0..<groups {
+                        var sum: Float = 0
+                        var used = 0
+                        var lastBest = Float.infinity, lastIndex = -1
+                        while used < groupTop {
+                            var best = -Float.infinity, bi = -1
+                            for j in 0..<size {
+                                let v = choice[gi * size + j]
+                                let after = v < lastBest || (v == lastBest && gi * size + j > lastIndex)
+                                if after && (bi < 0 || v > best) { best = v; bi = gi * size + j }
+                            }
+                            if bi < 0 { break }
+                            sum += best
+                            lastBest = best
+                            lastIndex = bi
+                            used += 1
+                        }
+                        taken[gi] = sum
+                    }
+                    for _ in 0..<keep {
+                        var best = -Float.infinity, bi = -1
+                        for gi in 0..<groups where taken[gi] != -.infinity || bi < 0 {
+                            if taken[gi].isNaN { continue }
+                            if bi < 0 || taken[gi] > best { best = taken[gi]; bi = gi }
+                        }
+                        if bi >= 0 { taken[bi] = .nan }   // mark kept
+                    }
+                    for gi in 0..<groups where !taken[gi].isNaN {
+                        for j in 0..<size { choice[gi * size + j] = masked }
+                    }
+                }
+                for j in 0..<e { taken[j] = 0 }
+                for slot in 0..<k {
+                    var best = -Float.infinity, bi = -1
+                    for j in 0..<e where taken[j] == 0 {
+                        if bi < 0 || choice[j] > best { best = choice[j]; bi = j }
+                    }
+                    taken[bi] = 1
+                    out.experts[t * k + slot] = Int32(bi)
+                    out.weights[t * k + slot] = row[bi]
+                }
+            }
+        }
+    }
+
+    static func transform(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
+        let r = s.executable.graph[n.operands[0]].type.routing!
+        let input = RoutingBuffer(s.pointer(n.operands[0]), tokens: s.tokens, slots: r.slots)
+        let out = RoutingBuffer(s.pointer(ValueID(i)), tokens: s.tokens, slots: r.slots)
+        let slots = r.slots, tokens = s.tokens
+        let a = n.attributes
+        switch n.op {
+        case .route_renormalize:
+            let eps = Float(a.float("eps") ?? 0)
+            return {
+                input.copy(to: out)
+                for t in 0..<tokens {
+                    var sum: Float = 0
+                    for j in 0..<slots where out.experts[t * slots + j] >= 0 { sum += out.weights[t * slots + j] }
+                    let d = sum + eps
+                    for j in 0..<slots where out.experts[t * slots + j] >= 0 { out.weights[t * slots + j] /= d }
+                }
+            }
+        case .route_softmax:
+            return {
+                input.copy(to: out)
+                for t in 0..<tokens {
+                    var m = -Float.infinity
+                    for j in 0..<slots where out.experts[t * slots + j] >= 0 { m = max(m, out.weights[t * slots + j]) }
+                    var sum: Float = 0
+                    for j in 0..<slots where out.experts[t * slots + j] >= 0 {
+                        let v = Foundation.exp(out.weights[t * slots + j] - m)
+                        out.weights[t * slots + j] = v
+                        sum += v
+                    }
+                    for j in 0..<slots where out.experts[t * slots + j] >= 0 { out.weights[t * slots + j] /= sum }
+                }
+            }
+        case .route_scale:
+            let f = Float(a.float("factor")!)
+            return {
+                input.copy(to: out)
+                Kernels.scale(alpha: f, out.weights, out.weights, count: tokens * slots)
+            }
+        case .route_sqrt:
+            return {
+                input.copy(to: out)
+                for j in 0..<(tokens * slots) { out.weights[j] = max(out.weights[j], 0).squareRoot() }
+            }
+        case .route_capacity:
+            let cap = Int32(a.int("capacity")!)
+            let taken = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
+            let experts = r.experts
+            return {
+                input.copy(to: out)
+                taken.initialize(repeating: 0, count: experts)
+                for j in 0..<slots {
+                    for t in 0..<tokens {
+                        let e = out.experts[t * slots + j]
+                        guard e >= 0 else { continue }
+                        if taken[Int(e)] < cap {
+                            taken[Int(e)] += 1
+                        } else {
+                            out.experts[t * slots + j] = -1
+                            out.weights[t * slots + j] = 0
+                        }
+                    }
+                }
+            }
+        default:
+            preconditionFailure("\(n.op) is not a routing transform")
+        }
+    }
+}

@@ -1,0 +1,214 @@
+import Foundation
+import MoEIR
+import MoEKernels
+
+/// One executable graph specialised to a token count: every buffer has a fixed place in one
+/// arena and every op is a closure with its pointers and sizes already bound. Running it is a
+/// loop over closures.
+public final class Schedule: @unchecked Sendable {
+    public struct Step {
+        /// The op (or fused ops) this step runs, for listings and profiles.
+        public let name: String
+        let run: () -> Void
+    }
+
+    public let tokens: Int
+    public let layout: ArenaPlanner.Layout
+    public private(set) var steps: [Step] = []
+    let arena: AlignedBuffer
+    /// Constants live outside the arena so that no buffer ever overwrites them.
+    let constants: AlignedBuffer
+    unowned let executable: Executable
+    /// Arena byte offset of each node's value (nil for weights and constants).
+    private var offsets: [Int?]
+    /// Arena byte offsets of each node's scratch buffers.
+    private var scratchOffsets: [[Int]]
+    private var constantIndex: [Int: Int] = [:]
+
+    init(executable: Executable, tokens: Int) {
+        self.executable = executable
+        self.tokens = tokens
+        let g = executable.graph
+        let stepCount = g.nodes.count
+        let uses = Schedule.lastUses(g)
+
+        // 1. Buffer requests: values, then per-step scratch.
+        var requests: [ArenaPlanner.Request] = []
+        var valueRequest = [Int?](repeating: nil, count: g.nodes.count)
+        var scratchRequests = [[Int]](repeating: [], count: g.nodes.count)
+        var constantCount = 0
+        for (i, n) in g.nodes.enumerated() {
+            switch n.op {
+            case .weight: continue
+            case .constant:
+                constantIndex[i] = constantCount
+                constantCount += 1
+                continue
+            default: break
+            }
+            let first = n.op == .input ? 0 : i
+            valueRequest[i] = requests.count
+            requests.append(.init(bytes: Schedule.valueBytes(n.type, tokens: tokens), firstStep: first, lastStep: max(uses[i], i)))
+            for bytes in Schedule.scratchBytes(n, g, tokens: tokens) {
+                scratchRequests[i].append(requests.count)
+                requests.append(.init(bytes: bytes, firstStep: i, lastStep: i))
+            }
+        }
+        _ = stepCount
+        layout = ArenaPlanner.plan(requests)
+        arena = AlignedBuffer(bytes: layout.totalBytes)
+        offsets = valueRequest.map { $0.map { layout.offsets[$0] } }
+        scratchOffsets = scratchRequests.map { $0.map { layout.offsets[$0] } }
+
+        constants = AlignedBuffer(floats: max(constantCount, 1))
+        for (i, slot) in constantIndex {
+            constants.floats[slot] = Float(g.nodes[i].attributes.float("value") ?? 0)
+        }
+
+        // 2. Closures.
+        for (i, n) in g.nodes.enumerated() {
+            if let run = makeStep(node: i, n) {
+                steps.append(Step(name: n.op.rawValue, run: run))
+            }
+        }
+    }
+
+    /// The index of the last step reading each value; outputs are read at the end.
+    static func lastUses(_ g: Graph) -> [Int] {
+        var last = Array(g.nodes.indices)
+        for (i, n) in g.nodes.enumerated() { for o in n.operands { last[o.index] = max(last[o.index], i) } }
+        for o in g.outputs { last[o.value.index] = g.nodes.count }
+        return last
+    }
+
+    static func valueBytes(_ t: IRType, tokens: Int) -> Int {
+        switch t {
+        case .tensor(let tt): return max(tt.elementCount(tokens: tokens), 1) * 4
+        case .routing(let r): return tokens * r.slots * 8
+        }
+    }
+
+    /// Temporary buffers a step needs while it runs.
+    static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) -> [Int] {
+        switch n.op {
+        case .swiglu, .mlp:
+            guard let x = g[n.operands[0]].tensorType else { return [] }
+            let rows = max(x.elementCount(tokens: tokens) / max(x.last?.fixedValue ?? 1, 1), 1)
+            let f = g[n.operands[1]].tensorType!.shape[0].fixedValue!
+            return [rows * 2 * f * 4]
+        case .topk:
+            let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
+            return [e * 8 + 64]
+        case .route_capacity:
+            return [g[n.operands[0]].type.routing!.experts * 4]
+        case .moe_experts:
+            return MoEExpertsKernel.scratchBytes(n, g, tokens: tokens)
+        default:
+            return []
+        }
+    }
+
+    // MARK: Pointers
+
+    func pointer(_ id: ValueID) -> UnsafeMutableRawPointer {
+        let n = executable.graph[id]
+        switch n.op {
+        case .weight:
+            let i = n.attributes.int("index")!
+            guard let p = executable.weightPointer(i) else {
+                preconditionFailure("weight @\(executable.graph.weights[i].name) is only kept packed")
+            }
+            return UnsafeMutableRawPointer(mutating: p)
+        case .constant:
+            return UnsafeMutableRawPointer(constants.floats + constantIndex[id.index]!)
+        default:
+            return arena.raw + offsets[id.index]!
+        }
+    }
+
+    func floats(_ id: ValueID) -> UnsafeMutablePointer<Float> { pointer(id).assumingMemoryBound(to: Float.self) }
+
+    func scratch(_ node: Int, _ k: Int) -> UnsafeMutableRawPointer { arena.raw + scratchOffsets[node][k] }
+
+    func matrices(_ id: ValueID) -> [LinearWeight] {
+        let n = executable.graph[id]
+        precondition(n.op == .weight, "matrix operands are weights")
+        return executable.matrices[n.attributes.int("index")!]
+    }
+
+    // MARK: Running
+
+    /// Copies the inputs into the arena.
+    func load(_ inputs: [String: HostTensor]) {
+        for (name, id, _) in executable.graph.inputs {
+            let t = inputs[name]!
+            let p = pointer(id)
+            switch t.storage {
+            case .f32(let f): f.withUnsafeBufferPointer { p.copyMemory(from: $0.baseAddress!, byteCount: f.count * 4) }
+            case .i32(let v): v.withUnsafeBufferPointer { p.copyMemory(from: $0.baseAddress!, byteCount: v.count * 4) }
+            }
+        }
+    }
+
+    /// Runs every step in order.
+    public func execute() {
+        for s in steps { s.run() }
+    }
+
+    /// Runs every step, timing each; returns seconds per step.
+    public func executeTimed() -> [Double] {
+        steps.map { s in
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            s.run()
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+    }
+
+    /// Copies the outputs out of the arena.
+    func outputs() -> [String: HostTensor] {
+        var out: [String: HostTensor] = [:]
+        let g = executable.graph
+        for o in g.outputs {
+            let t = g[o.value].tensorType!
+            let shape = t.shape.map { $0.resolve(tokens: tokens) }
+            let count = shape.reduce(1, *)
+            let p = pointer(o.value)
+            if t.dtype == .i32 {
+                out[o.name] = HostTensor(shape: shape, ints: Array(UnsafeBufferPointer(start: p.assumingMemoryBound(to: Int32.self), count: count)))
+            } else {
+                out[o.name] = HostTensor(shape: shape, floats: Array(UnsafeBufferPointer(start: p.assumingMemoryBound(to: Float.self), count: count)))
+            }
+        }
+        return out
+    }
+
+    /// Fills the inputs with seeded random values (for benchmarks), without allocating.
+    public func fillInputsRandomly(seed: UInt64) {
+        var state = seed &+ 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        for (_, id, type) in executable.graph.inputs {
+            let count = type.elementCount(tokens: tokens)
+            if type.dtype == .i32 {
+                let p = pointer(id).assumingMemoryBound(to: Int32.self)
+                for i in 0..<count { p[i] = Int32(truncatingIfNeeded: next() % 32000) }
+            } else {
+                let p = floats(id)
+                for i in 0..<count {
+                    // Approximately standard normal: sum of uniforms.
+                    var s = 0.0
+                    for _ in 0..<4 { s += Double(next() >> 11) / Double(1 << 53) }
+                    p[i] = Float((s - 2) * 1.7320508)
+                }
+            }
+        }
+    }
+
+    /// The arena's size in bytes.
+    public var arenaBytes: Int { layout.totalBytes }
+}
