@@ -20,6 +20,8 @@ public final class Checkpoint: @unchecked Sendable {
     public let indexMetadata: JSONObject
 
     private let shardOfTensor: [String: Int]
+    /// The tensors the index assigns to each shard, sorted (checked when the shard is opened).
+    private let tensorsOfShard: [[String]]
     private var shards: [SafetensorsFile?]
     private let lock = NSLock()
 
@@ -42,6 +44,9 @@ public final class Checkpoint: @unchecked Sendable {
             shardPaths = index.shards
             shardOfTensor = index.shardOfTensor
             shards = Array(repeating: nil, count: index.shards.count)
+            var lists = Array(repeating: [String](), count: index.shards.count)
+            for (name, i) in index.shardOfTensor { lists[i].append(name) }
+            tensorsOfShard = lists.map { $0.sorted() }
         } else {
             let file = try SafetensorsFile(path: weightFile)
             indexPath = nil
@@ -49,6 +54,7 @@ public final class Checkpoint: @unchecked Sendable {
             shardPaths = [weightFile]
             shardOfTensor = Dictionary(uniqueKeysWithValues: file.tensors.keys.map { ($0, 0) })
             shards = [file]
+            tensorsOfShard = [[]]
         }
     }
 
@@ -120,7 +126,7 @@ public final class Checkpoint: @unchecked Sendable {
         if let s = shards[i] { return s }
         let file = try SafetensorsFile(path: shardPaths[i])
         let shardName = (shardPaths[i] as NSString).lastPathComponent
-        for name in shardOfTensor.keys.sorted() where shardOfTensor[name] == i && file.tensors[name] == nil {
+        for name in tensorsOfShard[i] where file.tensors[name] == nil {
             throw WeightFileError(path: indexPath ?? path, tensor: name,
                                   message: "the index puts it in shard '\(shardName)', which has no such tensor (it has \(file.tensors.count))")
         }
