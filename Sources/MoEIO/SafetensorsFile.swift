@@ -227,7 +227,7 @@ enum SafetensorsHeader {
                            tensor: name, at: dataStart + begin)
             }
             guard end <= dataSize else {
-                let hint = dataSize == 0 ? "; the file ends right after the header (truncated?)" : (begin < dataSize ? " (truncated?)" : "")
+                let hint = dataSize == 0 ? "; the file ends right after the header (truncated?)" : ""
                 throw fail("data_offsets [\(begin), \(end)] end beyond the data section (\(dataSize) bytes, data begins at byte \(dataStart))\(hint)",
                            tensor: name, at: dataStart + begin)
             }
