@@ -34,6 +34,10 @@ enum NumpyFiles {
     /// `np.zeros((0,), dtype='<f4')`
     static let f4_empty = "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY0JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDAsKSwgfSAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAo="
 
+    /// `np.arange(2, dtype='<i4').reshape((2,) + (1,) * 14)`: here numpy's spare header space
+    /// for growing the first dimension pushes the data from byte 128 to byte 192.
+    static let i4_15d = "k05VTVBZAQC2AHsnZGVzY3InOiAnPGk0JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDIsIDEsIDEsIDEsIDEsIDEsIDEsIDEsIDEsIDEsIDEsIDEsIDEsIDEsIDEpLCB9ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAKAAAAAAEAAAA="
+
     static func data(_ base64: String) -> Data { Data(base64Encoded: base64)! }
 }
 
@@ -83,6 +87,7 @@ enum NumpyFiles {
             (NumpyFiles.i1_3, [3], .int8([-128, 0, 127])),
             (NumpyFiles.b1_2x2, [2, 2], .bool([true, false, false, true])),
             (NumpyFiles.f4_empty, [0], .float32([])),
+            (NumpyFiles.i4_15d, [2] + Array(repeating: 1, count: 14), .int32([0, 1])),
         ]
         for (expected, shape, storage) in cases {
             let ours = try NpyArray(shape: shape, storage: storage).encoded()
