@@ -171,21 +171,23 @@ enum SafetensorsHeader {
         var metadata: [String: String] = [:]
         var tensors: [String: TensorInfo] = [:]
         for (name, entry) in root {
-            let at = offsetOfKey(name) ?? 8
+            // Searching the header for the key is linear, so only errors do it.
+            func keyOffset() -> Int { offsetOfKey(name) ?? 8 }
             if name == "__metadata__" {
                 guard case .object(let m) = entry else {
-                    throw fail("__metadata__ is \(entry.typeName), expected an object of strings", at: at)
+                    throw fail("__metadata__ is \(entry.typeName), expected an object of strings", at: keyOffset())
                 }
                 for (k, v) in m {
                     guard let s = v.string else {
-                        throw fail("__metadata__ value for '\(k)' is \(v.typeName), expected a string", at: offsetOfKey(k) ?? at)
+                        throw fail("__metadata__ value for '\(k)' is \(v.typeName), expected a string", at: offsetOfKey(k) ?? keyOffset())
                     }
                     metadata[k] = s
                 }
                 continue
             }
             func bad(_ message: String) -> WeightFileError {
-                fail(message + " (header entry at byte \(at))", tensor: name, at: at)
+                let at = keyOffset()
+                return fail(message + " (header entry at byte \(at))", tensor: name, at: at)
             }
             guard case .object(let e) = entry else { throw bad("header entry is \(entry.typeName), expected an object") }
             guard let dtypeValue = e["dtype"] else { throw bad("header entry has no \"dtype\"") }
@@ -216,7 +218,7 @@ enum SafetensorsHeader {
                 throw bad("\"data_offsets\" \(offsetsValue.compact) are not non-negative integers")
             }
             guard begin <= end else {
-                throw fail("data_offsets [\(begin), \(end)] end before they begin", tensor: name, at: at)
+                throw fail("data_offsets [\(begin), \(end)] end before they begin", tensor: name, at: keyOffset())
             }
             let (bytesNeeded, o2) = elements.multipliedReportingOverflow(by: dtype.size)
             guard !overflow, !o2 else {

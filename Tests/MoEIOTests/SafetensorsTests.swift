@@ -131,4 +131,20 @@ import MoETestSupport
         e = weightError { try SafetensorsWriter.write(tensors: [], to: dir.file("no/such/folder/x.safetensors")) }
         #expect(e?.message.contains("does not exist") == true)
     }
+
+    @Test func manyTensors() throws {
+        // A DeepSeek-sized header has ~90k entries; opening must stay linear in the header size.
+        let n = 20_000
+        let path = dir.file("many.safetensors")
+        try SafetensorsWriter.write(tensors: (0..<n).map {
+            .init(name: "model.layers.\($0 / 256).mlp.experts.\($0 % 256).down_proj.weight", shape: [1], dtype: .bf16, values: [Float($0 % 100)])
+        }, to: path)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let file = try SafetensorsFile(path: path)
+        let elapsed = clock.now - start
+        #expect(file.tensors.count == n)
+        #expect(try file.floats("model.layers.3.mlp.experts.7.down_proj.weight") == [Float((3 * 256 + 7) % 100)])
+        #expect(elapsed < .seconds(20), "opening took \(elapsed)")
+    }
 }
