@@ -31,8 +31,13 @@ public struct ModelConfig: Sendable, Equatable {
             throw Diagnostic.error("the top level of a model config must be a JSON object, found \(json.typeName)",
                                    at: SourceLocation(file: path, line: 1, column: 1))
         }
+        self.init(values: o, path: path)
+    }
+
+    /// A config from an object already in hand.
+    public init(values: JSONObject, path: String = "config.json") {
         self.path = path
-        self.values = o
+        self.values = values
     }
 
     /// The value at `key` (a plain key or a dotted path), or nil.

@@ -57,7 +57,8 @@ import MoETestSupport
         #expect(e?.tensor == "a")
         #expect(e?.message.contains("destination holds 3 floats but the tensor has 4") == true)
         let missing = weightError { _ = try file.floats("b") }
-        #expect(missing?.description == "\(path): tensor 'b': no such tensor in this file")
+        #expect(missing?.description == "\(path): tensor 'b': no such tensor in this file; did you mean 'a'?")
+        #expect(weightError { _ = try file.floats("zzzzzz") }?.message == "no such tensor in this file")
     }
 
     @Test func zeroCopyOnlyForAlignedF32() throws {
