@@ -1,1 +1,14 @@
-// MoEIO
+// MoEIO: reading and writing the files a model's weights and test data come in.
+//
+//   SafetensorsFile       one memory-mapped .safetensors file, header validated on open
+//   SafetensorsWriter     writes .safetensors (F32, F16, BF16) atomically, reference layout
+//   Checkpoint            a Hugging Face folder: model.safetensors or shards + index, opened lazily
+//   WeightFileFingerprint path, size, mtime and header hash, to notice changed weights later
+//   NpyArray / NpyFormat  NumPy .npy v1–3 reader, v1 writer (byte-exact with numpy.save)
+//   ModelConfig           config.json with dotted-path lookup
+//   HalfPrecision         binary16 and bfloat16 ↔ Float by bit manipulation
+//   NameSuggestions       edit distance for "did you mean"
+//
+// Every file error is a `WeightFileError` naming the file, and where it applies the tensor and
+// the absolute byte offset; config errors are `Diagnostic`s (`config.json:3:17: error: ...`).
+// Nothing here reads past the end of a mapping: every offset is checked when a header is read.

@@ -1,0 +1,215 @@
+import Foundation
+import MoEBasics
+
+/// The weights of one model: a Hugging Face style folder holding `model.safetensors`, or shards
+/// described by `model.safetensors.index.json` (`{"metadata": {...}, "weight_map": {tensor: shard}}`),
+/// or a single `.safetensors` file (or an index file) named directly.
+///
+/// Opening checks the index: it is valid JSON of that form and every shard it names exists.
+/// Shards are opened (mapped, their headers validated) on first use; opening one also checks
+/// that every tensor the index assigns to it is really there. `validate()` opens all of them.
+/// Safe to use from several threads.
+public final class Checkpoint: @unchecked Sendable {
+    /// The folder or file that was opened.
+    public let path: String
+    /// The index file, when the weights are sharded.
+    public let indexPath: String?
+    /// Every weight file, in sorted order: the shards, or the one `.safetensors` file.
+    public let shardPaths: [String]
+    /// The index's `"metadata"` object (empty without an index).
+    public let indexMetadata: JSONObject
+
+    private let shardOfTensor: [String: Int]
+    /// The tensors the index assigns to each shard, sorted (checked when the shard is opened).
+    private let tensorsOfShard: [[String]]
+    private var shards: [SafetensorsFile?]
+    private let lock = NSLock()
+
+    public init(path: String) throws(WeightFileError) {
+        self.path = path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw WeightFileError(path: path, message: "no such file or folder")
+        }
+        var weightFile: String
+        if isDirectory.boolValue {
+            weightFile = try Self.findWeights(inFolder: path)
+        } else {
+            weightFile = path
+        }
+        if weightFile.hasSuffix(".json") {
+            let index = try Self.readIndex(weightFile)
+            indexPath = weightFile
+            indexMetadata = index.metadata
+            shardPaths = index.shards
+            shardOfTensor = index.shardOfTensor
+            shards = Array(repeating: nil, count: index.shards.count)
+            var lists = Array(repeating: [String](), count: index.shards.count)
+            for (name, i) in index.shardOfTensor { lists[i].append(name) }
+            tensorsOfShard = lists.map { $0.sorted() }
+        } else {
+            let file = try SafetensorsFile(path: weightFile)
+            indexPath = nil
+            indexMetadata = JSONObject()
+            shardPaths = [weightFile]
+            shardOfTensor = Dictionary(uniqueKeysWithValues: file.tensors.keys.map { ($0, 0) })
+            shards = [file]
+            tensorsOfShard = [[]]
+        }
+    }
+
+    /// Every tensor name, sorted.
+    public var tensorNames: [String] { shardOfTensor.keys.sorted() }
+
+    public func contains(_ name: String) -> Bool { shardOfTensor[name] != nil }
+
+    /// The tensor's description, or nil when the checkpoint has no such tensor. Throws when its
+    /// shard cannot be opened or is inconsistent with the index.
+    public func info(_ name: String) throws(WeightFileError) -> TensorInfo? {
+        guard let i = shardOfTensor[name] else { return nil }
+        return try shard(i).tensors[name]
+    }
+
+    /// The open shard holding the tensor (opening it if needed), or nil when there is no such tensor.
+    public func file(containing name: String) throws(WeightFileError) -> SafetensorsFile? {
+        guard let i = shardOfTensor[name] else { return nil }
+        return try shard(i)
+    }
+
+    /// Converts the tensor to `Float` into caller memory (count must equal its element count).
+    /// A missing tensor is an error that suggests the closest names.
+    public func copyFloats(_ name: String, into buffer: UnsafeMutableBufferPointer<Float>) throws(WeightFileError) {
+        try existingFile(name).copyFloats(name, into: buffer)
+    }
+
+    /// The tensor's values converted to `Float`.
+    public func floats(_ name: String) throws(WeightFileError) -> [Float] {
+        try existingFile(name).floats(name)
+    }
+
+    /// Up to `limit` tensor names closest to `name` by edit distance, for "did you mean".
+    public func suggestions(for name: String, limit: Int = 3) -> [String] {
+        NameSuggestions.closest(to: name, in: shardOfTensor.keys, limit: limit)
+    }
+
+    /// The error for a tensor the checkpoint does not have, with suggestions.
+    public func missingTensorError(_ name: String) -> WeightFileError {
+        let close = suggestions(for: name)
+        var message = "no such tensor in the checkpoint (\(shardOfTensor.count) tensors)"
+        if !close.isEmpty { message += "; did you mean " + close.map { "'\($0)'" }.joined(separator: ", ") + "?" }
+        return WeightFileError(path: indexPath ?? shardPaths[0], tensor: name, message: message)
+    }
+
+    /// Opens every shard, so every inconsistency is found now.
+    public func validate() throws(WeightFileError) {
+        for i in shardPaths.indices { _ = try shard(i) }
+    }
+
+    /// Fingerprints of the index (if any) and every shard, for a plan to check later.
+    public func fingerprints() throws(WeightFileError) -> [WeightFileFingerprint] {
+        var result: [WeightFileFingerprint] = []
+        if let index = indexPath { result.append(try .of(path: index)) }
+        for p in shardPaths { result.append(try .of(path: p)) }
+        return result
+    }
+
+    // MARK: - Implementation
+
+    private func existingFile(_ name: String) throws(WeightFileError) -> SafetensorsFile {
+        guard let i = shardOfTensor[name] else { throw missingTensorError(name) }
+        return try shard(i)
+    }
+
+    private func shard(_ i: Int) throws(WeightFileError) -> SafetensorsFile {
+        lock.lock()
+        defer { lock.unlock() }
+        if let s = shards[i] { return s }
+        let file = try SafetensorsFile(path: shardPaths[i])
+        let shardName = (shardPaths[i] as NSString).lastPathComponent
+        for name in tensorsOfShard[i] where file.tensors[name] == nil {
+            throw WeightFileError(path: indexPath ?? path, tensor: name,
+                                  message: "the index puts it in shard '\(shardName)', which has no such tensor (it has \(file.tensors.count))")
+        }
+        shards[i] = file
+        return file
+    }
+
+    /// The weights in a folder: the standard names first, else the only index, else the only file.
+    private static func findWeights(inFolder folder: String) throws(WeightFileError) -> String {
+        let fm = FileManager.default
+        for name in ["model.safetensors.index.json", "model.safetensors"] where fm.fileExists(atPath: folder + "/" + name) {
+            return folder + "/" + name
+        }
+        let entries = ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+        let indexes = entries.filter { $0.hasSuffix(".safetensors.index.json") }
+        let files = entries.filter { $0.hasSuffix(".safetensors") }
+        if indexes.count == 1 { return folder + "/" + indexes[0] }
+        if indexes.isEmpty && files.count == 1 { return folder + "/" + files[0] }
+        let found = indexes + files
+        throw WeightFileError(path: folder, message: "no model.safetensors or model.safetensors.index.json in this folder"
+            + (found.isEmpty ? " (and no other .safetensors files)" : " (found \(found.joined(separator: ", ")); name one directly)"))
+    }
+
+    private struct Index {
+        var metadata: JSONObject
+        var shards: [String]
+        var shardOfTensor: [String: Int]
+    }
+
+    private static func readIndex(_ path: String) throws(WeightFileError) -> Index {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw WeightFileError(path: path, message: "cannot read the index file")
+        }
+        let json: JSON
+        do {
+            json = try JSON.parse(bytes: data)
+        } catch {
+            throw WeightFileError(path: path, byteOffset: error.offset,
+                                  message: "index is not valid JSON at \(error.line):\(error.column) (byte \(error.offset)): \(error.message)")
+        }
+        guard case .object(let root) = json else {
+            throw WeightFileError(path: path, byteOffset: 0, message: "index is \(json.typeName), expected an object with a \"weight_map\"")
+        }
+        var metadata = JSONObject()
+        if let m = root["metadata"], !m.isNull {
+            guard case .object(let o) = m else {
+                throw WeightFileError(path: path, message: "index \"metadata\" is \(m.typeName), expected an object")
+            }
+            metadata = o
+        }
+        guard let map = root["weight_map"] else {
+            throw WeightFileError(path: path, message: "index has no \"weight_map\"")
+        }
+        guard case .object(let weightMap) = map else {
+            throw WeightFileError(path: path, message: "index \"weight_map\" is \(map.typeName), expected an object of tensor name → shard file")
+        }
+        let folder = (path as NSString).deletingLastPathComponent
+        var shardNames: [String] = []
+        var firstTensor: [String: String] = [:]
+        var counts: [String: Int] = [:]
+        for (tensor, shard) in weightMap {
+            guard let s = shard.string, !s.isEmpty else {
+                throw WeightFileError(path: path, tensor: tensor, message: "weight_map entry is \(shard.typeName), expected a shard file name")
+            }
+            if firstTensor[s] == nil { firstTensor[s] = tensor; shardNames.append(s) }
+            counts[s, default: 0] += 1
+        }
+        shardNames.sort()
+        var shards: [String] = []
+        for s in shardNames {
+            let full = s.hasPrefix("/") ? s : (folder.isEmpty ? s : folder + "/" + s)
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue else {
+                let n = counts[s]!
+                throw WeightFileError(path: path, tensor: firstTensor[s],
+                                      message: "shard '\(s)' named in the weight_map does not exist\(n > 1 ? " (\(n) tensors are mapped to it)" : "")")
+            }
+            shards.append(full)
+        }
+        var position: [String: Int] = [:]
+        for (i, s) in shardNames.enumerated() { position[s] = i }
+        var shardOfTensor: [String: Int] = [:]
+        for (tensor, shard) in weightMap { shardOfTensor[tensor] = position[shard.string!]! }
+        return Index(metadata: metadata, shards: shards, shardOfTensor: shardOfTensor)
+    }
+}
