@@ -48,6 +48,8 @@ let package = Package(
         .target(name: "MoEKernels", dependencies: ["MoEKernelsAVX2"], swiftSettings: release),
         .target(name: "MoEBackend", dependencies: ["MoEIR", "MoEIO", "MoEKernels"], swiftSettings: release),
         .target(name: "MoEPlacement", dependencies: ["MoEBasics"]),
+        .executableTarget(name: "moec-kernel-bench", dependencies: ["MoEKernels"],
+                          path: "Benchmarks/KernelBench", swiftSettings: release),
 
         // Driver and CLI.
         .target(name: "MoECompiler",

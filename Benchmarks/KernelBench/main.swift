@@ -1,0 +1,169 @@
+// moec-kernel-bench: GFLOP/s of moec's packed GEMM against the run-time-loaded BLAS on the
+// Mixtral expert shapes, and GB/s of weight bytes for the skinny (decode) shapes.
+//
+//   swift run -c release moec-kernel-bench [--reps N] [--m 1,4,16] [--threads 1,2]
+//                                          [--shapes gateup,down] [--cold] [--isa portable|avx2]
+//
+// Each cell is the median of at least `--reps` timed calls (default 10) after 2 warm-up calls.
+// `--cold` also times the skinny shapes cycling through 8 different weights (≈235 MB), so the
+// weights come from DRAM instead of the 32 MiB L3.
+import Foundation
+import MoEKernels
+
+struct Options {
+    var reps = 10
+    var ms = [1, 4, 16, 32, 64, 128, 512]
+    var threads = [1, 2]
+    var shapes = ["gateup", "down"]
+    var cold = false
+    var isa = ISA.best
+    var elementwise = true
+}
+
+func parseOptions() -> Options {
+    var o = Options()
+    var args = CommandLine.arguments.dropFirst().makeIterator()
+    func ints(_ s: String?) -> [Int] { (s ?? "").split(separator: ",").compactMap { Int($0) } }
+    while let a = args.next() {
+        switch a {
+        case "--reps": o.reps = Int(args.next() ?? "") ?? o.reps
+        case "--m": o.ms = ints(args.next())
+        case "--threads": o.threads = ints(args.next())
+        case "--shapes": o.shapes = (args.next() ?? "").split(separator: ",").map(String.init)
+        case "--cold": o.cold = true
+        case "--no-elementwise": o.elementwise = false
+        case "--isa": o.isa = ISA(rawValue: args.next() ?? "") ?? o.isa
+        default:
+            FileHandle.standardError.write("unknown argument \(a)\n".data(using: .utf8)!)
+            exit(2)
+        }
+    }
+    return o
+}
+
+func now() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+/// Median seconds per call of `a` and of `b`, timed alternately (so both see the same noise on a
+/// shared machine) over at least `reps` calls each and at least 0.3 s in all.
+func medians(reps: Int, _ a: () -> Void, _ b: (() -> Void)?) -> (Double, Double?) {
+    a(); a(); b?(); b?()
+    var ta: [Double] = [], tb: [Double] = []
+    let start = now()
+    while ta.count < reps || (now() - start < 0.3 && ta.count < 200) {
+        var t0 = now()
+        a()
+        ta.append(now() - t0)
+        if let b {
+            t0 = now()
+            b()
+            tb.append(now() - t0)
+        }
+    }
+    func med(_ t: [Double]) -> Double { t.sorted()[t.count / 2] }
+    return (med(ta), tb.isEmpty ? nil : med(tb))
+}
+
+func randomArray(_ count: Int, seed: inout UInt64) -> [Float] {
+    (0..<count).map { _ in
+        seed = seed &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: seed >> 11) % 2000 - 1000) / 1000 * 0.05
+    }
+}
+
+/// Unbuffered output, so progress shows when piped to a file.
+func print(_ line: String = "") { FileHandle.standardOutput.write((line + "\n").data(using: .utf8)!) }
+
+func pad(_ s: String, _ w: Int) -> String { String(repeating: " ", count: max(0, w - s.count)) + s }
+func f1(_ x: Double) -> String { String(format: "%.1f", x) }
+
+let opts = parseOptions()
+let blas = BLAS.shared
+print("moec-kernel-bench: isa \(opts.isa) (cpu avx2+fma: \(ISA.cpuHasAVX2FMA)), reps ≥ \(opts.reps), median")
+print("BLAS: \(blas?.summary ?? "none\(BLAS.sharedError.map { " (\($0))" } ?? "")")")
+print()
+
+let shapeTable: [String: (k: Int, n: Int, name: String)] = [
+    "gateup": (1024, 7168, "1024→7168"),
+    "down": (3584, 1024, "3584→1024"),
+]
+
+print("| shape | M | thr | native GFLOP/s | BLAS GFLOP/s | native/BLAS | native GB/s W | BLAS GB/s W |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+var seed: UInt64 = 42
+for shapeName in opts.shapes {
+    guard let shape = shapeTable[shapeName] else { continue }
+    let (k, n) = (shape.k, shape.n)
+    let w = randomArray(n * k, seed: &seed)
+    let packed = PackedWeight(weight: w, n: n, k: k, threads: 2)
+    for m in opts.ms {
+        let x = randomArray(m * k, seed: &seed)
+        var y = [Float](repeating: 0, count: m * n)
+        for t in opts.threads {
+            let flops = 2.0 * Double(m * n * k)
+            blas?.setThreads(t)
+            let (tn, tb) = x.withUnsafeBufferPointer { xp in
+                w.withUnsafeBufferPointer { wp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        let (xq, wq, yq) = (xp.baseAddress!, wp.baseAddress!, yp.baseAddress!)
+                        return medians(reps: opts.reps, {
+                            Kernels.gemm(xq, packed, yq, m: m, threads: t, isa: opts.isa)
+                        }, blas.map { blas in {
+                            blas.linear(xq, weight: wq, yq, m: m, n: n, k: k)
+                        } })
+                    }
+                }
+            }
+            let bytes = Double(n * k * 4)
+            let skinny = m <= 16
+            let cells = [
+                shape.name, "\(m)", "\(t)", f1(flops / tn / 1e9), tb.map { f1(flops / $0 / 1e9) } ?? "-",
+                tb.map { String(format: "%.2f", $0 / tn) } ?? "-",
+                skinny ? f1(bytes / tn / 1e9) : "", skinny ? (tb.map { f1(bytes / $0 / 1e9) } ?? "-") : "",
+            ]
+            print("| " + cells.joined(separator: " | ") + " |")
+        }
+    }
+}
+
+if opts.cold {
+    print()
+    print("Skinny shapes with 8 different weights cycled (weights come from DRAM):")
+    print("| shape | M | thr | native GB/s W | BLAS GB/s W | native GFLOP/s | BLAS GFLOP/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for shapeName in opts.shapes {
+        guard let shape = shapeTable[shapeName] else { continue }
+        let (k, n) = (shape.k, shape.n)
+        let ws = (0..<8).map { _ in randomArray(n * k, seed: &seed) }
+        let packs = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }
+        for m in opts.ms where m <= 16 {
+            let x = randomArray(m * k, seed: &seed)
+            var y = [Float](repeating: 0, count: m * n)
+            for t in opts.threads {
+                var i = 0, j = 0
+                blas?.setThreads(t)
+                let (tn, tb) = x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
+                        return medians(reps: max(opts.reps, 16), {
+                            Kernels.gemm(xq, packs[i & 7], yq, m: m, threads: t, isa: opts.isa)
+                            i += 1
+                        }, blas.map { blas in {
+                            ws[j & 7].withUnsafeBufferPointer { wp in
+                                blas.linear(xq, weight: wp.baseAddress!, yq, m: m, n: n, k: k)
+                            }
+                            j += 1
+                        } })
+                    }
+                }
+                let bytes = Double(n * k * 4), flops = 2.0 * Double(m * n * k)
+                let cells = [shape.name, "\(m)", "\(t)", f1(bytes / tn / 1e9), tb.map { f1(bytes / $0 / 1e9) } ?? "-",
+                             f1(flops / tn / 1e9), tb.map { f1(flops / $0 / 1e9) } ?? "-"]
+                print("| " + cells.joined(separator: " | ") + " |")
+                }
+        }
+    }
+}

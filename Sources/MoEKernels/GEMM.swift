@@ -1,0 +1,100 @@
+import MoEKernelsAVX2
+
+/// Blocking of the packed GEMM (shared by the AVX2 and portable kernels).
+enum GemmBlocking {
+    /// Rows of x per register tile (x is packed in panels of this many rows).
+    static let mr = 6
+    /// Steps of k per block: a 16×kc weight slice (16 KiB) stays in L1 during a block.
+    static let kc = 256
+    /// Row panels per L2 chunk: 24 × 6 rows × kc floats = 144 KiB of packed x.
+    static let mcPanels = 24
+}
+
+extension Kernels {
+    /// `y[M, N] (+)= x[M, K] · Wᵀ` with W pre-packed (`PackedWeight`, W stored `[N, K]`).
+    ///
+    /// - x: row `i` starts at `x + i*ldx` (default `ldx = K`); y: row `i` at `y + i*ldy`
+    ///   (default `ldy = N`). `accumulate` adds to y instead of overwriting it.
+    /// - `threads` > 1 splits the 16-column weight panels into contiguous ranges, one per thread.
+    ///   Every output element is one chain of fused multiply-adds over k in increasing order, so
+    ///   results do not depend on `threads`, nor on M (a row's result is the same in any batch).
+    public static func gemm(_ x: UnsafePointer<Float>, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>,
+                            m: Int, ldx: Int? = nil, ldy: Int? = nil, accumulate: Bool = false,
+                            threads: Int = 1, isa: ISA = .best) {
+        let k = w.k, n = w.n
+        let ldx = ldx ?? k, ldy = ldy ?? n
+        precondition(ldx >= k && ldy >= n, "gemm: leading dimensions too small")
+        guard m > 0 else { return }
+        let packedA = PackedA(m: m, k: k)
+        packedA.fill(from: x, strideM: ldx, strideK: 1, alpha: 1)
+        runPacked(packedA, w, y, ldy: ldy, accumulate: accumulate, threads: threads, isa: isa)
+    }
+
+    /// Runs the blocked loops on already-packed operands, splitting the weight panels over threads.
+    static func runPacked(_ a: PackedA, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>, ldy: Int,
+                          accumulate: Bool, threads: Int, isa: ISA) {
+        let ap = SendablePointer(a.data), bp = SendablePointer(w.data), cp = SendablePointer(y)
+        let m = a.m, k = w.k, n = w.n
+        let avx2 = isa.runsAVX2
+        // Too little work per thread costs more in wake-ups than it gains.
+        let flops = 2 * m * n * k
+        let useThreads = flops < 2_000_000 ? 1 : threads
+        Parallel.forEachChunk(count: w.panels, threads: useThreads) { panels in
+            if avx2 {
+                avx2GemmPacked(a: ap.pointer, m: m, k: k, kcBlock: GemmBlocking.kc,
+                               mcPanels: GemmBlocking.mcPanels, b: bp.pointer, n: n,
+                               panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                               c: cp.pointer, ldc: ldy, accumulate: accumulate)
+            } else {
+                portableGemmPacked(a: ap.pointer, m: m, k: k, b: bp.pointer, n: n, panels: panels,
+                                   c: cp.pointer, ldc: ldy, accumulate: accumulate)
+            }
+        }
+    }
+}
+
+/// x (or op(A)) copied into row panels of `GemmBlocking.mr` rows, K-blocked by `GemmBlocking.kc`:
+/// block `b` (length kc) starts at `b*KC*mPanels*6`; inside it, panel `i` starts at `i*kc*6` and
+/// holds kc steps of 6 floats (rows past M are zero). Owned scratch memory, freed on deinit.
+final class PackedA {
+    let m: Int, k: Int, mPanels: Int
+    let data: UnsafeMutablePointer<Float>
+
+    init(m: Int, k: Int) {
+        self.m = m
+        self.k = k
+        mPanels = (m + GemmBlocking.mr - 1) / GemmBlocking.mr
+        let count = mPanels * GemmBlocking.mr * k
+        data = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+            .bindMemory(to: Float.self, capacity: count)
+    }
+
+    deinit { data.deallocate() }
+
+    /// Element (i, k) of the source is `src[i*strideM + k*strideK]`, multiplied by `alpha`.
+    func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float) {
+        let mr = GemmBlocking.mr
+        var k0 = 0
+        while k0 < k {
+            let kc = min(GemmBlocking.kc, k - k0)
+            let block = data + k0 * mPanels * mr
+            for p in 0..<mPanels {
+                let out = block + p * kc * mr
+                for r in 0..<mr {
+                    let i = p * mr + r
+                    if i < m {
+                        let row = src + i * strideM + k0 * strideK
+                        if alpha == 1 {
+                            for kk in 0..<kc { out[kk * mr + r] = row[kk * strideK] }
+                        } else {
+                            for kk in 0..<kc { out[kk * mr + r] = alpha * row[kk * strideK] }
+                        }
+                    } else {
+                        for kk in 0..<kc { out[kk * mr + r] = 0 }
+                    }
+                }
+            }
+            k0 += kc
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import MoEKernelsAVX2
+
+/// Which compiled kernel set runs: the portable one (plain Swift, any CPU) or the one built for
+/// AVX2 + FMA in `MoEKernelsAVX2`. Every kernel entry point takes an `isa:` argument that defaults
+/// to `ISA.best`; asking for `.avx2` on a CPU without AVX2/FMA runs the portable kernels instead,
+/// so AVX2 instructions never execute on a CPU that lacks them.
+public enum ISA: String, Sendable, CaseIterable, CustomStringConvertible {
+    case portable
+    case avx2
+
+    /// True when the CPU reports both AVX2 and FMA (checked once, at first use).
+    public static let cpuHasAVX2FMA: Bool = detectAVX2FMA()
+
+    /// The kernel set used by default: `.avx2` when the CPU has it, unless the environment
+    /// variable `MOEC_SIMD=portable` asks for the portable kernels.
+    public static let best: ISA = {
+        if ProcessInfo.processInfo.environment["MOEC_SIMD"]?.lowercased() == "portable" { return .portable }
+        return cpuHasAVX2FMA ? .avx2 : .portable
+    }()
+
+    /// The kernel sets this CPU can run (tests exercise each).
+    public static var available: [ISA] { cpuHasAVX2FMA ? [.portable, .avx2] : [.portable] }
+
+    /// What actually runs when `self` is asked for.
+    @inline(__always)
+    var runsAVX2: Bool { self == .avx2 && ISA.cpuHasAVX2FMA }
+
+    public var description: String { rawValue }
+}
+
+/// Reads the CPU's feature flags: `/proc/cpuinfo` on Linux, `sysctlbyname` on macOS.
+private func detectAVX2FMA() -> Bool {
+    #if arch(x86_64) && os(Linux)
+    guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
+    for line in text.split(separator: "\n") where line.hasPrefix("flags") {
+        guard let colon = line.firstIndex(of: ":") else { continue }
+        let flags = Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
+        return flags.contains("avx2") && flags.contains("fma")
+    }
+    return false
+    #elseif arch(x86_64) && os(macOS)
+    func flag(_ name: String) -> Bool {
+        var value: Int32 = 0
+        var size = MemoryLayout<Int32>.size
+        return sysctlbyname(name, &value, &size, nil, 0) == 0 && value != 0
+    }
+    return flag("hw.optional.avx2_0") && flag("hw.optional.fma")
+    #else
+    return false
+    #endif
+}

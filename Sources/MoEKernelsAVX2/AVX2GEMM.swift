@@ -1,0 +1,128 @@
+// SGEMM micro-kernels for AVX2 + FMA.
+//
+// This module is compiled with `-march=haswell`. It must only be entered after the caller has
+// checked at run time that the CPU has AVX2 and FMA (MoEKernels does that). Every public entry
+// point is `@inline(never)`, non-generic and takes raw pointers and Ints, so no code from here can
+// be inlined or specialised into a module compiled for the baseline CPU.
+
+/// Register block: MR rows of x by NR columns of Wᵀ (two `SIMD8<Float>`): 12 accumulators,
+/// 2 loads of the packed weight and 6 broadcasts of x per step of k.
+private let mr = 6
+private let nr = 16
+
+@inline(__always)
+func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
+/// One `rows`×16 tile: `c[r, 0..<16] (+)= Σ_k a[k*6 + r] * b[k*16 + 0..<16]`.
+/// `rows` is a literal at every call site, so the unused accumulators fold away.
+/// Each output is one FMA chain over k in order, starting from the old C when `load`.
+@inline(__always)
+private func tile(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                  c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
+    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
+    var c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+    var c40 = SIMD8<Float>(), c41 = SIMD8<Float>()
+    var c50 = SIMD8<Float>(), c51 = SIMD8<Float>()
+    if load {
+        c00 = load8(c); c01 = load8(c + 8)
+        if rows > 1 { c10 = load8(c + ldc); c11 = load8(c + ldc + 8) }
+        if rows > 2 { c20 = load8(c + 2 * ldc); c21 = load8(c + 2 * ldc + 8) }
+        if rows > 3 { c30 = load8(c + 3 * ldc); c31 = load8(c + 3 * ldc + 8) }
+        if rows > 4 { c40 = load8(c + 4 * ldc); c41 = load8(c + 4 * ldc + 8) }
+        if rows > 5 { c50 = load8(c + 5 * ldc); c51 = load8(c + 5 * ldc + 8) }
+    }
+    var pa = a, pb = b
+    for _ in 0..<kc {
+        let b0 = load8(pb), b1 = load8(pb + 8)
+        var s = SIMD8<Float>(repeating: pa[0])
+        c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
+        if rows > 1 { s = SIMD8(repeating: pa[1]); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1) }
+        if rows > 2 { s = SIMD8(repeating: pa[2]); c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1) }
+        if rows > 3 { s = SIMD8(repeating: pa[3]); c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1) }
+        if rows > 4 { s = SIMD8(repeating: pa[4]); c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1) }
+        if rows > 5 { s = SIMD8(repeating: pa[5]); c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1) }
+        pa += mr; pb += nr
+    }
+    store8(c00, c); store8(c01, c + 8)
+    if rows > 1 { store8(c10, c + ldc); store8(c11, c + ldc + 8) }
+    if rows > 2 { store8(c20, c + 2 * ldc); store8(c21, c + 2 * ldc + 8) }
+    if rows > 3 { store8(c30, c + 3 * ldc); store8(c31, c + 3 * ldc + 8) }
+    if rows > 4 { store8(c40, c + 4 * ldc); store8(c41, c + 4 * ldc + 8) }
+    if rows > 5 { store8(c50, c + 5 * ldc); store8(c51, c + 5 * ldc + 8) }
+}
+
+@inline(never)
+private func tileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                          c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+    switch rows {
+    case 6: tile(rows: 6, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 5: tile(rows: 5, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 4: tile(rows: 4, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 3: tile(rows: 3, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 2: tile(rows: 2, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    default: tile(rows: 1, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    }
+}
+
+/// Computes `c[M, N] (+)= A · B` for the weight panels `panelBegin..<panelEnd` (16 columns each).
+///
+/// - `a`: x packed in K-blocks of `kcBlock`; inside block `pb` (of length `kc`), m-panel `ip`
+///   starts at `pb*kcBlock*mPanels*6 + ip*kc*6` and holds `kc` steps of 6 floats (rows past M
+///   are zero).
+/// - `b`: the packed weight: panel `jp` starts at `jp*K*16` and holds K steps of 16 floats
+///   (columns past N are zero).
+/// - Loop order pb → ic (chunks of `mcPanels` m-panels) → jp → ip: a 16×kc weight slice stays in
+///   L1 while all m-panels of the chunk pass over it; the x chunk stays in L2.
+@inline(never)
+public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+                           b: UnsafePointer<Float>, n: Int, panelBegin: Int, panelEnd: Int,
+                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    let mPanels = (m + mr - 1) / mr
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { edgeBuf in
+        let t = edgeBuf.baseAddress!
+        var k0 = 0
+        while k0 < k {
+            let kc = min(kcBlock, k - k0)
+            let load = accumulate || k0 > 0
+            let aBlock = a + k0 * mPanels * mr
+            var ic = 0
+            while ic < mPanels {
+                let icEnd = min(mPanels, ic + mcPanels)
+                for jp in panelBegin..<panelEnd {
+                    let bp = b + jp * k * nr + k0 * nr
+                    let cols = min(nr, n - jp * nr)
+                    for ip in ic..<icEnd {
+                        let rows = min(mr, m - ip * mr)
+                        let ap = aBlock + ip * kc * mr
+                        let cp = c + ip * mr * ldc + jp * nr
+                        if cols == nr {
+                            tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: cp, ldc: ldc, load: load)
+                        } else {
+                            if load {
+                                for r in 0..<rows { for j in 0..<cols { t[r * nr + j] = cp[r * ldc + j] } }
+                            }
+                            tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: t, ldc: nr, load: load)
+                            for r in 0..<rows { for j in 0..<cols { cp[r * ldc + j] = t[r * nr + j] } }
+                        }
+                    }
+                }
+                ic = icEnd
+            }
+            k0 += kc
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+@testable import MoEKernels
+
+@Test func blasNoneMeansNoLibrary() throws {
+    let result = BLAS.load(environment: "none")
+    #expect(try result.get() == nil)
+}
+
+@Test func blasMissingFileIsAClearError() {
+    let result = BLAS.load(environment: "/nonexistent/libnothing.so")
+    guard case .failure(let error) = result else {
+        Issue.record("loading a missing file succeeded")
+        return
+    }
+    #expect(error.description.contains("/nonexistent/libnothing.so"))
+    #expect(error.description.contains("cannot be loaded"))
+}
+
+#if os(Linux)
+@Test func blasLibraryWithoutSgemmIsAClearError() {
+    // libm is always present and has no cblas_sgemm.
+    let result = BLAS.open("libm.so.6")
+    guard case .failure(let error) = result else {
+        Issue.record("libm was accepted as a BLAS")
+        return
+    }
+    #expect(error.description.contains("cblas_sgemm"))
+}
+#endif
+
+/// The BLAS path and the native packed path agree on the product's `y = x · Wᵀ` shapes.
+/// Skipped (passes) when no BLAS is present or `MOEC_BLAS=none`.
+@Test func blasAndNativeAgree() throws {
+    guard let blas = BLAS.shared else { return }
+    #expect(!blas.path.isEmpty)
+    var rng = TestRandom(seed: 9)
+    for (m, n, k) in [(1, 17, 31), (7, 129, 100), (64, 100, 300), (129, 64, 17)] {
+        let x = rng.array(m * k), w = rng.array(n * k), y0 = rng.array(m * n)
+        let packed = PackedWeight(weight: w, n: n, k: k)
+        for accumulate in [false, true] {
+            var yb = y0, yn = y0
+            x.withUnsafeBufferPointer { xp in
+                w.withUnsafeBufferPointer { wp in
+                    yb.withUnsafeMutableBufferPointer { yp in
+                        blas.linear(xp.baseAddress!, weight: wp.baseAddress!, yp.baseAddress!, m: m, n: n, k: k,
+                                    accumulate: accumulate)
+                    }
+                    yn.withUnsafeMutableBufferPointer { yp in
+                        Kernels.gemm(xp.baseAddress!, packed, yp.baseAddress!, m: m, accumulate: accumulate)
+                    }
+                }
+            }
+            let ref = referenceLinear(x: x, w: w, y0: accumulate ? y0 : nil, m: m, n: n, k: k)
+            #expect(firstGemmMismatch(yb, ref, k: k) == nil, "BLAS \(m)x\(n)x\(k)")
+            #expect(firstGemmMismatch(yn, ref, k: k) == nil, "native \(m)x\(n)x\(k)")
+        }
+    }
+    // Thread control is present for OpenBLAS and round-trips.
+    if blas.canSetThreads, let before = blas.threads {
+        blas.setThreads(1)
+        #expect(blas.threads == 1)
+        blas.setThreads(before)
+    }
+}
+
+@Test func isaSelection() {
+    #expect(ISA.available.contains(.portable))
+    #expect(ISA.available.contains(.avx2) == ISA.cpuHasAVX2FMA)
+    if ProcessInfo.processInfo.environment["MOEC_SIMD"] == "portable" {
+        #expect(ISA.best == .portable)
+    } else {
+        #expect(ISA.best == (ISA.cpuHasAVX2FMA ? .avx2 : .portable))
+    }
+    #if arch(x86_64) && os(Linux)
+    let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    #expect(ISA.cpuHasAVX2FMA == (flags.contains(" avx2") && flags.contains(" fma")))
+    #endif
+}

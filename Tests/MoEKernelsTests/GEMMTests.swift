@@ -1,0 +1,140 @@
+import Testing
+@testable import MoEKernels
+
+private let sizes = [1, 2, 3, 5, 7, 16, 17, 31, 64, 100, 129]
+
+/// Runs the packed GEMM on every kernel set, with and without accumulate, against the Double
+/// reference. Returns the first mismatch, or nil.
+private func checkGemm(m: Int, n: Int, k: Int, threads: Int = 1, seed: UInt64) -> String? {
+    var rng = TestRandom(seed: seed)
+    let x = rng.array(m * k), w = rng.array(n * k), y0 = rng.array(m * n)
+    let packed = PackedWeight(weight: w, n: n, k: k)
+    let refSet = referenceLinear(x: x, w: w, y0: nil, m: m, n: n, k: k)
+    let refAcc = referenceLinear(x: x, w: w, y0: y0, m: m, n: n, k: k)
+    for isa in ISA.available {
+        for accumulate in [false, true] {
+            var y = accumulate ? y0 : [Float](repeating: .nan, count: m * n)
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    Kernels.gemm(xp.baseAddress!, packed, yp.baseAddress!, m: m, accumulate: accumulate,
+                                 threads: threads, isa: isa)
+                }
+            }
+            if let bad = firstGemmMismatch(y, accumulate ? refAcc : refSet, k: k) {
+                return "\(isa) M=\(m) N=\(n) K=\(k) accumulate=\(accumulate) threads=\(threads): \(bad)"
+            }
+        }
+    }
+    return nil
+}
+
+@Test func packedGemmMatchesReferenceOverMAndN() {
+    for k in [1, 17, 129] {
+        for m in sizes {
+            for n in sizes {
+                let bad = checkGemm(m: m, n: n, k: k, seed: UInt64(m * 10_000 + n * 100 + k))
+                #expect(bad == nil, "\(bad ?? "")")
+            }
+        }
+    }
+}
+
+@Test func packedGemmMatchesReferenceOverK() {
+    for (m, n) in [(7, 31), (17, 17), (1, 129)] {
+        for k in sizes + [255, 256, 257, 300, 513] {
+            let bad = checkGemm(m: m, n: n, k: k, seed: UInt64(k))
+            #expect(bad == nil, "\(bad ?? "")")
+        }
+    }
+}
+
+@Test func packedGemmCrossesRowChunksAndThreads() {
+    // More rows than one L2 chunk (24 panels × 6 rows), K across two blocks, several threads.
+    for (m, n, k, t) in [(150, 40, 300, 1), (150, 40, 300, 2), (64, 200, 300, 3), (300, 17, 31, 2)] {
+        let bad = checkGemm(m: m, n: n, k: k, threads: t, seed: 7)
+        #expect(bad == nil, "\(bad ?? "")")
+    }
+}
+
+@Test(arguments: ISA.available)
+func packedGemmIsIndependentOfThreadsAndBatch(isa: ISA) {
+    let m = 64, n = 200, k = 300
+    var rng = TestRandom(seed: 11)
+    let x = rng.array(m * k), w = rng.array(n * k)
+    let packed = PackedWeight(weight: w, n: n, k: k)
+    func run(rows: Int, threads: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: rows * n)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                Kernels.gemm(xp.baseAddress!, packed, yp.baseAddress!, m: rows, threads: threads, isa: isa)
+            }
+        }
+        return y
+    }
+    func firstDifference(_ a: [Float], _ b: ArraySlice<Float>) -> String? {
+        zip(a.indices, zip(a, b)).first { $0.1.0 != $0.1.1 }.map { "index \($0.0): \($0.1.0) vs \($0.1.1)" }
+    }
+    let one = run(rows: m, threads: 1)
+    #expect(firstDifference(run(rows: m, threads: 2), one[...]) == nil)
+    #expect(firstDifference(run(rows: m, threads: 3), one[...]) == nil)
+    // A row's result does not depend on how many rows share the call.
+    for rows in [1, 5, 13] {
+        #expect(firstDifference(run(rows: rows, threads: 2), one[0..<(rows * n)]) == nil, "rows \(rows)")
+    }
+}
+
+@Test func packedWeightRoundTrips() {
+    var rng = TestRandom(seed: 3)
+    for (n, k) in [(1, 1), (17, 5), (33, 64)] {
+        let w = rng.array(n * k)
+        let p = PackedWeight(weight: w, n: n, k: k, threads: 2)
+        #expect(p.unpacked() == w)
+        #expect(p.panels == (n + 15) / 16)
+        #expect(p.byteCount == p.panels * 16 * k * 4)
+    }
+}
+
+@Test func stridedSgemmMatchesReference() {
+    var rng = TestRandom(seed: 5)
+    for isa in ISA.available {
+        for (m, n, k) in [(1, 1, 1), (5, 17, 31), (17, 3, 129), (31, 100, 7), (129, 16, 300)] {
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (-2, 0.25)] {
+                        let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 1, ldc = n + 2
+                        let a = rng.array((transA ? k : m) * lda), b = rng.array((transB ? n : k) * ldb)
+                        var c = rng.array(m * ldc)
+                        if beta == 0 { for i in c.indices { c[i] = .nan } }  // must not be read
+                        let c0 = c
+                        a.withUnsafeBufferPointer { ap in
+                            b.withUnsafeBufferPointer { bp in
+                                c.withUnsafeMutableBufferPointer { cp in
+                                    Kernels.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                                                  a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
+                                                  beta: beta, c: cp.baseAddress!, ldc: ldc, threads: 2, isa: isa)
+                                }
+                            }
+                        }
+                        var worst: String? = nil
+                        for i in 0..<m {
+                            for j in 0..<n {
+                                var s = beta == 0 ? 0 : Double(beta) * Double(c0[i * ldc + j]), mag = Swift.abs(s)
+                                for kk in 0..<k {
+                                    let av = Double(transA ? a[kk * lda + i] : a[i * lda + kk])
+                                    let bv = Double(transB ? b[j * ldb + kk] : b[kk * ldb + j])
+                                    s += Double(alpha) * av * bv
+                                    mag += Swift.abs(Double(alpha) * av * bv)
+                                }
+                                let tol = 1.2e-7 * Double(k + 3) * mag + 1e-30
+                                if worst == nil && !(Swift.abs(Double(c[i * ldc + j]) - s) <= tol) {
+                                    worst = "(\(i), \(j)): got \(c[i * ldc + j]), expected \(s)"
+                                }
+                            }
+                        }
+                        #expect(worst == nil, "\(isa) \(m)x\(n)x\(k) tA=\(transA) tB=\(transB) α=\(alpha) β=\(beta): \(worst ?? "")")
+                    }
+                }
+            }
+        }
+    }
+}
