@@ -59,13 +59,13 @@ let package = Package(
         // Tests, laid out like the pipeline.
         .target(name: "MoETestSupport", dependencies: ["MoEBasics"], path: "Tests/MoETestSupport"),
         .testTarget(name: "MoEBasicsTests", dependencies: ["MoEBasics", "MoETestSupport"]),
-        .testTarget(name: "MoESyntaxTests", dependencies: ["MoESyntax", "MoETestSupport"]),
-        .testTarget(name: "MoEIRTests", dependencies: ["MoEIR", "MoETestSupport"]),
+        .testTarget(name: "MoESyntaxTests", dependencies: ["MoESyntax", "MoETestSupport"], exclude: ["Diagnostics"]),
+        .testTarget(name: "MoEIRTests", dependencies: ["MoEIR", "MoETestSupport"], exclude: ["Golden"]),
         .testTarget(name: "MoEIOTests", dependencies: ["MoEIO", "MoETestSupport"]),
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels", "MoETestSupport"]),
         .testTarget(name: "MoEBackendTests", dependencies: ["MoEBackend", "MoETestSupport"]),
         .testTarget(name: "MoEPlacementTests", dependencies: ["MoEPlacement", "MoETestSupport"]),
-        .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoETestSupport"]),
+        .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoETestSupport"], exclude: ["Diagnostics"]),
         .testTarget(name: "moecTests", dependencies: ["MoETestSupport"]),
     ]
 )

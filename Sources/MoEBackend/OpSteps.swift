@@ -70,8 +70,8 @@ extension Schedule {
                 return {
                     backend.linear(x, m: rows, ldx: h, wg, hidden, ldy: 2 * f, accumulate: false, threads: threads)
                     backend.linear(x, m: rows, ldx: h, wu, hidden + f, ldy: 2 * f, accumulate: false, threads: threads)
-                    Kernels.swiglu(hidden, hidden, rows: rows, f: f)
-                    backend.linear(hidden, m: rows, ldx: f, wd, y, ldy: h, accumulate: false, threads: threads)
+                    Kernels.swiglu(hidden, hidden, rows: rows, f: f, ldOut: 2 * f)
+                    backend.linear(hidden, m: rows, ldx: 2 * f, wd, y, ldy: h, accumulate: false, threads: threads)
                 }
             }
             let wu = matrices(n.operands[1])[0], wd = matrices(n.operands[2])[0]

@@ -20,57 +20,72 @@ public final class Schedule: @unchecked Sendable {
     let constants: AlignedBuffer
     unowned let executable: Executable
     /// Arena byte offset of each node's value (nil for weights and constants).
-    private var offsets: [Int?]
+    private let offsets: [Int?]
     /// Arena byte offsets of each node's scratch buffers.
-    private var scratchOffsets: [[Int]]
-    private var constantIndex: [Int: Int] = [:]
+    private let scratchOffsets: [[Int]]
+    private let constantIndex: [Int: Int]
 
     init(executable: Executable, tokens: Int) {
         self.executable = executable
         self.tokens = tokens
         let g = executable.graph
-        let stepCount = g.nodes.count
-        let uses = Schedule.lastUses(g)
-
-        // 1. Buffer requests: values, then per-step scratch.
-        var requests: [ArenaPlanner.Request] = []
-        var valueRequest = [Int?](repeating: nil, count: g.nodes.count)
-        var scratchRequests = [[Int]](repeating: [], count: g.nodes.count)
-        var constantCount = 0
-        for (i, n) in g.nodes.enumerated() {
-            switch n.op {
-            case .weight: continue
-            case .constant:
-                constantIndex[i] = constantCount
-                constantCount += 1
-                continue
-            default: break
-            }
-            let first = n.op == .input ? 0 : i
-            valueRequest[i] = requests.count
-            requests.append(.init(bytes: Schedule.valueBytes(n.type, tokens: tokens), firstStep: first, lastStep: max(uses[i], i)))
-            for bytes in Schedule.scratchBytes(n, g, tokens: tokens) {
-                scratchRequests[i].append(requests.count)
-                requests.append(.init(bytes: bytes, firstStep: i, lastStep: i))
-            }
-        }
-        _ = stepCount
-        layout = ArenaPlanner.plan(requests)
+        let memory = Schedule.memoryPlan(g, tokens: tokens)
+        layout = memory.layout
+        offsets = memory.valueOffsets
+        scratchOffsets = memory.scratchOffsets
+        constantIndex = memory.constantIndex
         arena = AlignedBuffer(bytes: layout.totalBytes)
-        offsets = valueRequest.map { $0.map { layout.offsets[$0] } }
-        scratchOffsets = scratchRequests.map { $0.map { layout.offsets[$0] } }
-
-        constants = AlignedBuffer(floats: max(constantCount, 1))
-        for (i, slot) in constantIndex {
+        constants = AlignedBuffer(floats: max(memory.constantIndex.count, 1))
+        for (i, slot) in memory.constantIndex {
             constants.floats[slot] = Float(g.nodes[i].attributes.float("value") ?? 0)
         }
-
-        // 2. Closures.
         for (i, n) in g.nodes.enumerated() {
             if let run = makeStep(node: i, n) {
                 steps.append(Step(name: n.op.rawValue, run: run))
             }
         }
+    }
+
+    /// Where every value and scratch buffer of `g` lives in the arena for `tokens` tokens.
+    public struct MemoryPlan: Sendable {
+        public var layout: ArenaPlanner.Layout
+        var valueOffsets: [Int?]
+        var scratchOffsets: [[Int]]
+        var constantIndex: [Int: Int]
+        /// Bytes of values and scratch, summed without reuse (what the arena saves against).
+        public var unsharedBytes: Int
+    }
+
+    /// Plans the arena: each value is live from its step to its last reader (inputs from the
+    /// start, outputs to the end); each step's scratch only during the step.
+    public static func memoryPlan(_ g: Graph, tokens: Int) -> MemoryPlan {
+        let uses = lastUses(g)
+        var requests: [ArenaPlanner.Request] = []
+        var valueRequest = [Int?](repeating: nil, count: g.nodes.count)
+        var scratchRequests = [[Int]](repeating: [], count: g.nodes.count)
+        var constantIndex: [Int: Int] = [:]
+        for (i, n) in g.nodes.enumerated() {
+            switch n.op {
+            case .weight: continue
+            case .constant:
+                constantIndex[i] = constantIndex.count
+                continue
+            default: break
+            }
+            let first = n.op == .input ? 0 : i
+            valueRequest[i] = requests.count
+            requests.append(.init(bytes: valueBytes(n.type, tokens: tokens), firstStep: first, lastStep: max(uses[i], i)))
+            for bytes in scratchBytes(n, g, tokens: tokens) {
+                scratchRequests[i].append(requests.count)
+                requests.append(.init(bytes: bytes, firstStep: i, lastStep: i))
+            }
+        }
+        let layout = ArenaPlanner.plan(requests)
+        return MemoryPlan(layout: layout,
+                          valueOffsets: valueRequest.map { $0.map { layout.offsets[$0] } },
+                          scratchOffsets: scratchRequests.map { $0.map { layout.offsets[$0] } },
+                          constantIndex: constantIndex,
+                          unsharedBytes: requests.reduce(0) { $0 + ($1.bytes + 63) / 64 * 64 })
     }
 
     /// The index of the last step reading each value; outputs are read at the end.

@@ -24,10 +24,6 @@ extension CompilerSession {
         }
     }
 
-    public func writePlan(to path: String?) throws -> String {
-        throw DiagnosticError(.error("writing plans is not available yet"))
-    }
-
     /// Renders diagnostics of an error thrown by a session, with the source lines it has read.
     public func render(_ e: DiagnosticError, color: Bool) -> String {
         diagnostics.render(e.diagnostics, color: color)

@@ -2,6 +2,7 @@ import Foundation
 import MoEBasics
 import MoEIR
 import MoESyntax
+import MoEIO
 
 /// What to compile: a `.moe` file, optionally a checkpoint folder, and `--set` values.
 public struct CompileOptions: Sendable {
@@ -31,6 +32,7 @@ public final class CompilerSession {
     private var cachedAST: SourceFileAST?
     private var cachedIR: Graph?
     private var cachedOptimized: Graph?
+    var cachedCheckpoint: Checkpoint?
 
     public init(_ options: CompileOptions) {
         self.options = options

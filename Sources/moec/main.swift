@@ -6,6 +6,7 @@ import MoECompiler
 /// stderr and a non-zero exit status.
 nonisolated(unsafe) let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)] = [
     ("compile", "Check and optimise a .moe graph; print a stage or write a plan.", CompileCommand.run),
+    ("run", "Execute a plan or graph on .npy inputs and write .npy outputs.", RunCommand.run),
 ]
 
 func topLevelHelp() -> String {

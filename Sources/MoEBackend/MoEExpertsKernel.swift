@@ -1,0 +1,113 @@
+import Foundation
+import MoEIR
+import MoEKernels
+
+/// The experts of a MoE block: dispatch tokens to experts, run each expert's FFN once on all
+/// of its tokens, combine the results with the routing weights.
+///
+/// 1. Count the (token, slot) pairs per expert and take prefix sums (a counting sort), so each
+///    expert's rows are contiguous: `perm` holds their tokens, `permWeight` their weights.
+/// 2. Gather the tokens' rows of x into `xs` in that order.
+/// 3. Per expert with rows: gate and up projections into one `[rows, 2F]` buffer (gate
+///    columns first), the activation in place, the down projection into `ys`.
+/// 4. Scatter: `y[token] += weight · ys[row]`, in row order (deterministic).
+enum MoEExpertsKernel {
+    struct Sizes {
+        let tokens, slots, experts, hidden, ffn: Int
+        var pairs: Int { tokens * slots }
+    }
+
+    static func sizes(_ n: Node, _ g: Graph, tokens: Int) -> Sizes {
+        let r = g[n.operands[1]].type.routing!
+        let h = g[n.operands[0]].tensorType!.shape[1].fixedValue!
+        let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
+        let w0 = g[n.operands[2]].tensorType!.fixedShape!
+        let f = kind == .swiglu_fused ? w0[1] / 2 : w0[1]
+        return Sizes(tokens: tokens, slots: r.slots, experts: r.experts, hidden: h, ffn: f)
+    }
+
+    /// counts+offsets (Int32), perm (Int32), permWeight (Float), xs [pairs, H], hidden [pairs, 2F], ys [pairs, H]
+    static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) -> [Int] {
+        let s = sizes(n, g, tokens: tokens)
+        return [(2 * s.experts + 2) * 4, s.pairs * 4, s.pairs * 4, s.pairs * s.hidden * 4, s.pairs * 2 * s.ffn * 4, s.pairs * s.hidden * 4]
+    }
+
+    static func step(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
+        let g = s.executable.graph
+        let z = sizes(n, g, tokens: s.tokens)
+        let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
+        let act = Op(rawValue: n.attributes.string("act") ?? "relu") ?? .relu
+        let backend = s.executable.options.backend
+        let threads = s.executable.options.threads
+        let x = UnsafePointer(s.floats(n.operands[0]))
+        let routing = RoutingBuffer(s.pointer(n.operands[1]), tokens: s.tokens, slots: z.slots)
+        let y = s.floats(ValueID(i))
+        let weights = (2..<n.operands.count).map { s.matrices(n.operands[$0]) }
+        let counts = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
+        let starts = counts + z.experts + 1
+        let perm = s.scratch(i, 1).assumingMemoryBound(to: Int32.self)
+        let permWeight = s.scratch(i, 2).assumingMemoryBound(to: Float.self)
+        let xs = s.scratch(i, 3).assumingMemoryBound(to: Float.self)
+        let hidden = s.scratch(i, 4).assumingMemoryBound(to: Float.self)
+        let ys = s.scratch(i, 5).assumingMemoryBound(to: Float.self)
+        let h = z.hidden, f = z.ffn
+
+        return {
+            // 1. Counting sort of (token, slot) pairs by expert.
+            counts.initialize(repeating: 0, count: z.experts + 1)
+            for p in 0..<z.pairs {
+                let e = routing.experts[p]
+                if e >= 0 { counts[Int(e)] += 1 }
+            }
+            var total: Int32 = 0
+            for e in 0..<z.experts {
+                starts[e] = total
+                total += counts[e]
+            }
+            starts[z.experts] = total
+            for e in 0..<z.experts { counts[e] = starts[e] }   // reuse as fill cursors
+            for t in 0..<z.tokens {
+                for slot in 0..<z.slots {
+                    let e = routing.experts[t * z.slots + slot]
+                    guard e >= 0 else { continue }
+                    let row = Int(counts[Int(e)])
+                    counts[Int(e)] += 1
+                    perm[row] = Int32(t)
+                    permWeight[row] = routing.weights[t * z.slots + slot]
+                }
+            }
+            // 2. Gather.
+            let rows = Int(total)
+            for r in 0..<rows {
+                (xs + r * h).update(from: x + Int(perm[r]) * h, count: h)
+            }
+            // 3. Each expert on its rows.
+            for e in 0..<z.experts {
+                let begin = Int(starts[e]), m = Int(starts[e + 1]) - begin
+                guard m > 0 else { continue }
+                let xe = UnsafePointer(xs + begin * h)
+                let he = hidden + begin * 2 * f
+                switch kind {
+                case .swiglu:
+                    backend.linear(xe, m: m, ldx: h, weights[0][e], he, ldy: 2 * f, accumulate: false, threads: threads)
+                    backend.linear(xe, m: m, ldx: h, weights[1][e], he + f, ldy: 2 * f, accumulate: false, threads: threads)
+                    Kernels.swiglu(he, he, rows: m, f: f, ldOut: 2 * f)
+                    backend.linear(he, m: m, ldx: 2 * f, weights[2][e], ys + begin * h, ldy: h, accumulate: false, threads: threads)
+                case .swiglu_fused:
+                    backend.linear(xe, m: m, ldx: h, weights[0][e], he, ldy: 2 * f, accumulate: false, threads: threads)
+                    Kernels.swiglu(he, he, rows: m, f: f, ldOut: 2 * f)
+                    backend.linear(he, m: m, ldx: 2 * f, weights[1][e], ys + begin * h, ldy: h, accumulate: false, threads: threads)
+                case .mlp:
+                    backend.linear(xe, m: m, ldx: h, weights[0][e], he, ldy: f, accumulate: false, threads: threads)
+                    Schedule.unaryStep(act, he, he, count: m * f)()
+                    backend.linear(he, m: m, ldx: f, weights[1][e], ys + begin * h, ldy: h, accumulate: false, threads: threads)
+                }
+            }
+            // 4. Weighted scatter-add in row order.
+            y.initialize(repeating: 0, count: z.tokens * h)
+            for r in 0..<rows {
+                Kernels.axpy(alpha: permWeight[r], ys + r * h, y + Int(perm[r]) * h, count: h)
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import MoEBackend
+import MoEBasics
+import MoEIO
+import MoEIR
+
+extension CompilerSession {
+    /// The checkpoint of `--model`, opened once and checked shard by shard.
+    public func checkpoint() throws -> Checkpoint {
+        if let c = cachedCheckpoint { return c }
+        guard let dir = options.modelDirectory else {
+            throw DiagnosticError(.error("this needs weights: pass --model DIR (a folder with config.json and model.safetensors)"))
+        }
+        do {
+            let c = try Checkpoint(path: dir)
+            try c.validate()
+            cachedCheckpoint = c
+            return c
+        } catch {
+            throw DiagnosticError(.error("\(error)"))
+        }
+    }
+
+    /// The optimised graph with its weights checked against the checkpoint: every tensor
+    /// present with the declared shape. Errors point at the weight declarations.
+    public func boundGraph() throws -> Graph {
+        let g = try optimize()
+        let problems = WeightBinding.check(g, try checkpoint())
+        if !problems.isEmpty { throw DiagnosticError(problems) }
+        return g
+    }
+
+    /// A plan for `moec run`: the bound graph and fingerprints of its weight files.
+    public func makePlan() throws -> Plan {
+        let g = try boundGraph()
+        let ckpt = try checkpoint()
+        let prints: [WeightFileFingerprint]
+        do { prints = try ckpt.fingerprints() } catch { throw DiagnosticError(.error("\(error)")) }
+        let absolute = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
+        var notes = JSONObject()
+        notes["moec"] = .string(MoECompilerVersion.string)
+        notes["compiled"] = .string(ISO8601DateFormatter().string(from: Date()))
+        return Plan(graph: g, modelPath: absolute(ckpt.path), fingerprints: prints,
+                    sourcePath: absolute(options.graphPath), notes: notes)
+    }
+
+    /// Writes the plan to `path`, or to `NAME.plan.json` in the current folder. Returns the path.
+    public func writePlan(to path: String?) throws -> String {
+        let plan = try makePlan()
+        let base = ((options.graphPath as NSString).lastPathComponent as NSString).deletingPathExtension
+        let out = path ?? "\(base).plan.json"
+        do { try plan.write(to: out) } catch { throw DiagnosticError(.error("\(error)")) }
+        return out
+    }
+}
+
+/// A loaded model ready to run: a plan with its weights in memory and an executable.
+public final class ModelRunner: @unchecked Sendable {
+    public let plan: Plan
+    public let executable: Executable
+    /// Seconds spent loading (and packing) weights.
+    public let loadSeconds: Double
+
+    init(plan: Plan, checkpoint: Checkpoint, options: ExecutionOptions, progress: ((Int, Int) -> Void)?) throws {
+        let t0 = Date()
+        let buffers = try WeightBinding.load(plan.graph, checkpoint, progress: progress)
+        self.plan = plan
+        executable = Executable(graph: plan.graph, weights: buffers, options: options)
+        loadSeconds = Date().timeIntervalSince(t0)
+    }
+
+    /// Loads a plan file, checks its weight files are unchanged, and loads the weights.
+    public static func load(planPath: String, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil) throws -> ModelRunner {
+        let plan: Plan
+        do {
+            plan = try Plan.read(planPath)
+            try plan.checkWeights()
+        } catch {
+            throw DiagnosticError(.error("\(error)"))
+        }
+        let ckpt: Checkpoint
+        do { ckpt = try Checkpoint(path: plan.modelPath) } catch { throw DiagnosticError(.error("\(error)")) }
+        return try ModelRunner(plan: plan, checkpoint: ckpt, options: options, progress: progress)
+    }
+
+    /// Compiles a graph in memory and loads its weights.
+    public static func compile(_ session: CompilerSession, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil) throws -> ModelRunner {
+        let plan = try session.makePlan()
+        return try ModelRunner(plan: plan, checkpoint: try session.checkpoint(), options: options, progress: progress)
+    }
+
+    public var graph: Graph { plan.graph }
+
+    public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
+        do { return try executable.run(inputs) } catch let e as InputError { throw DiagnosticError(.error(e.message)) }
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import MoEBackend
+import MoEBasics
+import MoECompiler
+import MoEIO
+
+/// Options shared by the commands that execute a model: where it comes from and how it runs.
+enum ModelSource {
+    static let options: [OptionSpec] = [
+        OptionSpec(names: ["--model", "-m"], valueName: "DIR",
+                   help: "Checkpoint folder (config.json + safetensors), when running a .moe graph."),
+        OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param of a .moe graph. Repeatable.", repeated: true),
+        OptionSpec(names: ["--threads", "-t"], valueName: "N", help: "Threads to use (default: all cores)."),
+    ]
+
+    /// Loads a runner from a plan file or compiles a `.moe` graph, with a progress line while
+    /// weights load when stderr is a terminal.
+    static func runner(_ a: ParsedArguments, command: String) throws -> (ModelRunner, CompilerSession?) {
+        guard a.positionals.count == 1 else {
+            throw UsageError(message: a.positionals.isEmpty ? "missing PLAN or GRAPH.moe" : "expected one PLAN or GRAPH.moe, got: \(a.positionals.joined(separator: " "))", command: command)
+        }
+        let target = a.positionals[0]
+        var options = ExecutionOptions()
+        if let t = a.value("--threads") {
+            guard let n = Int(t), n >= 1, n <= 1024 else { throw UsageError(message: "--threads expects a positive integer, got '\(t)'", command: command) }
+            options.threads = n
+        }
+        let progress = Progress(label: "loading weights")
+        defer { progress.finish() }
+        if target.hasSuffix(".moe") {
+            let session = CompilerSession(CompileOptions(graphPath: target, modelDirectory: a.value("--model"),
+                                                         overrides: try parseAssignments(a.all("--set"), option: "--set", command: command)))
+            return (try ModelRunner.compile(session, options: options, progress: progress.update), session)
+        }
+        if a.value("--model") != nil || !a.all("--set").isEmpty {
+            throw UsageError(message: "--model and --set apply to a .moe graph; a plan already has its weights and params (compile again to change them)", command: command)
+        }
+        return (try ModelRunner.load(planPath: target, options: options, progress: progress.update), nil)
+    }
+}
+
+/// A one-line progress bar on stderr, shown only on a terminal and only for long work.
+final class Progress: @unchecked Sendable {
+    let label: String
+    let start = Date()
+    var shown = false
+    var lastDraw = Date.distantPast
+
+    init(label: String) { self.label = label }
+
+    func update(_ done: Int, _ total: Int) {
+        guard Console.stderrIsTerminal, total > 0 else { return }
+        let now = Date()
+        guard now.timeIntervalSince(start) > 0.5, now.timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
+        lastDraw = now
+        shown = true
+        let frac = Double(done) / Double(total)
+        let width = 30
+        let filled = Int(frac * Double(width))
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        Console.err(String(format: "\r%@ %@ %5.1f%%  %.0f / %.0f MB", label, bar, frac * 100, Double(done) / 1e6, Double(total) / 1e6))
+    }
+
+    func finish() {
+        if shown { Console.err("\r\u{1B}[K") }
+    }
+}
+
+enum RunCommand {
+    static let spec = CommandSpec(
+        name: "run",
+        summary: "moec run: execute a compiled plan (or a .moe graph with its weights) on .npy inputs.",
+        usage: ["moec run (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --input NAME=FILE.npy...",
+                "         --output NAME=FILE.npy... [--threads N]"],
+        positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],
+        options: ModelSource.options + [
+            OptionSpec(names: ["--input", "-i"], valueName: "NAME=FILE.npy", help: "An input tensor (f32, or i32 for integer inputs). Repeatable.", repeated: true),
+            OptionSpec(names: ["--output", "-o"], valueName: "NAME=FILE.npy", help: "Where to write an output (f32 .npy). Repeatable.", repeated: true),
+        ],
+        details: """
+        Inputs are C-order little-endian .npy arrays whose shapes fit the graph's inputs (the
+        token dimension may be any size). Outputs are written atomically: a failed run never
+        leaves a partial file.
+        """,
+        examples: [
+            "moec run mixtral.plan.json --input x=x.npy --output y=y.npy",
+            "moec run graphs/mixtral.moe --model ckpt/ --input x=x.npy --output y=y.npy --threads 2",
+        ])
+
+    static func run(_ args: [String]) throws -> Int32 {
+        let a = try spec.parse(args)
+        if a.helpRequested { Console.out(spec.help()); return 0 }
+        let inputs = try parseAssignments(a.all("--input"), option: "--input", command: "run")
+        let outputs = try parseAssignments(a.all("--output"), option: "--output", command: "run")
+        guard !outputs.isEmpty else { throw UsageError(message: "give at least one --output NAME=FILE.npy", command: "run") }
+        var session: CompilerSession?
+        var status: Int32 = 0
+        do {
+            let (runner, s) = try ModelSource.runner(a, command: "run")
+            session = s
+            let graph = runner.graph
+            // Check names before any work.
+            for o in outputs where !graph.outputs.contains(where: { $0.name == o.name }) {
+                throw DiagnosticError(.error("--output \(o.name)=…: the graph has no output '\(o.name)' (outputs: \(graph.outputs.map(\.name).joined(separator: ", ")))"))
+            }
+            var tensors: [String: HostTensor] = [:]
+            for i in inputs {
+                guard let decl = graph.inputs.first(where: { $0.name == i.name }) else {
+                    throw DiagnosticError(.error("--input \(i.name)=…: the graph has no input '\(i.name)' (inputs: \(graph.inputs.map(\.name).joined(separator: ", ")))"))
+                }
+                let array: NpyArray
+                do { array = try NpyArray(path: i.value) } catch { throw DiagnosticError(.error("\(error)")) }
+                if decl.type.dtype == .i32 {
+                    do { tensors[i.name] = HostTensor(shape: array.shape, ints: try array.int32s()) } catch {
+                        throw DiagnosticError(.error("\(i.value): input '\(i.name)' must hold integers: \(error)"))
+                    }
+                } else {
+                    tensors[i.name] = HostTensor(shape: array.shape, floats: array.floats())
+                }
+            }
+            let result = try runner.run(tensors)
+            for o in outputs {
+                let t = result[o.name]!
+                let array: NpyArray
+                switch t.storage {
+                case .f32(let f): array = try NpyArray(shape: t.shape, storage: .float32(f))
+                case .i32(let v): array = try NpyArray(shape: t.shape, storage: .int32(v))
+                }
+                do { try array.write(to: o.value) } catch { throw DiagnosticError(.error("\(error)")) }
+            }
+        } catch let e as DiagnosticError {
+            let engine = session?.diagnostics ?? DiagnosticEngine()
+            let others = engine.diagnostics.filter { !e.diagnostics.contains($0) }
+            Console.err(engine.render(others + e.diagnostics, color: Console.useColor))
+            status = 1
+        }
+        return status
+    }
+}
