@@ -905,11 +905,14 @@ struct BoundArguments {
     /// A bare word from a fixed set (`act: gelu`), or a string param holding one.
     func symbol(_ name: String, _ l: inout ASTToIR, among choices: [String]) throws(Diagnostic) -> String {
         guard let e = args[name] else { throw missing(name) }
-        let word: String
+        var word: String
         switch try raw(name, &l) {
         case .symbol(let s), .string(let s): word = s
         default: throw .error("argument '\(name)' must be one of " + choices.joined(separator: ", "), at: e.range)
         }
+        // Hugging Face's names for the same activations (config.json "hidden_act" values).
+        let aliases = ["gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "swish": "silu"]
+        if !choices.contains(word), let a = aliases[word], choices.contains(a) { word = a }
         guard choices.contains(word) else {
             var notes: [Diagnostic.Note] = [.init("choose one of " + choices.joined(separator: ", "))]
             if let s = closest(to: word, among: choices).first { notes.insert(.init("did you mean '\(s)'?"), at: 0) }

@@ -16,10 +16,7 @@ import Testing
 
     @Test(arguments: cases)
     func loweringDiagnostics(_ name: String) throws {
-        let cwd = FileManager.default.currentDirectoryPath
-        FileManager.default.changeCurrentDirectoryPath(Self.folder)
-        defer { FileManager.default.changeCurrentDirectoryPath(cwd) }
-        let session = CompilerSession(CompileOptions(graphPath: name))
+        let session = CompilerSession(CompileOptions(graphPath: Self.folder + "/" + name))
         var rendered = ""
         do {
             _ = try session.lower()
@@ -28,6 +25,7 @@ import Testing
             let others = session.diagnostics.diagnostics.filter { !e.diagnostics.contains($0) }
             rendered = session.diagnostics.render(others + e.diagnostics)
         }
+        rendered = rendered.replacingOccurrences(of: Self.folder + "/", with: "")
         let golden = Self.folder + "/" + name.replacingOccurrences(of: ".moe", with: ".expected")
         if let problem = Golden.check(rendered, against: golden) { Issue.record(Comment(rawValue: problem)) }
     }
