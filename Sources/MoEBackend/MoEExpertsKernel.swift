@@ -51,6 +51,7 @@ enum MoEExpertsKernel {
         let hidden = s.scratch(i, 4).assumingMemoryBound(to: Float.self)
         let ys = s.scratch(i, 5).assumingMemoryBound(to: Float.self)
         let h = z.hidden, f = z.ffn
+        let loads = s.loadCounts(i)
 
         return {
             // 1. Counting sort of (token, slot) pairs by expert.
@@ -65,6 +66,7 @@ enum MoEExpertsKernel {
                 total += counts[e]
             }
             starts[z.experts] = total
+            loads.update(from: counts, count: z.experts)
             for e in 0..<z.experts { counts[e] = starts[e] }   // reuse as fill cursors
             for t in 0..<z.tokens {
                 for slot in 0..<z.slots {

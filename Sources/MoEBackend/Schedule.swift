@@ -24,6 +24,8 @@ public final class Schedule: @unchecked Sendable {
     /// Arena byte offsets of each node's scratch buffers.
     private let scratchOffsets: [[Int]]
     private let constantIndex: [Int: Int]
+    /// Per MoE node: how many (token, slot) pairs each expert received in the last run.
+    public private(set) var expertLoads: [(node: Int, counts: UnsafeMutablePointer<Int32>, experts: Int)] = []
 
     init(executable: Executable, tokens: Int) {
         self.executable = executable
@@ -38,6 +40,12 @@ public final class Schedule: @unchecked Sendable {
         constants = AlignedBuffer(floats: max(memory.constantIndex.count, 1))
         for (i, slot) in memory.constantIndex {
             constants.floats[slot] = Float(g.nodes[i].attributes.float("value") ?? 0)
+        }
+        for (i, n) in g.nodes.enumerated() where n.op == .moe_experts {
+            let e = g[n.operands[1]].type.routing!.experts
+            let p = UnsafeMutablePointer<Int32>.allocate(capacity: e)
+            p.initialize(repeating: 0, count: e)
+            expertLoads.append((i, p, e))
         }
         for (i, n) in g.nodes.enumerated() {
             if let run = makeStep(node: i, n) {
@@ -86,6 +94,20 @@ public final class Schedule: @unchecked Sendable {
                           scratchOffsets: scratchRequests.map { $0.map { layout.offsets[$0] } },
                           constantIndex: constantIndex,
                           unsharedBytes: requests.reduce(0) { $0 + ($1.bytes + 63) / 64 * 64 })
+    }
+
+    deinit {
+        for l in expertLoads { l.counts.deallocate() }
+    }
+
+    /// The load buffer of MoE node `i`.
+    func loadCounts(_ i: Int) -> UnsafeMutablePointer<Int32> {
+        expertLoads.first { $0.node == i }!.counts
+    }
+
+    /// Expert token counts of the last run, per MoE node in graph order.
+    public func lastExpertLoads() -> [[Int]] {
+        expertLoads.map { l in (0..<l.experts).map { Int(l.counts[$0]) } }
     }
 
     /// The index of the last step reading each value; outputs are read at the end.

@@ -7,6 +7,7 @@ import MoECompiler
 nonisolated(unsafe) let commands: [(name: String, summary: String, run: ([String]) throws -> Int32)] = [
     ("compile", "Check and optimise a .moe graph; print a stage or write a plan.", CompileCommand.run),
     ("run", "Execute a plan or graph on .npy inputs and write .npy outputs.", RunCommand.run),
+    ("bench", "Time a plan or graph at several token counts.", BenchCommand.run),
 ]
 
 func topLevelHelp() -> String {

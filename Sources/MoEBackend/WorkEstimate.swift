@@ -1,0 +1,52 @@
+import MoEIR
+
+/// How much work one run did: multiply-add FLOPs of the matrix products (what a GEMM peak
+/// bounds) and bytes of weights read (what memory bandwidth bounds), counting only the
+/// experts that received tokens. Element-wise work and the router's softmax are left out,
+/// as in the usual "active FLOPs" of MoE papers.
+public struct WorkEstimate: Sendable {
+    public var flops: Double = 0
+    public var weightBytes: Double = 0
+    public var expertsHit = 0
+    public var expertsTotal = 0
+
+    public init(graph g: Graph, tokens: Int, expertLoads: [[Int]]) {
+        var moeIndex = 0
+        func rows(_ t: TensorType) -> Double {
+            Double(t.elementCount(tokens: tokens)) / Double(max(t.last?.fixedValue ?? 1, 1))
+        }
+        func bytes(_ id: ValueID) -> Double { Double(g[id].tensorType!.elementCount(tokens: tokens)) * 4 }
+        for n in g.nodes {
+            switch n.op {
+            case .linear:
+                let w = g[n.operands[1]].tensorType!.fixedShape!
+                flops += 2 * rows(g[n.operands[0]].tensorType!) * Double(w[0] * w[1])
+                weightBytes += bytes(n.operands[1])
+            case .swiglu, .mlp:
+                let m = rows(g[n.operands[0]].tensorType!)
+                for o in n.operands.dropFirst() {
+                    flops += 2 * m * Double(g[o].tensorType!.fixedShape!.reduce(1, *))
+                    weightBytes += bytes(o)
+                }
+            case .moe_experts:
+                let loads = moeIndex < expertLoads.count ? expertLoads[moeIndex] : []
+                moeIndex += 1
+                let experts = g[n.operands[1]].type.routing!.experts
+                // Per expert: the product of each of its matrices' sizes.
+                let perExpert = n.operands.dropFirst(2).reduce(0.0) { acc, o in
+                    acc + Double(g[o].tensorType!.fixedShape!.dropFirst().reduce(1, *))
+                }
+                expertsTotal += experts
+                for c in loads where c > 0 {
+                    flops += 2 * Double(c) * perExpert
+                    weightBytes += perExpert * 4
+                    expertsHit += 1
+                }
+            case .topk:
+                break
+            default:
+                break
+            }
+        }
+    }
+}

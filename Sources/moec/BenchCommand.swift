@@ -1,0 +1,89 @@
+import Foundation
+import MoEBackend
+import MoEBasics
+import MoECompiler
+
+enum BenchCommand {
+    static let spec = CommandSpec(
+        name: "bench",
+        summary: "moec bench: time a plan or graph at several token counts (medians over repeated runs).",
+        usage: ["moec bench (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --tokens N[,N...]",
+                "           [--repeat R] [--threads N] [--json]"],
+        positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],
+        options: ModelSource.options + [
+            OptionSpec(names: ["--tokens", "-n"], valueName: "N[,N...]", help: "Token counts to time, e.g. 1,16,128,512."),
+            OptionSpec(names: ["--repeat", "-r"], valueName: "R", help: "Timed runs per token count (default: at least 10 and 1 s)."),
+            OptionSpec(names: ["--warmup"], valueName: "W", help: "Untimed runs first (default 3)."),
+            OptionSpec(names: ["--seed"], valueName: "S", help: "Seed of the random inputs (default 0)."),
+            OptionSpec(names: ["--json"], valueName: nil, help: "Print one JSON object a line, one per token count."),
+        ],
+        details: """
+        Inputs are seeded random normals; each token count gets its own schedule (buffers
+        allocated once, then reused). GFLOP/s counts the matrix products of the experts that
+        received tokens ("active" FLOPs); 'weights' is the bytes of weights those products read.
+        JSON fields: tokens, median_ms, min_ms, max_ms, runs, tokens_per_s, gflops,
+        weight_mb_touched, experts_hit, experts_total, arena_bytes, threads, backend.
+        """,
+        examples: [
+            "moec bench graphs/mixtral.moe --model ckpt/ --tokens 1,16,128,512",
+            "moec bench mixtral.plan.json --tokens 512 --repeat 20 --threads 2 --json",
+        ])
+
+    static func run(_ args: [String]) throws -> Int32 {
+        let a = try spec.parse(args)
+        if a.helpRequested { Console.out(spec.help()); return 0 }
+        guard let list = a.value("--tokens") else { throw UsageError(message: "missing --tokens N[,N...]", command: "bench") }
+        var tokens: [Int] = []
+        for part in list.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let n = Int(part.trimmingCharacters(in: .whitespaces)), n >= 1, n <= 1 << 24 else {
+                throw UsageError(message: "--tokens expects positive integers separated by commas, got '\(list)'", command: "bench")
+            }
+            tokens.append(n)
+        }
+        func positive(_ name: String) throws -> Int? {
+            guard let v = a.value(name) else { return nil }
+            guard let n = Int(v), n >= (name == "--warmup" ? 0 : 1) else { throw UsageError(message: "\(name) expects a positive integer, got '\(v)'", command: "bench") }
+            return n
+        }
+        let repeatCount = try positive("--repeat")
+        let warmup = try positive("--warmup") ?? 3
+        let seed = UInt64(try positive("--seed") ?? 0)
+        var session: CompilerSession?
+        do {
+            let (runner, s) = try ModelSource.runner(a, command: "bench")
+            session = s
+            let threads = runner.executable.options.threads
+            let backend = "\(runner.executable.options.backend)"
+            let name = runner.graph.name
+            if !a.flag("--json") {
+                Console.out("moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(format(bytes: Double(runner.executable.weightBytes)))\n")
+                Console.out("tokens   median ms     min ms     max ms   runs    tokens/s   GFLOP/s   weights read (experts hit)\n")
+            }
+            for t in tokens {
+                let r = Benchmark.measure(runner, tokens: t, repeat: repeatCount, warmup: warmup, seed: seed)
+                if a.flag("--json") {
+                    Console.out(r.toJSON(graph: name, threads: threads, backend: backend).compact + "\n")
+                } else {
+                    let hit = r.work.expertsTotal > 0 ? " (\(r.work.expertsHit)/\(r.work.expertsTotal))" : ""
+                    Console.out(String(format: "%6d %11.3f %10.3f %10.3f %6d %11.1f %9.1f   %@%@\n",
+                                       t, r.median * 1e3, r.min * 1e3, r.max * 1e3, r.times.count,
+                                       Double(t) / r.median, r.work.flops / r.median / 1e9,
+                                       format(bytes: r.work.weightBytes), hit))
+                }
+            }
+        } catch let e as DiagnosticError {
+            let engine = session?.diagnostics ?? DiagnosticEngine()
+            let others = engine.diagnostics.filter { !e.diagnostics.contains($0) }
+            Console.err(engine.render(others + e.diagnostics, color: Console.useColor))
+            return 1
+        }
+        return 0
+    }
+}
+
+func format(bytes: Double) -> String {
+    if bytes >= 1e9 { return String(format: "%.2f GB", bytes / 1e9) }
+    if bytes >= 1e6 { return String(format: "%.1f MB", bytes / 1e6) }
+    if bytes >= 1e3 { return String(format: "%.1f kB", bytes / 1e3) }
+    return String(format: "%.0f B", bytes)
+}
