@@ -1,3 +1,4 @@
+import Foundation
 import MoEKernels
 
 /// Which library multiplies matrices: BLAS loaded at run time, or moec's own packed kernels.
@@ -13,7 +14,7 @@ public enum MatMulBackend: Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .blas(let b): return "BLAS \(b.summary)"
+        case .blas(let b): return "BLAS \((b.path as NSString).lastPathComponent)"
         case .native: return "moec kernels (\(ISA.best))"
         }
     }

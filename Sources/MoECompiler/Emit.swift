@@ -20,7 +20,11 @@ extension CompilerSession {
         case .ast: return ASTPrinter().print(try parse())
         case .ir: return IRPrinter().print(try lower())
         case .irOpt: return IRPrinter().print(try optimize())
-        case .plan: throw DiagnosticError(.error("--emit plan is not available yet"))
+        case .plan:
+            if options.modelDirectory != nil {
+                return PlanPrinter().print(graph: try boundGraph(), checkpoint: try checkpoint(), sourcePath: options.graphPath)
+            }
+            return PlanPrinter().print(graph: try optimize(), checkpoint: nil, sourcePath: options.graphPath)
         }
     }
 

@@ -76,6 +76,9 @@ enum RunCommand {
         options: ModelSource.options + [
             OptionSpec(names: ["--input", "-i"], valueName: "NAME=FILE.npy", help: "An input tensor (f32, or i32 for integer inputs). Repeatable.", repeated: true),
             OptionSpec(names: ["--output", "-o"], valueName: "NAME=FILE.npy", help: "Where to write an output (f32 .npy). Repeatable.", repeated: true),
+            OptionSpec(names: ["--check"], valueName: "NAME=FILE.npy",
+                       help: "Compare an output with a reference .npy: prints max |Δ| / max |ref|\nand exits 1 when it exceeds --tolerance. Repeatable.", repeated: true),
+            OptionSpec(names: ["--tolerance"], valueName: "T", help: "Relative tolerance for --check (default 1e-4)."),
         ],
         details: """
         Inputs are C-order little-endian .npy arrays whose shapes fit the graph's inputs (the
@@ -92,7 +95,13 @@ enum RunCommand {
         if a.helpRequested { Console.out(spec.help()); return 0 }
         let inputs = try parseAssignments(a.all("--input"), option: "--input", command: "run")
         let outputs = try parseAssignments(a.all("--output"), option: "--output", command: "run")
-        guard !outputs.isEmpty else { throw UsageError(message: "give at least one --output NAME=FILE.npy", command: "run") }
+        let checks = try parseAssignments(a.all("--check"), option: "--check", command: "run")
+        guard !outputs.isEmpty || !checks.isEmpty else { throw UsageError(message: "give at least one --output NAME=FILE.npy (or --check NAME=FILE.npy)", command: "run") }
+        var tolerance: Float = 1e-4
+        if let t = a.value("--tolerance") {
+            guard let v = Float(t), v >= 0 else { throw UsageError(message: "--tolerance expects a non-negative number, got '\(t)'", command: "run") }
+            tolerance = v
+        }
         var session: CompilerSession?
         var status: Int32 = 0
         do {
@@ -100,7 +109,7 @@ enum RunCommand {
             session = s
             let graph = runner.graph
             // Check names before any work.
-            for o in outputs where !graph.outputs.contains(where: { $0.name == o.name }) {
+            for o in outputs + checks where !graph.outputs.contains(where: { $0.name == o.name }) {
                 throw DiagnosticError(.error("--output \(o.name)=…: the graph has no output '\(o.name)' (outputs: \(graph.outputs.map(\.name).joined(separator: ", ")))"))
             }
             var tensors: [String: HostTensor] = [:]
@@ -118,7 +127,9 @@ enum RunCommand {
                     tensors[i.name] = HostTensor(shape: array.shape, floats: array.floats())
                 }
             }
+            let t0 = Date()
             let result = try runner.run(tensors)
+            let seconds = Date().timeIntervalSince(t0)
             for o in outputs {
                 let t = result[o.name]!
                 let array: NpyArray
@@ -127,6 +138,28 @@ enum RunCommand {
                 case .i32(let v): array = try NpyArray(shape: t.shape, storage: .int32(v))
                 }
                 do { try array.write(to: o.value) } catch { throw DiagnosticError(.error("\(error)")) }
+                Console.err("wrote \(o.name) \(t.shape) to \(o.value)\n")
+            }
+            let tokens = (try? graph.tokenCount(for: tensors)) ?? 0
+            Console.err(String(format: "ran %@ on %d token%@ in %.3f ms (%@)\n", graph.name, tokens, tokens == 1 ? "" : "s",
+                               seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))
+            for c in checks {
+                let reference: NpyArray
+                do { reference = try NpyArray(path: c.value) } catch { throw DiagnosticError(.error("\(error)")) }
+                let t = result[c.name]!
+                guard reference.shape == t.shape else {
+                    throw DiagnosticError(.error("--check \(c.name): the reference has shape \(reference.shape), the output \(t.shape)"))
+                }
+                let ref = reference.floats(), got = t.floats
+                var maxDiff: Float = 0, maxRef: Float = 0
+                for (x, y) in zip(got, ref) {
+                    maxDiff = max(maxDiff, abs(x - y).isNaN ? .infinity : abs(x - y))
+                    maxRef = max(maxRef, abs(y))
+                }
+                let rel = maxDiff / max(maxRef, .leastNormalMagnitude)
+                let ok = rel <= tolerance
+                Console.err(String(format: "check %@: max |Δ| / max |ref| = %.2e  %@ (tolerance %.0e)\n", c.name, rel, ok ? "ok" : "FAILED", tolerance))
+                if !ok { status = 1 }
             }
         } catch let e as DiagnosticError {
             let engine = session?.diagnostics ?? DiagnosticEngine()
