@@ -42,7 +42,9 @@ enum MoEExpertsKernel {
         let x = UnsafePointer(s.floats(n.operands[0]))
         let routing = RoutingBuffer(s.pointer(n.operands[1]), tokens: s.tokens, slots: z.slots)
         let y = s.floats(ValueID(i))
-        let weights = (2..<n.operands.count).map { s.matrices(n.operands[$0]) }
+        let withActive = n.attributes.bool("with_active") ?? false
+        let active = withActive ? UnsafePointer(s.floats(n.operands[n.operands.count - 1])) : nil
+        let weights = (2..<(n.operands.count - (withActive ? 1 : 0))).map { s.matrices(n.operands[$0]) }
         let counts = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
         let starts = counts + z.experts + 1
         let perm = s.scratch(i, 1).assumingMemoryBound(to: Int32.self)
@@ -57,6 +59,7 @@ enum MoEExpertsKernel {
             // 1. Counting sort of (token, slot) pairs by expert.
             counts.initialize(repeating: 0, count: z.experts + 1)
             for p in 0..<z.pairs {
+                if let active, active[p / z.slots] == 0 { continue }
                 let e = routing.experts[p]
                 if e >= 0 { counts[Int(e)] += 1 }
             }
@@ -69,6 +72,7 @@ enum MoEExpertsKernel {
             loads.update(from: counts, count: z.experts)
             for e in 0..<z.experts { counts[e] = starts[e] }   // reuse as fill cursors
             for t in 0..<z.tokens {
+                if let active, active[t] == 0 { continue }
                 for slot in 0..<z.slots {
                     let e = routing.experts[t * z.slots + slot]
                     guard e >= 0 else { continue }

@@ -44,7 +44,8 @@ extension Schedule {
         case .softmax:
             let xt = g[n.operands[0]].tensorType!
             let x = UnsafePointer(floats(n.operands[0])), y = floats(ValueID(i))
-            let d = xt.last!.fixedValue ?? tokens, rows = max(count / max(d, 1), 1)
+            let groups = a.int("groups") ?? 1
+            let d = (xt.last!.fixedValue ?? tokens) / groups, rows = max(count / max(d, 1), 1)
             let inv = Float(1 / (a.float("temperature") ?? 1))
             if inv == 1 { return { Kernels.softmaxRows(x, y, rows: rows, cols: d) } }
             return {
@@ -85,6 +86,24 @@ extension Schedule {
 
         case .topk:
             return RoutingSteps.topk(self, n, i)
+        case .threshold, .top_p, .stat_topk, .nonzero, .dense_route:
+            return SelectionSteps.variableK(self, n, i)
+        case .expert_choice:
+            return SelectionSteps.expertChoice(self, n, i)
+        case .hash_route:
+            return SelectionSteps.hash(self, n, i)
+        case .within:
+            return SelectionSteps.within(self, n, i)
+        case .cosine, .distance:
+            return SelectionSteps.centroids(self, n, i)
+        case .subspace:
+            return SelectionSteps.subspace(self, n, i)
+        case .sinkhorn:
+            return SelectionSteps.sinkhorn(self, n, i)
+        case .dselect:
+            return SelectionSteps.dselect(self, n, i)
+        case .halt_mask:
+            return SelectionSteps.haltMask(self, n, i)
         case .route_renormalize, .route_softmax, .route_scale, .route_sqrt, .route_capacity:
             return RoutingSteps.transform(self, n, i)
         case .moe_experts:

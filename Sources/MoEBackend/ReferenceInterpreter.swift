@@ -111,13 +111,17 @@ public struct ReferenceInterpreter {
             return .tensor(HostTensor(shape: x.shape, floats: out))
 
         case .softmax:
+            // Over the last axis, or within each of `groups` contiguous groups of it.
             let x = tensor(0)
             let t = a.float("temperature") ?? 1
             let d = x.shape.last!
+            let size = d / (a.int("groups") ?? 1)
             var out = x.floats
             for row in 0..<(x.count / max(d, 1)) {
-                let r = (0..<d).map { Double(out[row * d + $0]) / t }
-                for (j, p) in Self.softmax(r).enumerated() { out[row * d + j] = Float(p) }
+                for g in stride(from: 0, to: d, by: max(size, 1)) {
+                    let r = (g..<(g + size)).map { Double(out[row * d + $0]) / t }
+                    for (j, p) in Self.softmax(r).enumerated() { out[row * d + g + j] = Float(p) }
+                }
             }
             return .tensor(HostTensor(shape: x.shape, floats: out))
 
@@ -144,8 +148,165 @@ public struct ReferenceInterpreter {
 
         case .topk:
             let s = tensor(0)
-            let bias = n.operands.count == 2 ? tensor(1).floats.map(Double.init) : nil
-            return .routing(Self.topk(scores: s, bias: bias, attributes: a))
+            var next = 1
+            var bias: [Double]?, by: HostTensor?
+            if a.bool("with_bias") == true { bias = tensor(next).floats.map(Double.init); next += 1 }
+            if a.bool("with_by") == true { by = tensor(next) }
+            return .routing(Self.topk(scores: s, bias: bias, by: by, attributes: a))
+
+        case .threshold, .top_p, .stat_topk, .dense_route, .nonzero:
+            return .routing(Self.select(n.op, scores: tensor(0), attributes: a))
+
+        case .expert_choice:
+            let s = tensor(0)
+            let tokensN = s.shape[0], e = s.shape[1]
+            let factor = n.operands.count == 2 ? Double(tensor(1).floats[0]) : a.float("capacity_factor")!
+            let cap = RoutingMath.expertChoiceCapacity(tokens: tokensN, k: a.int("k")!, factor: factor, experts: e)
+            let f = s.floats.map(Double.init)
+            var chosen = [[Bool]](repeating: [Bool](repeating: false, count: e), count: tokensN)
+            for ex in 0..<e {
+                // Each expert takes its `cap` best tokens, ties to the lower token index.
+                let column = (0..<tokensN).map { f[$0 * e + ex] }
+                for t in Self.bestIndices(column, cap) { chosen[t][ex] = true }
+            }
+            var r = Routing(tokens: tokensN, slots: e, experts: e, expert: [Int](repeating: -1, count: tokensN * e),
+                            weight: [Double](repeating: 0, count: tokensN * e))
+            for t in 0..<tokensN {
+                var slot = 0
+                for ex in 0..<e where chosen[t][ex] {
+                    r.expert[t * e + slot] = ex
+                    r.weight[t * e + slot] = f[t * e + ex]
+                    slot += 1
+                }
+            }
+            return .routing(r)
+
+        case .hash_route:
+            let ids = tensor(0).ints!
+            let e = a.int("experts")!
+            let method = a.string("method")!, seed = a.int("seed") ?? 0
+            return .routing(Routing(tokens: ids.count, slots: 1, experts: e,
+                                    expert: ids.map { RoutingMath.hashExpert(id: $0, experts: e, method: method, seed: seed) },
+                                    weight: [Double](repeating: 1, count: ids.count)))
+
+        case .within:
+            // For each chosen outer group, the inner group's k best experts; weight = outer · inner.
+            let outer = routing(0)
+            let inner = tensor(1)
+            let e = inner.shape[1], size = e / outer.experts, k = a.int("k")!
+            let f = inner.floats.map(Double.init)
+            let slots = outer.slots * k
+            var r = Routing(tokens: outer.tokens, slots: slots, experts: e, expert: [Int](repeating: -1, count: outer.tokens * slots),
+                            weight: [Double](repeating: 0, count: outer.tokens * slots))
+            for t in 0..<outer.tokens {
+                for o in 0..<outer.slots {
+                    let g = outer.expert[t * outer.slots + o]
+                    guard g >= 0 else { continue }
+                    let members = (0..<size).map { f[t * e + g * size + $0] }
+                    for (j, idx) in Self.bestIndices(members, k).enumerated() {
+                        r.expert[t * slots + o * k + j] = g * size + idx
+                        r.weight[t * slots + o * k + j] = outer.weight[t * outer.slots + o] * members[idx]
+                    }
+                }
+            }
+            return .routing(r)
+
+        case .cosine, .distance:
+            let x = tensor(0), c = tensor(1)
+            let t = x.shape[0], d = x.shape[1], e = c.shape[0]
+            let xs = x.floats.map(Double.init), cs = c.floats.map(Double.init)
+            var out = [Float](repeating: 0, count: t * e)
+            for i in 0..<t {
+                for j in 0..<e {
+                    var dot = 0.0, nx = 0.0, nc = 0.0, dist = 0.0
+                    for q in 0..<d {
+                        let u = xs[i * d + q], v = cs[j * d + q]
+                        dot += u * v; nx += u * u; nc += v * v; dist += (u - v) * (u - v)
+                    }
+                    out[i * e + j] = Float(n.op == .cosine ? dot / max((nx * nc).squareRoot(), 1e-8) : dist.squareRoot())
+                }
+            }
+            return .tensor(HostTensor(shape: [t, e], floats: out))
+
+        case .subspace:
+            let x = tensor(0), u = tensor(1)
+            let t = x.shape[0], d = x.shape[1], e = u.shape[0], rank = u.shape[2]
+            let xs = x.floats.map(Double.init), us = u.floats.map(Double.init)
+            var out = [Float](repeating: 0, count: t * e)
+            for i in 0..<t {
+                let nx = (0..<d).reduce(0.0) { $0 + xs[i * d + $1] * xs[i * d + $1] }.squareRoot()
+                for j in 0..<e {
+                    var ss = 0.0
+                    for c in 0..<rank {
+                        var v = 0.0
+                        for q in 0..<d { v += xs[i * d + q] * us[(j * d + q) * rank + c] }
+                        ss += v * v
+                    }
+                    out[i * e + j] = Float(ss.squareRoot() / max(nx, 1e-12))
+                }
+            }
+            return .tensor(HostTensor(shape: [t, e], floats: out))
+
+        case .sinkhorn:
+            // Row softmax, then alternately scale columns to sum T/E and rows to sum 1.
+            let s = tensor(0)
+            let t = s.shape[0], e = s.shape[1]
+            var p = [Double]()
+            for i in 0..<t { p += Self.softmax((0..<e).map { Double(s.floats[i * e + $0]) }) }
+            for _ in 0..<a.int("iterations")! {
+                for j in 0..<e {
+                    let col = (0..<t).reduce(0.0) { $0 + p[$1 * e + j] }
+                    if col > 0 { for i in 0..<t { p[i * e + j] *= Double(t) / Double(e) / col } }
+                }
+                for i in 0..<t {
+                    let row = (0..<e).reduce(0.0) { $0 + p[i * e + $1] }
+                    if row > 0 { for j in 0..<e { p[i * e + j] /= row } }
+                }
+            }
+            return .tensor(HostTensor(shape: s.shape, floats: p.map(Float.init)))
+
+        case .dselect:
+            let t = n.tensorType!.shape[0].resolve(tokens: tokens)
+            let z = tensor(1), alpha = tensor(2)
+            let e = a.int("experts")!, gamma = a.float("gamma")!
+            let kSel = alpha.shape.last!, m = RoutingMath.selectorBits(e)
+            let zf = z.floats.map(Double.init), af = alpha.floats.map(Double.init)
+            var out = [Float](repeating: 0, count: t * e)
+            for i in 0..<t {
+                let zr = z.shape.count == 2 ? Array(zf[(i * kSel * m)..<((i + 1) * kSel * m)]) : zf
+                let ar = alpha.shape.count == 2 ? Array(af[(i * kSel)..<((i + 1) * kSel)]) : af
+                let mix = Self.softmax(ar)
+                for ex in 0..<e {
+                    var w = 0.0
+                    for c in 0..<kSel {
+                        var r = 1.0
+                        for j in 0..<m {
+                            let sj = RoutingMath.smoothStep(zr[c * m + j], gamma: gamma)
+                            r *= (ex >> j) & 1 == 1 ? sj : 1 - sj
+                        }
+                        w += mix[c] * r
+                    }
+                    out[i * e + ex] = Float(w)
+                }
+            }
+            return .tensor(HostTensor(shape: [t, e], floats: out))
+
+        case .halt_mask:
+            // A token stays active while ‖Δh‖ ≥ τ·‖h‖.
+            let h = tensor(0), d = tensor(1)
+            let active = n.operands.count == 3 ? tensor(2).floats : nil
+            let t = h.shape[0], w = h.shape[1], tau = a.float("tau")!
+            let hf = h.floats, df = d.floats
+            var out = [Float](repeating: 0, count: t)
+            for i in 0..<t where (active?[i] ?? 1) != 0 {
+                var nh = 0.0, nd = 0.0
+                for j in 0..<w {
+                    nh += Double(hf[i * w + j]) * Double(hf[i * w + j])
+                    nd += Double(df[i * w + j]) * Double(df[i * w + j])
+                }
+                out[i] = nd.squareRoot() >= tau * nh.squareRoot() ? 1 : 0
+            }
+            return .tensor(HostTensor(shape: [t], floats: out))
 
         case .route_renormalize:
             var r = routing(0)
@@ -201,11 +362,13 @@ public struct ReferenceInterpreter {
             let x = tensor(0)
             let r = routing(1)
             let kind = ExpertKind(rawValue: a.string("kind")!)!
-            let ws = (2..<n.operands.count).map { tensor($0) }
+            let withActive = a.bool("with_active") ?? false
+            let active = withActive ? tensor(n.operands.count - 1).floats : nil
+            let ws = (2..<(n.operands.count - (withActive ? 1 : 0))).map { tensor($0) }
             let h = x.shape[1]
             let xs = x.floats
             var out = [Double](repeating: 0, count: x.count)
-            for t in 0..<r.tokens {
+            for t in 0..<r.tokens where (active?[t] ?? 1) != 0 {
                 let row = Array(xs[(t * h)..<((t + 1) * h)]).map(Double.init)
                 for s in 0..<r.slots {
                     let e = r.expert[t * r.slots + s]
@@ -334,27 +497,32 @@ public struct ReferenceInterpreter {
         return HostTensor(shape: resultShape, floats: out)
     }
 
-    /// Top-k selection, optionally limited to the best groups of experts.
+    /// Top-k selection, optionally limited to the best groups.
     ///
-    /// 1. Choice score = score + bias (bias affects selection only).
+    /// 1. Choice score = (`by` if given, else the score) + bias: they affect selection only.
     /// 2. With groups: group score = sum of the `group_top` best choice scores in the group;
     ///    keep the `keep_groups` best groups; choice scores outside them become `masked`
     ///    (−∞ unless the graph says otherwise).
-    /// 3. Take the k best choice scores, ties to the lower expert index; each chosen slot
-    ///    carries the unbiased score as its weight.
-    static func topk(scores: HostTensor, bias: [Double]?, attributes a: Attributes) -> Routing {
+    /// 3. Forced experts take the first slots, in the order listed; disabled experts are never
+    ///    chosen; the remaining slots take the best choice scores, ties to the lower index.
+    ///    Each slot carries the expert's (unbiased) score as its weight.
+    static func topk(scores: HostTensor, bias: [Double]?, by: HostTensor?, attributes a: Attributes) -> Routing {
         let tokens = scores.shape[0], e = scores.shape[1]
         let k = a.int("k")!
         let groups = a.int("groups") ?? 1
         let keep = a.int("keep_groups") ?? groups
         let groupTop = a.int("group_top") ?? 2
         let masked = a.float("masked") ?? -.infinity
+        var force: [Int] = []
+        for f in a.ints("force") ?? [] where !force.contains(f) { force.append(f) }
+        let disable = Set(a.ints("disable") ?? [])
         let s = scores.floats
+        let sel = by?.floats ?? s
         var r = Routing(tokens: tokens, slots: k, experts: e,
                         expert: [Int](repeating: -1, count: tokens * k), weight: [Double](repeating: 0, count: tokens * k))
         for t in 0..<tokens {
             let raw = (0..<e).map { Double(s[t * e + $0]) }
-            var choice = (0..<e).map { raw[$0] + (bias?[$0] ?? 0) }
+            var choice = (0..<e).map { Double(sel[t * e + $0]) + (bias?[$0] ?? 0) }
             if groups > 1 {
                 let size = e / groups
                 let groupScore = (0..<groups).map { g -> Double in
@@ -366,9 +534,56 @@ public struct ReferenceInterpreter {
                     for j in 0..<size { choice[g * size + j] = masked }
                 }
             }
-            for (slot, idx) in bestIndices(choice, k).enumerated() {
+            let candidates = (0..<e).filter { !disable.contains($0) && !force.contains($0) }
+            let best = bestIndices(candidates.map { choice[$0] }, k - force.count).map { candidates[$0] }
+            for (slot, idx) in (force + best).enumerated() {
                 r.expert[t * k + slot] = idx
                 r.weight[t * k + slot] = raw[idx]
+            }
+        }
+        return r
+    }
+
+    /// Variable-k selections; chosen experts are listed best first (ties to the lower index),
+    /// at most `max_k` of them, each with its score as weight.
+    /// - threshold: every score ≥ tau.
+    /// - top_p: the fewest best experts whose scores sum to at least p.
+    /// - stat_topk: every score ≥ mean + std·Φ⁻¹(1 − k/E) (population std of the row).
+    /// - dense_route: every expert, in index order.
+    /// - nonzero: every expert with a non-zero score.
+    static func select(_ op: Op, scores: HostTensor, attributes a: Attributes) -> Routing {
+        let tokens = scores.shape[0], e = scores.shape[1]
+        let slots = a.int("max_k") ?? e
+        let f = scores.floats.map(Double.init)
+        var r = Routing(tokens: tokens, slots: slots, experts: e, expert: [Int](repeating: -1, count: tokens * slots),
+                        weight: [Double](repeating: 0, count: tokens * slots))
+        for t in 0..<tokens {
+            let row = Array(f[(t * e)..<((t + 1) * e)])
+            let order = bestIndices(row, e)
+            var chosen: [Int]
+            switch op {
+            case .threshold:
+                chosen = order.filter { row[$0] >= a.float("tau")! }
+            case .top_p:
+                chosen = []
+                var sum = 0.0
+                for i in order where sum < a.float("p")! {
+                    chosen.append(i)
+                    sum += row[i]
+                }
+            case .stat_topk:
+                let mean = row.reduce(0, +) / Double(e)
+                let std = (row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(e)).squareRoot()
+                let cut = mean + std * RoutingMath.normalQuantile(1 - Double(a.int("k")!) / Double(e))
+                chosen = order.filter { row[$0] >= cut }
+            case .dense_route:
+                chosen = Array(0..<e)
+            default:
+                chosen = order.filter { row[$0] != 0 }
+            }
+            for (slot, i) in chosen.prefix(slots).enumerated() {
+                r.expert[t * slots + slot] = i
+                r.weight[t * slots + slot] = row[i]
             }
         }
         return r

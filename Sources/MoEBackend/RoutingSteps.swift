@@ -31,9 +31,14 @@ enum RoutingSteps {
     static func topk(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
         let g = s.executable.graph
         let scores = UnsafePointer(s.floats(n.operands[0]))
-        let bias = n.operands.count == 2 ? UnsafePointer(s.floats(n.operands[1])) : nil
-        let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
         let a = n.attributes
+        let withBias = a.bool("with_bias") ?? false, withBy = a.bool("with_by") ?? false
+        let bias = withBias ? UnsafePointer(s.floats(n.operands[1])) : nil
+        let by = withBy ? UnsafePointer(s.floats(n.operands[withBias ? 2 : 1])) : nil
+        var force: [Int32] = []
+        for f in a.ints("force") ?? [] where !force.contains(Int32(f)) { force.append(Int32(f)) }
+        let disable = a.ints("disable") ?? []
+        let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
         let k = a.int("k")!
         let groups = a.int("groups") ?? 1
         let keep = a.int("keep_groups") ?? groups
@@ -46,7 +51,8 @@ enum RoutingSteps {
         return {
             for t in 0..<tokens {
                 let row = scores + t * e
-                for j in 0..<e { choice[j] = row[j] + (bias?[j] ?? 0) }
+                let selectRow = by.map { $0 + t * e } ?? row
+                for j in 0..<e { choice[j] = selectRow[j] + (bias?[j] ?? 0) }
                 if groups > 1 {
                     let size = e / groups
                     // Group scores into taken[0..<groups]; the best `keep` groups stay.
@@ -82,7 +88,13 @@ enum RoutingSteps {
                     }
                 }
                 for j in 0..<e { taken[j] = 0 }
-                for slot in 0..<k {
+                for j in disable { taken[j] = 1 }
+                for (slot, f) in force.enumerated() {
+                    taken[Int(f)] = 1
+                    out.experts[t * k + slot] = f
+                    out.weights[t * k + slot] = row[Int(f)]
+                }
+                for slot in force.count..<k {
                     var best = -Float.infinity, bi = -1
                     for j in 0..<e where taken[j] == 0 {
                         if bi < 0 || choice[j] > best { best = choice[j]; bi = j }

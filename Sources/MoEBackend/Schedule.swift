@@ -138,6 +138,8 @@ public final class Schedule: @unchecked Sendable {
             return [e * 8 + 64]
         case .route_capacity:
             return [g[n.operands[0]].type.routing!.experts * 4]
+        case .threshold, .top_p, .stat_topk, .nonzero, .dense_route, .within, .expert_choice:
+            return SelectionSteps.scratchBytes(n, g, tokens: tokens)
         case .moe_experts:
             return MoEExpertsKernel.scratchBytes(n, g, tokens: tokens)
         default:

@@ -70,7 +70,8 @@ public enum WeightBinding {
         var done = 0
         var out: [AlignedBuffer] = []
         for w in graph.weights {
-            let buffer = AlignedBuffer(floats: w.elementCount, zeroed: false)
+            let sourceCount = w.sourceShape.reduce(1, *)
+            let buffer = AlignedBuffer(floats: sourceCount, zeroed: false)
             var offset = 0
             for (name, shape) in w.tensors {
                 let n = shape.reduce(1, *)
@@ -83,7 +84,21 @@ public enum WeightBinding {
                 done += n * 4
                 progress?(done, total)
             }
-            out.append(buffer)
+            if let repeats = w.repeats {
+                // Upcycling: slice i of the first dimension appears repeats[i] times.
+                let slice = sourceCount / repeats.count
+                let expanded = AlignedBuffer(floats: w.elementCount, zeroed: false)
+                var to = 0
+                for (i, r) in repeats.enumerated() {
+                    for _ in 0..<r {
+                        (expanded.floats + to).update(from: buffer.floats + i * slice, count: slice)
+                        to += slice
+                    }
+                }
+                out.append(expanded)
+            } else {
+                out.append(buffer)
+            }
         }
         return out
     }

@@ -45,6 +45,7 @@ public struct ASTToIR {
         case symbol(String)             // a bare word that names nothing (an enum-like argument: act: gelu)
         case poisoned                   // its definition failed; uses stay quiet
         case declaredWeight             // a weight not yet read (it becomes a node on first use)
+        case ints([Int])                // a list of integers: [3, 5]
     }
 
     /// Thrown where a value depends on one whose error was already reported.
@@ -436,6 +437,17 @@ public struct ASTToIR {
             return try call(c)
         case .moe(let m):
             return try moeBlock(m)
+        case .list(let items, _):
+            var out: [Int] = []
+            for item in items {
+                switch try lower(item) {
+                case .int(let v): out.append(v)
+                case .ints(let v): out += v
+                case .poisoned: throw ASTToIR.alreadyReported
+                default: throw .error("lists hold integers known at compile time", at: item.range)
+                }
+            }
+            return .ints(out)
         }
     }
 
@@ -534,12 +546,14 @@ public struct ASTToIR {
         case "softmax":
             let x = try args.value("x", &self)
             let t = try args.optionalNumber("temperature", &self)
+            let groups = try args.optionalInt("groups", &self)
             if isRouting(x) {
-                if t != nil { throw .error("softmax over a routing takes no temperature", at: at) }
+                if t != nil || groups != nil { throw .error("softmax over a routing takes no temperature or groups", at: at) }
                 return .tensor(try builder.add(.route_softmax, [x], at: at))
             }
             var attrs: Attributes = [:]
             if let t { attrs["temperature"] = .float(t) }
+            if let groups { attrs["groups"] = .int(groups) }
             return .tensor(try builder.add(.softmax, [x], attrs, at: at))
         case "sqrt":
             let v = try args.raw("x", &self)
@@ -558,7 +572,10 @@ public struct ASTToIR {
             let k = try args.int("k", &self)
             var attrs: Attributes = ["k": .int(k)]
             var ops = [scores]
-            if let b = try args.optionalTensor("bias", &self) { ops.append(b) }
+            if let b = try args.optionalTensor("bias", &self) { ops.append(b); attrs["with_bias"] = .bool(true) }
+            if let by = try args.optionalTensor("by", &self) { ops.append(by); attrs["with_by"] = .bool(true) }
+            if let f = try args.optionalInts("force", &self) { attrs["force"] = .ints(f) }
+            if let d = try args.optionalInts("disable", &self) { attrs["disable"] = .ints(d) }
             if let groups = try args.optionalInt("groups", &self) {
                 attrs["groups"] = .int(groups)
                 attrs["keep_groups"] = .int(try args.optionalInt("keep_groups", &self) ?? groups)
@@ -570,6 +587,51 @@ public struct ASTToIR {
                 attrs["masked"] = .float(m)
             }
             return .tensor(try builder.add(.topk, ops, attrs, at: at))
+        case "threshold", "top_p", "stat_topk", "dense", "nonzero":
+            let scores = try args.tensor("scores", &self)
+            var attrs: Attributes = [:]
+            switch name {
+            case "threshold": attrs["tau"] = .float(try args.number("tau", &self))
+            case "top_p": attrs["p"] = .float(try args.number("p", &self))
+            case "stat_topk": attrs["k"] = .int(try args.int("k", &self))
+            default: break
+            }
+            if let m = try args.optionalInt("max_k", &self) { attrs["max_k"] = .int(m) }
+            let op: Op = name == "dense" ? .dense_route : Op(rawValue: name)!
+            return .tensor(try builder.add(op, [scores], attrs, at: at))
+        case "expert_choice":
+            let scores = try args.tensor("scores", &self)
+            var attrs: Attributes = ["k": .int(try args.int("k", &self))]
+            var ops = [scores]
+            switch try args.raw("capacity_factor", &self) {
+            case .int(let v): attrs["capacity_factor"] = .float(Double(v))
+            case .float(let v): attrs["capacity_factor"] = .float(v)
+            case .tensor(let id): ops.append(id)
+            default: throw .error("capacity_factor must be a number, or a scalar input to set it at run time", at: at)
+            }
+            return .tensor(try builder.add(.expert_choice, ops, attrs, at: at))
+        case "hash", "random_fixed":
+            let ids = try args.tensor("ids", &self)
+            var attrs: Attributes = ["experts": .int(try args.int("experts", &self)), "method": .string(name == "hash" ? "hash" : "random")]
+            attrs["seed"] = .int(try args.optionalInt("seed", &self) ?? 0)
+            return .tensor(try builder.add(.hash_route, [ids], attrs, at: at))
+        case "within":
+            let outer = try args.routing("outer", &self, stage: name)
+            let inner = try args.tensor("inner", &self)
+            return .tensor(try builder.add(.within, [outer, inner], ["k": .int(try args.optionalInt("k", &self) ?? 1)], at: at))
+        case "cosine", "distance":
+            let x = try args.tensor("x", &self), c = try args.tensor("centroids", &self)
+            return .tensor(try builder.add(Op(rawValue: name)!, [x, c], at: at))
+        case "subspace":
+            let x = try args.tensor("x", &self), u = try args.tensor("bases", &self)
+            return .tensor(try builder.add(.subspace, [x, u], at: at))
+        case "sinkhorn":
+            let x = try args.tensor("scores", &self)
+            return .tensor(try builder.add(.sinkhorn, [x], ["iterations": .int(try args.optionalInt("iterations", &self) ?? 3)], at: at))
+        case "dselect":
+            let x = try args.tensor("x", &self), z = try args.tensor("z", &self), alpha = try args.tensor("alpha", &self)
+            let attrs: Attributes = ["experts": .int(try args.int("experts", &self)), "gamma": .float(try args.optionalNumber("gamma", &self) ?? 1)]
+            return .tensor(try builder.add(.dselect, [x, z, alpha], attrs, at: at))
         case "renormalize":
             let r = try args.routing("routing", &self, stage: name)
             let eps = try args.optionalNumber("eps", &self) ?? 0
@@ -610,16 +672,21 @@ public struct ASTToIR {
 
     // MARK: MoE blocks
 
+    /// A moe block. With `hops: n` the block runs n times on its own output
+    /// (h ← h + block(h), the router re-reading h each hop) and its value is the final h;
+    /// with `halt: τ` a token stops once its update is small (‖Δh‖ < τ·‖h‖).
+    /// `upcycle: c` (or a list, one count per expert) duplicates experts and router rows
+    /// at compile time (the ExpertUpcycling pass), keeping top-k.
     private mutating func moeBlock(_ m: MoEBlock) throws(Diagnostic) -> Value {
         let inputValue = try lower(m.input)
         guard case .tensor(let x) = inputValue else {
             throw .error("the moe block's input must be a tensor", at: m.input.range)
         }
         var fields: [String: MoEField] = [:]
-        let known = ["router", "experts", "shared"]
+        let known = ["router", "experts", "shared", "hops", "halt", "upcycle"]
         for f in m.fields {
             guard known.contains(f.name.name) else {
-                var notes: [Diagnostic.Note] = [.init("a moe block has the fields router, experts and shared")]
+                var notes: [Diagnostic.Note] = [.init("a moe block has the fields " + known.joined(separator: ", "))]
                 if let s = closest(to: f.name.name, among: known).first { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
                 throw .error("unknown field '\(f.name.name)' in moe block", at: f.name.range, notes: notes)
             }
@@ -646,14 +713,44 @@ public struct ASTToIR {
         let count = try intValue(expertsField.value, what: "the number of experts")
         guard count >= 1 else { throw .error("the number of experts must be positive, got \(count)", at: expertsField.value.range) }
 
-        let routerValue = try lower(routerField.value)
-        guard case .tensor(let routing) = routerValue, let rt = builder.type(of: routing).routing else {
-            throw .error("the router must end in an expert selection such as 'topk(k)'", at: routerField.value.range,
-                         notes: [.init("the router computes scores, then selects: 'x |> linear(gate) |> softmax |> topk(2)'")])
+        var hops = 1
+        if let f = fields["hops"] {
+            hops = try intValue(f.value, what: "hops")
+            guard hops >= 1, hops <= 64 else { throw .error("hops must be between 1 and 64, got \(hops)", at: f.value.range) }
         }
-        guard rt.experts == count else {
-            throw .error("the router scores \(rt.experts) experts but the block declares \(count)", at: expertsField.value.range,
-                         notes: [.init("the router is here", at: routerField.value.range)])
+        var haltTau: Double?
+        if let f = fields["halt"] {
+            switch try constant(f.value) {
+            case .int(let v): haltTau = Double(v)
+            case .float(let v): haltTau = v
+            default: throw .error("halt takes a number: the relative update norm below which a token stops", at: f.value.range)
+            }
+            guard haltTau! >= 0 else { throw .error("halt must be non-negative", at: f.value.range) }
+            guard hops > 1 else { throw .error("halt needs hops > 1", at: f.name.range) }
+        }
+        var inputName: Identifier?
+        if hops > 1 {
+            guard case .name(let id) = m.input else {
+                throw .error("a multi-hop block needs a named input (write 'moe(h) { … }' with 'let h = …')", at: m.input.range)
+            }
+            inputName = id
+            if let shared = fields["shared"], haltTau != nil {
+                throw .error("shared experts with halting are not supported: a halted token must get no update", at: shared.name.range)
+            }
+        }
+        var upcycle: [Int]?
+        if let f = fields["upcycle"] {
+            switch try constant(f.value) {
+            case .int(let c): upcycle = [Int](repeating: c, count: count)
+            case .ints(let list): upcycle = list
+            default: throw .error("upcycle takes a copy count, or a list with one count per expert", at: f.value.range)
+            }
+            guard upcycle!.count == count else {
+                throw .error("upcycle lists \(upcycle!.count) copy counts, but the block has \(count) experts", at: f.value.range)
+            }
+            if let bad = upcycle!.first(where: { $0 < 1 }) {
+                throw .error("upcycle copy counts must be at least 1, got \(bad)", at: f.value.range)
+            }
         }
 
         // The expert kind: swiglu(gate:, up:, down:) | swiglu(gate_up:, down:) | mlp(up:, down:, act:)
@@ -678,15 +775,49 @@ public struct ASTToIR {
             throw .error("unknown expert kind '\(kindCall.callee.name)'", at: kindAt,
                          notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
         }
-        var out = try builder.add(.moe_experts, [x, routing] + weights, attrs, at: [kindAt, m.range])
-        if let shared = fields["shared"] {
-            let sv = try lower(shared.value)
-            guard case .tensor(let s) = sv, builder.type(of: s).tensor != nil else {
-                throw .error("shared must be a tensor expression, e.g. 'swiglu(x, gate: sg, up: su, down: sd)'", at: shared.value.range)
+        if let upcycle { attrs["upcycle"] = .ints(upcycle) }
+
+        let saved = inputName.flatMap { scope[$0.name] }
+        defer { if let id = inputName, let saved { scope[id.name] = saved } }
+        var h = x
+        var active: ValueID?
+        var result = x
+        for hop in 0..<hops {
+            if let id = inputName { scope[id.name] = (.tensor(h), id.range) }
+            let routerValue = try lower(routerField.value)
+            guard case .tensor(let routing) = routerValue, let rt = builder.type(of: routing).routing else {
+                throw .error("the router must end in an expert selection such as 'topk(k)'", at: routerField.value.range,
+                             notes: [.init("the router computes scores, then selects: 'x |> linear(gate) |> softmax |> topk(2)'")])
             }
-            out = try builder.add(.add, [out, s], at: shared.name.range)
+            guard rt.experts == count else {
+                throw .error("the router scores \(rt.experts) experts but the block declares \(count)", at: expertsField.value.range,
+                             notes: [.init("the router is here", at: routerField.value.range)])
+            }
+            var hopAttrs = attrs
+            if hops > 1 { hopAttrs["hop"] = .int(hop) }
+            var operands = [h, routing] + weights
+            if let active { operands.append(active); hopAttrs["with_active"] = .bool(true) }
+            var delta = try builder.add(.moe_experts, operands, hopAttrs, at: [kindAt, m.range])
+            if let shared = fields["shared"] {
+                let sv = try lower(shared.value)
+                guard case .tensor(let s) = sv, builder.type(of: s).tensor != nil else {
+                    throw .error("shared must be a tensor expression, e.g. 'swiglu(x, gate: sg, up: su, down: sd)'", at: shared.value.range)
+                }
+                delta = try builder.add(.add, [delta, s], at: shared.name.range)
+            }
+            if hops == 1 {
+                result = delta
+            } else {
+                var next: ValueID?
+                if let tau = haltTau, hop + 1 < hops {
+                    next = try builder.add(.halt_mask, [h, delta] + (active.map { [$0] } ?? []), ["tau": .float(tau)], at: fields["halt"]!.name.range)
+                }
+                h = try builder.add(.add, [h, delta], at: m.range)
+                active = next
+                result = h
+            }
         }
-        return .tensor(out)
+        return .tensor(result)
     }
 
     // MARK: Outputs
@@ -740,10 +871,18 @@ enum Builtins {
         "linear": ["x", "weight", "bias"],
         "rmsnorm": ["x", "weight", "eps"],
         "layernorm": ["x", "weight", "bias", "eps"],
-        "softmax": ["x", "temperature"],
+        "softmax": ["x", "temperature", "groups"],
         "sigmoid": ["x"], "silu": ["x"], "gelu": ["x"], "gelu_tanh": ["x"], "relu": ["x"], "tanh": ["x"],
         "exp": ["x"], "sqrt": ["x"],
-        "topk": ["scores", "k", "bias", "groups", "keep_groups", "group_top", "masked"],
+        "topk": ["scores", "k", "bias", "groups", "keep_groups", "group_top", "masked", "by", "force", "disable"],
+        "threshold": ["scores", "tau", "max_k"], "top_p": ["scores", "p", "max_k"], "stat_topk": ["scores", "k", "max_k"],
+        "dense": ["scores"], "nonzero": ["scores", "max_k"],
+        "expert_choice": ["scores", "k", "capacity_factor"],
+        "hash": ["ids", "experts"], "random_fixed": ["ids", "experts", "seed"],
+        "within": ["outer", "inner", "k"],
+        "cosine": ["x", "centroids"], "distance": ["x", "centroids"], "subspace": ["x", "bases"],
+        "sinkhorn": ["scores", "iterations"],
+        "dselect": ["x", "z", "alpha", "experts", "gamma"],
         "renormalize": ["routing", "eps"],
         "scale": ["routing", "factor"],
         "capacity": ["routing", "capacity"],
@@ -757,6 +896,8 @@ enum Builtins {
         "linear": 3, "rmsnorm": 2, "layernorm": 3, "softmax": 1, "topk": 2, "renormalize": 1, "scale": 2,
         "capacity": 2, "swiglu": 1, "mlp": 1, "sigmoid": 1, "silu": 1, "gelu": 1, "gelu_tanh": 1, "relu": 1,
         "tanh": 1, "exp": 1, "sqrt": 1,
+        "threshold": 2, "top_p": 2, "stat_topk": 2, "dense": 1, "nonzero": 1, "expert_choice": 2, "hash": 1, "random_fixed": 1,
+        "within": 2, "cosine": 2, "distance": 2, "subspace": 2, "sinkhorn": 1, "dselect": 1,
     ]
 
     static func bind(_ c: Call, diagnostics: DiagnosticEngine) throws(Diagnostic) -> BoundArguments {
@@ -900,6 +1041,16 @@ struct BoundArguments {
 
     func optionalInt(_ name: String, _ l: inout ASTToIR) throws(Diagnostic) -> Int? {
         has(name) ? try int(name, &l) : nil
+    }
+
+    /// A list of integers (`[3, 5]`) or a single integer.
+    func optionalInts(_ name: String, _ l: inout ASTToIR) throws(Diagnostic) -> [Int]? {
+        guard let e = args[name] else { return nil }
+        switch try raw(name, &l) {
+        case .ints(let v): return v
+        case .int(let v): return [v]
+        default: throw .error("argument '\(name)' of '\(function)' must be a list of integers, e.g. [0, 3]", at: e.range)
+        }
     }
 
     /// A bare word from a fixed set (`act: gelu`), or a string param holding one.

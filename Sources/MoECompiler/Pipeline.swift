@@ -6,6 +6,7 @@ import MoEPasses
 /// everything that happens between `--emit ir` and `--emit ir-opt`.
 public enum Pipeline {
     public static let passes: [any Pass] = [
+        ExpertUpcycling(),
         DeadCodeElimination(),
     ]
 

@@ -82,3 +82,20 @@ public struct GraphBuilder {
 
     public mutating func finish() -> Graph { graph }
 }
+
+extension Graph {
+    /// Recomputes every computed node's type from its operands, in order (after a pass
+    /// changed shapes). Throws a diagnostic at the first node whose operands no longer fit.
+    public mutating func reinferTypes() throws(Diagnostic) {
+        for i in nodes.indices where !nodes[i].op.isLeaf {
+            let n = nodes[i]
+            do {
+                if let t = try OpSchema.resultType(n.op, n.operands.map { nodes[$0.index].type }, n.attributes) {
+                    nodes[i].type = t
+                }
+            } catch {
+                throw Diagnostic.error(error.message, at: n.location, notes: error.notes.map { Diagnostic.Note($0) })
+            }
+        }
+    }
+}

@@ -45,25 +45,37 @@ public struct WeightInfo: Hashable, Sendable {
     /// the remaining dimensions.
     public var shape: [Int]
     public var location: SourceRange?
+    /// When set, slice i of the first dimension of the checkpoint's tensor is repeated
+    /// `repeats[i]` times (expert upcycling): the checkpoint holds `repeats.count` slices and
+    /// the weight has `repeats.reduce(0, +)`.
+    public var repeats: [Int]?
 
-    public init(name: String, pattern: String, shape: [Int], location: SourceRange? = nil) {
+    public init(name: String, pattern: String, shape: [Int], location: SourceRange? = nil, repeats: [Int]? = nil) {
         self.name = name
         self.pattern = pattern
         self.shape = shape
         self.location = location
+        self.repeats = repeats
     }
 
     public var perExpert: Bool { pattern.contains("{e}") }
 
+    /// The shape as stored in the checkpoint (before repeats).
+    public var sourceShape: [Int] {
+        guard let r = repeats else { return shape }
+        return [r.count] + shape.dropFirst()
+    }
+
     /// The checkpoint tensors this weight reads, in order, with the shape each must have.
     public var tensors: [(name: String, shape: [Int])] {
+        let source = sourceShape
         if perExpert {
-            let each = Array(shape.dropFirst())
-            return (0..<(shape.first ?? 0)).map { e in
+            let each = Array(source.dropFirst())
+            return (0..<(source.first ?? 0)).map { e in
                 (pattern.replacingOccurrences(of: "{e}", with: String(e)), each)
             }
         }
-        return [(pattern, shape)]
+        return [(pattern, source)]
     }
 
     public var elementCount: Int { shape.reduce(1, *) }

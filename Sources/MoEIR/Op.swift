@@ -18,8 +18,24 @@ public enum Op: String, Hashable, Sendable, CaseIterable {
     case swiglu                 // dense SwiGLU FFN: x, W_gate[F, H], W_up[F, H], W_down[H, F]
     case mlp                    // dense MLP: x, W_up[F, H], W_down[H, F]; attrs: act
 
+    // Scoring beyond linear.
+    case cosine                 // h[T, r], centroids[E, r] → cos(h, c_e) : [T, E]
+    case distance               // x[T, d], centroids[E, d] → ‖x − c_e‖₂ : [T, E]
+    case subspace               // x[T, d], bases[E, d, r] → ‖x·U_e‖ / ‖x‖ : [T, E]
+    case sinkhorn               // scores[T, E] → balanced probabilities [T, E]; attrs: iterations
+    case dselect                // x[T, …], z[(T,) k·m], alpha[(T,) k] → dense weights [T, E]; attrs: experts, gamma
+
     // Routing: scores → a routing → weights.
-    case topk                   // scores[T, E] (, bias[E]) → routing; attrs: k, groups, keep_groups, group_top, masked
+    case topk                   // scores[T, E] (, bias[E]) (, by[T, E]) → routing
+                                // attrs: k, with_bias, with_by, groups, keep_groups, group_top, masked, force, disable
+    case threshold              // scores[T, E] → every expert with score ≥ tau; attrs: tau, max_k
+    case top_p                  // probs[T, E] → smallest set with cumulative prob ≥ p; attrs: p, max_k
+    case stat_topk              // scores[T, E] → score ≥ mean + std·Φ⁻¹(1 − k/E); attrs: k, max_k
+    case expert_choice          // scores[T, E] (, cf[]) → each expert its top-C tokens; attrs: k, capacity_factor
+    case dense_route            // scores[T, E] → every expert, weight = score
+    case nonzero                // weights[T, E] → the experts with non-zero weight; attrs: max_k
+    case hash_route             // ids i32[T] → one expert per token id; attrs: experts, method, seed
+    case within                 // outer routing over G groups, inner scores[T, G·S] → routing over G·S; attrs: k
     case route_renormalize      // weights / their sum; attrs: eps
     case route_softmax          // softmax over each token's chosen scores
     case route_scale            // weights · factor; attrs: factor
@@ -27,13 +43,19 @@ public enum Op: String, Hashable, Sendable, CaseIterable {
     case route_capacity         // each expert keeps its first `capacity` tokens; attrs: capacity
 
     // Experts.
-    case moe_experts            // x[T, H], routing, stacked expert weights → Σ w·expert(x) : [T, H]
-                                // attrs: experts, kind (swiglu | swiglu_fused | mlp), act
+    case moe_experts            // x[T, H], routing, stacked expert weights (, active[T]) → Σ w·expert(x) : [T, H]
+                                // attrs: experts, kind (swiglu | swiglu_fused | mlp), act, with_active
+    case halt_mask              // h[T, H], delta[T, H] (, active[T]) → 1 where ‖delta‖/‖h‖ ≥ tau and active : [T]
+                                // attrs: tau
 
     /// Ops that compute element by element with broadcasting.
     public var isElementwiseBinary: Bool { [.add, .sub, .mul, .div].contains(self) }
     public var isElementwiseUnary: Bool { [.silu, .gelu, .gelu_tanh, .relu, .sigmoid, .tanh, .exp, .sqrt, .neg].contains(self) }
-    public var isRouting: Bool { [.topk, .route_renormalize, .route_softmax, .route_scale, .route_sqrt, .route_capacity].contains(self) }
+    /// Ops that turn scores into a routing.
+    public var isSelection: Bool {
+        [.topk, .threshold, .top_p, .stat_topk, .expert_choice, .dense_route, .nonzero, .hash_route, .within].contains(self)
+    }
+    public var isRouting: Bool { isSelection || [.route_renormalize, .route_softmax, .route_scale, .route_sqrt, .route_capacity].contains(self) }
 }
 
 /// The activation of an `mlp` (dense or expert).

@@ -57,6 +57,11 @@ public enum OpSchema {
             let x = try tensor(operands[0], "the input of softmax")
             guard x.rank >= 1 else { throw TypeRuleError("softmax needs at least one dimension") }
             if let t = attrs.float("temperature"), !(t > 0) { throw TypeRuleError("softmax temperature must be positive, got \(t)") }
+            if let g = attrs.int("groups") {
+                guard let d = x.last?.fixedValue, g >= 1, d % g == 0 else {
+                    throw TypeRuleError("softmax groups = \(g) must divide the last dimension of \(format(x))")
+                }
+            }
             return .tensor(x)
 
         case .silu, .gelu, .gelu_tanh, .relu, .sigmoid, .tanh, .exp, .sqrt, .neg:
@@ -93,17 +98,20 @@ public enum OpSchema {
             return .tensor(x)
 
         case .topk:
-            try arity(op, operands, 1...2)
-            let s = try tensor(operands[0], "the scores of topk")
-            guard s.rank == 2, let e = s.shape[1].fixedValue else {
-                throw TypeRuleError("topk needs scores of shape [tokens, experts], got \(format(s))")
-            }
+            let withBias = attrs.bool("with_bias") ?? false, withBy = attrs.bool("with_by") ?? false
+            try arity(op, operands, (1 + (withBias ? 1 : 0) + (withBy ? 1 : 0))...(1 + (withBias ? 1 : 0) + (withBy ? 1 : 0)))
+            let (_, e) = try scores(operands[0], "topk")
             guard let k = attrs.int("k") else { throw TypeRuleError("topk needs k") }
             guard k >= 1 else { throw TypeRuleError("topk k must be at least 1, got \(k)") }
             guard k <= e else { throw TypeRuleError("topk k = \(k) is larger than the number of experts (\(e))") }
-            if operands.count == 2 {
+            if withBias {
                 let b = try tensor(operands[1], "the selection bias")
                 guard b.shape == [.fixed(e)] else { throw TypeRuleError("selection bias must be [\(e)], got \(format(b))") }
+            }
+            if withBy {
+                let by = try tensor(operands[withBias ? 2 : 1], "the selection scores (by:)")
+                let s0 = try tensor(operands[0], "the scores")
+                guard by.shape == s0.shape else { throw TypeRuleError("selection scores (by:) must have the shape of the scores \(format(s0)), got \(format(by))") }
             }
             let groups = attrs.int("groups") ?? 1
             let keep = attrs.int("keep_groups") ?? groups
@@ -123,7 +131,126 @@ public enum OpSchema {
                     throw TypeRuleError("group_top = \(top) must be between 1 and the \(e / groups) experts of a group")
                 }
             }
+            let force = attrs.ints("force") ?? [], disable = attrs.ints("disable") ?? []
+            for x in force + disable where x < 0 || x >= e {
+                throw TypeRuleError("expert \(x) does not exist (experts are 0 to \(e - 1))")
+            }
+            if let both = Set(force).intersection(disable).sorted().first {
+                throw TypeRuleError("expert \(both) is both forced and disabled")
+            }
+            guard Set(force).count <= k else { throw TypeRuleError("\(Set(force).count) forced experts do not fit in k = \(k)") }
+            guard e - Set(disable).count >= k else {
+                throw TypeRuleError("with \(Set(disable).count) experts disabled, fewer than k = \(k) remain")
+            }
             return .routing(RoutingType(slots: k, experts: e))
+
+        case .threshold, .top_p, .stat_topk, .dense_route, .nonzero:
+            try arity(op, operands, 1...1)
+            let (_, e) = try scores(operands[0], op.rawValue)
+            switch op {
+            case .threshold: guard attrs.float("tau") != nil else { throw TypeRuleError("threshold needs tau") }
+            case .top_p:
+                guard let p = attrs.float("p"), p > 0, p <= 1 else { throw TypeRuleError("top_p needs p in (0, 1], got \(attrs.float("p").map { "\($0)" } ?? "none")") }
+            case .stat_topk:
+                guard let k = attrs.int("k"), k >= 1, k < e else {
+                    throw TypeRuleError("stat_topk k must be between 1 and \(e - 1) (the threshold is Φ⁻¹(1 − k/E)), got \(attrs.int("k").map(String.init) ?? "none")")
+                }
+            default: break
+            }
+            let maxK = attrs.int("max_k") ?? e
+            guard maxK >= 1, maxK <= e else { throw TypeRuleError("max_k = \(maxK) must be between 1 and the \(e) experts") }
+            return .routing(RoutingType(slots: maxK, experts: e))
+
+        case .expert_choice:
+            try arity(op, operands, 1...2)
+            let (_, e) = try scores(operands[0], "expert_choice")
+            guard let k = attrs.int("k"), k >= 1, k <= e else { throw TypeRuleError("expert_choice k must be between 1 and \(e)") }
+            if operands.count == 2 {
+                let cf = try tensor(operands[1], "the capacity factor")
+                guard cf.isScalar || cf.shape == [.fixed(1)] else { throw TypeRuleError("the capacity factor must be a scalar, got \(format(cf))") }
+            } else {
+                guard let cf = attrs.float("capacity_factor"), cf > 0 else { throw TypeRuleError("expert_choice capacity factor must be positive") }
+            }
+            return .routing(RoutingType(slots: e, experts: e))
+
+        case .hash_route:
+            try arity(op, operands, 1...1)
+            let ids = try tensor(operands[0], "the token ids")
+            guard ids.dtype == .i32, ids.rank == 1 else {
+                throw TypeRuleError("hash routing reads integer token ids i32[tokens], got \(format(ids))",
+                                    notes: ["declare them as 'input ids: i32[tokens]'"])
+            }
+            guard let e = attrs.int("experts"), e >= 1 else { throw TypeRuleError("hash routing needs experts ≥ 1") }
+            guard ["hash", "random"].contains(attrs.string("method") ?? "") else { throw TypeRuleError("unknown hash method") }
+            return .routing(RoutingType(slots: 1, experts: e))
+
+        case .within:
+            try arity(op, operands, 2...2)
+            guard let outer = operands[0].routing else { throw TypeRuleError("'within' needs an outer routing first") }
+            let (_, inner) = try scores(operands[1], "within")
+            guard inner % outer.experts == 0 else {
+                throw TypeRuleError("the inner scores' \(inner) experts do not split into the outer routing's \(outer.experts) groups")
+            }
+            let size = inner / outer.experts
+            guard let k = attrs.int("k"), k >= 1, k <= size else {
+                throw TypeRuleError("within k must be between 1 and the \(size) experts of a group")
+            }
+            return .routing(RoutingType(slots: outer.slots * k, experts: inner))
+
+        case .cosine, .distance:
+            try arity(op, operands, 2...2)
+            let x = try tensor(operands[0], "the input of \(op)")
+            let c = try tensor(operands[1], "the centroids")
+            guard x.rank == 2, let d = x.last?.fixedValue else { throw TypeRuleError("\(op) needs an input [tokens, width], got \(format(x))") }
+            guard c.rank == 2, let e = c.shape[0].fixedValue, c.shape[1] == .fixed(d) else {
+                throw TypeRuleError("\(op) centroids must be [experts, \(d)] to match the input \(format(x)), got \(format(c))")
+            }
+            return .tensor(TensorType(.f32, [x.shape[0], .fixed(e)]))
+
+        case .subspace:
+            try arity(op, operands, 2...2)
+            let x = try tensor(operands[0], "the input of subspace")
+            let u = try tensor(operands[1], "the bases")
+            guard x.rank == 2, let d = x.last?.fixedValue else { throw TypeRuleError("subspace needs an input [tokens, width], got \(format(x))") }
+            guard u.rank == 3, let e = u.shape[0].fixedValue, u.shape[1] == .fixed(d) else {
+                throw TypeRuleError("subspace bases must be [experts, \(d), rank], got \(format(u))")
+            }
+            return .tensor(TensorType(.f32, [x.shape[0], .fixed(e)]))
+
+        case .sinkhorn:
+            try arity(op, operands, 1...1)
+            let (t, _) = try scores(operands[0], "sinkhorn")
+            guard let n = attrs.int("iterations"), n >= 1, n <= 1000 else { throw TypeRuleError("sinkhorn iterations must be between 1 and 1000") }
+            return .tensor(t)
+
+        case .dselect:
+            try arity(op, operands, 3...3)
+            let x = try tensor(operands[0], "the input of dselect")
+            let z = try tensor(operands[1], "the selector logits z")
+            let alpha = try tensor(operands[2], "the selector mix alpha")
+            guard let e = attrs.int("experts"), e >= 2 else { throw TypeRuleError("dselect needs experts ≥ 2") }
+            guard let g = attrs.float("gamma"), g > 0 else { throw TypeRuleError("dselect gamma must be positive") }
+            guard let kSel = alpha.last?.fixedValue, kSel >= 1 else { throw TypeRuleError("alpha must end in the number of selectors") }
+            var m = 0
+            while (1 << m) < e { m += 1 }
+            guard z.last == .fixed(kSel * m) else {
+                throw TypeRuleError("z must have k·⌈log₂E⌉ = \(kSel)·\(m) = \(kSel * m) values per row for \(kSel) selectors over \(e) experts, got \(format(z))")
+            }
+            for t in [z, alpha] where !(t.rank == 1 || (t.rank == 2 && t.shape[0] == x.shape[0])) {
+                throw TypeRuleError("z and alpha are one row for all tokens or one row per token, got \(format(t))")
+            }
+            return .tensor(TensorType(.f32, [x.shape[0], .fixed(e)]))
+
+        case .halt_mask:
+            try arity(op, operands, 2...3)
+            let h = try tensor(operands[0], "the state"), d = try tensor(operands[1], "the update")
+            guard h.rank == 2, h == d else { throw TypeRuleError("halting compares a state and an update of one shape [tokens, hidden]") }
+            if operands.count == 3 {
+                let a = try tensor(operands[2], "the active mask")
+                guard a.shape == [h.shape[0]] else { throw TypeRuleError("the active mask must be [tokens]") }
+            }
+            guard let tau = attrs.float("tau"), tau >= 0 else { throw TypeRuleError("halting needs a threshold tau ≥ 0") }
+            return .tensor(TensorType(.f32, [h.shape[0]]))
 
         case .route_renormalize, .route_softmax, .route_scale, .route_sqrt, .route_capacity:
             try arity(op, operands, 1...1)
@@ -160,8 +287,13 @@ public enum OpSchema {
             case .swiglu_fused: roles = ["gate_up", "down"]
             case .mlp: roles = ["up", "down"]; try activation(attrs)
             }
-            guard operands.count == 2 + roles.count else {
+            let withActive = attrs.bool("with_active") ?? false
+            guard operands.count == 2 + roles.count + (withActive ? 1 : 0) else {
                 throw TypeRuleError("\(kind) experts take \(roles.count) weights (\(roles.joined(separator: ", "))), got \(operands.count - 2)")
+            }
+            if withActive {
+                let a = try tensor(operands[operands.count - 1], "the active mask")
+                guard a.shape == [x.shape[0]] else { throw TypeRuleError("the active mask must be [tokens], got \(format(a))") }
             }
             var ffn: Int?
             for (i, role) in roles.enumerated() {
@@ -198,6 +330,15 @@ public enum OpSchema {
             let expected = range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)"
             throw TypeRuleError("'\(op.surfaceName)' takes \(expected) operands, got \(operands.count)")
         }
+    }
+
+    /// Scores: a tensor [tokens, experts].
+    static func scores(_ t: IRType, _ op: String) throws(TypeRuleError) -> (TensorType, Int) {
+        let s = try tensor(t, "the scores of \(op)")
+        guard s.rank == 2, let e = s.shape[1].fixedValue else {
+            throw TypeRuleError("\(op) needs scores of shape [tokens, experts], got \(format(s))")
+        }
+        return (s, e)
     }
 
     static func tensor(_ t: IRType, _ what: String) throws(TypeRuleError) -> TensorType {

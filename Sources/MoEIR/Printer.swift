@@ -17,7 +17,9 @@ public struct IRPrinter {
         }
         if !g.params.isEmpty { out += "\n" }
         for w in g.weights {
-            out += "  weight @\(w.name): f32[\(w.shape.map(String.init).joined(separator: ", "))] = \"\(w.pattern)\"\n"
+            out += "  weight @\(w.name): f32[\(w.shape.map(String.init).joined(separator: ", "))] = \"\(w.pattern)\""
+            if let r = w.repeats { out += " repeat [\(r.map(String.init).joined(separator: ", "))]" }
+            out += "\n"
         }
         if !g.weights.isEmpty { out += "\n" }
         for id in g.ids {

@@ -32,6 +32,7 @@ extension Graph {
         o["weights"] = .array(weights.map { w in
             var wo = JSONObject([("name", JSON(w.name)), ("pattern", JSON(w.pattern)), ("shape", .array(w.shape.map { JSON($0) }))])
             if let l = w.location { wo["loc"] = Self.encode(l) }
+            if let r = w.repeats { wo["repeats"] = .array(r.map { JSON($0) }) }
             return .object(wo)
         })
         o["nodes"] = .array(nodes.map { n in
@@ -76,7 +77,13 @@ extension Graph {
             guard let wn = w["name"]?.string, let pattern = w["pattern"]?.string,
                   let shape = w["shape"]?.array?.compactMap(\.int), shape.count == w["shape"]?.array?.count,
                   shape.allSatisfy({ $0 >= 0 }) else { throw fail("weight \(i)") }
-            g.weights.append(WeightInfo(name: wn, pattern: pattern, shape: shape, location: w["loc"].flatMap(Self.decodeRange)))
+            var repeats: [Int]?
+            if let r = w["repeats"] {
+                guard let list = r.array?.compactMap(\.int), list.count == r.array?.count, list.allSatisfy({ $0 >= 1 }),
+                      list.reduce(0, +) == shape.first else { throw fail("weight \(wn) repeats") }
+                repeats = list
+            }
+            g.weights.append(WeightInfo(name: wn, pattern: pattern, shape: shape, location: w["loc"].flatMap(Self.decodeRange), repeats: repeats))
         }
         for (i, n) in nodes.enumerated() {
             guard let opName = n["op"]?.string else { throw fail("node \(i) has no op") }

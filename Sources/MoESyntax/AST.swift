@@ -124,11 +124,12 @@ public indirect enum Expr: Sendable {
     case binary(BinaryOperator, Expr, Expr, opRange: SourceRange)
     case negate(Expr, SourceRange)
     case moe(MoEBlock)
+    case list([Expr], SourceRange)
 
     /// Where the expression starts, for diagnostics about the whole expression.
     public var range: SourceRange {
         switch self {
-        case .int(_, let r), .float(_, let r), .string(_, let r), .bool(_, let r), .negate(_, let r): return r
+        case .int(_, let r), .float(_, let r), .string(_, let r), .bool(_, let r), .negate(_, let r), .list(_, let r): return r
         case .name(let i): return i.range
         case .call(let c): return c.callee.range
         case .binary(_, _, _, let r): return r

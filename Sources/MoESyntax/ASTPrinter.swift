@@ -69,6 +69,7 @@ public struct ASTPrinter {
         case .string(let s, _): return quote(s)
         case .bool(let b, _): return String(b)
         case .name(let id): return id.name
+        case .list(let items, _): return "[" + items.map { expr($0, indent: indent) }.joined(separator: ", ") + "]"
         case .negate(let inner, _): return "-" + atom(inner, indent: indent)
         case .binary(let op, let l, let r, _):
             return "(\(expr(l, indent: indent)) \(op.rawValue) \(expr(r, indent: indent)))"

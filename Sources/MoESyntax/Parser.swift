@@ -316,7 +316,8 @@ public struct Parser {
     }
 
     /// primary = INT | FLOAT | STRING | 'true' | 'false'
-    ///         | IDENT , [ '(' , [ arguments ] , ')' ] | '(' , expr , ')' | moe_block ;
+    ///         | IDENT , [ '(' , [ arguments ] , ')' ] | '(' , expr , ')'
+    ///         | '[' , [ expr , { ',' , expr } ] , ']' | moe_block ;
     private mutating func parsePrimary() throws -> Expr {
         let tok = current
         switch tok.kind {
@@ -338,6 +339,14 @@ public struct Parser {
             let e = try parseExpr()
             _ = try expect(.rparen, "to close the parenthesised expression")
             return e
+        case .punct(.lbracket):
+            advance()
+            var items: [Expr] = []
+            if !isPunct(.rbracket) {
+                repeat { items.append(try parseExpr()) } while consume(.comma)
+            }
+            _ = try expect(.rbracket, "to close the list", notes: [.init("the list started here", at: tok.range)])
+            return .list(items, tok.range)
         case .eof:
             throw error("expected an expression, found end of file")
         default:
