@@ -206,6 +206,21 @@ public struct ASTToIR {
             }
             return (v, "\(sources.configPath.split(separator: "/").last.map(String.init) ?? "config.json"):\(key)")
         }
+        if let config = sources.config, !p.configKeys.isEmpty {
+            // The config lacks every key. A near miss is almost certainly a typo in the graph.
+            let keys = Array(config.keys)
+            for (key, range) in p.configKeys {
+                if let near = closest(to: key, among: keys).first {
+                    throw .error("\(sources.configPath) has no key \"\(key)\"", at: range,
+                                 notes: [.init("did you mean \"\(near)\"?")])
+                }
+            }
+            if p.defaultValue != nil {
+                let list = p.configKeys.map { "\"\($0.key)\"" }.joined(separator: ", ")
+                diagnostics.emit(.warning("\(sources.configPath) has no key \(list); '\(p.name.name)' takes its default \(p.defaultValue!)",
+                                          at: p.configKeys[0].range))
+            }
+        }
         if let d = p.defaultValue {
             let v: ParamBinding.Value
             switch (d, declaredType) {

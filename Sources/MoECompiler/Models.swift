@@ -95,3 +95,34 @@ public final class ModelRunner: @unchecked Sendable {
         do { return try executable.run(inputs) } catch let e as InputError { throw DiagnosticError(.error(e.message)) }
     }
 }
+
+/// For graphs with multi-hop blocks that halt: how much expert work each hop did and the
+/// fraction of expert FLOPs halting saved against running every token through every hop.
+public struct HaltingReport: Sendable {
+    /// (token, expert) pairs computed at each hop.
+    public var pairsPerHop: [Int]
+    public var savedFraction: Double
+
+    /// Nil when the graph has no halting blocks.
+    public init?(graph g: MoEIR.Graph, expertLoads: [[Int]]) {
+        var pairs: [Int] = []
+        var moeIndex = 0
+        var halting = false
+        for n in g.nodes where n.op == .moe_experts {
+            defer { moeIndex += 1 }
+            guard n.attributes.int("hop") != nil else { continue }
+            if n.attributes.bool("with_active") == true { halting = true }
+            pairs.append(moeIndex < expertLoads.count ? expertLoads[moeIndex].reduce(0, +) : 0)
+        }
+        guard halting, let first = pairs.first, first > 0 else { return nil }
+        pairsPerHop = pairs
+        savedFraction = 1 - Double(pairs.reduce(0, +)) / Double(first * pairs.count)
+    }
+}
+
+extension ModelRunner {
+    /// Expert loads of the last run at `tokens` tokens, per MoE node.
+    public func lastExpertLoads(tokens: Int) -> [[Int]] {
+        executable.schedule(tokens: tokens).lastExpertLoads()
+    }
+}

@@ -143,6 +143,10 @@ enum RunCommand {
             let tokens = (try? graph.tokenCount(for: tensors)) ?? 0
             Console.err(String(format: "ran %@ on %d token%@ in %.3f ms (%@)\n", graph.name, tokens, tokens == 1 ? "" : "s",
                                seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))
+            if let halting = HaltingReport(graph: graph, expertLoads: runner.lastExpertLoads(tokens: tokens)) {
+                Console.err(String(format: "multi-hop halting: (token, expert) pairs per hop %@; %.1f%% of expert FLOPs saved\n",
+                                   halting.pairsPerHop.map(String.init).joined(separator: ", "), halting.savedFraction * 100))
+            }
             for c in checks {
                 let reference: NpyArray
                 do { reference = try NpyArray(path: c.value) } catch { throw DiagnosticError(.error("\(error)")) }
