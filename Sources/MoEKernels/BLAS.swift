@@ -13,6 +13,8 @@ public final class BLAS: @unchecked Sendable {
     public typealias SGEMM = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, Float,
                                              UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
                                              Float, UnsafeMutablePointer<Float>?, Int32) -> Void
+    public typealias SGEMV = @convention(c) (Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
+                                             UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32) -> Void
     typealias SetThreads = @convention(c) (Int32) -> Void
     typealias GetThreads = @convention(c) () -> Int32
     typealias GetConfig = @convention(c) () -> UnsafePointer<CChar>?
@@ -28,6 +30,7 @@ public final class BLAS: @unchecked Sendable {
     public let config: String?
     private let handle: UnsafeMutableRawPointer
     private let sgemmFn: SGEMM
+    private let sgemvFn: SGEMV?
     private let setThreadsFn: SetThreads?
     private let getThreadsFn: GetThreads?
 
@@ -83,6 +86,7 @@ public final class BLAS: @unchecked Sendable {
         self.path = path
         self.handle = handle
         sgemmFn = sgemm
+        sgemvFn = dlsym(handle, "cblas_sgemv").map { unsafeBitCast($0, to: SGEMV.self) }
         setThreadsFn = dlsym(handle, "openblas_set_num_threads").map { unsafeBitCast($0, to: SetThreads.self) }
         getThreadsFn = dlsym(handle, "openblas_get_num_threads").map { unsafeBitCast($0, to: GetThreads.self) }
         let getConfig = dlsym(handle, "openblas_get_config").map { unsafeBitCast($0, to: GetConfig.self) }
@@ -113,8 +117,15 @@ public final class BLAS: @unchecked Sendable {
     }
 
     /// `y[M, N] (+)= x[M, K] · Wᵀ` with W `[N, K]` row-major (the unpacked weight).
+    /// M = 1 goes to `cblas_sgemv` when present: some OpenBLAS versions (0.3.21 here) do not
+    /// forward a one-row sgemm to GEMV and run it 5–10× slower.
     public func linear(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                        m: Int, n: Int, k: Int, accumulate: Bool = false) {
+        if m == 1, let sgemv = sgemvFn {
+            sgemv(Self.rowMajor, Self.noTrans, Int32(n), Int32(k), 1, weight, Int32(k), x, 1,
+                  accumulate ? 1 : 0, y, 1)
+            return
+        }
         sgemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: x, lda: k, b: weight, ldb: k,
               beta: accumulate ? 1 : 0, c: y, ldc: n)
     }

@@ -8,6 +8,8 @@ enum GemmBlocking {
     static let kc = 256
     /// Row panels per L2 chunk: 24 × 6 rows × kc floats = 144 KiB of packed x.
     static let mcPanels = 24
+    /// Packed x up to this size is kept whole in L2 and each weight panel streamed once.
+    static let panelMajorMaxBytes = 320 * 1024
 }
 
 extension Kernels {
@@ -26,7 +28,7 @@ extension Kernels {
         precondition(ldx >= k && ldy >= n, "gemm: leading dimensions too small")
         guard m > 0 else { return }
         let packedA = PackedA(m: m, k: k)
-        packedA.fill(from: x, strideM: ldx, strideK: 1, alpha: 1)
+        packedA.fill(from: x, strideM: ldx, strideK: 1, alpha: 1, threads: threads)
         runPacked(packedA, w, y, ldy: ldy, accumulate: accumulate, threads: threads, isa: isa)
     }
 
@@ -36,6 +38,7 @@ extension Kernels {
         let ap = SendablePointer(a.data), bp = SendablePointer(w.data), cp = SendablePointer(y)
         let m = a.m, k = w.k, n = w.n
         let avx2 = isa.runsAVX2
+        let panelMajor = a.mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes
         // Too little work per thread costs more in wake-ups than it gains.
         let flops = 2 * m * n * k
         let useThreads = flops < 2_000_000 ? 1 : threads
@@ -44,7 +47,7 @@ extension Kernels {
                 avx2GemmPacked(a: ap.pointer, m: m, k: k, kcBlock: GemmBlocking.kc,
                                mcPanels: GemmBlocking.mcPanels, b: bp.pointer, n: n,
                                panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                               c: cp.pointer, ldc: ldy, accumulate: accumulate)
+                               c: cp.pointer, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor)
             } else {
                 portableGemmPacked(a: ap.pointer, m: m, k: k, b: bp.pointer, n: n, panels: panels,
                                    c: cp.pointer, ldc: ldy, accumulate: accumulate)
@@ -56,7 +59,8 @@ extension Kernels {
 /// x (or op(A)) copied into row panels of `GemmBlocking.mr` rows, K-blocked by `GemmBlocking.kc`:
 /// block `b` (length kc) starts at `b*KC*mPanels*6`; inside it, panel `i` starts at `i*kc*6` and
 /// holds kc steps of 6 floats (rows past M are zero). Owned scratch memory, freed on deinit.
-final class PackedA {
+/// `@unchecked Sendable`: threads packing it write disjoint row panels; afterwards it is only read.
+final class PackedA: @unchecked Sendable {
     let m: Int, k: Int, mPanels: Int
     let data: UnsafeMutablePointer<Float>
 
@@ -72,13 +76,22 @@ final class PackedA {
     deinit { data.deallocate() }
 
     /// Element (i, k) of the source is `src[i*strideM + k*strideK]`, multiplied by `alpha`.
-    func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float) {
+    /// Large operands are packed by `threads` threads, each taking a range of row panels.
+    func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float, threads: Int = 1) {
+        let parts = m * k >= 64 * 1024 ? threads : 1
+        let s = SendablePointer(src)
+        Parallel.forEachChunk(count: mPanels, threads: parts) { panels in
+            self.fill(from: s.pointer, strideM: strideM, strideK: strideK, alpha: alpha, panels: panels)
+        }
+    }
+
+    private func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float, panels: Range<Int>) {
         let mr = GemmBlocking.mr
         var k0 = 0
         while k0 < k {
             let kc = min(GemmBlocking.kc, k - k0)
             let block = data + k0 * mPanels * mr
-            for p in 0..<mPanels {
+            for p in panels {
                 let out = block + p * kc * mr
                 for r in 0..<mr {
                     let i = p * mr + r

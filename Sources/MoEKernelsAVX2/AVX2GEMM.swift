@@ -87,13 +87,48 @@ private func tileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: Unsafe
 ///   (columns past N are zero).
 /// - Loop order pb → ic (chunks of `mcPanels` m-panels) → jp → ip: a 16×kc weight slice stays in
 ///   L1 while all m-panels of the chunk pass over it; the x chunk stays in L2.
+/// - `panelMajor` (for few rows, when all of packed x fits in L2): jp → pb → ip instead, so each
+///   weight panel is read once, front to back.
 @inline(never)
 public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
                            b: UnsafePointer<Float>, n: Int, panelBegin: Int, panelEnd: Int,
-                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool) {
     let mPanels = (m + mr - 1) / mr
     withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { edgeBuf in
         let t = edgeBuf.baseAddress!
+        /// One tile; full 16-column tiles go straight to C, the last partial panel through `t`.
+        @inline(__always)
+        func run(rows: Int, kc: Int, ap: UnsafePointer<Float>, bp: UnsafePointer<Float>,
+                 cp: UnsafeMutablePointer<Float>, cols: Int, load: Bool) {
+            if cols == nr {
+                tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: cp, ldc: ldc, load: load)
+            } else {
+                if load {
+                    for r in 0..<rows { for j in 0..<cols { t[r * nr + j] = cp[r * ldc + j] } }
+                }
+                tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: t, ldc: nr, load: load)
+                for r in 0..<rows { for j in 0..<cols { cp[r * ldc + j] = t[r * nr + j] } }
+            }
+        }
+        if panelMajor {
+            // Few rows: each weight panel is streamed once from start to end (all K-blocks in
+            // turn), which suits the hardware prefetcher; x stays in L2, the C tiles in L1.
+            for jp in panelBegin..<panelEnd {
+                let cols = min(nr, n - jp * nr)
+                var k0 = 0
+                while k0 < k {
+                    let kc = min(kcBlock, k - k0)
+                    let bp = b + jp * k * nr + k0 * nr
+                    let aBlock = a + k0 * mPanels * mr
+                    for ip in 0..<mPanels {
+                        run(rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
+                            cp: c + ip * mr * ldc + jp * nr, cols: cols, load: accumulate || k0 > 0)
+                    }
+                    k0 += kc
+                }
+            }
+            return
+        }
         var k0 = 0
         while k0 < k {
             let kc = min(kcBlock, k - k0)
@@ -106,18 +141,8 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
                     let bp = b + jp * k * nr + k0 * nr
                     let cols = min(nr, n - jp * nr)
                     for ip in ic..<icEnd {
-                        let rows = min(mr, m - ip * mr)
-                        let ap = aBlock + ip * kc * mr
-                        let cp = c + ip * mr * ldc + jp * nr
-                        if cols == nr {
-                            tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: cp, ldc: ldc, load: load)
-                        } else {
-                            if load {
-                                for r in 0..<rows { for j in 0..<cols { t[r * nr + j] = cp[r * ldc + j] } }
-                            }
-                            tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: t, ldc: nr, load: load)
-                            for r in 0..<rows { for j in 0..<cols { cp[r * ldc + j] = t[r * nr + j] } }
-                        }
+                        run(rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
+                            cp: c + ip * mr * ldc + jp * nr, cols: cols, load: load)
                     }
                 }
                 ic = icEnd
