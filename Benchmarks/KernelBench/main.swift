@@ -4,7 +4,8 @@
 //   swift run -c release moec-kernel-bench [--reps N] [--m 1,4,16] [--threads 1,2]
 //                                          [--shapes gateup,down] [--cold] [--isa portable|avx2]
 //
-// Each cell is the median of at least `--reps` timed calls (default 10) after 2 warm-up calls.
+// Each cell is the median of at least `--reps` timed calls (default 10), in two blocks per library
+// after a warm-up call each.
 // `--cold` also times the skinny shapes cycling through 8 different weights (≈235 MB), so the
 // weights come from DRAM instead of the 32 MiB L3.
 import Foundation
@@ -47,20 +48,30 @@ func now() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
-/// Median seconds per call of `a` and of `b`, timed alternately (so both see the same noise on a
-/// shared machine) over at least `reps` calls each and at least 0.3 s in all.
+/// Median seconds per call of `a` and of `b` over at least `reps` calls each (and at least 0.3 s
+/// each). The two are timed in alternating blocks, with a pause between blocks: OpenBLAS's idle
+/// workers spin for a while after each call, and timing moec's threads next to them would
+/// measure that fight instead of the kernel.
 func medians(reps: Int, _ a: () -> Void, _ b: (() -> Void)?) -> (Double, Double?) {
-    a(); a(); b?(); b?()
+    func block(_ f: () -> Void, _ n: Int, into times: inout [Double]) {
+        f()
+        let start = now()
+        var done = 0
+        while done < n || (now() - start < 0.15 && done < 100) {
+            let t0 = now()
+            f()
+            times.append(now() - t0)
+            done += 1
+        }
+    }
     var ta: [Double] = [], tb: [Double] = []
-    let start = now()
-    while ta.count < reps || (now() - start < 0.3 && ta.count < 200) {
-        var t0 = now()
-        a()
-        ta.append(now() - t0)
+    let half = (reps + 1) / 2
+    for _ in 0..<2 {
+        block(a, half, into: &ta)
         if let b {
-            t0 = now()
-            b()
-            tb.append(now() - t0)
+            usleep(300_000)
+            block(b, half, into: &tb)
+            usleep(300_000)
         }
     }
     func med(_ t: [Double]) -> Double { t.sorted()[t.count / 2] }

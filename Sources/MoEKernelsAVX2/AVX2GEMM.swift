@@ -65,6 +65,53 @@ private func tile(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<
     if rows > 5 { store8(c50, c + 5 * ldc); store8(c51, c + 5 * ldc + 8) }
 }
 
+/// `rows` (≤ 3) × 32 tile over two weight panels at once (`b0`, `b1`, writing C columns 0..<32),
+/// so that one or two rows still have ≥ 4 independent FMA chains per step. Same arithmetic per
+/// output as `tile`.
+@inline(__always)
+private func wideTile(rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+                      c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c02 = SIMD8<Float>(), c03 = SIMD8<Float>()
+    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>(), c12 = SIMD8<Float>(), c13 = SIMD8<Float>()
+    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c22 = SIMD8<Float>(), c23 = SIMD8<Float>()
+    if load {
+        c00 = load8(c); c01 = load8(c + 8); c02 = load8(c + 16); c03 = load8(c + 24)
+        if rows > 1 { let r = c + ldc; c10 = load8(r); c11 = load8(r + 8); c12 = load8(r + 16); c13 = load8(r + 24) }
+        if rows > 2 { let r = c + 2 * ldc; c20 = load8(r); c21 = load8(r + 8); c22 = load8(r + 16); c23 = load8(r + 24) }
+    }
+    var pa = a, p0 = b0, p1 = b1
+    for _ in 0..<kc {
+        let w0 = load8(p0), w1 = load8(p0 + 8), w2 = load8(p1), w3 = load8(p1 + 8)
+        var s = SIMD8<Float>(repeating: pa[0])
+        c00 = c00.addingProduct(s, w0); c01 = c01.addingProduct(s, w1)
+        c02 = c02.addingProduct(s, w2); c03 = c03.addingProduct(s, w3)
+        if rows > 1 {
+            s = SIMD8(repeating: pa[1])
+            c10 = c10.addingProduct(s, w0); c11 = c11.addingProduct(s, w1)
+            c12 = c12.addingProduct(s, w2); c13 = c13.addingProduct(s, w3)
+        }
+        if rows > 2 {
+            s = SIMD8(repeating: pa[2])
+            c20 = c20.addingProduct(s, w0); c21 = c21.addingProduct(s, w1)
+            c22 = c22.addingProduct(s, w2); c23 = c23.addingProduct(s, w3)
+        }
+        pa += mr; p0 += nr; p1 += nr
+    }
+    store8(c00, c); store8(c01, c + 8); store8(c02, c + 16); store8(c03, c + 24)
+    if rows > 1 { let r = c + ldc; store8(c10, r); store8(c11, r + 8); store8(c12, r + 16); store8(c13, r + 24) }
+    if rows > 2 { let r = c + 2 * ldc; store8(c20, r); store8(c21, r + 8); store8(c22, r + 16); store8(c23, r + 24) }
+}
+
+@inline(never)
+private func wideTileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+                              c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+    switch rows {
+    case 3: wideTile(rows: 3, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    case 2: wideTile(rows: 2, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    default: wideTile(rows: 1, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    }
+}
+
 @inline(never)
 private func tileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                           c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
@@ -113,7 +160,22 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
         if panelMajor {
             // Few rows: each weight panel is streamed once from start to end (all K-blocks in
             // turn), which suits the hardware prefetcher; x stays in L2, the C tiles in L1.
-            for jp in panelBegin..<panelEnd {
+            var jp = panelBegin
+            if m <= 3 {
+                // One to three rows: two full panels at a time.
+                while jp + 1 < panelEnd && (jp + 2) * nr <= n {
+                    var k0 = 0
+                    while k0 < k {
+                        let kc = min(kcBlock, k - k0)
+                        let bp = b + jp * k * nr + k0 * nr
+                        wideTileDispatch(rows: m, kc: kc, a: a + k0 * mr, b0: bp, b1: bp + k * nr,
+                                         c: c + jp * nr, ldc: ldc, load: accumulate || k0 > 0)
+                        k0 += kc
+                    }
+                    jp += 2
+                }
+            }
+            for jp in jp..<panelEnd {
                 let cols = min(nr, n - jp * nr)
                 var k0 = 0
                 while k0 < k {
