@@ -3,6 +3,7 @@
 //
 //   swift run -c release moec-kernel-bench [--reps N] [--m 1,4,16] [--threads 1,2]
 //                                          [--shapes gateup,down] [--cold] [--isa portable|avx2]
+//                                          [--cpu-time]
 //
 // Each cell is the median of at least `--reps` timed calls (default 10), in two blocks per library
 // after a warm-up call each.
@@ -32,6 +33,7 @@ func parseOptions() -> Options {
         case "--threads": o.threads = ints(args.next())
         case "--shapes": o.shapes = (args.next() ?? "").split(separator: ",").map(String.init)
         case "--cold": o.cold = true
+        case "--cpu-time": o.threads = [1]
         case "--no-elementwise": o.elementwise = false
         case "--isa": o.isa = ISA(rawValue: args.next() ?? "") ?? o.isa
         default:
@@ -42,9 +44,13 @@ func parseOptions() -> Options {
     return o
 }
 
+/// `--cpu-time`: time single-threaded cells by the calling thread's CPU time, which leaves out the
+/// time slices other processes take on a busy machine (for tuning; wall time otherwise).
+let useCPUTime = CommandLine.arguments.contains("--cpu-time")
+
 func now() -> Double {
     var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
+    clock_gettime(useCPUTime ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &t)
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 

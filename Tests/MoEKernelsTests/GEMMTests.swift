@@ -41,7 +41,7 @@ private func checkGemm(m: Int, n: Int, k: Int, threads: Int = 1, seed: UInt64) -
 
 @Test func packedGemmMatchesReferenceOverK() {
     for (m, n) in [(7, 31), (17, 17), (1, 129)] {
-        for k in sizes + [255, 256, 257, 300, 513] {
+        for k in sizes + [255, 256, 257, 300, 511, 512, 513, 1030] {
             let bad = checkGemm(m: m, n: n, k: k, seed: UInt64(k))
             #expect(bad == nil, "\(bad ?? "")")
         }
@@ -49,8 +49,8 @@ private func checkGemm(m: Int, n: Int, k: Int, threads: Int = 1, seed: UInt64) -
 }
 
 @Test func packedGemmCrossesRowChunksAndThreads() {
-    // More rows than one L2 chunk (24 panels × 6 rows), K across two blocks, several threads.
-    for (m, n, k, t) in [(150, 40, 300, 1), (150, 40, 300, 2), (64, 200, 300, 3), (300, 17, 31, 2)] {
+    // More rows than one L2 chunk (24 panels × 6 rows), K across two blocks (kc = 512), several threads.
+    for (m, n, k, t) in [(150, 40, 600, 1), (150, 40, 600, 2), (64, 200, 600, 3), (300, 17, 31, 2)] {
         let bad = checkGemm(m: m, n: n, k: k, threads: t, seed: 7)
         #expect(bad == nil, "\(bad ?? "")")
     }
@@ -58,7 +58,7 @@ private func checkGemm(m: Int, n: Int, k: Int, threads: Int = 1, seed: UInt64) -
 
 @Test(arguments: ISA.available)
 func packedGemmIsIndependentOfThreadsAndBatch(isa: ISA) {
-    let m = 64, n = 200, k = 300
+    let m = 64, n = 200, k = 600
     var rng = TestRandom(seed: 11)
     let x = rng.array(m * k), w = rng.array(n * k)
     let packed = PackedWeight(weight: w, n: n, k: k)
