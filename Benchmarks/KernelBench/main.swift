@@ -184,3 +184,44 @@ if opts.cold {
         }
     }
 }
+
+if opts.elementwise {
+    print()
+    print("Element-wise and row kernels (G elements/s, 1 thread, median):")
+    print("| kernel | shape | portable | avx2 |")
+    print("|---|---|---:|---:|")
+    let n = 1 << 16
+    let x = randomArray(n, seed: &seed).map { $0 * 100 }
+    let gu = randomArray(128 * 2 * 3584, seed: &seed).map { $0 * 40 }
+    let w = randomArray(1024, seed: &seed)
+    var y = [Float](repeating: 0, count: max(n, 128 * 3584, 512 * 1024))
+    let rows = randomArray(512 * 1024, seed: &seed).map { $0 * 40 }
+    typealias Body = (UnsafePointer<Float>, UnsafeMutablePointer<Float>, ISA) -> Void
+    let cases: [(String, String, Int, [Float], Body)] = [
+        ("exp", "\(n)", n, x, { Kernels.exp($0, $1, count: n, isa: $2) }),
+        ("sigmoid", "\(n)", n, x, { Kernels.sigmoid($0, $1, count: n, isa: $2) }),
+        ("silu", "\(n)", n, x, { Kernels.silu($0, $1, count: n, isa: $2) }),
+        ("gelu (erf)", "\(n)", n, x, { Kernels.gelu($0, $1, count: n, isa: $2) }),
+        ("gelu (tanh)", "\(n)", n, x, { Kernels.geluTanh($0, $1, count: n, isa: $2) }),
+        ("erf", "\(n)", n, x, { Kernels.erf($0, $1, count: n, isa: $2) }),
+        ("swiglu", "128×(2·3584)", 128 * 3584, gu, { Kernels.swiglu($0, $1, rows: 128, f: 3584, isa: $2) }),
+        ("softmax rows", "8192×8", 8192 * 8, rows, { Kernels.softmaxRows($0, $1, rows: 8192, cols: 8, isa: $2) }),
+        ("softmax rows", "512×1024", 512 * 1024, rows, { Kernels.softmaxRows($0, $1, rows: 512, cols: 1024, isa: $2) }),
+        ("rmsnorm rows", "512×1024", 512 * 1024, rows, { x, y, isa in
+            w.withUnsafeBufferPointer { Kernels.rmsNormRows(x, weight: $0.baseAddress!, y, rows: 512, cols: 1024, eps: 1e-5, isa: isa) } }),
+        ("axpy", "\(n)", n, x, { Kernels.axpy(alpha: 0.5, $0, $1, count: n, isa: $2) }),
+    ]
+    for (name, shape, count, input, body) in cases {
+        var cells = [name, shape]
+        for isa in [ISA.portable, .avx2] where isa == .portable || ISA.cpuHasAVX2FMA {
+            let (t, _) = input.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
+                    return medians(reps: opts.reps, { body(xq, yq, isa) }, nil)
+                }
+            }
+            cells.append(String(format: "%.2f", Double(count) / t / 1e9))
+        }
+        print("| " + cells.joined(separator: " | ") + " |")
+    }
+}
