@@ -185,6 +185,47 @@ if opts.cold {
     }
 }
 
+if opts.ms.contains(1) {
+    print()
+    print("M = 1: packed weight (gemm) vs unpacked [N, K] weight (gemv), GB/s of weight bytes,")
+    print("8 different weights cycled (DRAM):")
+    print("| shape | thr | packed gemm | unpacked gemv | BLAS sgemv |")
+    print("|---|---:|---:|---:|---:|")
+    for shapeName in opts.shapes {
+        guard let shape = shapeTable[shapeName] else { continue }
+        let (k, n) = (shape.k, shape.n)
+        let ws = (0..<8).map { _ in randomArray(n * k, seed: &seed) }
+        let packs = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }
+        let x = randomArray(k, seed: &seed)
+        var y = [Float](repeating: 0, count: n)
+        for t in opts.threads {
+            var i = 0
+            blas?.setThreads(t)
+            let times: [Double?] = x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
+                    let (tp, tu) = medians(reps: max(opts.reps, 16), {
+                        Kernels.gemm(xq, packs[i & 7], yq, m: 1, threads: t, isa: opts.isa); i += 1
+                    }, {
+                        ws[i & 7].withUnsafeBufferPointer { Kernels.gemv($0.baseAddress!, xq, yq, n: n, k: k, threads: t, isa: opts.isa) }
+                        i += 1
+                    })
+                    var tb: Double? = nil
+                    if let blas {
+                        tb = medians(reps: max(opts.reps, 16), {
+                            ws[i & 7].withUnsafeBufferPointer { blas.linear(xq, weight: $0.baseAddress!, yq, m: 1, n: n, k: k) }
+                            i += 1
+                        }, nil).0
+                    }
+                    return [tp, tu, tb]
+                }
+            }
+            let bytes = Double(n * k * 4)
+            print("| " + ([shape.name, "\(t)"] + times.map { $0.map { f1(bytes / $0 / 1e9) } ?? "-" }).joined(separator: " | ") + " |")
+        }
+    }
+}
+
 if opts.elementwise {
     print()
     print("Element-wise and row kernels (G elements/s, 1 thread, median):")

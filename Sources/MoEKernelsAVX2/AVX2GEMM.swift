@@ -213,3 +213,57 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
         }
     }
 }
+
+/// GEMV on the unpacked weight: `y[j] (+)= Σ_k w[j*ldw + k] · x[k]` for j in `rowBegin..<rowEnd`.
+/// Four rows of W at a time, 16 columns per step (8 accumulators), then a horizontal sum in a
+/// fixed order; the tail of k is done in scalar FMAs. Used when a weight is not packed.
+@inline(never)
+public func avx2GemvRows(w: UnsafePointer<Float>, ldw: Int, k: Int, x: UnsafePointer<Float>,
+                         y: UnsafeMutablePointer<Float>, rowBegin: Int, rowEnd: Int, accumulate: Bool) {
+    @inline(__always) func hsum(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> Float {
+        let v = a + b
+        let h = v.lowHalf + v.highHalf
+        return (h[0] + h[2]) + (h[1] + h[3])
+    }
+    let k16 = k & ~15
+    var j = rowBegin
+    while j + 4 <= rowEnd {
+        let r0 = w + j * ldw, r1 = r0 + ldw, r2 = r1 + ldw, r3 = r2 + ldw
+        var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b1 = SIMD8<Float>()
+        var a2 = SIMD8<Float>(), b2 = SIMD8<Float>(), a3 = SIMD8<Float>(), b3 = SIMD8<Float>()
+        var kk = 0
+        while kk < k16 {
+            let x0 = load8(x + kk), x1 = load8(x + kk + 8)
+            a0 = a0.addingProduct(load8(r0 + kk), x0); b0 = b0.addingProduct(load8(r0 + kk + 8), x1)
+            a1 = a1.addingProduct(load8(r1 + kk), x0); b1 = b1.addingProduct(load8(r1 + kk + 8), x1)
+            a2 = a2.addingProduct(load8(r2 + kk), x0); b2 = b2.addingProduct(load8(r2 + kk + 8), x1)
+            a3 = a3.addingProduct(load8(r3 + kk), x0); b3 = b3.addingProduct(load8(r3 + kk + 8), x1)
+            kk += 16
+        }
+        var s0 = hsum(a0, b0), s1 = hsum(a1, b1), s2 = hsum(a2, b2), s3 = hsum(a3, b3)
+        while kk < k {
+            let xv = x[kk]
+            s0 = s0.addingProduct(r0[kk], xv); s1 = s1.addingProduct(r1[kk], xv)
+            s2 = s2.addingProduct(r2[kk], xv); s3 = s3.addingProduct(r3[kk], xv)
+            kk += 1
+        }
+        if accumulate { s0 += y[j]; s1 += y[j + 1]; s2 += y[j + 2]; s3 += y[j + 3] }
+        y[j] = s0; y[j + 1] = s1; y[j + 2] = s2; y[j + 3] = s3
+        j += 4
+    }
+    while j < rowEnd {
+        let r0 = w + j * ldw
+        var a0 = SIMD8<Float>(), b0 = SIMD8<Float>()
+        var kk = 0
+        while kk < k16 {
+            a0 = a0.addingProduct(load8(r0 + kk), load8(x + kk))
+            b0 = b0.addingProduct(load8(r0 + kk + 8), load8(x + kk + 8))
+            kk += 16
+        }
+        var s0 = hsum(a0, b0)
+        while kk < k { s0 = s0.addingProduct(r0[kk], x[kk]); kk += 1 }
+        if accumulate { s0 += y[j] }
+        y[j] = s0
+        j += 1
+    }
+}

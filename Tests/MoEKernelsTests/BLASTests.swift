@@ -77,3 +77,13 @@ import Testing
     #expect(ISA.cpuHasAVX2FMA == (flags.contains(" avx2") && flags.contains(" fma")))
     #endif
 }
+
+#if os(Linux)
+@Test func blasExplicitPathLoads() throws {
+    let path = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
+    guard FileManager.default.fileExists(atPath: path) else { return }
+    let blas = try #require(try BLAS.load(environment: path).get())
+    #expect(blas.path == path)
+    #expect(blas.summary.contains(path))
+}
+#endif

@@ -138,3 +138,31 @@ func packedGemmIsIndependentOfThreadsAndBatch(isa: ISA) {
         }
     }
 }
+
+@Test func unpackedGemvMatchesReference() {
+    for isa in ISA.available {
+        for (n, k) in [(1, 1), (3, 17), (5, 31), (7, 100), (129, 64), (1000, 1030)] {
+            var rng = TestRandom(seed: UInt64(n * 7 + k))
+            let ldw = k + 3
+            let w = rng.array(n * ldw), x = rng.array(k), y0 = rng.array(n)
+            var dense = [Float](repeating: 0, count: n * k)
+            for j in 0..<n { for kk in 0..<k { dense[j * k + kk] = w[j * ldw + kk] } }
+            for accumulate in [false, true] {
+                let ref = referenceLinear(x: x, w: dense, y0: accumulate ? y0 : nil, m: 1, n: n, k: k)
+                for threads in [1, 2] {
+                    var y = accumulate ? y0 : [Float](repeating: .nan, count: n)
+                    w.withUnsafeBufferPointer { wp in
+                        x.withUnsafeBufferPointer { xp in
+                            y.withUnsafeMutableBufferPointer {
+                                Kernels.gemv(wp.baseAddress!, xp.baseAddress!, $0.baseAddress!, n: n, k: k, ldw: ldw,
+                                             accumulate: accumulate, threads: threads, isa: isa)
+                            }
+                        }
+                    }
+                    let bad = firstGemmMismatch(y, ref, k: k)
+                    #expect(bad == nil, "\(isa) N=\(n) K=\(k) accumulate=\(accumulate) threads=\(threads): \(bad ?? "")")
+                }
+            }
+        }
+    }
+}
