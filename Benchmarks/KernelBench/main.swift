@@ -3,7 +3,10 @@
 //
 //   swift run -c release moec-kernel-bench [--reps N] [--m 1,4,16] [--threads 1,2]
 //                                          [--shapes gateup,down] [--cold] [--isa portable|avx2]
-//                                          [--cpu-time]
+//                                          [--cpu-time] [--moe]
+//
+// `--moe` adds the expert part of a Mixtral-shaped layer (hidden 1024, ffn 3584, 8 experts,
+// 128 rows each as with 512 tokens and top-2): gate_up GEMM, SwiGLU, down GEMM per expert.
 //
 // Each cell is the median of at least `--reps` timed calls (default 10), in two blocks per library
 // after a warm-up call each.
@@ -20,6 +23,7 @@ struct Options {
     var cold = false
     var isa = ISA.best
     var elementwise = true
+    var moe = false
 }
 
 func parseOptions() -> Options {
@@ -35,6 +39,7 @@ func parseOptions() -> Options {
         case "--cold": o.cold = true
         case "--cpu-time": o.threads = [1]
         case "--no-elementwise": o.elementwise = false
+        case "--moe": o.moe = true
         case "--isa": o.isa = ISA(rawValue: args.next() ?? "") ?? o.isa
         default:
             FileHandle.standardError.write("unknown argument \(a)\n".data(using: .utf8)!)
@@ -223,6 +228,51 @@ if opts.ms.contains(1) {
             let bytes = Double(n * k * 4)
             print("| " + ([shape.name, "\(t)"] + times.map { $0.map { f1(bytes / $0 / 1e9) } ?? "-" }).joined(separator: " | ") + " |")
         }
+    }
+}
+
+if opts.moe {
+    print()
+    print("Mixtral-shaped experts: 8 × (128×1024→7168, SwiGLU, 128×3584→1024), ms per layer (median):")
+    print("| thr | native ms | native GFLOP/s | BLAS ms | BLAS GFLOP/s | native/BLAS speed |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    let (h, f, e, rows) = (1024, 3584, 8, 128)
+    let gateUp = (0..<e).map { _ in randomArray(2 * f * h, seed: &seed) }
+    let down = (0..<e).map { _ in randomArray(h * f, seed: &seed) }
+    let gateUpPacked = gateUp.map { PackedWeight(weight: $0, n: 2 * f, k: h, threads: 2) }
+    let downPacked = down.map { PackedWeight(weight: $0, n: h, k: f, threads: 2) }
+    let x = randomArray(rows * h, seed: &seed)
+    var gu = [Float](repeating: 0, count: rows * 2 * f), act = [Float](repeating: 0, count: rows * f)
+    var out = [Float](repeating: 0, count: rows * h)
+    let flops = Double(e) * 2 * Double(rows) * Double(h) * Double(3 * f)
+    for t in opts.threads {
+        blas?.setThreads(t)
+        let (tn, tb) = x.withUnsafeBufferPointer { xp in
+            gu.withUnsafeMutableBufferPointer { gp in
+                act.withUnsafeMutableBufferPointer { ap in
+                    out.withUnsafeMutableBufferPointer { op in
+                        let (xq, gq, aq, oq) = (xp.baseAddress!, gp.baseAddress!, ap.baseAddress!, op.baseAddress!)
+                        return medians(reps: opts.reps, {
+                            for j in 0..<e {
+                                Kernels.gemm(xq, gateUpPacked[j], gq, m: rows, threads: t, isa: opts.isa)
+                                Kernels.swiglu(gq, aq, rows: rows, f: f, isa: opts.isa)
+                                Kernels.gemm(aq, downPacked[j], oq, m: rows, accumulate: j > 0, threads: t, isa: opts.isa)
+                            }
+                        }, blas.map { blas in {
+                            for j in 0..<e {
+                                gateUp[j].withUnsafeBufferPointer { blas.linear(xq, weight: $0.baseAddress!, gq, m: rows, n: 2 * f, k: h) }
+                                Kernels.swiglu(gq, aq, rows: rows, f: f, isa: opts.isa)
+                                down[j].withUnsafeBufferPointer { blas.linear(aq, weight: $0.baseAddress!, oq, m: rows, n: h, k: f, accumulate: j > 0) }
+                            }
+                        } })
+                    }
+                }
+            }
+        }
+        let cells = ["\(t)", String(format: "%.1f", tn * 1e3), f1(flops / tn / 1e9),
+                     tb.map { String(format: "%.1f", $0 * 1e3) } ?? "-", tb.map { f1(flops / $0 / 1e9) } ?? "-",
+                     tb.map { String(format: "%.2f", $0 / tn) } ?? "-"]
+        print("| " + cells.joined(separator: " | ") + " |")
     }
 }
 
