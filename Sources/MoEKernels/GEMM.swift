@@ -41,6 +41,22 @@ extension Kernels {
         runPacked(packedA, w, y, ldy: ldy, accumulate: accumulate, threads: threads, isa: isa)
     }
 
+    /// `y[i, :] (+)= x[rows[i], :] · Wᵀ` for i < m: the MoE expert GEMM on the tokens routed to
+    /// one expert, gathering the rows while packing (no separate gather copy). `rows` holds m
+    /// row indices into x (any order, repeats allowed); y is dense `[m, N]` (row stride `ldy`).
+    /// Same arithmetic as `gemm`, so the result equals gathering first and calling `gemm`.
+    public static func gemm(gathering x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, _ w: PackedWeight,
+                            _ y: UnsafeMutablePointer<Float>, m: Int, ldx: Int? = nil, ldy: Int? = nil,
+                            accumulate: Bool = false, threads: Int = 1, isa: ISA = .best) {
+        let k = w.k, n = w.n
+        let ldx = ldx ?? k, ldy = ldy ?? n
+        precondition(ldx >= k && ldy >= n, "gemm: leading dimensions too small")
+        guard m > 0 else { return }
+        let packedA = PackedA(m: m, k: k)
+        packedA.fill(from: x, strideM: ldx, strideK: 1, alpha: 1, rows: rows, threads: threads)
+        runPacked(packedA, w, y, ldy: ldy, accumulate: accumulate, threads: threads, isa: isa)
+    }
+
     /// Runs the blocked loops on already-packed operands, splitting the weight panels over threads.
     static func runPacked(_ a: PackedA, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>, ldy: Int,
                           accumulate: Bool, threads: Int, isa: ISA) {
@@ -84,17 +100,21 @@ final class PackedA: @unchecked Sendable {
 
     deinit { data.deallocate() }
 
-    /// Element (i, k) of the source is `src[i*strideM + k*strideK]`, multiplied by `alpha`.
+    /// Element (i, k) of the source is `src[r(i)*strideM + k*strideK]`, multiplied by `alpha`,
+    /// where r(i) = `rows[i]` when `rows` is given (a gather), else i.
     /// Large operands are packed by `threads` threads, each taking a range of row panels.
-    func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float, threads: Int = 1) {
+    func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
+              rows: UnsafePointer<Int32>? = nil, threads: Int = 1) {
         let parts = m * k >= 64 * 1024 ? threads : 1
-        let s = SendablePointer(src)
+        let s = SendablePointer(src), r = rows.map { SendablePointer($0) }
         Parallel.forEachChunk(count: mPanels, threads: parts) { panels in
-            self.fill(from: s.pointer, strideM: strideM, strideK: strideK, alpha: alpha, panels: panels)
+            self.fill(from: s.pointer, strideM: strideM, strideK: strideK, alpha: alpha,
+                      rows: r?.pointer, panels: panels)
         }
     }
 
-    private func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float, panels: Range<Int>) {
+    private func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
+                      rows: UnsafePointer<Int32>?, panels: Range<Int>) {
         let mr = GemmBlocking.mr
         var k0 = 0
         while k0 < k {
@@ -105,7 +125,7 @@ final class PackedA: @unchecked Sendable {
                 for r in 0..<mr {
                     let i = p * mr + r
                     if i < m {
-                        let row = src + i * strideM + k0 * strideK
+                        let row = src + (rows.map { Int($0[i]) } ?? i) * strideM + k0 * strideK
                         if alpha == 1 {
                             for kk in 0..<kc { out[kk * mr + r] = row[kk * strideK] }
                         } else {

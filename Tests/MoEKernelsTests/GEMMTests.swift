@@ -166,3 +166,26 @@ func packedGemmIsIndependentOfThreadsAndBatch(isa: ISA) {
         }
     }
 }
+
+@Test(arguments: ISA.available)
+func gatheredGemmEqualsGatherThenGemm(isa: ISA) {
+    let tokens = 40, k = 70, n = 33
+    var rng = TestRandom(seed: 13)
+    let x = rng.array(tokens * k), w = rng.array(n * k)
+    let packed = PackedWeight(weight: w, n: n, k: k)
+    let rows: [Int32] = [39, 0, 5, 5, 17, 2, 38, 11, 20]
+    let gathered = rows.flatMap { x[(Int($0) * k)..<(Int($0) * k + k)] }
+    var expected = [Float](repeating: 0, count: rows.count * n), got = expected
+    gathered.withUnsafeBufferPointer { g in
+        expected.withUnsafeMutableBufferPointer { Kernels.gemm(g.baseAddress!, packed, $0.baseAddress!, m: rows.count, isa: isa) }
+    }
+    x.withUnsafeBufferPointer { xp in
+        rows.withUnsafeBufferPointer { rp in
+            got.withUnsafeMutableBufferPointer {
+                Kernels.gemm(gathering: xp.baseAddress!, rows: rp.baseAddress!, packed, $0.baseAddress!, m: rows.count,
+                             threads: 2, isa: isa)
+            }
+        }
+    }
+    #expect(got == expected)
+}
