@@ -12,6 +12,8 @@
 ///   packed per call into 6-row panels, K blocked by 512; one to three rows use a 32-column tile
 ///   and stream each weight panel front to back (decode shapes). Deterministic: every output is
 ///   one FMA chain over k in order, independent of `threads` and of M.
+/// - `gemm(gathering:rows:…)`: the same on the token rows routed to one expert, gathered while
+///   x is packed; `scatterAddRows` is the weighted combine back into token rows.
 /// - `gemv`: one row through an unpacked `[N, K]` weight.
 /// - `sgemm`: BLAS-style strided `C = αop(A)op(B) + βC` (packs both operands per call).
 /// - `BLAS`: OpenBLAS/Accelerate opened with `dlopen` at run time (`MOEC_BLAS=none|/path`).
