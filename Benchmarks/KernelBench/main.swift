@@ -108,10 +108,15 @@ print("moec-kernel-bench: isa \(opts.isa) (cpu avx2+fma: \(ISA.cpuHasAVX2FMA)), 
 print("BLAS: \(blas?.summary ?? "none\(BLAS.sharedError.map { " (\($0))" } ?? "")")")
 print()
 
-let shapeTable: [String: (k: Int, n: Int, name: String)] = [
+var shapeTable: [String: (k: Int, n: Int, name: String)] = [
     "gateup": (1024, 7168, "1024→7168"),
     "down": (3584, 1024, "3584→1024"),
 ]
+// Any other shape as KxN, e.g. --shapes 4096x14336.
+for name in opts.shapes where shapeTable[name] == nil {
+    let parts = name.split(separator: "x").compactMap { Int($0) }
+    if parts.count == 2 { shapeTable[name] = (parts[0], parts[1], "\(parts[0])→\(parts[1])") }
+}
 
 print("| shape | M | thr | native GFLOP/s | BLAS GFLOP/s | native/BLAS | native GB/s W | BLAS GB/s W |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -316,3 +321,4 @@ if opts.elementwise {
         print("| " + cells.joined(separator: " | ") + " |")
     }
 }
+
