@@ -8,6 +8,10 @@
 // `--moe` adds the expert part of a Mixtral-shaped layer (hidden 1024, ffn 3584, 8 experts,
 // 128 rows each as with 512 tokens and top-2): gate_up GEMM, SwiGLU, down GEMM per expert.
 //
+// `MOEC_BLAS=none` times moec alone: with OpenBLAS loaded, its idle worker threads measurably
+// slow moec's 2-thread skinny runs on a 2-core machine (M = 1, 3584→1024 cold: 24–27 GB/s with
+// OpenBLAS in the process, 33–35 GB/s without).
+//
 // Each cell is the median of at least `--reps` timed calls (default 10), in two blocks per library
 // after a warm-up call each.
 // `--cold` also times the skinny shapes cycling through 8 different weights (≈235 MB), so the

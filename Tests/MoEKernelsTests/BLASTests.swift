@@ -87,3 +87,13 @@ import Testing
     #expect(blas.summary.contains(path))
 }
 #endif
+
+/// `MOEC_BLAS=/bad/path` leaves no BLAS and says why (run the suite with it set to see this test bite).
+@Test func blasSharedReportsAFailedRequest() {
+    let request = ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? ""
+    if request.isEmpty || request.lowercased() == "none" {
+        #expect(BLAS.sharedError == nil)
+    } else if BLAS.shared == nil {
+        #expect(BLAS.sharedError?.contains(request) == true)
+    }
+}
