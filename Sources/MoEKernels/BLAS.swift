@@ -105,6 +105,11 @@ public final class BLAS: @unchecked Sendable {
     public var threads: Int? { getThreadsFn.map { Int($0()) } }
 
     /// Sets OpenBLAS's worker count (no-op for other libraries).
+    ///
+    /// Measured on the 2-core VM: once OpenBLAS has run threaded, its idle workers keep competing
+    /// with moec's own threads, and moec's 2-thread skinny GEMMs in the same process lose up to a
+    /// third of their bandwidth (M = 1–16, 3584→1024). An executor that mixes both should give
+    /// BLAS one thread, or not load it (`MOEC_BLAS=none`), when moec's kernels run threaded.
     public func setThreads(_ n: Int) { setThreadsFn?(Int32(max(1, n))) }
 
     /// Row-major `C = alpha·op(A)·op(B) + beta·C`, with `op(A)` `[M, K]` and `op(B)` `[K, N]`.
