@@ -3,8 +3,17 @@
 //
 //   swift run -c release moec-kernel-bench [--reps N] [--m 1,4,16] [--threads 1,2]
 //                                          [--shapes gateup,down] [--cold] [--isa portable|avx2]
+//                                          [--cpu-time] [--moe]
 //
-// Each cell is the median of at least `--reps` timed calls (default 10) after 2 warm-up calls.
+// `--moe` adds the expert part of a Mixtral-shaped layer (hidden 1024, ffn 3584, 8 experts,
+// 128 rows each as with 512 tokens and top-2): gate_up GEMM, SwiGLU, down GEMM per expert.
+//
+// `MOEC_BLAS=none` times moec alone: with OpenBLAS loaded, its idle worker threads measurably
+// slow moec's 2-thread skinny runs on a 2-core machine (M = 1, 3584→1024 cold: 24–27 GB/s with
+// OpenBLAS in the process, 33–35 GB/s without).
+//
+// Each cell is the median of at least `--reps` timed calls (default 10), in two blocks per library
+// after a warm-up call each.
 // `--cold` also times the skinny shapes cycling through 8 different weights (≈235 MB), so the
 // weights come from DRAM instead of the 32 MiB L3.
 import Foundation
@@ -18,6 +27,7 @@ struct Options {
     var cold = false
     var isa = ISA.best
     var elementwise = true
+    var moe = false
 }
 
 func parseOptions() -> Options {
@@ -31,7 +41,9 @@ func parseOptions() -> Options {
         case "--threads": o.threads = ints(args.next())
         case "--shapes": o.shapes = (args.next() ?? "").split(separator: ",").map(String.init)
         case "--cold": o.cold = true
+        case "--cpu-time": o.threads = [1]
         case "--no-elementwise": o.elementwise = false
+        case "--moe": o.moe = true
         case "--isa": o.isa = ISA(rawValue: args.next() ?? "") ?? o.isa
         default:
             FileHandle.standardError.write("unknown argument \(a)\n".data(using: .utf8)!)
@@ -41,26 +53,40 @@ func parseOptions() -> Options {
     return o
 }
 
+/// `--cpu-time`: time single-threaded cells by the calling thread's CPU time, which leaves out the
+/// time slices other processes take on a busy machine (for tuning; wall time otherwise).
+let useCPUTime = CommandLine.arguments.contains("--cpu-time")
+
 func now() -> Double {
     var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
+    clock_gettime(useCPUTime ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &t)
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
-/// Median seconds per call of `a` and of `b`, timed alternately (so both see the same noise on a
-/// shared machine) over at least `reps` calls each and at least 0.3 s in all.
+/// Median seconds per call of `a` and of `b` over at least `reps` calls each (and at least 0.3 s
+/// each). The two are timed in alternating blocks, with a pause between blocks: OpenBLAS's idle
+/// workers spin for a while after each call, and timing moec's threads next to them would
+/// measure that fight instead of the kernel.
 func medians(reps: Int, _ a: () -> Void, _ b: (() -> Void)?) -> (Double, Double?) {
-    a(); a(); b?(); b?()
+    func block(_ f: () -> Void, _ n: Int, into times: inout [Double]) {
+        f()
+        let start = now()
+        var done = 0
+        while done < n || (now() - start < 0.15 && done < 100) {
+            let t0 = now()
+            f()
+            times.append(now() - t0)
+            done += 1
+        }
+    }
     var ta: [Double] = [], tb: [Double] = []
-    let start = now()
-    while ta.count < reps || (now() - start < 0.3 && ta.count < 200) {
-        var t0 = now()
-        a()
-        ta.append(now() - t0)
+    let half = (reps + 1) / 2
+    for _ in 0..<2 {
+        block(a, half, into: &ta)
         if let b {
-            t0 = now()
-            b()
-            tb.append(now() - t0)
+            usleep(300_000)
+            block(b, half, into: &tb)
+            usleep(300_000)
         }
     }
     func med(_ t: [Double]) -> Double { t.sorted()[t.count / 2] }
@@ -86,10 +112,15 @@ print("moec-kernel-bench: isa \(opts.isa) (cpu avx2+fma: \(ISA.cpuHasAVX2FMA)), 
 print("BLAS: \(blas?.summary ?? "none\(BLAS.sharedError.map { " (\($0))" } ?? "")")")
 print()
 
-let shapeTable: [String: (k: Int, n: Int, name: String)] = [
+var shapeTable: [String: (k: Int, n: Int, name: String)] = [
     "gateup": (1024, 7168, "1024→7168"),
     "down": (3584, 1024, "3584→1024"),
 ]
+// Any other shape as KxN, e.g. --shapes 4096x14336.
+for name in opts.shapes where shapeTable[name] == nil {
+    let parts = name.split(separator: "x").compactMap { Int($0) }
+    if parts.count == 2 { shapeTable[name] = (parts[0], parts[1], "\(parts[0])→\(parts[1])") }
+}
 
 print("| shape | M | thr | native GFLOP/s | BLAS GFLOP/s | native/BLAS | native GB/s W | BLAS GB/s W |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -167,3 +198,131 @@ if opts.cold {
         }
     }
 }
+
+if opts.ms.contains(1) {
+    print()
+    print("M = 1: packed weight (gemm) vs unpacked [N, K] weight (gemv), GB/s of weight bytes,")
+    print("8 different weights cycled (DRAM):")
+    print("| shape | thr | packed gemm | unpacked gemv | BLAS sgemv |")
+    print("|---|---:|---:|---:|---:|")
+    for shapeName in opts.shapes {
+        guard let shape = shapeTable[shapeName] else { continue }
+        let (k, n) = (shape.k, shape.n)
+        let ws = (0..<8).map { _ in randomArray(n * k, seed: &seed) }
+        let packs = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }
+        let x = randomArray(k, seed: &seed)
+        var y = [Float](repeating: 0, count: n)
+        for t in opts.threads {
+            var i = 0
+            blas?.setThreads(t)
+            let times: [Double?] = x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
+                    let (tp, tu) = medians(reps: max(opts.reps, 16), {
+                        Kernels.gemm(xq, packs[i & 7], yq, m: 1, threads: t, isa: opts.isa); i += 1
+                    }, {
+                        ws[i & 7].withUnsafeBufferPointer { Kernels.gemv($0.baseAddress!, xq, yq, n: n, k: k, threads: t, isa: opts.isa) }
+                        i += 1
+                    })
+                    var tb: Double? = nil
+                    if let blas {
+                        tb = medians(reps: max(opts.reps, 16), {
+                            ws[i & 7].withUnsafeBufferPointer { blas.linear(xq, weight: $0.baseAddress!, yq, m: 1, n: n, k: k) }
+                            i += 1
+                        }, nil).0
+                    }
+                    return [tp, tu, tb]
+                }
+            }
+            let bytes = Double(n * k * 4)
+            print("| " + ([shape.name, "\(t)"] + times.map { $0.map { f1(bytes / $0 / 1e9) } ?? "-" }).joined(separator: " | ") + " |")
+        }
+    }
+}
+
+if opts.moe {
+    print()
+    print("Mixtral-shaped experts: 8 × (128×1024→7168, SwiGLU, 128×3584→1024), ms per layer (median):")
+    print("| thr | native ms | native GFLOP/s | BLAS ms | BLAS GFLOP/s | native/BLAS speed |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    let (h, f, e, rows) = (1024, 3584, 8, 128)
+    let gateUp = (0..<e).map { _ in randomArray(2 * f * h, seed: &seed) }
+    let down = (0..<e).map { _ in randomArray(h * f, seed: &seed) }
+    let gateUpPacked = gateUp.map { PackedWeight(weight: $0, n: 2 * f, k: h, threads: 2) }
+    let downPacked = down.map { PackedWeight(weight: $0, n: h, k: f, threads: 2) }
+    let x = randomArray(rows * h, seed: &seed)
+    var gu = [Float](repeating: 0, count: rows * 2 * f), act = [Float](repeating: 0, count: rows * f)
+    var out = [Float](repeating: 0, count: rows * h)
+    let flops = Double(e) * 2 * Double(rows) * Double(h) * Double(3 * f)
+    for t in opts.threads {
+        blas?.setThreads(t)
+        let (tn, tb) = x.withUnsafeBufferPointer { xp in
+            gu.withUnsafeMutableBufferPointer { gp in
+                act.withUnsafeMutableBufferPointer { ap in
+                    out.withUnsafeMutableBufferPointer { op in
+                        let (xq, gq, aq, oq) = (xp.baseAddress!, gp.baseAddress!, ap.baseAddress!, op.baseAddress!)
+                        return medians(reps: opts.reps, {
+                            for j in 0..<e {
+                                Kernels.gemm(xq, gateUpPacked[j], gq, m: rows, threads: t, isa: opts.isa)
+                                Kernels.swiglu(gq, aq, rows: rows, f: f, isa: opts.isa)
+                                Kernels.gemm(aq, downPacked[j], oq, m: rows, accumulate: j > 0, threads: t, isa: opts.isa)
+                            }
+                        }, blas.map { blas in {
+                            for j in 0..<e {
+                                gateUp[j].withUnsafeBufferPointer { blas.linear(xq, weight: $0.baseAddress!, gq, m: rows, n: 2 * f, k: h) }
+                                Kernels.swiglu(gq, aq, rows: rows, f: f, isa: opts.isa)
+                                down[j].withUnsafeBufferPointer { blas.linear(aq, weight: $0.baseAddress!, oq, m: rows, n: h, k: f, accumulate: j > 0) }
+                            }
+                        } })
+                    }
+                }
+            }
+        }
+        let cells = ["\(t)", String(format: "%.1f", tn * 1e3), f1(flops / tn / 1e9),
+                     tb.map { String(format: "%.1f", $0 * 1e3) } ?? "-", tb.map { f1(flops / $0 / 1e9) } ?? "-",
+                     tb.map { String(format: "%.2f", $0 / tn) } ?? "-"]
+        print("| " + cells.joined(separator: " | ") + " |")
+    }
+}
+
+if opts.elementwise {
+    print()
+    print("Element-wise and row kernels (G elements/s, 1 thread, median):")
+    print("| kernel | shape | portable | avx2 |")
+    print("|---|---|---:|---:|")
+    let n = 1 << 16
+    let x = randomArray(n, seed: &seed).map { $0 * 100 }
+    let gu = randomArray(128 * 2 * 3584, seed: &seed).map { $0 * 40 }
+    let w = randomArray(1024, seed: &seed)
+    var y = [Float](repeating: 0, count: max(n, 128 * 3584, 512 * 1024))
+    let rows = randomArray(512 * 1024, seed: &seed).map { $0 * 40 }
+    typealias Body = (UnsafePointer<Float>, UnsafeMutablePointer<Float>, ISA) -> Void
+    let cases: [(String, String, Int, [Float], Body)] = [
+        ("exp", "\(n)", n, x, { Kernels.exp($0, $1, count: n, isa: $2) }),
+        ("sigmoid", "\(n)", n, x, { Kernels.sigmoid($0, $1, count: n, isa: $2) }),
+        ("silu", "\(n)", n, x, { Kernels.silu($0, $1, count: n, isa: $2) }),
+        ("gelu (erf)", "\(n)", n, x, { Kernels.gelu($0, $1, count: n, isa: $2) }),
+        ("gelu (tanh)", "\(n)", n, x, { Kernels.geluTanh($0, $1, count: n, isa: $2) }),
+        ("erf", "\(n)", n, x, { Kernels.erf($0, $1, count: n, isa: $2) }),
+        ("swiglu", "128×(2·3584)", 128 * 3584, gu, { Kernels.swiglu($0, $1, rows: 128, f: 3584, isa: $2) }),
+        ("softmax rows", "8192×8", 8192 * 8, rows, { Kernels.softmaxRows($0, $1, rows: 8192, cols: 8, isa: $2) }),
+        ("softmax rows", "512×1024", 512 * 1024, rows, { Kernels.softmaxRows($0, $1, rows: 512, cols: 1024, isa: $2) }),
+        ("rmsnorm rows", "512×1024", 512 * 1024, rows, { x, y, isa in
+            w.withUnsafeBufferPointer { Kernels.rmsNormRows(x, weight: $0.baseAddress!, y, rows: 512, cols: 1024, eps: 1e-5, isa: isa) } }),
+        ("axpy", "\(n)", n, x, { Kernels.axpy(alpha: 0.5, $0, $1, count: n, isa: $2) }),
+    ]
+    for (name, shape, count, input, body) in cases {
+        var cells = [name, shape]
+        for isa in [ISA.portable, .avx2] where isa == .portable || ISA.cpuHasAVX2FMA {
+            let (t, _) = input.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
+                    return medians(reps: opts.reps, { body(xq, yq, isa) }, nil)
+                }
+            }
+            cells.append(String(format: "%.2f", Double(count) / t / 1e9))
+        }
+        print("| " + cells.joined(separator: " | ") + " |")
+    }
+}
+

@@ -13,6 +13,8 @@ public final class BLAS: @unchecked Sendable {
     public typealias SGEMM = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, Float,
                                              UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
                                              Float, UnsafeMutablePointer<Float>?, Int32) -> Void
+    public typealias SGEMV = @convention(c) (Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
+                                             UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32) -> Void
     typealias SetThreads = @convention(c) (Int32) -> Void
     typealias GetThreads = @convention(c) () -> Int32
     typealias GetConfig = @convention(c) () -> UnsafePointer<CChar>?
@@ -28,6 +30,7 @@ public final class BLAS: @unchecked Sendable {
     public let config: String?
     private let handle: UnsafeMutableRawPointer
     private let sgemmFn: SGEMM
+    private let sgemvFn: SGEMV?
     private let setThreadsFn: SetThreads?
     private let getThreadsFn: GetThreads?
 
@@ -83,6 +86,7 @@ public final class BLAS: @unchecked Sendable {
         self.path = path
         self.handle = handle
         sgemmFn = sgemm
+        sgemvFn = dlsym(handle, "cblas_sgemv").map { unsafeBitCast($0, to: SGEMV.self) }
         setThreadsFn = dlsym(handle, "openblas_set_num_threads").map { unsafeBitCast($0, to: SetThreads.self) }
         getThreadsFn = dlsym(handle, "openblas_get_num_threads").map { unsafeBitCast($0, to: GetThreads.self) }
         let getConfig = dlsym(handle, "openblas_get_config").map { unsafeBitCast($0, to: GetConfig.self) }
@@ -101,6 +105,11 @@ public final class BLAS: @unchecked Sendable {
     public var threads: Int? { getThreadsFn.map { Int($0()) } }
 
     /// Sets OpenBLAS's worker count (no-op for other libraries).
+    ///
+    /// Measured on the 2-core VM: once OpenBLAS has run threaded, its idle workers keep competing
+    /// with moec's own threads, and moec's 2-thread skinny GEMMs in the same process lose up to a
+    /// third of their bandwidth (M = 1–16, 3584→1024). An executor that mixes both should give
+    /// BLAS one thread, or not load it (`MOEC_BLAS=none`), when moec's kernels run threaded.
     public func setThreads(_ n: Int) { setThreadsFn?(Int32(max(1, n))) }
 
     /// Row-major `C = alpha·op(A)·op(B) + beta·C`, with `op(A)` `[M, K]` and `op(B)` `[K, N]`.
@@ -113,8 +122,15 @@ public final class BLAS: @unchecked Sendable {
     }
 
     /// `y[M, N] (+)= x[M, K] · Wᵀ` with W `[N, K]` row-major (the unpacked weight).
+    /// M = 1 goes to `cblas_sgemv` when present: some OpenBLAS versions (0.3.21 here) do not
+    /// forward a one-row sgemm to GEMV and run it 5–10× slower.
     public func linear(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                        m: Int, n: Int, k: Int, accumulate: Bool = false) {
+        if m == 1, let sgemv = sgemvFn {
+            sgemv(Self.rowMajor, Self.noTrans, Int32(n), Int32(k), 1, weight, Int32(k), x, 1,
+                  accumulate ? 1 : 0, y, 1)
+            return
+        }
         sgemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: x, lda: k, b: weight, ldb: k,
               beta: accumulate ? 1 : 0, c: y, ldc: n)
     }

@@ -151,3 +151,25 @@ extension Kernels {
 private func portableMap(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, _ f: (Float) -> Float) {
     for i in 0..<n { y[i] = f(x[i]) }
 }
+
+extension Kernels {
+    /// The MoE weighted combine: `y[rows[i], :] += weights[i] · v[i, :]` for i in 0..<m, in
+    /// increasing i (so repeated rows add up in a fixed order). `v` is `[m, n]` (row stride
+    /// `ldv`, default n), `y` has row stride `ldy` (default n). `threads` > 1 splits the n columns,
+    /// which keeps every element's order of additions, so results do not depend on `threads`.
+    public static func scatterAddRows(_ v: UnsafePointer<Float>, weights: UnsafePointer<Float>, rows: UnsafePointer<Int32>,
+                                      into y: UnsafeMutablePointer<Float>, m: Int, n: Int, ldv: Int? = nil, ldy: Int? = nil,
+                                      threads: Int = 1, isa: ISA = .best) {
+        let ldv = ldv ?? n, ldy = ldy ?? n
+        let vp = SendablePointer(v), wp = SendablePointer(weights), rp = SendablePointer(rows), yp = SendablePointer(y)
+        // Column chunks are multiples of 16 floats so vector tails stay the same per element.
+        let blocks = (n + 15) / 16
+        Parallel.forEachChunk(count: blocks, threads: m * n < 1 << 16 ? 1 : threads) { range in
+            let c0 = range.lowerBound * 16, c1 = min(n, range.upperBound * 16)
+            for i in 0..<m {
+                axpy(alpha: wp.pointer[i], vp.pointer + i * ldv + c0, yp.pointer + Int(rp.pointer[i]) * ldy + c0,
+                     count: c1 - c0, isa: isa)
+            }
+        }
+    }
+}

@@ -65,6 +65,53 @@ private func tile(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<
     if rows > 5 { store8(c50, c + 5 * ldc); store8(c51, c + 5 * ldc + 8) }
 }
 
+/// `rows` (≤ 3) × 32 tile over two weight panels at once (`b0`, `b1`, writing C columns 0..<32),
+/// so that one or two rows still have ≥ 4 independent FMA chains per step. Same arithmetic per
+/// output as `tile`.
+@inline(__always)
+private func wideTile(rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+                      c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c02 = SIMD8<Float>(), c03 = SIMD8<Float>()
+    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>(), c12 = SIMD8<Float>(), c13 = SIMD8<Float>()
+    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c22 = SIMD8<Float>(), c23 = SIMD8<Float>()
+    if load {
+        c00 = load8(c); c01 = load8(c + 8); c02 = load8(c + 16); c03 = load8(c + 24)
+        if rows > 1 { let r = c + ldc; c10 = load8(r); c11 = load8(r + 8); c12 = load8(r + 16); c13 = load8(r + 24) }
+        if rows > 2 { let r = c + 2 * ldc; c20 = load8(r); c21 = load8(r + 8); c22 = load8(r + 16); c23 = load8(r + 24) }
+    }
+    var pa = a, p0 = b0, p1 = b1
+    for _ in 0..<kc {
+        let w0 = load8(p0), w1 = load8(p0 + 8), w2 = load8(p1), w3 = load8(p1 + 8)
+        var s = SIMD8<Float>(repeating: pa[0])
+        c00 = c00.addingProduct(s, w0); c01 = c01.addingProduct(s, w1)
+        c02 = c02.addingProduct(s, w2); c03 = c03.addingProduct(s, w3)
+        if rows > 1 {
+            s = SIMD8(repeating: pa[1])
+            c10 = c10.addingProduct(s, w0); c11 = c11.addingProduct(s, w1)
+            c12 = c12.addingProduct(s, w2); c13 = c13.addingProduct(s, w3)
+        }
+        if rows > 2 {
+            s = SIMD8(repeating: pa[2])
+            c20 = c20.addingProduct(s, w0); c21 = c21.addingProduct(s, w1)
+            c22 = c22.addingProduct(s, w2); c23 = c23.addingProduct(s, w3)
+        }
+        pa += mr; p0 += nr; p1 += nr
+    }
+    store8(c00, c); store8(c01, c + 8); store8(c02, c + 16); store8(c03, c + 24)
+    if rows > 1 { let r = c + ldc; store8(c10, r); store8(c11, r + 8); store8(c12, r + 16); store8(c13, r + 24) }
+    if rows > 2 { let r = c + 2 * ldc; store8(c20, r); store8(c21, r + 8); store8(c22, r + 16); store8(c23, r + 24) }
+}
+
+@inline(never)
+private func wideTileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+                              c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+    switch rows {
+    case 3: wideTile(rows: 3, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    case 2: wideTile(rows: 2, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    default: wideTile(rows: 1, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    }
+}
+
 @inline(never)
 private func tileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
                           c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
@@ -87,13 +134,63 @@ private func tileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: Unsafe
 ///   (columns past N are zero).
 /// - Loop order pb → ic (chunks of `mcPanels` m-panels) → jp → ip: a 16×kc weight slice stays in
 ///   L1 while all m-panels of the chunk pass over it; the x chunk stays in L2.
+/// - `panelMajor` (for few rows, when all of packed x fits in L2): jp → pb → ip instead, so each
+///   weight panel is read once, front to back.
 @inline(never)
 public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
                            b: UnsafePointer<Float>, n: Int, panelBegin: Int, panelEnd: Int,
-                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool) {
     let mPanels = (m + mr - 1) / mr
     withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { edgeBuf in
         let t = edgeBuf.baseAddress!
+        /// One tile; full 16-column tiles go straight to C, the last partial panel through `t`.
+        @inline(__always)
+        func run(rows: Int, kc: Int, ap: UnsafePointer<Float>, bp: UnsafePointer<Float>,
+                 cp: UnsafeMutablePointer<Float>, cols: Int, load: Bool) {
+            if cols == nr {
+                tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: cp, ldc: ldc, load: load)
+            } else {
+                if load {
+                    for r in 0..<rows { for j in 0..<cols { t[r * nr + j] = cp[r * ldc + j] } }
+                }
+                tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: t, ldc: nr, load: load)
+                for r in 0..<rows { for j in 0..<cols { cp[r * ldc + j] = t[r * nr + j] } }
+            }
+        }
+        if panelMajor {
+            // Few rows: each weight panel is streamed once from start to end (all K-blocks in
+            // turn), which suits the hardware prefetcher; x stays in L2, the C tiles in L1.
+            var jp = panelBegin
+            if m <= 3 {
+                // One to three rows: two full panels at a time.
+                while jp + 1 < panelEnd && (jp + 2) * nr <= n {
+                    var k0 = 0
+                    while k0 < k {
+                        let kc = min(kcBlock, k - k0)
+                        let bp = b + jp * k * nr + k0 * nr
+                        wideTileDispatch(rows: m, kc: kc, a: a + k0 * mr, b0: bp, b1: bp + k * nr,
+                                         c: c + jp * nr, ldc: ldc, load: accumulate || k0 > 0)
+                        k0 += kc
+                    }
+                    jp += 2
+                }
+            }
+            for jp in jp..<panelEnd {
+                let cols = min(nr, n - jp * nr)
+                var k0 = 0
+                while k0 < k {
+                    let kc = min(kcBlock, k - k0)
+                    let bp = b + jp * k * nr + k0 * nr
+                    let aBlock = a + k0 * mPanels * mr
+                    for ip in 0..<mPanels {
+                        run(rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
+                            cp: c + ip * mr * ldc + jp * nr, cols: cols, load: accumulate || k0 > 0)
+                    }
+                    k0 += kc
+                }
+            }
+            return
+        }
         var k0 = 0
         while k0 < k {
             let kc = min(kcBlock, k - k0)
@@ -106,23 +203,67 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
                     let bp = b + jp * k * nr + k0 * nr
                     let cols = min(nr, n - jp * nr)
                     for ip in ic..<icEnd {
-                        let rows = min(mr, m - ip * mr)
-                        let ap = aBlock + ip * kc * mr
-                        let cp = c + ip * mr * ldc + jp * nr
-                        if cols == nr {
-                            tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: cp, ldc: ldc, load: load)
-                        } else {
-                            if load {
-                                for r in 0..<rows { for j in 0..<cols { t[r * nr + j] = cp[r * ldc + j] } }
-                            }
-                            tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: t, ldc: nr, load: load)
-                            for r in 0..<rows { for j in 0..<cols { cp[r * ldc + j] = t[r * nr + j] } }
-                        }
+                        run(rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
+                            cp: c + ip * mr * ldc + jp * nr, cols: cols, load: load)
                     }
                 }
                 ic = icEnd
             }
             k0 += kc
         }
+    }
+}
+
+/// GEMV on the unpacked weight: `y[j] (+)= Σ_k w[j*ldw + k] · x[k]` for j in `rowBegin..<rowEnd`.
+/// Four rows of W at a time, 16 columns per step (8 accumulators), then a horizontal sum in a
+/// fixed order; the tail of k is done in scalar FMAs. Used when a weight is not packed.
+@inline(never)
+public func avx2GemvRows(w: UnsafePointer<Float>, ldw: Int, k: Int, x: UnsafePointer<Float>,
+                         y: UnsafeMutablePointer<Float>, rowBegin: Int, rowEnd: Int, accumulate: Bool) {
+    @inline(__always) func hsum(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> Float {
+        let v = a + b
+        let h = v.lowHalf + v.highHalf
+        return (h[0] + h[2]) + (h[1] + h[3])
+    }
+    let k16 = k & ~15
+    var j = rowBegin
+    while j + 4 <= rowEnd {
+        let r0 = w + j * ldw, r1 = r0 + ldw, r2 = r1 + ldw, r3 = r2 + ldw
+        var a0 = SIMD8<Float>(), b0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b1 = SIMD8<Float>()
+        var a2 = SIMD8<Float>(), b2 = SIMD8<Float>(), a3 = SIMD8<Float>(), b3 = SIMD8<Float>()
+        var kk = 0
+        while kk < k16 {
+            let x0 = load8(x + kk), x1 = load8(x + kk + 8)
+            a0 = a0.addingProduct(load8(r0 + kk), x0); b0 = b0.addingProduct(load8(r0 + kk + 8), x1)
+            a1 = a1.addingProduct(load8(r1 + kk), x0); b1 = b1.addingProduct(load8(r1 + kk + 8), x1)
+            a2 = a2.addingProduct(load8(r2 + kk), x0); b2 = b2.addingProduct(load8(r2 + kk + 8), x1)
+            a3 = a3.addingProduct(load8(r3 + kk), x0); b3 = b3.addingProduct(load8(r3 + kk + 8), x1)
+            kk += 16
+        }
+        var s0 = hsum(a0, b0), s1 = hsum(a1, b1), s2 = hsum(a2, b2), s3 = hsum(a3, b3)
+        while kk < k {
+            let xv = x[kk]
+            s0 = s0.addingProduct(r0[kk], xv); s1 = s1.addingProduct(r1[kk], xv)
+            s2 = s2.addingProduct(r2[kk], xv); s3 = s3.addingProduct(r3[kk], xv)
+            kk += 1
+        }
+        if accumulate { s0 += y[j]; s1 += y[j + 1]; s2 += y[j + 2]; s3 += y[j + 3] }
+        y[j] = s0; y[j + 1] = s1; y[j + 2] = s2; y[j + 3] = s3
+        j += 4
+    }
+    while j < rowEnd {
+        let r0 = w + j * ldw
+        var a0 = SIMD8<Float>(), b0 = SIMD8<Float>()
+        var kk = 0
+        while kk < k16 {
+            a0 = a0.addingProduct(load8(r0 + kk), load8(x + kk))
+            b0 = b0.addingProduct(load8(r0 + kk + 8), load8(x + kk + 8))
+            kk += 16
+        }
+        var s0 = hsum(a0, b0)
+        while kk < k { s0 = s0.addingProduct(r0[kk], x[kk]); kk += 1 }
+        if accumulate { s0 += y[j] }
+        y[j] = s0
+        j += 1
     }
 }

@@ -77,3 +77,23 @@ import Testing
     #expect(ISA.cpuHasAVX2FMA == (flags.contains(" avx2") && flags.contains(" fma")))
     #endif
 }
+
+#if os(Linux)
+@Test func blasExplicitPathLoads() throws {
+    let path = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
+    guard FileManager.default.fileExists(atPath: path) else { return }
+    let blas = try #require(try BLAS.load(environment: path).get())
+    #expect(blas.path == path)
+    #expect(blas.summary.contains(path))
+}
+#endif
+
+/// `MOEC_BLAS=/bad/path` leaves no BLAS and says why (run the suite with it set to see this test bite).
+@Test func blasSharedReportsAFailedRequest() {
+    let request = ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? ""
+    if request.isEmpty || request.lowercased() == "none" {
+        #expect(BLAS.sharedError == nil)
+    } else if BLAS.shared == nil {
+        #expect(BLAS.sharedError?.contains(request) == true)
+    }
+}

@@ -211,3 +211,33 @@ func emptyInputsAreNoOps(isa: ISA) {
     }
     #expect(y == [42])
 }
+
+@Test(arguments: ISA.available)
+func scatterAddRowsMatchesReference(isa: ISA) {
+    var rng = TestRandom(seed: 12)
+    for (tokens, m, n) in [(3, 4, 1), (5, 9, 17), (64, 128, 100), (16, 40, 1030)] {
+        let v = rng.array(m * n), weights = rng.array(m)
+        let rows = (0..<m).map { Int32(($0 * 7 + 3) % tokens) }
+        let y0 = rng.array(tokens * n)
+        var expected = y0.map(Double.init)
+        for i in 0..<m { for j in 0..<n { expected[Int(rows[i]) * n + j] += Double(weights[i]) * Double(v[i * n + j]) } }
+        var results: [[Float]] = []
+        for threads in [1, 2] {
+            var y = y0
+            v.withUnsafeBufferPointer { vp in
+                weights.withUnsafeBufferPointer { wp in
+                    rows.withUnsafeBufferPointer { rp in
+                        y.withUnsafeMutableBufferPointer {
+                            Kernels.scatterAddRows(vp.baseAddress!, weights: wp.baseAddress!, rows: rp.baseAddress!, into: $0.baseAddress!,
+                                                   m: m, n: n, threads: threads, isa: isa)
+                        }
+                    }
+                }
+            }
+            results.append(y)
+            let bad = y.indices.first { abs(Double(y[$0]) - expected[$0]) > 1e-5 * (1 + abs(expected[$0])) }
+            #expect(bad == nil, "tokens \(tokens) m \(m) n \(n) threads \(threads)")
+        }
+        #expect(results[0] == results[1])
+    }
+}

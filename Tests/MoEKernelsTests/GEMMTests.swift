@@ -41,7 +41,7 @@ private func checkGemm(m: Int, n: Int, k: Int, threads: Int = 1, seed: UInt64) -
 
 @Test func packedGemmMatchesReferenceOverK() {
     for (m, n) in [(7, 31), (17, 17), (1, 129)] {
-        for k in sizes + [255, 256, 257, 300, 513] {
+        for k in sizes + [255, 256, 257, 300, 511, 512, 513, 1030] {
             let bad = checkGemm(m: m, n: n, k: k, seed: UInt64(k))
             #expect(bad == nil, "\(bad ?? "")")
         }
@@ -49,8 +49,8 @@ private func checkGemm(m: Int, n: Int, k: Int, threads: Int = 1, seed: UInt64) -
 }
 
 @Test func packedGemmCrossesRowChunksAndThreads() {
-    // More rows than one L2 chunk (24 panels × 6 rows), K across two blocks, several threads.
-    for (m, n, k, t) in [(150, 40, 300, 1), (150, 40, 300, 2), (64, 200, 300, 3), (300, 17, 31, 2)] {
+    // More rows than one L2 chunk (24 panels × 6 rows), K across two blocks (kc = 512), several threads.
+    for (m, n, k, t) in [(150, 40, 600, 1), (150, 40, 600, 2), (64, 200, 600, 3), (300, 17, 31, 2)] {
         let bad = checkGemm(m: m, n: n, k: k, threads: t, seed: 7)
         #expect(bad == nil, "\(bad ?? "")")
     }
@@ -58,7 +58,7 @@ private func checkGemm(m: Int, n: Int, k: Int, threads: Int = 1, seed: UInt64) -
 
 @Test(arguments: ISA.available)
 func packedGemmIsIndependentOfThreadsAndBatch(isa: ISA) {
-    let m = 64, n = 200, k = 300
+    let m = 64, n = 200, k = 600
     var rng = TestRandom(seed: 11)
     let x = rng.array(m * k), w = rng.array(n * k)
     let packed = PackedWeight(weight: w, n: n, k: k)
@@ -137,4 +137,55 @@ func packedGemmIsIndependentOfThreadsAndBatch(isa: ISA) {
             }
         }
     }
+}
+
+@Test func unpackedGemvMatchesReference() {
+    for isa in ISA.available {
+        for (n, k) in [(1, 1), (3, 17), (5, 31), (7, 100), (129, 64), (1000, 1030)] {
+            var rng = TestRandom(seed: UInt64(n * 7 + k))
+            let ldw = k + 3
+            let w = rng.array(n * ldw), x = rng.array(k), y0 = rng.array(n)
+            var dense = [Float](repeating: 0, count: n * k)
+            for j in 0..<n { for kk in 0..<k { dense[j * k + kk] = w[j * ldw + kk] } }
+            for accumulate in [false, true] {
+                let ref = referenceLinear(x: x, w: dense, y0: accumulate ? y0 : nil, m: 1, n: n, k: k)
+                for threads in [1, 2] {
+                    var y = accumulate ? y0 : [Float](repeating: .nan, count: n)
+                    w.withUnsafeBufferPointer { wp in
+                        x.withUnsafeBufferPointer { xp in
+                            y.withUnsafeMutableBufferPointer {
+                                Kernels.gemv(wp.baseAddress!, xp.baseAddress!, $0.baseAddress!, n: n, k: k, ldw: ldw,
+                                             accumulate: accumulate, threads: threads, isa: isa)
+                            }
+                        }
+                    }
+                    let bad = firstGemmMismatch(y, ref, k: k)
+                    #expect(bad == nil, "\(isa) N=\(n) K=\(k) accumulate=\(accumulate) threads=\(threads): \(bad ?? "")")
+                }
+            }
+        }
+    }
+}
+
+@Test(arguments: ISA.available)
+func gatheredGemmEqualsGatherThenGemm(isa: ISA) {
+    let tokens = 40, k = 70, n = 33
+    var rng = TestRandom(seed: 13)
+    let x = rng.array(tokens * k), w = rng.array(n * k)
+    let packed = PackedWeight(weight: w, n: n, k: k)
+    let rows: [Int32] = [39, 0, 5, 5, 17, 2, 38, 11, 20]
+    let gathered = rows.flatMap { x[(Int($0) * k)..<(Int($0) * k + k)] }
+    var expected = [Float](repeating: 0, count: rows.count * n), got = expected
+    gathered.withUnsafeBufferPointer { g in
+        expected.withUnsafeMutableBufferPointer { Kernels.gemm(g.baseAddress!, packed, $0.baseAddress!, m: rows.count, isa: isa) }
+    }
+    x.withUnsafeBufferPointer { xp in
+        rows.withUnsafeBufferPointer { rp in
+            got.withUnsafeMutableBufferPointer {
+                Kernels.gemm(gathering: xp.baseAddress!, rows: rp.baseAddress!, packed, $0.baseAddress!, m: rows.count,
+                             threads: 2, isa: isa)
+            }
+        }
+    }
+    #expect(got == expected)
 }
