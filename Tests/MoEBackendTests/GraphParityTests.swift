@@ -74,17 +74,22 @@ import Testing
             let inputs = model.inputs(tokens: t, seed: 3)
             let a = try one.run(inputs), b = try two.run(inputs)
             for (name, x) in a {
-                #expect(bitwiseEqual(x, b[name]!), "graphs/\(file) tokens=\(t) output \(name) differs between 1 and 2 threads")
+                let same = bitwiseEqual(x, b[name]!)
+                #expect(same, "graphs/\(file) tokens=\(t) output \(name) differs between 1 and 2 threads")
             }
         }
     }
 
     /// Schedules are built once per token count and reused: running again, or after another
-    /// token count, gives the same bits.
+    /// token count, or on a fresh executable, gives the same bits. For BLAS the comparison
+    /// allows 1e-6: its thread count is process-wide and other executables (tests running in
+    /// parallel) change it, which changes the last bits (see `KnownBugTests`).
     @Test(arguments: SmallParams.graphFiles)
     func schedulesAreReusable(_ file: String) throws {
         let model = try RandomCheckpoint.make(graphFile: file, seed: 13)
-        for (label, options) in Backends.configurations where options.threads == 1 {
+        for (label, options) in Backends.configurations {
+            let same: (HostTensor, HostTensor) -> Bool = options.backend.isNative
+                ? { bitwiseEqual($0, $1) } : { relativeError($0, $1) <= 1e-6 }
             let exe = model.executable(options)
             let small = model.inputs(tokens: 7, seed: 1), large = model.inputs(tokens: 300, seed: 2)
             let first = try exe.run(small)
@@ -96,10 +101,16 @@ import Testing
             // A fresh executable that never ran anything else.
             let fresh = try model.executable(options).run(small)
             for (name, x) in first {
-                #expect(bitwiseEqual(x, again[name]!), "graphs/\(file) \(label): second run of 7 tokens differs")
-                #expect(bitwiseEqual(x, afterBig[name]!), "graphs/\(file) \(label): 7 tokens after 300 differs")
-                #expect(bitwiseEqual(x, fresh[name]!), "graphs/\(file) \(label): 7 tokens differs from a fresh executable")
-                #expect(bitwiseEqual(big[name]!, bigAgain[name]!), "graphs/\(file) \(label): second run of 300 tokens differs")
+                let checks = [
+                    (same(x, again[name]!), "second run of 7 tokens differs"),
+                    (same(x, afterBig[name]!), "7 tokens after 300 differs"),
+                    (same(x, fresh[name]!), "7 tokens differs from a fresh executable"),
+                    (same(big[name]!, bigAgain[name]!),
+                     "second run of 300 tokens differs (max rel. \(relativeError(bigAgain[name]!, big[name]!)))"),
+                ]
+                for (ok, what) in checks where !ok {
+                    Issue.record("graphs/\(file) \(label) output \(name): \(what)")
+                }
             }
         }
     }
