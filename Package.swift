@@ -66,6 +66,6 @@ let package = Package(
         .testTarget(name: "MoEBackendTests", dependencies: ["MoEBackend", "MoETestSupport"]),
         .testTarget(name: "MoEPlacementTests", dependencies: ["MoEPlacement", "MoETestSupport"]),
         .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoETestSupport"], exclude: ["Diagnostics"]),
-        .testTarget(name: "moecTests", dependencies: ["MoETestSupport"]),
+        .testTarget(name: "moecTests", dependencies: ["MoEIO", "MoETestSupport"]),
     ]
 )
