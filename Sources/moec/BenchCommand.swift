@@ -48,10 +48,10 @@ enum BenchCommand {
         let repeatCount = try positive("--repeat")
         let warmup = try positive("--warmup") ?? 3
         let seed = UInt64(try positive("--seed") ?? 0)
-        var session: CompilerSession?
-        do {
-            let (runner, s) = try ModelSource.runner(a, command: "bench")
-            session = s
+        let options = try ModelSource.executionOptions(a, command: "bench")
+        let session = try ModelSource.session(a, command: "bench")
+        return withDiagnostics(session) {
+            let runner = try ModelSource.runner(a, session: session, options: options)
             let threads = runner.executable.options.threads
             let backend = "\(runner.executable.options.backend)"
             let name = runner.graph.name
@@ -71,13 +71,7 @@ enum BenchCommand {
                                        format(bytes: r.work.weightBytes), hit))
                 }
             }
-        } catch let e as DiagnosticError {
-            let engine = session?.diagnostics ?? DiagnosticEngine()
-            let others = engine.diagnostics.filter { !e.diagnostics.contains($0) }
-            Console.err(engine.render(others + e.diagnostics, color: Console.useColor))
-            return 1
         }
-        return 0
     }
 }
 

@@ -21,11 +21,11 @@ import Darwin
     static let x = Files.example + "/x.npy"
 
     /// `run p.json ARGS --output y=y.npy` fails with `messages` and leaves the folder as it was.
-    static func expectRunFails(_ dir: TemporaryDirectory, _ args: [String], output: String = "y.npy", _ messages: [String],
+    static func expectRunFails(_ dir: TemporaryDirectory, _ args: [String], output: String = "y.npy", status: Int32 = 1, _ messages: [String],
                                sourceLocation: SourceLocation = #_sourceLocation) throws {
         let before = folderEntries(dir.path)
         let r = try Moec.run(["run", "p.json"] + args + ["--output", "y=\(output)"], in: dir.path)
-        expectFailure(r, messages, sourceLocation: sourceLocation)
+        expectFailure(r, status: status, messages, sourceLocation: sourceLocation)
         expectFolder(dir.path, holds: before, after: r, sourceLocation: sourceLocation)
     }
 
@@ -33,7 +33,7 @@ import Darwin
         let dir = try Self.planFolder()
         try Self.expectRunFails(dir, [], ["missing input 'x' (f32[tokens, 32])"])
         try Self.expectRunFails(dir, ["--input", "z=\(Self.x)"], ["--input z=…: the graph has no input 'z' (inputs: x)"])
-        try Self.expectRunFails(dir, ["--input", "x=\(Self.x)", "--input", "x=\(Self.x)"], ["--input x is given twice"])
+        try Self.expectRunFails(dir, ["--input", "x=\(Self.x)", "--input", "x=\(Self.x)"], status: 2, ["--input x is given twice"])
         try Self.expectRunFails(dir, ["--input", "x=nothere.npy"], ["nothere.npy: cannot open: No such file or directory"])
         try Self.expectRunFails(dir, ["--input", "x=\(dir.path)"], ["not a regular file"])
     }
