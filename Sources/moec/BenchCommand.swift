@@ -55,6 +55,7 @@ enum BenchCommand {
             let threads = runner.executable.options.threads
             let backend = "\(runner.executable.options.backend)"
             let name = runner.graph.name
+            for t in tokens { try MemoryCheck.arena(runner.graph, tokens: t, option: "--tokens") }
             if !a.flag("--json") {
                 Console.out("moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(format(bytes: Double(runner.executable.weightBytes)))\n")
                 Console.out("tokens   median ms     min ms     max ms   runs    tokens/s   GFLOP/s   weights read (experts hit)\n")

@@ -1,5 +1,7 @@
 import Foundation
+import MoEBackend
 import MoEBasics
+import MoEIR
 
 /// Checks on the paths named on the command line, made before any work: a mistake then costs
 /// nothing, gets a message that names the path, and never leaves a file behind.
@@ -69,6 +71,18 @@ enum PathCheck {
             let reason = String(cString: strerror(errno))
             removeTemporaries()
             throw DiagnosticError(.error("cannot write '\(f.path)': \(reason)"))
+        }
+    }
+}
+
+/// The arena a token count needs, checked against the machine's memory before it is allocated
+/// (allocating more than there is ends the process).
+enum MemoryCheck {
+    static func arena(_ graph: Graph, tokens: Int, option: String) throws {
+        let bytes = Schedule.memoryPlan(graph, tokens: tokens).layout.totalBytes
+        let memory = ProcessInfo.processInfo.physicalMemory
+        if UInt64(bytes) > memory {
+            throw DiagnosticError(.error("\(option): \(tokens) tokens need \(format(bytes: Double(bytes))) of buffers, more than this machine's memory (\(format(bytes: Double(memory))))"))
         }
     }
 }

@@ -159,6 +159,7 @@ enum RunCommand {
             for c in checks {
                 do { references.append((c.name, c.value, try NpyArray(path: c.value))) } catch { throw DiagnosticError(.error("\(error)")) }
             }
+            if let tokens = try? graph.tokenCount(for: tensors) { try MemoryCheck.arena(graph, tokens: tokens, option: "--input") }
             let t0 = Date()
             let result = try runner.run(tensors)
             let seconds = Date().timeIntervalSince(t0)

@@ -90,6 +90,16 @@ import Testing
         #expect(r.stdout.isEmpty, "\(r)")
     }
 
+    @Test func benchRefusesTokenCountsThatDoNotFitInMemory() throws {
+        // 2^24 tokens of 2^20 floats: petabytes of buffers. Refused before anything is allocated
+        // (allocating them used to end the process with a trap).
+        let dir = TemporaryDirectory()
+        try Files.write("model wide\ninput x: [tokens, 1048576]\noutput y = x * 2.0\n", to: dir.file("wide.moe"))
+        let r = try Moec.run(["bench", "wide.moe", "--model", Files.example, "--tokens", "1,16777216", "--json"], in: dir.path)
+        expectFailure(r, ["error: --tokens: 16777216 tokens need ", "GB of buffers, more than this machine's memory ("])
+        #expect(r.stdout.isEmpty, "\(r)")
+    }
+
     @Test func planTakesNoModelOrSet() throws {
         let dir = TemporaryDirectory()
         expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "-o", "p.json"], in: dir.path))
