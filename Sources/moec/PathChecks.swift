@@ -21,8 +21,10 @@ enum PathCheck {
 
     /// A file to read (a graph or a plan). A missing file is left to the reader, which says so.
     static func readable(_ path: String, what: String) throws {
-        if kind(path) == .folder {
-            throw DiagnosticError(.error("cannot read '\(path)': it is a folder, not \(what)"))
+        switch kind(path) {
+        case .missing, .file: return
+        case .folder: throw DiagnosticError(.error("cannot read '\(path)': it is a folder, not \(what)"))
+        case .special: throw DiagnosticError(.error("cannot read '\(path)': not a regular file (a device, FIFO or socket), not \(what)"))
         }
     }
 

@@ -116,6 +116,11 @@ enum RunCommand {
         for (i, input) in inputs.enumerated() where inputs[..<i].contains(where: { $0.name == input.name }) {
             throw UsageError(message: "--input \(input.name) is given twice", command: "run")
         }
+        for (i, output) in outputs.enumerated() {
+            if let other = outputs[..<i].first(where: { URL(fileURLWithPath: $0.value).standardizedFileURL == URL(fileURLWithPath: output.value).standardizedFileURL }) {
+                throw UsageError(message: "--output \(other.name)=\(other.value) and \(output.name)=\(output.value) write the same file", command: "run")
+            }
+        }
         var tolerance: Float = 1e-4
         if let t = a.value("--tolerance") {
             guard let v = Float(t), v >= 0 else { throw UsageError(message: "--tolerance expects a non-negative number, got '\(t)'", command: "run") }

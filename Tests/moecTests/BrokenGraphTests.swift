@@ -1,6 +1,11 @@
 import Foundation
 import MoETestSupport
 import Testing
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Broken `.moe` sources: every one must give a message, exit 1, and write no plan.
 @Suite struct BrokenGraphTests {
@@ -98,8 +103,12 @@ import Testing
         _ = try expectCompileFails("empty.moe", in: dir, ["the graph declares no outputs"])
         _ = try expectCompileFails("missing.moe", in: dir, ["cannot read 'missing.moe': no such file"])
         try FileManager.default.createDirectory(atPath: dir.file("folder.moe"), withIntermediateDirectories: false)
-        let r = try expectCompileFails("folder.moe", in: dir, ["folder.moe", "is a folder"])
+        let r = try expectCompileFails("folder.moe", in: dir, ["cannot read 'folder.moe': it is a folder, not a .moe graph"])
         #expect(!r.stderr.contains("NSCocoaErrorDomain"), "\(r)")
+        // A FIFO (like /dev/stdin or /dev/zero) used to give "You don't have permission".
+        #expect(mkfifo(dir.file("fifo.moe"), 0o644) == 0)
+        _ = try expectCompileFails("fifo.moe", in: dir, ["cannot read 'fifo.moe': not a regular file"])
+        _ = try expectCompileFails("/dev/zero", in: dir, ["cannot read '/dev/zero': not a regular file"])
     }
 
     @Test func runAndBenchRefuseBrokenGraphsToo() throws {

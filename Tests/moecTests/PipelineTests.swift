@@ -60,6 +60,18 @@ import Testing
         #expect(files.map { ($0["path"] as? String ?? "").hasSuffix("mixtral-tiny/model.safetensors") } == [true])
     }
 
+    @Test func compileWithoutOutputWritesThePlanInTheCurrentFolder() throws {
+        let dir = TemporaryDirectory()
+        let r = try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example], in: dir.path)
+        expectSuccess(r)
+        #expect(r.stderr.contains("wrote mixtral.plan.json"), "\(r)")
+        expectFolder(dir.path, holds: ["mixtral.plan.json"], after: r)
+        // Without --model there is nothing to bind: an error, and no plan.
+        try FileManager.default.removeItem(atPath: dir.file("mixtral.plan.json"))
+        expectFailure(try Moec.run(["compile", Files.mixtralGraph], in: dir.path), ["this needs weights: pass --model DIR"])
+        expectFolder(dir.path, holds: [])
+    }
+
     @Test func runCompilesAGraphDirectlyAndChecksAReference() throws {
         let dir = TemporaryDirectory()
         let r = try Moec.run(["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy",

@@ -105,7 +105,8 @@ import Testing
         try Files.write(try Files.read(Files.example + "/x.npy"), to: dir.file("binary.json"))
         try Self.expectPlanRefused(dir, plan: "binary.json", ["binary.json: not a plan"])
         try Self.expectPlanRefused(dir, plan: "nothere.json", ["nothere.json: no such file"])
-        try Self.expectPlanRefused(dir, plan: "model", ["model", "is a folder"])
+        try Self.expectPlanRefused(dir, plan: "model", ["cannot read 'model': it is a folder, not a plan"])
+        try Self.expectPlanRefused(dir, plan: "/dev/zero", ["cannot read '/dev/zero': not a regular file"])
     }
 
     @Test func planFromAFutureVersion() throws {

@@ -139,6 +139,8 @@ import Darwin
         expectFolder(dir.path, holds: ["two.moe", "y.npy", "z.npy"], after: ok)
         try FileManager.default.removeItem(atPath: dir.file("y.npy"))
         try FileManager.default.removeItem(atPath: dir.file("z.npy"))
+        let same = try Moec.run(args + ["--output", "y=y.npy", "--output", "z=./y.npy"], in: dir.path)
+        expectFailure(same, status: 2, ["--output y=y.npy and z=./y.npy write the same file"])
         let bad = try Moec.run(args + ["--output", "y=y.npy", "--output", "z=nowhere/z.npy"], in: dir.path)
         expectFailure(bad, ["nowhere/z.npy", "does not exist"])
         expectFolder(dir.path, holds: ["two.moe"], after: bad)
