@@ -67,6 +67,6 @@ let package = Package(
                     dependencies: ["MoEBackend", "MoEIR", "MoEIO", "MoEKernels", "MoECompiler", "MoETestSupport"]),
         .testTarget(name: "MoEPlacementTests", dependencies: ["MoEPlacement", "MoETestSupport"]),
         .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoETestSupport"], exclude: ["Diagnostics"]),
-        .testTarget(name: "moecTests", dependencies: ["MoETestSupport"]),
+        .testTarget(name: "moecTests", dependencies: ["MoEIO", "MoETestSupport"]),
     ]
 )

@@ -70,12 +70,16 @@ struct ParsedArguments {
 extension CommandSpec {
     func parse(_ args: [String]) throws -> ParsedArguments {
         var out = ParsedArguments()
+        // --help wins over everything else, so that it works whatever else is on the line.
+        if args.prefix(while: { $0 != "--" }).contains(where: { $0 == "--help" || $0 == "-h" }) {
+            out.helpRequested = true
+            return out
+        }
         var i = 0
         func fail(_ m: String) -> UsageError { UsageError(message: m, command: name) }
         while i < args.count {
             let a = args[i]
             i += 1
-            if a == "--help" || a == "-h" { out.helpRequested = true; continue }
             if a == "--" { out.positionals += args[i...]; break }
             if a.hasPrefix("-") && a.count > 1 && !isNumber(a) {
                 var optName = a

@@ -48,13 +48,14 @@ enum BenchCommand {
         let repeatCount = try positive("--repeat")
         let warmup = try positive("--warmup") ?? 3
         let seed = UInt64(try positive("--seed") ?? 0)
-        var session: CompilerSession?
-        do {
-            let (runner, s) = try ModelSource.runner(a, command: "bench")
-            session = s
+        let options = try ModelSource.executionOptions(a, command: "bench")
+        let session = try ModelSource.session(a, command: "bench")
+        return withDiagnostics(session) {
+            let runner = try ModelSource.runner(a, session: session, options: options)
             let threads = runner.executable.options.threads
             let backend = "\(runner.executable.options.backend)"
             let name = runner.graph.name
+            for t in tokens { try MemoryCheck.arena(runner.graph, tokens: t, option: "--tokens") }
             if !a.flag("--json") {
                 Console.out("moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(format(bytes: Double(runner.executable.weightBytes)))\n")
                 Console.out("tokens   median ms     min ms     max ms   runs    tokens/s   GFLOP/s   weights read (experts hit)\n")
@@ -71,13 +72,7 @@ enum BenchCommand {
                                        format(bytes: r.work.weightBytes), hit))
                 }
             }
-        } catch let e as DiagnosticError {
-            let engine = session?.diagnostics ?? DiagnosticEngine()
-            let others = engine.diagnostics.filter { !e.diagnostics.contains($0) }
-            Console.err(engine.render(others + e.diagnostics, color: Console.useColor))
-            return 1
         }
-        return 0
     }
 }
 

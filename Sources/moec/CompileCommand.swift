@@ -12,7 +12,7 @@ enum CompileCommand {
             OptionSpec(names: ["--model", "-m"], valueName: "DIR",
                        help: "A Hugging Face style checkpoint folder: config.json plus model.safetensors\n(or shards with model.safetensors.index.json). Params read their\nvalues from config.json; weights are bound and checked by name and shape."),
             OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param, overriding config.json and the default. Repeatable.", repeated: true),
-            OptionSpec(names: ["-o", "--output"], valueName: "PLAN", help: "Where to write the plan (default: GRAPH.plan.json beside the graph,\nwhen --model is given)."),
+            OptionSpec(names: ["-o", "--output"], valueName: "PLAN", help: "Where to write the plan (default: GRAPH.plan.json in the current\nfolder). Needs --model."),
             OptionSpec(names: ["--emit"], valueName: "STAGE",
                        help: "Print a stage instead of writing a plan: ast, ir, ir-opt or plan."),
             OptionSpec(names: ["--verify-each-pass"], valueName: nil, help: "Run the IR verifier after every pass."),
@@ -46,10 +46,15 @@ enum CompileCommand {
         }
         let session = CompilerSession(options)
         return withDiagnostics(session) {
+            try PathCheck.readable(options.graphPath, what: "a .moe graph")
+            if let model = options.modelDirectory { try PathCheck.modelFolder(model) }
             if let stage {
                 Console.out(try session.emit(stage))
             } else {
-                let out = try session.writePlan(to: a.value("-o"))
+                let base = ((options.graphPath as NSString).lastPathComponent as NSString).deletingPathExtension
+                let out = a.value("-o") ?? "\(base).plan.json"
+                try PathCheck.writable(out)
+                _ = try session.writePlan(to: out)
                 Console.err("wrote \(out)\n")
             }
         }
@@ -58,7 +63,7 @@ enum CompileCommand {
 
 /// Runs a command's work, printing warnings, and errors with the session's source lines.
 /// Returns the exit status: 0, or 1 after errors.
-func withDiagnostics(_ session: CompilerSession, _ body: () throws -> Void) -> Int32 {
+func withDiagnostics(_ session: CompilerSession?, _ body: () throws -> Void) -> Int32 {
     var status: Int32 = 0
     var errors: [Diagnostic] = []
     do {
@@ -70,7 +75,8 @@ func withDiagnostics(_ session: CompilerSession, _ body: () throws -> Void) -> I
         errors = [.error("\(error)")]
         status = 1
     }
-    let warnings = session.diagnostics.diagnostics.filter { $0.severity != .error && !errors.contains($0) }
-    Console.err(session.diagnostics.render(warnings + errors, color: Console.useColor))
+    let engine = session?.diagnostics ?? DiagnosticEngine()
+    let warnings = engine.diagnostics.filter { $0.severity != .error && !errors.contains($0) }
+    Console.err(engine.render(warnings + errors, color: Console.useColor))
     return status
 }

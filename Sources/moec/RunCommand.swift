@@ -13,29 +13,45 @@ enum ModelSource {
         OptionSpec(names: ["--threads", "-t"], valueName: "N", help: "Threads to use (default: all cores)."),
     ]
 
-    /// Loads a runner from a plan file or compiles a `.moe` graph, with a progress line while
-    /// weights load when stderr is a terminal.
-    static func runner(_ a: ParsedArguments, command: String) throws -> (ModelRunner, CompilerSession?) {
+    /// The compiler session for a `.moe` graph, or nil for a plan. Made before any work, so
+    /// that errors found later are printed with the graph's source lines.
+    static func session(_ a: ParsedArguments, command: String) throws -> CompilerSession? {
         guard a.positionals.count == 1 else {
             throw UsageError(message: a.positionals.isEmpty ? "missing PLAN or GRAPH.moe" : "expected one PLAN or GRAPH.moe, got: \(a.positionals.joined(separator: " "))", command: command)
         }
         let target = a.positionals[0]
+        if target.hasSuffix(".moe") {
+            return CompilerSession(CompileOptions(graphPath: target, modelDirectory: a.value("--model"),
+                                                  overrides: try parseAssignments(a.all("--set"), option: "--set", command: command)))
+        }
+        if a.value("--model") != nil || !a.all("--set").isEmpty {
+            throw UsageError(message: "--model and --set apply to a .moe graph; a plan already has its weights and params (compile again to change them)", command: command)
+        }
+        return nil
+    }
+
+    static func executionOptions(_ a: ParsedArguments, command: String) throws -> ExecutionOptions {
         var options = ExecutionOptions()
         if let t = a.value("--threads") {
             guard let n = Int(t), n >= 1, n <= 1024 else { throw UsageError(message: "--threads expects a positive integer, got '\(t)'", command: command) }
             options.threads = n
         }
+        return options
+    }
+
+    /// Loads a runner from a plan file, or compiles the session's `.moe` graph, with a progress
+    /// line while weights load when stderr is a terminal.
+    static func runner(_ a: ParsedArguments, session: CompilerSession?, options: ExecutionOptions) throws -> ModelRunner {
+        let target = a.positionals[0]
         let progress = Progress(label: "loading weights")
         defer { progress.finish() }
-        if target.hasSuffix(".moe") {
-            let session = CompilerSession(CompileOptions(graphPath: target, modelDirectory: a.value("--model"),
-                                                         overrides: try parseAssignments(a.all("--set"), option: "--set", command: command)))
-            return (try ModelRunner.compile(session, options: options, progress: progress.update), session)
+        if let session {
+            try PathCheck.readable(target, what: "a .moe graph")
+            if let model = a.value("--model") { try PathCheck.modelFolder(model) }
+            return try ModelRunner.compile(session, options: options, progress: progress.update)
         }
-        if a.value("--model") != nil || !a.all("--set").isEmpty {
-            throw UsageError(message: "--model and --set apply to a .moe graph; a plan already has its weights and params (compile again to change them)", command: command)
-        }
-        return (try ModelRunner.load(planPath: target, options: options, progress: progress.update), nil)
+        try PathCheck.readable(target, what: "a plan")
+        return try ModelRunner.load(planPath: target, options: options, progress: progress.update)
     }
 }
 
@@ -74,7 +90,7 @@ enum RunCommand {
                 "         --output NAME=FILE.npy... [--threads N]"],
         positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],
         options: ModelSource.options + [
-            OptionSpec(names: ["--input", "-i"], valueName: "NAME=FILE.npy", help: "An input tensor (f32, or i32 for integer inputs). Repeatable.", repeated: true),
+            OptionSpec(names: ["--input", "-i"], valueName: "NAME=FILE.npy", help: "An input tensor: f32 (f16 and f64 are converted), or integers for\ni32 inputs. Repeatable.", repeated: true),
             OptionSpec(names: ["--output", "-o"], valueName: "NAME=FILE.npy", help: "Where to write an output (f32 .npy). Repeatable.", repeated: true),
             OptionSpec(names: ["--check"], valueName: "NAME=FILE.npy",
                        help: "Compare an output with a reference .npy: prints max |Δ| / max |ref|\nand exits 1 when it exceeds --tolerance. Repeatable.", repeated: true),
@@ -97,20 +113,31 @@ enum RunCommand {
         let outputs = try parseAssignments(a.all("--output"), option: "--output", command: "run")
         let checks = try parseAssignments(a.all("--check"), option: "--check", command: "run")
         guard !outputs.isEmpty || !checks.isEmpty else { throw UsageError(message: "give at least one --output NAME=FILE.npy (or --check NAME=FILE.npy)", command: "run") }
+        for (i, input) in inputs.enumerated() where inputs[..<i].contains(where: { $0.name == input.name }) {
+            throw UsageError(message: "--input \(input.name) is given twice", command: "run")
+        }
+        for (i, output) in outputs.enumerated() {
+            if let other = outputs[..<i].first(where: { URL(fileURLWithPath: $0.value).standardizedFileURL == URL(fileURLWithPath: output.value).standardizedFileURL }) {
+                throw UsageError(message: "--output \(other.name)=\(other.value) and \(output.name)=\(output.value) write the same file", command: "run")
+            }
+        }
         var tolerance: Float = 1e-4
         if let t = a.value("--tolerance") {
             guard let v = Float(t), v >= 0 else { throw UsageError(message: "--tolerance expects a non-negative number, got '\(t)'", command: "run") }
             tolerance = v
         }
-        var session: CompilerSession?
-        var status: Int32 = 0
-        do {
-            let (runner, s) = try ModelSource.runner(a, command: "run")
-            session = s
+        let options = try ModelSource.executionOptions(a, command: "run")
+        let session = try ModelSource.session(a, command: "run")
+        var checkFailed = false
+        let status = withDiagnostics(session) {
+            // Where the outputs go, before any work.
+            for o in outputs { try PathCheck.writable(o.value) }
+            let runner = try ModelSource.runner(a, session: session, options: options)
             let graph = runner.graph
             // Check names before any work.
-            for o in outputs + checks where !graph.outputs.contains(where: { $0.name == o.name }) {
-                throw DiagnosticError(.error("--output \(o.name)=…: the graph has no output '\(o.name)' (outputs: \(graph.outputs.map(\.name).joined(separator: ", ")))"))
+            for (option, o) in outputs.map({ ("--output", $0) }) + checks.map({ ("--check", $0) })
+            where !graph.outputs.contains(where: { $0.name == o.name }) {
+                throw DiagnosticError(.error("\(option) \(o.name)=…: the graph has no output '\(o.name)' (outputs: \(graph.outputs.map(\.name).joined(separator: ", ")))"))
             }
             var tensors: [String: HostTensor] = [:]
             for i in inputs {
@@ -124,12 +151,27 @@ enum RunCommand {
                         throw DiagnosticError(.error("\(i.value): input '\(i.name)' must hold integers: \(error)"))
                     }
                 } else {
+                    switch array.storage {
+                    case .float32, .float64: break
+                    default:
+                        throw DiagnosticError(.error("\(i.value): input '\(i.name)' is f32, but the file holds \(array.storage.descr) values (save it as float32)"))
+                    }
                     tensors[i.name] = HostTensor(shape: array.shape, floats: array.floats())
                 }
             }
+            // References too, so that a bad one fails before anything is written.
+            var references: [(name: String, path: String, array: NpyArray)] = []
+            for c in checks {
+                do { references.append((c.name, c.value, try NpyArray(path: c.value))) } catch { throw DiagnosticError(.error("\(error)")) }
+            }
+            if let tokens = try? graph.tokenCount(for: tensors) { try MemoryCheck.arena(graph, tokens: tokens, option: "--input") }
             let t0 = Date()
             let result = try runner.run(tensors)
             let seconds = Date().timeIntervalSince(t0)
+            for c in references where c.array.shape != result[c.name]!.shape {
+                throw DiagnosticError(.error("--check \(c.name): the reference has shape \(c.array.shape), the output \(result[c.name]!.shape)"))
+            }
+            var files: [(path: String, data: Data)] = []
             for o in outputs {
                 let t = result[o.name]!
                 let array: NpyArray
@@ -137,9 +179,10 @@ enum RunCommand {
                 case .f32(let f): array = try NpyArray(shape: t.shape, storage: .float32(f))
                 case .i32(let v): array = try NpyArray(shape: t.shape, storage: .int32(v))
                 }
-                do { try array.write(to: o.value) } catch { throw DiagnosticError(.error("\(error)")) }
-                Console.err("wrote \(o.name) \(t.shape) to \(o.value)\n")
+                files.append((o.value, array.encoded()))
             }
+            try PathCheck.writeAll(files)
+            for o in outputs { Console.err("wrote \(o.name) \(result[o.name]!.shape) to \(o.value)\n") }
             let tokens = (try? graph.tokenCount(for: tensors)) ?? 0
             Console.err(String(format: "ran %@ on %d token%@ in %.3f ms (%@)\n", graph.name, tokens, tokens == 1 ? "" : "s",
                                seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))
@@ -147,14 +190,8 @@ enum RunCommand {
                 Console.err(String(format: "multi-hop halting: (token, expert) pairs per hop %@; %.1f%% of expert FLOPs saved\n",
                                    halting.pairsPerHop.map(String.init).joined(separator: ", "), halting.savedFraction * 100))
             }
-            for c in checks {
-                let reference: NpyArray
-                do { reference = try NpyArray(path: c.value) } catch { throw DiagnosticError(.error("\(error)")) }
-                let t = result[c.name]!
-                guard reference.shape == t.shape else {
-                    throw DiagnosticError(.error("--check \(c.name): the reference has shape \(reference.shape), the output \(t.shape)"))
-                }
-                let ref = reference.floats(), got = t.floats
+            for c in references {
+                let ref = c.array.floats(), got = result[c.name]!.floats
                 var maxDiff: Float = 0, maxRef: Float = 0
                 for (x, y) in zip(got, ref) {
                     maxDiff = max(maxDiff, abs(x - y).isNaN ? .infinity : abs(x - y))
@@ -163,14 +200,9 @@ enum RunCommand {
                 let rel = maxDiff / max(maxRef, .leastNormalMagnitude)
                 let ok = rel <= tolerance
                 Console.err(String(format: "check %@: max |Δ| / max |ref| = %.2e  %@ (tolerance %.0e)\n", c.name, rel, ok ? "ok" : "FAILED", tolerance))
-                if !ok { status = 1 }
+                if !ok { checkFailed = true }
             }
-        } catch let e as DiagnosticError {
-            let engine = session?.diagnostics ?? DiagnosticEngine()
-            let others = engine.diagnostics.filter { !e.diagnostics.contains($0) }
-            Console.err(engine.render(others + e.diagnostics, color: Console.useColor))
-            status = 1
         }
-        return status
+        return checkFailed ? 1 : status
     }
 }

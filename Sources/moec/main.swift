@@ -22,7 +22,17 @@ func topLevelHelp() -> String {
 
     """
     for c in commands { s += "  \(c.name.padding(toLength: 10, withPad: " ", startingAt: 0))\(c.summary)\n" }
-    s += "\nRun 'moec COMMAND --help' for a command's options and examples.\n"
+    s += """
+
+    EXAMPLES:
+      moec compile graphs/mixtral.moe --emit ir
+      moec compile graphs/mixtral.moe --model ckpt/ --set layer=3 -o mixtral-l3.plan.json
+      moec run mixtral-l3.plan.json --input x=x.npy --output y=y.npy
+      moec bench mixtral-l3.plan.json --tokens 1,16,128,512
+
+    Run 'moec COMMAND --help' for a command's options and examples.
+
+    """
     return s
 }
 

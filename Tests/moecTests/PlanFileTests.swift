@@ -1,0 +1,132 @@
+import Foundation
+import MoEIO
+import MoETestSupport
+import Testing
+
+/// Plans whose weights changed or vanished after compiling, and plan files that are broken:
+/// a clear error, never wrong numbers, and no output file.
+@Suite struct PlanFileTests {
+    /// A folder with a private copy of the example checkpoint (model/) and a plan of it (p.json).
+    static func compiled() throws -> TemporaryDirectory {
+        let dir = TemporaryDirectory()
+        try Files.copy(Files.example, to: dir.file("model"))
+        let r = try Moec.run(["compile", Files.mixtralGraph, "--model", "model", "-o", "p.json"], in: dir.path)
+        expectSuccess(r)
+        return dir
+    }
+
+    /// `run p.json` and `bench p.json` both fail with `messages`; no output is written.
+    static func expectPlanRefused(_ dir: TemporaryDirectory, plan: String = "p.json", _ messages: [String],
+                                  sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let before = folderEntries(dir.path)
+        let r = try Moec.run(["run", plan, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy"], in: dir.path)
+        expectFailure(r, messages, sourceLocation: sourceLocation)
+        #expect(!r.stderr.contains("ran mixtral"), "\(r)", sourceLocation: sourceLocation)
+        expectFolder(dir.path, holds: before, after: r, sourceLocation: sourceLocation)
+        let b = try Moec.run(["bench", plan, "--tokens", "1", "--repeat", "1", "--json"], in: dir.path)
+        expectFailure(b, messages, sourceLocation: sourceLocation)
+        #expect(b.stdout.isEmpty, "\(b)", sourceLocation: sourceLocation)
+    }
+
+    static func weights(_ dir: TemporaryDirectory) -> String { dir.file("model/model.safetensors") }
+
+    @Test func planRunsWhileWeightsAreUnchanged() throws {
+        let dir = try Self.compiled()
+        let r = try Moec.run(["run", "p.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy",
+                              "--check", "y=\(Files.example)/y_transformers.npy"], in: dir.path)
+        expectSuccess(r)
+    }
+
+    @Test func touchedWeights() throws {
+        let dir = try Self.compiled()
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(60)], ofItemAtPath: Self.weights(dir))
+        try Self.expectPlanRefused(dir, ["model/model.safetensors: weight file was modified since the plan was compiled", "compile the graph again"])
+    }
+
+    @Test func rewrittenWeightsOfTheSameSize() throws {
+        // New values, same header and size: only the modification time tells.
+        let dir = try Self.compiled()
+        var data = try Files.read(Self.weights(dir))
+        data[data.count - 100] ^= 0xFF
+        try Files.write(data, to: Self.weights(dir))
+        try Self.expectPlanRefused(dir, ["model/model.safetensors: weight file was modified since the plan was compiled"])
+    }
+
+    @Test func rewrittenWeightsWithAnotherHeader() throws {
+        // Same size, another header (a renamed tensor), and the old modification time: the header hash tells.
+        let dir = try Self.compiled()
+        let path = Self.weights(dir)
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        var data = try Files.read(path)
+        let needle = Data("experts.0.w1.weight".utf8), replacement = Data("experts.0.w9.weight".utf8)
+        let range = try #require(data.range(of: needle))
+        data.replaceSubrange(range, with: replacement)
+        try Files.write(data, to: path)
+        try FileManager.default.setAttributes([.modificationDate: attributes[.modificationDate]!], ofItemAtPath: path)
+        try Self.expectPlanRefused(dir, ["weight file changed since the plan was compiled: its header is different"])
+    }
+
+    @Test func truncatedWeights() throws {
+        let dir = try Self.compiled()
+        try Files.write(try Files.read(Self.weights(dir)).prefix(100_000), to: Self.weights(dir))
+        try Self.expectPlanRefused(dir, ["weight file changed since the plan was compiled: size was 213080 bytes, now 100000"])
+    }
+
+    @Test func vanishedWeights() throws {
+        let dir = try Self.compiled()
+        try FileManager.default.removeItem(atPath: Self.weights(dir))
+        try Self.expectPlanRefused(dir, ["model/model.safetensors: weight file is missing", "it existed when the plan was compiled"])
+        try FileManager.default.removeItem(atPath: dir.file("model"))
+        try Self.expectPlanRefused(dir, ["model/model.safetensors: weight file is missing"])
+    }
+
+    @Test func vanishedShard() throws {
+        let dir = TemporaryDirectory()
+        try Files.copy(RepoPaths.fixtures + "/mixtral-h12-f20-e8-k2-t6-s13-shard3", to: dir.file("model"))
+        expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", "model", "--set", "layer=1", "-o", "p.json"], in: dir.path))
+        let shard = try #require(FileManager.default.contentsOfDirectory(atPath: dir.file("model")).filter { $0.hasSuffix(".safetensors") }.sorted().last)
+        try FileManager.default.removeItem(atPath: dir.file("model/" + shard))
+        let r = try Moec.run(["run", "p.json", "--input", "x=model/x.npy", "--output", "y=y.npy"], in: dir.path)
+        expectFailure(r, ["model/\(shard): weight file is missing"])
+        #expect(!FileManager.default.fileExists(atPath: dir.file("y.npy")))
+    }
+
+    @Test func garbagePlans() throws {
+        let dir = try Self.compiled()
+        let plan = try Files.read(dir.file("p.json"))
+        try Files.write("garbage\n", to: dir.file("garbage.json"))
+        try Self.expectPlanRefused(dir, plan: "garbage.json", ["garbage.json: not a plan: invalid JSON at 1:1"])
+        try Files.write(plan.prefix(2000), to: dir.file("cut.json"))
+        try Self.expectPlanRefused(dir, plan: "cut.json", ["cut.json: not a plan: invalid JSON at "])
+        try Files.write(Data(), to: dir.file("empty.json"))
+        try Self.expectPlanRefused(dir, plan: "empty.json", ["empty.json: not a plan: invalid JSON"])
+        try Files.write("{}", to: dir.file("object.json"))
+        try Self.expectPlanRefused(dir, plan: "object.json", ["object.json: not a moec plan (no \"format\": \"moec-plan\")"])
+        try Files.write(try Files.read(Files.example + "/x.npy"), to: dir.file("binary.json"))
+        try Self.expectPlanRefused(dir, plan: "binary.json", ["binary.json: not a plan"])
+        try Self.expectPlanRefused(dir, plan: "nothere.json", ["nothere.json: no such file"])
+        try Self.expectPlanRefused(dir, plan: "model", ["cannot read 'model': it is a folder, not a plan"])
+        try Self.expectPlanRefused(dir, plan: "/dev/zero", ["cannot read '/dev/zero': not a regular file"])
+    }
+
+    @Test func planFromAFutureVersion() throws {
+        let dir = try Self.compiled()
+        var plan = try JSONSerialization.jsonObject(with: Files.read(dir.file("p.json"))) as! [String: Any]
+        plan["version"] = 2
+        try Files.write(try JSONSerialization.data(withJSONObject: plan), to: dir.file("future.json"))
+        try Self.expectPlanRefused(dir, plan: "future.json", ["future.json: plan format version 2 is not supported (this moec reads version 1); compile the graph again"])
+    }
+
+    @Test func tamperedPlanGraph() throws {
+        // A plan edited by hand so that its graph no longer type-checks.
+        let dir = try Self.compiled()
+        let text = try String(contentsOfFile: dir.file("p.json"), encoding: .utf8)
+        try #require(text.contains("\"route_slots\": 2"))
+        try Files.write(text.replacingOccurrences(of: "\"route_slots\": 2", with: "\"route_slots\": 3"), to: dir.file("tampered.json"))
+        try Self.expectPlanRefused(dir, plan: "tampered.json", ["tampered.json: the plan's graph is invalid: "])
+        var plan = try JSONSerialization.jsonObject(with: Files.read(dir.file("p.json"))) as! [String: Any]
+        plan["graph"] = nil
+        try Files.write(try JSONSerialization.data(withJSONObject: plan), to: dir.file("nograph.json"))
+        try Self.expectPlanRefused(dir, plan: "nograph.json", ["nograph.json: plan has no graph"])
+    }
+}
