@@ -9,13 +9,23 @@
 /// load model's even split and this locality preference are both idealisations; together they
 /// price replicas spread over nodes as cheaper to reach, which they are.)
 public enum PlacementMetrics {
-    /// Per-worker load of a placement: slot `s` is on worker `s / (P / W)`.
+    /// Per-worker load of a placement: slot `s` is on worker `s / (P / W)`. Each worker's slot loads
+    /// are summed smallest first, so the result does not depend on the order of slots in a worker
+    /// (relabelling workers or reordering slots never changes a load, not even by rounding).
     public static func workerLoads(phy2log: [Int], loads: [Double], workers: Int) -> [Double] {
         var replicas = Array(repeating: 0, count: loads.count)
         for e in phy2log { replicas[e] += 1 }
         let perWorker = phy2log.count / workers
         var out = Array(repeating: 0.0, count: workers)
-        for (s, e) in phy2log.enumerated() { out[s / perWorker] += loads[e] / Double(replicas[e]) }
+        var parts = Array(repeating: 0.0, count: perWorker)
+        for w in 0..<workers {
+            for i in 0..<perWorker {
+                let e = phy2log[w * perWorker + i]
+                parts[i] = loads[e] / Double(replicas[e])
+            }
+            parts.sort()
+            out[w] = parts.reduce(0, +)
+        }
         return out
     }
 
