@@ -25,6 +25,7 @@ public enum PlacementError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 
     case cannotRead(file: String, reason: String)
+    case cannotWrite(file: String, reason: String)
     case invalidJSON(file: String, line: Int, column: Int, message: String)
     case invalidLoads(file: String, issues: [Issue])
     case invalidPlacement(file: String, issues: [Issue])
@@ -44,6 +45,8 @@ public enum PlacementError: Error, Sendable, Equatable, CustomStringConvertible 
         switch self {
         case .cannotRead(let file, let reason):
             return "cannot read '\(file)': \(reason)"
+        case .cannotWrite(let file, let reason):
+            return "cannot write '\(file)': \(reason)"
         case .invalidJSON(let file, let line, let column, let message):
             return "\(file):\(line):\(column): \(message)"
         case .invalidLoads(let file, let issues):
