@@ -7,9 +7,11 @@
 /// Algorithm (each step leaves worker loads and cross-node traffic unchanged or within the caps):
 /// 1. `relabel`: workers are interchangeable, so renumber the new placement's nodes (as wholes), then
 ///    the workers within each node, to overlap the previous placement most (two assignment problems).
-/// 2. `adapt`: alternatively start from the previous placement itself, change replica counts to the
-///    new ones (surplus replicas leave the most loaded workers; new replicas, heaviest first, go to the
-///    least loaded worker with a free slot) and run swap local search.
+/// 2. `adapt`: alternatively start from the previous placement itself and change replica counts to
+///    the new ones (surplus replicas leave the most loaded workers; new replicas, heaviest first, go
+///    to the least loaded worker with a free slot); then `repair` it down to the load cap: while a
+///    worker is over the cap, apply the swap with the most loaded worker that keeps the partner
+///    within the cap and adds the fewest moves (ties: the larger load reduction).
 /// 3. `reduceMoves`: swap pairs of slots when that saves moves and keeps both workers at or below
 ///    the load cap and the cross-node tokens at or below the traffic cap.
 /// 4. `alignSlots`: within each worker, keep every expert that stays in the slot it had.
@@ -57,7 +59,7 @@ enum MoveMinimizer {
         return out
     }
 
-    /// Step 2: the previous placement with replica counts changed to `counts`, then swap-improved.
+    /// Step 2: the previous placement with replica counts changed to `counts` (not yet balanced).
     static func adapt(previous: [Int], counts: [Int], loads: [Double], workers: Int) -> [Int] {
         let k = previous.count / workers
         var have = Array(repeating: 0, count: counts.count)
@@ -90,17 +92,54 @@ enum MoveMinimizer {
             lists[best][lists[best].firstIndex(of: -1)!] = x
             load[best] += weight[x]
         }
-        var experts: [Int] = [], weights: [Double] = [], bins: [[Int]] = []
-        for list in lists {
-            bins.append(Array(experts.count ..< experts.count + list.count))
-            for x in list {
-                experts.append(x)
-                weights.append(weight[x])
-            }
+        return lists.flatMap { $0 }
+    }
+
+    /// Step 2, balancing: brings every worker to at most `cap` with swaps that add as few moves as
+    /// possible. Returns nil when no swap can lower an over-cap worker without pushing its partner over.
+    static func repair(_ start: [Int], previous: [Int], previousPerWorker kp: Int, loads: [Double],
+                       workers: Int, cap: Double) -> [Int]? {
+        var map = start
+        let e = loads.count, k = map.count / workers
+        var replicas = Array(repeating: 0, count: e)
+        for x in map { replicas[x] += 1 }
+        let weight = (0..<e).map { loads[$0] / Double(max(replicas[$0], 1)) }
+        var had = Array(repeating: false, count: workers * e)
+        for (s, x) in previous.enumerated() { had[(s / kp) * e + x] = true }
+        var count = Array(repeating: 0, count: workers * e)
+        var load = Array(repeating: 0.0, count: workers)
+        for (s, x) in map.enumerated() {
+            count[(s / k) * e + x] += 1
+            load[s / k] += weight[x]
         }
-        var packing = SlotPacking(experts: experts, weights: weights, bins: bins)
-        packing.improve()
-        return packing.bins.flatMap { $0.map { experts[$0] } }
+        func arrival(_ w: Int, _ x: Int) -> Int { count[w * e + x] == 0 && !had[w * e + x] ? 1 : 0 }
+        func departure(_ w: Int, _ x: Int) -> Int { count[w * e + x] == 1 && !had[w * e + x] ? 1 : 0 }
+        for _ in 0 ..< 4 * map.count {
+            var a = 0
+            for w in 1..<workers where load[w] > load[a] { a = w }
+            if load[a] <= cap { return map }
+            var best: (moves: Int, excess: Double, s: Int, t: Int)? = nil
+            for s in a * k ..< (a + 1) * k {
+                let x = map[s]
+                for t in 0..<map.count where t / k != a {
+                    let y = map[t], b = t / k
+                    let d = weight[x] - weight[y]
+                    if d <= 0 || load[b] + d > cap { continue }
+                    let moves = arrival(a, y) - departure(a, x) + arrival(b, x) - departure(b, y)
+                    let excess = max(load[a] - d - cap, 0)
+                    if best == nil || (moves, excess) < (best!.moves, best!.excess) { best = (moves, excess, s, t) }
+                }
+            }
+            guard let swap = best else { return nil }
+            let x = map[swap.s], y = map[swap.t], b = swap.t / k
+            map[swap.s] = y
+            map[swap.t] = x
+            count[a * e + x] -= 1; count[a * e + y] += 1
+            count[b * e + y] -= 1; count[b * e + x] += 1
+            load[a] += weight[y] - weight[x]
+            load[b] += weight[x] - weight[y]
+        }
+        return nil
     }
 
     /// Step 3.

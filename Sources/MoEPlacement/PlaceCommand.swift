@@ -7,7 +7,7 @@ import MoEBasics
 /// ```
 /// moec place --load STATS.json --workers W [--replicas P] [--nodes N] [--groups G]
 ///            [--memory-per-worker BYTES] [--expert-bytes BYTES] [--previous PLACEMENT.json]
-///            [--link-cost C] [--policy moec|eplb] [--explain] [-o PLACEMENT.json]
+///            [--move-tolerance T] [--link-cost C] [--policy moec|eplb] [--explain] [-o PLACEMENT.json]
 /// moec place --simulate CLUSTER.json [--load STATS.json]
 /// ```
 /// Byte counts take an optional suffix: `K M G T` (powers of 1000) or `Ki Mi Gi Ti` (powers of 1024).
@@ -25,7 +25,7 @@ public struct PlaceCommand: Sendable, Equatable {
     public static let usage = """
         usage: moec place --load STATS.json --workers W [--replicas P] [--nodes N] [--groups G]
                           [--memory-per-worker BYTES] [--expert-bytes BYTES] [--previous PLACEMENT.json]
-                          [--link-cost C] [--policy moec|eplb] [--explain] [-o PLACEMENT.json]
+                          [--move-tolerance T] [--link-cost C] [--policy moec|eplb] [--explain] [-o PLACEMENT.json]
                moec place --simulate CLUSTER.json [--load STATS.json]
 
           --load FILE               load statistics ("expert_load": one array of per-expert loads per layer)
@@ -36,6 +36,7 @@ public struct PlaceCommand: Sendable, Equatable {
           --memory-per-worker BYTES memory for expert weights per worker, all layers (needs the expert size)
           --expert-bytes BYTES      bytes of one expert (default: "expert_bytes" in the load file)
           --previous FILE           current placement: move as few expert weights as possible
+          --move-tolerance T        with --previous: max load may exceed the best by T × mean to move fewer experts (default 0.001)
           --link-cost C             weight of the cross-node token fraction against max/mean (default 1)
           --policy moec|eplb        planner (default moec; eplb is DeepSeek's EPLB)
           --explain                 print a table and bar chart per layer
@@ -75,6 +76,10 @@ public struct PlaceCommand: Sendable, Equatable {
             case "--memory-per-worker": c.options.memoryPerWorker = try parseBytes(flag, try value(flag, inline))
             case "--expert-bytes": c.options.expertBytes = try parseBytes(flag, try value(flag, inline))
             case "--previous": c.previousPath = try value(flag, inline)
+            case "--move-tolerance":
+                let t = try value(flag, inline)
+                guard let x = Double(t), x.isFinite, x >= 0 else { throw .invalidOption(name: flag, message: "expected a non-negative number, found '\(t)'") }
+                c.options.moveTolerance = x
             case "--link-cost":
                 let t = try value(flag, inline)
                 guard let x = Double(t), x.isFinite, x >= 0 else { throw .invalidOption(name: flag, message: "expected a non-negative number, found '\(t)'") }

@@ -27,6 +27,12 @@ public struct PlacementOptions: Sendable, Equatable {
     /// `--previous FILE`: the placement in use now; the new plan moves as few expert weights as it
     /// can without giving up balance.
     public var previous: ExpertPlacement?
+    /// `--move-tolerance T`: with `previous`, a placement whose largest worker load is at most
+    /// `T · mean` above the best balance found (and cross-node tokens at most `T · total` above)
+    /// counts as "the same balance" when choosing the one with the fewest moves. 0 is strict; the
+    /// default 0.001 (0.1 % of the mean load, below the noise of any load statistics) avoids moving
+    /// dozens of experts for an invisible gain. Never allows more than EPLB's largest load.
+    public var moveTolerance: Double = 0.001
     /// `--policy moec|eplb`.
     public var policy: Policy = .moec
     /// How many packings moec's replica-count search may try per layer (per node when hierarchical).
@@ -34,7 +40,7 @@ public struct PlacementOptions: Sendable, Equatable {
 
     public init(workers: Int, physicalSlots: Int? = nil, nodes: Int = 1, groups: Int = 1,
                 memoryPerWorker: Int? = nil, expertBytes: Int? = nil, linkCost: Double = 1,
-                previous: ExpertPlacement? = nil, policy: Policy = .moec) {
+                previous: ExpertPlacement? = nil, moveTolerance: Double = 0.001, policy: Policy = .moec) {
         self.workers = workers
         self.physicalSlots = physicalSlots
         self.nodes = nodes
@@ -43,6 +49,7 @@ public struct PlacementOptions: Sendable, Equatable {
         self.expertBytes = expertBytes
         self.linkCost = linkCost
         self.previous = previous
+        self.moveTolerance = moveTolerance
         self.policy = policy
     }
 }

@@ -11,7 +11,8 @@ import Foundation
 ///    than EPLB by construction; choose the smallest cost `max/mean + linkCost · crossNodeTokens/total`
 ///    (ties: smaller maximum, then the earlier candidate).
 /// 4. With `--previous`, find the placement with the fewest moved expert weights whose largest load
-///    and cross-node traffic are no worse than step 3's choice (`MoveMinimizer`).
+///    and cross-node traffic are no worse than step 3's choice, up to `--move-tolerance`
+///    (`MoveMinimizer`), and never worse than EPLB's.
 public enum PlacementPlanner {
     /// Checks the options against the loads (every error is a `PlacementError`) and plans.
     public static func plan(_ stats: LoadStatistics, _ options: PlacementOptions) throws(PlacementError) -> PlacementPlan {
@@ -22,6 +23,9 @@ public enum PlacementPlanner {
         if options.groups <= 0 { throw .invalidOption(name: "--groups", message: "must be a positive integer, found \(options.groups)") }
         if !(options.linkCost.isFinite && options.linkCost >= 0) {
             throw .invalidOption(name: "--link-cost", message: "must be a non-negative number, found \(options.linkCost)")
+        }
+        if !(options.moveTolerance.isFinite && options.moveTolerance >= 0) {
+            throw .invalidOption(name: "--move-tolerance", message: "must be a non-negative number, found \(options.moveTolerance)")
         }
         if options.searchEvaluations < 0 { throw .invalidOption(name: "search evaluations", message: "must not be negative") }
         let p = options.physicalSlots ?? e
@@ -63,11 +67,13 @@ public enum PlacementPlanner {
             }
         }
 
-        let problem = LayerProblem(slots: p, workers: w, nodes: options.nodes, groups: options.groups,
+        var problem = LayerProblem(slots: p, workers: w, nodes: options.nodes, groups: options.groups,
                                    linkCost: options.linkCost, policy: options.policy,
                                    evaluations: options.searchEvaluations)
+        problem.moveTolerance = options.moveTolerance
+        let layerProblem = problem
         let results = parallelMap(stats.layerCount) { l in
-            problem.plan(loads: stats.layers[l], previous: options.previous?.layers[l])
+            layerProblem.plan(loads: stats.layers[l], previous: options.previous?.layers[l])
         }
         let placement = try ExpertPlacement(workers: w, nodes: options.nodes, experts: e, phy2log: results.map(\.phy2log))
         return PlacementPlan(placement: placement, layers: results.map(\.report), policy: options.policy, expertBytes: bytes)
@@ -80,6 +86,7 @@ struct LayerProblem: Sendable {
     let linkCost: Double
     let policy: PlacementOptions.Policy
     let evaluations: Int
+    var moveTolerance: Double = 0
 
     struct Candidate {
         var strategy: PlacementStrategy
@@ -144,7 +151,7 @@ struct LayerProblem: Sendable {
         var final = chosen
         var moved: Int? = nil
         if let prev = previous {
-            (final, moved) = keepClose(chosen, to: prev, loads: loads)
+            (final, moved) = keepClose(chosen, eplb: eplb, to: prev, loads: loads)
         }
         let before = LoadSummary(workerLoads: PlacementMetrics.staticWorkerLoads(loads: loads, workers: workers),
                                  crossNodeTokens: PlacementMetrics.staticCrossNodeTokens(loads: loads, nodes: nodes))
@@ -155,9 +162,14 @@ struct LayerProblem: Sendable {
     }
 
     /// Step 4 of `PlacementPlanner`: the fewest moves at no worse balance and traffic than `chosen`.
-    func keepClose(_ chosen: Candidate, to prev: ExpertPlacement.Layer, loads: [Double]) -> (Candidate, Int) {
+    ///
+    /// "No worse" allows `moveTolerance` of slack: the largest load may exceed the choice's by
+    /// `moveTolerance · mean` (never EPLB's), cross-node tokens by `moveTolerance · total`.
+    func keepClose(_ chosen: Candidate, eplb: Candidate, to prev: ExpertPlacement.Layer, loads: [Double]) -> (Candidate, Int) {
         let kp = prev.slotsPerWorker, k = slots / workers
-        let maxLoad = chosen.summary.maxLoad, maxCross = chosen.summary.crossNodeTokens
+        let total = loads.reduce(0, +)
+        let maxLoad = min(eplb.summary.maxLoad, chosen.summary.maxLoad + moveTolerance * chosen.summary.meanLoad)
+        let maxCross = chosen.summary.crossNodeTokens + moveTolerance * total
         func moves(_ map: [Int]) -> Int {
             MoveMinimizer.moves(map, newPerWorker: k, previous: prev.phy2log, previousPerWorker: kp, workers: workers)
         }
@@ -190,13 +202,22 @@ struct LayerProblem: Sendable {
         if kp == k {
             var counts = Array(repeating: 0, count: loads.count)
             for x in chosen.phy2log { counts[x] += 1 }
-            if let r = finish(chosen.strategy, MoveMinimizer.adapt(previous: prev.phy2log, counts: counts, loads: loads, workers: workers)) {
-                options.append(r)
-            }
+            var allocations = [counts]
             let adjusted = Replication.adjust(prev.replicas, loads: loads, slots: slots)
-            if adjusted != counts,
-               let r = finish(chosen.strategy, MoveMinimizer.adapt(previous: prev.phy2log, counts: adjusted, loads: loads, workers: workers)) {
-                options.append(r)
+            if adjusted != counts { allocations.append(adjusted) }
+            for c in allocations {
+                let start = MoveMinimizer.adapt(previous: prev.phy2log, counts: c, loads: loads, workers: workers)
+                if let repaired = MoveMinimizer.repair(start, previous: prev.phy2log, previousPerWorker: kp, loads: loads,
+                                                       workers: workers, cap: maxLoad),
+                   let r = finish(chosen.strategy, repaired) {
+                    options.append(r)
+                }
+                // Swap local search from the adapted start sometimes balances better than the
+                // fresh plan, at more moves; it is a candidate like the others.
+                let weights = start.map { loads[$0] / Double(c[$0]) }
+                var packing = SlotPacking(experts: start, weights: weights, bins: (0..<workers).map { Array($0 * k ..< ($0 + 1) * k) })
+                packing.improve()
+                if let r = finish(chosen.strategy, packing.bins.flatMap { $0.map { start[$0] } }) { options.append(r) }
             }
         }
         guard var best = options.first else { return (chosen, moves(chosen.phy2log)) }
