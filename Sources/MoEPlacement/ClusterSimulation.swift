@@ -140,19 +140,20 @@ public struct SimulationReport: Sendable, Equatable {
         })
     }
 
+    /// A text table, one row per policy, columns right-aligned to their widest entry.
     public var table: String {
-        var s = "cluster: \(cluster.devices) devices in \(cluster.nodes) nodes, \(cluster.experts) experts × \(cluster.layers) layers, \(cluster.slots) slots, top-\(cluster.topK)\n"
-        s += "policy   step ms   compute ms   all-to-all ms   max/mean   intra GB   inter GB   memory   plan s\n"
+        var rows = [["policy", "step ms", "compute ms", "all-to-all ms", "max/mean", "intra GB", "inter GB", "memory", "plan s"]]
         for p in policies {
-            s += PlacementPlan.pad(p.name, 9)
-            s += PlacementPlan.padLeft(String(format: "%.3f", p.stepTime * 1e3), 7)
-            s += PlacementPlan.padLeft(String(format: "%.3f", p.computeTime * 1e3), 13)
-            s += PlacementPlan.padLeft(String(format: "%.3f", p.allToAllTime * 1e3), 16)
-            s += PlacementPlan.padLeft(String(format: "%.3f", p.imbalance), 11)
-            s += PlacementPlan.padLeft(String(format: "%.2f", p.intraNodeBytes / 1e9), 11)
-            s += PlacementPlan.padLeft(String(format: "%.2f", p.interNodeBytes / 1e9), 11)
-            s += PlacementPlan.padLeft(p.fitsMemory ? "ok" : "OVER", 9)
-            s += PlacementPlan.padLeft(String(format: "%.3f", p.planSeconds), 9) + "\n"
+            rows.append([p.name, String(format: "%.3f", p.stepTime * 1e3), String(format: "%.3f", p.computeTime * 1e3),
+                         String(format: "%.3f", p.allToAllTime * 1e3), String(format: "%.3f", p.imbalance),
+                         String(format: "%.2f", p.intraNodeBytes / 1e9), String(format: "%.2f", p.interNodeBytes / 1e9),
+                         p.fitsMemory ? "fits" : "OVER", String(format: "%.3f", p.planSeconds)])
+        }
+        let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max()! }
+        var s = "cluster: \(cluster.devices) devices in \(cluster.nodes) nodes, \(cluster.experts) experts × \(cluster.layers) layers, \(cluster.slots) slots, top-\(cluster.topK)\n"
+        for r in rows {
+            s += PlacementPlan.pad(r[0], widths[0] + 1)
+            s += (1..<r.count).map { PlacementPlan.padLeft(r[$0], widths[$0]) }.joined(separator: "  ") + "\n"
         }
         return s
     }
