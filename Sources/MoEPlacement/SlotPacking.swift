@@ -61,20 +61,28 @@ struct SlotPacking {
         let limit = maxIterations ?? 20 * weights.count + 100
         // Each bin's items sorted by weight ascending (ties by item index), for the binary search.
         var sorted = bins.map { bin in bin.sorted { (weights[$0], $0) < (weights[$1], $1) } }
+        // Workers in ascending (load, index) order, kept sorted as loads change: the most loaded
+        // worker and the least loaded partners are read off its ends.
+        var order = (0..<w).map { Ranked(loads[$0], $0) }.sorted()
+        func reposition(_ x: Int, from old: Double) {
+            let i = Self.lowerBound(Ranked(old, x), in: order)
+            order.remove(at: i)
+            order.insert(Ranked(loads[x], x), at: Self.lowerBound(Ranked(loads[x], x), in: order))
+        }
         var iteration = 0
         while iteration < limit {
             iteration += 1
-            var a = 0
-            for x in 1..<w where loads[x] > loads[a] { a = x }
+            // The most loaded worker, lowest index on ties.
+            var top = w - 1
+            while top > 0 && order[top - 1].value == order[w - 1].value { top -= 1 }
+            let a = order[top].index
             let la = loads[a]
             let tolerance = la * 1e-12
-            var partners = Array(0..<w)
-            if w - 1 > partnerLimit {
-                partners.sort { (loads[$0], $0) < (loads[$1], $1) }
-                partners = Array(partners.prefix(partnerLimit + 1))
-            }
+            let partnerCount = min(w, partnerLimit + 1)
             var best: (pairMax: Double, b: Int, ia: Int, jb: Int)? = nil
-            for b in partners where b != a {
+            for p in 0..<partnerCount {
+                let b = order[p].index
+                if b == a { continue }
                 let lb = loads[b]
                 let gap = la - lb
                 if gap <= tolerance { continue }
@@ -82,13 +90,13 @@ struct SlotPacking {
                 for (ia, i) in sorted[a].enumerated() {
                     let wi = weights[i]
                     let target = wi - gap / 2
-                    // First index in sb with weight >= target.
+                    // First index in sb with weight >= target; the best partner is there or just before.
                     var lo = 0, hi = sb.count
                     while lo < hi {
                         let mid = (lo + hi) / 2
                         if weights[sb[mid]] < target { lo = mid + 1 } else { hi = mid }
                     }
-                    for jb in [lo - 1, lo] where jb >= 0 && jb < sb.count {
+                    for jb in (lo - 1)...lo where jb >= 0 && jb < sb.count {
                         let d = wi - weights[sb[jb]]
                         if d <= 0 || d >= gap { continue }
                         let pm = max(la - d, lb + d)
@@ -101,8 +109,11 @@ struct SlotPacking {
             guard let s = best, s.pairMax < la - tolerance else { return }
             let i = sorted[a][s.ia], j = sorted[s.b][s.jb]
             let d = weights[i] - weights[j]
+            let oldA = loads[a], oldB = loads[s.b]
             loads[a] -= d
             loads[s.b] += d
+            reposition(a, from: oldA)
+            reposition(s.b, from: oldB)
             sorted[a].remove(at: s.ia)
             sorted[s.b].remove(at: s.jb)
             Self.insert(j, into: &sorted[a], weights)
@@ -110,6 +121,15 @@ struct SlotPacking {
             bins[a][bins[a].firstIndex(of: i)!] = j
             bins[s.b][bins[s.b].firstIndex(of: j)!] = i
         }
+    }
+
+    private static func lowerBound(_ x: Ranked, in list: [Ranked]) -> Int {
+        var lo = 0, hi = list.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if list[mid] < x { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
     }
 
     private static func insert(_ item: Int, into list: inout [Int], _ weights: [Double]) {

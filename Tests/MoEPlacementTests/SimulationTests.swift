@@ -68,4 +68,19 @@ import MoEPlacement
         #expect(report.policies[2].imbalance <= report.policies[1].imbalance + 1e-12)
         #expect(seconds < 120)
     }
+
+    /// Larger clusters, run only with `MOEC_SCALE_PROBE=1` (best in a release build:
+    /// `MOEC_SCALE_PROBE=1 swift test -c release -Xswiftc -enable-testing --filter scaleProbe`).
+    @Test func scaleProbe() throws {
+        guard ProcessInfo.processInfo.environment["MOEC_SCALE_PROBE"] == "1" else { return }
+        for (d, n, e, p, layers) in [(1024, 128, 256, 2048, 8), (4096, 512, 256, 8192, 4), (8192, 1024, 512, 16384, 2), (2048, 256, 384, 4096, 8)] {
+            let c = ClusterSpec(devices: d, nodes: n, flopsPerSecond: 4e14, intraNodeBandwidth: 4.5e11, interNodeBandwidth: 5e10,
+                                tokensPerDevice: 8192, topK: 8, experts: e, layers: layers, physicalSlots: p,
+                                expertFlopsPerToken: 1.3e8, expertBytes: 4.4e7, tokenBytes: 14336, zipf: 1.0, seed: 7)
+            let start = Date()
+            let report = try ClusterSimulator.simulate(c)
+            print(String(format: "simulated in %.2f s", Date().timeIntervalSince(start)))
+            print(report.table)
+        }
+    }
 }
