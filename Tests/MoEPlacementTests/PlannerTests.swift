@@ -160,4 +160,18 @@ import Testing
         #expect(Replication.minimalLargestReplicaLoad(loads, slots: 8) == 30)
         #expect(PlacementMetrics.lowerBound(loads: loads, slots: 8, workers: 4) == 30)
     }
+
+    @Test func edgeCases() throws {
+        // All-zero layer, one worker, one expert, more workers than experts (with replicas).
+        let zero = try PlacementPlanner.plan(try LoadStatistics(layers: [[0, 0, 0, 0]]), PlacementOptions(workers: 2, physicalSlots: 6))
+        #expect(zero.layers[0].after.imbalance == 1 && zero.placement.layers[0].replicas.allSatisfy { $0 >= 1 })
+        let one = try PlacementPlanner.plan(try LoadStatistics(layers: [[5, 7, 1]]), PlacementOptions(workers: 1, physicalSlots: 5))
+        #expect(one.layers[0].after.workerLoads == [13])
+        let single = try PlacementPlanner.plan(try LoadStatistics(layers: [[42]]), PlacementOptions(workers: 4, physicalSlots: 4))
+        #expect(single.placement.layers[0].phy2log == [0, 0, 0, 0] && single.layers[0].after.imbalance == 1)
+        let wide = try PlacementPlanner.plan(Self.zipf(8, 1.0), PlacementOptions(workers: 16, physicalSlots: 16))
+        #expect(wide.placement.layers.allSatisfy { $0.replicas.reduce(0, +) == 16 })
+        #expect(throws: PlacementError.self) { try PlacementPlanner.plan(Self.zipf(8, 1.0), PlacementOptions(workers: 16)) }
+    }
 }
+
