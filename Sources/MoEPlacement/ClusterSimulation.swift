@@ -202,23 +202,19 @@ public enum ClusterSimulator {
         let staticBytes = Double((e + d - 1) / d) * Double(layers) * cluster.expertBytes
 
         var results: [SimulatedPolicy] = []
-        // Static: one replica per expert; modelled as a placement over E slots on max(E, D) "devices"
-        // would distort slot counts, so it is evaluated directly from expert → device.
-        var staticDevices: [[Int]] = []   // per layer, device of each expert
-        for _ in 0..<layers { staticDevices.append((0..<e).map { $0 * d / e }) }
-        results.append(evaluate(name: "static", cluster, layerLoads, replicaDevices: { l in staticDevices[l].map { [$0] } },
+        // Static: expert e alone on device e·D/E (with more devices than experts, some stay idle).
+        let staticDevices = (0..<e).map { [$0 * d / e] }
+        results.append(evaluate(name: "static", cluster, layerLoads, replicaDevices: { _ in staticDevices },
                                 fits: staticBytes <= cluster.memoryBytes, planSeconds: 0))
 
-        for policy in PlacementOptions.Policy.allCases.reversed() {   // eplb, then moec
-            var options = PlacementOptions(workers: d, physicalSlots: slots, nodes: cluster.nodes, groups: cluster.groups, policy: policy)
-            options.searchEvaluations = evaluations
-            let start = DispatchTime.now().uptimeNanoseconds
-            let stats = try LoadStatistics(layers: layerLoads)
-            let problem = LayerProblem(slots: slots, workers: d, nodes: cluster.nodes, groups: cluster.groups, linkCost: options.linkCost,
+        let stats = try LoadStatistics(layers: layerLoads)
+        let k = slots / d
+        for policy in [PlacementOptions.Policy.eplb, .moec] {
+            let problem = LayerProblem(slots: slots, workers: d, nodes: cluster.nodes, groups: cluster.groups, linkCost: 1,
                                        policy: policy, evaluations: evaluations)
+            let start = DispatchTime.now().uptimeNanoseconds
             let maps = parallelMap(layers) { l in problem.choose(stats.layers[l]).chosen.phy2log }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            let k = slots / d
             results.append(evaluate(name: policy.rawValue, cluster, layerLoads, replicaDevices: { l in
                 var out = Array(repeating: [Int](), count: e)
                 for (s, x) in maps[l].enumerated() { out[x].append(s / k) }
