@@ -12,7 +12,8 @@ import Foundation
 ///    (ties: smaller maximum, then the earlier candidate).
 /// 4. With `--previous`, find the placement with the fewest moved expert weights whose largest load
 ///    and cross-node traffic are no worse than step 3's choice, up to `--move-tolerance`
-///    (`MoveMinimizer`), and never worse than EPLB's.
+///    (`MoveMinimizer`), and never worse than EPLB's. (With `--policy eplb`, EPLB's plan is only
+///    renumbered to overlap the previous one.)
 public enum PlacementPlanner {
     /// Checks the options against the loads (every error is a `PlacementError`) and plans.
     public static func plan(_ stats: LoadStatistics, _ options: PlacementOptions) throws(PlacementError) -> PlacementPlan {
@@ -198,6 +199,11 @@ struct LayerProblem: Sendable {
         }
         let relabelled = MoveMinimizer.relabel(chosen.phy2log, newPerWorker: k, previous: prev.phy2log, previousPerWorker: kp,
                                                workers: workers, nodes: nodes, experts: loads.count)
+        // EPLB's plan is only renumbered (workers, and slots within a worker), so it stays EPLB's.
+        if policy == .eplb {
+            let aligned = MoveMinimizer.alignSlots(relabelled, previous: prev.phy2log, previousPerWorker: kp, workers: workers)
+            return (evaluate(chosen.strategy, aligned, loads), moves(aligned))
+        }
         if let r = finish(chosen.strategy, relabelled) { options.append(r) }
         if kp == k {
             var counts = Array(repeating: 0, count: loads.count)

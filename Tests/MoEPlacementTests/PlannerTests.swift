@@ -57,6 +57,11 @@ import Testing
             #expect(layer.phy2log == EPLB.rebalance(stats.layers[l], physical: 72, groups: 1, nodes: 1, workers: 8))
             #expect(plan.layers[l].strategy == .eplbGlobal)
         }
+        // With a previous placement EPLB's plan is only renumbered: same loads per worker, as a multiset.
+        let shifted = try ExpertPlacement(workers: 8, experts: 64, phy2log: plan.placement.layers.map { Array($0.phy2log[9...] + $0.phy2log[..<9]) })
+        let again = try PlacementPlanner.plan(stats, PlacementOptions(workers: 8, physicalSlots: 72, previous: shifted, policy: .eplb))
+        #expect(again.movedExperts == 0)
+        #expect(again.placement == shifted)
     }
 
     @Test func topologyReportsAndLowersCrossNodeTraffic() throws {
