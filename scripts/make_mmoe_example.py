@@ -5,8 +5,9 @@ Synthetic data: each row of x is the dense feature vector of one (user, item) ca
 Two labels are drawn from fixed hidden rules that share some features and not others, the situation
 MMoE is for: a click depends on features 0-5 (with an interaction), a conversion on features 6-10 and on
 the click score. The model is trained full-batch with Adam on the binary cross-entropy of both tasks,
-with hand-written gradients (numpy only), stopped at the lowest held-out loss. It then writes the checkpoint, 24 held-out candidates `x.npy`,
-and the reference scores `ctr.npy`, `cvr.npy` from scripts/mechanisms_reference.py (float64).
+with hand-written gradients (numpy only), stopped at the lowest held-out loss. It then writes the
+checkpoint, 24 held-out candidates `x.npy`, and the reference scores `ctr.npy`, `cvr.npy` from
+scripts/mechanisms_reference.py (float64).
 
     python3 scripts/make_mmoe_example.py          # rewrites examples/mmoe-ranking (byte-identical)
 """
