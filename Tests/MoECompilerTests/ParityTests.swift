@@ -6,88 +6,121 @@ import MoEIO
 import MoETestSupport
 import Testing
 
-/// Checks moec against Hugging Face `transformers`: each folder in Tests/Fixtures is a small
-/// checkpoint written by transformers with an input `x.npy` and the block's fp32 output
-/// `y.npy` (see scripts/make_fixtures.py). The family's graph runs through a compiled plan
-/// written to disk and read back, and through the reference interpreter; both must match
-/// within 1e-4 of max |y|.
+/// Checks moec against independent references:
+/// - `Tests/Fixtures/<name>`: small checkpoints written by Hugging Face `transformers` with an
+///   input `x.npy` and the MoE block's fp32 output `y.npy` (scripts/make_fixtures.py);
+/// - `Tests/Fixtures/mechanisms/<name>`: routing mechanisms transformers lacks, with outputs
+///   from a plain-numpy reference (scripts/mechanisms_reference.py).
+/// Each fixture's graph runs through a compiled plan written to disk and read back (1 and 2
+/// threads), and through the reference interpreter; every output must match within 1e-4 of
+/// its max |ref|.
 @Suite struct ParityTests {
     static let tolerance: Float = 1e-4
 
-    struct Fixture: CustomStringConvertible {
+    struct Fixture: CustomStringConvertible, Sendable {
         let name: String
         let path: String
+        let graph: String
+        let overrides: [(name: String, value: String)]
+        let inputs: [(name: String, file: String)]
+        let outputs: [(name: String, file: String)]
         let family: String
-        let layer: Int
-        let layout: String
         var description: String { name }
+    }
 
-        /// The graph in graphs/ that describes this fixture's block.
-        var graph: String {
-            let base = layout.hasPrefix("stacked") ? "\(family)_stacked" : family
-            return RepoPaths.graphs + "/\(base).moe"
+    static func loadFixture(_ dir: String, name: String) -> Fixture? {
+        guard let data = FileManager.default.contents(atPath: "\(dir)/meta.json"),
+              let meta = try? JSON.parse(bytes: data) else { return nil }
+        if let graph = meta["graph"]?.string {
+            let pairs = { (key: String) -> [(String, String)] in
+                (meta[key]?.object ?? JSONObject()).compactMap { k, v in v.string.map { (k, $0) } }
+            }
+            let overrides = (meta["set"]?.object ?? JSONObject()).map { k, v -> (String, String) in
+                (k, v.string ?? (v.int.map(String.init) ?? JSON.format(v.double ?? 0)))
+            }
+            return Fixture(name: name, path: dir, graph: RepoPaths.path(graph), overrides: overrides,
+                           inputs: pairs("inputs"), outputs: pairs("outputs"),
+                           family: (graph as NSString).lastPathComponent.replacingOccurrences(of: ".moe", with: ""))
         }
+        guard let family = meta["family"]?.string, let layer = meta["layer"]?.int else { return nil }
+        let layout = meta["layout"]?.string ?? "hub"
+        let base = layout.hasPrefix("stacked") ? "\(family)_stacked" : family
+        return Fixture(name: name, path: dir, graph: RepoPaths.graphs + "/\(base).moe", overrides: [("layer", String(layer))],
+                       inputs: [("x", "x.npy")], outputs: [("y", "y.npy")], family: family)
     }
 
     static var fixtures: [Fixture] {
-        let root = RepoPaths.fixtures
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted()
-        return names.compactMap { name in
-            guard let data = FileManager.default.contents(atPath: "\(root)/\(name)/meta.json"),
-                  let meta = try? JSON.parse(bytes: data),
-                  let family = meta["family"]?.string, let layer = meta["layer"]?.int else { return nil }
-            return Fixture(name: name, path: "\(root)/\(name)", family: family, layer: layer,
-                           layout: meta["layout"]?.string ?? "hub")
+        var out: [Fixture] = []
+        for root in [RepoPaths.fixtures, RepoPaths.fixtures + "/mechanisms"] {
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted()
+            for name in names {
+                if let f = loadFixture("\(root)/\(name)", name: root.hasSuffix("mechanisms") ? "mechanisms/\(name)" : name) { out.append(f) }
+            }
         }
+        return out
     }
 
     static func relativeError(_ a: [Float], _ b: [Float]) -> Float {
         precondition(a.count == b.count)
         var maxDiff: Float = 0, maxRef: Float = 0
         for (x, y) in zip(a, b) {
-            maxDiff = max(maxDiff, abs(x - y))
+            maxDiff = max(maxDiff, abs(x - y).isNaN ? .infinity : abs(x - y))
             maxRef = max(maxRef, abs(y))
         }
         return maxDiff / max(maxRef, 1e-30)
     }
 
-    func load(_ f: Fixture) throws -> (x: HostTensor, y: [Float]) {
-        let x = try NpyArray(path: f.path + "/x.npy")
-        let y = try NpyArray(path: f.path + "/y.npy")
-        return (HostTensor(shape: x.shape, floats: x.floats()), y.floats())
+    func inputs(_ f: Fixture) throws -> [String: HostTensor] {
+        var out: [String: HostTensor] = [:]
+        for (name, file) in f.inputs {
+            let a = try NpyArray(path: f.path + "/" + file)
+            switch a.storage {
+            case .int32, .int64: out[name] = HostTensor(shape: a.shape, ints: try a.int32s())
+            default: out[name] = HostTensor(shape: a.shape, floats: a.floats())
+            }
+        }
+        return out
+    }
+
+    func check(_ f: Fixture, _ result: [String: HostTensor], via: String) throws {
+        for (name, file) in f.outputs {
+            let reference = try NpyArray(path: f.path + "/" + file)
+            guard let got = result[name] else { Issue.record("\(f.name): no output '\(name)'"); continue }
+            #expect(got.shape == reference.shape, "\(f.name) \(name) shape")
+            let err = Self.relativeError(got.floats, reference.floats())
+            #expect(err <= Self.tolerance, "\(f.name) via \(via): \(name) max error / max |ref| = \(err)")
+        }
     }
 
     func session(_ f: Fixture) -> CompilerSession {
-        CompilerSession(CompileOptions(graphPath: f.graph, modelDirectory: f.path, overrides: [("layer", String(f.layer))],
-                                       verifyEachPass: true))
+        CompilerSession(CompileOptions(graphPath: f.graph, modelDirectory: f.path, overrides: f.overrides, verifyEachPass: true))
     }
 
-    @Test func everyFamilyHasFixtures() {
+    @Test func everyFamilyAndMechanismHasFixtures() throws {
         let families = Set(Self.fixtures.map(\.family))
         #expect(families.isSuperset(of: ["mixtral", "qwen2_moe", "olmoe", "deepseek_v3", "switch"]), "\(families)")
+        let mechanisms = try FileManager.default.contentsOfDirectory(atPath: RepoPaths.graphs + "/mechanisms")
+            .filter { $0.hasSuffix(".moe") }.map { $0.replacingOccurrences(of: ".moe", with: "") }
+        let missing = Set(mechanisms).subtracting(families)
+        #expect(missing.isEmpty, "mechanism graphs without a reference fixture: \(missing.sorted())")
     }
 
     @Test(arguments: fixtures)
-    func compiledPlanMatchesTransformers(_ f: Fixture) throws {
-        let (x, y) = try load(f)
+    func compiledPlanMatchesReference(_ f: Fixture) throws {
+        let x = try inputs(f)
         let dir = TemporaryDirectory()
         let planPath = try session(f).writePlan(to: dir.file("plan.json"))
         for threads in [1, 2] {
             let runner = try ModelRunner.load(planPath: planPath, options: ExecutionOptions(threads: threads))
-            let out = try runner.run(["x": x])
-            let err = Self.relativeError(out["y"]!.floats, y)
-            #expect(err <= Self.tolerance, "\(f.name) via plan, \(threads) threads: max error / max |y| = \(err)")
+            try check(f, try runner.run(x), via: "plan, \(threads) threads")
         }
     }
 
     @Test(arguments: fixtures)
-    func referenceInterpreterMatchesTransformers(_ f: Fixture) throws {
-        let (x, y) = try load(f)
+    func referenceInterpreterMatchesReference(_ f: Fixture) throws {
         let s = session(f)
         let graph = try s.boundGraph()
         let interpreter = ReferenceInterpreter(graph: graph, weights: try WeightBinding.loadHost(graph, try s.checkpoint()))
-        let out = try interpreter.run(["x": x])
-        let err = Self.relativeError(out["y"]!.floats, y)
-        #expect(err <= Self.tolerance, "\(f.name) via interpreter: max error / max |y| = \(err)")
+        try check(f, try interpreter.run(try inputs(f)), via: "interpreter")
     }
 }
