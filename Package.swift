@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "MoEIO", dependencies: ["MoEBasics"]),
         .target(name: "MoEKernelsAVX2", swiftSettings: avx2Flags + release),
         .target(name: "MoEKernels", dependencies: ["MoEKernelsAVX2"], swiftSettings: release),
-        .target(name: "MoEBackend", dependencies: ["MoEIR", "MoEIO", "MoEKernels"], swiftSettings: release),
+        .target(name: "MoEBackend", dependencies: ["MoEIR", "MoEIO", "MoEKernels", "MoEPlacement"], swiftSettings: release),
         .target(name: "MoEPlacement", dependencies: ["MoEBasics"]),
         .executableTarget(name: "moec-kernel-bench", dependencies: ["MoEKernels"],
                           path: "Benchmarks/KernelBench", swiftSettings: release),

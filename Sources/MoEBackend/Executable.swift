@@ -6,10 +6,14 @@ import MoEKernels
 public struct ExecutionOptions: Sendable {
     public var threads: Int
     public var backend: MatMulBackend
+    /// Run the MoE experts by an expert placement (native backend only): one thread per worker.
+    public var placement: PlacementExecution?
 
-    public init(threads: Int = ExecutionOptions.defaultThreads, backend: MatMulBackend = .automatic) {
+    public init(threads: Int = ExecutionOptions.defaultThreads, backend: MatMulBackend = .automatic,
+                placement: PlacementExecution? = nil) {
         self.threads = max(1, threads)
         self.backend = backend
+        self.placement = placement
     }
 
     public static var defaultThreads: Int { ProcessInfo.processInfo.activeProcessorCount }
@@ -23,7 +27,11 @@ public final class Executable: @unchecked Sendable {
     public let options: ExecutionOptions
     let weights: [AlignedBuffer?]
     /// Per weight-table entry: one matrix (2-D weights) or one per expert (3-D weights).
+    /// Empty for weights that only the native MoE kernel reads (it has `expertMatrices`).
     let matrices: [[LinearWeight]]
+    /// Native backend: per `moe_experts` node index, its experts' weights packed for the fused
+    /// kernel (gate and up in one matrix when the graph asks for `fuse_gate_up`).
+    let expertMatrices: [Int: ExpertMatrices]
     private var schedules: [Int: Schedule] = [:]
     private let lock = NSLock()
 
@@ -33,17 +41,19 @@ public final class Executable: @unchecked Sendable {
         precondition(weights.count == graph.weights.count)
         self.graph = graph
         self.options = options
+        let native = options.backend.isNative
+        let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
         var matrices: [[LinearWeight]] = []
         var keep: [AlignedBuffer?] = weights
         for (i, w) in graph.weights.enumerated() {
             let base = UnsafePointer(weights[i].floats)
             var list: [LinearWeight] = []
-            if w.shape.count == 2 || w.shape.count == 3 {
+            if (w.shape.count == 2 || w.shape.count == 3) && !expertOnly.contains(i) {
                 let count = w.shape.count == 3 ? w.shape[0] : 1
                 let n = w.shape[w.shape.count - 2], k = w.shape[w.shape.count - 1]
                 for e in 0..<count {
                     let raw = base + e * n * k
-                    if options.backend.isNative {
+                    if native {
                         list.append(LinearWeight(n: n, k: k, raw: nil,
                                                  packed: PackedWeight(weight: raw, n: n, k: k, threads: options.threads)))
                     } else {
@@ -52,9 +62,16 @@ public final class Executable: @unchecked Sendable {
                 }
             }
             matrices.append(list)
-            // Packed copies replace the originals for weights only read as matrices.
-            if options.backend.isNative && Executable.onlyReadAsMatrix(graph, weight: i) { keep[i] = nil }
         }
+        var experts: [Int: ExpertMatrices] = [:]
+        if native {
+            for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts {
+                experts[i] = ExpertMatrices(node: n, graph: graph, weights: weights, threads: options.threads)
+            }
+        }
+        // Packed copies replace the originals for weights only read as matrices.
+        for i in graph.weights.indices where native && Executable.onlyReadAsMatrix(graph, weight: i) { keep[i] = nil }
+        self.expertMatrices = experts
         self.weights = keep
         self.matrices = matrices
         if case .blas(let b) = options.backend { b.setThreads(options.threads) }
@@ -74,6 +91,22 @@ public final class Executable: @unchecked Sendable {
         return true
     }
 
+    /// Weights whose every reader is a `moe_experts` node using them as expert matrices.
+    static func weightsReadOnlyByExperts(_ g: Graph) -> Set<Int> {
+        var out = Set<Int>()
+        for (node, n) in g.nodes.enumerated() where n.op == .weight {
+            let readers = g.nodes.filter { $0.operands.contains(ValueID(node)) }
+            let asExpertMatrix = readers.allSatisfy { r in
+                r.op == .moe_experts && r.operands[0] != ValueID(node) && r.operands[1] != ValueID(node)
+                    && !(r.attributes.bool("with_active") == true && r.operands.last == ValueID(node))
+            }
+            if !readers.isEmpty && asExpertMatrix && !g.outputs.contains(where: { $0.value == ValueID(node) }) {
+                out.insert(n.attributes.int("index")!)
+            }
+        }
+        return out
+    }
+
     /// Bytes of weights held (after packing).
     public var weightBytes: Int {
         var total = 0
@@ -81,6 +114,7 @@ public final class Executable: @unchecked Sendable {
             if let b = weights[i] { total += b.byteCount }
             total += m.reduce(0) { $0 + ($1.packed?.byteCount ?? 0) }
         }
+        for m in expertMatrices.values { total += m.byteCount }
         return total
     }
 

@@ -26,13 +26,21 @@ enum MoEExpertsKernel {
         return Sizes(tokens: tokens, slots: r.slots, experts: r.experts, hidden: h, ffn: f)
     }
 
-    /// counts+offsets (Int32), perm (Int32), permWeight (Float), xs [pairs, H], hidden [pairs, 2F], ys [pairs, H]
+    /// The scratch of `PackedExpertsKernel`; the BLAS path uses part of it (counts 0, perm 1,
+    /// permWeight 2, gathered x in 5, hidden 6, ys 8).
     static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) -> [Int] {
         let s = sizes(n, g, tokens: tokens)
-        return [(2 * s.experts + 2) * 4, s.pairs * 4, s.pairs * 4, s.pairs * s.hidden * 4, s.pairs * 2 * s.ffn * 4, s.pairs * s.hidden * 4]
+        let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
+        return PackedExpertsKernel.scratchBytes(s, firstWidth: kind == .mlp ? s.ffn : 2 * s.ffn)
     }
 
     static func step(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
+        if s.executable.options.backend.isNative { return PackedExpertsKernel.step(s, n, i) }
+        return blasStep(s, n, i)
+    }
+
+    /// One BLAS call per expert and projection (BLAS threads inside each call).
+    static func blasStep(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
         let g = s.executable.graph
         let z = sizes(n, g, tokens: s.tokens)
         let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
@@ -49,9 +57,9 @@ enum MoEExpertsKernel {
         let starts = counts + z.experts + 1
         let perm = s.scratch(i, 1).assumingMemoryBound(to: Int32.self)
         let permWeight = s.scratch(i, 2).assumingMemoryBound(to: Float.self)
-        let xs = s.scratch(i, 3).assumingMemoryBound(to: Float.self)
-        let hidden = s.scratch(i, 4).assumingMemoryBound(to: Float.self)
-        let ys = s.scratch(i, 5).assumingMemoryBound(to: Float.self)
+        let xs = s.scratch(i, 5).assumingMemoryBound(to: Float.self)
+        let hidden = s.scratch(i, 6).assumingMemoryBound(to: Float.self)
+        let ys = s.scratch(i, 8).assumingMemoryBound(to: Float.self)
         let h = z.hidden, f = z.ffn
         let loads = s.loadCounts(i)
 
@@ -92,7 +100,7 @@ enum MoEExpertsKernel {
                 let begin = Int(starts[e]), m = Int(starts[e + 1]) - begin
                 guard m > 0 else { continue }
                 let xe = UnsafePointer(xs + begin * h)
-                let he = hidden + begin * 2 * f
+                let he = hidden + begin * (kind == .mlp ? f : 2 * f)
                 switch kind {
                 case .swiglu:
                     backend.linear(xe, m: m, ldx: h, weights[0][e], he, ldy: 2 * f, accumulate: false, threads: threads)

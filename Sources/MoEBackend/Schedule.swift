@@ -105,6 +105,11 @@ public final class Schedule: @unchecked Sendable {
         expertLoads.first { $0.node == i }!.counts
     }
 
+    /// The position of MoE node `i` among the graph's MoE nodes (its layer in a placement).
+    func moeLayerIndex(_ i: Int) -> Int {
+        expertLoads.firstIndex { $0.node == i }!
+    }
+
     /// Expert token counts of the last run, per MoE node in graph order.
     public func lastExpertLoads() -> [[Int]] {
         expertLoads.map { l in (0..<l.experts).map { Int(l.counts[$0]) } }

@@ -115,28 +115,41 @@ final class PackedA: @unchecked Sendable {
 
     private func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
                       rows: UnsafePointer<Int32>?, panels: Range<Int>) {
-        let mr = GemmBlocking.mr
-        var k0 = 0
-        while k0 < k {
-            let kc = min(GemmBlocking.kc, k - k0)
-            let block = data + k0 * mPanels * mr
-            for p in panels {
-                let out = block + p * kc * mr
-                for r in 0..<mr {
-                    let i = p * mr + r
-                    if i < m {
-                        let row = src + (rows.map { Int($0[i]) } ?? i) * strideM + k0 * strideK
-                        if alpha == 1 {
-                            for kk in 0..<kc { out[kk * mr + r] = row[kk * strideK] }
-                        } else {
-                            for kk in 0..<kc { out[kk * mr + r] = alpha * row[kk * strideK] }
-                        }
+        packRowPanels(src, strideM: strideM, strideK: strideK, alpha: alpha, rows: rows, rowScale: nil,
+                      m: m, k: k, panels: panels, into: data)
+    }
+}
+
+/// Writes row panels `panels` of the packed-A layout (see `PackedA`) for an m×k operand whose element
+/// (i, kk) is `alpha · rowScale[i] · src[r(i)*strideM + kk*strideK]`, r(i) = `rows[i]` or i.
+func packRowPanels(_ src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
+                   rows: UnsafePointer<Int32>?, rowScale: UnsafePointer<Float>?, m: Int, k: Int,
+                   panels: Range<Int>, into data: UnsafeMutablePointer<Float>) {
+    let mr = GemmBlocking.mr
+    let mPanels = (m + mr - 1) / mr
+    var k0 = 0
+    while k0 < k {
+        let kc = min(GemmBlocking.kc, k - k0)
+        let block = data + k0 * mPanels * mr
+        for p in panels {
+            let out = block + p * kc * mr
+            for r in 0..<mr {
+                let i = p * mr + r
+                if i < m {
+                    let row = src + (rows.map { Int($0[i]) } ?? i) * strideM + k0 * strideK
+                    let scale = alpha * (rowScale?[i] ?? 1)
+                    if scale == 1 && strideK == 1 {
+                        for kk in 0..<kc { out[kk * mr + r] = row[kk] }
+                    } else if scale == 1 {
+                        for kk in 0..<kc { out[kk * mr + r] = row[kk * strideK] }
                     } else {
-                        for kk in 0..<kc { out[kk * mr + r] = 0 }
+                        for kk in 0..<kc { out[kk * mr + r] = scale * row[kk * strideK] }
                     }
+                } else {
+                    for kk in 0..<kc { out[kk * mr + r] = 0 }
                 }
             }
-            k0 += kc
         }
+        k0 += kc
     }
 }

@@ -1,0 +1,332 @@
+import Dispatch
+import MoEIR
+import MoEKernels
+
+/// The experts of an MoE block on moec's own packed kernels: the whole layer in five parallel
+/// phases with no per-expert synchronisation, allocation-free after the schedule is built.
+///
+/// 0. **Permute.** A counting sort of the (token, slot) pairs by expert makes each expert's rows
+///    contiguous (`perm`: their tokens, `permWeight`: their routing weights, `rowOf`: the row of
+///    each pair). The rows are cut into *groups* (normally one per expert that received tokens),
+///    and each group's token rows of x are gathered straight into the packed GEMM layout.
+/// 1. **First layer.** One GEMM per group through the expert's gate/up weights (one matrix when
+///    the `ExpertGateUpFusion` pass fused them), into `hidden [rows, 2F]`.
+/// 2. **Activation.** SwiGLU (or the MLP's activation) on each row, and the result packed for the
+///    down projection with the row's routing weight folded in: `(w·h)·W_down = w·(h·W_down)`, so
+///    the combine needs no multiply.
+/// 3. **Down projection** into `ys [rows, H]`.
+/// 4. **Combine.** `y[t] = Σ_slot ys[rowOf[t, slot]]`, a per-token gather in slot order: no
+///    scatter, no races, the same bits whatever the thread count.
+///
+/// Phases 1 and 3 cut the flattened list of (group, 16-column weight panel) units into one
+/// contiguous range per thread, balanced by the machine model's cost of a unit
+/// (`MachineModel.gemmSeconds`): with few tokens every panel costs its bytes, so threads take
+/// whole experts or weight halves and each weight streams once (decode); with many tokens panels
+/// cost their FLOPs, and big experts are shared out by columns (prefill). Every output element
+/// is one FMA chain over k in order, so the cut never changes the result.
+///
+/// With an `ExpertPlacement`, groups follow the placement instead (see `ExpertPlacementRun`):
+/// each worker thread runs exactly the groups of its slots, all phases without a barrier.
+enum PackedExpertsKernel {
+    /// Upper bound on groups in one run: one per expert, plus replicas and spills of a placement.
+    static func maxGroups(experts: Int) -> Int { 2 * experts + 64 }
+
+    /// Scratch buffers: counts/starts, perm, permWeight, rowOf, group table, packed x, hidden,
+    /// packed hidden, ys.
+    static func scratchBytes(_ z: MoEExpertsKernel.Sizes, firstWidth: Int) -> [Int] {
+        let g = maxGroups(experts: z.experts)
+        let pad = (PackedRows.rowsPerPanel - 1) * g
+        return [(2 * z.experts + 2) * 4, z.pairs * 4, z.pairs * 4, z.pairs * 4, GroupTable.bytes(groups: g),
+                (z.pairs + pad) * z.hidden * 4, z.pairs * firstWidth * 4, (z.pairs + pad) * z.ffn * 4,
+                z.pairs * z.hidden * 4]
+    }
+
+    static func step(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
+        let g = s.executable.graph
+        let z = MoEExpertsKernel.sizes(n, g, tokens: s.tokens)
+        let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
+        let act = Op(rawValue: n.attributes.string("act") ?? "relu") ?? .relu
+        let matrices = s.executable.expertMatrices[i]!
+        let threads = s.executable.options.threads
+        let model = MachineModel.current
+        let x = SendablePointer(UnsafePointer(s.floats(n.operands[0])))
+        let routing = RoutingBuffer(s.pointer(n.operands[1]), tokens: s.tokens, slots: z.slots)
+        let y = SendablePointer(s.floats(ValueID(i)))
+        let withActive = n.attributes.bool("with_active") ?? false
+        let active = withActive ? UnsafePointer(s.floats(n.operands[n.operands.count - 1])) : nil
+        let counts = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
+        let starts = counts + z.experts + 1
+        let perm = SendablePointer(s.scratch(i, 1).assumingMemoryBound(to: Int32.self))
+        let permWeight = SendablePointer(s.scratch(i, 2).assumingMemoryBound(to: Float.self))
+        let rowOf = SendablePointer(s.scratch(i, 3).assumingMemoryBound(to: Int32.self))
+        let groups = GroupTable(s.scratch(i, 4), capacity: maxGroups(experts: z.experts), threads: threads)
+        let packedX = SendablePointer(s.scratch(i, 5).assumingMemoryBound(to: Float.self))
+        let hidden = SendablePointer(s.scratch(i, 6).assumingMemoryBound(to: Float.self))
+        let packedH = SendablePointer(s.scratch(i, 7).assumingMemoryBound(to: Float.self))
+        let ys = SendablePointer(s.scratch(i, 8).assumingMemoryBound(to: Float.self))
+        let loads = s.loadCounts(i)
+        let h = z.hidden, f = z.ffn, fw = matrices.firstWidth
+        let firstPanels = matrices.first[0].reduce(0) { $0 + $1.matrix.panels }
+        let downPanels = matrices.down[0].panels
+        let placement = s.executable.options.placement.map { ExpertPlacementRun($0, layer: s.moeLayerIndex(i)) }
+
+        /// Phase 1 work of thread t: its range of (group, first-layer panel) units.
+        @Sendable func firstLayer(_ units: Range<Int>) {
+            groups.forEachPiece(of: units, panelsPerGroup: firstPanels) { gi, local in
+                let e = groups.expert(gi), m = groups.rows(gi), begin = groups.rowBegin(gi)
+                var offset = 0
+                for piece in matrices.first[e] {
+                    let p = piece.matrix.panels
+                    let lo = max(local.lowerBound - offset, 0), hi = min(local.upperBound - offset, p)
+                    if lo < hi {
+                        let r = lo..<hi
+                        Kernels.gemmPacked(packedX.pointer + groups.offsetX(gi), m: m, piece.matrix, panels: r,
+                                           hidden.pointer + begin * fw + piece.column, ldy: fw)
+                    }
+                    offset += p
+                }
+            }
+        }
+        @Sendable func downLayer(_ units: Range<Int>) {
+            groups.forEachPiece(of: units, panelsPerGroup: downPanels) { gi, local in
+                let e = groups.expert(gi)
+                Kernels.gemmPacked(packedH.pointer + groups.offsetH(gi), m: groups.rows(gi), matrices.down[e],
+                                   panels: local, ys.pointer + groups.rowBegin(gi) * h, ldy: h)
+            }
+        }
+        /// Phase 0 on row panels `units` (of the flattened groups): gather x into the packed layout.
+        @Sendable func packX(_ units: Range<Int>) {
+            groups.forEachRowPanel(of: units) { gi, panels in
+                let begin = groups.rowBegin(gi)
+                PackedRows.pack(x.pointer, ld: h, rows: perm.pointer + begin, m: groups.rows(gi), k: h,
+                                into: packedX.pointer + groups.offsetX(gi), panels: panels)
+            }
+        }
+        /// Phase 2 on row panels `units`: activation, then pack with the routing weight folded in.
+        @Sendable func activate(_ units: Range<Int>) {
+            groups.forEachRowPanel(of: units) { gi, panels in
+                let begin = groups.rowBegin(gi), m = groups.rows(gi)
+                let r0 = panels.lowerBound * PackedRows.rowsPerPanel
+                let r1 = min(m, panels.upperBound * PackedRows.rowsPerPanel)
+                let rowsHere = hidden.pointer + (begin + r0) * fw
+                switch kind {
+                case .swiglu, .swiglu_fused:
+                    Kernels.swiglu(rowsHere, rowsHere, rows: r1 - r0, f: f, ldIn: fw, ldOut: fw)
+                case .mlp:
+                    Schedule.unaryStep(act, rowsHere, rowsHere, count: (r1 - r0) * fw)()
+                }
+                PackedRows.pack(hidden.pointer + begin * fw, ld: fw, scale: permWeight.pointer + begin, m: m, k: f,
+                                into: packedH.pointer + groups.offsetH(gi), panels: panels)
+            }
+        }
+        @Sendable func combine(_ tokens: Range<Int>) {
+            for t in tokens {
+                let out = y.pointer + t * h
+                var first = true
+                for slot in 0..<z.slots {
+                    let r = Int(rowOf.pointer[t * z.slots + slot])
+                    guard r >= 0 else { continue }
+                    if first {
+                        out.update(from: ys.pointer + r * h, count: h)
+                        first = false
+                    } else {
+                        Kernels.add(out, ys.pointer + r * h, out, count: h)
+                    }
+                }
+                if first { out.initialize(repeating: 0, count: h) }
+            }
+        }
+
+        return {
+            // Counting sort of (token, slot) pairs by expert.
+            counts.initialize(repeating: 0, count: z.experts + 1)
+            for p in 0..<z.pairs {
+                if let active, active[p / z.slots] == 0 { continue }
+                let e = routing.experts[p]
+                if e >= 0 { counts[Int(e)] += 1 }
+            }
+            var total: Int32 = 0
+            for e in 0..<z.experts {
+                starts[e] = total
+                total += counts[e]
+            }
+            starts[z.experts] = total
+            loads.update(from: counts, count: z.experts)
+            for e in 0..<z.experts { counts[e] = starts[e] }   // reuse as fill cursors
+            for t in 0..<z.tokens {
+                let inactive = active.map { $0[t] == 0 } ?? false
+                for slot in 0..<z.slots {
+                    let p = t * z.slots + slot
+                    let e = routing.experts[p]
+                    guard e >= 0, !inactive else { rowOf.pointer[p] = -1; continue }
+                    let row = Int(counts[Int(e)])
+                    counts[Int(e)] += 1
+                    perm.pointer[row] = Int32(t)
+                    permWeight.pointer[row] = routing.weights[p]
+                    rowOf.pointer[p] = Int32(row)
+                }
+            }
+            if let placement {
+                placement.makeGroups(groups, starts: starts, experts: z.experts)
+                groups.layOut(hidden: h, ffn: f)
+                placement.run(groups) { gi in
+                    let m = groups.rows(gi)
+                    let all = 0..<PackedRows.panelCount(m: m)
+                    let unitBase = groups.rowPanelStart(gi)
+                    packX(unitBase ..< unitBase + all.count)
+                    let fb = groups.unitStart(gi, panelsPerGroup: firstPanels)
+                    firstLayer(fb ..< fb + firstPanels)
+                    activate(unitBase ..< unitBase + all.count)
+                    let db = groups.unitStart(gi, panelsPerGroup: downPanels)
+                    downLayer(db ..< db + downPanels)
+                }
+                Parallel.forEachChunk(count: z.tokens, threads: threads, combine)
+                return
+            }
+            groups.oneGroupPerExpert(starts: starts, experts: z.experts)
+            groups.layOut(hidden: h, ffn: f)
+            // Small layers are not worth waking a second thread.
+            let costFirst = groups.totalCost(model: model, panels: firstPanels, k: h)
+            let useThreads = costFirst < 20e-6 ? 1 : min(threads, 64)
+            let rowPanels = groups.totalRowPanels
+            Parallel.forEachChunk(count: rowPanels, threads: useThreads, packX)
+            let firstCuts = SendablePointer(groups.balancedCuts(model: model, panels: firstPanels, k: h, threads: useThreads))
+            Parallel.forEachChunk(count: useThreads, threads: useThreads) { ts in
+                for t in ts { firstLayer(firstCuts.pointer[t] ..< firstCuts.pointer[t + 1]) }
+            }
+            Parallel.forEachChunk(count: rowPanels, threads: useThreads, activate)
+            let downCuts = SendablePointer(groups.balancedCuts(model: model, panels: downPanels, k: f, threads: useThreads))
+            Parallel.forEachChunk(count: useThreads, threads: useThreads) { ts in
+                for t in ts { downLayer(downCuts.pointer[t] ..< downCuts.pointer[t + 1]) }
+            }
+            Parallel.forEachChunk(count: z.tokens, threads: useThreads, combine)
+        }
+    }
+}
+
+/// The groups of one run (a run of consecutive permuted rows that one GEMM handles, all routed to
+/// one expert), kept in scratch memory so that planning a run allocates nothing.
+///
+/// Per group, 8 Ints: expert, first row, rows, float offset of its packed x, of its packed
+/// hidden, first row-panel unit, worker, and a cost slot; then per-thread cut points.
+struct GroupTable: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Int>
+    let capacity: Int
+    let cutsBase: UnsafeMutablePointer<Int>
+    let threads: Int
+    private let countPointer: UnsafeMutablePointer<Int>
+
+    static let fields = 8
+    static func bytes(groups: Int) -> Int { (groups * fields + 1 + 2 * 65) * 8 }
+
+    init(_ raw: UnsafeMutableRawPointer, capacity: Int, threads: Int) {
+        let p = raw.assumingMemoryBound(to: Int.self)
+        countPointer = p
+        base = p + 1
+        self.capacity = capacity
+        cutsBase = base + capacity * Self.fields
+        self.threads = min(threads, 64)
+    }
+
+    var count: Int { countPointer.pointee }
+    func expert(_ g: Int) -> Int { base[g * Self.fields] }
+    func rowBegin(_ g: Int) -> Int { base[g * Self.fields + 1] }
+    func rows(_ g: Int) -> Int { base[g * Self.fields + 2] }
+    func offsetX(_ g: Int) -> Int { base[g * Self.fields + 3] }
+    func offsetH(_ g: Int) -> Int { base[g * Self.fields + 4] }
+    func rowPanelStart(_ g: Int) -> Int { base[g * Self.fields + 5] }
+    func worker(_ g: Int) -> Int { base[g * Self.fields + 6] }
+
+    func removeAll() { countPointer.pointee = 0 }
+
+    func append(expert: Int, rowBegin: Int, rows: Int, worker: Int) {
+        let g = count
+        precondition(g < capacity, "more expert groups than the schedule has room for")
+        let p = base + g * Self.fields
+        p[0] = expert; p[1] = rowBegin; p[2] = rows; p[3] = 0; p[4] = 0; p[5] = 0; p[6] = worker; p[7] = 0
+        countPointer.pointee = g + 1
+    }
+
+    func oneGroupPerExpert(starts: UnsafePointer<Int32>, experts: Int) {
+        removeAll()
+        for e in 0..<experts where starts[e + 1] > starts[e] {
+            append(expert: e, rowBegin: Int(starts[e]), rows: Int(starts[e + 1] - starts[e]), worker: 0)
+        }
+    }
+
+    /// Assigns each group its packed-operand offsets and first row-panel unit.
+    func layOut(hidden h: Int, ffn f: Int) {
+        var ox = 0, oh = 0, units = 0
+        for g in 0..<count {
+            let p = base + g * Self.fields
+            p[3] = ox; p[4] = oh; p[5] = units
+            ox += PackedRows.floatCount(m: p[2], k: h)
+            oh += PackedRows.floatCount(m: p[2], k: f)
+            units += PackedRows.panelCount(m: p[2])
+        }
+    }
+
+    var totalRowPanels: Int { count == 0 ? 0 : rowPanelStart(count - 1) + PackedRows.panelCount(m: rows(count - 1)) }
+
+    func unitStart(_ g: Int, panelsPerGroup: Int) -> Int { g * panelsPerGroup }
+
+    func totalCost(model: MachineModel, panels: Int, k: Int) -> Double {
+        var c = 0.0
+        for g in 0..<count { c += Double(panels) * model.gemmSeconds(rows: rows(g), weightFloats: 16 * k) }
+        return c
+    }
+
+    /// Cut points of the flattened (group, panel) units into `threads` ranges of near-equal cost:
+    /// returns a pointer to threads+1 unit indices (0 first, all units last).
+    func balancedCuts(model: MachineModel, panels: Int, k: Int, threads: Int) -> UnsafePointer<Int> {
+        let cuts = cutsBase
+        cuts[0] = 0
+        cuts[threads] = count * panels
+        guard threads > 1 else { return UnsafePointer(cuts) }
+        let total = totalCost(model: model, panels: panels, k: k)
+        var g = 0, before = 0.0
+        for t in 1..<threads {
+            let target = total * Double(t) / Double(threads)
+            var unit = count * panels
+            while g < count {
+                let c = model.gemmSeconds(rows: rows(g), weightFloats: 16 * k)
+                let groupCost = c * Double(panels)
+                if before + groupCost >= target {
+                    let local = min(panels, max(0, Int(((target - before) / c).rounded())))
+                    unit = g * panels + local
+                    break
+                }
+                before += groupCost
+                g += 1
+            }
+            cuts[t] = max(cuts[t - 1], unit)
+        }
+        return UnsafePointer(cuts)
+    }
+
+    /// Calls `body(group, local panel range)` for each group overlapping the flattened units.
+    @inline(__always)
+    func forEachPiece(of units: Range<Int>, panelsPerGroup p: Int, _ body: (Int, Range<Int>) -> Void) {
+        guard !units.isEmpty, p > 0 else { return }
+        var g = units.lowerBound / p
+        while g < count && g * p < units.upperBound {
+            let lo = max(units.lowerBound - g * p, 0), hi = min(units.upperBound - g * p, p)
+            if lo < hi { body(g, lo..<hi) }
+            g += 1
+        }
+    }
+
+    /// Calls `body(group, row panels of the group)` for each group overlapping the flattened
+    /// row-panel units.
+    @inline(__always)
+    func forEachRowPanel(of units: Range<Int>, _ body: (Int, Range<Int>) -> Void) {
+        guard !units.isEmpty else { return }
+        // Groups are few (≤ experts + replicas): a linear scan is cheaper than a search.
+        for g in 0..<count {
+            let start = rowPanelStart(g), n = PackedRows.panelCount(m: rows(g))
+            if start + n <= units.lowerBound { continue }
+            if start >= units.upperBound { break }
+            body(g, max(units.lowerBound - start, 0) ..< min(units.upperBound - start, n))
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import MoEKernelsAVX2
+
+/// The GEMM's left operand (rows of activations) packed into storage the caller owns, and the
+/// GEMM on one range of weight panels run on the calling thread.
+///
+/// `Kernels.gemm` packs x into a fresh buffer and splits the weight panels over threads on every
+/// call. An executor that schedules many small GEMMs itself (the experts of an MoE layer: one
+/// packed operand per expert, panel ranges handed to threads by a cost model, no barrier between
+/// experts) packs once into its own arena and calls `gemmPacked` per (operand, panel range), so
+/// the run loop allocates nothing and threads are not woken per GEMM.
+public enum PackedRows {
+    /// Floats of storage that m rows of length k take when packed (rows rounded up to the tile).
+    public static func floatCount(m: Int, k: Int) -> Int {
+        let mr = GemmBlocking.mr
+        return (m + mr - 1) / mr * mr * k
+    }
+
+    /// Packs an m×k operand into `dst` (`floatCount(m:k:)` floats). Row i is read from
+    /// `src + r(i)*ld` with r(i) = `rows[i]` when given (a gather) or i, and multiplied by
+    /// `scale[i]` when given (e.g. a routing weight folded into the operand).
+    /// `panels` restricts the work to those row panels (`rowsPerPanel` rows each), so threads can
+    /// pack disjoint parts of one operand.
+    public static func pack(_ src: UnsafePointer<Float>, ld: Int, rows: UnsafePointer<Int32>? = nil,
+                            scale: UnsafePointer<Float>? = nil, m: Int, k: Int, into dst: UnsafeMutablePointer<Float>,
+                            panels: Range<Int>? = nil) {
+        guard m > 0 else { return }
+        let all = 0..<panelCount(m: m)
+        packRowPanels(src, strideM: ld, strideK: 1, alpha: 1, rows: rows, rowScale: scale, m: m, k: k,
+                      panels: panels?.clamped(to: all) ?? all, into: dst)
+    }
+
+    /// Rows per packed panel (the GEMM's register tile height).
+    public static var rowsPerPanel: Int { GemmBlocking.mr }
+
+    /// Row panels of an m-row operand.
+    public static func panelCount(m: Int) -> Int { (m + GemmBlocking.mr - 1) / GemmBlocking.mr }
+}
+
+extension Kernels {
+    /// `y[m, cols of panels] (+)= a · Wᵀ` for the weight panels `panels` only (16 output columns
+    /// each; the last panel may be partial), on the calling thread. `a` was packed by
+    /// `PackedRows.pack` with the same m and k = `w.k`. Same arithmetic as `gemm`: each output is one
+    /// FMA chain over k in increasing order, so splitting the panels differently never changes a bit.
+    public static func gemmPacked(_ a: UnsafePointer<Float>, m: Int, _ w: PackedWeight, panels: Range<Int>,
+                                  _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool = false,
+                                  isa: ISA = .best) {
+        guard m > 0, !panels.isEmpty else { return }
+        precondition(panels.lowerBound >= 0 && panels.upperBound <= w.panels, "gemmPacked: panels out of range")
+        precondition(ldy >= w.n, "gemmPacked: ldy too small")
+        let k = w.k
+        if isa.runsAVX2 {
+            let mPanels = (m + GemmBlocking.mr - 1) / GemmBlocking.mr
+            let panelMajor = mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes
+            avx2GemmPacked(a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
+                           b: w.data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                           c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor)
+        } else {
+            portableGemmPacked(a: a, m: m, k: k, b: w.data, n: w.n, panels: panels, c: y, ldc: ldy,
+                               accumulate: accumulate)
+        }
+    }
+}
