@@ -431,9 +431,14 @@ public struct ReferenceInterpreter {
         }
     }
 
+    /// Softmax of `v`. A row that is entirely −∞ (every entry masked out) gives all zeros, in
+    /// every softmax moec computes (`softmax`, `route_softmax`, `sinkhorn`, `dselect`): a masked
+    /// expert gets no weight, so a token whose choices are all masked contributes nothing, as
+    /// a token dropped by capacity does. PyTorch gives NaN there, which poisons every later
+    /// value; uniform would give weight to masked-out entries.
     static func softmax(_ v: [Double]) -> [Double] {
         guard let m = v.max() else { return [] }
-        if m == -.infinity { return v.map { _ in 1 / Double(v.count) } }
+        if m == -.infinity { return v.map { _ in 0 } }
         let e = v.map { Foundation.exp($0 - m) }
         let s = e.reduce(0, +)
         return e.map { $0 / s }
