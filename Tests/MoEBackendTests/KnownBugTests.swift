@@ -223,13 +223,11 @@ import Testing
 
     // MARK: 7. The oracle's GELU tails
 
-    /// The reference computes GELU as ½x(1 + erf(x/√2)) and the tanh form as
-    /// ½x(1 + tanh(u)): for x ≲ −8 (erf) or x ≲ −6 (tanh) the sum cancels to exactly 0,
-    /// while the true values (and the executor's kernels) are tiny but nonzero:
-    /// gelu(−9) = −1.0157e−18, gelu_tanh(−9) = −1.3365e−28; the reference gives −0.0 for both.
-    /// Invisible under max |Δ| / max |ref|, but the oracle should be the accurate side
-    /// (½x·erfc(−x/√2) and x / (1 + e^(−2u)) do not cancel).
-    @Test(.disabled("bug: the reference's gelu / gelu_tanh cancel to 0 in the negative tail"))
+    /// Was: the reference computed GELU as ½x(1 + erf(x/√2)) and the tanh form as
+    /// ½x(1 + tanh(u)), which cancel to exactly 0 for x ≲ −8 (erf) or x ≲ −6 (tanh), while the
+    /// true values (and the executor's kernels) are tiny but nonzero: gelu(−9) = −1.0157e−18,
+    /// gelu_tanh(−9) = −1.3365e−28. Now it uses ½x·erfc(−x/√2) and x / (1 + e^(−2u)).
+    @Test
     func referenceGeluTails() throws {
         for (op, expected) in [(Op.gelu, -1.015729565358458e-18), (.gelu_tanh, -1.336459594734881e-28)] {
             var t = TinyGraph()
