@@ -116,14 +116,12 @@ import Testing
 
     // MARK: 4. Computed matrices
 
-    /// `linear`, `swiglu`, `mlp` and `moe_experts` accept any tensor of the right shape as their
-    /// matrix operands (OpSchema and the lowering check only shapes), and the reference
-    /// interpreter computes them; but the executor builds matrix steps only for weight nodes:
-    /// `linear(x, w * 2)` compiles, then `Schedule.matrices` stops with "Precondition failed:
-    /// matrix operands are weights" when the schedule is built. Same for expert weights
-    /// (`mlp(up: u * 2, …)`). A fix either rejects these at compile time (the error should
-    /// mention "weight") or runs them. Crashes while the bug is present.
-    @Test(.disabled("bug: a computed matrix operand (linear(x, w * 2)) passes the verifier but crashes the executor"))
+    /// Was: `linear`, `swiglu`, `mlp` and `moe_experts` accept any tensor of the right shape as
+    /// their matrix operands, but the executor built matrix steps only for weight nodes, so
+    /// `linear(x, w * 2)` compiled and `Schedule.matrices` then stopped with "matrix operands
+    /// are weights"; same for expert weights (`mlp(up: u * 2, …)`). Now a computed matrix is
+    /// multiplied unpacked from its arena buffer (`Schedule.matrices`, `MatMulBackend.linear`).
+    @Test
     func computedMatrixOperands() throws {
         let dense = """
             model bug
@@ -132,7 +130,17 @@ import Testing
             let y = linear(x, w * 2)
             output y
             """
-        if let model = try Self.compile(dense, rejectionMentions: "weight") { try Self.expectExecutorsMatch(model) }
+        try Self.expectExecutorsMatch(try #require(try Self.compile(dense, rejectionMentions: "weight")))
+        let ffn = """
+            model bug
+            input x: [tokens, 8]
+            weight g: [6, 8] = "g"
+            weight u: [6, 8] = "u"
+            weight d: [8, 6] = "d"
+            let y = swiglu(x, gate: g - u, up: u, down: d / 2)
+            output y
+            """
+        try Self.expectExecutorsMatch(try #require(try Self.compile(ffn, rejectionMentions: "weight")), tokens: 37)
         let experts = """
             model bug
             input x: [tokens, 8]
@@ -145,7 +153,7 @@ import Testing
             }
             output y
             """
-        if let model = try Self.compile(experts, rejectionMentions: "weight") { try Self.expectExecutorsMatch(model) }
+        try Self.expectExecutorsMatch(try #require(try Self.compile(experts, rejectionMentions: "weight")), tokens: 37)
     }
 
     // MARK: 5. Integers where floats are expected
