@@ -60,15 +60,21 @@ public final class Executable: @unchecked Sendable {
         if case .blas(let b) = options.backend { b.setThreads(options.threads) }
     }
 
-    /// Whether every reader of weight `i` multiplies by it (so the packed form suffices).
+    /// Whether every reader of weight `i` multiplies by it (so the packed form suffices): it is
+    /// no graph output and no other operand.
     static func onlyReadAsMatrix(_ g: Graph, weight i: Int) -> Bool {
-        guard let node = g.nodes.firstIndex(where: { $0.op == .weight && $0.attributes.int("index") == i }) else { return true }
-        for n in g.nodes where n.operands.contains(ValueID(node)) {
-            switch n.op {
-            case .linear: if n.operands[1] != ValueID(node) { return false }
-            case .swiglu, .mlp: if n.operands[0] == ValueID(node) { return false }
-            case .moe_experts: if n.operands[0] == ValueID(node) || n.operands[1] == ValueID(node) { return false }
-            default: return false
+        for (node, w) in g.nodes.enumerated() where w.op == .weight && w.attributes.int("index") == i {
+            let id = ValueID(node)
+            if g.outputs.contains(where: { $0.value == id }) { return false }
+            for n in g.nodes where n.operands.contains(id) {
+                switch n.op {
+                case .linear: if n.operands[0] == id || n.operands.count == 3 && n.operands[2] == id { return false }
+                case .swiglu, .mlp: if n.operands[0] == id { return false }
+                case .moe_experts:
+                    let withActive = n.attributes.bool("with_active") ?? false
+                    if n.operands[0] == id || n.operands[1] == id || withActive && n.operands.last == id { return false }
+                default: return false
+                }
             }
         }
         return true

@@ -95,12 +95,11 @@ import Testing
 
     // MARK: 3. A weight as a graph output
 
-    /// `Executable.onlyReadAsMatrix` decides a weight needs only its packed form by looking at
-    /// the nodes that read it, ignoring graph outputs. A weight that is both multiplied by and
-    /// output (`output w`) is dropped for the native backend, and `Schedule.outputs` then stops
-    /// with "Fatal error: weight @w is only kept packed". BLAS works. Crashes while the bug is
-    /// present.
-    @Test(.disabled("bug: native backend drops the unpacked copy of a weight that is also a graph output (crashes)"))
+    /// Was: `Executable.onlyReadAsMatrix` decided a weight needs only its packed form by looking
+    /// at the nodes that read it, ignoring graph outputs, so a weight both multiplied by and
+    /// output (`output w`) was dropped for the native backend and `Schedule.outputs` stopped with
+    /// "weight @w is only kept packed". Now an output keeps its unpacked copy.
+    @Test
     func weightAsGraphOutput() throws {
         let source = """
             model bug
@@ -110,8 +109,11 @@ import Testing
             output y
             output w
             """
-        guard let model = try Self.compile(source, rejectionMentions: "output") else { return }
+        let model = try #require(try Self.compile(source, rejectionMentions: "output"))
         try Self.expectExecutorsMatch(model)
+        let g = model.graph
+        let w = try #require(g.weights.firstIndex { $0.name == "w" })
+        #expect(!Executable.onlyReadAsMatrix(g, weight: w))
     }
 
     // MARK: 4. Computed matrices
