@@ -57,7 +57,19 @@ public final class Executable: @unchecked Sendable {
         }
         self.weights = keep
         self.matrices = matrices
-        if case .blas(let b) = options.backend { b.setThreads(options.threads) }
+    }
+
+    /// The BLAS thread count this executable's runs set: all of `options.threads`, because under
+    /// the BLAS backend moec's own steps run on the calling thread. Should moec run its own work
+    /// on several threads as well (Dispatch), this must be 1: idle OpenBLAS workers compete with
+    /// moec's threads (see `BLAS.setThreads`).
+    public var blasThreads: Int { options.threads }
+
+    /// Runs `body` with BLAS at `blasThreads`. BLAS's thread count is process-wide, so it is set
+    /// per run, under `BLAS.withThreads`'s gate, not once at construction.
+    func withBLASThreads<R>(_ body: () -> R) -> R {
+        guard case .blas(let b) = options.backend else { return body() }
+        return b.withThreads(blasThreads, body)
     }
 
     /// Whether every reader of weight `i` multiplies by it (so the packed form suffices): it is

@@ -197,17 +197,19 @@ public final class Schedule: @unchecked Sendable {
         }
     }
 
-    /// Runs every step in order.
+    /// Runs every step in order (with BLAS at the executable's thread count).
     public func execute() {
-        for s in steps { s.run() }
+        executable.withBLASThreads { for s in steps { s.run() } }
     }
 
     /// Runs every step, timing each; returns seconds per step.
     public func executeTimed() -> [Double] {
-        steps.map { s in
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            s.run()
-            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        executable.withBLASThreads {
+            steps.map { s in
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                s.run()
+                return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            }
         }
     }
 
