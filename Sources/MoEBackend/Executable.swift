@@ -18,13 +18,18 @@ public struct ExecutionOptions: Sendable {
 /// A graph ready to run: weights loaded (and packed for the native kernels) once, and for each
 /// token count a flat schedule of shape-specialised closures over one preallocated arena.
 /// Running the same token count again allocates nothing but the returned output arrays.
+///
+/// `run` may be called from several threads at once: each run checks out a schedule no other
+/// run is using, and another is built for a token count only when all of its are busy.
 public final class Executable: @unchecked Sendable {
     public let graph: Graph
     public let options: ExecutionOptions
     let weights: [AlignedBuffer?]
     /// Per weight-table entry: one matrix (2-D weights) or one per expert (3-D weights).
     let matrices: [[LinearWeight]]
-    private var schedules: [Int: Schedule] = [:]
+    /// Per token count, every schedule built and whether a run has it checked out; `[0]` is the
+    /// one `schedule(tokens:)` returns and the one serial runs use. Guarded by `lock`.
+    private var pools: [Int: (schedules: [Schedule], busy: [Bool])] = [:]
     private let lock = NSLock()
 
     /// - Parameters:
@@ -102,20 +107,49 @@ public final class Executable: @unchecked Sendable {
         return total
     }
 
-    /// The schedule for `tokens`, built on first use and kept.
+    /// The first schedule for `tokens`, built on first use and kept: the one serial runs use,
+    /// for benchmarks and expert loads. Not checked out: running it directly (`execute`) while
+    /// another thread calls `run` with the same token count is a race.
     public func schedule(tokens: Int) -> Schedule {
         lock.lock()
+        if let s = pools[tokens]?.schedules.first { lock.unlock(); return s }
+        lock.unlock()
+        checkIn(checkOut(tokens: tokens))
+        lock.lock()
         defer { lock.unlock() }
-        if let s = schedules[tokens] { return s }
-        let s = Schedule(executable: self, tokens: tokens)
-        schedules[tokens] = s
+        return pools[tokens]!.schedules[0]
+    }
+
+    /// A schedule for `tokens` that no other run is using: the first idle one, or a new one.
+    private func checkOut(tokens: Int) -> Schedule {
+        lock.lock()
+        if let i = pools[tokens]?.busy.firstIndex(of: false) {
+            pools[tokens]!.busy[i] = true
+            let s = pools[tokens]!.schedules[i]
+            lock.unlock()
+            return s
+        }
+        lock.unlock()
+        let s = Schedule(executable: self, tokens: tokens)   // built outside the lock
+        lock.lock()
+        pools[tokens, default: ([], [])].schedules.append(s)
+        pools[tokens]!.busy.append(true)
+        lock.unlock()
         return s
     }
 
-    /// Runs the graph on `inputs` and returns its outputs.
+    private func checkIn(_ s: Schedule) {
+        lock.lock()
+        let i = pools[s.tokens]!.schedules.firstIndex { $0 === s }!
+        pools[s.tokens]!.busy[i] = false
+        lock.unlock()
+    }
+
+    /// Runs the graph on `inputs` and returns its outputs. Safe to call concurrently.
     public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
         let tokens = try graph.tokenCount(for: inputs)
-        let s = schedule(tokens: tokens)
+        let s = checkOut(tokens: tokens)
+        defer { checkIn(s) }
         s.load(inputs)
         s.execute()
         return s.outputs()

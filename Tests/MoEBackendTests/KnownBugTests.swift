@@ -64,13 +64,13 @@ import Testing
 
     // MARK: 2. Concurrent runs
 
-    /// `Executable` is declared `Sendable`, but `run` from two threads with the same token count
-    /// shares one `Schedule` and its arena: the runs overwrite each other's buffers. Repro:
-    /// mixtral (small params), 64 tokens, `DispatchQueue.concurrentPerform` of 400 runs over 8
-    /// inputs. Expected: each result equals the serial one. Actual: wrong results or a crash
-    /// (garbage routing indices → out-of-range access in `MoEExpertsKernel`, or a trap
-    /// converting a NaN in the AVX2 `exp`). Crashes while the bug is present.
-    @Test(.disabled("bug: concurrent Executable.run calls with the same token count share one arena (crashes)"))
+    /// Was: `run` from two threads with the same token count shared one `Schedule` and its
+    /// arena, so the runs overwrote each other's buffers (wrong results, or a crash in
+    /// `MoEExpertsKernel`). Now each run checks out a schedule no other run is using
+    /// (`Executable.checkOut`), building another only when all are busy. Repro: mixtral (small
+    /// params), 64 tokens, `DispatchQueue.concurrentPerform` of 400 runs over 8 inputs; each
+    /// result must equal the serial one.
+    @Test
     func concurrentRunsOfOneExecutable() throws {
         let model = try RandomCheckpoint.make(graphFile: "mixtral.moe", seed: 1)
         let exe = model.executable(ExecutionOptions(threads: 1, backend: .native))
