@@ -69,19 +69,30 @@ import Testing
     /// `MoEExpertsKernel`). Now each run checks out a schedule no other run is using
     /// (`Executable.checkOut`), building another only when all are busy. Repro: mixtral (small
     /// params), 64 tokens, `DispatchQueue.concurrentPerform` of 400 runs over 8 inputs; each
-    /// result must equal the serial one.
+    /// result must equal the serial one. Also with BLAS (2 threads), when present.
     @Test
     func concurrentRunsOfOneExecutable() throws {
         let model = try RandomCheckpoint.make(graphFile: "mixtral.moe", seed: 1)
-        let exe = model.executable(ExecutionOptions(threads: 1, backend: .native))
+        var options = [("native/1t", ExecutionOptions(threads: 1, backend: .native))]
+        if let blas = Backends.blas { options.append(("blas/2t", ExecutionOptions(threads: 2, backend: .blas(blas)))) }
         let inputs = (0..<8).map { model.inputs(tokens: 64, seed: UInt64($0)) }
-        let serial = try inputs.map { try exe.run($0)["y"]! }
-        let results = ResultSlots(count: 400)
-        DispatchQueue.concurrentPerform(iterations: 400) { i in
-            results.set(i, try? exe.run(inputs[i % 8])["y"])
+        for (label, o) in options {
+            let exe = model.executable(o)
+            let serial = try inputs.map { try exe.run($0)["y"]! }
+            let results = ResultSlots(count: 400)
+            DispatchQueue.concurrentPerform(iterations: 400) { i in
+                results.set(i, try? exe.run(inputs[i % 8])["y"])
+            }
+            let wrong = (0..<400).filter { results.get($0) != serial[$0 % 8] }.count
+            #expect(wrong == 0, "\(label): \(wrong) of 400 concurrent runs gave a wrong result")
+            // Serial runs after the burst use the first schedule again (its expert loads are the run's).
+            for k in [3, 5] {
+                let fresh = model.executable(o)
+                _ = try fresh.run(inputs[k])
+                _ = try exe.run(inputs[k])
+                #expect(exe.schedule(tokens: 64).lastExpertLoads() == fresh.schedule(tokens: 64).lastExpertLoads(), "\(label)")
+            }
         }
-        let wrong = (0..<400).filter { results.get($0) != serial[$0 % 8] }.count
-        #expect(wrong == 0, "\(wrong) of 400 concurrent runs gave a wrong result")
     }
 
     final class ResultSlots: @unchecked Sendable {
