@@ -5,13 +5,13 @@ import MoEKernels
 import MoETestSupport
 import Testing
 
-/// Failing tests for bugs found in MoEBackend / MoEIR, disabled until they are fixed (others
-/// own those files). Each says what goes wrong and what a fix must achieve; enable it with the
-/// fix. Those marked "crashes" take the test process down while the bug is present.
-@Suite(.serialized) struct KnownBugTests {
+/// Tests for bugs found in MoEBackend / MoEIR and fixed: each says what went wrong ("Was:"),
+/// what the fix does, and checks the symptom is gone. Several of them crashed the test process
+/// while the bug was present.
+@Suite(.serialized) struct RegressionTests {
     /// Compiles `source` (a `.moe` text) against a random checkpoint. Returns nil when the
-    /// compiler rejects it with an error mentioning `rejectionMentions` (a fix may reject the
-    /// program instead of running it).
+    /// compiler rejects it with an error mentioning `rejectionMentions` (and records an issue
+    /// when it is rejected for another reason).
     static func compile(_ source: String, rejectionMentions: String) throws -> RandomModel? {
         let dir = TemporaryDirectory("moec-bug")
         try source.write(toFile: dir.file("bug.moe"), atomically: true, encoding: .utf8)
