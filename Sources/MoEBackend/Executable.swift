@@ -22,6 +22,9 @@ public struct ExecutionOptions: Sendable {
 /// A graph ready to run: weights loaded (and packed for the native kernels) once, and for each
 /// token count a flat schedule of shape-specialised closures over one preallocated arena.
 /// Running the same token count again allocates nothing but the returned output arrays.
+///
+/// `run` may be called from several threads at once: each run checks out a schedule no other
+/// run is using, and another is built for a token count only when all of its are busy.
 public final class Executable: @unchecked Sendable {
     public let graph: Graph
     public let options: ExecutionOptions
@@ -32,7 +35,9 @@ public final class Executable: @unchecked Sendable {
     /// Native backend: per `moe_experts` node index, its experts' weights packed for the fused
     /// kernel (gate and up in one matrix when the graph asks for `fuse_gate_up`).
     let expertMatrices: [Int: ExpertMatrices]
-    private var schedules: [Int: Schedule] = [:]
+    /// Per token count, every schedule built and whether a run has it checked out; `[0]` is the
+    /// one `schedule(tokens:)` returns and the one serial runs use. Guarded by `lock`.
+    private var pools: [Int: (schedules: [Schedule], busy: [Bool])] = [:]
     private let lock = NSLock()
 
     /// - Parameters:
@@ -65,7 +70,7 @@ public final class Executable: @unchecked Sendable {
         }
         var experts: [Int: ExpertMatrices] = [:]
         if native {
-            for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts {
+            for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && ExpertMatrices.expertsAreWeights(n, graph) {
                 experts[i] = ExpertMatrices(node: n, graph: graph, weights: weights, threads: options.threads)
             }
         }
@@ -74,18 +79,36 @@ public final class Executable: @unchecked Sendable {
         self.expertMatrices = experts
         self.weights = keep
         self.matrices = matrices
-        if case .blas(let b) = options.backend { b.setThreads(options.threads) }
     }
 
-    /// Whether every reader of weight `i` multiplies by it (so the packed form suffices).
+    /// The BLAS thread count this executable's runs set: all of `options.threads`, because under
+    /// the BLAS backend moec's own steps run on the calling thread. Should moec run its own work
+    /// on several threads as well (Dispatch), this must be 1: idle OpenBLAS workers compete with
+    /// moec's threads (see `BLAS.setThreads`).
+    public var blasThreads: Int { options.threads }
+
+    /// Runs `body` with BLAS at `blasThreads`. BLAS's thread count is process-wide, so it is set
+    /// per run, under `BLAS.withThreads`'s gate, not once at construction.
+    func withBLASThreads<R>(_ body: () -> R) -> R {
+        guard case .blas(let b) = options.backend else { return body() }
+        return b.withThreads(blasThreads, body)
+    }
+
+    /// Whether every reader of weight `i` multiplies by it (so the packed form suffices): it is
+    /// no graph output and no other operand.
     static func onlyReadAsMatrix(_ g: Graph, weight i: Int) -> Bool {
-        guard let node = g.nodes.firstIndex(where: { $0.op == .weight && $0.attributes.int("index") == i }) else { return true }
-        for n in g.nodes where n.operands.contains(ValueID(node)) {
-            switch n.op {
-            case .linear: if n.operands[1] != ValueID(node) { return false }
-            case .swiglu, .mlp: if n.operands[0] == ValueID(node) { return false }
-            case .moe_experts: if n.operands[0] == ValueID(node) || n.operands[1] == ValueID(node) { return false }
-            default: return false
+        for (node, w) in g.nodes.enumerated() where w.op == .weight && w.attributes.int("index") == i {
+            let id = ValueID(node)
+            if g.outputs.contains(where: { $0.value == id }) { return false }
+            for n in g.nodes where n.operands.contains(id) {
+                switch n.op {
+                case .linear: if n.operands[0] == id || n.operands.count == 3 && n.operands[2] == id { return false }
+                case .swiglu, .mlp: if n.operands[0] == id { return false }
+                case .moe_experts:
+                    let withActive = n.attributes.bool("with_active") ?? false
+                    if n.operands[0] == id || n.operands[1] == id || withActive && n.operands.last == id { return false }
+                default: return false
+                }
             }
         }
         return true
@@ -97,7 +120,7 @@ public final class Executable: @unchecked Sendable {
         for (node, n) in g.nodes.enumerated() where n.op == .weight {
             let readers = g.nodes.filter { $0.operands.contains(ValueID(node)) }
             let asExpertMatrix = readers.allSatisfy { r in
-                r.op == .moe_experts && r.operands[0] != ValueID(node) && r.operands[1] != ValueID(node)
+                r.op == .moe_experts && ExpertMatrices.expertsAreWeights(r, g) && r.operands[0] != ValueID(node) && r.operands[1] != ValueID(node)
                     && !(r.attributes.bool("with_active") == true && r.operands.last == ValueID(node))
             }
             if !readers.isEmpty && asExpertMatrix && !g.outputs.contains(where: { $0.value == ValueID(node) }) {
@@ -118,20 +141,49 @@ public final class Executable: @unchecked Sendable {
         return total
     }
 
-    /// The schedule for `tokens`, built on first use and kept.
+    /// The first schedule for `tokens`, built on first use and kept: the one serial runs use,
+    /// for benchmarks and expert loads. Not checked out: running it directly (`execute`) while
+    /// another thread calls `run` with the same token count is a race.
     public func schedule(tokens: Int) -> Schedule {
         lock.lock()
+        if let s = pools[tokens]?.schedules.first { lock.unlock(); return s }
+        lock.unlock()
+        checkIn(checkOut(tokens: tokens))
+        lock.lock()
         defer { lock.unlock() }
-        if let s = schedules[tokens] { return s }
-        let s = Schedule(executable: self, tokens: tokens)
-        schedules[tokens] = s
+        return pools[tokens]!.schedules[0]
+    }
+
+    /// A schedule for `tokens` that no other run is using: the first idle one, or a new one.
+    private func checkOut(tokens: Int) -> Schedule {
+        lock.lock()
+        if let i = pools[tokens]?.busy.firstIndex(of: false) {
+            pools[tokens]!.busy[i] = true
+            let s = pools[tokens]!.schedules[i]
+            lock.unlock()
+            return s
+        }
+        lock.unlock()
+        let s = Schedule(executable: self, tokens: tokens)   // built outside the lock
+        lock.lock()
+        pools[tokens, default: ([], [])].schedules.append(s)
+        pools[tokens]!.busy.append(true)
+        lock.unlock()
         return s
     }
 
-    /// Runs the graph on `inputs` and returns its outputs.
+    private func checkIn(_ s: Schedule) {
+        lock.lock()
+        let i = pools[s.tokens]!.schedules.firstIndex { $0 === s }!
+        pools[s.tokens]!.busy[i] = false
+        lock.unlock()
+    }
+
+    /// Runs the graph on `inputs` and returns its outputs. Safe to call concurrently.
     public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
         let tokens = try graph.tokenCount(for: inputs)
-        let s = schedule(tokens: tokens)
+        let s = checkOut(tokens: tokens)
+        defer { checkIn(s) }
         s.load(inputs)
         s.execute()
         return s.outputs()

@@ -15,6 +15,12 @@ struct ExpertMatrices: @unchecked Sendable {
     /// Output columns of the first layer (2F for SwiGLU, F for an MLP).
     let firstWidth: Int
 
+    /// Whether the node's expert matrices are all weights (computed ones run through `MatMulBackend.linear`).
+    static func expertsAreWeights(_ n: Node, _ g: Graph) -> Bool {
+        let withActive = n.attributes.bool("with_active") ?? false
+        return (2..<(n.operands.count - (withActive ? 1 : 0))).allSatisfy { g[n.operands[$0]].op == .weight }
+    }
+
     init(node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int) {
         let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
         let withActive = n.attributes.bool("with_active") ?? false

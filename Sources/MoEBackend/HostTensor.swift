@@ -66,6 +66,9 @@ extension Graph {
             if type.dtype == .i32 && t.dtype != .i32 {
                 throw InputError("input '\(name)' must hold integers (i32), got floats")
             }
+            if type.dtype == .f32 && t.dtype != .f32 {
+                throw InputError("input '\(name)' must hold floats (f32), got integers (i32)")
+            }
             for (i, d) in type.shape.enumerated() {
                 switch d {
                 case .fixed(let n):

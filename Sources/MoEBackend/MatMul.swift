@@ -46,16 +46,17 @@ extension MatMulBackend {
     func linear(_ x: UnsafePointer<Float>, m: Int, ldx: Int, _ w: LinearWeight,
                 _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool, threads: Int) {
         guard m > 0 else { return }
-        switch self {
-        case .blas(let blas):
-            if let raw = w.raw {
-                blas.sgemm(transA: false, transB: true, m: m, n: w.n, k: w.k, alpha: 1,
-                           a: x, lda: ldx, b: raw, ldb: w.k, beta: accumulate ? 1 : 0, c: y, ldc: ldy)
-                return
+        if case .blas(let blas) = self, let raw = w.raw {
+            blas.sgemm(transA: false, transB: true, m: m, n: w.n, k: w.k, alpha: 1,
+                       a: x, lda: ldx, b: raw, ldb: w.k, beta: accumulate ? 1 : 0, c: y, ldc: ldy)
+        } else if let packed = w.packed {
+            Kernels.gemm(x, packed, y, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate, threads: threads)
+        } else {
+            // A computed matrix (`linear(x, w * 2)`) is never packed: one GEMV per row of x,
+            // allocation-free but slower than a packed GEMM for many rows.
+            for r in 0..<m {
+                Kernels.gemv(w.raw!, x + r * ldx, y + r * ldy, n: w.n, k: w.k, accumulate: accumulate, threads: threads)
             }
-            fallthrough
-        case .native:
-            Kernels.gemm(x, w.packed!, y, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate, threads: threads)
         }
     }
 }

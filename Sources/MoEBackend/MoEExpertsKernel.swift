@@ -35,7 +35,7 @@ enum MoEExpertsKernel {
     }
 
     static func step(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
-        if s.executable.options.backend.isNative { return PackedExpertsKernel.step(s, n, i) }
+        if s.executable.expertMatrices[i] != nil { return PackedExpertsKernel.step(s, n, i) }
         return blasStep(s, n, i)
     }
 

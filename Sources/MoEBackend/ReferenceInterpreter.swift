@@ -431,9 +431,14 @@ public struct ReferenceInterpreter {
         }
     }
 
+    /// Softmax of `v`. A row that is entirely −∞ (every entry masked out) gives all zeros, in
+    /// every softmax moec computes (`softmax`, `route_softmax`, `sinkhorn`, `dselect`): a masked
+    /// expert gets no weight, so a token whose choices are all masked contributes nothing, as
+    /// a token dropped by capacity does. PyTorch gives NaN there, which poisons every later
+    /// value; uniform would give weight to masked-out entries.
     static func softmax(_ v: [Double]) -> [Double] {
         guard let m = v.max() else { return [] }
-        if m == -.infinity { return v.map { _ in 1 / Double(v.count) } }
+        if m == -.infinity { return v.map { _ in 0 } }
         let e = v.map { Foundation.exp($0 - m) }
         let s = e.reduce(0, +)
         return e.map { $0 / s }
@@ -444,8 +449,9 @@ public struct ReferenceInterpreter {
     static func unary(_ op: Op) -> (Double) -> Double {
         switch op {
         case .silu: return silu
-        case .gelu: return { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }
-        case .gelu_tanh: return { 0.5 * $0 * (1 + tanh((2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0))) }
+        // ½x(1 + erf(x/√2)) and ½x(1 + tanh u) cancel to 0 for x ≲ −8; these equal forms do not.
+        case .gelu: return { 0.5 * $0 * erfc(-$0 / 2.0.squareRoot()) }
+        case .gelu_tanh: return { $0 / (1 + Foundation.exp(-2 * (2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0))) }
         case .relu: return { max($0, 0) }
         case .sigmoid: return { 1 / (1 + Foundation.exp(-$0)) }
         case .tanh: return { Foundation.tanh($0) }

@@ -131,6 +131,11 @@ enum RoutingSteps {
                 for t in 0..<tokens {
                     var m = -Float.infinity
                     for j in 0..<slots where out.experts[t * slots + j] >= 0 { m = max(m, out.weights[t * slots + j]) }
+                    if m == -.infinity {
+                        // Every choice masked out: zero weights (see `ReferenceInterpreter.softmax`).
+                        for j in 0..<slots where out.experts[t * slots + j] >= 0 { out.weights[t * slots + j] = 0 }
+                        continue
+                    }
                     var sum: Float = 0
                     for j in 0..<slots where out.experts[t * slots + j] >= 0 {
                         let v = Foundation.exp(out.weights[t * slots + j] - m)

@@ -174,10 +174,18 @@ public final class Schedule: @unchecked Sendable {
 
     func scratch(_ node: Int, _ k: Int) -> UnsafeMutableRawPointer { arena.raw + scratchOffsets[node][k] }
 
+    /// The matrix (2-D) or per-expert matrices (3-D) of a matrix operand: a weight's, prepared
+    /// once by the executable, or views of a computed value's arena buffer (`linear(x, w * 2)`),
+    /// which are multiplied unpacked.
     func matrices(_ id: ValueID) -> [LinearWeight] {
         let n = executable.graph[id]
-        precondition(n.op == .weight, "matrix operands are weights")
-        return executable.matrices[n.attributes.int("index")!]
+        if n.op == .weight { return executable.matrices[n.attributes.int("index")!] }
+        let shape = n.tensorType!.fixedShape!
+        let rows = shape[shape.count - 2], cols = shape[shape.count - 1]
+        let base = UnsafePointer(floats(id))
+        return (0..<(shape.count == 3 ? shape[0] : 1)).map {
+            LinearWeight(n: rows, k: cols, raw: base + $0 * rows * cols, packed: nil)
+        }
     }
 
     // MARK: Running
@@ -194,17 +202,19 @@ public final class Schedule: @unchecked Sendable {
         }
     }
 
-    /// Runs every step in order.
+    /// Runs every step in order (with BLAS at the executable's thread count).
     public func execute() {
-        for s in steps { s.run() }
+        executable.withBLASThreads { for s in steps { s.run() } }
     }
 
     /// Runs every step, timing each; returns seconds per step.
     public func executeTimed() -> [Double] {
-        steps.map { s in
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            s.run()
-            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        executable.withBLASThreads {
+            steps.map { s in
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                s.run()
+                return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            }
         }
     }
 

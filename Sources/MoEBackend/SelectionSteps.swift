@@ -265,6 +265,11 @@ enum SelectionSteps {
                 let zr = z + (zPerToken ? t * kSel * m : 0), ar = alpha + (aPerToken ? t * kSel : 0)
                 var mx = -Double.infinity
                 for c in 0..<kSel { mx = max(mx, Double(ar[c])) }
+                if mx == -.infinity {
+                    // softmax(α) of all −∞ is zeros (see `ReferenceInterpreter.softmax`).
+                    for ex in 0..<e { y[t * e + ex] = 0 }
+                    continue
+                }
                 var sum = 0.0
                 for c in 0..<kSel { sum += Foundation.exp(Double(ar[c]) - mx) }
                 for ex in 0..<e {

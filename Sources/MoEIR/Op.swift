@@ -12,7 +12,7 @@ public enum Op: String, Hashable, Sendable, CaseIterable {
     case linear                 // x[…, K], W[N, K] (, b[N]) → x·Wᵀ + b : […, N]
     case rmsnorm                // x[…, D], w[D]; attrs: eps
     case layernorm              // x[…, D], w[D] (, b[D]); attrs: eps
-    case softmax                // over the last axis; attrs: temperature
+    case softmax                // over the last axis; an all −∞ row gives zeros; attrs: temperature
     case silu, gelu, gelu_tanh, relu, sigmoid, tanh, exp, sqrt, neg
     case add, sub, mul, div     // broadcasting: equal dims, or 1, or a scalar
     case swiglu                 // dense SwiGLU FFN: x, W_gate[F, H], W_up[F, H], W_down[H, F]
@@ -37,7 +37,7 @@ public enum Op: String, Hashable, Sendable, CaseIterable {
     case hash_route             // ids i32[T] → one expert per token id; attrs: experts, method, seed
     case within                 // outer routing over G groups, inner scores[T, G·S] → routing over G·S; attrs: k
     case route_renormalize      // weights / their sum; attrs: eps
-    case route_softmax          // softmax over each token's chosen scores
+    case route_softmax          // softmax over each token's chosen scores (all −∞ → zeros)
     case route_scale            // weights · factor; attrs: factor
     case route_sqrt             // √weight (SqrtGate)
     case route_capacity         // each expert keeps its first `capacity` tokens; attrs: capacity

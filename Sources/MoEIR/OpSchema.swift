@@ -67,14 +67,12 @@ public enum OpSchema {
         case .silu, .gelu, .gelu_tanh, .relu, .sigmoid, .tanh, .exp, .sqrt, .neg:
             try arity(op, operands, 1...1)
             let x = try tensor(operands[0], "the input of \(op)")
-            guard x.dtype == .f32 else { throw TypeRuleError("\(op) needs f32 values, got \(format(x))") }
             return .tensor(x)
 
         case .add, .sub, .mul, .div:
             try arity(op, operands, 2...2)
             let a = try tensor(operands[0], "the left operand of \(symbol(op))")
             let b = try tensor(operands[1], "the right operand of \(symbol(op))")
-            guard a.dtype == .f32, b.dtype == .f32 else { throw TypeRuleError("'\(symbol(op))' needs f32 tensors, got \(format(a)) and \(format(b))") }
             return .tensor(TensorType(.f32, try broadcast(a, b, op)))
 
         case .swiglu, .mlp:
@@ -175,7 +173,7 @@ public enum OpSchema {
 
         case .hash_route:
             try arity(op, operands, 1...1)
-            let ids = try tensor(operands[0], "the token ids")
+            let ids = try tensor(operands[0], "the token ids", dtype: nil)
             guard ids.dtype == .i32, ids.rank == 1 else {
                 throw TypeRuleError("hash routing reads integer token ids i32[tokens], got \(format(ids))",
                                     notes: ["declare them as 'input ids: i32[tokens]'"])
@@ -341,9 +339,16 @@ public enum OpSchema {
         return (s, e)
     }
 
-    static func tensor(_ t: IRType, _ what: String) throws(TypeRuleError) -> TensorType {
+    /// Operand `t` as a tensor of `dtype` (nil: any dtype). Only hash routing reads i32 values:
+    /// every other op computes in f32, and the executor would read an i32's bits as a float.
+    static func tensor(_ t: IRType, _ what: String, dtype: DType? = .f32) throws(TypeRuleError) -> TensorType {
         switch t {
-        case .tensor(let tt): return tt
+        case .tensor(let tt):
+            if let dtype, tt.dtype != dtype {
+                throw TypeRuleError("\(what) must hold \(dtype) values, got \(format(tt))",
+                                    notes: tt.dtype == .i32 ? ["i32 values are token ids, read only by hash routing"] : [])
+            }
+            return tt
         case .routing:
             throw TypeRuleError("\(what) must be a tensor, but it is a routing",
                                 notes: ["a routing (the result of topk) can only feed routing stages and a moe block's router"])

@@ -104,13 +104,26 @@ public final class BLAS: @unchecked Sendable {
     /// OpenBLAS's worker count, or nil for libraries without `openblas_get_num_threads`.
     public var threads: Int? { getThreadsFn.map { Int($0()) } }
 
-    /// Sets OpenBLAS's worker count (no-op for other libraries).
+    /// Sets OpenBLAS's worker count (no-op for other libraries). The count is process-wide: code
+    /// that needs a particular count while it runs uses `withThreads`.
     ///
     /// Measured on the 2-core VM: once OpenBLAS has run threaded, its idle workers keep competing
     /// with moec's own threads, and moec's 2-thread skinny GEMMs in the same process lose up to a
     /// third of their bandwidth (M = 1–16, 3584→1024). An executor that mixes both should give
     /// BLAS one thread, or not load it (`MOEC_BLAS=none`), when moec's kernels run threaded.
     public func setThreads(_ n: Int) { setThreadsFn?(Int32(max(1, n))) }
+
+    /// Runs `body` with OpenBLAS's worker count at `n`. The count is process-wide, so a gate
+    /// shared by every `BLAS` object (two may be the same library) lets callers needing the same
+    /// count run together and makes a caller needing another wait until they are done; callers
+    /// already waiting go before newcomers, so neither side starves. The count stays `n` after.
+    /// Libraries without a thread count (not OpenBLAS) just run `body`. Do not nest calls.
+    public func withThreads<R>(_ n: Int, _ body: () throws -> R) rethrows -> R {
+        guard canSetThreads else { return try body() }
+        ThreadCountGate.shared.enter(max(1, n)) { if threads != $0 { setThreads($0) } }
+        defer { ThreadCountGate.shared.leave() }
+        return try body()
+    }
 
     /// Row-major `C = alpha·op(A)·op(B) + beta·C`, with `op(A)` `[M, K]` and `op(B)` `[K, N]`.
     public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
@@ -133,6 +146,37 @@ public final class BLAS: @unchecked Sendable {
         }
         sgemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: x, lda: k, b: weight, ldb: k,
               beta: accumulate ? 1 : 0, c: y, ldc: n)
+    }
+}
+
+/// The process-wide gate behind `BLAS.withThreads`: `active` callers are inside with the
+/// thread count `count`; `waiting` callers wait for another count (or behind those that do).
+private final class ThreadCountGate: @unchecked Sendable {
+    static let shared = ThreadCountGate()
+    private let condition = NSCondition()
+    private var count = 0, active = 0, waiting = 0
+
+    /// Waits until callers with another count are done (and, for a newcomer, until nobody is
+    /// waiting), then calls `set(n)` and joins those with count `n`.
+    func enter(_ n: Int, set: (Int) -> Void) {
+        condition.lock()
+        var isWaiting = false
+        while active > 0 && (count != n || (!isWaiting && waiting > 0)) {
+            if !isWaiting { isWaiting = true; waiting += 1 }
+            condition.wait()
+        }
+        if isWaiting { waiting -= 1 }
+        count = n
+        active += 1
+        set(n)
+        condition.unlock()
+    }
+
+    func leave() {
+        condition.lock()
+        active -= 1
+        if active == 0 { condition.broadcast() }
+        condition.unlock()
     }
 }
 

@@ -88,7 +88,8 @@ extension Kernels {
     }
 
     /// Numerically stable softmax over each row of `[rows, cols]` (row stride `ld`, default
-    /// `cols`, for x and y). In-place allowed.
+    /// `cols`, for x and y). A row that is entirely −∞ (masked out) gives zeros, not NaN
+    /// (see `ReferenceInterpreter.softmax`). In-place allowed.
     public static func softmaxRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
                                    ld: Int? = nil, isa: ISA = .best) {
         let ld = ld ?? cols
@@ -97,6 +98,10 @@ extension Kernels {
             let xr = x + r * ld, yr = y + r * ld
             var m = -Float.infinity
             for i in 0..<cols where xr[i] > m { m = xr[i] }
+            if m == -.infinity && cols > 0 && !(0..<cols).contains(where: { xr[$0].isNaN }) {
+                for i in 0..<cols { yr[i] = 0 }
+                continue
+            }
             if cols > 0 && m.isNaN == false {
                 for i in 0..<cols where xr[i].isNaN { m = .nan }
             }

@@ -138,7 +138,7 @@ private func map2(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: Uns
 }
 
 /// Softmax over each row of `x` `[rows, cols]` (row stride `ld` for both x and y):
-/// y = e^(x − max) / Σ e^(x − max). In-place allowed.
+/// y = e^(x − max) / Σ e^(x − max); a row that is entirely −∞ gives zeros. In-place allowed.
 @inline(never) public func avx2SoftmaxRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int) {
     guard cols > 0 else { return }
     for r in 0..<rows {
@@ -148,6 +148,10 @@ private func map2(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: Uns
         while i + 8 <= cols { mv = vmax(mv, load8(xr + i)); i += 8 }
         var m = hmax(mv)
         while i < cols { m = max(m, xr[i]); i += 1 }
+        if m == -.infinity && !(0..<cols).contains(where: { xr[$0].isNaN }) {
+            for j in 0..<cols { yr[j] = 0 }
+            continue
+        }
         let ms = splat(m)
         map(xr, yr, cols) { vexp($0 - ms) }
         let sum = rowSum(UnsafePointer(yr), cols) { $0 }

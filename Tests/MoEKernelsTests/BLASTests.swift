@@ -56,12 +56,43 @@ import Testing
             #expect(firstGemmMismatch(yn, ref, k: k) == nil, "native \(m)x\(n)x\(k)")
         }
     }
-    // Thread control is present for OpenBLAS and round-trips.
-    if blas.canSetThreads, let before = blas.threads {
-        blas.setThreads(1)
-        #expect(blas.threads == 1)
-        blas.setThreads(before)
+    // Thread control is present for OpenBLAS and round-trips (through the gate: other tests
+    // run executables, which set the count, in parallel).
+    if blas.canSetThreads {
+        blas.withThreads(1) { #expect(blas.threads == 1) }
     }
+}
+
+/// `withThreads` holds the process-wide thread count for the whole call: a caller needing
+/// another count waits until it is done, then gets its own.
+@Test func blasThreadCountHoldsForTheWholeCall() throws {
+    guard let blas = BLAS.shared, blas.canSetThreads else { return }
+    let inside = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+    let firstDone = DispatchSemaphore(value: 0), secondDone = DispatchSemaphore(value: 0)
+    let seen = SeenThreads()
+    DispatchQueue.global().async {
+        blas.withThreads(1) {
+            inside.signal()
+            release.wait()
+            seen.first = blas.threads
+        }
+        firstDone.signal()
+    }
+    inside.wait()
+    DispatchQueue.global().async {
+        blas.withThreads(2) { seen.second = blas.threads }
+        secondDone.signal()
+    }
+    #expect(secondDone.wait(timeout: .now() + 0.3) == .timedOut, "a 2-thread caller ran inside a 1-thread call")
+    release.signal()
+    firstDone.wait()
+    secondDone.wait()
+    #expect(seen.first == 1)
+    #expect(seen.second == 2)
+}
+
+private final class SeenThreads: @unchecked Sendable {
+    var first: Int?, second: Int?
 }
 
 @Test func isaSelection() {

@@ -154,6 +154,20 @@ func softmaxRowsMatchesReference(isa: ISA) {
     }
 }
 
+/// A row that is entirely −∞ (masked out) gives zeros; a NaN still gives NaN.
+@Test(arguments: ISA.available)
+func softmaxOfAMaskedRowIsZero(isa: ISA) {
+    for cols in [1, 3, 8, 13] {
+        let x = [Float](repeating: -.infinity, count: cols) + [Float](repeating: -.infinity, count: cols - 1) + [.nan]
+        var y = [Float](repeating: 7, count: x.count)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { Kernels.softmaxRows(xp.baseAddress!, $0.baseAddress!, rows: 2, cols: cols, isa: isa) }
+        }
+        #expect(y[..<cols].allSatisfy { $0 == 0 }, "[\(isa)] \(cols) cols: \(y[..<cols])")
+        #expect(y[cols...].contains { $0.isNaN }, "[\(isa)] \(cols) cols with a NaN: \(y[cols...])")
+    }
+}
+
 @Test(arguments: ISA.available)
 func normRowsMatchReference(isa: ISA) {
     var rng = TestRandom(seed: 8)
