@@ -54,7 +54,7 @@ let package = Package(
         // Driver and CLI.
         .target(name: "MoECompiler",
                 dependencies: ["MoEBasics", "MoESyntax", "MoEIR", "MoEPasses", "MoEIO", "MoEBackend", "MoEPlacement"]),
-        .executableTarget(name: "moec", dependencies: ["MoECompiler"]),
+        .executableTarget(name: "moec", dependencies: ["MoECompiler", "MoEPlacement"]),
 
         // Tests, laid out like the pipeline.
         .target(name: "MoETestSupport", dependencies: ["MoEBasics"], path: "Tests/MoETestSupport"),
