@@ -58,7 +58,7 @@ import Testing
         let e = 12
         let t = try Self.readout(experts: e) { t, s in
             let bias = t.weight("bias", [e], t.rng.normals(e, scale: 0.3))
-            return try t.op(.topk, [s, bias], ["k": .int(3)])
+            return try t.op(.topk, [s, bias], ["k": .int(3), "with_bias": .bool(true)])
         }
         try expectMatchesReference(t, inputs: Self.randomInputs(experts: e, sigmoid: true))
     }
@@ -89,6 +89,7 @@ import Testing
             var attrs: Attributes = ["k": .int(c.k), "groups": .int(c.groups), "keep_groups": .int(c.keep)]
             if let top = c.groupTop { attrs["group_top"] = .int(top) }
             if let m = c.masked { attrs["masked"] = .float(m) }
+            if c.bias { attrs["with_bias"] = .bool(true) }
             let operands = c.bias ? [s, t.weight("bias", [c.experts], t.rng.normals(c.experts, scale: 0.3))] : [s]
             return try t.op(.topk, operands, attrs)
         }
@@ -120,7 +121,7 @@ import Testing
     }
 
     @Test func biasSelectsButDoesNotWeigh() throws {
-        let t = try Self.readout(experts: 2) { t, s in try t.op(.topk, [s, t.weight("bias", [2], [0, 0.5])], ["k": .int(1)]) }
+        let t = try Self.readout(experts: 2) { t, s in try t.op(.topk, [s, t.weight("bias", [2], [0, 0.5])], ["k": .int(1), "with_bias": .bool(true)]) }
         let y = try runEverywhere(t, Self.inputs([[0.5, 0.25], [0.875, 0.25]]))
         // Token 0: choice scores 0.5, 0.75 → expert 1 with its unbiased score 0.25.
         #expect(Self.rows(y, 2) == [[0, 0.25], [0.875, 0]])
@@ -231,7 +232,7 @@ import Testing
         let t = try Self.readout(experts: e) { t, s in
             let probs = try t.op(.sigmoid, [s])
             let r = try t.op(.topk, [probs, t.weight("bias", [e], t.rng.normals(e, scale: 0.3))],
-                             ["k": .int(4), "groups": .int(4), "keep_groups": .int(2)])
+                             ["k": .int(4), "groups": .int(4), "keep_groups": .int(2), "with_bias": .bool(true)])
             let n = try t.op(.route_renormalize, [r], ["eps": .float(1e-20)])
             return try t.op(.route_scale, [n], ["factor": .float(2.5)])
         }

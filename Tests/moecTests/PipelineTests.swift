@@ -137,7 +137,7 @@ import Testing
         expectSuccess(r)
         #expect(r.stdout.hasPrefix("graph mixtral {"), "\(r)")
         #expect(r.stdout.contains("%x = input \"x\" : f32[tokens, 4096]"), "\(r)")
-        #expect(r.stdout.contains("topk %3 {k = 2} : route[tokens, 2 of 8]"), "\(r)")
+        #expect(r.stdout.range(of: #"= topk %\d+ \{k = 2\} : route\[tokens, 2 of 8\]"#, options: .regularExpression) != nil, "\(r)")
         #expect(r.stdout.contains("# mixtral.moe:27:44"), "\(r)")
         #expect(r.stdout.contains("output y = %y"), "\(r)")
     }
@@ -159,7 +159,7 @@ import Testing
         #expect(out.contains("(1 weight file)"), "\(r)")
         #expect(out.contains("@w1             f32[8, 64, 32]"), "\(r)")
         #expect(out.contains("schedule"), "\(r)")
-        #expect(out.contains("%y = moe_experts %x, %5, %w1, %w3, %w2"), "\(r)")
+        #expect(out.range(of: #"%y = moe_experts %x, %\d+, %w1, %w3, %w2"#, options: .regularExpression) != nil, "\(r)")
         #expect(out.contains("memory"), "\(r)")
         #expect(out.contains("outputs: y f32[tokens, 32]"), "\(r)")
         // --emit prints; it writes no plan.
