@@ -16,6 +16,9 @@ import MoEIR
 /// - `aux_loss`: Switch Transformers' balance loss `E · Σ_e f_e · P_e`, with `f_e` the fraction of
 ///   assignments expert `e` got and `P_e` its mean probability (1 when both are uniform).
 ///
+/// In a multi-hop block with halting, loads count only the tokens still active at that hop,
+/// while the router statistics cover every token (the router scores them all).
+///
 /// The JSON document:
 /// ```
 /// { "format": "moec-load-statistics", "version": 1, "graph": "mixtral", "tokens": 16, "batches": 1,
