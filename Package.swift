@@ -54,7 +54,7 @@ let package = Package(
         // Driver and CLI.
         .target(name: "MoECompiler",
                 dependencies: ["MoEBasics", "MoESyntax", "MoEIR", "MoEPasses", "MoEIO", "MoEBackend", "MoEPlacement"]),
-        .executableTarget(name: "moec", dependencies: ["MoECompiler"]),
+        .executableTarget(name: "moec", dependencies: ["MoECompiler", "MoEPlacement"]),
 
         // Tests, laid out like the pipeline.
         .target(name: "MoETestSupport", dependencies: ["MoEBasics"], path: "Tests/MoETestSupport"),
@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "MoEBackendTests",
                     dependencies: ["MoEBackend", "MoEIR", "MoEIO", "MoEKernels", "MoECompiler", "MoETestSupport"]),
         .testTarget(name: "MoEPlacementTests", dependencies: ["MoEPlacement", "MoETestSupport"]),
-        .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoETestSupport"], exclude: ["Diagnostics"]),
+        .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoEPlacement", "MoETestSupport"], exclude: ["Diagnostics"]),
         .testTarget(name: "moecTests", dependencies: ["MoEIO", "MoETestSupport"]),
     ]
 )

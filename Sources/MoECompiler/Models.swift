@@ -60,17 +60,27 @@ public final class ModelRunner: @unchecked Sendable {
     public let executable: Executable
     /// Seconds spent loading (and packing) weights.
     public let loadSeconds: Double
+    /// One probe per MoE block, in graph order.
+    public let routerProbes: [RouterProbe]
+    /// Whether runs also return each block's router scores (loaded with `recordRouting`), as
+    /// `run(_:recordingInto:)` needs.
+    public let recordsRouting: Bool
 
-    init(plan: Plan, checkpoint: Checkpoint, options: ExecutionOptions, progress: ((Int, Int) -> Void)?) throws {
+    init(plan: Plan, checkpoint: Checkpoint, options: ExecutionOptions, progress: ((Int, Int) -> Void)?, recordRouting: Bool) throws {
         let t0 = Date()
         let buffers = try WeightBinding.load(plan.graph, checkpoint, progress: progress)
         self.plan = plan
-        executable = Executable(graph: plan.graph, weights: buffers, options: options)
+        routerProbes = RouterProbe.find(in: plan.graph)
+        recordsRouting = recordRouting
+        let graph = recordRouting ? plan.graph.exposingRouterScores(routerProbes) : plan.graph
+        executable = Executable(graph: graph, weights: buffers, options: options)
         loadSeconds = Date().timeIntervalSince(t0)
     }
 
     /// Loads a plan file, checks its weight files are unchanged, and loads the weights.
-    public static func load(planPath: String, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil) throws -> ModelRunner {
+    /// `recordRouting` makes runs return what `run(_:recordingInto:)` needs.
+    public static func load(planPath: String, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil,
+                            recordRouting: Bool = false) throws -> ModelRunner {
         let plan: Plan
         do {
             plan = try Plan.read(planPath)
@@ -80,18 +90,42 @@ public final class ModelRunner: @unchecked Sendable {
         }
         let ckpt: Checkpoint
         do { ckpt = try Checkpoint(path: plan.modelPath) } catch { throw DiagnosticError(.error("\(error)")) }
-        return try ModelRunner(plan: plan, checkpoint: ckpt, options: options, progress: progress)
+        return try ModelRunner(plan: plan, checkpoint: ckpt, options: options, progress: progress, recordRouting: recordRouting)
     }
 
     /// Compiles a graph in memory and loads its weights.
-    public static func compile(_ session: CompilerSession, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil) throws -> ModelRunner {
+    public static func compile(_ session: CompilerSession, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil,
+                               recordRouting: Bool = false) throws -> ModelRunner {
         let plan = try session.makePlan()
-        return try ModelRunner(plan: plan, checkpoint: try session.checkpoint(), options: options, progress: progress)
+        return try ModelRunner(plan: plan, checkpoint: try session.checkpoint(), options: options, progress: progress,
+                               recordRouting: recordRouting)
     }
 
     public var graph: Graph { plan.graph }
 
+    /// Runs the graph; returns the graph's outputs.
     public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
+        try runWithProbes(inputs).filter { name, _ in graph.outputs.contains { $0.name == name } }
+    }
+
+    /// Runs the graph and adds the run's expert loads and router statistics to `statistics`
+    /// (made with this runner's `routerProbes`, so load with `recordRouting: true`). Returns the
+    /// graph's outputs.
+    public func run(_ inputs: [String: HostTensor], recordingInto statistics: inout RoutingStatistics) throws -> [String: HostTensor] {
+        precondition(recordsRouting, "load the runner with recordRouting: true")
+        precondition(statistics.layers.map(\.probe) == routerProbes, "statistics made for another runner's probes")
+        let all = try runWithProbes(inputs)
+        let tokens = try graph.tokenCount(for: inputs)
+        statistics.add(tokens: tokens, loads: lastExpertLoads(tokens: tokens), outputs: all)
+        return all.filter { name, _ in graph.outputs.contains { $0.name == name } }
+    }
+
+    /// Empty statistics for this runner's MoE blocks.
+    public func emptyRoutingStatistics() -> RoutingStatistics {
+        RoutingStatistics(graph: graph, probes: routerProbes)
+    }
+
+    private func runWithProbes(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
         do { return try executable.run(inputs) } catch let e as InputError { throw DiagnosticError(.error(e.message)) }
     }
 }

@@ -82,6 +82,9 @@ public enum PlacementError: Error, Sendable, Equatable, CustomStringConvertible 
 
     /// Reads and parses a JSON file, turning both failures into `PlacementError`s naming the file.
     static func readJSON(_ path: String) throws(PlacementError) -> JSON {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { throw .cannotRead(file: path, reason: "no such file") }
+        if isFolder.boolValue { throw .cannotRead(file: path, reason: "it is a folder") }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw .cannotRead(file: path, reason: (error as NSError).localizedDescription)
@@ -91,7 +94,18 @@ public enum PlacementError: Error, Sendable, Equatable, CustomStringConvertible 
 
     static func parseJSON(_ text: String, file: String) throws(PlacementError) -> JSON {
         do { return try JSON.parse(text) } catch {
-            throw .invalidJSON(file: file, line: error.line, column: error.column, message: error.message)
+            throw .invalidJSON(file: file, line: error.line, column: error.column,
+                               message: nonFiniteNumber(in: text, at: error.offset) ?? error.message)
         }
+    }
+
+    /// `NaN`, `Infinity` and `-Infinity` are not JSON, but Python's `json.dump` writes them for
+    /// non-finite floats: say what they are instead of "unexpected character 'N'".
+    static func nonFiniteNumber(in text: String, at offset: Int) -> String? {
+        let rest = text.utf8.dropFirst(offset)
+        for word in ["NaN", "-NaN", "Infinity", "-Infinity"] where rest.starts(with: word.utf8) {
+            return "\(word) is not a number JSON allows (values must be finite; Python's json.dump writes NaN and Infinity for non-finite floats)"
+        }
+        return nil
     }
 }

@@ -3,6 +3,7 @@ import MoEBackend
 import MoEBasics
 import MoECompiler
 import MoEIO
+import MoEIR
 
 /// Options shared by the commands that execute a model: where it comes from and how it runs.
 enum ModelSource {
@@ -39,19 +40,46 @@ enum ModelSource {
         return options
     }
 
+    /// Reads `--input NAME=FILE.npy` files for `graph`: f32 inputs from f32 (or f64) arrays,
+    /// i32 inputs from integer arrays. Names are checked; shapes are checked by the runner.
+    static func readInputs(_ inputs: [(name: String, value: String)], graph: Graph) throws -> [String: HostTensor] {
+        var tensors: [String: HostTensor] = [:]
+        for i in inputs {
+            guard let decl = graph.inputs.first(where: { $0.name == i.name }) else {
+                throw DiagnosticError(.error("--input \(i.name)=…: the graph has no input '\(i.name)' (inputs: \(graph.inputs.map(\.name).joined(separator: ", ")))"))
+            }
+            let array: NpyArray
+            do { array = try NpyArray(path: i.value) } catch { throw DiagnosticError(.error("\(error)")) }
+            if decl.type.dtype == .i32 {
+                do { tensors[i.name] = HostTensor(shape: array.shape, ints: try array.int32s()) } catch {
+                    throw DiagnosticError(.error("\(i.value): input '\(i.name)' must hold integers: \(error)"))
+                }
+            } else {
+                switch array.storage {
+                case .float32, .float64: break
+                default:
+                    throw DiagnosticError(.error("\(i.value): input '\(i.name)' is f32, but the file holds \(array.storage.descr) values (save it as float32)"))
+                }
+                tensors[i.name] = HostTensor(shape: array.shape, floats: array.floats())
+            }
+        }
+        return tensors
+    }
+
     /// Loads a runner from a plan file, or compiles the session's `.moe` graph, with a progress
     /// line while weights load when stderr is a terminal.
-    static func runner(_ a: ParsedArguments, session: CompilerSession?, options: ExecutionOptions) throws -> ModelRunner {
+    static func runner(_ a: ParsedArguments, session: CompilerSession?, options: ExecutionOptions,
+                       recordRouting: Bool = false) throws -> ModelRunner {
         let target = a.positionals[0]
         let progress = Progress(label: "loading weights")
         defer { progress.finish() }
         if let session {
             try PathCheck.readable(target, what: "a .moe graph")
             if let model = a.value("--model") { try PathCheck.modelFolder(model) }
-            return try ModelRunner.compile(session, options: options, progress: progress.update)
+            return try ModelRunner.compile(session, options: options, progress: progress.update, recordRouting: recordRouting)
         }
         try PathCheck.readable(target, what: "a plan")
-        return try ModelRunner.load(planPath: target, options: options, progress: progress.update)
+        return try ModelRunner.load(planPath: target, options: options, progress: progress.update, recordRouting: recordRouting)
     }
 }
 
@@ -87,7 +115,7 @@ enum RunCommand {
         name: "run",
         summary: "moec run: execute a compiled plan (or a .moe graph with its weights) on .npy inputs.",
         usage: ["moec run (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --input NAME=FILE.npy...",
-                "         --output NAME=FILE.npy... [--threads N]"],
+                "         --output NAME=FILE.npy... [--check NAME=REF.npy]... [--stats STATS.json] [--threads N]"],
         positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],
         options: ModelSource.options + [
             OptionSpec(names: ["--input", "-i"], valueName: "NAME=FILE.npy", help: "An input tensor: f32 (f16 and f64 are converted), or integers for\ni32 inputs. Repeatable.", repeated: true),
@@ -95,15 +123,18 @@ enum RunCommand {
             OptionSpec(names: ["--check"], valueName: "NAME=FILE.npy",
                        help: "Compare an output with a reference .npy: prints max |Δ| / max |ref|\nand exits 1 when it exceeds --tolerance. Repeatable.", repeated: true),
             OptionSpec(names: ["--tolerance"], valueName: "T", help: "Relative tolerance for --check (default 1e-4)."),
+            OptionSpec(names: ["--stats"], valueName: "STATS.json",
+                       help: "Write expert loads and router statistics per MoE layer as JSON: the\nfile 'moec place --load' reads (see 'moec profile --help')."),
         ],
         details: """
         Inputs are C-order little-endian .npy arrays whose shapes fit the graph's inputs (the
-        token dimension may be any size). Outputs are written atomically: a failed run never
-        leaves a partial file.
+        token dimension may be any size). Outputs (and --stats) are written atomically: a failed
+        run never leaves a partial file.
         """,
         examples: [
             "moec run mixtral.plan.json --input x=x.npy --output y=y.npy",
             "moec run graphs/mixtral.moe --model ckpt/ --input x=x.npy --output y=y.npy --threads 2",
+            "moec run mixtral.plan.json --input x=x.npy --stats stats.json",
         ])
 
     static func run(_ args: [String]) throws -> Int32 {
@@ -112,13 +143,19 @@ enum RunCommand {
         let inputs = try parseAssignments(a.all("--input"), option: "--input", command: "run")
         let outputs = try parseAssignments(a.all("--output"), option: "--output", command: "run")
         let checks = try parseAssignments(a.all("--check"), option: "--check", command: "run")
-        guard !outputs.isEmpty || !checks.isEmpty else { throw UsageError(message: "give at least one --output NAME=FILE.npy (or --check NAME=FILE.npy)", command: "run") }
+        let statsPath = a.value("--stats")
+        guard !outputs.isEmpty || !checks.isEmpty || statsPath != nil else {
+            throw UsageError(message: "give at least one --output NAME=FILE.npy (or --check NAME=FILE.npy, or --stats FILE.json)", command: "run")
+        }
         for (i, input) in inputs.enumerated() where inputs[..<i].contains(where: { $0.name == input.name }) {
             throw UsageError(message: "--input \(input.name) is given twice", command: "run")
         }
         for (i, output) in outputs.enumerated() {
             if let other = outputs[..<i].first(where: { URL(fileURLWithPath: $0.value).standardizedFileURL == URL(fileURLWithPath: output.value).standardizedFileURL }) {
                 throw UsageError(message: "--output \(other.name)=\(other.value) and \(output.name)=\(output.value) write the same file", command: "run")
+            }
+            if let statsPath, URL(fileURLWithPath: statsPath).standardizedFileURL == URL(fileURLWithPath: output.value).standardizedFileURL {
+                throw UsageError(message: "--output \(output.name)=\(output.value) and --stats \(statsPath) write the same file", command: "run")
             }
         }
         var tolerance: Float = 1e-4
@@ -132,33 +169,18 @@ enum RunCommand {
         let status = withDiagnostics(session) {
             // Where the outputs go, before any work.
             for o in outputs { try PathCheck.writable(o.value) }
-            let runner = try ModelSource.runner(a, session: session, options: options)
+            if let statsPath { try PathCheck.writable(statsPath) }
+            let runner = try ModelSource.runner(a, session: session, options: options, recordRouting: statsPath != nil)
             let graph = runner.graph
+            if statsPath != nil, runner.routerProbes.isEmpty {
+                throw DiagnosticError(.error("--stats: graph '\(graph.name)' has no moe blocks, so there are no expert loads to measure"))
+            }
             // Check names before any work.
             for (option, o) in outputs.map({ ("--output", $0) }) + checks.map({ ("--check", $0) })
             where !graph.outputs.contains(where: { $0.name == o.name }) {
                 throw DiagnosticError(.error("\(option) \(o.name)=…: the graph has no output '\(o.name)' (outputs: \(graph.outputs.map(\.name).joined(separator: ", ")))"))
             }
-            var tensors: [String: HostTensor] = [:]
-            for i in inputs {
-                guard let decl = graph.inputs.first(where: { $0.name == i.name }) else {
-                    throw DiagnosticError(.error("--input \(i.name)=…: the graph has no input '\(i.name)' (inputs: \(graph.inputs.map(\.name).joined(separator: ", ")))"))
-                }
-                let array: NpyArray
-                do { array = try NpyArray(path: i.value) } catch { throw DiagnosticError(.error("\(error)")) }
-                if decl.type.dtype == .i32 {
-                    do { tensors[i.name] = HostTensor(shape: array.shape, ints: try array.int32s()) } catch {
-                        throw DiagnosticError(.error("\(i.value): input '\(i.name)' must hold integers: \(error)"))
-                    }
-                } else {
-                    switch array.storage {
-                    case .float32, .float64: break
-                    default:
-                        throw DiagnosticError(.error("\(i.value): input '\(i.name)' is f32, but the file holds \(array.storage.descr) values (save it as float32)"))
-                    }
-                    tensors[i.name] = HostTensor(shape: array.shape, floats: array.floats())
-                }
-            }
+            let tensors = try ModelSource.readInputs(inputs, graph: graph)
             // References too, so that a bad one fails before anything is written.
             var references: [(name: String, path: String, array: NpyArray)] = []
             for c in checks {
@@ -166,7 +188,9 @@ enum RunCommand {
             }
             if let tokens = try? graph.tokenCount(for: tensors) { try MemoryCheck.arena(graph, tokens: tokens, option: "--input") }
             let t0 = Date()
-            let result = try runner.run(tensors)
+            var statistics = runner.emptyRoutingStatistics()
+            statistics.source = inputs.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
+            let result = statsPath == nil ? try runner.run(tensors) : try runner.run(tensors, recordingInto: &statistics)
             let seconds = Date().timeIntervalSince(t0)
             for c in references where c.array.shape != result[c.name]!.shape {
                 throw DiagnosticError(.error("--check \(c.name): the reference has shape \(c.array.shape), the output \(result[c.name]!.shape)"))
@@ -181,8 +205,13 @@ enum RunCommand {
                 }
                 files.append((o.value, array.encoded()))
             }
+            if let statsPath { files.append((statsPath, Data((statistics.json.pretty + "\n").utf8))) }
             try PathCheck.writeAll(files)
             for o in outputs { Console.err("wrote \(o.name) \(result[o.name]!.shape) to \(o.value)\n") }
+            if let statsPath {
+                let n = statistics.layers.count
+                Console.err("wrote statistics of \(n) MoE layer\(n == 1 ? "" : "s") to \(statsPath)\n")
+            }
             let tokens = (try? graph.tokenCount(for: tensors)) ?? 0
             Console.err(String(format: "ran %@ on %d token%@ in %.3f ms (%@)\n", graph.name, tokens, tokens == 1 ? "" : "s",
                                seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))

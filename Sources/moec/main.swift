@@ -1,6 +1,7 @@
 import Foundation
 import MoEBasics
 import MoECompiler
+import MoEPlacement
 
 /// moec's entry point: picks the command, runs it, and turns every error into a message on
 /// stderr and a non-zero exit status.
@@ -8,6 +9,8 @@ nonisolated(unsafe) let commands: [(name: String, summary: String, run: ([String
     ("compile", "Check and optimise a .moe graph; print a stage or write a plan.", CompileCommand.run),
     ("run", "Execute a plan or graph on .npy inputs and write .npy outputs.", RunCommand.run),
     ("bench", "Time a plan or graph at several token counts.", BenchCommand.run),
+    ("profile", "Run many batches; measure expert loads and router statistics.", ProfileCommand.run),
+    ("place", "Plan where experts live (workers, replicas) from measured expert loads.", PlaceCommand.main),
 ]
 
 func topLevelHelp() -> String {
@@ -29,6 +32,8 @@ func topLevelHelp() -> String {
       moec compile graphs/mixtral.moe --model ckpt/ --set layer=3 -o mixtral-l3.plan.json
       moec run mixtral-l3.plan.json --input x=x.npy --output y=y.npy
       moec bench mixtral-l3.plan.json --tokens 1,16,128,512
+      moec profile mixtral-l3.plan.json --input x=hidden.npy -o stats.json
+      moec place --load stats.json --workers 4 --replicas 12 --explain -o placement.json
 
     Run 'moec COMMAND --help' for a command's options and examples.
 

@@ -51,4 +51,33 @@ import Testing
         #expect(y.shape == [16, 32])
         #expect(Files.relativeError(y.floats(), reference.floats()) <= 1e-4)
     }
+
+    /// The "Expert placement" section: each `moec profile` / `moec place` command runs as
+    /// written (in order, in one folder), and the output block after it is what it prints.
+    @Test func expertPlacementExampleRunsAsWritten() throws {
+        let text = try String(contentsOfFile: RepoPaths.path("README.md"), encoding: .utf8)
+        let section = try #require(text.components(separatedBy: "## Expert placement").dropFirst().first?
+            .components(separatedBy: "\n## ").first, "README.md has no 'Expert placement' section")
+        let blocks = section.components(separatedBy: "```")
+        var steps: [(command: [String], output: [String])] = []
+        for i in stride(from: 1, to: blocks.count, by: 2) where blocks[i].hasPrefix("sh") {
+            let command = blocks[i].dropFirst(2).replacingOccurrences(of: "\\\n", with: " ")
+                .split(whereSeparator: \.isWhitespace).map(String.init)
+            let output = i + 2 < blocks.count ? blocks[i + 2].split(separator: "\n", omittingEmptySubsequences: false).map(String.init) : []
+            steps.append((command, output.filter { !$0.isEmpty }))
+        }
+        try #require(steps.map { $0.command.prefix(2).joined(separator: " ") } == ["moec profile", "moec place"], "\(steps)")
+        let dir = TemporaryDirectory()
+        for name in ["graphs", "examples"] {
+            try FileManager.default.createSymbolicLink(atPath: dir.file(name), withDestinationPath: RepoPaths.path(name))
+        }
+        for step in steps {
+            #expect(!step.output.isEmpty, "README shows no output for '\(step.command.joined(separator: " "))'")
+            let r = try Moec.run(Array(step.command.dropFirst()), in: dir.path)
+            expectSuccess(r)
+            let printed = r.stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+            #expect(printed == step.output, "README output of '\(step.command.joined(separator: " "))' differs:\n\(r)")
+        }
+        expectFolder(dir.path, holds: ["graphs", "examples", "stats.json", "placement.json"])
+    }
 }

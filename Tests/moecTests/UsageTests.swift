@@ -8,14 +8,14 @@ import Testing
         for args in [["--help"], ["-h"], ["help"]] {
             let r = try Moec.run(args, in: RepoPaths.root)
             expectSuccess(r)
-            for c in ["compile", "run", "bench"] { #expect(r.stdout.contains("  \(c) "), "\(r)") }
+            for c in ["compile", "run", "bench", "profile", "place"] { #expect(r.stdout.contains("  \(c) "), "\(r)") }
             #expect(r.stdout.contains("EXAMPLES:"), "\(r)")
             #expect(r.stdout.contains("moec compile graphs/mixtral.moe"), "\(r)")
             #expect(r.stdout.contains("moec run "), "\(r)")
         }
     }
 
-    @Test(arguments: ["compile", "run", "bench"])
+    @Test(arguments: ["compile", "run", "bench", "profile", "place"])
     func commandHelpExplainsWithAnExample(_ command: String) throws {
         for args in [[command, "--help"], [command, "-h"], ["help", command], [command, "--help", "--bogus-after-help"]] {
             let r = try Moec.run(args, in: RepoPaths.root)

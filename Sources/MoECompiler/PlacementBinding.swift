@@ -1,0 +1,32 @@
+import MoEBasics
+import MoEIR
+import MoEPlacement
+
+/// A placement file read for a graph: layer `l` of the placement places the experts of the
+/// graph's `l`-th MoE block (`moe_experts` node, in graph order), the same order as the layers of
+/// `"expert_load"` in a statistics file (`RoutingStatistics`) and of `Schedule.lastExpertLoads()`.
+///
+/// This is where a future `--placement FILE.json` option of `run`/`bench` starts: read it with
+/// `PlacementBinding.read(_:for:)`, then hand the placement to the executor.
+public enum PlacementBinding {
+    /// Reads `path` and checks that it fits `graph`: one layer per MoE block, each with the
+    /// block's number of experts. Errors name the file and say what differs.
+    public static func read(_ path: String, for graph: Graph) throws -> ExpertPlacement {
+        let placement: ExpertPlacement
+        do { placement = try ExpertPlacement.read(from: path) } catch { throw DiagnosticError(.error("\(error)")) }
+        if let problem = mismatch(placement, graph) { throw DiagnosticError(.error("\(path): \(problem)")) }
+        return placement
+    }
+
+    /// Why `placement` does not fit `graph`, or nil when it does.
+    public static func mismatch(_ placement: ExpertPlacement, _ graph: Graph) -> String? {
+        let blocks = RouterProbe.find(in: graph)
+        if placement.layers.count != blocks.count {
+            return "the placement has \(placement.layers.count) layer\(placement.layers.count == 1 ? "" : "s") but graph '\(graph.name)' has \(blocks.count) moe block\(blocks.count == 1 ? "" : "s")"
+        }
+        for b in blocks where b.experts != placement.experts {
+            return "the placement places \(placement.experts) experts per layer but moe block '\(b.name)' has \(b.experts)"
+        }
+        return nil
+    }
+}
