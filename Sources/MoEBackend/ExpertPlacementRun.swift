@@ -4,24 +4,29 @@ import MoEPlacement
 /// How the executor follows an expert placement: which worker thread runs which experts is data
 /// (an `ExpertPlacement`, as `moec place` writes it), not code.
 public struct PlacementExecution: Sendable {
-    /// Per MoE layer (in graph order), the experts of each physical slot; slot s lives on worker
-    /// s / slotsPerWorker, and each worker is one thread.
-    public var placement: ExpertPlacement
+    public enum Layout: Sendable {
+        /// Per MoE layer (in graph order), the experts of each physical slot; slot s lives on
+        /// worker s / slotsPerWorker, and each worker is one thread.
+        case placement(ExpertPlacement)
+        /// The naive static split: experts in order, E/W consecutive experts per worker, no
+        /// replicas (the baseline a placement has to beat).
+        case staticSplit(workers: Int)
+    }
+    public var layout: Layout
     /// LLEP-style dynamic mode: per batch, a worker whose tokens exceed `threshold ×` the mean
     /// spills the excess to the least-loaded workers (those holding the expert first). nil: static.
     public var dynamicThreshold: Double?
 
-    public init(placement: ExpertPlacement, dynamicThreshold: Double? = nil) {
-        self.placement = placement
+    public init(_ layout: Layout, dynamicThreshold: Double? = nil) {
+        self.layout = layout
         self.dynamicThreshold = dynamicThreshold
     }
 
-    /// The naive static split: experts in order, E/W consecutive experts per worker, no replicas
-    /// (the baseline a placement has to beat).
-    public static func staticSplit(experts: Int, workers: Int, layers: Int) throws -> PlacementExecution {
-        let p = try ExpertPlacement(workers: workers, experts: experts,
-                                    phy2log: Array(repeating: Array(0..<experts), count: layers))
-        return PlacementExecution(placement: p)
+    public var workers: Int {
+        switch layout {
+        case .placement(let p): return p.workers
+        case .staticSplit(let w): return w
+        }
     }
 }
 
@@ -31,9 +36,17 @@ struct ExpertPlacementRun: Sendable {
     let layer: ExpertPlacement.Layer
     let dynamicThreshold: Double?
 
-    init(_ p: PlacementExecution, layer index: Int) {
-        precondition(index < p.placement.layers.count, "the placement has no layer \(index)")
-        layer = p.placement.layers[index]
+    /// `experts`: the block's expert count. The placement was checked against the graph when
+    /// the model was loaded (`PlacementBinding`), the static split's divisibility too.
+    init(_ p: PlacementExecution, layer index: Int, experts: Int) {
+        switch p.layout {
+        case .placement(let placement):
+            precondition(index < placement.layers.count, "the placement has no layer \(index)")
+            layer = placement.layers[index]
+        case .staticSplit(let workers):
+            // swiftlint:disable:next force_try
+            layer = try! ExpertPlacement(workers: workers, experts: experts, phy2log: [Array(0..<experts)]).layers[0]
+        }
         dynamicThreshold = p.dynamicThreshold
     }
 

@@ -68,7 +68,7 @@ enum PackedExpertsKernel {
         let h = z.hidden, f = z.ffn, fw = matrices.firstWidth
         let firstPanels = matrices.first[0].reduce(0) { $0 + $1.matrix.panels }
         let downPanels = matrices.down[0].panels
-        let placement = s.executable.options.placement.map { ExpertPlacementRun($0, layer: s.moeLayerIndex(i)) }
+        let placement = s.executable.options.placement.map { ExpertPlacementRun($0, layer: s.moeLayerIndex(i), experts: z.experts) }
 
         /// Phase 1 work of thread t: its range of (group, first-layer panel) units.
         @Sendable func firstLayer(_ units: Range<Int>) {

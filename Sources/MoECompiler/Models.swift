@@ -68,6 +68,18 @@ public final class ModelRunner: @unchecked Sendable {
 
     init(plan: Plan, checkpoint: Checkpoint, options: ExecutionOptions, progress: ((Int, Int) -> Void)?, recordRouting: Bool) throws {
         let t0 = Date()
+        switch options.placement?.layout {
+        case .placement(let p)?:
+            if let problem = PlacementBinding.mismatch(p, plan.graph) { throw DiagnosticError(.error("--placement: \(problem)")) }
+        case .staticSplit(let workers)?:
+            for b in RouterProbe.find(in: plan.graph) where b.experts % workers != 0 {
+                throw DiagnosticError(.error("--placement static: moe block '\(b.name)' has \(b.experts) experts, which \(workers) workers cannot share equally"))
+            }
+        case nil: break
+        }
+        if options.placement != nil && !options.backend.isNative {
+            throw DiagnosticError(.error("--placement runs the experts on moec's own kernels; it cannot be combined with MOEC_BLAS=\(ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? "")"))
+        }
         let buffers = try WeightBinding.load(plan.graph, checkpoint, progress: progress)
         self.plan = plan
         routerProbes = RouterProbe.find(in: plan.graph)

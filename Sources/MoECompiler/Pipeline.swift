@@ -8,6 +8,7 @@ public enum Pipeline {
     public static let passes: [any Pass] = [
         ExpertUpcycling(),
         DeadCodeElimination(),
+        ExpertGateUpFusion(),
     ]
 
     #if DEBUG

@@ -44,7 +44,7 @@ public enum Op: String, Hashable, Sendable, CaseIterable {
 
     // Experts.
     case moe_experts            // x[T, H], routing, stacked expert weights (, active[T]) → Σ w·expert(x) : [T, H]
-                                // attrs: experts, kind (swiglu | swiglu_fused | mlp), act, with_active
+                                // attrs: experts, kind (swiglu | swiglu_fused | mlp), act, with_active, fuse_gate_up
     case halt_mask              // h[T, H], delta[T, H] (, active[T]) → 1 where ‖delta‖/‖h‖ ≥ tau and active : [T]
                                 // attrs: tau
 

@@ -8,7 +8,7 @@ enum BenchCommand {
         name: "bench",
         summary: "moec bench: time a plan or graph at several token counts (medians over repeated runs).",
         usage: ["moec bench (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --tokens N[,N...]",
-                "           [--repeat R] [--threads N] [--json]"],
+                "           [--repeat R] [--threads N] [--placement FILE.json|static [--llep T]] [--json]"],
         positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],
         options: ModelSource.options + [
             OptionSpec(names: ["--tokens", "-n"], valueName: "N[,N...]", help: "Token counts to time, e.g. 1,16,128,512."),
@@ -27,6 +27,7 @@ enum BenchCommand {
         examples: [
             "moec bench graphs/mixtral.moe --model ckpt/ --tokens 1,16,128,512",
             "moec bench mixtral.plan.json --tokens 512 --repeat 20 --threads 2 --json",
+            "moec bench graphs/bench/skewed_mixtral.moe --model skewed/ --tokens 512 --placement placement.json --llep 1.1",
         ])
 
     static func run(_ args: [String]) throws -> Int32 {
@@ -53,7 +54,14 @@ enum BenchCommand {
         return withDiagnostics(session) {
             let runner = try ModelSource.runner(a, session: session, options: options)
             let threads = runner.executable.options.threads
-            let backend = "\(runner.executable.options.backend)"
+            var backend = "\(runner.executable.options.backend)"
+            if let p = runner.executable.options.placement {
+                switch p.layout {
+                case .placement: backend += ", experts by placement (\(p.workers) workers)"
+                case .staticSplit(let w): backend += ", experts by static split (\(w) workers)"
+                }
+                if let t = p.dynamicThreshold { backend += String(format: ", LLEP %.2f", t) }
+            }
             let name = runner.graph.name
             for t in tokens { try MemoryCheck.arena(runner.graph, tokens: t, option: "--tokens") }
             if !a.flag("--json") {

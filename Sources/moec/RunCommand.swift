@@ -4,6 +4,7 @@ import MoEBasics
 import MoECompiler
 import MoEIO
 import MoEIR
+import MoEPlacement
 
 /// Options shared by the commands that execute a model: where it comes from and how it runs.
 enum ModelSource {
@@ -12,6 +13,10 @@ enum ModelSource {
                    help: "Checkpoint folder (config.json + safetensors), when running a .moe graph."),
         OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param of a .moe graph. Repeatable.", repeated: true),
         OptionSpec(names: ["--threads", "-t"], valueName: "N", help: "Threads to use (default: all cores)."),
+        OptionSpec(names: ["--placement"], valueName: "FILE.json|static",
+                   help: "Run the experts by an expert placement from 'moec place' (one thread per\nworker), or 'static' for the naive split (E/W consecutive experts per worker)."),
+        OptionSpec(names: ["--llep"], valueName: "T",
+                   help: "With --placement: spill a worker's tokens above T × the mean load to the\nleast-loaded workers, per batch (LLEP; e.g. 1.1)."),
     ]
 
     /// The compiler session for a `.moe` graph, or nil for a plan. Made before any work, so
@@ -36,6 +41,28 @@ enum ModelSource {
         if let t = a.value("--threads") {
             guard let n = Int(t), n >= 1, n <= 1024 else { throw UsageError(message: "--threads expects a positive integer, got '\(t)'", command: command) }
             options.threads = n
+        }
+        if let p = a.value("--placement") {
+            var threshold: Double?
+            if let t = a.value("--llep") {
+                guard let v = Double(t), v >= 1, v.isFinite else { throw UsageError(message: "--llep expects a threshold ≥ 1 (e.g. 1.1), got '\(t)'", command: command) }
+                threshold = v
+            }
+            if p == "static" {
+                guard let t = a.value("--threads"), let w = Int(t) else {
+                    throw UsageError(message: "--placement static needs --threads W (the number of workers)", command: command)
+                }
+                options.placement = PlacementExecution(.staticSplit(workers: w), dynamicThreshold: threshold)
+            } else {
+                try PathCheck.readable(p, what: "a placement file")
+                let placement: ExpertPlacement
+                do { placement = try ExpertPlacement.read(from: p) } catch { throw DiagnosticError(.error("\(error)")) }
+                options.placement = PlacementExecution(.placement(placement), dynamicThreshold: threshold)
+                options.threads = placement.workers
+            }
+            options.backend = .native
+        } else if a.value("--llep") != nil {
+            throw UsageError(message: "--llep applies to --placement", command: command)
         }
         return options
     }
