@@ -26,8 +26,13 @@ public struct MachineModel: Sendable, CustomStringConvertible {
         self.source = source
     }
 
-    /// The model of this machine (measured or from the environment), computed once.
+    /// The model of this machine (measured or from the environment), computed once, when a layer
+    /// big enough to be worth sharing between threads first runs.
     public static let current: MachineModel = fromEnvironment() ?? measure()
+
+    /// Round figures for a recent x86 core, used only to tell whether a layer is big enough to
+    /// need `current` (so small models never pay for the measurement).
+    public static let nominal = MachineModel(flopsPerThread: 50e9, bytesPerSecondPerThread: 12e9, source: "nominal")
 
     /// Seconds one thread spends on an m-row GEMM slice reading `weightFloats` weight values.
     @inline(__always)

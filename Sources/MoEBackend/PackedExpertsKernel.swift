@@ -48,7 +48,6 @@ enum PackedExpertsKernel {
         let act = Op(rawValue: n.attributes.string("act") ?? "relu") ?? .relu
         let matrices = s.executable.expertMatrices[i]!
         let threads = s.executable.options.threads
-        let model = MachineModel.current
         let x = SendablePointer(UnsafePointer(s.floats(n.operands[0])))
         let routing = RoutingBuffer(s.pointer(n.operands[1]), tokens: s.tokens, slots: z.slots)
         let y = SendablePointer(s.floats(ValueID(i)))
@@ -185,9 +184,10 @@ enum PackedExpertsKernel {
             }
             groups.oneGroupPerExpert(starts: starts, experts: z.experts)
             groups.layOut(hidden: h, ffn: f)
-            // Small layers are not worth waking a second thread.
-            let costFirst = groups.totalCost(model: model, panels: firstPanels, k: h)
-            let useThreads = costFirst < 20e-6 ? 1 : min(threads, 64)
+            // Small layers are not worth waking a second thread (nor measuring the machine for).
+            let small = threads == 1 || groups.totalCost(model: .nominal, panels: firstPanels, k: h) < 20e-6
+            let useThreads = small ? 1 : min(threads, 64)
+            let model = small ? MachineModel.nominal : MachineModel.current
             let rowPanels = groups.totalRowPanels
             Parallel.forEachChunk(count: rowPanels, threads: useThreads, packX)
             let firstCuts = SendablePointer(groups.balancedCuts(model: model, panels: firstPanels, k: h, threads: useThreads))
