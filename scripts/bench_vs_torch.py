@@ -122,7 +122,7 @@ def machine(torch):
 
 
 def moec_bench(graph, folder, tokens, threads, binary):
-    cmd = [binary, "bench", os.path.join(REPO, graph), "--model", folder, "--tokens",
+    cmd = [binary, "bench", os.path.join(REPO, graph), "--model", folder, "--set", "layer=0", "--tokens",
            ",".join(map(str, tokens)), "--threads", str(threads), "--json"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:

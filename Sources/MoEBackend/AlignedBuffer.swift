@@ -24,5 +24,16 @@ public final class AlignedBuffer: @unchecked Sendable {
     public var floats: UnsafeMutablePointer<Float> { raw.assumingMemoryBound(to: Float.self) }
     public var floatCount: Int { byteCount / 4 }
 
+    /// Gives the whole pages inside floats `range` back to the system (they read as zeros
+    /// afterwards). For a buffer whose contents were copied elsewhere (weights after packing), so
+    /// that the two copies never coexist in memory in full.
+    public func releasePages(floats range: Range<Int>) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: raw) + range.lowerBound * 4 + page - 1) / page * page
+        let end = (Int(bitPattern: raw) + range.upperBound * 4) / page * page
+        guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(p, end - start, Int32(MADV_DONTNEED))
+    }
+
     deinit { free(raw) }
 }

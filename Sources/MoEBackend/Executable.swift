@@ -42,7 +42,11 @@ public final class Executable: @unchecked Sendable {
 
     /// - Parameters:
     ///   - weights: one f32 buffer per weight-table entry, in the declared shape.
-    public init(graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions()) {
+    ///   - consumeWeights: the caller hands `weights` over and will not read them again, so the
+    ///     pages of weights kept only packed are given back as packing proceeds (peak memory near
+    ///     one copy of the weights instead of two).
+    public init(graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions(),
+                consumeWeights: Bool = false) {
         precondition(weights.count == graph.weights.count)
         self.graph = graph
         self.options = options
@@ -71,7 +75,8 @@ public final class Executable: @unchecked Sendable {
         var experts: [Int: ExpertMatrices] = [:]
         if native {
             for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && ExpertMatrices.expertsAreWeights(n, graph) {
-                experts[i] = ExpertMatrices(node: n, graph: graph, weights: weights, threads: options.threads)
+                experts[i] = ExpertMatrices(node: n, graph: graph, weights: weights, threads: options.threads,
+                                            releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [])
             }
         }
         // Packed copies replace the originals for weights only read as matrices.
@@ -112,6 +117,15 @@ public final class Executable: @unchecked Sendable {
             }
         }
         return true
+    }
+
+    /// Those of `candidates` that exactly one node reads (through exactly one weight node).
+    static func readByOneNode(_ g: Graph, among candidates: Set<Int>) -> Set<Int> {
+        candidates.filter { index in
+            let ids = g.nodes.indices.filter { g.nodes[$0].op == .weight && g.nodes[$0].attributes.int("index") == index }
+            guard ids.count == 1 else { return false }
+            return g.nodes.filter { $0.operands.contains(ValueID(ids[0])) }.count == 1
+        }
     }
 
     /// Weights whose every reader is a `moe_experts` node using them as expert matrices.

@@ -21,17 +21,21 @@ struct ExpertMatrices: @unchecked Sendable {
         return (2..<(n.operands.count - (withActive ? 1 : 0))).allSatisfy { g[n.operands[$0]].op == .weight }
     }
 
-    init(node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int) {
+    /// `releasable`: weight indices no one else reads, whose unpacked pages are given back as soon
+    /// as each expert is packed (so peak memory stays near one copy of the weights).
+    init(node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int, releasable: Set<Int> = []) {
         let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
         let withActive = n.attributes.bool("with_active") ?? false
-        let operandWeights = (2..<(n.operands.count - (withActive ? 1 : 0))).map { i -> (buffer: AlignedBuffer, shape: [Int]) in
+        let operandWeights = (2..<(n.operands.count - (withActive ? 1 : 0))).map { i -> (buffer: AlignedBuffer, shape: [Int], release: Bool) in
             let w = g[n.operands[i]]
             let index = w.attributes.int("index")!
-            return (weights[index], g.weights[index].shape)
+            return (weights[index], g.weights[index].shape, releasable.contains(index))
         }
-        func matrix(_ w: (buffer: AlignedBuffer, shape: [Int]), expert e: Int) -> PackedWeight {
+        func matrix(_ w: (buffer: AlignedBuffer, shape: [Int], release: Bool), expert e: Int) -> PackedWeight {
             let rows = w.shape[1], k = w.shape[2]
-            return PackedWeight(weight: UnsafePointer(w.buffer.floats + e * rows * k), n: rows, k: k, threads: threads)
+            let packed = PackedWeight(weight: UnsafePointer(w.buffer.floats + e * rows * k), n: rows, k: k, threads: threads)
+            if w.release { w.buffer.releasePages(floats: e * rows * k ..< (e + 1) * rows * k) }
+            return packed
         }
         let experts = operandWeights[0].shape[0]
         var first: [[(PackedWeight, Int)]] = []
@@ -46,6 +50,8 @@ struct ExpertMatrices: @unchecked Sendable {
                 if let joined {
                     joined.floats.update(from: gate.buffer.floats + e * f * h, count: f * h)
                     (joined.floats + f * h).update(from: up.buffer.floats + e * f * h, count: f * h)
+                    if gate.release { gate.buffer.releasePages(floats: e * f * h ..< (e + 1) * f * h) }
+                    if up.release { up.buffer.releasePages(floats: e * f * h ..< (e + 1) * f * h) }
                     first.append([(PackedWeight(weight: UnsafePointer(joined.floats), n: 2 * f, k: h, threads: threads), 0)])
                 } else {
                     first.append([(matrix(gate, expert: e), 0), (matrix(up, expert: e), f)])

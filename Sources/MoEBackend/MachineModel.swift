@@ -60,7 +60,7 @@ public struct MachineModel: Sendable, CustomStringConvertible {
         return MachineModel(flopsPerThread: gflops * 1e9, bytesPerSecondPerThread: gbs * 1e9, source: "MOEC_MACHINE")
     }
 
-    /// Times a cache-resident packed GEMM on one thread, and a streaming read of a 64 MiB buffer on
+    /// Times a cache-resident packed GEMM on one thread, and a streaming read of a 32 MiB buffer on
     /// every core at once; best of a few tries each (the machine may be busy).
     static func measure() -> MachineModel {
         let k = 512, n = 512, m = 48
@@ -79,7 +79,7 @@ public struct MachineModel: Sendable, CustomStringConvertible {
         let flops = 2 * Double(m * n * k) / gemm
 
         let cores = max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let perThread = 64 * 1024 * 1024 / 4 / cores
+        let perThread = 32 * 1024 * 1024 / 4 / cores
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: perThread * cores)
         defer { buffer.deallocate() }
         buffer.initialize(repeating: 1, count: perThread * cores)

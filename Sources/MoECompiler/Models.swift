@@ -85,7 +85,7 @@ public final class ModelRunner: @unchecked Sendable {
         routerProbes = RouterProbe.find(in: plan.graph)
         recordsRouting = recordRouting
         let graph = recordRouting ? plan.graph.exposingRouterScores(routerProbes) : plan.graph
-        executable = Executable(graph: graph, weights: buffers, options: options)
+        executable = Executable(graph: graph, weights: buffers, options: options, consumeWeights: true)
         loadSeconds = Date().timeIntervalSince(t0)
     }
 

@@ -46,6 +46,18 @@ final class MappedFile: @unchecked Sendable {
 
     var size: Int { bytes.count }
 
+    /// Drops the whole pages inside `range` from memory (a private read-only file mapping: they
+    /// are read from the file again if touched). Called once a tensor has been copied out, so
+    /// that loading a checkpoint does not keep both the file's pages and the copy resident.
+    func releasePages(_ range: Range<Int>) {
+        guard let base = mapping else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page
+        let end = min(range.upperBound, bytes.count) / page * page
+        guard end > start else { return }
+        _ = madvise(base + start, end - start, Int32(MADV_DONTNEED))
+    }
+
     deinit {
         if let m = mapping { munmap(m, bytes.count) }
     }

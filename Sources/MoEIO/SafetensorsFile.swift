@@ -85,6 +85,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         if t.elementCount == 0 { return }
         TensorConversion.toFloat(t.dtype, from: file.bytes.baseAddress! + t.byteRange.lowerBound,
                                  count: t.elementCount, into: buffer.baseAddress!)
+        file.releasePages(t.byteRange)
     }
 
     /// Calls `body` with the tensor's bytes seen as `Float`s in place, without copying, when the
