@@ -39,6 +39,45 @@ enum MoEExpertsKernel {
         return blasStep(s, n, i)
     }
 
+    /// The token permutation shared by both paths: a counting sort of the (token, slot) pairs by
+    /// expert. Afterwards expert e's rows are `starts[e] ..< starts[e + 1]`, `perm`/`permWeight`
+    /// hold each row's token and routing weight, `rowOf` (when given) each pair's row or -1, and
+    /// `loads` the rows per expert. Pairs of inactive tokens and dropped slots (-1) get no row.
+    /// Returns the number of rows. `counts` (E + 1 values) is scratch.
+    static func permute(_ routing: RoutingBuffer, sizes z: Sizes, active: UnsafePointer<Float>?,
+                        counts: UnsafeMutablePointer<Int32>, starts: UnsafeMutablePointer<Int32>,
+                        perm: UnsafeMutablePointer<Int32>, permWeight: UnsafeMutablePointer<Float>,
+                        rowOf: UnsafeMutablePointer<Int32>?, loads: UnsafeMutablePointer<Int32>) -> Int {
+        counts.initialize(repeating: 0, count: z.experts + 1)
+        for p in 0..<z.pairs {
+            if let active, active[p / z.slots] == 0 { continue }
+            let e = routing.experts[p]
+            if e >= 0 { counts[Int(e)] += 1 }
+        }
+        var total: Int32 = 0
+        for e in 0..<z.experts {
+            starts[e] = total
+            total += counts[e]
+        }
+        starts[z.experts] = total
+        loads.update(from: counts, count: z.experts)
+        for e in 0..<z.experts { counts[e] = starts[e] }   // reuse as fill cursors
+        for t in 0..<z.tokens {
+            let inactive = active.map { $0[t] == 0 } ?? false
+            for slot in 0..<z.slots {
+                let p = t * z.slots + slot
+                let e = routing.experts[p]
+                guard e >= 0, !inactive else { rowOf?[p] = -1; continue }
+                let row = Int(counts[Int(e)])
+                counts[Int(e)] += 1
+                perm[row] = Int32(t)
+                permWeight[row] = routing.weights[p]
+                rowOf?[p] = Int32(row)
+            }
+        }
+        return Int(total)
+    }
+
     /// One BLAS call per expert and projection (BLAS threads inside each call).
     static func blasStep(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
         let g = s.executable.graph
@@ -65,33 +104,10 @@ enum MoEExpertsKernel {
 
         return {
             // 1. Counting sort of (token, slot) pairs by expert.
-            counts.initialize(repeating: 0, count: z.experts + 1)
-            for p in 0..<z.pairs {
-                if let active, active[p / z.slots] == 0 { continue }
-                let e = routing.experts[p]
-                if e >= 0 { counts[Int(e)] += 1 }
-            }
-            var total: Int32 = 0
-            for e in 0..<z.experts {
-                starts[e] = total
-                total += counts[e]
-            }
-            starts[z.experts] = total
-            loads.update(from: counts, count: z.experts)
-            for e in 0..<z.experts { counts[e] = starts[e] }   // reuse as fill cursors
-            for t in 0..<z.tokens {
-                if let active, active[t] == 0 { continue }
-                for slot in 0..<z.slots {
-                    let e = routing.experts[t * z.slots + slot]
-                    guard e >= 0 else { continue }
-                    let row = Int(counts[Int(e)])
-                    counts[Int(e)] += 1
-                    perm[row] = Int32(t)
-                    permWeight[row] = routing.weights[t * z.slots + slot]
-                }
-            }
+            let total = permute(routing, sizes: z, active: active, counts: counts, starts: starts, perm: perm,
+                                permWeight: permWeight, rowOf: nil, loads: loads)
             // 2. Gather.
-            let rows = Int(total)
+            let rows = total
             for r in 0..<rows {
                 (xs + r * h).update(from: x + Int(perm[r]) * h, count: h)
             }

@@ -58,7 +58,7 @@ enum PackedExpertsKernel {
         let perm = SendablePointer(s.scratch(i, 1).assumingMemoryBound(to: Int32.self))
         let permWeight = SendablePointer(s.scratch(i, 2).assumingMemoryBound(to: Float.self))
         let rowOf = SendablePointer(s.scratch(i, 3).assumingMemoryBound(to: Int32.self))
-        let groups = GroupTable(s.scratch(i, 4), capacity: maxGroups(experts: z.experts), threads: threads)
+        let groups = GroupTable(s.scratch(i, 4), capacity: maxGroups(experts: z.experts))
         let packedX = SendablePointer(s.scratch(i, 5).assumingMemoryBound(to: Float.self))
         let hidden = SendablePointer(s.scratch(i, 6).assumingMemoryBound(to: Float.self))
         let packedH = SendablePointer(s.scratch(i, 7).assumingMemoryBound(to: Float.self))
@@ -137,34 +137,9 @@ enum PackedExpertsKernel {
         }
 
         return {
-            // Counting sort of (token, slot) pairs by expert.
-            counts.initialize(repeating: 0, count: z.experts + 1)
-            for p in 0..<z.pairs {
-                if let active, active[p / z.slots] == 0 { continue }
-                let e = routing.experts[p]
-                if e >= 0 { counts[Int(e)] += 1 }
-            }
-            var total: Int32 = 0
-            for e in 0..<z.experts {
-                starts[e] = total
-                total += counts[e]
-            }
-            starts[z.experts] = total
-            loads.update(from: counts, count: z.experts)
-            for e in 0..<z.experts { counts[e] = starts[e] }   // reuse as fill cursors
-            for t in 0..<z.tokens {
-                let inactive = active.map { $0[t] == 0 } ?? false
-                for slot in 0..<z.slots {
-                    let p = t * z.slots + slot
-                    let e = routing.experts[p]
-                    guard e >= 0, !inactive else { rowOf.pointer[p] = -1; continue }
-                    let row = Int(counts[Int(e)])
-                    counts[Int(e)] += 1
-                    perm.pointer[row] = Int32(t)
-                    permWeight.pointer[row] = routing.weights[p]
-                    rowOf.pointer[p] = Int32(row)
-                }
-            }
+            _ = MoEExpertsKernel.permute(routing, sizes: z, active: active, counts: counts, starts: starts,
+                                         perm: perm.pointer, permWeight: permWeight.pointer, rowOf: rowOf.pointer,
+                                         loads: loads)
             if let placement {
                 placement.makeGroups(groups, starts: starts, experts: z.experts)
                 groups.layOut(hidden: h, ffn: f)
@@ -213,19 +188,17 @@ struct GroupTable: @unchecked Sendable {
     let base: UnsafeMutablePointer<Int>
     let capacity: Int
     let cutsBase: UnsafeMutablePointer<Int>
-    let threads: Int
     private let countPointer: UnsafeMutablePointer<Int>
 
     static let fields = 8
     static func bytes(groups: Int) -> Int { (groups * fields + 1 + 2 * 65) * 8 }
 
-    init(_ raw: UnsafeMutableRawPointer, capacity: Int, threads: Int) {
+    init(_ raw: UnsafeMutableRawPointer, capacity: Int) {
         let p = raw.assumingMemoryBound(to: Int.self)
         countPointer = p
         base = p + 1
         self.capacity = capacity
         cutsBase = base + capacity * Self.fields
-        self.threads = min(threads, 64)
     }
 
     var count: Int { countPointer.pointee }
