@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "MoEBackendTests",
                     dependencies: ["MoEBackend", "MoEIR", "MoEIO", "MoEKernels", "MoECompiler", "MoETestSupport"]),
         .testTarget(name: "MoEPlacementTests", dependencies: ["MoEPlacement", "MoETestSupport"]),
-        .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoEPlacement", "MoETestSupport"], exclude: ["Diagnostics"]),
+        .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoEPlacement", "MoETestSupport"], exclude: ["Diagnostics", "Golden"]),
         .testTarget(name: "moecTests", dependencies: ["MoEIO", "MoETestSupport"]),
     ]
 )

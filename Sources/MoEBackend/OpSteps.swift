@@ -86,6 +86,8 @@ extension Schedule {
 
         case .topk:
             return RoutingSteps.topk(self, n, i)
+        case .fused_router:
+            return RoutingSteps.fusedRouter(self, n, i)
         case .threshold, .top_p, .stat_topk, .nonzero, .dense_route:
             return SelectionSteps.variableK(self, n, i)
         case .expert_choice:

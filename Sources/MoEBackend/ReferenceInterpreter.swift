@@ -154,6 +154,27 @@ public struct ReferenceInterpreter {
             if a.bool("with_by") == true { by = tensor(next) }
             return .routing(Self.topk(scores: s, bias: bias, by: by, attributes: a))
 
+        case .fused_router:
+            // By definition the chain `RouterFusion` replaced, each part evaluated as its own op.
+            var vs = values
+            func then(_ op: Op, _ operands: [ValueID], _ attrs: Attributes = [:]) throws -> ValueID {
+                let v = try evaluate(Node(op: op, operands: operands, attributes: attrs, type: n.type), values: vs, inputs: inputs, tokens: tokens)
+                vs.append(v)
+                return ValueID(vs.count - 1)
+            }
+            var scores = n.operands[0]
+            if let score = a.string("score"), score != "identity" { scores = try then(Op(rawValue: score)!, [scores]) }
+            var selection = a
+            for key in ["score", "normalize", "eps", "scale"] { selection[key] = nil }
+            var r = try then(.topk, [scores] + n.operands.dropFirst(), selection)
+            switch a.string("normalize") {
+            case "sum"?: r = try then(.route_renormalize, [r], ["eps": .float(a.float("eps") ?? 0)])
+            case "softmax"?: r = try then(.route_softmax, [r])
+            default: break
+            }
+            if let f = a.float("scale") { r = try then(.route_scale, [r], ["factor": .float(f)]) }
+            return vs[r.index]!
+
         case .threshold, .top_p, .stat_topk, .dense_route, .nonzero:
             return .routing(Self.select(n.op, scores: tensor(0), attributes: a))
 

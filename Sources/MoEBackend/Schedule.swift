@@ -141,6 +141,10 @@ public final class Schedule: @unchecked Sendable {
         case .topk:
             let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
             return [e * 8 + 64]
+        case .fused_router:
+            // Scores, choice scores and flags: E floats each (group scores fit in the flags).
+            let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
+            return [e * 12 + 64]
         case .route_capacity:
             return [g[n.operands[0]].type.routing!.experts * 4]
         case .threshold, .top_p, .stat_topk, .nonzero, .dense_route, .within, .expert_choice:

@@ -7,6 +7,7 @@ import MoEPasses
 public enum Pipeline {
     public static let passes: [any Pass] = [
         ExpertUpcycling(),
+        RouterFusion(),
         DeadCodeElimination(),
         ExpertGateUpFusion(),
     ]
@@ -19,9 +20,12 @@ public enum Pipeline {
 
     /// Runs every pass; with `verifyEachPass`, the verifier checks the graph after each one and
     /// a failure names the pass that broke it.
-    public static func run(_ graph: Graph, verifyEachPass: Bool) throws -> Graph {
+    /// The passes' names, in order.
+    public static var names: [String] { passes.map { type(of: $0).name } }
+
+    public static func run(_ graph: Graph, verifyEachPass: Bool, disabled: Set<String> = []) throws -> Graph {
         var g = graph
-        for pass in passes {
+        for pass in passes where !disabled.contains(type(of: pass).name) {
             g = try pass.run(g)
             if verifyEachPass {
                 let problems = Verifier.verify(g)

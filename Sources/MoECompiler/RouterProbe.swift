@@ -23,6 +23,8 @@ public struct RouterProbe: Sendable, Equatable {
     public enum Distribution: String, Sendable {
         case scoresOverSum = "scores / sum"
         case softmaxOfScores = "softmax(scores)"
+        /// A fused sigmoid router: its logits are read, so the sigmoid is applied when measuring.
+        case sigmoidOverSum = "sigmoid(scores) / sum"
     }
 
     /// The `moe_experts` node.
@@ -72,6 +74,12 @@ public struct RouterProbe: Sendable, Equatable {
                    ![.weight, .constant].contains(g[s].op) {
                     probe.scores = s
                     probe.distribution = nonNegativeOps.contains(g[s].op) ? .scoresOverSum : .softmaxOfScores
+                    // A fused router reads logits and applies its score function itself.
+                    switch g[selection].op == .fused_router ? g[selection].attributes.string("score") : nil {
+                    case "softmax"?: probe.distribution = .softmaxOfScores
+                    case "sigmoid"?: probe.distribution = .sigmoidOverSum
+                    default: break
+                    }
                 } else {
                     probe.unavailable = "the router's scores are not a [tokens, \(experts)] tensor"
                 }
@@ -81,6 +89,14 @@ public struct RouterProbe: Sendable, Equatable {
             probes.append(probe)
         }
         return probes
+    }
+
+    /// The op that made the router scores (`softmax`, `sigmoid`, `linear`, …), for reports; for a
+    /// fused router, its score function.
+    public func scoresFrom(_ g: Graph) -> String? {
+        guard let s = scores else { return nil }
+        if g[selection].op == .fused_router, let score = g[selection].attributes.string("score"), score != "identity" { return score }
+        return g[s].op.rawValue
     }
 
     /// Ops whose output is never negative.

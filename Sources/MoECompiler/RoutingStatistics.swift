@@ -90,7 +90,7 @@ public struct RoutingStatistics: Sendable {
 
     public init(graph g: Graph, probes: [RouterProbe]) {
         graph = g.name
-        layers = probes.map { Layer(probe: $0, scoresFrom: $0.scores.map { g[$0].op.rawValue }) }
+        layers = probes.map { Layer(probe: $0, scoresFrom: $0.scoresFrom(g)) }
     }
 
     /// Adds one run of `tokens` tokens: `loads` as `Schedule.lastExpertLoads()` returns them, and
@@ -197,6 +197,12 @@ extension RoutingStatistics.Layer {
             for (i, s) in zip(p.indices, row) {
                 guard !s.isNaN else { return false }
                 p[i] = max(Double(s), 0)
+                sum += p[i]
+            }
+        case .sigmoidOverSum:
+            for (i, s) in zip(p.indices, row) {
+                guard !s.isNaN else { return false }
+                p[i] = 1 / (1 + exp(-Double(s)))
                 sum += p[i]
             }
         case .softmaxOfScores:

@@ -12,13 +12,16 @@ public struct CompileOptions: Sendable {
     public var overrides: [(name: String, value: String)]
     /// Run the verifier after every pass (always on in debug builds and tests).
     public var verifyEachPass: Bool
+    /// Passes to leave out (by `Pass.name`), to see or measure what one pass does.
+    public var disabledPasses: Set<String>
 
     public init(graphPath: String, modelDirectory: String? = nil, overrides: [(name: String, value: String)] = [],
-                verifyEachPass: Bool = false) {
+                verifyEachPass: Bool = false, disabledPasses: Set<String> = []) {
         self.graphPath = graphPath
         self.modelDirectory = modelDirectory
         self.overrides = overrides
         self.verifyEachPass = verifyEachPass
+        self.disabledPasses = disabledPasses
     }
 }
 
@@ -92,7 +95,8 @@ public final class CompilerSession {
     /// Runs the optimisation pipeline.
     public func optimize() throws -> Graph {
         if let g = cachedOptimized { return g }
-        let g = try Pipeline.run(try lower(), verifyEachPass: options.verifyEachPass || Pipeline.verifyByDefault)
+        let g = try Pipeline.run(try lower(), verifyEachPass: options.verifyEachPass || Pipeline.verifyByDefault,
+                                 disabled: options.disabledPasses)
         cachedOptimized = g
         return g
     }

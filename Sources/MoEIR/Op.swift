@@ -36,6 +36,9 @@ public enum Op: String, Hashable, Sendable, CaseIterable {
     case nonzero                // weights[T, E] → the experts with non-zero weight; attrs: max_k
     case hash_route             // ids i32[T] → one expert per token id; attrs: experts, method, seed
     case within                 // outer routing over G groups, inner scores[T, G·S] → routing over G·S; attrs: k
+    case fused_router           // logits[T, E] (, bias[E]) → routing: score function, top-k and weight stages in one
+                                // pass per token (made by the router-fusion pass; see `RouterFusion`)
+                                // attrs: score (softmax | sigmoid | identity), the topk attrs, normalize (sum | softmax), eps, scale
     case route_renormalize      // weights / their sum; attrs: eps
     case route_softmax          // softmax over each token's chosen scores (all −∞ → zeros)
     case route_scale            // weights · factor; attrs: factor
@@ -53,7 +56,7 @@ public enum Op: String, Hashable, Sendable, CaseIterable {
     public var isElementwiseUnary: Bool { [.silu, .gelu, .gelu_tanh, .relu, .sigmoid, .tanh, .exp, .sqrt, .neg].contains(self) }
     /// Ops that turn scores into a routing.
     public var isSelection: Bool {
-        [.topk, .threshold, .top_p, .stat_topk, .expert_choice, .dense_route, .nonzero, .hash_route, .within].contains(self)
+        [.topk, .fused_router, .threshold, .top_p, .stat_topk, .expert_choice, .dense_route, .nonzero, .hash_route, .within].contains(self)
     }
     public var isRouting: Bool { isSelection || [.route_renormalize, .route_softmax, .route_scale, .route_sqrt, .route_capacity].contains(self) }
 }

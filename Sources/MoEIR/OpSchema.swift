@@ -142,6 +142,19 @@ public enum OpSchema {
             }
             return .routing(RoutingType(slots: k, experts: e))
 
+        case .fused_router:
+            // The top-k rules on the logits, plus the fused stages.
+            guard attrs.bool("with_by") != true, attrs["force"] == nil, attrs["disable"] == nil else {
+                throw TypeRuleError("fused_router does not take by:, force or disable")
+            }
+            guard let score = attrs.string("score"), ["softmax", "sigmoid", "identity"].contains(score) else {
+                throw TypeRuleError("fused_router needs score = softmax, sigmoid or identity")
+            }
+            if let normalize = attrs.string("normalize"), !["sum", "softmax"].contains(normalize) {
+                throw TypeRuleError("fused_router normalize must be sum or softmax, got \(normalize)")
+            }
+            return try resultType(.topk, operands, attrs)
+
         case .threshold, .top_p, .stat_topk, .dense_route, .nonzero:
             try arity(op, operands, 1...1)
             let (_, e) = try scores(operands[0], op.rawValue)

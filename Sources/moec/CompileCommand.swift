@@ -16,6 +16,8 @@ enum CompileCommand {
             OptionSpec(names: ["--emit"], valueName: "STAGE",
                        help: "Print a stage instead of writing a plan: ast, ir, ir-opt or plan."),
             OptionSpec(names: ["--verify-each-pass"], valueName: nil, help: "Run the IR verifier after every pass."),
+            OptionSpec(names: ["--disable-pass"], valueName: "NAME",
+                       help: "Leave one optimisation pass out (repeatable), to see or measure what it does:\n" + Pipeline.names.joined(separator: ", ") + ".", repeated: true),
         ],
         details: """
         Stages: 'ast' is the parsed source, printed back in canonical form; 'ir' the typed,
@@ -34,9 +36,13 @@ enum CompileCommand {
         guard a.positionals.count == 1 else {
             throw UsageError(message: a.positionals.isEmpty ? "missing GRAPH.moe" : "expected one graph, got \(a.positionals.count): \(a.positionals.joined(separator: " "))", command: "compile")
         }
+        let disabled = a.all("--disable-pass")
+        for name in disabled where !Pipeline.names.contains(name) {
+            throw UsageError(message: "unknown pass '\(name)' for --disable-pass (passes: \(Pipeline.names.joined(separator: ", ")))", command: "compile")
+        }
         let options = CompileOptions(graphPath: a.positionals[0], modelDirectory: a.value("--model"),
                                      overrides: try parseAssignments(a.all("--set"), option: "--set", command: "compile"),
-                                     verifyEachPass: a.flag("--verify-each-pass"))
+                                     verifyEachPass: a.flag("--verify-each-pass"), disabledPasses: Set(disabled))
         var stage: Stage?
         if let name = a.value("--emit") {
             guard let s = Stage(rawValue: name) else {

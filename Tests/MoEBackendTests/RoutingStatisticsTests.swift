@@ -69,13 +69,14 @@ import Testing
         func probe(_ file: String) throws -> (RouterProbe, String?) {
             let m = try Self.model(file)
             let p = try #require(RouterProbe.find(in: m.graph).first)
-            return (p, p.scores.map { m.graph[$0].op.rawValue })
+            return (p, p.scoresFrom(m.graph))
         }
+        // Routers are fused (see `RouterFusion`): the probe reads the logits and applies the score function.
         let mixtral = try probe("mixtral.moe")
-        #expect(mixtral.0.distribution == .scoresOverSum && mixtral.1 == "softmax" && mixtral.0.slots == 2)
+        #expect(mixtral.0.distribution == .softmaxOfScores && mixtral.1 == "softmax" && mixtral.0.slots == 2)
         // DeepSeek: sigmoid gates, normalised to sum 1; the selection bias is not part of them.
         let deepseek = try probe("deepseek_v3.moe")
-        #expect(deepseek.0.distribution == .scoresOverSum && deepseek.1 == "sigmoid")
+        #expect(deepseek.0.distribution == .sigmoidOverSum && deepseek.1 == "sigmoid")
         // top-k on raw logits, softmax after: the probabilities are softmax(logits).
         let topkSoftmax = try probe("mechanisms/topk_softmax.moe")
         #expect(topkSoftmax.0.distribution == .softmaxOfScores && topkSoftmax.1 == "linear")

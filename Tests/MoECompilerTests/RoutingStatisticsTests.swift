@@ -77,7 +77,9 @@ import Testing
             #expect(abs(layer.margin! - want.margin) < 1e-5, "margin \(layer.margin!) vs \(want.margin)")
             #expect(abs(layer.auxLoss! - want.auxLoss) < 1e-5)
             #expect(abs(layer.imbalance! - Double(want.load.max()!) / 4) < 1e-12)
-            #expect(layer.probe.distribution == .scoresOverSum && layer.scoresFrom == "softmax")
+            // The router is fused (softmax, top-k and renormalize in one step): the probe reads the
+            // logits and applies the softmax itself.
+            #expect(layer.probe.distribution == .softmaxOfScores && layer.scoresFrom == "softmax")
         }
     }
 
