@@ -55,6 +55,10 @@ let package = Package(
         .target(name: "MoECompiler",
                 dependencies: ["MoEBasics", "MoESyntax", "MoEIR", "MoEPasses", "MoEIO", "MoEBackend", "MoEPlacement"]),
         .executableTarget(name: "moec", dependencies: ["MoECompiler", "MoEPlacement"]),
+        // Counts heap allocations in a schedule's steady state (the executor must make none).
+        .target(name: "MoEAllocationCounter", path: "Benchmarks/AllocationCounter"),
+        .executableTarget(name: "moec-alloc-check", dependencies: ["MoECompiler", "MoEKernels", "MoEAllocationCounter"],
+                          path: "Benchmarks/AllocationCheck", swiftSettings: release),
 
         // Tests, laid out like the pipeline.
         .target(name: "MoETestSupport", dependencies: ["MoEBasics"], path: "Tests/MoETestSupport"),

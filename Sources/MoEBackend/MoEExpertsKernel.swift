@@ -129,7 +129,7 @@ enum MoEExpertsKernel {
                     backend.linear(he, m: m, ldx: 2 * f, weights[1][e], ys + begin * h, ldy: h, accumulate: false, threads: threads)
                 case .mlp:
                     backend.linear(xe, m: m, ldx: h, weights[0][e], he, ldy: f, accumulate: false, threads: threads)
-                    Schedule.unaryStep(act, he, he, count: m * f)()
+                    Schedule.applyUnary(act, he, he, count: m * f)
                     backend.linear(he, m: m, ldx: f, weights[1][e], ys + begin * h, ldy: h, accumulate: false, threads: threads)
                 }
             }

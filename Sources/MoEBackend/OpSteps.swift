@@ -24,8 +24,9 @@ extension Schedule {
             let y = floats(ValueID(i))
             let m = rowsOf(g[n.operands[0]].tensorType!)
             let bias = n.operands.count == 3 ? UnsafePointer(floats(n.operands[2])) : nil
+            let pack = scratch(i, 0).assumingMemoryBound(to: Float.self)
             return {
-                backend.linear(x, m: m, ldx: w.k, w, y, ldy: w.n, accumulate: false, threads: threads)
+                backend.linear(x, m: m, ldx: w.k, w, y, ldy: w.n, accumulate: false, threads: threads, packBuffer: pack)
                 if let bias { for r in 0..<m { Kernels.add(y + r * w.n, bias, y + r * w.n, count: w.n) } }
             }
 
@@ -65,23 +66,25 @@ extension Schedule {
             let x = UnsafePointer(floats(n.operands[0])), y = floats(ValueID(i))
             let rows = rowsOf(xt), h = xt.last!.fixedValue!
             let hidden = scratch(i, 0).assumingMemoryBound(to: Float.self)
+            let pack = scratch(i, 1).assumingMemoryBound(to: Float.self)
             if n.op == .swiglu {
                 let wg = matrices(n.operands[1])[0], wu = matrices(n.operands[2])[0], wd = matrices(n.operands[3])[0]
                 let f = wg.n
                 return {
-                    backend.linear(x, m: rows, ldx: h, wg, hidden, ldy: 2 * f, accumulate: false, threads: threads)
-                    backend.linear(x, m: rows, ldx: h, wu, hidden + f, ldy: 2 * f, accumulate: false, threads: threads)
+                    backend.linear(x, m: rows, ldx: h, wg, hidden, ldy: 2 * f, accumulate: false, threads: threads, packBuffer: pack)
+                    backend.linear(x, m: rows, ldx: h, wu, hidden + f, ldy: 2 * f, accumulate: false, threads: threads, packBuffer: pack)
                     Kernels.swiglu(hidden, hidden, rows: rows, f: f, ldOut: 2 * f)
-                    backend.linear(hidden, m: rows, ldx: 2 * f, wd, y, ldy: h, accumulate: false, threads: threads)
+                    backend.linear(hidden, m: rows, ldx: 2 * f, wd, y, ldy: h, accumulate: false, threads: threads, packBuffer: pack)
                 }
             }
             let wu = matrices(n.operands[1])[0], wd = matrices(n.operands[2])[0]
             let f = wu.n
             let act = Op(rawValue: a.string("act") ?? "relu") ?? .relu
+            let activation = Schedule.unaryStep(act, hidden, hidden, count: rows * f)
             return {
-                backend.linear(x, m: rows, ldx: h, wu, hidden, ldy: f, accumulate: false, threads: threads)
-                Schedule.unaryStep(act, hidden, hidden, count: rows * f)()
-                backend.linear(hidden, m: rows, ldx: f, wd, y, ldy: h, accumulate: false, threads: threads)
+                backend.linear(x, m: rows, ldx: h, wu, hidden, ldy: f, accumulate: false, threads: threads, packBuffer: pack)
+                activation()
+                backend.linear(hidden, m: rows, ldx: f, wd, y, ldy: h, accumulate: false, threads: threads, packBuffer: pack)
             }
 
         case .topk:
@@ -114,16 +117,22 @@ extension Schedule {
     }
 
     static func unaryStep(_ op: Op, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) -> () -> Void {
+        precondition(op.isElementwiseUnary, "\(op) is not unary")
+        return { applyUnary(op, x, y, count: count) }
+    }
+
+    /// `y = op(x)` element-wise, called directly (no closure is built: steps call it per run).
+    static func applyUnary(_ op: Op, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int) {
         switch op {
-        case .silu: return { Kernels.silu(x, y, count: count) }
-        case .gelu: return { Kernels.gelu(x, y, count: count) }
-        case .gelu_tanh: return { Kernels.geluTanh(x, y, count: count) }
-        case .relu: return { Kernels.relu(x, y, count: count) }
-        case .sigmoid: return { Kernels.sigmoid(x, y, count: count) }
-        case .exp: return { Kernels.exp(x, y, count: count) }
-        case .tanh: return { for j in 0..<count { y[j] = Foundation.tanh(x[j]) } }
-        case .sqrt: return { for j in 0..<count { y[j] = x[j].squareRoot() } }
-        case .neg: return { Kernels.scale(alpha: -1, x, y, count: count) }
+        case .silu: Kernels.silu(x, y, count: count)
+        case .gelu: Kernels.gelu(x, y, count: count)
+        case .gelu_tanh: Kernels.geluTanh(x, y, count: count)
+        case .relu: Kernels.relu(x, y, count: count)
+        case .sigmoid: Kernels.sigmoid(x, y, count: count)
+        case .exp: Kernels.exp(x, y, count: count)
+        case .tanh: for j in 0..<count { y[j] = Foundation.tanh(x[j]) }
+        case .sqrt: for j in 0..<count { y[j] = x[j].squareRoot() }
+        case .neg: Kernels.scale(alpha: -1, x, y, count: count)
         default: preconditionFailure("\(op) is not unary")
         }
     }

@@ -112,7 +112,7 @@ enum PackedExpertsKernel {
                 case .swiglu, .swiglu_fused:
                     Kernels.swiglu(rowsHere, rowsHere, rows: r1 - r0, f: f, ldIn: fw, ldOut: fw)
                 case .mlp:
-                    Schedule.unaryStep(act, rowsHere, rowsHere, count: (r1 - r0) * fw)()
+                    Schedule.applyUnary(act, rowsHere, rowsHere, count: (r1 - r0) * fw)
                 }
                 PackedRows.pack(hidden.pointer + begin * fw, ld: fw, scale: permWeight.pointer + begin, m: m, k: f,
                                 into: packedH.pointer + groups.offsetH(gi), panels: panels)

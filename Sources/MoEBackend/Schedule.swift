@@ -133,11 +133,17 @@ public final class Schedule: @unchecked Sendable {
     /// Temporary buffers a step needs while it runs.
     static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) -> [Int] {
         switch n.op {
+        case .linear:
+            // The native kernels pack x here (see `MatMulBackend.linear`).
+            guard let x = g[n.operands[0]].tensorType, let k = x.last?.fixedValue else { return [] }
+            let rows = max(x.elementCount(tokens: tokens) / max(k, 1), 1)
+            return [Kernels.packedOperandBytes(m: rows, k: k)]
         case .swiglu, .mlp:
-            guard let x = g[n.operands[0]].tensorType else { return [] }
-            let rows = max(x.elementCount(tokens: tokens) / max(x.last?.fixedValue ?? 1, 1), 1)
+            // The hidden activations, and where the native kernels pack each GEMM's left operand.
+            guard let x = g[n.operands[0]].tensorType, let h = x.last?.fixedValue else { return [] }
+            let rows = max(x.elementCount(tokens: tokens) / max(h, 1), 1)
             let f = g[n.operands[1]].tensorType!.shape[0].fixedValue!
-            return [rows * 2 * f * 4]
+            return [rows * 2 * f * 4, Kernels.packedOperandBytes(m: rows, k: max(h, f))]
         case .topk:
             let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
             return [e * 8 + 64]
@@ -209,6 +215,11 @@ public final class Schedule: @unchecked Sendable {
     /// Runs every step in order (with BLAS at the executable's thread count).
     public func execute() {
         executable.withBLASThreads { for s in steps { s.run() } }
+    }
+
+    /// Runs one step alone (BLAS threads as the executable's), for tools that look at steps.
+    public func execute(step i: Int) {
+        executable.withBLASThreads { steps[i].run() }
     }
 
     /// Runs every step, timing each; returns seconds per step.

@@ -31,14 +31,20 @@ extension Kernels {
     ///   results do not depend on `threads`, nor on M (a row's result is the same in any batch).
     public static func gemm(_ x: UnsafePointer<Float>, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>,
                             m: Int, ldx: Int? = nil, ldy: Int? = nil, accumulate: Bool = false,
-                            threads: Int = 1, isa: ISA = .best) {
+                            threads: Int = 1, isa: ISA = .best, packBuffer: UnsafeMutablePointer<Float>? = nil) {
         let k = w.k, n = w.n
         let ldx = ldx ?? k, ldy = ldy ?? n
         precondition(ldx >= k && ldy >= n, "gemm: leading dimensions too small")
         guard m > 0 else { return }
-        let packedA = PackedA(m: m, k: k)
+        let packedA = PackedA(m: m, k: k, buffer: packBuffer)
+        defer { if packBuffer == nil { packedA.data.deallocate() } }
         packedA.fill(from: x, strideM: ldx, strideK: 1, alpha: 1, threads: threads)
         runPacked(packedA, w, y, ldy: ldy, accumulate: accumulate, threads: threads, isa: isa)
+    }
+
+    /// Bytes of the buffer `gemm(…, packBuffer:)` packs an m×k operand into.
+    public static func packedOperandBytes(m: Int, k: Int) -> Int {
+        (m + GemmBlocking.mr - 1) / GemmBlocking.mr * GemmBlocking.mr * k * 4
     }
 
     /// `y[i, :] (+)= x[rows[i], :] · Wᵀ` for i < m: the MoE expert GEMM on the tokens routed to
@@ -53,6 +59,7 @@ extension Kernels {
         precondition(ldx >= k && ldy >= n, "gemm: leading dimensions too small")
         guard m > 0 else { return }
         let packedA = PackedA(m: m, k: k)
+        defer { packedA.data.deallocate() }
         packedA.fill(from: x, strideM: ldx, strideK: 1, alpha: 1, rows: rows, threads: threads)
         runPacked(packedA, w, y, ldy: ldy, accumulate: accumulate, threads: threads, isa: isa)
     }
@@ -83,22 +90,23 @@ extension Kernels {
 
 /// x (or op(A)) copied into row panels of `GemmBlocking.mr` rows, K-blocked by `GemmBlocking.kc`:
 /// block `b` (length kc) starts at `b*KC*mPanels*6`; inside it, panel `i` starts at `i*kc*6` and
-/// holds kc steps of 6 floats (rows past M are zero). Owned scratch memory, freed on deinit.
+/// holds kc steps of 6 floats (rows past M are zero). A view of memory it does not own: a caller's
+/// buffer, or one allocated by `init(m:k:)` that the caller deallocates (a struct, so that packing
+/// into a caller's buffer allocates nothing).
 /// `@unchecked Sendable`: threads packing it write disjoint row panels; afterwards it is only read.
-final class PackedA: @unchecked Sendable {
+struct PackedA: @unchecked Sendable {
     let m: Int, k: Int, mPanels: Int
     let data: UnsafeMutablePointer<Float>
 
-    init(m: Int, k: Int) {
+    /// Over `buffer` (at least `Kernels.packedOperandBytes(m:k:)`), or newly allocated when nil.
+    init(m: Int, k: Int, buffer: UnsafeMutablePointer<Float>? = nil) {
         self.m = m
         self.k = k
         mPanels = (m + GemmBlocking.mr - 1) / GemmBlocking.mr
         let count = mPanels * GemmBlocking.mr * k
-        data = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+        data = buffer ?? UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
             .bindMemory(to: Float.self, capacity: count)
     }
-
-    deinit { data.deallocate() }
 
     /// Element (i, k) of the source is `src[r(i)*strideM + k*strideK]`, multiplied by `alpha`,
     /// where r(i) = `rows[i]` when `rows` is given (a gather), else i.

@@ -24,6 +24,7 @@ extension Kernels {
         let packedB = PackedWeight(n: n, k: k)
         packedB.fill(from: b, strideN: transB ? ldb : 1, strideK: transB ? 1 : ldb, threads: threads)
         let packedA = PackedA(m: m, k: k)
+        defer { packedA.data.deallocate() }
         packedA.fill(from: a, strideM: transA ? 1 : lda, strideK: transA ? lda : 1, alpha: alpha, threads: threads)
         runPacked(packedA, packedB, c, ldy: ldc, accumulate: true, threads: threads, isa: isa)
     }
