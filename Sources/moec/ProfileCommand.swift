@@ -21,17 +21,19 @@ enum ProfileCommand {
                        help: "Write the statistics as JSON (atomically): the file 'moec place --load'\nreads, the same as 'moec run --stats' writes."),
         ],
         details: """
-        Per MoE layer (one moe block), summed over all batches: the tokens each expert computed;
-        max/mean of those loads (1.00 is perfectly even); router entropy, the mean over tokens of
-        -Σ p·ln p over the router's probabilities (nats, and divided by ln E: 1 = uniform); the
-        mean top1−top2 margin between a token's two largest probabilities; and the Switch
-        balance loss E·Σ f·P. Router probabilities are the scores the selection (topk, …) reads:
-        divided by their sum when they are non-negative (softmax, sigmoid), else softmaxed.
+        Per MoE layer (one moe block; the hops of a multi-hop block are one layer), summed over
+        all batches: the tokens each expert computed; max/mean of those loads (1.00 is
+        perfectly even); router entropy, the mean over tokens of -Σ p·ln p over the router's
+        probabilities (nats, and divided by ln E: 1 = uniform); the mean top1−top2 margin
+        between a token's two largest probabilities; and the Switch balance loss E·Σ f·P.
+        Router probabilities are the scores the selection (topk, …) reads: divided by their
+        sum when they are non-negative (softmax, sigmoid), else softmaxed.
 
         The JSON has "expert_load" (one array of per-expert loads per layer), per-layer arrays
         "imbalance", "entropy", "entropy_normalized", "top1_top2_margin", "aux_loss", and
-        "layers" with each layer's name, experts, k and hottest experts. A table goes to
-        stdout; progress to stderr (a bar on a terminal, a line every few seconds otherwise).
+        "layers" with each layer's name, experts, k and hottest experts ("hop_load": each
+        hop's loads, for a multi-hop block). A table goes to stdout; progress to stderr (a bar
+        on a terminal, a line every few seconds otherwise).
         Random batches do not route like real activations: profile real hidden states to plan.
         """,
         examples: [
