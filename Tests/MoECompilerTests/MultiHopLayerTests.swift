@@ -93,7 +93,8 @@ import Testing
         #expect(Set(perHop.map { $0.entropy! }).count == hops, "the hops route differently")
     }
 
-    /// Two multi-hop blocks: two layers, in source order, named after their lets.
+    /// Multi-hop blocks and a single-hop one: one layer each, in source order, named after their
+    /// lets (two blocks in one let: `w`, `w#2`).
     @Test func layersFollowTheSourceBlocks() throws {
         let dir = TemporaryDirectory()
         let source = """
@@ -120,21 +121,31 @@ import Testing
           hops:    3
           halt:    0.5
         }
-        output z
+        let w = moe(z) {
+          router:  z |> linear(gate) |> softmax |> topk(2)
+          experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
+          hops:    2
+        } + moe(z) {
+          router:  z |> linear(gate) |> softmax |> topk(1)
+          experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
+          hops:    2
+        }
+        output w
         """
         try source.write(toFile: dir.file("two.moe"), atomically: true, encoding: .utf8)
         let session = CompilerSession(CompileOptions(graphPath: dir.file("two.moe"), verifyEachPass: true))
         let g = try session.optimize()
         let layers = g.moeLayers
-        #expect(layers.map(\.name) == ["h", "single", "z"])
-        #expect(layers.map(\.hops) == [2, 1, 3])
-        #expect(layers.map(\.nodePositions) == [[0, 1], [2], [3, 4, 5]])
+        #expect(layers.map(\.name) == ["h", "single", "z", "w", "w#2"])
+        #expect(layers.map(\.hops) == [2, 1, 3, 2, 2])
+        #expect(layers.map(\.nodePositions) == [[0, 1], [2], [3, 4, 5], [6, 7], [8, 9]])
         for l in layers where l.hops > 1 {
             #expect(l.nodes.map { g[$0].attributes.string("block") } == Array(repeating: l.name, count: l.hops))
             #expect(l.nodes.map { g[$0].attributes.int("hop") } == (0..<l.hops).map { $0 })
         }
         #expect(g[layers[1].nodes[0]].attributes.string("block") == nil, "a single-hop block needs no block attribute")
-        #expect(RouterProbe.find(in: g).map { $0.hops.count } == [2, 1, 3])
+        #expect(RouterProbe.find(in: g).map { $0.hops.count } == [2, 1, 3, 2, 2])
+        #expect(RouterProbe.find(in: g).map(\.slots) == [2, 2, 2, 2, 1])
     }
 
     /// The verifier keeps a block's hops together: numbered in order, with one expert count.
