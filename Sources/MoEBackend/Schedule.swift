@@ -105,12 +105,14 @@ public final class Schedule: @unchecked Sendable {
         expertLoads.first { $0.node == i }!.counts
     }
 
-    /// The position of MoE node `i` among the graph's MoE nodes (its layer in a placement).
+    /// The MoE layer (`Graph.moeLayers`) of MoE node `i`: its layer in a placement. Every hop of
+    /// a multi-hop block is in its block's layer.
     func moeLayerIndex(_ i: Int) -> Int {
-        expertLoads.firstIndex { $0.node == i }!
+        executable.graph.moeLayers.firstIndex { $0.nodes.contains(ValueID(i)) }!
     }
 
-    /// Expert token counts of the last run, per MoE node in graph order.
+    /// Expert token counts of the last run, per `moe_experts` node in graph order (a multi-hop
+    /// block has one node per hop; `Graph.moeLayers` groups them into the block's layer).
     public func lastExpertLoads() -> [[Int]] {
         expertLoads.map { l in (0..<l.experts).map { Int(l.counts[$0]) } }
     }

@@ -32,8 +32,10 @@ public struct WorkEstimate: Sendable {
                 let loads = moeIndex < expertLoads.count ? expertLoads[moeIndex] : []
                 moeIndex += 1
                 let experts = g[n.operands[1]].type.routing!.experts
-                // Per expert: the product of each of its matrices' sizes.
-                let perExpert = n.operands.dropFirst(2).reduce(0.0) { acc, o in
+                // Per expert: the product of each of its matrices' sizes (not the active mask
+                // a halting hop reads last).
+                let weights = n.operands.dropFirst(2).dropLast(n.attributes.bool("with_active") == true ? 1 : 0)
+                let perExpert = weights.reduce(0.0) { acc, o in
                     acc + Double(g[o].tensorType!.fixedShape!.dropFirst().reduce(1, *))
                 }
                 expertsTotal += experts

@@ -62,6 +62,10 @@ public struct ASTToIR {
     private var usedWeights: Set<String> = []
     private var tokensName: String?
     private var tokensRange: SourceRange?
+    /// The `let` or `output` being lowered: a multi-hop block is named after it.
+    private var binding: String?
+    /// Names given to multi-hop blocks so far (the `block` attribute of their hops).
+    private var blockNames: Set<String> = []
 
     private init(ast: SourceFileAST, sources: ParamSources, diagnostics: DiagnosticEngine) {
         self.ast = ast
@@ -91,6 +95,8 @@ public struct ASTToIR {
             case .weight(let w): declareWeight(w)
             case .let(let l):
                 guard declare(l.name) else { continue }
+                binding = l.name.name
+                defer { binding = nil }
                 do {
                     let v = try lower(l.value)
                     if case .tensor(let id) = v, builder.graph[id].name == nil || builder.graph[id].op != .input && builder.graph[id].op != .weight {
@@ -689,7 +695,9 @@ public struct ASTToIR {
 
     /// A moe block. With `hops: n` the block runs n times on its own output
     /// (h ← h + block(h), the router re-reading h each hop) and its value is the final h;
-    /// with `halt: τ` a token stops once its update is small (‖Δh‖ < τ·‖h‖).
+    /// with `halt: τ` a token stops once its update is small (‖Δh‖ < τ·‖h‖). Each hop is a
+    /// `moe_experts` node with the attributes `block` (the name of the `let` the block is in,
+    /// made unique with `#2`, `#3`, …) and `hop` (0 ..< n): one MoE layer (`MoELayer`).
     /// `upcycle: c` (or a list, one count per expert) duplicates experts and router rows
     /// at compile time (the ExpertUpcycling pass), keeping top-k.
     private mutating func moeBlock(_ m: MoEBlock) throws(Diagnostic) -> Value {
@@ -791,6 +799,14 @@ public struct ASTToIR {
                          notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
         }
         if let upcycle { attrs["upcycle"] = .ints(upcycle) }
+        var blockName: String?
+        if hops > 1 {
+            let base = binding ?? "moe"
+            var name = base, n = 1
+            while blockNames.contains(name) { n += 1; name = "\(base)#\(n)" }
+            blockNames.insert(name)
+            blockName = name
+        }
 
         let saved = inputName.flatMap { scope[$0.name] }
         defer { if let id = inputName, let saved { scope[id.name] = saved } }
@@ -809,7 +825,10 @@ public struct ASTToIR {
                              notes: [.init("the router is here", at: routerField.value.range)])
             }
             var hopAttrs = attrs
-            if hops > 1 { hopAttrs["hop"] = .int(hop) }
+            if let blockName {
+                hopAttrs["block"] = .string(blockName)
+                hopAttrs["hop"] = .int(hop)
+            }
             var operands = [h, routing] + weights
             if let active { operands.append(active); hopAttrs["with_active"] = .bool(true) }
             var delta = try builder.add(.moe_experts, operands, hopAttrs, at: [kindAt, m.range])
@@ -842,6 +861,8 @@ public struct ASTToIR {
             let v: Value
             if let e = o.value {
                 guard declare(o.name) else { return }
+                binding = o.name.name
+                defer { binding = nil }
                 v = try lower(e)
                 scope[o.name.name] = (v, o.name.range)
             } else {

@@ -60,7 +60,7 @@ public final class ModelRunner: @unchecked Sendable {
     public let executable: Executable
     /// Seconds spent loading (and packing) weights.
     public let loadSeconds: Double
-    /// One probe per MoE block, in graph order.
+    /// One probe per MoE layer (moe block of the source), in source order.
     public let routerProbes: [RouterProbe]
     /// Whether runs also return each block's router scores (loaded with `recordRouting`), as
     /// `run(_:recordingInto:)` needs.
@@ -72,7 +72,7 @@ public final class ModelRunner: @unchecked Sendable {
         case .placement(let p)?:
             if let problem = PlacementBinding.mismatch(p, plan.graph) { throw DiagnosticError(.error("--placement: \(problem)")) }
         case .staticSplit(let workers)?:
-            for b in RouterProbe.find(in: plan.graph) where b.experts % workers != 0 {
+            for b in plan.graph.moeLayers where b.experts % workers != 0 {
                 throw DiagnosticError(.error("--placement static: moe block '\(b.name)' has \(b.experts) experts, which \(workers) workers cannot share equally"))
             }
         case nil: break
@@ -145,29 +145,31 @@ public final class ModelRunner: @unchecked Sendable {
 /// For graphs with multi-hop blocks that halt: how much expert work each hop did and the
 /// fraction of expert FLOPs halting saved against running every token through every hop.
 public struct HaltingReport: Sendable {
-    /// (token, expert) pairs computed at each hop.
+    /// (token, expert) pairs computed at each hop, summed over the halting blocks.
     public var pairsPerHop: [Int]
     public var savedFraction: Double
 
-    /// Nil when the graph has no halting blocks.
+    /// Nil when the graph has no halting blocks. `expertLoads`: per `moe_experts` node, as
+    /// `Schedule.lastExpertLoads()` returns them.
     public init?(graph g: MoEIR.Graph, expertLoads: [[Int]]) {
-        var pairs: [Int] = []
-        var moeIndex = 0
-        var halting = false
-        for n in g.nodes where n.op == .moe_experts {
-            defer { moeIndex += 1 }
-            guard n.attributes.int("hop") != nil else { continue }
-            if n.attributes.bool("with_active") == true { halting = true }
-            pairs.append(moeIndex < expertLoads.count ? expertLoads[moeIndex].reduce(0, +) : 0)
+        let halting = g.moeLayers.filter { l in l.hops > 1 && l.nodes.contains { g[$0].attributes.bool("with_active") == true } }
+        guard let hops = halting.map(\.hops).max() else { return nil }
+        var pairs = [Int](repeating: 0, count: hops)
+        var everyHop = 0   // pairs had no token halted: each hop as many as the first
+        for l in halting {
+            let perHop = l.nodePositions.map { $0 < expertLoads.count ? expertLoads[$0].reduce(0, +) : 0 }
+            for (h, n) in perHop.enumerated() { pairs[h] += n }
+            everyHop += perHop[0] * l.hops
         }
-        guard halting, let first = pairs.first, first > 0 else { return nil }
+        guard everyHop > 0 else { return nil }
         pairsPerHop = pairs
-        savedFraction = 1 - Double(pairs.reduce(0, +)) / Double(first * pairs.count)
+        savedFraction = 1 - Double(pairs.reduce(0, +)) / Double(everyHop)
     }
 }
 
 extension ModelRunner {
-    /// Expert loads of the last run at `tokens` tokens, per MoE node.
+    /// Expert loads of the last run at `tokens` tokens, per `moe_experts` node (a multi-hop
+    /// block has one per hop; `Graph.moeLayers` groups them).
     public func lastExpertLoads(tokens: Int) -> [[Int]] {
         executable.schedule(tokens: tokens).lastExpertLoads()
     }

@@ -3,11 +3,13 @@ import MoEIR
 import MoEPlacement
 
 /// A placement file read for a graph: layer `l` of the placement places the experts of the
-/// graph's `l`-th MoE block (`moe_experts` node, in graph order), the same order as the layers of
-/// `"expert_load"` in a statistics file (`RoutingStatistics`) and of `Schedule.lastExpertLoads()`.
+/// graph's `l`-th MoE layer (`Graph.moeLayers`: one per moe block of the source, in source
+/// order), the same order as the layers of `"expert_load"` in a statistics file
+/// (`RoutingStatistics`). Every hop of a multi-hop block runs by its layer's placement: the
+/// hops share the expert weights, so they are the same experts.
 ///
-/// This is where a future `--placement FILE.json` option of `run`/`bench` starts: read it with
-/// `PlacementBinding.read(_:for:)`, then hand the placement to the executor.
+/// `run`/`bench --placement FILE.json` read it with `PlacementBinding.read(_:for:)`, then hand
+/// the placement to the executor.
 public enum PlacementBinding {
     /// Reads `path` and checks that it fits `graph`: one layer per MoE block, each with the
     /// block's number of experts. Errors name the file and say what differs.
@@ -20,7 +22,7 @@ public enum PlacementBinding {
 
     /// Why `placement` does not fit `graph`, or nil when it does.
     public static func mismatch(_ placement: ExpertPlacement, _ graph: Graph) -> String? {
-        let blocks = RouterProbe.find(in: graph)
+        let blocks = graph.moeLayers
         if placement.layers.count != blocks.count {
             return "the placement has \(placement.layers.count) layer\(placement.layers.count == 1 ? "" : "s") but graph '\(graph.name)' has \(blocks.count) moe block\(blocks.count == 1 ? "" : "s")"
         }

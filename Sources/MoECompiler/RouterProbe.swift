@@ -1,12 +1,14 @@
 import MoEIR
 
-/// Where one MoE block's router probabilities live in the graph, so that load statistics can
+/// Where one MoE layer's router probabilities live in the graph, so that load statistics can
 /// read them after a run.
 ///
-/// A block is a `moe_experts` node. Its routing operand is walked back through the stages on
-/// chosen weights (`route_renormalize`, `route_scale`, `route_capacity`, …) to the selection
-/// op (`topk`, `threshold`, `expert_choice`, …); the selection's score operand `[tokens, E]`
-/// is what the router saw. Those scores become a probability distribution per token:
+/// A layer is one source-level moe block (`MoELayer`): one `moe_experts` node, or one per hop
+/// of a multi-hop block. For each of those nodes, the routing operand is walked back through the
+/// stages on chosen weights (`route_renormalize`, `route_scale`, `route_capacity`, …) to the
+/// selection op (`topk`, `threshold`, `expert_choice`, …); the selection's score operand
+/// `[tokens, E]` is what the router saw at that hop. Those scores become a probability
+/// distribution per token:
 ///
 /// - scores that are non-negative by construction (the output of `softmax`, `sigmoid`, `exp`,
 ///   `relu`, `sqrt`, `sinkhorn`, `dselect`, `subspace`) are divided by their sum, which leaves
@@ -27,16 +29,25 @@ public struct RouterProbe: Sendable, Equatable {
         case sigmoidOverSum = "sigmoid(scores) / sum"
     }
 
-    /// The `moe_experts` node.
-    public var block: ValueID
-    /// The selection op that chose the experts.
-    public var selection: ValueID
-    /// The `[tokens, E]` scores the selection read, when the router has usable scores.
-    public var scores: ValueID?
+    /// One hop of the block: its `moe_experts` node and the router that fed it.
+    public struct Hop: Sendable, Equatable {
+        /// The `moe_experts` node.
+        public var block: ValueID
+        /// Its index in `Schedule.lastExpertLoads()` (its position among the graph's MoE nodes).
+        public var loadIndex: Int
+        /// The selection op that chose the experts.
+        public var selection: ValueID
+        /// The `[tokens, E]` scores the selection read, when the router has usable scores.
+        public var scores: ValueID?
+    }
+
+    /// One hop for a single-hop block; a multi-hop block's hops in order.
+    public var hops: [Hop]
+    /// How every hop's scores become probabilities (nil when `unavailable`).
     public var distribution: Distribution?
-    /// Why `scores` is nil.
+    /// Why the hops have no `scores`.
     public var unavailable: String?
-    /// The block's name in the source (`let y = moe(…)`), else its value (`%9`).
+    /// The block's name in the source (`let y = moe(…)`), else its value (`%9`): `MoELayer.name`.
     public var name: String
     public var experts: Int
     /// Expert slots per token (k for top-k).
@@ -44,58 +55,75 @@ public struct RouterProbe: Sendable, Equatable {
     /// Bytes of one expert's weights, as moec holds them (f32).
     public var expertBytes: Int
 
-    /// The name under which a run returns this probe's scores.
-    public static func outputName(_ index: Int) -> String { "#router-scores-\(index)" }
+    /// The name under which a run returns the scores of hop `hop` of layer `layer`.
+    public static func outputName(layer: Int, hop: Int) -> String { "#router-scores-\(layer).\(hop)" }
 
-    /// One probe per `moe_experts` node, in graph order (the order of `Schedule.lastExpertLoads()`).
+    /// One probe per MoE layer (`Graph.moeLayers`), in the order of the source's blocks.
     public static func find(in g: Graph) -> [RouterProbe] {
-        var probes: [RouterProbe] = []
-        for id in g.ids where g[id].op == .moe_experts {
-            let block = g[id]
+        g.moeLayers.map { layer in
+            let analysed = zip(layer.nodes, layer.nodePositions).map { hop(g, $0, loadIndex: $1) }
+            let block = g[layer.nodes[0]]
             let routing = g[block.operands[1]].type.routing!
-            var selection = block.operands[1]
-            while g[selection].op.isRouting && !g[selection].op.isSelection, let first = g[selection].operands.first {
-                selection = first
-            }
             let withActive = block.attributes.bool("with_active") ?? false
             let weights = block.operands[2..<(block.operands.count - (withActive ? 1 : 0))]
             let experts = routing.experts
             let bytes = weights.reduce(0) { $0 + (g[$1].tensorType?.fixedShape?.reduce(4, *) ?? 0) / max(experts, 1) }
-            var probe = RouterProbe(block: id, selection: selection, scores: nil, distribution: nil, unavailable: nil,
-                                    name: block.name ?? id.description, experts: experts, slots: routing.slots, expertBytes: bytes)
-            switch g[selection].op {
-            case .hash_route:
-                probe.unavailable = "hash routing has no router scores"
-            case .within:
-                probe.unavailable = "hierarchical ('within') routing has no single distribution over all experts"
-            case let op where op.isSelection:
-                let s = g[selection].operands[0]
-                if let t = g[s].tensorType, t.rank == 2, t.shape[0] == .tokens, t.shape[1] == .fixed(experts),
-                   ![.weight, .constant].contains(g[s].op) {
-                    probe.scores = s
-                    probe.distribution = nonNegativeOps.contains(g[s].op) ? .scoresOverSum : .softmaxOfScores
-                    // A fused router reads logits and applies its score function itself.
-                    switch g[selection].op == .fused_router ? g[selection].attributes.string("score") : nil {
-                    case "softmax"?: probe.distribution = .softmaxOfScores
-                    case "sigmoid"?: probe.distribution = .sigmoidOverSum
-                    default: break
-                    }
-                } else {
-                    probe.unavailable = "the router's scores are not a [tokens, \(experts)] tensor"
-                }
-            default:
-                probe.unavailable = "no selection op found before the block"
+            var probe = RouterProbe(hops: analysed.map(\.hop), distribution: analysed[0].distribution, unavailable: nil,
+                                    name: layer.name, experts: experts, slots: routing.slots, expertBytes: bytes)
+            if let why = analysed.lazy.compactMap(\.unavailable).first {
+                probe.unavailable = why
+            } else if analysed.contains(where: { $0.distribution != probe.distribution }) {
+                probe.unavailable = "the hops' routers make probabilities in different ways"
             }
-            probes.append(probe)
+            if probe.unavailable != nil {
+                probe.distribution = nil
+                for h in probe.hops.indices { probe.hops[h].scores = nil }
+            }
+            return probe
         }
-        return probes
+    }
+
+    /// The router of one `moe_experts` node: its selection, and its scores or why there are none.
+    private static func hop(_ g: Graph, _ id: ValueID, loadIndex: Int) -> (hop: Hop, distribution: Distribution?, unavailable: String?) {
+        let block = g[id]
+        let experts = g[block.operands[1]].type.routing!.experts
+        var selection = block.operands[1]
+        while g[selection].op.isRouting && !g[selection].op.isSelection, let first = g[selection].operands.first {
+            selection = first
+        }
+        var hop = Hop(block: id, loadIndex: loadIndex, selection: selection, scores: nil)
+        switch g[selection].op {
+        case .hash_route:
+            return (hop, nil, "hash routing has no router scores")
+        case .within:
+            return (hop, nil, "hierarchical ('within') routing has no single distribution over all experts")
+        case let op where op.isSelection:
+            let s = g[selection].operands[0]
+            guard let t = g[s].tensorType, t.rank == 2, t.shape[0] == .tokens, t.shape[1] == .fixed(experts),
+                  ![.weight, .constant].contains(g[s].op) else {
+                return (hop, nil, "the router's scores are not a [tokens, \(experts)] tensor")
+            }
+            hop.scores = s
+            var distribution: Distribution = nonNegativeOps.contains(g[s].op) ? .scoresOverSum : .softmaxOfScores
+            // A fused router reads logits and applies its score function itself.
+            switch g[selection].op == .fused_router ? g[selection].attributes.string("score") : nil {
+            case "softmax"?: distribution = .softmaxOfScores
+            case "sigmoid"?: distribution = .sigmoidOverSum
+            default: break
+            }
+            return (hop, distribution, nil)
+        default:
+            return (hop, nil, "no selection op found before the block")
+        }
     }
 
     /// The op that made the router scores (`softmax`, `sigmoid`, `linear`, …), for reports; for a
     /// fused router, its score function.
     public func scoresFrom(_ g: Graph) -> String? {
-        guard let s = scores else { return nil }
-        if g[selection].op == .fused_router, let score = g[selection].attributes.string("score"), score != "identity" { return score }
+        guard let hop = hops.first, let s = hop.scores else { return nil }
+        if g[hop.selection].op == .fused_router, let score = g[hop.selection].attributes.string("score"), score != "identity" {
+            return score
+        }
         return g[s].op.rawValue
     }
 
@@ -104,13 +132,15 @@ public struct RouterProbe: Sendable, Equatable {
 }
 
 extension Graph {
-    /// This graph with each probe's scores added as an output named `RouterProbe.outputName(i)`:
-    /// the executor then keeps them alive to the end of the run (the arena would otherwise reuse
-    /// their memory) and returns them with the outputs.
+    /// This graph with the scores of each probe's hops added as outputs named
+    /// `RouterProbe.outputName(layer:hop:)`: the executor then keeps them alive to the end of the
+    /// run (the arena would otherwise reuse their memory) and returns them with the outputs.
     public func exposingRouterScores(_ probes: [RouterProbe]) -> Graph {
         var g = self
-        for (i, p) in probes.enumerated() {
-            if let s = p.scores { g.outputs.append((RouterProbe.outputName(i), s)) }
+        for (l, p) in probes.enumerated() {
+            for (h, hop) in p.hops.enumerated() {
+                if let s = hop.scores { g.outputs.append((RouterProbe.outputName(layer: l, hop: h), s)) }
+            }
         }
         return g
     }

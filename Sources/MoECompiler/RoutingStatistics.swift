@@ -6,9 +6,15 @@ import MoEIR
 /// Expert loads and router statistics of every MoE block, summed over runs: what
 /// `moec run --stats` and `moec profile` write, and what `moec place --load` reads.
 ///
-/// Per block (one `moe_experts` node, called a layer), over all tokens of all runs:
+/// A layer is one moe block of the source (`MoELayer`), in source order. A multi-hop block is
+/// one layer however many hops it runs: its hops are `moe_experts` nodes that share the expert
+/// weights, so they are the same experts and a placement places them once.
+///
+/// Per layer, over all tokens of all runs:
 /// - `load[e]`: (token, slot) pairs expert `e` computed, as the executor counted them (after
-///   capacity drops and halting); `imbalance = max(load) / mean(load)`.
+///   capacity drops and halting), summed over the hops; `imbalance = max(load) / mean(load)`.
+///   A multi-hop layer also has `hop_load[h][e]`, the same per hop (`load` is their sum). With
+///   halting, a hop counts only the tokens still active at that hop.
 /// - `entropy`: the mean over tokens of `−Σ_e p_e ln p_e` (nats), where `p` is the token's
 ///   router probability distribution (see `RouterProbe` for how scores become one);
 ///   `entropy_normalized` divides it by `ln E` (1 = uniform, 0 = one expert certain).
@@ -16,8 +22,9 @@ import MoEIR
 /// - `aux_loss`: Switch Transformers' balance loss `E · Σ_e f_e · P_e`, with `f_e` the fraction of
 ///   assignments expert `e` got and `P_e` its mean probability (1 when both are uniform).
 ///
-/// In a multi-hop block with halting, loads count only the tokens still active at that hop,
-/// while the router statistics cover every token (the router scores them all).
+/// In a multi-hop layer the router statistics cover every hop's scoring of every token (the
+/// router scores halted tokens too): the means are over (token, hop) pairs, and
+/// `measured_tokens` counts those pairs, up to hops × `tokens`. `tokens` counts each token once.
 ///
 /// The JSON document:
 /// ```
@@ -27,20 +34,22 @@ import MoEIR
 ///   "imbalance": [1.5, …], "entropy": [1.83, …], "entropy_normalized": [0.88, …],
 ///   "top1_top2_margin": [0.12, …], "aux_loss": [1.03, …],   // one number per layer (null: not measured)
 ///   "layers": [{ "name": "y", "experts": 8, "slots": 2, "tokens": 16, "assignments": 32,
-///                "probabilities": "scores / sum", "scores_from": "softmax", "hottest": [3, 5, 1],
-///                "mean_probability": [p_0, …] }, …] }
+///                "measured_tokens": 16, "probabilities": "scores / sum", "scores_from": "softmax",
+///                "hottest": [3, 5, 1], "mean_probability": [p_0, …],
+///                "hop_load": [[…], […], […]] }, …] }   // hop_load: multi-hop blocks only
 /// ```
 public struct RoutingStatistics: Sendable {
     public struct Layer: Sendable {
         public var probe: RouterProbe
         /// The op that made the router scores (`softmax`, `sigmoid`, `linear`, …), for reports.
         public var scoresFrom: String?
-        /// Tokens that went through the block.
+        /// Tokens that went through the block (each once, however many hops it ran).
         public var tokens = 0
-        /// (token, slot) pairs each expert computed.
-        public var load: [Int]
-        /// Tokens whose router probabilities were measured (all of them, unless the block has no
-        /// scores or a token's scores were not a distribution: NaN, or all zero).
+        /// Per hop, (token, slot) pairs each expert computed at that hop.
+        public var hopLoad: [[Int]]
+        /// Tokens whose router probabilities were measured, once per hop that scored them (all
+        /// of them, unless the block has no scores or a token's scores were not a distribution:
+        /// NaN, or all zero).
         public var measuredTokens = 0
         var entropySum = 0.0
         var marginSum = 0.0
@@ -49,11 +58,15 @@ public struct RoutingStatistics: Sendable {
         init(probe: RouterProbe, scoresFrom: String?) {
             self.probe = probe
             self.scoresFrom = scoresFrom
-            load = Array(repeating: 0, count: probe.experts)
+            hopLoad = Array(repeating: Array(repeating: 0, count: probe.experts), count: probe.hops.count)
             probabilitySum = Array(repeating: 0, count: probe.experts)
         }
 
         public var experts: Int { probe.experts }
+        /// (token, slot) pairs each expert computed, over all hops.
+        public var load: [Int] {
+            hopLoad.dropFirst().reduce(hopLoad[0]) { sum, hop in zip(sum, hop).map { $0 + $1 } }
+        }
         public var assignments: Int { load.reduce(0, +) }
         /// max / mean of the loads; nil when no expert computed anything.
         public var imbalance: Double? {
@@ -93,17 +106,20 @@ public struct RoutingStatistics: Sendable {
         layers = probes.map { Layer(probe: $0, scoresFrom: $0.scoresFrom(g)) }
     }
 
-    /// Adds one run of `tokens` tokens: `loads` as `Schedule.lastExpertLoads()` returns them, and
-    /// the run's outputs, which hold each probe's scores under `RouterProbe.outputName(i)`.
+    /// Adds one run of `tokens` tokens: `loads` as `Schedule.lastExpertLoads()` returns them (one
+    /// array per `moe_experts` node), and the run's outputs, which hold the scores of each
+    /// probe's hops under `RouterProbe.outputName(layer:hop:)`.
     public mutating func add(tokens: Int, loads: [[Int]], outputs: [String: HostTensor]) {
-        precondition(loads.count == layers.count, "one load array per MoE block")
+        precondition(loads.count == layers.reduce(0) { $0 + $1.probe.hops.count }, "one load array per moe_experts node")
         self.tokens += tokens
         runs += 1
         for i in layers.indices {
             layers[i].tokens += tokens
-            for (e, n) in loads[i].enumerated() { layers[i].load[e] += n }
-            if let scores = outputs[RouterProbe.outputName(i)], let d = layers[i].probe.distribution {
-                layers[i].measure(scores.floats, tokens: tokens, distribution: d)
+            for (h, hop) in layers[i].probe.hops.enumerated() {
+                for (e, n) in loads[hop.loadIndex].enumerated() { layers[i].hopLoad[h][e] += n }
+                if let scores = outputs[RouterProbe.outputName(layer: i, hop: h)], let d = layers[i].probe.distribution {
+                    layers[i].measure(scores.floats, tokens: tokens, distribution: d)
+                }
             }
         }
     }
@@ -138,6 +154,7 @@ public struct RoutingStatistics: Sendable {
             if let why = l.probe.unavailable { d["note"] = .string(why) }
             d["hottest"] = .array(l.hottest(min(3, l.experts)).map(JSON.init))
             if let p = l.meanProbability { d["mean_probability"] = .array(p.map { number($0) }) }
+            if l.hopLoad.count > 1 { d["hop_load"] = .array(l.hopLoad.map { .array($0.map(JSON.init)) }) }
             return .object(d)
         })
         return .object(o)
@@ -162,6 +179,10 @@ public struct RoutingStatistics: Sendable {
             row += l.hottest(min(3, l.experts)).map { String(format: "e%d %.1f%%", $0, Double(l.load[$0]) / total * 100) }
                 .joined(separator: ", ")
             s += row + "\n"
+        }
+        for l in layers where l.hopLoad.count > 1 {
+            s += "\(l.probe.name): \(l.hopLoad.count) hops sharing the experts; (token, slot) pairs per hop "
+                + l.hopLoad.map { String($0.reduce(0, +)) }.joined(separator: ", ") + "\n"
         }
         for l in layers { if let why = l.probe.unavailable { s += "\(l.probe.name): \(why); only expert loads were measured\n" } }
         return s

@@ -47,7 +47,8 @@ public enum Op: String, Hashable, Sendable, CaseIterable {
 
     // Experts.
     case moe_experts            // x[T, H], routing, stacked expert weights (, active[T]) → Σ w·expert(x) : [T, H]
-                                // attrs: experts, kind (swiglu | swiglu_fused | mlp), act, with_active, fuse_gate_up
+                                // attrs: experts, kind (swiglu | swiglu_fused | mlp), act, with_active, fuse_gate_up;
+                                // a multi-hop block's hops: block (its name), hop (0, 1, …): see MoELayer
     case halt_mask              // h[T, H], delta[T, H] (, active[T]) → 1 where ‖delta‖/‖h‖ ≥ tau and active : [T]
                                 // attrs: tau
 

@@ -10,6 +10,9 @@ import MoEBasics
 ///    tokens can vary: the first dimension of inputs.
 /// 5. Outputs name existing tensor values (not routings), with unique names, and there is
 ///    at least one.
+/// 6. The `moe_experts` nodes of one multi-hop block (the same `block` attribute) are its hops:
+///    their `hop` attributes count 0, 1, … in graph order, and each hop has the same number of
+///    experts (they share the expert weights; see `MoELayer`).
 ///
 /// Problems are collected, not thrown at the first one, and name the node:
 /// `%5 (linear): recorded type f32[tokens, 8] but operands give f32[tokens, 16]`.
@@ -65,6 +68,20 @@ public enum Verifier {
             if !outputNames.insert(o.name).inserted { report(nil, "duplicate output name '\(o.name)'") }
             guard g.nodes.indices.contains(o.value.index) else { report(nil, "output '\(o.name)' refers to no value"); continue }
             if g[o.value].type.routing != nil { report(o.value, "output '\(o.name)' is a routing, not a tensor") }
+        }
+        var hopsSeen: [String: (count: Int, experts: Int?)] = [:]
+        for id in g.ids where g[id].op == .moe_experts {
+            let n = g[id]
+            guard let block = n.attributes.string("block") else { continue }
+            let seen = hopsSeen[block] ?? (0, nil)
+            let routing = n.operands.count > 1 && (0..<id.index).contains(n.operands[1].index) ? g[n.operands[1]].type.routing : nil
+            if n.attributes.int("hop") != seen.count {
+                report(id, "moe block '\(block)': expected hop \(seen.count) here, found \(n.attributes.int("hop").map { "hop \($0)" } ?? "no hop attribute")")
+            }
+            if let first = seen.experts, let e = routing?.experts, e != first {
+                report(id, "moe block '\(block)': this hop has \(e) experts but the block's first hop has \(first)")
+            }
+            hopsSeen[block] = (seen.count + 1, seen.experts ?? routing?.experts)
         }
         return problems
     }

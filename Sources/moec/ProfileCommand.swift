@@ -21,17 +21,19 @@ enum ProfileCommand {
                        help: "Write the statistics as JSON (atomically): the file 'moec place --load'\nreads, the same as 'moec run --stats' writes."),
         ],
         details: """
-        Per MoE layer (one moe block), summed over all batches: the tokens each expert computed;
-        max/mean of those loads (1.00 is perfectly even); router entropy, the mean over tokens of
-        -Σ p·ln p over the router's probabilities (nats, and divided by ln E: 1 = uniform); the
-        mean top1−top2 margin between a token's two largest probabilities; and the Switch
-        balance loss E·Σ f·P. Router probabilities are the scores the selection (topk, …) reads:
-        divided by their sum when they are non-negative (softmax, sigmoid), else softmaxed.
+        Per MoE layer (one moe block; the hops of a multi-hop block are one layer), summed over
+        all batches: the tokens each expert computed; max/mean of those loads (1.00 is
+        perfectly even); router entropy, the mean over tokens of -Σ p·ln p over the router's
+        probabilities (nats, and divided by ln E: 1 = uniform); the mean top1−top2 margin
+        between a token's two largest probabilities; and the Switch balance loss E·Σ f·P.
+        Router probabilities are the scores the selection (topk, …) reads: divided by their
+        sum when they are non-negative (softmax, sigmoid), else softmaxed.
 
         The JSON has "expert_load" (one array of per-expert loads per layer), per-layer arrays
         "imbalance", "entropy", "entropy_normalized", "top1_top2_margin", "aux_loss", and
-        "layers" with each layer's name, experts, k and hottest experts. A table goes to
-        stdout; progress to stderr (a bar on a terminal, a line every few seconds otherwise).
+        "layers" with each layer's name, experts, k and hottest experts ("hop_load": each
+        hop's loads, for a multi-hop block). A table goes to stdout; progress to stderr: a bar
+        on a terminal, else a line every 5 s and a summary at the end.
         Random batches do not route like real activations: profile real hidden states to plan.
         """,
         examples: [
@@ -91,10 +93,13 @@ enum ProfileCommand {
                 }
             }
             try MemoryCheck.arena(graph, tokens: min(batchTokens, plan.tokens), option: "--batch-tokens")
-            let progress = BatchProgress(label: "profile")
+            let progress = BatchProgress(label: "profile", isTerminal: Console.stderrIsTerminal, write: Console.err)
             let t0 = Date()
-            var statistics = try Profiler.run(runner, plan, progress: progress.update)
-            progress.finish()
+            var statistics: RoutingStatistics
+            do {
+                defer { progress.finish() }
+                statistics = try Profiler.run(runner, plan, progress: progress.update)
+            }
             let seconds = Date().timeIntervalSince(t0)
             statistics.source = inputs.isEmpty ? "seeded random normals (seed \(seed))" : inputs.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
             if let output {
@@ -108,38 +113,5 @@ enum ProfileCommand {
             Console.out(statistics.table())
             if let output { Console.err("wrote \(output); next: moec place --load \(output) --workers W\n") }
         }
-    }
-}
-
-/// Progress through the batches on stderr: a bar redrawn in place on a terminal; in a log (not
-/// a terminal) a plain line every few seconds, so logs get no carriage returns or bar glyphs.
-final class BatchProgress {
-    let label: String
-    let start = Date()
-    var lastDraw = Date()
-    var drawn = false
-    /// Seconds between plain lines when stderr is not a terminal.
-    static let logInterval = 5.0
-
-    init(label: String) { self.label = label }
-
-    func update(_ done: Int, _ total: Int, _ tokens: Int) {
-        let now = Date()
-        let elapsed = now.timeIntervalSince(start)
-        if Console.stderrIsTerminal {
-            guard elapsed > 0.3, now.timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
-            lastDraw = now
-            drawn = true
-            let width = 30, filled = total > 0 ? done * width / total : width
-            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-            Console.err(String(format: "\r%@ %@ %d/%d batches  %d tokens  %.1f s", label, bar, done, total, tokens, elapsed))
-        } else if now.timeIntervalSince(lastDraw) >= Self.logInterval, done < total {
-            lastDraw = now
-            Console.err(String(format: "%@: %d/%d batches, %d tokens, %.0f s\n", label, done, total, tokens, elapsed))
-        }
-    }
-
-    func finish() {
-        if drawn { Console.err("\r\u{1B}[K") }
     }
 }

@@ -1,4 +1,6 @@
 import MoEBackend
+import MoEIR
+import MoETestSupport
 import MoEPlacement
 import Testing
 
@@ -36,6 +38,24 @@ import Testing
                     #expect(err <= 1e-6, "\(file), \(label), \(workers) workers, \(tokens) tokens: \(err)")
                     #expect(placed.schedule(tokens: tokens).lastExpertLoads() == plain.schedule(tokens: tokens).lastExpertLoads())
                 }
+            }
+        }
+    }
+
+    /// A multi-hop block is one layer of a placement: every hop runs by it (the hops share the
+    /// expert weights), and the result is the unplaced run's.
+    @Test func everyHopRunsByItsBlocksLayer() throws {
+        let model = try RandomCheckpoint.make(graphPath: RepoPaths.graphs + "/mechanisms/multihop.moe",
+                                              overrides: [("hidden", "16"), ("ffn", "24"), ("num_experts", "8"), ("top_k", "2")], seed: 5)
+        #expect(model.graph.moeLayers.count == 1 && model.graph.moeLayers[0].hops == 3)
+        let plain = model.executable(ExecutionOptions(threads: 1, backend: .native))
+        for (label, p) in try Self.placements(experts: 8, workers: 2) {
+            let placed = model.executable(ExecutionOptions(threads: 2, backend: .native, placement: p))
+            for tokens in [1, 7, 64] {
+                let inputs = model.inputs(tokens: tokens, seed: UInt64(tokens))
+                let err = relativeError(try placed.run(inputs)["y"]!, try plain.run(inputs)["y"]!)
+                #expect(err <= 1e-6, "multihop, \(label), \(tokens) tokens: \(err)")
+                #expect(placed.schedule(tokens: tokens).lastExpertLoads() == plain.schedule(tokens: tokens).lastExpertLoads())
             }
         }
     }

@@ -243,4 +243,29 @@ import Testing
             #expect(abs(Double(y) - expected) <= 1e-4 * abs(expected), "reference \(op)(-9) = \(y), expected \(expected)")
         }
     }
+
+    // MARK: 8. The work of a halting hop
+
+    /// Was: `WorkEstimate` took every operand of `moe_experts` after the routing for an expert
+    /// weight, so a halting hop's active mask (`f32[tokens]`, no fixed shape) crashed
+    /// `moec bench` on any graph with `halt:`. Now the mask is left out, and each hop counts its
+    /// own (token, expert) pairs times one expert's matrix sizes.
+    @Test
+    func workEstimateOfHaltingHops() throws {
+        let m = try RandomCheckpoint.make(graphPath: RepoPaths.graphs + "/mechanisms/multihop.moe",
+                                          overrides: [("hidden", "16"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")], seed: 3)
+        let exe = m.executable(ExecutionOptions(threads: 1))
+        let tokens = 40
+        _ = try exe.run(m.inputs(tokens: tokens, seed: 2))
+        let loads = exe.schedule(tokens: tokens).lastExpertLoads()
+        let work = WorkEstimate(graph: m.graph, tokens: tokens, expertLoads: loads)
+        let hops = m.graph.nodes.filter { $0.op == .moe_experts }
+        #expect(hops.count == 3 && hops.dropFirst().allSatisfy { $0.attributes.bool("with_active") == true })
+        // Per (token, expert) pair: swiglu's three 16×12 matrices, 2 flops per multiply-add.
+        // Per hop and token: the router's linear, 16 → 8.
+        let pairs = loads.reduce(0) { $0 + $1.reduce(0, +) }
+        #expect(pairs < 3 * tokens * 2, "some tokens halt")
+        #expect(work.flops == Double(2 * pairs * 3 * 16 * 12 + 3 * 2 * tokens * 16 * 8), "\(work.flops)")
+        #expect(work.expertsTotal == 3 * 8 && work.expertsHit == loads.joined().filter { $0 > 0 }.count)
+    }
 }

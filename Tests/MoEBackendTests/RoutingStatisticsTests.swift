@@ -27,7 +27,10 @@ import Testing
     func loadsAndScoresMatchTheReference(_ file: String) throws {
         let m = try Self.model(file)
         let probes = RouterProbe.find(in: m.graph)
-        #expect(probes.count == m.graph.nodes.filter { $0.op == .moe_experts }.count)
+        let moeNodes = m.graph.ids.filter { m.graph[$0].op == .moe_experts }
+        // One probe per block; every moe_experts node is one hop of one of them, in graph order.
+        #expect(probes.flatMap(\.hops).map(\.block).sorted() == moeNodes, "\(file)")
+        #expect(probes.flatMap(\.hops).map(\.loadIndex).sorted() == Array(moeNodes.indices), "\(file)")
         let exposed = m.graph.exposingRouterScores(probes)
         let executable = Executable(graph: exposed, weights: m.buffers, options: ExecutionOptions(threads: 2))
         let reference = ReferenceInterpreter(graph: exposed, weights: m.host)
@@ -39,25 +42,33 @@ import Testing
         var stats = RoutingStatistics(graph: m.graph, probes: probes)
         stats.add(tokens: tokens, loads: executable.schedule(tokens: tokens).lastExpertLoads(), outputs: out)
         var fromReference = RoutingStatistics(graph: m.graph, probes: probes)
-        fromReference.add(tokens: tokens, loads: probes.map { _ in [] }, outputs: refOut)
+        fromReference.add(tokens: tokens, loads: moeNodes.map { _ in [] }, outputs: refOut)
 
         for (i, p) in probes.enumerated() {
-            let block = m.graph[p.block]
-            let routing = try #require(routings[block.operands[1].index])
-            var counted = [Int](repeating: 0, count: p.experts)
-            for e in routing.expert where e >= 0 { counted[e] += 1 }
-            if block.attributes.bool("with_active") == true {
-                // Halted tokens skip the experts: never more than routed.
-                #expect(zip(stats.layers[i].load, counted).allSatisfy { $0 <= $1 }, "\(file) block \(p.name)")
-            } else {
-                #expect(stats.layers[i].load == counted, "\(file) block \(p.name)")
+            #expect(stats.layers[i].hopLoad.count == p.hops.count, "\(file) block \(p.name)")
+            var summed = [Int](repeating: 0, count: p.experts)
+            for (h, hop) in p.hops.enumerated() {
+                let block = m.graph[hop.block]
+                let routing = try #require(routings[block.operands[1].index])
+                var counted = [Int](repeating: 0, count: p.experts)
+                for e in routing.expert where e >= 0 { counted[e] += 1 }
+                let load = stats.layers[i].hopLoad[h]
+                if block.attributes.bool("with_active") == true {
+                    // Halted tokens skip the experts: never more than routed.
+                    #expect(zip(load, counted).allSatisfy { $0 <= $1 }, "\(file) block \(p.name) hop \(h)")
+                } else {
+                    #expect(load == counted, "\(file) block \(p.name) hop \(h)")
+                }
+                for e in summed.indices { summed[e] += load[e] }
             }
-            guard p.scores != nil else {
-                #expect(stats.layers[i].entropy == nil)
+            #expect(stats.layers[i].load == summed, "\(file) block \(p.name)")
+            guard p.distribution != nil else {
+                #expect(stats.layers[i].entropy == nil && p.hops.allSatisfy { $0.scores == nil })
                 continue
             }
             let (a, b) = (stats.layers[i], fromReference.layers[i])
-            #expect(a.measuredTokens == tokens && b.measuredTokens == tokens, "\(file) block \(p.name)")
+            // Every hop scores every token, halted or not.
+            #expect(a.measuredTokens == tokens * p.hops.count && b.measuredTokens == tokens * p.hops.count, "\(file) block \(p.name)")
             #expect(abs(a.entropy! - b.entropy!) < 1e-4 && abs(a.margin! - b.margin!) < 1e-4,
                     "\(file) block \(p.name): entropy \(a.entropy!) vs \(b.entropy!), margin \(a.margin!) vs \(b.margin!)")
             #expect(a.normalizedEntropy! >= 0 && a.normalizedEntropy! <= 1 + 1e-9 && a.margin! >= 0 && a.margin! <= 1)
@@ -81,8 +92,8 @@ import Testing
         let topkSoftmax = try probe("mechanisms/topk_softmax.moe")
         #expect(topkSoftmax.0.distribution == .softmaxOfScores && topkSoftmax.1 == "linear")
         let hash = try probe("mechanisms/hash_router.moe")
-        #expect(hash.0.scores == nil && hash.0.unavailable == "hash routing has no router scores")
+        #expect(hash.0.hops[0].scores == nil && hash.0.unavailable == "hash routing has no router scores")
         let hierarchical = try probe("mechanisms/hierarchical.moe")
-        #expect(hierarchical.0.scores == nil && hierarchical.0.unavailable?.contains("within") == true)
+        #expect(hierarchical.0.hops[0].scores == nil && hierarchical.0.unavailable?.contains("within") == true)
     }
 }

@@ -112,6 +112,7 @@ import Testing
         #expect(json["expert_bytes"]?.int == 3 * 64 * 32 * 4)
         #expect(json["layers"]?[0]?["name"]?.string == "y")
         #expect(json["layers"]?[0]?["hottest"]?.array?.count == 3)
+        #expect(json["layers"]?[0]?["hop_load"] == nil, "hop_load is for multi-hop blocks only")
     }
 
     @Test func tableNamesEveryLayer() throws {

@@ -115,4 +115,69 @@ import Testing
         expectFailure(r, status: 2, [message, "run 'moec profile --help' for usage"])
         expectFolder(dir.path, holds: [], after: r)
     }
+
+    /// Runs `moec profile` on the example with stderr into a pipe; returns the exit status and
+    /// what came through the pipe.
+    static func profileThroughAPipe(in dir: String) throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Moec.binary.get())
+        process.arguments = ["profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)", "--batch-tokens", "4"]
+        process.currentDirectoryURL = URL(fileURLWithPath: dir)
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Through a pipe (not a terminal) progress is plain lines: no carriage return, no bar, no
+    /// escape; it ends with the summary line.
+    @Test func progressThroughAPipeIsPlainText() throws {
+        let dir = TemporaryDirectory()
+        let (status, stderr) = try Self.profileThroughAPipe(in: dir.path)
+        #expect(status == 0, "\(stderr)")
+        #expect(!stderr.contains("\r") && !stderr.contains("█") && !stderr.contains("░") && !stderr.contains("\u{1B}"), "\(stderr.debugDescription)")
+        #expect(stderr.contains("profile: done, 4/4 batches, 16 tokens in "), "\(stderr)")
+    }
+
+    /// On a terminal (a pseudo-terminal made by util-linux `script`), the bar is drawn in place
+    /// and left at 100% on its own line.
+    @Test(.enabled(if: hasUtilLinuxScript, "needs util-linux script"))
+    func progressOnATerminalIsABar() throws {
+        let dir = TemporaryDirectory()
+        func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        let command = ([try Moec.binary.get(), "profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
+                        "--batch-tokens", "4"].map(quoted) + [">/dev/null"]).joined(separator: " ")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        process.arguments = ["-qec", command, "/dev/null"]
+        process.currentDirectoryURL = URL(fileURLWithPath: dir.path)
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let tty = String(decoding: data, as: UTF8.self)
+        #expect(process.terminationStatus == 0, "\(tty)")
+        // The terminal turns "\n" into "\r\n"; the bar's own redraws start with a bare "\r".
+        let full = "\rprofile " + String(repeating: "█", count: 30) + " 100%  4/4 batches  16 tokens"
+        #expect(tty.contains(full), "\(tty.debugDescription)")
+        let afterBar = tty.components(separatedBy: "\u{1B}[K").last ?? ""
+        #expect(afterBar.hasPrefix("\r\n") || afterBar.hasPrefix("\n"), "the bar ends its line: \(tty.debugDescription)")
+        #expect(!tty.contains("profile: done"), "no log lines on a terminal: \(tty.debugDescription)")
+    }
+
+    /// util-linux `script` (`-q -e -c COMMAND FILE`); BSD's takes other options.
+    static let hasUtilLinuxScript: Bool = {
+        #if os(Linux)
+        return FileManager.default.isExecutableFile(atPath: "/usr/bin/script")
+        #else
+        return false
+        #endif
+    }()
 }
