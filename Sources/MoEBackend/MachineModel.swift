@@ -34,6 +34,10 @@ public struct MachineModel: Sendable, CustomStringConvertible {
     /// need `current` (so small models never pay for the measurement).
     public static let nominal = MachineModel(flopsPerThread: 50e9, bytesPerSecondPerThread: 12e9, source: "nominal")
 
+    /// The model `--emit plan` predicts with: `MOEC_MACHINE` when set, else `nominal` (a plan
+    /// printout should not depend on how busy the machine was when it was printed).
+    public static var forPlanning: MachineModel { fromEnvironment() ?? nominal }
+
     /// Seconds one thread spends on an m-row GEMM slice reading `weightFloats` weight values.
     @inline(__always)
     public func gemmSeconds(rows m: Int, weightFloats: Int) -> Double {

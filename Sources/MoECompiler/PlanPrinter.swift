@@ -9,7 +9,38 @@ import MoEIR
 public struct PlanPrinter {
     public static let sampleTokens = [1, 16, 128, 512]
 
-    public init() {}
+    /// Threads the regime predictions assume (`moec run`'s default: all cores).
+    public var threads: Int
+
+    public init(threads: Int = ExecutionOptions.defaultThreads) { self.threads = threads }
+
+    static func describe(_ b: ExpertBlockPlan, threads: Int) -> String {
+        var out = "  \(b.name): \(b.experts) experts (\(b.kind), hidden \(b.hidden), ffn \(b.ffn)), \(b.slots) per token\n"
+        func line(_ label: String, _ text: String) { out += "    " + label.padded(to: 10) + text + "\n" }
+        line("router", b.router + (b.router.hasPrefix("fused_router") ? ": one pass over the tokens" : ""))
+        line("dispatch", "counting sort of the (token, slot) pairs by expert: one contiguous GEMM per expert,")
+        line("", "its rows gathered straight into the packed operand")
+        switch b.kind {
+        case "swiglu" where b.gateUpFused, "swiglu_fused":
+            line("weights", "gate and up as one [2F, H] matrix per expert (expert-gate-up-fusion), SwiGLU on its output;")
+        case "swiglu":
+            line("weights", "gate and up as two [F, H] matrices per expert, SwiGLU on their outputs;")
+        default:
+            line("weights", "up [F, H] per expert, the activation on its output;")
+        }
+        line("", "down [H, F]: " + formatBytes(b.packedBytes) + " packed once at load time, in panels of 16 columns")
+        line("combine", "the routing weight is folded into the down GEMM's operand; each token sums its rows")
+        let m = MachineModel.forPlanning
+        line("regime", String(format: "predicted for uniform routing on %d thread%@ at %.0f GFLOP/s and %.1f GB/s per thread (%@)",
+                              threads, threads == 1 ? "" : "s", m.flopsPerThread / 1e9, m.bytesPerSecondPerThread / 1e9, m.source))
+        out += "      tokens   experts hit   weights read   stream ms   compute ms   bound by\n"
+        for r in b.regimes {
+            out += String(format: "      %6d   %11.1f   ", r.tokens, r.expertsTouched) + formatBytes(Int(r.weightBytes)).leftPadded(to: 12)
+            out += String(format: "   %9.2f   %10.2f   ", r.bandwidthSeconds * 1e3, r.computeSeconds * 1e3)
+            out += r.bandwidthBound ? "bandwidth (threads share the experts' weight panels)\n" : "compute (threads share GEMM panels by FLOPs)\n"
+        }
+        return out
+    }
 
     public func print(graph g: Graph, checkpoint: Checkpoint?, sourcePath: String) -> String {
         var out = "plan \(g.name)\n"
@@ -40,6 +71,12 @@ public struct PlanPrinter {
             let type = IRPrinter().format(n.type, g)
             out += String(format: "  %3d  ", step) + "\(names[i]) = \(n.op.rawValue) \(operands)".padded(to: 58) + type + "\n"
             step += 1
+        }
+
+        let blocks = ExpertBlockPlan.plans(g, tokens: Self.sampleTokens, threads: threads, model: .forPlanning)
+        if !blocks.isEmpty {
+            out += "\nexperts (moec's kernels, the default on AVX2 CPUs; with MOEC_BLAS the expert GEMMs go through BLAS)\n"
+            for b in blocks { out += Self.describe(b, threads: threads) }
         }
 
         out += "\nmemory (one arena; buffers share space when their lifetimes do not overlap)\n"

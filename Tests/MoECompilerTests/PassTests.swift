@@ -1,6 +1,7 @@
 import Foundation
 import MoEBasics
 import MoECompiler
+import MoEBackend
 import MoEIR
 import MoETestSupport
 import Testing
@@ -72,5 +73,27 @@ import Testing
         #expect(g[fused.operands[0]].op == .softmax)
         #expect(fused.attributes.string("normalize") == "sum" && fused.attributes.float("scale") == 2)
         #expect(fused.locations.count == 3, "the fused node keeps the locations of topk, renormalize and scale")
+    }
+}
+
+/// `--emit plan` shows how each MoE block runs: the fused router, the packed weights and, per
+/// batch size, the regime the machine model predicts.
+@Suite struct ExpertBlockPlanTests {
+    @Test func mixtralBlockIsDescribed() throws {
+        let g = try PassTests.optimized(RepoPaths.graphs + "/mixtral.moe", PassTests.small["mixtral.moe"]!)
+        let model = MachineModel(flopsPerThread: 50e9, bytesPerSecondPerThread: 10e9, source: "test")
+        let plans = ExpertBlockPlan.plans(g, tokens: [1, 4096], threads: 2, model: model)
+        let b = try #require(plans.first)
+        #expect(plans.count == 1 && b.name == "y" && b.experts == 8 && b.slots == 2 && b.hidden == 24 && b.ffn == 40)
+        #expect(b.router == "fused_router (softmax → top-2 → renormalize)")
+        #expect(b.gateUpFused)
+        // Three [40, 24] and [24, 40] matrices per expert; packed rows round up to panels of 16.
+        #expect(b.packedBytes == 8 * 4 * (48 * 24 + 48 * 24 + 32 * 40))
+        // One token touches exactly k = 2 experts: 2 × 3 × 24 × 40 × 4 bytes, 2 FLOPs per weight each.
+        let one = b.regimes[0]
+        #expect(abs(one.expertsTouched - 2) < 1e-12 && one.weightBytes == 23_040 && one.flops == 2 * 2 * 2880)
+        #expect(abs(one.bandwidthSeconds - 23_040 / 20e9) < 1e-15 && one.bandwidthBound)
+        // 4096 tokens touch all 8 and are compute-bound.
+        #expect(abs(b.regimes[1].expertsTouched - 8) < 1e-9 && !b.regimes[1].bandwidthBound)
     }
 }

@@ -1,0 +1,87 @@
+import Foundation
+import MoEIR
+import MoEKernels
+
+/// How the executor runs one MoE block, for `--emit plan`: the router step, the token permutation,
+/// the packed weights, the combine, and, per batch size, which resource bounds the experts (the
+/// machine model's regime) and so how the threads share them.
+///
+/// The regime is predicted with uniform routing (each expert receives `T·k/E` pairs and is touched
+/// with probability `1 − (1 − k/E)^T`); at run time the executor prices the real groups the same
+/// way (`MachineModel.gemmSeconds`) to cut the work between threads.
+public struct ExpertBlockPlan: Sendable {
+    public struct Regime: Sendable {
+        public var tokens: Int
+        /// Expected experts touched, and the weight bytes they stream.
+        public var expertsTouched: Double
+        public var weightBytes: Double
+        public var flops: Double
+        /// Predicted seconds on `threads` threads: streaming the touched weights, and the FLOPs.
+        public var bandwidthSeconds: Double
+        public var computeSeconds: Double
+        public var bandwidthBound: Bool { bandwidthSeconds >= computeSeconds }
+    }
+
+    public var name: String
+    public var experts: Int
+    public var slots: Int
+    public var hidden: Int
+    public var ffn: Int
+    public var kind: String
+    /// The router's steps, as the schedule runs them (one fused step after `router-fusion`).
+    public var router: String
+    public var gateUpFused: Bool
+    /// Bytes of all experts' weights as packed at load time (panels of 16 columns).
+    public var packedBytes: Int
+    public var regimes: [Regime]
+
+    /// One plan per `moe_experts` node, in graph order.
+    public static func plans(_ g: Graph, tokens: [Int], threads: Int, model: MachineModel) -> [ExpertBlockPlan] {
+        g.ids.compactMap { id -> ExpertBlockPlan? in
+            let n = g[id]
+            guard n.op == .moe_experts, let routing = g[n.operands[1]].type.routing,
+                  let h = g[n.operands[0]].tensorType?.last?.fixedValue else { return nil }
+            let kind = n.attributes.string("kind") ?? "swiglu"
+            let weights = n.operands[2...].compactMap { g[$0].tensorType?.fixedShape }.filter { $0.count == 3 }
+            let ffn = weights.last.map { $0[2] } ?? 0
+            // Packed rows of each matrix, rounded up to whole panels of 16.
+            let panel = PackedWeight.panelWidth
+            let perExpertFloats = weights.reduce(0) { $0 + ($1[1] + panel - 1) / panel * panel * $1[2] }
+            let e = routing.experts, k = routing.slots
+            let bytesPerExpert = Double(weights.reduce(0) { $0 + $1[1] * $1[2] } * 4)
+            let regimes = tokens.map { t -> Regime in
+                let touched = Double(e) * (1 - pow(1 - Double(k) / Double(e), Double(t)))
+                let bytes = touched * bytesPerExpert
+                let flops = 2 * Double(t * k) * bytesPerExpert / 4
+                return Regime(tokens: t, expertsTouched: touched, weightBytes: bytes, flops: flops,
+                              bandwidthSeconds: bytes / (model.bytesPerSecondPerThread * Double(threads)),
+                              computeSeconds: flops / (model.flopsPerThread * Double(threads)))
+            }
+            return ExpertBlockPlan(name: n.name ?? id.description, experts: e, slots: k, hidden: h, ffn: ffn, kind: kind,
+                                   router: routerSteps(g, n.operands[1]), gateUpFused: n.attributes.bool("fuse_gate_up") ?? false,
+                                   packedBytes: perExpertFloats * 4 * e, regimes: regimes)
+        }
+    }
+
+    /// The routing chain feeding a block, first step first (`fused_router{softmax → top-2 → renormalize}`).
+    static func routerSteps(_ g: Graph, _ routing: ValueID) -> String {
+        var chain: [String] = []
+        var v = routing
+        while g[v].op.isRouting {
+            let n = g[v]
+            if n.op == .fused_router {
+                var parts: [String] = []
+                if let s = n.attributes.string("score"), s != "identity" { parts.append(s) }
+                parts.append("top-\(n.attributes.int("k") ?? 0)" + ((n.attributes.int("groups") ?? 1) > 1 ? " in groups" : ""))
+                if let m = n.attributes.string("normalize") { parts.append(m == "sum" ? "renormalize" : "softmax") }
+                if let f = n.attributes.float("scale") { parts.append("× \(f)") }
+                chain.append("fused_router (" + parts.joined(separator: " → ") + ")")
+            } else {
+                chain.append(n.op.rawValue)
+            }
+            guard n.op.isSelection == false, let next = n.operands.first else { break }
+            v = next
+        }
+        return chain.reversed().joined(separator: " → ")
+    }
+}
