@@ -112,8 +112,7 @@ public struct ASTToIR {
             }
         }
         if !ast.declarations.contains(where: { if case .output = $0 { return true }; return false }) && diagnostics.errorCount == before {
-            diagnostics.error("the graph declares no outputs", at: nil,
-                              notes: [.init("add 'output NAME' for each result, e.g. 'output y'")])
+            reportNoOutputs()
         }
         for (name, w) in weightDecls.sorted(by: { $0.key < $1.key }) where !usedWeights.contains(name) && diagnostics.errorCount == before {
             diagnostics.emit(.warning("weight '\(name)' is declared but never used", at: w.name.range))
@@ -123,6 +122,16 @@ public struct ASTToIR {
         var g = builder.finish()
         g.tokensName = tokensName ?? "tokens"
         return g
+    }
+
+    /// Points at the end of the file, where an `output` line would go (1:1 in an empty file),
+    /// and suggests outputting the last `let`.
+    private func reportNoOutputs() {
+        let lastLet = ast.declarations.last { if case .let = $0 { return true }; return false }
+        let example = lastLet.map { d -> String in if case .let(let l) = d { return l.name.name }; return "y" } ?? "y"
+        let at = ast.end ?? SourceRange(SourceLocation(file: ast.path, line: 1, column: 1))
+        diagnostics.error("the graph declares no outputs", at: at,
+                          notes: [.init("add 'output NAME' for each result, e.g. 'output \(example)'")])
     }
 
     private func report(_ d: Diagnostic) {

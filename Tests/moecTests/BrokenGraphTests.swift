@@ -32,15 +32,15 @@ import Darwin
     @Test func everyPrefixOfARealGraphFailsWithALocation() throws {
         let source = try Files.read(Files.mixtralGraph)
         let dir = TemporaryDirectory()
-        // Cuts ending in the middle of a declaration; the cuts that end between declarations
-        // give "no outputs", which has no location yet (see KnownBugTests).
+        // Cuts ending in the middle of a declaration, and between declarations ("no outputs",
+        // at the end of the file).
         var cut = 411
         var checked = 0
         while cut < source.count - 12 {
             defer { cut += 13 }
             try Files.write(source.prefix(cut), to: dir.file("g.moe"))
             let r = try expectCompileFails("g.moe", in: dir, [])
-            if r.stderr.contains("the graph declares no outputs") || r.stderr.contains("not UTF-8 text") { continue }
+            if r.stderr.contains("not UTF-8 text") { continue }
             #expect(Self.hasLocatedError(r.stderr, file: "g.moe"), "prefix of \(cut) bytes:\n\(r)")
             checked += 1
         }
@@ -54,8 +54,6 @@ import Darwin
         for cut in stride(from: 0, to: source.count - 12, by: 37) {
             try Files.write(source.prefix(cut), to: dir.file("g.moe"))
             let r = try expectCompileFails("g.moe", in: dir, ["error: "])
-            // "no outputs" does not name the file yet (see KnownBugTests).
-            if r.stderr.contains("the graph declares no outputs") { continue }
             #expect(r.stderr.contains("g.moe"), "the message names the file; prefix of \(cut) bytes:\n\(r)")
         }
     }
@@ -109,6 +107,21 @@ import Darwin
         #expect(mkfifo(dir.file("fifo.moe"), 0o644) == 0)
         _ = try expectCompileFails("fifo.moe", in: dir, ["cannot read 'fifo.moe': not a regular file"])
         _ = try expectCompileFails("/dev/zero", in: dir, ["cannot read '/dev/zero': not a regular file"])
+    }
+
+    @Test func graphWithoutOutputsHasALocation() throws {
+        // The end of the file, where an output line would go; 1:1 in an empty file.
+        let dir = TemporaryDirectory()
+        try Files.write("", to: dir.file("empty.moe"))
+        try Files.write("model m\ninput x: [tokens, 4]\nlet y = x\n", to: dir.file("nooutput.moe"))
+        try Files.write("model m\ninput x: [tokens, 4]\nlet h = x", to: dir.file("nonewline.moe"))
+        for (name, location, note) in [("empty.moe", "empty.moe:1:1: error: ", "'output y'"),
+                                       ("nooutput.moe", "nooutput.moe:4:1: error: ", "'output y'"),
+                                       ("nonewline.moe", "nonewline.moe:3:10: error: ", "'output h'")] {
+            let r = try Moec.run(["compile", name, "--emit", "ir"], in: dir.path)
+            expectFailure(r, [location + "the graph declares no outputs", "note: add 'output NAME' for each result, e.g. " + note])
+            #expect(Self.hasLocatedError(r.stderr, file: name), "\(r)")
+        }
     }
 
     @Test func runAndBenchRefuseBrokenGraphsToo() throws {
