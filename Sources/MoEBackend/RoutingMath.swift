@@ -62,6 +62,10 @@ public enum RoutingMath {
 
     /// Expert-choice capacity: ⌈T·k·cf / E⌉ tokens per expert, at most T.
     public static func expertChoiceCapacity(tokens: Int, k: Int, factor: Double, experts: Int) -> Int {
-        max(0, min(tokens, Int((Double(tokens * k) * factor / Double(experts)).rounded(.up))))
+        let c = (Double(tokens) * Double(k) * factor / Double(experts)).rounded(.up)
+        // Clamped in Double: a factor given at run time may be huge, infinite or NaN, which
+        // `Int(_:)` cannot convert. NaN takes no tokens, like a factor of 0.
+        guard c > 0 else { return 0 }
+        return c >= Double(tokens) ? tokens : Int(c)
     }
 }
