@@ -16,7 +16,22 @@ public struct TypeRuleError: Error, Sendable, CustomStringConvertible {
 public enum OpSchema {
     /// The result type of `op` applied to operands of these types, or nil for leaf ops
     /// (input, weight, constant), whose type is declared rather than inferred.
+    /// A result too large to address (`Addressable`) is an error too.
     public static func resultType(_ op: Op, _ operands: [IRType], _ attrs: Attributes) throws(TypeRuleError) -> IRType? {
+        guard let t = try derivedType(op, operands, attrs) else { return nil }
+        guard t.isAddressable else {
+            let described: String
+            switch t {
+            case .tensor(let tt): described = "the shape \(format(tt)), which has more elements" + (tt.shape.contains(.tokens) ? " per token" : "")
+            case .routing(let r): described = "a routing of \(r.slots) slots among \(r.experts) experts, which has more elements per token"
+            }
+            let name = [.add, .sub, .mul, .div].contains(op) ? "'\(symbol(op))'" : op.surfaceName
+            throw TypeRuleError("\(name) gives \(described) than moec can address", notes: [Addressable.limitNote])
+        }
+        return t
+    }
+
+    private static func derivedType(_ op: Op, _ operands: [IRType], _ attrs: Attributes) throws(TypeRuleError) -> IRType? {
         switch op {
         case .input, .weight, .constant:
             guard operands.isEmpty else { throw TypeRuleError("'\(op)' takes no operands") }

@@ -96,4 +96,31 @@ import Testing
         // 4096 tokens touch all 8 and are compute-bound.
         #expect(abs(b.regimes[1].expertsTouched - 8) < 1e-9 && !b.regimes[1].bandwidthBound)
     }
+
+    /// Upcycling multiplies the experts: a result no Int can count is an error at the block,
+    /// not a trap in the pass or a weight table entry that traps later.
+    @Test func upcyclingBeyondWhatCanBeAddressedIsAnError() throws {
+        let dir = TemporaryDirectory()
+        func failure(_ upcycle: String) throws -> [Diagnostic] {
+            let source = try String(contentsOfFile: RepoPaths.graphs + "/mechanisms/upcycling.moe", encoding: .utf8)
+            try #require(source.contains("upcycle: [2, 1, 3, 2]"))
+            try source.replacingOccurrences(of: "upcycle: [2, 1, 3, 2]", with: "upcycle: " + upcycle)
+                .write(toFile: dir.file("g.moe"), atomically: true, encoding: .utf8)
+            // Each weight [4, 1, 2^58] fits; 9 copies of it do not.
+            let session = CompilerSession(CompileOptions(graphPath: dir.file("g.moe"), overrides: [("hidden", "288230376151711744"), ("ffn", "1")]))
+            do {
+                _ = try session.optimize()
+            } catch let e as DiagnosticError {
+                return e.diagnostics
+            }
+            Issue.record("upcycle: \(upcycle) compiled")
+            return []
+        }
+        let copies = try failure("[3, 2, 2, 2]")
+        #expect(copies.contains { $0.message == "upcycling gives weight 'w_gate' the shape [9, 1, 288230376151711744], which has more elements than moec can address" }, "\(copies)")
+        #expect(copies.allSatisfy { $0.location?.line == 24 }, "\(copies)")
+        let sum = try failure("[9223372036854775807, 1, 1, 1]")
+        #expect(sum.map(\.message) == ["upcycle: the copy counts add up to more experts than moec can address"])
+        #expect(sum.first?.location?.line == 24)
+    }
 }

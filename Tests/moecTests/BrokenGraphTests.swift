@@ -109,6 +109,24 @@ import Darwin
         _ = try expectCompileFails("/dev/zero", in: dir, ["cannot read '/dev/zero': not a regular file"])
     }
 
+    @Test func hugeParamsGiveALocatedError() throws {
+        // Shapes whose element count, or byte count, overflows an Int: an error at each
+        // declaration, from the lowering, not a trap in a later stage.
+        let r = try Moec.run(["compile", "graphs/mixtral.moe", "--set", "hidden=9223372036854775807", "--emit", "plan"], in: RepoPaths.root)
+        expectFailure(r, ["graphs/mixtral.moe:17:10: error: input 'x': the shape [tokens, 9223372036854775807] has more elements per token than moec can address",
+                          "graphs/mixtral.moe:20:9: error: weight 'gate': the shape [8, 9223372036854775807] has more elements than moec can address",
+                          "graphs/mixtral.moe:21:9: error: weight 'w1': the shape [8, 14336, 9223372036854775807] has more elements than moec can address",
+                          "note: a tensor may have at most 2305843009213693951 elements (Int.max / 4), so that its size in bytes fits in an Int"])
+        #expect(r.stdout.isEmpty, "\(r)")
+        let r2 = try Moec.run(["compile", "graphs/mixtral.moe", "--set", "hidden=4294967296", "--set", "ffn=4294967296", "--emit", "plan"], in: RepoPaths.root)
+        expectFailure(r2, ["graphs/mixtral.moe:21:9: error: weight 'w1': the shape [8, 4294967296, 4294967296] has more elements than moec can address",
+                           "graphs/mixtral.moe:23:9: error: weight 'w2'", "3 errors generated"])
+        // Compile-time arithmetic that overflows is an error too, not a wrapped-around shape.
+        let dir = TemporaryDirectory()
+        try Files.write("model m\nparam n = 4611686018427387904\ninput x: [tokens, n * 2]\noutput x\n", to: dir.file("g.moe"))
+        expectFailure(try Moec.run(["compile", "g.moe", "--emit", "ir"], in: dir.path), ["g.moe:3:21: error: 4611686018427387904 * 2 does not fit in a 64-bit integer"])
+    }
+
     @Test func graphWithoutOutputsHasALocation() throws {
         // The end of the file, where an output line would go; 1:1 in an empty file.
         let dir = TemporaryDirectory()

@@ -160,4 +160,22 @@ import Testing
         try Files.write(try JSONSerialization.data(withJSONObject: plan), to: dir.file("nograph.json"))
         try Self.expectPlanRefused(dir, plan: "nograph.json", ["nograph.json: plan has no graph"])
     }
+
+    @Test func planWithShapesTooLargeToAddress() throws {
+        // hidden 32 → 2^50 and ffn 64 → 2^20 everywhere, consistently: the graph type-checks,
+        // but w1 [8, 2^20, 2^50] has more elements than an Int counts.
+        let dir = try Self.compiled()
+        var plan = try JSONSerialization.jsonObject(with: Files.read(dir.file("p.json"))) as! [String: Any]
+        var graph = plan["graph"] as! [String: Any]
+        func grow(_ shape: [Any]) -> [Any] { shape.map { ($0 as? Int) == 32 ? 1 << 50 : ($0 as? Int) == 64 ? 1 << 20 : $0 } }
+        graph["weights"] = (graph["weights"] as! [[String: Any]]).map { w in var w = w; w["shape"] = grow(w["shape"] as! [Any]); return w }
+        graph["nodes"] = (graph["nodes"] as! [[String: Any]]).map { n in
+            var n = n
+            if var t = n["type"] as? [String: Any], let shape = t["shape"] as? [Any] { t["shape"] = grow(shape); n["type"] = t }
+            return n
+        }
+        plan["graph"] = graph
+        try Files.write(try JSONSerialization.data(withJSONObject: plan), to: dir.file("huge.json"))
+        try Self.expectPlanRefused(dir, plan: "huge.json", ["huge.json: the plan's graph is invalid: weight @w1: the shape [8, 1048576, 1125899906842624] has more elements than moec can address"])
+    }
 }
