@@ -137,7 +137,11 @@ public final class ModelRunner: @unchecked Sendable {
     }
 
     private func runWithProbes(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
-        do { return try executable.run(inputs) } catch let e as InputError { throw DiagnosticError(.error(e.message)) }
+        do { return try executable.run(inputs) } catch let e as InputError {
+            throw DiagnosticError(.error(e.message))
+        } catch let e as Schedule.ArenaTooLarge {
+            throw DiagnosticError(.error("\(e)"))
+        }
     }
 }
 

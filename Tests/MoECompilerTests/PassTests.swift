@@ -88,7 +88,7 @@ import Testing
         #expect(b.router == "fused_router (softmax → top-2 → renormalize)")
         #expect(b.gateUpFused)
         // Three [40, 24] and [24, 40] matrices per expert; packed rows round up to panels of 16.
-        #expect(b.packedBytes == 8 * 4 * (48 * 24 + 48 * 24 + 32 * 40))
+        #expect(b.packedBytes == Double(8 * 4 * (48 * 24 + 48 * 24 + 32 * 40)))
         // One token touches exactly k = 2 experts: 2 × 3 × 24 × 40 × 4 bytes, 2 FLOPs per weight each.
         let one = b.regimes[0]
         #expect(abs(one.expertsTouched - 2) < 1e-12 && one.weightBytes == 23_040 && one.flops == 2 * 2 * 2880)

@@ -127,6 +127,20 @@ import Darwin
         expectFailure(try Moec.run(["compile", "g.moe", "--emit", "ir"], in: dir.path), ["g.moe:3:21: error: 4611686018427387904 * 2 does not fit in a 64-bit integer"])
     }
 
+    @Test func shapesJustSmallEnoughArePlanned() throws {
+        // Every tensor fits, but the weights together, the packed experts and the arena for
+        // many tokens do not fit in an Int: the plan says so instead of trapping.
+        let r = try Moec.run(["compile", "graphs/mixtral.moe", "--set", "hidden=1125899906842624", "--set", "ffn=1", "--emit", "plan"], in: RepoPaths.root)
+        expectSuccess(r)
+        #expect(r.stdout.contains("@w1             f32[8, 1, 1125899906842624] 36028797.02 GB"), "\(r)")
+        #expect(r.stdout.contains("     512   more bytes than moec can address"), "\(r)")
+        let r2 = try Moec.run(["compile", "graphs/mixtral.moe", "--set", "hidden=72057594037927936", "--set", "ffn=1", "--set", "num_experts=2", "--emit", "plan"],
+                              in: RepoPaths.root)
+        expectSuccess(r2)
+        #expect(r2.stdout.contains("weights (2305843009.21 GB as f32)"), "\(r2)")
+        #expect(r2.stdout.contains("       1   more bytes than moec can address"), "\(r2)")
+    }
+
     @Test func graphWithoutOutputsHasALocation() throws {
         // The end of the file, where an output line would go; 1:1 in an empty file.
         let dir = TemporaryDirectory()
