@@ -128,6 +128,19 @@ func sampleGraph() throws -> Graph {
         #expect(messages.contains { $0.contains("the shape f32[tokens, \(1 << 62)] has more elements per token than moec can address") }, "\(messages)")
     }
 
+    @Test func selectorBitsForEveryExpertCount() {
+        // ⌈log₂E⌉, also beyond 2⁶², where shifting 1 left until it passes E never ends.
+        for (e, bits) in [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (8, 3), (9, 4), (1 << 40, 40), ((1 << 40) + 1, 41),
+                          ((1 << 62) + 1, 63), (Int.max, 63)] {
+            #expect(OpSchema.selectorBits(e) == bits, "E = \(e)")
+        }
+        let x = IRType.tensor(TensorType(.f32, [.tokens, .fixed(4)]))
+        let alpha = IRType.tensor(TensorType(.f32, [.tokens, .fixed(Addressable.maxElements)]))
+        #expect(throws: TypeRuleError.self) {
+            try OpSchema.resultType(.dselect, [x, x, alpha], ["experts": .int((1 << 62) + 1), "gamma": .float(1)])
+        }
+    }
+
     @Test func broadcastRules() throws {
         let a = TensorType(.f32, [.tokens, .fixed(8)])
         #expect(try OpSchema.broadcast(a, TensorType(.f32, [.tokens, .fixed(1)]), .mul) == [.tokens, .fixed(8)])
