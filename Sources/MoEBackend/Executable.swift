@@ -157,19 +157,20 @@ public final class Executable: @unchecked Sendable {
 
     /// The first schedule for `tokens`, built on first use and kept: the one serial runs use,
     /// for benchmarks and expert loads. Not checked out: running it directly (`execute`) while
-    /// another thread calls `run` with the same token count is a race.
+    /// another thread calls `run` with the same token count is a race. The token count's
+    /// buffers must be addressable (`Schedule.memoryPlan` does not throw).
     public func schedule(tokens: Int) -> Schedule {
         lock.lock()
         if let s = pools[tokens]?.schedules.first { lock.unlock(); return s }
         lock.unlock()
-        checkIn(checkOut(tokens: tokens))
+        do { checkIn(try checkOut(tokens: tokens)) } catch { preconditionFailure("\(error)") }
         lock.lock()
         defer { lock.unlock() }
         return pools[tokens]!.schedules[0]
     }
 
     /// A schedule for `tokens` that no other run is using: the first idle one, or a new one.
-    private func checkOut(tokens: Int) -> Schedule {
+    private func checkOut(tokens: Int) throws(Schedule.ArenaTooLarge) -> Schedule {
         lock.lock()
         if let i = pools[tokens]?.busy.firstIndex(of: false) {
             pools[tokens]!.busy[i] = true
@@ -178,7 +179,7 @@ public final class Executable: @unchecked Sendable {
             return s
         }
         lock.unlock()
-        let s = Schedule(executable: self, tokens: tokens)   // built outside the lock
+        let s = try Schedule(executable: self, tokens: tokens)   // built outside the lock
         lock.lock()
         pools[tokens, default: ([], [])].schedules.append(s)
         pools[tokens]!.busy.append(true)
@@ -193,10 +194,12 @@ public final class Executable: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Runs the graph on `inputs` and returns its outputs. Safe to call concurrently.
+    /// Runs the graph on `inputs` and returns its outputs. Safe to call concurrently. Throws
+    /// `InputError` for inputs that do not fit the graph, `Schedule.ArenaTooLarge` for a token
+    /// count whose buffers no Int can count.
     public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
         let tokens = try graph.tokenCount(for: inputs)
-        let s = checkOut(tokens: tokens)
+        let s = try checkOut(tokens: tokens)
         defer { checkIn(s) }
         s.load(inputs)
         s.execute()

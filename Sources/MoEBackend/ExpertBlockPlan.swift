@@ -31,8 +31,9 @@ public struct ExpertBlockPlan: Sendable {
     /// The router's steps, as the schedule runs them (one fused step after `router-fusion`).
     public var router: String
     public var gateUpFused: Bool
-    /// Bytes of all experts' weights as packed at load time (panels of 16 columns).
-    public var packedBytes: Int
+    /// Bytes of all experts' weights as packed at load time (panels of 16 columns); a Double,
+    /// as it may exceed what an Int holds when the weights are merely addressable one by one.
+    public var packedBytes: Double
     public var regimes: [Regime]
 
     /// One plan per `moe_experts` node, in graph order.
@@ -46,9 +47,9 @@ public struct ExpertBlockPlan: Sendable {
             let ffn = weights.last.map { $0[2] } ?? 0
             // Packed rows of each matrix, rounded up to whole panels of 16.
             let panel = PackedWeight.panelWidth
-            let perExpertFloats = weights.reduce(0) { $0 + ($1[1] + panel - 1) / panel * panel * $1[2] }
+            let perExpertFloats = weights.reduce(0.0) { $0 + Double(($1[1] + panel - 1) / panel * panel) * Double($1[2]) }
             let e = routing.experts, k = routing.slots
-            let bytesPerExpert = Double(weights.reduce(0) { $0 + $1[1] * $1[2] } * 4)
+            let bytesPerExpert = weights.reduce(0.0) { $0 + Double($1[1]) * Double($1[2]) } * 4
             let regimes = tokens.map { t -> Regime in
                 let touched = Double(e) * (1 - pow(1 - Double(k) / Double(e), Double(t)))
                 let bytes = touched * bytesPerExpert
@@ -59,7 +60,7 @@ public struct ExpertBlockPlan: Sendable {
             }
             return ExpertBlockPlan(name: n.name ?? id.description, experts: e, slots: k, hidden: h, ffn: ffn, kind: kind,
                                    router: routerSteps(g, n.operands[1]), gateUpFused: n.attributes.bool("fuse_gate_up") ?? false,
-                                   packedBytes: perExpertFloats * 4 * e, regimes: regimes)
+                                   packedBytes: perExpertFloats * 4 * Double(e), regimes: regimes)
         }
     }
 

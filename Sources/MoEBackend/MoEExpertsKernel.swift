@@ -28,10 +28,10 @@ enum MoEExpertsKernel {
 
     /// The scratch of `PackedExpertsKernel`; the BLAS path uses part of it (counts 0, perm 1,
     /// permWeight 2, gathered x in 5, hidden 6, ys 8).
-    static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) -> [Int] {
+    static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] {
         let s = sizes(n, g, tokens: tokens)
         let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
-        return PackedExpertsKernel.scratchBytes(s, firstWidth: kind == .mlp ? s.ffn : 2 * s.ffn)
+        return try PackedExpertsKernel.scratchBytes(s, firstWidth: kind == .mlp ? s.ffn : try ByteCount.product(2, s.ffn))
     }
 
     static func step(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {

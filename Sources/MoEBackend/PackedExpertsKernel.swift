@@ -33,12 +33,16 @@ enum PackedExpertsKernel {
 
     /// Scratch buffers: counts/starts, perm, permWeight, rowOf, group table, packed x, hidden,
     /// packed hidden, ys.
-    static func scratchBytes(_ z: MoEExpertsKernel.Sizes, firstWidth: Int) -> [Int] {
-        let g = maxGroups(experts: z.experts)
-        let pad = (PackedRows.rowsPerPanel - 1) * g
-        return [(2 * z.experts + 2) * 4, z.pairs * 4, z.pairs * 4, z.pairs * 4, GroupTable.bytes(groups: g),
-                (z.pairs + pad) * z.hidden * 4, z.pairs * firstWidth * 4, (z.pairs + pad) * z.ffn * 4,
-                z.pairs * z.hidden * 4]
+    static func scratchBytes(_ z: MoEExpertsKernel.Sizes, firstWidth: Int) throws(ByteCount.Overflow) -> [Int] {
+        typealias B = ByteCount
+        let twoE = try B.product(2, z.experts)
+        let g = try B.sum(twoE, 64)   // maxGroups(experts:)
+        let pairs = try B.product(z.tokens, z.slots)
+        let padded = try B.sum(pairs, try B.product(PackedRows.rowsPerPanel - 1, g))
+        return [try B.product(try B.sum(twoE, 2), 4), try B.product(pairs, 4), try B.product(pairs, 4), try B.product(pairs, 4),
+                try GroupTable.bytes(groups: g),
+                try B.product(padded, z.hidden, 4), try B.product(pairs, firstWidth, 4), try B.product(padded, z.ffn, 4),
+                try B.product(pairs, z.hidden, 4)]
     }
 
     static func step(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
@@ -191,7 +195,9 @@ struct GroupTable: @unchecked Sendable {
     private let countPointer: UnsafeMutablePointer<Int>
 
     static let fields = 8
-    static func bytes(groups: Int) -> Int { (groups * fields + 1 + 2 * 65) * 8 }
+    static func bytes(groups: Int) throws(ByteCount.Overflow) -> Int {
+        try ByteCount.product(try ByteCount.sum(try ByteCount.product(groups, fields), 1 + 2 * 65), 8)
+    }
 
     init(_ raw: UnsafeMutableRawPointer, capacity: Int) {
         let p = raw.assumingMemoryBound(to: Int.self)

@@ -94,4 +94,24 @@ public struct Plan: Sendable {
             }
         }
     }
+
+    /// Opens the plan's checkpoint, reading only weights the plan fingerprinted: every
+    /// fingerprinted file is unchanged (`checkWeights`), and the model path still resolves to
+    /// exactly those files. A file added since, such as an index next to `model.safetensors`,
+    /// would otherwise make the folder resolve to weights nobody checked. Throws `LoadError`,
+    /// or `WeightFileError` when the checkpoint cannot be opened.
+    public func openCheckpoint() throws -> Checkpoint {
+        try checkWeights()
+        let checkpoint = try Checkpoint(path: modelPath)
+        let absolute = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.path }
+        let now = ((checkpoint.indexPath.map { [$0] } ?? []) + checkpoint.shardPaths).map(absolute)
+        let compiled = fingerprints.map { absolute($0.path) }
+        if Set(now) != Set(compiled) {
+            let folder = absolute(modelPath) + "/"
+            let name = { (p: String) in p.hasPrefix(folder) ? String(p.dropFirst(folder.count)) : p }
+            let list = { (paths: [String]) in paths.map(name).sorted().joined(separator: ", ") }
+            throw LoadError(path: modelPath, message: "the model now reads \(list(now)) instead of \(list(compiled)), which the plan was compiled against; compile the graph again")
+        }
+        return checkpoint
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MoEIR
 
 /// Shared definitions of routing arithmetic whose exact form is part of a mechanism's meaning,
 /// so the interpreter and the executor agree by construction on these small pieces.
@@ -53,15 +54,15 @@ public enum RoutingMath {
         return -2 * t * t * t / (g * g * g) + 3 * t / (2 * g) + 0.5
     }
 
-    /// Bits DSelect-k needs to index E experts: ⌈log₂E⌉.
-    public static func selectorBits(_ experts: Int) -> Int {
-        var m = 0
-        while (1 << m) < experts { m += 1 }
-        return m
-    }
+    /// Bits DSelect-k needs to index E experts: ⌈log₂E⌉ (the type rule's count).
+    public static func selectorBits(_ experts: Int) -> Int { OpSchema.selectorBits(experts) }
 
     /// Expert-choice capacity: ⌈T·k·cf / E⌉ tokens per expert, at most T.
     public static func expertChoiceCapacity(tokens: Int, k: Int, factor: Double, experts: Int) -> Int {
-        max(0, min(tokens, Int((Double(tokens * k) * factor / Double(experts)).rounded(.up))))
+        let c = (Double(tokens) * Double(k) * factor / Double(experts)).rounded(.up)
+        // Clamped in Double: a factor given at run time may be huge, infinite or NaN, which
+        // `Int(_:)` cannot convert. NaN takes no tokens, like a factor of 0.
+        guard c > 0 else { return 0 }
+        return c >= Double(tokens) ? tokens : Int(c)
     }
 }

@@ -27,11 +27,11 @@ public final class Schedule: @unchecked Sendable {
     /// Per MoE node: how many (token, slot) pairs each expert received in the last run.
     public private(set) var expertLoads: [(node: Int, counts: UnsafeMutablePointer<Int32>, experts: Int)] = []
 
-    init(executable: Executable, tokens: Int) {
+    init(executable: Executable, tokens: Int) throws(ArenaTooLarge) {
         self.executable = executable
         self.tokens = tokens
         let g = executable.graph
-        let memory = Schedule.memoryPlan(g, tokens: tokens)
+        let memory = try Schedule.memoryPlan(g, tokens: tokens)
         layout = memory.layout
         offsets = memory.valueOffsets
         scratchOffsets = memory.scratchOffsets
@@ -64,9 +64,24 @@ public final class Schedule: @unchecked Sendable {
         public var unsharedBytes: Int
     }
 
+    /// A token count whose buffers need more bytes than an Int can count.
+    public struct ArenaTooLarge: Error, Sendable, CustomStringConvertible {
+        public var tokens: Int
+        public var description: String { "\(tokens) tokens need more bytes of buffers than moec can address" }
+    }
+
     /// Plans the arena: each value is live from its step to its last reader (inputs from the
-    /// start, outputs to the end); each step's scratch only during the step.
-    public static func memoryPlan(_ g: Graph, tokens: Int) -> MemoryPlan {
+    /// start, outputs to the end); each step's scratch only during the step. Throws when a
+    /// buffer, or all of them together, would need more bytes than an Int holds.
+    public static func memoryPlan(_ g: Graph, tokens: Int) throws(ArenaTooLarge) -> MemoryPlan {
+        do throws(ByteCount.Overflow) {
+            return try checkedMemoryPlan(g, tokens: tokens)
+        } catch {
+            throw ArenaTooLarge(tokens: tokens)
+        }
+    }
+
+    private static func checkedMemoryPlan(_ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> MemoryPlan {
         let uses = lastUses(g)
         var requests: [ArenaPlanner.Request] = []
         var valueRequest = [Int?](repeating: nil, count: g.nodes.count)
@@ -82,18 +97,23 @@ public final class Schedule: @unchecked Sendable {
             }
             let first = n.op == .input ? 0 : i
             valueRequest[i] = requests.count
-            requests.append(.init(bytes: valueBytes(n.type, tokens: tokens), firstStep: first, lastStep: max(uses[i], i)))
-            for bytes in scratchBytes(n, g, tokens: tokens) {
+            requests.append(.init(bytes: try valueBytes(n.type, tokens: tokens), firstStep: first, lastStep: max(uses[i], i)))
+            for bytes in try scratchBytes(n, g, tokens: tokens) {
                 scratchRequests[i].append(requests.count)
                 requests.append(.init(bytes: bytes, firstStep: i, lastStep: i))
             }
         }
+        // Every offset, end and live total the planner computes is at most the sum of all
+        // aligned buffers, so once that fits in an Int the planner cannot overflow.
+        var aligned: [Int] = []
+        for r in requests { aligned.append(try ByteCount.roundedUp(r.bytes, to: ArenaPlanner.alignment)) }
+        let unshared = try ByteCount.sum(aligned)
         let layout = ArenaPlanner.plan(requests)
         return MemoryPlan(layout: layout,
                           valueOffsets: valueRequest.map { $0.map { layout.offsets[$0] } },
                           scratchOffsets: scratchRequests.map { $0.map { layout.offsets[$0] } },
                           constantIndex: constantIndex,
-                          unsharedBytes: requests.reduce(0) { $0 + ($1.bytes + 63) / 64 * 64 })
+                          unsharedBytes: unshared)
     }
 
     deinit {
@@ -125,40 +145,40 @@ public final class Schedule: @unchecked Sendable {
         return last
     }
 
-    static func valueBytes(_ t: IRType, tokens: Int) -> Int {
+    static func valueBytes(_ t: IRType, tokens: Int) throws(ByteCount.Overflow) -> Int {
         switch t {
-        case .tensor(let tt): return max(tt.elementCount(tokens: tokens), 1) * 4
-        case .routing(let r): return tokens * r.slots * 8
+        case .tensor(let tt): return try ByteCount.product(max(try ByteCount.elements(tt, tokens: tokens), 1), 4)
+        case .routing(let r): return try ByteCount.product(tokens, r.slots, 8)
         }
     }
 
     /// Temporary buffers a step needs while it runs.
-    static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) -> [Int] {
+    static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] {
         switch n.op {
         case .linear:
             // The native kernels pack x here (see `MatMulBackend.linear`).
             guard let x = g[n.operands[0]].tensorType, let k = x.last?.fixedValue else { return [] }
-            let rows = max(x.elementCount(tokens: tokens) / max(k, 1), 1)
-            return [Kernels.packedOperandBytes(m: rows, k: k)]
+            let rows = max(try ByteCount.elements(x, tokens: tokens) / max(k, 1), 1)
+            return [try ByteCount.packedOperand(m: rows, k: k)]
         case .swiglu, .mlp:
             // The hidden activations, and where the native kernels pack each GEMM's left operand.
             guard let x = g[n.operands[0]].tensorType, let h = x.last?.fixedValue else { return [] }
-            let rows = max(x.elementCount(tokens: tokens) / max(h, 1), 1)
+            let rows = max(try ByteCount.elements(x, tokens: tokens) / max(h, 1), 1)
             let f = g[n.operands[1]].tensorType!.shape[0].fixedValue!
-            return [rows * 2 * f * 4, Kernels.packedOperandBytes(m: rows, k: max(h, f))]
+            return [try ByteCount.product(rows, 2, f, 4), try ByteCount.packedOperand(m: rows, k: max(h, f))]
         case .topk:
             let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-            return [e * 8 + 64]
+            return [try ByteCount.sum(try ByteCount.product(e, 8), 64)]
         case .fused_router:
             // Scores, choice scores and flags: E floats each (group scores fit in the flags).
             let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-            return [e * 12 + 64]
+            return [try ByteCount.sum(try ByteCount.product(e, 12), 64)]
         case .route_capacity:
-            return [g[n.operands[0]].type.routing!.experts * 4]
+            return [try ByteCount.product(g[n.operands[0]].type.routing!.experts, 4)]
         case .threshold, .top_p, .stat_topk, .nonzero, .dense_route, .within, .expert_choice:
-            return SelectionSteps.scratchBytes(n, g, tokens: tokens)
+            return try SelectionSteps.scratchBytes(n, g, tokens: tokens)
         case .moe_experts:
-            return MoEExpertsKernel.scratchBytes(n, g, tokens: tokens)
+            return try MoEExpertsKernel.scratchBytes(n, g, tokens: tokens)
         default:
             return []
         }

@@ -6,14 +6,14 @@ import MoEKernels
 /// for the rules), and for scoring ops that are not matrix products.
 enum SelectionSteps {
     /// Scratch for per-token selection: E indices and E flags.
-    static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) -> [Int] {
+    static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] {
         switch n.op {
         case .threshold, .top_p, .stat_topk, .nonzero, .dense_route, .within:
             let e = g[n.operands[n.op == .within ? 1 : 0]].tensorType!.shape[1].fixedValue!
-            return [e * 8 + 64]
+            return [try ByteCount.sum(try ByteCount.product(e, 8), 64)]
         case .expert_choice:
             let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-            return [tokens * 4 + 64, tokens * e + 64]
+            return [try ByteCount.sum(try ByteCount.product(tokens, 4), 64), try ByteCount.sum(try ByteCount.product(tokens, e), 64)]
         default:
             return []
         }

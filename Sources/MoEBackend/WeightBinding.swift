@@ -66,7 +66,13 @@ public enum WeightBinding {
                             progress: ((Int, Int) -> Void)? = nil) throws -> [AlignedBuffer] {
         let problems = check(graph, checkpoint)
         if !problems.isEmpty { throw DiagnosticError(problems) }
-        let total = graph.weights.reduce(0) { $0 + $1.elementCount * 4 }
+        // Each weight's bytes fit in an Int (`Addressable`); their sum is checked.
+        var total = 0
+        for w in graph.weights {
+            let (sum, overflow) = total.addingReportingOverflow(w.elementCount * Addressable.bytesPerElement)
+            if overflow { throw DiagnosticError(.error("the weights need more bytes than moec can address")) }
+            total = sum
+        }
         var done = 0
         var out: [AlignedBuffer] = []
         for w in graph.weights {

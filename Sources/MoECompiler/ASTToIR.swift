@@ -112,8 +112,7 @@ public struct ASTToIR {
             }
         }
         if !ast.declarations.contains(where: { if case .output = $0 { return true }; return false }) && diagnostics.errorCount == before {
-            diagnostics.error("the graph declares no outputs", at: nil,
-                              notes: [.init("add 'output NAME' for each result, e.g. 'output y'")])
+            reportNoOutputs()
         }
         for (name, w) in weightDecls.sorted(by: { $0.key < $1.key }) where !usedWeights.contains(name) && diagnostics.errorCount == before {
             diagnostics.emit(.warning("weight '\(name)' is declared but never used", at: w.name.range))
@@ -123,6 +122,16 @@ public struct ASTToIR {
         var g = builder.finish()
         g.tokensName = tokensName ?? "tokens"
         return g
+    }
+
+    /// Points at the end of the file, where an `output` line would go (1:1 in an empty file),
+    /// and suggests outputting the last `let`.
+    private func reportNoOutputs() {
+        let lastLet = ast.declarations.last { if case .let = $0 { return true }; return false }
+        let example = lastLet.map { d -> String in if case .let(let l) = d { return l.name.name }; return "y" } ?? "y"
+        let at = ast.end ?? SourceRange(SourceLocation(file: ast.path, line: 1, column: 1))
+        diagnostics.error("the graph declares no outputs", at: at,
+                          notes: [.init("add 'output NAME' for each result, e.g. 'output \(example)'")])
     }
 
     private func report(_ d: Diagnostic) {
@@ -364,6 +373,10 @@ public struct ASTToIR {
                 dims.append(v)
             }
             let dtype: DType = i.elementType == .i32 ? .i32 : .f32
+            if TensorType(dtype, dims).addressableElementsPerToken == nil {
+                throw Diagnostic.error("input '\(i.name.name)': the shape [\(dims.map { OpSchema.format($0, tokens: tokensName ?? "tokens") }.joined(separator: ", "))] has more elements per token than moec can address",
+                                       at: i.shapeRange, notes: [.init(Addressable.limitNote)])
+            }
             let id = builder.addInput(name: i.name.name, type: TensorType(dtype, dims), at: i.name.range)
             scope[i.name.name] = (.tensor(id), i.name.range)
         } catch {
@@ -382,6 +395,10 @@ public struct ASTToIR {
                     throw Diagnostic.error("weight dimensions must be positive", at: d.range)
                 }
                 shape.append(n)
+            }
+            guard Addressable.elementCount(shape) != nil else {
+                throw Diagnostic.error("weight '\(w.name.name)': the shape \(shape) has more elements than moec can address",
+                                       at: w.shapeRange, notes: [.init(Addressable.limitNote)])
             }
             let pattern = try interpolate(w.pattern, at: w.patternRange)
             if pattern.contains("{e}") && shape.count < 2 {
@@ -447,7 +464,9 @@ public struct ASTToIR {
             return v
         case .negate(let inner, let r):
             switch try lower(inner) {
-            case .int(let v): return .int(-v)
+            case .int(let v):
+                guard v != .min else { throw .error("-(\(v)) does not fit in a 64-bit integer", at: r) }
+                return .int(-v)
             case .float(let v): return .float(-v)
             case .tensor(let id): return .tensor(try builder.add(.neg, [try tensorOperand(id, at: r)], at: r))
             default: throw .error("'-' needs a number or a tensor", at: r)
@@ -488,20 +507,26 @@ public struct ASTToIR {
             default: return nil
             }
         }
-        // Compile-time arithmetic.
+        // Compile-time arithmetic; a result that does not fit in an Int is an error, not a
+        // wrapped-around shape.
         if case .int(let x) = a, case .int(let y) = b {
+            let result: (partialValue: Int, overflow: Bool)
             switch op {
-            case .add: return .int(x &+ y)
-            case .sub: return .int(x &- y)
-            case .mul: return .int(x &* y)
+            case .add: result = x.addingReportingOverflow(y)
+            case .sub: result = x.subtractingReportingOverflow(y)
+            case .mul: result = x.multipliedReportingOverflow(by: y)
             case .div:
                 guard y != 0 else { throw .error("division by zero", at: range) }
-                guard x % y == 0 else {
+                guard x.remainderReportingOverflow(dividingBy: y).partialValue == 0 else {
                     throw .error("\(x) / \(y) is not a whole number", at: range,
                                  notes: [.init("integer params divide exactly; write a float (\(x).0 / \(y)) for a fraction")])
                 }
-                return .int(x / y)
+                result = x.dividedReportingOverflow(by: y)
             }
+            guard !result.overflow else {
+                throw .error("\(x) \(op.rawValue) \(y) does not fit in a 64-bit integer", at: range)
+            }
+            return .int(result.partialValue)
         }
         if let x = number(a), let y = number(b) {
             switch op {

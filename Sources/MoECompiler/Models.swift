@@ -94,14 +94,13 @@ public final class ModelRunner: @unchecked Sendable {
     public static func load(planPath: String, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil,
                             recordRouting: Bool = false) throws -> ModelRunner {
         let plan: Plan
+        let ckpt: Checkpoint
         do {
             plan = try Plan.read(planPath)
-            try plan.checkWeights()
+            ckpt = try plan.openCheckpoint()
         } catch {
             throw DiagnosticError(.error("\(error)"))
         }
-        let ckpt: Checkpoint
-        do { ckpt = try Checkpoint(path: plan.modelPath) } catch { throw DiagnosticError(.error("\(error)")) }
         return try ModelRunner(plan: plan, checkpoint: ckpt, options: options, progress: progress, recordRouting: recordRouting)
     }
 
@@ -138,7 +137,11 @@ public final class ModelRunner: @unchecked Sendable {
     }
 
     private func runWithProbes(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
-        do { return try executable.run(inputs) } catch let e as InputError { throw DiagnosticError(.error(e.message)) }
+        do { return try executable.run(inputs) } catch let e as InputError {
+            throw DiagnosticError(.error(e.message))
+        } catch let e as Schedule.ArenaTooLarge {
+            throw DiagnosticError(.error("\(e)"))
+        }
     }
 }
 

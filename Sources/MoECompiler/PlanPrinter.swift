@@ -35,7 +35,7 @@ public struct PlanPrinter {
                               threads, threads == 1 ? "" : "s", m.flopsPerThread / 1e9, m.bytesPerSecondPerThread / 1e9, m.source))
         out += "      tokens   experts hit   weights read   stream ms   compute ms   bound by\n"
         for r in b.regimes {
-            out += String(format: "      %6d   %11.1f   ", r.tokens, r.expertsTouched) + formatBytes(Int(r.weightBytes)).leftPadded(to: 12)
+            out += String(format: "      %6d   %11.1f   ", r.tokens, r.expertsTouched) + formatBytes(r.weightBytes).leftPadded(to: 12)
             out += String(format: "   %9.2f   %10.2f   ", r.bandwidthSeconds * 1e3, r.computeSeconds * 1e3)
             out += r.bandwidthBound ? "bandwidth (threads share the experts' weight panels)\n" : "compute (threads share GEMM panels by FLOPs)\n"
         }
@@ -52,7 +52,8 @@ public struct PlanPrinter {
         }
         let names = IRPrinter(showLocations: false).valueNames(g)
 
-        out += "\nweights (\(formatBytes(g.weights.reduce(0) { $0 + $1.elementCount * 4 })) as f32)\n"
+        // Summed as Doubles: each weight's bytes fit in an Int (`Addressable`), their sum need not.
+        out += "\nweights (\(formatBytes(g.weights.reduce(0.0) { $0 + Double($1.elementCount) * 4 })) as f32)\n"
         for w in g.weights {
             var line = "  @\(w.name)".padded(to: 18) + "f32\(w.shape)".padded(to: 22)
             line += formatBytes(w.elementCount * 4).padded(to: 11)
@@ -82,7 +83,10 @@ public struct PlanPrinter {
         out += "\nmemory (one arena; buffers share space when their lifetimes do not overlap)\n"
         out += "  tokens        arena   without reuse   peak live\n"
         for t in Self.sampleTokens {
-            let m = Schedule.memoryPlan(g, tokens: t)
+            guard let m = try? Schedule.memoryPlan(g, tokens: t) else {
+                out += String(format: "  %6d ", t) + "  more bytes than moec can address\n"
+                continue
+            }
             out += String(format: "  %6d ", t) + formatBytes(m.layout.totalBytes).leftPadded(to: 12)
                 + formatBytes(m.unsharedBytes).leftPadded(to: 16) + formatBytes(m.layout.peakLiveBytes).leftPadded(to: 12) + "\n"
         }
@@ -91,12 +95,13 @@ public struct PlanPrinter {
     }
 }
 
-func formatBytes(_ b: Int) -> String {
-    let d = Double(b)
+func formatBytes(_ b: Int) -> String { formatBytes(Double(b)) }
+
+func formatBytes(_ d: Double) -> String {
     if d >= 1e9 { return String(format: "%.2f GB", d / 1e9) }
     if d >= 1e6 { return String(format: "%.1f MB", d / 1e6) }
     if d >= 1e3 { return String(format: "%.1f kB", d / 1e3) }
-    return "\(b) B"
+    return "\(Int(d)) B"
 }
 
 extension String {

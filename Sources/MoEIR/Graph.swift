@@ -78,7 +78,13 @@ public struct WeightInfo: Hashable, Sendable {
         return [(pattern, source)]
     }
 
+    /// The element count; the graph's invariants keep it addressable (`Addressable`).
     public var elementCount: Int { shape.reduce(1, *) }
+
+    /// Whether the weight, and the tensors it is read from, can be addressed.
+    public var isAddressable: Bool {
+        Addressable.elementCount(shape) != nil && Addressable.elementCount(sourceShape) != nil
+    }
 }
 
 /// A compile-time parameter's final value and where it came from, kept for printing and plans.

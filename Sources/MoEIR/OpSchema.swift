@@ -16,7 +16,22 @@ public struct TypeRuleError: Error, Sendable, CustomStringConvertible {
 public enum OpSchema {
     /// The result type of `op` applied to operands of these types, or nil for leaf ops
     /// (input, weight, constant), whose type is declared rather than inferred.
+    /// A result too large to address (`Addressable`) is an error too.
     public static func resultType(_ op: Op, _ operands: [IRType], _ attrs: Attributes) throws(TypeRuleError) -> IRType? {
+        guard let t = try derivedType(op, operands, attrs) else { return nil }
+        guard t.isAddressable else {
+            let described: String
+            switch t {
+            case .tensor(let tt): described = "the shape \(format(tt)), which has more elements" + (tt.shape.contains(.tokens) ? " per token" : "")
+            case .routing(let r): described = "a routing of \(r.slots) slots among \(r.experts) experts, which has more elements per token"
+            }
+            let name = [.add, .sub, .mul, .div].contains(op) ? "'\(symbol(op))'" : op.surfaceName
+            throw TypeRuleError("\(name) gives \(described) than moec can address", notes: [Addressable.limitNote])
+        }
+        return t
+    }
+
+    private static func derivedType(_ op: Op, _ operands: [IRType], _ attrs: Attributes) throws(TypeRuleError) -> IRType? {
         switch op {
         case .input, .weight, .constant:
             guard operands.isEmpty else { throw TypeRuleError("'\(op)' takes no operands") }
@@ -242,10 +257,10 @@ public enum OpSchema {
             guard let e = attrs.int("experts"), e >= 2 else { throw TypeRuleError("dselect needs experts ≥ 2") }
             guard let g = attrs.float("gamma"), g > 0 else { throw TypeRuleError("dselect gamma must be positive") }
             guard let kSel = alpha.last?.fixedValue, kSel >= 1 else { throw TypeRuleError("alpha must end in the number of selectors") }
-            var m = 0
-            while (1 << m) < e { m += 1 }
-            guard z.last == .fixed(kSel * m) else {
-                throw TypeRuleError("z must have k·⌈log₂E⌉ = \(kSel)·\(m) = \(kSel * m) values per row for \(kSel) selectors over \(e) experts, got \(format(z))")
+            let m = selectorBits(e)
+            let (width, overflow) = kSel.multipliedReportingOverflow(by: m)
+            guard !overflow, z.last == .fixed(width) else {
+                throw TypeRuleError("z must have k·⌈log₂E⌉ = \(kSel)·\(m)\(overflow ? "" : " = \(width)") values per row for \(kSel) selectors over \(e) experts, got \(format(z))")
             }
             for t in [z, alpha] where !(t.rank == 1 || (t.rank == 2 && t.shape[0] == x.shape[0])) {
                 throw TypeRuleError("z and alpha are one row for all tokens or one row per token, got \(format(t))")
@@ -373,6 +388,12 @@ public enum OpSchema {
             throw TypeRuleError("unknown activation \(attrs["act"].map { "\($0)" } ?? "(none)")",
                                 notes: ["activations are " + Activation.allCases.map(\.rawValue).joined(separator: ", ")])
         }
+    }
+
+    /// Bits DSelect-k needs to index E experts: ⌈log₂E⌉ (0 for one expert). Counted from the
+    /// leading zeros, not by shifting 1 left until it passes E, which never ends beyond 2⁶².
+    public static func selectorBits(_ experts: Int) -> Int {
+        experts <= 1 ? 0 : Int.bitWidth - (experts - 1).leadingZeroBitCount
     }
 
     /// NumPy-style broadcasting: shapes align at the right; a dimension of 1 stretches.

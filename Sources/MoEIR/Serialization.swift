@@ -80,7 +80,7 @@ extension Graph {
             var repeats: [Int]?
             if let r = w["repeats"] {
                 guard let list = r.array?.compactMap(\.int), list.count == r.array?.count, list.allSatisfy({ $0 >= 1 }),
-                      list.reduce(0, +) == shape.first else { throw fail("weight \(wn) repeats") }
+                      checkedSum(list) == shape.first else { throw fail("weight \(wn) repeats") }
                 repeats = list
             }
             g.weights.append(WeightInfo(name: wn, pattern: pattern, shape: shape, location: w["loc"].flatMap(Self.decodeRange), repeats: repeats))
@@ -187,4 +187,15 @@ extension Graph {
         }
         return .tensor(TensorType(dt, dims))
     }
+}
+
+/// The sum, or nil when it overflows (a plan file may hold any numbers).
+private func checkedSum(_ xs: [Int]) -> Int? {
+    var total = 0
+    for x in xs {
+        let (t, overflow) = total.addingReportingOverflow(x)
+        if overflow { return nil }
+        total = t
+    }
+    return total
 }

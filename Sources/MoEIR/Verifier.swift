@@ -6,6 +6,8 @@ import MoEBasics
 /// 2. Every computed node's type is exactly what `OpSchema` derives from its operands.
 /// 3. Leaf nodes are well formed: inputs are named tensors with unique names; weight nodes
 ///    refer to an entry of the weight table and have its shape; constants are f32 scalars.
+///    Every weight table entry and every input (per token) is small enough to address
+///    (`Addressable`); `OpSchema` holds computed values to the same limit.
 /// 4. At most one dimension symbol exists (the token count) and it appears only where
 ///    tokens can vary: the first dimension of inputs.
 /// 5. Outputs name existing tensor values (not routings), with unique names, and there is
@@ -25,6 +27,10 @@ public enum Verifier {
             let prefix = id.map { "\(names[$0.index]) (\(g[$0].op.rawValue)): " } ?? ""
             problems.append(.error(prefix + message, at: id.flatMap { g[$0].location }))
         }
+        for w in g.weights where !w.isAddressable {
+            problems.append(.error("weight @\(w.name): the shape \(w.shape) has more elements than moec can address", at: w.location,
+                                   notes: [.init(Addressable.limitNote)]))
+        }
         var inputNames: Set<String> = []
         for id in g.ids {
             let n = g[id]
@@ -39,6 +45,9 @@ public enum Verifier {
                 guard let t = n.tensorType else { report(id, "input must be a tensor"); continue }
                 if t.shape.dropFirst().contains(.tokens) {
                     report(id, "the token dimension may only be the first dimension of an input")
+                }
+                if t.addressableElementsPerToken == nil {
+                    report(id, "the shape \(printer.format(n.type, g)) has more elements per token than moec can address")
                 }
             case .weight:
                 guard let i = n.attributes.int("index"), g.weights.indices.contains(i) else {

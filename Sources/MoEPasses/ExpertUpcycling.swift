@@ -21,7 +21,15 @@ public struct ExpertUpcycling: Pass {
         var g = graph
         for i in g.nodes.indices where g.nodes[i].op == .moe_experts {
             guard let counts = g.nodes[i].attributes.ints("upcycle") else { continue }
-            let experts = counts.count, total = counts.reduce(0, +)
+            let experts = counts.count
+            let total = counts.reduce(0 as Int?) { sum, c in
+                guard let sum else { return nil }
+                let (t, overflow) = sum.addingReportingOverflow(c)
+                return overflow ? nil : t
+            }
+            guard let total, total <= Addressable.maxElements else {
+                throw DiagnosticError(.error("upcycle: the copy counts add up to more experts than moec can address", at: g.nodes[i].location))
+            }
             // 1. Expert-indexed weights: expert weights, and router weights with leading dim E.
             var targets: Set<Int> = []
             let n = g.nodes[i]
@@ -45,6 +53,10 @@ public struct ExpertUpcycling: Pass {
                 }
                 info.repeats = counts
                 info.shape[0] = total
+                guard info.isAddressable else {
+                    throw DiagnosticError(.error("upcycling gives weight '\(info.name)' the shape \(info.shape), which has more elements than moec can address",
+                                                 at: n.location, notes: [.init(Addressable.limitNote)]))
+                }
                 info.name += ".upcycled"
                 g.weights.append(info)
                 var node = g.nodes[t]

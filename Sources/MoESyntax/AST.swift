@@ -15,9 +15,13 @@ public struct Identifier: Equatable, Sendable {
 public struct SourceFileAST: Sendable {
     public var path: String
     public var declarations: [Declaration]
-    public init(path: String, declarations: [Declaration]) {
+    /// The end of the file (where its end-of-file token is), for errors about something the
+    /// file lacks, such as outputs; 1:1 for an empty file.
+    public var end: SourceRange?
+    public init(path: String, declarations: [Declaration], end: SourceRange? = nil) {
         self.path = path
         self.declarations = declarations
+        self.end = end
     }
 }
 

@@ -118,7 +118,7 @@ public struct Parser {
                 if pos == before { advance() }
             }
         }
-        return SourceFileAST(path: path, declarations: decls)
+        return SourceFileAST(path: path, declarations: decls, end: current.range)
     }
 
     /// declaration = model_decl | param_decl | input_decl | weight_decl | weights_group

@@ -81,7 +81,10 @@ enum PathCheck {
 /// (allocating more than there is ends the process).
 enum MemoryCheck {
     static func arena(_ graph: Graph, tokens: Int, option: String) throws {
-        let bytes = Schedule.memoryPlan(graph, tokens: tokens).layout.totalBytes
+        let bytes: Int
+        do { bytes = try Schedule.memoryPlan(graph, tokens: tokens).layout.totalBytes } catch {
+            throw DiagnosticError(.error("\(option): \(error)"))
+        }
         let memory = ProcessInfo.processInfo.physicalMemory
         if UInt64(bytes) > memory {
             throw DiagnosticError(.error("\(option): \(tokens) tokens need \(format(bytes: Double(bytes))) of buffers, more than this machine's memory (\(format(bytes: Double(memory))))"))

@@ -1,6 +1,7 @@
 import Foundation
 @testable import MoEBackend
 import MoEIR
+import MoEKernels
 import MoETestSupport
 import Testing
 
@@ -100,10 +101,38 @@ import Testing
         var v = t.input("x", [.tokens, .fixed(64)])
         for i in 0..<12 { v = try t.op(i % 2 == 0 ? .sigmoid : .neg, [v]) }
         t.output("y", v)
-        let plan = Schedule.memoryPlan(t.graph, tokens: 100)
+        let plan = try Schedule.memoryPlan(t.graph, tokens: 100)
         let one = 100 * 64 * 4
         #expect(plan.layout.totalBytes <= 2 * one, "arena \(plan.layout.totalBytes) for buffers of \(one)")
         #expect(plan.unsharedBytes == 13 * one)
+    }
+
+    /// Each value fits for one token (`Addressable`), but not for every token count: the plan
+    /// refuses a count whose buffers, or their sum, no Int can count, instead of trapping.
+    @Test func tokenCountsTooLargeToAddressAreRefused() throws {
+        var t = TinyGraph()
+        let x = t.input("x", [.tokens, .fixed(1 << 40)])
+        t.output("y", try t.op(.sigmoid, [x]))
+        #expect(try Schedule.memoryPlan(t.graph, tokens: 2).unsharedBytes == 2 * 2 * (1 << 40) * 4)
+        for tokens in [1 << 21, 1 << 30, Int.max] {
+            #expect(throws: Schedule.ArenaTooLarge.self) { try Schedule.memoryPlan(t.graph, tokens: tokens) }
+        }
+        // Two buffers that each fit but together do not.
+        let half = Addressable.maxElements / 2 + 1
+        var u = TinyGraph()
+        let v = u.input("x", [.tokens, .fixed(half)])
+        u.output("y", try u.op(.neg, [v]))
+        #expect(throws: Schedule.ArenaTooLarge.self) { try Schedule.memoryPlan(u.graph, tokens: 1) }
+        #expect(String(describing: Schedule.ArenaTooLarge(tokens: 7)) == "7 tokens need more bytes of buffers than moec can address")
+    }
+
+    /// The checked sizes are the sizes the kernels use.
+    @Test func checkedSizesMatchTheKernels() throws {
+        for m in [1, 5, 6, 7, 100] {
+            for k in [1, 3, 64] { #expect(try ByteCount.packedOperand(m: m, k: k) == Kernels.packedOperandBytes(m: m, k: k)) }
+        }
+        #expect(throws: ByteCount.Overflow.self) { try ByteCount.packedOperand(m: 1, k: Int.max / 8) }
+        #expect(try GroupTable.bytes(groups: 80) == (80 * GroupTable.fields + 1 + 2 * 65) * 8)
     }
 
     /// The schedule's plan on every graph: values live from their step (inputs from the start)
@@ -115,7 +144,7 @@ import Testing
         for (i, n) in g.nodes.enumerated() { for o in n.operands { last[o.index] = max(last[o.index], i) } }
         for o in g.outputs { last[o.value.index] = g.nodes.count }
         for tokens in [1, 7, 64, 300] {
-            let plan = Schedule.memoryPlan(g, tokens: tokens)
+            let plan = try Schedule.memoryPlan(g, tokens: tokens)
             // (name, offset, bytes, first, last) for every buffer, sized independently.
             var buffers: [(String, Int, Int, Int, Int)] = []
             for (i, n) in g.nodes.enumerated() where n.op != .weight && n.op != .constant {
@@ -126,7 +155,7 @@ import Testing
                 }
                 let offset = try #require(plan.valueOffsets[i], "node \(i) (\(n.op)) has no place in the arena")
                 buffers.append(("%\(i) \(n.op)", offset, bytes, n.op == .input ? 0 : i, last[i]))
-                let scratch = Schedule.scratchBytes(n, g, tokens: tokens)
+                let scratch = try Schedule.scratchBytes(n, g, tokens: tokens)
                 #expect(plan.scratchOffsets[i].count == scratch.count)
                 for (k, (o, b)) in zip(plan.scratchOffsets[i], scratch).enumerated() {
                     buffers.append(("%\(i) \(n.op) scratch \(k)", o, b, i, i))

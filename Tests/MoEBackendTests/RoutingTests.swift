@@ -197,12 +197,37 @@ import Testing
         try expectMatchesReference(t, inputs: Self.randomInputs(experts: 8))
     }
 
-    @Test(arguments: [(1, 1), (2, 1), (2, 3), (3, 7), (1, 40)])
+    /// Capacities beyond Int32 (3·10⁹, Int.max) keep every pair, like any capacity ≥ tokens · k.
+    @Test(arguments: [(1, 1), (2, 1), (2, 3), (3, 7), (1, 40), (2, 3_000_000_000), (3, Int.max)])
     func capacity(k: Int, capacity: Int) throws {
         let t = try Self.readout(experts: 6) { t, s in
             try t.op(.route_capacity, [try t.op(.topk, [s], ["k": .int(k)])], ["capacity": .int(capacity)])
         }
         try expectMatchesReference(t, inputs: Self.randomInputs(experts: 6))
+    }
+
+    @Test func hugeCapacityKeepsEveryPair() throws {
+        func graph(_ capacity: Int) throws -> TinyGraph {
+            try Self.readout(experts: 6) { t, s in
+                try t.op(.route_capacity, [try t.op(.topk, [s], ["k": .int(2)])], ["capacity": .int(capacity)])
+            }
+        }
+        let inputs = Self.randomInputs(experts: 6)(9)
+        let all = try runEverywhere(try graph(18), inputs)
+        #expect(try runEverywhere(try graph(3_000_000_000), inputs) == all)
+        #expect(try runEverywhere(try graph(Int.max), inputs) == all)
+        #expect(try runEverywhere(try graph(1), inputs) != all)
+    }
+
+    /// The expert-choice capacity ⌈T·k·cf / E⌉ clamped to 0 ... T, also for factors given at run
+    /// time that no Int holds.
+    @Test func expertChoiceCapacityClamps() {
+        #expect(RoutingMath.expertChoiceCapacity(tokens: 10, k: 2, factor: 1, experts: 4) == 5)
+        #expect(RoutingMath.expertChoiceCapacity(tokens: 10, k: 2, factor: 0.1, experts: 4) == 1)
+        #expect(RoutingMath.expertChoiceCapacity(tokens: 10, k: 2, factor: 1e300, experts: 4) == 10)
+        #expect(RoutingMath.expertChoiceCapacity(tokens: 10, k: 2, factor: .infinity, experts: 4) == 10)
+        #expect(RoutingMath.expertChoiceCapacity(tokens: 10, k: 2, factor: .nan, experts: 4) == 0)
+        #expect(RoutingMath.expertChoiceCapacity(tokens: 10, k: 2, factor: -1, experts: 4) == 0)
     }
 
     /// Capacity admits all first choices (in token order) before any second choice.

@@ -88,12 +88,39 @@ import Testing
         #expect(b.router == "fused_router (softmax → top-2 → renormalize)")
         #expect(b.gateUpFused)
         // Three [40, 24] and [24, 40] matrices per expert; packed rows round up to panels of 16.
-        #expect(b.packedBytes == 8 * 4 * (48 * 24 + 48 * 24 + 32 * 40))
+        #expect(b.packedBytes == Double(8 * 4 * (48 * 24 + 48 * 24 + 32 * 40)))
         // One token touches exactly k = 2 experts: 2 × 3 × 24 × 40 × 4 bytes, 2 FLOPs per weight each.
         let one = b.regimes[0]
         #expect(abs(one.expertsTouched - 2) < 1e-12 && one.weightBytes == 23_040 && one.flops == 2 * 2 * 2880)
         #expect(abs(one.bandwidthSeconds - 23_040 / 20e9) < 1e-15 && one.bandwidthBound)
         // 4096 tokens touch all 8 and are compute-bound.
         #expect(abs(b.regimes[1].expertsTouched - 8) < 1e-9 && !b.regimes[1].bandwidthBound)
+    }
+
+    /// Upcycling multiplies the experts: a result no Int can count is an error at the block,
+    /// not a trap in the pass or a weight table entry that traps later.
+    @Test func upcyclingBeyondWhatCanBeAddressedIsAnError() throws {
+        let dir = TemporaryDirectory()
+        func failure(_ upcycle: String) throws -> [Diagnostic] {
+            let source = try String(contentsOfFile: RepoPaths.graphs + "/mechanisms/upcycling.moe", encoding: .utf8)
+            try #require(source.contains("upcycle: [2, 1, 3, 2]"))
+            try source.replacingOccurrences(of: "upcycle: [2, 1, 3, 2]", with: "upcycle: " + upcycle)
+                .write(toFile: dir.file("g.moe"), atomically: true, encoding: .utf8)
+            // Each weight [4, 1, 2^58] fits; 9 copies of it do not.
+            let session = CompilerSession(CompileOptions(graphPath: dir.file("g.moe"), overrides: [("hidden", "288230376151711744"), ("ffn", "1")]))
+            do {
+                _ = try session.optimize()
+            } catch let e as DiagnosticError {
+                return e.diagnostics
+            }
+            Issue.record("upcycle: \(upcycle) compiled")
+            return []
+        }
+        let copies = try failure("[3, 2, 2, 2]")
+        #expect(copies.contains { $0.message == "upcycling gives weight 'w_gate' the shape [9, 1, 288230376151711744], which has more elements than moec can address" }, "\(copies)")
+        #expect(copies.allSatisfy { $0.location?.line == 24 }, "\(copies)")
+        let sum = try failure("[9223372036854775807, 1, 1, 1]")
+        #expect(sum.map(\.message) == ["upcycle: the copy counts add up to more experts than moec can address"])
+        #expect(sum.first?.location?.line == 24)
     }
 }

@@ -96,6 +96,51 @@ func sampleGraph() throws -> Graph {
         #expect(throws: GraphDecodingError.self) { try Graph(json: .object(JSONObject([("name", .string("x"))]))) }
     }
 
+    @Test func addressableShapes() {
+        #expect(Addressable.elementCount([8, 14336, 4096]) == 8 * 14336 * 4096)
+        #expect(Addressable.elementCount([]) == 1)
+        #expect(Addressable.elementCount([Int.max, 0]) == 0)
+        #expect(Addressable.elementCount([Addressable.maxElements]) == Addressable.maxElements)
+        #expect(Addressable.elementCount([Addressable.maxElements + 1]) == nil)   // elements fit, bytes do not
+        #expect(Addressable.elementCount([8, Int.max]) == nil)
+        #expect(Addressable.elementCount([8, 1 << 32, 1 << 32]) == nil)
+        #expect(TensorType(.f32, [.tokens, .fixed(1 << 40)]).addressableElementsPerToken == 1 << 40)
+        #expect(TensorType(.f32, [.tokens, .fixed(1 << 40), .fixed(1 << 30)]).addressableElementsPerToken == nil)
+        #expect(IRType.routing(RoutingType(slots: 2, experts: 8)).isAddressable)
+        #expect(!IRType.routing(RoutingType(slots: Addressable.maxElements, experts: Addressable.maxElements)).isAddressable)
+    }
+
+    @Test func resultsTooLargeToAddressAreTypeErrors() throws {
+        // Each operand fits; their broadcast product does not.
+        let a = IRType.tensor(TensorType(.f32, [.tokens, .fixed(1 << 31), .fixed(1)]))
+        let b = IRType.tensor(TensorType(.f32, [.fixed(1 << 31)]))
+        #expect(throws: TypeRuleError.self) { try OpSchema.resultType(.mul, [a, b], [:]) }
+        #expect(try OpSchema.resultType(.mul, [a, .tensor(TensorType(.f32, [.fixed(1)]))], [:]) == a)
+    }
+
+    @Test func verifierRejectsShapesTooLargeToAddress() throws {
+        // A plan file can say anything: a weight table entry or an input that no Int can count.
+        var g = try sampleGraph()
+        g.weights[0].shape = [4, Int.max / 2, 8]
+        g.nodes[0].type = .tensor(TensorType(.f32, [.tokens, .fixed(1 << 62)]))
+        let messages = Verifier.verify(g).map(\.message)
+        #expect(messages.contains { $0.contains("weight @gate: the shape [4, \(Int.max / 2), 8] has more elements than moec can address") }, "\(messages)")
+        #expect(messages.contains { $0.contains("the shape f32[tokens, \(1 << 62)] has more elements per token than moec can address") }, "\(messages)")
+    }
+
+    @Test func selectorBitsForEveryExpertCount() {
+        // ⌈log₂E⌉, also beyond 2⁶², where shifting 1 left until it passes E never ends.
+        for (e, bits) in [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (8, 3), (9, 4), (1 << 40, 40), ((1 << 40) + 1, 41),
+                          ((1 << 62) + 1, 63), (Int.max, 63)] {
+            #expect(OpSchema.selectorBits(e) == bits, "E = \(e)")
+        }
+        let x = IRType.tensor(TensorType(.f32, [.tokens, .fixed(4)]))
+        let alpha = IRType.tensor(TensorType(.f32, [.tokens, .fixed(Addressable.maxElements)]))
+        #expect(throws: TypeRuleError.self) {
+            try OpSchema.resultType(.dselect, [x, x, alpha], ["experts": .int((1 << 62) + 1), "gamma": .float(1)])
+        }
+    }
+
     @Test func broadcastRules() throws {
         let a = TensorType(.f32, [.tokens, .fixed(8)])
         #expect(try OpSchema.broadcast(a, TensorType(.f32, [.tokens, .fixed(1)]), .mul) == [.tokens, .fixed(8)])

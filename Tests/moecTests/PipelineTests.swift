@@ -90,6 +90,19 @@ import Testing
         expectFailure(r, ["check y: max |Δ| / max |ref| = ", "FAILED (tolerance 1e-04)"])
     }
 
+    @Test func hugeCapacityDoesNotCrashRun() throws {
+        // Any capacity of at least the token count drops nothing, so 10^6 and 3·10^9 (more
+        // than Int32 holds) must agree exactly; 1 drops tokens, so it must differ.
+        let fixture = RepoPaths.fixtures + "/switch-h16-f24-e4-cap2-t11-s71"
+        let dir = TemporaryDirectory()
+        let args = ["run", RepoPaths.graphs + "/switch.moe", "--model", fixture, "--input", "x=\(fixture)/x.npy"]
+        expectSuccess(try Moec.run(args + ["--set", "expert_capacity=1000000", "--output", "y=small.npy"], in: dir.path))
+        let r = try Moec.run(args + ["--set", "expert_capacity=3000000000", "--output", "y=huge.npy", "--check", "y=small.npy", "--tolerance", "0"], in: dir.path)
+        expectSuccess(r)
+        let one = try Moec.run(args + ["--set", "expert_capacity=1", "--output", "y=one.npy", "--check", "y=small.npy", "--tolerance", "0"], in: dir.path)
+        expectFailure(one, [])
+    }
+
     @Test func benchJSONLinesHaveTokensAndMedian() throws {
         let dir = TemporaryDirectory()
         expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "-o", "p.json"], in: dir.path))

@@ -91,6 +91,37 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.file("y.npy")))
     }
 
+    @Test func weightFilesAddedAfterCompiling() throws {
+        // The plan fingerprints model/model.safetensors. Adding an index that points at other
+        // weights makes the folder resolve to them: the plan must refuse, not compute with them.
+        let dir = try Self.compiled()
+        let doubled = try Files.exampleTensors().map { t in
+            var t = t
+            t.values = t.values.map { $0 * 2 }
+            return t
+        }
+        try SafetensorsWriter.write(tensors: doubled, to: dir.file("model/other.safetensors"))
+        // A weight file nothing reads changes nothing.
+        expectSuccess(try Moec.run(["run", "p.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy",
+                                    "--check", "y=\(Files.example)/y_transformers.npy"], in: dir.path))
+        try FileManager.default.removeItem(atPath: dir.file("y.npy"))
+        let map = Dictionary(uniqueKeysWithValues: doubled.map { ($0.name, "other.safetensors") })
+        try Files.write(try JSONSerialization.data(withJSONObject: ["weight_map": map]), to: dir.file("model/model.safetensors.index.json"))
+        try Self.expectPlanRefused(dir, ["/model: the model now reads model.safetensors.index.json, other.safetensors instead of model.safetensors, which the plan was compiled against; compile the graph again"])
+    }
+
+    @Test func standardWeightFileAddedAfterCompiling() throws {
+        // A folder whose only weight file has another name; a model.safetensors added later
+        // takes its place when the folder is opened.
+        let dir = TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: dir.file("model"), withIntermediateDirectories: false)
+        try Files.copy(Files.example + "/model.safetensors", to: dir.file("model/weights.safetensors"))
+        try Files.copy(Files.example + "/config.json", to: dir.file("model/config.json"))
+        expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", "model", "-o", "p.json"], in: dir.path))
+        try Files.copy(Files.example + "/model.safetensors", to: dir.file("model/model.safetensors"))
+        try Self.expectPlanRefused(dir, ["the model now reads model.safetensors instead of weights.safetensors", "compile the graph again"])
+    }
+
     @Test func garbagePlans() throws {
         let dir = try Self.compiled()
         let plan = try Files.read(dir.file("p.json"))
@@ -128,5 +159,23 @@ import Testing
         plan["graph"] = nil
         try Files.write(try JSONSerialization.data(withJSONObject: plan), to: dir.file("nograph.json"))
         try Self.expectPlanRefused(dir, plan: "nograph.json", ["nograph.json: plan has no graph"])
+    }
+
+    @Test func planWithShapesTooLargeToAddress() throws {
+        // hidden 32 → 2^50 and ffn 64 → 2^20 everywhere, consistently: the graph type-checks,
+        // but w1 [8, 2^20, 2^50] has more elements than an Int counts.
+        let dir = try Self.compiled()
+        var plan = try JSONSerialization.jsonObject(with: Files.read(dir.file("p.json"))) as! [String: Any]
+        var graph = plan["graph"] as! [String: Any]
+        func grow(_ shape: [Any]) -> [Any] { shape.map { ($0 as? Int) == 32 ? 1 << 50 : ($0 as? Int) == 64 ? 1 << 20 : $0 } }
+        graph["weights"] = (graph["weights"] as! [[String: Any]]).map { w in var w = w; w["shape"] = grow(w["shape"] as! [Any]); return w }
+        graph["nodes"] = (graph["nodes"] as! [[String: Any]]).map { n in
+            var n = n
+            if var t = n["type"] as? [String: Any], let shape = t["shape"] as? [Any] { t["shape"] = grow(shape); n["type"] = t }
+            return n
+        }
+        plan["graph"] = graph
+        try Files.write(try JSONSerialization.data(withJSONObject: plan), to: dir.file("huge.json"))
+        try Self.expectPlanRefused(dir, plan: "huge.json", ["huge.json: the plan's graph is invalid: weight @w1: the shape [8, 1048576, 1125899906842624] has more elements than moec can address"])
     }
 }
