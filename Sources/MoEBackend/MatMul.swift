@@ -53,17 +53,18 @@ public struct LinearWeight: @unchecked Sendable {
 extension MatMulBackend {
     /// `y[m, n] (+)= x[m, k] · Wᵀ`, rows of x `ldx` apart and rows of y `ldy` apart. The native
     /// kernels pack x into `packBuffer` (`Kernels.packedOperandBytes(m:k:)`) when given, so that
-    /// a schedule's steps allocate nothing; otherwise into a buffer allocated per call.
+    /// a schedule's steps allocate nothing; otherwise into a buffer allocated per call. With a
+    /// `job` (made once per step) its parallel regions allocate nothing either.
     @inline(__always)
     func linear(_ x: UnsafePointer<Float>, m: Int, ldx: Int, _ w: LinearWeight,
                 _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool, threads: Int,
-                packBuffer: UnsafeMutablePointer<Float>? = nil) {
+                packBuffer: UnsafeMutablePointer<Float>? = nil, job: GemmJob? = nil) {
         guard m > 0 else { return }
         if case .blas(let blas) = self, let raw = w.raw {
             blas.sgemm(transA: false, transB: true, m: m, n: w.n, k: w.k, alpha: 1,
                        a: x, lda: ldx, b: raw, ldb: w.k, beta: accumulate ? 1 : 0, c: y, ldc: ldy)
         } else if let packed = w.packed {
-            Kernels.gemm(x, packed, y, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate, threads: threads, packBuffer: packBuffer)
+            Kernels.gemm(x, packed, y, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate, threads: threads, packBuffer: packBuffer, job: job)
         } else {
             // A computed matrix (`linear(x, w * 2)`) is never packed: one GEMV per row of x,
             // allocation-free but slower than a packed GEMM for many rows.

@@ -25,8 +25,9 @@ extension Schedule {
             let m = rowsOf(g[n.operands[0]].tensorType!)
             let bias = n.operands.count == 3 ? UnsafePointer(floats(n.operands[2])) : nil
             let pack = scratch(i, 0).assumingMemoryBound(to: Float.self)
+            let gemmJob = GemmJob()
             return {
-                backend.linear(x, m: m, ldx: w.k, w, y, ldy: w.n, accumulate: false, threads: threads, packBuffer: pack)
+                backend.linear(x, m: m, ldx: w.k, w, y, ldy: w.n, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
                 if let bias { for r in 0..<m { Kernels.add(y + r * w.n, bias, y + r * w.n, count: w.n) } }
             }
 
@@ -67,14 +68,15 @@ extension Schedule {
             let rows = rowsOf(xt), h = xt.last!.fixedValue!
             let hidden = scratch(i, 0).assumingMemoryBound(to: Float.self)
             let pack = scratch(i, 1).assumingMemoryBound(to: Float.self)
+            let gemmJob = GemmJob()
             if n.op == .swiglu {
                 let wg = matrices(n.operands[1])[0], wu = matrices(n.operands[2])[0], wd = matrices(n.operands[3])[0]
                 let f = wg.n
                 return {
-                    backend.linear(x, m: rows, ldx: h, wg, hidden, ldy: 2 * f, accumulate: false, threads: threads, packBuffer: pack)
-                    backend.linear(x, m: rows, ldx: h, wu, hidden + f, ldy: 2 * f, accumulate: false, threads: threads, packBuffer: pack)
+                    backend.linear(x, m: rows, ldx: h, wg, hidden, ldy: 2 * f, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
+                    backend.linear(x, m: rows, ldx: h, wu, hidden + f, ldy: 2 * f, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
                     Kernels.swiglu(hidden, hidden, rows: rows, f: f, ldOut: 2 * f)
-                    backend.linear(hidden, m: rows, ldx: 2 * f, wd, y, ldy: h, accumulate: false, threads: threads, packBuffer: pack)
+                    backend.linear(hidden, m: rows, ldx: 2 * f, wd, y, ldy: h, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
                 }
             }
             let wu = matrices(n.operands[1])[0], wd = matrices(n.operands[2])[0]
@@ -82,9 +84,9 @@ extension Schedule {
             let act = Op(rawValue: a.string("act") ?? "relu") ?? .relu
             let activation = Schedule.unaryStep(act, hidden, hidden, count: rows * f)
             return {
-                backend.linear(x, m: rows, ldx: h, wu, hidden, ldy: f, accumulate: false, threads: threads, packBuffer: pack)
+                backend.linear(x, m: rows, ldx: h, wu, hidden, ldy: f, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
                 activation()
-                backend.linear(hidden, m: rows, ldx: f, wd, y, ldy: h, accumulate: false, threads: threads, packBuffer: pack)
+                backend.linear(hidden, m: rows, ldx: f, wd, y, ldy: h, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
             }
 
         case .topk:

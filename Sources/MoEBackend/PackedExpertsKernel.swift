@@ -140,6 +140,13 @@ enum PackedExpertsKernel {
             }
         }
 
+        // The parallel regions, made once so that a run allocates nothing (see `ChunkJob`). The
+        // phase cuts are read from the group table's cut array, which `balancedCuts` refills.
+        let cuts = SendablePointer(groups.cutsBase)
+        let packXJob = ChunkJob(packX), activateJob = ChunkJob(activate), combineJob = ChunkJob(combine)
+        let firstJob = ChunkJob { ts in for t in ts { firstLayer(cuts.pointer[t] ..< cuts.pointer[t + 1]) } }
+        let downJob = ChunkJob { ts in for t in ts { downLayer(cuts.pointer[t] ..< cuts.pointer[t + 1]) } }
+
         return {
             _ = MoEExpertsKernel.permute(routing, sizes: z, active: active, counts: counts, starts: starts,
                                          perm: perm.pointer, permWeight: permWeight.pointer, rowOf: rowOf.pointer,
@@ -158,7 +165,7 @@ enum PackedExpertsKernel {
                     let db = groups.unitStart(gi, panelsPerGroup: downPanels)
                     downLayer(db ..< db + downPanels)
                 }
-                Parallel.forEachChunk(count: z.tokens, threads: threads, combine)
+                Parallel.forEachChunk(count: z.tokens, threads: threads, job: combineJob)
                 return
             }
             groups.oneGroupPerExpert(starts: starts, experts: z.experts)
@@ -168,17 +175,14 @@ enum PackedExpertsKernel {
             let useThreads = small ? 1 : min(threads, 64)
             let model = small ? MachineModel.nominal : MachineModel.current
             let rowPanels = groups.totalRowPanels
-            Parallel.forEachChunk(count: rowPanels, threads: useThreads, packX)
-            let firstCuts = SendablePointer(groups.balancedCuts(model: model, panels: firstPanels, k: h, threads: useThreads))
-            Parallel.forEachChunk(count: useThreads, threads: useThreads) { ts in
-                for t in ts { firstLayer(firstCuts.pointer[t] ..< firstCuts.pointer[t + 1]) }
-            }
-            Parallel.forEachChunk(count: rowPanels, threads: useThreads, activate)
-            let downCuts = SendablePointer(groups.balancedCuts(model: model, panels: downPanels, k: f, threads: useThreads))
-            Parallel.forEachChunk(count: useThreads, threads: useThreads) { ts in
-                for t in ts { downLayer(downCuts.pointer[t] ..< downCuts.pointer[t + 1]) }
-            }
-            Parallel.forEachChunk(count: z.tokens, threads: useThreads, combine)
+            Parallel.forEachChunk(count: rowPanels, threads: useThreads, job: packXJob)
+            let firstCuts = groups.balancedCuts(model: model, panels: firstPanels, k: h, threads: useThreads)
+            precondition(firstCuts == UnsafePointer(cuts.pointer))
+            Parallel.forEachChunk(count: useThreads, threads: useThreads, job: firstJob)
+            Parallel.forEachChunk(count: rowPanels, threads: useThreads, job: activateJob)
+            _ = groups.balancedCuts(model: model, panels: downPanels, k: f, threads: useThreads)
+            Parallel.forEachChunk(count: useThreads, threads: useThreads, job: downJob)
+            Parallel.forEachChunk(count: z.tokens, threads: useThreads, job: combineJob)
         }
     }
 }

@@ -31,11 +31,16 @@ extension Kernels {
     ///   results do not depend on `threads`, nor on M (a row's result is the same in any batch).
     public static func gemm(_ x: UnsafePointer<Float>, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>,
                             m: Int, ldx: Int? = nil, ldy: Int? = nil, accumulate: Bool = false,
-                            threads: Int = 1, isa: ISA = .best, packBuffer: UnsafeMutablePointer<Float>? = nil) {
+                            threads: Int = 1, isa: ISA = .best, packBuffer: UnsafeMutablePointer<Float>? = nil,
+                            job: GemmJob? = nil) {
         let k = w.k, n = w.n
         let ldx = ldx ?? k, ldy = ldy ?? n
         precondition(ldx >= k && ldy >= n, "gemm: leading dimensions too small")
         guard m > 0 else { return }
+        if let job, let packBuffer {
+            job.run(x, ldx: ldx, w, y, m: m, ldy: ldy, accumulate: accumulate, threads: threads, isa: isa, packBuffer: packBuffer)
+            return
+        }
         let packedA = PackedA(m: m, k: k, buffer: packBuffer)
         defer { if packBuffer == nil { packedA.data.deallocate() } }
         packedA.fill(from: x, strideM: ldx, strideK: 1, alpha: 1, threads: threads)
@@ -85,6 +90,57 @@ extension Kernels {
                                    c: cp.pointer, ldc: ldy, accumulate: accumulate)
             }
         }
+    }
+}
+
+/// One GEMM call site's parallel regions, made once (per schedule step) so that a threaded
+/// `Kernels.gemm(…, packBuffer:, job:)` allocates nothing: the call stores its operands here and
+/// runs the packing and the multiply as `ChunkJob`s, with the same chunks and arithmetic as
+/// without a job. Not for two calls at once.
+public final class GemmJob: @unchecked Sendable {
+    private var src: UnsafePointer<Float>?
+    private var ldx = 0
+    private var a = PackedA(m: 0, k: 0, buffer: UnsafeMutablePointer<Float>(bitPattern: 64)!)
+    private var b: UnsafePointer<Float>?
+    private var c: UnsafeMutablePointer<Float>?
+    private var n = 0, ldy = 0
+    private var accumulate = false, avx2 = false, panelMajor = false
+    private var pack: ChunkJob!
+    private var multiply: ChunkJob!
+
+    public init() {
+        pack = ChunkJob { [unowned self] panels in
+            packRowPanels(self.src!, strideM: self.ldx, strideK: 1, alpha: 1, rows: nil, rowScale: nil,
+                          m: self.a.m, k: self.a.k, panels: panels, into: self.a.data)
+        }
+        multiply = ChunkJob { [unowned self] panels in
+            if self.avx2 {
+                avx2GemmPacked(a: self.a.data, m: self.a.m, k: self.a.k, kcBlock: GemmBlocking.kc,
+                               mcPanels: GemmBlocking.mcPanels, b: self.b!, n: self.n,
+                               panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                               c: self.c!, ldc: self.ldy, accumulate: self.accumulate, panelMajor: self.panelMajor)
+            } else {
+                portableGemmPacked(a: self.a.data, m: self.a.m, k: self.a.k, b: self.b!, n: self.n, panels: panels,
+                                   c: self.c!, ldc: self.ldy, accumulate: self.accumulate)
+            }
+        }
+    }
+
+    func run(_ x: UnsafePointer<Float>, ldx: Int, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>, m: Int, ldy: Int,
+             accumulate: Bool, threads: Int, isa: ISA, packBuffer: UnsafeMutablePointer<Float>) {
+        src = x
+        self.ldx = ldx
+        a = PackedA(m: m, k: w.k, buffer: packBuffer)
+        b = UnsafePointer(w.data)
+        c = y
+        n = w.n
+        self.ldy = ldy
+        self.accumulate = accumulate
+        avx2 = isa.runsAVX2
+        panelMajor = a.mPanels * GemmBlocking.mr * w.k * 4 <= GemmBlocking.panelMajorMaxBytes
+        // The same thread choices as `PackedA.fill` and `Kernels.runPacked`.
+        Parallel.forEachChunk(count: a.mPanels, threads: m * w.k >= 64 * 1024 ? threads : 1, job: pack)
+        Parallel.forEachChunk(count: w.panels, threads: 2 * m * w.n * w.k < 2_000_000 ? 1 : threads, job: multiply)
     }
 }
 

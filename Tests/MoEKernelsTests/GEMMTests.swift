@@ -189,3 +189,45 @@ func gatheredGemmEqualsGatherThenGemm(isa: ISA) {
     }
     #expect(got == expected)
 }
+
+/// A reused `GemmJob` (the schedule's allocation-free path) computes exactly what a plain call
+/// does, for successive calls of different shapes through the same job, on one and more threads,
+/// with a row stride in x and y, and accumulating.
+@Test(arguments: ISA.available)
+func gemmThroughAReusedJobEqualsThePlainCall(isa: ISA) {
+    let job = GemmJob()
+    var rng = TestRandom(seed: 23)
+    for (m, n, k, threads, accumulate) in [(37, 200, 300, 2, false), (150, 40, 600, 2, true), (5, 33, 70, 1, false), (64, 200, 600, 3, false)] {
+        let ldx = k + 3, ldy = n + 5
+        let x = rng.array(m * ldx), w = rng.array(n * k), y0 = rng.array(m * ldy)
+        let packed = PackedWeight(weight: w, n: n, k: k)
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: Kernels.packedOperandBytes(m: m, k: k) / 4)
+        defer { buffer.deallocate() }
+        var plain = y0, reused = y0
+        x.withUnsafeBufferPointer { xp in
+            plain.withUnsafeMutableBufferPointer { yp in
+                Kernels.gemm(xp.baseAddress!, packed, yp.baseAddress!, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate,
+                             threads: threads, isa: isa)
+            }
+            reused.withUnsafeMutableBufferPointer { yp in
+                Kernels.gemm(xp.baseAddress!, packed, yp.baseAddress!, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate,
+                             threads: threads, isa: isa, packBuffer: buffer, job: job)
+            }
+        }
+        #expect(plain == reused, "m \(m) n \(n) k \(k) threads \(threads)")
+        #expect(plain != y0)
+    }
+}
+
+/// A `ChunkJob` sees the chunks `forEachChunk` hands a closure, whatever the thread count.
+@Test func chunkJobRunsEveryChunkOnce() {
+    for (count, threads) in [(0, 2), (1, 4), (7, 2), (100, 3), (5, 8)] {
+        let hits = UnsafeMutablePointer<Int32>.allocate(capacity: max(count, 1))
+        hits.initialize(repeating: 0, count: max(count, 1))
+        defer { hits.deallocate() }
+        let p = SendablePointer(hits)
+        let job = ChunkJob { range in for i in range { p.pointer[i] += 1 } }
+        for _ in 0..<3 { Parallel.forEachChunk(count: count, threads: threads, job: job) }
+        #expect((0..<count).allSatisfy { hits[$0] == 3 }, "count \(count) threads \(threads)")
+    }
+}
