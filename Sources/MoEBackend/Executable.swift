@@ -74,7 +74,7 @@ public final class Executable: @unchecked Sendable {
         }
         var experts: [Int: ExpertMatrices] = [:]
         if native {
-            for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && ExpertMatrices.expertsAreWeights(n, graph) {
+            for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && Executable.runsFused(n, graph) {
                 experts[i] = ExpertMatrices(node: n, graph: graph, weights: weights, threads: options.threads,
                                             releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [])
             }
@@ -128,13 +128,19 @@ public final class Executable: @unchecked Sendable {
         }
     }
 
-    /// Weights whose every reader is a `moe_experts` node using them as expert matrices.
+    /// Whether MoE node `n` runs as the fused kernel on the native backend: the
+    /// `expert-kernel-fusion` pass marked it (its expert matrices are weights, packed at load).
+    static func runsFused(_ n: Node, _ g: Graph) -> Bool {
+        n.attributes.bool("fused_kernel") == true && ExpertMatrices.expertsAreWeights(n, g)
+    }
+
+    /// Weights whose every reader is a fused `moe_experts` node using them as expert matrices.
     static func weightsReadOnlyByExperts(_ g: Graph) -> Set<Int> {
         var out = Set<Int>()
         for (node, n) in g.nodes.enumerated() where n.op == .weight {
             let readers = g.nodes.filter { $0.operands.contains(ValueID(node)) }
             let asExpertMatrix = readers.allSatisfy { r in
-                r.op == .moe_experts && ExpertMatrices.expertsAreWeights(r, g) && r.operands[0] != ValueID(node) && r.operands[1] != ValueID(node)
+                r.op == .moe_experts && Executable.runsFused(r, g) && r.operands[0] != ValueID(node) && r.operands[1] != ValueID(node)
                     && !(r.attributes.bool("with_active") == true && r.operands.last == ValueID(node))
             }
             if !readers.isEmpty && asExpertMatrix && !g.outputs.contains(where: { $0.value == ValueID(node) }) {

@@ -31,6 +31,9 @@ public struct ExpertBlockPlan: Sendable {
     /// The router's steps, as the schedule runs them (one fused step after `router-fusion`).
     public var router: String
     public var gateUpFused: Bool
+    /// Marked by `expert-kernel-fusion`: packed weights, gather into the packed operand, combine
+    /// fused into the down projection.
+    public var fusedKernel: Bool
     /// Bytes of all experts' weights as packed at load time (panels of 16 columns); a Double,
     /// as it may exceed what an Int holds when the weights are merely addressable one by one.
     public var packedBytes: Double
@@ -60,6 +63,7 @@ public struct ExpertBlockPlan: Sendable {
             }
             return ExpertBlockPlan(name: n.name ?? id.description, experts: e, slots: k, hidden: h, ffn: ffn, kind: kind,
                                    router: routerSteps(g, n.operands[1]), gateUpFused: n.attributes.bool("fuse_gate_up") ?? false,
+                                   fusedKernel: n.attributes.bool("fused_kernel") ?? false,
                                    packedBytes: perExpertFloats * 4 * Double(e), regimes: regimes)
         }
     }

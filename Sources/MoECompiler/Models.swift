@@ -77,6 +77,10 @@ public final class ModelRunner: @unchecked Sendable {
             }
         case nil: break
         }
+        if options.placement != nil,
+           let n = plan.graph.nodes.first(where: { $0.op == .moe_experts && $0.attributes.bool("fused_kernel") != true }) {
+            throw DiagnosticError(.error("--placement runs the experts on moec's fused expert kernel, which moe block '\(n.name ?? "moe")' does not use (it was compiled with --disable-pass expert-kernel-fusion, or its expert matrices are computed)"))
+        }
         if options.placement != nil && !options.backend.isNative {
             throw DiagnosticError(.error("--placement runs the experts on moec's own kernels; it cannot be combined with MOEC_BLAS=\(ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? "")"))
         }

@@ -10,6 +10,7 @@ public enum Pipeline {
         RouterFusion(),
         DeadCodeElimination(),
         ExpertGateUpFusion(),
+        ExpertKernelFusion(),
     ]
 
     #if DEBUG

@@ -18,8 +18,15 @@ public struct PlanPrinter {
         var out = "  \(b.name): \(b.experts) experts (\(b.kind), hidden \(b.hidden), ffn \(b.ffn)), \(b.slots) per token\n"
         func line(_ label: String, _ text: String) { out += "    " + label.padded(to: 10) + text + "\n" }
         line("router", b.router + (b.router.hasPrefix("fused_router") ? ": one pass over the tokens" : ""))
+        guard b.fusedKernel else {
+            line("dispatch", "counting sort of the (token, slot) pairs by expert, the rows gathered into one buffer")
+            line("weights", "per expert, one GEMM per matrix (" + formatBytes(b.packedBytes) + " as packed panels)")
+            line("combine", "scatter-add of the weighted down projections into y")
+            line("", "(unfused: compiled with --disable-pass expert-kernel-fusion, or computed expert matrices)")
+            return out
+        }
         line("dispatch", "counting sort of the (token, slot) pairs by expert: one contiguous GEMM per expert,")
-        line("", "its rows gathered straight into the packed operand")
+        line("", "its rows gathered straight into the packed operand (expert-kernel-fusion)")
         switch b.kind {
         case "swiglu" where b.gateUpFused, "swiglu_fused":
             line("weights", "gate and up as one [2F, H] matrix per expert (expert-gate-up-fusion), SwiGLU on its output;")
