@@ -141,7 +141,7 @@ enum PackedExpertsKernel {
         }
 
         // The parallel regions, made once so that a run allocates nothing (see `ChunkJob`). The
-        // phase cuts are read from the group table's cut array, which `balancedCuts` refills.
+        // phase cuts are read from the group table's cut array, which `balanceCuts` refills.
         let cuts = SendablePointer(groups.cutsBase)
         let packXJob = ChunkJob(packX), activateJob = ChunkJob(activate), combineJob = ChunkJob(combine)
         let firstJob = ChunkJob { ts in for t in ts { firstLayer(cuts.pointer[t] ..< cuts.pointer[t + 1]) } }
@@ -176,11 +176,10 @@ enum PackedExpertsKernel {
             let model = small ? MachineModel.nominal : MachineModel.current
             let rowPanels = groups.totalRowPanels
             Parallel.forEachChunk(count: rowPanels, threads: useThreads, job: packXJob)
-            let firstCuts = groups.balancedCuts(model: model, panels: firstPanels, k: h, threads: useThreads)
-            precondition(firstCuts == UnsafePointer(cuts.pointer))
+            groups.balanceCuts(model: model, panels: firstPanels, k: h, threads: useThreads)
             Parallel.forEachChunk(count: useThreads, threads: useThreads, job: firstJob)
             Parallel.forEachChunk(count: rowPanels, threads: useThreads, job: activateJob)
-            _ = groups.balancedCuts(model: model, panels: downPanels, k: f, threads: useThreads)
+            groups.balanceCuts(model: model, panels: downPanels, k: f, threads: useThreads)
             Parallel.forEachChunk(count: useThreads, threads: useThreads, job: downJob)
             Parallel.forEachChunk(count: z.tokens, threads: useThreads, job: combineJob)
         }
@@ -259,13 +258,13 @@ struct GroupTable: @unchecked Sendable {
         return c
     }
 
-    /// Cut points of the flattened (group, panel) units into `threads` ranges of near-equal cost:
-    /// returns a pointer to threads+1 unit indices (0 first, all units last).
-    func balancedCuts(model: MachineModel, panels: Int, k: Int, threads: Int) -> UnsafePointer<Int> {
+    /// Cuts the flattened (group, panel) units into `threads` ranges of near-equal cost: writes
+    /// threads+1 unit indices to `cutsBase` (0 first, all units last).
+    func balanceCuts(model: MachineModel, panels: Int, k: Int, threads: Int) {
         let cuts = cutsBase
         cuts[0] = 0
         cuts[threads] = count * panels
-        guard threads > 1 else { return UnsafePointer(cuts) }
+        guard threads > 1 else { return }
         let total = totalCost(model: model, panels: panels, k: k)
         var g = 0, before = 0.0
         for t in 1..<threads {
@@ -284,7 +283,6 @@ struct GroupTable: @unchecked Sendable {
             }
             cuts[t] = max(cuts[t - 1], unit)
         }
-        return UnsafePointer(cuts)
     }
 
     /// Calls `body(group, local panel range)` for each group overlapping the flattened units.

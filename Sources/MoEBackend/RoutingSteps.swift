@@ -87,7 +87,7 @@ enum RoutingSteps {
                     let d = sum + eps
                     for j in 0..<k { weights[j] /= d }
                 } else if normalize == "softmax" {
-                    softmaxInPlace(weights, count: k)
+                    softmaxOfLiveSlots(weights, experts: experts, count: k)
                 }
                 if let f = scale { for j in 0..<k { weights[j] *= f } }
             }
@@ -115,22 +115,7 @@ enum RoutingSteps {
         case .route_softmax:
             return {
                 input.copy(to: out)
-                for t in 0..<tokens {
-                    var m = -Float.infinity
-                    for j in 0..<slots where out.experts[t * slots + j] >= 0 { m = max(m, out.weights[t * slots + j]) }
-                    if m == -.infinity {
-                        // Every choice masked out: zero weights (see `ReferenceInterpreter.softmax`).
-                        for j in 0..<slots where out.experts[t * slots + j] >= 0 { out.weights[t * slots + j] = 0 }
-                        continue
-                    }
-                    var sum: Float = 0
-                    for j in 0..<slots where out.experts[t * slots + j] >= 0 {
-                        let v = Foundation.exp(out.weights[t * slots + j] - m)
-                        out.weights[t * slots + j] = v
-                        sum += v
-                    }
-                    for j in 0..<slots where out.experts[t * slots + j] >= 0 { out.weights[t * slots + j] /= sum }
-                }
+                for t in 0..<tokens { softmaxOfLiveSlots(out.weights + t * slots, experts: out.experts + t * slots, count: slots) }
             }
         case .route_scale:
             let f = Float(a.float("factor")!)
@@ -171,22 +156,23 @@ enum RoutingSteps {
         }
     }
 
-    /// Softmax over `count` weights in place (a fused router's k chosen weights, all live); all −∞
-    /// gives zeros, as `route_softmax` does.
-    static func softmaxInPlace(_ w: UnsafeMutablePointer<Float>, count: Int) {
+    /// Softmax in place over one token's weights whose slot holds an expert (≥ 0; dropped slots
+    /// are −1 and left alone). Every live choice masked out (all −∞) gives zeros (see
+    /// `ReferenceInterpreter.softmax`).
+    static func softmaxOfLiveSlots(_ w: UnsafeMutablePointer<Float>, experts: UnsafePointer<Int32>, count: Int) {
         var m = -Float.infinity
-        for j in 0..<count { m = max(m, w[j]) }
+        for j in 0..<count where experts[j] >= 0 { m = max(m, w[j]) }
         if m == -.infinity {
-            for j in 0..<count { w[j] = 0 }
+            for j in 0..<count where experts[j] >= 0 { w[j] = 0 }
             return
         }
         var sum: Float = 0
-        for j in 0..<count {
+        for j in 0..<count where experts[j] >= 0 {
             let v = Foundation.exp(w[j] - m)
             w[j] = v
             sum += v
         }
-        for j in 0..<count { w[j] /= sum }
+        for j in 0..<count where experts[j] >= 0 { w[j] /= sum }
     }
 }
 

@@ -165,8 +165,11 @@ public enum OpSchema {
             guard let score = attrs.string("score"), ["softmax", "sigmoid", "identity"].contains(score) else {
                 throw TypeRuleError("fused_router needs score = softmax, sigmoid or identity")
             }
-            if let normalize = attrs.string("normalize"), !["sum", "softmax"].contains(normalize) {
-                throw TypeRuleError("fused_router normalize must be sum or softmax, got \(normalize)")
+            if let normalize = attrs["normalize"], !["sum", "softmax"].contains(attrs.string("normalize") ?? "") {
+                throw TypeRuleError("fused_router normalize must be sum or softmax, got \(attrs.string("normalize") ?? "\(normalize)")")
+            }
+            for key in ["eps", "scale"] where attrs[key] != nil && attrs.float(key) == nil {
+                throw TypeRuleError("fused_router \(key) must be a number")
             }
             return try resultType(.topk, operands, attrs)
 

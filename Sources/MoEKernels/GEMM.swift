@@ -72,23 +72,29 @@ extension Kernels {
     /// Runs the blocked loops on already-packed operands, splitting the weight panels over threads.
     static func runPacked(_ a: PackedA, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>, ldy: Int,
                           accumulate: Bool, threads: Int, isa: ISA) {
-        let ap = SendablePointer(a.data), bp = SendablePointer(w.data), cp = SendablePointer(y)
-        let m = a.m, k = w.k, n = w.n
-        let avx2 = isa.runsAVX2
-        let panelMajor = a.mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes
-        // Too little work per thread costs more in wake-ups than it gains.
-        let flops = 2 * m * n * k
-        let useThreads = flops < 2_000_000 ? 1 : threads
-        Parallel.forEachChunk(count: w.panels, threads: useThreads) { panels in
-            if avx2 {
-                avx2GemmPacked(a: ap.pointer, m: m, k: k, kcBlock: GemmBlocking.kc,
-                               mcPanels: GemmBlocking.mcPanels, b: bp.pointer, n: n,
-                               panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                               c: cp.pointer, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor)
-            } else {
-                portableGemmPacked(a: ap.pointer, m: m, k: k, b: bp.pointer, n: n, panels: panels,
-                                   c: cp.pointer, ldc: ldy, accumulate: accumulate)
-            }
+        let bp = SendablePointer(w.data), cp = SendablePointer(y)
+        let n = w.n, avx2 = isa.runsAVX2
+        Parallel.forEachChunk(count: w.panels, threads: multiplyThreads(m: a.m, n: n, k: w.k, threads: threads)) { panels in
+            multiplyPanels(a, b: bp.pointer, n: n, panels: panels, c: cp.pointer, ldc: ldy, accumulate: accumulate, avx2: avx2)
+        }
+    }
+
+    /// Threads for a packed multiply: too little work per thread costs more in wake-ups than it gains.
+    static func multiplyThreads(m: Int, n: Int, k: Int, threads: Int) -> Int {
+        2 * m * n * k < 2_000_000 ? 1 : threads
+    }
+
+    /// Weight panels `panels` of `c (+)= a · bᵀ` on packed operands.
+    @inline(__always)
+    static func multiplyPanels(_ a: PackedA, b: UnsafePointer<Float>, n: Int, panels: Range<Int>,
+                               c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, avx2: Bool) {
+        if avx2 {
+            avx2GemmPacked(a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
+                           mcPanels: GemmBlocking.mcPanels, b: b, n: n,
+                           panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                           c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
+        } else {
+            portableGemmPacked(a: a.data, m: a.m, k: a.k, b: b, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
         }
     }
 }
@@ -104,25 +110,17 @@ public final class GemmJob: @unchecked Sendable {
     private var b: UnsafePointer<Float>?
     private var c: UnsafeMutablePointer<Float>?
     private var n = 0, ldy = 0
-    private var accumulate = false, avx2 = false, panelMajor = false
+    private var accumulate = false, avx2 = false
     private var pack: ChunkJob!
     private var multiply: ChunkJob!
 
     public init() {
         pack = ChunkJob { [unowned self] panels in
-            packRowPanels(self.src!, strideM: self.ldx, strideK: 1, alpha: 1, rows: nil, rowScale: nil,
-                          m: self.a.m, k: self.a.k, panels: panels, into: self.a.data)
+            self.a.fill(from: self.src!, strideM: self.ldx, strideK: 1, alpha: 1, rows: nil, panels: panels)
         }
         multiply = ChunkJob { [unowned self] panels in
-            if self.avx2 {
-                avx2GemmPacked(a: self.a.data, m: self.a.m, k: self.a.k, kcBlock: GemmBlocking.kc,
-                               mcPanels: GemmBlocking.mcPanels, b: self.b!, n: self.n,
-                               panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                               c: self.c!, ldc: self.ldy, accumulate: self.accumulate, panelMajor: self.panelMajor)
-            } else {
-                portableGemmPacked(a: self.a.data, m: self.a.m, k: self.a.k, b: self.b!, n: self.n, panels: panels,
-                                   c: self.c!, ldc: self.ldy, accumulate: self.accumulate)
-            }
+            Kernels.multiplyPanels(self.a, b: self.b!, n: self.n, panels: panels, c: self.c!, ldc: self.ldy,
+                                   accumulate: self.accumulate, avx2: self.avx2)
         }
     }
 
@@ -137,10 +135,8 @@ public final class GemmJob: @unchecked Sendable {
         self.ldy = ldy
         self.accumulate = accumulate
         avx2 = isa.runsAVX2
-        panelMajor = a.mPanels * GemmBlocking.mr * w.k * 4 <= GemmBlocking.panelMajorMaxBytes
-        // The same thread choices as `PackedA.fill` and `Kernels.runPacked`.
-        Parallel.forEachChunk(count: a.mPanels, threads: m * w.k >= 64 * 1024 ? threads : 1, job: pack)
-        Parallel.forEachChunk(count: w.panels, threads: 2 * m * w.n * w.k < 2_000_000 ? 1 : threads, job: multiply)
+        Parallel.forEachChunk(count: a.mPanels, threads: a.fillThreads(threads), job: pack)
+        Parallel.forEachChunk(count: w.panels, threads: Kernels.multiplyThreads(m: m, n: w.n, k: w.k, threads: threads), job: multiply)
     }
 }
 
@@ -169,15 +165,20 @@ struct PackedA: @unchecked Sendable {
     /// Large operands are packed by `threads` threads, each taking a range of row panels.
     func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
               rows: UnsafePointer<Int32>? = nil, threads: Int = 1) {
-        let parts = m * k >= 64 * 1024 ? threads : 1
         let s = SendablePointer(src), r = rows.map { SendablePointer($0) }
-        Parallel.forEachChunk(count: mPanels, threads: parts) { panels in
+        Parallel.forEachChunk(count: mPanels, threads: fillThreads(threads)) { panels in
             self.fill(from: s.pointer, strideM: strideM, strideK: strideK, alpha: alpha,
                       rows: r?.pointer, panels: panels)
         }
     }
 
-    private func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
+    /// Threads for packing: only large operands are worth splitting.
+    func fillThreads(_ threads: Int) -> Int { m * k >= 64 * 1024 ? threads : 1 }
+
+    /// Whether the multiply walks A panel by panel (it fits the cache budget).
+    var panelMajor: Bool { mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes }
+
+    func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
                       rows: UnsafePointer<Int32>?, panels: Range<Int>) {
         packRowPanels(src, strideM: strideM, strideK: strideK, alpha: alpha, rows: rows, rowScale: nil,
                       m: m, k: k, panels: panels, into: data)
