@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "MoEIOTests", dependencies: ["MoEIO", "MoETestSupport"]),
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels", "MoETestSupport"]),
         .testTarget(name: "MoEBackendTests",
-                    dependencies: ["MoEBackend", "MoEIR", "MoEIO", "MoEKernels", "MoECompiler", "MoETestSupport"]),
+                    dependencies: ["MoEBackend", "MoEIR", "MoEIO", "MoEKernels", "MoEPasses", "MoECompiler", "MoETestSupport"]),
         .testTarget(name: "MoEPlacementTests", dependencies: ["MoEPlacement", "MoETestSupport"]),
         .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoEPlacement", "MoETestSupport"], exclude: ["Diagnostics", "Golden"]),
         .testTarget(name: "moecTests", dependencies: ["MoEIO", "MoETestSupport"]),

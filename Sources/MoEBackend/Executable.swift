@@ -52,6 +52,7 @@ public final class Executable: @unchecked Sendable {
         self.options = options
         let native = options.backend.isNative
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
+        let keptAsStored = native ? Executable.weightsKeptAsStored(graph) : []
         var matrices: [[LinearWeight]] = []
         var keep: [AlignedBuffer?] = weights
         for (i, w) in graph.weights.enumerated() {
@@ -62,7 +63,7 @@ public final class Executable: @unchecked Sendable {
                 let n = w.shape[w.shape.count - 2], k = w.shape[w.shape.count - 1]
                 for e in 0..<count {
                     let raw = base + e * n * k
-                    if native {
+                    if native && !keptAsStored.contains(i) {
                         list.append(LinearWeight(n: n, k: k, raw: nil,
                                                  packed: PackedWeight(weight: raw, n: n, k: k, threads: options.threads)))
                     } else {
@@ -74,13 +75,15 @@ public final class Executable: @unchecked Sendable {
         }
         var experts: [Int: ExpertMatrices] = [:]
         if native {
-            for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && Executable.runsFused(n, graph) {
+            for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && Executable.runsPackedKernel(n, graph) {
                 experts[i] = ExpertMatrices(node: n, graph: graph, weights: weights, threads: options.threads,
                                             releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [])
             }
         }
         // Packed copies replace the originals for weights only read as matrices.
-        for i in graph.weights.indices where native && Executable.onlyReadAsMatrix(graph, weight: i) { keep[i] = nil }
+        for i in graph.weights.indices where native && !keptAsStored.contains(i) && Executable.onlyReadAsMatrix(graph, weight: i) {
+            keep[i] = nil
+        }
         self.expertMatrices = experts
         self.weights = keep
         self.matrices = matrices
@@ -128,10 +131,28 @@ public final class Executable: @unchecked Sendable {
         }
     }
 
-    /// Whether MoE node `n` runs as the fused kernel on the native backend: the
-    /// `expert-kernel-fusion` pass marked it (its expert matrices are weights, packed at load).
-    static func runsFused(_ n: Node, _ g: Graph) -> Bool {
-        n.attributes.bool("fused_kernel") == true && ExpertMatrices.expertsAreWeights(n, g)
+    /// Whether MoE node `n` runs as the packed experts kernel on the native backend: its tokens
+    /// are permuted (`token-permutation`) and its expert matrices are weights packed at load
+    /// (`expert-weight-prepacking`).
+    public static func runsPackedKernel(_ n: Node, _ g: Graph) -> Bool {
+        n.op == .moe_experts && n.attributes.bool("permute") == true && n.attributes.bool("prepacked") == true
+            && ExpertMatrices.expertsAreWeights(n, g)
+    }
+
+    /// Weights the native backend keeps as stored, to be packed per call: every reader is a MoE
+    /// block that reads them as expert matrices and is not `prepacked`.
+    static func weightsKeptAsStored(_ g: Graph) -> Set<Int> {
+        var out = Set<Int>()
+        for (node, n) in g.nodes.enumerated() where n.op == .weight {
+            let id = ValueID(node)
+            let readers = g.nodes.filter { $0.operands.contains(id) }
+            let unpackedExpertMatrix = readers.allSatisfy { r in
+                r.op == .moe_experts && r.attributes.bool("prepacked") != true && r.operands[0] != id && r.operands[1] != id
+                    && !(r.attributes.bool("with_active") == true && r.operands.last == id)
+            }
+            if !readers.isEmpty && unpackedExpertMatrix { out.insert(n.attributes.int("index")!) }
+        }
+        return out
     }
 
     /// Weights whose every reader is a fused `moe_experts` node using them as expert matrices.
@@ -140,7 +161,7 @@ public final class Executable: @unchecked Sendable {
         for (node, n) in g.nodes.enumerated() where n.op == .weight {
             let readers = g.nodes.filter { $0.operands.contains(ValueID(node)) }
             let asExpertMatrix = readers.allSatisfy { r in
-                r.op == .moe_experts && Executable.runsFused(r, g) && r.operands[0] != ValueID(node) && r.operands[1] != ValueID(node)
+                Executable.runsPackedKernel(r, g) && r.operands[0] != ValueID(node) && r.operands[1] != ValueID(node)
                     && !(r.attributes.bool("with_active") == true && r.operands.last == ValueID(node))
             }
             if !readers.isEmpty && asExpertMatrix && !g.outputs.contains(where: { $0.value == ValueID(node) }) {

@@ -31,9 +31,12 @@ public struct ExpertBlockPlan: Sendable {
     /// The router's steps, as the schedule runs them (one fused step after `router-fusion`).
     public var router: String
     public var gateUpFused: Bool
-    /// Marked by `expert-kernel-fusion`: packed weights, gather into the packed operand, combine
-    /// fused into the down projection.
-    public var fusedKernel: Bool
+    /// The passes' marks: `token-permutation`, `expert-weight-prepacking`, `combine-fusion`.
+    public var permuted: Bool
+    public var prepacked: Bool
+    public var combineInDown: Bool
+    /// Runs as the packed experts kernel on moec's own kernels (permuted, pre-packed weights).
+    public var packedKernel: Bool
     /// Bytes of all experts' weights as packed at load time (panels of 16 columns); a Double,
     /// as it may exceed what an Int holds when the weights are merely addressable one by one.
     public var packedBytes: Double
@@ -63,7 +66,10 @@ public struct ExpertBlockPlan: Sendable {
             }
             return ExpertBlockPlan(name: n.name ?? id.description, experts: e, slots: k, hidden: h, ffn: ffn, kind: kind,
                                    router: routerSteps(g, n.operands[1]), gateUpFused: n.attributes.bool("fuse_gate_up") ?? false,
-                                   fusedKernel: n.attributes.bool("fused_kernel") ?? false,
+                                   permuted: n.attributes.bool("permute") ?? false,
+                                   prepacked: n.attributes.bool("prepacked") ?? false,
+                                   combineInDown: n.attributes.bool("combine_in_down") ?? false,
+                                   packedKernel: Executable.runsPackedKernel(n, g),
                                    packedBytes: perExpertFloats * 4 * Double(e), regimes: regimes)
         }
     }

@@ -4,16 +4,37 @@ import MoEKernels
 /// The weights of one MoE block's experts, packed once at load time for the native kernel.
 ///
 /// Per expert: the first layer as one or two packed matrices writing side by side into a
-/// `[rows, firstWidth]` buffer (gate columns, then up columns, for SwiGLU), and the down
-/// projection. With `fuse_gate_up` (set by the `ExpertGateUpFusion` pass) gate and up are packed
-/// as one `[2F, H]` matrix, so the first layer is one GEMM streaming one weight.
+/// `[rows, firstWidth]` buffer, and the down projection.
+///
+/// - SwiGLU with `fuse_gate_up` (the `ExpertGateUpFusion` pass), or stored fused (`gate_up`):
+///   one matrix whose 16-column panels alternate gate and up (panel 2j: gate features
+///   16j..<16j+16, panel 2j+1: the same up features; F rounded up to 16 with zero rows). A
+///   *strip* of two panels gives whole SwiGLU outputs, so the activation runs in the GEMM's
+///   epilogue, strip by strip (`stripPanels` = 2, `firstWidth` = 2·⌈F/16⌉·16).
+/// - MLP: one `[F, H]` matrix; a strip is one panel (`stripPanels` = 1).
+/// - SwiGLU without the pass: gate and up as two matrices (gate columns, then up columns), and
+///   the activation after the whole first layer (`stripPanels` nil, `firstWidth` = 2F).
 struct ExpertMatrices: @unchecked Sendable {
     /// Per expert: (matrix, first output column) pairs of the first layer.
     let first: [[(matrix: PackedWeight, column: Int)]]
     /// Per expert: the down projection `[H, F]`.
     let down: [PackedWeight]
-    /// Output columns of the first layer (2F for SwiGLU, F for an MLP).
+    /// Output columns of the first layer.
     let firstWidth: Int
+    /// Panels of the first layer's matrix that make 16 features of its activation, when the
+    /// activation can run in the GEMM's epilogue.
+    let stripPanels: Int?
+
+    /// `firstWidth` for a block, before packing (for scratch sizes).
+    static func firstWidth(kind: ExpertKind, ffn f: Int, fuseGateUp: Bool) -> Int {
+        switch kind {
+        case .mlp: return f
+        case .swiglu where !fuseGateUp: return 2 * f
+        default: return 2 * Self.paddedFeatures(f)
+        }
+    }
+
+    static func paddedFeatures(_ f: Int) -> Int { (f + PackedWeight.panelWidth - 1) / PackedWeight.panelWidth * PackedWeight.panelWidth }
 
     /// Whether the node's expert matrices are all weights (computed ones run through `MatMulBackend.linear`).
     static func expertsAreWeights(_ n: Node, _ g: Graph) -> Bool {
@@ -40,37 +61,58 @@ struct ExpertMatrices: @unchecked Sendable {
         let experts = operandWeights[0].shape[0]
         var first: [[(PackedWeight, Int)]] = []
         var down: [PackedWeight] = []
+        /// Gate rows `gate(e)` and up rows `up(e)` (each `[f, h]` row-major) interleaved by
+        /// panel into one packed `[2·f16, h]` matrix (see the type's comment).
+        func interleaved(_ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, f: Int, h: Int,
+                         into joined: AlignedBuffer) -> PackedWeight {
+            let p = PackedWeight.panelWidth, f16 = Self.paddedFeatures(f)
+            for j in 0..<(f16 / p) {
+                for (half, source) in [gate, up].enumerated() {
+                    let dst = joined.floats + (2 * j + half) * p * h
+                    let rows = max(0, min(p, f - j * p))
+                    dst.update(from: source + j * p * h, count: rows * h)
+                    (dst + rows * h).initialize(repeating: 0, count: (p - rows) * h)
+                }
+            }
+            return PackedWeight(weight: UnsafePointer(joined.floats), n: 2 * f16, k: h, threads: threads)
+        }
         switch kind {
         case .swiglu:
             let gate = operandWeights[0], up = operandWeights[1]
             let f = gate.shape[1], h = gate.shape[2]
             let fuse = n.attributes.bool("fuse_gate_up") ?? false
-            let joined = fuse ? AlignedBuffer(floats: 2 * f * h, zeroed: false) : nil
+            let joined = fuse ? AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false) : nil
             for e in 0..<experts {
                 if let joined {
-                    joined.floats.update(from: gate.buffer.floats + e * f * h, count: f * h)
-                    (joined.floats + f * h).update(from: up.buffer.floats + e * f * h, count: f * h)
+                    first.append([(interleaved(gate.buffer.floats + e * f * h, up.buffer.floats + e * f * h, f: f, h: h, into: joined), 0)])
                     if gate.release { gate.buffer.releasePages(floats: e * f * h ..< (e + 1) * f * h) }
                     if up.release { up.buffer.releasePages(floats: e * f * h ..< (e + 1) * f * h) }
-                    first.append([(PackedWeight(weight: UnsafePointer(joined.floats), n: 2 * f, k: h, threads: threads), 0)])
                 } else {
                     first.append([(matrix(gate, expert: e), 0), (matrix(up, expert: e), f)])
                 }
                 down.append(matrix(operandWeights[2], expert: e))
             }
-            firstWidth = 2 * f
+            firstWidth = Self.firstWidth(kind: kind, ffn: f, fuseGateUp: fuse)
+            stripPanels = fuse ? 2 : nil
         case .swiglu_fused:
+            let gateUp = operandWeights[0]
+            let f = gateUp.shape[1] / 2, h = gateUp.shape[2]
+            let joined = AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false)
             for e in 0..<experts {
-                first.append([(matrix(operandWeights[0], expert: e), 0)])
+                let base = gateUp.buffer.floats + e * 2 * f * h
+                first.append([(interleaved(base, base + f * h, f: f, h: h, into: joined), 0)])
+                if gateUp.release { gateUp.buffer.releasePages(floats: e * 2 * f * h ..< (e + 1) * 2 * f * h) }
                 down.append(matrix(operandWeights[1], expert: e))
             }
-            firstWidth = operandWeights[0].shape[1]
+            firstWidth = Self.firstWidth(kind: kind, ffn: f, fuseGateUp: true)
+            stripPanels = 2
         case .mlp:
             for e in 0..<experts {
                 first.append([(matrix(operandWeights[0], expert: e), 0)])
                 down.append(matrix(operandWeights[1], expert: e))
             }
             firstWidth = operandWeights[0].shape[1]
+            stripPanels = 1
         }
         self.first = first.map { $0.map { (matrix: $0.0, column: $0.1) } }
         self.down = down

@@ -26,17 +26,33 @@ enum MoEExpertsKernel {
         return Sizes(tokens: tokens, slots: r.slots, experts: r.experts, hidden: h, ffn: f)
     }
 
-    /// The scratch of `PackedExpertsKernel`; the BLAS path uses part of it (counts 0, perm 1,
-    /// permWeight 2, gathered x in 5, hidden 6, ys 8).
+    /// The scratch of `PackedExpertsKernel` (indices 0–8); the unfused path uses part of it
+    /// (counts 0, perm 1, permWeight 2, gathered x in 5, hidden 6, ys 8), and, for a block that is
+    /// not `prepacked`, index 9: where each expert matrix is packed per call (empty otherwise).
     static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] {
         let s = sizes(n, g, tokens: tokens)
         let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
-        return try PackedExpertsKernel.scratchBytes(s, firstWidth: kind == .mlp ? s.ffn : try ByteCount.product(2, s.ffn))
+        // Room for the packed kernel's first-layer width (F rounded up to 16 when gate and up
+        // are interleaved), which is at least the unfused path's 2F (or F).
+        let f16 = try ByteCount.roundedUp(s.ffn, to: PackedWeight.panelWidth)
+        let width = kind == .mlp ? s.ffn : try ByteCount.product(2, f16)
+        var bytes = try PackedExpertsKernel.scratchBytes(s, firstWidth: width)
+        var pack = 0
+        if n.attributes.bool("prepacked") != true {
+            let withActive = n.attributes.bool("with_active") ?? false
+            for o in n.operands[2..<(n.operands.count - (withActive ? 1 : 0))] {
+                guard let shape = g[o].tensorType?.fixedShape, shape.count == 3 else { continue }
+                let panelRows = try ByteCount.roundedUp(shape[1], to: PackedWeight.panelWidth)
+                pack = max(pack, try ByteCount.product(panelRows, shape[2], 4))
+            }
+        }
+        bytes.append(pack)
+        return bytes
     }
 
     static func step(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
         if s.executable.expertMatrices[i] != nil { return PackedExpertsKernel.step(s, n, i) }
-        return blasStep(s, n, i)
+        return unfusedStep(s, n, i)
     }
 
     /// The token permutation shared by both paths: a counting sort of the (token, slot) pairs by
@@ -78,12 +94,22 @@ enum MoEExpertsKernel {
         return Int(total)
     }
 
-    /// One BLAS call per expert and projection (BLAS threads inside each call).
-    static func blasStep(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
+    /// The experts without the packed kernel: under BLAS, for blocks not both permuted and
+    /// pre-packed, and for computed expert matrices. One matrix product per expert and projection
+    /// (BLAS or moec's GEMM, threads inside each call), honouring the passes' marks:
+    ///
+    /// - `permute`: a counting sort, a gather, one GEMM per expert on its rows; without it, each
+    ///   (token, slot) pair runs its expert on its one row.
+    /// - `combine_in_down`: rows scaled by their routing weight before the down projection, then
+    ///   summed into y; without it, `y[token] += weight · row` after.
+    /// - not `prepacked` (native kernels only): each expert matrix is packed into scratch per call.
+    static func unfusedStep(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
         let g = s.executable.graph
         let z = sizes(n, g, tokens: s.tokens)
         let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
         let act = Op(rawValue: n.attributes.string("act") ?? "relu") ?? .relu
+        let permuted = n.attributes.bool("permute") ?? false
+        let weightInDown = n.attributes.bool("combine_in_down") ?? false
         let backend = s.executable.options.backend
         let threads = s.executable.options.threads
         let x = UnsafePointer(s.floats(n.operands[0]))
@@ -100,14 +126,70 @@ enum MoEExpertsKernel {
         let hidden = s.scratch(i, 6).assumingMemoryBound(to: Float.self)
         let ys = s.scratch(i, 8).assumingMemoryBound(to: Float.self)
         let h = z.hidden, f = z.ffn
+        let fw = kind == .mlp ? f : 2 * f
         let loads = s.loadCounts(i)
+        // Native kernels on matrices kept as stored: one packed matrix per role, in scratch,
+        // refilled for each expert before its product.
+        let packInScratch = backend.isNative && weights.contains { $0.first?.packed == nil }
+        let scratchWeights = packInScratch
+            ? weights.map { PackedWeight(n: $0[0].n, k: $0[0].k, storage: s.scratch(i, 9)) } : []
+
+        /// `out[m, w.n] = in[m, k] · Wᵀ` for role `role`'s matrix of expert `e`.
+        func product(_ role: Int, _ e: Int, _ input: UnsafePointer<Float>, m: Int, ldx: Int,
+                     _ out: UnsafeMutablePointer<Float>, ldy: Int) {
+            let w = weights[role][e]
+            if packInScratch, w.packed == nil, let raw = w.raw {
+                let p = scratchWeights[role]
+                p.repack(from: raw, threads: threads)
+                Kernels.gemm(input, p, out, m: m, ldx: ldx, ldy: ldy, threads: threads)
+            } else {
+                backend.linear(input, m: m, ldx: ldx, w, out, ldy: ldy, accumulate: false, threads: threads)
+            }
+        }
+        /// Expert e's FFN on m rows `xe` (rows `h` apart) into `ye` (rows `h` apart), each row's
+        /// activation scaled by `rowWeight` first when the combine is in the down projection.
+        func expert(_ e: Int, _ xe: UnsafePointer<Float>, m: Int, _ he: UnsafeMutablePointer<Float>,
+                    _ ye: UnsafeMutablePointer<Float>, rowWeight: (Int) -> Float) {
+            switch kind {
+            case .swiglu:
+                product(0, e, xe, m: m, ldx: h, he, ldy: fw)
+                product(1, e, xe, m: m, ldx: h, he + f, ldy: fw)
+                Kernels.swiglu(he, he, rows: m, f: f, ldOut: fw)
+            case .swiglu_fused:
+                product(0, e, xe, m: m, ldx: h, he, ldy: fw)
+                Kernels.swiglu(he, he, rows: m, f: f, ldOut: fw)
+            case .mlp:
+                product(0, e, xe, m: m, ldx: h, he, ldy: fw)
+                Schedule.applyUnary(act, he, he, count: m * fw)
+            }
+            if weightInDown {
+                for r in 0..<m { Kernels.scale(alpha: rowWeight(r), he + r * fw, he + r * fw, count: f) }
+            }
+            product(weights.count - 1, e, he, m: m, ldx: fw, ye, ldy: h)
+        }
 
         return {
+            y.initialize(repeating: 0, count: z.tokens * h)
+            guard permuted else {
+                // Pair by pair, in routing order: each pair's expert on its one row.
+                loads.initialize(repeating: 0, count: z.experts)
+                for t in 0..<z.tokens where active.map({ $0[t] != 0 }) ?? true {
+                    for slot in 0..<z.slots {
+                        let p = t * z.slots + slot
+                        let e = Int(routing.experts[p])
+                        guard e >= 0 else { continue }
+                        loads[e] += 1
+                        let w = routing.weights[p]
+                        expert(e, x + t * h, m: 1, hidden, ys, rowWeight: { _ in w })
+                        Kernels.axpy(alpha: weightInDown ? 1 : w, ys, y + t * h, count: h)
+                    }
+                }
+                return
+            }
             // 1. Counting sort of (token, slot) pairs by expert.
-            let total = permute(routing, sizes: z, active: active, counts: counts, starts: starts, perm: perm,
-                                permWeight: permWeight, rowOf: nil, loads: loads)
+            let rows = permute(routing, sizes: z, active: active, counts: counts, starts: starts, perm: perm,
+                               permWeight: permWeight, rowOf: nil, loads: loads)
             // 2. Gather.
-            let rows = total
             for r in 0..<rows {
                 (xs + r * h).update(from: x + Int(perm[r]) * h, count: h)
             }
@@ -115,28 +197,11 @@ enum MoEExpertsKernel {
             for e in 0..<z.experts {
                 let begin = Int(starts[e]), m = Int(starts[e + 1]) - begin
                 guard m > 0 else { continue }
-                let xe = UnsafePointer(xs + begin * h)
-                let he = hidden + begin * (kind == .mlp ? f : 2 * f)
-                switch kind {
-                case .swiglu:
-                    backend.linear(xe, m: m, ldx: h, weights[0][e], he, ldy: 2 * f, accumulate: false, threads: threads)
-                    backend.linear(xe, m: m, ldx: h, weights[1][e], he + f, ldy: 2 * f, accumulate: false, threads: threads)
-                    Kernels.swiglu(he, he, rows: m, f: f, ldOut: 2 * f)
-                    backend.linear(he, m: m, ldx: 2 * f, weights[2][e], ys + begin * h, ldy: h, accumulate: false, threads: threads)
-                case .swiglu_fused:
-                    backend.linear(xe, m: m, ldx: h, weights[0][e], he, ldy: 2 * f, accumulate: false, threads: threads)
-                    Kernels.swiglu(he, he, rows: m, f: f, ldOut: 2 * f)
-                    backend.linear(he, m: m, ldx: 2 * f, weights[1][e], ys + begin * h, ldy: h, accumulate: false, threads: threads)
-                case .mlp:
-                    backend.linear(xe, m: m, ldx: h, weights[0][e], he, ldy: f, accumulate: false, threads: threads)
-                    Schedule.applyUnary(act, he, he, count: m * f)
-                    backend.linear(he, m: m, ldx: f, weights[1][e], ys + begin * h, ldy: h, accumulate: false, threads: threads)
-                }
+                expert(e, xs + begin * h, m: m, hidden + begin * fw, ys + begin * h, rowWeight: { permWeight[begin + $0] })
             }
-            // 4. Weighted scatter-add in row order.
-            y.initialize(repeating: 0, count: z.tokens * h)
+            // 4. Scatter-add in row order (deterministic), weighted unless the down projection was.
             for r in 0..<rows {
-                Kernels.axpy(alpha: permWeight[r], ys + r * h, y + Int(perm[r]) * h, count: h)
+                Kernels.axpy(alpha: weightInDown ? 1 : permWeight[r], ys + r * h, y + Int(perm[r]) * h, count: h)
             }
         }
     }

@@ -9,14 +9,19 @@ import MoEKernels
 ///    contiguous (`perm`: their tokens, `permWeight`: their routing weights, `rowOf`: the row of
 ///    each pair). The rows are cut into *groups* (normally one per expert that received tokens),
 ///    and each group's token rows of x are gathered straight into the packed GEMM layout.
-/// 1. **First layer.** One GEMM per group through the expert's gate/up weights (one matrix when
-///    the `ExpertGateUpFusion` pass fused them), into `hidden [rows, 2F]`.
+/// 1. **First layer.** One GEMM per group through the expert's gate/up weights, into
+///    `hidden [rows, firstWidth]`. When they are one matrix (the `ExpertGateUpFusion` pass, or
+///    an MLP), the GEMM runs strip by strip (`ExpertMatrices.stripPanels`: the gate and up
+///    panels of 16 features), and its epilogue does phase 2 for the strip while the strip is
+///    in L1: no second pass over `hidden`, and no barrier between the phases.
 /// 2. **Activation.** SwiGLU (or the MLP's activation) on each row, and the result packed for the
-///    down projection with the row's routing weight folded in: `(w·h)·W_down = w·(h·W_down)`, so
-///    the combine needs no multiply.
+///    down projection; with `combine_in_down` (the `combine-fusion` pass) each row's routing
+///    weight is folded in as it is packed: `(w·h)·W_down = w·(h·W_down)`, so the combine needs
+///    no multiply.
 /// 3. **Down projection** into `ys [rows, H]`.
-/// 4. **Combine.** `y[t] = Σ_slot ys[rowOf[t, slot]]`, a per-token gather in slot order: no
-///    scatter, no races, the same bits whatever the thread count.
+/// 4. **Combine.** `y[t] = Σ_slot ys[rowOf[t, slot]]` (times the slot's weight without
+///    `combine_in_down`), a per-token gather in slot order: no scatter, no races, the same bits
+///    whatever the thread count.
 ///
 /// Phases 1 and 3 cut the flattened list of (group, 16-column weight panel) units into one
 /// contiguous range per thread, balanced by the machine model's cost of a unit
@@ -56,6 +61,8 @@ enum PackedExpertsKernel {
         let routing = RoutingBuffer(s.pointer(n.operands[1]), tokens: s.tokens, slots: z.slots)
         let y = SendablePointer(s.floats(ValueID(i)))
         let withActive = n.attributes.bool("with_active") ?? false
+        let weightInDown = n.attributes.bool("combine_in_down") ?? false
+        let routingWeights = SendablePointer(routing.weights)
         let active = withActive ? UnsafePointer(s.floats(n.operands[n.operands.count - 1])) : nil
         let counts = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
         let starts = counts + z.experts + 1
@@ -70,6 +77,10 @@ enum PackedExpertsKernel {
         let loads = s.loadCounts(i)
         let h = z.hidden, f = z.ffn, fw = matrices.firstWidth
         let firstPanels = matrices.first[0].reduce(0) { $0 + $1.matrix.panels }
+        // With an epilogue, phase 1 is cut in strips (units of `stripPanels` panels).
+        let stripPanels = matrices.stripPanels
+        let firstUnits = stripPanels.map { firstPanels / $0 } ?? firstPanels
+        let unitPanels = stripPanels ?? 1
         let downPanels = matrices.down[0].panels
         let placement = s.executable.options.placement.map { ExpertPlacementRun($0, layer: s.moeLayerIndex(i), experts: z.experts) }
 
@@ -87,6 +98,34 @@ enum PackedExpertsKernel {
                                            hidden.pointer + begin * fw + piece.column, ldy: fw)
                     }
                     offset += p
+                }
+            }
+        }
+        /// Phases 1 and 2 of thread t, for a first layer with an epilogue: its range of (group,
+        /// strip) units. Each strip: the GEMM of its panels into `hidden`, the activation on the
+        /// strip's 16 features, and those features packed into the down GEMM's operand (with
+        /// the routing weight under `combine_in_down`).
+        @Sendable func firstLayerWithEpilogue(_ units: Range<Int>) {
+            let sp = stripPanels!, panel = PackedWeight.panelWidth
+            groups.forEachPiece(of: units, panelsPerGroup: firstUnits) { gi, local in
+                let e = groups.expert(gi), m = groups.rows(gi), begin = groups.rowBegin(gi)
+                let w = matrices.first[e][0].matrix
+                let rows = hidden.pointer + begin * fw
+                let scale = weightInDown ? UnsafePointer(permWeight.pointer + begin) : nil
+                for j in local {
+                    let c0 = j * sp * panel, features = min(panel, f - j * panel)
+                    // Panel p lands in columns 16p ..< 16p+16 of the rows: this strip's at c0.
+                    Kernels.gemmPacked(packedX.pointer + groups.offsetX(gi), m: m, w, panels: j * sp ..< (j + 1) * sp,
+                                       rows, ldy: fw)
+                    switch kind {
+                    case .swiglu, .swiglu_fused:
+                        // Gate at c0 ..< c0+16, up at c0+16 ..< c0+32; padded features are 0.
+                        Kernels.swiglu(rows + c0, rows + c0, rows: m, f: panel, ldIn: fw, ldOut: fw)
+                    case .mlp:
+                        for r in 0..<m { Schedule.applyUnary(act, rows + r * fw + c0, rows + r * fw + c0, count: features) }
+                    }
+                    PackedRows.packColumns(rows + c0, ld: fw, scale: scale, m: m, k: f, columns: j * panel, count: features,
+                                           into: packedH.pointer + groups.offsetH(gi))
                 }
             }
         }
@@ -118,7 +157,7 @@ enum PackedExpertsKernel {
                 case .mlp:
                     Schedule.applyUnary(act, rowsHere, rowsHere, count: (r1 - r0) * fw)
                 }
-                PackedRows.pack(hidden.pointer + begin * fw, ld: fw, scale: permWeight.pointer + begin, m: m, k: f,
+                PackedRows.pack(hidden.pointer + begin * fw, ld: fw, scale: weightInDown ? permWeight.pointer + begin : nil, m: m, k: f,
                                 into: packedH.pointer + groups.offsetH(gi), panels: panels)
             }
         }
@@ -127,14 +166,16 @@ enum PackedExpertsKernel {
                 let out = y.pointer + t * h
                 var first = true
                 for slot in 0..<z.slots {
-                    let r = Int(rowOf.pointer[t * z.slots + slot])
+                    let p = t * z.slots + slot
+                    let r = Int(rowOf.pointer[p])
                     guard r >= 0 else { continue }
-                    if first {
-                        out.update(from: ys.pointer + r * h, count: h)
-                        first = false
+                    if weightInDown {
+                        if first { out.update(from: ys.pointer + r * h, count: h) } else { Kernels.add(out, ys.pointer + r * h, out, count: h) }
                     } else {
-                        Kernels.add(out, ys.pointer + r * h, out, count: h)
+                        if first { out.initialize(repeating: 0, count: h) }
+                        Kernels.axpy(alpha: routingWeights.pointer[p], ys.pointer + r * h, out, count: h)
                     }
+                    first = false
                 }
                 if first { out.initialize(repeating: 0, count: h) }
             }
@@ -144,7 +185,13 @@ enum PackedExpertsKernel {
         // phase cuts are read from the group table's cut array, which `balanceCuts` refills.
         let cuts = SendablePointer(groups.cutsBase)
         let packXJob = ChunkJob(packX), activateJob = ChunkJob(activate), combineJob = ChunkJob(combine)
-        let firstJob = ChunkJob { ts in for t in ts { firstLayer(cuts.pointer[t] ..< cuts.pointer[t + 1]) } }
+        let epilogue = stripPanels != nil
+        let firstJob = ChunkJob { ts in
+            for t in ts {
+                let units = cuts.pointer[t] ..< cuts.pointer[t + 1]
+                if epilogue { firstLayerWithEpilogue(units) } else { firstLayer(units) }
+            }
+        }
         let downJob = ChunkJob { ts in for t in ts { downLayer(cuts.pointer[t] ..< cuts.pointer[t + 1]) } }
 
         return {
@@ -159,9 +206,13 @@ enum PackedExpertsKernel {
                     let all = 0..<PackedRows.panelCount(m: m)
                     let unitBase = groups.rowPanelStart(gi)
                     packX(unitBase ..< unitBase + all.count)
-                    let fb = groups.unitStart(gi, panelsPerGroup: firstPanels)
-                    firstLayer(fb ..< fb + firstPanels)
-                    activate(unitBase ..< unitBase + all.count)
+                    let fb = groups.unitStart(gi, panelsPerGroup: firstUnits)
+                    if epilogue {
+                        firstLayerWithEpilogue(fb ..< fb + firstUnits)
+                    } else {
+                        firstLayer(fb ..< fb + firstPanels)
+                        activate(unitBase ..< unitBase + all.count)
+                    }
                     let db = groups.unitStart(gi, panelsPerGroup: downPanels)
                     downLayer(db ..< db + downPanels)
                 }
@@ -171,14 +222,14 @@ enum PackedExpertsKernel {
             groups.oneGroupPerExpert(starts: starts, experts: z.experts)
             groups.layOut(hidden: h, ffn: f)
             // Small layers are not worth waking a second thread (nor measuring the machine for).
-            let small = threads == 1 || groups.totalCost(model: .nominal, panels: firstPanels, k: h) < 20e-6
+            let small = threads == 1 || groups.totalCost(model: .nominal, panels: firstUnits, k: h * unitPanels) < 20e-6
             let useThreads = small ? 1 : min(threads, 64)
             let model = small ? MachineModel.nominal : MachineModel.current
             let rowPanels = groups.totalRowPanels
             Parallel.forEachChunk(count: rowPanels, threads: useThreads, job: packXJob)
-            groups.balanceCuts(model: model, panels: firstPanels, k: h, threads: useThreads)
+            groups.balanceCuts(model: model, panels: firstUnits, k: h * unitPanels, threads: useThreads)
             Parallel.forEachChunk(count: useThreads, threads: useThreads, job: firstJob)
-            Parallel.forEachChunk(count: rowPanels, threads: useThreads, job: activateJob)
+            if !epilogue { Parallel.forEachChunk(count: rowPanels, threads: useThreads, job: activateJob) }
             groups.balanceCuts(model: model, panels: downPanels, k: f, threads: useThreads)
             Parallel.forEachChunk(count: useThreads, threads: useThreads, job: downJob)
             Parallel.forEachChunk(count: z.tokens, threads: useThreads, job: combineJob)

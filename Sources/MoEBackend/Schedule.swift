@@ -70,8 +70,10 @@ public final class Schedule: @unchecked Sendable {
         public var description: String { "\(tokens) tokens need more bytes of buffers than moec can address" }
     }
 
-    /// Plans the arena: each value is live from its step to its last reader (inputs from the
-    /// start, outputs to the end); each step's scratch only during the step. Throws when a
+    /// Plans the arena: each value is live from its step (inputs: from the start) to its last
+    /// reader as the `memory-planning` pass recorded it (`Graph.lastReaders`; outputs to the
+    /// end), or to the end of the run when the graph has no memory plan; each step's scratch
+    /// only during the step. Throws when a
     /// buffer, or all of them together, would need more bytes than an Int holds.
     public static func memoryPlan(_ g: Graph, tokens: Int) throws(ArenaTooLarge) -> MemoryPlan {
         do throws(ByteCount.Overflow) {
@@ -82,7 +84,8 @@ public final class Schedule: @unchecked Sendable {
     }
 
     private static func checkedMemoryPlan(_ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> MemoryPlan {
-        let uses = lastUses(g)
+        let end = g.nodes.count
+        let uses = g.lastReaders ?? [Int](repeating: end, count: end)
         var requests: [ArenaPlanner.Request] = []
         var valueRequest = [Int?](repeating: nil, count: g.nodes.count)
         var scratchRequests = [[Int]](repeating: [], count: g.nodes.count)
@@ -138,12 +141,6 @@ public final class Schedule: @unchecked Sendable {
     }
 
     /// The index of the last step reading each value; outputs are read at the end.
-    static func lastUses(_ g: Graph) -> [Int] {
-        var last = Array(g.nodes.indices)
-        for (i, n) in g.nodes.enumerated() { for o in n.operands { last[o.index] = max(last[o.index], i) } }
-        for o in g.outputs { last[o.value.index] = g.nodes.count }
-        return last
-    }
 
     static func valueBytes(_ t: IRType, tokens: Int) throws(ByteCount.Overflow) -> Int {
         switch t {

@@ -78,8 +78,8 @@ public final class ModelRunner: @unchecked Sendable {
         case nil: break
         }
         if options.placement != nil,
-           let n = plan.graph.nodes.first(where: { $0.op == .moe_experts && $0.attributes.bool("fused_kernel") != true }) {
-            throw DiagnosticError(.error("--placement runs the experts on moec's fused expert kernel, which moe block '\(n.name ?? "moe")' does not use (it was compiled with --disable-pass expert-kernel-fusion, or its expert matrices are computed)"))
+           let n = plan.graph.nodes.first(where: { $0.op == .moe_experts && !Executable.runsPackedKernel($0, plan.graph) }) {
+            throw DiagnosticError(.error("--placement runs the experts on moec's packed experts kernel, which moe block '\(n.name ?? "moe")' does not use (it needs the token-permutation and expert-weight-prepacking passes, and expert matrices that are weights)"))
         }
         if options.placement != nil && !options.backend.isNative {
             throw DiagnosticError(.error("--placement runs the experts on moec's own kernels; it cannot be combined with MOEC_BLAS=\(ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? "")"))

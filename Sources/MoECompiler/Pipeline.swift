@@ -10,7 +10,10 @@ public enum Pipeline {
         RouterFusion(),
         DeadCodeElimination(),
         ExpertGateUpFusion(),
-        ExpertKernelFusion(),
+        TokenPermutation(),
+        ExpertWeightPrepacking(),
+        CombineFusion(),
+        MemoryPlanning(),
     ]
 
     #if DEBUG

@@ -18,15 +18,11 @@ public struct PlanPrinter {
         var out = "  \(b.name): \(b.experts) experts (\(b.kind), hidden \(b.hidden), ffn \(b.ffn)), \(b.slots) per token\n"
         func line(_ label: String, _ text: String) { out += "    " + label.padded(to: 10) + text + "\n" }
         line("router", b.router + (b.router.hasPrefix("fused_router") ? ": one pass over the tokens" : ""))
-        guard b.fusedKernel else {
-            line("dispatch", "counting sort of the (token, slot) pairs by expert, the rows gathered into one buffer")
-            line("weights", "per expert, one GEMM per matrix (" + formatBytes(b.packedBytes) + " as packed panels)")
-            line("combine", "scatter-add of the weighted down projections into y")
-            line("", "(unfused: compiled with --disable-pass expert-kernel-fusion, or computed expert matrices)")
-            return out
+        if b.permuted {
+            line("dispatch", "counting sort of the (token, slot) pairs by expert: one contiguous GEMM per expert (token-permutation)")
+        } else {
+            line("dispatch", "pair by pair: each (token, slot) pair runs its expert on its one row (no token-permutation)")
         }
-        line("dispatch", "counting sort of the (token, slot) pairs by expert: one contiguous GEMM per expert,")
-        line("", "its rows gathered straight into the packed operand (expert-kernel-fusion)")
         switch b.kind {
         case "swiglu" where b.gateUpFused, "swiglu_fused":
             line("weights", "gate and up as one [2F, H] matrix per expert (expert-gate-up-fusion), SwiGLU on its output;")
@@ -35,8 +31,21 @@ public struct PlanPrinter {
         default:
             line("weights", "up [F, H] per expert, the activation on its output;")
         }
-        line("", "down [H, F]: " + formatBytes(b.packedBytes) + " packed once at load time, in panels of 16 columns")
-        line("combine", "the routing weight is folded into the down GEMM's operand; each token sums its rows")
+        if b.prepacked {
+            line("", "down [H, F]: " + formatBytes(b.packedBytes) + " packed once at load time, in panels of 16 columns (expert-weight-prepacking)")
+        } else {
+            line("", "down [H, F]: kept as stored; moec's kernels pack each matrix per call (no expert-weight-prepacking)")
+        }
+        if b.combineInDown {
+            line("combine", "the routing weight is folded into the down GEMM's operand; each token sums its rows (combine-fusion)")
+        } else {
+            line("combine", "each token adds its rows times their routing weights after the down projection (no combine-fusion)")
+        }
+        if b.packedKernel {
+            line("kernel", "packed experts kernel: rows gathered straight into the packed operand, phases cut between threads")
+        } else {
+            line("kernel", "unfused: one matrix product per expert and projection (the packed kernel needs permuted, pre-packed weights)")
+        }
         let m = MachineModel.forPlanning
         line("regime", String(format: "predicted for uniform routing on %d thread%@ at %.0f GFLOP/s and %.1f GB/s per thread (%@)",
                               threads, threads == 1 ? "" : "s", m.flopsPerThread / 1e9, m.bytesPerSecondPerThread / 1e9, m.source))

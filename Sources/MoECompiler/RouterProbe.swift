@@ -139,7 +139,10 @@ extension Graph {
         var g = self
         for (l, p) in probes.enumerated() {
             for (h, hop) in p.hops.enumerated() {
-                if let s = hop.scores { g.outputs.append((RouterProbe.outputName(layer: l, hop: h), s)) }
+                if let s = hop.scores {
+                    g.outputs.append((RouterProbe.outputName(layer: l, hop: h), s))
+                    g.lastReaders?[s.index] = g.nodes.count   // an output lives to the end of the run
+                }
             }
         }
         return g

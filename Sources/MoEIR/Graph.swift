@@ -121,6 +121,12 @@ public struct Graph: Hashable, Sendable {
     public var weights: [WeightInfo]
     public var nodes: [Node]
     public var outputs: [(name: String, value: ValueID)]
+    /// The memory plan's liveness, set by the `memory-planning` pass: per node, the index of the
+    /// last node that reads its value (`nodes.count` for a graph output, which lives to the end
+    /// of the run; the node's own index when nothing reads it). The executor's arena reuses a
+    /// value's bytes after that step. nil: no plan, every value keeps its own bytes. A pass that
+    /// changes the node list after planning must plan again (`compact` drops the plan).
+    public var lastReaders: [Int]?
 
     public init(name: String, tokensName: String = "tokens", params: [ParamBinding] = [], weights: [WeightInfo] = [],
                 nodes: [Node] = [], outputs: [(name: String, value: ValueID)] = []) {
@@ -158,7 +164,8 @@ public struct Graph: Hashable, Sendable {
 
     public static func == (a: Graph, b: Graph) -> Bool {
         a.name == b.name && a.tokensName == b.tokensName && a.params == b.params && a.weights == b.weights &&
-            a.nodes == b.nodes && a.outputs.map(\.name) == b.outputs.map(\.name) && a.outputs.map(\.value) == b.outputs.map(\.value)
+            a.nodes == b.nodes && a.outputs.map(\.name) == b.outputs.map(\.name) && a.outputs.map(\.value) == b.outputs.map(\.value) &&
+            a.lastReaders == b.lastReaders
     }
 
     public func hash(into h: inout Hasher) {

@@ -316,6 +316,10 @@ public enum OpSchema {
             case .swiglu_fused: roles = ["gate_up", "down"]
             case .mlp: roles = ["up", "down"]; try activation(attrs)
             }
+            // The passes' marks (plans can be edited by hand): flags, when present.
+            for flag in ["with_active", "fuse_gate_up", "permute", "prepacked", "combine_in_down"] where attrs[flag] != nil {
+                guard attrs.bool(flag) != nil else { throw TypeRuleError("moe_experts attribute '\(flag)' must be true or false") }
+            }
             let withActive = attrs.bool("with_active") ?? false
             guard operands.count == 2 + roles.count + (withActive ? 1 : 0) else {
                 throw TypeRuleError("\(kind) experts take \(roles.count) weights (\(roles.joined(separator: ", "))), got \(operands.count - 2)")

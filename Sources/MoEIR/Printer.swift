@@ -46,7 +46,25 @@ public struct IRPrinter {
         for o in g.outputs {
             out += "  output \(o.name) = \(names[o.value.index])\n"
         }
+        if let last = g.lastReaders, last.count == g.nodes.count {
+            out += memoryPlan(g, last, names)
+        }
         return out + "}\n"
+    }
+
+    /// The memory plan as "after step S, these values' arena bytes are free": weights and
+    /// constants live outside the arena, and outputs are never freed.
+    func memoryPlan(_ g: Graph, _ last: [Int], _ names: [String]) -> String {
+        var freed: [Int: [String]] = [:]
+        for id in g.ids where !g[id].op.isLeaf || g[id].op == .input {
+            let s = last[id.index]
+            if s < g.nodes.count { freed[s, default: []].append(names[id.index]) }
+        }
+        var out = "\n  memory (values whose arena bytes are free for reuse after a step)\n"
+        for s in freed.keys.sorted() {
+            out += "    after \(names[s]): " + freed[s]!.joined(separator: ", ") + "\n"
+        }
+        return out
     }
 
     public func format(_ t: IRType, _ g: Graph) -> String {

@@ -48,6 +48,7 @@ extension Graph {
             return .object(no)
         })
         o["outputs"] = .array(outputs.map { JSON(["name": JSON($0.name), "value": JSON($0.value.index)]) })
+        if let l = lastReaders { o["last_readers"] = .array(l.map { JSON($0) }) }
         return .object(o)
     }
 
@@ -111,6 +112,13 @@ extension Graph {
         for (i, o) in outputs.enumerated() {
             guard let on = o["name"]?.string, let v = o["value"]?.int, v >= 0, v < g.nodes.count else { throw fail("output \(i)") }
             g.outputs.append((on, ValueID(v)))
+        }
+        if let l = json["last_readers"] {
+            // Structure only here; the verifier checks the plan against the graph's readers.
+            guard let list = l.array?.compactMap(\.int), list.count == l.array?.count, list.count == g.nodes.count else {
+                throw fail("last_readers must hold one node index per node (\(g.nodes.count))")
+            }
+            g.lastReaders = list
         }
         self = g
     }

@@ -16,6 +16,10 @@ import MoEBasics
 ///    their `hop` attributes count 0, 1, … in graph order, and each hop has the same number of
 ///    experts (they share the expert weights; see `MoELayer`).
 ///
+/// 7. A memory plan (`lastReaders`, from `memory-planning`) frees no value before a reader:
+///    each entry lies between its node and the end of the run, no node reads a value after its
+///    last reader, and graph outputs live to the end.
+///
 /// Problems are collected, not thrown at the first one, and name the node:
 /// `%5 (linear): recorded type f32[tokens, 8] but operands give f32[tokens, 16]`.
 public enum Verifier {
@@ -91,6 +95,23 @@ public enum Verifier {
                 report(id, "moe block '\(block)': this hop has \(e) experts but the block's first hop has \(first)")
             }
             hopsSeen[block] = (seen.count + 1, seen.experts ?? routing?.experts)
+        }
+        if let last = g.lastReaders {
+            if last.count != g.nodes.count {
+                report(nil, "the memory plan lists \(last.count) values but the graph has \(g.nodes.count)")
+            } else {
+                for id in g.ids where !(id.index...g.nodes.count).contains(last[id.index]) {
+                    report(id, "the memory plan frees this value at step \(last[id.index]), outside \(id.index)...\(g.nodes.count)")
+                }
+                for id in g.ids {
+                    for o in g[id].operands where g.nodes.indices.contains(o.index) && last[o.index] < id.index {
+                        report(id, "reads \(names[o.index]), whose memory the plan frees after step \(last[o.index])")
+                    }
+                }
+                for o in g.outputs where g.nodes.indices.contains(o.value.index) && last[o.value.index] != g.nodes.count {
+                    report(o.value, "output '\(o.name)' must live to the end of the run, but the memory plan frees it after step \(last[o.value.index])")
+                }
+            }
         }
         return problems
     }

@@ -29,6 +29,44 @@ public enum PackedRows {
                       panels: panels?.clamped(to: all) ?? all, into: dst)
     }
 
+    /// Writes columns `kBegin ..< kBegin + count` of an m×k operand into its packed layout (the
+    /// layout `pack` writes for the same m and k): element (i, kBegin + c) is `src[i*ld + c]`,
+    /// times `scale[i]` when given; rows past m in the last panel are zero. Filling a packed
+    /// operand strip by strip, this way, lets a GEMM's epilogue write the next GEMM's operand
+    /// while the strip is still in cache. Same values as `pack`.
+    public static func packColumns(_ src: UnsafePointer<Float>, ld: Int, scale: UnsafePointer<Float>? = nil,
+                                   m: Int, k: Int, columns kBegin: Int, count: Int,
+                                   into dst: UnsafeMutablePointer<Float>) {
+        let mr = GemmBlocking.mr, kcBlock = GemmBlocking.kc
+        let mPanels = (m + mr - 1) / mr
+        var c = 0
+        while c < count {
+            // The columns of this strip inside one K-block.
+            let kk = kBegin + c, k0 = kk / kcBlock * kcBlock
+            let kc = min(kcBlock, k - k0)
+            let run = min(count - c, k0 + kc - kk)
+            let block = dst + k0 * mPanels * mr + (kk - k0) * mr
+            for p in 0..<mPanels {
+                let out = block + p * kc * mr
+                for r in 0..<mr {
+                    let i = p * mr + r
+                    if i < m {
+                        let row = src + i * ld + c
+                        if let scale {
+                            let w = scale[i]
+                            for j in 0..<run { out[j * mr + r] = w * row[j] }
+                        } else {
+                            for j in 0..<run { out[j * mr + r] = row[j] }
+                        }
+                    } else {
+                        for j in 0..<run { out[j * mr + r] = 0 }
+                    }
+                }
+            }
+            c += run
+        }
+    }
+
     /// Rows per packed panel (the GEMM's register tile height).
     public static var rowsPerPanel: Int { GemmBlocking.mr }
 

@@ -19,6 +19,8 @@ public final class PackedWeight: @unchecked Sendable {
     /// Number of 16-column panels.
     public let panels: Int
     let data: UnsafeMutablePointer<Float>
+    /// Whether `data` was allocated here (and is freed with this object).
+    private let ownsData: Bool
 
     /// Packs W `[n, k]` row-major. `threads` > 1 packs panels concurrently.
     public convenience init(weight: UnsafePointer<Float>, n: Int, k: Int, threads: Int = 1) {
@@ -42,6 +44,28 @@ public final class PackedWeight: @unchecked Sendable {
         let count = panels * k * Self.panelWidth
         data = UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
             .bindMemory(to: Float.self, capacity: count)
+        ownsData = true
+    }
+
+    /// A packed matrix in storage the caller owns (`bytes(n:k:)` bytes, kept alive as long as
+    /// this object is used), filled by `repack`: for weights packed per call into a scratch
+    /// buffer rather than once at load time.
+    public init(n: Int, k: Int, storage: UnsafeMutableRawPointer) {
+        precondition(n > 0 && k > 0, "PackedWeight: empty shape [\(n), \(k)]")
+        self.n = n
+        self.k = k
+        panels = (n + Self.panelWidth - 1) / Self.panelWidth
+        data = storage.bindMemory(to: Float.self, capacity: panels * k * Self.panelWidth)
+        ownsData = false
+    }
+
+    /// Bytes of packed storage for W `[n, k]`.
+    public static func bytes(n: Int, k: Int) -> Int { (n + panelWidth - 1) / panelWidth * panelWidth * k * 4 }
+
+    /// Packs W `[n, k]` row-major (this object's shape) into this object's storage, replacing
+    /// what it held. `threads` > 1 packs panels concurrently.
+    public func repack(from weight: UnsafePointer<Float>, threads: Int = 1) {
+        fill(from: weight, strideN: k, strideK: 1, threads: threads)
     }
 
     /// Packs any strided matrix: element (n, k) is `source[n*strideN + k*strideK]`.
@@ -54,7 +78,7 @@ public final class PackedWeight: @unchecked Sendable {
         }
     }
 
-    deinit { data.deallocate() }
+    deinit { if ownsData { data.deallocate() } }
 
     /// Bytes of packed storage (the weight bytes a full GEMM streams).
     public var byteCount: Int { panels * k * Self.panelWidth * 4 }

@@ -1,6 +1,7 @@
 import Foundation
 @testable import MoEBackend
 import MoEIR
+import MoEPasses
 import MoEKernels
 import MoETestSupport
 import Testing
@@ -95,16 +96,21 @@ import Testing
         #expect(disjoint.offsets.allSatisfy { $0 == 0 })
     }
 
-    /// A chain of element-wise ops needs about two live buffers, not one per op.
+    /// With the `memory-planning` pass's liveness, a chain of element-wise ops needs about two
+    /// live buffers, not one per op; without it, every value keeps its own bytes.
     @Test func chainsReuseMemory() throws {
         var t = TinyGraph()
         var v = t.input("x", [.tokens, .fixed(64)])
         for i in 0..<12 { v = try t.op(i % 2 == 0 ? .sigmoid : .neg, [v]) }
         t.output("y", v)
-        let plan = try Schedule.memoryPlan(t.graph, tokens: 100)
         let one = 100 * 64 * 4
+        let planned = try MemoryPlanning().run(t.graph)
+        #expect(planned.lastReaders == Array(1...12) + [13])
+        let plan = try Schedule.memoryPlan(planned, tokens: 100)
         #expect(plan.layout.totalBytes <= 2 * one, "arena \(plan.layout.totalBytes) for buffers of \(one)")
         #expect(plan.unsharedBytes == 13 * one)
+        let unplanned = try Schedule.memoryPlan(t.graph, tokens: 100)
+        #expect(unplanned.layout.totalBytes == 13 * one)
     }
 
     /// Each value fits for one token (`Addressable`), but not for every token count: the plan

@@ -32,31 +32,4 @@ import Testing
             }
         }
     }
-
-    /// The fused expert kernel (`expert-kernel-fusion`: packed weights, gather into the packed
-    /// operand, combine folded into the down projection) against the unfused path (gather, a GEMM
-    /// per expert, scatter-add) on moec's kernels: the same outputs up to rounding.
-    @Test(arguments: SmallParams.graphFiles)
-    func fusedAndUnfusedExpertKernelsAgree(_ file: String) throws {
-        let model = try RandomCheckpoint.make(graphFile: file, seed: 22)
-        let unfused = try CompilerSession(CompileOptions(graphPath: RepoPaths.graphs + "/" + file, modelDirectory: model.directory.path,
-                                                         overrides: try SmallParams.overrides(for: file), verifyEachPass: true,
-                                                         disabledPasses: ["expert-kernel-fusion"])).boundGraph()
-        let blocks = model.graph.nodes.filter { $0.op == .moe_experts }
-        #expect(!blocks.isEmpty && blocks.allSatisfy { $0.attributes.bool("fused_kernel") == true }, "\(file)")
-        #expect(!unfused.nodes.contains { $0.attributes.bool("fused_kernel") == true })
-        for threads in [1, 2] {
-            let options = ExecutionOptions(threads: threads, backend: .native)
-            let fused = model.executable(options)
-            let plain = Executable(graph: unfused, weights: model.buffers, options: options)
-            for t in [1, 7, 64, 300] {
-                let inputs = model.inputs(tokens: t, seed: 4)
-                let a = try fused.run(inputs), b = try plain.run(inputs)
-                for (name, x) in b {
-                    let err = relativeError(try #require(a[name]), x)
-                    #expect(err <= 1e-5, "graphs/\(file) \(threads)t tokens=\(t) output \(name): fused vs unfused kernel \(err)")
-                }
-            }
-        }
-    }
 }

@@ -178,4 +178,41 @@ import Testing
         try Files.write(try JSONSerialization.data(withJSONObject: plan), to: dir.file("huge.json"))
         try Self.expectPlanRefused(dir, plan: "huge.json", ["huge.json: the plan's graph is invalid: weight @w1: the shape [8, 1048576, 1125899906842624] has more elements than moec can address"])
     }
+
+    /// Hand-edited memory plans and pass marks: a last reader before a read, an output freed
+    /// early, a list of the wrong length, and a mark that is not a flag are all refused, never
+    /// run with a buffer overwritten too soon.
+    @Test func tamperedMemoryPlanOrMarks() throws {
+        let dir = try Self.compiled()
+        let plan = try JSONSerialization.jsonObject(with: Files.read(dir.file("p.json"))) as! [String: Any]
+        let graph = plan["graph"] as! [String: Any]
+        let last = try #require(graph["last_readers"] as? [Int])
+        let nodes = graph["nodes"] as! [[String: Any]]
+        try #require(last.count == nodes.count)
+        func write(_ name: String, _ edit: (inout [String: Any]) -> Void) throws {
+            var g = graph
+            edit(&g)
+            var p = plan
+            p["graph"] = g
+            try Files.write(try JSONSerialization.data(withJSONObject: p), to: dir.file(name))
+        }
+        // The input x (node 0) freed right after it is computed, though later nodes read it.
+        try write("early.json") { $0["last_readers"] = [0] + last.dropFirst() }
+        try Self.expectPlanRefused(dir, plan: "early.json", ["early.json: the plan's graph is invalid: ", "reads %x, whose memory the plan frees after step 0"])
+        let output = try #require(((graph["outputs"] as! [[String: Any]]).first)?["value"] as? Int)
+        try write("output.json") { g in var l = last; l[output] = output; g["last_readers"] = l }
+        try Self.expectPlanRefused(dir, plan: "output.json", ["must live to the end of the run, but the memory plan frees it after step \(output)"])
+        try write("short.json") { $0["last_readers"] = Array(last.dropLast()) }
+        try Self.expectPlanRefused(dir, plan: "short.json", ["short.json: malformed graph: last_readers must hold one node index per node (\(nodes.count))"])
+        try write("flag.json") { g in
+            g["nodes"] = nodes.map { n in
+                guard n["op"] as? String == "moe_experts" else { return n }
+                var n = n, attrs = n["attrs"] as! [String: Any]
+                attrs["permute"] = "yes"
+                n["attrs"] = attrs
+                return n
+            }
+        }
+        try Self.expectPlanRefused(dir, plan: "flag.json", ["moe_experts attribute 'permute' must be true or false"])
+    }
 }

@@ -1,0 +1,24 @@
+import MoEIR
+
+/// Combine fusion: every MoE block is marked `combine_in_down`, and the executor then folds the
+/// weighted combine into the down projection. A token's output is
+/// `y[t] = Σ_slot w[t, slot] · (h[row] · W_downᵀ)`, and `(w·h)·W_downᵀ = w·(h·W_downᵀ)`, so each
+/// row of the activation `h` is scaled by its routing weight as it is written into the down
+/// GEMM's operand. The down GEMM's output rows are then already weighted, and the combine is a
+/// plain per-token sum of its k rows, in slot order: no multiply and no scatter-add pass over y.
+///
+/// Without the mark (`--disable-pass combine-fusion`) the down projection writes unweighted rows
+/// and a separate pass adds `w · row` into each token's output. The same numbers up to rounding
+/// (the weight multiplies before the sum over F instead of after).
+public struct CombineFusion: Pass {
+    public static let name = "combine-fusion"
+    public init() {}
+
+    public func run(_ graph: Graph) throws -> Graph {
+        var g = graph
+        for i in g.nodes.indices where g.nodes[i].op == .moe_experts {
+            g.nodes[i].attributes["combine_in_down"] = .bool(true)
+        }
+        return g
+    }
+}
