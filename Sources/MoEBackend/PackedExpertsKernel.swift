@@ -109,23 +109,25 @@ enum PackedExpertsKernel {
             let sp = stripPanels!, panel = PackedWeight.panelWidth
             groups.forEachPiece(of: units, panelsPerGroup: firstUnits) { gi, local in
                 let e = groups.expert(gi), m = groups.rows(gi), begin = groups.rowBegin(gi)
-                let w = matrices.first[e][0].matrix
                 let rows = hidden.pointer + begin * fw
                 let scale = weightInDown ? UnsafePointer(permWeight.pointer + begin) : nil
-                for j in local {
-                    let c0 = j * sp * panel, features = min(panel, f - j * panel)
-                    // Panel p lands in columns 16p ..< 16p+16 of the rows: this strip's at c0.
-                    Kernels.gemmPacked(packedX.pointer + groups.offsetX(gi), m: m, w, panels: j * sp ..< (j + 1) * sp,
-                                       rows, ldy: fw)
+                let into = packedH.pointer + groups.offsetH(gi)
+                // Panel p lands in columns 16p ..< 16p+16 of the rows; strip j (panels j·sp
+                // ..< (j+1)·sp) holds features 16j ..< 16j+16 (gate, then up for SwiGLU).
+                Kernels.gemmPacked(packedX.pointer + groups.offsetX(gi), m: m, matrices.first[e][0].matrix,
+                                   panels: local.lowerBound * sp ..< local.upperBound * sp, rows, ldy: fw,
+                                   epilogueEvery: sp) { r0, r1, p0, _ in
+                    let j = p0 / sp, c0 = p0 * panel, features = min(panel, f - j * panel)
+                    let strip = rows + r0 * fw + c0
                     switch kind {
                     case .swiglu, .swiglu_fused:
                         // Gate at c0 ..< c0+16, up at c0+16 ..< c0+32; padded features are 0.
-                        Kernels.swiglu(rows + c0, rows + c0, rows: m, f: panel, ldIn: fw, ldOut: fw)
+                        Kernels.swiglu(strip, strip, rows: r1 - r0, f: panel, ldIn: fw, ldOut: fw)
                     case .mlp:
-                        for r in 0..<m { Schedule.applyUnary(act, rows + r * fw + c0, rows + r * fw + c0, count: features) }
+                        for r in 0..<(r1 - r0) { Schedule.applyUnary(act, strip + r * fw, strip + r * fw, count: features) }
                     }
                     PackedRows.packColumns(rows + c0, ld: fw, scale: scale, m: m, k: f, columns: j * panel, count: features,
-                                           into: packedH.pointer + groups.offsetH(gi))
+                                           rows: r0..<r1, into: into)
                 }
             }
         }

@@ -25,11 +25,13 @@ public struct PlanPrinter {
         }
         switch b.kind {
         case "swiglu" where b.gateUpFused, "swiglu_fused":
-            line("weights", "gate and up as one [2F, H] matrix per expert (expert-gate-up-fusion), SwiGLU on its output;")
+            line("weights", "gate and up as one [2F, H] matrix per expert, interleaved by panel (expert-gate-up-fusion),")
+            line("", b.prepacked ? "the SwiGLU in the GEMM's epilogue, 16 features at a time while they are in cache;"
+                                 : "SwiGLU on its output;")
         case "swiglu":
             line("weights", "gate and up as two [F, H] matrices per expert, SwiGLU on their outputs;")
         default:
-            line("weights", "up [F, H] per expert, the activation on its output;")
+            line("weights", b.prepacked ? "up [F, H] per expert, the activation in the GEMM's epilogue;" : "up [F, H] per expert, the activation on its output;")
         }
         if b.prepacked {
             line("", "down [H, F]: " + formatBytes(b.packedBytes) + " packed once at load time, in panels of 16 columns (expert-weight-prepacking)")
@@ -96,7 +98,9 @@ public struct PlanPrinter {
             for b in blocks { out += Self.describe(b, threads: threads) }
         }
 
-        out += "\nmemory (one arena; buffers share space when their lifetimes do not overlap)\n"
+        out += g.lastReaders == nil
+            ? "\nmemory (one arena; no memory-planning pass: every value keeps its own bytes, only scratch is shared)\n"
+            : "\nmemory (one arena; by the memory-planning pass's liveness, buffers share space when their lifetimes do not overlap)\n"
         out += "  tokens        arena   without reuse   peak live\n"
         for t in Self.sampleTokens {
             guard let m = try? Schedule.memoryPlan(g, tokens: t) else {

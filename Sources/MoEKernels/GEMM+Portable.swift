@@ -62,7 +62,8 @@ private func tile8Dispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: Unsaf
 
 /// Portable twin of `avx2GemmPacked` (see there for the operand layouts).
 func portableGemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, b: UnsafePointer<Float>, n: Int,
-                        panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+                        panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+                        epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }) {
     let mr = GemmBlocking.mr, nr = PackedWeight.panelWidth
     let mPanels = (m + mr - 1) / mr
     withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { edgeBuf in
@@ -73,8 +74,10 @@ func portableGemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, b: UnsafePointe
             let load = accumulate || k0 > 0
             let aBlock = a + k0 * mPanels * mr
             var ic = 0
+            let last = k0 + kc >= k
             while ic < mPanels {
                 let icEnd = min(mPanels, ic + GemmBlocking.mcPanels)
+                var next = panels.lowerBound + epilogueEvery
                 for jp in panels {
                     let bp = b + jp * k * nr + k0 * nr
                     let cols = min(nr, n - jp * nr)
@@ -93,6 +96,11 @@ func portableGemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, b: UnsafePointe
                             tile8Dispatch(rows: rows, kc: kc, a: ap, b: bp + 8, c: t + 8, ldc: nr, load: load)
                             for r in 0..<rows { for j in 0..<cols { cp[r * ldc + j] = t[r * nr + j] } }
                         }
+                    }
+                    // After the last K-block, hand each finished group of panels to the epilogue.
+                    while last && epilogueEvery > 0 && next <= jp + 1 {
+                        epilogue(ic * mr, min(m, icEnd * mr), next - epilogueEvery, next)
+                        next += epilogueEvery
                     }
                 }
                 ic = icEnd

@@ -34,11 +34,15 @@ public enum PackedRows {
     /// times `scale[i]` when given; rows past m in the last panel are zero. Filling a packed
     /// operand strip by strip, this way, lets a GEMM's epilogue write the next GEMM's operand
     /// while the strip is still in cache. Same values as `pack`.
+    /// `rows` (default all m) limits the work to those rows' panels; it starts on a panel.
     public static func packColumns(_ src: UnsafePointer<Float>, ld: Int, scale: UnsafePointer<Float>? = nil,
-                                   m: Int, k: Int, columns kBegin: Int, count: Int,
+                                   m: Int, k: Int, columns kBegin: Int, count: Int, rows: Range<Int>? = nil,
                                    into dst: UnsafeMutablePointer<Float>) {
         let mr = GemmBlocking.mr, kcBlock = GemmBlocking.kc
         let mPanels = (m + mr - 1) / mr
+        let rows = rows ?? 0..<m
+        precondition(rows.lowerBound % mr == 0, "packColumns: rows must start on a panel")
+        let panelRange = rows.lowerBound / mr ..< (rows.upperBound + mr - 1) / mr
         var c = 0
         while c < count {
             // The columns of this strip inside one K-block.
@@ -46,7 +50,7 @@ public enum PackedRows {
             let kc = min(kcBlock, k - k0)
             let run = min(count - c, k0 + kc - kk)
             let block = dst + k0 * mPanels * mr + (kk - k0) * mr
-            for p in 0..<mPanels {
+            for p in panelRange {
                 let out = block + p * kc * mr
                 for r in 0..<mr {
                     let i = p * mr + r
@@ -79,22 +83,31 @@ extension Kernels {
     /// each; the last panel may be partial), on the calling thread. `a` was packed by
     /// `PackedRows.pack` with the same m and k = `w.k`. Same arithmetic as `gemm`: each output is one
     /// FMA chain over k in increasing order, so splitting the panels differently never changes a bit.
+    ///
+    /// With `epilogueEvery` > 0 (the panel range then holds whole groups of that many panels), the
+    /// GEMM calls `epilogue(rowBegin, rowEnd, panelBegin, panelEnd)` as soon as those rows of a
+    /// group of panels are final, while they are still in cache: a GEMM epilogue (e.g. an
+    /// activation, and packing the result as the next GEMM's operand). Every row of every group
+    /// is handed over exactly once.
     public static func gemmPacked(_ a: UnsafePointer<Float>, m: Int, _ w: PackedWeight, panels: Range<Int>,
                                   _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool = false,
-                                  isa: ISA = .best) {
+                                  isa: ISA = .best, epilogueEvery: Int = 0,
+                                  epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }) {
         guard m > 0, !panels.isEmpty else { return }
         precondition(panels.lowerBound >= 0 && panels.upperBound <= w.panels, "gemmPacked: panels out of range")
         precondition(ldy >= w.n, "gemmPacked: ldy too small")
+        precondition(epilogueEvery == 0 || panels.count % epilogueEvery == 0, "gemmPacked: panels are not whole epilogue groups")
         let k = w.k
         if isa.runsAVX2 {
             let mPanels = (m + GemmBlocking.mr - 1) / GemmBlocking.mr
             let panelMajor = mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes
             avx2GemmPacked(a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
                            b: w.data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                           c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor)
+                           c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
+                           epilogueEvery: epilogueEvery, epilogue: epilogue)
         } else {
             portableGemmPacked(a: a, m: m, k: k, b: w.data, n: w.n, panels: panels, c: y, ldc: ldy,
-                               accumulate: accumulate)
+                               accumulate: accumulate, epilogueEvery: epilogueEvery, epilogue: epilogue)
         }
     }
 }

@@ -136,11 +136,26 @@ private func tileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: Unsafe
 ///   L1 while all m-panels of the chunk pass over it; the x chunk stays in L2.
 /// - `panelMajor` (for few rows, when all of packed x fits in L2): jp → pb → ip instead, so each
 ///   weight panel is read once, front to back.
+/// - `epilogueEvery` > 0: after the last K-block, each time a group of `epilogueEvery` panels
+///   (counted from `panelBegin`) is final for a range of rows, `epilogue(rowBegin, rowEnd,
+///   panelBegin, panelEnd)` is called with those C entries still in L1/L2, so a caller can turn
+///   them into the next GEMM's operand without another pass (the rows are whole m-panels of a
+///   chunk, or all m rows). The panel range must be whole groups.
 @inline(never)
 public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
                            b: UnsafePointer<Float>, n: Int, panelBegin: Int, panelEnd: Int,
-                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool) {
+                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+                           epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }) {
     let mPanels = (m + mr - 1) / mr
+    /// Calls the epilogue for every group of panels finished below `done`, from `next` on.
+    @inline(__always)
+    func finished(_ done: Int, _ next: inout Int, rows: Range<Int>) {
+        guard epilogueEvery > 0 else { return }
+        while next <= done {
+            epilogue(rows.lowerBound, rows.upperBound, next - epilogueEvery, next)
+            next += epilogueEvery
+        }
+    }
     withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { edgeBuf in
         let t = edgeBuf.baseAddress!
         /// One tile; full 16-column tiles go straight to C, the last partial panel through `t`.
@@ -161,6 +176,7 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
             // Few rows: each weight panel is streamed once from start to end (all K-blocks in
             // turn), which suits the hardware prefetcher; x stays in L2, the C tiles in L1.
             var jp = panelBegin
+            var next = panelBegin + epilogueEvery
             if m <= 3 {
                 // One to three rows: two full panels at a time.
                 while jp + 1 < panelEnd && (jp + 2) * nr <= n {
@@ -173,6 +189,7 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
                         k0 += kc
                     }
                     jp += 2
+                    finished(jp, &next, rows: 0..<m)
                 }
             }
             for jp in jp..<panelEnd {
@@ -188,6 +205,7 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
                     }
                     k0 += kc
                 }
+                finished(jp + 1, &next, rows: 0..<m)
             }
             return
         }
@@ -197,8 +215,10 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
             let load = accumulate || k0 > 0
             let aBlock = a + k0 * mPanels * mr
             var ic = 0
+            let last = k0 + kc >= k
             while ic < mPanels {
                 let icEnd = min(mPanels, ic + mcPanels)
+                var next = panelBegin + epilogueEvery
                 for jp in panelBegin..<panelEnd {
                     let bp = b + jp * k * nr + k0 * nr
                     let cols = min(nr, n - jp * nr)
@@ -206,6 +226,7 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
                         run(rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
                             cp: c + ip * mr * ldc + jp * nr, cols: cols, load: load)
                     }
+                    if last { finished(jp + 1, &next, rows: ic * mr ..< min(m, icEnd * mr)) }
                 }
                 ic = icEnd
             }

@@ -231,3 +231,54 @@ func gemmThroughAReusedJobEqualsThePlainCall(isa: ISA) {
         #expect((0..<count).allSatisfy { hits[$0] == 3 }, "count \(count) threads \(threads)")
     }
 }
+
+/// The GEMM epilogue (`gemmPacked(…, epilogueEvery:)`): every row of every group of panels is
+/// handed over exactly once, after its values are final (they equal the plain GEMM's), and the
+/// strip packed there with `PackedRows.packColumns` equals packing the whole result at the end.
+/// Row counts cover the few-row, panel-major and row-chunked (more than `mcPanels` panels) paths.
+@Test(arguments: ISA.available)
+func gemmEpilogueSeesEveryFinishedStripOnce(isa: ISA) {
+    var rng = TestRandom(seed: 31)
+    for (m, n, k, every) in [(1, 96, 70, 2), (3, 64, 600, 1), (40, 96, 600, 2), (150, 64, 300, 2), (301, 32, 1100, 2)] {
+        let x = rng.array(m * k), w = rng.array(n * k), scale = rng.array(m)
+        let packed = PackedWeight(weight: w, n: n, k: k)
+        var expected = [Float](repeating: 0, count: m * n)
+        x.withUnsafeBufferPointer { xp in
+            expected.withUnsafeMutableBufferPointer { Kernels.gemm(xp.baseAddress!, packed, $0.baseAddress!, m: m, isa: isa) }
+        }
+        let packedX = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: m, k: k))
+        let packedY = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: m, k: n))
+        let wholeY = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: m, k: n))
+        defer { packedX.deallocate(); packedY.deallocate(); wholeY.deallocate() }
+        x.withUnsafeBufferPointer { PackedRows.pack($0.baseAddress!, ld: k, m: m, k: k, into: packedX) }
+        var y = [Float](repeating: .nan, count: m * n)
+        var seen = [Int](repeating: 0, count: m * (n / 16))
+        var early = 0
+        scale.withUnsafeBufferPointer { sp in
+            y.withUnsafeMutableBufferPointer { yp in
+                let yb = yp.baseAddress!
+                Kernels.gemmPacked(packedX, m: m, packed, panels: 0..<packed.panels, yb, ldy: n, isa: isa,
+                                   epilogueEvery: every) { r0, r1, p0, p1 in
+                    #expect(p1 - p0 == every && p0 % every == 0)
+                    for r in r0..<r1 {
+                        for p in p0..<p1 {
+                            seen[r * (n / 16) + p] += 1
+                            for c in p * 16 ..< p * 16 + 16 where yb[r * n + c] != expected[r * n + c] { early += 1 }
+                        }
+                    }
+                    PackedRows.packColumns(yb + p0 * 16, ld: n, scale: sp.baseAddress!, m: m, k: n, columns: p0 * 16,
+                                           count: (p1 - p0) * 16, rows: r0..<r1, into: packedY)
+                }
+            }
+        }
+        #expect(seen.allSatisfy { $0 == 1 }, "\(isa) M=\(m): every (row, panel) handed over once")
+        #expect(early == 0, "\(isa) M=\(m): \(early) values handed over before they were final")
+        #expect(y == expected)
+        y.withUnsafeBufferPointer { yp in
+            scale.withUnsafeBufferPointer { PackedRows.pack(yp.baseAddress!, ld: n, scale: $0.baseAddress!, m: m, k: n, into: wholeY) }
+        }
+        let count = PackedRows.floatCount(m: m, k: n)
+        #expect(Array(UnsafeBufferPointer(start: packedY, count: count)) == Array(UnsafeBufferPointer(start: wholeY, count: count)),
+                "\(isa) M=\(m): strip-packed operand equals the whole-packed one")
+    }
+}
