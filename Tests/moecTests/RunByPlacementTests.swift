@@ -31,4 +31,24 @@ import Testing
         expectFailure(try run(["--placement", "missing.json"], in: dir), ["missing.json"])
         #expect(!FileManager.default.fileExists(atPath: dir.file("y.npy")))
     }
+
+    /// A plan compiled without token permutation or pre-packing has no packed experts kernel to
+    /// run by a placement: refused with the reason, before any work; with both, it runs.
+    @Test func placementNeedsThePackedKernelPasses() throws {
+        let dir = TemporaryDirectory()
+        for pass in ["token-permutation", "expert-weight-prepacking"] {
+            expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "--disable-pass", pass,
+                                        "-o", "p.json"], in: dir.path))
+            let r = try Moec.run(["run", "p.json", "--input", "x=" + Files.example + "/x.npy", "--output", "y=y.npy",
+                                  "--placement", "static", "--threads", "2"], in: dir.path)
+            expectFailure(r, ["--placement runs the experts on moec's packed experts kernel, which moe block",
+                              "it needs the token-permutation and expert-weight-prepacking passes"])
+            #expect(!FileManager.default.fileExists(atPath: dir.file("y.npy")))
+        }
+        expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "--disable-pass", "combine-fusion",
+                                    "-o", "p.json"], in: dir.path))
+        expectSuccess(try Moec.run(["run", "p.json", "--input", "x=" + Files.example + "/x.npy", "--output", "y=y.npy",
+                                    "--placement", "static", "--threads", "2", "--check", "y=" + Files.example + "/y_transformers.npy"],
+                                   in: dir.path))
+    }
 }
