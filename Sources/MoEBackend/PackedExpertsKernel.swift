@@ -23,7 +23,8 @@ import MoEKernels
 ///    `combine_in_down`), a per-token gather in slot order: no scatter, no races, the same bits
 ///    whatever the thread count.
 ///
-/// Phases 1 and 3 cut the flattened list of (group, 16-column weight panel) units into one
+/// Phases 1 and 3 cut the flattened list of (group, 16-column weight panel) units (phase 1 with
+/// an epilogue: (group, strip) units, so a strip never straddles two threads) into one
 /// contiguous range per thread, balanced by the machine model's cost of a unit
 /// (`MachineModel.gemmSeconds`): with few tokens every panel costs its bytes, so threads take
 /// whole experts or weight halves and each weight streams once (decode); with many tokens panels
