@@ -100,8 +100,9 @@ enum MoEExpertsKernel {
     ///
     /// - `permute`: a counting sort, a gather, one GEMM per expert on its rows; without it, each
     ///   (token, slot) pair runs its expert on its one row.
-    /// - `combine_in_down`: rows scaled by their routing weight before the down projection, then
-    ///   summed into y; without it, `y[token] += weight · row` after.
+    /// - `combine_in_down` is not used here: a separate pass scaling the rows would cost more than
+    ///   the multiply in `y[token] += weight · row`, which costs what an add does. (The packed
+    ///   kernel folds the weight in while it packs the down operand, for free.)
     /// - not `prepacked` (native kernels only): each expert matrix is packed into scratch per call.
     static func unfusedStep(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
         let g = s.executable.graph
@@ -109,7 +110,6 @@ enum MoEExpertsKernel {
         let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
         let act = Op(rawValue: n.attributes.string("act") ?? "relu") ?? .relu
         let permuted = n.attributes.bool("permute") ?? false
-        let weightInDown = n.attributes.bool("combine_in_down") ?? false
         let backend = s.executable.options.backend
         let threads = s.executable.options.threads
         let x = UnsafePointer(s.floats(n.operands[0]))
@@ -146,10 +146,9 @@ enum MoEExpertsKernel {
                 backend.linear(input, m: m, ldx: ldx, w, out, ldy: ldy, accumulate: false, threads: threads)
             }
         }
-        /// Expert e's FFN on m rows `xe` (rows `h` apart) into `ye` (rows `h` apart), each row's
-        /// activation scaled by `rowWeight` first when the combine is in the down projection.
+        /// Expert e's FFN on m rows `xe` (rows `h` apart) into `ye` (rows `h` apart).
         func expert(_ e: Int, _ xe: UnsafePointer<Float>, m: Int, _ he: UnsafeMutablePointer<Float>,
-                    _ ye: UnsafeMutablePointer<Float>, rowWeight: (Int) -> Float) {
+                    _ ye: UnsafeMutablePointer<Float>) {
             switch kind {
             case .swiglu:
                 product(0, e, xe, m: m, ldx: h, he, ldy: fw)
@@ -161,9 +160,6 @@ enum MoEExpertsKernel {
             case .mlp:
                 product(0, e, xe, m: m, ldx: h, he, ldy: fw)
                 Schedule.applyUnary(act, he, he, count: m * fw)
-            }
-            if weightInDown {
-                for r in 0..<m { Kernels.scale(alpha: rowWeight(r), he + r * fw, he + r * fw, count: f) }
             }
             product(weights.count - 1, e, he, m: m, ldx: fw, ye, ldy: h)
         }
@@ -179,9 +175,8 @@ enum MoEExpertsKernel {
                         let e = Int(routing.experts[p])
                         guard e >= 0 else { continue }
                         loads[e] += 1
-                        let w = routing.weights[p]
-                        expert(e, x + t * h, m: 1, hidden, ys, rowWeight: { _ in w })
-                        Kernels.axpy(alpha: weightInDown ? 1 : w, ys, y + t * h, count: h)
+                        expert(e, x + t * h, m: 1, hidden, ys)
+                        Kernels.axpy(alpha: routing.weights[p], ys, y + t * h, count: h)
                     }
                 }
                 return
@@ -197,11 +192,11 @@ enum MoEExpertsKernel {
             for e in 0..<z.experts {
                 let begin = Int(starts[e]), m = Int(starts[e + 1]) - begin
                 guard m > 0 else { continue }
-                expert(e, xs + begin * h, m: m, hidden + begin * fw, ys + begin * h, rowWeight: { permWeight[begin + $0] })
+                expert(e, xs + begin * h, m: m, hidden + begin * fw, ys + begin * h)
             }
-            // 4. Scatter-add in row order (deterministic), weighted unless the down projection was.
+            // 4. Weighted scatter-add in row order (deterministic).
             for r in 0..<rows {
-                Kernels.axpy(alpha: weightInDown ? 1 : permWeight[r], ys + r * h, y + Int(perm[r]) * h, count: h)
+                Kernels.axpy(alpha: permWeight[r], ys + r * h, y + Int(perm[r]) * h, count: h)
             }
         }
     }

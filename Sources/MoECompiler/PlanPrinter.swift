@@ -38,10 +38,11 @@ public struct PlanPrinter {
         } else {
             line("", "down [H, F]: kept as stored; moec's kernels pack each matrix per call (no expert-weight-prepacking)")
         }
-        if b.combineInDown {
+        if b.combineInDown && b.packedKernel {
             line("combine", "the routing weight is folded into the down GEMM's operand; each token sums its rows (combine-fusion)")
         } else {
-            line("combine", "each token adds its rows times their routing weights after the down projection (no combine-fusion)")
+            line("combine", "each token adds its rows times their routing weights after the down projection"
+                 + (b.combineInDown ? " (combine-fusion needs the packed kernel)" : " (no combine-fusion)"))
         }
         if b.packedKernel {
             line("kernel", "packed experts kernel: rows gathered straight into the packed operand, phases cut between threads")

@@ -7,9 +7,14 @@ import MoEIR
 /// GEMM's operand. The down GEMM's output rows are then already weighted, and the combine is a
 /// plain per-token sum of its k rows, in slot order: no multiply and no scatter-add pass over y.
 ///
-/// Without the mark (`--disable-pass combine-fusion`) the down projection writes unweighted rows
-/// and a separate pass adds `w · row` into each token's output. The same numbers up to rounding
-/// (the weight multiplies before the sum over F instead of after).
+/// The packed experts kernel does this (it writes the down operand anyway, so the multiply is
+/// free there). The unfused path (BLAS, or blocks not permuted and pre-packed) ignores the mark:
+/// its scatter-add `y[t] += w · row` multiplies at the cost of an add, and scaling the rows
+/// first would be an extra pass.
+///
+/// Without the mark (`--disable-pass combine-fusion`) the packed kernel's down projection writes
+/// unweighted rows and each token's output sums `w · row` over its slots. The same numbers up to
+/// rounding (the weight multiplies before the sum over F instead of after).
 public struct CombineFusion: Pass {
     public static let name = "combine-fusion"
     public init() {}
