@@ -53,7 +53,13 @@ public struct ExpertBlockPlan: Sendable {
             let ffn = weights.last.map { $0[2] } ?? 0
             // Packed rows of each matrix, rounded up to whole panels of 16.
             let panel = PackedWeight.panelWidth
-            let perExpertFloats = weights.reduce(0.0) { $0 + Double(($1[1] + panel - 1) / panel * panel) * Double($1[2]) }
+            // A stored gate_up [2F, H] is packed as gate and up each rounded up (interleaved).
+            let fusedStored = kind == ExpertKind.swiglu_fused.rawValue
+            let perExpertFloats = weights.enumerated().reduce(0.0) { sum, w in
+                let rows = fusedStored && w.offset == 0 ? 2 * ((w.element[1] / 2 + panel - 1) / panel * panel)
+                                                        : (w.element[1] + panel - 1) / panel * panel
+                return sum + Double(rows) * Double(w.element[2])
+            }
             let e = routing.experts, k = routing.slots
             let bytesPerExpert = weights.reduce(0.0) { $0 + Double($1[1]) * Double($1[2]) } * 4
             let regimes = tokens.map { t -> Regime in

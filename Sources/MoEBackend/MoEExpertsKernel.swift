@@ -2,15 +2,15 @@ import Foundation
 import MoEIR
 import MoEKernels
 
-/// The experts of a MoE block: dispatch tokens to experts, run each expert's FFN once on all
-/// of its tokens, combine the results with the routing weights.
+/// The experts of a MoE block: dispatch tokens to experts, run each expert's FFN, combine the
+/// results with the routing weights. Two paths:
 ///
-/// 1. Count the (token, slot) pairs per expert and take prefix sums (a counting sort), so each
-///    expert's rows are contiguous: `perm` holds their tokens, `permWeight` their weights.
-/// 2. Gather the tokens' rows of x into `xs` in that order.
-/// 3. Per expert with rows: gate and up projections into one `[rows, 2F]` buffer (gate
-///    columns first), the activation in place, the down projection into `ys`.
-/// 4. Scatter: `y[token] += weight · ys[row]`, in row order (deterministic).
+/// - `PackedExpertsKernel`, on moec's kernels for blocks the passes marked `permute` and
+///   `prepacked` (expert matrices that are weights): the fused, phase-parallel kernel.
+/// - `unfusedStep` otherwise (BLAS, a pass disabled, computed matrices): with `permute`, a
+///   counting sort of the (token, slot) pairs by expert (`permute(…)`, shared by both paths), a
+///   gather, one product per expert and projection, and a weighted scatter-add; without it, each
+///   pair's expert on its one row.
 enum MoEExpertsKernel {
     struct Sizes {
         let tokens, slots, experts, hidden, ffn: Int
@@ -38,7 +38,9 @@ enum MoEExpertsKernel {
         let width = kind == .mlp ? s.ffn : try ByteCount.product(2, f16)
         var bytes = try PackedExpertsKernel.scratchBytes(s, firstWidth: width)
         var pack = 0
-        if n.attributes.bool("prepacked") != true {
+        // Matrices not packed at load (the block is not `prepacked`, or they are computed) are
+        // packed here per call on moec's kernels.
+        if n.attributes.bool("prepacked") != true || !ExpertMatrices.expertsAreWeights(n, g) {
             let withActive = n.attributes.bool("with_active") ?? false
             for o in n.operands[2..<(n.operands.count - (withActive ? 1 : 0))] {
                 guard let shape = g[o].tensorType?.fixedShape, shape.count == 3 else { continue }
@@ -129,8 +131,11 @@ enum MoEExpertsKernel {
         let fw = kind == .mlp ? f : 2 * f
         let loads = s.loadCounts(i)
         // Native kernels on matrices kept as stored: one packed matrix per role, in scratch,
-        // refilled for each expert before its product.
+        // refilled for each expert before its product. (Only where the scratch was sized for it;
+        // a hand-edited plan could have an unpacked matrix elsewhere: it then runs as GEMVs.)
+        let scratchForPacking = ((try? scratchBytes(n, g, tokens: s.tokens))?.last) ?? 0
         let packInScratch = backend.isNative && weights.contains { $0.first?.packed == nil }
+            && weights.allSatisfy { PackedWeight.bytes(n: $0[0].n, k: $0[0].k) <= scratchForPacking }
         let scratchWeights = packInScratch
             ? weights.map { PackedWeight(n: $0[0].n, k: $0[0].k, storage: s.scratch(i, 9)) } : []
 

@@ -8,7 +8,10 @@ import MoEIR
 /// numbers), and the source it came from.
 public struct Plan: Sendable {
     public static let format = "moec-plan"
-    public static let version = 1
+    /// 2: the expert passes' marks (`permute`, `prepacked`, `combine_in_down`) and the memory
+    /// plan (`last_readers`) replaced version 1's `fused_kernel`; a version 1 plan would run its
+    /// experts the slow, unfused way, so it is refused instead.
+    public static let version = 2
 
     public var graph: Graph
     /// Absolute path of the checkpoint folder (or file).

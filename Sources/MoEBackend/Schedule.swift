@@ -85,7 +85,8 @@ public final class Schedule: @unchecked Sendable {
 
     private static func checkedMemoryPlan(_ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> MemoryPlan {
         let end = g.nodes.count
-        let uses = g.lastReaders ?? [Int](repeating: end, count: end)
+        // The verifier checks a plan's liveness; one of the wrong length is ignored here, not trusted.
+        let uses = g.lastReaders.flatMap { $0.count == end ? $0 : nil } ?? [Int](repeating: end, count: end)
         var requests: [ArenaPlanner.Request] = []
         var valueRequest = [Int?](repeating: nil, count: g.nodes.count)
         var scratchRequests = [[Int]](repeating: [], count: g.nodes.count)

@@ -24,14 +24,15 @@ public struct PlanPrinter {
             line("dispatch", "pair by pair: each (token, slot) pair runs its expert on its one row (no token-permutation)")
         }
         switch b.kind {
-        case "swiglu" where b.gateUpFused, "swiglu_fused":
+        case "swiglu" where b.gateUpFused && b.packedKernel, "swiglu_fused" where b.packedKernel:
             line("weights", "gate and up as one [2F, H] matrix per expert, interleaved by panel (expert-gate-up-fusion),")
-            line("", b.prepacked ? "the SwiGLU in the GEMM's epilogue, 16 features at a time while they are in cache;"
-                                 : "SwiGLU on its output;")
+            line("", "the SwiGLU in the GEMM's epilogue, 16 features at a time while they are in cache;")
+        case "swiglu_fused":
+            line("weights", "gate and up as stored, one [2F, H] matrix per expert, SwiGLU on its output;")
         case "swiglu":
             line("weights", "gate and up as two [F, H] matrices per expert, SwiGLU on their outputs;")
         default:
-            line("weights", b.prepacked ? "up [F, H] per expert, the activation in the GEMM's epilogue;" : "up [F, H] per expert, the activation on its output;")
+            line("weights", b.packedKernel ? "up [F, H] per expert, the activation in the GEMM's epilogue;" : "up [F, H] per expert, the activation on its output;")
         }
         if b.prepacked {
             line("", "down [H, F]: " + formatBytes(b.packedBytes) + " packed once at load time, in panels of 16 columns (expert-weight-prepacking)")

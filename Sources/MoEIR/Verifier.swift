@@ -16,7 +16,9 @@ import MoEBasics
 ///    their `hop` attributes count 0, 1, … in graph order, and each hop has the same number of
 ///    experts (they share the expert weights; see `MoELayer`).
 ///
-/// 7. A memory plan (`lastReaders`, from `memory-planning`) frees no value before a reader:
+/// 7. A MoE block marked `prepacked` has only weights as expert matrices (computed ones cannot be
+///    packed at load time).
+/// 8. A memory plan (`lastReaders`, from `memory-planning`) frees no value before a reader:
 ///    each entry lies between its node and the end of the run, no node reads a value after its
 ///    last reader, and graph outputs live to the end.
 ///
@@ -95,6 +97,14 @@ public enum Verifier {
                 report(id, "moe block '\(block)': this hop has \(e) experts but the block's first hop has \(first)")
             }
             hopsSeen[block] = (seen.count + 1, seen.experts ?? routing?.experts)
+        }
+        for id in g.ids where g[id].op == .moe_experts && g[id].attributes.bool("prepacked") == true {
+            let n = g[id]
+            let withActive = n.attributes.bool("with_active") ?? false
+            let matrices = n.operands.count > 2 ? Array(n.operands[2..<max(2, n.operands.count - (withActive ? 1 : 0))]) : []
+            for m in matrices where g.nodes.indices.contains(m.index) && g[m].op != .weight {
+                report(id, "marked prepacked, but its expert matrix \(names[m.index]) is computed, not a weight")
+            }
         }
         if let last = g.lastReaders {
             if last.count != g.nodes.count {

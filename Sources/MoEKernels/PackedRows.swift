@@ -41,7 +41,9 @@ public enum PackedRows {
         let mr = GemmBlocking.mr, kcBlock = GemmBlocking.kc
         let mPanels = (m + mr - 1) / mr
         let rows = rows ?? 0..<m
-        precondition(rows.lowerBound % mr == 0, "packColumns: rows must start on a panel")
+        precondition(rows.lowerBound % mr == 0 && rows.lowerBound >= 0 && rows.upperBound <= m,
+                     "packColumns: rows must start on a panel and lie in 0..<m")
+        precondition(kBegin >= 0 && count >= 0 && kBegin + count <= k, "packColumns: columns out of range")
         let panelRange = rows.lowerBound / mr ..< (rows.upperBound + mr - 1) / mr
         var c = 0
         while c < count {

@@ -5,11 +5,14 @@ import Foundation
 ///
 /// Layout: `panels = ⌈N/16⌉` panels of 16 output columns; panel `p` is `K` steps of 16 floats,
 /// `data[p*K*16 + k*16 + j] = W[p*16 + j, k]`, with zeros for columns past N. The buffer is
-/// 64-byte aligned and owned by this object. The same layout serves the AVX2 and the portable
-/// kernels, and any K-blocking is done by the kernels (a K-block of a panel is contiguous).
+/// 64-byte aligned (2 MiB from 2 MiB up) and owned by this object, except for one made over
+/// caller storage (`init(n:k:storage:)`, a per-call scratch that `repack` refills). The same
+/// layout serves the AVX2 and the portable kernels, and any K-blocking is done by the kernels (a
+/// K-block of a panel is contiguous).
 ///
-/// Immutable after `init`, so sharing it between threads is safe (`@unchecked Sendable` because
-/// the storage is a raw pointer).
+/// Not changed after `init` except by `repack`, which its one user calls between products on the
+/// same thread, so sharing it between the threads of a product is safe (`@unchecked Sendable`
+/// because the storage is a raw pointer).
 public final class PackedWeight: @unchecked Sendable {
     /// Columns per panel.
     public static let panelWidth = 16

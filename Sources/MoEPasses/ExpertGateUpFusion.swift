@@ -9,6 +9,9 @@ import MoEIR
 /// columns is final, `silu(g)·u` is computed and written (times the routing weight, with
 /// `combine_in_down`) into the down projection's packed operand while the strip is in cache.
 /// Blocks stored fused (`swiglu(gate_up: …)`) get the same layout and epilogue without a mark.
+/// All of this is the packed experts kernel's (moec's kernels, blocks also `permute`d and
+/// `prepacked`); the unfused path (BLAS, or those passes disabled) runs gate and up as two
+/// products either way.
 ///
 /// Nothing changes in the checkpoint or in the numbers: each output column is the same dot
 /// product either way. Without the mark, gate and up are two GEMMs and the SwiGLU a separate

@@ -74,6 +74,42 @@ import Testing
         #expect(fused.attributes.string("normalize") == "sum" && fused.attributes.float("scale") == 2)
         #expect(fused.locations.count == 3, "the fused node keeps the locations of topk, renormalize and scale")
     }
+
+
+    /// Expert matrices computed in the graph (`w_gate * 2`) cannot be packed at load time:
+    /// `expert-weight-prepacking` leaves the block unmarked (it runs unfused, packing per call),
+    /// and a plan edited to claim otherwise fails the verifier.
+    @Test func computedExpertMatricesAreNotPrepacked() throws {
+        let dir = TemporaryDirectory("moec-prepack")
+        let source = """
+        model computed_experts
+        param hidden = 8
+        param ffn = 16
+        input x: [tokens, hidden]
+        weights "" {
+          gate: [4, hidden] = "gate"
+          w_gate: [4, ffn, hidden] = "e.{e}.g"
+          w_up: [4, ffn, hidden] = "e.{e}.u"
+          w_down: [4, hidden, ffn] = "e.{e}.d"
+        }
+        let y = moe(x) {
+          router:  x |> linear(gate) |> softmax |> topk(2)
+          experts: 4 of swiglu(gate: w_gate * 2.0, up: w_up, down: w_down)
+        }
+        output y
+
+        """
+        let path = dir.path + "/computed.moe"
+        try source.write(toFile: path, atomically: true, encoding: .utf8)
+        var g = try Self.optimized(path)
+        let i = try #require(g.nodes.firstIndex { $0.op == .moe_experts })
+        #expect(g.nodes[i].attributes["prepacked"] == nil)
+        #expect(g.nodes[i].attributes.bool("permute") == true)
+        #expect(Verifier.verify(g).isEmpty)
+        g.nodes[i].attributes["prepacked"] = .bool(true)
+        let problems = Verifier.verify(g).map(\.message)
+        #expect(problems.contains { $0.contains("marked prepacked, but its expert matrix") && $0.contains("is computed, not a weight") }, "\(problems)")
+    }
 }
 
 /// `--emit plan` shows how each MoE block runs: the fused router, the packed weights and, per

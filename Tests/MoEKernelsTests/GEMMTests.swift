@@ -239,7 +239,11 @@ func gemmThroughAReusedJobEqualsThePlainCall(isa: ISA) {
 @Test(arguments: ISA.available)
 func gemmEpilogueSeesEveryFinishedStripOnce(isa: ISA) {
     var rng = TestRandom(seed: 31)
-    for (m, n, k, every) in [(1, 96, 70, 2), (3, 64, 600, 1), (40, 96, 600, 2), (150, 64, 300, 2), (301, 32, 1100, 2)] {
+    // (m, n, k, panels per group, first panel): ranges starting past 0 as a thread's share does,
+    // and a partial last panel (n = 36) as an MLP's F may give.
+    for (m, n, k, every, first) in [(1, 96, 70, 2, 0), (3, 64, 600, 1, 0), (40, 96, 600, 2, 0), (150, 64, 300, 2, 0),
+                                    (301, 32, 1100, 2, 0), (2, 128, 70, 2, 2), (150, 128, 600, 2, 4), (7, 36, 70, 1, 1),
+                                    (200, 36, 600, 1, 0)] {
         let x = rng.array(m * k), w = rng.array(n * k), scale = rng.array(m)
         let packed = PackedWeight(weight: w, n: n, k: k)
         var expected = [Float](repeating: 0, count: m * n)
@@ -251,34 +255,53 @@ func gemmEpilogueSeesEveryFinishedStripOnce(isa: ISA) {
         let wholeY = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: m, k: n))
         defer { packedX.deallocate(); packedY.deallocate(); wholeY.deallocate() }
         x.withUnsafeBufferPointer { PackedRows.pack($0.baseAddress!, ld: k, m: m, k: k, into: packedX) }
+        let panels = (n + 15) / 16
         var y = [Float](repeating: .nan, count: m * n)
-        var seen = [Int](repeating: 0, count: m * (n / 16))
+        var seen = [Int](repeating: 0, count: m * panels)
         var early = 0
         scale.withUnsafeBufferPointer { sp in
             y.withUnsafeMutableBufferPointer { yp in
                 let yb = yp.baseAddress!
-                Kernels.gemmPacked(packedX, m: m, packed, panels: 0..<packed.panels, yb, ldy: n, isa: isa,
+                Kernels.gemmPacked(packedX, m: m, packed, panels: first..<packed.panels, yb, ldy: n, isa: isa,
                                    epilogueEvery: every) { r0, r1, p0, p1 in
-                    #expect(p1 - p0 == every && p0 % every == 0)
+                    #expect(p1 - p0 == every && (p0 - first) % every == 0)
                     for r in r0..<r1 {
                         for p in p0..<p1 {
-                            seen[r * (n / 16) + p] += 1
-                            for c in p * 16 ..< p * 16 + 16 where yb[r * n + c] != expected[r * n + c] { early += 1 }
+                            seen[r * panels + p] += 1
+                            for c in p * 16 ..< min(n, p * 16 + 16) where yb[r * n + c] != expected[r * n + c] { early += 1 }
                         }
                     }
                     PackedRows.packColumns(yb + p0 * 16, ld: n, scale: sp.baseAddress!, m: m, k: n, columns: p0 * 16,
-                                           count: (p1 - p0) * 16, rows: r0..<r1, into: packedY)
+                                           count: min(n, p1 * 16) - p0 * 16, rows: r0..<r1, into: packedY)
                 }
             }
         }
-        #expect(seen.allSatisfy { $0 == 1 }, "\(isa) M=\(m): every (row, panel) handed over once")
+        for r in 0..<m {
+            for p in 0..<panels {
+                #expect(seen[r * panels + p] == (p >= first ? 1 : 0), "\(isa) M=\(m) row \(r) panel \(p): handed over \(seen[r * panels + p]) times")
+            }
+        }
         #expect(early == 0, "\(isa) M=\(m): \(early) values handed over before they were final")
-        #expect(y == expected)
+        // The panels computed equal the plain GEMM's; the ones before `first` were not written.
+        for r in 0..<m {
+            #expect(Array(y[(r * n + first * 16)..<(r * n + n)]) == Array(expected[(r * n + first * 16)..<(r * n + n)]))
+            #expect(y[(r * n)..<(r * n + first * 16)].allSatisfy { $0.isNaN })
+        }
+        // The strips packed in the epilogue equal packing the finished columns whole.
         y.withUnsafeBufferPointer { yp in
             scale.withUnsafeBufferPointer { PackedRows.pack(yp.baseAddress!, ld: n, scale: $0.baseAddress!, m: m, k: n, into: wholeY) }
         }
-        let count = PackedRows.floatCount(m: m, k: n)
-        #expect(Array(UnsafeBufferPointer(start: packedY, count: count)) == Array(UnsafeBufferPointer(start: wholeY, count: count)),
-                "\(isa) M=\(m): strip-packed operand equals the whole-packed one")
+        let mr = PackedRows.rowsPerPanel, mPanels = (m + mr - 1) / mr, kc = GemmBlocking.kc
+        var mismatches = 0
+        for c in (first * 16)..<n {
+            let k0 = c / kc * kc, width = min(kc, n - k0)
+            for p in 0..<mPanels {
+                for r in 0..<mr {
+                    let at = k0 * mPanels * mr + p * width * mr + (c - k0) * mr + r
+                    if packedY[at] != wholeY[at] { mismatches += 1 }
+                }
+            }
+        }
+        #expect(mismatches == 0, "\(isa) M=\(m): strip-packed operand differs from the whole-packed one in \(mismatches) places")
     }
 }
