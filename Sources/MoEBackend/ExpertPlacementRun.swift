@@ -1,4 +1,5 @@
 import Dispatch
+import MoEKernels
 import MoEPlacement
 
 /// How the executor follows an expert placement: which worker thread runs which experts is data
@@ -35,6 +36,10 @@ public struct PlacementExecution: Sendable {
 struct ExpertPlacementRun: Sendable {
     let layer: ExpertPlacement.Layer
     let dynamicThreshold: Double?
+    /// Per slot: its position among its expert's replicas, and how many replicas the expert has
+    /// (so the static dispatch needs no per-batch arrays).
+    let replicaIndex: [Int]
+    let replicaCount: [Int]
 
     /// `experts`: the block's expert count. The placement was checked against the graph when
     /// the model was loaded (`PlacementBinding`), the static split's divisibility too.
@@ -48,6 +53,12 @@ struct ExpertPlacementRun: Sendable {
             layer = try! ExpertPlacement(workers: workers, experts: experts, phy2log: [Array(0..<experts)]).layers[0]
         }
         dynamicThreshold = p.dynamicThreshold
+        var index = [Int](repeating: 0, count: layer.slotCount), count = [Int](repeating: 1, count: layer.slotCount)
+        for slots in layer.log2phy {
+            for (r, slot) in slots.enumerated() { index[slot] = r; count[slot] = slots.count }
+        }
+        replicaIndex = index
+        replicaCount = count
     }
 
     var workers: Int { layer.workerCount }
@@ -55,24 +66,34 @@ struct ExpertPlacementRun: Sendable {
     /// Groups: each replica slot's equal share of its expert's rows, or LLEP's assignments.
     func makeGroups(_ groups: GroupTable, starts: UnsafePointer<Int32>, experts: Int) {
         groups.removeAll()
-        let counts = (0..<experts).map { Int(starts[$0 + 1] - starts[$0]) }
         if let threshold = dynamicThreshold {
+            // LLEP plans per batch with arrays (it allocates; the static dispatch below does not).
+            let counts = (0..<experts).map { Int(starts[$0 + 1] - starts[$0]) }
             for a in layer.leastLoadedDispatch(tokenCounts: counts, threshold: threshold).assignments {
                 groups.append(expert: a.expert, rowBegin: Int(starts[a.expert]) + a.tokens.lowerBound,
                               rows: a.tokens.count, worker: a.worker)
             }
             return
         }
-        for (slot, r) in layer.replicaRanges(tokenCounts: counts).enumerated() where !r.isEmpty {
+        // Each replica slot's equal share of its expert's rows, as `replicaRanges` (and
+        // `TokenSplit.equal`) cut them, computed in place: no per-batch arrays.
+        for slot in 0..<layer.slotCount {
             let e = layer.phy2log[slot]
-            groups.append(expert: e, rowBegin: Int(starts[e]) + r.lowerBound, rows: r.count, worker: layer.worker(ofSlot: slot))
+            let rows = Int(starts[e + 1] - starts[e]), r = replicaIndex[slot], n = replicaCount[slot]
+            let lo = r * rows / n, hi = (r + 1) * rows / n
+            guard hi > lo else { continue }
+            groups.append(expert: e, rowBegin: Int(starts[e]) + lo, rows: hi - lo, worker: layer.worker(ofSlot: slot))
         }
     }
 
-    /// Runs `body(group)` for every group, each on its worker's thread.
-    func run(_ groups: GroupTable, _ body: @Sendable (Int) -> Void) {
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            for g in 0..<groups.count where groups.worker(g) == w { body(g) }
+    /// A job running every group of one worker per chunk index (a worker's groups in order, on
+    /// one thread), made once per step so that a run allocates nothing: run it with
+    /// `Parallel.forEachChunk(count: workers, threads: workers, job:)`.
+    func job(_ groups: GroupTable, _ body: @escaping @Sendable (Int) -> Void) -> ChunkJob {
+        ChunkJob { ws in
+            for w in ws {
+                for g in 0..<groups.count where groups.worker(g) == w { body(g) }
+            }
         }
     }
 }

@@ -196,6 +196,23 @@ enum PackedExpertsKernel {
             }
         }
         let downJob = ChunkJob { ts in for t in ts { downLayer(cuts.pointer[t] ..< cuts.pointer[t + 1]) } }
+        /// With a placement: all phases of group gi, on its worker's thread, no barrier between.
+        @Sendable func runGroup(_ gi: Int) {
+            let m = groups.rows(gi)
+            let rowPanels = PackedRows.panelCount(m: m)
+            let unitBase = groups.rowPanelStart(gi)
+            packX(unitBase ..< unitBase + rowPanels)
+            let fb = groups.unitStart(gi, panelsPerGroup: firstUnits)
+            if epilogue {
+                firstLayerWithEpilogue(fb ..< fb + firstUnits)
+            } else {
+                firstLayer(fb ..< fb + firstPanels)
+                activate(unitBase ..< unitBase + rowPanels)
+            }
+            let db = groups.unitStart(gi, panelsPerGroup: downPanels)
+            downLayer(db ..< db + downPanels)
+        }
+        let placementJob = placement?.job(groups, runGroup)
 
         return {
             _ = MoEExpertsKernel.permute(routing, sizes: z, active: active, counts: counts, starts: starts,
@@ -204,21 +221,7 @@ enum PackedExpertsKernel {
             if let placement {
                 placement.makeGroups(groups, starts: starts, experts: z.experts)
                 groups.layOut(hidden: h, ffn: f)
-                placement.run(groups) { gi in
-                    let m = groups.rows(gi)
-                    let all = 0..<PackedRows.panelCount(m: m)
-                    let unitBase = groups.rowPanelStart(gi)
-                    packX(unitBase ..< unitBase + all.count)
-                    let fb = groups.unitStart(gi, panelsPerGroup: firstUnits)
-                    if epilogue {
-                        firstLayerWithEpilogue(fb ..< fb + firstUnits)
-                    } else {
-                        firstLayer(fb ..< fb + firstPanels)
-                        activate(unitBase ..< unitBase + all.count)
-                    }
-                    let db = groups.unitStart(gi, panelsPerGroup: downPanels)
-                    downLayer(db ..< db + downPanels)
-                }
+                Parallel.forEachChunk(count: placement.workers, threads: placement.workers, job: placementJob!)
                 Parallel.forEachChunk(count: z.tokens, threads: threads, job: combineJob)
                 return
             }
