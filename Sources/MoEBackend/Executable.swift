@@ -142,31 +142,29 @@ public final class Executable: @unchecked Sendable {
     /// Weights the native backend keeps as stored, to be packed per call: every reader is a MoE
     /// block that reads them as expert matrices and is not `prepacked`.
     static func weightsKeptAsStored(_ g: Graph) -> Set<Int> {
-        var out = Set<Int>()
-        for (node, n) in g.nodes.enumerated() where n.op == .weight {
-            let id = ValueID(node)
-            let readers = g.nodes.filter { $0.operands.contains(id) }
-            let unpackedExpertMatrix = readers.allSatisfy { r in
-                r.op == .moe_experts && r.attributes.bool("prepacked") != true && r.operands[0] != id && r.operands[1] != id
-                    && !(r.attributes.bool("with_active") == true && r.operands.last == id)
-            }
-            if !readers.isEmpty && unpackedExpertMatrix { out.insert(n.attributes.int("index")!) }
-        }
-        return out
+        weightsReadOnlyAsExpertMatrices(g) { $0.attributes.bool("prepacked") != true }
     }
 
     /// Weights whose every reader is a fused `moe_experts` node using them as expert matrices.
     static func weightsReadOnlyByExperts(_ g: Graph) -> Set<Int> {
+        weightsReadOnlyAsExpertMatrices(g, excludingOutputs: true) { Executable.runsPackedKernel($0, g) }
+    }
+
+    /// The weight-table indices of weight nodes that some node reads, and that every reader reads
+    /// only as an expert matrix of a `moe_experts` block for which `block` holds (and, with
+    /// `excludingOutputs`, that are no graph output).
+    private static func weightsReadOnlyAsExpertMatrices(_ g: Graph, excludingOutputs: Bool = false,
+                                                       of block: (Node) -> Bool) -> Set<Int> {
         var out = Set<Int>()
         for (node, n) in g.nodes.enumerated() where n.op == .weight {
-            let readers = g.nodes.filter { $0.operands.contains(ValueID(node)) }
-            let asExpertMatrix = readers.allSatisfy { r in
-                Executable.runsPackedKernel(r, g) && r.operands[0] != ValueID(node) && r.operands[1] != ValueID(node)
-                    && !(r.attributes.bool("with_active") == true && r.operands.last == ValueID(node))
+            let id = ValueID(node)
+            if excludingOutputs && g.outputs.contains(where: { $0.value == id }) { continue }
+            let readers = g.nodes.filter { $0.operands.contains(id) }
+            let onlyAsExpertMatrix = readers.allSatisfy { r in
+                r.op == .moe_experts && block(r) && r.expertMatrixOperands.contains(id)
+                    && !r.operands.prefix(2).contains(id) && !(r.attributes.bool("with_active") == true && r.operands.last == id)
             }
-            if !readers.isEmpty && asExpertMatrix && !g.outputs.contains(where: { $0.value == ValueID(node) }) {
-                out.insert(n.attributes.int("index")!)
-            }
+            if !readers.isEmpty && onlyAsExpertMatrix { out.insert(n.attributes.int("index")!) }
         }
         return out
     }

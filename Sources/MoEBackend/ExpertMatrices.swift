@@ -38,17 +38,15 @@ struct ExpertMatrices: @unchecked Sendable {
 
     /// Whether the node's expert matrices are all weights (computed ones run through `MatMulBackend.linear`).
     static func expertsAreWeights(_ n: Node, _ g: Graph) -> Bool {
-        let withActive = n.attributes.bool("with_active") ?? false
-        return (2..<(n.operands.count - (withActive ? 1 : 0))).allSatisfy { g[n.operands[$0]].op == .weight }
+        n.expertMatrixOperands.allSatisfy { g[$0].op == .weight }
     }
 
     /// `releasable`: weight indices no one else reads, whose unpacked pages are given back as soon
     /// as each expert is packed (so peak memory stays near one copy of the weights).
     init(node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int, releasable: Set<Int> = []) {
         let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
-        let withActive = n.attributes.bool("with_active") ?? false
-        let operandWeights = (2..<(n.operands.count - (withActive ? 1 : 0))).map { i -> (buffer: AlignedBuffer, shape: [Int], release: Bool) in
-            let w = g[n.operands[i]]
+        let operandWeights = n.expertMatrixOperands.map { o -> (buffer: AlignedBuffer, shape: [Int], release: Bool) in
+            let w = g[o]
             let index = w.attributes.int("index")!
             return (weights[index], g.weights[index].shape, releasable.contains(index))
         }

@@ -41,8 +41,7 @@ enum MoEExpertsKernel {
         // Matrices not packed at load (the block is not `prepacked`, or they are computed) are
         // packed here per call on moec's kernels.
         if n.attributes.bool("prepacked") != true || !ExpertMatrices.expertsAreWeights(n, g) {
-            let withActive = n.attributes.bool("with_active") ?? false
-            for o in n.operands[2..<(n.operands.count - (withActive ? 1 : 0))] {
+            for o in n.expertMatrixOperands {
                 guard let shape = g[o].tensorType?.fixedShape, shape.count == 3 else { continue }
                 let panelRows = try ByteCount.roundedUp(shape[1], to: PackedWeight.panelWidth)
                 pack = max(pack, try ByteCount.product(panelRows, shape[2], 4))
@@ -119,7 +118,7 @@ enum MoEExpertsKernel {
         let y = s.floats(ValueID(i))
         let withActive = n.attributes.bool("with_active") ?? false
         let active = withActive ? UnsafePointer(s.floats(n.operands[n.operands.count - 1])) : nil
-        let weights = (2..<(n.operands.count - (withActive ? 1 : 0))).map { s.matrices(n.operands[$0]) }
+        let weights = n.expertMatrixOperands.map { s.matrices($0) }
         let counts = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
         let starts = counts + z.experts + 1
         let perm = s.scratch(i, 1).assumingMemoryBound(to: Int32.self)

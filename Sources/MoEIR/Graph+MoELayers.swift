@@ -46,3 +46,13 @@ extension Graph {
         return layers
     }
 }
+
+extension Node {
+    /// A `moe_experts` node's expert matrices: its operands after the input and the routing, and
+    /// before the active mask of a `with_active` block. Empty for a node with fewer operands.
+    public var expertMatrixOperands: ArraySlice<ValueID> {
+        let start = min(2, operands.count)
+        let end = max(start, operands.count - (attributes.bool("with_active") == true ? 1 : 0))
+        return operands[start..<end]
+    }
+}

@@ -99,10 +99,7 @@ public enum Verifier {
             hopsSeen[block] = (seen.count + 1, seen.experts ?? routing?.experts)
         }
         for id in g.ids where g[id].op == .moe_experts && g[id].attributes.bool("prepacked") == true {
-            let n = g[id]
-            let withActive = n.attributes.bool("with_active") ?? false
-            let matrices = n.operands.count > 2 ? Array(n.operands[2..<max(2, n.operands.count - (withActive ? 1 : 0))]) : []
-            for m in matrices where g.nodes.indices.contains(m.index) && g[m].op != .weight {
+            for m in g[id].expertMatrixOperands where g.nodes.indices.contains(m.index) && g[m].op != .weight {
                 report(id, "marked prepacked, but its expert matrix \(names[m.index]) is computed, not a weight")
             }
         }

@@ -19,11 +19,5 @@ public struct CombineFusion: Pass {
     public static let name = "combine-fusion"
     public init() {}
 
-    public func run(_ graph: Graph) throws -> Graph {
-        var g = graph
-        for i in g.nodes.indices where g.nodes[i].op == .moe_experts {
-            g.nodes[i].attributes["combine_in_down"] = .bool(true)
-        }
-        return g
-    }
+    public func run(_ graph: Graph) throws -> Graph { markingExperts(graph, "combine_in_down") }
 }

@@ -21,15 +21,11 @@ public struct ExpertGateUpFusion: Pass {
     public init() {}
 
     public func run(_ graph: Graph) throws -> Graph {
-        var g = graph
-        for i in g.nodes.indices where g.nodes[i].op == .moe_experts {
-            let n = g.nodes[i]
-            guard n.attributes.string("kind") == ExpertKind.swiglu.rawValue, n.operands.count >= 5 else { continue }
-            let gate = g[n.operands[2]], up = g[n.operands[3]]
-            guard gate.op == .weight, up.op == .weight,
-                  let gt = gate.tensorType?.fixedShape, gt == up.tensorType?.fixedShape else { continue }
-            g.nodes[i].attributes["fuse_gate_up"] = .bool(true)
+        markingExperts(graph, "fuse_gate_up") { n in
+            guard n.attributes.string("kind") == ExpertKind.swiglu.rawValue, n.operands.count >= 5 else { return false }
+            let gate = graph[n.operands[2]], up = graph[n.operands[3]]
+            guard gate.op == .weight, up.op == .weight, let gt = gate.tensorType?.fixedShape else { return false }
+            return gt == up.tensorType?.fixedShape
         }
-        return g
     }
 }

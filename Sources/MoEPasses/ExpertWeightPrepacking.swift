@@ -21,14 +21,6 @@ public struct ExpertWeightPrepacking: Pass {
     public init() {}
 
     public func run(_ graph: Graph) throws -> Graph {
-        var g = graph
-        for i in g.nodes.indices where g.nodes[i].op == .moe_experts {
-            let n = g.nodes[i]
-            let withActive = n.attributes.bool("with_active") ?? false
-            let matrices = n.operands[2..<(n.operands.count - (withActive ? 1 : 0))]
-            guard matrices.allSatisfy({ g[$0].op == .weight }) else { continue }
-            g.nodes[i].attributes["prepacked"] = .bool(true)
-        }
-        return g
+        markingExperts(graph, "prepacked") { n in n.expertMatrixOperands.allSatisfy { graph[$0].op == .weight } }
     }
 }

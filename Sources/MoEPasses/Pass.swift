@@ -8,6 +8,16 @@ public protocol Pass: Sendable {
     func run(_ graph: Graph) throws -> Graph
 }
 
+/// `graph` with `attribute = true` on every `moe_experts` node for which `condition` holds: how
+/// the expert passes leave their marks for the executor.
+func markingExperts(_ graph: Graph, _ attribute: String, where condition: (Node) -> Bool = { _ in true }) -> Graph {
+    var g = graph
+    for i in g.nodes.indices where g.nodes[i].op == .moe_experts && condition(g.nodes[i]) {
+        g.nodes[i].attributes[attribute] = .bool(true)
+    }
+    return g
+}
+
 /// Rebuilds a graph keeping only `keep` nodes, renumbering operands and outputs.
 public func compact(_ g: Graph, keeping keep: [Bool]) -> Graph {
     var map = [Int](repeating: -1, count: g.nodes.count)

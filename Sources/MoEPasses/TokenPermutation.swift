@@ -19,11 +19,5 @@ public struct TokenPermutation: Pass {
     public static let name = "token-permutation"
     public init() {}
 
-    public func run(_ graph: Graph) throws -> Graph {
-        var g = graph
-        for i in g.nodes.indices where g.nodes[i].op == .moe_experts {
-            g.nodes[i].attributes["permute"] = .bool(true)
-        }
-        return g
-    }
+    public func run(_ graph: Graph) throws -> Graph { markingExperts(graph, "permute") }
 }

@@ -14,6 +14,14 @@ import Testing
         try CompilerSession(CompileOptions(graphPath: path, overrides: overrides, verifyEachPass: true, disabledPasses: disabled)).optimize()
     }
 
+    /// `source` written to a temporary `.moe` file and optimised.
+    static func optimized(source: String) throws -> Graph {
+        let dir = TemporaryDirectory("moec-passes")
+        let path = dir.path + "/graph.moe"
+        try source.write(toFile: path, atomically: true, encoding: .utf8)
+        return try optimized(path)
+    }
+
     static let small: [String: [(name: String, value: String)]] = [
         "mixtral.moe": [("hidden", "24"), ("ffn", "40")],
         "deepseek_v3.moe": [("hidden", "16"), ("ffn", "8"), ("num_experts", "16"), ("top_k", "4"), ("n_group", "4"), ("topk_group", "2")],
@@ -44,7 +52,6 @@ import Testing
     /// not fused (the fused router then selects on them as they are), and a routing read twice
     /// ends the chain there.
     @Test func valuesReadElsewhereAreNotFusedAway() throws {
-        let dir = TemporaryDirectory("moec-fusion")
         let source = """
         model shared_probabilities
         param hidden = 8
@@ -65,9 +72,7 @@ import Testing
         output p
 
         """
-        let path = dir.path + "/shared.moe"
-        try source.write(toFile: path, atomically: true, encoding: .utf8)
-        let g = try Self.optimized(path)
+        let g = try Self.optimized(source: source)
         let fused = try #require(g.nodes.first { $0.op == .fused_router })
         #expect(fused.attributes.string("score") == "identity")
         #expect(g[fused.operands[0]].op == .softmax)
@@ -80,7 +85,6 @@ import Testing
     /// `expert-weight-prepacking` leaves the block unmarked (it runs unfused, packing per call),
     /// and a plan edited to claim otherwise fails the verifier.
     @Test func computedExpertMatricesAreNotPrepacked() throws {
-        let dir = TemporaryDirectory("moec-prepack")
         let source = """
         model computed_experts
         param hidden = 8
@@ -99,9 +103,7 @@ import Testing
         output y
 
         """
-        let path = dir.path + "/computed.moe"
-        try source.write(toFile: path, atomically: true, encoding: .utf8)
-        var g = try Self.optimized(path)
+        var g = try Self.optimized(source: source)
         let i = try #require(g.nodes.firstIndex { $0.op == .moe_experts })
         #expect(g.nodes[i].attributes["prepacked"] == nil)
         #expect(g.nodes[i].attributes.bool("permute") == true)
