@@ -48,7 +48,7 @@ public final class Schedule: @unchecked Sendable {
             expertLoads.append((i, p, e))
         }
         for (i, n) in g.nodes.enumerated() {
-            if let run = makeStep(node: i, n) {
+            if let run = n.op.steps.step(self, n, i) {
                 steps.append(Step(name: n.op.rawValue, run: run))
             }
         }
@@ -141,8 +141,6 @@ public final class Schedule: @unchecked Sendable {
         expertLoads.map { l in (0..<l.experts).map { Int(l.counts[$0]) } }
     }
 
-    /// The index of the last step reading each value; outputs are read at the end.
-
     static func valueBytes(_ t: IRType, tokens: Int) throws(ByteCount.Overflow) -> Int {
         switch t {
         case .tensor(let tt): return try ByteCount.product(max(try ByteCount.elements(tt, tokens: tokens), 1), 4)
@@ -150,36 +148,9 @@ public final class Schedule: @unchecked Sendable {
         }
     }
 
-    /// Temporary buffers a step needs while it runs.
+    /// Temporary buffers a step needs while it runs (its family's `StepFamily.scratchBytes`).
     static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] {
-        switch n.op {
-        case .linear:
-            // The native kernels pack x here (see `MatMulBackend.linear`).
-            guard let x = g[n.operands[0]].tensorType, let k = x.last?.fixedValue else { return [] }
-            let rows = max(try ByteCount.elements(x, tokens: tokens) / max(k, 1), 1)
-            return [try ByteCount.packedOperand(m: rows, k: k)]
-        case .swiglu, .mlp:
-            // The hidden activations, and where the native kernels pack each GEMM's left operand.
-            guard let x = g[n.operands[0]].tensorType, let h = x.last?.fixedValue else { return [] }
-            let rows = max(try ByteCount.elements(x, tokens: tokens) / max(h, 1), 1)
-            let f = g[n.operands[1]].tensorType!.shape[0].fixedValue!
-            return [try ByteCount.product(rows, 2, f, 4), try ByteCount.packedOperand(m: rows, k: max(h, f))]
-        case .topk:
-            let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-            return [try ByteCount.sum(try ByteCount.product(e, 8), 64)]
-        case .fused_router:
-            // Scores, choice scores and flags: E floats each (group scores fit in the flags).
-            let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-            return [try ByteCount.sum(try ByteCount.product(e, 12), 64)]
-        case .route_capacity:
-            return [try ByteCount.product(g[n.operands[0]].type.routing!.experts, 4)]
-        case .threshold, .top_p, .stat_topk, .nonzero, .dense_route, .within, .expert_choice:
-            return try SelectionSteps.scratchBytes(n, g, tokens: tokens)
-        case .moe_experts:
-            return try MoEExpertsKernel.scratchBytes(n, g, tokens: tokens)
-        default:
-            return []
-        }
+        try n.op.steps.scratchBytes(n, g, tokens: tokens)
     }
 
     // MARK: Pointers

@@ -159,7 +159,7 @@ public struct HaltingReport: Sendable {
     /// Nil when the graph has no halting blocks. `expertLoads`: per `moe_experts` node, as
     /// `Schedule.lastExpertLoads()` returns them.
     public init?(graph g: MoEIR.Graph, expertLoads: [[Int]]) {
-        let halting = g.moeLayers.filter { l in l.hops > 1 && l.nodes.contains { g[$0].attributes.bool("with_active") == true } }
+        let halting = g.moeLayers.filter { l in l.hops > 1 && l.nodes.contains { g[$0].expertsView?.active != nil } }
         guard let hops = halting.map(\.hops).max() else { return nil }
         var pairs = [Int](repeating: 0, count: hops)
         var everyHop = 0   // pairs had no token halted: each hop as many as the first

@@ -10,9 +10,10 @@ import MoEIR
 /// `[tokens, E]` is what the router saw at that hop. Those scores become a probability
 /// distribution per token:
 ///
-/// - scores that are non-negative by construction (the output of `softmax`, `sigmoid`, `exp`,
-///   `relu`, `sqrt`, `sinkhorn`, `dselect`, `subspace`) are divided by their sum, which leaves
-///   a softmax unchanged and normalises sigmoid gates (DeepSeek) to sum to 1;
+/// - scores that are non-negative by construction (made by an op whose `isNonNegative` holds:
+///   `softmax`, `sigmoid`, `exp`, `relu`, `sqrt`, `distance`, `sinkhorn`, `dselect`, `subspace`)
+///   are divided by their sum, which leaves a softmax unchanged and normalises sigmoid gates
+///   (DeepSeek) to sum to 1;
 /// - any other scores (raw logits, cosines, negative distances) go through a softmax, as in a
 ///   top-k → softmax router.
 ///
@@ -62,10 +63,9 @@ public struct RouterProbe: Sendable, Equatable {
     public static func find(in g: Graph) -> [RouterProbe] {
         g.moeLayers.map { layer in
             let analysed = zip(layer.nodes, layer.nodePositions).map { hop(g, $0, loadIndex: $1) }
-            let block = g[layer.nodes[0]]
-            let routing = g[block.operands[1]].type.routing!
-            let withActive = block.attributes.bool("with_active") ?? false
-            let weights = block.operands[2..<(block.operands.count - (withActive ? 1 : 0))]
+            let block = g[layer.nodes[0]].expertsView!
+            let routing = g[block.routing].type.routing!
+            let weights = block.matrices
             let experts = routing.experts
             let bytes = weights.reduce(0) { $0 + (g[$1].tensorType?.fixedShape?.reduce(4, *) ?? 0) / max(experts, 1) }
             var probe = RouterProbe(hops: analysed.map(\.hop), distribution: analysed[0].distribution, unavailable: nil,
@@ -85,9 +85,9 @@ public struct RouterProbe: Sendable, Equatable {
 
     /// The router of one `moe_experts` node: its selection, and its scores or why there are none.
     private static func hop(_ g: Graph, _ id: ValueID, loadIndex: Int) -> (hop: Hop, distribution: Distribution?, unavailable: String?) {
-        let block = g[id]
-        let experts = g[block.operands[1]].type.routing!.experts
-        var selection = block.operands[1]
+        let block = g[id].expertsView!
+        let experts = g[block.routing].type.routing!.experts
+        var selection = block.routing
         while g[selection].op.isRouting && !g[selection].op.isSelection, let first = g[selection].operands.first {
             selection = first
         }
@@ -104,7 +104,7 @@ public struct RouterProbe: Sendable, Equatable {
                 return (hop, nil, "the router's scores are not a [tokens, \(experts)] tensor")
             }
             hop.scores = s
-            var distribution: Distribution = nonNegativeOps.contains(g[s].op) ? .scoresOverSum : .softmaxOfScores
+            var distribution: Distribution = g[s].op.isNonNegative ? .scoresOverSum : .softmaxOfScores
             // A fused router reads logits and applies its score function itself.
             switch g[selection].op == .fused_router ? g[selection].attributes.string("score") : nil {
             case "softmax"?: distribution = .softmaxOfScores
@@ -126,9 +126,6 @@ public struct RouterProbe: Sendable, Equatable {
         }
         return g[s].op.rawValue
     }
-
-    /// Ops whose output is never negative.
-    static let nonNegativeOps: Set<Op> = [.softmax, .sigmoid, .exp, .relu, .sqrt, .sinkhorn, .dselect, .subspace]
 }
 
 extension Graph {
