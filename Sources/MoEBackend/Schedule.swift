@@ -1,4 +1,5 @@
 import Foundation
+import MoEBasics
 import MoEIR
 import MoEKernels
 
@@ -244,25 +245,18 @@ public final class Schedule: @unchecked Sendable {
 
     /// Fills the inputs with seeded random values (for benchmarks), without allocating.
     public func fillInputsRandomly(seed: UInt64) {
-        var state = seed &+ 0x9E37_79B9_7F4A_7C15
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var random = SplitMix64(state: seed &+ SplitMix64.gamma)
         for (_, id, type) in executable.graph.inputs {
             let count = type.elementCount(tokens: tokens)
             if type.dtype == .i32 {
                 let p = pointer(id).assumingMemoryBound(to: Int32.self)
-                for i in 0..<count { p[i] = Int32(truncatingIfNeeded: next() % 32000) }
+                for i in 0..<count { p[i] = Int32(truncatingIfNeeded: random.next() % 32000) }
             } else {
                 let p = floats(id)
                 for i in 0..<count {
                     // Approximately standard normal: sum of uniforms.
                     var s = 0.0
-                    for _ in 0..<4 { s += Double(next() >> 11) / Double(1 << 53) }
+                    for _ in 0..<4 { s += random.unit() }
                     p[i] = Float((s - 2) * 1.7320508)
                 }
             }
