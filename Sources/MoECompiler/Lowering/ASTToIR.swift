@@ -134,7 +134,7 @@ public struct ASTToIR {
     /// Names in scope similar to `name`, for "did you mean" notes.
     func similarNames(_ name: String) -> [String] {
         let all = Array(scope.keys) + Array(weightDecls.keys)
-        return closest(to: name, among: all)
+        return NameSuggestions.closest(to: name, in: all)
     }
 
     func unknownName(_ id: Identifier, expecting what: String) -> Diagnostic {
@@ -177,35 +177,4 @@ public struct ASTToIR {
             report(error)
         }
     }
-
-    static func editDistance(_ a: String, _ b: String) -> Int { levenshtein(a, b) }
-}
-
-// MARK: - Suggestions
-
-/// Candidates within a small edit distance of `name`, closest first.
-func closest(to name: String, among candidates: [String]) -> [String] {
-    let limit = max(1, name.count / 3)
-    return candidates
-        .filter { $0 != name }
-        .map { ($0, levenshtein($0, name)) }
-        .filter { $0.1 <= limit }
-        .sorted { ($0.1, $0.0) < ($1.1, $1.0) }
-        .map(\.0)
-}
-
-func levenshtein(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var prev = Array(0...b.count)
-    var cur = [Int](repeating: 0, count: b.count + 1)
-    for i in 1...a.count {
-        cur[0] = i
-        for j in 1...b.count {
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        swap(&prev, &cur)
-    }
-    return prev[b.count]
 }

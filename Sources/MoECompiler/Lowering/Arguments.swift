@@ -23,7 +23,7 @@ struct BoundArguments {
             if let label = a.label {
                 guard params.contains(label.name) else {
                     var notes: [Diagnostic.Note] = [.init("'\(c.callee.name)' takes " + params.map { "\($0):" }.joined(separator: ", "))]
-                    if let s = closest(to: label.name, among: params).first { notes.insert(.init("did you mean '\(s):'?"), at: 0) }
+                    if let s = NameSuggestions.best(for: label.name, in: params) { notes.insert(.init("did you mean '\(s):'?"), at: 0) }
                     throw .error("'\(c.callee.name)' has no argument '\(label.name)'", at: label.range, notes: notes)
                 }
                 name = label.name
@@ -148,7 +148,7 @@ struct BoundArguments {
         if !choices.contains(word), let a = aliases[word], choices.contains(a) { word = a }
         guard choices.contains(word) else {
             var notes: [Diagnostic.Note] = [.init("choose one of " + choices.joined(separator: ", "))]
-            if let s = closest(to: word, among: choices).first { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
+            if let s = NameSuggestions.best(for: word, in: choices) { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
             throw .error("unknown \(name) '\(word)'", at: e.range, notes: notes)
         }
         return word

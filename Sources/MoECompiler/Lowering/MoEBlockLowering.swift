@@ -22,7 +22,7 @@ extension ASTToIR {
         for f in m.fields {
             guard known.contains(f.name.name) else {
                 var notes: [Diagnostic.Note] = [.init("a moe block has the fields " + known.joined(separator: ", "))]
-                if let s = closest(to: f.name.name, among: known).first { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
+                if let s = NameSuggestions.best(for: f.name.name, in: known) { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
                 throw .error("unknown field '\(f.name.name)' in moe block", at: f.name.range, notes: notes)
             }
             if let prev = fields[f.name.name] {

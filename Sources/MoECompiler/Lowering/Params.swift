@@ -59,7 +59,7 @@ extension ASTToIR {
         for o in sources.overrides where declared[o.name] == nil {
             let names = ast.declarations.compactMap { d -> String? in if case .param(let p) = d { return p.name.name }; return nil }
             var notes: [Diagnostic.Note] = []
-            if let s = closest(to: o.name, among: names).first { notes.append(.init("did you mean '\(s)'?")) }
+            if let s = NameSuggestions.best(for: o.name, in: names) { notes.append(.init("did you mean '\(s)'?")) }
             notes.append(.init(names.isEmpty ? "\(ast.path) declares no params" : "the params of \(ast.path) are: " + names.joined(separator: ", ")))
             diagnostics.error("--set \(o.name)=\(o.value): no param named '\(o.name)'", at: nil, notes: notes)
         }
@@ -88,7 +88,7 @@ extension ASTToIR {
             // The config lacks every key. A near miss is almost certainly a typo in the graph.
             let keys = Array(config.keys)
             for (key, range) in p.configKeys {
-                if let near = closest(to: key, among: keys).first {
+                if let near = NameSuggestions.best(for: key, in: keys) {
                     throw .error("\(sources.configPath) has no key \"\(key)\"", at: range,
                                  notes: [.init("did you mean \"\(near)\"?")])
                 }

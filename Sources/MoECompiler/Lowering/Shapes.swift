@@ -11,12 +11,11 @@ extension ASTToIR {
             if let t = tokensName {
                 guard id.name == t else {
                     var notes: [Diagnostic.Note] = [.init("the token dimension is '\(t)'", at: tokensRange)]
-                    if let s = closest(to: id.name, among: Array(scope.keys) + [t]).first { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
+                    if let s = NameSuggestions.best(for: id.name, in: Array(scope.keys) + [t]) { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
                     throw .error("unknown dimension '\(id.name)'", at: id.range, notes: notes)
                 }
             } else if allowTokens {
-                let candidates = closest(to: id.name, among: Array(scope.keys))
-                if let c = candidates.first, Self.editDistance(c, id.name) <= 1 {
+                if let c = NameSuggestions.best(for: id.name, in: scope.keys), NameSuggestions.editDistance(c, id.name) <= 1 {
                     throw .error("unknown dimension '\(id.name)'", at: id.range,
                                  notes: [.init("did you mean the param '\(c)'?"),
                                          .init("a name that is not a param is the graph's token dimension; one is allowed")])
@@ -128,7 +127,7 @@ extension ASTToIR {
                 case .poisoned?: throw ASTToIR.alreadyReported
                 default:
                     var notes: [Diagnostic.Note] = [.init("braces in a tensor name take an int or string param, or {e} for the expert index")]
-                    if let s = closest(to: name, among: params.map(\.name) + ["e"]).first { notes.insert(.init("did you mean '{\(s)}'?"), at: 0) }
+                    if let s = NameSuggestions.best(for: name, in: params.map(\.name) + ["e"]) { notes.insert(.init("did you mean '{\(s)}'?"), at: 0) }
                     throw .error("unknown name '{\(name)}' in tensor name \"\(pattern)\"", at: range, notes: notes)
                 }
             }

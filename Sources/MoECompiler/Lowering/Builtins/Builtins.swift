@@ -40,7 +40,7 @@ enum Builtins {
     static func bind(_ c: Call) throws(Diagnostic) -> (Builtin, BoundArguments) {
         guard let builtin = byName[c.callee.name] else {
             var notes: [Diagnostic.Note] = []
-            if let s = closest(to: c.callee.name, among: Array(functions)).first { notes.append(.init("did you mean '\(s)'?")) }
+            if let s = NameSuggestions.best(for: c.callee.name, in: functions) { notes.append(.init("did you mean '\(s)'?")) }
             throw .error("unknown function '\(c.callee.name)'", at: c.callee.range, notes: notes)
         }
         return (builtin, try BoundArguments.bind(c, params: builtin.parameters, positional: builtin.positional))
