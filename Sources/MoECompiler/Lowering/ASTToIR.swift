@@ -5,6 +5,12 @@ import MoESyntax
 /// Gives a syntax tree meaning: resolves params, evaluates shapes, binds names, checks types
 /// with `OpSchema` and builds the IR graph. Every error points into the `.moe` source; errors
 /// in one declaration do not stop the others from being checked.
+///
+/// This file is the driver (declarations in order, names and scope, outputs). The rest of the
+/// lowering is in this folder by concern: `Params` (param values from `--set`, config.json,
+/// defaults), `Shapes` (dimensions, constants, inputs and weights), `Expressions`,
+/// `MoEBlockLowering`, `Arguments` (a call's arguments by name) and `Builtins/`, one file of
+/// builtins per op family.
 public struct ASTToIR {
     /// A name's meaning while lowering.
     enum Value {
@@ -59,7 +65,7 @@ public struct ASTToIR {
         return lowering.run()
     }
 
-    mutating func run() -> Graph? {
+    private mutating func run() -> Graph? {
         let before = diagnostics.errorCount
         bindParams()
         for d in ast.declarations {
@@ -100,7 +106,7 @@ public struct ASTToIR {
 
     /// Points at the end of the file, where an `output` line would go (1:1 in an empty file),
     /// and suggests outputting the last `let`.
-    func reportNoOutputs() {
+    private func reportNoOutputs() {
         let lastLet = ast.declarations.last { if case .let = $0 { return true }; return false }
         let example = lastLet.map { d -> String in if case .let(let l) = d { return l.name.name }; return "y" } ?? "y"
         let at = ast.end ?? SourceRange(SourceLocation(file: ast.path, line: 1, column: 1))
@@ -132,7 +138,7 @@ public struct ASTToIR {
     }
 
     /// Names in scope similar to `name`, for "did you mean" notes.
-    func similarNames(_ name: String) -> [String] {
+    private func similarNames(_ name: String) -> [String] {
         let all = Array(scope.keys) + Array(weightDecls.keys)
         return NameSuggestions.closest(to: name, in: all)
     }
@@ -145,7 +151,7 @@ public struct ASTToIR {
 
     // MARK: Outputs
 
-    mutating func lowerOutput(_ o: OutputDecl) {
+    private mutating func lowerOutput(_ o: OutputDecl) {
         do throws(Diagnostic) {
             let v: Value
             if let e = o.value {

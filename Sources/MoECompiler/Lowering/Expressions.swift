@@ -4,6 +4,7 @@ import MoESyntax
 
 // Expressions: literals, names, arithmetic, calls (dispatched to `Builtins`) and moe blocks.
 extension ASTToIR {
+    /// An expression's value: a graph node for a tensor or routing, or a compile-time value.
     mutating func lower(_ e: Expr) throws(Diagnostic) -> Value {
         switch e {
         case .int(let v, _): return .int(v)
@@ -48,7 +49,7 @@ extension ASTToIR {
         }
     }
 
-    func tensorOperand(_ id: ValueID, at r: SourceRange) throws(Diagnostic) -> ValueID {
+    private func tensorOperand(_ id: ValueID, at r: SourceRange) throws(Diagnostic) -> ValueID {
         if builder.type(of: id).routing != nil {
             throw .error("arithmetic on a routing is not defined", at: r,
                          notes: [.init("use routing stages such as 'scale(f)', 'renormalize' or 'sqrt'")])
@@ -56,7 +57,7 @@ extension ASTToIR {
         return id
     }
 
-    mutating func binary(_ op: BinaryOperator, _ a: Value, _ b: Value, lhs: Expr, rhs: Expr, at range: SourceRange) throws(Diagnostic) -> Value {
+    private mutating func binary(_ op: BinaryOperator, _ a: Value, _ b: Value, lhs: Expr, rhs: Expr, at range: SourceRange) throws(Diagnostic) -> Value {
         func number(_ v: Value) -> Double? {
             switch v {
             case .int(let i): return Double(i)
@@ -120,7 +121,7 @@ extension ASTToIR {
 
     // MARK: Calls
 
-    mutating func call(_ c: Call) throws(Diagnostic) -> Value {
+    private mutating func call(_ c: Call) throws(Diagnostic) -> Value {
         if let cond = c.condition {
             let v = try constant(cond)
             guard case .bool(let keep) = v else {

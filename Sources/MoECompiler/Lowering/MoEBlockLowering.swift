@@ -167,7 +167,7 @@ extension ASTToIR {
     }
 
     /// Binds the experts' kind call by label only: the kind names the weight layout, not a function.
-    func bindExpertKind(_ c: Call) throws(Diagnostic) -> BoundArguments {
+    private func bindExpertKind(_ c: Call) throws(Diagnostic) -> BoundArguments {
         let sig: [String]
         switch c.callee.name {
         case "swiglu": sig = ["gate", "up", "down", "gate_up"]

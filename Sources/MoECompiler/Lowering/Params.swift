@@ -65,7 +65,7 @@ extension ASTToIR {
         }
     }
 
-    func resolve(_ p: ParamDecl) throws(Diagnostic) -> (ParamBinding.Value, String) {
+    private func resolve(_ p: ParamDecl) throws(Diagnostic) -> (ParamBinding.Value, String) {
         let declaredType = p.type ?? p.defaultValue?.type
         if let p2 = p.defaultValue, let t = p.type, !compatible(p2, t) {
             throw .error("default value \(p2) does not have the declared type \(t.rawValue)", at: p.defaultRange ?? p.name.range)
@@ -121,7 +121,7 @@ extension ASTToIR {
                      notes: [.init("pass --set \(p.name.name)=VALUE or add a default")])
     }
 
-    func article(_ t: ParamType?) -> String {
+    private func article(_ t: ParamType?) -> String {
         switch t {
         case .int?: return "an integer"
         case .float?: return "a number"
@@ -131,14 +131,14 @@ extension ASTToIR {
         }
     }
 
-    func compatible(_ l: Literal, _ t: ParamType) -> Bool {
+    private func compatible(_ l: Literal, _ t: ParamType) -> Bool {
         switch (l, t) {
         case (.int, .int), (.int, .float), (.float, .float), (.bool, .bool), (.string, .string): return true
         default: return false
         }
     }
 
-    func convert(_ j: JSON, to t: ParamType?) -> ParamBinding.Value? {
+    private func convert(_ j: JSON, to t: ParamType?) -> ParamBinding.Value? {
         switch t {
         case .int?: return j.int.map { .int($0) }
         case .float?: return j.double.map { .float($0) }
@@ -153,7 +153,7 @@ extension ASTToIR {
         }
     }
 
-    func parseOverride(_ text: String, as t: ParamType?) -> ParamBinding.Value? {
+    private func parseOverride(_ text: String, as t: ParamType?) -> ParamBinding.Value? {
         switch t {
         case .int?: return Int(text.replacingOccurrences(of: "_", with: "")).map { .int($0) }
         case .float?: return Double(text).flatMap { $0.isFinite ? .float($0) : nil }

@@ -6,7 +6,7 @@ import MoESyntax
 // weight declarations, and tensor-name patterns.
 extension ASTToIR {
     /// Evaluates a dimension: an integer expression over int params, or the token symbol.
-    mutating func dim(_ e: Expr, allowTokens: Bool, what: String) throws(Diagnostic) -> Dim {
+    private mutating func dim(_ e: Expr, allowTokens: Bool, what: String) throws(Diagnostic) -> Dim {
         if case .name(let id) = e, scope[id.name] == nil {
             if let t = tokensName {
                 guard id.name == t else {
@@ -109,7 +109,7 @@ extension ASTToIR {
 
 
     /// Replaces `{param}` in a tensor-name pattern; `{e}` stays for the expert index.
-    func interpolate(_ pattern: String, at range: SourceRange) throws(Diagnostic) -> String {
+    private func interpolate(_ pattern: String, at range: SourceRange) throws(Diagnostic) -> String {
         var out = ""
         var rest = Substring(pattern)
         while let open = rest.firstIndex(of: "{") {
