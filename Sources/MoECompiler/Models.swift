@@ -50,11 +50,16 @@ extension CompilerSession {
                     sourcePath: absolute(options.graphPath), notes: notes)
     }
 
-    /// Writes the plan to `path`, or to `NAME.plan.json` in the current folder. Returns the path.
+    /// Where `writePlan(to: path)` writes: `path`, or `NAME.plan.json` in the current folder.
+    public func planPath(_ path: String?) -> String {
+        let base = ((options.graphPath as NSString).lastPathComponent as NSString).deletingPathExtension
+        return path ?? "\(base).plan.json"
+    }
+
+    /// Writes the plan to `planPath(path)`. Returns that path.
     public func writePlan(to path: String?) throws -> String {
         let plan = try makePlan()
-        let base = ((options.graphPath as NSString).lastPathComponent as NSString).deletingPathExtension
-        let out = path ?? "\(base).plan.json"
+        let out = planPath(path)
         do { try plan.write(to: out) } catch { throw DiagnosticError(.error("\(error)")) }
         return out
     }

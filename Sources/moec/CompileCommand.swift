@@ -64,8 +64,7 @@ enum CompileCommand {
             if let stage {
                 Console.out(try session.emit(stage))
             } else {
-                let base = ((options.graphPath as NSString).lastPathComponent as NSString).deletingPathExtension
-                let out = a.value("-o") ?? "\(base).plan.json"
+                let out = session.planPath(a.value("-o"))
                 try PathCheck.writable(out)
                 _ = try session.writePlan(to: out)
                 Console.err("wrote \(out)\n")

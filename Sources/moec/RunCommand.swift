@@ -2,9 +2,6 @@ import Foundation
 import MoEBackend
 import MoEBasics
 import MoECompiler
-import MoEIO
-import MoEIR
-import MoEPlacement
 
 /// Options shared by the commands that execute a model: where it comes from and how it runs.
 enum ModelSource {
@@ -54,9 +51,7 @@ enum ModelSource {
                 }
                 options.placement = PlacementExecution(.staticSplit(workers: w), dynamicThreshold: threshold)
             } else {
-                try PathCheck.readable(p, what: "a placement file")
-                let placement: ExpertPlacement
-                do { placement = try ExpertPlacement.read(from: p) } catch { throw DiagnosticError(.error("\(error)")) }
+                let placement = try PlacementBinding.read(p)
                 options.placement = PlacementExecution(.placement(placement), dynamicThreshold: threshold)
                 options.threads = placement.workers
             }
@@ -65,32 +60,6 @@ enum ModelSource {
             throw UsageError(message: "--llep applies to --placement", command: command)
         }
         return options
-    }
-
-    /// Reads `--input NAME=FILE.npy` files for `graph`: f32 inputs from f32 (or f64) arrays,
-    /// i32 inputs from integer arrays. Names are checked; shapes are checked by the runner.
-    static func readInputs(_ inputs: [(name: String, value: String)], graph: Graph) throws -> [String: HostTensor] {
-        var tensors: [String: HostTensor] = [:]
-        for i in inputs {
-            guard let decl = graph.inputs.first(where: { $0.name == i.name }) else {
-                throw DiagnosticError(.error("--input \(i.name)=…: the graph has no input '\(i.name)' (inputs: \(graph.inputs.map(\.name).joined(separator: ", ")))"))
-            }
-            let array: NpyArray
-            do { array = try NpyArray(path: i.value) } catch { throw DiagnosticError(.error("\(error)")) }
-            if decl.type.dtype == .i32 {
-                do { tensors[i.name] = HostTensor(shape: array.shape, ints: try array.int32s()) } catch {
-                    throw DiagnosticError(.error("\(i.value): input '\(i.name)' must hold integers: \(error)"))
-                }
-            } else {
-                switch array.storage {
-                case .float32, .float64: break
-                default:
-                    throw DiagnosticError(.error("\(i.value): input '\(i.name)' is f32, but the file holds \(array.storage.descr) values (save it as float32)"))
-                }
-                tensors[i.name] = HostTensor(shape: array.shape, floats: array.floats())
-            }
-        }
-        return tensors
     }
 
     /// Loads a runner from a plan file, or compiles the session's `.moe` graph, with a progress
@@ -185,78 +154,35 @@ enum RunCommand {
                 throw UsageError(message: "--output \(output.name)=\(output.value) and --stats \(statsPath) write the same file", command: "run")
             }
         }
-        var tolerance: Float = 1e-4
+        var tolerance = OutputCheck.defaultTolerance
         if let t = a.value("--tolerance") {
             guard let v = Float(t), v >= 0 else { throw UsageError(message: "--tolerance expects a non-negative number, got '\(t)'", command: "run") }
             tolerance = v
         }
+        let request = RunRequest(inputs: inputs.map { ($0.name, $0.value) }, outputs: outputs.map { ($0.name, $0.value) },
+                                 checks: checks.map { ($0.name, $0.value) }, statisticsPath: statsPath, tolerance: tolerance)
         let options = try ModelSource.executionOptions(a, command: "run")
         let session = try ModelSource.session(a, command: "run")
         var checkFailed = false
         let status = withDiagnostics(session) {
             // Where the outputs go, before any work.
-            for o in outputs { try PathCheck.writable(o.value) }
-            if let statsPath { try PathCheck.writable(statsPath) }
-            let runner = try ModelSource.runner(a, session: session, options: options, recordRouting: statsPath != nil)
-            let graph = runner.graph
-            if statsPath != nil, runner.routerProbes.isEmpty {
-                throw DiagnosticError(.error("--stats: graph '\(graph.name)' has no moe blocks, so there are no expert loads to measure"))
-            }
-            // Check names before any work.
-            for (option, o) in outputs.map({ ("--output", $0) }) + checks.map({ ("--check", $0) })
-            where !graph.outputs.contains(where: { $0.name == o.name }) {
-                throw DiagnosticError(.error("\(option) \(o.name)=…: the graph has no output '\(o.name)' (outputs: \(graph.outputs.map(\.name).joined(separator: ", ")))"))
-            }
-            let tensors = try ModelSource.readInputs(inputs, graph: graph)
-            // References too, so that a bad one fails before anything is written.
-            var references: [(name: String, path: String, array: NpyArray)] = []
-            for c in checks {
-                do { references.append((c.name, c.value, try NpyArray(path: c.value))) } catch { throw DiagnosticError(.error("\(error)")) }
-            }
-            if let tokens = try? graph.tokenCount(for: tensors) { try MemoryCheck.arena(graph, tokens: tokens, option: "--input") }
-            let t0 = Date()
-            var statistics = runner.emptyRoutingStatistics()
-            statistics.source = inputs.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
-            let result = statsPath == nil ? try runner.run(tensors) : try runner.run(tensors, recordingInto: &statistics)
-            let seconds = Date().timeIntervalSince(t0)
-            for c in references where c.array.shape != result[c.name]!.shape {
-                throw DiagnosticError(.error("--check \(c.name): the reference has shape \(c.array.shape), the output \(result[c.name]!.shape)"))
-            }
-            var files: [(path: String, data: Data)] = []
-            for o in outputs {
-                let t = result[o.name]!
-                let array: NpyArray
-                switch t.storage {
-                case .f32(let f): array = try NpyArray(shape: t.shape, storage: .float32(f))
-                case .i32(let v): array = try NpyArray(shape: t.shape, storage: .int32(v))
-                }
-                files.append((o.value, array.encoded()))
-            }
-            if let statsPath { files.append((statsPath, Data((statistics.json.pretty + "\n").utf8))) }
-            try PathCheck.writeAll(files)
-            for o in outputs { Console.err("wrote \(o.name) \(result[o.name]!.shape) to \(o.value)\n") }
-            if let statsPath {
-                let n = statistics.layers.count
+            try request.checkWritable()
+            let runner = try ModelSource.runner(a, session: session, options: options, recordRouting: request.recordsRouting)
+            let report = try runner.run(request)
+            for o in report.written { Console.err("wrote \(o.name) \(o.shape) to \(o.path)\n") }
+            if let statsPath, let n = report.statisticsLayers {
                 Console.err("wrote statistics of \(n) MoE layer\(n == 1 ? "" : "s") to \(statsPath)\n")
             }
-            let tokens = (try? graph.tokenCount(for: tensors)) ?? 0
-            Console.err(String(format: "ran %@ on %d token%@ in %.3f ms (%@)\n", graph.name, tokens, tokens == 1 ? "" : "s",
-                               seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))
-            if let halting = HaltingReport(graph: graph, expertLoads: runner.lastExpertLoads(tokens: tokens)) {
+            Console.err(String(format: "ran %@ on %d token%@ in %.3f ms (%@)\n", runner.graph.name, report.tokens, report.tokens == 1 ? "" : "s",
+                               report.seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))
+            if let halting = report.halting {
                 Console.err(String(format: "multi-hop halting: (token, expert) pairs per hop %@; %.1f%% of expert FLOPs saved\n",
                                    halting.pairsPerHop.map(String.init).joined(separator: ", "), halting.savedFraction * 100))
             }
-            for c in references {
-                let ref = c.array.floats(), got = result[c.name]!.floats
-                var maxDiff: Float = 0, maxRef: Float = 0
-                for (x, y) in zip(got, ref) {
-                    maxDiff = max(maxDiff, abs(x - y).isNaN ? .infinity : abs(x - y))
-                    maxRef = max(maxRef, abs(y))
-                }
-                let rel = maxDiff / max(maxRef, .leastNormalMagnitude)
-                let ok = rel <= tolerance
-                Console.err(String(format: "check %@: max |Δ| / max |ref| = %.2e  %@ (tolerance %.0e)\n", c.name, rel, ok ? "ok" : "FAILED", tolerance))
-                if !ok { checkFailed = true }
+            for c in report.checks {
+                Console.err(String(format: "check %@: max |Δ| / max |ref| = %.2e  %@ (tolerance %.0e)\n", c.name, c.relativeError,
+                                   c.passed ? "ok" : "FAILED", c.tolerance))
+                if !c.passed { checkFailed = true }
             }
         }
         return checkFailed ? 1 : status
