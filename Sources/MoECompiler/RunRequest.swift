@@ -54,6 +54,9 @@ extension ModelRunner {
     /// the statistics) is written or none is; then the checked outputs are compared with their
     /// references.
     public func run(_ request: RunRequest) throws -> RunReport {
+        if request.recordsRouting, !recordsRouting {
+            throw DiagnosticError(.error("--stats: the model was loaded without recording routing (load it with recordRouting: true)"))
+        }
         if request.recordsRouting, routerProbes.isEmpty {
             throw DiagnosticError(.error("--stats: graph '\(graph.name)' has no moe blocks, so there are no expert loads to measure"))
         }
