@@ -1,3 +1,4 @@
+import MoEBackend
 import MoEBasics
 import MoEIR
 import MoEPlacement
@@ -37,5 +38,15 @@ public enum PlacementBinding {
             return "the placement places \(placement.experts) experts per layer but moe block '\(b.name)' has \(b.experts)"
         }
         return nil
+    }
+}
+
+extension ExecutionOptions {
+    /// Runs the experts by `placement`: one thread per worker, on moec's own kernels (the
+    /// placed run is theirs; `ModelRunner` checks every block can use them).
+    public mutating func runExperts(by placement: PlacementExecution) {
+        self.placement = placement
+        threads = placement.workers
+        backend = .native
     }
 }

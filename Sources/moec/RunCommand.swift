@@ -49,13 +49,10 @@ enum ModelSource {
                 guard let t = a.value("--threads"), let w = Int(t) else {
                     throw UsageError(message: "--placement static needs --threads W (the number of workers)", command: command)
                 }
-                options.placement = PlacementExecution(.staticSplit(workers: w), dynamicThreshold: threshold)
+                options.runExperts(by: PlacementExecution(.staticSplit(workers: w), dynamicThreshold: threshold))
             } else {
-                let placement = try PlacementBinding.read(p)
-                options.placement = PlacementExecution(.placement(placement), dynamicThreshold: threshold)
-                options.threads = placement.workers
+                options.runExperts(by: PlacementExecution(.placement(try PlacementBinding.read(p)), dynamicThreshold: threshold))
             }
-            options.backend = .native
         } else if a.value("--llep") != nil {
             throw UsageError(message: "--llep applies to --placement", command: command)
         }
