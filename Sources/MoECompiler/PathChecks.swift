@@ -1,15 +1,13 @@
 import Foundation
-import MoEBackend
 import MoEBasics
-import MoEIR
 
 /// Checks on the paths named on the command line, made before any work: a mistake then costs
 /// nothing, gets a message that names the path, and never leaves a file behind.
-enum PathCheck {
-    enum Kind { case missing, file, folder, special }
+public enum PathCheck {
+    public enum Kind { case missing, file, folder, special }
 
     /// What is at `path`, following symbolic links.
-    static func kind(_ path: String) -> Kind {
+    public static func kind(_ path: String) -> Kind {
         var st = stat()
         guard stat(path, &st) == 0 else { return .missing }
         switch st.st_mode & S_IFMT {
@@ -20,7 +18,7 @@ enum PathCheck {
     }
 
     /// A file to read (a graph or a plan). A missing file is left to the reader, which says so.
-    static func readable(_ path: String, what: String) throws {
+    public static func readable(_ path: String, what: String) throws {
         switch kind(path) {
         case .missing, .file: return
         case .folder: throw DiagnosticError(.error("cannot read '\(path)': it is a folder, not \(what)"))
@@ -29,7 +27,7 @@ enum PathCheck {
     }
 
     /// The `--model` checkpoint folder.
-    static func modelFolder(_ path: String) throws {
+    public static func modelFolder(_ path: String) throws {
         switch kind(path) {
         case .folder: return
         case .missing: throw DiagnosticError(.error("--model \(path): no such folder"))
@@ -41,7 +39,7 @@ enum PathCheck {
     /// A file moec will write by renaming a complete temporary file over it: its folder must
     /// exist, and it must be absent or a regular file (renaming over a device such as /dev/null
     /// would replace the device).
-    static func writable(_ path: String) throws {
+    public static func writable(_ path: String) throws {
         let folder = (path as NSString).deletingLastPathComponent
         if !folder.isEmpty, kind(folder) != .folder {
             throw DiagnosticError(.error("cannot write '\(path)': folder '\(folder)' does not exist"))
@@ -56,7 +54,7 @@ enum PathCheck {
 
     /// Writes every file or none: each goes to a temporary file beside its destination, and they
     /// are renamed over their destinations only once all of them are complete.
-    static func writeAll(_ files: [(path: String, data: Data)]) throws {
+    public static func writeAll(_ files: [(path: String, data: Data)]) throws {
         var temporaries: [String] = []
         func removeTemporaries() { for t in temporaries { unlink(t) } }
         for (i, f) in files.enumerated() {
@@ -73,21 +71,6 @@ enum PathCheck {
             let reason = String(cString: strerror(errno))
             removeTemporaries()
             throw DiagnosticError(.error("cannot write '\(f.path)': \(reason)"))
-        }
-    }
-}
-
-/// The arena a token count needs, checked against the machine's memory before it is allocated
-/// (allocating more than there is ends the process).
-enum MemoryCheck {
-    static func arena(_ graph: Graph, tokens: Int, option: String) throws {
-        let bytes: Int
-        do { bytes = try Schedule.memoryPlan(graph, tokens: tokens).layout.totalBytes } catch {
-            throw DiagnosticError(.error("\(option): \(error)"))
-        }
-        let memory = ProcessInfo.processInfo.physicalMemory
-        if UInt64(bytes) > memory {
-            throw DiagnosticError(.error("\(option): \(tokens) tokens need \(format(bytes: Double(bytes))) of buffers, more than this machine's memory (\(format(bytes: Double(memory))))"))
         }
     }
 }

@@ -1,5 +1,3 @@
-import MoEIR
-
 /// Where one MoE layer's router probabilities live in the graph, so that load statistics can
 /// read them after a run.
 ///
@@ -58,6 +56,10 @@ public struct RouterProbe: Sendable, Equatable {
 
     /// The name under which a run returns the scores of hop `hop` of layer `layer`.
     public static func outputName(layer: Int, hop: Int) -> String { "#router-scores-\(layer).\(hop)" }
+
+    /// Whether graph output `name` is router scores exposed for statistics (`outputName`), not
+    /// one of the source's outputs (a source name never starts with `#`).
+    public static func isScoresOutput(_ name: String) -> Bool { name.hasPrefix("#router-scores-") }
 
     /// One probe per MoE layer (`Graph.moeLayers`), in the order of the source's blocks.
     public static func find(in g: Graph) -> [RouterProbe] {
@@ -125,23 +127,5 @@ public struct RouterProbe: Sendable, Equatable {
             return score
         }
         return g[s].op.rawValue
-    }
-}
-
-extension Graph {
-    /// This graph with the scores of each probe's hops added as outputs named
-    /// `RouterProbe.outputName(layer:hop:)`: the executor then keeps them alive to the end of the
-    /// run (the arena would otherwise reuse their memory) and returns them with the outputs.
-    public func exposingRouterScores(_ probes: [RouterProbe]) -> Graph {
-        var g = self
-        for (l, p) in probes.enumerated() {
-            for (h, hop) in p.hops.enumerated() {
-                if let s = hop.scores {
-                    g.outputs.append((RouterProbe.outputName(layer: l, hop: h), s))
-                    g.lastReaders?[s.index] = g.nodes.count   // an output lives to the end of the run
-                }
-            }
-        }
-        return g
     }
 }
