@@ -73,7 +73,6 @@ private struct ReadState {
     var weightIndex: [String: Int] = [:]
     var nodeLines: [SourceRange] = []
     var weightLines: [SourceRange] = []
-    var outputLines: [SourceRange] = []
     /// From the memory block: value → the step after which its bytes are free.
     var freedAfter: [Int: Int] = [:]
     var hasMemoryPlan = false
@@ -82,7 +81,7 @@ private struct ReadState {
 
     mutating func read(_ s: inout IRLineScanner) throws(Diagnostic) {
         if s.atEnd { return }
-        if s.peek() == "#", part != .afterGraph { return }   // a comment line
+        if s.peek() == "#" { return }   // a comment line
         switch part {
         case .beforeGraph: try readHeader(&s)
         case .afterGraph: throw s.error("text after the graph's closing '}'", from: s.position, to: s.chars.count)
@@ -100,7 +99,7 @@ private struct ReadState {
             switch (keyword, part) {
             case ("param", .body): try readParam(&s)
             case ("weight", .body): try readWeight(&s, start)
-            case ("output", .body): try readOutput(&s, start)
+            case ("output", .body): try readOutput(&s)
             case ("memory", .body): try readMemoryHeader(&s)
             case ("after", .memory): try readFreed(&s)
             case ("after", _): throw s.error("'after' lines belong to the memory block", from: start, to: s.position)
@@ -251,12 +250,12 @@ private struct ReadState {
         throw s.error("%\(name) is not defined before this line", from: start, to: s.position)
     }
 
-    mutating func readOutput(_ s: inout IRLineScanner, _ start: Int) throws(Diagnostic) {
-        let (name, _) = try s.word("the output's name")
+    mutating func readOutput(_ s: inout IRLineScanner) throws(Diagnostic) {
+        let (name, start) = try s.word("the output's name")
+        guard !g.outputs.contains(where: { $0.name == name }) else { throw s.error("output '\(name)' is declared twice", from: start, to: s.position) }
         try s.expect("=")
         let value = try use(&s)
         guard s.atEnd else { throw s.expected("the end of the line") }
-        outputLines.append(s.lineRange)
         g.outputs.append((name, value))
     }
 

@@ -151,6 +151,7 @@ func awkwardGraph() throws -> Graph {
         ("weight @gate: f32[4, 8] = \"gate\"", "weight @gate: i32[4, 8] = \"gate\"", "t.ir:2:17: error: weights are f32, found 'i32'"),
         ("output p = %p", "output p = %q", "t.ir:7:14: error: %q is not defined before this line"),
         ("output p = %p", "output p = %p %3", "t.ir:7:17: error: expected the end of the line, found '%'"),
+        ("output p = %p", "output p = %p\n  output p = %3", "t.ir:8:10: error: output 'p' is declared twice"),
         ("output p = %p", "outptu p = %p", "t.ir:7:3: error: expected a param, weight, node, output or memory line, found 'outptu'"),
         ("output p = %p", "", "t.ir:1:1: error: graph 'r' has no outputs"),
         ("  output p = %p\n}", "  output p = %p", "t.ir:7:16: error: expected '}' to close graph 'r'"),
@@ -216,5 +217,30 @@ func awkwardGraph() throws -> Graph {
                 #expect(errors.allSatisfy { $0.hasPrefix("t.ir:") }, "line \(i + 1) cut to \(keep): \(errors)")
             }
         }
+    }
+
+    /// Any op on any node line, with its operands cut down or repeated: the reader answers with
+    /// a graph or with located problems (the verifier's type rules see every combination).
+    @Test func everyOpOnEveryNodeLineIsReadOrReported() throws {
+        let text = IRPrinter().print(try awkwardGraph())
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var rejected = 0
+        for (i, line) in lines.enumerated() where line.hasPrefix("  %") {
+            let parts = line.components(separatedBy: " = ")
+            guard parts.count >= 2, let opEnd = parts[1].firstIndex(of: " ") else { continue }
+            let rest = String(parts[1][opEnd...])
+            let operandVariants = [rest, rest.replacingOccurrences(of: #"%[^ ,{:]+, "#, with: "", options: .regularExpression),
+                                   rest.replacingOccurrences(of: #" (%[^ ,{:]+)"#, with: " $1, $1", options: .regularExpression)]
+            for op in Op.allCases {
+                for operands in operandVariants {
+                    var damaged = lines
+                    damaged[i] = parts[0] + " = " + op.rawValue + operands
+                    let errors = Self.errors(damaged.joined(separator: "\n"))
+                    #expect(errors.allSatisfy { $0.hasPrefix("t.ir:") }, "\(damaged[i]): \(errors)")
+                    if !errors.isEmpty { rejected += 1 }
+                }
+            }
+        }
+        #expect(rejected > 100)
     }
 }
