@@ -66,6 +66,7 @@ let package = Package(
         .testTarget(name: "MoEBasicsTests", dependencies: ["MoEBasics", "MoETestSupport"]),
         .testTarget(name: "MoESyntaxTests", dependencies: ["MoESyntax", "MoETestSupport"], exclude: ["Diagnostics"]),
         .testTarget(name: "MoEIRTests", dependencies: ["MoEIR", "MoETestSupport"], exclude: ["Golden"]),
+        .testTarget(name: "MoEPassesTests", dependencies: ["MoEPasses", "MoEIR", "MoETestSupport"], exclude: ["Golden"]),
         .testTarget(name: "MoEIOTests", dependencies: ["MoEIO", "MoETestSupport"]),
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels", "MoETestSupport"]),
         .testTarget(name: "MoEBackendTests",
