@@ -55,8 +55,9 @@ public struct Parser {
             return id
         }
         if case .keyword(let k) = current.kind {
-            throw error("expected \(context), found keyword '\(k.rawValue)'",
-                        notes: [.init("'\(k.rawValue)' is reserved; choose another name")])
+            throw error(
+                "expected \(context), found keyword '\(k.rawValue)'",
+                notes: [.init("'\(k.rawValue)' is reserved; choose another name")])
         }
         throw error("expected \(context), found \(current)")
     }
@@ -181,8 +182,9 @@ public struct Parser {
         if consume(.colon) {
             let t = try expectIdentifier("a type (int, float, bool or string)")
             guard let type = ParamType(rawValue: t.name) else {
-                throw error("unknown parameter type '\(t.name)'", at: t.range,
-                            notes: [.init("parameter types are int, float, bool and string")])
+                throw error(
+                    "unknown parameter type '\(t.name)'", at: t.range,
+                    notes: [.init("parameter types are int, float, bool and string")])
             }
             decl.type = type
             decl.typeRange = t.range
@@ -200,8 +202,9 @@ public struct Parser {
             } while consume(.comma)
         }
         if decl.type == nil && decl.defaultValue == nil {
-            throw error("parameter '\(name.name)' needs a type or a default value", at: name.range,
-                        notes: [.init("write 'param \(name.name): int from \"key\"' or 'param \(name.name) = 8'")])
+            throw error(
+                "parameter '\(name.name)' needs a type or a default value", at: name.range,
+                notes: [.init("write 'param \(name.name): int from \"key\"' or 'param \(name.name) = 8'")])
         }
         return decl
     }
@@ -377,7 +380,7 @@ public struct Parser {
     /// moe_field = IDENT , ':' , ( expr , 'of' , IDENT , '(' , [ arguments ] , ')' | expr ) ;
     private mutating func parseMoEBlock() throws -> MoEBlock {
         let start = current.range
-        advance()  // 'moe'
+        advance() // 'moe'
         _ = try expect(.lparen, "after 'moe'", notes: [.init("write 'moe(x) { router: …  experts: … }'")])
         let input = try parseExpr()
         _ = try expect(.rparen, "after the moe block's input")
@@ -385,12 +388,14 @@ public struct Parser {
         var fields: [MoEField] = []
         while !isPunct(.rbrace) {
             if current.kind == .eof {
-                throw error("expected '}' to close the moe block, found end of file",
-                            notes: [.init("the block was opened here", at: open)])
+                throw error(
+                    "expected '}' to close the moe block, found end of file",
+                    notes: [.init("the block was opened here", at: open)])
             }
             if case .keyword(let k) = current.kind, k.startsDeclaration, tokenStartsLine {
-                throw error("expected '}' to close the moe block, found \(current)",
-                            notes: [.init("the block was opened here", at: open)])
+                throw error(
+                    "expected '}' to close the moe block, found \(current)",
+                    notes: [.init("the block was opened here", at: open)])
             }
             do {
                 let name = try expectIdentifier("a field name (router, experts, shared)")
@@ -413,7 +418,7 @@ public struct Parser {
                 }
             }
         }
-        advance()  // '}'
+        advance() // '}'
         return MoEBlock(input: input, fields: fields, range: start)
     }
 }
