@@ -347,6 +347,15 @@ FIXTURES = [
     fixture("hierarchical", "h8-f8-g2x3-o2-i2-n9", 223, 9, "2 groups of 3, both kept, 2 of 3 in each",
             dict(hidden=8, ffn=8, groups=2, per_group=3, outer_k=2, inner_k=2), centroid_scale=0.5),
 
+    fixture("sparsemax_router", "h16-f16-e8-k8-n17", 241, 17,
+            "every expert allowed: the support size alone decides how many experts a token uses",
+            dict(swiglu_dims(16, 16, 8), max_k=8), gate_scale=1.5, require=varied_counts((1, 4))),
+    fixture("sparsemax_router", "h12-f16-e6-k2-n13", 242, 13, "E = 6, max_k = 2 by --set cuts wide supports",
+            dict(swiglu_dims(12, 16, 6), max_k=2), set={"max_k": 2}, gate_scale=1.0,
+            require=needs(lambda tr, inp: min(counts(tr)) == 1 and max(counts(tr)) == 2
+                          and any((row > 0).sum() > 2 for row in tr["scores"]),
+                          "a token with 1 expert and one cut by max_k")),
+
     fixture("dselect_k", "h16-f16-e8-s2-g1-n13", 231, 13, "E = 8 (3 bits), 2 selectors, γ = 1",
             dict(swiglu_dims(16, 16, 8), selectors=2, bits=3, gamma=1.0), z_scale=1.0,
             require=varied_counts((2, 6))),

@@ -306,6 +306,25 @@ def dselect_weights(z, alpha, E, gamma):
     return w
 
 
+def sparsemax(z):
+    """sparsemax over the last axis (Martins & Astudillo 2016, eq. 2-4): the Euclidean projection of each
+    row onto the probability simplex. Sort z descending; k(z) = max{k : 1 + k·z_(k) > Σ_{j≤k} z_(j)};
+    τ = (Σ_{j≤k(z)} z_(j) − 1) / k(z); p = max(z − τ, 0). −∞ entries get 0; a row of only −∞ gives zeros."""
+    z = np.asarray(z, dtype=np.float64)
+    out = np.zeros_like(z)
+    for t in range(z.shape[0]):
+        finite = z[t] > -np.inf
+        if not finite.any():
+            continue
+        v = np.sort(z[t][finite])[::-1]
+        cs = np.cumsum(v)
+        ks = np.arange(1, len(v) + 1)
+        k = int(ks[1 + ks * v > cs].max())
+        tau = (cs[k - 1] - 1) / k
+        out[t] = np.maximum(z[t] - tau, 0)
+    return out
+
+
 def select_nonzero(weights):
     """nonzero: every expert with a non-zero weight, best first; weights as they are."""
     return [[(e, float(weights[t, e])) for e in best_first(weights[t]) if weights[t, e] != 0.0]
@@ -517,6 +536,20 @@ def hierarchical(W, x, *, groups, per_group, outer_k, inner_k, trace=None):
     return {"y": combine(x, routes, swiglu_experts(W))}
 
 
+def sparsemax_router(W, x, *, max_k, trace=None):
+    """sparsemax_router.moe: linear(gate) |> sparsemax |> nonzero(max_k: m) |> renormalize."""
+    m = Margins()
+    p = sparsemax(linear(x, W["gate"]))
+    routes = []
+    for t, chosen in enumerate(select_nonzero(p)):
+        if len(chosen) > max_k:
+            m.add("sparsemax max_k", t, chosen[max_k - 1][1], chosen[max_k][1], _rowscale(p[t]))
+        routes.append(chosen[:max_k])
+    routes = renormalize(routes)
+    _record(trace, routes, m, scores=p)
+    return {"y": combine(x, routes, swiglu_experts(W))}
+
+
 def dselect_k(W, x, *, num_experts, gamma, trace=None):
     """dselect_k.moe: dselect(z: x·Zᵀ, alpha: x·Aᵀ, experts: E, gamma: γ) |> nonzero."""
     m = Margins()
@@ -641,6 +674,7 @@ GRAPHS = {
     "sinkhorn_router": (sinkhorn_router, [], ["top_k", "iterations"]),
     "hierarchical": (hierarchical, [], ["groups", "per_group", "outer_k", "inner_k"]),
     "dselect_k": (dselect_k, [], ["num_experts", "gamma"]),
+    "sparsemax_router": (sparsemax_router, [], ["max_k"]),
     "steering": (steering, ["steer"], ["top_k"]),
     "sqrtgate": (sqrtgate, [], ["top_k", "p"]),
     "multihop": (multihop, [], ["top_k", "hops", "tau"]),

@@ -22,6 +22,29 @@ extension ScoringOp: ReferenceFamily {
             }
             return .tensor(HostTensor(shape: x.shape, floats: out))
 
+        case .sparsemax:
+            // Martins & Astudillo (2016): the Euclidean projection of each row z onto the probability
+            // simplex. With z sorted in descending order, the support size is
+            // k = max{k : 1 + k·z₍ₖ₎ > Σ_{j≤k} z₍ⱼ₎}, the threshold τ = (Σ_{j≤k} z₍ⱼ₎ − 1)/k, and
+            // p = max(z − τ, 0). −∞ entries get 0 (a masked expert gets no weight); a row of only
+            // −∞ gives zeros, as softmax does.
+            let x = tensor(0)
+            let d = x.shape.last!
+            var out = [Float](repeating: 0, count: x.count)
+            for row in 0..<(x.count / max(d, 1)) {
+                let z = (0..<d).map { Double(x.floats[row * d + $0]) }
+                let sorted = z.filter { $0 > -.infinity }.sorted(by: >)
+                guard !sorted.isEmpty else { continue }
+                var sum = 0.0, support = 0, supportSum = 0.0
+                for (k, v) in sorted.enumerated() {
+                    sum += v
+                    if 1 + Double(k + 1) * v > sum { support = k + 1; supportSum = sum }
+                }
+                let tau = (supportSum - 1) / Double(support)
+                for j in 0..<d { out[row * d + j] = Float(max(z[j] - tau, 0)) }
+            }
+            return .tensor(HostTensor(shape: x.shape, floats: out))
+
         case .cosine, .distance:
             let x = tensor(0), c = tensor(1)
             let t = x.shape[0], d = x.shape[1], e = c.shape[0]

@@ -7,6 +7,9 @@ import MoEKernels
 extension ScoringOp: StepFamily {
     func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] {
         switch self {
+        case .sparsemax:
+            // One row, sorted.
+            return [try ByteCount.product(g[n.operands[0]].tensorType!.last!.fixedValue!, 4)]
         case .softmax, .cosine, .distance, .subspace, .sinkhorn, .dselect: return []
         }
     }
@@ -18,11 +21,43 @@ extension ScoringOp: StepFamily {
         case .subspace: return ScoringSteps.subspace(s, n, i)
         case .sinkhorn: return ScoringSteps.sinkhorn(s, n, i)
         case .dselect: return ScoringSteps.dselect(s, n, i)
+        case .sparsemax: return ScoringSteps.sparsemax(s, n, i)
         }
     }
 }
 
 enum ScoringSteps {
+    /// Sparsemax of each row (see `ScoringReference`): the row's finite values sorted in
+    /// descending order into scratch, the support size k found in one pass over the prefix sums,
+    /// then max(z − τ, 0) with τ = (Σ of the k largest − 1)/k.
+    static func sparsemax(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
+        let x = UnsafePointer(s.floats(n.operands[0])), y = s.floats(ValueID(i))
+        let d = s.executable.graph[n.operands[0]].tensorType!.last!.fixedValue!
+        let rows = s.rows(n.tensorType!)
+        let sorted = s.scratch(i, 0).assumingMemoryBound(to: Float.self)
+        return {
+            for r in 0..<rows {
+                let row = x + r * d, out = y + r * d
+                var count = 0
+                for j in 0..<d where row[j] > -.infinity {
+                    // Insertion into the descending prefix.
+                    var p = count
+                    while p > 0 && sorted[p - 1] < row[j] { sorted[p] = sorted[p - 1]; p -= 1 }
+                    sorted[p] = row[j]
+                    count += 1
+                }
+                guard count > 0 else { for j in 0..<d { out[j] = 0 }; continue }
+                var sum: Float = 0, support: Float = 0, supportSum: Float = 0
+                for k in 0..<count {
+                    sum += sorted[k]
+                    if 1 + Float(k + 1) * sorted[k] > sum { support = Float(k + 1); supportSum = sum }
+                }
+                let tau = (supportSum - 1) / support
+                for j in 0..<d { out[j] = max(row[j] - tau, 0) }
+            }
+        }
+    }
+
     /// Softmax over the last axis (or within each of `groups` equal parts of it), after dividing
     /// by the temperature.
     static func softmax(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {

@@ -6,11 +6,18 @@ public enum ScoringOp: String, OpFamily {
     case subspace // x[T, d], bases[E, d, r] → ‖x·U_e‖ / ‖x‖ : [T, E]
     case sinkhorn // scores[T, E] → balanced probabilities [T, E]; attrs: iterations
     case dselect // x[T, …], z[(T,) k·m], alpha[(T,) k] → dense weights [T, E]; attrs: experts, gamma
+    case sparsemax // over the last axis: the Euclidean projection onto the simplex, a sparse probability vector
 
     public var surfaceName: String { rawValue }
 
     public func resultType(_ operands: [IRType], _ attrs: Attributes) throws(TypeRuleError) -> IRType? {
         switch self {
+        case .sparsemax:
+            try OpSchema.arity(self, operands, 1...1)
+            let x = try OpSchema.tensor(operands[0], "the input of sparsemax")
+            guard x.rank >= 1 else { throw TypeRuleError("sparsemax needs at least one dimension") }
+            return .tensor(x)
+
         case .softmax:
             try OpSchema.arity(self, operands, 1...1)
             let x = try OpSchema.tensor(operands[0], "the input of softmax")
@@ -72,7 +79,7 @@ public enum ScoringOp: String, OpFamily {
 
     public var isNonNegative: Bool {
         switch self {
-        case .softmax, .distance, .subspace, .sinkhorn, .dselect: return true
+        case .softmax, .distance, .subspace, .sinkhorn, .dselect, .sparsemax: return true
         case .cosine: return false
         }
     }
@@ -80,7 +87,7 @@ public enum ScoringOp: String, OpFamily {
     public var routerFusionPart: RouterFusionPart? {
         switch self {
         case .softmax: return .scoreFunction("softmax")
-        case .cosine, .distance, .subspace, .sinkhorn, .dselect: return nil
+        case .cosine, .distance, .subspace, .sinkhorn, .dselect, .sparsemax: return nil
         }
     }
 }
@@ -92,4 +99,5 @@ extension Op {
     public static let subspace = Op.scoring(.subspace)
     public static let sinkhorn = Op.scoring(.sinkhorn)
     public static let dselect = Op.scoring(.dselect)
+    public static let sparsemax = Op.scoring(.sparsemax)
 }

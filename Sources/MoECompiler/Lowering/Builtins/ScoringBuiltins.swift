@@ -2,7 +2,7 @@ import MoEBasics
 import MoEIR
 
 /// Builtins of the scoring family: from tokens to one score per expert (`softmax` over logits,
-/// similarity to centroids, `sinkhorn` balancing, `dselect`). `softmax` of a routing is the
+/// similarity to centroids, `sinkhorn` balancing, `dselect`, `sparsemax`). `softmax` of a routing is the
 /// routing stage `route_softmax`.
 enum ScoringBuiltins {
     static let builtins: [Builtin] = [
@@ -39,6 +39,9 @@ enum ScoringBuiltins {
             let x = try args.tensor("x", &l), z = try args.tensor("z", &l), alpha = try args.tensor("alpha", &l)
             let attrs: Attributes = ["experts": .int(try args.int("experts", &l)), "gamma": .float(try args.optionalNumber("gamma", &l) ?? 1)]
             return try l.node(.dselect, [x, z, alpha], attrs, at: args.at)
+        },
+        Builtin("sparsemax", ["x"], positional: 1) { l, args throws(Diagnostic) in
+            try l.node(.sparsemax, [try args.tensor("x", &l)], at: args.at)
         }
     ]
 }
