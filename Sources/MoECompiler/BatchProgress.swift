@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import MoEBasics
 
 /// Progress through batches (`moec profile`), as text for stderr: a bar redrawn in place on a
 /// terminal; in a log (not a terminal) a plain line every `logInterval` seconds, so logs get no
@@ -79,9 +80,8 @@ public final class BatchProgress {
 
     /// `\r`, the bar line, and erase to the end of the line.
     func bar(_ done: Int, _ total: Int, _ tokens: Int, elapsed: Double) -> String {
-        let filled = total > 0 ? min(done, total) * Self.barWidth / total : Self.barWidth
         let percent = total > 0 ? min(done, total) * 100 / total : 100
-        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: Self.barWidth - filled)
+        let bar = TextLayout.progressBar(done, of: total, width: Self.barWidth)
         return String(format: "\r%@ %@ %3d%%  %d/%d batches  %d tokens  %.1f s\u{1B}[K", label, bar, percent, done, total, tokens, elapsed)
     }
 }

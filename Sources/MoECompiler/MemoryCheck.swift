@@ -16,7 +16,7 @@ public enum MemoryCheck {
         let memory = ProcessInfo.processInfo.physicalMemory
         if UInt64(bytes) > memory {
             throw DiagnosticError(
-                .error("\(option): \(tokens) tokens need \(formatBytes(Double(bytes))) of buffers, more than this machine's memory (\(formatBytes(Double(memory))))"))
+                .error("\(option): \(tokens) tokens need \(TextLayout.bytes(Double(bytes))) of buffers, more than this machine's memory (\(TextLayout.bytes(Double(memory))))"))
         }
     }
 }

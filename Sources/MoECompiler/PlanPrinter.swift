@@ -36,7 +36,7 @@ public struct PlanPrinter {
             line("weights", b.packedKernel ? "up [F, H] per expert, the activation in the GEMM's epilogue;" : "up [F, H] per expert, the activation on its output;")
         }
         if b.prepacked {
-            line("", "down [H, F]: " + formatBytes(b.packedBytes) + " packed once at load time, in panels of 16 columns (expert-weight-prepacking)")
+            line("", "down [H, F]: " + TextLayout.bytes(b.packedBytes) + " packed once at load time, in panels of 16 columns (expert-weight-prepacking)")
         } else {
             line("", "down [H, F]: kept as stored; moec's kernels pack each matrix per call (no expert-weight-prepacking)")
         }
@@ -61,7 +61,7 @@ public struct PlanPrinter {
                 threads, threads == 1 ? "" : "s", m.flopsPerThread / 1e9, m.bytesPerSecondPerThread / 1e9, m.source))
         out += "      tokens   experts hit   weights read   stream ms   compute ms   bound by\n"
         for r in b.regimes {
-            out += String(format: "      %6d   %11.1f   ", r.tokens, r.expertsTouched) + formatBytes(r.weightBytes).leftPadded(to: 12)
+            out += String(format: "      %6d   %11.1f   ", r.tokens, r.expertsTouched) + TextLayout.rightColumn(TextLayout.bytes(r.weightBytes), 12)
             out += String(format: "   %9.2f   %10.2f   ", r.bandwidthSeconds * 1e3, r.computeSeconds * 1e3)
             out += r.bandwidthBound ? "bandwidth (threads share the experts' weight panels)\n" : "compute (threads share GEMM panels by FLOPs)\n"
         }
@@ -79,10 +79,10 @@ public struct PlanPrinter {
         let names = IRPrinter(showLocations: false).valueNames(g)
 
         // Summed as Doubles: each weight's bytes fit in an Int (`Addressable`), their sum need not.
-        out += "\nweights (\(formatBytes(g.weights.reduce(0.0) { $0 + Double($1.elementCount) * 4 })) as f32)\n"
+        out += "\nweights (\(TextLayout.bytes(g.weights.reduce(0.0) { $0 + Double($1.elementCount) * 4 })) as f32)\n"
         for w in g.weights {
             var line = "  @\(w.name)".padded(to: 18) + "f32\(w.shape)".padded(to: 22)
-            line += formatBytes(w.elementCount * 4).padded(to: 11)
+            line += TextLayout.bytes(w.elementCount * 4).padded(to: 11)
             let count = w.perExpert ? " (×\(w.shape[0]) tensors)" : ""
             var dtype = ""
             if let c = checkpoint, let first = w.tensors.first, let info = try? c.info(first.name) {
@@ -116,28 +116,10 @@ public struct PlanPrinter {
                 continue
             }
             out +=
-                String(format: "  %6d ", t) + formatBytes(m.layout.totalBytes).leftPadded(to: 12)
-                + formatBytes(m.unsharedBytes).leftPadded(to: 16) + formatBytes(m.layout.peakLiveBytes).leftPadded(to: 12) + "\n"
+                String(format: "  %6d ", t) + TextLayout.rightColumn(TextLayout.bytes(m.layout.totalBytes), 12)
+                + TextLayout.rightColumn(TextLayout.bytes(m.unsharedBytes), 16) + TextLayout.rightColumn(TextLayout.bytes(m.layout.peakLiveBytes), 12) + "\n"
         }
         out += "\noutputs: " + g.outputs.map { "\($0.name) \(IRPrinter().format(g[$0.value].type, g))" }.joined(separator: ", ") + "\n"
         return out
-    }
-}
-
-func formatBytes(_ b: Int) -> String { formatBytes(Double(b)) }
-
-func formatBytes(_ d: Double) -> String {
-    if d >= 1e9 { return String(format: "%.2f GB", d / 1e9) }
-    if d >= 1e6 { return String(format: "%.1f MB", d / 1e6) }
-    if d >= 1e3 { return String(format: "%.1f kB", d / 1e3) }
-    return "\(Int(d)) B"
-}
-
-extension String {
-    func padded(to width: Int) -> String {
-        count >= width ? self + " " : self + String(repeating: " ", count: width - count)
-    }
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: " ", count: width - count) + self
     }
 }

@@ -165,7 +165,8 @@ public struct RoutingStatistics: Sendable {
     public func table() -> String {
         func fixed(_ x: Double?, _ digits: Int) -> String { x.map { String(format: "%.\(digits)f", $0) } ?? "–" }
         func pad(_ s: String, _ n: Int, right: Bool = false) -> String {
-            s.count >= n ? s : right ? String(repeating: " ", count: n - s.count) + s : s + String(repeating: " ", count: n - s.count)
+            // Exactly n wide when it fits (no extra space: the format strings space the columns).
+            right ? TextLayout.rightColumn(s, n) : s.count >= n ? s : TextLayout.column(s, n)
         }
         let names = layers.map(\.probe.name)
         let nameWidth = max(5, names.map(\.count).max() ?? 0)

@@ -79,6 +79,17 @@ public struct NpyArray: Sendable, Equatable {
         }
     }
 
+    /// `v` as Int32s, or the error for the first element that is not one exactly.
+    private func exact<T>(_ v: [T], _ fail: (Int, String) -> WeightFileError, _ convert: (T) -> Int32?) throws(WeightFileError) -> [Int32] {
+        var out: [Int32] = []
+        out.reserveCapacity(v.count)
+        for (i, x) in v.enumerated() {
+            guard let y = convert(x) else { throw fail(i, "\(x)") }
+            out.append(y)
+        }
+        return out
+    }
+
     /// The values as `Int32`: exact, or an error naming the first element that is not an
     /// integer in range (floats must hold whole numbers).
     public func int32s() throws(WeightFileError) -> [Int32] {
@@ -90,30 +101,9 @@ public struct NpyArray: Sendable, Equatable {
         case .int8(let v): return v.map { Int32($0) }
         case .uint8(let v): return v.map { Int32($0) }
         case .bool(let v): return v.map { $0 ? 1 : 0 }
-        case .int64(let v):
-            var out: [Int32] = []
-            out.reserveCapacity(v.count)
-            for (i, x) in v.enumerated() {
-                guard let y = Int32(exactly: x) else { throw fail(i, "\(x)") }
-                out.append(y)
-            }
-            return out
-        case .float32(let v):
-            var out: [Int32] = []
-            out.reserveCapacity(v.count)
-            for (i, x) in v.enumerated() {
-                guard let y = Int32(exactly: x) else { throw fail(i, "\(x)") }
-                out.append(y)
-            }
-            return out
-        case .float64(let v):
-            var out: [Int32] = []
-            out.reserveCapacity(v.count)
-            for (i, x) in v.enumerated() {
-                guard let y = Int32(exactly: x) else { throw fail(i, "\(x)") }
-                out.append(y)
-            }
-            return out
+        case .int64(let v): return try exact(v, fail) { Int32(exactly: $0) }
+        case .float32(let v): return try exact(v, fail) { Int32(exactly: $0) }
+        case .float64(let v): return try exact(v, fail) { Int32(exactly: $0) }
         }
     }
 

@@ -87,6 +87,21 @@ public enum OpSchema {
         experts <= 1 ? 0 : Int.bitWidth - (experts - 1).leadingZeroBitCount
     }
 
+    /// The element strides of an operand of `shape` read as the broadcast `result` shape: shapes
+    /// align at the right, and a dimension that is stretched (1 in the operand, more in the
+    /// result) gets stride 0.
+    public static func broadcastStrides(_ shape: [Int], to result: [Int]) -> [Int] {
+        let rank = result.count
+        let padded = [Int](repeating: 1, count: rank - shape.count) + shape
+        var strides = [Int](repeating: 0, count: rank)
+        var acc = 1
+        for d in stride(from: rank - 1, through: 0, by: -1) {
+            strides[d] = padded[d] == 1 && result[d] != 1 ? 0 : acc
+            acc *= padded[d]
+        }
+        return strides
+    }
+
     /// NumPy-style broadcasting: shapes align at the right; a dimension of 1 stretches.
     public static func broadcast(_ a: TensorType, _ b: TensorType, _ op: Op) throws(TypeRuleError) -> [Dim] {
         let n = max(a.rank, b.rank)

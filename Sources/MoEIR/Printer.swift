@@ -171,9 +171,3 @@ struct SourceFileNames {
 extension Op {
     var isLeaf: Bool { self == .input || self == .weight || self == .constant }
 }
-
-extension String {
-    func padded(to width: Int) -> String {
-        count >= width ? self + " " : self + String(repeating: " ", count: width - count)
-    }
-}

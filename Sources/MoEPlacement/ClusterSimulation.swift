@@ -163,8 +163,8 @@ public struct SimulationReport: Sendable, Equatable {
         var s =
             "cluster: \(cluster.devices) devices in \(cluster.nodes) nodes, \(cluster.experts) experts × \(cluster.layers) layers, \(cluster.slots) slots, top-\(cluster.topK)\n"
         for r in rows {
-            s += PlacementPlan.pad(r[0], widths[0] + 1)
-            s += (1..<r.count).map { PlacementPlan.padLeft(r[$0], widths[$0]) }.joined(separator: "  ") + "\n"
+            s += TextLayout.column(r[0], widths[0] + 1)
+            s += (1..<r.count).map { TextLayout.rightColumn(r[$0], widths[$0]) }.joined(separator: "  ") + "\n"
         }
         return s
     }

@@ -153,7 +153,7 @@ extension PlacementPlan {
         s += "mean max/mean \(Self.fixed(layers.reduce(0) { $0 + $1.before.imbalance } / n)) static → "
         s += "\(Self.fixed(layers.reduce(0) { $0 + $1.after.imbalance } / n)) \(policy.rawValue)"
         s += " (EPLB \(Self.fixed(layers.reduce(0) { $0 + $1.eplb.imbalance } / n)))"
-        if let m = movedExperts { s += ", \(m) expert weights moved" + (movedBytes.map { " (\(Self.bytes($0)))" } ?? "") }
+        if let m = movedExperts { s += ", \(m) expert weights moved" + (movedBytes.map { " (\(TextLayout.binaryBytes($0)))" } ?? "") }
         return s
     }
 }

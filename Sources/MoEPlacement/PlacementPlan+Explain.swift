@@ -1,4 +1,5 @@
 import Foundation
+import MoEBasics
 
 extension PlacementPlan {
     /// `moec place --explain`: per layer, a table of workers (experts held, load, bar) and a bar
@@ -21,32 +22,32 @@ extension PlacementPlan {
                     "  cross-node tokens: \(Self.count(r.before.crossNodeTokens)) before, \(Self.count(r.eplb.crossNodeTokens)) EPLB, \(Self.count(r.after.crossNodeTokens)) after\n"
             }
             if let m = r.movedExperts {
-                out += "  moved: \(m) expert weights" + (expertBytes.map { " (\(Self.bytes($0 * m)))" } ?? "") + "\n"
+                out += "  moved: \(m) expert weights" + (expertBytes.map { " (\(TextLayout.binaryBytes($0 * m)))" } ?? "") + "\n"
             }
             let held = (0..<placement.workers).map { Self.held(Array(layer.experts(onWorker: $0))) }
             let heldWidth = min(36, max(12, held.map(\.count).max() ?? 0))
             let loadText = r.after.workerLoads.map(Self.count)
             let loadWidth = max(4, loadText.map(\.count).max() ?? 0)
             let scale = max(r.after.maxLoad, r.before.maxLoad)
-            out += "  " + Self.pad("worker", 7) + Self.pad("experts held", heldWidth + 2) + Self.padLeft("load", loadWidth) + "\n"
+            out += "  " + TextLayout.column("worker", 7) + TextLayout.column("experts held", heldWidth + 2) + TextLayout.rightColumn("load", loadWidth) + "\n"
             for w in 0..<placement.workers {
                 var h = held[w]
                 if h.count > heldWidth { h = String(h.prefix(heldWidth - 1)) + "…" }
-                out += "  " + Self.pad(Self.workerName(w, placement), 7) + Self.pad(h, heldWidth + 2)
-                out += Self.padLeft(loadText[w], loadWidth) + "  " + Self.bar(r.after.workerLoads[w], scale, barWidth) + "\n"
+                out += "  " + TextLayout.column(Self.workerName(w, placement), 7) + TextLayout.column(h, heldWidth + 2)
+                out += TextLayout.rightColumn(loadText[w], loadWidth) + "  " + Self.bar(r.after.workerLoads[w], scale, barWidth) + "\n"
             }
             out += "  worker loads, before (static: expert e on worker e·W/E) and after:\n"
             let beforeText = r.before.workerLoads.map(Self.count)
             for w in 0..<placement.workers {
-                out += "  " + Self.pad(Self.workerName(w, placement), 7) + "before " + Self.bar(r.before.workerLoads[w], scale, barWidth) + " " + beforeText[w] + "\n"
-                out += "  " + Self.pad("", 7) + "after  " + Self.bar(r.after.workerLoads[w], scale, barWidth) + " " + loadText[w] + "\n"
+                out += "  " + TextLayout.column(Self.workerName(w, placement), 7) + "before " + Self.bar(r.before.workerLoads[w], scale, barWidth) + " " + beforeText[w] + "\n"
+                out += "  " + TextLayout.column("", 7) + "after  " + Self.bar(r.after.workerLoads[w], scale, barWidth) + " " + loadText[w] + "\n"
             }
             out += "\n"
         }
         let n = Double(max(layers.count, 1))
         out += "all \(layers.count) layers: mean max/mean \(Self.fixed(layers.reduce(0) { $0 + $1.before.imbalance } / n)) before, "
         out += "\(Self.fixed(layers.reduce(0) { $0 + $1.eplb.imbalance } / n)) EPLB, \(Self.fixed(layers.reduce(0) { $0 + $1.after.imbalance } / n)) after"
-        if let m = movedExperts { out += "; \(m) expert weights moved" + (movedBytes.map { " (\(Self.bytes($0)))" } ?? "") }
+        if let m = movedExperts { out += "; \(m) expert weights moved" + (movedBytes.map { " (\(TextLayout.binaryBytes($0)))" } ?? "") }
         return out + "\n"
     }
 
@@ -79,12 +80,4 @@ extension PlacementPlan {
 
     static func fixed(_ x: Double) -> String { String(format: "%.2f", x) }
     static func count(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int64(x)) : String(format: "%.1f", x) }
-    static func bytes(_ b: Int) -> String {
-        let units = ["bytes", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(b), u = 0
-        while v >= 1024 && u + 1 < units.count { v /= 1024; u += 1 }
-        return u == 0 ? "\(b) bytes" : String(format: "%.1f", v) + " " + units[u]
-    }
-    static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
-    static func padLeft(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
 }

@@ -67,7 +67,7 @@ enum BenchCommand {
             let name = runner.graph.name
             for t in tokens { try MemoryCheck.arena(runner.graph, tokens: t, option: "--tokens") }
             if !a.flag("--json") {
-                Console.out("moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(format(bytes: Double(runner.executable.weightBytes)))\n")
+                Console.out("moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(TextLayout.bytes(Double(runner.executable.weightBytes)))\n")
                 Console.out("tokens   median ms     min ms     max ms   runs    tokens/s   GFLOP/s   weights read (experts hit)\n")
             }
             for t in tokens {
@@ -81,16 +81,9 @@ enum BenchCommand {
                             format: "%6d %11.3f %10.3f %10.3f %6d %11.1f %9.1f   %@%@\n",
                             t, r.median * 1e3, r.min * 1e3, r.max * 1e3, r.times.count,
                             Double(t) / r.median, r.work.flops / r.median / 1e9,
-                            format(bytes: r.work.weightBytes), hit))
+                            TextLayout.bytes(r.work.weightBytes), hit))
                 }
             }
         }
     }
-}
-
-func format(bytes: Double) -> String {
-    if bytes >= 1e9 { return String(format: "%.2f GB", bytes / 1e9) }
-    if bytes >= 1e6 { return String(format: "%.1f MB", bytes / 1e6) }
-    if bytes >= 1e3 { return String(format: "%.1f kB", bytes / 1e3) }
-    return String(format: "%.0f B", bytes)
 }

@@ -100,9 +100,7 @@ final class Progress: @unchecked Sendable {
         lastDraw = now
         shown = true
         let frac = Double(done) / Double(total)
-        let width = 30
-        let filled = Int(frac * Double(width))
-        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        let bar = TextLayout.progressBar(done, of: total, width: 30)
         Console.err(String(format: "\r%@ %@ %5.1f%%  %.0f / %.0f MB", label, bar, frac * 100, Double(done) / 1e6, Double(total) / 1e6))
     }
 

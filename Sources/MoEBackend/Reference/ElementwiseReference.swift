@@ -37,18 +37,7 @@ extension ReferenceInterpreter {
 
     static func broadcastBinary(_ op: ElementwiseOp, _ a: HostTensor, _ b: HostTensor, resultShape: [Int]) -> HostTensor {
         let rank = resultShape.count
-        func strides(_ shape: [Int]) -> [Int] {
-            // Broadcast dimensions get stride 0.
-            let padded = [Int](repeating: 1, count: rank - shape.count) + shape
-            var s = [Int](repeating: 0, count: rank)
-            var acc = 1
-            for i in stride(from: rank - 1, through: 0, by: -1) {
-                s[i] = padded[i] == 1 && resultShape[i] != 1 ? 0 : acc
-                acc *= padded[i]
-            }
-            return s
-        }
-        let sa = strides(a.shape), sb = strides(b.shape)
+        let sa = OpSchema.broadcastStrides(a.shape, to: resultShape), sb = OpSchema.broadcastStrides(b.shape, to: resultShape)
         let fa = a.floats, fb = b.floats
         let count = resultShape.reduce(1, *)
         var out = [Float](repeating: 0, count: count)

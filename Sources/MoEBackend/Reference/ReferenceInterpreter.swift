@@ -93,22 +93,6 @@ public struct ReferenceInterpreter {
 
     static func silu(_ x: Double) -> Double { x / (1 + Foundation.exp(-x)) }
 
-    static func unary(_ op: Op) -> (Double) -> Double {
-        switch op {
-        case .silu: return silu
-        // ½x(1 + erf(x/√2)) and ½x(1 + tanh u) cancel to 0 for x ≲ −8; these equal forms do not.
-        case .gelu: return { 0.5 * $0 * erfc(-$0 / 2.0.squareRoot()) }
-        case .gelu_tanh: return { $0 / (1 + Foundation.exp(-2 * (2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0))) }
-        case .relu: return { max($0, 0) }
-        case .sigmoid: return { 1 / (1 + Foundation.exp(-$0)) }
-        case .tanh: return { Foundation.tanh($0) }
-        case .exp: return { Foundation.exp($0) }
-        case .sqrt: return { $0.squareRoot() }
-        case .neg: return { -$0 }
-        default: preconditionFailure("\(op) is not unary")
-        }
-    }
-
     /// Indices of the `k` largest values, largest first, ties to the lower index.
     static func bestIndices(_ v: [Double], _ k: Int) -> [Int] {
         Array(v.indices.sorted { v[$0] != v[$1] ? v[$0] > v[$1] : $0 < $1 }.prefix(k))

@@ -51,36 +51,32 @@ extension DenseOp: StepFamily {
             let b = n.operands.count == 3 ? UnsafePointer(s.floats(n.operands[2])) : nil
             return { Kernels.layerNormRows(x, weight: w, bias: b, y, rows: rows, cols: d, eps: eps) }
 
-        case .swiglu:
+        case .swiglu, .mlp:
+            // The hidden activations go to scratch 0; each GEMM packs its left operand in scratch 1.
             let xt = g[n.operands[0]].tensorType!
             let x = UnsafePointer(s.floats(n.operands[0])), y = s.floats(ValueID(i))
             let rows = s.rows(xt), h = xt.last!.fixedValue!
             let hidden = s.scratch(i, 0).assumingMemoryBound(to: Float.self)
             let pack = s.scratch(i, 1).assumingMemoryBound(to: Float.self)
             let gemmJob = GemmJob()
-            let wg = s.matrices(n.operands[1])[0], wu = s.matrices(n.operands[2])[0], wd = s.matrices(n.operands[3])[0]
-            let f = wg.n
-            return {
-                backend.linear(x, m: rows, ldx: h, wg, hidden, ldy: 2 * f, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
-                backend.linear(x, m: rows, ldx: h, wu, hidden + f, ldy: 2 * f, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
-                Kernels.swiglu(hidden, hidden, rows: rows, f: f, ldOut: 2 * f)
-                backend.linear(hidden, m: rows, ldx: 2 * f, wd, y, ldy: h, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
+            let w = n.operands.dropFirst().map { s.matrices($0)[0] }
+            let f = w[0].n
+            func multiply(_ a: UnsafePointer<Float>, lda: Int, _ m: LinearWeight, _ out: UnsafeMutablePointer<Float>, ldy: Int) {
+                backend.linear(a, m: rows, ldx: lda, m, out, ldy: ldy, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
             }
-
-        case .mlp:
-            let xt = g[n.operands[0]].tensorType!
-            let x = UnsafePointer(s.floats(n.operands[0])), y = s.floats(ValueID(i))
-            let rows = s.rows(xt), h = xt.last!.fixedValue!
-            let hidden = s.scratch(i, 0).assumingMemoryBound(to: Float.self)
-            let pack = s.scratch(i, 1).assumingMemoryBound(to: Float.self)
-            let gemmJob = GemmJob()
-            let wu = s.matrices(n.operands[1])[0], wd = s.matrices(n.operands[2])[0]
-            let f = wu.n
+            if self == .swiglu {
+                return {
+                    multiply(x, lda: h, w[0], hidden, ldy: 2 * f)
+                    multiply(x, lda: h, w[1], hidden + f, ldy: 2 * f)
+                    Kernels.swiglu(hidden, hidden, rows: rows, f: f, ldOut: 2 * f)
+                    multiply(hidden, lda: 2 * f, w[2], y, ldy: h)
+                }
+            }
             let act = (Activation(rawValue: n.attributes.string("act") ?? "") ?? .relu).op
             return {
-                backend.linear(x, m: rows, ldx: h, wu, hidden, ldy: f, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
+                multiply(x, lda: h, w[0], hidden, ldy: f)
                 act.apply(hidden, hidden, count: rows * f)
-                backend.linear(hidden, m: rows, ldx: f, wd, y, ldy: h, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
+                multiply(hidden, lda: f, w[1], y, ldy: h)
             }
         }
     }

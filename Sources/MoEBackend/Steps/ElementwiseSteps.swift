@@ -75,17 +75,7 @@ extension ElementwiseOp: StepFamily {
         }
         // General case: per output element, operand indices from broadcast strides.
         let rank = outShape.count
-        func strides(_ shape: [Int]) -> [Int] {
-            let padded = [Int](repeating: 1, count: rank - shape.count) + shape
-            var st = [Int](repeating: 0, count: rank)
-            var acc = 1
-            for d in stride(from: rank - 1, through: 0, by: -1) {
-                st[d] = padded[d] == 1 && outShape[d] != 1 ? 0 : acc
-                acc *= padded[d]
-            }
-            return st
-        }
-        let sa = strides(aShape), sb = strides(bShape)
+        let sa = OpSchema.broadcastStrides(aShape, to: outShape), sb = OpSchema.broadcastStrides(bShape, to: outShape)
         return {
             for j in 0..<count {
                 var rem = j, ia = 0, ib = 0
