@@ -8,15 +8,17 @@ extension Schedule {
         public var name: String
     }
 
-    /// The steps a schedule of `g` runs, in order: one per node that computes a value (inputs,
-    /// weights and constants are buffers, not steps; `makeStep` makes no closure for them),
-    /// named by the node's op. Described from the graph alone because building a schedule needs
-    /// the weights in memory, which `--emit plan` never loads; `steps` of every schedule built
-    /// for `g` have these names in this order (`ScheduleListingTests` checks every example graph).
+    /// The steps a schedule of `g` runs, in order: one per node that computes a value (leaves,
+    /// inputs, weights and constants, are buffers, not steps), named by the node's op. This list is
+    /// what `Schedule.init` builds a closure for, one by one, so a listing (`--emit plan`, which
+    /// never loads weights) and a run cannot disagree.
     public static func stepDescriptions(_ g: Graph) -> [StepDescription] {
         g.ids.filter { !Schedule.isBuffer(g[$0].op) }.map { StepDescription(node: $0, name: g[$0].op.rawValue) }
     }
 
-    /// Ops whose value is a buffer filled before the run (inputs, constants) or a weight: no step.
-    static func isBuffer(_ op: Op) -> Bool { op == .input || op == .weight || op == .constant }
+    /// Leaves' values are buffers filled before the run (inputs, constants) or weights: no step.
+    static func isBuffer(_ op: Op) -> Bool {
+        if case .leaf = op { return true }
+        return false
+    }
 }

@@ -10,6 +10,8 @@ public final class Schedule: @unchecked Sendable {
     public struct Step {
         /// The op (or fused ops) this step runs, for listings and profiles.
         public let name: String
+        /// The node whose value the step computes.
+        public let node: ValueID
         let run: () -> Void
     }
 
@@ -43,15 +45,15 @@ public final class Schedule: @unchecked Sendable {
             constants.floats[slot] = Float(g.nodes[i].attributes.float("value") ?? 0)
         }
         for (i, n) in g.nodes.enumerated() where n.op == .moe_experts {
-            let e = g[n.operands[1]].type.routing!.experts
+            let e = g[n.expertsView!.routing].type.routing!.experts
             let p = UnsafeMutablePointer<Int32>.allocate(capacity: e)
             p.initialize(repeating: 0, count: e)
             expertLoads.append((i, p, e))
         }
-        for (i, n) in g.nodes.enumerated() {
-            if let run = n.op.steps.step(self, n, i) {
-                steps.append(Step(name: n.op.rawValue, run: run))
-            }
+        for d in Schedule.stepDescriptions(g) {
+            let n = g[d.node]
+            guard let run = n.op.steps.step(self, n, d.node.index) else { preconditionFailure("\(d.name) has no step") }
+            steps.append(Step(name: d.name, node: d.node, run: run))
         }
     }
 
@@ -213,17 +215,6 @@ public final class Schedule: @unchecked Sendable {
     /// Runs one step alone (BLAS threads as the executable's), for tools that look at steps.
     public func execute(step i: Int) {
         executable.withBLASThreads { steps[i].run() }
-    }
-
-    /// Runs every step, timing each; returns seconds per step.
-    public func executeTimed() -> [Double] {
-        executable.withBLASThreads {
-            steps.map { s in
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                s.run()
-                return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            }
-        }
     }
 
     /// Copies the outputs out of the arena.

@@ -28,8 +28,4 @@ extension CompilerSession {
         }
     }
 
-    /// Renders diagnostics of an error thrown by a session, with the source lines it has read.
-    public func render(_ e: DiagnosticError, color: Bool) -> String {
-        diagnostics.render(e.diagnostics, color: color)
-    }
 }

@@ -32,8 +32,6 @@ public struct ProfileBatches: Sendable {
         }
     }
 
-    public var isRandom: Bool { if case .random = source { return true }; return false }
-
     /// Batches that cut `inputs` (already checked against the graph: `graph.tokenCount(for:)`).
     public static func split(_ inputs: [String: HostTensor], graph: Graph, batchTokens: Int, limit: Int?) throws -> ProfileBatches {
         precondition(batchTokens >= 1)

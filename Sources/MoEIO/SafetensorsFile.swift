@@ -35,7 +35,6 @@ public final class SafetensorsFile: @unchecked Sendable {
     public let metadata: [String: String]
     /// N, the length of the JSON header in bytes.
     public let headerLength: Int
-    public var fileSize: Int { file.size }
     /// Absolute offset of the data section (8 + N).
     public var dataStart: Int { 8 + headerLength }
     /// Tensor names, sorted.
@@ -106,12 +105,6 @@ public final class SafetensorsFile: @unchecked Sendable {
         #else
             return nil
         #endif
-    }
-
-    /// Calls `body` with the tensor's raw bytes as stored (little-endian, `dtype` elements).
-    public func withRawBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
-        let t = try info(name)
-        return try body(UnsafeRawBufferPointer(rebasing: file.bytes[t.byteRange]))
     }
 
     private func checkReadable(_ t: TensorInfo) throws(WeightFileError) {

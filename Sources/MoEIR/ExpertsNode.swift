@@ -46,8 +46,6 @@ public struct ExpertsNode: Sendable {
     public var active: ValueID? { node.attributes.bool("with_active") == true ? node.operands.last : nil }
     /// The activation of `mlp` experts (SwiGLU's is silu).
     public var activation: Activation { kind == .mlp ? Activation(rawValue: node.attributes.string("act") ?? "") ?? .relu : .silu }
-    /// The declared expert count (the routing's experts count them too; the type rule checks both agree).
-    public var declaredExperts: Int? { node.attributes.int("experts") }
     /// A multi-hop block's name and this node's hop (`MoELayer`).
     public var block: String? { node.attributes.string("block") }
     public var hop: Int? { node.attributes.int("hop") }

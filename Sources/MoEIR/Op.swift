@@ -78,8 +78,6 @@ public enum Op: Hashable, Sendable, CaseIterable, RawRepresentable, CustomString
     /// The part of a fused router this op can become (`RouterFusion`).
     public var routerFusionPart: RouterFusionPart? { member.routerFusionPart }
 
-    /// Element-wise with broadcasting: `+ - * /`.
-    public var isElementwiseBinary: Bool { if case .elementwise(let o) = self { return o.isBinary }; return false }
     /// Element-wise functions of one tensor.
     public var isElementwiseUnary: Bool { if case .elementwise(let o) = self { return !o.isBinary }; return false }
     /// Ops that turn scores into a routing.

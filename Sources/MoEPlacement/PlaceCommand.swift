@@ -17,33 +17,9 @@ public struct PlaceCommand: Sendable, Equatable {
     public var previousPath: String?
     public var simulatePath: String?
     public var explain = false
-    public var help = false
     /// Options from the flags; `previous` is filled by `run()` from `previousPath`.
     public var options = PlacementOptions(workers: 0)
     var workersGiven = false
-
-    public static let usage = """
-        usage: moec place --load STATS.json --workers W [--replicas P] [--nodes N] [--groups G]
-                          [--memory-per-worker BYTES] [--expert-bytes BYTES] [--previous PLACEMENT.json]
-                          [--move-tolerance T] [--link-cost C] [--policy moec|eplb] [--explain] [-o PLACEMENT.json]
-               moec place --simulate CLUSTER.json [--load STATS.json]
-
-          --load FILE               load statistics ("expert_load": one array of per-expert loads per layer)
-          --workers W               workers (devices) sharing each layer's experts
-          --replicas P              physical expert slots per layer, P ≥ experts, a multiple of W (default: experts)
-          --nodes N                 workers form N nodes; reports cross-node traffic (default 1)
-          --groups G                experts form G groups, for the hierarchical policy (default 1)
-          --memory-per-worker BYTES memory for expert weights per worker, all layers (needs the expert size)
-          --expert-bytes BYTES      bytes of one expert (default: "expert_bytes" in the load file)
-          --previous FILE           current placement: move as few expert weights as possible
-          --move-tolerance T        with --previous: max load may exceed the best by T × mean to move fewer experts (default 0.001)
-          --link-cost C             weight of the cross-node token fraction against max/mean (default 1)
-          --policy moec|eplb        planner (default moec; eplb is DeepSeek's EPLB)
-          --explain                 print a table and bar chart per layer
-          -o, --output FILE         write the placement JSON here (default: print it)
-          --simulate FILE           predict step time for static, EPLB and moec placements on a cluster
-
-        """
 
     public static func parse(_ arguments: [String]) throws(PlacementError) -> PlaceCommand {
         var c = PlaceCommand()
@@ -93,12 +69,10 @@ public struct PlaceCommand: Sendable, Equatable {
             case "--explain": c.explain = true
             case "-o", "--output": c.outputPath = try value(flag, inline)
             case "--simulate": c.simulatePath = try value(flag, inline)
-            case "-h", "--help": c.help = true
             default: throw .invalidOption(name: flag, message: "unknown option (see moec place --help)")
             }
             i += 1
         }
-        if c.help { return c }
         if c.simulatePath == nil {
             if c.loadPath == nil { throw .invalidOption(name: "--load", message: "is required (the load statistics file)") }
             if !c.workersGiven { throw .invalidOption(name: "--workers", message: "is required (the number of workers)") }
@@ -124,7 +98,6 @@ public struct PlaceCommand: Sendable, Equatable {
     /// the explanation with `--explain`, else the placement JSON when there is no `-o`, else a
     /// one-line summary.
     public func run() throws(PlacementError) -> String {
-        if help { return Self.usage }
         let stats = try loadPath.map { path throws(PlacementError) in try LoadStatistics.read(from: path) }
         if let cluster = simulatePath {
             let report = try ClusterSimulator.simulate(ClusterSpec.read(from: cluster), loads: stats)

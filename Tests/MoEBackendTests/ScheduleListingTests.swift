@@ -26,7 +26,7 @@ import Testing
         let described = Schedule.stepDescriptions(m.graph)
         for options in [ExecutionOptions(threads: 1), ExecutionOptions(threads: 2, backend: .native)] {
             let schedule = m.executable(options).schedule(tokens: 3)
-            #expect(schedule.steps.map(\.name) == described.map(\.name), "\(file) \(options.backend)")
+            #expect(schedule.steps.map(\.name) == described.map(\.name) && schedule.steps.map(\.node) == described.map(\.node), "\(file) \(options.backend)")
         }
         #expect(described.allSatisfy { ![.input, .weight, .constant].contains(m.graph[$0.node].op) }, "\(file)")
         #expect(described.map(\.node.index) == described.map(\.node.index).sorted(), "\(file)")

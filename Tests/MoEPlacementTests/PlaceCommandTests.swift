@@ -29,7 +29,6 @@ import Testing
         #expect(message(["--load", "s.json", "--workers", "8", "--policy", "best"]) == "--policy: expected one of moec, eplb, found 'best'")
         #expect(message(["--load", "s.json", "--workers", "8", "--expert-bytes", "12X"]).hasPrefix("--expert-bytes: expected a positive byte count"))
         #expect(message(["--load"]) == "--load: needs a value")
-        #expect((try? PlaceCommand.parse(["--help"]).run())?.hasPrefix("usage: moec place") == true)
     }
 
     @Test func plansFromFilesWritesJSONAndExplains() throws {
