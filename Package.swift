@@ -4,17 +4,18 @@
 //
 // The targets follow the pipeline, and each imports only the layers below it:
 //
-//   MoEBasics      source locations, diagnostics, JSON, shapes          (imports nothing)
-//   MoESyntax      .moe text → tokens → AST                             (Basics)
-//   MoEIR          typed, shape-inferred graph; printer; verifier        (Basics)
-//   MoEPasses      one optimisation pass per file                        (IR)
-//   MoEIO          safetensors, .npy, config.json                        (Basics)
-//   MoEKernels     BLAS loaded with dlopen, portable kernels, CPU dispatch
+//   MoEBasics      source locations, diagnostics, JSON, name suggestions,   (imports nothing)
+//                  SplitMix64, text layout
+//   MoESyntax      .moe text → tokens → AST                                 (Basics)
+//   MoEIR          typed graph, ops by family, printer and reader, verifier  (Basics)
+//   MoEPasses      one optimisation pass per file                            (Basics, IR)
+//   MoEIO          safetensors, .npy, config.json                            (Basics)
+//   MoEKernels     BLAS loaded with dlopen, portable kernels, CPU dispatch   (KernelsAVX2)
 //   MoEKernelsAVX2 the same kernels built for AVX2 + FMA (called only when the CPU has them)
-//   MoEBackend     plan, executor (closures), reference interpreter      (IR, IO, Kernels)
-//   MoEPlacement   expert load statistics and placement planning         (Basics)
-//   MoECompiler    AST → IR, the pass pipeline, the compile/run façade   (everything above)
-//   moec           the command-line tool: argument parsing and printing  (Compiler)
+//   MoEPlacement   expert load statistics and placement planning             (Basics)
+//   MoEBackend     plan, executor steps and reference by family              (Basics, IR, IO, Kernels, Placement)
+//   MoECompiler    AST → IR, the pass pipeline, the compile/run façade       (everything above)
+//   moec           the command-line tool: argument parsing and printing      (Compiler, Backend, Basics, Placement)
 //
 // No package dependencies: the standard library, Foundation and Dispatch only.
 import PackageDescription

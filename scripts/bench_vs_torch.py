@@ -14,8 +14,8 @@ For each layer shape (Mixtral, OLMoE, DeepSeek-V3 below), this script
 
 Both sides run in the same invocation, one after the other, with the same thread count; the figures are
 medians of repeated runs (at least 10 and 1 s each). Needs torch, transformers, safetensors, numpy:
-    python3 -m venv ~/.venvs/ref && ~/.venvs/ref/bin/pip install 'torch==2.13.0+cpu' transformers safetensors numpy
-    ~/.venvs/ref/bin/python scripts/bench_vs_torch.py [--shapes mixtral,olmoe,deepseek_v3] [--tokens 1,16,128,512]
+    python3 -m venv ~/.venvs/moec-ref && ~/.venvs/moec-ref/bin/pip install -r scripts/requirements.txt
+    ~/.venvs/moec-ref/bin/python scripts/bench_vs_torch.py [--shapes mixtral,olmoe,deepseek_v3] [--tokens 1,16,128,512]
 Also: MOEC_BLAS=none in the environment benchmarks moec's own kernels (the peer is unaffected).
 """
 import argparse
