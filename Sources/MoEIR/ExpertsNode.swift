@@ -62,6 +62,17 @@ public struct ExpertsNode: Sendable {
         return a
     }
 
+    /// The operands and attributes of one hop of a new block: `attributes` (from
+    /// `attributes(kind:experts:activation:)`, with any `upcycle`, `block`, `hop`) plus the
+    /// active-mask flag when the hop reads one.
+    public static func operands(
+        input: ValueID, routing: ValueID, matrices: [ValueID], active: ValueID?, attributes: Attributes
+    ) -> (operands: [ValueID], attributes: Attributes) {
+        var a = attributes
+        if active != nil { a["with_active"] = .bool(true) }
+        return ([input, routing] + matrices + (active.map { [$0] } ?? []), a)
+    }
+
     /// The type rule of `moe_experts` (see `ExpertsOp`).
     static func resultType(_ operands: [IRType], _ attrs: Attributes) throws(TypeRuleError) -> IRType? {
         guard operands.count >= 2 else { throw TypeRuleError("moe_experts needs an input, a routing and expert weights") }

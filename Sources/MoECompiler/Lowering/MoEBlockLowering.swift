@@ -94,26 +94,20 @@ extension ASTToIR {
         // The expert kind: swiglu(gate:, up:, down:) | swiglu(gate_up:, down:) | mlp(up:, down:, act:)
         let kindArgs = try bindExpertKind(kindCall)
         let kindAt = kindCall.callee.range
-        var attrs: Attributes = ["experts": .int(count)]
-        var weights: [ValueID] = []
+        let kind: ExpertKind
+        var activation: Activation?
         switch kindCall.callee.name {
-        case "swiglu":
-            if kindArgs.has("gate_up") {
-                attrs["kind"] = .string(ExpertKind.swiglu_fused.rawValue)
-                weights = [try kindArgs.tensor("gate_up", &self), try kindArgs.tensor("down", &self)]
-            } else {
-                attrs["kind"] = .string(ExpertKind.swiglu.rawValue)
-                weights = [try kindArgs.tensor("gate", &self), try kindArgs.tensor("up", &self), try kindArgs.tensor("down", &self)]
-            }
-        case "mlp":
-            attrs["kind"] = .string(ExpertKind.mlp.rawValue)
-            weights = [try kindArgs.tensor("up", &self), try kindArgs.tensor("down", &self)]
-            attrs["act"] = .string(try kindArgs.symbol("act", &self, among: Activation.allCases.map(\.rawValue)))
+        case "swiglu": kind = kindArgs.has("gate_up") ? .swiglu_fused : .swiglu
+        case "mlp": kind = .mlp
         default:
             throw .error(
                 "unknown expert kind '\(kindCall.callee.name)'", at: kindAt,
                 notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
         }
+        var weights: [ValueID] = []
+        for role in kind.matrixRoles { weights.append(try kindArgs.tensor(role, &self)) }
+        if kind == .mlp { activation = Activation(rawValue: try kindArgs.symbol("act", &self, among: Activation.allCases.map(\.rawValue))) }
+        var attrs = ExpertsNode.attributes(kind: kind, experts: count, activation: activation)
         if let upcycle { attrs["upcycle"] = .ints(upcycle) }
         var blockName: String?
         if hops > 1 {
@@ -147,9 +141,8 @@ extension ASTToIR {
                 hopAttrs["block"] = .string(blockName)
                 hopAttrs["hop"] = .int(hop)
             }
-            var operands = [h, routing] + weights
-            if let active { operands.append(active); hopAttrs["with_active"] = .bool(true) }
-            var delta = try builder.add(.moe_experts, operands, hopAttrs, at: [kindAt, m.range])
+            let hopNode = ExpertsNode.operands(input: h, routing: routing, matrices: weights, active: active, attributes: hopAttrs)
+            var delta = try builder.add(.moe_experts, hopNode.operands, hopNode.attributes, at: [kindAt, m.range])
             if let shared = fields["shared"] {
                 let sv = try lower(shared.value)
                 guard case .tensor(let s) = sv, builder.type(of: s).tensor != nil else {
