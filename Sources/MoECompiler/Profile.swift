@@ -88,25 +88,19 @@ public struct ProfileBatches: Sendable {
                 }
             }
         case .random(let seed):
-            var state = seed &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15
-            func next() -> UInt64 {
-                state &+= 0x9E37_79B9_7F4A_7C15
-                var z = state
-                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                return z ^ (z >> 31)
-            }
+            // Batch i's stream starts i steps of the golden-ratio increment after the seed's.
+            var random = SplitMix64(state: seed &+ UInt64(i) &* SplitMix64.gamma)
             for (name, _, type) in graph.inputs {
                 let shape = type.shape.map { $0.resolve(tokens: n) }
                 let count = shape.reduce(1, *)
                 if type.dtype == .i32 {
-                    out[name] = HostTensor(shape: shape, ints: (0..<count).map { _ in Int32(truncatingIfNeeded: next() % 32000) })
+                    out[name] = HostTensor(shape: shape, ints: (0..<count).map { _ in Int32(truncatingIfNeeded: random.next() % 32000) })
                 } else {
                     // Box–Muller: standard normal.
                     out[name] = HostTensor(
                         shape: shape,
                         floats: (0..<count).map { _ in
-                            let u1 = max(Double(next() >> 11) / Double(1 << 53), 1e-300), u2 = Double(next() >> 11) / Double(1 << 53)
+                            let u1 = max(random.unit(), 1e-300), u2 = random.unit()
                             return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
                         })
                 }
