@@ -257,13 +257,15 @@ public struct Parser {
 
     // MARK: Expressions
 
-    /// How deeply expressions may nest, like clang's `-fbracket-depth`. Every bracket, call's
-    /// arguments, list, unary '-' and moe block is one level, and so is every operator of a
-    /// chain (`a + b + c` is a tree two levels deep) and every `|>` stage. Deeper input is a
-    /// located error: the parser recurses once per level, and so do the walks over the tree
-    /// (the printer, the lowering, and the tree's own deallocation), so without a limit 20,000
-    /// nested `(` would overflow the stack. Real graphs nest fewer than 20 levels.
-    public static let maxNestingDepth = 256
+    /// How deeply expressions may nest, like clang's `-fbracket-depth` (and serde_json's 128).
+    /// Every bracket, call's arguments, list, unary '-' and moe block is one level, and so is
+    /// every operator of a chain (`a + b + c` is a tree two levels deep) and every `|>` stage.
+    /// Deeper input is a located error: the parser recurses once per level, and so do the walks
+    /// over the tree (the printer, the lowering, the tree's deallocation), so without a limit
+    /// 20,000 nested `(` overflow the stack. The lowering of a nested call takes about 35 KB of
+    /// stack per level in a debug build, so 256 levels overflowed a debug moec's 8 MB; at 128
+    /// there is room to spare. Real graphs nest fewer than 10 levels.
+    public static let maxNestingDepth = 128
 
     /// An expression with the depth of its tree, so the limit is checked while the
     /// tree is built, without walking it. A leaf is 0 deep, so the depth counts levels of nesting.

@@ -19,7 +19,7 @@ import Testing
         let errors = d.diagnostics.filter { $0.severity == .error }
         #expect(errors.count == 1, "\(errors.prefix(3))", sourceLocation: sourceLocation)
         guard let e = errors.first else { return }
-        #expect(e.description == "t.moe:\(line):\(column): error: expression nested too deeply (more than 256 levels)",
+        #expect(e.description == "t.moe:\(line):\(column): error: expression nested too deeply (more than \(limit) levels)",
                 sourceLocation: sourceLocation)
         #expect(e.notes.first?.message.contains("name parts with 'let'") == true, sourceLocation: sourceLocation)
     }
@@ -30,13 +30,13 @@ import Testing
     @Test func twentyThousandParentheses() {
         let n = 20_000
         let text = "let y = " + String(repeating: "(", count: n) + "x" + String(repeating: ")", count: n) + "\noutput y\n"
-        // The 257th '(' is one too many.
+        // The 129th '(' is one too many.
         expectTooDeep(text, at: start + limit)
     }
 
     @Test func twentyThousandMinusSigns() {
         expectTooDeep("let y = " + String(repeating: "-", count: 20_000) + "x\noutput y\n", at: start + limit)
-        // Alternating with parentheses: the limit counts both, so the 129th '-' is too deep.
+        // Alternating with parentheses: the limit counts both, so the 65th '-' is too deep.
         expectTooDeep("let y = " + String(repeating: "- (", count: 20_000) + "x", at: start + 3 * limit / 2)
     }
 
@@ -48,7 +48,7 @@ import Testing
     }
 
     @Test func deepCalls() {
-        // f(f(f(…))): each "f(" is two columns; the 257th '(' is one too many.
+        // f(f(f(…))): each "f(" is two columns; the 129th '(' is one too many.
         expectTooDeep("let y = " + String(repeating: "f(", count: 20_000) + "x", at: start + 2 * limit + 1)
         // Labelled arguments nest the same way.
         expectTooDeep("let y = " + String(repeating: "f(a: ", count: 20_000) + "x", at: start + 5 * limit + 1)
@@ -56,7 +56,7 @@ import Testing
 
     @Test func longPipelinesAndOperatorChains() {
         // No recursion in the parser, but a tree one level deeper per stage or operator: the
-        // 257th stage (or operator) is too deep.
+        // 129th stage (or operator) is too deep.
         expectTooDeep("let y = x" + String(repeating: " |> f", count: 100_000), at: start + 1 + 5 * limit + 1)
         expectTooDeep("let y = x" + String(repeating: " + x", count: 100_000), at: start + 1 + 4 * limit + 1)
         expectTooDeep("let y = x" + String(repeating: " * x", count: 100_000), at: start + 1 + 4 * limit + 1)
@@ -73,8 +73,8 @@ import Testing
         // Deep inside a field: reported, then the block and the file go on.
         let field = "  router: " + String(repeating: "(", count: 1_000) + "x" + String(repeating: ")", count: 1_000)
         let (ast, d) = parse("let y = moe(x) {\n\(field)\n  experts: 8 of swiglu(gate: a)\n}\noutput y\n")
-        // The block is one level, so the 256th '(' is too deep.
-        #expect(d.diagnostics.map(\.description) == ["t.moe:2:\(10 + limit): error: expression nested too deeply (more than 256 levels)"])
+        // The block is one level, so the 128th '(' is too deep.
+        #expect(d.diagnostics.map(\.description) == ["t.moe:2:\(10 + limit): error: expression nested too deeply (more than \(limit) levels)"])
         #expect(ast.declarations.count == 2, "the let and the output survive")
     }
 
@@ -82,7 +82,7 @@ import Testing
         let deep = "let a = " + String(repeating: "(", count: 5_000) + "x" + String(repeating: ")", count: 5_000)
         let (ast, d) = parse("model m\n\(deep)\nlet b = 1 + 2\noutput b\nlet c = )\n")
         #expect(d.diagnostics.map(\.description) == [
-            "t.moe:2:\(start + limit): error: expression nested too deeply (more than 256 levels)",
+            "t.moe:2:\(start + limit): error: expression nested too deeply (more than \(limit) levels)",
             "t.moe:5:9: error: expected an expression, found ')'",
         ])
         #expect(ast.declarations.count == 3, "model, let b and output b")
@@ -120,7 +120,7 @@ import Testing
         ]
         for (i, expr) in over.enumerated() {
             let (_, d) = parse("let y = \(expr)\noutput y\n")
-            #expect(d.diagnostics.first?.message == "expression nested too deeply (more than 256 levels)", "case \(i)")
+            #expect(d.diagnostics.first?.message == "expression nested too deeply (more than \(limit) levels)", "case \(i)")
         }
     }
 
