@@ -3,8 +3,9 @@
 
 Each case is a graph with one to three random mutations: a truncation, a deleted span, inserted
 brackets, binary junk, a huge or odd number in place of a literal, an expression nested 100,000
-levels deep, duplicated declarations, invalid UTF-8, swapped lines. Every case is compiled twice
-by the release moec, each run in a folder of its own with a 20 s timeout:
+levels deep or 10 to 128 levels (within the parser's limit), duplicated declarations, invalid
+UTF-8, swapped lines, a token replaced. Every case is compiled twice by the release moec, each
+run in a folder of its own with a 20 s timeout:
 
     moec compile case.moe --emit plan                        (the whole pipeline, no weights)
     moec compile case.moe --model examples/mixtral-tiny -o out.plan    (mixtral graphs: weights
@@ -99,6 +100,25 @@ def deep_nesting(src: bytes, r: random.Random) -> bytes:
     return src[:i] + deep + src[i:]
 
 
+def nesting_within_limit(src: bytes, r: random.Random) -> bytes:
+    """An expression nested 10 to 128 levels deep (the parser's limit), so that what comes after
+    the parser (the lowering, the passes) sees it: `let z = …` on the value of a `let`."""
+    lets = re.findall(rb"^let (\w+) =", src, re.MULTILINE)
+    if not lets:
+        return deep_nesting(src, r)
+    name = r.choice(lets)
+    n = r.randint(10, 128)
+    stage = r.choice([b"silu", b"relu", b"sigmoid", b"exp", b"sqrt", b"softmax", b"gelu", b"tanh"])
+    deep = r.choice([
+        b"(" * n + name + b")" * n,
+        b"-" * n + name,
+        name + b" |> " + stage + (b" |> " + stage) * (n - 1),
+        stage + b"(" + (stage + b"(") * (n - 1) + name + b")" * n,
+        name + b" + " + name + (b" * 1 + " + name) * (n // 2),
+    ])
+    return src + b"\nlet deep_z = " + deep + b"\noutput deep_z\n"
+
+
 def duplicate_declarations(src: bytes, r: random.Random) -> bytes:
     lines = src.split(b"\n")
     decls = [i for i, l in enumerate(lines) if re.match(rb"(model|param|input|weight|let|output)\b", l)]
@@ -138,7 +158,7 @@ def replace_token(src: bytes, r: random.Random) -> bytes:
 
 MUTATIONS = {
     "truncate": truncate, "delete": delete_span, "brackets": insert_brackets, "junk": binary_junk,
-    "number": huge_number, "deep": deep_nesting, "duplicate": duplicate_declarations, "utf8": invalid_utf8,
+    "number": huge_number, "deep": deep_nesting, "nested": nesting_within_limit, "duplicate": duplicate_declarations, "utf8": invalid_utf8,
     "swap": swap_lines, "token": replace_token,
 }
 
