@@ -2,10 +2,11 @@
 # Fuzzes a part of moec with libFuzzer and AddressSanitizer for SECONDS seconds.
 #
 #   scripts/fuzz.sh parser 300     # the .moe lexer, parser and AST printer (seeds: graphs/**/*.moe)
-#   scripts/fuzz.sh json 300       # the JSON reader and printers (seeds: every config.json, index, plan)
+#   scripts/fuzz.sh json 300       # the JSON reader and printers (seeds: every config.json and index)
+#   scripts/fuzz.sh weights 300    # the safetensors and .npy readers (seeds: the example's files)
 #
 # The harnesses are in Fuzz/. SwiftPM cannot link a fuzzer into a library target, so the
-# sources a harness needs (MoEBasics, plus MoESyntax for the parser) are compiled with it into
+# sources a harness needs (MoEBasics, plus MoESyntax or MoEIO) are compiled with it into
 # one module by swiftc -sanitize=fuzzer,address, their `import MoEBasics` lines dropped. The
 # binary and the growing corpus live in .build/fuzz/TARGET/; a crash is written there as
 # crash-<hash>, and the script prints how to rerun it. Extra arguments go to libFuzzer.
@@ -17,7 +18,8 @@ seconds=${2:-60}
 case "$target" in
   parser) sources=(Sources/MoEBasics/*.swift Sources/MoESyntax/*.swift Fuzz/ParserFuzzer.swift) ;;
   json) sources=(Sources/MoEBasics/*.swift Fuzz/JSONFuzzer.swift) ;;
-  *) echo "usage: scripts/fuzz.sh parser|json SECONDS [libFuzzer options]" >&2; exit 2 ;;
+  weights) sources=(Sources/MoEBasics/*.swift Sources/MoEIO/*.swift Fuzz/WeightsFuzzer.swift) ;;
+  *) echo "usage: scripts/fuzz.sh parser|json|weights SECONDS [libFuzzer options]" >&2; exit 2 ;;
 esac
 shift $(( $# > 2 ? 2 : $# ))
 
@@ -34,6 +36,13 @@ swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name MoEFuzz \
 
 if [ "$target" = parser ]; then
   find graphs Tests/MoESyntaxTests/Diagnostics -name '*.moe' -exec cp {} "$work/seeds/" \;
+elif [ "$target" = weights ]; then
+  # The first byte picks the reader: 0 safetensors, 1 .npy. Small files only (-max_len).
+  for f in Tests/Fixtures/*/model.safetensors examples/*/*.npy Tests/Fixtures/*/x.npy; do
+    [ -f "$f" ] && [ "$(stat -c %s "$f")" -le 65536 ] || continue
+    case "$f" in *.npy) b='\001' ;; *) b='\000' ;; esac
+    { printf "$b"; cat "$f"; } > "$work/seeds/$(echo "$f" | tr / _)"
+  done
 else
   i=0
   for f in examples/*/config.json Tests/Fixtures/*/config.json Tests/Fixtures/*/*.index.json; do
