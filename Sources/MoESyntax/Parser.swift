@@ -267,20 +267,15 @@ public struct Parser {
     /// there is room to spare. Real graphs nest fewer than 10 levels.
     public static let maxNestingDepth = 128
 
-    /// An expression with the depth of its tree, so the limit is checked while the
-    /// tree is built, without walking it. A leaf is 0 deep, so the depth counts levels of nesting.
-    private struct Parsed {
-        var expr: Expr
-        var depth: Int
-    }
+    /// An expression and its tree's depth (a leaf is 0), so the limit is checked without walks.
+    private struct Parsed { var expr: Expr; var depth: Int }
 
     /// The constructs currently open around the parser (the recursion depth).
     private var nesting = 0
 
     private func tooDeep(at range: SourceRange) -> Recover {
-        error("expression nested too deeply (more than \(Parser.maxNestingDepth) levels)", at: range, notes: [
-            .init("brackets, calls, lists, unary '-', moe blocks, and each operator or '|>' stage of a chain nest one level each; name parts with 'let'"),
-        ])
+        error("expression nested too deeply (more than \(Parser.maxNestingDepth) levels)", at: range, notes: [.init(
+            "brackets, calls, lists, unary '-', moe blocks, and each operator or '|>' stage of a chain nest one level each; name parts with 'let'")])
     }
 
     /// Runs `body` one construct deeper; the construct opens at `range`.
