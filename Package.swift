@@ -54,7 +54,8 @@ let package = Package(
         // Driver and CLI.
         .target(name: "MoECompiler",
                 dependencies: ["MoEBasics", "MoESyntax", "MoEIR", "MoEPasses", "MoEIO", "MoEBackend", "MoEPlacement"]),
-        .executableTarget(name: "moec", dependencies: ["MoECompiler", "MoEPlacement"]),
+        // The CLI: the compiler façade, plus the types it names (diagnostics, execution options, placement's command).
+        .executableTarget(name: "moec", dependencies: ["MoECompiler", "MoEBasics", "MoEBackend", "MoEPlacement"]),
         // Counts heap allocations in a schedule's steady state (the executor must make none).
         .target(name: "MoEAllocationCounter", path: "Benchmarks/AllocationCounter"),
         .executableTarget(name: "moec-alloc-check", dependencies: ["MoECompiler", "MoEKernels", "MoEAllocationCounter"],
@@ -65,6 +66,7 @@ let package = Package(
         .testTarget(name: "MoEBasicsTests", dependencies: ["MoEBasics", "MoETestSupport"]),
         .testTarget(name: "MoESyntaxTests", dependencies: ["MoESyntax", "MoETestSupport"], exclude: ["Diagnostics"]),
         .testTarget(name: "MoEIRTests", dependencies: ["MoEIR", "MoETestSupport"], exclude: ["Golden"]),
+        .testTarget(name: "MoEPassesTests", dependencies: ["MoEPasses", "MoEIR", "MoETestSupport"], exclude: ["Golden"]),
         .testTarget(name: "MoEIOTests", dependencies: ["MoEIO", "MoETestSupport"]),
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels", "MoETestSupport"]),
         .testTarget(name: "MoEBackendTests",

@@ -113,8 +113,7 @@ public final class Executable: @unchecked Sendable {
                 case .linear: if n.operands[0] == id || n.operands.count == 3 && n.operands[2] == id { return false }
                 case .swiglu, .mlp: if n.operands[0] == id { return false }
                 case .moe_experts:
-                    let withActive = n.attributes.bool("with_active") ?? false
-                    if n.operands[0] == id || n.operands[1] == id || withActive && n.operands.last == id { return false }
+                    if let experts = n.expertsView, !experts.matrices.contains(id) { return false }
                 default: return false
                 }
             }
@@ -135,34 +134,35 @@ public final class Executable: @unchecked Sendable {
     /// are permuted (`token-permutation`) and its expert matrices are weights packed at load
     /// (`expert-weight-prepacking`).
     public static func runsPackedKernel(_ n: Node, _ g: Graph) -> Bool {
-        n.op == .moe_experts && n.attributes.bool("permute") == true && n.attributes.bool("prepacked") == true
-            && ExpertMatrices.expertsAreWeights(n, g)
+        guard let experts = n.expertsView else { return false }
+        return experts.has(.permute) && experts.has(.prepacked) && ExpertMatrices.expertsAreWeights(n, g)
     }
 
     /// Weights the native backend keeps as stored, to be packed per call: every reader is a MoE
     /// block that reads them as expert matrices and is not `prepacked`.
     static func weightsKeptAsStored(_ g: Graph) -> Set<Int> {
-        weightsReadOnlyAsExpertMatrices(g) { $0.attributes.bool("prepacked") != true }
+        weightsReadOnlyAsExpertMatrices(g) { !$0.has(.prepacked) }
     }
 
     /// Weights whose every reader is a fused `moe_experts` node using them as expert matrices.
     static func weightsReadOnlyByExperts(_ g: Graph) -> Set<Int> {
-        weightsReadOnlyAsExpertMatrices(g, excludingOutputs: true) { Executable.runsPackedKernel($0, g) }
+        weightsReadOnlyAsExpertMatrices(g, excludingOutputs: true) { Executable.runsPackedKernel($0.node, g) }
     }
 
     /// The weight-table indices of weight nodes that some node reads, and that every reader reads
     /// only as an expert matrix of a `moe_experts` block for which `block` holds (and, with
     /// `excludingOutputs`, that are no graph output).
     private static func weightsReadOnlyAsExpertMatrices(_ g: Graph, excludingOutputs: Bool = false,
-                                                       of block: (Node) -> Bool) -> Set<Int> {
+                                                       of block: (ExpertsNode) -> Bool) -> Set<Int> {
         var out = Set<Int>()
         for (node, n) in g.nodes.enumerated() where n.op == .weight {
             let id = ValueID(node)
             if excludingOutputs && g.outputs.contains(where: { $0.value == id }) { continue }
             let readers = g.nodes.filter { $0.operands.contains(id) }
             let onlyAsExpertMatrix = readers.allSatisfy { r in
-                r.op == .moe_experts && block(r) && r.expertMatrixOperands.contains(id)
-                    && !r.operands.prefix(2).contains(id) && !(r.attributes.bool("with_active") == true && r.operands.last == id)
+                guard let experts = r.expertsView, block(experts) else { return false }
+                // Read as an expert matrix and as nothing else (not as the input or the active mask).
+                return r.operands.filter { $0 == id }.count == experts.matrices.filter { $0 == id }.count && experts.matrices.contains(id)
             }
             if !readers.isEmpty && onlyAsExpertMatrix { out.insert(n.attributes.int("index")!) }
         }

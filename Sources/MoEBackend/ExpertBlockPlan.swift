@@ -46,15 +46,15 @@ public struct ExpertBlockPlan: Sendable {
     public static func plans(_ g: Graph, tokens: [Int], threads: Int, model: MachineModel) -> [ExpertBlockPlan] {
         g.ids.compactMap { id -> ExpertBlockPlan? in
             let n = g[id]
-            guard n.op == .moe_experts, let routing = g[n.operands[1]].type.routing,
-                  let h = g[n.operands[0]].tensorType?.last?.fixedValue else { return nil }
-            let kind = n.attributes.string("kind") ?? "swiglu"
-            let weights = n.operands[2...].compactMap { g[$0].tensorType?.fixedShape }.filter { $0.count == 3 }
+            guard let experts = n.expertsView, let routing = g[experts.routing].type.routing,
+                  let h = g[experts.input].tensorType?.last?.fixedValue else { return nil }
+            let kind = experts.kind.rawValue
+            let weights = experts.matrices.compactMap { g[$0].tensorType?.fixedShape }.filter { $0.count == 3 }
             let ffn = weights.last.map { $0[2] } ?? 0
             // Packed rows of each matrix, rounded up to whole panels of 16.
             let panel = PackedWeight.panelWidth
             // A stored gate_up [2F, H] is packed as gate and up each rounded up (interleaved).
-            let fusedStored = kind == ExpertKind.swiglu_fused.rawValue
+            let fusedStored = experts.kind == .swiglu_fused
             let perExpertFloats = weights.enumerated().reduce(0.0) { sum, w in
                 let rows = fusedStored && w.offset == 0 ? 2 * ((w.element[1] / 2 + panel - 1) / panel * panel)
                                                         : (w.element[1] + panel - 1) / panel * panel
@@ -71,10 +71,10 @@ public struct ExpertBlockPlan: Sendable {
                               computeSeconds: flops / (model.flopsPerThread * Double(threads)))
             }
             return ExpertBlockPlan(name: n.name ?? id.description, experts: e, slots: k, hidden: h, ffn: ffn, kind: kind,
-                                   router: routerSteps(g, n.operands[1]), gateUpFused: n.attributes.bool("fuse_gate_up") ?? false,
-                                   permuted: n.attributes.bool("permute") ?? false,
-                                   prepacked: n.attributes.bool("prepacked") ?? false,
-                                   combineInDown: n.attributes.bool("combine_in_down") ?? false,
+                                   router: routerSteps(g, experts.routing), gateUpFused: experts.has(.fuseGateUp),
+                                   permuted: experts.has(.permute),
+                                   prepacked: experts.has(.prepacked),
+                                   combineInDown: experts.has(.combineInDown),
                                    packedKernel: Executable.runsPackedKernel(n, g),
                                    packedBytes: perExpertFloats * 4 * Double(e), regimes: regimes)
         }

@@ -38,14 +38,15 @@ struct ExpertMatrices: @unchecked Sendable {
 
     /// Whether the node's expert matrices are all weights (computed ones run through `MatMulBackend.linear`).
     static func expertsAreWeights(_ n: Node, _ g: Graph) -> Bool {
-        n.expertMatrixOperands.allSatisfy { g[$0].op == .weight }
+        n.expertsView?.matrices.allSatisfy { g[$0].op == .weight } ?? false
     }
 
     /// `releasable`: weight indices no one else reads, whose unpacked pages are given back as soon
     /// as each expert is packed (so peak memory stays near one copy of the weights).
     init(node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int, releasable: Set<Int> = []) {
-        let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
-        let operandWeights = n.expertMatrixOperands.map { o -> (buffer: AlignedBuffer, shape: [Int], release: Bool) in
+        let view = n.expertsView!
+        let kind = view.kind
+        let operandWeights = view.matrices.map { o -> (buffer: AlignedBuffer, shape: [Int], release: Bool) in
             let w = g[o]
             let index = w.attributes.int("index")!
             return (weights[index], g.weights[index].shape, releasable.contains(index))
@@ -78,7 +79,7 @@ struct ExpertMatrices: @unchecked Sendable {
         case .swiglu:
             let gate = operandWeights[0], up = operandWeights[1]
             let f = gate.shape[1], h = gate.shape[2]
-            let fuse = n.attributes.bool("fuse_gate_up") ?? false
+            let fuse = view.has(.fuseGateUp)
             let joined = fuse ? AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false) : nil
             for e in 0..<experts {
                 if let joined {

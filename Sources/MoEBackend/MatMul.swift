@@ -10,11 +10,10 @@ public enum MatMulBackend: Sendable, CustomStringConvertible {
     /// BLAS if one was found, else the native kernels.
     ///
     /// Why not BLAS first: on the MoE layers moec exists for, the packed kernels, which stream
-    /// weights packed once at load time and cut the experts between threads by a cost model, beat
-    /// OpenBLAS at every batch size we measured (Mixtral-shaped layer, 2 threads, medians:
-    /// 1 token 3.2 vs 9.0 ms, 16 tokens 20 vs 59 ms, 128 tokens 48 vs 88 ms, 512 tokens 173 vs
-    /// 171 ms). BLAS remains the choice where moec has no fast kernels (no AVX2, e.g. Arm with
-    /// Accelerate) and on request: `MOEC_BLAS=libopenblas.so.0`.
+    /// weights packed once at load time and cut the experts between threads by a cost model, were
+    /// as fast as OpenBLAS or faster at every batch size measured (the figures are in the README's
+    /// Performance section). BLAS remains the choice where moec has no fast kernels (no AVX2, e.g.
+    /// Arm with Accelerate) and on request: `MOEC_BLAS=libopenblas.so.0`.
     public static var automatic: MatMulBackend {
         let requested = ProcessInfo.processInfo.environment["MOEC_BLAS"].map { !$0.isEmpty && $0.lowercased() != "none" } ?? false
         if ISA.best == .avx2 && !requested { return .native }

@@ -18,11 +18,11 @@ enum MoEExpertsKernel {
     }
 
     static func sizes(_ n: Node, _ g: Graph, tokens: Int) -> Sizes {
-        let r = g[n.operands[1]].type.routing!
-        let h = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-        let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
-        let w0 = g[n.operands[2]].tensorType!.fixedShape!
-        let f = kind == .swiglu_fused ? w0[1] / 2 : w0[1]
+        let experts = n.expertsView!
+        let r = g[experts.routing].type.routing!
+        let h = g[experts.input].tensorType!.shape[1].fixedValue!
+        let w0 = g[experts.matrices.first!].tensorType!.fixedShape!
+        let f = experts.kind == .swiglu_fused ? w0[1] / 2 : w0[1]
         return Sizes(tokens: tokens, slots: r.slots, experts: r.experts, hidden: h, ffn: f)
     }
 
@@ -31,7 +31,8 @@ enum MoEExpertsKernel {
     /// not `prepacked`, index 9: where each expert matrix is packed per call (empty otherwise).
     static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] {
         let s = sizes(n, g, tokens: tokens)
-        let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
+        let experts = n.expertsView!
+        let kind = experts.kind
         // Room for the packed kernel's first-layer width (F rounded up to 16 when gate and up
         // are interleaved), which is at least the unfused path's 2F (or F).
         let f16 = try ByteCount.roundedUp(s.ffn, to: PackedWeight.panelWidth)
@@ -40,8 +41,8 @@ enum MoEExpertsKernel {
         var pack = 0
         // Matrices not packed at load (the block is not `prepacked`, or they are computed) are
         // packed here per call on moec's kernels.
-        if n.attributes.bool("prepacked") != true || !ExpertMatrices.expertsAreWeights(n, g) {
-            for o in n.expertMatrixOperands {
+        if !experts.has(.prepacked) || !ExpertMatrices.expertsAreWeights(n, g) {
+            for o in experts.matrices {
                 guard let shape = g[o].tensorType?.fixedShape, shape.count == 3 else { continue }
                 let panelRows = try ByteCount.roundedUp(shape[1], to: PackedWeight.panelWidth)
                 pack = max(pack, try ByteCount.product(panelRows, shape[2], 4))
@@ -108,17 +109,17 @@ enum MoEExpertsKernel {
     static func unfusedStep(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
         let g = s.executable.graph
         let z = sizes(n, g, tokens: s.tokens)
-        let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
-        let act = Op(rawValue: n.attributes.string("act") ?? "relu") ?? .relu
-        let permuted = n.attributes.bool("permute") ?? false
+        let experts = n.expertsView!
+        let kind = experts.kind
+        let act = experts.activation.op
+        let permuted = experts.has(.permute)
         let backend = s.executable.options.backend
         let threads = s.executable.options.threads
-        let x = UnsafePointer(s.floats(n.operands[0]))
-        let routing = RoutingBuffer(s.pointer(n.operands[1]), tokens: s.tokens, slots: z.slots)
+        let x = UnsafePointer(s.floats(experts.input))
+        let routing = RoutingBuffer(s.pointer(experts.routing), tokens: s.tokens, slots: z.slots)
         let y = s.floats(ValueID(i))
-        let withActive = n.attributes.bool("with_active") ?? false
-        let active = withActive ? UnsafePointer(s.floats(n.operands[n.operands.count - 1])) : nil
-        let weights = n.expertMatrixOperands.map { s.matrices($0) }
+        let active = experts.active.map { UnsafePointer(s.floats($0)) }
+        let weights = experts.matrices.map { s.matrices($0) }
         let counts = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
         let starts = counts + z.experts + 1
         let perm = s.scratch(i, 1).assumingMemoryBound(to: Int32.self)
@@ -163,7 +164,7 @@ enum MoEExpertsKernel {
                 Kernels.swiglu(he, he, rows: m, f: f, ldOut: fw)
             case .mlp:
                 product(0, e, xe, m: m, ldx: h, he, ldy: fw)
-                Schedule.applyUnary(act, he, he, count: m * fw)
+                act.apply(he, he, count: m * fw)
             }
             product(weights.count - 1, e, he, m: m, ldx: fw, ye, ldy: h)
         }

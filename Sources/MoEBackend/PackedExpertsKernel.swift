@@ -54,17 +54,17 @@ enum PackedExpertsKernel {
     static func step(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
         let g = s.executable.graph
         let z = MoEExpertsKernel.sizes(n, g, tokens: s.tokens)
-        let kind = ExpertKind(rawValue: n.attributes.string("kind")!)!
-        let act = Op(rawValue: n.attributes.string("act") ?? "relu") ?? .relu
+        let experts = n.expertsView!
+        let kind = experts.kind
+        let act = experts.activation.op
         let matrices = s.executable.expertMatrices[i]!
         let threads = s.executable.options.threads
-        let x = SendablePointer(UnsafePointer(s.floats(n.operands[0])))
-        let routing = RoutingBuffer(s.pointer(n.operands[1]), tokens: s.tokens, slots: z.slots)
+        let x = SendablePointer(UnsafePointer(s.floats(experts.input)))
+        let routing = RoutingBuffer(s.pointer(experts.routing), tokens: s.tokens, slots: z.slots)
         let y = SendablePointer(s.floats(ValueID(i)))
-        let withActive = n.attributes.bool("with_active") ?? false
-        let weightInDown = n.attributes.bool("combine_in_down") ?? false
+        let weightInDown = experts.has(.combineInDown)
         let routingWeights = SendablePointer(routing.weights)
-        let active = withActive ? UnsafePointer(s.floats(n.operands[n.operands.count - 1])) : nil
+        let active = experts.active.map { UnsafePointer(s.floats($0)) }
         let counts = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
         let starts = counts + z.experts + 1
         let perm = SendablePointer(s.scratch(i, 1).assumingMemoryBound(to: Int32.self))
@@ -125,7 +125,7 @@ enum PackedExpertsKernel {
                         // Gate at c0 ..< c0+16, up at c0+16 ..< c0+32; padded features are 0.
                         Kernels.swiglu(strip, strip, rows: r1 - r0, f: panel, ldIn: fw, ldOut: fw)
                     case .mlp:
-                        for r in 0..<(r1 - r0) { Schedule.applyUnary(act, strip + r * fw, strip + r * fw, count: features) }
+                        for r in 0..<(r1 - r0) { act.apply(strip + r * fw, strip + r * fw, count: features) }
                     }
                     PackedRows.packColumns(rows + c0, ld: fw, scale: scale, m: m, k: f, columns: j * panel, count: features,
                                            rows: r0..<r1, into: into)
@@ -158,7 +158,7 @@ enum PackedExpertsKernel {
                 case .swiglu, .swiglu_fused:
                     Kernels.swiglu(rowsHere, rowsHere, rows: r1 - r0, f: f, ldIn: fw, ldOut: fw)
                 case .mlp:
-                    Schedule.applyUnary(act, rowsHere, rowsHere, count: (r1 - r0) * fw)
+                    act.apply(rowsHere, rowsHere, count: (r1 - r0) * fw)
                 }
                 PackedRows.pack(hidden.pointer + begin * fw, ld: fw, scale: weightInDown ? permWeight.pointer + begin : nil, m: m, k: f,
                                 into: packedH.pointer + groups.offsetH(gi), panels: panels)

@@ -1,4 +1,5 @@
 import Foundation
+import MoEBasics
 import MoEIR
 
 /// Shared definitions of routing arithmetic whose exact form is part of a mechanism's meaning,
@@ -37,14 +38,7 @@ public enum RoutingMath {
         if method == "hash" {
             return Int((UInt32(truncatingIfNeeded: u) &* 2_654_435_761) % UInt32(experts))
         }
-        return Int(splitmix64(UInt64(bitPattern: Int64(seed)) &* 1_000_003 &+ u) % UInt64(experts))
-    }
-
-    public static func splitmix64(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        return Int(SplitMix64.mix(UInt64(bitPattern: Int64(seed)) &* 1_000_003 &+ u) % UInt64(experts))
     }
 
     /// DSelect-k's smooth step: 0 below −γ/2, 1 above γ/2, a cubic in between.

@@ -1,4 +1,5 @@
 import Foundation
+import MoEBasics
 import MoEIR
 import MoEKernels
 
@@ -48,7 +49,7 @@ public final class Schedule: @unchecked Sendable {
             expertLoads.append((i, p, e))
         }
         for (i, n) in g.nodes.enumerated() {
-            if let run = makeStep(node: i, n) {
+            if let run = n.op.steps.step(self, n, i) {
                 steps.append(Step(name: n.op.rawValue, run: run))
             }
         }
@@ -141,8 +142,6 @@ public final class Schedule: @unchecked Sendable {
         expertLoads.map { l in (0..<l.experts).map { Int(l.counts[$0]) } }
     }
 
-    /// The index of the last step reading each value; outputs are read at the end.
-
     static func valueBytes(_ t: IRType, tokens: Int) throws(ByteCount.Overflow) -> Int {
         switch t {
         case .tensor(let tt): return try ByteCount.product(max(try ByteCount.elements(tt, tokens: tokens), 1), 4)
@@ -150,36 +149,9 @@ public final class Schedule: @unchecked Sendable {
         }
     }
 
-    /// Temporary buffers a step needs while it runs.
+    /// Temporary buffers a step needs while it runs (its family's `StepFamily.scratchBytes`).
     static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] {
-        switch n.op {
-        case .linear:
-            // The native kernels pack x here (see `MatMulBackend.linear`).
-            guard let x = g[n.operands[0]].tensorType, let k = x.last?.fixedValue else { return [] }
-            let rows = max(try ByteCount.elements(x, tokens: tokens) / max(k, 1), 1)
-            return [try ByteCount.packedOperand(m: rows, k: k)]
-        case .swiglu, .mlp:
-            // The hidden activations, and where the native kernels pack each GEMM's left operand.
-            guard let x = g[n.operands[0]].tensorType, let h = x.last?.fixedValue else { return [] }
-            let rows = max(try ByteCount.elements(x, tokens: tokens) / max(h, 1), 1)
-            let f = g[n.operands[1]].tensorType!.shape[0].fixedValue!
-            return [try ByteCount.product(rows, 2, f, 4), try ByteCount.packedOperand(m: rows, k: max(h, f))]
-        case .topk:
-            let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-            return [try ByteCount.sum(try ByteCount.product(e, 8), 64)]
-        case .fused_router:
-            // Scores, choice scores and flags: E floats each (group scores fit in the flags).
-            let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-            return [try ByteCount.sum(try ByteCount.product(e, 12), 64)]
-        case .route_capacity:
-            return [try ByteCount.product(g[n.operands[0]].type.routing!.experts, 4)]
-        case .threshold, .top_p, .stat_topk, .nonzero, .dense_route, .within, .expert_choice:
-            return try SelectionSteps.scratchBytes(n, g, tokens: tokens)
-        case .moe_experts:
-            return try MoEExpertsKernel.scratchBytes(n, g, tokens: tokens)
-        default:
-            return []
-        }
+        try n.op.steps.scratchBytes(n, g, tokens: tokens)
     }
 
     // MARK: Pointers
@@ -273,25 +245,18 @@ public final class Schedule: @unchecked Sendable {
 
     /// Fills the inputs with seeded random values (for benchmarks), without allocating.
     public func fillInputsRandomly(seed: UInt64) {
-        var state = seed &+ 0x9E37_79B9_7F4A_7C15
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var random = SplitMix64(state: seed &+ SplitMix64.gamma)
         for (_, id, type) in executable.graph.inputs {
             let count = type.elementCount(tokens: tokens)
             if type.dtype == .i32 {
                 let p = pointer(id).assumingMemoryBound(to: Int32.self)
-                for i in 0..<count { p[i] = Int32(truncatingIfNeeded: next() % 32000) }
+                for i in 0..<count { p[i] = Int32(truncatingIfNeeded: random.next() % 32000) }
             } else {
                 let p = floats(id)
                 for i in 0..<count {
                     // Approximately standard normal: sum of uniforms.
                     var s = 0.0
-                    for _ in 0..<4 { s += Double(next() >> 11) / Double(1 << 53) }
+                    for _ in 0..<4 { s += random.unit() }
                     p[i] = Float((s - 2) * 1.7320508)
                 }
             }

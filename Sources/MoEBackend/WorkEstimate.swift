@@ -31,11 +31,10 @@ public struct WorkEstimate: Sendable {
             case .moe_experts:
                 let loads = moeIndex < expertLoads.count ? expertLoads[moeIndex] : []
                 moeIndex += 1
-                let experts = g[n.operands[1]].type.routing!.experts
-                // Per expert: the product of each of its matrices' sizes (not the active mask
-                // a halting hop reads last).
-                let weights = n.operands.dropFirst(2).dropLast(n.attributes.bool("with_active") == true ? 1 : 0)
-                let perExpert = weights.reduce(0.0) { acc, o in
+                let view = n.expertsView!
+                let experts = g[view.routing].type.routing!.experts
+                // Per expert: the product of each of its matrices' sizes.
+                let perExpert = view.matrices.reduce(0.0) { acc, o in
                     acc + Double(g[o].tensorType!.fixedShape!.dropFirst().reduce(1, *))
                 }
                 expertsTotal += experts
@@ -44,8 +43,6 @@ public struct WorkEstimate: Sendable {
                     weightBytes += perExpert * 4
                     expertsHit += 1
                 }
-            case .topk:
-                break
             default:
                 break
             }

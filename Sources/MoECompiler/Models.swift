@@ -3,6 +3,7 @@ import MoEBackend
 import MoEBasics
 import MoEIO
 import MoEIR
+import MoEPasses
 
 extension CompilerSession {
     /// The checkpoint of `--model`, opened once and checked shard by shard.
@@ -23,16 +24,21 @@ extension CompilerSession {
 
     /// The optimised graph with its weights checked against the checkpoint: every tensor
     /// present with the declared shape. Errors point at the weight declarations.
-    public func boundGraph() throws -> Graph {
-        let g = try optimize()
+    public func boundGraph() throws -> Graph { try boundGraph(enabling: []) }
+
+    func boundGraph(enabling extra: Set<String>) throws -> Graph {
+        let g = try optimize(enabling: extra)
         let problems = WeightBinding.check(g, try checkpoint())
         if !problems.isEmpty { throw DiagnosticError(problems) }
         return g
     }
 
     /// A plan for `moec run`: the bound graph and fingerprints of its weight files.
-    public func makePlan() throws -> Plan {
-        let g = try boundGraph()
+    public func makePlan() throws -> Plan { try makePlan(enabling: []) }
+
+    /// The plan with the optional passes `extra` enabled as well.
+    func makePlan(enabling extra: Set<String>) throws -> Plan {
+        let g = try boundGraph(enabling: extra)
         let ckpt = try checkpoint()
         let prints: [WeightFileFingerprint]
         do { prints = try ckpt.fingerprints() } catch { throw DiagnosticError(.error("\(error)")) }
@@ -44,11 +50,16 @@ extension CompilerSession {
                     sourcePath: absolute(options.graphPath), notes: notes)
     }
 
-    /// Writes the plan to `path`, or to `NAME.plan.json` in the current folder. Returns the path.
+    /// Where `writePlan(to: path)` writes: `path`, or `NAME.plan.json` in the current folder.
+    public func planPath(_ path: String?) -> String {
+        let base = ((options.graphPath as NSString).lastPathComponent as NSString).deletingPathExtension
+        return path ?? "\(base).plan.json"
+    }
+
+    /// Writes the plan to `planPath(path)`. Returns that path.
     public func writePlan(to path: String?) throws -> String {
         let plan = try makePlan()
-        let base = ((options.graphPath as NSString).lastPathComponent as NSString).deletingPathExtension
-        let out = path ?? "\(base).plan.json"
+        let out = planPath(path)
         do { try plan.write(to: out) } catch { throw DiagnosticError(.error("\(error)")) }
         return out
     }
@@ -56,7 +67,10 @@ extension CompilerSession {
 
 /// A loaded model ready to run: a plan with its weights in memory and an executable.
 public final class ModelRunner: @unchecked Sendable {
+    /// The plan that runs: with `recordRouting`, its graph has the router scores as outputs too.
     public let plan: Plan
+    /// The graph as its source declares it: the plan's, without the router-score outputs.
+    public let graph: Graph
     public let executable: Executable
     /// Seconds spent loading (and packing) weights.
     public let loadSeconds: Double
@@ -66,6 +80,7 @@ public final class ModelRunner: @unchecked Sendable {
     /// `run(_:recordingInto:)` needs.
     public let recordsRouting: Bool
 
+    /// `plan`'s graph must have been through `router-score-exposure` when `recordRouting` is set.
     init(plan: Plan, checkpoint: Checkpoint, options: ExecutionOptions, progress: ((Int, Int) -> Void)?, recordRouting: Bool) throws {
         let t0 = Date()
         switch options.placement?.layout {
@@ -86,10 +101,12 @@ public final class ModelRunner: @unchecked Sendable {
         }
         let buffers = try WeightBinding.load(plan.graph, checkpoint, progress: progress)
         self.plan = plan
+        var declared = plan.graph
+        declared.outputs.removeAll { RouterProbe.isScoresOutput($0.name) }
+        graph = declared
         routerProbes = RouterProbe.find(in: plan.graph)
         recordsRouting = recordRouting
-        let graph = recordRouting ? plan.graph.exposingRouterScores(routerProbes) : plan.graph
-        executable = Executable(graph: graph, weights: buffers, options: options, consumeWeights: true)
+        executable = Executable(graph: plan.graph, weights: buffers, options: options, consumeWeights: true)
         loadSeconds = Date().timeIntervalSince(t0)
     }
 
@@ -97,7 +114,7 @@ public final class ModelRunner: @unchecked Sendable {
     /// `recordRouting` makes runs return what `run(_:recordingInto:)` needs.
     public static func load(planPath: String, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil,
                             recordRouting: Bool = false) throws -> ModelRunner {
-        let plan: Plan
+        var plan: Plan
         let ckpt: Checkpoint
         do {
             plan = try Plan.read(planPath)
@@ -105,18 +122,17 @@ public final class ModelRunner: @unchecked Sendable {
         } catch {
             throw DiagnosticError(.error("\(error)"))
         }
+        if recordRouting { plan.graph = try Pipeline.exposingRouterScores(plan.graph) }
         return try ModelRunner(plan: plan, checkpoint: ckpt, options: options, progress: progress, recordRouting: recordRouting)
     }
 
     /// Compiles a graph in memory and loads its weights.
     public static func compile(_ session: CompilerSession, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil,
                                recordRouting: Bool = false) throws -> ModelRunner {
-        let plan = try session.makePlan()
+        let plan = try session.makePlan(enabling: recordRouting ? [RouterScoreExposure.name] : [])
         return try ModelRunner(plan: plan, checkpoint: try session.checkpoint(), options: options, progress: progress,
                                recordRouting: recordRouting)
     }
-
-    public var graph: Graph { plan.graph }
 
     /// Runs the graph; returns the graph's outputs.
     public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
@@ -159,7 +175,7 @@ public struct HaltingReport: Sendable {
     /// Nil when the graph has no halting blocks. `expertLoads`: per `moe_experts` node, as
     /// `Schedule.lastExpertLoads()` returns them.
     public init?(graph g: MoEIR.Graph, expertLoads: [[Int]]) {
-        let halting = g.moeLayers.filter { l in l.hops > 1 && l.nodes.contains { g[$0].attributes.bool("with_active") == true } }
+        let halting = g.moeLayers.filter { l in l.hops > 1 && l.nodes.contains { g[$0].expertsView?.active != nil } }
         guard let hops = halting.map(\.hops).max() else { return nil }
         var pairs = [Int](repeating: 0, count: hops)
         var everyHop = 0   // pairs had no token halted: each hop as many as the first

@@ -13,8 +13,13 @@ public enum Pipeline {
         TokenPermutation(),
         ExpertWeightPrepacking(),
         CombineFusion(),
+        RouterScoreExposure(),   // optional: only when statistics are asked for
         MemoryPlanning(),
     ]
+
+    /// Passes that run only when enabled (`CompileOptions.enabledPasses`): they serve a use of the
+    /// graph (statistics), not its speed.
+    public static let optionalNames: [String] = [RouterScoreExposure.name]
 
     #if DEBUG
     public static let verifyByDefault = true
@@ -22,26 +27,39 @@ public enum Pipeline {
     public static let verifyByDefault = false
     #endif
 
-    /// Runs every pass; with `verifyEachPass`, the verifier checks the graph after each one and
-    /// a failure names the pass that broke it.
-    /// The passes' names, in order.
-    public static var names: [String] { passes.map { type(of: $0).name } }
+    /// The names of the passes that run by default, in order (what `--disable-pass` takes).
+    public static var names: [String] { passes.map { type(of: $0).name }.filter { !optionalNames.contains($0) } }
 
-    public static func run(_ graph: Graph, verifyEachPass: Bool, disabled: Set<String> = []) throws -> Graph {
+    /// Runs every default pass and the `enabled` optional ones, except the `disabled`, starting
+    /// at the pass named `first` (nil: the first pass); with `verifyEachPass`, the verifier checks
+    /// the graph after each one and a failure names the pass that broke it.
+    public static func run(_ graph: Graph, verifyEachPass: Bool, disabled: Set<String> = [], enabled: Set<String> = [],
+                           from first: String? = nil) throws -> Graph {
         var g = graph
-        for pass in passes where !disabled.contains(type(of: pass).name) {
+        let start = first.flatMap { f in passes.firstIndex { type(of: $0).name == f } } ?? 0
+        for pass in passes[start...] {
+            let name = type(of: pass).name
+            if disabled.contains(name) || optionalNames.contains(name) && !enabled.contains(name) { continue }
             g = try pass.run(g)
             if verifyEachPass {
                 let problems = Verifier.verify(g)
                 if !problems.isEmpty {
                     throw DiagnosticError(problems.map { d in
                         var d = d
-                        d.message = "after pass \(type(of: pass).name): " + d.message
+                        d.message = "after pass \(name): " + d.message
                         return d
                     })
                 }
             }
         }
         return g
+    }
+
+    /// A graph that went through the pipeline without `router-score-exposure` (a plan's), with
+    /// the passes from `router-score-exposure` on run now: its router scores become outputs and
+    /// the memory plan, when it has one, is made again so that they live to the end of the run.
+    public static func exposingRouterScores(_ compiled: Graph) throws -> Graph {
+        try run(compiled, verifyEachPass: verifyByDefault, disabled: compiled.lastReaders == nil ? [MemoryPlanning.name] : [],
+                enabled: [RouterScoreExposure.name], from: RouterScoreExposure.name)
     }
 }

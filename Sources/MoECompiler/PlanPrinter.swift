@@ -5,7 +5,8 @@ import MoEIO
 import MoEIR
 
 /// `--emit plan`: what `moec run` will execute, for a person: the weights and where they come
-/// from, the flat schedule of steps, and the arena the steps share at a few token counts.
+/// from, the flat schedule of steps (the backend's `Schedule.stepDescriptions`: the steps a run
+/// executes), and the arena the steps share at a few token counts.
 public struct PlanPrinter {
     public static let sampleTokens = [1, 16, 128, 512]
 
@@ -86,12 +87,11 @@ public struct PlanPrinter {
         }
 
         out += "\nschedule (one shape-specialised closure per step)\n"
-        var step = 0
-        for (i, n) in g.nodes.enumerated() where ![.input, .weight, .constant].contains(n.op) {
+        for (step, s) in Schedule.stepDescriptions(g).enumerated() {
+            let n = g[s.node]
             let operands = n.operands.map { names[$0.index] }.joined(separator: ", ")
             let type = IRPrinter().format(n.type, g)
-            out += String(format: "  %3d  ", step) + "\(names[i]) = \(n.op.rawValue) \(operands)".padded(to: 58) + type + "\n"
-            step += 1
+            out += String(format: "  %3d  ", step) + "\(names[s.node.index]) = \(s.name) \(operands)".padded(to: 58) + type + "\n"
         }
 
         let blocks = ExpertBlockPlan.plans(g, tokens: Self.sampleTokens, threads: threads, model: .forPlanning)

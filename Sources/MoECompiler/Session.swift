@@ -14,14 +14,17 @@ public struct CompileOptions: Sendable {
     public var verifyEachPass: Bool
     /// Passes to leave out (by `Pass.name`), to see or measure what one pass does.
     public var disabledPasses: Set<String>
+    /// Optional passes to run (`Pipeline.optionalNames`), e.g. `router-score-exposure`.
+    public var enabledPasses: Set<String>
 
     public init(graphPath: String, modelDirectory: String? = nil, overrides: [(name: String, value: String)] = [],
-                verifyEachPass: Bool = false, disabledPasses: Set<String> = []) {
+                verifyEachPass: Bool = false, disabledPasses: Set<String> = [], enabledPasses: Set<String> = []) {
         self.graphPath = graphPath
         self.modelDirectory = modelDirectory
         self.overrides = overrides
         self.verifyEachPass = verifyEachPass
         self.disabledPasses = disabledPasses
+        self.enabledPasses = enabledPasses
     }
 }
 
@@ -34,7 +37,8 @@ public final class CompilerSession {
 
     private var cachedAST: SourceFileAST?
     private var cachedIR: Graph?
-    private var cachedOptimized: Graph?
+    /// Per set of enabled optional passes.
+    private var cachedOptimized: [Set<String>: Graph] = [:]
     var cachedCheckpoint: Checkpoint?
 
     public init(_ options: CompileOptions) {
@@ -93,11 +97,16 @@ public final class CompilerSession {
     }
 
     /// Runs the optimisation pipeline.
-    public func optimize() throws -> Graph {
-        if let g = cachedOptimized { return g }
+    public func optimize() throws -> Graph { try optimize(enabling: []) }
+
+    /// Runs the optimisation pipeline with the optional passes `extra` enabled as well as the
+    /// options' (`ModelRunner` enables `router-score-exposure` for statistics).
+    func optimize(enabling extra: Set<String>) throws -> Graph {
+        let enabled = options.enabledPasses.union(extra)
+        if let g = cachedOptimized[enabled] { return g }
         let g = try Pipeline.run(try lower(), verifyEachPass: options.verifyEachPass || Pipeline.verifyByDefault,
-                                 disabled: options.disabledPasses)
-        cachedOptimized = g
+                                 disabled: options.disabledPasses, enabled: enabled)
+        cachedOptimized[enabled] = g
         return g
     }
 

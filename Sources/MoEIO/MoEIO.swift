@@ -7,7 +7,6 @@
 //   NpyArray / NpyFormat  NumPy .npy v1–3 reader, v1 writer (byte-exact with numpy.save)
 //   ModelConfig           config.json with dotted-path lookup
 //   HalfPrecision         binary16 and bfloat16 ↔ Float by bit manipulation
-//   NameSuggestions       edit distance for "did you mean"
 //
 // Every file error is a `WeightFileError` naming the file, and where it applies the tensor and
 // the absolute byte offset; config errors are `Diagnostic`s (`config.json:3:17: error: ...`).

@@ -9,10 +9,6 @@ public struct GraphBuilder {
         graph = Graph(name: name, tokensName: tokensName)
     }
 
-    public init(continuing graph: Graph) {
-        self.graph = graph
-    }
-
     public mutating func setParams(_ params: [ParamBinding]) { graph.params = params }
 
     public func type(of id: ValueID) -> IRType { graph[id].type }

@@ -30,13 +30,14 @@ extension Graph {
         for id in ids where self[id].op == .moe_experts {
             defer { position += 1 }
             let n = self[id]
-            if let block = n.attributes.string("block"), let l = layerOfBlock[block] {
+            let block = n.attributes.string("block")
+            if let block, let l = layerOfBlock[block] {
                 layers[l].nodes.append(id)
                 layers[l].nodePositions.append(position)
                 continue
             }
             let experts = self[n.operands[1]].type.routing?.experts ?? n.attributes.int("experts") ?? 0
-            if let block = n.attributes.string("block") {
+            if let block {
                 layerOfBlock[block] = layers.count
                 layers.append(MoELayer(name: block, nodes: [id], nodePositions: [position], experts: experts))
             } else {
@@ -44,15 +45,5 @@ extension Graph {
             }
         }
         return layers
-    }
-}
-
-extension Node {
-    /// A `moe_experts` node's expert matrices: its operands after the input and the routing, and
-    /// before the active mask of a `with_active` block. Empty for a node with fewer operands.
-    public var expertMatrixOperands: ArraySlice<ValueID> {
-        let start = min(2, operands.count)
-        let end = max(start, operands.count - (attributes.bool("with_active") == true ? 1 : 0))
-        return operands[start..<end]
     }
 }

@@ -154,14 +154,6 @@ public struct Graph: Hashable, Sendable {
         }
     }
 
-    /// How many nodes read each value (outputs count as readers).
-    public func useCounts() -> [Int] {
-        var uses = [Int](repeating: 0, count: nodes.count)
-        for n in nodes { for o in n.operands { uses[o.index] += 1 } }
-        for o in outputs { uses[o.value.index] += 1 }
-        return uses
-    }
-
     public static func == (a: Graph, b: Graph) -> Bool {
         a.name == b.name && a.tokensName == b.tokensName && a.params == b.params && a.weights == b.weights &&
             a.nodes == b.nodes && a.outputs.map(\.name) == b.outputs.map(\.name) && a.outputs.map(\.value) == b.outputs.map(\.value) &&

@@ -1,70 +1,130 @@
-/// Every operation the IR knows. One node type carries any of them (as in tinygrad): the op
-/// says what the node computes, attributes hold its compile-time settings. What each op
-/// accepts and produces is written once, in `OpSchema.swift`; the verifier and the reference
-/// interpreter each have a case per op.
-public enum Op: String, Hashable, Sendable, CaseIterable {
-    // Values from outside the graph.
-    case input                  // attrs: name
-    case weight                 // attrs: index (into Graph.weights)
-    case constant               // attrs: value (a scalar f32)
+/// Every operation the IR knows, grouped into families. One node type carries any of them (as in
+/// tinygrad): the op says what the node computes, attributes hold its compile-time settings.
+///
+/// Each family is an enum of its own in `Ops/` (`DenseOps.swift`, `ScoringOps.swift`, …) with its
+/// type rules and per-op properties (`OpFamily`), and the other layers have one file per family of
+/// the same name: the builtins in the compiler's lowering, the executor steps and the reference
+/// implementation in the backend. Those files switch exhaustively over their family's enum, so an
+/// op added to a family without its rule, step or reference does not compile.
+///
+/// Ops are written as members of `Op` everywhere (`Op.linear`, `n.op == .topk`): each family file
+/// declares its ops as static members, and the text name (`rawValue`, used by the printer and by
+/// plan files) is the family member's.
+public enum Op: Hashable, Sendable, CaseIterable, RawRepresentable, CustomStringConvertible {
+    /// Values from outside the graph: inputs, weights, constants.
+    case leaf(LeafOp)
+    /// Plain layers: linear, norms, dense FFNs.
+    case dense(DenseOp)
+    /// Element-wise activations and broadcasting arithmetic.
+    case elementwise(ElementwiseOp)
+    /// Router scoring beyond `linear`: softmax, centroids, subspaces, balancing, DSelect-k.
+    case scoring(ScoringOp)
+    /// Scores → a routing (which experts each token uses, with weights).
+    case selection(SelectionOp)
+    /// Routing → routing: stages on the chosen weights.
+    case routingStage(RoutingStageOp)
+    /// The experts of a MoE block, and multi-hop halting.
+    case experts(ExpertsOp)
 
-    // Plain layers.
-    case linear                 // x[…, K], W[N, K] (, b[N]) → x·Wᵀ + b : […, N]
-    case rmsnorm                // x[…, D], w[D]; attrs: eps
-    case layernorm              // x[…, D], w[D] (, b[D]); attrs: eps
-    case softmax                // over the last axis; an all −∞ row gives zeros; attrs: temperature
-    case silu, gelu, gelu_tanh, relu, sigmoid, tanh, exp, sqrt, neg
-    case add, sub, mul, div     // broadcasting: equal dims, or 1, or a scalar
-    case swiglu                 // dense SwiGLU FFN: x, W_gate[F, H], W_up[F, H], W_down[H, F]
-    case mlp                    // dense MLP: x, W_up[F, H], W_down[H, F]; attrs: act
-
-    // Scoring beyond linear.
-    case cosine                 // h[T, r], centroids[E, r] → cos(h, c_e) : [T, E]
-    case distance               // x[T, d], centroids[E, d] → ‖x − c_e‖₂ : [T, E]
-    case subspace               // x[T, d], bases[E, d, r] → ‖x·U_e‖ / ‖x‖ : [T, E]
-    case sinkhorn               // scores[T, E] → balanced probabilities [T, E]; attrs: iterations
-    case dselect                // x[T, …], z[(T,) k·m], alpha[(T,) k] → dense weights [T, E]; attrs: experts, gamma
-
-    // Routing: scores → a routing → weights.
-    case topk                   // scores[T, E] (, bias[E]) (, by[T, E]) → routing
-                                // attrs: k, with_bias, with_by, groups, keep_groups, group_top, masked, force, disable
-    case threshold              // scores[T, E] → every expert with score ≥ tau; attrs: tau, max_k
-    case top_p                  // probs[T, E] → smallest set with cumulative prob ≥ p; attrs: p, max_k
-    case stat_topk              // scores[T, E] → score ≥ mean + std·Φ⁻¹(1 − k/E); attrs: k, max_k
-    case expert_choice          // scores[T, E] (, cf[]) → each expert its top-C tokens; attrs: k, capacity_factor
-    case dense_route            // scores[T, E] → every expert, weight = score
-    case nonzero                // weights[T, E] → the experts with non-zero weight; attrs: max_k
-    case hash_route             // ids i32[T] → one expert per token id; attrs: experts, method, seed
-    case within                 // outer routing over G groups, inner scores[T, G·S] → routing over G·S; attrs: k
-    case fused_router           // logits[T, E] (, bias[E]) → routing: score function, top-k and weight stages in one
-                                // pass per token (made by the router-fusion pass; see `RouterFusion`)
-                                // attrs: score (softmax | sigmoid | identity), the topk attrs, normalize (sum | softmax), eps, scale
-    case route_renormalize      // weights / their sum; attrs: eps
-    case route_softmax          // softmax over each token's chosen scores (all −∞ → zeros)
-    case route_scale            // weights · factor; attrs: factor
-    case route_sqrt             // √weight (SqrtGate)
-    case route_capacity         // each expert keeps its first `capacity` tokens; attrs: capacity
-
-    // Experts.
-    case moe_experts            // x[T, H], routing, stacked expert weights (, active[T]) → Σ w·expert(x) : [T, H]
-                                // attrs: experts, kind (swiglu | swiglu_fused | mlp), act, with_active, fuse_gate_up;
-                                // a multi-hop block's hops: block (its name), hop (0, 1, …): see MoELayer
-    case halt_mask              // h[T, H], delta[T, H] (, active[T]) → 1 where ‖delta‖/‖h‖ ≥ tau and active : [T]
-                                // attrs: tau
-
-    /// Ops that compute element by element with broadcasting.
-    public var isElementwiseBinary: Bool { [.add, .sub, .mul, .div].contains(self) }
-    public var isElementwiseUnary: Bool { [.silu, .gelu, .gelu_tanh, .relu, .sigmoid, .tanh, .exp, .sqrt, .neg].contains(self) }
-    /// Ops that turn scores into a routing.
-    public var isSelection: Bool {
-        [.topk, .fused_router, .threshold, .top_p, .stat_topk, .expert_choice, .dense_route, .nonzero, .hash_route, .within].contains(self)
+    /// The family member, for the properties every family has (`OpFamily`).
+    public var member: any OpFamily {
+        switch self {
+        case .leaf(let o): return o
+        case .dense(let o): return o
+        case .elementwise(let o): return o
+        case .scoring(let o): return o
+        case .selection(let o): return o
+        case .routingStage(let o): return o
+        case .experts(let o): return o
+        }
     }
-    public var isRouting: Bool { isSelection || [.route_renormalize, .route_softmax, .route_scale, .route_sqrt, .route_capacity].contains(self) }
+
+    public init?(rawValue: String) {
+        if let o = LeafOp(rawValue: rawValue) { self = .leaf(o) }
+        else if let o = DenseOp(rawValue: rawValue) { self = .dense(o) }
+        else if let o = ElementwiseOp(rawValue: rawValue) { self = .elementwise(o) }
+        else if let o = ScoringOp(rawValue: rawValue) { self = .scoring(o) }
+        else if let o = SelectionOp(rawValue: rawValue) { self = .selection(o) }
+        else if let o = RoutingStageOp(rawValue: rawValue) { self = .routingStage(o) }
+        else if let o = ExpertsOp(rawValue: rawValue) { self = .experts(o) }
+        else { return nil }
+    }
+
+    /// The op's name in printed IR and plan files.
+    public var rawValue: String { member.rawValue }
+    public var description: String { rawValue }
+
+    public static var allCases: [Op] {
+        LeafOp.allCases.map(Op.leaf) + DenseOp.allCases.map(Op.dense) + ElementwiseOp.allCases.map(Op.elementwise)
+            + ScoringOp.allCases.map(Op.scoring) + SelectionOp.allCases.map(Op.selection)
+            + RoutingStageOp.allCases.map(Op.routingStage) + ExpertsOp.allCases.map(Op.experts)
+    }
+
+    /// The op's name as written in `.moe` source, for messages.
+    public var surfaceName: String { member.surfaceName }
+
+    /// Whether every value the op produces is ≥ 0, whatever its operands.
+    public var isNonNegative: Bool { member.isNonNegative }
+
+    /// The part of a fused router this op can become (`RouterFusion`).
+    public var routerFusionPart: RouterFusionPart? { member.routerFusionPart }
+
+    /// Element-wise with broadcasting: `+ - * /`.
+    public var isElementwiseBinary: Bool { if case .elementwise(let o) = self { return o.isBinary }; return false }
+    /// Element-wise functions of one tensor.
+    public var isElementwiseUnary: Bool { if case .elementwise(let o) = self { return !o.isBinary }; return false }
+    /// Ops that turn scores into a routing.
+    public var isSelection: Bool { if case .selection = self { return true }; return false }
+    /// Ops whose value is a routing: selections and the stages after them.
+    public var isRouting: Bool {
+        switch self {
+        case .selection, .routingStage: return true
+        default: return false
+        }
+    }
+}
+
+/// What a fused router (`RouterFusion`) can absorb.
+public enum RouterFusionPart: Hashable, Sendable {
+    /// A score function applied to the logits before top-k: the fused router's `score`
+    /// attribute takes this name (`softmax`, `sigmoid`).
+    case scoreFunction(String)
+    /// A normalisation of the chosen weights: the fused router's `normalize` attribute.
+    case normalize(String)
+    /// A constant factor on the chosen weights.
+    case scale
+}
+
+/// What every op family says about each of its ops. Families implement each member with an
+/// exhaustive `switch`, so a new op cannot be added without its rules.
+public protocol OpFamily: CaseIterable, Hashable, Sendable {
+    /// The name in printed IR and plan files.
+    var rawValue: String { get }
+    /// The name as written in `.moe` source, for messages.
+    var surfaceName: String { get }
+    /// The result type of the op on operands of these types, or nil for leaves, whose type is
+    /// declared rather than inferred. Throws with a message about the operands when they do not fit.
+    func resultType(_ operands: [IRType], _ attrs: Attributes) throws(TypeRuleError) -> IRType?
+    /// Whether every value the op produces is ≥ 0 whatever its operands: router statistics read
+    /// such scores as probabilities up to a sum, other scores through a softmax (`RouterProbe`).
+    var isNonNegative: Bool { get }
+    /// What the op can become inside a fused router, or nil.
+    var routerFusionPart: RouterFusionPart? { get }
 }
 
 /// The activation of an `mlp` (dense or expert).
 public enum Activation: String, Hashable, Sendable, CaseIterable {
     case relu, gelu, gelu_tanh, silu
+
+    /// The element-wise op that computes it.
+    public var op: ElementwiseOp {
+        switch self {
+        case .relu: return .relu
+        case .gelu: return .gelu
+        case .gelu_tanh: return .gelu_tanh
+        case .silu: return .silu
+        }
+    }
 }
 
 /// How each expert's FFN is laid out.
@@ -75,6 +135,15 @@ public enum ExpertKind: String, Hashable, Sendable, CaseIterable {
     case swiglu_fused
     /// `act(x·W_upᵀ)·W_downᵀ` with up [E, F, H], down [E, H, F].
     case mlp
+
+    /// The roles of the expert matrices, in operand order.
+    public var matrixRoles: [String] {
+        switch self {
+        case .swiglu: return ["gate", "up", "down"]
+        case .swiglu_fused: return ["gate_up", "down"]
+        case .mlp: return ["up", "down"]
+        }
+    }
 }
 
 /// A compile-time attribute value.

@@ -98,8 +98,8 @@ public enum Verifier {
             }
             hopsSeen[block] = (seen.count + 1, seen.experts ?? routing?.experts)
         }
-        for id in g.ids where g[id].op == .moe_experts && g[id].attributes.bool("prepacked") == true {
-            for m in g[id].expertMatrixOperands where g.nodes.indices.contains(m.index) && g[m].op != .weight {
+        for (id, experts) in g.expertsNodes where experts.has(.prepacked) {
+            for m in experts.matrices where g.nodes.indices.contains(m.index) && g[m].op != .weight {
                 report(id, "marked prepacked, but its expert matrix \(names[m.index]) is computed, not a weight")
             }
         }

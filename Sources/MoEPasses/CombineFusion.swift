@@ -19,5 +19,5 @@ public struct CombineFusion: Pass {
     public static let name = "combine-fusion"
     public init() {}
 
-    public func run(_ graph: Graph) throws -> Graph { markingExperts(graph, "combine_in_down") }
+    public func run(_ graph: Graph) throws -> Graph { markingExperts(graph, .combineInDown) }
 }

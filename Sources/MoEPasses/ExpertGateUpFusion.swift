@@ -21,9 +21,9 @@ public struct ExpertGateUpFusion: Pass {
     public init() {}
 
     public func run(_ graph: Graph) throws -> Graph {
-        markingExperts(graph, "fuse_gate_up") { n in
-            guard n.attributes.string("kind") == ExpertKind.swiglu.rawValue, n.operands.count >= 5 else { return false }
-            let gate = graph[n.operands[2]], up = graph[n.operands[3]]
+        markingExperts(graph, .fuseGateUp) { experts in
+            guard experts.kind == .swiglu, let gateID = experts.matrix("gate"), let upID = experts.matrix("up") else { return false }
+            let gate = graph[gateID], up = graph[upID]
             guard gate.op == .weight, up.op == .weight, let gt = gate.tensorType?.fixedShape else { return false }
             return gt == up.tensorType?.fixedShape
         }

@@ -20,7 +20,7 @@ public struct ExpertUpcycling: Pass {
     public func run(_ graph: Graph) throws -> Graph {
         var g = graph
         for i in g.nodes.indices where g.nodes[i].op == .moe_experts {
-            guard let counts = g.nodes[i].attributes.ints("upcycle") else { continue }
+            guard let counts = g.nodes[i].expertsView?.upcycle else { continue }
             let experts = counts.count
             let total = counts.reduce(0 as Int?) { sum, c in
                 guard let sum else { return nil }
@@ -33,9 +33,9 @@ public struct ExpertUpcycling: Pass {
             // 1. Expert-indexed weights: expert weights, and router weights with leading dim E.
             var targets: Set<Int> = []
             let n = g.nodes[i]
-            let withActive = n.attributes.bool("with_active") ?? false
-            for o in n.operands[2..<(n.operands.count - (withActive ? 1 : 0))] where g[o].op == .weight { targets.insert(o.index) }
-            var stack = [n.operands[1].index]
+            let block = n.expertsView!
+            for o in block.matrices where g[o].op == .weight { targets.insert(o.index) }
+            var stack = [block.routing.index]
             var seen: Set<Int> = []
             while let v = stack.popLast() {
                 guard seen.insert(v).inserted else { continue }

@@ -8,12 +8,12 @@ public protocol Pass: Sendable {
     func run(_ graph: Graph) throws -> Graph
 }
 
-/// `graph` with `attribute = true` on every `moe_experts` node for which `condition` holds: how
-/// the expert passes leave their marks for the executor.
-func markingExperts(_ graph: Graph, _ attribute: String, where condition: (Node) -> Bool = { _ in true }) -> Graph {
+/// `graph` with `mark` on every `moe_experts` node for which `condition` holds: how the expert
+/// passes leave their decisions for the executor.
+func markingExperts(_ graph: Graph, _ mark: ExpertPassMark, where condition: (ExpertsNode) -> Bool = { _ in true }) -> Graph {
     var g = graph
-    for i in g.nodes.indices where g.nodes[i].op == .moe_experts && condition(g.nodes[i]) {
-        g.nodes[i].attributes[attribute] = .bool(true)
+    for (id, experts) in graph.expertsNodes where condition(experts) {
+        g[id].setMark(mark)
     }
     return g
 }

@@ -44,9 +44,9 @@ public struct RouterFusion: Pass {
             var input = topk.operands[0]
             attributes["score"] = .string("identity")
             let scoreNode = g[input]
-            if single(input.index), scoreNode.op == .sigmoid || (scoreNode.op == .softmax
-                && (scoreNode.attributes.float("temperature") ?? 1) == 1 && (scoreNode.attributes.int("groups") ?? 1) == 1) {
-                attributes["score"] = .string(scoreNode.op.rawValue)
+            if single(input.index), case .scoreFunction(let function)? = scoreNode.op.routerFusionPart,
+               (scoreNode.attributes.float("temperature") ?? 1) == 1, (scoreNode.attributes.int("groups") ?? 1) == 1 {
+                attributes["score"] = .string(function)
                 locations += scoreNode.locations
                 input = scoreNode.operands[0]
             }
@@ -55,22 +55,20 @@ public struct RouterFusion: Pass {
             }
             locations += topk.locations
             var last = i
-            func next(_ ops: Set<Op>) -> Int? {
-                guard single(last), let r = readers[last].first, ops.contains(g.nodes[r].op) else { return nil }
+            /// The single reader of the chain's last node, when it can join as `part`.
+            func next(_ part: (RouterFusionPart) -> Bool) -> Int? {
+                guard single(last), let r = readers[last].first, let p = g.nodes[r].op.routerFusionPart, part(p) else { return nil }
                 return r
             }
-            if let r = next([.route_renormalize, .route_softmax]) {
+            if let r = next({ if case .normalize = $0 { return true }; return false }),
+               case .normalize(let how)? = g.nodes[r].op.routerFusionPart {
                 let stage = g.nodes[r]
-                if stage.op == .route_renormalize {
-                    attributes["normalize"] = .string("sum")
-                    attributes["eps"] = .float(stage.attributes.float("eps") ?? 0)
-                } else {
-                    attributes["normalize"] = .string("softmax")
-                }
+                attributes["normalize"] = .string(how)
+                if how == "sum" { attributes["eps"] = .float(stage.attributes.float("eps") ?? 0) }
                 locations += stage.locations
                 last = r
             }
-            if let r = next([.route_scale]) {
+            if let r = next({ $0 == .scale }) {
                 attributes["scale"] = .float(g.nodes[r].attributes.float("factor")!)
                 locations += g.nodes[r].locations
                 last = r

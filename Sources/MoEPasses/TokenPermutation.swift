@@ -19,5 +19,5 @@ public struct TokenPermutation: Pass {
     public static let name = "token-permutation"
     public init() {}
 
-    public func run(_ graph: Graph) throws -> Graph { markingExperts(graph, "permute") }
+    public func run(_ graph: Graph) throws -> Graph { markingExperts(graph, .permute) }
 }

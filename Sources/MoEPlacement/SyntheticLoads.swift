@@ -1,22 +1,16 @@
 import Foundation
+import MoEBasics
 
 /// Seeded generators for load matrices, used by the acceptance sweep, the simulator and tests.
 /// Same seed, same numbers, on every platform (no system random source is touched).
 public struct SeededRandom: Sendable {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    private var stream: SplitMix64
+    public init(seed: UInt64) { stream = SplitMix64(state: seed &+ SplitMix64.gamma) }
 
-    /// SplitMix64.
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public mutating func next() -> UInt64 { stream.next() }
 
     /// Uniform in [0, 1).
-    public mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
+    public mutating func unit() -> Double { stream.unit() }
 
     /// Uniform in `0..<n`.
     public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }

@@ -1,4 +1,5 @@
 import Foundation
+import MoEBasics
 
 /// A small command-line parser: `--name value`, `--name=value`, short aliases (`-o`), flags,
 /// repeated options and positionals, with "did you mean" for unknown options.
@@ -91,7 +92,7 @@ extension CommandSpec {
                 guard let spec = options.first(where: { $0.names.contains(optName) }) else {
                     let all = options.flatMap(\.names)
                     var m = "unknown option '\(optName)' for 'moec \(name)'"
-                    if let s = all.min(by: { editDistance($0, optName) < editDistance($1, optName) }), editDistance(s, optName) <= 3 {
+                    if let s = NameSuggestions.best(for: optName, in: all) {
                         m += " (did you mean '\(s)'?)"
                     }
                     throw fail(m)
@@ -119,22 +120,6 @@ extension CommandSpec {
     }
 
     private func isNumber(_ s: String) -> Bool { Double(s) != nil }
-}
-
-func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var prev = Array(0...b.count)
-    var cur = prev
-    for i in 1...a.count {
-        cur[0] = i
-        for j in 1...b.count {
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        swap(&prev, &cur)
-    }
-    return prev[b.count]
 }
 
 /// `NAME=VALUE` pairs from `--set`.

@@ -18,6 +18,8 @@ enum CompileCommand {
             OptionSpec(names: ["--verify-each-pass"], valueName: nil, help: "Run the IR verifier after every pass."),
             OptionSpec(names: ["--disable-pass"], valueName: "NAME",
                        help: "Leave one optimisation pass out (repeatable), to see or measure what it does:\n" + Pipeline.names.joined(separator: ", ") + ".", repeated: true),
+            OptionSpec(names: ["--enable-pass"], valueName: "NAME",
+                       help: "Run an optional pass (repeatable): " + Pipeline.optionalNames.joined(separator: ", ") + " (the\nrouter scores that 'moec run --stats' and 'moec profile' measure become outputs).", repeated: true),
         ],
         details: """
         Stages: 'ast' is the parsed source, printed back in canonical form; 'ir' the typed,
@@ -40,9 +42,14 @@ enum CompileCommand {
         for name in disabled where !Pipeline.names.contains(name) {
             throw UsageError(message: "unknown pass '\(name)' for --disable-pass (passes: \(Pipeline.names.joined(separator: ", ")))", command: "compile")
         }
+        let enabled = a.all("--enable-pass")
+        for name in enabled where !Pipeline.optionalNames.contains(name) {
+            throw UsageError(message: "unknown optional pass '\(name)' for --enable-pass (optional passes: \(Pipeline.optionalNames.joined(separator: ", ")))", command: "compile")
+        }
         let options = CompileOptions(graphPath: a.positionals[0], modelDirectory: a.value("--model"),
                                      overrides: try parseAssignments(a.all("--set"), option: "--set", command: "compile"),
-                                     verifyEachPass: a.flag("--verify-each-pass"), disabledPasses: Set(disabled))
+                                     verifyEachPass: a.flag("--verify-each-pass"), disabledPasses: Set(disabled),
+                                     enabledPasses: Set(enabled))
         var stage: Stage?
         if let name = a.value("--emit") {
             guard let s = Stage(rawValue: name) else {
@@ -57,8 +64,7 @@ enum CompileCommand {
             if let stage {
                 Console.out(try session.emit(stage))
             } else {
-                let base = ((options.graphPath as NSString).lastPathComponent as NSString).deletingPathExtension
-                let out = a.value("-o") ?? "\(base).plan.json"
+                let out = session.planPath(a.value("-o"))
                 try PathCheck.writable(out)
                 _ = try session.writePlan(to: out)
                 Console.err("wrote \(out)\n")

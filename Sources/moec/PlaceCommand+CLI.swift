@@ -1,5 +1,6 @@
 import Foundation
 import MoEBasics
+import MoECompiler
 import MoEPlacement
 
 /// `moec place`: the command-line face of `MoEPlacement.PlaceCommand`, which does the work.

@@ -1,5 +1,4 @@
 import Foundation
-import MoEBackend
 import MoEBasics
 import MoECompiler
 
@@ -86,7 +85,7 @@ enum ProfileCommand {
                 plan = ProfileBatches.random(graph: graph, batchTokens: batchTokens, count: batches ?? 16, seed: seed)
                 Console.err("note: no --input, so the batches are seeded random normals (seed \(seed)); they do not route like real activations: profile real hidden states to plan a placement\n")
             } else {
-                plan = try ProfileBatches.split(try ModelSource.readInputs(inputs, graph: graph), graph: graph,
+                plan = try ProfileBatches.split(try RunInputs.read(inputs.map { ($0.name, $0.value) }, for: graph), graph: graph,
                                                 batchTokens: batchTokens, limit: batches)
                 if let k = batches, let available = plan.available, k > available {
                     Console.err("note: the input holds \(available) batch\(available == 1 ? "" : "es") of up to \(batchTokens) tokens; running all \(available), not \(k)\n")

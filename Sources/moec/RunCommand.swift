@@ -1,141 +1,6 @@
 import Foundation
-import MoEBackend
 import MoEBasics
 import MoECompiler
-import MoEIO
-import MoEIR
-import MoEPlacement
-
-/// Options shared by the commands that execute a model: where it comes from and how it runs.
-enum ModelSource {
-    static let options: [OptionSpec] = [
-        OptionSpec(names: ["--model", "-m"], valueName: "DIR",
-                   help: "Checkpoint folder (config.json + safetensors), when running a .moe graph."),
-        OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param of a .moe graph. Repeatable.", repeated: true),
-        OptionSpec(names: ["--threads", "-t"], valueName: "N", help: "Threads to use (default: all cores)."),
-        OptionSpec(names: ["--placement"], valueName: "FILE.json|static",
-                   help: "Run the experts by an expert placement from 'moec place' (one thread per\nworker), or 'static' for the naive split (E/W consecutive experts per worker)."),
-        OptionSpec(names: ["--llep"], valueName: "T",
-                   help: "With --placement: spill a worker's tokens above T × the mean load to the\nleast-loaded workers, per batch (LLEP; e.g. 1.1)."),
-    ]
-
-    /// The compiler session for a `.moe` graph, or nil for a plan. Made before any work, so
-    /// that errors found later are printed with the graph's source lines.
-    static func session(_ a: ParsedArguments, command: String) throws -> CompilerSession? {
-        guard a.positionals.count == 1 else {
-            throw UsageError(message: a.positionals.isEmpty ? "missing PLAN or GRAPH.moe" : "expected one PLAN or GRAPH.moe, got: \(a.positionals.joined(separator: " "))", command: command)
-        }
-        let target = a.positionals[0]
-        if target.hasSuffix(".moe") {
-            return CompilerSession(CompileOptions(graphPath: target, modelDirectory: a.value("--model"),
-                                                  overrides: try parseAssignments(a.all("--set"), option: "--set", command: command)))
-        }
-        if a.value("--model") != nil || !a.all("--set").isEmpty {
-            throw UsageError(message: "--model and --set apply to a .moe graph; a plan already has its weights and params (compile again to change them)", command: command)
-        }
-        return nil
-    }
-
-    static func executionOptions(_ a: ParsedArguments, command: String) throws -> ExecutionOptions {
-        var options = ExecutionOptions()
-        if let t = a.value("--threads") {
-            guard let n = Int(t), n >= 1, n <= 1024 else { throw UsageError(message: "--threads expects a positive integer, got '\(t)'", command: command) }
-            options.threads = n
-        }
-        if let p = a.value("--placement") {
-            var threshold: Double?
-            if let t = a.value("--llep") {
-                guard let v = Double(t), v >= 1, v.isFinite else { throw UsageError(message: "--llep expects a threshold ≥ 1 (e.g. 1.1), got '\(t)'", command: command) }
-                threshold = v
-            }
-            if p == "static" {
-                guard let t = a.value("--threads"), let w = Int(t) else {
-                    throw UsageError(message: "--placement static needs --threads W (the number of workers)", command: command)
-                }
-                options.placement = PlacementExecution(.staticSplit(workers: w), dynamicThreshold: threshold)
-            } else {
-                try PathCheck.readable(p, what: "a placement file")
-                let placement: ExpertPlacement
-                do { placement = try ExpertPlacement.read(from: p) } catch { throw DiagnosticError(.error("\(error)")) }
-                options.placement = PlacementExecution(.placement(placement), dynamicThreshold: threshold)
-                options.threads = placement.workers
-            }
-            options.backend = .native
-        } else if a.value("--llep") != nil {
-            throw UsageError(message: "--llep applies to --placement", command: command)
-        }
-        return options
-    }
-
-    /// Reads `--input NAME=FILE.npy` files for `graph`: f32 inputs from f32 (or f64) arrays,
-    /// i32 inputs from integer arrays. Names are checked; shapes are checked by the runner.
-    static func readInputs(_ inputs: [(name: String, value: String)], graph: Graph) throws -> [String: HostTensor] {
-        var tensors: [String: HostTensor] = [:]
-        for i in inputs {
-            guard let decl = graph.inputs.first(where: { $0.name == i.name }) else {
-                throw DiagnosticError(.error("--input \(i.name)=…: the graph has no input '\(i.name)' (inputs: \(graph.inputs.map(\.name).joined(separator: ", ")))"))
-            }
-            let array: NpyArray
-            do { array = try NpyArray(path: i.value) } catch { throw DiagnosticError(.error("\(error)")) }
-            if decl.type.dtype == .i32 {
-                do { tensors[i.name] = HostTensor(shape: array.shape, ints: try array.int32s()) } catch {
-                    throw DiagnosticError(.error("\(i.value): input '\(i.name)' must hold integers: \(error)"))
-                }
-            } else {
-                switch array.storage {
-                case .float32, .float64: break
-                default:
-                    throw DiagnosticError(.error("\(i.value): input '\(i.name)' is f32, but the file holds \(array.storage.descr) values (save it as float32)"))
-                }
-                tensors[i.name] = HostTensor(shape: array.shape, floats: array.floats())
-            }
-        }
-        return tensors
-    }
-
-    /// Loads a runner from a plan file, or compiles the session's `.moe` graph, with a progress
-    /// line while weights load when stderr is a terminal.
-    static func runner(_ a: ParsedArguments, session: CompilerSession?, options: ExecutionOptions,
-                       recordRouting: Bool = false) throws -> ModelRunner {
-        let target = a.positionals[0]
-        let progress = Progress(label: "loading weights")
-        defer { progress.finish() }
-        if let session {
-            try PathCheck.readable(target, what: "a .moe graph")
-            if let model = a.value("--model") { try PathCheck.modelFolder(model) }
-            return try ModelRunner.compile(session, options: options, progress: progress.update, recordRouting: recordRouting)
-        }
-        try PathCheck.readable(target, what: "a plan")
-        return try ModelRunner.load(planPath: target, options: options, progress: progress.update, recordRouting: recordRouting)
-    }
-}
-
-/// A one-line progress bar on stderr, shown only on a terminal and only for long work.
-final class Progress: @unchecked Sendable {
-    let label: String
-    let start = Date()
-    var shown = false
-    var lastDraw = Date.distantPast
-
-    init(label: String) { self.label = label }
-
-    func update(_ done: Int, _ total: Int) {
-        guard Console.stderrIsTerminal, total > 0 else { return }
-        let now = Date()
-        guard now.timeIntervalSince(start) > 0.5, now.timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
-        lastDraw = now
-        shown = true
-        let frac = Double(done) / Double(total)
-        let width = 30
-        let filled = Int(frac * Double(width))
-        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-        Console.err(String(format: "\r%@ %@ %5.1f%%  %.0f / %.0f MB", label, bar, frac * 100, Double(done) / 1e6, Double(total) / 1e6))
-    }
-
-    func finish() {
-        if shown { Console.err("\r\u{1B}[K") }
-    }
-}
 
 enum RunCommand {
     static let spec = CommandSpec(
@@ -185,78 +50,35 @@ enum RunCommand {
                 throw UsageError(message: "--output \(output.name)=\(output.value) and --stats \(statsPath) write the same file", command: "run")
             }
         }
-        var tolerance: Float = 1e-4
+        var tolerance = OutputCheck.defaultTolerance
         if let t = a.value("--tolerance") {
             guard let v = Float(t), v >= 0 else { throw UsageError(message: "--tolerance expects a non-negative number, got '\(t)'", command: "run") }
             tolerance = v
         }
+        let request = RunRequest(inputs: inputs.map { ($0.name, $0.value) }, outputs: outputs.map { ($0.name, $0.value) },
+                                 checks: checks.map { ($0.name, $0.value) }, statisticsPath: statsPath, tolerance: tolerance)
         let options = try ModelSource.executionOptions(a, command: "run")
         let session = try ModelSource.session(a, command: "run")
         var checkFailed = false
         let status = withDiagnostics(session) {
             // Where the outputs go, before any work.
-            for o in outputs { try PathCheck.writable(o.value) }
-            if let statsPath { try PathCheck.writable(statsPath) }
-            let runner = try ModelSource.runner(a, session: session, options: options, recordRouting: statsPath != nil)
-            let graph = runner.graph
-            if statsPath != nil, runner.routerProbes.isEmpty {
-                throw DiagnosticError(.error("--stats: graph '\(graph.name)' has no moe blocks, so there are no expert loads to measure"))
-            }
-            // Check names before any work.
-            for (option, o) in outputs.map({ ("--output", $0) }) + checks.map({ ("--check", $0) })
-            where !graph.outputs.contains(where: { $0.name == o.name }) {
-                throw DiagnosticError(.error("\(option) \(o.name)=…: the graph has no output '\(o.name)' (outputs: \(graph.outputs.map(\.name).joined(separator: ", ")))"))
-            }
-            let tensors = try ModelSource.readInputs(inputs, graph: graph)
-            // References too, so that a bad one fails before anything is written.
-            var references: [(name: String, path: String, array: NpyArray)] = []
-            for c in checks {
-                do { references.append((c.name, c.value, try NpyArray(path: c.value))) } catch { throw DiagnosticError(.error("\(error)")) }
-            }
-            if let tokens = try? graph.tokenCount(for: tensors) { try MemoryCheck.arena(graph, tokens: tokens, option: "--input") }
-            let t0 = Date()
-            var statistics = runner.emptyRoutingStatistics()
-            statistics.source = inputs.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
-            let result = statsPath == nil ? try runner.run(tensors) : try runner.run(tensors, recordingInto: &statistics)
-            let seconds = Date().timeIntervalSince(t0)
-            for c in references where c.array.shape != result[c.name]!.shape {
-                throw DiagnosticError(.error("--check \(c.name): the reference has shape \(c.array.shape), the output \(result[c.name]!.shape)"))
-            }
-            var files: [(path: String, data: Data)] = []
-            for o in outputs {
-                let t = result[o.name]!
-                let array: NpyArray
-                switch t.storage {
-                case .f32(let f): array = try NpyArray(shape: t.shape, storage: .float32(f))
-                case .i32(let v): array = try NpyArray(shape: t.shape, storage: .int32(v))
-                }
-                files.append((o.value, array.encoded()))
-            }
-            if let statsPath { files.append((statsPath, Data((statistics.json.pretty + "\n").utf8))) }
-            try PathCheck.writeAll(files)
-            for o in outputs { Console.err("wrote \(o.name) \(result[o.name]!.shape) to \(o.value)\n") }
-            if let statsPath {
-                let n = statistics.layers.count
+            try request.checkWritable()
+            let runner = try ModelSource.runner(a, session: session, options: options, recordRouting: request.recordsRouting)
+            let report = try runner.run(request)
+            for o in report.written { Console.err("wrote \(o.name) \(o.shape) to \(o.path)\n") }
+            if let statsPath, let n = report.statisticsLayers {
                 Console.err("wrote statistics of \(n) MoE layer\(n == 1 ? "" : "s") to \(statsPath)\n")
             }
-            let tokens = (try? graph.tokenCount(for: tensors)) ?? 0
-            Console.err(String(format: "ran %@ on %d token%@ in %.3f ms (%@)\n", graph.name, tokens, tokens == 1 ? "" : "s",
-                               seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))
-            if let halting = HaltingReport(graph: graph, expertLoads: runner.lastExpertLoads(tokens: tokens)) {
+            Console.err(String(format: "ran %@ on %d token%@ in %.3f ms (%@)\n", runner.graph.name, report.tokens, report.tokens == 1 ? "" : "s",
+                               report.seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))
+            if let halting = report.halting {
                 Console.err(String(format: "multi-hop halting: (token, expert) pairs per hop %@; %.1f%% of expert FLOPs saved\n",
                                    halting.pairsPerHop.map(String.init).joined(separator: ", "), halting.savedFraction * 100))
             }
-            for c in references {
-                let ref = c.array.floats(), got = result[c.name]!.floats
-                var maxDiff: Float = 0, maxRef: Float = 0
-                for (x, y) in zip(got, ref) {
-                    maxDiff = max(maxDiff, abs(x - y).isNaN ? .infinity : abs(x - y))
-                    maxRef = max(maxRef, abs(y))
-                }
-                let rel = maxDiff / max(maxRef, .leastNormalMagnitude)
-                let ok = rel <= tolerance
-                Console.err(String(format: "check %@: max |Δ| / max |ref| = %.2e  %@ (tolerance %.0e)\n", c.name, rel, ok ? "ok" : "FAILED", tolerance))
-                if !ok { checkFailed = true }
+            for c in report.checks {
+                Console.err(String(format: "check %@: max |Δ| / max |ref| = %.2e  %@ (tolerance %.0e)\n", c.name, c.relativeError,
+                                   c.passed ? "ok" : "FAILED", c.tolerance))
+                if !c.passed { checkFailed = true }
             }
         }
         return checkFailed ? 1 : status

@@ -59,7 +59,7 @@ if first == "--version" {
 }
 guard let command = commands.first(where: { $0.name == first }) else {
     var m = "unknown command '\(first)'"
-    if let s = commands.map(\.name).min(by: { editDistance($0, first) < editDistance($1, first) }), editDistance(s, first) <= 2 {
+    if let s = NameSuggestions.best(for: first, in: commands.map(\.name)) {
         m += " (did you mean '\(s)'?)"
     }
     Console.error(m + "; run 'moec --help' for the list")

@@ -1,6 +1,7 @@
 import Foundation
 @testable import MoEBackend
 import MoEIR
+import MoETestSupport
 import Testing
 
 /// The `moe_experts` kernel (dispatch, per-expert FFNs, weighted combine) for each expert kind,

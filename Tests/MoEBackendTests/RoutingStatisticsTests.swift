@@ -31,7 +31,7 @@ import Testing
         // One probe per block; every moe_experts node is one hop of one of them, in graph order.
         #expect(probes.flatMap(\.hops).map(\.block).sorted() == moeNodes, "\(file)")
         #expect(probes.flatMap(\.hops).map(\.loadIndex).sorted() == Array(moeNodes.indices), "\(file)")
-        let exposed = m.graph.exposingRouterScores(probes)
+        let exposed = try Pipeline.exposingRouterScores(m.graph)
         let executable = Executable(graph: exposed, weights: m.buffers, options: ExecutionOptions(threads: 2))
         let reference = ReferenceInterpreter(graph: exposed, weights: m.host)
         // 64 tokens: Switch's capacity of 5 drops tokens.

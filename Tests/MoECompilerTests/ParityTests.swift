@@ -15,7 +15,7 @@ import Testing
 /// threads), and through the reference interpreter; every output must match within 1e-4 of
 /// its max |ref|.
 @Suite struct ParityTests {
-    static let tolerance: Float = 1e-4
+    static let tolerance = 1e-4
 
     struct Fixture: CustomStringConvertible, Sendable {
         let name: String
@@ -60,16 +60,6 @@ import Testing
         return out
     }
 
-    static func relativeError(_ a: [Float], _ b: [Float]) -> Float {
-        precondition(a.count == b.count)
-        var maxDiff: Float = 0, maxRef: Float = 0
-        for (x, y) in zip(a, b) {
-            maxDiff = max(maxDiff, abs(x - y).isNaN ? .infinity : abs(x - y))
-            maxRef = max(maxRef, abs(y))
-        }
-        return maxDiff / max(maxRef, 1e-30)
-    }
-
     func inputs(_ f: Fixture) throws -> [String: HostTensor] {
         var out: [String: HostTensor] = [:]
         for (name, file) in f.inputs {
@@ -87,7 +77,7 @@ import Testing
             let reference = try NpyArray(path: f.path + "/" + file)
             guard let got = result[name] else { Issue.record("\(f.name): no output '\(name)'"); continue }
             #expect(got.shape == reference.shape, "\(f.name) \(name) shape")
-            let err = Self.relativeError(got.floats, reference.floats())
+            let err = relativeError(got.floats, reference.floats())
             #expect(err <= Self.tolerance, "\(f.name) via \(via): \(name) max error / max |ref| = \(err)")
         }
     }

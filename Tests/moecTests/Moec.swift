@@ -200,15 +200,6 @@ enum Files {
         return out
     }
 
-    /// max |a − b| / max |b|.
-    static func relativeError(_ a: [Float], _ b: [Float]) -> Float {
-        var maxDiff: Float = 0, maxRef: Float = 0
-        for (x, y) in zip(a, b) {
-            maxDiff = max(maxDiff, abs(x - y).isNaN ? .infinity : abs(x - y))
-            maxRef = max(maxRef, abs(y))
-        }
-        return maxDiff / max(maxRef, 1e-30)
-    }
 }
 
 /// Tensor names of the example checkpoint (Mixtral, layer 0).

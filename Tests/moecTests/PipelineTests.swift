@@ -46,7 +46,7 @@ import Testing
         let y = try NpyArray(path: dir.file("y.npy"))
         let reference = try NpyArray(path: f.path + "/y.npy")
         #expect(y.shape == reference.shape)
-        let error = Files.relativeError(y.floats(), reference.floats())
+        let error = relativeError(y.floats(), reference.floats())
         #expect(error <= 1e-4, "max |Δ| / max |y| = \(error)")
     }
 

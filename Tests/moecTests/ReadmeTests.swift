@@ -49,7 +49,7 @@ import Testing
         let y = try NpyArray(path: dir.file("y.npy"))
         let reference = try NpyArray(path: Files.example + "/y_transformers.npy")
         #expect(y.shape == [16, 32])
-        #expect(Files.relativeError(y.floats(), reference.floats()) <= 1e-4)
+        #expect(relativeError(y.floats(), reference.floats()) <= 1e-4)
     }
 
     /// The "Expert placement" section: each `moec profile` / `moec place` command runs as

@@ -1,0 +1,187 @@
+import Foundation
+import MoEIR
+
+/// Expert selection, every rule spelled out (see `SelectionOp`).
+extension SelectionOp: ReferenceFamily {
+    func evaluate(_ c: ReferenceContext) throws -> ReferenceInterpreter.Value {
+        let n = c.node, a = n.attributes
+        func tensor(_ i: Int) -> HostTensor { c.tensor(i) }
+        func routing(_ i: Int) -> ReferenceInterpreter.Routing { c.routing(i) }
+        switch self {
+        case .topk:
+            let s = tensor(0)
+            var next = 1
+            var bias: [Double]?, by: HostTensor?
+            if a.bool("with_bias") == true { bias = tensor(next).floats.map(Double.init); next += 1 }
+            if a.bool("with_by") == true { by = tensor(next) }
+            return .routing(R.topk(scores: s, bias: bias, by: by, attributes: a))
+
+        case .fused_router:
+            // By definition the chain `RouterFusion` replaced, each part evaluated as its own op.
+            let operands = n.operands.map { c.values[$0.index]! }
+            var scores = operands[0]
+            if let score = a.string("score"), score != "identity" { scores = try c.evaluate(Op(rawValue: score)!, [scores]) }
+            var selection = a
+            for key in ["score", "normalize", "eps", "scale"] { selection[key] = nil }
+            var r = try c.evaluate(.topk, [scores] + operands.dropFirst(), selection)
+            switch a.string("normalize") {
+            case "sum"?: r = try c.evaluate(.route_renormalize, [r], ["eps": .float(a.float("eps") ?? 0)])
+            case "softmax"?: r = try c.evaluate(.route_softmax, [r])
+            default: break
+            }
+            if let f = a.float("scale") { r = try c.evaluate(.route_scale, [r], ["factor": .float(f)]) }
+            return r
+
+        case .threshold, .top_p, .stat_topk, .dense_route, .nonzero:
+            return .routing(R.select(n.op, scores: tensor(0), attributes: a))
+
+        case .expert_choice:
+            let s = tensor(0)
+            let tokensN = s.shape[0], e = s.shape[1]
+            let factor = n.operands.count == 2 ? Double(tensor(1).floats[0]) : a.float("capacity_factor")!
+            let cap = RoutingMath.expertChoiceCapacity(tokens: tokensN, k: a.int("k")!, factor: factor, experts: e)
+            let f = s.floats.map(Double.init)
+            var chosen = [[Bool]](repeating: [Bool](repeating: false, count: e), count: tokensN)
+            for ex in 0..<e {
+                // Each expert takes its `cap` best tokens, ties to the lower token index.
+                let column = (0..<tokensN).map { f[$0 * e + ex] }
+                for t in R.bestIndices(column, cap) { chosen[t][ex] = true }
+            }
+            var r = R.Routing(tokens: tokensN, slots: e, experts: e, expert: [Int](repeating: -1, count: tokensN * e),
+                            weight: [Double](repeating: 0, count: tokensN * e))
+            for t in 0..<tokensN {
+                var slot = 0
+                for ex in 0..<e where chosen[t][ex] {
+                    r.expert[t * e + slot] = ex
+                    r.weight[t * e + slot] = f[t * e + ex]
+                    slot += 1
+                }
+            }
+            return .routing(r)
+
+        case .hash_route:
+            let ids = tensor(0).ints!
+            let e = a.int("experts")!
+            let method = a.string("method")!, seed = a.int("seed") ?? 0
+            return .routing(R.Routing(tokens: ids.count, slots: 1, experts: e,
+                                    expert: ids.map { RoutingMath.hashExpert(id: $0, experts: e, method: method, seed: seed) },
+                                    weight: [Double](repeating: 1, count: ids.count)))
+
+        case .within:
+            // For each chosen outer group, the inner group's k best experts; weight = outer · inner.
+            let outer = routing(0)
+            let inner = tensor(1)
+            let e = inner.shape[1], size = e / outer.experts, k = a.int("k")!
+            let f = inner.floats.map(Double.init)
+            let slots = outer.slots * k
+            var r = R.Routing(tokens: outer.tokens, slots: slots, experts: e, expert: [Int](repeating: -1, count: outer.tokens * slots),
+                            weight: [Double](repeating: 0, count: outer.tokens * slots))
+            for t in 0..<outer.tokens {
+                for o in 0..<outer.slots {
+                    let g = outer.expert[t * outer.slots + o]
+                    guard g >= 0 else { continue }
+                    let members = (0..<size).map { f[t * e + g * size + $0] }
+                    for (j, idx) in R.bestIndices(members, k).enumerated() {
+                        r.expert[t * slots + o * k + j] = g * size + idx
+                        r.weight[t * slots + o * k + j] = outer.weight[t * outer.slots + o] * members[idx]
+                    }
+                }
+            }
+            return .routing(r)
+        }
+    }
+}
+
+extension ReferenceInterpreter {
+    /// Top-k selection, optionally limited to the best groups.
+    ///
+    /// 1. Choice score = (`by` if given, else the score) + bias: they affect selection only.
+    /// 2. With groups: group score = sum of the `group_top` best choice scores in the group;
+    ///    keep the `keep_groups` best groups; choice scores outside them become `masked`
+    ///    (−∞ unless the graph says otherwise).
+    /// 3. Forced experts take the first slots, in the order listed; disabled experts are never
+    ///    chosen; the remaining slots take the best choice scores, ties to the lower index.
+    ///    Each slot carries the expert's (unbiased) score as its weight.
+    static func topk(scores: HostTensor, bias: [Double]?, by: HostTensor?, attributes a: Attributes) -> Routing {
+        let tokens = scores.shape[0], e = scores.shape[1]
+        let k = a.int("k")!
+        let groups = a.int("groups") ?? 1
+        let keep = a.int("keep_groups") ?? groups
+        let groupTop = a.int("group_top") ?? 2
+        let masked = a.float("masked") ?? -.infinity
+        var force: [Int] = []
+        for f in a.ints("force") ?? [] where !force.contains(f) { force.append(f) }
+        let disable = Set(a.ints("disable") ?? [])
+        let s = scores.floats
+        let sel = by?.floats ?? s
+        var r = Routing(tokens: tokens, slots: k, experts: e,
+                        expert: [Int](repeating: -1, count: tokens * k), weight: [Double](repeating: 0, count: tokens * k))
+        for t in 0..<tokens {
+            let raw = (0..<e).map { Double(s[t * e + $0]) }
+            var choice = (0..<e).map { Double(sel[t * e + $0]) + (bias?[$0] ?? 0) }
+            if groups > 1 {
+                let size = e / groups
+                let groupScore = (0..<groups).map { g -> Double in
+                    let members = (0..<size).map { choice[g * size + $0] }.sorted(by: >)
+                    return members.prefix(groupTop).reduce(0, +)
+                }
+                let kept = Set(bestIndices(groupScore, keep))
+                for g in 0..<groups where !kept.contains(g) {
+                    for j in 0..<size { choice[g * size + j] = masked }
+                }
+            }
+            let candidates = (0..<e).filter { !disable.contains($0) && !force.contains($0) }
+            let best = bestIndices(candidates.map { choice[$0] }, k - force.count).map { candidates[$0] }
+            for (slot, idx) in (force + best).enumerated() {
+                r.expert[t * k + slot] = idx
+                r.weight[t * k + slot] = raw[idx]
+            }
+        }
+        return r
+    }
+
+    /// Variable-k selections; chosen experts are listed best first (ties to the lower index),
+    /// at most `max_k` of them, each with its score as weight.
+    /// - threshold: every score ≥ tau.
+    /// - top_p: the fewest best experts whose scores sum to at least p.
+    /// - stat_topk: every score ≥ mean + std·Φ⁻¹(1 − k/E) (population std of the row).
+    /// - dense_route: every expert, in index order.
+    /// - nonzero: every expert with a non-zero score.
+    static func select(_ op: Op, scores: HostTensor, attributes a: Attributes) -> Routing {
+        let tokens = scores.shape[0], e = scores.shape[1]
+        let slots = a.int("max_k") ?? e
+        let f = scores.floats.map(Double.init)
+        var r = Routing(tokens: tokens, slots: slots, experts: e, expert: [Int](repeating: -1, count: tokens * slots),
+                        weight: [Double](repeating: 0, count: tokens * slots))
+        for t in 0..<tokens {
+            let row = Array(f[(t * e)..<((t + 1) * e)])
+            let order = bestIndices(row, e)
+            var chosen: [Int]
+            switch op {
+            case .threshold:
+                chosen = order.filter { row[$0] >= a.float("tau")! }
+            case .top_p:
+                chosen = []
+                var sum = 0.0
+                for i in order where sum < a.float("p")! {
+                    chosen.append(i)
+                    sum += row[i]
+                }
+            case .stat_topk:
+                let mean = row.reduce(0, +) / Double(e)
+                let std = (row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(e)).squareRoot()
+                let cut = mean + std * RoutingMath.normalQuantile(1 - Double(a.int("k")!) / Double(e))
+                chosen = order.filter { row[$0] >= cut }
+            case .dense_route:
+                chosen = Array(0..<e)
+            default:
+                chosen = order.filter { row[$0] != 0 }
+            }
+            for (slot, i) in chosen.prefix(slots).enumerated() {
+                r.expert[t * slots + slot] = i
+                r.weight[t * slots + slot] = row[i]
+            }
+        }
+        return r
+    }
+}

@@ -1,0 +1,20 @@
+/// A routing in the arena: `tokens × slots` expert indices (Int32, −1 for an empty slot)
+/// followed by as many weights (Float).
+struct RoutingBuffer {
+    let experts: UnsafeMutablePointer<Int32>
+    let weights: UnsafeMutablePointer<Float>
+    let tokens: Int
+    let slots: Int
+
+    init(_ raw: UnsafeMutableRawPointer, tokens: Int, slots: Int) {
+        experts = raw.assumingMemoryBound(to: Int32.self)
+        weights = (raw + tokens * slots * 4).assumingMemoryBound(to: Float.self)
+        self.tokens = tokens
+        self.slots = slots
+    }
+
+    func copy(to other: RoutingBuffer) {
+        other.experts.update(from: experts, count: tokens * slots)
+        other.weights.update(from: weights, count: tokens * slots)
+    }
+}

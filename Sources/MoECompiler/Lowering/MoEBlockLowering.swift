@@ -1,0 +1,181 @@
+import MoEBasics
+import MoEIR
+import MoESyntax
+
+// The `moe(x) { router: …, experts: N of KIND(…), … }` block: its fields, the expert kinds, and
+// hops, halting and upcycling.
+extension ASTToIR {
+    /// A moe block. With `hops: n` the block runs n times on its own output
+    /// (h ← h + block(h), the router re-reading h each hop) and its value is the final h;
+    /// with `halt: τ` a token stops once its update is small (‖Δh‖ < τ·‖h‖). Each hop is a
+    /// `moe_experts` node with the attributes `block` (the name of the `let` the block is in,
+    /// made unique with `#2`, `#3`, …) and `hop` (0 ..< n): one MoE layer (`MoELayer`).
+    /// `upcycle: c` (or a list, one count per expert) duplicates experts and router rows
+    /// at compile time (the ExpertUpcycling pass), keeping top-k.
+    mutating func moeBlock(_ m: MoEBlock) throws(Diagnostic) -> Value {
+        let inputValue = try lower(m.input)
+        guard case .tensor(let x) = inputValue else {
+            throw .error("the moe block's input must be a tensor", at: m.input.range)
+        }
+        var fields: [String: MoEField] = [:]
+        let known = ["router", "experts", "shared", "hops", "halt", "upcycle"]
+        for f in m.fields {
+            guard known.contains(f.name.name) else {
+                var notes: [Diagnostic.Note] = [.init("a moe block has the fields " + known.joined(separator: ", "))]
+                if let s = NameSuggestions.best(for: f.name.name, in: known) { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
+                throw .error("unknown field '\(f.name.name)' in moe block", at: f.name.range, notes: notes)
+            }
+            if let prev = fields[f.name.name] {
+                throw .error("field '\(f.name.name)' is given twice", at: f.name.range, notes: [.init("first given here", at: prev.name.range)])
+            }
+            if f.kind != nil && f.name.name != "experts" {
+                throw .error("'of' belongs to the experts field ('experts: 8 of swiglu(…)')", at: f.name.range)
+            }
+            fields[f.name.name] = f
+        }
+        guard let routerField = fields["router"] else {
+            throw .error("moe block has no router", at: m.range,
+                         notes: [.init("add e.g. 'router: x |> linear(gate) |> softmax |> topk(2)'")])
+        }
+        guard let expertsField = fields["experts"] else {
+            throw .error("moe block has no experts", at: m.range,
+                         notes: [.init("add e.g. 'experts: 8 of swiglu(gate: w1, up: w3, down: w2)'")])
+        }
+        guard let kindCall = expertsField.kind else {
+            throw .error("experts must be written 'COUNT of KIND(…)'", at: expertsField.value.range,
+                         notes: [.init("e.g. 'experts: num_experts of swiglu(gate: w1, up: w3, down: w2)'")])
+        }
+        let count = try intValue(expertsField.value, what: "the number of experts")
+        guard count >= 1 else { throw .error("the number of experts must be positive, got \(count)", at: expertsField.value.range) }
+
+        var hops = 1
+        if let f = fields["hops"] {
+            hops = try intValue(f.value, what: "hops")
+            guard hops >= 1, hops <= 64 else { throw .error("hops must be between 1 and 64, got \(hops)", at: f.value.range) }
+        }
+        var haltTau: Double?
+        if let f = fields["halt"] {
+            switch try constant(f.value) {
+            case .int(let v): haltTau = Double(v)
+            case .float(let v): haltTau = v
+            default: throw .error("halt takes a number: the relative update norm below which a token stops", at: f.value.range)
+            }
+            guard haltTau! >= 0 else { throw .error("halt must be non-negative", at: f.value.range) }
+            guard hops > 1 else { throw .error("halt needs hops > 1", at: f.name.range) }
+        }
+        var inputName: Identifier?
+        if hops > 1 {
+            guard case .name(let id) = m.input else {
+                throw .error("a multi-hop block needs a named input (write 'moe(h) { … }' with 'let h = …')", at: m.input.range)
+            }
+            inputName = id
+            if let shared = fields["shared"], haltTau != nil {
+                throw .error("shared experts with halting are not supported: a halted token must get no update", at: shared.name.range)
+            }
+        }
+        var upcycle: [Int]?
+        if let f = fields["upcycle"] {
+            switch try constant(f.value) {
+            case .int(let c): upcycle = [Int](repeating: c, count: count)
+            case .ints(let list): upcycle = list
+            default: throw .error("upcycle takes a copy count, or a list with one count per expert", at: f.value.range)
+            }
+            guard upcycle!.count == count else {
+                throw .error("upcycle lists \(upcycle!.count) copy counts, but the block has \(count) experts", at: f.value.range)
+            }
+            if let bad = upcycle!.first(where: { $0 < 1 }) {
+                throw .error("upcycle copy counts must be at least 1, got \(bad)", at: f.value.range)
+            }
+        }
+
+        // The expert kind: swiglu(gate:, up:, down:) | swiglu(gate_up:, down:) | mlp(up:, down:, act:)
+        let kindArgs = try bindExpertKind(kindCall)
+        let kindAt = kindCall.callee.range
+        var attrs: Attributes = ["experts": .int(count)]
+        var weights: [ValueID] = []
+        switch kindCall.callee.name {
+        case "swiglu":
+            if kindArgs.has("gate_up") {
+                attrs["kind"] = .string(ExpertKind.swiglu_fused.rawValue)
+                weights = [try kindArgs.tensor("gate_up", &self), try kindArgs.tensor("down", &self)]
+            } else {
+                attrs["kind"] = .string(ExpertKind.swiglu.rawValue)
+                weights = [try kindArgs.tensor("gate", &self), try kindArgs.tensor("up", &self), try kindArgs.tensor("down", &self)]
+            }
+        case "mlp":
+            attrs["kind"] = .string(ExpertKind.mlp.rawValue)
+            weights = [try kindArgs.tensor("up", &self), try kindArgs.tensor("down", &self)]
+            attrs["act"] = .string(try kindArgs.symbol("act", &self, among: Activation.allCases.map(\.rawValue)))
+        default:
+            throw .error("unknown expert kind '\(kindCall.callee.name)'", at: kindAt,
+                         notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
+        }
+        if let upcycle { attrs["upcycle"] = .ints(upcycle) }
+        var blockName: String?
+        if hops > 1 {
+            let base = binding ?? "moe"
+            var name = base, n = 1
+            while blockNames.contains(name) { n += 1; name = "\(base)#\(n)" }
+            blockNames.insert(name)
+            blockName = name
+        }
+
+        let saved = inputName.flatMap { scope[$0.name] }
+        defer { if let id = inputName, let saved { scope[id.name] = saved } }
+        var h = x
+        var active: ValueID?
+        var result = x
+        for hop in 0..<hops {
+            if let id = inputName { scope[id.name] = (.tensor(h), id.range) }
+            let routerValue = try lower(routerField.value)
+            guard case .tensor(let routing) = routerValue, let rt = builder.type(of: routing).routing else {
+                throw .error("the router must end in an expert selection such as 'topk(k)'", at: routerField.value.range,
+                             notes: [.init("the router computes scores, then selects: 'x |> linear(gate) |> softmax |> topk(2)'")])
+            }
+            guard rt.experts == count else {
+                throw .error("the router scores \(rt.experts) experts but the block declares \(count)", at: expertsField.value.range,
+                             notes: [.init("the router is here", at: routerField.value.range)])
+            }
+            var hopAttrs = attrs
+            if let blockName {
+                hopAttrs["block"] = .string(blockName)
+                hopAttrs["hop"] = .int(hop)
+            }
+            var operands = [h, routing] + weights
+            if let active { operands.append(active); hopAttrs["with_active"] = .bool(true) }
+            var delta = try builder.add(.moe_experts, operands, hopAttrs, at: [kindAt, m.range])
+            if let shared = fields["shared"] {
+                let sv = try lower(shared.value)
+                guard case .tensor(let s) = sv, builder.type(of: s).tensor != nil else {
+                    throw .error("shared must be a tensor expression, e.g. 'swiglu(x, gate: sg, up: su, down: sd)'", at: shared.value.range)
+                }
+                delta = try builder.add(.add, [delta, s], at: shared.name.range)
+            }
+            if hops == 1 {
+                result = delta
+            } else {
+                var next: ValueID?
+                if let tau = haltTau, hop + 1 < hops {
+                    next = try builder.add(.halt_mask, [h, delta] + (active.map { [$0] } ?? []), ["tau": .float(tau)], at: fields["halt"]!.name.range)
+                }
+                h = try builder.add(.add, [h, delta], at: m.range)
+                active = next
+                result = h
+            }
+        }
+        return .tensor(result)
+    }
+
+    /// Binds the experts' kind call by label only: the kind names the weight layout, not a function.
+    private func bindExpertKind(_ c: Call) throws(Diagnostic) -> BoundArguments {
+        let sig: [String]
+        switch c.callee.name {
+        case "swiglu": sig = ["gate", "up", "down", "gate_up"]
+        case "mlp": sig = ["up", "down", "act"]
+        default:
+            throw .error("unknown expert kind '\(c.callee.name)'", at: c.callee.range,
+                         notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
+        }
+        return try BoundArguments.bind(c, params: sig, positional: 0)
+    }
+}

@@ -1,0 +1,138 @@
+import MoEBasics
+import MoEIR
+import MoESyntax
+
+// Shapes and compile-time values: dimensions, integer and constant expressions, the input and
+// weight declarations, and tensor-name patterns.
+extension ASTToIR {
+    /// Evaluates a dimension: an integer expression over int params, or the token symbol.
+    private mutating func dim(_ e: Expr, allowTokens: Bool, what: String) throws(Diagnostic) -> Dim {
+        if case .name(let id) = e, scope[id.name] == nil {
+            if let t = tokensName {
+                guard id.name == t else {
+                    var notes: [Diagnostic.Note] = [.init("the token dimension is '\(t)'", at: tokensRange)]
+                    if let s = NameSuggestions.best(for: id.name, in: Array(scope.keys) + [t]) { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
+                    throw .error("unknown dimension '\(id.name)'", at: id.range, notes: notes)
+                }
+            } else if allowTokens {
+                if let c = NameSuggestions.best(for: id.name, in: scope.keys), NameSuggestions.editDistance(c, id.name) <= 1 {
+                    throw .error("unknown dimension '\(id.name)'", at: id.range,
+                                 notes: [.init("did you mean the param '\(c)'?"),
+                                         .init("a name that is not a param is the graph's token dimension; one is allowed")])
+                }
+                tokensName = id.name
+                tokensRange = id.range
+            }
+            guard allowTokens else {
+                throw .error("the token dimension '\(id.name)' cannot appear in \(what)", at: id.range,
+                             notes: [.init("only the first dimension of an input can be the token count")])
+            }
+            return .tokens
+        }
+        return .fixed(try intValue(e, what: "a dimension"))
+    }
+
+    /// Evaluates a compile-time integer expression.
+    mutating func intValue(_ e: Expr, what: String) throws(Diagnostic) -> Int {
+        switch try constant(e) {
+        case .int(let v): return v
+        case .float(let f) where f == f.rounded() && abs(f) < 1e15: return Int(f)
+        case .poisoned: throw ASTToIR.alreadyReported
+        default: throw .error("\(what) must be an integer known at compile time", at: e.range)
+        }
+    }
+
+    /// Evaluates an expression that must be a compile-time value (number, bool, string).
+    mutating func constant(_ e: Expr) throws(Diagnostic) -> Value {
+        let v = try lower(e)
+        switch v {
+        case .tensor:
+            throw .error("expected a value known at compile time, but this is a tensor", at: e.range)
+        case .symbol(let s):
+            guard case .name(let id) = e else { throw .error("unknown name '\(s)'", at: e.range) }
+            throw unknownName(id, expecting: "a param")
+        default:
+            return v
+        }
+    }
+
+    mutating func declareInput(_ i: InputDecl) {
+        guard declare(i.name) else { return }
+        do throws(Diagnostic) {
+            var dims: [Dim] = []
+            for (k, d) in i.shape.enumerated() {
+                let v = try dim(d, allowTokens: k == 0, what: k == 0 ? "" : "dimension \(k + 1) of an input")
+                if case .fixed(let n) = v, n <= 0 { throw Diagnostic.error("dimension must be positive, got \(n)", at: d.range) }
+                dims.append(v)
+            }
+            let dtype: DType = i.elementType == .i32 ? .i32 : .f32
+            if TensorType(dtype, dims).addressableElementsPerToken == nil {
+                throw Diagnostic.error("input '\(i.name.name)': the shape [\(dims.map { OpSchema.format($0, tokens: tokensName ?? "tokens") }.joined(separator: ", "))] has more elements per token than moec can address",
+                                       at: i.shapeRange, notes: [.init(Addressable.limitNote)])
+            }
+            let id = builder.addInput(name: i.name.name, type: TensorType(dtype, dims), at: i.name.range)
+            scope[i.name.name] = (.tensor(id), i.name.range)
+        } catch {
+            report(error)
+            scope[i.name.name] = (.poisoned, i.name.range)
+        }
+    }
+
+    mutating func declareWeight(_ w: WeightDecl) {
+        guard declare(w.name) else { return }
+        do throws(Diagnostic) {
+            var shape: [Int] = []
+            for d in w.shape {
+                let v = try dim(d, allowTokens: false, what: "a weight's shape")
+                guard case .fixed(let n) = v, n > 0 else {
+                    throw Diagnostic.error("weight dimensions must be positive", at: d.range)
+                }
+                shape.append(n)
+            }
+            guard Addressable.elementCount(shape) != nil else {
+                throw Diagnostic.error("weight '\(w.name.name)': the shape \(shape) has more elements than moec can address",
+                                       at: w.shapeRange, notes: [.init(Addressable.limitNote)])
+            }
+            let pattern = try interpolate(w.pattern, at: w.patternRange)
+            if pattern.contains("{e}") && shape.count < 2 {
+                throw Diagnostic.error("a weight read per expert ({e}) needs a shape [experts, …] with at least two dimensions", at: w.shapeRange)
+            }
+            weightDecls[w.name.name] = w
+            let info = WeightInfo(name: w.name.name, pattern: pattern, shape: shape, location: w.name.range)
+            scope[w.name.name] = (.declaredWeight, w.name.range)
+            pendingWeights[w.name.name] = info
+        } catch {
+            report(error)
+            scope[w.name.name] = (.poisoned, w.name.range)
+        }
+    }
+
+
+    /// Replaces `{param}` in a tensor-name pattern; `{e}` stays for the expert index.
+    private func interpolate(_ pattern: String, at range: SourceRange) throws(Diagnostic) -> String {
+        var out = ""
+        var rest = Substring(pattern)
+        while let open = rest.firstIndex(of: "{") {
+            out += rest[..<open]
+            guard let close = rest[open...].firstIndex(of: "}") else {
+                throw .error("unclosed '{' in tensor name \"\(pattern)\"", at: range)
+            }
+            let name = String(rest[rest.index(after: open)..<close])
+            if name == "e" {
+                out += "{e}"
+            } else {
+                switch scope[name]?.value {
+                case .int(let v)?: out += String(v)
+                case .string(let s)?: out += s
+                case .poisoned?: throw ASTToIR.alreadyReported
+                default:
+                    var notes: [Diagnostic.Note] = [.init("braces in a tensor name take an int or string param, or {e} for the expert index")]
+                    if let s = NameSuggestions.best(for: name, in: params.map(\.name) + ["e"]) { notes.insert(.init("did you mean '{\(s)}'?"), at: 0) }
+                    throw .error("unknown name '{\(name)}' in tensor name \"\(pattern)\"", at: range, notes: notes)
+                }
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        return out + rest
+    }
+}

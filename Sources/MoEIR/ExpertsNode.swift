@@ -1,0 +1,140 @@
+/// What an expert pass decided about a MoE block, as a mark on its `moe_experts` node (printed
+/// and stored as a `true` attribute of the same name). The executor reads the marks to choose how
+/// the block runs; each pass in `MoEPasses` sets one.
+public enum ExpertPassMark: String, CaseIterable, Hashable, Sendable {
+    /// Gate and up packed as one interleaved matrix per expert (`ExpertGateUpFusion`).
+    case fuseGateUp = "fuse_gate_up"
+    /// (token, slot) pairs sorted by expert, one GEMM per expert (`TokenPermutation`).
+    case permute
+    /// Expert matrices packed once at load time (`ExpertWeightPrepacking`).
+    case prepacked
+    /// The routing weight folded into the down projection's operand (`CombineFusion`).
+    case combineInDown = "combine_in_down"
+}
+
+/// A typed view of a `moe_experts` node: its operands by role and its attributes by meaning. Code
+/// that needs a block's input, routing or expert matrices reads them here, never by position.
+///
+/// Operands, in order: the input `x [T, H]`, the routing, the expert matrices in the kind's role
+/// order (`ExpertKind.matrixRoles`), then the active mask `[T]` of a halting multi-hop block
+/// (attribute `with_active`).
+public struct ExpertsNode: Sendable {
+    public let node: Node
+
+    /// The view of `node`, or nil when it is not a `moe_experts` node with a known kind and
+    /// enough operands for it (the verifier reports such nodes).
+    public init?(_ node: Node) {
+        guard node.op == .moe_experts, let kindName = node.attributes.string("kind"), let kind = ExpertKind(rawValue: kindName),
+              node.operands.count == 2 + kind.matrixRoles.count + (node.attributes.bool("with_active") == true ? 1 : 0) else { return nil }
+        self.node = node
+        self.kind = kind
+    }
+
+    public let kind: ExpertKind
+    /// The tokens' rows `[T, H]`.
+    public var input: ValueID { node.operands[0] }
+    /// The routing that chose each token's experts.
+    public var routing: ValueID { node.operands[1] }
+    /// The expert matrices `[E, rows, cols]`, in `kind.matrixRoles` order.
+    public var matrices: ArraySlice<ValueID> { node.operands[2..<(2 + kind.matrixRoles.count)] }
+    /// The expert matrix of one role (`gate`, `up`, `down`, `gate_up`).
+    public func matrix(_ role: String) -> ValueID? {
+        kind.matrixRoles.firstIndex(of: role).map { node.operands[2 + $0] }
+    }
+    /// The active mask `[T]` of a halting multi-hop block: 1 for tokens still running.
+    public var active: ValueID? { node.attributes.bool("with_active") == true ? node.operands.last : nil }
+    /// The activation of `mlp` experts (SwiGLU's is silu).
+    public var activation: Activation { kind == .mlp ? Activation(rawValue: node.attributes.string("act") ?? "") ?? .relu : .silu }
+    /// The declared expert count (the routing's experts count them too; the type rule checks both agree).
+    public var declaredExperts: Int? { node.attributes.int("experts") }
+    /// A multi-hop block's name and this node's hop (`MoELayer`).
+    public var block: String? { node.attributes.string("block") }
+    public var hop: Int? { node.attributes.int("hop") }
+    /// Copy counts of `upcycle:` before the `expert-upcycling` pass expands them.
+    public var upcycle: [Int]? { node.attributes.ints("upcycle") }
+
+    public func has(_ mark: ExpertPassMark) -> Bool { node.attributes.bool(mark.rawValue) == true }
+    public var marks: Set<ExpertPassMark> { Set(ExpertPassMark.allCases.filter(has)) }
+
+    /// The attributes of a new block.
+    public static func attributes(kind: ExpertKind, experts: Int, activation: Activation?) -> Attributes {
+        var a: Attributes = ["experts": .int(experts), "kind": .string(kind.rawValue)]
+        if kind == .mlp { a["act"] = .string((activation ?? .relu).rawValue) }
+        return a
+    }
+
+    /// The type rule of `moe_experts` (see `ExpertsOp`).
+    static func resultType(_ operands: [IRType], _ attrs: Attributes) throws(TypeRuleError) -> IRType? {
+        guard operands.count >= 2 else { throw TypeRuleError("moe_experts needs an input, a routing and expert weights") }
+        let x = try OpSchema.tensor(operands[0], "the input of the moe block")
+        guard x.rank == 2, let h = x.shape[1].fixedValue else {
+            throw TypeRuleError("the moe block input must be [tokens, hidden], got \(OpSchema.format(x))")
+        }
+        guard let r = operands[1].routing else {
+            throw TypeRuleError("the router must end in a routing (e.g. '|> topk(k)'), got a tensor \(OpSchema.format(operands[1].tensor!))")
+        }
+        guard let kindName = attrs.string("kind"), let kind = ExpertKind(rawValue: kindName) else {
+            throw TypeRuleError("moe_experts needs a kind")
+        }
+        let count = attrs.int("experts") ?? r.experts
+        guard count == r.experts else {
+            throw TypeRuleError("the block declares \(count) experts but the router scores \(r.experts)")
+        }
+        let roles = kind.matrixRoles
+        if kind == .mlp { try OpSchema.activation(attrs) }
+        // The passes' marks (plans can be edited by hand): flags, when present.
+        for flag in ["with_active"] + ExpertPassMark.allCases.map(\.rawValue) where attrs[flag] != nil {
+            guard attrs.bool(flag) != nil else { throw TypeRuleError("moe_experts attribute '\(flag)' must be true or false") }
+        }
+        let withActive = attrs.bool("with_active") ?? false
+        guard operands.count == 2 + roles.count + (withActive ? 1 : 0) else {
+            throw TypeRuleError("\(kind) experts take \(roles.count) weights (\(roles.joined(separator: ", "))), got \(operands.count - 2)")
+        }
+        if withActive {
+            let a = try OpSchema.tensor(operands[operands.count - 1], "the active mask")
+            guard a.shape == [x.shape[0]] else { throw TypeRuleError("the active mask must be [tokens], got \(OpSchema.format(a))") }
+        }
+        var ffn: Int?
+        for (i, role) in roles.enumerated() {
+            let w = try OpSchema.tensor(operands[2 + i], "the \(role) weight")
+            guard w.rank == 3, let fixed = w.fixedShape else {
+                throw TypeRuleError("expert \(role) weight must be [experts, rows, cols], got \(OpSchema.format(w))")
+            }
+            guard fixed[0] == count else {
+                throw TypeRuleError("expert \(role) weight \(OpSchema.format(w)) holds \(fixed[0]) experts, but the block has \(count)")
+            }
+            let rows = role == "down" ? fixed[1] : fixed[2]
+            guard rows == h else {
+                throw TypeRuleError("expert \(role) weight \(OpSchema.format(w)) does not fit hidden size \(h)",
+                                    notes: [role == "down" ? "down weights are [experts, hidden, ffn]" : "\(role) weights are [experts, ffn, hidden]"])
+            }
+            var f = role == "down" ? fixed[2] : fixed[1]
+            if role == "gate_up" {
+                guard f % 2 == 0 else { throw TypeRuleError("gate_up weight \(OpSchema.format(w)) must have an even number of rows (gate, then up)") }
+                f /= 2
+            }
+            if let prev = ffn, prev != f {
+                throw TypeRuleError("expert \(role) weight \(OpSchema.format(w)) has ffn width \(f), but the other expert weights have \(prev)")
+            }
+            ffn = f
+        }
+        return .tensor(TensorType(.f32, [x.shape[0], .fixed(h)]))
+    }
+}
+
+extension Node {
+    /// The typed view of a `moe_experts` node, else nil.
+    public var expertsView: ExpertsNode? { ExpertsNode(self) }
+
+    /// Sets (or clears) one of the expert passes' marks on a `moe_experts` node.
+    public mutating func setMark(_ mark: ExpertPassMark, _ on: Bool = true) {
+        attributes[mark.rawValue] = on ? .bool(true) : nil
+    }
+}
+
+extension Graph {
+    /// Every `moe_experts` node with its typed view, in graph order.
+    public var expertsNodes: [(id: ValueID, view: ExpertsNode)] {
+        ids.compactMap { id in self[id].expertsView.map { (id, $0) } }
+    }
+}

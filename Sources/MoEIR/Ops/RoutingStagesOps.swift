@@ -1,0 +1,60 @@
+/// Stages on a routing's chosen weights: routing → routing of the same slots and experts.
+public enum RoutingStageOp: String, OpFamily {
+    case route_renormalize      // weights / their sum; attrs: eps
+    case route_softmax          // softmax over each token's chosen scores (all −∞ → zeros)
+    case route_scale            // weights · factor; attrs: factor
+    case route_sqrt             // √weight (SqrtGate)
+    case route_capacity         // each expert keeps its first `capacity` tokens; attrs: capacity
+
+    public var surfaceName: String {
+        switch self {
+        case .route_renormalize: return "renormalize"
+        case .route_softmax: return "softmax"
+        case .route_scale: return "scale"
+        case .route_sqrt: return "sqrt"
+        case .route_capacity: return "capacity"
+        }
+    }
+
+    public func resultType(_ operands: [IRType], _ attrs: Attributes) throws(TypeRuleError) -> IRType? {
+        try OpSchema.arity(self, operands, 1...1)
+        guard let r = operands[0].routing else {
+            throw TypeRuleError("'\(surfaceName)' applies to a routing (after topk), got a tensor",
+                                notes: ["select experts first, e.g. '|> topk(k) |> \(surfaceName)'"])
+        }
+        switch self {
+        case .route_capacity:
+            guard let c = attrs.int("capacity") else { throw TypeRuleError("capacity needs a value") }
+            guard c >= 1 else { throw TypeRuleError("capacity must be positive, got \(c)") }
+        case .route_scale:
+            if attrs.float("factor") == nil { throw TypeRuleError("scale needs a factor") }
+        case .route_renormalize, .route_softmax, .route_sqrt:
+            break
+        }
+        return .routing(r)
+    }
+
+    /// A routing is not a tensor of scores.
+    public var isNonNegative: Bool {
+        switch self {
+        case .route_renormalize, .route_softmax, .route_scale, .route_sqrt, .route_capacity: return false
+        }
+    }
+
+    public var routerFusionPart: RouterFusionPart? {
+        switch self {
+        case .route_renormalize: return .normalize("sum")
+        case .route_softmax: return .normalize("softmax")
+        case .route_scale: return .scale
+        case .route_sqrt, .route_capacity: return nil
+        }
+    }
+}
+
+extension Op {
+    public static let route_renormalize = Op.routingStage(.route_renormalize)
+    public static let route_softmax = Op.routingStage(.route_softmax)
+    public static let route_scale = Op.routingStage(.route_scale)
+    public static let route_sqrt = Op.routingStage(.route_sqrt)
+    public static let route_capacity = Op.routingStage(.route_capacity)
+}

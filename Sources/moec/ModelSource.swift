@@ -1,0 +1,104 @@
+import Foundation
+import MoEBackend
+import MoEBasics
+import MoECompiler
+
+/// Options shared by the commands that execute a model: where it comes from and how it runs.
+enum ModelSource {
+    static let options: [OptionSpec] = [
+        OptionSpec(names: ["--model", "-m"], valueName: "DIR",
+                   help: "Checkpoint folder (config.json + safetensors), when running a .moe graph."),
+        OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param of a .moe graph. Repeatable.", repeated: true),
+        OptionSpec(names: ["--threads", "-t"], valueName: "N", help: "Threads to use (default: all cores)."),
+        OptionSpec(names: ["--placement"], valueName: "FILE.json|static",
+                   help: "Run the experts by an expert placement from 'moec place' (one thread per\nworker), or 'static' for the naive split (E/W consecutive experts per worker)."),
+        OptionSpec(names: ["--llep"], valueName: "T",
+                   help: "With --placement: spill a worker's tokens above T × the mean load to the\nleast-loaded workers, per batch (LLEP; e.g. 1.1)."),
+    ]
+
+    /// The compiler session for a `.moe` graph, or nil for a plan. Made before any work, so
+    /// that errors found later are printed with the graph's source lines.
+    static func session(_ a: ParsedArguments, command: String) throws -> CompilerSession? {
+        guard a.positionals.count == 1 else {
+            throw UsageError(message: a.positionals.isEmpty ? "missing PLAN or GRAPH.moe" : "expected one PLAN or GRAPH.moe, got: \(a.positionals.joined(separator: " "))", command: command)
+        }
+        let target = a.positionals[0]
+        if target.hasSuffix(".moe") {
+            return CompilerSession(CompileOptions(graphPath: target, modelDirectory: a.value("--model"),
+                                                  overrides: try parseAssignments(a.all("--set"), option: "--set", command: command)))
+        }
+        if a.value("--model") != nil || !a.all("--set").isEmpty {
+            throw UsageError(message: "--model and --set apply to a .moe graph; a plan already has its weights and params (compile again to change them)", command: command)
+        }
+        return nil
+    }
+
+    static func executionOptions(_ a: ParsedArguments, command: String) throws -> ExecutionOptions {
+        var options = ExecutionOptions()
+        if let t = a.value("--threads") {
+            guard let n = Int(t), n >= 1, n <= 1024 else { throw UsageError(message: "--threads expects a positive integer, got '\(t)'", command: command) }
+            options.threads = n
+        }
+        if let p = a.value("--placement") {
+            var threshold: Double?
+            if let t = a.value("--llep") {
+                guard let v = Double(t), v >= 1, v.isFinite else { throw UsageError(message: "--llep expects a threshold ≥ 1 (e.g. 1.1), got '\(t)'", command: command) }
+                threshold = v
+            }
+            if p == "static" {
+                guard let t = a.value("--threads"), let w = Int(t) else {
+                    throw UsageError(message: "--placement static needs --threads W (the number of workers)", command: command)
+                }
+                options.runExperts(by: PlacementExecution(.staticSplit(workers: w), dynamicThreshold: threshold))
+            } else {
+                options.runExperts(by: PlacementExecution(.placement(try PlacementBinding.read(p)), dynamicThreshold: threshold))
+            }
+        } else if a.value("--llep") != nil {
+            throw UsageError(message: "--llep applies to --placement", command: command)
+        }
+        return options
+    }
+
+    /// Loads a runner from a plan file, or compiles the session's `.moe` graph, with a progress
+    /// line while weights load when stderr is a terminal.
+    static func runner(_ a: ParsedArguments, session: CompilerSession?, options: ExecutionOptions,
+                       recordRouting: Bool = false) throws -> ModelRunner {
+        let target = a.positionals[0]
+        let progress = Progress(label: "loading weights")
+        defer { progress.finish() }
+        if let session {
+            try PathCheck.readable(target, what: "a .moe graph")
+            if let model = a.value("--model") { try PathCheck.modelFolder(model) }
+            return try ModelRunner.compile(session, options: options, progress: progress.update, recordRouting: recordRouting)
+        }
+        try PathCheck.readable(target, what: "a plan")
+        return try ModelRunner.load(planPath: target, options: options, progress: progress.update, recordRouting: recordRouting)
+    }
+}
+
+/// A one-line progress bar on stderr, shown only on a terminal and only for long work.
+final class Progress: @unchecked Sendable {
+    let label: String
+    let start = Date()
+    var shown = false
+    var lastDraw = Date.distantPast
+
+    init(label: String) { self.label = label }
+
+    func update(_ done: Int, _ total: Int) {
+        guard Console.stderrIsTerminal, total > 0 else { return }
+        let now = Date()
+        guard now.timeIntervalSince(start) > 0.5, now.timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
+        lastDraw = now
+        shown = true
+        let frac = Double(done) / Double(total)
+        let width = 30
+        let filled = Int(frac * Double(width))
+        let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+        Console.err(String(format: "\r%@ %@ %5.1f%%  %.0f / %.0f MB", label, bar, frac * 100, Double(done) / 1e6, Double(total) / 1e6))
+    }
+
+    func finish() {
+        if shown { Console.err("\r\u{1B}[K") }
+    }
+}
