@@ -24,7 +24,7 @@ import PackageDescription
 /// so the binary still runs on CPUs without AVX2.
 var avx2Flags: [SwiftSetting] = []
 #if arch(x86_64)
-avx2Flags = [.unsafeFlags(["-Xcc", "-march=haswell", "-Xcc", "-mtune=znver3"])]
+    avx2Flags = [.unsafeFlags(["-Xcc", "-march=haswell", "-Xcc", "-mtune=znver3"])]
 #endif
 
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
@@ -33,7 +33,7 @@ let package = Package(
     name: "moec",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "moec", targets: ["moec"]),
+        .executable(name: "moec", targets: ["moec"])
     ],
     targets: [
         // Core: text to IR.
@@ -48,18 +48,21 @@ let package = Package(
         .target(name: "MoEKernels", dependencies: ["MoEKernelsAVX2"], swiftSettings: release),
         .target(name: "MoEBackend", dependencies: ["MoEIR", "MoEIO", "MoEKernels", "MoEPlacement"], swiftSettings: release),
         .target(name: "MoEPlacement", dependencies: ["MoEBasics"]),
-        .executableTarget(name: "moec-kernel-bench", dependencies: ["MoEKernels"],
-                          path: "Benchmarks/KernelBench", swiftSettings: release),
+        .executableTarget(
+            name: "moec-kernel-bench", dependencies: ["MoEKernels"],
+            path: "Benchmarks/KernelBench", swiftSettings: release),
 
         // Driver and CLI.
-        .target(name: "MoECompiler",
-                dependencies: ["MoEBasics", "MoESyntax", "MoEIR", "MoEPasses", "MoEIO", "MoEBackend", "MoEPlacement"]),
+        .target(
+            name: "MoECompiler",
+            dependencies: ["MoEBasics", "MoESyntax", "MoEIR", "MoEPasses", "MoEIO", "MoEBackend", "MoEPlacement"]),
         // The CLI: the compiler façade, plus the types it names (diagnostics, execution options, placement's command).
         .executableTarget(name: "moec", dependencies: ["MoECompiler", "MoEBasics", "MoEBackend", "MoEPlacement"]),
         // Counts heap allocations in a schedule's steady state (the executor must make none).
         .target(name: "MoEAllocationCounter", path: "Benchmarks/AllocationCounter"),
-        .executableTarget(name: "moec-alloc-check", dependencies: ["MoECompiler", "MoEKernels", "MoEAllocationCounter"],
-                          path: "Benchmarks/AllocationCheck", swiftSettings: release),
+        .executableTarget(
+            name: "moec-alloc-check", dependencies: ["MoECompiler", "MoEKernels", "MoEAllocationCounter"],
+            path: "Benchmarks/AllocationCheck", swiftSettings: release),
 
         // Tests, laid out like the pipeline.
         .target(name: "MoETestSupport", dependencies: ["MoEBasics"], path: "Tests/MoETestSupport"),
@@ -69,10 +72,11 @@ let package = Package(
         .testTarget(name: "MoEPassesTests", dependencies: ["MoEPasses", "MoEIR", "MoETestSupport"], exclude: ["Golden"]),
         .testTarget(name: "MoEIOTests", dependencies: ["MoEIO", "MoETestSupport"]),
         .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels", "MoETestSupport"]),
-        .testTarget(name: "MoEBackendTests",
-                    dependencies: ["MoEBackend", "MoEIR", "MoEIO", "MoEKernels", "MoEPasses", "MoECompiler", "MoETestSupport"]),
+        .testTarget(
+            name: "MoEBackendTests",
+            dependencies: ["MoEBackend", "MoEIR", "MoEIO", "MoEKernels", "MoEPasses", "MoECompiler", "MoETestSupport"]),
         .testTarget(name: "MoEPlacementTests", dependencies: ["MoEPlacement", "MoETestSupport"]),
         .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoEPlacement", "MoETestSupport"], exclude: ["Diagnostics", "Golden"]),
-        .testTarget(name: "moecTests", dependencies: ["MoEIO", "MoETestSupport"]),
+        .testTarget(name: "moecTests", dependencies: ["MoEIO", "MoETestSupport"])
     ]
 )

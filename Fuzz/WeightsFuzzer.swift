@@ -22,8 +22,9 @@ public func weightsFuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int)
             var out = [Float](repeating: 0, count: t.elementCount)
             out.withUnsafeMutableBufferPointer { buffer in
                 if t.elementCount > 0 {
-                    TensorConversion.toFloat(t.dtype, from: bytes.baseAddress! + t.byteRange.lowerBound,
-                                             count: t.elementCount, into: buffer.baseAddress!)
+                    TensorConversion.toFloat(
+                        t.dtype, from: bytes.baseAddress! + t.byteRange.lowerBound,
+                        count: t.elementCount, into: buffer.baseAddress!)
                 }
             }
         }

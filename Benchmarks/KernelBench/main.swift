@@ -114,7 +114,7 @@ print()
 
 var shapeTable: [String: (k: Int, n: Int, name: String)] = [
     "gateup": (1024, 7168, "1024→7168"),
-    "down": (3584, 1024, "3584→1024"),
+    "down": (3584, 1024, "3584→1024")
 ]
 // Any other shape as KxN, e.g. --shapes 4096x14336.
 for name in opts.shapes where shapeTable[name] == nil {
@@ -140,11 +140,16 @@ for shapeName in opts.shapes {
                 w.withUnsafeBufferPointer { wp in
                     y.withUnsafeMutableBufferPointer { yp in
                         let (xq, wq, yq) = (xp.baseAddress!, wp.baseAddress!, yp.baseAddress!)
-                        return medians(reps: opts.reps, {
-                            Kernels.gemm(xq, packed, yq, m: m, threads: t, isa: opts.isa)
-                        }, blas.map { blas in {
-                            blas.linear(xq, weight: wq, yq, m: m, n: n, k: k)
-                        } })
+                        return medians(
+                            reps: opts.reps,
+                            {
+                                Kernels.gemm(xq, packed, yq, m: m, threads: t, isa: opts.isa)
+                            },
+                            blas.map { blas in
+                                {
+                                    blas.linear(xq, weight: wq, yq, m: m, n: n, k: k)
+                                }
+                            })
                     }
                 }
             }
@@ -153,7 +158,7 @@ for shapeName in opts.shapes {
             let cells = [
                 shape.name, "\(m)", "\(t)", f1(flops / tn / 1e9), tb.map { f1(flops / $0 / 1e9) } ?? "-",
                 tb.map { String(format: "%.2f", $0 / tn) } ?? "-",
-                skinny ? f1(bytes / tn / 1e9) : "", skinny ? (tb.map { f1(bytes / $0 / 1e9) } ?? "-") : "",
+                skinny ? f1(bytes / tn / 1e9) : "", skinny ? (tb.map { f1(bytes / $0 / 1e9) } ?? "-") : ""
             ]
             print("| " + cells.joined(separator: " | ") + " |")
         }
@@ -179,22 +184,29 @@ if opts.cold {
                 let (tn, tb) = x.withUnsafeBufferPointer { xp in
                     y.withUnsafeMutableBufferPointer { yp in
                         let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
-                        return medians(reps: max(opts.reps, 16), {
-                            Kernels.gemm(xq, packs[i & 7], yq, m: m, threads: t, isa: opts.isa)
-                            i += 1
-                        }, blas.map { blas in {
-                            ws[j & 7].withUnsafeBufferPointer { wp in
-                                blas.linear(xq, weight: wp.baseAddress!, yq, m: m, n: n, k: k)
-                            }
-                            j += 1
-                        } })
+                        return medians(
+                            reps: max(opts.reps, 16),
+                            {
+                                Kernels.gemm(xq, packs[i & 7], yq, m: m, threads: t, isa: opts.isa)
+                                i += 1
+                            },
+                            blas.map { blas in
+                                {
+                                    ws[j & 7].withUnsafeBufferPointer { wp in
+                                        blas.linear(xq, weight: wp.baseAddress!, yq, m: m, n: n, k: k)
+                                    }
+                                    j += 1
+                                }
+                            })
                     }
                 }
                 let bytes = Double(n * k * 4), flops = 2.0 * Double(m * n * k)
-                let cells = [shape.name, "\(m)", "\(t)", f1(bytes / tn / 1e9), tb.map { f1(bytes / $0 / 1e9) } ?? "-",
-                             f1(flops / tn / 1e9), tb.map { f1(flops / $0 / 1e9) } ?? "-"]
+                let cells = [
+                    shape.name, "\(m)", "\(t)", f1(bytes / tn / 1e9), tb.map { f1(bytes / $0 / 1e9) } ?? "-",
+                    f1(flops / tn / 1e9), tb.map { f1(flops / $0 / 1e9) } ?? "-"
+                ]
                 print("| " + cells.joined(separator: " | ") + " |")
-                }
+            }
         }
     }
 }
@@ -218,18 +230,25 @@ if opts.ms.contains(1) {
             let times: [Double?] = x.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
                     let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
-                    let (tp, tu) = medians(reps: max(opts.reps, 16), {
-                        Kernels.gemm(xq, packs[i & 7], yq, m: 1, threads: t, isa: opts.isa); i += 1
-                    }, {
-                        ws[i & 7].withUnsafeBufferPointer { Kernels.gemv($0.baseAddress!, xq, yq, n: n, k: k, threads: t, isa: opts.isa) }
-                        i += 1
-                    })
+                    let (tp, tu) = medians(
+                        reps: max(opts.reps, 16),
+                        {
+                            Kernels.gemm(xq, packs[i & 7], yq, m: 1, threads: t, isa: opts.isa); i += 1
+                        },
+                        {
+                            ws[i & 7].withUnsafeBufferPointer { Kernels.gemv($0.baseAddress!, xq, yq, n: n, k: k, threads: t, isa: opts.isa) }
+                            i += 1
+                        })
                     var tb: Double? = nil
                     if let blas {
-                        tb = medians(reps: max(opts.reps, 16), {
-                            ws[i & 7].withUnsafeBufferPointer { blas.linear(xq, weight: $0.baseAddress!, yq, m: 1, n: n, k: k) }
-                            i += 1
-                        }, nil).0
+                        tb =
+                            medians(
+                                reps: max(opts.reps, 16),
+                                {
+                                    ws[i & 7].withUnsafeBufferPointer { blas.linear(xq, weight: $0.baseAddress!, yq, m: 1, n: n, k: k) }
+                                    i += 1
+                                }, nil
+                            ).0
                     }
                     return [tp, tu, tb]
                 }
@@ -261,26 +280,33 @@ if opts.moe {
                 act.withUnsafeMutableBufferPointer { ap in
                     out.withUnsafeMutableBufferPointer { op in
                         let (xq, gq, aq, oq) = (xp.baseAddress!, gp.baseAddress!, ap.baseAddress!, op.baseAddress!)
-                        return medians(reps: opts.reps, {
-                            for j in 0..<e {
-                                Kernels.gemm(xq, gateUpPacked[j], gq, m: rows, threads: t, isa: opts.isa)
-                                Kernels.swiglu(gq, aq, rows: rows, f: f, isa: opts.isa)
-                                Kernels.gemm(aq, downPacked[j], oq, m: rows, accumulate: j > 0, threads: t, isa: opts.isa)
-                            }
-                        }, blas.map { blas in {
-                            for j in 0..<e {
-                                gateUp[j].withUnsafeBufferPointer { blas.linear(xq, weight: $0.baseAddress!, gq, m: rows, n: 2 * f, k: h) }
-                                Kernels.swiglu(gq, aq, rows: rows, f: f, isa: opts.isa)
-                                down[j].withUnsafeBufferPointer { blas.linear(aq, weight: $0.baseAddress!, oq, m: rows, n: h, k: f, accumulate: j > 0) }
-                            }
-                        } })
+                        return medians(
+                            reps: opts.reps,
+                            {
+                                for j in 0..<e {
+                                    Kernels.gemm(xq, gateUpPacked[j], gq, m: rows, threads: t, isa: opts.isa)
+                                    Kernels.swiglu(gq, aq, rows: rows, f: f, isa: opts.isa)
+                                    Kernels.gemm(aq, downPacked[j], oq, m: rows, accumulate: j > 0, threads: t, isa: opts.isa)
+                                }
+                            },
+                            blas.map { blas in
+                                {
+                                    for j in 0..<e {
+                                        gateUp[j].withUnsafeBufferPointer { blas.linear(xq, weight: $0.baseAddress!, gq, m: rows, n: 2 * f, k: h) }
+                                        Kernels.swiglu(gq, aq, rows: rows, f: f, isa: opts.isa)
+                                        down[j].withUnsafeBufferPointer { blas.linear(aq, weight: $0.baseAddress!, oq, m: rows, n: h, k: f, accumulate: j > 0) }
+                                    }
+                                }
+                            })
                     }
                 }
             }
         }
-        let cells = ["\(t)", String(format: "%.1f", tn * 1e3), f1(flops / tn / 1e9),
-                     tb.map { String(format: "%.1f", $0 * 1e3) } ?? "-", tb.map { f1(flops / $0 / 1e9) } ?? "-",
-                     tb.map { String(format: "%.2f", $0 / tn) } ?? "-"]
+        let cells = [
+            "\(t)", String(format: "%.1f", tn * 1e3), f1(flops / tn / 1e9),
+            tb.map { String(format: "%.1f", $0 * 1e3) } ?? "-", tb.map { f1(flops / $0 / 1e9) } ?? "-",
+            tb.map { String(format: "%.2f", $0 / tn) } ?? "-"
+        ]
         print("| " + cells.joined(separator: " | ") + " |")
     }
 }
@@ -307,9 +333,13 @@ if opts.elementwise {
         ("swiglu", "128×(2·3584)", 128 * 3584, gu, { Kernels.swiglu($0, $1, rows: 128, f: 3584, isa: $2) }),
         ("softmax rows", "8192×8", 8192 * 8, rows, { Kernels.softmaxRows($0, $1, rows: 8192, cols: 8, isa: $2) }),
         ("softmax rows", "512×1024", 512 * 1024, rows, { Kernels.softmaxRows($0, $1, rows: 512, cols: 1024, isa: $2) }),
-        ("rmsnorm rows", "512×1024", 512 * 1024, rows, { x, y, isa in
-            w.withUnsafeBufferPointer { Kernels.rmsNormRows(x, weight: $0.baseAddress!, y, rows: 512, cols: 1024, eps: 1e-5, isa: isa) } }),
-        ("axpy", "\(n)", n, x, { Kernels.axpy(alpha: 0.5, $0, $1, count: n, isa: $2) }),
+        (
+            "rmsnorm rows", "512×1024", 512 * 1024, rows,
+            { x, y, isa in
+                w.withUnsafeBufferPointer { Kernels.rmsNormRows(x, weight: $0.baseAddress!, y, rows: 512, cols: 1024, eps: 1e-5, isa: isa) }
+            }
+        ),
+        ("axpy", "\(n)", n, x, { Kernels.axpy(alpha: 0.5, $0, $1, count: n, isa: $2) })
     ]
     for (name, shape, count, input, body) in cases {
         var cells = [name, shape]
@@ -325,4 +355,3 @@ if opts.elementwise {
         print("| " + cells.joined(separator: " | ") + " |")
     }
 }
-

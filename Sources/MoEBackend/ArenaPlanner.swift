@@ -44,7 +44,8 @@ public enum ArenaPlanner {
             let r = requests[i]
             let size = aligned(r.bytes)
             // Intervals of conflicting buffers, sorted by offset.
-            let conflicts = placed
+            let conflicts =
+                placed
                 .filter { requests[$0].firstStep <= r.lastStep && r.firstStep <= requests[$0].lastStep }
                 .map { (offsets[$0], offsets[$0] + aligned(requests[$0].bytes)) }
                 .sorted { $0.0 < $1.0 }

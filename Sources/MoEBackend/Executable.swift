@@ -9,8 +9,10 @@ public struct ExecutionOptions: Sendable {
     /// Run the MoE experts by an expert placement (native backend only): one thread per worker.
     public var placement: PlacementExecution?
 
-    public init(threads: Int = ExecutionOptions.defaultThreads, backend: MatMulBackend = .automatic,
-                placement: PlacementExecution? = nil) {
+    public init(
+        threads: Int = ExecutionOptions.defaultThreads, backend: MatMulBackend = .automatic,
+        placement: PlacementExecution? = nil
+    ) {
         self.threads = max(1, threads)
         self.backend = backend
         self.placement = placement
@@ -45,8 +47,10 @@ public final class Executable: @unchecked Sendable {
     ///   - consumeWeights: the caller hands `weights` over and will not read them again, so the
     ///     pages of weights kept only packed are given back as packing proceeds (peak memory near
     ///     one copy of the weights instead of two).
-    public init(graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions(),
-                consumeWeights: Bool = false) {
+    public init(
+        graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions(),
+        consumeWeights: Bool = false
+    ) {
         precondition(weights.count == graph.weights.count)
         self.graph = graph
         self.options = options
@@ -64,8 +68,10 @@ public final class Executable: @unchecked Sendable {
                 for e in 0..<count {
                     let raw = base + e * n * k
                     if native && !keptAsStored.contains(i) {
-                        list.append(LinearWeight(n: n, k: k, raw: nil,
-                                                 packed: PackedWeight(weight: raw, n: n, k: k, threads: options.threads)))
+                        list.append(
+                            LinearWeight(
+                                n: n, k: k, raw: nil,
+                                packed: PackedWeight(weight: raw, n: n, k: k, threads: options.threads)))
                     } else {
                         list.append(LinearWeight(n: n, k: k, raw: raw, packed: nil))
                     }
@@ -76,8 +82,9 @@ public final class Executable: @unchecked Sendable {
         var experts: [Int: ExpertMatrices] = [:]
         if native {
             for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && Executable.runsPackedKernel(n, graph) {
-                experts[i] = ExpertMatrices(node: n, graph: graph, weights: weights, threads: options.threads,
-                                            releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [])
+                experts[i] = ExpertMatrices(
+                    node: n, graph: graph, weights: weights, threads: options.threads,
+                    releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [])
             }
         }
         // Packed copies replace the originals for weights only read as matrices.
@@ -152,8 +159,10 @@ public final class Executable: @unchecked Sendable {
     /// The weight-table indices of weight nodes that some node reads, and that every reader reads
     /// only as an expert matrix of a `moe_experts` block for which `block` holds (and, with
     /// `excludingOutputs`, that are no graph output).
-    private static func weightsReadOnlyAsExpertMatrices(_ g: Graph, excludingOutputs: Bool = false,
-                                                       of block: (ExpertsNode) -> Bool) -> Set<Int> {
+    private static func weightsReadOnlyAsExpertMatrices(
+        _ g: Graph, excludingOutputs: Bool = false,
+        of block: (ExpertsNode) -> Bool
+    ) -> Set<Int> {
         var out = Set<Int>()
         for (node, n) in g.nodes.enumerated() where n.op == .weight {
             let id = ValueID(node)
@@ -204,7 +213,7 @@ public final class Executable: @unchecked Sendable {
             return s
         }
         lock.unlock()
-        let s = try Schedule(executable: self, tokens: tokens)   // built outside the lock
+        let s = try Schedule(executable: self, tokens: tokens) // built outside the lock
         lock.lock()
         pools[tokens, default: ([], [])].schedules.append(s)
         pools[tokens]!.busy.append(true)

@@ -47,7 +47,8 @@ public struct ExpertBlockPlan: Sendable {
         g.ids.compactMap { id -> ExpertBlockPlan? in
             let n = g[id]
             guard let experts = n.expertsView, let routing = g[experts.routing].type.routing,
-                  let h = g[experts.input].tensorType?.last?.fixedValue else { return nil }
+                let h = g[experts.input].tensorType?.last?.fixedValue
+            else { return nil }
             let kind = experts.kind.rawValue
             let weights = experts.matrices.compactMap { g[$0].tensorType?.fixedShape }.filter { $0.count == 3 }
             let ffn = weights.last.map { $0[2] } ?? 0
@@ -56,8 +57,10 @@ public struct ExpertBlockPlan: Sendable {
             // A stored gate_up [2F, H] is packed as gate and up each rounded up (interleaved).
             let fusedStored = experts.kind == .swiglu_fused
             let perExpertFloats = weights.enumerated().reduce(0.0) { sum, w in
-                let rows = fusedStored && w.offset == 0 ? 2 * ((w.element[1] / 2 + panel - 1) / panel * panel)
-                                                        : (w.element[1] + panel - 1) / panel * panel
+                let rows =
+                    fusedStored && w.offset == 0
+                    ? 2 * ((w.element[1] / 2 + panel - 1) / panel * panel)
+                    : (w.element[1] + panel - 1) / panel * panel
                 return sum + Double(rows) * Double(w.element[2])
             }
             let e = routing.experts, k = routing.slots
@@ -66,17 +69,19 @@ public struct ExpertBlockPlan: Sendable {
                 let touched = Double(e) * (1 - pow(1 - Double(k) / Double(e), Double(t)))
                 let bytes = touched * bytesPerExpert
                 let flops = 2 * Double(t * k) * bytesPerExpert / 4
-                return Regime(tokens: t, expertsTouched: touched, weightBytes: bytes, flops: flops,
-                              bandwidthSeconds: bytes / (model.bytesPerSecondPerThread * Double(threads)),
-                              computeSeconds: flops / (model.flopsPerThread * Double(threads)))
+                return Regime(
+                    tokens: t, expertsTouched: touched, weightBytes: bytes, flops: flops,
+                    bandwidthSeconds: bytes / (model.bytesPerSecondPerThread * Double(threads)),
+                    computeSeconds: flops / (model.flopsPerThread * Double(threads)))
             }
-            return ExpertBlockPlan(name: n.name ?? id.description, experts: e, slots: k, hidden: h, ffn: ffn, kind: kind,
-                                   router: routerSteps(g, experts.routing), gateUpFused: experts.has(.fuseGateUp),
-                                   permuted: experts.has(.permute),
-                                   prepacked: experts.has(.prepacked),
-                                   combineInDown: experts.has(.combineInDown),
-                                   packedKernel: Executable.runsPackedKernel(n, g),
-                                   packedBytes: perExpertFloats * 4 * Double(e), regimes: regimes)
+            return ExpertBlockPlan(
+                name: n.name ?? id.description, experts: e, slots: k, hidden: h, ffn: ffn, kind: kind,
+                router: routerSteps(g, experts.routing), gateUpFused: experts.has(.fuseGateUp),
+                permuted: experts.has(.permute),
+                prepacked: experts.has(.prepacked),
+                combineInDown: experts.has(.combineInDown),
+                packedKernel: Executable.runsPackedKernel(n, g),
+                packedBytes: perExpertFloats * 4 * Double(e), regimes: regimes)
         }
     }
 

@@ -54,7 +54,7 @@ struct ExpertMatrices: @unchecked Sendable {
         func matrix(_ w: (buffer: AlignedBuffer, shape: [Int], release: Bool), expert e: Int) -> PackedWeight {
             let rows = w.shape[1], k = w.shape[2]
             let packed = PackedWeight(weight: UnsafePointer(w.buffer.floats + e * rows * k), n: rows, k: k, threads: threads)
-            if w.release { w.buffer.releasePages(floats: e * rows * k ..< (e + 1) * rows * k) }
+            if w.release { w.buffer.releasePages(floats: e * rows * k..<(e + 1) * rows * k) }
             return packed
         }
         let experts = operandWeights[0].shape[0]
@@ -62,8 +62,10 @@ struct ExpertMatrices: @unchecked Sendable {
         var down: [PackedWeight] = []
         /// Gate rows `gate(e)` and up rows `up(e)` (each `[f, h]` row-major) interleaved by
         /// panel into one packed `[2·f16, h]` matrix (see the type's comment).
-        func interleaved(_ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, f: Int, h: Int,
-                         into joined: AlignedBuffer) -> PackedWeight {
+        func interleaved(
+            _ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, f: Int, h: Int,
+            into joined: AlignedBuffer
+        ) -> PackedWeight {
             let p = PackedWeight.panelWidth, f16 = Self.paddedFeatures(f)
             for j in 0..<(f16 / p) {
                 for (half, source) in [gate, up].enumerated() {
@@ -84,8 +86,8 @@ struct ExpertMatrices: @unchecked Sendable {
             for e in 0..<experts {
                 if let joined {
                     first.append([(interleaved(gate.buffer.floats + e * f * h, up.buffer.floats + e * f * h, f: f, h: h, into: joined), 0)])
-                    if gate.release { gate.buffer.releasePages(floats: e * f * h ..< (e + 1) * f * h) }
-                    if up.release { up.buffer.releasePages(floats: e * f * h ..< (e + 1) * f * h) }
+                    if gate.release { gate.buffer.releasePages(floats: e * f * h..<(e + 1) * f * h) }
+                    if up.release { up.buffer.releasePages(floats: e * f * h..<(e + 1) * f * h) }
                 } else {
                     first.append([(matrix(gate, expert: e), 0), (matrix(up, expert: e), f)])
                 }
@@ -100,7 +102,7 @@ struct ExpertMatrices: @unchecked Sendable {
             for e in 0..<experts {
                 let base = gateUp.buffer.floats + e * 2 * f * h
                 first.append([(interleaved(base, base + f * h, f: f, h: h, into: joined), 0)])
-                if gateUp.release { gateUp.buffer.releasePages(floats: e * 2 * f * h ..< (e + 1) * 2 * f * h) }
+                if gateUp.release { gateUp.buffer.releasePages(floats: e * 2 * f * h..<(e + 1) * 2 * f * h) }
                 down.append(matrix(operandWeights[1], expert: e))
             }
             firstWidth = Self.firstWidth(kind: kind, ffn: f, fuseGateUp: true)

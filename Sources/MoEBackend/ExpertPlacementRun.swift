@@ -70,8 +70,9 @@ struct ExpertPlacementRun: Sendable {
             // LLEP plans per batch with arrays (it allocates; the static dispatch below does not).
             let counts = (0..<experts).map { Int(starts[$0 + 1] - starts[$0]) }
             for a in layer.leastLoadedDispatch(tokenCounts: counts, threshold: threshold).assignments {
-                groups.append(expert: a.expert, rowBegin: Int(starts[a.expert]) + a.tokens.lowerBound,
-                              rows: a.tokens.count, worker: a.worker)
+                groups.append(
+                    expert: a.expert, rowBegin: Int(starts[a.expert]) + a.tokens.lowerBound,
+                    rows: a.tokens.count, worker: a.worker)
             }
             return
         }

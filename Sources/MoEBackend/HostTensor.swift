@@ -73,7 +73,8 @@ extension Graph {
                 switch d {
                 case .fixed(let n):
                     guard t.shape[i] == n else {
-                        throw InputError("input '\(name)' dimension \(i + 1) must be \(n), got \(t.shape[i]) (shape \(t.shape), expected \(OpSchema.format(type, tokens: tokensName)))")
+                        throw InputError(
+                            "input '\(name)' dimension \(i + 1) must be \(n), got \(t.shape[i]) (shape \(t.shape), expected \(OpSchema.format(type, tokens: tokensName)))")
                     }
                 case .tokens:
                     if let known = tokens, known != t.shape[i] {

@@ -48,8 +48,9 @@ public struct MachineModel: Sendable, CustomStringConvertible {
     public var crossoverRows: Double { flopsPerThread * 4 / (2 * bytesPerSecondPerThread) }
 
     public var description: String {
-        String(format: "%.0f GFLOP/s and %.1f GB/s per thread (%@); GEMMs are bandwidth-bound below %.0f rows",
-               flopsPerThread / 1e9, bytesPerSecondPerThread / 1e9, source, crossoverRows)
+        String(
+            format: "%.0f GFLOP/s and %.1f GB/s per thread (%@); GEMMs are bandwidth-bound below %.0f rows",
+            flopsPerThread / 1e9, bytesPerSecondPerThread / 1e9, source, crossoverRows)
     }
 
     static func fromEnvironment() -> MachineModel? {

@@ -55,13 +55,16 @@ extension MatMulBackend {
     /// a schedule's steps allocate nothing; otherwise into a buffer allocated per call. With a
     /// `job` (made once per step) its parallel regions allocate nothing either.
     @inline(__always)
-    func linear(_ x: UnsafePointer<Float>, m: Int, ldx: Int, _ w: LinearWeight,
-                _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool, threads: Int,
-                packBuffer: UnsafeMutablePointer<Float>? = nil, job: GemmJob? = nil) {
+    func linear(
+        _ x: UnsafePointer<Float>, m: Int, ldx: Int, _ w: LinearWeight,
+        _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool, threads: Int,
+        packBuffer: UnsafeMutablePointer<Float>? = nil, job: GemmJob? = nil
+    ) {
         guard m > 0 else { return }
         if case .blas(let blas) = self, let raw = w.raw {
-            blas.sgemm(transA: false, transB: true, m: m, n: w.n, k: w.k, alpha: 1,
-                       a: x, lda: ldx, b: raw, ldb: w.k, beta: accumulate ? 1 : 0, c: y, ldc: ldy)
+            blas.sgemm(
+                transA: false, transB: true, m: m, n: w.n, k: w.k, alpha: 1,
+                a: x, lda: ldx, b: raw, ldb: w.k, beta: accumulate ? 1 : 0, c: y, ldc: ldy)
         } else if let packed = w.packed {
             Kernels.gemm(x, packed, y, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate, threads: threads, packBuffer: packBuffer, job: job)
         } else {

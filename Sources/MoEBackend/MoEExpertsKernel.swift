@@ -62,10 +62,12 @@ enum MoEExpertsKernel {
     /// hold each row's token and routing weight, `rowOf` (when given) each pair's row or -1, and
     /// `loads` the rows per expert. Pairs of inactive tokens and dropped slots (-1) get no row.
     /// Returns the number of rows. `counts` (E + 1 values) is scratch.
-    static func permute(_ routing: RoutingBuffer, sizes z: Sizes, active: UnsafePointer<Float>?,
-                        counts: UnsafeMutablePointer<Int32>, starts: UnsafeMutablePointer<Int32>,
-                        perm: UnsafeMutablePointer<Int32>, permWeight: UnsafeMutablePointer<Float>,
-                        rowOf: UnsafeMutablePointer<Int32>?, loads: UnsafeMutablePointer<Int32>) -> Int {
+    static func permute(
+        _ routing: RoutingBuffer, sizes z: Sizes, active: UnsafePointer<Float>?,
+        counts: UnsafeMutablePointer<Int32>, starts: UnsafeMutablePointer<Int32>,
+        perm: UnsafeMutablePointer<Int32>, permWeight: UnsafeMutablePointer<Float>,
+        rowOf: UnsafeMutablePointer<Int32>?, loads: UnsafeMutablePointer<Int32>
+    ) -> Int {
         counts.initialize(repeating: 0, count: z.experts + 1)
         for p in 0..<z.pairs {
             if let active, active[p / z.slots] == 0 { continue }
@@ -79,7 +81,7 @@ enum MoEExpertsKernel {
         }
         starts[z.experts] = total
         loads.update(from: counts, count: z.experts)
-        for e in 0..<z.experts { counts[e] = starts[e] }   // reuse as fill cursors
+        for e in 0..<z.experts { counts[e] = starts[e] } // reuse as fill cursors
         for t in 0..<z.tokens {
             let inactive = active.map { $0[t] == 0 } ?? false
             for slot in 0..<z.slots {
@@ -134,14 +136,18 @@ enum MoEExpertsKernel {
         // refilled for each expert before its product. (Only where the scratch was sized for it;
         // a hand-edited plan could have an unpacked matrix elsewhere: it then runs as GEMVs.)
         let scratchForPacking = ((try? scratchBytes(n, g, tokens: s.tokens))?.last) ?? 0
-        let packInScratch = backend.isNative && weights.contains { $0.first?.packed == nil }
+        let packInScratch =
+            backend.isNative && weights.contains { $0.first?.packed == nil }
             && weights.allSatisfy { PackedWeight.bytes(n: $0[0].n, k: $0[0].k) <= scratchForPacking }
-        let scratchWeights = packInScratch
+        let scratchWeights =
+            packInScratch
             ? weights.map { PackedWeight(n: $0[0].n, k: $0[0].k, storage: s.scratch(i, 9)) } : []
 
         /// `out[m, w.n] = in[m, k] · Wᵀ` for role `role`'s matrix of expert `e`.
-        func product(_ role: Int, _ e: Int, _ input: UnsafePointer<Float>, m: Int, ldx: Int,
-                     _ out: UnsafeMutablePointer<Float>, ldy: Int) {
+        func product(
+            _ role: Int, _ e: Int, _ input: UnsafePointer<Float>, m: Int, ldx: Int,
+            _ out: UnsafeMutablePointer<Float>, ldy: Int
+        ) {
             let w = weights[role][e]
             if packInScratch, w.packed == nil, let raw = w.raw {
                 let p = scratchWeights[role]
@@ -152,8 +158,10 @@ enum MoEExpertsKernel {
             }
         }
         /// Expert e's FFN on m rows `xe` (rows `h` apart) into `ye` (rows `h` apart).
-        func expert(_ e: Int, _ xe: UnsafePointer<Float>, m: Int, _ he: UnsafeMutablePointer<Float>,
-                    _ ye: UnsafeMutablePointer<Float>) {
+        func expert(
+            _ e: Int, _ xe: UnsafePointer<Float>, m: Int, _ he: UnsafeMutablePointer<Float>,
+            _ ye: UnsafeMutablePointer<Float>
+        ) {
             switch kind {
             case .swiglu:
                 product(0, e, xe, m: m, ldx: h, he, ldy: fw)
@@ -187,8 +195,9 @@ enum MoEExpertsKernel {
                 return
             }
             // 1. Counting sort of (token, slot) pairs by expert.
-            let rows = permute(routing, sizes: z, active: active, counts: counts, starts: starts, perm: perm,
-                               permWeight: permWeight, rowOf: nil, loads: loads)
+            let rows = permute(
+                routing, sizes: z, active: active, counts: counts, starts: starts, perm: perm,
+                permWeight: permWeight, rowOf: nil, loads: loads)
             // 2. Gather.
             for r in 0..<rows {
                 (xs + r * h).update(from: x + Int(perm[r]) * h, count: h)

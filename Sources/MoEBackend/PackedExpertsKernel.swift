@@ -42,13 +42,15 @@ enum PackedExpertsKernel {
     static func scratchBytes(_ z: MoEExpertsKernel.Sizes, firstWidth: Int) throws(ByteCount.Overflow) -> [Int] {
         typealias B = ByteCount
         let twoE = try B.product(2, z.experts)
-        let g = try B.sum(twoE, 64)   // maxGroups(experts:)
+        let g = try B.sum(twoE, 64) // maxGroups(experts:)
         let pairs = try B.product(z.tokens, z.slots)
         let padded = try B.sum(pairs, try B.product(PackedRows.rowsPerPanel - 1, g))
-        return [try B.product(try B.sum(twoE, 2), 4), try B.product(pairs, 4), try B.product(pairs, 4), try B.product(pairs, 4),
-                try GroupTable.bytes(groups: g),
-                try B.product(padded, z.hidden, 4), try B.product(pairs, firstWidth, 4), try B.product(padded, z.ffn, 4),
-                try B.product(pairs, z.hidden, 4)]
+        return [
+            try B.product(try B.sum(twoE, 2), 4), try B.product(pairs, 4), try B.product(pairs, 4), try B.product(pairs, 4),
+            try GroupTable.bytes(groups: g),
+            try B.product(padded, z.hidden, 4), try B.product(pairs, firstWidth, 4), try B.product(padded, z.ffn, 4),
+            try B.product(pairs, z.hidden, 4)
+        ]
     }
 
     static func step(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
@@ -95,8 +97,9 @@ enum PackedExpertsKernel {
                     let lo = max(local.lowerBound - offset, 0), hi = min(local.upperBound - offset, p)
                     if lo < hi {
                         let r = lo..<hi
-                        Kernels.gemmPacked(packedX.pointer + groups.offsetX(gi), m: m, piece.matrix, panels: r,
-                                           hidden.pointer + begin * fw + piece.column, ldy: fw)
+                        Kernels.gemmPacked(
+                            packedX.pointer + groups.offsetX(gi), m: m, piece.matrix, panels: r,
+                            hidden.pointer + begin * fw + piece.column, ldy: fw)
                     }
                     offset += p
                 }
@@ -115,9 +118,11 @@ enum PackedExpertsKernel {
                 let into = packedH.pointer + groups.offsetH(gi)
                 // Panel p lands in columns 16p ..< 16p+16 of the rows; strip j (panels j·sp
                 // ..< (j+1)·sp) holds features 16j ..< 16j+16 (gate, then up for SwiGLU).
-                Kernels.gemmPacked(packedX.pointer + groups.offsetX(gi), m: m, matrices.first[e][0].matrix,
-                                   panels: local.lowerBound * sp ..< local.upperBound * sp, rows, ldy: fw,
-                                   epilogueEvery: sp) { r0, r1, p0, _ in
+                Kernels.gemmPacked(
+                    packedX.pointer + groups.offsetX(gi), m: m, matrices.first[e][0].matrix,
+                    panels: local.lowerBound * sp..<local.upperBound * sp, rows, ldy: fw,
+                    epilogueEvery: sp
+                ) { r0, r1, p0, _ in
                     let j = p0 / sp, c0 = p0 * panel, features = min(panel, f - j * panel)
                     let strip = rows + r0 * fw + c0
                     switch kind {
@@ -127,24 +132,27 @@ enum PackedExpertsKernel {
                     case .mlp:
                         for r in 0..<(r1 - r0) { act.apply(strip + r * fw, strip + r * fw, count: features) }
                     }
-                    PackedRows.packColumns(rows + c0, ld: fw, scale: scale, m: m, k: f, columns: j * panel, count: features,
-                                           rows: r0..<r1, into: into)
+                    PackedRows.packColumns(
+                        rows + c0, ld: fw, scale: scale, m: m, k: f, columns: j * panel, count: features,
+                        rows: r0..<r1, into: into)
                 }
             }
         }
         @Sendable func downLayer(_ units: Range<Int>) {
             groups.forEachPiece(of: units, panelsPerGroup: downPanels) { gi, local in
                 let e = groups.expert(gi)
-                Kernels.gemmPacked(packedH.pointer + groups.offsetH(gi), m: groups.rows(gi), matrices.down[e],
-                                   panels: local, ys.pointer + groups.rowBegin(gi) * h, ldy: h)
+                Kernels.gemmPacked(
+                    packedH.pointer + groups.offsetH(gi), m: groups.rows(gi), matrices.down[e],
+                    panels: local, ys.pointer + groups.rowBegin(gi) * h, ldy: h)
             }
         }
         /// Phase 0 on row panels `units` (of the flattened groups): gather x into the packed layout.
         @Sendable func packX(_ units: Range<Int>) {
             groups.forEachRowPanel(of: units) { gi, panels in
                 let begin = groups.rowBegin(gi)
-                PackedRows.pack(x.pointer, ld: h, rows: perm.pointer + begin, m: groups.rows(gi), k: h,
-                                into: packedX.pointer + groups.offsetX(gi), panels: panels)
+                PackedRows.pack(
+                    x.pointer, ld: h, rows: perm.pointer + begin, m: groups.rows(gi), k: h,
+                    into: packedX.pointer + groups.offsetX(gi), panels: panels)
             }
         }
         /// Phase 2 on row panels `units`: activation, then pack with the routing weight folded in.
@@ -160,8 +168,9 @@ enum PackedExpertsKernel {
                 case .mlp:
                     act.apply(rowsHere, rowsHere, count: (r1 - r0) * fw)
                 }
-                PackedRows.pack(hidden.pointer + begin * fw, ld: fw, scale: weightInDown ? permWeight.pointer + begin : nil, m: m, k: f,
-                                into: packedH.pointer + groups.offsetH(gi), panels: panels)
+                PackedRows.pack(
+                    hidden.pointer + begin * fw, ld: fw, scale: weightInDown ? permWeight.pointer + begin : nil, m: m, k: f,
+                    into: packedH.pointer + groups.offsetH(gi), panels: panels)
             }
         }
         @Sendable func combine(_ tokens: Range<Int>) {
@@ -191,33 +200,34 @@ enum PackedExpertsKernel {
         let epilogue = stripPanels != nil
         let firstJob = ChunkJob { ts in
             for t in ts {
-                let units = cuts.pointer[t] ..< cuts.pointer[t + 1]
+                let units = cuts.pointer[t]..<cuts.pointer[t + 1]
                 if epilogue { firstLayerWithEpilogue(units) } else { firstLayer(units) }
             }
         }
-        let downJob = ChunkJob { ts in for t in ts { downLayer(cuts.pointer[t] ..< cuts.pointer[t + 1]) } }
+        let downJob = ChunkJob { ts in for t in ts { downLayer(cuts.pointer[t]..<cuts.pointer[t + 1]) } }
         /// With a placement: all phases of group gi, on its worker's thread, no barrier between.
         @Sendable func runGroup(_ gi: Int) {
             let m = groups.rows(gi)
             let rowPanels = PackedRows.panelCount(m: m)
             let unitBase = groups.rowPanelStart(gi)
-            packX(unitBase ..< unitBase + rowPanels)
+            packX(unitBase..<unitBase + rowPanels)
             let fb = groups.unitStart(gi, panelsPerGroup: firstUnits)
             if epilogue {
-                firstLayerWithEpilogue(fb ..< fb + firstUnits)
+                firstLayerWithEpilogue(fb..<fb + firstUnits)
             } else {
-                firstLayer(fb ..< fb + firstPanels)
-                activate(unitBase ..< unitBase + rowPanels)
+                firstLayer(fb..<fb + firstPanels)
+                activate(unitBase..<unitBase + rowPanels)
             }
             let db = groups.unitStart(gi, panelsPerGroup: downPanels)
-            downLayer(db ..< db + downPanels)
+            downLayer(db..<db + downPanels)
         }
         let placementJob = placement?.job(groups, runGroup)
 
         return {
-            _ = MoEExpertsKernel.permute(routing, sizes: z, active: active, counts: counts, starts: starts,
-                                         perm: perm.pointer, permWeight: permWeight.pointer, rowOf: rowOf.pointer,
-                                         loads: loads)
+            _ = MoEExpertsKernel.permute(
+                routing, sizes: z, active: active, counts: counts, starts: starts,
+                perm: perm.pointer, permWeight: permWeight.pointer, rowOf: rowOf.pointer,
+                loads: loads)
             if let placement {
                 placement.makeGroups(groups, starts: starts, experts: z.experts)
                 groups.layOut(hidden: h, ffn: f)
@@ -364,7 +374,7 @@ struct GroupTable: @unchecked Sendable {
             let start = rowPanelStart(g), n = PackedRows.panelCount(m: rows(g))
             if start + n <= units.lowerBound { continue }
             if start >= units.upperBound { break }
-            body(g, max(units.lowerBound - start, 0) ..< min(units.upperBound - start, n))
+            body(g, max(units.lowerBound - start, 0)..<min(units.upperBound - start, n))
         }
     }
 }

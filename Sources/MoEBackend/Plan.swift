@@ -68,8 +68,9 @@ public struct Plan: Sendable {
         do { graph = try Graph(json: g) } catch { throw fail(error.message) }
         let problems = Verifier.verify(graph)
         if let p = problems.first { throw fail("the plan's graph is invalid: \(p.message)") }
-        self.init(graph: graph, modelPath: modelPath, fingerprints: prints,
-                  sourcePath: json["source"]?.string ?? "", notes: json["notes"]?.object ?? JSONObject())
+        self.init(
+            graph: graph, modelPath: modelPath, fingerprints: prints,
+            sourcePath: json["source"]?.string ?? "", notes: json["notes"]?.object ?? JSONObject())
     }
 
     /// Reads a plan file.

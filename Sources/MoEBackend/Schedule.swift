@@ -114,11 +114,12 @@ public final class Schedule: @unchecked Sendable {
         for r in requests { aligned.append(try ByteCount.roundedUp(r.bytes, to: ArenaPlanner.alignment)) }
         let unshared = try ByteCount.sum(aligned)
         let layout = ArenaPlanner.plan(requests)
-        return MemoryPlan(layout: layout,
-                          valueOffsets: valueRequest.map { $0.map { layout.offsets[$0] } },
-                          scratchOffsets: scratchRequests.map { $0.map { layout.offsets[$0] } },
-                          constantIndex: constantIndex,
-                          unsharedBytes: unshared)
+        return MemoryPlan(
+            layout: layout,
+            valueOffsets: valueRequest.map { $0.map { layout.offsets[$0] } },
+            scratchOffsets: scratchRequests.map { $0.map { layout.offsets[$0] } },
+            constantIndex: constantIndex,
+            unsharedBytes: unshared)
     }
 
     deinit {

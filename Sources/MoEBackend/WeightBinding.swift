@@ -22,8 +22,10 @@ public enum WeightBinding {
                 }
                 guard let info else { missing.append(name); continue }
                 guard info.dtype.isReadableAsFloat else {
-                    problems.append(.error("weight '\(w.name)': tensor '\(name)' has dtype \(info.dtype.rawValue), which moec cannot read as f32",
-                                           at: w.location))
+                    problems.append(
+                        .error(
+                            "weight '\(w.name)': tensor '\(name)' has dtype \(info.dtype.rawValue), which moec cannot read as f32",
+                            at: w.location))
                     continue
                 }
                 if info.shape != shape {
@@ -34,8 +36,10 @@ public enum WeightBinding {
                     if info.shape.count == 2, shape.count == 2, info.shape == shape.reversed() {
                         notes.append(.init("the tensor looks transposed: Hugging Face linear weights are [out, in]"))
                     }
-                    problems.append(.error("tensor '\(name)' has shape \(info.shape), but weight '\(w.name)' expects \(shape)",
-                                           at: w.location, notes: notes))
+                    problems.append(
+                        .error(
+                            "tensor '\(name)' has shape \(info.shape), but weight '\(w.name)' expects \(shape)",
+                            at: w.location, notes: notes))
                 }
             }
             if let first = missing.first {
@@ -62,8 +66,10 @@ public enum WeightBinding {
 
     /// Loads every weight into its own aligned f32 buffer, in weight-table order.
     /// `progress` is called with (bytes done, bytes total).
-    public static func load(_ graph: Graph, _ checkpoint: Checkpoint,
-                            progress: ((Int, Int) -> Void)? = nil) throws -> [AlignedBuffer] {
+    public static func load(
+        _ graph: Graph, _ checkpoint: Checkpoint,
+        progress: ((Int, Int) -> Void)? = nil
+    ) throws -> [AlignedBuffer] {
         let problems = check(graph, checkpoint)
         if !problems.isEmpty { throw DiagnosticError(problems) }
         // Each weight's bytes fit in an Int (`Addressable`); their sum is checked.

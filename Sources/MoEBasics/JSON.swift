@@ -30,7 +30,8 @@ public enum JSON: Hashable, Sendable {
     /// The number as an exact integer, or nil if it is not one (or out of range).
     public var int: Int? {
         guard case .number(let d) = self, d.isFinite, d == d.rounded(),
-              d >= -9.007199254740992e15, d <= 9.007199254740992e15 else { return nil }
+            d >= -9.007199254740992e15, d <= 9.007199254740992e15
+        else { return nil }
         return Int(d)
     }
 
@@ -70,7 +71,9 @@ public struct JSONObject: Hashable, Sendable, Sequence {
         get { index[key].map { pairs[$0].value } }
         set {
             if let i = index[key] {
-                if let v = newValue { pairs[i].value = v } else {
+                if let v = newValue {
+                    pairs[i].value = v
+                } else {
                     pairs.remove(at: i)
                     index = [:]
                     for (j, p) in pairs.enumerated() { index[p.key] = j }
@@ -362,7 +365,9 @@ extension JSON {
         case .string(let s): JSON.writeString(s, to: &out)
         case .array(let items):
             if items.isEmpty { out += "[]"; return }
-            let scalarOnly = items.allSatisfy { if case .array = $0 { return false }; if case .object = $0 { return false }; return true }
+            let scalarOnly = items.allSatisfy {
+                if case .array = $0 { return false }; if case .object = $0 { return false }; return true
+            }
             if indent == nil || scalarOnly {
                 out += "["
                 for (i, v) in items.enumerated() {

@@ -33,8 +33,10 @@ public final class BatchProgress {
     var finished = false
 
     /// `now` defaults to a monotonic clock.
-    public init(label: String, isTerminal: Bool, write: @escaping (String) -> Void,
-                now: @escaping () -> Double = { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }) {
+    public init(
+        label: String, isTerminal: Bool, write: @escaping (String) -> Void,
+        now: @escaping () -> Double = { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+    ) {
         self.label = label
         self.isTerminal = isTerminal
         self.write = write
@@ -68,8 +70,10 @@ public final class BatchProgress {
         if isTerminal {
             write(bar(s.done, s.total, s.tokens, elapsed: elapsed) + "\n")
         } else {
-            write(String(format: "%@: %@, %d/%d batches, %d tokens in %.1f s\n", label, s.done >= s.total ? "done" : "stopped",
-                         s.done, s.total, s.tokens, elapsed))
+            write(
+                String(
+                    format: "%@: %@, %d/%d batches, %d tokens in %.1f s\n", label, s.done >= s.total ? "done" : "stopped",
+                    s.done, s.total, s.tokens, elapsed))
         }
     }
 

@@ -5,7 +5,7 @@ import MoEBasics
 /// Timing of one token count: medians over repeated runs on seeded random inputs.
 public struct BenchResult: Sendable {
     public var tokens: Int
-    public var times: [Double]         // seconds, in run order
+    public var times: [Double] // seconds, in run order
     public var work: WorkEstimate
     public var arenaBytes: Int
 
@@ -39,8 +39,10 @@ public struct BenchResult: Sendable {
 public enum Benchmark {
     /// Runs the schedule for `tokens`: `warmup` untimed runs, then timed runs until both
     /// `minRuns` runs and `minSeconds` have passed (or exactly `repeat` runs when given).
-    public static func measure(_ runner: ModelRunner, tokens: Int, repeat: Int? = nil, warmup: Int = 3,
-                               minRuns: Int = 10, minSeconds: Double = 1.0, maxRuns: Int = 1000, seed: UInt64 = 0) -> BenchResult {
+    public static func measure(
+        _ runner: ModelRunner, tokens: Int, repeat: Int? = nil, warmup: Int = 3,
+        minRuns: Int = 10, minSeconds: Double = 1.0, maxRuns: Int = 1000, seed: UInt64 = 0
+    ) -> BenchResult {
         let schedule = runner.executable.schedule(tokens: tokens)
         schedule.fillInputsRandomly(seed: seed &+ UInt64(tokens))
         for _ in 0..<warmup { schedule.execute() }

@@ -15,7 +15,8 @@ public enum MemoryCheck {
         }
         let memory = ProcessInfo.processInfo.physicalMemory
         if UInt64(bytes) > memory {
-            throw DiagnosticError(.error("\(option): \(tokens) tokens need \(formatBytes(Double(bytes))) of buffers, more than this machine's memory (\(formatBytes(Double(memory))))"))
+            throw DiagnosticError(
+                .error("\(option): \(tokens) tokens need \(formatBytes(Double(bytes))) of buffers, more than this machine's memory (\(formatBytes(Double(memory))))"))
         }
     }
 }

@@ -46,8 +46,9 @@ extension CompilerSession {
         var notes = JSONObject()
         notes["moec"] = .string(MoECompilerVersion.string)
         notes["compiled"] = .string(ISO8601DateFormatter().string(from: Date()))
-        return Plan(graph: g, modelPath: absolute(ckpt.path), fingerprints: prints,
-                    sourcePath: absolute(options.graphPath), notes: notes)
+        return Plan(
+            graph: g, modelPath: absolute(ckpt.path), fingerprints: prints,
+            sourcePath: absolute(options.graphPath), notes: notes)
     }
 
     /// Where `writePlan(to: path)` writes: `path`, or `NAME.plan.json` in the current folder.
@@ -93,11 +94,16 @@ public final class ModelRunner: @unchecked Sendable {
         case nil: break
         }
         if options.placement != nil,
-           let n = plan.graph.nodes.first(where: { $0.op == .moe_experts && !Executable.runsPackedKernel($0, plan.graph) }) {
-            throw DiagnosticError(.error("--placement runs the experts on moec's packed experts kernel, which moe block '\(n.name ?? "moe")' does not use (it needs the token-permutation and expert-weight-prepacking passes, and expert matrices that are weights)"))
+            let n = plan.graph.nodes.first(where: { $0.op == .moe_experts && !Executable.runsPackedKernel($0, plan.graph) })
+        {
+            throw DiagnosticError(
+                .error(
+                    "--placement runs the experts on moec's packed experts kernel, which moe block '\(n.name ?? "moe")' does not use (it needs the token-permutation and expert-weight-prepacking passes, and expert matrices that are weights)"
+                ))
         }
         if options.placement != nil && !options.backend.isNative {
-            throw DiagnosticError(.error("--placement runs the experts on moec's own kernels; it cannot be combined with MOEC_BLAS=\(ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? "")"))
+            throw DiagnosticError(
+                .error("--placement runs the experts on moec's own kernels; it cannot be combined with MOEC_BLAS=\(ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? "")"))
         }
         let buffers = try WeightBinding.load(plan.graph, checkpoint, progress: progress)
         self.plan = plan
@@ -112,8 +118,10 @@ public final class ModelRunner: @unchecked Sendable {
 
     /// Loads a plan file, checks its weight files are unchanged, and loads the weights.
     /// `recordRouting` makes runs return what `run(_:recordingInto:)` needs.
-    public static func load(planPath: String, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil,
-                            recordRouting: Bool = false) throws -> ModelRunner {
+    public static func load(
+        planPath: String, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil,
+        recordRouting: Bool = false
+    ) throws -> ModelRunner {
         var plan: Plan
         let ckpt: Checkpoint
         do {
@@ -127,11 +135,14 @@ public final class ModelRunner: @unchecked Sendable {
     }
 
     /// Compiles a graph in memory and loads its weights.
-    public static func compile(_ session: CompilerSession, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil,
-                               recordRouting: Bool = false) throws -> ModelRunner {
+    public static func compile(
+        _ session: CompilerSession, options: ExecutionOptions, progress: ((Int, Int) -> Void)? = nil,
+        recordRouting: Bool = false
+    ) throws -> ModelRunner {
         let plan = try session.makePlan(enabling: recordRouting ? [RouterScoreExposure.name] : [])
-        return try ModelRunner(plan: plan, checkpoint: try session.checkpoint(), options: options, progress: progress,
-                               recordRouting: recordRouting)
+        return try ModelRunner(
+            plan: plan, checkpoint: try session.checkpoint(), options: options, progress: progress,
+            recordRouting: recordRouting)
     }
 
     /// Runs the graph; returns the graph's outputs.
@@ -178,7 +189,7 @@ public struct HaltingReport: Sendable {
         let halting = g.moeLayers.filter { l in l.hops > 1 && l.nodes.contains { g[$0].expertsView?.active != nil } }
         guard let hops = halting.map(\.hops).max() else { return nil }
         var pairs = [Int](repeating: 0, count: hops)
-        var everyHop = 0   // pairs had no token halted: each hop as many as the first
+        var everyHop = 0 // pairs had no token halted: each hop as many as the first
         for l in halting {
             let perHop = l.nodePositions.map { $0 < expertLoads.count ? expertLoads[$0].reduce(0, +) : 0 }
             for (h, n) in perHop.enumerated() { pairs[h] += n }

@@ -48,7 +48,10 @@ public enum PathCheck {
         case .missing, .file: return
         case .folder: throw DiagnosticError(.error("cannot write '\(path)': it is a folder"))
         case .special:
-            throw DiagnosticError(.error("cannot write '\(path)': not a regular file (moec writes files atomically, by renaming a temporary file over them, so it cannot write to a device, FIFO or socket)"))
+            throw DiagnosticError(
+                .error(
+                    "cannot write '\(path)': not a regular file (moec writes files atomically, by renaming a temporary file over them, so it cannot write to a device, FIFO or socket)"
+                ))
         }
     }
 

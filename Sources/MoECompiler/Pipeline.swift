@@ -13,8 +13,8 @@ public enum Pipeline {
         TokenPermutation(),
         ExpertWeightPrepacking(),
         CombineFusion(),
-        RouterScoreExposure(),   // optional: only when statistics are asked for
-        MemoryPlanning(),
+        RouterScoreExposure(), // optional: only when statistics are asked for
+        MemoryPlanning()
     ]
 
     /// Passes that run only when enabled (`CompileOptions.enabledPasses`): they serve a use of the
@@ -22,9 +22,9 @@ public enum Pipeline {
     public static let optionalNames: [String] = [RouterScoreExposure.name]
 
     #if DEBUG
-    public static let verifyByDefault = true
+        public static let verifyByDefault = true
     #else
-    public static let verifyByDefault = false
+        public static let verifyByDefault = false
     #endif
 
     /// The names of the passes that run by default, in order (what `--disable-pass` takes).
@@ -33,8 +33,10 @@ public enum Pipeline {
     /// Runs every default pass and the `enabled` optional ones, except the `disabled`, starting
     /// at the pass named `first` (nil: the first pass); with `verifyEachPass`, the verifier checks
     /// the graph after each one and a failure names the pass that broke it.
-    public static func run(_ graph: Graph, verifyEachPass: Bool, disabled: Set<String> = [], enabled: Set<String> = [],
-                           from first: String? = nil) throws -> Graph {
+    public static func run(
+        _ graph: Graph, verifyEachPass: Bool, disabled: Set<String> = [], enabled: Set<String> = [],
+        from first: String? = nil
+    ) throws -> Graph {
         var g = graph
         let start = first.flatMap { f in passes.firstIndex { type(of: $0).name == f } } ?? 0
         for pass in passes[start...] {
@@ -44,11 +46,12 @@ public enum Pipeline {
             if verifyEachPass {
                 let problems = Verifier.verify(g)
                 if !problems.isEmpty {
-                    throw DiagnosticError(problems.map { d in
-                        var d = d
-                        d.message = "after pass \(name): " + d.message
-                        return d
-                    })
+                    throw DiagnosticError(
+                        problems.map { d in
+                            var d = d
+                            d.message = "after pass \(name): " + d.message
+                            return d
+                        })
                 }
             }
         }
@@ -59,7 +62,8 @@ public enum Pipeline {
     /// the passes from `router-score-exposure` on run now: its router scores become outputs and
     /// the memory plan, when it has one, is made again so that they live to the end of the run.
     public static func exposingRouterScores(_ compiled: Graph) throws -> Graph {
-        try run(compiled, verifyEachPass: verifyByDefault, disabled: compiled.lastReaders == nil ? [MemoryPlanning.name] : [],
-                enabled: [RouterScoreExposure.name], from: RouterScoreExposure.name)
+        try run(
+            compiled, verifyEachPass: verifyByDefault, disabled: compiled.lastReaders == nil ? [MemoryPlanning.name] : [],
+            enabled: [RouterScoreExposure.name], from: RouterScoreExposure.name)
     }
 }

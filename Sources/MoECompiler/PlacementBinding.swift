@@ -32,7 +32,8 @@ public enum PlacementBinding {
     public static func mismatch(_ placement: ExpertPlacement, _ graph: Graph) -> String? {
         let blocks = graph.moeLayers
         if placement.layers.count != blocks.count {
-            return "the placement has \(placement.layers.count) layer\(placement.layers.count == 1 ? "" : "s") but graph '\(graph.name)' has \(blocks.count) moe block\(blocks.count == 1 ? "" : "s")"
+            return
+                "the placement has \(placement.layers.count) layer\(placement.layers.count == 1 ? "" : "s") but graph '\(graph.name)' has \(blocks.count) moe block\(blocks.count == 1 ? "" : "s")"
         }
         for b in blocks where b.experts != placement.experts {
             return "the placement places \(placement.experts) experts per layer but moe block '\(b.name)' has \(b.experts)"

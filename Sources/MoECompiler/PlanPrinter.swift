@@ -43,8 +43,10 @@ public struct PlanPrinter {
         if b.combineInDown && b.packedKernel {
             line("combine", "the routing weight is folded into the down GEMM's operand; each token sums its rows (combine-fusion)")
         } else {
-            line("combine", "each token adds its rows times their routing weights after the down projection"
-                 + (b.combineInDown ? " (combine-fusion needs the packed kernel)" : " (no combine-fusion)"))
+            line(
+                "combine",
+                "each token adds its rows times their routing weights after the down projection"
+                    + (b.combineInDown ? " (combine-fusion needs the packed kernel)" : " (no combine-fusion)"))
         }
         if b.packedKernel {
             line("kernel", "packed experts kernel: rows gathered straight into the packed operand, phases cut between threads")
@@ -52,8 +54,11 @@ public struct PlanPrinter {
             line("kernel", "unfused: one matrix product per expert and projection (the packed kernel needs permuted, pre-packed weights)")
         }
         let m = MachineModel.forPlanning
-        line("regime", String(format: "predicted for uniform routing on %d thread%@ at %.0f GFLOP/s and %.1f GB/s per thread (%@)",
-                              threads, threads == 1 ? "" : "s", m.flopsPerThread / 1e9, m.bytesPerSecondPerThread / 1e9, m.source))
+        line(
+            "regime",
+            String(
+                format: "predicted for uniform routing on %d thread%@ at %.0f GFLOP/s and %.1f GB/s per thread (%@)",
+                threads, threads == 1 ? "" : "s", m.flopsPerThread / 1e9, m.bytesPerSecondPerThread / 1e9, m.source))
         out += "      tokens   experts hit   weights read   stream ms   compute ms   bound by\n"
         for r in b.regimes {
             out += String(format: "      %6d   %11.1f   ", r.tokens, r.expertsTouched) + formatBytes(r.weightBytes).leftPadded(to: 12)
@@ -100,7 +105,8 @@ public struct PlanPrinter {
             for b in blocks { out += Self.describe(b, threads: threads) }
         }
 
-        out += g.lastReaders == nil
+        out +=
+            g.lastReaders == nil
             ? "\nmemory (one arena; no memory-planning pass: every value keeps its own bytes, only scratch is shared)\n"
             : "\nmemory (one arena; by the memory-planning pass's liveness, buffers share space when their lifetimes do not overlap)\n"
         out += "  tokens        arena   without reuse   peak live\n"
@@ -109,7 +115,8 @@ public struct PlanPrinter {
                 out += String(format: "  %6d ", t) + "  more bytes than moec can address\n"
                 continue
             }
-            out += String(format: "  %6d ", t) + formatBytes(m.layout.totalBytes).leftPadded(to: 12)
+            out +=
+                String(format: "  %6d ", t) + formatBytes(m.layout.totalBytes).leftPadded(to: 12)
                 + formatBytes(m.unsharedBytes).leftPadded(to: 16) + formatBytes(m.layout.peakLiveBytes).leftPadded(to: 12) + "\n"
         }
         out += "\noutputs: " + g.outputs.map { "\($0.name) \(IRPrinter().format(g[$0.value].type, g))" }.joined(separator: ", ") + "\n"

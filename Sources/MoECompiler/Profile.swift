@@ -40,12 +40,16 @@ public struct ProfileBatches: Sendable {
         let tokens: Int
         do { tokens = try graph.tokenCount(for: inputs) } catch { throw DiagnosticError(.error(error.message)) }
         for (name, _, type) in graph.inputs where type.shape.dropFirst().contains(.tokens) {
-            throw DiagnosticError(.error("input '\(name)': moec profile cuts inputs into batches along their first dimension, but '\(name)' has the token dimension elsewhere (\(OpSchema.format(type, tokens: graph.tokensName)))"))
+            throw DiagnosticError(
+                .error(
+                    "input '\(name)': moec profile cuts inputs into batches along their first dimension, but '\(name)' has the token dimension elsewhere (\(OpSchema.format(type, tokens: graph.tokensName)))"
+                ))
         }
         guard tokens > 0 else { throw DiagnosticError(.error("the input has no tokens to profile")) }
         let available = (tokens + batchTokens - 1) / batchTokens
-        return ProfileBatches(source: .input(inputs, tokens: tokens), graph: graph, batchTokens: batchTokens,
-                              count: min(available, limit ?? available))
+        return ProfileBatches(
+            source: .input(inputs, tokens: tokens), graph: graph, batchTokens: batchTokens,
+            count: min(available, limit ?? available))
     }
 
     /// `count` seeded random batches of `batchTokens` tokens.
@@ -101,10 +105,12 @@ public struct ProfileBatches: Sendable {
                     out[name] = HostTensor(shape: shape, ints: (0..<count).map { _ in Int32(truncatingIfNeeded: next() % 32000) })
                 } else {
                     // Box–Muller: standard normal.
-                    out[name] = HostTensor(shape: shape, floats: (0..<count).map { _ in
-                        let u1 = max(Double(next() >> 11) / Double(1 << 53), 1e-300), u2 = Double(next() >> 11) / Double(1 << 53)
-                        return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
-                    })
+                    out[name] = HostTensor(
+                        shape: shape,
+                        floats: (0..<count).map { _ in
+                            let u1 = max(Double(next() >> 11) / Double(1 << 53), 1e-300), u2 = Double(next() >> 11) / Double(1 << 53)
+                            return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
+                        })
                 }
             }
         }
@@ -116,8 +122,10 @@ public struct ProfileBatches: Sendable {
 public enum Profiler {
     /// `runner` must be loaded with `recordRouting: true`. `progress(done, total, tokensDone)`
     /// is called after each batch.
-    public static func run(_ runner: ModelRunner, _ batches: ProfileBatches,
-                           progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> RoutingStatistics {
+    public static func run(
+        _ runner: ModelRunner, _ batches: ProfileBatches,
+        progress: (Int, Int, Int) -> Void = { _, _, _ in }
+    ) throws -> RoutingStatistics {
         var statistics = runner.emptyRoutingStatistics()
         var done = 0
         for i in 0..<batches.count {

@@ -141,22 +141,23 @@ public struct RoutingStatistics: Sendable {
         o["entropy_normalized"] = .array(layers.map { number($0.normalizedEntropy) })
         o["top1_top2_margin"] = .array(layers.map { number($0.margin) })
         o["aux_loss"] = .array(layers.map { number($0.auxLoss) })
-        o["layers"] = .array(layers.map { l in
-            var d = JSONObject()
-            d["name"] = .string(l.probe.name)
-            d["experts"] = JSON(l.experts)
-            d["slots"] = JSON(l.probe.slots)
-            d["tokens"] = JSON(l.tokens)
-            d["assignments"] = JSON(l.assignments)
-            d["measured_tokens"] = JSON(l.measuredTokens)
-            if let p = l.probe.distribution { d["probabilities"] = .string(p.rawValue) }
-            if let s = l.scoresFrom { d["scores_from"] = .string(s) }
-            if let why = l.probe.unavailable { d["note"] = .string(why) }
-            d["hottest"] = .array(l.hottest(min(3, l.experts)).map(JSON.init))
-            if let p = l.meanProbability { d["mean_probability"] = .array(p.map { number($0) }) }
-            if l.hopLoad.count > 1 { d["hop_load"] = .array(l.hopLoad.map { .array($0.map(JSON.init)) }) }
-            return .object(d)
-        })
+        o["layers"] = .array(
+            layers.map { l in
+                var d = JSONObject()
+                d["name"] = .string(l.probe.name)
+                d["experts"] = JSON(l.experts)
+                d["slots"] = JSON(l.probe.slots)
+                d["tokens"] = JSON(l.tokens)
+                d["assignments"] = JSON(l.assignments)
+                d["measured_tokens"] = JSON(l.measuredTokens)
+                if let p = l.probe.distribution { d["probabilities"] = .string(p.rawValue) }
+                if let s = l.scoresFrom { d["scores_from"] = .string(s) }
+                if let why = l.probe.unavailable { d["note"] = .string(why) }
+                d["hottest"] = .array(l.hottest(min(3, l.experts)).map(JSON.init))
+                if let p = l.meanProbability { d["mean_probability"] = .array(p.map { number($0) }) }
+                if l.hopLoad.count > 1 { d["hop_load"] = .array(l.hopLoad.map { .array($0.map(JSON.init)) }) }
+                return .object(d)
+            })
         return .object(o)
     }
 
@@ -181,7 +182,8 @@ public struct RoutingStatistics: Sendable {
             s += row + "\n"
         }
         for l in layers where l.hopLoad.count > 1 {
-            s += "\(l.probe.name): \(l.hopLoad.count) hops sharing the experts; (token, slot) pairs per hop "
+            s +=
+                "\(l.probe.name): \(l.hopLoad.count) hops sharing the experts; (token, slot) pairs per hop "
                 + l.hopLoad.map { String($0.reduce(0, +)) }.joined(separator: ", ") + "\n"
         }
         for l in layers { if let why = l.probe.unavailable { s += "\(l.probe.name): \(why); only expert loads were measured\n" } }

@@ -13,9 +13,11 @@ public struct RunRequest: Sendable {
     public var statisticsPath: String?
     public var tolerance: Float
 
-    public init(inputs: [(name: String, path: String)], outputs: [(name: String, path: String)],
-                checks: [(name: String, path: String)] = [], statisticsPath: String? = nil,
-                tolerance: Float = OutputCheck.defaultTolerance) {
+    public init(
+        inputs: [(name: String, path: String)], outputs: [(name: String, path: String)],
+        checks: [(name: String, path: String)] = [], statisticsPath: String? = nil,
+        tolerance: Float = OutputCheck.defaultTolerance
+    ) {
         self.inputs = inputs
         self.outputs = outputs
         self.checks = checks
@@ -79,11 +81,12 @@ extension ModelRunner {
         if let path = request.statisticsPath { files.append((path, Data((statistics.json.pretty + "\n").utf8))) }
         try PathCheck.writeAll(files)
         let tokens = (try? graph.tokenCount(for: tensors)) ?? 0
-        return RunReport(written: request.outputs.map { ($0.name, result[$0.name]!.shape, $0.path) },
-                         statisticsLayers: request.recordsRouting ? statistics.layers.count : nil,
-                         tokens: tokens, seconds: seconds,
-                         halting: HaltingReport(graph: graph, expertLoads: lastExpertLoads(tokens: tokens)),
-                         checks: references.map { $0.compare(result[$0.name]!, tolerance: request.tolerance) })
+        return RunReport(
+            written: request.outputs.map { ($0.name, result[$0.name]!.shape, $0.path) },
+            statisticsLayers: request.recordsRouting ? statistics.layers.count : nil,
+            tokens: tokens, seconds: seconds,
+            halting: HaltingReport(graph: graph, expertLoads: lastExpertLoads(tokens: tokens)),
+            checks: references.map { $0.compare(result[$0.name]!, tolerance: request.tolerance) })
     }
 
     /// An output as the bytes of a `.npy` file: f32, or i32 for integer outputs.

@@ -1,8 +1,8 @@
 import Foundation
 import MoEBasics
+import MoEIO
 import MoEIR
 import MoESyntax
-import MoEIO
 
 /// What to compile: a `.moe` file, optionally a checkpoint folder, and `--set` values.
 public struct CompileOptions: Sendable {
@@ -17,8 +17,10 @@ public struct CompileOptions: Sendable {
     /// Optional passes to run (`Pipeline.optionalNames`), e.g. `router-score-exposure`.
     public var enabledPasses: Set<String>
 
-    public init(graphPath: String, modelDirectory: String? = nil, overrides: [(name: String, value: String)] = [],
-                verifyEachPass: Bool = false, disabledPasses: Set<String> = [], enabledPasses: Set<String> = []) {
+    public init(
+        graphPath: String, modelDirectory: String? = nil, overrides: [(name: String, value: String)] = [],
+        verifyEachPass: Bool = false, disabledPasses: Set<String> = [], enabledPasses: Set<String> = []
+    ) {
         self.graphPath = graphPath
         self.modelDirectory = modelDirectory
         self.overrides = overrides
@@ -104,8 +106,9 @@ public final class CompilerSession {
     func optimize(enabling extra: Set<String>) throws -> Graph {
         let enabled = options.enabledPasses.union(extra)
         if let g = cachedOptimized[enabled] { return g }
-        let g = try Pipeline.run(try lower(), verifyEachPass: options.verifyEachPass || Pipeline.verifyByDefault,
-                                 disabled: options.disabledPasses, enabled: enabled)
+        let g = try Pipeline.run(
+            try lower(), verifyEachPass: options.verifyEachPass || Pipeline.verifyByDefault,
+            disabled: options.disabledPasses, enabled: enabled)
         cachedOptimized[enabled] = g
         return g
     }
@@ -138,8 +141,10 @@ enum ConfigLoader {
             }
             return o
         } catch let e as JSONError {
-            throw DiagnosticError(.error("invalid JSON: \(e.message)",
-                                         at: SourceLocation(file: path, line: e.line, column: e.column)))
+            throw DiagnosticError(
+                .error(
+                    "invalid JSON: \(e.message)",
+                    at: SourceLocation(file: path, line: e.line, column: e.column)))
         }
     }
 }

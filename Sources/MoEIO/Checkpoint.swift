@@ -127,8 +127,9 @@ public final class Checkpoint: @unchecked Sendable {
         let file = try SafetensorsFile(path: shardPaths[i])
         let shardName = (shardPaths[i] as NSString).lastPathComponent
         for name in tensorsOfShard[i] where file.tensors[name] == nil {
-            throw WeightFileError(path: indexPath ?? path, tensor: name,
-                                  message: "the index puts it in shard '\(shardName)', which has no such tensor (it has \(file.tensors.count))")
+            throw WeightFileError(
+                path: indexPath ?? path, tensor: name,
+                message: "the index puts it in shard '\(shardName)', which has no such tensor (it has \(file.tensors.count))")
         }
         shards[i] = file
         return file
@@ -146,8 +147,10 @@ public final class Checkpoint: @unchecked Sendable {
         if indexes.count == 1 { return folder + "/" + indexes[0] }
         if indexes.isEmpty && files.count == 1 { return folder + "/" + files[0] }
         let found = indexes + files
-        throw WeightFileError(path: folder, message: "no model.safetensors or model.safetensors.index.json in this folder"
-            + (found.isEmpty ? " (and no other .safetensors files)" : " (found \(found.joined(separator: ", ")); name one directly)"))
+        throw WeightFileError(
+            path: folder,
+            message: "no model.safetensors or model.safetensors.index.json in this folder"
+                + (found.isEmpty ? " (and no other .safetensors files)" : " (found \(found.joined(separator: ", ")); name one directly)"))
     }
 
     private struct Index {
@@ -164,8 +167,9 @@ public final class Checkpoint: @unchecked Sendable {
         do {
             json = try JSON.parse(bytes: data)
         } catch {
-            throw WeightFileError(path: path, byteOffset: error.offset,
-                                  message: "index is not valid JSON at \(error.line):\(error.column) (byte \(error.offset)): \(error.message)")
+            throw WeightFileError(
+                path: path, byteOffset: error.offset,
+                message: "index is not valid JSON at \(error.line):\(error.column) (byte \(error.offset)): \(error.message)")
         }
         guard case .object(let root) = json else {
             throw WeightFileError(path: path, byteOffset: 0, message: "index is \(json.typeName), expected an object with a \"weight_map\"")
@@ -202,8 +206,9 @@ public final class Checkpoint: @unchecked Sendable {
             guard FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue else {
                 let n = counts[s]!
                 let problem = FileManager.default.fileExists(atPath: full) ? "is a folder, not a weight file" : "does not exist"
-                throw WeightFileError(path: path, tensor: firstTensor[s],
-                                      message: "shard '\(s)' named in the weight_map \(problem)\(n > 1 ? " (\(n) tensors are mapped to it)" : "")")
+                throw WeightFileError(
+                    path: path, tensor: firstTensor[s],
+                    message: "shard '\(s)' named in the weight_map \(problem)\(n > 1 ? " (\(n) tensors are mapped to it)" : "")")
             }
             shards.append(full)
         }

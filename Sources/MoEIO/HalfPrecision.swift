@@ -12,7 +12,7 @@ public enum HalfPrecision {
         var mantissa = UInt32(h & 0x03FF)
         switch exponent {
         case 0:
-            if mantissa == 0 { return Float(bitPattern: sign) }  // ±0
+            if mantissa == 0 { return Float(bitPattern: sign) } // ±0
             // Subnormal: value = mantissa · 2^-24. Shift the leading 1 up to the implicit bit
             // (bit 10), lowering the exponent once per shift; 2^-14 is float exponent 113.
             var e: UInt32 = 113
@@ -59,18 +59,18 @@ public enum HalfPrecision {
             let rest = full & ((1 << shift) - 1)
             let halfway: UInt32 = 1 << (shift - 1)
             if rest > halfway || (rest == halfway && h & 1 == 1) { h += 1 }
-            return sign | UInt16(h)  // a carry into bit 10 gives the smallest normal, as it should
+            return sign | UInt16(h) // a carry into bit 10 gives the smallest normal, as it should
         }
         var h = UInt32(e << 10) | (mantissa >> 13)
         let rest = mantissa & 0x1FFF
-        if rest > 0x1000 || (rest == 0x1000 && h & 1 == 1) { h += 1 }  // a carry may reach infinity, correctly
+        if rest > 0x1000 || (rest == 0x1000 && h & 1 == 1) { h += 1 } // a carry may reach infinity, correctly
         return sign | UInt16(h)
     }
 
     /// Float → bfloat16 bits, round to nearest even.
     public static func floatToBfloat16(_ f: Float) -> UInt16 {
         let x = f.bitPattern
-        if f.isNaN { return UInt16(x >> 16) | 0x0040 }  // quiet, so truncation cannot make it infinity
+        if f.isNaN { return UInt16(x >> 16) | 0x0040 } // quiet, so truncation cannot make it infinity
         let rounded = x &+ 0x7FFF &+ ((x >> 16) & 1)
         return UInt16(rounded >> 16)
     }

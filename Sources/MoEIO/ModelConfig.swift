@@ -28,8 +28,9 @@ public struct ModelConfig: Sendable, Equatable {
     /// A config from JSON already parsed; the top level must be an object.
     public init(json: JSON, path: String = "config.json") throws(Diagnostic) {
         guard case .object(let o) = json else {
-            throw Diagnostic.error("the top level of a model config must be a JSON object, found \(json.typeName)",
-                                   at: SourceLocation(file: path, line: 1, column: 1))
+            throw Diagnostic.error(
+                "the top level of a model config must be a JSON object, found \(json.typeName)",
+                at: SourceLocation(file: path, line: 1, column: 1))
         }
         self.init(values: o, path: path)
     }

@@ -11,7 +11,7 @@ import Foundation
 /// is refused: nothing in moec needs it and silently transposing would be worse. The data must
 /// be exactly the size the shape and type say.
 enum NpyFormat {
-    static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
+    static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59] // \x93NUMPY
 
     private enum Kind { case float16, float32, float64, int8, uint8, int32, int64, bool }
 
@@ -82,10 +82,13 @@ enum NpyFormat {
         guard !o else { throw fail("shape \(shapeText(shape)) is too large", at: shapeEntry.offset) }
         let found = size - dataStart
         if found < needed {
-            throw fail("truncated data: shape \(shapeText(shape)) of '\(descrText)' needs \(needed) bytes after the header (data begins at byte \(dataStart)), found \(found)", at: size)
+            throw fail(
+                "truncated data: shape \(shapeText(shape)) of '\(descrText)' needs \(needed) bytes after the header (data begins at byte \(dataStart)), found \(found)", at: size)
         }
         if found > needed {
-            throw fail("\(found - needed) unexpected bytes after the data: shape \(shapeText(shape)) of '\(descrText)' needs \(needed) bytes (data begins at byte \(dataStart)), found \(found)", at: dataStart + needed)
+            throw fail(
+                "\(found - needed) unexpected bytes after the data: shape \(shapeText(shape)) of '\(descrText)' needs \(needed) bytes (data begins at byte \(dataStart)), found \(found)",
+                at: dataStart + needed)
         }
 
         let data = bytes.baseAddress.map { UnsafeRawPointer($0) + dataStart }
@@ -111,7 +114,7 @@ enum NpyFormat {
         guard d.count == 3, let order = d.first else { return nil }
         let bigEndian: Bool
         switch order {
-        case "<", "=": bigEndian = false  // '=' is native order, little-endian on every host moec runs on
+        case "<", "=": bigEndian = false // '=' is native order, little-endian on every host moec runs on
         case ">": bigEndian = true
         case "|": bigEndian = false
         default: return nil
@@ -211,8 +214,9 @@ private struct HeaderParser {
     func error(_ message: String) -> WeightFileError {
         let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         let shown = text.count > 200 ? String(text.prefix(200)) + "…" : text
-        return WeightFileError(path: path, byteOffset: fileOffset + pos,
-                               message: "bad .npy header at byte \(fileOffset + pos) (header column \(pos + 1)): \(message); header: \(shown)")
+        return WeightFileError(
+            path: path, byteOffset: fileOffset + pos,
+            message: "bad .npy header at byte \(fileOffset + pos) (header column \(pos + 1)): \(message); header: \(shown)")
     }
 
     var current: UInt8? { pos < bytes.count ? bytes[pos] : nil }

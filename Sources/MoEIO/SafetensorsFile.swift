@@ -67,8 +67,9 @@ public final class SafetensorsFile: @unchecked Sendable {
         let t = try info(name)
         try checkReadable(t)
         return [Float](unsafeUninitializedCapacity: t.elementCount) { buffer, initialized in
-            TensorConversion.toFloat(t.dtype, from: file.bytes.baseAddress! + t.byteRange.lowerBound,
-                                     count: t.elementCount, into: buffer.baseAddress!)
+            TensorConversion.toFloat(
+                t.dtype, from: file.bytes.baseAddress! + t.byteRange.lowerBound,
+                count: t.elementCount, into: buffer.baseAddress!)
             initialized = t.elementCount
         }
     }
@@ -79,12 +80,15 @@ public final class SafetensorsFile: @unchecked Sendable {
         let t = try info(name)
         try checkReadable(t)
         guard buffer.count == t.elementCount else {
-            throw WeightFileError(path: path, tensor: name, message:
-                "destination holds \(buffer.count) floats but the tensor has \(t.elementCount) (shape \(t.shape))")
+            throw WeightFileError(
+                path: path, tensor: name,
+                message:
+                    "destination holds \(buffer.count) floats but the tensor has \(t.elementCount) (shape \(t.shape))")
         }
         if t.elementCount == 0 { return }
-        TensorConversion.toFloat(t.dtype, from: file.bytes.baseAddress! + t.byteRange.lowerBound,
-                                 count: t.elementCount, into: buffer.baseAddress!)
+        TensorConversion.toFloat(
+            t.dtype, from: file.bytes.baseAddress! + t.byteRange.lowerBound,
+            count: t.elementCount, into: buffer.baseAddress!)
         file.releasePages(t.byteRange)
     }
 
@@ -94,13 +98,13 @@ public final class SafetensorsFile: @unchecked Sendable {
     public func withFloat32Buffer<R>(_ name: String, _ body: (UnsafeBufferPointer<Float>) throws -> R) throws -> R? {
         let t = try info(name)
         #if _endian(little)
-        guard t.dtype == .f32 else { return nil }
-        if t.elementCount == 0 { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
-        let start = file.bytes.baseAddress! + t.byteRange.lowerBound
-        guard Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0 else { return nil }
-        return try body(UnsafeBufferPointer(start: start.assumingMemoryBound(to: Float.self), count: t.elementCount))
+            guard t.dtype == .f32 else { return nil }
+            if t.elementCount == 0 { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
+            let start = file.bytes.baseAddress! + t.byteRange.lowerBound
+            guard Int(bitPattern: start) % MemoryLayout<Float>.alignment == 0 else { return nil }
+            return try body(UnsafeBufferPointer(start: start.assumingMemoryBound(to: Float.self), count: t.elementCount))
         #else
-        return nil
+            return nil
         #endif
     }
 
@@ -112,8 +116,9 @@ public final class SafetensorsFile: @unchecked Sendable {
 
     private func checkReadable(_ t: TensorInfo) throws(WeightFileError) {
         guard t.dtype.isReadableAsFloat else {
-            throw WeightFileError(path: path, tensor: t.name, byteOffset: t.byteRange.lowerBound,
-                                  message: "dtype \(t.dtype.rawValue) cannot be read as f32 (supported: F32, F16, BF16, F64 and integer types)")
+            throw WeightFileError(
+                path: path, tensor: t.name, byteOffset: t.byteRange.lowerBound,
+                message: "dtype \(t.dtype.rawValue) cannot be read as f32 (supported: F32, F16, BF16, F64 and integer types)")
         }
     }
 }
@@ -140,7 +145,8 @@ enum SafetensorsHeader {
         }
         let length = Int(n)
         guard 8 + length <= size else {
-            throw fail("header length \(length) is larger than the file (\(size) bytes, so at most \(size - 8) bytes of header); the file is truncated or not a safetensors file", at: 0)
+            throw fail(
+                "header length \(length) is larger than the file (\(size) bytes, so at most \(size - 8) bytes of header); the file is truncated or not a safetensors file", at: 0)
         }
         let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[8..<(8 + length)])
         let dataStart = 8 + length
@@ -150,8 +156,9 @@ enum SafetensorsHeader {
         do {
             json = try JSON.parse(bytes: headerBytes)
         } catch {
-            throw fail("header is not valid JSON at byte \(8 + error.offset) (header line \(error.line), column \(error.column)): \(error.message)",
-                       at: 8 + error.offset)
+            throw fail(
+                "header is not valid JSON at byte \(8 + error.offset) (header line \(error.line), column \(error.column)): \(error.message)",
+                at: 8 + error.offset)
         }
         guard case .object(let root) = json else {
             throw fail("header is \(json.typeName), expected a JSON object of tensors", at: 8)
@@ -228,16 +235,19 @@ enum SafetensorsHeader {
                 throw bad("shape \(shape) is too large (its byte count overflows)")
             }
             guard end - begin == bytesNeeded else {
-                throw fail("data_offsets [\(begin), \(end)] hold \(end - begin) bytes but shape \(shape) of \(dtype.rawValue) needs \(elements) × \(dtype.size) = \(bytesNeeded) bytes",
-                           tensor: name, at: dataStart + begin)
+                throw fail(
+                    "data_offsets [\(begin), \(end)] hold \(end - begin) bytes but shape \(shape) of \(dtype.rawValue) needs \(elements) × \(dtype.size) = \(bytesNeeded) bytes",
+                    tensor: name, at: dataStart + begin)
             }
             guard end <= dataSize else {
                 let hint = dataSize == 0 ? "; the file ends right after the header (truncated?)" : ""
-                throw fail("data_offsets [\(begin), \(end)] end beyond the data section (\(dataSize) bytes, data begins at byte \(dataStart))\(hint)",
-                           tensor: name, at: dataStart + begin)
+                throw fail(
+                    "data_offsets [\(begin), \(end)] end beyond the data section (\(dataSize) bytes, data begins at byte \(dataStart))\(hint)",
+                    tensor: name, at: dataStart + begin)
             }
-            tensors[name] = TensorInfo(name: name, dtype: dtype, shape: shape, dataOffsets: begin..<end,
-                                       byteRange: (dataStart + begin)..<(dataStart + end))
+            tensors[name] = TensorInfo(
+                name: name, dtype: dtype, shape: shape, dataOffsets: begin..<end,
+                byteRange: (dataStart + begin)..<(dataStart + end))
         }
 
         // Overlaps: sweep in order of start, remembering the tensor reaching furthest so far.
@@ -246,8 +256,9 @@ enum SafetensorsHeader {
         var furthest: TensorInfo?
         for t in ordered {
             if let f = furthest, t.dataOffsets.lowerBound < f.dataOffsets.upperBound {
-                throw fail("data_offsets [\(t.dataOffsets.lowerBound), \(t.dataOffsets.upperBound)] overlap tensor '\(f.name)' [\(f.dataOffsets.lowerBound), \(f.dataOffsets.upperBound)] (starting at byte \(t.byteRange.lowerBound))",
-                           tensor: t.name, at: t.byteRange.lowerBound)
+                throw fail(
+                    "data_offsets [\(t.dataOffsets.lowerBound), \(t.dataOffsets.upperBound)] overlap tensor '\(f.name)' [\(f.dataOffsets.lowerBound), \(f.dataOffsets.upperBound)] (starting at byte \(t.byteRange.lowerBound))",
+                    tensor: t.name, at: t.byteRange.lowerBound)
             }
             if furthest == nil || t.dataOffsets.upperBound > furthest!.dataOffsets.upperBound { furthest = t }
         }

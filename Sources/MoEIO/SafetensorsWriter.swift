@@ -54,7 +54,7 @@ public enum SafetensorsWriter {
             header[t.name] = JSON([
                 "dtype": .string(t.dtype.rawValue),
                 "shape": .array(t.shape.map { JSON($0) }),
-                "data_offsets": .array([JSON(offset), JSON(offset + size)]),
+                "data_offsets": .array([JSON(offset), JSON(offset + size)])
             ])
             offset += size
         }

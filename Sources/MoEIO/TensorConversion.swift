@@ -7,9 +7,9 @@ enum TensorConversion {
         switch dtype {
         case .f32:
             #if _endian(little)
-            memcpy(dst, src, count * 4)
+                memcpy(dst, src, count * 4)
             #else
-            for i in 0..<count { dst[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+                for i in 0..<count { dst[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
             #endif
         case .f16:
             for i in 0..<count { dst[i] = HalfPrecision.halfToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }

@@ -1,9 +1,10 @@
 import Foundation
 import MoEBasics
+
 #if canImport(Darwin)
-import Darwin
+    import Darwin
 #elseif canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a compiled plan remembers about a weight file, so it can tell when the weights changed
@@ -47,10 +48,13 @@ public struct WeightFileFingerprint: Codable, Hashable, Sendable {
         }
         let hash = try Self.headerHash(of: path)
         if hash != headerHash {
-            throw WeightFileError(path: path, message: "weight file changed since the plan was compiled: its header is different (hash \(Self.hex(headerHash)), now \(Self.hex(hash)))")
+            throw WeightFileError(
+                path: path, message: "weight file changed since the plan was compiled: its header is different (hash \(Self.hex(headerHash)), now \(Self.hex(hash)))")
         }
         if st.modificationTimeNs != modificationTimeNs {
-            throw WeightFileError(path: path, message: "weight file was modified since the plan was compiled (same size and header, modification time \(modificationTimeNs) ns, now \(st.modificationTimeNs) ns)")
+            throw WeightFileError(
+                path: path,
+                message: "weight file was modified since the plan was compiled (same size and header, modification time \(modificationTimeNs) ns, now \(st.modificationTimeNs) ns)")
         }
     }
 
@@ -61,7 +65,7 @@ public struct WeightFileFingerprint: Codable, Hashable, Sendable {
             "path": .string(path),
             "size": JSON(size),
             "modified_ns": .string(String(modificationTimeNs)),
-            "header_fnv1a": .string(Self.hex(headerHash)),
+            "header_fnv1a": .string(Self.hex(headerHash))
         ])
     }
 
@@ -128,9 +132,9 @@ struct FileStatus {
         guard stat(path, &st) == 0 else { return nil }
         size = Int(st.st_size)
         #if canImport(Darwin)
-        let t = st.st_mtimespec
+            let t = st.st_mtimespec
         #else
-        let t = st.st_mtim
+            let t = st.st_mtim
         #endif
         modificationTimeNs = Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
     }

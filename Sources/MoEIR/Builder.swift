@@ -15,8 +15,10 @@ public struct GraphBuilder {
 
     /// Adds a computed node. Throws a diagnostic (at `range`) if the operands do not fit the op.
     @discardableResult
-    public mutating func add(_ op: Op, _ operands: [ValueID], _ attributes: Attributes = [:],
-                             at ranges: [SourceRange] = [], name: String? = nil) throws(Diagnostic) -> ValueID {
+    public mutating func add(
+        _ op: Op, _ operands: [ValueID], _ attributes: Attributes = [:],
+        at ranges: [SourceRange] = [], name: String? = nil
+    ) throws(Diagnostic) -> ValueID {
         let types = operands.map { graph[$0].type }
         let result: IRType
         do {
@@ -30,14 +32,18 @@ public struct GraphBuilder {
         return append(Node(op: op, operands: operands, attributes: attributes, type: result, locations: ranges, name: name))
     }
 
-    public mutating func add(_ op: Op, _ operands: [ValueID], _ attributes: Attributes = [:],
-                             at range: SourceRange?, name: String? = nil) throws(Diagnostic) -> ValueID {
+    public mutating func add(
+        _ op: Op, _ operands: [ValueID], _ attributes: Attributes = [:],
+        at range: SourceRange?, name: String? = nil
+    ) throws(Diagnostic) -> ValueID {
         try add(op, operands, attributes, at: range.map { [$0] } ?? [], name: name)
     }
 
     public mutating func addInput(name: String, type: TensorType, at range: SourceRange? = nil) -> ValueID {
-        append(Node(op: .input, operands: [], attributes: ["name": .string(name)], type: .tensor(type),
-                    locations: range.map { [$0] } ?? [], name: name))
+        append(
+            Node(
+                op: .input, operands: [], attributes: ["name": .string(name)], type: .tensor(type),
+                locations: range.map { [$0] } ?? [], name: name))
     }
 
     /// Adds the weight to the graph's table (once per name) and a node that reads it.
@@ -52,14 +58,18 @@ public struct GraphBuilder {
         if let existing = graph.nodes.firstIndex(where: { $0.op == .weight && $0.attributes.int("index") == index }) {
             return ValueID(existing)
         }
-        return append(Node(op: .weight, operands: [], attributes: ["index": .int(index)],
-                           type: .tensor(TensorType(.f32, info.shape.map { .fixed($0) })),
-                           locations: info.location.map { [$0] } ?? [], name: info.name))
+        return append(
+            Node(
+                op: .weight, operands: [], attributes: ["index": .int(index)],
+                type: .tensor(TensorType(.f32, info.shape.map { .fixed($0) })),
+                locations: info.location.map { [$0] } ?? [], name: info.name))
     }
 
     public mutating func addConstant(_ value: Double, at range: SourceRange? = nil) -> ValueID {
-        append(Node(op: .constant, operands: [], attributes: ["value": .float(value)], type: .tensor(TensorType(.f32, [])),
-                    locations: range.map { [$0] } ?? []))
+        append(
+            Node(
+                op: .constant, operands: [], attributes: ["value": .float(value)], type: .tensor(TensorType(.f32, [])),
+                locations: range.map { [$0] } ?? []))
     }
 
     /// Appends a node whose type the caller has already established (used by passes that

@@ -25,7 +25,8 @@ public struct ExpertsNode: Sendable {
     /// enough operands for it (the verifier reports such nodes).
     public init?(_ node: Node) {
         guard node.op == .moe_experts, let kindName = node.attributes.string("kind"), let kind = ExpertKind(rawValue: kindName),
-              node.operands.count == 2 + kind.matrixRoles.count + (node.attributes.bool("with_active") == true ? 1 : 0) else { return nil }
+            node.operands.count == 2 + kind.matrixRoles.count + (node.attributes.bool("with_active") == true ? 1 : 0)
+        else { return nil }
         self.node = node
         self.kind = kind
     }
@@ -105,8 +106,9 @@ public struct ExpertsNode: Sendable {
             }
             let rows = role == "down" ? fixed[1] : fixed[2]
             guard rows == h else {
-                throw TypeRuleError("expert \(role) weight \(OpSchema.format(w)) does not fit hidden size \(h)",
-                                    notes: [role == "down" ? "down weights are [experts, hidden, ffn]" : "\(role) weights are [experts, ffn, hidden]"])
+                throw TypeRuleError(
+                    "expert \(role) weight \(OpSchema.format(w)) does not fit hidden size \(h)",
+                    notes: [role == "down" ? "down weights are [experts, hidden, ffn]" : "\(role) weights are [experts, ffn, hidden]"])
             }
             var f = role == "down" ? fixed[2] : fixed[1]
             if role == "gate_up" {

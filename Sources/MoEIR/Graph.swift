@@ -21,8 +21,10 @@ public struct Node: Hashable, Sendable {
     /// The name the source gave this value (`let h = …`), for printing.
     public var name: String?
 
-    public init(op: Op, operands: [ValueID], attributes: Attributes = [:], type: IRType,
-                locations: [SourceRange] = [], name: String? = nil) {
+    public init(
+        op: Op, operands: [ValueID], attributes: Attributes = [:], type: IRType,
+        locations: [SourceRange] = [], name: String? = nil
+    ) {
         self.op = op
         self.operands = operands
         self.attributes = attributes
@@ -128,8 +130,10 @@ public struct Graph: Hashable, Sendable {
     /// changes the node list after planning must plan again (`compact` drops the plan).
     public var lastReaders: [Int]?
 
-    public init(name: String, tokensName: String = "tokens", params: [ParamBinding] = [], weights: [WeightInfo] = [],
-                nodes: [Node] = [], outputs: [(name: String, value: ValueID)] = []) {
+    public init(
+        name: String, tokensName: String = "tokens", params: [ParamBinding] = [], weights: [WeightInfo] = [],
+        nodes: [Node] = [], outputs: [(name: String, value: ValueID)] = []
+    ) {
         self.name = name
         self.tokensName = tokensName
         self.params = params
@@ -155,9 +159,8 @@ public struct Graph: Hashable, Sendable {
     }
 
     public static func == (a: Graph, b: Graph) -> Bool {
-        a.name == b.name && a.tokensName == b.tokensName && a.params == b.params && a.weights == b.weights &&
-            a.nodes == b.nodes && a.outputs.map(\.name) == b.outputs.map(\.name) && a.outputs.map(\.value) == b.outputs.map(\.value) &&
-            a.lastReaders == b.lastReaders
+        a.name == b.name && a.tokensName == b.tokensName && a.params == b.params && a.weights == b.weights && a.nodes == b.nodes && a.outputs.map(\.name) == b.outputs.map(\.name)
+            && a.outputs.map(\.value) == b.outputs.map(\.value) && a.lastReaders == b.lastReaders
     }
 
     public func hash(into h: inout Hasher) {

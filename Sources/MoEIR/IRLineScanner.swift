@@ -93,7 +93,7 @@ struct IRLineScanner {
     mutating func accept(word w: String) -> Bool {
         skipSpaces()
         let start = position
-        guard let (text, _) = try? word("") , text == w else { position = start; return false }
+        guard let (text, _) = try? word(""), text == w else { position = start; return false }
         return true
     }
 
@@ -306,7 +306,8 @@ struct IRLineScanner {
         let columns = parts[parts.count - 1].split(separator: "-", omittingEmptySubsequences: false)
         func number(_ s: Substring) -> Int? { s.unicodeScalars.allSatisfy { ("0"..."9").contains($0) } ? Int(s) : nil }
         guard columns.count == 2, let line = number(parts[parts.count - 2]), let column = number(columns[0]),
-              let end = number(columns[1]), end >= column else { return nil }
+            let end = number(columns[1]), end >= column
+        else { return nil }
         let name = parts[0..<(parts.count - 2)].joined(separator: ":")
         guard !name.isEmpty else { return nil }
         return SourceRange(SourceLocation(file: files[name] ?? name, line: line, column: column), length: end - column)

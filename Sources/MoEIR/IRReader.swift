@@ -81,7 +81,7 @@ private struct ReadState {
 
     mutating func read(_ s: inout IRLineScanner) throws(Diagnostic) {
         if s.atEnd { return }
-        if s.peek() == "#" { return }   // a comment line
+        if s.peek() == "#" { return } // a comment line
         switch part {
         case .beforeGraph: try readHeader(&s)
         case .afterGraph: throw s.error("text after the graph's closing '}'", from: s.position, to: s.chars.count)
@@ -160,7 +160,8 @@ private struct ReadState {
                 total = t
             }
             guard total == shape.first else {
-                throw s.error("the repeat counts add up to \(total), but the weight's first dimension is \(shape.first.map(String.init) ?? "missing")", from: listStart, to: s.position)
+                throw s.error(
+                    "the repeat counts add up to \(total), but the weight's first dimension is \(shape.first.map(String.init) ?? "missing")", from: listStart, to: s.position)
             }
             repeats = r
         }
@@ -174,7 +175,7 @@ private struct ReadState {
     mutating func readNode(_ s: inout IRLineScanner) throws(Diagnostic) {
         let (printed, start) = try s.value()
         guard values[printed] == nil, !broken.contains(printed) else { throw s.error("%\(printed) is defined twice", from: start, to: s.position) }
-        broken.insert(printed)   // until the line has been read
+        broken.insert(printed) // until the line has been read
         try s.expect("=")
         let (opName, opStart) = try s.word("an op")
         guard let op = Op(rawValue: opName) else { throw s.error("unknown op '\(opName)'", from: opStart, to: s.position) }
@@ -232,8 +233,9 @@ private struct ReadState {
         if printed.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }) { return nil }
         // `x.1`, `x.2`, … follow a `%x`: the printer's way of telling equal names apart.
         if let dot = printed.lastIndex(of: "."), printed.index(after: dot) < printed.endIndex,
-           printed[printed.index(after: dot)...].unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }),
-           values[String(printed[..<dot])] != nil {
+            printed[printed.index(after: dot)...].unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }),
+            values[String(printed[..<dot])] != nil
+        {
             return String(printed[..<dot])
         }
         return printed

@@ -40,14 +40,23 @@ public enum Op: Hashable, Sendable, CaseIterable, RawRepresentable, CustomString
     }
 
     public init?(rawValue: String) {
-        if let o = LeafOp(rawValue: rawValue) { self = .leaf(o) }
-        else if let o = DenseOp(rawValue: rawValue) { self = .dense(o) }
-        else if let o = ElementwiseOp(rawValue: rawValue) { self = .elementwise(o) }
-        else if let o = ScoringOp(rawValue: rawValue) { self = .scoring(o) }
-        else if let o = SelectionOp(rawValue: rawValue) { self = .selection(o) }
-        else if let o = RoutingStageOp(rawValue: rawValue) { self = .routingStage(o) }
-        else if let o = ExpertsOp(rawValue: rawValue) { self = .experts(o) }
-        else { return nil }
+        if let o = LeafOp(rawValue: rawValue) {
+            self = .leaf(o)
+        } else if let o = DenseOp(rawValue: rawValue) {
+            self = .dense(o)
+        } else if let o = ElementwiseOp(rawValue: rawValue) {
+            self = .elementwise(o)
+        } else if let o = ScoringOp(rawValue: rawValue) {
+            self = .scoring(o)
+        } else if let o = SelectionOp(rawValue: rawValue) {
+            self = .selection(o)
+        } else if let o = RoutingStageOp(rawValue: rawValue) {
+            self = .routingStage(o)
+        } else if let o = ExpertsOp(rawValue: rawValue) {
+            self = .experts(o)
+        } else {
+            return nil
+        }
     }
 
     /// The op's name in printed IR and plan files.

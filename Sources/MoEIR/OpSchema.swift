@@ -61,20 +61,23 @@ public enum OpSchema {
         switch t {
         case .tensor(let tt):
             if let dtype, tt.dtype != dtype {
-                throw TypeRuleError("\(what) must hold \(dtype) values, got \(format(tt))",
-                                    notes: tt.dtype == .i32 ? ["i32 values are token ids, read only by hash routing"] : [])
+                throw TypeRuleError(
+                    "\(what) must hold \(dtype) values, got \(format(tt))",
+                    notes: tt.dtype == .i32 ? ["i32 values are token ids, read only by hash routing"] : [])
             }
             return tt
         case .routing:
-            throw TypeRuleError("\(what) must be a tensor, but it is a routing",
-                                notes: ["a routing (the result of topk) can only feed routing stages and a moe block's router"])
+            throw TypeRuleError(
+                "\(what) must be a tensor, but it is a routing",
+                notes: ["a routing (the result of topk) can only feed routing stages and a moe block's router"])
         }
     }
 
     static func activation(_ attrs: Attributes) throws(TypeRuleError) {
         guard let a = attrs.string("act"), Activation(rawValue: a) != nil else {
-            throw TypeRuleError("unknown activation \(attrs["act"].map { "\($0)" } ?? "(none)")",
-                                notes: ["activations are " + Activation.allCases.map(\.rawValue).joined(separator: ", ")])
+            throw TypeRuleError(
+                "unknown activation \(attrs["act"].map { "\($0)" } ?? "(none)")",
+                notes: ["activations are " + Activation.allCases.map(\.rawValue).joined(separator: ", ")])
         }
     }
 
@@ -91,9 +94,16 @@ public enum OpSchema {
         for i in 0..<n {
             let da = i < n - a.rank ? Dim.fixed(1) : a.shape[i - (n - a.rank)]
             let db = i < n - b.rank ? Dim.fixed(1) : b.shape[i - (n - b.rank)]
-            if da == db { out.append(da) } else if da == .fixed(1) { out.append(db) } else if db == .fixed(1) { out.append(da) } else {
-                throw TypeRuleError("cannot \(op.elementwiseVerb) \(format(a)) and \(format(b)): dimensions \(format(da)) and \(format(db)) differ",
-                                    notes: ["shapes must match, or have 1 where they differ"])
+            if da == db {
+                out.append(da)
+            } else if da == .fixed(1) {
+                out.append(db)
+            } else if db == .fixed(1) {
+                out.append(da)
+            } else {
+                throw TypeRuleError(
+                    "cannot \(op.elementwiseVerb) \(format(a)) and \(format(b)): dimensions \(format(da)) and \(format(db)) differ",
+                    notes: ["shapes must match, or have 1 where they differ"])
             }
         }
         return out

@@ -70,8 +70,9 @@ public struct RouterProbe: Sendable, Equatable {
             let weights = block.matrices
             let experts = routing.experts
             let bytes = weights.reduce(0) { $0 + (g[$1].tensorType?.fixedShape?.reduce(4, *) ?? 0) / max(experts, 1) }
-            var probe = RouterProbe(hops: analysed.map(\.hop), distribution: analysed[0].distribution, unavailable: nil,
-                                    name: layer.name, experts: experts, slots: routing.slots, expertBytes: bytes)
+            var probe = RouterProbe(
+                hops: analysed.map(\.hop), distribution: analysed[0].distribution, unavailable: nil,
+                name: layer.name, experts: experts, slots: routing.slots, expertBytes: bytes)
             if let why = analysed.lazy.compactMap(\.unavailable).first {
                 probe.unavailable = why
             } else if analysed.contains(where: { $0.distribution != probe.distribution }) {
@@ -102,7 +103,8 @@ public struct RouterProbe: Sendable, Equatable {
         case let op where op.isSelection:
             let s = g[selection].operands[0]
             guard let t = g[s].tensorType, t.rank == 2, t.shape[0] == .tokens, t.shape[1] == .fixed(experts),
-                  ![.weight, .constant].contains(g[s].op) else {
+                ![.weight, .constant].contains(g[s].op)
+            else {
                 return (hop, nil, "the router's scores are not a [tokens, \(experts)] tensor")
             }
             hop.scores = s

@@ -12,41 +12,44 @@ extension Graph {
         var o = JSONObject()
         o["name"] = .string(name)
         o["tokens"] = .string(tokensName)
-        o["params"] = .array(params.map { p in
-            let v: JSON
-            switch p.value {
-            case .int(let i): v = JSON(i)
-            case .float(let d): v = JSON(d)
-            case .bool(let b): v = JSON(b)
-            case .string(let s): v = JSON(s)
-            }
-            let kind: String
-            switch p.value {
-            case .int: kind = "int"
-            case .float: kind = "float"
-            case .bool: kind = "bool"
-            case .string: kind = "string"
-            }
-            return JSON(["name": JSON(p.name), "type": JSON(kind), "value": v, "source": JSON(p.source)])
-        })
-        o["weights"] = .array(weights.map { w in
-            var wo = JSONObject([("name", JSON(w.name)), ("pattern", JSON(w.pattern)), ("shape", .array(w.shape.map { JSON($0) }))])
-            if let l = w.location { wo["loc"] = Self.encode(l) }
-            if let r = w.repeats { wo["repeats"] = .array(r.map { JSON($0) }) }
-            return .object(wo)
-        })
-        o["nodes"] = .array(nodes.map { n in
-            var no = JSONObject()
-            no["op"] = .string(n.op.rawValue)
-            if !n.operands.isEmpty { no["in"] = .array(n.operands.map { JSON($0.index) }) }
-            if !n.attributes.isEmpty {
-                no["attrs"] = .object(JSONObject(n.attributes.map { ($0.key, Self.encode($0.value)) }))
-            }
-            no["type"] = Self.encode(n.type)
-            if let name = n.name { no["name"] = .string(name) }
-            if !n.locations.isEmpty { no["loc"] = .array(n.locations.map(Self.encode)) }
-            return .object(no)
-        })
+        o["params"] = .array(
+            params.map { p in
+                let v: JSON
+                switch p.value {
+                case .int(let i): v = JSON(i)
+                case .float(let d): v = JSON(d)
+                case .bool(let b): v = JSON(b)
+                case .string(let s): v = JSON(s)
+                }
+                let kind: String
+                switch p.value {
+                case .int: kind = "int"
+                case .float: kind = "float"
+                case .bool: kind = "bool"
+                case .string: kind = "string"
+                }
+                return JSON(["name": JSON(p.name), "type": JSON(kind), "value": v, "source": JSON(p.source)])
+            })
+        o["weights"] = .array(
+            weights.map { w in
+                var wo = JSONObject([("name", JSON(w.name)), ("pattern", JSON(w.pattern)), ("shape", .array(w.shape.map { JSON($0) }))])
+                if let l = w.location { wo["loc"] = Self.encode(l) }
+                if let r = w.repeats { wo["repeats"] = .array(r.map { JSON($0) }) }
+                return .object(wo)
+            })
+        o["nodes"] = .array(
+            nodes.map { n in
+                var no = JSONObject()
+                no["op"] = .string(n.op.rawValue)
+                if !n.operands.isEmpty { no["in"] = .array(n.operands.map { JSON($0.index) }) }
+                if !n.attributes.isEmpty {
+                    no["attrs"] = .object(JSONObject(n.attributes.map { ($0.key, Self.encode($0.value)) }))
+                }
+                no["type"] = Self.encode(n.type)
+                if let name = n.name { no["name"] = .string(name) }
+                if !n.locations.isEmpty { no["loc"] = .array(n.locations.map(Self.encode)) }
+                return .object(no)
+            })
         o["outputs"] = .array(outputs.map { JSON(["name": JSON($0.name), "value": JSON($0.value.index)]) })
         if let l = lastReaders { o["last_readers"] = .array(l.map { JSON($0) }) }
         return .object(o)
@@ -55,8 +58,9 @@ extension Graph {
     public init(json: JSON) throws(GraphDecodingError) {
         func fail(_ m: String) -> GraphDecodingError { GraphDecodingError(message: "malformed graph: " + m) }
         guard let name = json["name"]?.string, let tokens = json["tokens"]?.string,
-              let params = json["params"]?.array, let weights = json["weights"]?.array,
-              let nodes = json["nodes"]?.array, let outputs = json["outputs"]?.array else {
+            let params = json["params"]?.array, let weights = json["weights"]?.array,
+            let nodes = json["nodes"]?.array, let outputs = json["outputs"]?.array
+        else {
             throw fail("missing one of name, tokens, params, weights, nodes, outputs")
         }
         var g = Graph(name: name, tokensName: tokens)
@@ -76,12 +80,14 @@ extension Graph {
         }
         for (i, w) in weights.enumerated() {
             guard let wn = w["name"]?.string, let pattern = w["pattern"]?.string,
-                  let shape = w["shape"]?.array?.compactMap(\.int), shape.count == w["shape"]?.array?.count,
-                  shape.allSatisfy({ $0 >= 0 }) else { throw fail("weight \(i)") }
+                let shape = w["shape"]?.array?.compactMap(\.int), shape.count == w["shape"]?.array?.count,
+                shape.allSatisfy({ $0 >= 0 })
+            else { throw fail("weight \(i)") }
             var repeats: [Int]?
             if let r = w["repeats"] {
                 guard let list = r.array?.compactMap(\.int), list.count == r.array?.count, list.allSatisfy({ $0 >= 1 }),
-                      checkedSum(list) == shape.first else { throw fail("weight \(wn) repeats") }
+                    checkedSum(list) == shape.first
+                else { throw fail("weight \(wn) repeats") }
                 repeats = list
             }
             g.weights.append(WeightInfo(name: wn, pattern: pattern, shape: shape, location: w["loc"].flatMap(Self.decodeRange), repeats: repeats))
@@ -133,7 +139,8 @@ extension Graph {
         guard let s = j.string else { return nil }
         let parts = s.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count >= 4, let line = Int(parts[parts.count - 3]), let col = Int(parts[parts.count - 2]),
-              let len = Int(parts[parts.count - 1]) else { return nil }
+            let len = Int(parts[parts.count - 1])
+        else { return nil }
         let file = parts[0..<(parts.count - 3)].joined(separator: ":")
         return SourceRange(SourceLocation(file: file, line: line, column: col), length: len)
     }
@@ -172,13 +179,16 @@ extension Graph {
     static func encode(_ t: IRType) -> JSON {
         switch t {
         case .tensor(let tt):
-            return JSON(["dtype": JSON(tt.dtype.rawValue),
-                         "shape": .array(tt.shape.map { d in
-                             switch d {
-                             case .fixed(let n): return JSON(n)
-                             case .tokens: return JSON("tokens")
-                             }
-                         })])
+            return JSON([
+                "dtype": JSON(tt.dtype.rawValue),
+                "shape": .array(
+                    tt.shape.map { d in
+                        switch d {
+                        case .fixed(let n): return JSON(n)
+                        case .tokens: return JSON("tokens")
+                        }
+                    })
+            ])
         case .routing(let r):
             return JSON(["route_slots": JSON(r.slots), "route_experts": JSON(r.experts)])
         }

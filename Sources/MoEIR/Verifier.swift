@@ -34,8 +34,10 @@ public enum Verifier {
             problems.append(.error(prefix + message, at: id.flatMap { g[$0].location }))
         }
         for w in g.weights where !w.isAddressable {
-            problems.append(.error("weight @\(w.name): the shape \(w.shape) has more elements than moec can address", at: w.location,
-                                   notes: [.init(Addressable.limitNote)]))
+            problems.append(
+                .error(
+                    "weight @\(w.name): the shape \(w.shape) has more elements than moec can address", at: w.location,
+                    notes: [.init(Addressable.limitNote)]))
         }
         var inputNames: Set<String> = []
         for id in g.ids {

@@ -10,11 +10,17 @@ import Foundation
 /// `@unchecked Sendable`: every stored property is immutable after loading, and the CBLAS
 /// functions are safe to call from several threads at once.
 public final class BLAS: @unchecked Sendable {
-    public typealias SGEMM = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, Float,
-                                             UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
-                                             Float, UnsafeMutablePointer<Float>?, Int32) -> Void
-    public typealias SGEMV = @convention(c) (Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
-                                             UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32) -> Void
+    public typealias SGEMM =
+        @convention(c) (
+            Int32, Int32, Int32, Int32, Int32, Int32, Float,
+            UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
+            Float, UnsafeMutablePointer<Float>?, Int32
+        ) -> Void
+    public typealias SGEMV =
+        @convention(c) (
+            Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
+            UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32
+        ) -> Void
     typealias SetThreads = @convention(c) (Int32) -> Void
     typealias GetThreads = @convention(c) () -> Int32
     typealias GetConfig = @convention(c) () -> UnsafePointer<CChar>?
@@ -37,9 +43,9 @@ public final class BLAS: @unchecked Sendable {
     /// Libraries tried in order when `MOEC_BLAS` is not set.
     public static var defaultCandidates: [String] {
         #if os(macOS)
-        return ["/System/Library/Frameworks/Accelerate.framework/Accelerate"]
+            return ["/System/Library/Frameworks/Accelerate.framework/Accelerate"]
         #else
-        return ["libopenblas.so.0", "libopenblas.so", "libblas.so.3", "libblas.so"]
+            return ["libopenblas.so.0", "libopenblas.so", "libblas.so.3", "libblas.so"]
         #endif
     }
 
@@ -126,26 +132,33 @@ public final class BLAS: @unchecked Sendable {
     }
 
     /// Row-major `C = alpha·op(A)·op(B) + beta·C`, with `op(A)` `[M, K]` and `op(B)` `[K, N]`.
-    public func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    public func sgemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         guard m > 0, n > 0 else { return }
-        sgemmFn(Self.rowMajor, transA ? Self.trans : Self.noTrans, transB ? Self.trans : Self.noTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        sgemmFn(
+            Self.rowMajor, transA ? Self.trans : Self.noTrans, transB ? Self.trans : Self.noTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// `y[M, N] (+)= x[M, K] · Wᵀ` with W `[N, K]` row-major (the unpacked weight).
     /// M = 1 goes to `cblas_sgemv` when present: some OpenBLAS versions (0.3.21 here) do not
     /// forward a one-row sgemm to GEMV and run it 5–10× slower.
-    public func linear(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                       m: Int, n: Int, k: Int, accumulate: Bool = false) {
+    public func linear(
+        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+        m: Int, n: Int, k: Int, accumulate: Bool = false
+    ) {
         if m == 1, let sgemv = sgemvFn {
-            sgemv(Self.rowMajor, Self.noTrans, Int32(n), Int32(k), 1, weight, Int32(k), x, 1,
-                  accumulate ? 1 : 0, y, 1)
+            sgemv(
+                Self.rowMajor, Self.noTrans, Int32(n), Int32(k), 1, weight, Int32(k), x, 1,
+                accumulate ? 1 : 0, y, 1)
             return
         }
-        sgemm(transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: x, lda: k, b: weight, ldb: k,
-              beta: accumulate ? 1 : 0, c: y, ldc: n)
+        sgemm(
+            transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: x, lda: k, b: weight, ldb: k,
+            beta: accumulate ? 1 : 0, c: y, ldc: n)
     }
 }
 

@@ -21,15 +21,21 @@ extension Kernels {
 
     /// y = x · Φ(x) = ½x(1 + erf(x/√2)) (exact GELU, PyTorch `F.gelu` default).
     public static func gelu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, isa: ISA = .best) {
-        if isa.runsAVX2 { avx2GELU(x, y, count) } else { portableMap(x, y, count) { x in
+        if isa.runsAVX2 {
+            avx2GELU(x, y, count)
+        } else {
+            portableMap(x, y, count) { x in
                 let d = Double(x)
                 return Float(0.5 * d * Foundation_erfc(-d * 0.5.squareRoot()))
-            } }
+            }
+        }
     }
 
     /// y = ½x(1 + tanh(√(2/π)(x + 0.044715x³))) (PyTorch `F.gelu(approximate="tanh")`).
     public static func geluTanh(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, isa: ISA = .best) {
-        if isa.runsAVX2 { avx2GELUTanh(x, y, count) } else {
+        if isa.runsAVX2 {
+            avx2GELUTanh(x, y, count)
+        } else {
             portableMap(x, y, count) { x in
                 // In Double: u's rounding is amplified ~2u times in the negative tail.
                 let d = Double(x)
@@ -46,7 +52,9 @@ extension Kernels {
 
     /// y = max(x, 0) (NaN stays NaN).
     public static func relu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, isa: ISA = .best) {
-        if isa.runsAVX2 { avx2ReLU(x, y, count) } else {
+        if isa.runsAVX2 {
+            avx2ReLU(x, y, count)
+        } else {
             for i in 0..<count { let v = x[i]; y[i] = v < 0 ? 0 : v }
         }
     }
@@ -74,8 +82,10 @@ extension Kernels {
     /// SwiGLU epilogue: `out[r, i] = silu(gateUp[r, i]) · gateUp[r, f + i]` for `rows` rows of
     /// `gateUp` `[rows, 2f]` (gate half first, then up half) into `out` `[rows, f]`.
     /// Row strides default to 2f and f. `out` may alias the gate half (same row stride), not the up half.
-    public static func swiglu(_ gateUp: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, f: Int,
-                              ldIn: Int? = nil, ldOut: Int? = nil, isa: ISA = .best) {
+    public static func swiglu(
+        _ gateUp: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, f: Int,
+        ldIn: Int? = nil, ldOut: Int? = nil, isa: ISA = .best
+    ) {
         let ldIn = ldIn ?? 2 * f, ldOut = ldOut ?? f
         if isa.runsAVX2 { avx2SwiGLU(gateUp, ldIn: ldIn, out, ldOut: ldOut, rows: rows, f: f); return }
         for r in 0..<rows {
@@ -90,8 +100,10 @@ extension Kernels {
     /// Numerically stable softmax over each row of `[rows, cols]` (row stride `ld`, default
     /// `cols`, for x and y). A row that is entirely −∞ (masked out) gives zeros, not NaN
     /// (see `ReferenceInterpreter.softmax`). In-place allowed.
-    public static func softmaxRows(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
-                                   ld: Int? = nil, isa: ISA = .best) {
+    public static func softmaxRows(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
+        ld: Int? = nil, isa: ISA = .best
+    ) {
         let ld = ld ?? cols
         if isa.runsAVX2 { avx2SoftmaxRows(x, y, rows: rows, cols: cols, ld: ld); return }
         for r in 0..<rows {
@@ -114,8 +126,10 @@ extension Kernels {
 
     /// RMSNorm over each row: y = x / √(mean(x²) + eps) · weight (Llama/Mixtral). Row stride `ld`
     /// (default `cols`) for x and y; `weight` has `cols` values. In-place allowed.
-    public static func rmsNormRows(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                   rows: Int, cols: Int, eps: Float, ld: Int? = nil, isa: ISA = .best) {
+    public static func rmsNormRows(
+        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+        rows: Int, cols: Int, eps: Float, ld: Int? = nil, isa: ISA = .best
+    ) {
         let ld = ld ?? cols
         if isa.runsAVX2 { avx2RMSNormRows(x, weight, y, rows: rows, cols: cols, ld: ld, eps: eps); return }
         guard cols > 0 else { return }
@@ -130,9 +144,11 @@ extension Kernels {
 
     /// LayerNorm over each row: y = (x − mean) / √(var + eps) · weight (+ bias), biased variance
     /// (PyTorch `F.layer_norm`). Row stride `ld` (default `cols`). In-place allowed.
-    public static func layerNormRows(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                                     _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int, eps: Float,
-                                     ld: Int? = nil, isa: ISA = .best) {
+    public static func layerNormRows(
+        _ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int, eps: Float,
+        ld: Int? = nil, isa: ISA = .best
+    ) {
         let ld = ld ?? cols
         if isa.runsAVX2 { avx2LayerNormRows(x, weight, bias, y, rows: rows, cols: cols, ld: ld, eps: eps); return }
         guard cols > 0 else { return }
@@ -162,9 +178,11 @@ extension Kernels {
     /// increasing i (so repeated rows add up in a fixed order). `v` is `[m, n]` (row stride
     /// `ldv`, default n), `y` has row stride `ldy` (default n). `threads` > 1 splits the n columns,
     /// which keeps every element's order of additions, so results do not depend on `threads`.
-    public static func scatterAddRows(_ v: UnsafePointer<Float>, weights: UnsafePointer<Float>, rows: UnsafePointer<Int32>,
-                                      into y: UnsafeMutablePointer<Float>, m: Int, n: Int, ldv: Int? = nil, ldy: Int? = nil,
-                                      threads: Int = 1, isa: ISA = .best) {
+    public static func scatterAddRows(
+        _ v: UnsafePointer<Float>, weights: UnsafePointer<Float>, rows: UnsafePointer<Int32>,
+        into y: UnsafeMutablePointer<Float>, m: Int, n: Int, ldv: Int? = nil, ldy: Int? = nil,
+        threads: Int = 1, isa: ISA = .best
+    ) {
         let ldv = ldv ?? n, ldy = ldy ?? n
         let vp = SendablePointer(v), wp = SendablePointer(weights), rp = SendablePointer(rows), yp = SendablePointer(y)
         // Column chunks are multiples of 16 floats so vector tails stay the same per element.
@@ -172,8 +190,9 @@ extension Kernels {
         Parallel.forEachChunk(count: blocks, threads: m * n < 1 << 16 ? 1 : threads) { range in
             let c0 = range.lowerBound * 16, c1 = min(n, range.upperBound * 16)
             for i in 0..<m {
-                axpy(alpha: wp.pointer[i], vp.pointer + i * ldv + c0, yp.pointer + Int(rp.pointer[i]) * ldy + c0,
-                     count: c1 - c0, isa: isa)
+                axpy(
+                    alpha: wp.pointer[i], vp.pointer + i * ldv + c0, yp.pointer + Int(rp.pointer[i]) * ldy + c0,
+                    count: c1 - c0, isa: isa)
             }
         }
     }

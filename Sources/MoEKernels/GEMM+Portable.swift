@@ -14,8 +14,10 @@ private func store4(_ v: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
 
 /// `c[r, 0..<8] (+)= Σ_k a[k*6 + r] * b[k*16 + 0..<8]` for r < rows (a literal at call sites).
 @inline(__always)
-private func tile8(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                   c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+private func tile8(
+    rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
     var c00 = SIMD4<Float>(), c01 = SIMD4<Float>(), c10 = SIMD4<Float>(), c11 = SIMD4<Float>()
     var c20 = SIMD4<Float>(), c21 = SIMD4<Float>(), c30 = SIMD4<Float>(), c31 = SIMD4<Float>()
     var c40 = SIMD4<Float>(), c41 = SIMD4<Float>(), c50 = SIMD4<Float>(), c51 = SIMD4<Float>()
@@ -48,8 +50,10 @@ private func tile8(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer
 }
 
 @inline(never)
-private func tile8Dispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                           c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+private func tile8Dispatch(
+    rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
     switch rows {
     case 6: tile8(rows: 6, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
     case 5: tile8(rows: 5, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
@@ -61,9 +65,11 @@ private func tile8Dispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: Unsaf
 }
 
 /// Portable twin of `avx2GemmPacked` (see there for the operand layouts).
-func portableGemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, b: UnsafePointer<Float>, n: Int,
-                        panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
-                        epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }) {
+func portableGemmPacked(
+    a: UnsafePointer<Float>, m: Int, k: Int, b: UnsafePointer<Float>, n: Int,
+    panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+) {
     let mr = GemmBlocking.mr, nr = PackedWeight.panelWidth
     let mPanels = (m + mr - 1) / mr
     withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { edgeBuf in

@@ -29,10 +29,12 @@ extension Kernels {
     /// - `threads` > 1 splits the 16-column weight panels into contiguous ranges, one per thread.
     ///   Every output element is one chain of fused multiply-adds over k in increasing order, so
     ///   results do not depend on `threads`, nor on M (a row's result is the same in any batch).
-    public static func gemm(_ x: UnsafePointer<Float>, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>,
-                            m: Int, ldx: Int? = nil, ldy: Int? = nil, accumulate: Bool = false,
-                            threads: Int = 1, isa: ISA = .best, packBuffer: UnsafeMutablePointer<Float>? = nil,
-                            job: GemmJob? = nil) {
+    public static func gemm(
+        _ x: UnsafePointer<Float>, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>,
+        m: Int, ldx: Int? = nil, ldy: Int? = nil, accumulate: Bool = false,
+        threads: Int = 1, isa: ISA = .best, packBuffer: UnsafeMutablePointer<Float>? = nil,
+        job: GemmJob? = nil
+    ) {
         let k = w.k, n = w.n
         let ldx = ldx ?? k, ldy = ldy ?? n
         precondition(ldx >= k && ldy >= n, "gemm: leading dimensions too small")
@@ -56,9 +58,11 @@ extension Kernels {
     /// one expert, gathering the rows while packing (no separate gather copy). `rows` holds m
     /// row indices into x (any order, repeats allowed); y is dense `[m, N]` (row stride `ldy`).
     /// Same arithmetic as `gemm`, so the result equals gathering first and calling `gemm`.
-    public static func gemm(gathering x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, _ w: PackedWeight,
-                            _ y: UnsafeMutablePointer<Float>, m: Int, ldx: Int? = nil, ldy: Int? = nil,
-                            accumulate: Bool = false, threads: Int = 1, isa: ISA = .best) {
+    public static func gemm(
+        gathering x: UnsafePointer<Float>, rows: UnsafePointer<Int32>, _ w: PackedWeight,
+        _ y: UnsafeMutablePointer<Float>, m: Int, ldx: Int? = nil, ldy: Int? = nil,
+        accumulate: Bool = false, threads: Int = 1, isa: ISA = .best
+    ) {
         let k = w.k, n = w.n
         let ldx = ldx ?? k, ldy = ldy ?? n
         precondition(ldx >= k && ldy >= n, "gemm: leading dimensions too small")
@@ -70,8 +74,10 @@ extension Kernels {
     }
 
     /// Runs the blocked loops on already-packed operands, splitting the weight panels over threads.
-    static func runPacked(_ a: PackedA, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>, ldy: Int,
-                          accumulate: Bool, threads: Int, isa: ISA) {
+    static func runPacked(
+        _ a: PackedA, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>, ldy: Int,
+        accumulate: Bool, threads: Int, isa: ISA
+    ) {
         let bp = SendablePointer(w.data), cp = SendablePointer(y)
         let n = w.n, avx2 = isa.runsAVX2
         Parallel.forEachChunk(count: w.panels, threads: multiplyThreads(m: a.m, n: n, k: w.k, threads: threads)) { panels in
@@ -86,13 +92,16 @@ extension Kernels {
 
     /// Weight panels `panels` of `c (+)= a · bᵀ` on packed operands.
     @inline(__always)
-    static func multiplyPanels(_ a: PackedA, b: UnsafePointer<Float>, n: Int, panels: Range<Int>,
-                               c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, avx2: Bool) {
+    static func multiplyPanels(
+        _ a: PackedA, b: UnsafePointer<Float>, n: Int, panels: Range<Int>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, avx2: Bool
+    ) {
         if avx2 {
-            avx2GemmPacked(a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
-                           mcPanels: GemmBlocking.mcPanels, b: b, n: n,
-                           panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                           c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
+            avx2GemmPacked(
+                a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
+                mcPanels: GemmBlocking.mcPanels, b: b, n: n,
+                panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
         } else {
             portableGemmPacked(a: a.data, m: a.m, k: a.k, b: b, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
         }
@@ -119,13 +128,16 @@ public final class GemmJob: @unchecked Sendable {
             self.a.fill(from: self.src!, strideM: self.ldx, strideK: 1, alpha: 1, rows: nil, panels: panels)
         }
         multiply = ChunkJob { [unowned self] panels in
-            Kernels.multiplyPanels(self.a, b: self.b!, n: self.n, panels: panels, c: self.c!, ldc: self.ldy,
-                                   accumulate: self.accumulate, avx2: self.avx2)
+            Kernels.multiplyPanels(
+                self.a, b: self.b!, n: self.n, panels: panels, c: self.c!, ldc: self.ldy,
+                accumulate: self.accumulate, avx2: self.avx2)
         }
     }
 
-    func run(_ x: UnsafePointer<Float>, ldx: Int, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>, m: Int, ldy: Int,
-             accumulate: Bool, threads: Int, isa: ISA, packBuffer: UnsafeMutablePointer<Float>) {
+    func run(
+        _ x: UnsafePointer<Float>, ldx: Int, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>, m: Int, ldy: Int,
+        accumulate: Bool, threads: Int, isa: ISA, packBuffer: UnsafeMutablePointer<Float>
+    ) {
         src = x
         self.ldx = ldx
         a = PackedA(m: m, k: w.k, buffer: packBuffer)
@@ -156,19 +168,24 @@ struct PackedA: @unchecked Sendable {
         self.k = k
         mPanels = (m + GemmBlocking.mr - 1) / GemmBlocking.mr
         let count = mPanels * GemmBlocking.mr * k
-        data = buffer ?? UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
+        data =
+            buffer
+            ?? UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64)
             .bindMemory(to: Float.self, capacity: count)
     }
 
     /// Element (i, k) of the source is `src[r(i)*strideM + k*strideK]`, multiplied by `alpha`,
     /// where r(i) = `rows[i]` when `rows` is given (a gather), else i.
     /// Large operands are packed by `threads` threads, each taking a range of row panels.
-    func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
-              rows: UnsafePointer<Int32>? = nil, threads: Int = 1) {
+    func fill(
+        from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
+        rows: UnsafePointer<Int32>? = nil, threads: Int = 1
+    ) {
         let s = SendablePointer(src), r = rows.map { SendablePointer($0) }
         Parallel.forEachChunk(count: mPanels, threads: fillThreads(threads)) { panels in
-            self.fill(from: s.pointer, strideM: strideM, strideK: strideK, alpha: alpha,
-                      rows: r?.pointer, panels: panels)
+            self.fill(
+                from: s.pointer, strideM: strideM, strideK: strideK, alpha: alpha,
+                rows: r?.pointer, panels: panels)
         }
     }
 
@@ -178,18 +195,23 @@ struct PackedA: @unchecked Sendable {
     /// Whether the multiply walks A panel by panel (it fits the cache budget).
     var panelMajor: Bool { mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes }
 
-    func fill(from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
-                      rows: UnsafePointer<Int32>?, panels: Range<Int>) {
-        packRowPanels(src, strideM: strideM, strideK: strideK, alpha: alpha, rows: rows, rowScale: nil,
-                      m: m, k: k, panels: panels, into: data)
+    func fill(
+        from src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
+        rows: UnsafePointer<Int32>?, panels: Range<Int>
+    ) {
+        packRowPanels(
+            src, strideM: strideM, strideK: strideK, alpha: alpha, rows: rows, rowScale: nil,
+            m: m, k: k, panels: panels, into: data)
     }
 }
 
 /// Writes row panels `panels` of the packed-A layout (see `PackedA`) for an m×k operand whose element
 /// (i, kk) is `alpha · rowScale[i] · src[r(i)*strideM + kk*strideK]`, r(i) = `rows[i]` or i.
-func packRowPanels(_ src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
-                   rows: UnsafePointer<Int32>?, rowScale: UnsafePointer<Float>?, m: Int, k: Int,
-                   panels: Range<Int>, into data: UnsafeMutablePointer<Float>) {
+func packRowPanels(
+    _ src: UnsafePointer<Float>, strideM: Int, strideK: Int, alpha: Float,
+    rows: UnsafePointer<Int32>?, rowScale: UnsafePointer<Float>?, m: Int, k: Int,
+    panels: Range<Int>, into data: UnsafeMutablePointer<Float>
+) {
     let mr = GemmBlocking.mr
     let mPanels = (m + mr - 1) / mr
     var k0 = 0

@@ -5,9 +5,11 @@ extension Kernels {
     /// one token through a weight that was never packed (e.g. before packing, or a weight used
     /// once). `threads` > 1 splits the rows of W. For repeated use, a `PackedWeight` and `gemm`
     /// with m = 1 stream the same bytes as fast (measured with moec-kernel-bench).
-    public static func gemv(_ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                            n: Int, k: Int, ldw: Int? = nil, accumulate: Bool = false, threads: Int = 1,
-                            isa: ISA = .best) {
+    public static func gemv(
+        _ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+        n: Int, k: Int, ldw: Int? = nil, accumulate: Bool = false, threads: Int = 1,
+        isa: ISA = .best
+    ) {
         let ldw = ldw ?? k
         precondition(ldw >= k, "gemv: ldw \(ldw) < k \(k)")
         let wp = SendablePointer(w), xp = SendablePointer(x), yp = SendablePointer(y)
@@ -17,8 +19,9 @@ extension Kernels {
         Parallel.forEachChunk(count: (n + 3) / 4, threads: useThreads) { quads in
             let rows = (quads.lowerBound * 4)..<min(n, quads.upperBound * 4)
             if avx2 {
-                avx2GemvRows(w: wp.pointer, ldw: ldw, k: k, x: xp.pointer, y: yp.pointer,
-                             rowBegin: rows.lowerBound, rowEnd: rows.upperBound, accumulate: accumulate)
+                avx2GemvRows(
+                    w: wp.pointer, ldw: ldw, k: k, x: xp.pointer, y: yp.pointer,
+                    rowBegin: rows.lowerBound, rowEnd: rows.upperBound, accumulate: accumulate)
             } else {
                 for j in rows {
                     let r = wp.pointer + j * ldw

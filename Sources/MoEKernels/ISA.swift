@@ -32,21 +32,21 @@ public enum ISA: String, Sendable, CaseIterable, CustomStringConvertible {
 /// Reads the CPU's feature flags: `/proc/cpuinfo` on Linux, `sysctlbyname` on macOS.
 private func detectAVX2FMA() -> Bool {
     #if arch(x86_64) && os(Linux)
-    guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
-    for line in text.split(separator: "\n") where line.hasPrefix("flags") {
-        guard let colon = line.firstIndex(of: ":") else { continue }
-        let flags = Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
-        return flags.contains("avx2") && flags.contains("fma")
-    }
-    return false
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
+        for line in text.split(separator: "\n") where line.hasPrefix("flags") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let flags = Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
+            return flags.contains("avx2") && flags.contains("fma")
+        }
+        return false
     #elseif arch(x86_64) && os(macOS)
-    func flag(_ name: String) -> Bool {
-        var value: Int32 = 0
-        var size = MemoryLayout<Int32>.size
-        return sysctlbyname(name, &value, &size, nil, 0) == 0 && value != 0
-    }
-    return flag("hw.optional.avx2_0") && flag("hw.optional.fma")
+        func flag(_ name: String) -> Bool {
+            var value: Int32 = 0
+            var size = MemoryLayout<Int32>.size
+            return sysctlbyname(name, &value, &size, nil, 0) == 0 && value != 0
+        }
+        return flag("hw.optional.avx2_0") && flag("hw.optional.fma")
     #else
-    return false
+        return false
     #endif
 }

@@ -20,13 +20,16 @@ public enum PackedRows {
     /// `scale[i]` when given (e.g. a routing weight folded into the operand).
     /// `panels` restricts the work to those row panels (`rowsPerPanel` rows each), so threads can
     /// pack disjoint parts of one operand.
-    public static func pack(_ src: UnsafePointer<Float>, ld: Int, rows: UnsafePointer<Int32>? = nil,
-                            scale: UnsafePointer<Float>? = nil, m: Int, k: Int, into dst: UnsafeMutablePointer<Float>,
-                            panels: Range<Int>? = nil) {
+    public static func pack(
+        _ src: UnsafePointer<Float>, ld: Int, rows: UnsafePointer<Int32>? = nil,
+        scale: UnsafePointer<Float>? = nil, m: Int, k: Int, into dst: UnsafeMutablePointer<Float>,
+        panels: Range<Int>? = nil
+    ) {
         guard m > 0 else { return }
         let all = 0..<panelCount(m: m)
-        packRowPanels(src, strideM: ld, strideK: 1, alpha: 1, rows: rows, rowScale: scale, m: m, k: k,
-                      panels: panels?.clamped(to: all) ?? all, into: dst)
+        packRowPanels(
+            src, strideM: ld, strideK: 1, alpha: 1, rows: rows, rowScale: scale, m: m, k: k,
+            panels: panels?.clamped(to: all) ?? all, into: dst)
     }
 
     /// Writes columns `kBegin ..< kBegin + count` of an m×k operand into its packed layout (the
@@ -35,16 +38,19 @@ public enum PackedRows {
     /// operand strip by strip, this way, lets a GEMM's epilogue write the next GEMM's operand
     /// while the strip is still in cache. Same values as `pack`.
     /// `rows` (default all m) limits the work to those rows' panels; it starts on a panel.
-    public static func packColumns(_ src: UnsafePointer<Float>, ld: Int, scale: UnsafePointer<Float>? = nil,
-                                   m: Int, k: Int, columns kBegin: Int, count: Int, rows: Range<Int>? = nil,
-                                   into dst: UnsafeMutablePointer<Float>) {
+    public static func packColumns(
+        _ src: UnsafePointer<Float>, ld: Int, scale: UnsafePointer<Float>? = nil,
+        m: Int, k: Int, columns kBegin: Int, count: Int, rows: Range<Int>? = nil,
+        into dst: UnsafeMutablePointer<Float>
+    ) {
         let mr = GemmBlocking.mr, kcBlock = GemmBlocking.kc
         let mPanels = (m + mr - 1) / mr
         let rows = rows ?? 0..<m
-        precondition(rows.lowerBound % mr == 0 && rows.lowerBound >= 0 && rows.upperBound <= m,
-                     "packColumns: rows must start on a panel and lie in 0..<m")
+        precondition(
+            rows.lowerBound % mr == 0 && rows.lowerBound >= 0 && rows.upperBound <= m,
+            "packColumns: rows must start on a panel and lie in 0..<m")
         precondition(kBegin >= 0 && count >= 0 && kBegin + count <= k, "packColumns: columns out of range")
-        let panelRange = rows.lowerBound / mr ..< (rows.upperBound + mr - 1) / mr
+        let panelRange = rows.lowerBound / mr..<(rows.upperBound + mr - 1) / mr
         var c = 0
         while c < count {
             // The columns of this strip inside one K-block.
@@ -91,10 +97,12 @@ extension Kernels {
     /// group of panels are final, while they are still in cache: a GEMM epilogue (e.g. an
     /// activation, and packing the result as the next GEMM's operand). Every row of every group
     /// is handed over exactly once.
-    public static func gemmPacked(_ a: UnsafePointer<Float>, m: Int, _ w: PackedWeight, panels: Range<Int>,
-                                  _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool = false,
-                                  isa: ISA = .best, epilogueEvery: Int = 0,
-                                  epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }) {
+    public static func gemmPacked(
+        _ a: UnsafePointer<Float>, m: Int, _ w: PackedWeight, panels: Range<Int>,
+        _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool = false,
+        isa: ISA = .best, epilogueEvery: Int = 0,
+        epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+    ) {
         guard m > 0, !panels.isEmpty else { return }
         precondition(panels.lowerBound >= 0 && panels.upperBound <= w.panels, "gemmPacked: panels out of range")
         precondition(ldy >= w.n, "gemmPacked: ldy too small")
@@ -103,13 +111,15 @@ extension Kernels {
         if isa.runsAVX2 {
             let mPanels = (m + GemmBlocking.mr - 1) / GemmBlocking.mr
             let panelMajor = mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes
-            avx2GemmPacked(a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
-                           b: w.data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                           c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
-                           epilogueEvery: epilogueEvery, epilogue: epilogue)
+            avx2GemmPacked(
+                a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
+                b: w.data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
+                epilogueEvery: epilogueEvery, epilogue: epilogue)
         } else {
-            portableGemmPacked(a: a, m: m, k: k, b: w.data, n: w.n, panels: panels, c: y, ldc: ldy,
-                               accumulate: accumulate, epilogueEvery: epilogueEvery, epilogue: epilogue)
+            portableGemmPacked(
+                a: a, m: m, k: k, b: w.data, n: w.n, panels: panels, c: y, ldc: ldy,
+                accumulate: accumulate, epilogueEvery: epilogueEvery, epilogue: epilogue)
         }
     }
 }

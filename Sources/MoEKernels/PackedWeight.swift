@@ -62,7 +62,7 @@ public final class PackedWeight: @unchecked Sendable {
         let status = posix_memalign(&p, big ? hugePage : 64, max(bytes, 64))
         guard status == 0, let p else { fatalError("out of memory: cannot allocate \(bytes) bytes for a packed weight") }
         #if os(Linux)
-        if big { _ = madvise(p, bytes / hugePage * hugePage, Int32(MADV_HUGEPAGE)) }
+            if big { _ = madvise(p, bytes / hugePage * hugePage, Int32(MADV_HUGEPAGE)) }
         #endif
         return p
     }
@@ -93,8 +93,9 @@ public final class PackedWeight: @unchecked Sendable {
         let src = SendablePointer(source), dst = SendablePointer(data)
         let n = n, k = k
         Parallel.forEachChunk(count: panels, threads: threads) { range in
-            packPanels(src.pointer, n: n, k: k, strideN: strideN, strideK: strideK,
-                       panels: range, into: dst.pointer)
+            packPanels(
+                src.pointer, n: n, k: k, strideN: strideN, strideK: strideK,
+                panels: range, into: dst.pointer)
         }
     }
 
@@ -118,8 +119,10 @@ public final class PackedWeight: @unchecked Sendable {
 }
 
 /// Writes the given panels of the strided matrix into the packed layout (see `PackedWeight`).
-func packPanels(_ src: UnsafePointer<Float>, n: Int, k: Int, strideN: Int, strideK: Int,
-                panels: Range<Int>, into dst: UnsafeMutablePointer<Float>) {
+func packPanels(
+    _ src: UnsafePointer<Float>, n: Int, k: Int, strideN: Int, strideK: Int,
+    panels: Range<Int>, into dst: UnsafeMutablePointer<Float>
+) {
     let w = PackedWeight.panelWidth
     for p in panels {
         let out = dst + p * k * w

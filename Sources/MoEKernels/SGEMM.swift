@@ -6,10 +6,12 @@ extension Kernels {
     ///
     /// Both operands are packed on every call (B into a temporary `PackedWeight`), then the packed
     /// kernels run; for a constant B, pack it once with `PackedWeight` and call `gemm` instead.
-    public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
-                             threads: Int = 1, isa: ISA = .best) {
+    public static func sgemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+        threads: Int = 1, isa: ISA = .best
+    ) {
         guard m > 0, n > 0 else { return }
         precondition(ldc >= n, "sgemm: ldc \(ldc) < n \(n)")
         for i in 0..<m {

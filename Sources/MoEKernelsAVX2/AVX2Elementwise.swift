@@ -22,8 +22,10 @@ private func map(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ 
 
 /// Applies `f` to pairs of 8 floats from `a` and `b`.
 @inline(__always)
-private func map2(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
-                  _ f: (V8, V8) -> V8) {
+private func map2(
+    _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+    _ f: (V8, V8) -> V8
+) {
     var i = 0
     while i + 8 <= n { store8(f(load8(a + i), load8(b + i)), y + i); i += 8 }
     if i < n {
@@ -99,8 +101,10 @@ private func map2(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: Uns
 /// SwiGLU epilogue: for each of `rows` rows, `out[r, i] = silu(gu[r, i]) · gu[r, f + i]`, where a
 /// row of `gu` is `[gate (f) | up (f)]` starting at `gu + r*ldIn`, and a row of `out` starts at
 /// `out + r*ldOut`. `out` may alias the gate half (ldOut = ldIn), not the up half.
-@inline(never) public func avx2SwiGLU(_ gu: UnsafePointer<Float>, ldIn: Int, _ out: UnsafeMutablePointer<Float>, ldOut: Int,
-                                      rows: Int, f: Int) {
+@inline(never) public func avx2SwiGLU(
+    _ gu: UnsafePointer<Float>, ldIn: Int, _ out: UnsafeMutablePointer<Float>, ldOut: Int,
+    rows: Int, f: Int
+) {
     for r in 0..<rows {
         let g = gu + r * ldIn
         map2(g, g + f, out + r * ldOut, f) { g, u in (g * vsigmoid(g)) * u }
@@ -161,8 +165,10 @@ private func map2(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: Uns
 }
 
 /// RMSNorm over each row: y = x / √(mean(x²) + eps) · w. Row stride `ld` for x and y.
-@inline(never) public func avx2RMSNormRows(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                           rows: Int, cols: Int, ld: Int, eps: Float) {
+@inline(never) public func avx2RMSNormRows(
+    _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+    rows: Int, cols: Int, ld: Int, eps: Float
+) {
     guard cols > 0 else { return }
     for r in 0..<rows {
         let xr = x + r * ld, yr = y + r * ld
@@ -174,14 +180,18 @@ private func map2(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: Uns
 
 /// LayerNorm over each row: y = (x − mean) / √(var + eps) · w (+ b), two-pass variance.
 /// `b` may be nil. Row stride `ld` for x and y.
-@inline(never) public func avx2LayerNormRows(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
-                                             _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, eps: Float) {
+@inline(never) public func avx2LayerNormRows(
+    _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?,
+    _ y: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, eps: Float
+) {
     guard cols > 0 else { return }
     for r in 0..<rows {
         let xr = x + r * ld, yr = y + r * ld
         let mean = rowSum(xr, cols) { $0 } / Float(cols)
         let mv = splat(mean)
-        let sq = rowSum(xr, cols) { let d = $0 - mv; return d * d }
+        let sq = rowSum(xr, cols) {
+            let d = $0 - mv; return d * d
+        }
         let rstd = splat(1 / (sq / Float(cols) + eps).squareRoot())
         map2(xr, w, yr, cols) { x, w in ((x - mv) * rstd) * w }
         if let b { map2(UnsafePointer(yr), b, yr, cols) { $0 + $1 } }

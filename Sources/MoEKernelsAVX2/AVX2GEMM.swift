@@ -29,8 +29,10 @@ func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
 /// `rows` is a literal at every call site, so the unused accumulators fold away.
 /// Each output is one FMA chain over k in order, starting from the old C when `load`.
 @inline(__always)
-private func tile(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                  c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+private func tile(
+    rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
     var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
     var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
     var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
@@ -69,8 +71,10 @@ private func tile(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<
 /// so that one or two rows still have ≥ 4 independent FMA chains per step. Same arithmetic per
 /// output as `tile`.
 @inline(__always)
-private func wideTile(rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>,
-                      c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+private func wideTile(
+    rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
     var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c02 = SIMD8<Float>(), c03 = SIMD8<Float>()
     var c10 = SIMD8<Float>(), c11 = SIMD8<Float>(), c12 = SIMD8<Float>(), c13 = SIMD8<Float>()
     var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c22 = SIMD8<Float>(), c23 = SIMD8<Float>()
@@ -103,8 +107,10 @@ private func wideTile(rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePoi
 }
 
 @inline(never)
-private func wideTileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>,
-                              c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+private func wideTileDispatch(
+    rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
     switch rows {
     case 3: wideTile(rows: 3, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
     case 2: wideTile(rows: 2, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
@@ -113,8 +119,10 @@ private func wideTileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b0: U
 }
 
 @inline(never)
-private func tileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-                          c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool) {
+private func tileDispatch(
+    rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
     switch rows {
     case 6: tile(rows: 6, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
     case 5: tile(rows: 5, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
@@ -142,10 +150,12 @@ private func tileDispatch(rows: Int, kc: Int, a: UnsafePointer<Float>, b: Unsafe
 ///   them into the next GEMM's operand without another pass (the rows are whole m-panels of a
 ///   chunk, or all m rows). The panel range must be whole groups.
 @inline(never)
-public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
-                           b: UnsafePointer<Float>, n: Int, panelBegin: Int, panelEnd: Int,
-                           c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
-                           epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }) {
+public func avx2GemmPacked(
+    a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+    b: UnsafePointer<Float>, n: Int, panelBegin: Int, panelEnd: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+) {
     let mPanels = (m + mr - 1) / mr
     /// Calls the epilogue for every group of panels finished below `done`, from `next` on.
     @inline(__always)
@@ -160,8 +170,10 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
         let t = edgeBuf.baseAddress!
         /// One tile; full 16-column tiles go straight to C, the last partial panel through `t`.
         @inline(__always)
-        func run(rows: Int, kc: Int, ap: UnsafePointer<Float>, bp: UnsafePointer<Float>,
-                 cp: UnsafeMutablePointer<Float>, cols: Int, load: Bool) {
+        func run(
+            rows: Int, kc: Int, ap: UnsafePointer<Float>, bp: UnsafePointer<Float>,
+            cp: UnsafeMutablePointer<Float>, cols: Int, load: Bool
+        ) {
             if cols == nr {
                 tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: cp, ldc: ldc, load: load)
             } else {
@@ -184,8 +196,9 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
                     while k0 < k {
                         let kc = min(kcBlock, k - k0)
                         let bp = b + jp * k * nr + k0 * nr
-                        wideTileDispatch(rows: m, kc: kc, a: a + k0 * mr, b0: bp, b1: bp + k * nr,
-                                         c: c + jp * nr, ldc: ldc, load: accumulate || k0 > 0)
+                        wideTileDispatch(
+                            rows: m, kc: kc, a: a + k0 * mr, b0: bp, b1: bp + k * nr,
+                            c: c + jp * nr, ldc: ldc, load: accumulate || k0 > 0)
                         k0 += kc
                     }
                     jp += 2
@@ -200,7 +213,8 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
                     let bp = b + jp * k * nr + k0 * nr
                     let aBlock = a + k0 * mPanels * mr
                     for ip in 0..<mPanels {
-                        run(rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
+                        run(
+                            rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
                             cp: c + ip * mr * ldc + jp * nr, cols: cols, load: accumulate || k0 > 0)
                     }
                     k0 += kc
@@ -223,10 +237,11 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
                     let bp = b + jp * k * nr + k0 * nr
                     let cols = min(nr, n - jp * nr)
                     for ip in ic..<icEnd {
-                        run(rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
+                        run(
+                            rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
                             cp: c + ip * mr * ldc + jp * nr, cols: cols, load: load)
                     }
-                    if last { finished(jp + 1, &next, rows: ic * mr ..< min(m, icEnd * mr)) }
+                    if last { finished(jp + 1, &next, rows: ic * mr..<min(m, icEnd * mr)) }
                 }
                 ic = icEnd
             }
@@ -239,8 +254,10 @@ public func avx2GemmPacked(a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int
 /// Four rows of W at a time, 16 columns per step (8 accumulators), then a horizontal sum in a
 /// fixed order; the tail of k is done in scalar FMAs. Used when a weight is not packed.
 @inline(never)
-public func avx2GemvRows(w: UnsafePointer<Float>, ldw: Int, k: Int, x: UnsafePointer<Float>,
-                         y: UnsafeMutablePointer<Float>, rowBegin: Int, rowEnd: Int, accumulate: Bool) {
+public func avx2GemvRows(
+    w: UnsafePointer<Float>, ldw: Int, k: Int, x: UnsafePointer<Float>,
+    y: UnsafeMutablePointer<Float>, rowBegin: Int, rowEnd: Int, accumulate: Bool
+) {
     @inline(__always) func hsum(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> Float {
         let v = a + b
         let h = v.lowHalf + v.highHalf

@@ -75,7 +75,7 @@ func vphiCentral(_ x: V8) -> V8 {
 func vphiTail(_ tIn: V8) -> V8 {
     let t = tIn.replacing(with: 15, where: tIn .> 15)
     let t2 = t * t
-    let lo = (-t2).addingProduct(t, t)  // t·t = t2 + lo exactly
+    let lo = (-t2).addingProduct(t, t) // t·t = t2 + lo exactly
     let e = vexp(splat(-0.5) * t2) * (splat(1) - splat(0.5) * lo)
     // [1, 3]: G(t) as a polynomial in v = t − 2.
     let v = t - splat(2)

@@ -54,8 +54,10 @@ public struct ExpertUpcycling: Pass {
                 info.repeats = counts
                 info.shape[0] = total
                 guard info.isAddressable else {
-                    throw DiagnosticError(.error("upcycling gives weight '\(info.name)' the shape \(info.shape), which has more elements than moec can address",
-                                                 at: n.location, notes: [.init(Addressable.limitNote)]))
+                    throw DiagnosticError(
+                        .error(
+                            "upcycling gives weight '\(info.name)' the shape \(info.shape), which has more elements than moec can address",
+                            at: n.location, notes: [.init(Addressable.limitNote)]))
                 }
                 info.name += ".upcycled"
                 g.weights.append(info)
@@ -63,7 +65,7 @@ public struct ExpertUpcycling: Pass {
                 node.attributes["index"] = .int(g.weights.count - 1)
                 node.type = .tensor(TensorType(.f32, info.shape.map { .fixed($0) }))
                 node.name = info.name
-                g.nodes.append(node)   // placed at the end for now; moved below
+                g.nodes.append(node) // placed at the end for now; moved below
                 replacement[t] = ValueID(g.nodes.count - 1)
             }
             for v in seen.union([i]) {
@@ -79,7 +81,8 @@ public struct ExpertUpcycling: Pass {
 
     /// Restores topological order after appending weight nodes: leaf nodes go first.
     private func moveLeavesFirst(_ g: Graph) -> Graph {
-        let order = g.nodes.indices.filter { g.nodes[$0].op == .weight || g.nodes[$0].op == .input }
+        let order =
+            g.nodes.indices.filter { g.nodes[$0].op == .weight || g.nodes[$0].op == .input }
             + g.nodes.indices.filter { g.nodes[$0].op != .weight && g.nodes[$0].op != .input }
         var position = [Int](repeating: 0, count: g.nodes.count)
         for (p, i) in order.enumerated() { position[i] = p }

@@ -30,7 +30,7 @@ public func compact(_ g: Graph, keeping keep: [Bool]) -> Graph {
         out.nodes.append(n)
     }
     out.outputs = g.outputs.map { ($0.name, ValueID(map[$0.value.index])) }
-    out.lastReaders = nil   // node indices changed: plan memory again (`MemoryPlanning`)
+    out.lastReaders = nil // node indices changed: plan memory again (`MemoryPlanning`)
     // Drop weight-table entries no node reads any more, renumbering the rest.
     var used = Set<Int>()
     for n in out.nodes where n.op == .weight { if let i = n.attributes.int("index") { used.insert(i) } }

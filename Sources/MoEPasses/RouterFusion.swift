@@ -45,7 +45,8 @@ public struct RouterFusion: Pass {
             attributes["score"] = .string("identity")
             let scoreNode = g[input]
             if single(input.index), case .scoreFunction(let function)? = scoreNode.op.routerFusionPart,
-               (scoreNode.attributes.float("temperature") ?? 1) == 1, (scoreNode.attributes.int("groups") ?? 1) == 1 {
+                (scoreNode.attributes.float("temperature") ?? 1) == 1, (scoreNode.attributes.int("groups") ?? 1) == 1
+            {
                 attributes["score"] = .string(function)
                 locations += scoreNode.locations
                 input = scoreNode.operands[0]
@@ -60,8 +61,11 @@ public struct RouterFusion: Pass {
                 guard single(last), let r = readers[last].first, let p = g.nodes[r].op.routerFusionPart, part(p) else { return nil }
                 return r
             }
-            if let r = next({ if case .normalize = $0 { return true }; return false }),
-               case .normalize(let how)? = g.nodes[r].op.routerFusionPart {
+            if let r = next({
+                if case .normalize = $0 { return true }; return false
+            }),
+                case .normalize(let how)? = g.nodes[r].op.routerFusionPart
+            {
                 let stage = g.nodes[r]
                 attributes["normalize"] = .string(how)
                 if how == "sum" { attributes["eps"] = .float(stage.attributes.float("eps") ?? 0) }
@@ -73,9 +77,10 @@ public struct RouterFusion: Pass {
                 locations += g.nodes[r].locations
                 last = r
             }
-            if last == i && attributes.string("score") == "identity" { continue }   // nothing to fuse
-            let fused = Node(op: .fused_router, operands: [input] + topk.operands.dropFirst(), attributes: attributes,
-                             type: g.nodes[last].type, locations: locations, name: g.nodes[last].name ?? topk.name)
+            if last == i && attributes.string("score") == "identity" { continue } // nothing to fuse
+            let fused = Node(
+                op: .fused_router, operands: [input] + topk.operands.dropFirst(), attributes: attributes,
+                type: g.nodes[last].type, locations: locations, name: g.nodes[last].name ?? topk.name)
             // The parts stay in the graph until dead-code elimination; only their reader changes.
             g.nodes[last] = fused
         }

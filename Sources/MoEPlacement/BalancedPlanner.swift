@@ -95,7 +95,7 @@ struct BalancedPlanner {
         for (w, bin) in packing.bins.enumerated() {
             var list = bin.map { packing.experts[$0] }
             if w == holder { list[list.firstIndex(of: x)!] = y }
-            bins.append(Array(experts.count ..< experts.count + list.count))
+            bins.append(Array(experts.count..<experts.count + list.count))
             for e in list {
                 experts.append(e)
                 weights.append(loads[e] / Double(newCounts[e]))

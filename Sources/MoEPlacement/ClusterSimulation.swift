@@ -36,9 +36,11 @@ public struct ClusterSpec: Sendable, Equatable {
     public var zipf: Double = 1
     public var seed: UInt64 = 1
 
-    public init(devices: Int, nodes: Int = 1, flopsPerSecond: Double, intraNodeBandwidth: Double, interNodeBandwidth: Double,
-                tokensPerDevice: Double, topK: Int = 1, experts: Int, layers: Int = 1, physicalSlots: Int? = nil,
-                expertFlopsPerToken: Double, expertBytes: Double, tokenBytes: Double, zipf: Double = 1, seed: UInt64 = 1) {
+    public init(
+        devices: Int, nodes: Int = 1, flopsPerSecond: Double, intraNodeBandwidth: Double, interNodeBandwidth: Double,
+        tokensPerDevice: Double, topK: Int = 1, experts: Int, layers: Int = 1, physicalSlots: Int? = nil,
+        expertFlopsPerToken: Double, expertBytes: Double, tokenBytes: Double, zipf: Double = 1, seed: UInt64 = 1
+    ) {
         self.devices = devices
         self.nodes = nodes
         self.flopsPerSecond = flopsPerSecond
@@ -61,9 +63,11 @@ public struct ClusterSpec: Sendable, Equatable {
     public init(json: JSON, file: String = "<cluster>") throws(PlacementError) {
         func fail(_ m: String) -> PlacementError { .invalidCluster(file: file, message: m) }
         guard case .object(let o) = json else { throw fail("expected a JSON object, found \(json.typeName)") }
-        let known: Set<String> = ["devices", "nodes", "flops_per_second", "memory_bytes", "intra_node_bandwidth", "inter_node_bandwidth",
-                                  "tokens_per_device", "top_k", "experts", "layers", "physical_slots", "groups",
-                                  "expert_flops_per_token", "expert_bytes", "token_bytes", "zipf", "seed"]
+        let known: Set<String> = [
+            "devices", "nodes", "flops_per_second", "memory_bytes", "intra_node_bandwidth", "inter_node_bandwidth",
+            "tokens_per_device", "top_k", "experts", "layers", "physical_slots", "groups",
+            "expert_flops_per_token", "expert_bytes", "token_bytes", "zipf", "seed"
+        ]
         if let unknown = o.keys.first(where: { !known.contains($0) }) { throw fail("unknown key \"\(unknown)\"") }
         func int(_ k: String, _ d: Int? = nil) throws(PlacementError) -> Int {
             guard let v = o[k] else {
@@ -81,13 +85,14 @@ public struct ClusterSpec: Sendable, Equatable {
             guard let x = v.double, x.isFinite, x > 0 || (allowZero && x == 0) else { throw fail("\"\(k)\" must be a positive number") }
             return x
         }
-        self.init(devices: try int("devices"), nodes: try int("nodes", 1), flopsPerSecond: try number("flops_per_second"),
-                  intraNodeBandwidth: try number("intra_node_bandwidth"), interNodeBandwidth: try number("inter_node_bandwidth"),
-                  tokensPerDevice: try number("tokens_per_device"), topK: try int("top_k", 1), experts: try int("experts"),
-                  layers: try int("layers", 1), physicalSlots: o["physical_slots"] == nil ? nil : try int("physical_slots"),
-                  expertFlopsPerToken: try number("expert_flops_per_token"), expertBytes: try number("expert_bytes"),
-                  tokenBytes: try number("token_bytes"), zipf: try number("zipf", 1, allowZero: true),
-                  seed: UInt64(try int("seed", 1)))
+        self.init(
+            devices: try int("devices"), nodes: try int("nodes", 1), flopsPerSecond: try number("flops_per_second"),
+            intraNodeBandwidth: try number("intra_node_bandwidth"), interNodeBandwidth: try number("inter_node_bandwidth"),
+            tokensPerDevice: try number("tokens_per_device"), topK: try int("top_k", 1), experts: try int("experts"),
+            layers: try int("layers", 1), physicalSlots: o["physical_slots"] == nil ? nil : try int("physical_slots"),
+            expertFlopsPerToken: try number("expert_flops_per_token"), expertBytes: try number("expert_bytes"),
+            tokenBytes: try number("token_bytes"), zipf: try number("zipf", 1, allowZero: true),
+            seed: UInt64(try int("seed", 1)))
         memoryBytes = try number("memory_bytes", .infinity)
         groups = try int("groups", 1)
         try validate(file: file)
@@ -132,25 +137,31 @@ public struct SimulationReport: Sendable, Equatable {
     public var policies: [SimulatedPolicy]
 
     public var json: JSON {
-        .array(policies.map { p in
-            JSON(["policy": JSON(p.name), "step_time_s": JSON(p.stepTime), "compute_time_s": JSON(p.computeTime),
-                  "all_to_all_time_s": JSON(p.allToAllTime), "imbalance": JSON(LoadSummary.round(p.imbalance)),
-                  "intra_node_bytes": JSON(p.intraNodeBytes), "inter_node_bytes": JSON(p.interNodeBytes),
-                  "fits_memory": JSON(p.fitsMemory), "plan_seconds": JSON(LoadSummary.round(p.planSeconds))])
-        })
+        .array(
+            policies.map { p in
+                JSON([
+                    "policy": JSON(p.name), "step_time_s": JSON(p.stepTime), "compute_time_s": JSON(p.computeTime),
+                    "all_to_all_time_s": JSON(p.allToAllTime), "imbalance": JSON(LoadSummary.round(p.imbalance)),
+                    "intra_node_bytes": JSON(p.intraNodeBytes), "inter_node_bytes": JSON(p.interNodeBytes),
+                    "fits_memory": JSON(p.fitsMemory), "plan_seconds": JSON(LoadSummary.round(p.planSeconds))
+                ])
+            })
     }
 
     /// A text table, one row per policy, columns right-aligned to their widest entry.
     public var table: String {
         var rows = [["policy", "step ms", "compute ms", "all-to-all ms", "max/mean", "intra GB", "inter GB", "memory", "plan s"]]
         for p in policies {
-            rows.append([p.name, String(format: "%.3f", p.stepTime * 1e3), String(format: "%.3f", p.computeTime * 1e3),
-                         String(format: "%.3f", p.allToAllTime * 1e3), String(format: "%.3f", p.imbalance),
-                         String(format: "%.2f", p.intraNodeBytes / 1e9), String(format: "%.2f", p.interNodeBytes / 1e9),
-                         p.fitsMemory ? "fits" : "OVER", String(format: "%.3f", p.planSeconds)])
+            rows.append([
+                p.name, String(format: "%.3f", p.stepTime * 1e3), String(format: "%.3f", p.computeTime * 1e3),
+                String(format: "%.3f", p.allToAllTime * 1e3), String(format: "%.3f", p.imbalance),
+                String(format: "%.2f", p.intraNodeBytes / 1e9), String(format: "%.2f", p.interNodeBytes / 1e9),
+                p.fitsMemory ? "fits" : "OVER", String(format: "%.3f", p.planSeconds)
+            ])
         }
         let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max()! }
-        var s = "cluster: \(cluster.devices) devices in \(cluster.nodes) nodes, \(cluster.experts) experts × \(cluster.layers) layers, \(cluster.slots) slots, top-\(cluster.topK)\n"
+        var s =
+            "cluster: \(cluster.devices) devices in \(cluster.nodes) nodes, \(cluster.experts) experts × \(cluster.layers) layers, \(cluster.slots) slots, top-\(cluster.topK)\n"
         for r in rows {
             s += PlacementPlan.pad(r[0], widths[0] + 1)
             s += (1..<r.count).map { PlacementPlan.padLeft(r[$0], widths[$0]) }.joined(separator: "  ") + "\n"
@@ -204,37 +215,46 @@ public enum ClusterSimulator {
         var results: [SimulatedPolicy] = []
         // Static: expert e alone on device e·D/E (with more devices than experts, some stay idle).
         let staticDevices = (0..<e).map { [$0 * d / e] }
-        results.append(evaluate(name: "static", cluster, layerLoads, replicaDevices: { _ in staticDevices },
-                                fits: staticBytes <= cluster.memoryBytes, planSeconds: 0))
+        results.append(
+            evaluate(
+                name: "static", cluster, layerLoads, replicaDevices: { _ in staticDevices },
+                fits: staticBytes <= cluster.memoryBytes, planSeconds: 0))
 
         let stats = try LoadStatistics(layers: layerLoads)
         let k = slots / d
         for policy in [PlacementOptions.Policy.eplb, .moec] {
-            let problem = LayerProblem(slots: slots, workers: d, nodes: cluster.nodes, groups: cluster.groups, linkCost: 1,
-                                       policy: policy, evaluations: evaluations)
+            let problem = LayerProblem(
+                slots: slots, workers: d, nodes: cluster.nodes, groups: cluster.groups, linkCost: 1,
+                policy: policy, evaluations: evaluations)
             let start = DispatchTime.now().uptimeNanoseconds
             let maps = parallelMap(layers) { l in problem.choose(stats.layers[l]).chosen.phy2log }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            results.append(evaluate(name: policy.rawValue, cluster, layerLoads, replicaDevices: { l in
-                var out = Array(repeating: [Int](), count: e)
-                for (s, x) in maps[l].enumerated() { out[x].append(s / k) }
-                return out
-            }, fits: slotBytes <= cluster.memoryBytes, planSeconds: seconds))
+            results.append(
+                evaluate(
+                    name: policy.rawValue, cluster, layerLoads,
+                    replicaDevices: { l in
+                        var out = Array(repeating: [Int](), count: e)
+                        for (s, x) in maps[l].enumerated() { out[x].append(s / k) }
+                        return out
+                    }, fits: slotBytes <= cluster.memoryBytes, planSeconds: seconds))
         }
         return SimulationReport(cluster: cluster, policies: results)
     }
 
     /// The model of the type's doc comment for one policy; `replicaDevices(l)[e]` lists the device
     /// of each replica of expert `e` in layer `l`.
-    static func evaluate(name: String, _ c: ClusterSpec, _ layerLoads: [[Double]], replicaDevices: (Int) -> [[Int]],
-                         fits: Bool, planSeconds: Double) -> SimulatedPolicy {
+    static func evaluate(
+        name: String, _ c: ClusterSpec, _ layerLoads: [[Double]], replicaDevices: (Int) -> [[Int]],
+        fits: Bool, planSeconds: Double
+    ) -> SimulatedPolicy {
         let d = c.devices, perNode = c.devices / c.nodes
         let dd = Double(d)
-        var result = SimulatedPolicy(name: name, stepTime: 0, computeTime: 0, allToAllTime: 0, imbalance: 0,
-                                     intraNodeBytes: 0, interNodeBytes: 0, fitsMemory: fits, planSeconds: planSeconds)
+        var result = SimulatedPolicy(
+            name: name, stepTime: 0, computeTime: 0, allToAllTime: 0, imbalance: 0,
+            intraNodeBytes: 0, interNodeBytes: 0, fitsMemory: fits, planSeconds: planSeconds)
         var load = Array(repeating: 0.0, count: d)
-        var localDevice = Array(repeating: 0.0, count: d)       // pairs a device sends to itself
-        var localNode = Array(repeating: 0.0, count: c.nodes)   // pairs a device sends within its node (incl. itself)
+        var localDevice = Array(repeating: 0.0, count: d) // pairs a device sends to itself
+        var localNode = Array(repeating: 0.0, count: c.nodes) // pairs a device sends within its node (incl. itself)
         for (l, loads) in layerLoads.enumerated() {
             let placement = replicaDevices(l)
             for i in 0..<d { load[i] = 0; localDevice[i] = 0 }

@@ -68,7 +68,8 @@ public enum EPLB {
     /// The hierarchical policy (step 2 above). Requires `E % groups == 0`, `groups % nodes == 0`,
     /// `workers % nodes == 0` and `physical % workers == 0`.
     public static func rebalanceHierarchical(_ weights: [Double], physical: Int, groups: Int, nodes: Int, workers: Int)
-        -> (phy2log: [Int], rank: [Int], count: [Int]) {
+        -> (phy2log: [Int], rank: [Int], count: [Int])
+    {
         let e = weights.count
         precondition(e % groups == 0 && groups % nodes == 0 && workers % nodes == 0 && physical % workers == 0)
         let groupSize = e / groups, groupsPerNode = groups / nodes

@@ -7,7 +7,7 @@ public enum TokenSplit {
     /// `parts` ranges covering `0..<count` in order, sizes differing by at most one (larger last).
     public static func equal(_ count: Int, parts: Int) -> [Range<Int>] {
         precondition(parts > 0 && count >= 0)
-        return (0..<parts).map { i in (i * count / parts) ..< ((i + 1) * count / parts) }
+        return (0..<parts).map { i in (i * count / parts)..<((i + 1) * count / parts) }
     }
 
     /// Ranges covering `0..<count` in order, sized in proportion to `weights` (non-negative): range
@@ -22,7 +22,7 @@ public enum TokenSplit {
         for (i, w) in weights.enumerated() {
             cumulative += w
             let end = i == weights.count - 1 ? count : min(count, max(start, Int((Double(count) * cumulative / total).rounded())))
-            out.append(start ..< end)
+            out.append(start..<end)
             start = end
         }
         return out
@@ -81,8 +81,10 @@ extension ExpertPlacement.Layer {
     ///    weight transfer) if any, else the least loaded one that may still fetch weights
     ///    (`maxFetchedExpertsPerWorker` models its spare memory). Ties go to the lower index.
     /// 3. It takes `min(excess, its room, the piece)`; amounts below `minimumChunk` are not moved.
-    public func leastLoadedDispatch(tokenCounts counts: [Int], threshold: Double = 1.1,
-                                    maxFetchedExpertsPerWorker: Int = .max, minimumChunk: Int = 1) -> DynamicDispatch {
+    public func leastLoadedDispatch(
+        tokenCounts counts: [Int], threshold: Double = 1.1,
+        maxFetchedExpertsPerWorker: Int = .max, minimumChunk: Int = 1
+    ) -> DynamicDispatch {
         let workers = workerCount
         let ranges = replicaRanges(tokenCounts: counts)
         var pieces: [TokenAssignment] = []
@@ -93,7 +95,7 @@ extension ExpertPlacement.Layer {
         }
         let total = counts.reduce(0, +)
         let capacity = max(1, Int((max(threshold, 1) * Double(total) / Double(workers)).rounded(.up)))
-        var fetched = Array(repeating: [Int](), count: workers)      // experts fetched by each worker
+        var fetched = Array(repeating: [Int](), count: workers) // experts fetched by each worker
         var spilled = 0
         let overloaded = (0..<workers).filter { load[$0] > capacity }.map { Ranked(-Double(load[$0]), $0) }.sorted().map(\.index)
         for o in overloaded {
@@ -116,10 +118,10 @@ extension ExpertPlacement.Layer {
                     let amount = min(load[o] - capacity, capacity - load[r], pieces[p].tokens.count)
                     if amount < minimumChunk { break }
                     let end = pieces[p].tokens.upperBound
-                    pieces[p].tokens = pieces[p].tokens.lowerBound ..< end - amount
+                    pieces[p].tokens = pieces[p].tokens.lowerBound..<end - amount
                     let slot = log2phy[e].first { worker(ofSlot: $0) == r }
                     if slot == nil && !fetched[r].contains(e) { fetched[r].append(e) }
-                    pieces.append(TokenAssignment(expert: e, tokens: end - amount ..< end, worker: r, slot: slot))
+                    pieces.append(TokenAssignment(expert: e, tokens: end - amount..<end, worker: r, slot: slot))
                     load[o] -= amount
                     load[r] += amount
                     spilled += amount
@@ -128,7 +130,8 @@ extension ExpertPlacement.Layer {
         }
         let assignments = pieces.filter { !$0.tokens.isEmpty }
             .sorted { ($0.expert, $0.tokens.lowerBound) < ($1.expert, $1.tokens.lowerBound) }
-        return DynamicDispatch(assignments: assignments, workerLoads: load, capacity: capacity,
-                               spilledTokens: spilled, fetchedWeights: fetched.reduce(0) { $0 + $1.count })
+        return DynamicDispatch(
+            assignments: assignments, workerLoads: load, capacity: capacity,
+            spilledTokens: spilled, fetchedWeights: fetched.reduce(0) { $0 + $1.count })
     }
 }

@@ -36,7 +36,7 @@ public struct ExpertPlacement: Sendable, Equatable {
         public var slotCount: Int { phy2log.count }
         public var workerCount: Int { phy2log.count / slotsPerWorker }
         public func worker(ofSlot s: Int) -> Int { s / slotsPerWorker }
-        public func slots(ofWorker w: Int) -> Range<Int> { w * slotsPerWorker ..< (w + 1) * slotsPerWorker }
+        public func slots(ofWorker w: Int) -> Range<Int> { w * slotsPerWorker..<(w + 1) * slotsPerWorker }
         /// The experts held by worker `w`, one entry per slot, in slot order.
         public func experts(onWorker w: Int) -> ArraySlice<Int> { phy2log[slots(ofWorker: w)] }
         /// The workers holding expert `e`, one per replica, ascending.
@@ -102,11 +102,12 @@ public struct ExpertPlacement: Sendable, Equatable {
         var phy2log: [[Int]] = []
         for (l, r) in rows.enumerated() {
             guard let items = r.array else { issues.append(.init(layer: l, "expected an array of expert indices, found \(r.typeName)")); phy2log.append([]); continue }
-            phy2log.append(items.enumerated().map { s, v in
-                if let i = v.int { return i }
-                issues.append(.init(layer: l, "slot \(s): expected an integer expert index, found \(v.typeName)"))
-                return 0
-            })
+            phy2log.append(
+                items.enumerated().map { s, v in
+                    if let i = v.int { return i }
+                    issues.append(.init(layer: l, "slot \(s): expected an integer expert index, found \(v.typeName)"))
+                    return 0
+                })
         }
         if !issues.isEmpty { throw .invalidPlacement(file: file, issues: issues) }
         let experts: Int

@@ -92,7 +92,9 @@ public struct LoadStatistics: Sendable, Equatable {
         }
         var bytes: Int?
         if let b = top["expert_bytes"] {
-            if let i = b.int, i > 0 { bytes = i } else {
+            if let i = b.int, i > 0 {
+                bytes = i
+            } else {
                 issues.append(.init("\"expert_bytes\" must be a positive integer, found \(b.typeName == "a number" ? JSON.format(b.double!) : b.typeName)"))
             }
         }

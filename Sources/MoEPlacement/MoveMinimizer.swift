@@ -20,15 +20,17 @@ enum MoveMinimizer {
     static func moves(_ new: [Int], newPerWorker: Int, previous: [Int], previousPerWorker: Int, workers: Int) -> Int {
         var total = 0
         for w in 0..<workers {
-            let had = Set(previous[w * previousPerWorker ..< (w + 1) * previousPerWorker])
-            total += Set(new[w * newPerWorker ..< (w + 1) * newPerWorker]).subtracting(had).count
+            let had = Set(previous[w * previousPerWorker..<(w + 1) * previousPerWorker])
+            total += Set(new[w * newPerWorker..<(w + 1) * newPerWorker]).subtracting(had).count
         }
         return total
     }
 
     /// Step 1.
-    static func relabel(_ new: [Int], newPerWorker k: Int, previous: [Int], previousPerWorker kp: Int,
-                        workers: Int, nodes: Int, experts: Int) -> [Int] {
+    static func relabel(
+        _ new: [Int], newPerWorker k: Int, previous: [Int], previousPerWorker kp: Int,
+        workers: Int, nodes: Int, experts: Int
+    ) -> [Int] {
         let perNode = workers / nodes
         func holders(_ map: [Int], _ per: Int) -> [[Int]] {
             var h = Array(repeating: [Int](), count: experts)
@@ -45,7 +47,7 @@ enum MoveMinimizer {
             for a in 0..<workers { for b in 0..<workers { nodeScore[a / perNode][b / perNode] += overlap[a][b] } }
             nodeOf = Hungarian.maximise(nodeScore)
         }
-        var target = Array(repeating: 0, count: workers)   // new worker → worker number it takes
+        var target = Array(repeating: 0, count: workers) // new worker → worker number it takes
         for n in 0..<nodes {
             let m = nodeOf[n]
             let score = (0..<perNode).map { i in (0..<perNode).map { j in overlap[n * perNode + i][m * perNode + j] } }
@@ -65,7 +67,7 @@ enum MoveMinimizer {
         var have = Array(repeating: 0, count: counts.count)
         for x in previous { have[x] += 1 }
         let weight = (0..<counts.count).map { loads[$0] / Double(max(counts[$0], 1)) }
-        var lists = (0..<workers).map { Array(previous[$0 * k ..< ($0 + 1) * k]) }
+        var lists = (0..<workers).map { Array(previous[$0 * k..<($0 + 1) * k]) }
         var load = lists.map { $0.reduce(0.0) { $0 + weight[$1] } }
         // Free surplus replicas, from the most loaded workers first.
         for x in 0..<counts.count where have[x] > counts[x] {
@@ -97,8 +99,10 @@ enum MoveMinimizer {
 
     /// Step 2, balancing: brings every worker to at most `cap` with swaps that add as few moves as
     /// possible. Returns nil when no swap can lower an over-cap worker without pushing its partner over.
-    static func repair(_ start: [Int], previous: [Int], previousPerWorker kp: Int, loads: [Double],
-                       workers: Int, cap: Double) -> [Int]? {
+    static func repair(
+        _ start: [Int], previous: [Int], previousPerWorker kp: Int, loads: [Double],
+        workers: Int, cap: Double
+    ) -> [Int]? {
         var map = start
         let e = loads.count, k = map.count / workers
         var replicas = Array(repeating: 0, count: e)
@@ -114,12 +118,12 @@ enum MoveMinimizer {
         }
         func arrival(_ w: Int, _ x: Int) -> Int { count[w * e + x] == 0 && !had[w * e + x] ? 1 : 0 }
         func departure(_ w: Int, _ x: Int) -> Int { count[w * e + x] == 1 && !had[w * e + x] ? 1 : 0 }
-        for _ in 0 ..< 4 * map.count {
+        for _ in 0..<4 * map.count {
             var a = 0
             for w in 1..<workers where load[w] > load[a] { a = w }
             if load[a] <= cap { return map }
             var best: (moves: Int, excess: Double, s: Int, t: Int)? = nil
-            for s in a * k ..< (a + 1) * k {
+            for s in a * k..<(a + 1) * k {
                 let x = map[s]
                 for t in 0..<map.count where t / k != a {
                     let y = map[t], b = t / k
@@ -143,21 +147,23 @@ enum MoveMinimizer {
     }
 
     /// Step 3.
-    static func reduceMoves(_ map: inout [Int], previous: [Int], previousPerWorker kp: Int, loads: [Double],
-                            workers: Int, nodes: Int, maxLoad: Double, maxCross: Double) {
+    static func reduceMoves(
+        _ map: inout [Int], previous: [Int], previousPerWorker kp: Int, loads: [Double],
+        workers: Int, nodes: Int, maxLoad: Double, maxCross: Double
+    ) {
         let e = loads.count, k = map.count / workers
         let perNode = map.count / nodes
         var replicas = Array(repeating: 0, count: e)
         for x in map { replicas[x] += 1 }
         let weight = (0..<e).map { loads[$0] / Double(max(replicas[$0], 1)) }
-        var had = Array(repeating: false, count: workers * e)          // had[w * e + x]
+        var had = Array(repeating: false, count: workers * e) // had[w * e + x]
         var prevHolders = Array(repeating: [Int](), count: e)
         for (s, x) in previous.enumerated() {
             let w = s / kp
             if !had[w * e + x] { had[w * e + x] = true; prevHolders[x].append(w) }
         }
-        var count = Array(repeating: 0, count: workers * e)            // copies of x on worker w
-        var held = Array(repeating: 0, count: e * nodes)               // replicas of x on node n
+        var count = Array(repeating: 0, count: workers * e) // copies of x on worker w
+        var held = Array(repeating: 0, count: e * nodes) // replicas of x on node n
         var load = Array(repeating: 0.0, count: workers)
         for (s, x) in map.enumerated() {
             count[(s / k) * e + x] += 1
@@ -177,12 +183,12 @@ enum MoveMinimizer {
                 guard !had[a * e + x], count[a * e + x] == 1 else { continue }
                 var best: (saving: Int, t: Int, crossDelta: Double)? = nil
                 for b in prevHolders[x] where b != a && count[b * e + x] == 0 {
-                    for t in b * k ..< (b + 1) * k {
+                    for t in b * k..<(b + 1) * k {
                         let y = map[t]
                         if y == x { continue }
-                        var saving = 1                                   // x leaves a
-                        if count[a * e + y] == 0 && !had[a * e + y] { saving -= 1 }   // y new on a
-                        if count[b * e + y] == 1 && !had[b * e + y] { saving += 1 }   // y leaves b
+                        var saving = 1 // x leaves a
+                        if count[a * e + y] == 0 && !had[a * e + y] { saving -= 1 } // y new on a
+                        if count[b * e + y] == 1 && !had[b * e + y] { saving += 1 } // y leaves b
                         if saving <= 0 { continue }
                         if load[a] - weight[x] + weight[y] > maxLoad || load[b] - weight[y] + weight[x] > maxLoad { continue }
                         var crossDelta = 0.0
@@ -220,7 +226,7 @@ enum MoveMinimizer {
         let k = map.count / workers
         var out = map
         for w in 0..<workers {
-            var rest = Array(map[w * k ..< (w + 1) * k]).sorted()
+            var rest = Array(map[w * k..<(w + 1) * k]).sorted()
             var row = Array(repeating: -1, count: k)
             for i in 0..<min(k, kp) {
                 let x = previous[w * kp + i]
@@ -228,7 +234,7 @@ enum MoveMinimizer {
             }
             var next = 0
             for i in 0..<k where row[i] < 0 { row[i] = rest[next]; next += 1 }
-            out.replaceSubrange(w * k ..< (w + 1) * k, with: row)
+            out.replaceSubrange(w * k..<(w + 1) * k, with: row)
         }
         return out
     }

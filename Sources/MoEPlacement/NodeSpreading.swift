@@ -15,7 +15,7 @@ struct NodeSpreading {
         let e = loads.count, p = phy2log.count
         let perWorker = p / workers, perNode = p / nodes
         var replicas = Array(repeating: 0, count: e)
-        var held = Array(repeating: 0, count: e * nodes)          // held[x * nodes + n]: replicas of x on node n
+        var held = Array(repeating: 0, count: e * nodes) // held[x * nodes + n]: replicas of x on node n
         for (s, x) in phy2log.enumerated() {
             replicas[x] += 1
             held[x * nodes + s / perNode] += 1
@@ -59,6 +59,6 @@ struct NodeSpreading {
             }
         }
         // Keep each worker's slots in ascending expert order, as the planners write them.
-        for w in 0..<workers { phy2log[w * perWorker ..< (w + 1) * perWorker].sort() }
+        for w in 0..<workers { phy2log[w * perWorker..<(w + 1) * perWorker].sort() }
     }
 }

@@ -108,8 +108,10 @@ public struct PlaceCommand: Sendable, Equatable {
 
     /// `80G`, `512Mi`, `1000`.
     static func parseBytes(_ flag: String, _ text: String) throws(PlacementError) -> Int {
-        let units: [(String, Double)] = [("Ki", 1024), ("Mi", 1048576), ("Gi", 1073741824), ("Ti", 1099511627776),
-                                         ("K", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("", 1)]
+        let units: [(String, Double)] = [
+            ("Ki", 1024), ("Mi", 1048576), ("Gi", 1073741824), ("Ti", 1099511627776),
+            ("K", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("", 1)
+        ]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
             let number = String(text.dropLast(suffix.count))
             if let x = Double(number), x.isFinite, x > 0, x * scale < 9e18 { return Int((x * scale).rounded()) }

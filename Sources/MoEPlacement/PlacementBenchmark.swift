@@ -68,8 +68,9 @@ public enum PlacementBenchmark {
     public static func run(_ c: Case) -> Row {
         let stats = loads(c)
         let options = PlacementOptions(workers: c.workers, physicalSlots: c.slots, nodes: c.nodes, groups: c.groups)
-        var row = Row(case: c, eplbImbalance: 0, moecImbalance: 0, eplbDistance: 0, moecDistance: 0, worseLayers: 0,
-                      eplbOptimal: c.slots == c.experts, violations: [])
+        var row = Row(
+            case: c, eplbImbalance: 0, moecImbalance: 0, eplbDistance: 0, moecDistance: 0, worseLayers: 0,
+            eplbOptimal: c.slots == c.experts, violations: [])
         let plan: PlacementPlan
         do { plan = try PlacementPlanner.plan(stats, options) } catch {
             row.violations.append("planning failed: \(error)")
@@ -126,9 +127,11 @@ public enum PlacementBenchmark {
         }
         func meanRow(_ label: String, _ rows: [Row]) -> String {
             let m = summary(rows)
-            return "| **\(label)** (\(rows.count)) " + String(format: "| | | | %.4f | %.4f | %.4f | %.4f | %.2f |\n",
-                          rows.reduce(0) { $0 + $1.eplbImbalance } / Double(max(rows.count, 1)),
-                          rows.reduce(0) { $0 + $1.moecImbalance } / Double(max(rows.count, 1)), m.eplb, m.moec, m.ratio)
+            return "| **\(label)** (\(rows.count)) "
+                + String(
+                    format: "| | | | %.4f | %.4f | %.4f | %.4f | %.2f |\n",
+                    rows.reduce(0) { $0 + $1.eplbImbalance } / Double(max(rows.count, 1)),
+                    rows.reduce(0) { $0 + $1.moecImbalance } / Double(max(rows.count, 1)), m.eplb, m.moec, m.ratio)
         }
         s += meanRow("mean, all cases", rows)
         s += meanRow("mean, EPLB not provably optimal", rows.filter { !$0.eplbOptimal })

@@ -94,8 +94,9 @@ public enum PlacementError: Error, Sendable, Equatable, CustomStringConvertible 
 
     static func parseJSON(_ text: String, file: String) throws(PlacementError) -> JSON {
         do { return try JSON.parse(text) } catch {
-            throw .invalidJSON(file: file, line: error.line, column: error.column,
-                               message: nonFiniteNumber(in: text, at: error.offset) ?? error.message)
+            throw .invalidJSON(
+                file: file, line: error.line, column: error.column,
+                message: nonFiniteNumber(in: text, at: error.offset) ?? error.message)
         }
     }
 

@@ -54,8 +54,8 @@ public enum PlacementMetrics {
     public static func crossNodeTokens(phy2log: [Int], loads: [Double], nodes: Int) -> Double {
         guard nodes > 1 else { return 0 }
         let slotsPerNode = phy2log.count / nodes
-        var held = Array(repeating: 0, count: loads.count)   // nodes holding each expert
-        var lastNode = Array(repeating: -1, count: loads.count)   // slots ascend, so nodes do too
+        var held = Array(repeating: 0, count: loads.count) // nodes holding each expert
+        var lastNode = Array(repeating: -1, count: loads.count) // slots ascend, so nodes do too
         for (s, e) in phy2log.enumerated() where lastNode[e] != s / slotsPerNode {
             lastNode[e] = s / slotsPerNode
             held[e] += 1

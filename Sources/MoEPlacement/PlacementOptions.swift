@@ -38,9 +38,11 @@ public struct PlacementOptions: Sendable, Equatable {
     /// How many packings moec's replica-count search may try per layer (per node when hierarchical).
     public var searchEvaluations: Int = 300
 
-    public init(workers: Int, physicalSlots: Int? = nil, nodes: Int = 1, groups: Int = 1,
-                memoryPerWorker: Int? = nil, expertBytes: Int? = nil, linkCost: Double = 1,
-                previous: ExpertPlacement? = nil, moveTolerance: Double = 0.001, policy: Policy = .moec) {
+    public init(
+        workers: Int, physicalSlots: Int? = nil, nodes: Int = 1, groups: Int = 1,
+        memoryPerWorker: Int? = nil, expertBytes: Int? = nil, linkCost: Double = 1,
+        previous: ExpertPlacement? = nil, moveTolerance: Double = 0.001, policy: Policy = .moec
+    ) {
         self.workers = workers
         self.physicalSlots = physicalSlots
         self.nodes = nodes

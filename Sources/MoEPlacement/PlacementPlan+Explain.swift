@@ -17,7 +17,8 @@ extension PlacementPlan {
             out += "layer \(l) (\(r.strategy.rawValue)): max/mean \(Self.fixed(r.before.imbalance)) before → \(Self.fixed(r.after.imbalance)) after"
             out += " (EPLB \(Self.fixed(r.eplb.imbalance)), lower bound \(Self.fixed(mean > 0 ? r.lowerBound / mean : 1)))\n"
             if placement.nodes > 1 {
-                out += "  cross-node tokens: \(Self.count(r.before.crossNodeTokens)) before, \(Self.count(r.eplb.crossNodeTokens)) EPLB, \(Self.count(r.after.crossNodeTokens)) after\n"
+                out +=
+                    "  cross-node tokens: \(Self.count(r.before.crossNodeTokens)) before, \(Self.count(r.eplb.crossNodeTokens)) EPLB, \(Self.count(r.after.crossNodeTokens)) after\n"
             }
             if let m = r.movedExperts {
                 out += "  moved: \(m) expert weights" + (expertBytes.map { " (\(Self.bytes($0 * m)))" } ?? "") + "\n"

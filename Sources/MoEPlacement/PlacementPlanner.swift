@@ -33,7 +33,10 @@ public enum PlacementPlanner {
         if p < e { throw .tooFewSlots(slots: p, experts: e) }
         if p % w != 0 {
             if options.physicalSlots == nil {
-                throw .invalidOption(name: "--workers", message: "\(w) workers cannot share \(e) experts equally without replicas; pass --replicas P with P ≥ \(e) a multiple of \(w) (for example \((e + w - 1) / w * w))")
+                throw .invalidOption(
+                    name: "--workers",
+                    message:
+                        "\(w) workers cannot share \(e) experts equally without replicas; pass --replicas P with P ≥ \(e) a multiple of \(w) (for example \((e + w - 1) / w * w))")
             }
             throw .slotsNotMultipleOfWorkers(slots: p, workers: w)
         }
@@ -51,8 +54,10 @@ public enum PlacementPlanner {
             if o1 || o2 || needed > memory {
                 let fit = memory / max(1, b * stats.layerCount)
                 var detail = "\(k) slots × \(stats.layerCount) layers × \(b) bytes per expert"
-                detail += fit * w >= e ? "; at most \(fit) slots per worker fit, so --replicas at most \(fit * w)"
-                                       : "; only \(fit) slots per worker fit, fewer than the \(e) experts need on \(w) workers"
+                detail +=
+                    fit * w >= e
+                    ? "; at most \(fit) slots per worker fit, so --replicas at most \(fit * w)"
+                    : "; only \(fit) slots per worker fit, fewer than the \(e) experts need on \(w) workers"
                 throw .memoryExceeded(needed: o1 || o2 ? Int.max : needed, available: memory, detail: detail)
             }
         }
@@ -68,9 +73,10 @@ public enum PlacementPlanner {
             }
         }
 
-        var problem = LayerProblem(slots: p, workers: w, nodes: options.nodes, groups: options.groups,
-                                   linkCost: options.linkCost, policy: options.policy,
-                                   evaluations: options.searchEvaluations)
+        var problem = LayerProblem(
+            slots: p, workers: w, nodes: options.nodes, groups: options.groups,
+            linkCost: options.linkCost, policy: options.policy,
+            evaluations: options.searchEvaluations)
         problem.moveTolerance = options.moveTolerance
         let layerProblem = problem
         let results = parallelMap(stats.layerCount) { l in
@@ -97,8 +103,9 @@ struct LayerProblem: Sendable {
     }
 
     func evaluate(_ strategy: PlacementStrategy, _ phy2log: [Int], _ loads: [Double]) -> Candidate {
-        let s = LoadSummary(workerLoads: PlacementMetrics.workerLoads(phy2log: phy2log, loads: loads, workers: workers),
-                            crossNodeTokens: PlacementMetrics.crossNodeTokens(phy2log: phy2log, loads: loads, nodes: nodes))
+        let s = LoadSummary(
+            workerLoads: PlacementMetrics.workerLoads(phy2log: phy2log, loads: loads, workers: workers),
+            crossNodeTokens: PlacementMetrics.crossNodeTokens(phy2log: phy2log, loads: loads, nodes: nodes))
         let total = loads.reduce(0, +)
         let traffic = nodes > 1 && total > 0 ? linkCost * s.crossNodeTokens / total : 0
         return Candidate(strategy: strategy, phy2log: phy2log, summary: s, cost: s.imbalance + traffic)
@@ -132,16 +139,18 @@ struct LayerProblem: Sendable {
     /// Groups onto nodes (LPT + swap search on group loads), then `BalancedPlanner` within each node.
     func hierarchical(_ loads: [Double]) -> [Int] {
         let e = loads.count, groupSize = e / groups
-        let groupLoad = (0..<groups).map { g in loads[g * groupSize ..< (g + 1) * groupSize].reduce(0, +) }
+        let groupLoad = (0..<groups).map { g in loads[g * groupSize..<(g + 1) * groupSize].reduce(0, +) }
         var nodePacking = SlotPacking.greedy(experts: Array(0..<groups), weights: groupLoad, workers: nodes)
         nodePacking.improve()
         let slotsPerNode = slots / nodes, workersPerNode = workers / nodes
         var phy2log: [Int] = []
         phy2log.reserveCapacity(slots)
         for n in 0..<nodes {
-            let experts = nodePacking.bins[n].map { nodePacking.experts[$0] }.sorted().flatMap { g in g * groupSize ..< (g + 1) * groupSize }
-            let local = BalancedPlanner(loads: experts.map { loads[$0] }, slots: slotsPerNode, workers: workersPerNode,
-                                        evaluations: evaluations / nodes + 1).plan().phy2log
+            let experts = nodePacking.bins[n].map { nodePacking.experts[$0] }.sorted().flatMap { g in g * groupSize..<(g + 1) * groupSize }
+            let local = BalancedPlanner(
+                loads: experts.map { loads[$0] }, slots: slotsPerNode, workers: workersPerNode,
+                evaluations: evaluations / nodes + 1
+            ).plan().phy2log
             phy2log += local.map { experts[$0] }
         }
         return phy2log
@@ -154,11 +163,13 @@ struct LayerProblem: Sendable {
         if let prev = previous {
             (final, moved) = keepClose(chosen, eplb: eplb, to: prev, loads: loads)
         }
-        let before = LoadSummary(workerLoads: PlacementMetrics.staticWorkerLoads(loads: loads, workers: workers),
-                                 crossNodeTokens: PlacementMetrics.staticCrossNodeTokens(loads: loads, nodes: nodes))
-        let report = LayerReport(strategy: final.strategy, before: before, eplb: eplb.summary, after: final.summary,
-                                 lowerBound: PlacementMetrics.lowerBound(loads: loads, slots: slots, workers: workers),
-                                 movedExperts: moved)
+        let before = LoadSummary(
+            workerLoads: PlacementMetrics.staticWorkerLoads(loads: loads, workers: workers),
+            crossNodeTokens: PlacementMetrics.staticCrossNodeTokens(loads: loads, nodes: nodes))
+        let report = LayerReport(
+            strategy: final.strategy, before: before, eplb: eplb.summary, after: final.summary,
+            lowerBound: PlacementMetrics.lowerBound(loads: loads, slots: slots, workers: workers),
+            movedExperts: moved)
         return (final.phy2log, report)
     }
 
@@ -181,8 +192,9 @@ struct LayerProblem: Sendable {
         // start (a pure relabelling or a swap-searched adaptation) is checked on its own.
         func finish(_ strategy: PlacementStrategy, _ start: [Int]) -> (Candidate, Int)? {
             var map = start
-            MoveMinimizer.reduceMoves(&map, previous: prev.phy2log, previousPerWorker: kp, loads: loads,
-                                      workers: workers, nodes: nodes, maxLoad: maxLoad, maxCross: maxCross)
+            MoveMinimizer.reduceMoves(
+                &map, previous: prev.phy2log, previousPerWorker: kp, loads: loads,
+                workers: workers, nodes: nodes, maxLoad: maxLoad, maxCross: maxCross)
             for m in [map, start] {
                 let aligned = MoveMinimizer.alignSlots(m, previous: prev.phy2log, previousPerWorker: kp, workers: workers)
                 let c = evaluate(strategy, aligned, loads)
@@ -197,8 +209,9 @@ struct LayerProblem: Sendable {
                 return (kept, 0)
             }
         }
-        let relabelled = MoveMinimizer.relabel(chosen.phy2log, newPerWorker: k, previous: prev.phy2log, previousPerWorker: kp,
-                                               workers: workers, nodes: nodes, experts: loads.count)
+        let relabelled = MoveMinimizer.relabel(
+            chosen.phy2log, newPerWorker: k, previous: prev.phy2log, previousPerWorker: kp,
+            workers: workers, nodes: nodes, experts: loads.count)
         // EPLB's plan is only renumbered (workers, and slots within a worker), so it stays EPLB's.
         if policy == .eplb {
             let aligned = MoveMinimizer.alignSlots(relabelled, previous: prev.phy2log, previousPerWorker: kp, workers: workers)
@@ -213,15 +226,17 @@ struct LayerProblem: Sendable {
             if adjusted != counts { allocations.append(adjusted) }
             for c in allocations {
                 let start = MoveMinimizer.adapt(previous: prev.phy2log, counts: c, loads: loads, workers: workers)
-                if let repaired = MoveMinimizer.repair(start, previous: prev.phy2log, previousPerWorker: kp, loads: loads,
-                                                       workers: workers, cap: maxLoad),
-                   let r = finish(chosen.strategy, repaired) {
+                if let repaired = MoveMinimizer.repair(
+                    start, previous: prev.phy2log, previousPerWorker: kp, loads: loads,
+                    workers: workers, cap: maxLoad),
+                    let r = finish(chosen.strategy, repaired)
+                {
                     options.append(r)
                 }
                 // Swap local search from the adapted start sometimes balances better than the
                 // fresh plan, at more moves; it is a candidate like the others.
                 let weights = start.map { loads[$0] / Double(c[$0]) }
-                var packing = SlotPacking(experts: start, weights: weights, bins: (0..<workers).map { Array($0 * k ..< ($0 + 1) * k) })
+                var packing = SlotPacking(experts: start, weights: weights, bins: (0..<workers).map { Array($0 * k..<($0 + 1) * k) })
                 packing.improve()
                 if let r = finish(chosen.strategy, packing.bins.flatMap { $0.map { start[$0] } }) { options.append(r) }
             }

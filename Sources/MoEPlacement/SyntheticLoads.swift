@@ -28,8 +28,10 @@ public enum SyntheticLoads {
     /// random permutation of the experts) gets a share proportional to `k^-exponent`, times a
     /// ±`jitter` uniform factor, scaled to about `tokens` in total and rounded to whole tokens.
     /// `exponent = 0` is uniform routing (plus jitter); 1.5 is heavily skewed.
-    public static func zipf(experts: Int, exponent: Double, tokens: Double, jitter: Double = 0.1,
-                            random: inout SeededRandom) -> [Double] {
+    public static func zipf(
+        experts: Int, exponent: Double, tokens: Double, jitter: Double = 0.1,
+        random: inout SeededRandom
+    ) -> [Double] {
         let rank = random.permutation(experts)
         var share = (0..<experts).map { e in Double.pow(Double(rank[e] + 1), -exponent) * (1 + jitter * (2 * random.unit() - 1)) }
         let sum = share.reduce(0, +)

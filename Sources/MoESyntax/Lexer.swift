@@ -133,12 +133,13 @@ public struct Lexer {
     }
 
     private mutating func lexString(start: SourceLocation, startPos: Int) -> Token {
-        advance()  // opening quote
+        advance() // opening quote
         var s = ""
         while true {
             guard let c = peek(), c != "\n" else {
-                diagnostics.error("unterminated string", at: SourceRange(start, length: max(1, pos - startPos)),
-                                  notes: [.init("strings end on the line they start; add the closing '\"'")])
+                diagnostics.error(
+                    "unterminated string", at: SourceRange(start, length: max(1, pos - startPos)),
+                    notes: [.init("strings end on the line they start; add the closing '\"'")])
                 return Token(kind: .string(s), range: SourceRange(start, length: max(1, pos - startPos)))
             }
             advance()
@@ -153,8 +154,10 @@ public struct Lexer {
                 case "n": s += "\n"
                 case "t": s += "\t"
                 default:
-                    diagnostics.error("unknown escape '\\\(e)' in string", at: SourceRange(
-                        SourceLocation(file: escLoc.file, line: escLoc.line, column: escLoc.column - 1), length: 2))
+                    diagnostics.error(
+                        "unknown escape '\\\(e)' in string",
+                        at: SourceRange(
+                            SourceLocation(file: escLoc.file, line: escLoc.line, column: escLoc.column - 1), length: 2))
                 }
                 continue
             }

@@ -55,8 +55,9 @@ public struct Parser {
             return id
         }
         if case .keyword(let k) = current.kind {
-            throw error("expected \(context), found keyword '\(k.rawValue)'",
-                        notes: [.init("'\(k.rawValue)' is reserved; choose another name")])
+            throw error(
+                "expected \(context), found keyword '\(k.rawValue)'",
+                notes: [.init("'\(k.rawValue)' is reserved; choose another name")])
         }
         throw error("expected \(context), found \(current)")
     }
@@ -181,8 +182,9 @@ public struct Parser {
         if consume(.colon) {
             let t = try expectIdentifier("a type (int, float, bool or string)")
             guard let type = ParamType(rawValue: t.name) else {
-                throw error("unknown parameter type '\(t.name)'", at: t.range,
-                            notes: [.init("parameter types are int, float, bool and string")])
+                throw error(
+                    "unknown parameter type '\(t.name)'", at: t.range,
+                    notes: [.init("parameter types are int, float, bool and string")])
             }
             decl.type = type
             decl.typeRange = t.range
@@ -200,8 +202,9 @@ public struct Parser {
             } while consume(.comma)
         }
         if decl.type == nil && decl.defaultValue == nil {
-            throw error("parameter '\(name.name)' needs a type or a default value", at: name.range,
-                        notes: [.init("write 'param \(name.name): int from \"key\"' or 'param \(name.name) = 8'")])
+            throw error(
+                "parameter '\(name.name)' needs a type or a default value", at: name.range,
+                notes: [.init("write 'param \(name.name): int from \"key\"' or 'param \(name.name) = 8'")])
         }
         return decl
     }
@@ -274,8 +277,12 @@ public struct Parser {
     private var nesting = 0
 
     private func tooDeep(at range: SourceRange) -> Recover {
-        error("expression nested too deeply (more than \(Parser.maxNestingDepth) levels)", at: range, notes: [.init(
-            "brackets, calls, lists, unary '-', moe blocks, and each operator or '|>' stage of a chain nest one level each; name parts with 'let'")])
+        error(
+            "expression nested too deeply (more than \(Parser.maxNestingDepth) levels)", at: range,
+            notes: [
+                .init(
+                    "brackets, calls, lists, unary '-', moe blocks, and each operator or '|>' stage of a chain nest one level each; name parts with 'let'")
+            ])
     }
 
     /// Runs `body` one construct deeper; the construct opens at `range`.
@@ -441,7 +448,7 @@ public struct Parser {
     /// The depth is that of the deepest expression in the block.
     private mutating func parseMoEBlock() throws -> (block: MoEBlock, depth: Int) {
         let start = current.range
-        advance()  // 'moe'
+        advance() // 'moe'
         _ = try expect(.lparen, "after 'moe'", notes: [.init("write 'moe(x) { router: …  experts: … }'")])
         let input = try parsePipeline()
         var depth = input.depth
@@ -450,12 +457,14 @@ public struct Parser {
         var fields: [MoEField] = []
         while !isPunct(.rbrace) {
             if current.kind == .eof {
-                throw error("expected '}' to close the moe block, found end of file",
-                            notes: [.init("the block was opened here", at: open)])
+                throw error(
+                    "expected '}' to close the moe block, found end of file",
+                    notes: [.init("the block was opened here", at: open)])
             }
             if case .keyword(let k) = current.kind, k.startsDeclaration, tokenStartsLine {
-                throw error("expected '}' to close the moe block, found \(current)",
-                            notes: [.init("the block was opened here", at: open)])
+                throw error(
+                    "expected '}' to close the moe block, found \(current)",
+                    notes: [.init("the block was opened here", at: open)])
             }
             do {
                 let name = try expectIdentifier("a field name (router, experts, shared)")
@@ -485,7 +494,7 @@ public struct Parser {
                 }
             }
         }
-        advance()  // '}'
+        advance() // '}'
         return (MoEBlock(input: input.expr, fields: fields, range: start), depth)
     }
 }

@@ -4,8 +4,8 @@ import MoEBasics
 /// A small command-line parser: `--name value`, `--name=value`, short aliases (`-o`), flags,
 /// repeated options and positionals, with "did you mean" for unknown options.
 struct OptionSpec {
-    var names: [String]          // "--model", "-m"
-    var valueName: String?       // nil for a flag
+    var names: [String] // "--model", "-m"
+    var valueName: String? // nil for a flag
     var help: String
     var repeated = false
 
@@ -103,7 +103,9 @@ extension CommandSpec {
                     continue
                 }
                 let v: String
-                if let inline { v = inline } else {
+                if let inline {
+                    v = inline
+                } else {
                     guard i < args.count else { throw fail("option '\(optName)' needs a value (\(spec.valueName!))") }
                     v = args[i]
                     i += 1

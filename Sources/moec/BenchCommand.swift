@@ -7,27 +7,29 @@ enum BenchCommand {
     static let spec = CommandSpec(
         name: "bench",
         summary: "moec bench: time a plan or graph at several token counts (medians over repeated runs).",
-        usage: ["moec bench (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --tokens N[,N...]",
-                "           [--repeat R] [--threads N] [--placement FILE.json|static [--llep T]] [--json]"],
+        usage: [
+            "moec bench (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --tokens N[,N...]",
+            "           [--repeat R] [--threads N] [--placement FILE.json|static [--llep T]] [--json]"
+        ],
         positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],
         options: ModelSource.options + [
             OptionSpec(names: ["--tokens", "-n"], valueName: "N[,N...]", help: "Token counts to time, e.g. 1,16,128,512."),
             OptionSpec(names: ["--repeat", "-r"], valueName: "R", help: "Timed runs per token count (default: at least 10 and 1 s)."),
             OptionSpec(names: ["--warmup"], valueName: "W", help: "Untimed runs first (default 3)."),
             OptionSpec(names: ["--seed"], valueName: "S", help: "Seed of the random inputs (default 0)."),
-            OptionSpec(names: ["--json"], valueName: nil, help: "Print one JSON object a line, one per token count."),
+            OptionSpec(names: ["--json"], valueName: nil, help: "Print one JSON object a line, one per token count.")
         ],
         details: """
-        Inputs are seeded random normals; each token count gets its own schedule (buffers
-        allocated once, then reused). GFLOP/s counts the matrix products of the experts that
-        received tokens ("active" FLOPs); 'weights' is the bytes of weights those products read.
-        JSON fields: tokens, median_ms, min_ms, max_ms, runs, tokens_per_s, gflops,
-        weight_mb_touched, experts_hit, experts_total, arena_bytes, threads, backend.
-        """,
+            Inputs are seeded random normals; each token count gets its own schedule (buffers
+            allocated once, then reused). GFLOP/s counts the matrix products of the experts that
+            received tokens ("active" FLOPs); 'weights' is the bytes of weights those products read.
+            JSON fields: tokens, median_ms, min_ms, max_ms, runs, tokens_per_s, gflops,
+            weight_mb_touched, experts_hit, experts_total, arena_bytes, threads, backend.
+            """,
         examples: [
             "moec bench graphs/mixtral.moe --model ckpt/ --tokens 1,16,128,512",
             "moec bench mixtral.plan.json --tokens 512 --repeat 20 --threads 2 --json",
-            "moec bench graphs/bench/skewed_mixtral.moe --model skewed/ --tokens 512 --placement placement.json --llep 1.1",
+            "moec bench graphs/bench/skewed_mixtral.moe --model skewed/ --tokens 512 --placement placement.json --llep 1.1"
         ])
 
     static func run(_ args: [String]) throws -> Int32 {
@@ -74,10 +76,12 @@ enum BenchCommand {
                     Console.out(r.toJSON(graph: name, threads: threads, backend: backend).compact + "\n")
                 } else {
                     let hit = r.work.expertsTotal > 0 ? " (\(r.work.expertsHit)/\(r.work.expertsTotal))" : ""
-                    Console.out(String(format: "%6d %11.3f %10.3f %10.3f %6d %11.1f %9.1f   %@%@\n",
-                                       t, r.median * 1e3, r.min * 1e3, r.max * 1e3, r.times.count,
-                                       Double(t) / r.median, r.work.flops / r.median / 1e9,
-                                       format(bytes: r.work.weightBytes), hit))
+                    Console.out(
+                        String(
+                            format: "%6d %11.3f %10.3f %10.3f %6d %11.1f %9.1f   %@%@\n",
+                            t, r.median * 1e3, r.min * 1e3, r.max * 1e3, r.times.count,
+                            Double(t) / r.median, r.work.flops / r.median / 1e9,
+                            format(bytes: r.work.weightBytes), hit))
                 }
             }
         }

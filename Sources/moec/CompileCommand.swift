@@ -9,34 +9,43 @@ enum CompileCommand {
         usage: ["moec compile GRAPH.moe [--model DIR] [--set NAME=VALUE]... [-o PLAN] [--emit STAGE]"],
         positionals: [("GRAPH.moe", "The graph to compile.")],
         options: [
-            OptionSpec(names: ["--model", "-m"], valueName: "DIR",
-                       help: "A Hugging Face style checkpoint folder: config.json plus model.safetensors\n(or shards with model.safetensors.index.json). Params read their\nvalues from config.json; weights are bound and checked by name and shape."),
+            OptionSpec(
+                names: ["--model", "-m"], valueName: "DIR",
+                help:
+                    "A Hugging Face style checkpoint folder: config.json plus model.safetensors\n(or shards with model.safetensors.index.json). Params read their\nvalues from config.json; weights are bound and checked by name and shape."
+            ),
             OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param, overriding config.json and the default. Repeatable.", repeated: true),
             OptionSpec(names: ["-o", "--output"], valueName: "PLAN", help: "Where to write the plan (default: GRAPH.plan.json in the current\nfolder). Needs --model."),
-            OptionSpec(names: ["--emit"], valueName: "STAGE",
-                       help: "Print a stage instead of writing a plan: ast, ir, ir-opt or plan."),
+            OptionSpec(
+                names: ["--emit"], valueName: "STAGE",
+                help: "Print a stage instead of writing a plan: ast, ir, ir-opt or plan."),
             OptionSpec(names: ["--verify-each-pass"], valueName: nil, help: "Run the IR verifier after every pass."),
-            OptionSpec(names: ["--disable-pass"], valueName: "NAME",
-                       help: "Leave one optimisation pass out (repeatable), to see or measure what it does:\n" + Pipeline.names.joined(separator: ", ") + ".", repeated: true),
-            OptionSpec(names: ["--enable-pass"], valueName: "NAME",
-                       help: "Run an optional pass (repeatable): " + Pipeline.optionalNames.joined(separator: ", ") + " (the\nrouter scores that 'moec run --stats' and 'moec profile' measure become outputs).", repeated: true),
+            OptionSpec(
+                names: ["--disable-pass"], valueName: "NAME",
+                help: "Leave one optimisation pass out (repeatable), to see or measure what it does:\n" + Pipeline.names.joined(separator: ", ") + ".", repeated: true),
+            OptionSpec(
+                names: ["--enable-pass"], valueName: "NAME",
+                help: "Run an optional pass (repeatable): " + Pipeline.optionalNames.joined(separator: ", ")
+                    + " (the\nrouter scores that 'moec run --stats' and 'moec profile' measure become outputs).", repeated: true)
         ],
         details: """
-        Stages: 'ast' is the parsed source, printed back in canonical form; 'ir' the typed,
-        shape-inferred graph; 'ir-opt' the graph after the optimisation passes; 'plan' the
-        execution plan (schedule, buffers, weights). Errors print as file:line:col with the
-        source line, and the exit status is 1.
-        """,
+            Stages: 'ast' is the parsed source, printed back in canonical form; 'ir' the typed,
+            shape-inferred graph; 'ir-opt' the graph after the optimisation passes; 'plan' the
+            execution plan (schedule, buffers, weights). Errors print as file:line:col with the
+            source line, and the exit status is 1.
+            """,
         examples: [
             "moec compile graphs/mixtral.moe --emit ir",
-            "moec compile graphs/mixtral.moe --model ckpt/ --set layer=3 -o mixtral-l3.plan.json",
+            "moec compile graphs/mixtral.moe --model ckpt/ --set layer=3 -o mixtral-l3.plan.json"
         ])
 
     static func run(_ args: [String]) throws -> Int32 {
         let a = try spec.parse(args)
         if a.helpRequested { Console.out(spec.help()); return 0 }
         guard a.positionals.count == 1 else {
-            throw UsageError(message: a.positionals.isEmpty ? "missing GRAPH.moe" : "expected one graph, got \(a.positionals.count): \(a.positionals.joined(separator: " "))", command: "compile")
+            throw UsageError(
+                message: a.positionals.isEmpty ? "missing GRAPH.moe" : "expected one graph, got \(a.positionals.count): \(a.positionals.joined(separator: " "))", command: "compile"
+            )
         }
         let disabled = a.all("--disable-pass")
         for name in disabled where !Pipeline.names.contains(name) {
@@ -46,10 +55,11 @@ enum CompileCommand {
         for name in enabled where !Pipeline.optionalNames.contains(name) {
             throw UsageError(message: "unknown optional pass '\(name)' for --enable-pass (optional passes: \(Pipeline.optionalNames.joined(separator: ", ")))", command: "compile")
         }
-        let options = CompileOptions(graphPath: a.positionals[0], modelDirectory: a.value("--model"),
-                                     overrides: try parseAssignments(a.all("--set"), option: "--set", command: "compile"),
-                                     verifyEachPass: a.flag("--verify-each-pass"), disabledPasses: Set(disabled),
-                                     enabledPasses: Set(enabled))
+        let options = CompileOptions(
+            graphPath: a.positionals[0], modelDirectory: a.value("--model"),
+            overrides: try parseAssignments(a.all("--set"), option: "--set", command: "compile"),
+            verifyEachPass: a.flag("--verify-each-pass"), disabledPasses: Set(disabled),
+            enabledPasses: Set(enabled))
         var stage: Stage?
         if let name = a.value("--emit") {
             guard let s = Stage(rawValue: name) else {

@@ -6,26 +6,32 @@ import MoECompiler
 /// Options shared by the commands that execute a model: where it comes from and how it runs.
 enum ModelSource {
     static let options: [OptionSpec] = [
-        OptionSpec(names: ["--model", "-m"], valueName: "DIR",
-                   help: "Checkpoint folder (config.json + safetensors), when running a .moe graph."),
+        OptionSpec(
+            names: ["--model", "-m"], valueName: "DIR",
+            help: "Checkpoint folder (config.json + safetensors), when running a .moe graph."),
         OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param of a .moe graph. Repeatable.", repeated: true),
         OptionSpec(names: ["--threads", "-t"], valueName: "N", help: "Threads to use (default: all cores)."),
-        OptionSpec(names: ["--placement"], valueName: "FILE.json|static",
-                   help: "Run the experts by an expert placement from 'moec place' (one thread per\nworker), or 'static' for the naive split (E/W consecutive experts per worker)."),
-        OptionSpec(names: ["--llep"], valueName: "T",
-                   help: "With --placement: spill a worker's tokens above T × the mean load to the\nleast-loaded workers, per batch (LLEP; e.g. 1.1)."),
+        OptionSpec(
+            names: ["--placement"], valueName: "FILE.json|static",
+            help: "Run the experts by an expert placement from 'moec place' (one thread per\nworker), or 'static' for the naive split (E/W consecutive experts per worker)."),
+        OptionSpec(
+            names: ["--llep"], valueName: "T",
+            help: "With --placement: spill a worker's tokens above T × the mean load to the\nleast-loaded workers, per batch (LLEP; e.g. 1.1).")
     ]
 
     /// The compiler session for a `.moe` graph, or nil for a plan. Made before any work, so
     /// that errors found later are printed with the graph's source lines.
     static func session(_ a: ParsedArguments, command: String) throws -> CompilerSession? {
         guard a.positionals.count == 1 else {
-            throw UsageError(message: a.positionals.isEmpty ? "missing PLAN or GRAPH.moe" : "expected one PLAN or GRAPH.moe, got: \(a.positionals.joined(separator: " "))", command: command)
+            throw UsageError(
+                message: a.positionals.isEmpty ? "missing PLAN or GRAPH.moe" : "expected one PLAN or GRAPH.moe, got: \(a.positionals.joined(separator: " "))", command: command)
         }
         let target = a.positionals[0]
         if target.hasSuffix(".moe") {
-            return CompilerSession(CompileOptions(graphPath: target, modelDirectory: a.value("--model"),
-                                                  overrides: try parseAssignments(a.all("--set"), option: "--set", command: command)))
+            return CompilerSession(
+                CompileOptions(
+                    graphPath: target, modelDirectory: a.value("--model"),
+                    overrides: try parseAssignments(a.all("--set"), option: "--set", command: command)))
         }
         if a.value("--model") != nil || !a.all("--set").isEmpty {
             throw UsageError(message: "--model and --set apply to a .moe graph; a plan already has its weights and params (compile again to change them)", command: command)
@@ -61,8 +67,10 @@ enum ModelSource {
 
     /// Loads a runner from a plan file, or compiles the session's `.moe` graph, with a progress
     /// line while weights load when stderr is a terminal.
-    static func runner(_ a: ParsedArguments, session: CompilerSession?, options: ExecutionOptions,
-                       recordRouting: Bool = false) throws -> ModelRunner {
+    static func runner(
+        _ a: ParsedArguments, session: CompilerSession?, options: ExecutionOptions,
+        recordRouting: Bool = false
+    ) throws -> ModelRunner {
         let target = a.positionals[0]
         let progress = Progress(label: "loading weights")
         defer { progress.finish() }

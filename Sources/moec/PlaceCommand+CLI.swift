@@ -13,44 +13,52 @@ extension PlaceCommand {
     static let spec = CommandSpec(
         name: "place",
         summary: "moec place: plan which worker holds which experts (and how many replicas), from measured expert loads.",
-        usage: ["moec place --load STATS.json --workers W [--replicas P] [--nodes N] [--groups G]",
-                "           [--memory-per-worker BYTES] [--expert-bytes BYTES] [--previous PLACEMENT.json]",
-                "           [--move-tolerance T] [--link-cost C] [--policy moec|eplb] [--explain] [-o PLACEMENT.json]",
-                "moec place --simulate CLUSTER.json [--load STATS.json] [-o REPORT.json]"],
+        usage: [
+            "moec place --load STATS.json --workers W [--replicas P] [--nodes N] [--groups G]",
+            "           [--memory-per-worker BYTES] [--expert-bytes BYTES] [--previous PLACEMENT.json]",
+            "           [--move-tolerance T] [--link-cost C] [--policy moec|eplb] [--explain] [-o PLACEMENT.json]",
+            "moec place --simulate CLUSTER.json [--load STATS.json] [-o REPORT.json]"
+        ],
         positionals: [],
         options: [
-            OptionSpec(names: ["--load"], valueName: "STATS.json",
-                       help: "Expert loads: the file 'moec profile -o' or 'moec run --stats' writes\n(key \"expert_load\": one array of per-expert loads per MoE layer)."),
+            OptionSpec(
+                names: ["--load"], valueName: "STATS.json",
+                help: "Expert loads: the file 'moec profile -o' or 'moec run --stats' writes\n(key \"expert_load\": one array of per-expert loads per MoE layer)."),
             OptionSpec(names: ["--workers"], valueName: "W", help: "Workers (devices) sharing each layer's experts."),
-            OptionSpec(names: ["--replicas"], valueName: "P",
-                       help: "Physical expert slots per layer: at least the number of experts, and a\nmultiple of W (default: the number of experts, no replicas)."),
+            OptionSpec(
+                names: ["--replicas"], valueName: "P",
+                help: "Physical expert slots per layer: at least the number of experts, and a\nmultiple of W (default: the number of experts, no replicas)."),
             OptionSpec(names: ["--nodes"], valueName: "N", help: "The workers form N nodes; cross-node traffic is reported and reduced\n(default 1)."),
             OptionSpec(names: ["--groups"], valueName: "G", help: "The experts form G groups, for group-limited routing (default 1)."),
-            OptionSpec(names: ["--memory-per-worker"], valueName: "BYTES",
-                       help: "Memory for expert weights per worker, over all layers: 80G, 512Mi, …\n(needs the size of one expert)."),
+            OptionSpec(
+                names: ["--memory-per-worker"], valueName: "BYTES",
+                help: "Memory for expert weights per worker, over all layers: 80G, 512Mi, …\n(needs the size of one expert)."),
             OptionSpec(names: ["--expert-bytes"], valueName: "BYTES", help: "Bytes of one expert's weights (default: \"expert_bytes\" in the load file)."),
             OptionSpec(names: ["--previous"], valueName: "PLACEMENT.json", help: "The placement in use now: move as few expert weights as possible."),
-            OptionSpec(names: ["--move-tolerance"], valueName: "T",
-                       help: "With --previous: accept a largest load up to T × mean above the best\nto move fewer experts (default 0.001)."),
+            OptionSpec(
+                names: ["--move-tolerance"], valueName: "T",
+                help: "With --previous: accept a largest load up to T × mean above the best\nto move fewer experts (default 0.001)."),
             OptionSpec(names: ["--link-cost"], valueName: "C", help: "Weight of the cross-node token fraction against max/mean (default 1)."),
             OptionSpec(names: ["--policy"], valueName: "moec|eplb", help: "The planner: moec (default) or DeepSeek's EPLB, as a baseline."),
             OptionSpec(names: ["--explain"], valueName: nil, help: "Print a table and bar chart of worker loads per layer."),
-            OptionSpec(names: ["-o", "--output"], valueName: "FILE",
-                       help: "Write the placement (or the --simulate report) as JSON, atomically.\nWithout -o the placement JSON goes to stdout."),
-            OptionSpec(names: ["--simulate"], valueName: "CLUSTER.json",
-                       help: "Predict the step time of static, EPLB and moec placements on a cluster."),
+            OptionSpec(
+                names: ["-o", "--output"], valueName: "FILE",
+                help: "Write the placement (or the --simulate report) as JSON, atomically.\nWithout -o the placement JSON goes to stdout."),
+            OptionSpec(
+                names: ["--simulate"], valueName: "CLUSTER.json",
+                help: "Predict the step time of static, EPLB and moec placements on a cluster.")
         ],
         details: """
-        Each MoE layer is planned on its own: experts get replica slots by load, and slots are
-        packed onto workers so that the busiest worker carries as little as possible. The
-        result is compared with the static placement (expert e on worker e·W/E) and with
-        EPLB's. A placement's quality is max worker load / mean worker load (1.00 is perfect).
-        Byte counts take K M G T (powers of 1000) or Ki Mi Gi Ti (powers of 1024).
-        """,
+            Each MoE layer is planned on its own: experts get replica slots by load, and slots are
+            packed onto workers so that the busiest worker carries as little as possible. The
+            result is compared with the static placement (expert e on worker e·W/E) and with
+            EPLB's. A placement's quality is max worker load / mean worker load (1.00 is perfect).
+            Byte counts take K M G T (powers of 1000) or Ki Mi Gi Ti (powers of 1024).
+            """,
         examples: [
             "moec profile graphs/mixtral.moe --model ckpt/ --input x=x.npy -o stats.json",
             "moec place --load stats.json --workers 4 --replicas 12 --explain -o placement.json",
-            "moec place --load stats.json --workers 4 --replicas 12 --previous placement.json -o new.json",
+            "moec place --load stats.json --workers 4 --replicas 12 --previous placement.json -o new.json"
         ])
 
     /// Runs `moec place ARGUMENTS`; returns the exit status.

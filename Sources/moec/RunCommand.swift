@@ -6,27 +6,33 @@ enum RunCommand {
     static let spec = CommandSpec(
         name: "run",
         summary: "moec run: execute a compiled plan (or a .moe graph with its weights) on .npy inputs.",
-        usage: ["moec run (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --input NAME=FILE.npy...",
-                "         --output NAME=FILE.npy... [--check NAME=REF.npy]... [--stats STATS.json] [--threads N]"],
+        usage: [
+            "moec run (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --input NAME=FILE.npy...",
+            "         --output NAME=FILE.npy... [--check NAME=REF.npy]... [--stats STATS.json] [--threads N]"
+        ],
         positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],
         options: ModelSource.options + [
-            OptionSpec(names: ["--input", "-i"], valueName: "NAME=FILE.npy", help: "An input tensor: f32 (f16 and f64 are converted), or integers for\ni32 inputs. Repeatable.", repeated: true),
+            OptionSpec(
+                names: ["--input", "-i"], valueName: "NAME=FILE.npy", help: "An input tensor: f32 (f16 and f64 are converted), or integers for\ni32 inputs. Repeatable.",
+                repeated: true),
             OptionSpec(names: ["--output", "-o"], valueName: "NAME=FILE.npy", help: "Where to write an output (f32 .npy). Repeatable.", repeated: true),
-            OptionSpec(names: ["--check"], valueName: "NAME=FILE.npy",
-                       help: "Compare an output with a reference .npy: prints max |Δ| / max |ref|\nand exits 1 when it exceeds --tolerance. Repeatable.", repeated: true),
+            OptionSpec(
+                names: ["--check"], valueName: "NAME=FILE.npy",
+                help: "Compare an output with a reference .npy: prints max |Δ| / max |ref|\nand exits 1 when it exceeds --tolerance. Repeatable.", repeated: true),
             OptionSpec(names: ["--tolerance"], valueName: "T", help: "Relative tolerance for --check (default 1e-4)."),
-            OptionSpec(names: ["--stats"], valueName: "STATS.json",
-                       help: "Write expert loads and router statistics per MoE layer as JSON: the\nfile 'moec place --load' reads (see 'moec profile --help')."),
+            OptionSpec(
+                names: ["--stats"], valueName: "STATS.json",
+                help: "Write expert loads and router statistics per MoE layer as JSON: the\nfile 'moec place --load' reads (see 'moec profile --help').")
         ],
         details: """
-        Inputs are C-order little-endian .npy arrays whose shapes fit the graph's inputs (the
-        token dimension may be any size). Outputs (and --stats) are written atomically: a failed
-        run never leaves a partial file.
-        """,
+            Inputs are C-order little-endian .npy arrays whose shapes fit the graph's inputs (the
+            token dimension may be any size). Outputs (and --stats) are written atomically: a failed
+            run never leaves a partial file.
+            """,
         examples: [
             "moec run mixtral.plan.json --input x=x.npy --output y=y.npy",
             "moec run graphs/mixtral.moe --model ckpt/ --input x=x.npy --output y=y.npy --threads 2",
-            "moec run mixtral.plan.json --input x=x.npy --stats stats.json",
+            "moec run mixtral.plan.json --input x=x.npy --stats stats.json"
         ])
 
     static func run(_ args: [String]) throws -> Int32 {
@@ -55,8 +61,9 @@ enum RunCommand {
             guard let v = Float(t), v >= 0 else { throw UsageError(message: "--tolerance expects a non-negative number, got '\(t)'", command: "run") }
             tolerance = v
         }
-        let request = RunRequest(inputs: inputs.map { ($0.name, $0.value) }, outputs: outputs.map { ($0.name, $0.value) },
-                                 checks: checks.map { ($0.name, $0.value) }, statisticsPath: statsPath, tolerance: tolerance)
+        let request = RunRequest(
+            inputs: inputs.map { ($0.name, $0.value) }, outputs: outputs.map { ($0.name, $0.value) },
+            checks: checks.map { ($0.name, $0.value) }, statisticsPath: statsPath, tolerance: tolerance)
         let options = try ModelSource.executionOptions(a, command: "run")
         let session = try ModelSource.session(a, command: "run")
         var checkFailed = false
@@ -69,15 +76,21 @@ enum RunCommand {
             if let statsPath, let n = report.statisticsLayers {
                 Console.err("wrote statistics of \(n) MoE layer\(n == 1 ? "" : "s") to \(statsPath)\n")
             }
-            Console.err(String(format: "ran %@ on %d token%@ in %.3f ms (%@)\n", runner.graph.name, report.tokens, report.tokens == 1 ? "" : "s",
-                               report.seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))
+            Console.err(
+                String(
+                    format: "ran %@ on %d token%@ in %.3f ms (%@)\n", runner.graph.name, report.tokens, report.tokens == 1 ? "" : "s",
+                    report.seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))
             if let halting = report.halting {
-                Console.err(String(format: "multi-hop halting: (token, expert) pairs per hop %@; %.1f%% of expert FLOPs saved\n",
-                                   halting.pairsPerHop.map(String.init).joined(separator: ", "), halting.savedFraction * 100))
+                Console.err(
+                    String(
+                        format: "multi-hop halting: (token, expert) pairs per hop %@; %.1f%% of expert FLOPs saved\n",
+                        halting.pairsPerHop.map(String.init).joined(separator: ", "), halting.savedFraction * 100))
             }
             for c in report.checks {
-                Console.err(String(format: "check %@: max |Δ| / max |ref| = %.2e  %@ (tolerance %.0e)\n", c.name, c.relativeError,
-                                   c.passed ? "ok" : "FAILED", c.tolerance))
+                Console.err(
+                    String(
+                        format: "check %@: max |Δ| / max |ref| = %.2e  %@ (tolerance %.0e)\n", c.name, c.relativeError,
+                        c.passed ? "ok" : "FAILED", c.tolerance))
                 if !c.passed { checkFailed = true }
             }
         }

@@ -10,34 +10,34 @@ nonisolated(unsafe) let commands: [(name: String, summary: String, run: ([String
     ("run", "Execute a plan or graph on .npy inputs and write .npy outputs.", RunCommand.run),
     ("bench", "Time a plan or graph at several token counts.", BenchCommand.run),
     ("profile", "Run many batches; measure expert loads and router statistics.", ProfileCommand.run),
-    ("place", "Plan where experts live (workers, replicas) from measured expert loads.", PlaceCommand.main),
+    ("place", "Plan where experts live (workers, replicas) from measured expert loads.", PlaceCommand.main)
 ]
 
 func topLevelHelp() -> String {
     var s = """
-    moec: a compiler for Mixture-of-Experts graphs. Say a routing topology in a .moe file;
-    run it fast on a CPU.
+        moec: a compiler for Mixture-of-Experts graphs. Say a routing topology in a .moe file;
+        run it fast on a CPU.
 
-    USAGE:
-      moec COMMAND [ARGUMENTS] [--help]
+        USAGE:
+          moec COMMAND [ARGUMENTS] [--help]
 
-    COMMANDS:
+        COMMANDS:
 
-    """
+        """
     for c in commands { s += "  \(c.name.padding(toLength: 10, withPad: " ", startingAt: 0))\(c.summary)\n" }
     s += """
 
-    EXAMPLES:
-      moec compile graphs/mixtral.moe --emit ir
-      moec compile graphs/mixtral.moe --model ckpt/ --set layer=3 -o mixtral-l3.plan.json
-      moec run mixtral-l3.plan.json --input x=x.npy --output y=y.npy
-      moec bench mixtral-l3.plan.json --tokens 1,16,128,512
-      moec profile mixtral-l3.plan.json --input x=hidden.npy -o stats.json
-      moec place --load stats.json --workers 4 --replicas 12 --explain -o placement.json
+        EXAMPLES:
+          moec compile graphs/mixtral.moe --emit ir
+          moec compile graphs/mixtral.moe --model ckpt/ --set layer=3 -o mixtral-l3.plan.json
+          moec run mixtral-l3.plan.json --input x=x.npy --output y=y.npy
+          moec bench mixtral-l3.plan.json --tokens 1,16,128,512
+          moec profile mixtral-l3.plan.json --input x=hidden.npy -o stats.json
+          moec place --load stats.json --workers 4 --replicas 12 --explain -o placement.json
 
-    Run 'moec COMMAND --help' for a command's options and examples.
+        Run 'moec COMMAND --help' for a command's options and examples.
 
-    """
+        """
     return s
 }
 

@@ -1,10 +1,11 @@
 import Foundation
-@testable import MoEBackend
 import MoEIR
-import MoEPasses
 import MoEKernels
+import MoEPasses
 import MoETestSupport
 import Testing
+
+@testable import MoEBackend
 
 /// The arena planner: buffers alive at the same step never overlap, offsets are aligned, and
 /// the arena is at least the peak of live bytes; and the schedule's memory plan on real graphs.
@@ -26,7 +27,9 @@ import Testing
                 guard a.firstStep <= b.lastStep && b.firstStep <= a.lastStep, a.bytes > 0, b.bytes > 0 else { continue }
                 let (oa, ob) = (layout.offsets[i], layout.offsets[j])
                 if oa < ob + b.bytes && ob < oa + a.bytes {
-                    out.append("requests \(i) [\(oa), \(oa + a.bytes)) steps \(a.firstStep)...\(a.lastStep) and \(j) [\(ob), \(ob + b.bytes)) steps \(b.firstStep)...\(b.lastStep) overlap")
+                    out.append(
+                        "requests \(i) [\(oa), \(oa + a.bytes)) steps \(a.firstStep)...\(a.lastStep) and \(j) [\(ob), \(ob + b.bytes)) steps \(b.firstStep)...\(b.lastStep) overlap"
+                    )
                 }
             }
         }
@@ -84,7 +87,7 @@ import Testing
             // Lifetimes touching at one step conflict.
             [.init(bytes: 64, firstStep: 0, lastStep: 2), .init(bytes: 64, firstStep: 2, lastStep: 4)],
             // Equal sizes (ties in the placement order).
-            (0..<10).map { .init(bytes: 128, firstStep: $0 % 3, lastStep: $0 % 3 + 2) },
+            (0..<10).map { .init(bytes: 128, firstStep: $0 % 3, lastStep: $0 % 3 + 2) }
         ]
         for (n, requests) in cases.enumerated() {
             let layout = ArenaPlanner.plan(requests)
@@ -172,8 +175,9 @@ import Testing
             }
             for (i, a) in buffers.enumerated() {
                 for b in buffers[(i + 1)...] where a.3 <= b.4 && b.3 <= a.4 && a.2 > 0 && b.2 > 0 {
-                    #expect(!(a.1 < b.1 + b.2 && b.1 < a.1 + a.2),
-                            "\(file) T=\(tokens): \(a.0) [\(a.1), \(a.1 + a.2)) and \(b.0) [\(b.1), \(b.1 + b.2)) are live together and overlap")
+                    #expect(
+                        !(a.1 < b.1 + b.2 && b.1 < a.1 + a.2),
+                        "\(file) T=\(tokens): \(a.0) [\(a.1), \(a.1 + a.2)) and \(b.0) [\(b.1), \(b.1 + b.2)) are live together and overlap")
                 }
             }
             #expect(plan.layout.totalBytes >= plan.layout.peakLiveBytes)

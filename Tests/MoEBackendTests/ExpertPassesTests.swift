@@ -1,10 +1,11 @@
 import Foundation
-@testable import MoEBackend
 import MoEBasics
 import MoECompiler
 import MoEIR
 import MoETestSupport
 import Testing
+
+@testable import MoEBackend
 
 /// Each expert pass changes how a block runs, not what it computes: every graph in `graphs/`,
 /// compiled with one pass disabled (and with all of them disabled), gives the outputs of the
@@ -17,9 +18,12 @@ import Testing
     static let disabledSets: [[String]] = expertPasses.map { [$0] } + [expertPasses, ["memory-planning"]]
 
     static func compile(_ file: String, _ model: RandomModel, disabling passes: [String]) throws -> Graph {
-        try CompilerSession(CompileOptions(graphPath: RepoPaths.graphs + "/" + file, modelDirectory: model.directory.path,
-                                           overrides: try SmallParams.overrides(for: file), verifyEachPass: true,
-                                           disabledPasses: Set(passes))).boundGraph()
+        try CompilerSession(
+            CompileOptions(
+                graphPath: RepoPaths.graphs + "/" + file, modelDirectory: model.directory.path,
+                overrides: try SmallParams.overrides(for: file), verifyEachPass: true,
+                disabledPasses: Set(passes))
+        ).boundGraph()
     }
 
     @Test(arguments: SmallParams.graphFiles)
@@ -47,8 +51,10 @@ import Testing
     @Test func eachPassLeavesItsMark() throws {
         let file = "mixtral.moe"
         let model = try RandomCheckpoint.make(graphFile: file, seed: 23)
-        let marks = ["token-permutation": "permute", "expert-weight-prepacking": "prepacked",
-                     "combine-fusion": "combine_in_down", "expert-gate-up-fusion": "fuse_gate_up"]
+        let marks = [
+            "token-permutation": "permute", "expert-weight-prepacking": "prepacked",
+            "combine-fusion": "combine_in_down", "expert-gate-up-fusion": "fuse_gate_up"
+        ]
         let full = model.graph.nodes.filter { $0.op == .moe_experts }
         #expect(full.count == 1)
         for mark in marks.values { #expect(full.allSatisfy { $0.attributes.bool(mark) == true }, "\(mark)") }

@@ -1,8 +1,9 @@
 import Foundation
-@testable import MoEBackend
 import MoEIR
 import MoETestSupport
 import Testing
+
+@testable import MoEBackend
 
 /// The acceptance property: on every graph in `graphs/` (with a random checkpoint of small
 /// sizes), for 1, 7, 64 and 300 tokens, the optimised executor's outputs equal the reference
@@ -53,8 +54,9 @@ import Testing
                     guard let o = out[name] else { continue }
                     let err = relativeError(o, r)
                     worst = max(worst, err)
-                    #expect(err <= Self.tolerance,
-                            "graphs/\(file) \(label) tokens=\(t) output \(name): max |Δ| / max |ref| = \(err)")
+                    #expect(
+                        err <= Self.tolerance,
+                        "graphs/\(file) \(label) tokens=\(t) output \(name): max |Δ| / max |ref| = \(err)")
                     #expect(r.floats.contains { $0 != 0 }, "graphs/\(file) tokens=\(t): the reference output is all zeros")
                 }
             }
@@ -103,8 +105,10 @@ import Testing
                     (same(x, again[name]!), "second run of 7 tokens differs"),
                     (same(x, afterBig[name]!), "7 tokens after 300 differs"),
                     (same(x, fresh[name]!), "7 tokens differs from a fresh executable"),
-                    (same(big[name]!, bigAgain[name]!),
-                     "second run of 300 tokens differs (max rel. \(relativeError(bigAgain[name]!, big[name]!)))"),
+                    (
+                        same(big[name]!, bigAgain[name]!),
+                        "second run of 300 tokens differs (max rel. \(relativeError(bigAgain[name]!, big[name]!)))"
+                    )
                 ]
                 for (ok, what) in checks where !ok {
                     Issue.record("graphs/\(file) \(label) output \(name): \(what)")

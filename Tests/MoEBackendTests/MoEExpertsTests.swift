@@ -1,8 +1,9 @@
 import Foundation
-@testable import MoEBackend
 import MoEIR
 import MoETestSupport
 import Testing
+
+@testable import MoEBackend
 
 /// The `moe_experts` kernel (dispatch, per-expert FFNs, weighted combine) for each expert kind,
 /// against the reference interpreter.
@@ -35,7 +36,7 @@ import Testing
         Case(kind: .swiglu, hidden: 11, ffn: 13, experts: 4, k: 2, capacity: 3),
         Case(kind: .mlp, act: .gelu, hidden: 11, ffn: 13, experts: 4, k: 1, capacity: 1),
         // Larger FFN: per-expert GEMMs over several k blocks and column panels.
-        Case(kind: .swiglu, hidden: 70, ffn: 300, experts: 4, k: 2),
+        Case(kind: .swiglu, hidden: 70, ffn: 300, experts: 4, k: 2)
     ]
 
     static func graph(_ c: Case, seed: UInt64 = 1) throws -> TinyGraph {
@@ -81,11 +82,15 @@ import Testing
             var t = TinyGraph()
             let x = t.input("x", [.tokens, .fixed(h)])
             let r = try t.op(.topk, [try t.op(.linear, [x, t.weight("gate", [e, h], router)])], ["k": .int(2)])
-            let ws = isFused
+            let ws =
+                isFused
                 ? [t.weight("gu", [e, 2 * f, h], fused), t.weight("d", [e, h, f], down)]
                 : [t.weight("g", [e, f, h], gate), t.weight("u", [e, f, h], up), t.weight("d", [e, h, f], down)]
-            t.output("y", try t.op(.moe_experts, [x, r] + ws,
-                                   ["experts": .int(e), "kind": .string(isFused ? "swiglu_fused" : "swiglu")]))
+            t.output(
+                "y",
+                try t.op(
+                    .moe_experts, [x, r] + ws,
+                    ["experts": .int(e), "kind": .string(isFused ? "swiglu_fused" : "swiglu")]))
             return t
         }
         let inputs = randomInputs(try build(true).graph, tokens: 9, seed: 1)

@@ -1,7 +1,8 @@
 import Foundation
-@testable import MoEBackend
 import MoEIR
 import Testing
+
+@testable import MoEBackend
 
 /// Every plain op the executor supports, on tiny graphs built with `GraphBuilder`, against the
 /// reference interpreter (all backends, 1 and 2 threads, 1/7/64/300 tokens).
@@ -62,10 +63,12 @@ import Testing
         if let eps { attrs["eps"] = .float(eps) }
         t.output("y", try t.op(.layernorm, operands, attrs))
         // Inputs with a large common offset: the variance must not lose its precision.
-        try expectMatchesReference(t, inputs: { n in
-            var rng = SeededRandom(seed: UInt64(n))
-            return ["x": HostTensor(shape: [n, 19], floats: rng.normals(n * 19, scale: 2).map { $0 + 3 })]
-        })
+        try expectMatchesReference(
+            t,
+            inputs: { n in
+                var rng = SeededRandom(seed: UInt64(n))
+                return ["x": HostTensor(shape: [n, 19], floats: rng.normals(n * 19, scale: 2).map { $0 + 3 })]
+            })
     }
 
     @Test(arguments: [nil, 0.7, 2.5] as [Double?])
@@ -75,10 +78,12 @@ import Testing
         var attrs: Attributes = [:]
         if let temperature { attrs["temperature"] = .float(temperature) }
         t.output("y", try t.op(.softmax, [x], attrs))
-        try expectMatchesReference(t, inputs: { n in
-            var rng = SeededRandom(seed: UInt64(n) + 1)
-            return ["x": HostTensor(shape: [n, 23], floats: rng.normals(n * 23, scale: 4))]
-        })
+        try expectMatchesReference(
+            t,
+            inputs: { n in
+                var rng = SeededRandom(seed: UInt64(n) + 1)
+                return ["x": HostTensor(shape: [n, 23], floats: rng.normals(n * 23, scale: 4))]
+            })
     }
 
     /// Softmax over the last axis of a rank-3 tensor, and over a single column.
@@ -100,12 +105,14 @@ import Testing
         var t = TinyGraph(seed: 8)
         let x = t.input("x", [.tokens, .fixed(37)])
         t.output("y", try t.op(op, [x]))
-        let worst = try expectMatchesReference(t, inputs: { n in
-            var rng = SeededRandom(seed: UInt64(n) + 2)
-            // Wide range (tails of exp, sigmoid, gelu); sqrt gets non-negative values.
-            let v = rng.normals(n * 37, scale: 4)
-            return ["x": HostTensor(shape: [n, 37], floats: op == .sqrt ? v.map(abs) : v)]
-        })
+        let worst = try expectMatchesReference(
+            t,
+            inputs: { n in
+                var rng = SeededRandom(seed: UInt64(n) + 2)
+                // Wide range (tails of exp, sigmoid, gelu); sqrt gets non-negative values.
+                let v = rng.normals(n * 37, scale: 4)
+                return ["x": HostTensor(shape: [n, 37], floats: op == .sqrt ? v.map(abs) : v)]
+            })
         print("unary \(op): worst \(String(format: "%.2e", worst))")
     }
 
@@ -115,12 +122,12 @@ import Testing
 
     /// Shapes of the two operands of a binary op, by how they broadcast against [T, H].
     enum Operand: String, CaseIterable, CustomStringConvertible {
-        case full          // [T, H] input
-        case scalar        // constant node, shape []
-        case one           // [1] input
-        case row           // [H] weight
-        case row2          // [1, H] weight
-        case column        // [T, 1] input
+        case full // [T, H] input
+        case scalar // constant node, shape []
+        case one // [1] input
+        case row // [H] weight
+        case row2 // [1, H] weight
+        case column // [T, 1] input
         var description: String { rawValue }
     }
 
@@ -128,7 +135,7 @@ import Testing
         let pairs: [(Operand, Operand)] = [
             (.full, .full), (.full, .scalar), (.scalar, .full), (.full, .one), (.one, .full),
             (.full, .row), (.row, .full), (.full, .row2), (.full, .column), (.column, .full),
-            (.column, .row), (.row, .column),
+            (.column, .row), (.row, .column)
         ]
         return [Op.add, .sub, .mul, .div].flatMap { op in pairs.map { (op, $0.0, $0.1) } }
     }()
@@ -154,15 +161,17 @@ import Testing
         let a = operand(lhs, "l"), b = operand(rhs, "r")
         t.output("y", try t.op(op, [a, b]))
         let g = t.graph
-        try expectMatchesReference(t, inputs: { n in
-            var rng = SeededRandom(seed: UInt64(n) + 3)
-            var out: [String: HostTensor] = [:]
-            for (name, _, type) in g.inputs {
-                let shape = type.shape.map { $0.resolve(tokens: n) }
-                out[name] = HostTensor(shape: shape, floats: awayFromZero(shape.reduce(1, *), &rng))
-            }
-            return out
-        })
+        try expectMatchesReference(
+            t,
+            inputs: { n in
+                var rng = SeededRandom(seed: UInt64(n) + 3)
+                var out: [String: HostTensor] = [:]
+                for (name, _, type) in g.inputs {
+                    let shape = type.shape.map { $0.resolve(tokens: n) }
+                    out[name] = HostTensor(shape: shape, floats: awayFromZero(shape.reduce(1, *), &rng))
+                }
+                return out
+            })
     }
 
     /// An op reading the same value twice, and an output that is also read by a later op.

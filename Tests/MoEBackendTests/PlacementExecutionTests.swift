@@ -1,7 +1,7 @@
 import MoEBackend
 import MoEIR
-import MoETestSupport
 import MoEPlacement
+import MoETestSupport
 import Testing
 
 /// Running the experts by a placement (workers = threads following slots, replicas sharing an
@@ -19,7 +19,7 @@ import Testing
             ("static split", PlacementExecution(.staticSplit(workers: workers))),
             ("replicas", PlacementExecution(.placement(replicated))),
             ("replicas + LLEP 1.0", PlacementExecution(.placement(replicated), dynamicThreshold: 1.0)),
-            ("static + LLEP 1.1", PlacementExecution(.staticSplit(workers: workers), dynamicThreshold: 1.1)),
+            ("static + LLEP 1.1", PlacementExecution(.staticSplit(workers: workers), dynamicThreshold: 1.1))
         ]
     }
 
@@ -45,8 +45,9 @@ import Testing
     /// A multi-hop block is one layer of a placement: every hop runs by it (the hops share the
     /// expert weights), and the result is the unplaced run's.
     @Test func everyHopRunsByItsBlocksLayer() throws {
-        let model = try RandomCheckpoint.make(graphPath: RepoPaths.graphs + "/mechanisms/multihop.moe",
-                                              overrides: [("hidden", "16"), ("ffn", "24"), ("num_experts", "8"), ("top_k", "2")], seed: 5)
+        let model = try RandomCheckpoint.make(
+            graphPath: RepoPaths.graphs + "/mechanisms/multihop.moe",
+            overrides: [("hidden", "16"), ("ffn", "24"), ("num_experts", "8"), ("top_k", "2")], seed: 5)
         #expect(model.graph.moeLayers.count == 1 && model.graph.moeLayers[0].hops == 3)
         let plain = model.executable(ExecutionOptions(threads: 1, backend: .native))
         for (label, p) in try Self.placements(experts: 8, workers: 2) {

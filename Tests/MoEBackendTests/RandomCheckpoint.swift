@@ -1,11 +1,12 @@
 import Foundation
-@testable import MoEBackend
 import MoEBasics
 import MoECompiler
 import MoEIO
 import MoEIR
 import MoEKernels
 import MoETestSupport
+
+@testable import MoEBackend
 
 /// Small `--set` overrides for every graph in `graphs/`, so the whole family runs in a test in
 /// milliseconds. Sizes are odd where the language allows it (SIMD tails, packing remainders).
@@ -17,12 +18,16 @@ enum SmallParams {
         "olmoe.moe": [("hidden", "21"), ("ffn", "13"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "false")],
         // shared_ffn large enough that the dense shared expert crosses the native GEMM's
         // threading threshold (2 MFLOP) at 300 tokens, so 2 threads really run in parallel.
-        "qwen2_moe.moe": [("hidden", "40"), ("ffn", "12"), ("shared_ffn", "123"), ("num_experts", "12"),
-                          ("top_k", "4"), ("norm_topk", "true")],
-        "deepseek_v3.moe": [("hidden", "28"), ("ffn", "10"), ("num_experts", "32"), ("num_shared", "2"), ("top_k", "6"),
-                            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.5")],
+        "qwen2_moe.moe": [
+            ("hidden", "40"), ("ffn", "12"), ("shared_ffn", "123"), ("num_experts", "12"),
+            ("top_k", "4"), ("norm_topk", "true")
+        ],
+        "deepseek_v3.moe": [
+            ("hidden", "28"), ("ffn", "10"), ("num_experts", "32"), ("num_shared", "2"), ("top_k", "6"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.5")
+        ],
         // Capacity 5 of 8 experts: no drops at 1 token, drops at 64 and 300.
-        "switch.moe": [("hidden", "20"), ("ffn", "36"), ("num_experts", "8"), ("expert_capacity", "5"), ("act", "gelu")],
+        "switch.moe": [("hidden", "20"), ("ffn", "36"), ("num_experts", "8"), ("expert_capacity", "5"), ("act", "gelu")]
     ]
 
     /// Every `.moe` file in `graphs/`, sorted.
@@ -124,8 +129,9 @@ enum RandomCheckpoint {
                 tensors.append(.init(name: name, shape: shape, values: values(for: w, shape: shape, rng: &rng)))
             }
         }
-        try SafetensorsWriter.write(tensors: tensors, metadata: ["format": "pt", "source": "moec tests (random)"],
-                                    to: directory + "/model.safetensors")
+        try SafetensorsWriter.write(
+            tensors: tensors, metadata: ["format": "pt", "source": "moec tests (random)"],
+            to: directory + "/model.safetensors")
         let config = "{\"architectures\": [\"RandomForMoecTests\"], \"model_type\": \"\(graph.name)\"}\n"
         try config.write(toFile: directory + "/config.json", atomically: true, encoding: .utf8)
     }
@@ -136,8 +142,10 @@ enum RandomCheckpoint {
         let unbound = try compile(graphPath: graphPath, overrides: overrides)
         let dir = TemporaryDirectory("moec-random")
         try write(unbound, to: dir.path, seed: seed)
-        let session = CompilerSession(CompileOptions(graphPath: graphPath, modelDirectory: dir.path, overrides: overrides,
-                                                     verifyEachPass: true))
+        let session = CompilerSession(
+            CompileOptions(
+                graphPath: graphPath, modelDirectory: dir.path, overrides: overrides,
+                verifyEachPass: true))
         let graph = try session.boundGraph()
         let checkpoint = try session.checkpoint()
         let buffers = try WeightBinding.load(graph, checkpoint)

@@ -1,9 +1,10 @@
 import Foundation
-@testable import MoEBackend
 import MoEIR
 import MoEKernels
 import MoETestSupport
 import Testing
+
+@testable import MoEBackend
 
 /// Tests for bugs found in MoEBackend / MoEIR and fixed: each says what went wrong ("Was:"),
 /// what the fix does, and checks the symptom is gone. Several of them crashed the test process
@@ -24,8 +25,10 @@ import Testing
     }
 
     /// Every executor configuration must match the reference on `model`.
-    static func expectExecutorsMatch(_ model: RandomModel, tokens: Int = 5,
-                                     sourceLocation: Testing.SourceLocation = #_sourceLocation) throws {
+    static func expectExecutorsMatch(
+        _ model: RandomModel, tokens: Int = 5,
+        sourceLocation: Testing.SourceLocation = #_sourceLocation
+    ) throws {
         let inputs = model.inputs(tokens: tokens, seed: 1)
         let ref = try model.reference.run(inputs)
         for (label, options) in Backends.configurations {
@@ -252,8 +255,9 @@ import Testing
     /// own (token, expert) pairs times one expert's matrix sizes.
     @Test
     func workEstimateOfHaltingHops() throws {
-        let m = try RandomCheckpoint.make(graphPath: RepoPaths.graphs + "/mechanisms/multihop.moe",
-                                          overrides: [("hidden", "16"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")], seed: 3)
+        let m = try RandomCheckpoint.make(
+            graphPath: RepoPaths.graphs + "/mechanisms/multihop.moe",
+            overrides: [("hidden", "16"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")], seed: 3)
         let exe = m.executable(ExecutionOptions(threads: 1))
         let tokens = 40
         _ = try exe.run(m.inputs(tokens: tokens, seed: 2))

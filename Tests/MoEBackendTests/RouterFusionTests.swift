@@ -14,9 +14,12 @@ import Testing
     @Test(arguments: SmallParams.graphFiles)
     func fusedAndUnfusedRoutersAgree(_ file: String) throws {
         let model = try RandomCheckpoint.make(graphFile: file, seed: 21)
-        let unfused = try CompilerSession(CompileOptions(graphPath: RepoPaths.graphs + "/" + file, modelDirectory: model.directory.path,
-                                                         overrides: try SmallParams.overrides(for: file), verifyEachPass: true,
-                                                         disabledPasses: ["router-fusion"])).boundGraph()
+        let unfused = try CompilerSession(
+            CompileOptions(
+                graphPath: RepoPaths.graphs + "/" + file, modelDirectory: model.directory.path,
+                overrides: try SmallParams.overrides(for: file), verifyEachPass: true,
+                disabledPasses: ["router-fusion"])
+        ).boundGraph()
         let fusedCount = model.graph.nodes.filter { $0.op == .fused_router }.count
         #expect(fusedCount == unfused.nodes.filter { $0.op == .topk }.count, "\(file): every top-k router is fused")
         for (label, options) in Backends.configurations {

@@ -69,8 +69,9 @@ import Testing
             let (a, b) = (stats.layers[i], fromReference.layers[i])
             // Every hop scores every token, halted or not.
             #expect(a.measuredTokens == tokens * p.hops.count && b.measuredTokens == tokens * p.hops.count, "\(file) block \(p.name)")
-            #expect(abs(a.entropy! - b.entropy!) < 1e-4 && abs(a.margin! - b.margin!) < 1e-4,
-                    "\(file) block \(p.name): entropy \(a.entropy!) vs \(b.entropy!), margin \(a.margin!) vs \(b.margin!)")
+            #expect(
+                abs(a.entropy! - b.entropy!) < 1e-4 && abs(a.margin! - b.margin!) < 1e-4,
+                "\(file) block \(p.name): entropy \(a.entropy!) vs \(b.entropy!), margin \(a.margin!) vs \(b.margin!)")
             #expect(a.normalizedEntropy! >= 0 && a.normalizedEntropy! <= 1 + 1e-9 && a.margin! >= 0 && a.margin! <= 1)
         }
     }

@@ -1,7 +1,8 @@
 import Foundation
-@testable import MoEBackend
 import MoEIR
 import Testing
+
+@testable import MoEBackend
 
 /// Expert selection and the routing stages. A routing is not a tensor, so each test reads it
 /// out through a `moe_experts` block whose experts are "readouts": x is all ones, expert e's
@@ -9,27 +10,34 @@ import Testing
 /// slots that chose e, exactly. A wrong choice or a wrong weight shows up directly in y.
 @Suite(.serialized) struct RoutingTests {
     /// scores [T, E] (input `s`) → `pipeline` → readout experts → y [T, E].
-    static func readout(experts e: Int, seed: UInt64 = 1,
-                        _ pipeline: (inout TinyGraph, ValueID) throws -> ValueID) throws -> TinyGraph {
+    static func readout(
+        experts e: Int, seed: UInt64 = 1,
+        _ pipeline: (inout TinyGraph, ValueID) throws -> ValueID
+    ) throws -> TinyGraph {
         var t = TinyGraph("routing", seed: seed)
         let s = t.input("s", [.tokens, .fixed(e)])
         let x = t.input("x", [.tokens, .fixed(e)])
         let routing = try pipeline(&t, s)
-        var up = [Float](repeating: 0, count: e * e)              // [E, 1, E]: x[0] = 1
+        var up = [Float](repeating: 0, count: e * e) // [E, 1, E]: x[0] = 1
         for i in 0..<e { up[i * e] = 1 }
-        var down = [Float](repeating: 0, count: e * e)            // [E, E, 1]: unit vector e
+        var down = [Float](repeating: 0, count: e * e) // [E, E, 1]: unit vector e
         for i in 0..<e { down[i * e + i] = 1 }
         let wu = t.weight("up", [e, 1, e], up), wd = t.weight("down", [e, e, 1], down)
-        t.output("y", try t.op(.moe_experts, [x, routing, wu, wd],
-                               ["experts": .int(e), "kind": .string("mlp"), "act": .string("relu")]))
+        t.output(
+            "y",
+            try t.op(
+                .moe_experts, [x, routing, wu, wd],
+                ["experts": .int(e), "kind": .string("mlp"), "act": .string("relu")]))
         return t
     }
 
     /// Inputs for a readout graph: the given scores and x = 1.
     static func inputs(_ scores: [[Float]]) -> [String: HostTensor] {
         let t = scores.count, e = scores[0].count
-        return ["s": HostTensor(shape: [t, e], floats: scores.flatMap { $0 }),
-                "x": HostTensor(shape: [t, e], floats: [Float](repeating: 1, count: t * e))]
+        return [
+            "s": HostTensor(shape: [t, e], floats: scores.flatMap { $0 }),
+            "x": HostTensor(shape: [t, e], floats: [Float](repeating: 1, count: t * e))
+        ]
     }
 
     /// Random scores: normal (`raw`), or sigmoid of normal (in (0, 1), as DeepSeek scores are).
@@ -37,10 +45,13 @@ import Testing
         { n in
             var rng = SeededRandom(seed: seed &+ UInt64(n))
             let v = rng.normals(n * e, scale: 1.5)
-            return inputs((0..<n).map { r in (0..<e).map { j in
-                let x = v[r * e + j]
-                return sigmoid ? 1 / (1 + Foundation.exp(-x)) : x
-            } })
+            return inputs(
+                (0..<n).map { r in
+                    (0..<e).map { j in
+                        let x = v[r * e + j]
+                        return sigmoid ? 1 / (1 + Foundation.exp(-x)) : x
+                    }
+                })
         }
     }
 
@@ -81,7 +92,7 @@ import Testing
         GroupCase(experts: 12, k: 4, groups: 4, keep: 2, groupTop: nil, masked: 0, bias: false),
         GroupCase(experts: 12, k: 6, groups: 4, keep: 2, groupTop: 3, masked: 0, bias: true),
         GroupCase(experts: 12, k: 12, groups: 4, keep: 4, groupTop: nil, masked: nil, bias: true),
-        GroupCase(experts: 10, k: 5, groups: 5, keep: 5, groupTop: 1, masked: nil, bias: false),
+        GroupCase(experts: 10, k: 5, groups: 5, keep: 5, groupTop: 1, masked: nil, bias: false)
     ]
 
     static func groupGraph(_ c: GroupCase) throws -> TinyGraph {
@@ -256,8 +267,9 @@ import Testing
         let e = 16
         let t = try Self.readout(experts: e) { t, s in
             let probs = try t.op(.sigmoid, [s])
-            let r = try t.op(.topk, [probs, t.weight("bias", [e], t.rng.normals(e, scale: 0.3))],
-                             ["k": .int(4), "groups": .int(4), "keep_groups": .int(2), "with_bias": .bool(true)])
+            let r = try t.op(
+                .topk, [probs, t.weight("bias", [e], t.rng.normals(e, scale: 0.3))],
+                ["k": .int(4), "groups": .int(4), "keep_groups": .int(2), "with_bias": .bool(true)])
             let n = try t.op(.route_renormalize, [r], ["eps": .float(1e-20)])
             return try t.op(.route_scale, [n], ["factor": .float(2.5)])
         }

@@ -1,8 +1,9 @@
 import Foundation
-@testable import MoEBackend
 import MoEBasics
 import MoEIR
 import Testing
+
+@testable import MoEBackend
 
 /// A graph built op by op with `GraphBuilder`, with its weight values alongside, for op-level
 /// tests of the executor against the reference interpreter.
@@ -61,9 +62,11 @@ struct TinyGraph {
 /// and thread count, for each token count; every output must match within `tolerance`
 /// (max |Δ| / max |ref|). Returns the worst error seen.
 @discardableResult
-func expectMatchesReference(_ tiny: TinyGraph, tokens: [Int] = [1, 7, 64, 300], tolerance: Double = 1e-5,
-                            inputs makeInputs: ((Int) -> [String: HostTensor])? = nil,
-                            sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> Double {
+func expectMatchesReference(
+    _ tiny: TinyGraph, tokens: [Int] = [1, 7, 64, 300], tolerance: Double = 1e-5,
+    inputs makeInputs: ((Int) -> [String: HostTensor])? = nil,
+    sourceLocation: Testing.SourceLocation = #_sourceLocation
+) throws -> Double {
     let g = tiny.graph
     let problems = Verifier.verify(g)
     try #require(problems.isEmpty, "the test graph does not verify: \(problems)", sourceLocation: sourceLocation)
@@ -83,8 +86,9 @@ func expectMatchesReference(_ tiny: TinyGraph, tokens: [Int] = [1, 7, 64, 300], 
                 }
                 let err = relativeError(o, r)
                 worst = max(worst, err)
-                #expect(err <= tolerance, "\(label) tokens=\(t) output \(name): max |Δ| / max |ref| = \(err)",
-                        sourceLocation: sourceLocation)
+                #expect(
+                    err <= tolerance, "\(label) tokens=\(t) output \(name): max |Δ| / max |ref| = \(err)",
+                    sourceLocation: sourceLocation)
             }
         }
     }
@@ -93,9 +97,12 @@ func expectMatchesReference(_ tiny: TinyGraph, tokens: [Int] = [1, 7, 64, 300], 
 
 /// Runs `tiny` with one fixed input set through the reference interpreter and every executor
 /// configuration and returns the reference output `y` (after checking the executors match).
-func runEverywhere(_ tiny: TinyGraph, _ inputs: [String: HostTensor], output: String = "y", tolerance: Double = 1e-5,
-                   sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> [Float] {
-    try expectMatchesReference(tiny, tokens: [try tiny.graph.tokenCount(for: inputs)], tolerance: tolerance,
-                               inputs: { _ in inputs }, sourceLocation: sourceLocation)
+func runEverywhere(
+    _ tiny: TinyGraph, _ inputs: [String: HostTensor], output: String = "y", tolerance: Double = 1e-5,
+    sourceLocation: Testing.SourceLocation = #_sourceLocation
+) throws -> [Float] {
+    try expectMatchesReference(
+        tiny, tokens: [try tiny.graph.tokenCount(for: inputs)], tolerance: tolerance,
+        inputs: { _ in inputs }, sourceLocation: sourceLocation)
     return try ReferenceInterpreter(graph: tiny.graph, weights: tiny.weights).run(inputs)[output]!.floats
 }

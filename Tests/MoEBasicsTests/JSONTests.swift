@@ -1,4 +1,5 @@
 import Testing
+
 @testable import MoEBasics
 
 @Suite struct JSONTests {
@@ -35,7 +36,7 @@ import Testing
         ("tru", 1, 4),
         ("[1] x", 1, 5),
         ("\"\\q\"", 1, 2),
-        ("", 1, 1),
+        ("", 1, 1)
     ])
     func reportsErrorsWithPosition(text: String, line: Int, column: Int) {
         do {

@@ -36,8 +36,9 @@ import Testing
             let (filled, empty) = Self.cells(w)
             #expect(filled + empty == BatchProgress.barWidth)
             // The filled part is done/total of the bar, to within one cell.
-            #expect(abs(Double(filled) / Double(BatchProgress.barWidth) - Double(done) / Double(total)) < 1 / Double(BatchProgress.barWidth),
-                    "\(done)/\(total): \(filled) of \(BatchProgress.barWidth)")
+            #expect(
+                abs(Double(filled) / Double(BatchProgress.barWidth) - Double(done) / Double(total)) < 1 / Double(BatchProgress.barWidth),
+                "\(done)/\(total): \(filled) of \(BatchProgress.barWidth)")
             #expect(w.contains("\(done * 100 / total)%") && w.contains("\(done)/\(total) batches") && w.contains("\(done * 64) tokens"), "\(w)")
         }
         p.finish()
@@ -112,8 +113,9 @@ import Testing
             #expect(w.hasPrefix("profile: ") && w.hasSuffix("\n") && w.filter { $0 == "\n" }.count == 1, "\(w.debugDescription)")
             #expect(!w.contains("\r") && !w.contains("\u{1B}") && Self.cells(w) == (0, 0), "\(w.debugDescription)")
         }
-        #expect(r.writes.first!.range(of: #"^profile: \d+/60 batches, \d+ tokens, \d+ s\n$"#, options: .regularExpression) != nil,
-                "\(r.writes.first!)")
+        #expect(
+            r.writes.first!.range(of: #"^profile: \d+/60 batches, \d+ tokens, \d+ s\n$"#, options: .regularExpression) != nil,
+            "\(r.writes.first!)")
     }
 
     /// A quick run in a log: only the summary.

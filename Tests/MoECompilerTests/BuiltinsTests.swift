@@ -1,5 +1,6 @@
-@testable import MoECompiler
 import Testing
+
+@testable import MoECompiler
 
 /// The builtins' signatures are spread over one file per op family; these tests pin the surface
 /// language the `.moe` files and the README rely on.
@@ -27,7 +28,7 @@ import Testing
         "scale": (["routing", "factor"], 2),
         "capacity": (["routing", "capacity"], 2),
         "swiglu": (["x", "gate", "up", "down"], 1),
-        "mlp": (["x", "up", "down", "act"], 1),
+        "mlp": (["x", "up", "down", "act"], 1)
     ]
 
     @Test func establishedSignaturesAreUnchanged() {

@@ -98,40 +98,40 @@ import Testing
     @Test func layersFollowTheSourceBlocks() throws {
         let dir = TemporaryDirectory()
         let source = """
-        model two_blocks
-        input x: [tokens, 16]
-        weights "moe." {
-          gate:   [8, 16]      = "router.weight"
-          w_gate: [8, 16, 16]  = "experts.{e}.gate_proj.weight"
-          w_up:   [8, 16, 16]  = "experts.{e}.up_proj.weight"
-          w_down: [8, 16, 16]  = "experts.{e}.down_proj.weight"
-        }
-        let h = moe(x) {
-          router:  x |> linear(gate) |> softmax |> topk(2)
-          experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
-          hops:    2
-        }
-        let single = moe(h) {
-          router:  h |> linear(gate) |> softmax |> topk(2)
-          experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
-        }
-        let z = moe(single) {
-          router:  single |> linear(gate) |> softmax |> topk(2)
-          experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
-          hops:    3
-          halt:    0.5
-        }
-        let w = moe(z) {
-          router:  z |> linear(gate) |> softmax |> topk(2)
-          experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
-          hops:    2
-        } + moe(z) {
-          router:  z |> linear(gate) |> softmax |> topk(1)
-          experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
-          hops:    2
-        }
-        output w
-        """
+            model two_blocks
+            input x: [tokens, 16]
+            weights "moe." {
+              gate:   [8, 16]      = "router.weight"
+              w_gate: [8, 16, 16]  = "experts.{e}.gate_proj.weight"
+              w_up:   [8, 16, 16]  = "experts.{e}.up_proj.weight"
+              w_down: [8, 16, 16]  = "experts.{e}.down_proj.weight"
+            }
+            let h = moe(x) {
+              router:  x |> linear(gate) |> softmax |> topk(2)
+              experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
+              hops:    2
+            }
+            let single = moe(h) {
+              router:  h |> linear(gate) |> softmax |> topk(2)
+              experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
+            }
+            let z = moe(single) {
+              router:  single |> linear(gate) |> softmax |> topk(2)
+              experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
+              hops:    3
+              halt:    0.5
+            }
+            let w = moe(z) {
+              router:  z |> linear(gate) |> softmax |> topk(2)
+              experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
+              hops:    2
+            } + moe(z) {
+              router:  z |> linear(gate) |> softmax |> topk(1)
+              experts: 8 of swiglu(gate: w_gate, up: w_up, down: w_down)
+              hops:    2
+            }
+            output w
+            """
         try source.write(toFile: dir.file("two.moe"), atomically: true, encoding: .utf8)
         let session = CompilerSession(CompileOptions(graphPath: dir.file("two.moe"), verifyEachPass: true))
         let g = try session.optimize()
@@ -164,8 +164,10 @@ import Testing
         let (_, runner, _) = try Self.load(Self.fixtures[0])
         let one = try PlacementPlanner.plan(try LoadStatistics(layers: [[1, 2, 3, 4, 5, 6, 7, 8]]), PlacementOptions(workers: 2)).placement
         #expect(PlacementBinding.mismatch(one, runner.graph) == nil)
-        let perHop = try PlacementPlanner.plan(try LoadStatistics(layers: Array(repeating: [1, 2, 3, 4, 5, 6, 7, 8], count: 3)),
-                                               PlacementOptions(workers: 2)).placement
+        let perHop = try PlacementPlanner.plan(
+            try LoadStatistics(layers: Array(repeating: [1, 2, 3, 4, 5, 6, 7, 8], count: 3)),
+            PlacementOptions(workers: 2)
+        ).placement
         #expect(PlacementBinding.mismatch(perHop, runner.graph) == "the placement has 3 layers but graph 'multihop' has 1 moe block")
     }
 }

@@ -9,13 +9,13 @@ import Testing
 /// Params take `--set` first, then config.json, then the default; every failure is located.
 @Suite struct ParamBindingTests {
     let source = """
-    param hidden = 8 from "hidden_size"
-    param k: int from "num_experts_per_tok", "top_k"
-    param norm = false from "norm_topk_prob"
-    param scale = 1.5 from "routed_scaling_factor"
-    input x: [tokens, hidden]
-    output x
-    """
+        param hidden = 8 from "hidden_size"
+        param k: int from "num_experts_per_tok", "top_k"
+        param norm = false from "norm_topk_prob"
+        param scale = 1.5 from "routed_scaling_factor"
+        input x: [tokens, hidden]
+        output x
+        """
 
     func lower(_ text: String = "", config: String?, set: [(String, String)] = []) -> (Graph?, DiagnosticEngine) {
         let d = DiagnosticEngine()
@@ -35,8 +35,9 @@ import Testing
         #expect(value(g, "k")?.value == .int(3), "the second key is used when the first is absent")
         #expect(value(g, "norm")?.value == .bool(false) && value(g, "norm")?.source == "default")
         #expect(value(g, "scale")?.value == .float(2), "an integer in config.json fits a float param")
-        #expect(d.diagnostics.contains { $0.severity == .warning && $0.message.contains("norm_topk_prob") },
-                "a missing key with a default is a warning")
+        #expect(
+            d.diagnostics.contains { $0.severity == .warning && $0.message.contains("norm_topk_prob") },
+            "a missing key with a default is a warning")
     }
 
     @Test func missingRequiredParam() {
@@ -77,8 +78,9 @@ import Testing
     }
 
     @Test func dottedKeysReachIntoNestedObjects() {
-        let (g, d) = lower("param hidden: int from \"text_config.hidden_size\"\ninput x: [tokens, hidden]\noutput x",
-                           config: #"{"text_config": {"hidden_size": 48}}"#)
+        let (g, d) = lower(
+            "param hidden: int from \"text_config.hidden_size\"\ninput x: [tokens, hidden]\noutput x",
+            config: #"{"text_config": {"hidden_size": 48}}"#)
         #expect(!d.hasErrors, "\(d.render())")
         #expect(value(g, "hidden")?.value == .int(48))
     }

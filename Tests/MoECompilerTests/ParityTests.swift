@@ -30,7 +30,8 @@ import Testing
 
     static func loadFixture(_ dir: String, name: String) -> Fixture? {
         guard let data = FileManager.default.contents(atPath: "\(dir)/meta.json"),
-              let meta = try? JSON.parse(bytes: data) else { return nil }
+            let meta = try? JSON.parse(bytes: data)
+        else { return nil }
         if let graph = meta["graph"]?.string {
             let pairs = { (key: String) -> [(String, String)] in
                 (meta[key]?.object ?? JSONObject()).compactMap { k, v in v.string.map { (k, $0) } }
@@ -38,15 +39,17 @@ import Testing
             let overrides = (meta["set"]?.object ?? JSONObject()).map { k, v -> (String, String) in
                 (k, v.string ?? (v.int.map(String.init) ?? JSON.format(v.double ?? 0)))
             }
-            return Fixture(name: name, path: dir, graph: RepoPaths.path(graph), overrides: overrides,
-                           inputs: pairs("inputs"), outputs: pairs("outputs"),
-                           family: (graph as NSString).lastPathComponent.replacingOccurrences(of: ".moe", with: ""))
+            return Fixture(
+                name: name, path: dir, graph: RepoPaths.path(graph), overrides: overrides,
+                inputs: pairs("inputs"), outputs: pairs("outputs"),
+                family: (graph as NSString).lastPathComponent.replacingOccurrences(of: ".moe", with: ""))
         }
         guard let family = meta["family"]?.string, let layer = meta["layer"]?.int else { return nil }
         let layout = meta["layout"]?.string ?? "hub"
         let base = layout.hasPrefix("stacked") ? "\(family)_stacked" : family
-        return Fixture(name: name, path: dir, graph: RepoPaths.graphs + "/\(base).moe", overrides: [("layer", String(layer))],
-                       inputs: [("x", "x.npy")], outputs: [("y", "y.npy")], family: family)
+        return Fixture(
+            name: name, path: dir, graph: RepoPaths.graphs + "/\(base).moe", overrides: [("layer", String(layer))],
+            inputs: [("x", "x.npy")], outputs: [("y", "y.npy")], family: family)
     }
 
     static var fixtures: [Fixture] {

@@ -1,7 +1,7 @@
 import Foundation
+import MoEBackend
 import MoEBasics
 import MoECompiler
-import MoEBackend
 import MoEIR
 import MoETestSupport
 import Testing
@@ -25,7 +25,7 @@ import Testing
     static let small: [String: [(name: String, value: String)]] = [
         "mixtral.moe": [("hidden", "24"), ("ffn", "40")],
         "deepseek_v3.moe": [("hidden", "16"), ("ffn", "8"), ("num_experts", "16"), ("top_k", "4"), ("n_group", "4"), ("topk_group", "2")],
-        "mechanisms/topk_softmax.moe": [],
+        "mechanisms/topk_softmax.moe": []
     ]
 
     /// Router fusion: softmax → topk → renormalize (Mixtral), sigmoid → biased group top-k →
@@ -53,25 +53,25 @@ import Testing
     /// ends the chain there.
     @Test func valuesReadElsewhereAreNotFusedAway() throws {
         let source = """
-        model shared_probabilities
-        param hidden = 8
-        param ffn = 16
-        input x: [tokens, hidden]
-        weights "" {
-          gate: [4, hidden] = "gate"
-          w_gate: [4, ffn, hidden] = "e.{e}.g"
-          w_up: [4, ffn, hidden] = "e.{e}.u"
-          w_down: [4, hidden, ffn] = "e.{e}.d"
-        }
-        let p = x |> linear(gate) |> softmax
-        let y = moe(x) {
-          router:  p |> topk(2) |> renormalize |> scale(2.0)
-          experts: 4 of swiglu(gate: w_gate, up: w_up, down: w_down)
-        }
-        output y
-        output p
+            model shared_probabilities
+            param hidden = 8
+            param ffn = 16
+            input x: [tokens, hidden]
+            weights "" {
+              gate: [4, hidden] = "gate"
+              w_gate: [4, ffn, hidden] = "e.{e}.g"
+              w_up: [4, ffn, hidden] = "e.{e}.u"
+              w_down: [4, hidden, ffn] = "e.{e}.d"
+            }
+            let p = x |> linear(gate) |> softmax
+            let y = moe(x) {
+              router:  p |> topk(2) |> renormalize |> scale(2.0)
+              experts: 4 of swiglu(gate: w_gate, up: w_up, down: w_down)
+            }
+            output y
+            output p
 
-        """
+            """
         let g = try Self.optimized(source: source)
         let fused = try #require(g.nodes.first { $0.op == .fused_router })
         #expect(fused.attributes.string("score") == "identity")
@@ -80,29 +80,28 @@ import Testing
         #expect(fused.locations.count == 3, "the fused node keeps the locations of topk, renormalize and scale")
     }
 
-
     /// Expert matrices computed in the graph (`w_gate * 2`) cannot be packed at load time:
     /// `expert-weight-prepacking` leaves the block unmarked (it runs unfused, packing per call),
     /// and a plan edited to claim otherwise fails the verifier.
     @Test func computedExpertMatricesAreNotPrepacked() throws {
         let source = """
-        model computed_experts
-        param hidden = 8
-        param ffn = 16
-        input x: [tokens, hidden]
-        weights "" {
-          gate: [4, hidden] = "gate"
-          w_gate: [4, ffn, hidden] = "e.{e}.g"
-          w_up: [4, ffn, hidden] = "e.{e}.u"
-          w_down: [4, hidden, ffn] = "e.{e}.d"
-        }
-        let y = moe(x) {
-          router:  x |> linear(gate) |> softmax |> topk(2)
-          experts: 4 of swiglu(gate: w_gate * 2.0, up: w_up, down: w_down)
-        }
-        output y
+            model computed_experts
+            param hidden = 8
+            param ffn = 16
+            input x: [tokens, hidden]
+            weights "" {
+              gate: [4, hidden] = "gate"
+              w_gate: [4, ffn, hidden] = "e.{e}.g"
+              w_up: [4, ffn, hidden] = "e.{e}.u"
+              w_down: [4, hidden, ffn] = "e.{e}.d"
+            }
+            let y = moe(x) {
+              router:  x |> linear(gate) |> softmax |> topk(2)
+              experts: 4 of swiglu(gate: w_gate * 2.0, up: w_up, down: w_down)
+            }
+            output y
 
-        """
+            """
         var g = try Self.optimized(source: source)
         let i = try #require(g.nodes.firstIndex { $0.op == .moe_experts })
         #expect(g.nodes[i].attributes["prepacked"] == nil)
@@ -155,7 +154,8 @@ import Testing
             return []
         }
         let copies = try failure("[3, 2, 2, 2]")
-        #expect(copies.contains { $0.message == "upcycling gives weight 'w_gate' the shape [9, 1, 288230376151711744], which has more elements than moec can address" }, "\(copies)")
+        #expect(
+            copies.contains { $0.message == "upcycling gives weight 'w_gate' the shape [9, 1, 288230376151711744], which has more elements than moec can address" }, "\(copies)")
         #expect(copies.allSatisfy { $0.location?.line == 24 }, "\(copies)")
         let sum = try failure("[9223372036854775807, 1, 1, 1]")
         #expect(sum.map(\.message) == ["upcycle: the copy counts add up to more experts than moec can address"])

@@ -10,8 +10,10 @@ import Testing
 /// outputs before `memory-planning`, so the memory plan keeps them to the end of the run.
 @Suite struct RouterScoreExposureTests {
     static func session(_ file: String, enabled: Set<String> = []) -> CompilerSession {
-        CompilerSession(CompileOptions(graphPath: RepoPaths.graphs + "/" + file, overrides: PassTests.small[file] ?? [],
-                                       verifyEachPass: true, enabledPasses: enabled))
+        CompilerSession(
+            CompileOptions(
+                graphPath: RepoPaths.graphs + "/" + file, overrides: PassTests.small[file] ?? [],
+                verifyEachPass: true, enabledPasses: enabled))
     }
 
     @Test func isOptionalAndRunsJustBeforeMemoryPlanning() {
@@ -57,8 +59,11 @@ import Testing
         let twice = try Pipeline.exposingRouterScores(late)
         #expect(twice.outputs.map(\.name) == late.outputs.map(\.name) && twice.lastReaders == late.lastReaders)
         // Without memory planning at compile time, none is made afterwards.
-        let unplanned = try CompilerSession(CompileOptions(graphPath: RepoPaths.graphs + "/deepseek_v3.moe", overrides: PassTests.small["deepseek_v3.moe"]!,
-                                                           disabledPasses: ["memory-planning"])).optimize()
+        let unplanned = try CompilerSession(
+            CompileOptions(
+                graphPath: RepoPaths.graphs + "/deepseek_v3.moe", overrides: PassTests.small["deepseek_v3.moe"]!,
+                disabledPasses: ["memory-planning"])
+        ).optimize()
         #expect(try Pipeline.exposingRouterScores(unplanned).lastReaders == nil)
     }
 

@@ -140,14 +140,18 @@ import Testing
         _ = try runner.run(["x": try RoutingStatisticsTests.input()], recordingInto: &stats)
         let dir = TemporaryDirectory()
         try stats.json.pretty.write(toFile: dir.file("stats.json"), atomically: true, encoding: .utf8)
-        let placed = try PlaceCommand.parse(["--load", dir.file("stats.json"), "--workers", "2", "--replicas", "10",
-                                             "-o", dir.file("placement.json")]).run()
+        let placed = try PlaceCommand.parse([
+            "--load", dir.file("stats.json"), "--workers", "2", "--replicas", "10",
+            "-o", dir.file("placement.json")
+        ]).run()
         #expect(placed.hasPrefix("1 layer, 2 workers × 5 slots"), "\(placed)")
         let placement = try PlacementBinding.read(dir.file("placement.json"), for: runner.graph)
         #expect(placement.layers.count == 1 && placement.experts == 8 && placement.physicalSlots == 10)
 
-        let two = try PlacementPlanner.plan(try LoadStatistics(layers: [[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]]),
-                                            PlacementOptions(workers: 2)).placement
+        let two = try PlacementPlanner.plan(
+            try LoadStatistics(layers: [[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]]),
+            PlacementOptions(workers: 2)
+        ).placement
         #expect(PlacementBinding.mismatch(two, runner.graph) == "the placement has 2 layers but graph 'mixtral' has 1 moe block")
         let four = try PlacementPlanner.plan(try LoadStatistics(layers: [[1, 2, 3, 4]]), PlacementOptions(workers: 2)).placement
         #expect(PlacementBinding.mismatch(four, runner.graph) == "the placement places 4 experts per layer but moe block 'y' has 8")

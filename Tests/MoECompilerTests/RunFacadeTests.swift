@@ -62,8 +62,9 @@ import Testing
         let x = try NpyArray(path: Self.example + "/x.npy")
         let y = try runner.run(["x": HostTensor(shape: x.shape, floats: x.floats())])["y"]!
         try NpyArray(shape: y.shape, storage: .float32(y.floats.map { $0 * 1.5 })).write(to: dir.file("far.npy"))
-        let request = RunRequest(inputs: [("x", Self.example + "/x.npy")], outputs: [("y", dir.file("y.npy"))],
-                                 checks: [("y", dir.file("far.npy"))], statisticsPath: dir.file("stats.json"))
+        let request = RunRequest(
+            inputs: [("x", Self.example + "/x.npy")], outputs: [("y", dir.file("y.npy"))],
+            checks: [("y", dir.file("far.npy"))], statisticsPath: dir.file("stats.json"))
         let report = try runner.run(request)
         #expect(report.written.map(\.name) == ["y"] && report.written[0].shape == y.shape)
         #expect(report.tokens == x.shape[0] && report.statisticsLayers == 1 && report.halting == nil)
@@ -79,9 +80,11 @@ import Testing
         let dir = TemporaryDirectory()
         let runner = try Self.runner(recordRouting: false)
         let input = [("x", Self.example + "/x.npy")]
-        for request in [RunRequest(inputs: input, outputs: [("y", dir.file("y.npy")), ("z", dir.file("z.npy"))]),
-                        RunRequest(inputs: input, outputs: [("y", dir.file("y.npy"))], checks: [("y", dir.file("missing.npy"))]),
-                        RunRequest(inputs: [("q", Self.example + "/x.npy")], outputs: [("y", dir.file("y.npy"))])] {
+        for request in [
+            RunRequest(inputs: input, outputs: [("y", dir.file("y.npy")), ("z", dir.file("z.npy"))]),
+            RunRequest(inputs: input, outputs: [("y", dir.file("y.npy"))], checks: [("y", dir.file("missing.npy"))]),
+            RunRequest(inputs: [("q", Self.example + "/x.npy")], outputs: [("y", dir.file("y.npy"))])
+        ] {
             #expect(throws: DiagnosticError.self) { try runner.run(request) }
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)

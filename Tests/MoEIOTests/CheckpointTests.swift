@@ -1,7 +1,8 @@
 import Foundation
-import Testing
 import MoEBasics
 import MoETestSupport
+import Testing
+
 @testable import MoEIO
 
 @Suite struct CheckpointTests {
@@ -10,22 +11,25 @@ import MoETestSupport
     /// Two shards and an index: experts in shard 1, the rest in shard 2.
     func makeSharded(indexText: String? = nil) throws -> String {
         let folder = dir.path
-        try SafetensorsWriter.write(tensors: [
-            .init(name: "model.layers.0.mlp.experts.0.w1", shape: [2, 2], values: [1, 2, 3, 4]),
-            .init(name: "model.layers.0.mlp.experts.1.w1", shape: [2, 2], dtype: .bf16, values: [5, 6, 7, 8]),
-        ], to: folder + "/model-00001-of-00002.safetensors")
-        try SafetensorsWriter.write(tensors: [
-            .init(name: "model.layers.0.mlp.gate.weight", shape: [2], dtype: .f16, values: [0.5, -0.5]),
-            .init(name: "model.embed_tokens.weight", shape: [1, 2], values: [9, 10]),
-        ], to: folder + "/model-00002-of-00002.safetensors")
-        let index = indexText ?? """
-        {"metadata": {"total_size": 40},
-         "weight_map": {
-          "model.layers.0.mlp.experts.0.w1": "model-00001-of-00002.safetensors",
-          "model.layers.0.mlp.experts.1.w1": "model-00001-of-00002.safetensors",
-          "model.layers.0.mlp.gate.weight": "model-00002-of-00002.safetensors",
-          "model.embed_tokens.weight": "model-00002-of-00002.safetensors"}}
-        """
+        try SafetensorsWriter.write(
+            tensors: [
+                .init(name: "model.layers.0.mlp.experts.0.w1", shape: [2, 2], values: [1, 2, 3, 4]),
+                .init(name: "model.layers.0.mlp.experts.1.w1", shape: [2, 2], dtype: .bf16, values: [5, 6, 7, 8])
+            ], to: folder + "/model-00001-of-00002.safetensors")
+        try SafetensorsWriter.write(
+            tensors: [
+                .init(name: "model.layers.0.mlp.gate.weight", shape: [2], dtype: .f16, values: [0.5, -0.5]),
+                .init(name: "model.embed_tokens.weight", shape: [1, 2], values: [9, 10])
+            ], to: folder + "/model-00002-of-00002.safetensors")
+        let index =
+            indexText ?? """
+                {"metadata": {"total_size": 40},
+                 "weight_map": {
+                  "model.layers.0.mlp.experts.0.w1": "model-00001-of-00002.safetensors",
+                  "model.layers.0.mlp.experts.1.w1": "model-00001-of-00002.safetensors",
+                  "model.layers.0.mlp.gate.weight": "model-00002-of-00002.safetensors",
+                  "model.embed_tokens.weight": "model-00002-of-00002.safetensors"}}
+                """
         try index.write(toFile: folder + "/model.safetensors.index.json", atomically: true, encoding: .utf8)
         return folder
     }
@@ -35,8 +39,11 @@ import MoETestSupport
         #expect(c.indexPath == dir.path + "/model.safetensors.index.json")
         #expect(c.shardPaths.map { ($0 as NSString).lastPathComponent } == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"])
         #expect(c.indexMetadata["total_size"] == JSON(40))
-        #expect(c.tensorNames == ["model.embed_tokens.weight", "model.layers.0.mlp.experts.0.w1",
-                                  "model.layers.0.mlp.experts.1.w1", "model.layers.0.mlp.gate.weight"])
+        #expect(
+            c.tensorNames == [
+                "model.embed_tokens.weight", "model.layers.0.mlp.experts.0.w1",
+                "model.layers.0.mlp.experts.1.w1", "model.layers.0.mlp.gate.weight"
+            ])
         #expect(try c.floats("model.layers.0.mlp.experts.1.w1") == [5, 6, 7, 8])
         #expect(try c.floats("model.layers.0.mlp.gate.weight") == [0.5, -0.5])
         let info = try c.info("model.embed_tokens.weight")
@@ -75,8 +82,7 @@ import MoETestSupport
 
     @Test func missingTensorSuggestsCloseNames() throws {
         let c = try Checkpoint(path: try makeSharded())
-        #expect(c.suggestions(for: "model.layers.0.mlp.experts.2.w1", limit: 2) ==
-                ["model.layers.0.mlp.experts.0.w1", "model.layers.0.mlp.experts.1.w1"])
+        #expect(c.suggestions(for: "model.layers.0.mlp.experts.2.w1", limit: 2) == ["model.layers.0.mlp.experts.0.w1", "model.layers.0.mlp.experts.1.w1"])
         #expect(c.suggestions(for: "lm_head.weight", limit: 3) == [])
         let e = weightError { _ = try c.floats("model.layers.0.mlp.gate.weights") }
         #expect(e?.tensor == "model.layers.0.mlp.gate.weights")
@@ -93,18 +99,22 @@ import MoETestSupport
     }
 
     @Test func indexPointsAtATensorNotInItsShard() throws {
-        let folder = try makeSharded(indexText: """
-        {"weight_map": {
-          "model.layers.0.mlp.experts.0.w1": "model-00001-of-00002.safetensors",
-          "model.layers.0.mlp.gate.weight": "model-00001-of-00002.safetensors",
-          "model.embed_tokens.weight": "model-00002-of-00002.safetensors"}}
-        """)
+        let folder = try makeSharded(
+            indexText: """
+                {"weight_map": {
+                  "model.layers.0.mlp.experts.0.w1": "model-00001-of-00002.safetensors",
+                  "model.layers.0.mlp.gate.weight": "model-00001-of-00002.safetensors",
+                  "model.embed_tokens.weight": "model-00002-of-00002.safetensors"}}
+                """)
         let c = try Checkpoint(path: folder)
         // Shard 2 is consistent and usable; shard 1 is not.
         #expect(try c.floats("model.embed_tokens.weight") == [9, 10])
         let e = weightError { _ = try c.floats("model.layers.0.mlp.experts.0.w1") }
         #expect(e?.tensor == "model.layers.0.mlp.gate.weight")
-        #expect(e?.description == "\(folder)/model.safetensors.index.json: tensor 'model.layers.0.mlp.gate.weight': the index puts it in shard 'model-00001-of-00002.safetensors', which has no such tensor (it has 2)")
+        #expect(
+            e?.description
+                == "\(folder)/model.safetensors.index.json: tensor 'model.layers.0.mlp.gate.weight': the index puts it in shard 'model-00001-of-00002.safetensors', which has no such tensor (it has 2)"
+        )
         let v = weightError { try c.validate() }
         #expect(v?.tensor == "model.layers.0.mlp.gate.weight")
     }
@@ -125,13 +135,16 @@ import MoETestSupport
 
     @Test func shardThatIsMissingAmongSeveralOrAFolder() throws {
         // A shard named with a path, that is not there.
-        let folder = try makeSharded(indexText: """
-        {"weight_map": {
-          "model.layers.0.mlp.gate.weight": "model-00002-of-00002.safetensors",
-          "lm_head.weight": "sub/model-00003-of-00003.safetensors"}}
-        """)
+        let folder = try makeSharded(
+            indexText: """
+                {"weight_map": {
+                  "model.layers.0.mlp.gate.weight": "model-00002-of-00002.safetensors",
+                  "lm_head.weight": "sub/model-00003-of-00003.safetensors"}}
+                """)
         var e = weightError { _ = try Checkpoint(path: folder) }
-        #expect(e?.description == "\(folder)/model.safetensors.index.json: tensor 'lm_head.weight': shard 'sub/model-00003-of-00003.safetensors' named in the weight_map does not exist")
+        #expect(
+            e?.description == "\(folder)/model.safetensors.index.json: tensor 'lm_head.weight': shard 'sub/model-00003-of-00003.safetensors' named in the weight_map does not exist"
+        )
         // A shard that is a folder.
         _ = try makeSharded()
         try FileManager.default.removeItem(atPath: folder + "/model-00001-of-00002.safetensors")
@@ -152,7 +165,7 @@ import MoETestSupport
     @Test func brokenShardIsReportedWhenOpened() throws {
         let folder = try makeSharded()
         precondition(FileManager.default.createFile(atPath: folder + "/model-00001-of-00002.safetensors", contents: Data([9, 0, 0])))
-        let c = try Checkpoint(path: folder)  // shards are opened lazily
+        let c = try Checkpoint(path: folder) // shards are opened lazily
         let e = weightError { _ = try c.info("model.layers.0.mlp.experts.0.w1") }
         #expect(e?.path == folder + "/model-00001-of-00002.safetensors")
         #expect(e?.message.contains("too short") == true)

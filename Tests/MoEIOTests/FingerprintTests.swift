@@ -1,7 +1,8 @@
 import Foundation
-import Testing
 import MoEBasics
 import MoETestSupport
+import Testing
+
 @testable import MoEIO
 
 @Suite struct FingerprintTests {
@@ -59,7 +60,7 @@ import MoETestSupport
         try write([1, 2], name: "a", to: path)
         setModified(path, 1_000_000)
         let fp = try WeightFileFingerprint.of(path: path)
-        try write([1, 2], name: "b", to: path)  // same size, different name
+        try write([1, 2], name: "b", to: path) // same size, different name
         setModified(path, 1_000_000)
         let e = weightError { try fp.check() }
         #expect(e?.message.contains("its header is different") == true)
@@ -71,7 +72,7 @@ import MoETestSupport
         setModified(path, 1_000_000)
         let fp = try WeightFileFingerprint.of(path: path)
         #expect(fp.modificationTimeNs == 1_000_000_000_000_000)
-        try write([3, 4], to: path)  // same header, different data
+        try write([3, 4], to: path) // same header, different data
         setModified(path, 1_000_050)
         let e = weightError { try fp.check() }
         #expect(e?.message.contains("modified since the plan was compiled (same size and header, modification time 1000000000000000 ns, now 1000050000000000 ns)") == true)

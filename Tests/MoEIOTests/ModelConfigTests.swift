@@ -1,7 +1,8 @@
 import Foundation
-import Testing
 import MoEBasics
 import MoETestSupport
+import Testing
+
 @testable import MoEIO
 
 @Suite struct ModelConfigTests {
@@ -18,11 +19,13 @@ import MoETestSupport
     }
 
     @Test func readsValuesAndDottedPaths() throws {
-        let c = try ModelConfig(path: write("""
-        {"model_type": "qwen3_moe", "num_experts": 8, "rope_scaling": null,
-         "text_config": {"hidden_size": 64, "layer_types": ["full", "sliding"], "rope.theta": 1e6},
-         "a.b": 1, "a": {"b": 2}}
-        """))
+        let c = try ModelConfig(
+            path: write(
+                """
+                {"model_type": "qwen3_moe", "num_experts": 8, "rope_scaling": null,
+                 "text_config": {"hidden_size": 64, "layer_types": ["full", "sliding"], "rope.theta": 1e6},
+                 "a.b": 1, "a": {"b": 2}}
+                """))
         #expect(c.value("model_type") == JSON("qwen3_moe"))
         #expect(c.value("num_experts")?.int == 8)
         #expect(c.value("rope_scaling")?.isNull == true)
@@ -30,7 +33,7 @@ import MoETestSupport
         #expect(c.value("text_config.layer_types.1") == JSON("sliding"))
         #expect(c.value("text_config.layer_types.2") == nil)
         #expect(c.value("text_config.missing") == nil)
-        #expect(c.value("a.b")?.int == 1)  // a literal key wins over the path
+        #expect(c.value("a.b")?.int == 1) // a literal key wins over the path
         #expect(c.value("") == nil)
         #expect(c.values.keys.first == "model_type")
     }

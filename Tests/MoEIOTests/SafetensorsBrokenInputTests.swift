@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import MoETestSupport
+import Testing
+
 @testable import MoEIO
 
 /// Every way a safetensors file can be broken must be an error naming the file (and where it
@@ -105,7 +106,7 @@ import MoETestSupport
     @Test func offsetsBeyondTheFile() {
         // The example from the documentation: a tensor claiming bytes the file does not have.
         let prefix = #"{"\#(gate)":{"dtype":"F32","shape":[2048],"data_offsets":[1024,9216]}"#
-        let header = prefix + String(repeating: " ", count: 119 - prefix.utf8.count) + "}"  // 120 bytes → data at 128
+        let header = prefix + String(repeating: " ", count: 119 - prefix.utf8.count) + "}" // 120 bytes → data at 128
         let e = openError(RawSafetensors.bytes(header: header, data: [UInt8](repeating: 0, count: 8000)))
         #expect(e?.description == "\(dir.file("model.safetensors")): tensor '\(gate)': data_offsets [1024, 9216] end beyond the data section (8000 bytes, data begins at byte 128)")
         #expect(e?.tensor == gate)
@@ -176,7 +177,8 @@ import MoETestSupport
     }
 
     @Test func gapsAndZeroSizedTensorsAreFine() throws {
-        let header = #"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"z":{"dtype":"F32","shape":[0],"data_offsets":[1,1]},"b":{"dtype":"U8","shape":[1],"data_offsets":[5,6]}}"#
+        let header =
+            #"{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"z":{"dtype":"F32","shape":[0],"data_offsets":[1,1]},"b":{"dtype":"U8","shape":[1],"data_offsets":[5,6]}}"#
         let path = dir.file("gaps.safetensors")
         RawSafetensors.write(RawSafetensors.bytes(header: header, data: [1, 2, 3, 4, 5, 6, 7]), to: path)
         let f = try SafetensorsFile(path: path)
@@ -186,10 +188,11 @@ import MoETestSupport
 
     @Test func randomCorruptionNeverCrashes() throws {
         // Flip bytes of a valid file all over the header; every outcome must be a clean open or an error.
-        let good = try SafetensorsWriter.encode(tensors: [
-            .init(name: "a", shape: [3, 2], dtype: .f16, values: [1, 2, 3, 4, 5, 6]),
-            .init(name: "b", shape: [2], values: [7, 8]),
-        ], metadata: ["k": "v"])
+        let good = try SafetensorsWriter.encode(
+            tensors: [
+                .init(name: "a", shape: [3, 2], dtype: .f16, values: [1, 2, 3, 4, 5, 6]),
+                .init(name: "b", shape: [2], values: [7, 8])
+            ], metadata: ["k": "v"])
         var seed: UInt64 = 99
         var errors = 0
         for round in 0..<300 {

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
 import MoEBasics
 import MoETestSupport
+import Testing
+
 @testable import MoEIO
 
 @Suite struct SafetensorsTests {
@@ -12,13 +13,14 @@ import MoETestSupport
         let exactHalf: [Float] = [1.0, -2.5, 65504, Float(sign: .plus, exponent: -24, significand: 1), .infinity, -0.0]
         let exactBF16: [Float] = [1.0, -2.5, Float(bitPattern: 0x7F7F_0000), Float(bitPattern: 0x0001_0000), -.infinity, 3.140625]
         let f32: [Float] = [0.1, -1e30, .leastNonzeroMagnitude, 7, 8, 9]
-        try SafetensorsWriter.write(tensors: [
-            .init(name: "w.f32", shape: [2, 3], dtype: .f32, values: f32),
-            .init(name: "w.f16", shape: [3, 2], dtype: .f16, values: exactHalf),
-            .init(name: "w.bf16", shape: [6], dtype: .bf16, values: exactBF16),
-            .init(name: "scalar", shape: [], dtype: .f32, values: [42]),
-            .init(name: "empty", shape: [0, 4], dtype: .f16, values: []),
-        ], metadata: ["format": "pt", "note": "ünïcode"], to: path)
+        try SafetensorsWriter.write(
+            tensors: [
+                .init(name: "w.f32", shape: [2, 3], dtype: .f32, values: f32),
+                .init(name: "w.f16", shape: [3, 2], dtype: .f16, values: exactHalf),
+                .init(name: "w.bf16", shape: [6], dtype: .bf16, values: exactBF16),
+                .init(name: "scalar", shape: [], dtype: .f32, values: [42]),
+                .init(name: "empty", shape: [0, 4], dtype: .f16, values: [])
+            ], metadata: ["format": "pt", "note": "ünïcode"], to: path)
 
         let file = try SafetensorsFile(path: path)
         #expect(file.tensorNames == ["empty", "scalar", "w.bf16", "w.f16", "w.f32"])
@@ -40,7 +42,7 @@ import MoETestSupport
         let path = dir.file("r.safetensors")
         try SafetensorsWriter.write(tensors: [.init(name: "x", shape: [3], dtype: .f16, values: [0.1, 1e6, .nan])], to: path)
         let v = try SafetensorsFile(path: path).floats("x")
-        #expect(v[0] == 0.0999755859375)  // nearest half to 0.1
+        #expect(v[0] == 0.0999755859375) // nearest half to 0.1
         #expect(v[1] == .infinity)
         #expect(v[2].isNaN)
     }
@@ -63,10 +65,11 @@ import MoETestSupport
 
     @Test func zeroCopyOnlyForAlignedF32() throws {
         let path = dir.file("z.safetensors")
-        try SafetensorsWriter.write(tensors: [
-            .init(name: "f", shape: [3], dtype: .f32, values: [1, 2, 3]),
-            .init(name: "h", shape: [1], dtype: .f16, values: [1]),
-        ], to: path)
+        try SafetensorsWriter.write(
+            tensors: [
+                .init(name: "f", shape: [3], dtype: .f32, values: [1, 2, 3]),
+                .init(name: "h", shape: [1], dtype: .f16, values: [1])
+            ], to: path)
         let file = try SafetensorsFile(path: path)
         let sum = try file.withFloat32Buffer("f") { $0.reduce(0, +) }
         #expect(sum == 6)
@@ -86,17 +89,17 @@ import MoETestSupport
     @Test func readsOtherDtypesAsFloat() throws {
         let path = dir.file("ints.safetensors")
         var data: [UInt8] = []
-        data += withUnsafeBytes(of: (2.5 as Double).bitPattern.littleEndian) { Array($0) }  // F64 [0, 8)
-        data += withUnsafeBytes(of: Int64(-5).littleEndian) { Array($0) }  // I64 [8, 16)
-        data += withUnsafeBytes(of: Int32(-7).littleEndian) { Array($0) }  // I32 [16, 20)
-        data += withUnsafeBytes(of: Int16(-300).littleEndian) { Array($0) }  // I16 [20, 22)
-        data += [0xFF, 0x01]  // I8 -1, BOOL true [22, 24)
+        data += withUnsafeBytes(of: (2.5 as Double).bitPattern.littleEndian) { Array($0) } // F64 [0, 8)
+        data += withUnsafeBytes(of: Int64(-5).littleEndian) { Array($0) } // I64 [8, 16)
+        data += withUnsafeBytes(of: Int32(-7).littleEndian) { Array($0) } // I32 [16, 20)
+        data += withUnsafeBytes(of: Int16(-300).littleEndian) { Array($0) } // I16 [20, 22)
+        data += [0xFF, 0x01] // I8 -1, BOOL true [22, 24)
         let header = """
-        {"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},"l":{"dtype":"I64","shape":[1],"data_offsets":[8,16]},\
-        "i":{"dtype":"I32","shape":[1],"data_offsets":[16,20]},"s":{"dtype":"I16","shape":[1],"data_offsets":[20,22]},\
-        "c":{"dtype":"I8","shape":[1],"data_offsets":[22,23]},"b":{"dtype":"BOOL","shape":[1],"data_offsets":[23,24]},\
-        "q":{"dtype":"F8_E4M3","shape":[0],"data_offsets":[24,24]}}
-        """
+            {"d":{"dtype":"F64","shape":[1],"data_offsets":[0,8]},"l":{"dtype":"I64","shape":[1],"data_offsets":[8,16]},\
+            "i":{"dtype":"I32","shape":[1],"data_offsets":[16,20]},"s":{"dtype":"I16","shape":[1],"data_offsets":[20,22]},\
+            "c":{"dtype":"I8","shape":[1],"data_offsets":[22,23]},"b":{"dtype":"BOOL","shape":[1],"data_offsets":[23,24]},\
+            "q":{"dtype":"F8_E4M3","shape":[0],"data_offsets":[24,24]}}
+            """
         RawSafetensors.write(RawSafetensors.bytes(header: header, data: data), to: path)
         let f = try SafetensorsFile(path: path)
         #expect(try f.floats("d") == [2.5])
@@ -137,9 +140,10 @@ import MoETestSupport
         // A DeepSeek-sized header has ~90k entries; opening must stay linear in the header size.
         let n = 20_000
         let path = dir.file("many.safetensors")
-        try SafetensorsWriter.write(tensors: (0..<n).map {
-            .init(name: "model.layers.\($0 / 256).mlp.experts.\($0 % 256).down_proj.weight", shape: [1], dtype: .bf16, values: [Float($0 % 100)])
-        }, to: path)
+        try SafetensorsWriter.write(
+            tensors: (0..<n).map {
+                .init(name: "model.layers.\($0 / 256).mlp.experts.\($0 % 256).down_proj.weight", shape: [1], dtype: .bf16, values: [Float($0 % 100)])
+            }, to: path)
         let clock = ContinuousClock()
         let start = clock.now
         let file = try SafetensorsFile(path: path)

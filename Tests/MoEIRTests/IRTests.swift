@@ -1,6 +1,7 @@
 import MoEBasics
 import MoETestSupport
 import Testing
+
 @testable import MoEIR
 
 /// A small MoE graph built by hand: router pipeline, experts, a shared expert.
@@ -58,11 +59,11 @@ func sampleGraph() throws -> Graph {
 
     @Test func verifierReportsEveryBrokenInvariant() throws {
         var g = try sampleGraph()
-        g.nodes[5].operands = [ValueID(9), ValueID(1)]                        // use before definition
-        g.nodes[6].type = .tensor(TensorType(.f32, [.tokens, .fixed(5)]))   // wrong recorded type
-        g.nodes[1].attributes["index"] = .int(17)                            // weight table entry missing
-        g.outputs.append(("route", ValueID(7)))                              // routing as an output
-        g.outputs.append(("out", ValueID(10)))                               // duplicate output
+        g.nodes[5].operands = [ValueID(9), ValueID(1)] // use before definition
+        g.nodes[6].type = .tensor(TensorType(.f32, [.tokens, .fixed(5)])) // wrong recorded type
+        g.nodes[1].attributes["index"] = .int(17) // weight table entry missing
+        g.outputs.append(("route", ValueID(7))) // routing as an output
+        g.outputs.append(("out", ValueID(10))) // duplicate output
         let messages = Verifier.verify(g).map(\.message)
         #expect(messages.contains { $0.contains("operand %9 is not defined before its use") }, "\(messages)")
         #expect(messages.contains { $0.contains("recorded type f32[tokens, 5]") }, "\(messages)")
@@ -101,7 +102,7 @@ func sampleGraph() throws -> Graph {
         #expect(Addressable.elementCount([]) == 1)
         #expect(Addressable.elementCount([Int.max, 0]) == 0)
         #expect(Addressable.elementCount([Addressable.maxElements]) == Addressable.maxElements)
-        #expect(Addressable.elementCount([Addressable.maxElements + 1]) == nil)   // elements fit, bytes do not
+        #expect(Addressable.elementCount([Addressable.maxElements + 1]) == nil) // elements fit, bytes do not
         #expect(Addressable.elementCount([8, Int.max]) == nil)
         #expect(Addressable.elementCount([8, 1 << 32, 1 << 32]) == nil)
         #expect(TensorType(.f32, [.tokens, .fixed(1 << 40)]).addressableElementsPerToken == 1 << 40)
@@ -130,8 +131,10 @@ func sampleGraph() throws -> Graph {
 
     @Test func selectorBitsForEveryExpertCount() {
         // ⌈log₂E⌉, also beyond 2⁶², where shifting 1 left until it passes E never ends.
-        for (e, bits) in [(1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (8, 3), (9, 4), (1 << 40, 40), ((1 << 40) + 1, 41),
-                          ((1 << 62) + 1, 63), (Int.max, 63)] {
+        for (e, bits) in [
+            (1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (8, 3), (9, 4), (1 << 40, 40), ((1 << 40) + 1, 41),
+            ((1 << 62) + 1, 63), (Int.max, 63)
+        ] {
             #expect(OpSchema.selectorBits(e) == bits, "E = \(e)")
         }
         let x = IRType.tensor(TensorType(.f32, [.tokens, .fixed(4)]))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import MoEKernels
 
 @Test func blasNoneMeansNoLibrary() throws {
@@ -18,15 +19,15 @@ import Testing
 }
 
 #if os(Linux)
-@Test func blasLibraryWithoutSgemmIsAClearError() {
-    // libm is always present and has no cblas_sgemm.
-    let result = BLAS.open("libm.so.6")
-    guard case .failure(let error) = result else {
-        Issue.record("libm was accepted as a BLAS")
-        return
+    @Test func blasLibraryWithoutSgemmIsAClearError() {
+        // libm is always present and has no cblas_sgemm.
+        let result = BLAS.open("libm.so.6")
+        guard case .failure(let error) = result else {
+            Issue.record("libm was accepted as a BLAS")
+            return
+        }
+        #expect(error.description.contains("cblas_sgemm"))
     }
-    #expect(error.description.contains("cblas_sgemm"))
-}
 #endif
 
 /// The BLAS path and the native packed path agree on the product's `y = x · Wᵀ` shapes.
@@ -43,8 +44,9 @@ import Testing
             x.withUnsafeBufferPointer { xp in
                 w.withUnsafeBufferPointer { wp in
                     yb.withUnsafeMutableBufferPointer { yp in
-                        blas.linear(xp.baseAddress!, weight: wp.baseAddress!, yp.baseAddress!, m: m, n: n, k: k,
-                                    accumulate: accumulate)
+                        blas.linear(
+                            xp.baseAddress!, weight: wp.baseAddress!, yp.baseAddress!, m: m, n: n, k: k,
+                            accumulate: accumulate)
                     }
                     yn.withUnsafeMutableBufferPointer { yp in
                         Kernels.gemm(xp.baseAddress!, packed, yp.baseAddress!, m: m, accumulate: accumulate)
@@ -104,19 +106,19 @@ private final class SeenThreads: @unchecked Sendable {
         #expect(ISA.best == (ISA.cpuHasAVX2FMA ? .avx2 : .portable))
     }
     #if arch(x86_64) && os(Linux)
-    let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-    #expect(ISA.cpuHasAVX2FMA == (flags.contains(" avx2") && flags.contains(" fma")))
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        #expect(ISA.cpuHasAVX2FMA == (flags.contains(" avx2") && flags.contains(" fma")))
     #endif
 }
 
 #if os(Linux)
-@Test func blasExplicitPathLoads() throws {
-    let path = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
-    guard FileManager.default.fileExists(atPath: path) else { return }
-    let blas = try #require(try BLAS.load(environment: path).get())
-    #expect(blas.path == path)
-    #expect(blas.summary.contains(path))
-}
+    @Test func blasExplicitPathLoads() throws {
+        let path = "/usr/lib/x86_64-linux-gnu/libopenblas.so.0"
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        let blas = try #require(try BLAS.load(environment: path).get())
+        #expect(blas.path == path)
+        #expect(blas.summary.contains(path))
+    }
 #endif
 
 /// `MOEC_BLAS=/bad/path` leaves no BLAS and says why (run the suite with it set to see this test bite).

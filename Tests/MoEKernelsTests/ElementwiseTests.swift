@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import MoEKernels
 
 /// Inputs for the unary functions: a dense grid, values near every branch point of the
@@ -11,8 +12,10 @@ private let unaryInputs: [Float] = {
     for c: Float in [0, 1, 3, 15, 14.9, 87.3, 88.7, 88.72, 88.8, 89, 103.9, 104, 104.5, 1e-30, 1e-7, 0.5, 0.999, 1.001, 2.999, 3.001] {
         v += [c, -c, c.nextUp, c.nextDown, -c.nextUp, -c.nextDown]
     }
-    v += [.infinity, -.infinity, .nan, .leastNonzeroMagnitude, -.leastNonzeroMagnitude,
-          .leastNormalMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude]
+    v += [
+        .infinity, -.infinity, .nan, .leastNonzeroMagnitude, -.leastNonzeroMagnitude,
+        .leastNormalMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude
+    ]
     var rng = TestRandom(seed: 1)
     v += rng.array(3001, scale: 20)
     return v
@@ -37,18 +40,22 @@ private let unaryCases: [UnaryCase] = [
     UnaryCase(name: "sigmoid", kernel: { Kernels.sigmoid($0, $1, count: $2, isa: $3) }, reference: sigmoidRef, tolerance: { _ in 1e-6 }),
     // sigmoid is 1/(1 + e⁻ˣ) as in PyTorch, so e⁻ˣ overflows below x ≈ −88.7 and sigmoid is 0
     // there; x·sigmoid(x) loses results below ~1e-36 (PyTorch's Float silu does the same).
-    UnaryCase(name: "silu", kernel: { Kernels.silu($0, $1, count: $2, isa: $3) }, reference: { $0 * sigmoidRef($0) },
-              tolerance: { _ in 1e-6 }, absFloor: 1e-36),
-    UnaryCase(name: "gelu", kernel: { Kernels.gelu($0, $1, count: $2, isa: $3) },
-              reference: { 0.5 * $0 * erfc(-$0 / 2.0.squareRoot()) }, tolerance: { _ in 1e-6 }),
+    UnaryCase(
+        name: "silu", kernel: { Kernels.silu($0, $1, count: $2, isa: $3) }, reference: { $0 * sigmoidRef($0) },
+        tolerance: { _ in 1e-6 }, absFloor: 1e-36),
+    UnaryCase(
+        name: "gelu", kernel: { Kernels.gelu($0, $1, count: $2, isa: $3) },
+        reference: { 0.5 * $0 * erfc(-$0 / 2.0.squareRoot()) }, tolerance: { _ in 1e-6 }),
     // u = √(2/π)(x + 0.044715x³) is rounded in Float; in the negative tail the result's relative
     // sensitivity to u is |2u|, so the bound grows with it (PyTorch's Float formula has the same).
-    UnaryCase(name: "geluTanh", kernel: { Kernels.geluTanh($0, $1, count: $2, isa: $3) },
-              reference: { $0 / (1 + exp(-geluTanhU2($0))) },
-              tolerance: { x in 1e-6 + (x < 0 ? 2.5e-7 * abs(geluTanhU2(x)) : 0) }, absFloor: 1e-36),
+    UnaryCase(
+        name: "geluTanh", kernel: { Kernels.geluTanh($0, $1, count: $2, isa: $3) },
+        reference: { $0 / (1 + exp(-geluTanhU2($0))) },
+        tolerance: { x in 1e-6 + (x < 0 ? 2.5e-7 * abs(geluTanhU2(x)) : 0) }, absFloor: 1e-36),
     UnaryCase(name: "erf", kernel: { Kernels.erf($0, $1, count: $2, isa: $3) }, reference: { erf($0) }, tolerance: { _ in 1e-6 }),
-    UnaryCase(name: "relu", kernel: { Kernels.relu($0, $1, count: $2, isa: $3) },
-              reference: { $0.isNaN ? .nan : max($0, 0) }, tolerance: { _ in 0 }),
+    UnaryCase(
+        name: "relu", kernel: { Kernels.relu($0, $1, count: $2, isa: $3) },
+        reference: { $0.isNaN ? .nan : max($0, 0) }, tolerance: { _ in 0 })
 ]
 
 @Test(arguments: unaryCases, ISA.available)
@@ -112,7 +119,7 @@ func swigluMatchesReference(isa: ISA) {
         gu.withUnsafeBufferPointer { g in
             out.withUnsafeMutableBufferPointer { Kernels.swiglu(g.baseAddress!, $0.baseAddress!, rows: rows, f: f, isa: isa) }
         }
-        var inPlace = gu  // output written over the gate half, row stride 2f
+        var inPlace = gu // output written over the gate half, row stride 2f
         inPlace.withUnsafeMutableBufferPointer {
             Kernels.swiglu(UnsafePointer($0.baseAddress!), $0.baseAddress!, rows: rows, f: f, ldOut: 2 * f, isa: isa)
         }
@@ -132,7 +139,7 @@ func softmaxRowsMatchesReference(isa: ISA) {
     var rng = TestRandom(seed: 6)
     for (rows, cols) in [(1, 1), (3, 5), (7, 8), (2, 17), (5, 64), (3, 129)] {
         var x = rng.array(rows * cols, scale: 12)
-        if rows > 1 { for i in 0..<cols { x[cols + i] += 1000 } }  // a row with a large offset
+        if rows > 1 { for i in 0..<cols { x[cols + i] += 1000 } } // a row with a large offset
         var y = [Float](repeating: 0, count: x.count)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { Kernels.softmaxRows(xp.baseAddress!, $0.baseAddress!, rows: rows, cols: cols, isa: isa) }
@@ -183,12 +190,14 @@ func normRowsMatchReference(isa: ISA) {
                         Kernels.rmsNormRows(xp.baseAddress!, weight: wp.baseAddress!, $0.baseAddress!, rows: rows, cols: cols, eps: eps, isa: isa)
                     }
                     ln.withUnsafeMutableBufferPointer {
-                        Kernels.layerNormRows(xp.baseAddress!, weight: wp.baseAddress!, bias: bp.baseAddress!, $0.baseAddress!,
-                                              rows: rows, cols: cols, eps: eps, isa: isa)
+                        Kernels.layerNormRows(
+                            xp.baseAddress!, weight: wp.baseAddress!, bias: bp.baseAddress!, $0.baseAddress!,
+                            rows: rows, cols: cols, eps: eps, isa: isa)
                     }
                     lnNoBias.withUnsafeMutableBufferPointer {
-                        Kernels.layerNormRows(xp.baseAddress!, weight: wp.baseAddress!, bias: nil, $0.baseAddress!,
-                                              rows: rows, cols: cols, eps: eps, isa: isa)
+                        Kernels.layerNormRows(
+                            xp.baseAddress!, weight: wp.baseAddress!, bias: nil, $0.baseAddress!,
+                            rows: rows, cols: cols, eps: eps, isa: isa)
                     }
                 }
             }
@@ -242,8 +251,9 @@ func scatterAddRowsMatchesReference(isa: ISA) {
                 weights.withUnsafeBufferPointer { wp in
                     rows.withUnsafeBufferPointer { rp in
                         y.withUnsafeMutableBufferPointer {
-                            Kernels.scatterAddRows(vp.baseAddress!, weights: wp.baseAddress!, rows: rp.baseAddress!, into: $0.baseAddress!,
-                                                   m: m, n: n, threads: threads, isa: isa)
+                            Kernels.scatterAddRows(
+                                vp.baseAddress!, weights: wp.baseAddress!, rows: rp.baseAddress!, into: $0.baseAddress!,
+                                m: m, n: n, threads: threads, isa: isa)
                         }
                     }
                 }

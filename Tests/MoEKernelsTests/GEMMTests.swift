@@ -1,4 +1,5 @@
 import Testing
+
 @testable import MoEKernels
 
 private let sizes = [1, 2, 3, 5, 7, 16, 17, 31, 64, 100, 129]
@@ -16,8 +17,9 @@ private func checkGemm(m: Int, n: Int, k: Int, threads: Int = 1, seed: UInt64) -
             var y = accumulate ? y0 : [Float](repeating: .nan, count: m * n)
             x.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    Kernels.gemm(xp.baseAddress!, packed, yp.baseAddress!, m: m, accumulate: accumulate,
-                                 threads: threads, isa: isa)
+                    Kernels.gemm(
+                        xp.baseAddress!, packed, yp.baseAddress!, m: m, accumulate: accumulate,
+                        threads: threads, isa: isa)
                 }
             }
             if let bad = firstGemmMismatch(y, accumulate ? refAcc : refSet, k: k) {
@@ -104,14 +106,15 @@ func packedGemmIsIndependentOfThreadsAndBatch(isa: ISA) {
                         let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 1, ldc = n + 2
                         let a = rng.array((transA ? k : m) * lda), b = rng.array((transB ? n : k) * ldb)
                         var c = rng.array(m * ldc)
-                        if beta == 0 { for i in c.indices { c[i] = .nan } }  // must not be read
+                        if beta == 0 { for i in c.indices { c[i] = .nan } } // must not be read
                         let c0 = c
                         a.withUnsafeBufferPointer { ap in
                             b.withUnsafeBufferPointer { bp in
                                 c.withUnsafeMutableBufferPointer { cp in
-                                    Kernels.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                                                  a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
-                                                  beta: beta, c: cp.baseAddress!, ldc: ldc, threads: 2, isa: isa)
+                                    Kernels.sgemm(
+                                        transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                                        a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
+                                        beta: beta, c: cp.baseAddress!, ldc: ldc, threads: 2, isa: isa)
                                 }
                             }
                         }
@@ -154,8 +157,9 @@ func packedGemmIsIndependentOfThreadsAndBatch(isa: ISA) {
                     w.withUnsafeBufferPointer { wp in
                         x.withUnsafeBufferPointer { xp in
                             y.withUnsafeMutableBufferPointer {
-                                Kernels.gemv(wp.baseAddress!, xp.baseAddress!, $0.baseAddress!, n: n, k: k, ldw: ldw,
-                                             accumulate: accumulate, threads: threads, isa: isa)
+                                Kernels.gemv(
+                                    wp.baseAddress!, xp.baseAddress!, $0.baseAddress!, n: n, k: k, ldw: ldw,
+                                    accumulate: accumulate, threads: threads, isa: isa)
                             }
                         }
                     }
@@ -182,8 +186,9 @@ func gatheredGemmEqualsGatherThenGemm(isa: ISA) {
     x.withUnsafeBufferPointer { xp in
         rows.withUnsafeBufferPointer { rp in
             got.withUnsafeMutableBufferPointer {
-                Kernels.gemm(gathering: xp.baseAddress!, rows: rp.baseAddress!, packed, $0.baseAddress!, m: rows.count,
-                             threads: 2, isa: isa)
+                Kernels.gemm(
+                    gathering: xp.baseAddress!, rows: rp.baseAddress!, packed, $0.baseAddress!, m: rows.count,
+                    threads: 2, isa: isa)
             }
         }
     }
@@ -206,12 +211,14 @@ func gemmThroughAReusedJobEqualsThePlainCall(isa: ISA) {
         var plain = y0, reused = y0
         x.withUnsafeBufferPointer { xp in
             plain.withUnsafeMutableBufferPointer { yp in
-                Kernels.gemm(xp.baseAddress!, packed, yp.baseAddress!, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate,
-                             threads: threads, isa: isa)
+                Kernels.gemm(
+                    xp.baseAddress!, packed, yp.baseAddress!, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate,
+                    threads: threads, isa: isa)
             }
             reused.withUnsafeMutableBufferPointer { yp in
-                Kernels.gemm(xp.baseAddress!, packed, yp.baseAddress!, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate,
-                             threads: threads, isa: isa, packBuffer: buffer, job: job)
+                Kernels.gemm(
+                    xp.baseAddress!, packed, yp.baseAddress!, m: m, ldx: ldx, ldy: ldy, accumulate: accumulate,
+                    threads: threads, isa: isa, packBuffer: buffer, job: job)
             }
         }
         #expect(plain == reused, "m \(m) n \(n) k \(k) threads \(threads)")
@@ -241,9 +248,11 @@ func gemmEpilogueSeesEveryFinishedStripOnce(isa: ISA) {
     var rng = TestRandom(seed: 31)
     // (m, n, k, panels per group, first panel): ranges starting past 0 as a thread's share does,
     // and a partial last panel (n = 36) as an MLP's F may give.
-    for (m, n, k, every, first) in [(1, 96, 70, 2, 0), (3, 64, 600, 1, 0), (40, 96, 600, 2, 0), (150, 64, 300, 2, 0),
-                                    (301, 32, 1100, 2, 0), (2, 128, 70, 2, 2), (150, 128, 600, 2, 4), (7, 36, 70, 1, 1),
-                                    (200, 36, 600, 1, 0)] {
+    for (m, n, k, every, first) in [
+        (1, 96, 70, 2, 0), (3, 64, 600, 1, 0), (40, 96, 600, 2, 0), (150, 64, 300, 2, 0),
+        (301, 32, 1100, 2, 0), (2, 128, 70, 2, 2), (150, 128, 600, 2, 4), (7, 36, 70, 1, 1),
+        (200, 36, 600, 1, 0)
+    ] {
         let x = rng.array(m * k), w = rng.array(n * k), scale = rng.array(m)
         let packed = PackedWeight(weight: w, n: n, k: k)
         var expected = [Float](repeating: 0, count: m * n)
@@ -262,17 +271,20 @@ func gemmEpilogueSeesEveryFinishedStripOnce(isa: ISA) {
         scale.withUnsafeBufferPointer { sp in
             y.withUnsafeMutableBufferPointer { yp in
                 let yb = yp.baseAddress!
-                Kernels.gemmPacked(packedX, m: m, packed, panels: first..<packed.panels, yb, ldy: n, isa: isa,
-                                   epilogueEvery: every) { r0, r1, p0, p1 in
+                Kernels.gemmPacked(
+                    packedX, m: m, packed, panels: first..<packed.panels, yb, ldy: n, isa: isa,
+                    epilogueEvery: every
+                ) { r0, r1, p0, p1 in
                     #expect(p1 - p0 == every && (p0 - first) % every == 0)
                     for r in r0..<r1 {
                         for p in p0..<p1 {
                             seen[r * panels + p] += 1
-                            for c in p * 16 ..< min(n, p * 16 + 16) where yb[r * n + c] != expected[r * n + c] { early += 1 }
+                            for c in p * 16..<min(n, p * 16 + 16) where yb[r * n + c] != expected[r * n + c] { early += 1 }
                         }
                     }
-                    PackedRows.packColumns(yb + p0 * 16, ld: n, scale: sp.baseAddress!, m: m, k: n, columns: p0 * 16,
-                                           count: min(n, p1 * 16) - p0 * 16, rows: r0..<r1, into: packedY)
+                    PackedRows.packColumns(
+                        yb + p0 * 16, ld: n, scale: sp.baseAddress!, m: m, k: n, columns: p0 * 16,
+                        count: min(n, p1 * 16) - p0 * 16, rows: r0..<r1, into: packedY)
                 }
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import MoEKernels
 
 /// Deterministic pseudo-random floats in [-scale, scale).

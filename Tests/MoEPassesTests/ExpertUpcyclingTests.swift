@@ -10,8 +10,9 @@ import Testing
         let (_, g) = try PassGolden.run(ExpertUpcycling(), "counts")
         let experts = try #require(g.nodes.first { $0.op == .moe_experts })
         #expect(experts.attributes.int("experts") == 8 && experts.attributes["upcycle"] == nil)
-        #expect(g.weights.filter { $0.repeats == [2, 1, 3, 2] }.map(\.name).sorted()
-            == ["gate.upcycled", "w_down.upcycled", "w_gate.upcycled", "w_up.upcycled"])
+        #expect(
+            g.weights.filter { $0.repeats == [2, 1, 3, 2] }.map(\.name).sorted()
+                == ["gate.upcycled", "w_down.upcycled", "w_gate.upcycled", "w_up.upcycled"])
         #expect(g.nodes.contains { $0.op == .topk && $0.type == .routing(RoutingType(slots: 2, experts: 8)) })
     }
 

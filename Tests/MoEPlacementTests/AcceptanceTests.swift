@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import MoEPlacement
 
 /// The acceptance measurement of the placement issue, on seeded load matrices the planner was not

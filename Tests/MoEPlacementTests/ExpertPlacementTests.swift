@@ -1,5 +1,6 @@
-import Testing
 import MoEBasics
+import Testing
+
 @testable import MoEPlacement
 
 @Suite struct ExpertPlacementTests {
@@ -33,10 +34,11 @@ import MoEBasics
                 return ["\(error)"]
             }
         }
-        #expect(issues(#"{"workers": 2, "experts": 3, "phy2log": [[0, 1, 1, 5]]}"#) == [
-            "layer 0: slot 3 holds expert 5, outside 0..<3",
-            "layer 0, expert 2: has no slot (every expert needs at least one replica)",
-        ])
+        #expect(
+            issues(#"{"workers": 2, "experts": 3, "phy2log": [[0, 1, 1, 5]]}"#) == [
+                "layer 0: slot 3 holds expert 5, outside 0..<3",
+                "layer 0, expert 2: has no slot (every expert needs at least one replica)"
+            ])
         #expect(issues(#"{"workers": 3, "phy2log": [[0, 1, 2, 3]]}"#) == ["4 physical slots cannot be shared equally by 3 workers"])
         #expect(issues(#"{"workers": 2, "phy2log": [[0, 1], [1, 0, 0]]}"#) == ["layer 1: has 3 slots but layer 0 has 2"])
         #expect(issues(#"{"workers": 2, "phy2log": [[0, 1]], "replicas": [[2, 0]]}"#) == ["layer 0: \"replicas\" does not match \"phy2log\" (expected [1, 1])"])
@@ -100,11 +102,12 @@ import MoEBasics
         #expect(d.capacity == 65)
         #expect(d.workerLoads == [65, 65, 0])
         #expect(d.fetchedWeights == 0)
-        #expect(d.assignments.filter { $0.expert == 0 } == [
-            TokenAssignment(expert: 0, tokens: 0..<25, worker: 0, slot: 0),
-            TokenAssignment(expert: 0, tokens: 25..<40, worker: 1, slot: 2),
-            TokenAssignment(expert: 0, tokens: 40..<80, worker: 1, slot: 2),
-        ])
+        #expect(
+            d.assignments.filter { $0.expert == 0 } == [
+                TokenAssignment(expert: 0, tokens: 0..<25, worker: 0, slot: 0),
+                TokenAssignment(expert: 0, tokens: 25..<40, worker: 1, slot: 2),
+                TokenAssignment(expert: 0, tokens: 40..<80, worker: 1, slot: 2)
+            ])
         // No memory for foreign weights and no holder with room: nothing can move.
         let capped = p.layers[0].leastLoadedDispatch(tokenCounts: counts, threshold: 1.0, maxFetchedExpertsPerWorker: 0)
         #expect(capped.fetchedWeights == 0 && capped.spilledTokens == 0)

@@ -1,5 +1,6 @@
-import Testing
 import MoEBasics
+import Testing
+
 @testable import MoEPlacement
 
 @Suite struct LoadStatisticsTests {
@@ -26,11 +27,12 @@ import MoEBasics
     }
 
     @Test func namesLayerAndExpertOfBadLoads() {
-        #expect(issues(#"{"expert_load": [[1, -2, 3], [1, "x", null]]}"#) == [
-            "layer 0, expert 1: load -2 is negative",
-            "layer 1, expert 1: expected a non-negative number, found a string",
-            "layer 1, expert 2: expected a non-negative number, found null",
-        ])
+        #expect(
+            issues(#"{"expert_load": [[1, -2, 3], [1, "x", null]]}"#) == [
+                "layer 0, expert 1: load -2 is negative",
+                "layer 1, expert 1: expected a non-negative number, found a string",
+                "layer 1, expert 2: expected a non-negative number, found null"
+            ])
     }
 
     @Test func rejectsRaggedAndEmptyShapes() {

@@ -1,14 +1,17 @@
 import Foundation
-import Testing
 import MoEBasics
 import MoETestSupport
+import Testing
+
 @testable import MoEPlacement
 
 @Suite struct PlaceCommandTests {
     @Test func parsesEveryFlag() throws {
-        let c = try PlaceCommand.parse(["--load", "s.json", "--workers", "8", "--replicas=72", "--nodes", "2", "--groups", "4",
-                                        "--memory-per-worker", "80Gi", "--expert-bytes", "44M", "--previous", "old.json",
-                                        "--link-cost", "0.5", "--move-tolerance", "0", "--policy", "eplb", "--explain", "-o", "out.json"])
+        let c = try PlaceCommand.parse([
+            "--load", "s.json", "--workers", "8", "--replicas=72", "--nodes", "2", "--groups", "4",
+            "--memory-per-worker", "80Gi", "--expert-bytes", "44M", "--previous", "old.json",
+            "--link-cost", "0.5", "--move-tolerance", "0", "--policy", "eplb", "--explain", "-o", "out.json"
+        ])
         #expect(c.loadPath == "s.json" && c.previousPath == "old.json" && c.outputPath == "out.json" && c.explain)
         #expect(c.options.workers == 8 && c.options.physicalSlots == 72 && c.options.nodes == 2 && c.options.groups == 4)
         #expect(c.options.memoryPerWorker == 80 * 1 << 30 && c.options.expertBytes == 44_000_000)
@@ -42,8 +45,10 @@ import MoETestSupport
         #expect(json["phy2log"]?[0]?.array?.count == 12)
 
         // Re-plan against the file just written: nothing moves.
-        let again = try PlaceCommand.parse(["--load", dir.file("stats.json"), "--workers", "4", "--replicas", "12",
-                                            "--previous", dir.file("p.json"), "--explain"]).run()
+        let again = try PlaceCommand.parse([
+            "--load", dir.file("stats.json"), "--workers", "4", "--replicas", "12",
+            "--previous", dir.file("p.json"), "--explain"
+        ]).run()
         #expect(again.contains("moved: 0 expert weights (0 bytes)"))
         #expect(again.contains("█"))
         #expect(again.contains("worker loads, before (static: expert e on worker e·W/E) and after:"))

@@ -1,12 +1,14 @@
 import Testing
+
 @testable import MoEPlacement
 
 @Suite struct PlannerTests {
     static func zipf(_ experts: Int, _ exponent: Double, layers: Int = 2, seed: UInt64 = 3) -> LoadStatistics {
         var rng = SeededRandom(seed: seed)
-        return try! LoadStatistics(layers: (0..<layers).map { _ in
-            SyntheticLoads.zipf(experts: experts, exponent: exponent, tokens: 50_000, random: &rng)
-        })
+        return try! LoadStatistics(
+            layers: (0..<layers).map { _ in
+                SyntheticLoads.zipf(experts: experts, exponent: exponent, tokens: 50_000, random: &rng)
+            })
     }
 
     /// Every invariant a plan must hold, checked from the placement alone.
@@ -75,8 +77,11 @@ import Testing
             // EPLB here is hierarchical (8 groups % 4 nodes == 0): replicas stay in their node.
             #expect(r.eplb.crossNodeTokens == r.before.crossNodeTokens)
             #expect(r.after.crossNodeTokens < r.eplb.crossNodeTokens)
-            #expect(r.after.crossNodeTokens == PlacementMetrics.crossNodeTokens(phy2log: plan.placement.layers[l].phy2log,
-                                                                              loads: stats.layers[l], nodes: 4))
+            #expect(
+                r.after.crossNodeTokens
+                    == PlacementMetrics.crossNodeTokens(
+                        phy2log: plan.placement.layers[l].phy2log,
+                        loads: stats.layers[l], nodes: 4))
         }
     }
 
@@ -142,9 +147,14 @@ import Testing
         if case .invalidOption(let name, _)? = error(PlacementOptions(workers: 6)) { #expect(name == "--workers") } else { Issue.record("expected an option error") }
         // 9 slots × 1 layer × 100 bytes = 900 > 800.
         let memory = error(PlacementOptions(workers: 8, physicalSlots: 72, memoryPerWorker: 800, expertBytes: 100))
-        #expect(memory == .memoryExceeded(needed: 900, available: 800, detail: "9 slots × 1 layers × 100 bytes per expert; at most 8 slots per worker fit, so --replicas at most 64"))
+        #expect(
+            memory == .memoryExceeded(needed: 900, available: 800, detail: "9 slots × 1 layers × 100 bytes per expert; at most 8 slots per worker fit, so --replicas at most 64"))
         #expect(error(PlacementOptions(workers: 8, physicalSlots: 72, memoryPerWorker: 900, expertBytes: 100)) == nil)
-        if case .invalidOption(let name, _)? = error(PlacementOptions(workers: 8, memoryPerWorker: 800)) { #expect(name == "--memory-per-worker") } else { Issue.record("expected an option error") }
+        if case .invalidOption(let name, _)? = error(PlacementOptions(workers: 8, memoryPerWorker: 800)) {
+            #expect(name == "--memory-per-worker")
+        } else {
+            Issue.record("expected an option error")
+        }
     }
 
     @Test func previousMismatchesAreTypedErrors() throws {
@@ -179,4 +189,3 @@ import Testing
         #expect(throws: PlacementError.self) { try PlacementPlanner.plan(Self.zipf(8, 1.0), PlacementOptions(workers: 16)) }
     }
 }
-

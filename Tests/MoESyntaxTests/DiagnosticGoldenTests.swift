@@ -2,6 +2,7 @@ import Foundation
 import MoEBasics
 import MoETestSupport
 import Testing
+
 @testable import MoESyntax
 
 /// Each `Diagnostics/NAME.moe` is a broken source; `NAME.expected` holds the diagnostics the

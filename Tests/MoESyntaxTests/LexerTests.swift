@@ -1,5 +1,6 @@
 import MoEBasics
 import Testing
+
 @testable import MoESyntax
 
 @Suite struct LexerTests {
@@ -12,9 +13,12 @@ import Testing
     @Test func keywordsIdentifiersAndPunctuation() {
         let (t, d) = lex("let y = x |> topk(k: 2) # comment\noutput y")
         #expect(!d.hasErrors)
-        #expect(t == [.keyword(.let), .identifier("y"), .punct(.equal), .identifier("x"), .punct(.pipe),
-                      .identifier("topk"), .punct(.lparen), .identifier("k"), .punct(.colon), .int(2), .punct(.rparen),
-                      .keyword(.output), .identifier("y"), .eof])
+        #expect(
+            t == [
+                .keyword(.let), .identifier("y"), .punct(.equal), .identifier("x"), .punct(.pipe),
+                .identifier("topk"), .punct(.lparen), .identifier("k"), .punct(.colon), .int(2), .punct(.rparen),
+                .keyword(.output), .identifier("y"), .eof
+            ])
     }
 
     @Test func numbers() {

@@ -1,6 +1,7 @@
 import Foundation
 import MoEBasics
 import Testing
+
 @testable import MoESyntax
 
 /// Expressions nested past `Parser.maxNestingDepth` are a located error, never a stack
@@ -19,8 +20,9 @@ import Testing
         let errors = d.diagnostics.filter { $0.severity == .error }
         #expect(errors.count == 1, "\(errors.prefix(3))", sourceLocation: sourceLocation)
         guard let e = errors.first else { return }
-        #expect(e.description == "t.moe:\(line):\(column): error: expression nested too deeply (more than \(limit) levels)",
-                sourceLocation: sourceLocation)
+        #expect(
+            e.description == "t.moe:\(line):\(column): error: expression nested too deeply (more than \(limit) levels)",
+            sourceLocation: sourceLocation)
         #expect(e.notes.first?.message.contains("name parts with 'let'") == true, sourceLocation: sourceLocation)
     }
 
@@ -81,10 +83,11 @@ import Testing
     @Test func parsingGoesOnAfterTheError() {
         let deep = "let a = " + String(repeating: "(", count: 5_000) + "x" + String(repeating: ")", count: 5_000)
         let (ast, d) = parse("model m\n\(deep)\nlet b = 1 + 2\noutput b\nlet c = )\n")
-        #expect(d.diagnostics.map(\.description) == [
-            "t.moe:2:\(start + limit): error: expression nested too deeply (more than \(limit) levels)",
-            "t.moe:5:9: error: expected an expression, found ')'",
-        ])
+        #expect(
+            d.diagnostics.map(\.description) == [
+                "t.moe:2:\(start + limit): error: expression nested too deeply (more than \(limit) levels)",
+                "t.moe:5:9: error: expected an expression, found ')'"
+            ])
         #expect(ast.declarations.count == 3, "model, let b and output b")
     }
 
@@ -98,7 +101,7 @@ import Testing
             String(repeating: "f(", count: n) + "x" + String(repeating: ")", count: n),
             "x" + String(repeating: " |> f", count: n),
             "x" + String(repeating: " + 1", count: n),
-            String(repeating: "moe(", count: n - 1) + "x" + String(repeating: ") { router: r }", count: n - 1) + " |> f",
+            String(repeating: "moe(", count: n - 1) + "x" + String(repeating: ") { router: r }", count: n - 1) + " |> f"
         ]
         for (i, expr) in cases.enumerated() {
             let (ast, d) = parse("let y = \(expr)\noutput y\n")
@@ -116,7 +119,7 @@ import Testing
             String(repeating: "f(", count: n + 1) + "x" + String(repeating: ")", count: n + 1),
             "x" + String(repeating: " |> f", count: n + 1),
             "x" + String(repeating: " + 1", count: n + 1),
-            String(repeating: "moe(", count: n) + "x" + String(repeating: ") { router: r }", count: n) + " |> f",
+            String(repeating: "moe(", count: n) + "x" + String(repeating: ") { router: r }", count: n) + " |> f"
         ]
         for (i, expr) in over.enumerated() {
             let (_, d) = parse("let y = \(expr)\noutput y\n")

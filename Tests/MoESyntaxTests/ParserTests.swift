@@ -2,6 +2,7 @@ import Foundation
 import MoEBasics
 import MoETestSupport
 import Testing
+
 @testable import MoESyntax
 
 @Suite struct ParserTests {
@@ -11,17 +12,18 @@ import Testing
     }
 
     @Test func parsesEveryDeclarationKind() {
-        let (ast, d) = parse("""
-        model m
-        param hidden = 64 from "hidden_size", "d_model"
-        param norm: bool from "norm_topk_prob"
-        input x: [tokens, hidden]
-        input ids: i32[tokens]
-        weight g: [8, hidden] = "gate.weight"
-        weights "experts." { a: [8, 4, hidden] = "{e}.a"  b: [8, hidden, 4] = "{e}.b" }
-        let h = x + 1
-        output y = h * 2
-        """)
+        let (ast, d) = parse(
+            """
+            model m
+            param hidden = 64 from "hidden_size", "d_model"
+            param norm: bool from "norm_topk_prob"
+            input x: [tokens, hidden]
+            input ids: i32[tokens]
+            weight g: [8, hidden] = "gate.weight"
+            weights "experts." { a: [8, 4, hidden] = "{e}.a"  b: [8, hidden, 4] = "{e}.b" }
+            let h = x + 1
+            output y = h * 2
+            """)
         #expect(!d.hasErrors, "\(d.diagnostics)")
         #expect(ast.declarations.count == 10)
         guard case .param(let p) = ast.declarations[1] else { Issue.record("param"); return }
@@ -47,13 +49,14 @@ import Testing
     }
 
     @Test func moeBlockFields() {
-        let (ast, d) = parse("""
-        let y = moe(x) {
-          router: x |> linear(g) |> softmax |> topk(2)
-          experts: 8 of swiglu(gate: a, up: b, down: c)
-          shared: swiglu(x, gate: d, up: e, down: f)
-        }
-        """)
+        let (ast, d) = parse(
+            """
+            let y = moe(x) {
+              router: x |> linear(g) |> softmax |> topk(2)
+              experts: 8 of swiglu(gate: a, up: b, down: c)
+              shared: swiglu(x, gate: d, up: e, down: f)
+            }
+            """)
         #expect(!d.hasErrors, "\(d.diagnostics)")
         guard case .let(let l) = ast.declarations[0], case .moe(let m) = l.value else { Issue.record("moe"); return }
         #expect(m.fields.map(\.name.name) == ["router", "experts", "shared"])
@@ -79,16 +82,21 @@ import Testing
     }
 
     @Test func recoversAndReportsSeveralErrors() {
-        let (ast, d) = parse("""
-        param a = 
-        input x: [tokens, 4
-        let ok = x
-        weight w [4, 4] = "w"
-        output ok
-        """)
+        let (ast, d) = parse(
+            """
+            param a = 
+            input x: [tokens, 4
+            let ok = x
+            weight w [4, 4] = "w"
+            output ok
+            """)
         #expect(d.errorCount == 3, "\(d.render())")
-        let lets = ast.declarations.filter { if case .let = $0 { return true }; return false }
-        let outputs = ast.declarations.filter { if case .output = $0 { return true }; return false }
+        let lets = ast.declarations.filter {
+            if case .let = $0 { return true }; return false
+        }
+        let outputs = ast.declarations.filter {
+            if case .output = $0 { return true }; return false
+        }
         #expect(lets.count == 1 && outputs.count == 1, "declarations after errors are still parsed")
     }
 

@@ -37,8 +37,12 @@ import Testing
     @Test func keyOfTheWrongType() throws {
         let text = try Self.exampleConfig
         let string = try Self.compile(config: text.replacingOccurrences(of: "\"hidden_size\": 32", with: "\"hidden_size\": \"32\""))
-        expectFailure(string, ["g.moe:11:33: error: model/config.json: key \"hidden_size\" is \"32\", not an integer",
-                               "param hidden      = 4096   from \"hidden_size\""])
+        expectFailure(
+            string,
+            [
+                "g.moe:11:33: error: model/config.json: key \"hidden_size\" is \"32\", not an integer",
+                "param hidden      = 4096   from \"hidden_size\""
+            ])
         let fraction = try Self.compile(config: text.replacingOccurrences(of: "\"num_experts_per_tok\": 2", with: "\"num_experts_per_tok\": 2.5"))
         expectFailure(fraction, ["g.moe:14:33: error: model/config.json: key \"num_experts_per_tok\" is 2.5, not an integer"])
         let object = try Self.compile(config: text.replacingOccurrences(of: "\"num_local_experts\": 8", with: "\"num_local_experts\": {\"n\": 8}"))

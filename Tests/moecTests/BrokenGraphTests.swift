@@ -1,18 +1,21 @@
 import Foundation
 import MoETestSupport
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Broken `.moe` sources: every one must give a message, exit 1, and write no plan.
 @Suite struct BrokenGraphTests {
     /// Compiles `graph` (a path relative to `dir`) with the example weights to `-o out.plan`,
     /// and checks that it fails with `messages` and leaves the folder as it was.
-    func expectCompileFails(_ graph: String, in dir: TemporaryDirectory, _ messages: [String],
-                            sourceLocation: SourceLocation = #_sourceLocation) throws -> Moec.Result {
+    func expectCompileFails(
+        _ graph: String, in dir: TemporaryDirectory, _ messages: [String],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> Moec.Result {
         let before = folderEntries(dir.path)
         let r = try Moec.run(["compile", graph, "--model", Files.example, "-o", "out.plan"], in: dir.path)
         expectFailure(r, messages, sourceLocation: sourceLocation)
@@ -68,7 +71,7 @@ import Darwin
             ("softmax", "softmx", "g.moe:27:"),
             ("= 8", "= \"eight\"", "g.moe:"),
             ("let y = moe(x) {", "let y = moe(x) {{", "g.moe:26:"),
-            ("model mixtral", "model", "g.moe:"),
+            ("model mixtral", "model", "g.moe:")
         ]
         let source = try String(contentsOfFile: Files.mixtralGraph, encoding: .utf8)
         for (from, to, location) in cases {
@@ -117,14 +120,22 @@ import Darwin
         // Shapes whose element count, or byte count, overflows an Int: an error at each
         // declaration, from the lowering, not a trap in a later stage.
         let r = try Moec.run(["compile", "graphs/mixtral.moe", "--set", "hidden=9223372036854775807", "--emit", "plan"], in: RepoPaths.root)
-        expectFailure(r, ["graphs/mixtral.moe:17:10: error: input 'x': the shape [tokens, 9223372036854775807] has more elements per token than moec can address",
-                          "graphs/mixtral.moe:20:9: error: weight 'gate': the shape [8, 9223372036854775807] has more elements than moec can address",
-                          "graphs/mixtral.moe:21:9: error: weight 'w1': the shape [8, 14336, 9223372036854775807] has more elements than moec can address",
-                          "note: a tensor may have at most 2305843009213693951 elements (Int.max / 4), so that its size in bytes fits in an Int"])
+        expectFailure(
+            r,
+            [
+                "graphs/mixtral.moe:17:10: error: input 'x': the shape [tokens, 9223372036854775807] has more elements per token than moec can address",
+                "graphs/mixtral.moe:20:9: error: weight 'gate': the shape [8, 9223372036854775807] has more elements than moec can address",
+                "graphs/mixtral.moe:21:9: error: weight 'w1': the shape [8, 14336, 9223372036854775807] has more elements than moec can address",
+                "note: a tensor may have at most 2305843009213693951 elements (Int.max / 4), so that its size in bytes fits in an Int"
+            ])
         #expect(r.stdout.isEmpty, "\(r)")
         let r2 = try Moec.run(["compile", "graphs/mixtral.moe", "--set", "hidden=4294967296", "--set", "ffn=4294967296", "--emit", "plan"], in: RepoPaths.root)
-        expectFailure(r2, ["graphs/mixtral.moe:21:9: error: weight 'w1': the shape [8, 4294967296, 4294967296] has more elements than moec can address",
-                           "graphs/mixtral.moe:23:9: error: weight 'w2'", "3 errors generated"])
+        expectFailure(
+            r2,
+            [
+                "graphs/mixtral.moe:21:9: error: weight 'w1': the shape [8, 4294967296, 4294967296] has more elements than moec can address",
+                "graphs/mixtral.moe:23:9: error: weight 'w2'", "3 errors generated"
+            ])
         // Compile-time arithmetic that overflows is an error too, not a wrapped-around shape.
         let dir = TemporaryDirectory()
         try Files.write("model m\nparam n = 4611686018427387904\ninput x: [tokens, n * 2]\noutput x\n", to: dir.file("g.moe"))
@@ -138,8 +149,9 @@ import Darwin
         expectSuccess(r)
         #expect(r.stdout.contains("@w1             f32[8, 1, 1125899906842624] 36028797.02 GB"), "\(r)")
         #expect(r.stdout.contains("     512   more bytes than moec can address"), "\(r)")
-        let r2 = try Moec.run(["compile", "graphs/mixtral.moe", "--set", "hidden=72057594037927936", "--set", "ffn=1", "--set", "num_experts=2", "--emit", "plan"],
-                              in: RepoPaths.root)
+        let r2 = try Moec.run(
+            ["compile", "graphs/mixtral.moe", "--set", "hidden=72057594037927936", "--set", "ffn=1", "--set", "num_experts=2", "--emit", "plan"],
+            in: RepoPaths.root)
         expectSuccess(r2)
         #expect(r2.stdout.contains("weights (2305843009.21 GB as f32)"), "\(r2)")
         #expect(r2.stdout.contains("       1   more bytes than moec can address"), "\(r2)")
@@ -151,9 +163,11 @@ import Darwin
         try Files.write("", to: dir.file("empty.moe"))
         try Files.write("model m\ninput x: [tokens, 4]\nlet y = x\n", to: dir.file("nooutput.moe"))
         try Files.write("model m\ninput x: [tokens, 4]\nlet h = x", to: dir.file("nonewline.moe"))
-        for (name, location, note) in [("empty.moe", "empty.moe:1:1: error: ", "'output y'"),
-                                       ("nooutput.moe", "nooutput.moe:4:1: error: ", "'output y'"),
-                                       ("nonewline.moe", "nonewline.moe:3:10: error: ", "'output h'")] {
+        for (name, location, note) in [
+            ("empty.moe", "empty.moe:1:1: error: ", "'output y'"),
+            ("nooutput.moe", "nooutput.moe:4:1: error: ", "'output y'"),
+            ("nonewline.moe", "nonewline.moe:3:10: error: ", "'output h'")
+        ] {
             let r = try Moec.run(["compile", name, "--emit", "ir"], in: dir.path)
             expectFailure(r, [location + "the graph declares no outputs", "note: add 'output NAME' for each result, e.g. " + note])
             #expect(Self.hasLocatedError(r.stderr, file: name), "\(r)")
@@ -169,8 +183,9 @@ import Darwin
         expectFailure(b, ["g.moe:3:"])
         #expect(b.stdout.isEmpty, "\(b)")
         try FileManager.default.createDirectory(atPath: dir.file("folder.moe"), withIntermediateDirectories: false)
-        expectFailure(try Moec.run(["run", "folder.moe", "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy"], in: dir.path),
-                      ["folder.moe", "is a folder"])
+        expectFailure(
+            try Moec.run(["run", "folder.moe", "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy"], in: dir.path),
+            ["folder.moe", "is a folder"])
         expectFolder(dir.path, holds: ["g.moe", "folder.moe"])
     }
 

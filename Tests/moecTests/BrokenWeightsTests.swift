@@ -125,9 +125,13 @@ import Testing
             return t
         }
         let dir = try Self.setUp(weights: try SafetensorsWriter.encode(tensors: tensors))
-        try Self.expectBothFail(dir, ["g.moe:23:3: error: weight 'w2': the checkpoint has no tensor '\(missing)'",
-                                      "w2:   [num_experts, hidden, ffn]  = \"experts.{e}.w2.weight\"",
-                                      "note: the checkpoint has similar tensors: '\(Tensor.prefix)experts.0.w2.weight'"])
+        try Self.expectBothFail(
+            dir,
+            [
+                "g.moe:23:3: error: weight 'w2': the checkpoint has no tensor '\(missing)'",
+                "w2:   [num_experts, hidden, ffn]  = \"experts.{e}.w2.weight\"",
+                "note: the checkpoint has similar tensors: '\(Tensor.prefix)experts.0.w2.weight'"
+            ])
     }
 
     @Test func wrongShapeNamesTensorShapesAndDeclaration() throws {
@@ -138,8 +142,12 @@ import Testing
             return t
         }
         let dir = try Self.setUp(weights: try SafetensorsWriter.encode(tensors: tensors))
-        try Self.expectBothFail(dir, ["g.moe:21:3: error: tensor '\(bad)' has shape [64, 31], but weight 'w1' expects [64, 32]",
-                                      "note: 'w1' is declared [8, 64, 32] and read per expert ({e}), so each tensor must be [64, 32]"])
+        try Self.expectBothFail(
+            dir,
+            [
+                "g.moe:21:3: error: tensor '\(bad)' has shape [64, 31], but weight 'w1' expects [64, 32]",
+                "note: 'w1' is declared [8, 64, 32] and read per expert ({e}), so each tensor must be [64, 32]"
+            ])
     }
 
     @Test func transposedTensorGetsAHint() throws {
@@ -149,8 +157,12 @@ import Testing
             return t
         }
         let dir = try Self.setUp(weights: try SafetensorsWriter.encode(tensors: tensors))
-        try Self.expectBothFail(dir, ["g.moe:20:3: error: tensor '\(Tensor.gate)' has shape [32, 8], but weight 'gate' expects [8, 32]",
-                                      "looks transposed"])
+        try Self.expectBothFail(
+            dir,
+            [
+                "g.moe:20:3: error: tensor '\(Tensor.gate)' has shape [32, 8], but weight 'gate' expects [8, 32]",
+                "looks transposed"
+            ])
     }
 
     @Test func shardedCheckpointWithAMissingShard() throws {

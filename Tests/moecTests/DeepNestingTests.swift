@@ -52,10 +52,12 @@ import Testing
     /// even in a debug build.
     @Test func atTheLimitTheGraphCompiles() throws {
         let n = Self.limit
-        for expr in ["y" + String(repeating: " |> softmax", count: n),
-                     String(repeating: "softmax(", count: n) + "y" + String(repeating: ")", count: n),
-                     String(repeating: "-", count: n) + "y",
-                     String(repeating: "(", count: n) + "y" + String(repeating: " + y)", count: n)] {
+        for expr in [
+            "y" + String(repeating: " |> softmax", count: n),
+            String(repeating: "softmax(", count: n) + "y" + String(repeating: ")", count: n),
+            String(repeating: "-", count: n) + "y",
+            String(repeating: "(", count: n) + "y" + String(repeating: " + y)", count: n)
+        ] {
             let dir = TemporaryDirectory()
             try Files.write(try Self.graph(expr), to: dir.file("g.moe"))
             let r = try Moec.run(["compile", "g.moe", "--model", Files.example, "-o", "out.plan"], in: dir.path)

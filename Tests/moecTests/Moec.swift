@@ -2,10 +2,11 @@ import Foundation
 import MoEIO
 import MoETestSupport
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Runs the built `moec` binary as a subprocess, the way a user or another tool would.
@@ -63,7 +64,8 @@ enum Moec {
             let p = f + "/moec"
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: p, isDirectory: &isDirectory), !isDirectory.boolValue,
-               FileManager.default.isExecutableFile(atPath: p) {
+                FileManager.default.isExecutableFile(atPath: p)
+            {
                 return .success(p)
             }
         }
@@ -77,7 +79,8 @@ enum Moec {
         let capture = TemporaryDirectory("moec-capture")
         let outPath = capture.file("stdout"), errPath = capture.file("stderr")
         guard FileManager.default.createFile(atPath: outPath, contents: nil),
-              FileManager.default.createFile(atPath: errPath, contents: nil) else {
+            FileManager.default.createFile(atPath: errPath, contents: nil)
+        else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: capture.path])
         }
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
@@ -106,9 +109,10 @@ enum Moec {
         try out.close()
         try err.close()
         let read = { (p: String) in String(decoding: FileManager.default.contents(atPath: p) ?? Data(), as: UTF8.self) }
-        return Result(arguments: arguments, status: process.terminationStatus, stdout: read(outPath), stderr: read(errPath),
-                      seconds: Date().timeIntervalSince(start), timedOut: timedOut,
-                      crashed: process.terminationReason == .uncaughtSignal)
+        return Result(
+            arguments: arguments, status: process.terminationStatus, stdout: read(outPath), stderr: read(errPath),
+            seconds: Date().timeIntervalSince(start), timedOut: timedOut,
+            crashed: process.terminationReason == .uncaughtSignal)
     }
 }
 
@@ -133,8 +137,9 @@ func expectFailure(_ r: Moec.Result, status: Int32 = 1, _ messages: [String], so
 /// The folder holds exactly `names` (no output, plan or temporary file was left behind).
 func expectFolder(_ dir: String, holds names: Set<String>, after r: Moec.Result? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
     let entries = Set((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])
-    #expect(entries == names, "folder has \(entries.subtracting(names).sorted()) extra, \(names.subtracting(entries).sorted()) missing\(r.map { "\n\($0)" } ?? "")",
-            sourceLocation: sourceLocation)
+    #expect(
+        entries == names, "folder has \(entries.subtracting(names).sorted()) extra, \(names.subtracting(entries).sorted()) missing\(r.map { "\n\($0)" } ?? "")",
+        sourceLocation: sourceLocation)
 }
 
 func folderEntries(_ dir: String) -> Set<String> {
@@ -185,8 +190,10 @@ enum Files {
 
     /// A safetensors file with a rewritten JSON header: `edit` changes the header object; the
     /// data section is kept byte for byte. `lengthPrefix` overrides the 8-byte header length.
-    static func editedSafetensors(_ source: String, lengthPrefix: UInt64? = nil,
-                                  edit: (inout [String: Any]) -> Void = { _ in }) throws -> Data {
+    static func editedSafetensors(
+        _ source: String, lengthPrefix: UInt64? = nil,
+        edit: (inout [String: Any]) -> Void = { _ in }
+    ) throws -> Data {
         let data = try read(source)
         let n = Int(data.prefix(8).withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) })
         var header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + n))) as! [String: Any]

@@ -22,14 +22,14 @@ import Testing
 
     /// One per family, plus the sharded, stacked and half-precision layouts.
     static let fixtures: [Fixture] = [
-        "mixtral-h24-f40-e8-k2-s3",                  // layer 1 of 2: needs --set layer=1
-        "mixtral-h12-f20-e8-k2-t6-s13-shard3",       // three shards and an index
+        "mixtral-h24-f40-e8-k2-s3", // layer 1 of 2: needs --set layer=1
+        "mixtral-h12-f20-e8-k2-t6-s13-shard3", // three shards and an index
         "mixtral-h16-f20-e8-k2-t13-s31-stacked",
         "mixtral-h20-f28-e8-k2-t11-s21-bf16",
         "qwen2_moe-h16-f16-e4-k3-t5-s43-norm",
         "olmoe-h10-f7-e5-k3-t1-s53",
         "deepseek_v3-h16-f8-e16-k4-g4-tg2-t13-s61",
-        "switch-h16-f24-e4-cap2-t11-s71",
+        "switch-h16-f24-e4-cap2-t11-s71"
     ].map { Fixture(name: $0) }
 
     @Test(arguments: fixtures)
@@ -74,8 +74,11 @@ import Testing
 
     @Test func runCompilesAGraphDirectlyAndChecksAReference() throws {
         let dir = TemporaryDirectory()
-        let r = try Moec.run(["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy",
-                              "--output", "y=y.npy", "--check", "y=\(Files.example)/y_transformers.npy"], in: dir.path)
+        let r = try Moec.run(
+            [
+                "run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy",
+                "--output", "y=y.npy", "--check", "y=\(Files.example)/y_transformers.npy"
+            ], in: dir.path)
         expectSuccess(r)
         #expect(r.stderr.contains("check y: max |Δ| / max |ref| = ") && r.stderr.contains("ok (tolerance 1e-04)"), "\(r)")
     }
@@ -85,8 +88,11 @@ import Testing
         let dir = TemporaryDirectory()
         let x = try NpyArray(path: Files.example + "/x.npy")
         try NpyArray(shape: [16, 32], storage: .float32(x.floats().map { $0 + 1 })).write(to: dir.file("wrong.npy"))
-        let r = try Moec.run(["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy",
-                              "--check", "y=wrong.npy"], in: dir.path)
+        let r = try Moec.run(
+            [
+                "run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy",
+                "--check", "y=wrong.npy"
+            ], in: dir.path)
         expectFailure(r, ["check y: max |Δ| / max |ref| = ", "FAILED (tolerance 1e-04)"])
     }
 

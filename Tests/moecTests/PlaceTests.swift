@@ -52,24 +52,36 @@ import Testing
     /// Bad load files and options that contradict them: exit 1, a message naming the problem,
     /// nothing written.
     @Test(arguments: [
-        (#"{"expert_load": [[1, 2, 3, 4], [1, 2, 3]]}"#, ["--workers", "2"],
-         ["invalid load statistics in 'stats.json':", "layer 1: has 3 experts but layer 0 has 4"]),
+        (
+            #"{"expert_load": [[1, 2, 3, 4], [1, 2, 3]]}"#, ["--workers", "2"],
+            ["invalid load statistics in 'stats.json':", "layer 1: has 3 experts but layer 0 has 4"]
+        ),
         (#"{"expert_load": [[1, -2, 3, 4]]}"#, ["--workers", "2"], ["layer 0, expert 1: load -2 is negative"]),
         (#"{"expert_load": [[1, NaN, 3, 4]]}"#, ["--workers", "2"], ["stats.json:1:22: NaN is not a number JSON allows"]),
         (#"{"expert_load": [[1, 2, "three", 4]]}"#, ["--workers", "2"], ["layer 0, expert 2: expected a non-negative number, found a string"]),
         (#"{"expert_load": []}"#, ["--workers", "2"], ["\"expert_load\" has no layers"]),
         (#"{"loads": [[1, 2]]}"#, ["--workers", "2"], ["missing key \"expert_load\""]),
         (#"{"expert_load": [[1, 2, 3, 4]]"#, ["--workers", "2"], ["stats.json:1:"]),
-        (#"{"expert_load": [[1, 2, 3, 4]]}"#, ["--workers", "4", "--replicas", "10"],
-         ["--replicas 10 is not a multiple of --workers 4: every worker must hold the same number of slots (try 8 or 12)"]),
-        (#"{"expert_load": [[1, 2, 3, 4, 5, 6, 7, 8]]}"#, ["--workers", "2", "--replicas", "6"],
-         ["--replicas 6 is less than the number of experts (8): every expert needs at least one slot"]),
-        (#"{"expert_load": [[1, 2, 3, 4, 5, 6, 7, 8]]}"#, ["--workers", "3"],
-         ["3 workers cannot share 8 experts equally without replicas; pass --replicas P"]),
-        (#"{"expert_load": [[1, 2, 3, 4, 5, 6]]}"#, ["--workers", "2", "--groups", "4"],
-         ["--groups 4 does not divide the number of experts (6)"]),
-        (#"{"expert_load": [[1, 2, 3, 4]]}"#, ["--workers", "2", "--memory-per-worker", "1G"],
-         ["--memory-per-worker: needs the size of one expert"]),
+        (
+            #"{"expert_load": [[1, 2, 3, 4]]}"#, ["--workers", "4", "--replicas", "10"],
+            ["--replicas 10 is not a multiple of --workers 4: every worker must hold the same number of slots (try 8 or 12)"]
+        ),
+        (
+            #"{"expert_load": [[1, 2, 3, 4, 5, 6, 7, 8]]}"#, ["--workers", "2", "--replicas", "6"],
+            ["--replicas 6 is less than the number of experts (8): every expert needs at least one slot"]
+        ),
+        (
+            #"{"expert_load": [[1, 2, 3, 4, 5, 6, 7, 8]]}"#, ["--workers", "3"],
+            ["3 workers cannot share 8 experts equally without replicas; pass --replicas P"]
+        ),
+        (
+            #"{"expert_load": [[1, 2, 3, 4, 5, 6]]}"#, ["--workers", "2", "--groups", "4"],
+            ["--groups 4 does not divide the number of experts (6)"]
+        ),
+        (
+            #"{"expert_load": [[1, 2, 3, 4]]}"#, ["--workers", "2", "--memory-per-worker", "1G"],
+            ["--memory-per-worker: needs the size of one expert"]
+        )
     ])
     func badLoadsAndOptionsFailClearly(_ loads: String, _ options: [String], _ messages: [String]) throws {
         let dir = try Self.folder(loads)
@@ -90,10 +102,12 @@ import Testing
 
     @Test func missingFilesAndFolders() throws {
         let dir = try Self.folder()
-        expectFailure(try Moec.run(["place", "--load", "nope.json", "--workers", "2"], in: dir.path),
-                      ["error: cannot read 'nope.json': no such file"])
-        expectFailure(try Moec.run(["place", "--load", "stats.json", "--workers", "4", "-o", "no/such/p.json"], in: dir.path),
-                      ["cannot write 'no/such/p.json': folder 'no/such' does not exist"])
+        expectFailure(
+            try Moec.run(["place", "--load", "nope.json", "--workers", "2"], in: dir.path),
+            ["error: cannot read 'nope.json': no such file"])
+        expectFailure(
+            try Moec.run(["place", "--load", "stats.json", "--workers", "4", "-o", "no/such/p.json"], in: dir.path),
+            ["cannot write 'no/such/p.json': folder 'no/such' does not exist"])
         expectFolder(dir.path, holds: ["stats.json"])
     }
 
@@ -108,7 +122,7 @@ import Testing
         (["--load", "stats.json", "--workers", "2", "--policy", "best"], "--policy: expected one of moec, eplb, found 'best'"),
         (["--load", "stats.json", "--workers", "2", "--workers", "3"], "option '--workers' is given more than once"),
         (["--load", "stats.json", "--workers", "2", "extra"], "unexpected argument 'extra'"),
-        (["--load", "stats.json", "--workers", "2", "-o", "stats.json"], "-o stats.json would overwrite the input file stats.json"),
+        (["--load", "stats.json", "--workers", "2", "-o", "stats.json"], "-o stats.json would overwrite the input file stats.json")
     ])
     func usageMistakes(_ arguments: [String], _ message: String) throws {
         let dir = try Self.folder()

@@ -16,8 +16,10 @@ import Testing
     }
 
     /// `run p.json` and `bench p.json` both fail with `messages`; no output is written.
-    static func expectPlanRefused(_ dir: TemporaryDirectory, plan: String = "p.json", _ messages: [String],
-                                  sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func expectPlanRefused(
+        _ dir: TemporaryDirectory, plan: String = "p.json", _ messages: [String],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let before = folderEntries(dir.path)
         let r = try Moec.run(["run", plan, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy"], in: dir.path)
         expectFailure(r, messages, sourceLocation: sourceLocation)
@@ -32,8 +34,11 @@ import Testing
 
     @Test func planRunsWhileWeightsAreUnchanged() throws {
         let dir = try Self.compiled()
-        let r = try Moec.run(["run", "p.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy",
-                              "--check", "y=\(Files.example)/y_transformers.npy"], in: dir.path)
+        let r = try Moec.run(
+            [
+                "run", "p.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy",
+                "--check", "y=\(Files.example)/y_transformers.npy"
+            ], in: dir.path)
         expectSuccess(r)
     }
 
@@ -102,12 +107,20 @@ import Testing
         }
         try SafetensorsWriter.write(tensors: doubled, to: dir.file("model/other.safetensors"))
         // A weight file nothing reads changes nothing.
-        expectSuccess(try Moec.run(["run", "p.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy",
-                                    "--check", "y=\(Files.example)/y_transformers.npy"], in: dir.path))
+        expectSuccess(
+            try Moec.run(
+                [
+                    "run", "p.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy",
+                    "--check", "y=\(Files.example)/y_transformers.npy"
+                ], in: dir.path))
         try FileManager.default.removeItem(atPath: dir.file("y.npy"))
         let map = Dictionary(uniqueKeysWithValues: doubled.map { ($0.name, "other.safetensors") })
         try Files.write(try JSONSerialization.data(withJSONObject: ["weight_map": map]), to: dir.file("model/model.safetensors.index.json"))
-        try Self.expectPlanRefused(dir, ["/model: the model now reads model.safetensors.index.json, other.safetensors instead of model.safetensors, which the plan was compiled against; compile the graph again"])
+        try Self.expectPlanRefused(
+            dir,
+            [
+                "/model: the model now reads model.safetensors.index.json, other.safetensors instead of model.safetensors, which the plan was compiled against; compile the graph again"
+            ])
     }
 
     @Test func standardWeightFileAddedAfterCompiling() throws {
@@ -172,7 +185,9 @@ import Testing
         var plan = try JSONSerialization.jsonObject(with: Files.read(dir.file("p.json"))) as! [String: Any]
         var graph = plan["graph"] as! [String: Any]
         func grow(_ shape: [Any]) -> [Any] { shape.map { ($0 as? Int) == 32 ? 1 << 50 : ($0 as? Int) == 64 ? 1 << 20 : $0 } }
-        graph["weights"] = (graph["weights"] as! [[String: Any]]).map { w in var w = w; w["shape"] = grow(w["shape"] as! [Any]); return w }
+        graph["weights"] = (graph["weights"] as! [[String: Any]]).map { w in
+            var w = w; w["shape"] = grow(w["shape"] as! [Any]); return w
+        }
         graph["nodes"] = (graph["nodes"] as! [[String: Any]]).map { n in
             var n = n
             if var t = n["type"] as? [String: Any], let shape = t["shape"] as? [Any] { t["shape"] = grow(shape); n["type"] = t }
@@ -180,7 +195,8 @@ import Testing
         }
         plan["graph"] = graph
         try Files.write(try JSONSerialization.data(withJSONObject: plan), to: dir.file("huge.json"))
-        try Self.expectPlanRefused(dir, plan: "huge.json", ["huge.json: the plan's graph is invalid: weight @w1: the shape [8, 1048576, 1125899906842624] has more elements than moec can address"])
+        try Self.expectPlanRefused(
+            dir, plan: "huge.json", ["huge.json: the plan's graph is invalid: weight @w1: the shape [8, 1048576, 1125899906842624] has more elements than moec can address"])
     }
 
     /// Hand-edited memory plans and pass marks: a last reader before a read, an output freed
@@ -204,7 +220,9 @@ import Testing
         try write("early.json") { $0["last_readers"] = [0] + last.dropFirst() }
         try Self.expectPlanRefused(dir, plan: "early.json", ["early.json: the plan's graph is invalid: ", "reads %x, whose memory the plan frees after step 0"])
         let output = try #require(((graph["outputs"] as! [[String: Any]]).first)?["value"] as? Int)
-        try write("output.json") { g in var l = last; l[output] = output; g["last_readers"] = l }
+        try write("output.json") { g in
+            var l = last; l[output] = output; g["last_readers"] = l
+        }
         try Self.expectPlanRefused(dir, plan: "output.json", ["must live to the end of the run, but the memory plan frees it after step \(output)"])
         try write("short.json") { $0["last_readers"] = Array(last.dropLast()) }
         try Self.expectPlanRefused(dir, plan: "short.json", ["short.json: malformed graph: last_readers must hold one node index per node (\(nodes.count))"])

@@ -9,8 +9,11 @@ import Testing
     /// profile → place, the way the README shows it.
     @Test func profileThenPlace() throws {
         let dir = TemporaryDirectory()
-        let r = try Moec.run(["profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
-                              "--batch-tokens", "5", "-o", "stats.json"], in: dir.path)
+        let r = try Moec.run(
+            [
+                "profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
+                "--batch-tokens", "5", "-o", "stats.json"
+            ], in: dir.path)
         expectSuccess(r)
         // 16 tokens in batches of 5: 5 + 5 + 5 + 1, the same numbers as one run over all 16.
         let json = try ExampleRouting.check(dir.file("stats.json"), against: try ExampleRouting.expected())
@@ -47,13 +50,19 @@ import Testing
 
     @Test func firstBatchesOnly() throws {
         let dir = TemporaryDirectory()
-        let r = try Moec.run(["profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
-                              "--batch-tokens", "5", "--batches", "2", "-o", "stats.json"], in: dir.path)
+        let r = try Moec.run(
+            [
+                "profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
+                "--batch-tokens", "5", "--batches", "2", "-o", "stats.json"
+            ], in: dir.path)
         expectSuccess(r)
         _ = try ExampleRouting.check(dir.file("stats.json"), against: try ExampleRouting.expected(rows: 0..<10))
         // More batches than the input holds: all of them, and a note.
-        let more = try Moec.run(["profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
-                                 "--batch-tokens", "5", "--batches", "9", "-o", "all.json"], in: dir.path)
+        let more = try Moec.run(
+            [
+                "profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
+                "--batch-tokens", "5", "--batches", "9", "-o", "all.json"
+            ], in: dir.path)
         expectSuccess(more)
         #expect(more.stderr.contains("note: the input holds 4 batches of up to 5 tokens; running all 4, not 9"), "\(more)")
         _ = try ExampleRouting.check(dir.file("all.json"), against: try ExampleRouting.expected())
@@ -63,8 +72,11 @@ import Testing
     @Test func randomBatchesAreSeeded() throws {
         let dir = TemporaryDirectory()
         func profile(_ seed: String, _ out: String) throws -> Moec.Result {
-            try Moec.run(["profile", Files.mixtralGraph, "--model", Files.example, "--batch-tokens", "32", "--batches", "3",
-                          "--seed", seed, "-o", out, "--threads", "1"], in: dir.path)
+            try Moec.run(
+                [
+                    "profile", Files.mixtralGraph, "--model", Files.example, "--batch-tokens", "32", "--batches", "3",
+                    "--seed", seed, "-o", out, "--threads", "1"
+                ], in: dir.path)
         }
         let r = try profile("5", "a.json")
         expectSuccess(r)
@@ -107,7 +119,7 @@ import Testing
         (["--seed", "-3"], "--seed expects a non-negative integer, got '-3'"),
         (["--input", "x=x.npy", "-o", "x.npy"], "-o x.npy would overwrite --input x=x.npy"),
         (["--input", "x=a.npy", "--input", "x=b.npy"], "--input x is given twice"),
-        (["--batch-token", "4"], "unknown option '--batch-token' for 'moec profile' (did you mean '--batch-tokens'?)"),
+        (["--batch-token", "4"], "unknown option '--batch-token' for 'moec profile' (did you mean '--batch-tokens'?)")
     ])
     func usageMistakes(_ arguments: [String], _ message: String) throws {
         let dir = TemporaryDirectory()
@@ -149,8 +161,11 @@ import Testing
     func progressOnATerminalIsABar() throws {
         let dir = TemporaryDirectory()
         func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
-        let command = ([try Moec.binary.get(), "profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
-                        "--batch-tokens", "4"].map(quoted) + [">/dev/null"]).joined(separator: " ")
+        let command =
+            ([
+                try Moec.binary.get(), "profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
+                "--batch-tokens", "4"
+            ].map(quoted) + [">/dev/null"]).joined(separator: " ")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
         process.arguments = ["-qec", command, "/dev/null"]
@@ -175,9 +190,9 @@ import Testing
     /// util-linux `script` (`-q -e -c COMMAND FILE`); BSD's takes other options.
     static let hasUtilLinuxScript: Bool = {
         #if os(Linux)
-        return FileManager.default.isExecutableFile(atPath: "/usr/bin/script")
+            return FileManager.default.isExecutableFile(atPath: "/usr/bin/script")
         #else
-        return false
+            return false
         #endif
     }()
 }

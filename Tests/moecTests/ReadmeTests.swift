@@ -56,8 +56,9 @@ import Testing
     /// written (in order, in one folder), and the output block after it is what it prints.
     @Test func expertPlacementExampleRunsAsWritten() throws {
         let text = try String(contentsOfFile: RepoPaths.path("README.md"), encoding: .utf8)
-        let section = try #require(text.components(separatedBy: "## Expert placement").dropFirst().first?
-            .components(separatedBy: "\n## ").first, "README.md has no 'Expert placement' section")
+        let section = try #require(
+            text.components(separatedBy: "## Expert placement").dropFirst().first?
+                .components(separatedBy: "\n## ").first, "README.md has no 'Expert placement' section")
         let blocks = section.components(separatedBy: "```")
         var steps: [(command: [String], output: [String])] = []
         for i in stride(from: 1, to: blocks.count, by: 2) where blocks[i].hasPrefix("sh") {

@@ -6,15 +6,20 @@ import Testing
 /// same outputs as the plain run; wrong placements are refused before any work.
 @Suite struct RunByPlacementTests {
     func run(_ extra: [String], in dir: TemporaryDirectory) throws -> Moec.Result {
-        try Moec.run(["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=" + Files.example + "/x.npy",
-                      "--output", "y=y.npy", "--check", "y=" + Files.example + "/y_transformers.npy"] + extra, in: dir.path)
+        try Moec.run(
+            [
+                "run", Files.mixtralGraph, "--model", Files.example, "--input", "x=" + Files.example + "/x.npy",
+                "--output", "y=y.npy", "--check", "y=" + Files.example + "/y_transformers.npy"
+            ] + extra, in: dir.path)
     }
 
     @Test func placedRunsMatchTheReference() throws {
         let dir = TemporaryDirectory()
         try Files.write(#"{"workers": 2, "experts": 8, "phy2log": [[0, 1, 2, 3, 0, 4, 5, 6, 7, 1]]}"#, to: dir.file("p.json"))
-        for extra in [["--placement", "static", "--threads", "2"], ["--placement", "static", "--threads", "4", "--llep", "1.1"],
-                      ["--placement", "p.json"], ["--placement", "p.json", "--llep", "1.0"]] {
+        for extra in [
+            ["--placement", "static", "--threads", "2"], ["--placement", "static", "--threads", "4", "--llep", "1.1"],
+            ["--placement", "p.json"], ["--placement", "p.json", "--llep", "1.0"]
+        ] {
             let r = try run(extra, in: dir)
             expectSuccess(r)
             #expect(r.stderr.contains("check y: max |Δ| / max |ref| =") && r.stderr.contains(" ok "), "\(extra)\n\(r)")
@@ -37,18 +42,37 @@ import Testing
     @Test func placementNeedsThePackedKernelPasses() throws {
         let dir = TemporaryDirectory()
         for pass in ["token-permutation", "expert-weight-prepacking"] {
-            expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "--disable-pass", pass,
-                                        "-o", "p.json"], in: dir.path))
-            let r = try Moec.run(["run", "p.json", "--input", "x=" + Files.example + "/x.npy", "--output", "y=y.npy",
-                                  "--placement", "static", "--threads", "2"], in: dir.path)
-            expectFailure(r, ["--placement runs the experts on moec's packed experts kernel, which moe block",
-                              "it needs the token-permutation and expert-weight-prepacking passes"])
+            expectSuccess(
+                try Moec.run(
+                    [
+                        "compile", Files.mixtralGraph, "--model", Files.example, "--disable-pass", pass,
+                        "-o", "p.json"
+                    ], in: dir.path))
+            let r = try Moec.run(
+                [
+                    "run", "p.json", "--input", "x=" + Files.example + "/x.npy", "--output", "y=y.npy",
+                    "--placement", "static", "--threads", "2"
+                ], in: dir.path)
+            expectFailure(
+                r,
+                [
+                    "--placement runs the experts on moec's packed experts kernel, which moe block",
+                    "it needs the token-permutation and expert-weight-prepacking passes"
+                ])
             #expect(!FileManager.default.fileExists(atPath: dir.file("y.npy")))
         }
-        expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "--disable-pass", "combine-fusion",
-                                    "-o", "p.json"], in: dir.path))
-        expectSuccess(try Moec.run(["run", "p.json", "--input", "x=" + Files.example + "/x.npy", "--output", "y=y.npy",
-                                    "--placement", "static", "--threads", "2", "--check", "y=" + Files.example + "/y_transformers.npy"],
-                                   in: dir.path))
+        expectSuccess(
+            try Moec.run(
+                [
+                    "compile", Files.mixtralGraph, "--model", Files.example, "--disable-pass", "combine-fusion",
+                    "-o", "p.json"
+                ], in: dir.path))
+        expectSuccess(
+            try Moec.run(
+                [
+                    "run", "p.json", "--input", "x=" + Files.example + "/x.npy", "--output", "y=y.npy",
+                    "--placement", "static", "--threads", "2", "--check", "y=" + Files.example + "/y_transformers.npy"
+                ],
+                in: dir.path))
     }
 }

@@ -2,10 +2,11 @@ import Foundation
 import MoEIO
 import MoETestSupport
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `moec run` with bad inputs and outputs: a message, exit 1, and no output file.
@@ -21,8 +22,10 @@ import Darwin
     static let x = Files.example + "/x.npy"
 
     /// `run p.json ARGS --output y=y.npy` fails with `messages` and leaves the folder as it was.
-    static func expectRunFails(_ dir: TemporaryDirectory, _ args: [String], output: String = "y.npy", status: Int32 = 1, _ messages: [String],
-                               sourceLocation: SourceLocation = #_sourceLocation) throws {
+    static func expectRunFails(
+        _ dir: TemporaryDirectory, _ args: [String], output: String = "y.npy", status: Int32 = 1, _ messages: [String],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
         let before = folderEntries(dir.path)
         let r = try Moec.run(["run", "p.json"] + args + ["--output", "y=\(output)"], in: dir.path)
         expectFailure(r, status: status, messages, sourceLocation: sourceLocation)
@@ -82,7 +85,8 @@ import Darwin
         let dir = try Self.planFolder()
         let data = try Files.read(Self.x)
         try Files.write(data.prefix(1000), to: dir.file("cut.npy"))
-        try Self.expectRunFails(dir, ["--input", "x=cut.npy"], ["cut.npy: truncated data: shape (16, 32) of '<f4' needs 2048 bytes after the header (data begins at byte 128), found 872"])
+        try Self.expectRunFails(
+            dir, ["--input", "x=cut.npy"], ["cut.npy: truncated data: shape (16, 32) of '<f4' needs 2048 bytes after the header (data begins at byte 128), found 872"])
         try Files.write(data.prefix(50), to: dir.file("cut2.npy"))
         try Self.expectRunFails(dir, ["--input", "x=cut2.npy"], ["cut2.npy: header length 118 runs past the end of the file (50 bytes): truncated"])
         try Files.write(Data(), to: dir.file("empty.npy"))

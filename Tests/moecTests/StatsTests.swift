@@ -57,8 +57,11 @@ enum ExampleRouting {
 
     @Test func statsMatchTheRoutingWorkedOutByHand() throws {
         let dir = TemporaryDirectory()
-        let r = try Moec.run(["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
-                              "--output", "y=y.npy", "--stats", "stats.json"], in: dir.path)
+        let r = try Moec.run(
+            [
+                "run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
+                "--output", "y=y.npy", "--stats", "stats.json"
+            ], in: dir.path)
         expectSuccess(r)
         #expect(r.stderr.contains("wrote statistics of 1 MoE layer to stats.json"), "\(r)")
         let json = try ExampleRouting.check(dir.file("stats.json"), against: try ExampleRouting.expected())
@@ -79,8 +82,11 @@ enum ExampleRouting {
 
     @Test func nothingIsWrittenWhenTheStatsCannotBe() throws {
         let dir = TemporaryDirectory()
-        let r = try Moec.run(["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
-                              "--output", "y=y.npy", "--stats", "no/such/stats.json"], in: dir.path)
+        let r = try Moec.run(
+            [
+                "run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Self.x)",
+                "--output", "y=y.npy", "--stats", "no/such/stats.json"
+            ], in: dir.path)
         expectFailure(r, ["cannot write 'no/such/stats.json': folder 'no/such' does not exist"])
         expectFolder(dir.path, holds: [], after: r)
     }

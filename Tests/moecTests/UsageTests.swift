@@ -41,8 +41,9 @@ import Testing
     }
 
     @Test func unknownCommandSuggestsTheClosest() throws {
-        expectFailure(try Moec.run(["compil", "graphs/mixtral.moe"], in: RepoPaths.root), status: 2,
-                      ["unknown command 'compil'", "did you mean 'compile'?"])
+        expectFailure(
+            try Moec.run(["compil", "graphs/mixtral.moe"], in: RepoPaths.root), status: 2,
+            ["unknown command 'compil'", "did you mean 'compile'?"])
         expectFailure(try Moec.run(["bnech"], in: RepoPaths.root), status: 2, ["unknown command 'bnech'", "did you mean 'bench'?"])
         let far = try Moec.run(["frobnicate"], in: RepoPaths.root)
         expectFailure(far, status: 2, ["unknown command 'frobnicate'", "moec --help"])
@@ -50,12 +51,15 @@ import Testing
     }
 
     @Test func unknownOptionSuggestsTheClosest() throws {
-        expectFailure(try Moec.run(["compile", "graphs/mixtral.moe", "--modle", "x"], in: RepoPaths.root), status: 2,
-                      ["unknown option '--modle' for 'moec compile'", "did you mean '--model'?", "moec compile --help"])
-        expectFailure(try Moec.run(["run", "p.json", "--inptu", "x=x.npy"], in: RepoPaths.root), status: 2,
-                      ["unknown option '--inptu'", "did you mean '--input'?"])
-        expectFailure(try Moec.run(["bench", "p.json", "--token=4"], in: RepoPaths.root), status: 2,
-                      ["unknown option '--token'", "did you mean '--tokens'?"])
+        expectFailure(
+            try Moec.run(["compile", "graphs/mixtral.moe", "--modle", "x"], in: RepoPaths.root), status: 2,
+            ["unknown option '--modle' for 'moec compile'", "did you mean '--model'?", "moec compile --help"])
+        expectFailure(
+            try Moec.run(["run", "p.json", "--inptu", "x=x.npy"], in: RepoPaths.root), status: 2,
+            ["unknown option '--inptu'", "did you mean '--input'?"])
+        expectFailure(
+            try Moec.run(["bench", "p.json", "--token=4"], in: RepoPaths.root), status: 2,
+            ["unknown option '--token'", "did you mean '--tokens'?"])
     }
 
     @Test func badOptionUse() throws {
@@ -74,7 +78,7 @@ import Testing
             (["run", "p.json", "--output", "y=y.npy", "--threads", "0"], "--threads expects a positive integer, got '0'"),
             (["run", "p.json", "--output", "y=y.npy", "--tolerance", "-1"], "--tolerance expects a non-negative number, got '-1'"),
             (["bench", "p.json"], "missing --tokens N[,N...]"),
-            (["bench", "p.json", "--tokens", "1", "--repeat", "0"], "--repeat expects a positive integer, got '0'"),
+            (["bench", "p.json", "--tokens", "1", "--repeat", "0"], "--repeat expects a positive integer, got '0'")
         ]
         for (args, message) in cases {
             let r = try Moec.run(args, in: RepoPaths.root)
@@ -103,8 +107,9 @@ import Testing
     @Test func planTakesNoModelOrSet() throws {
         let dir = TemporaryDirectory()
         expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "-o", "p.json"], in: dir.path))
-        expectFailure(try Moec.run(["run", "p.json", "--set", "layer=1", "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy"], in: dir.path),
-                      status: 2, ["--model and --set apply to a .moe graph"])
+        expectFailure(
+            try Moec.run(["run", "p.json", "--set", "layer=1", "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy"], in: dir.path),
+            status: 2, ["--model and --set apply to a .moe graph"])
         expectFolder(dir.path, holds: ["p.json"])
     }
 }

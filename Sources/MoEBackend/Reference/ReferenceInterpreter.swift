@@ -14,8 +14,8 @@ public struct ReferenceInterpreter {
         public var tokens: Int
         public var slots: Int
         public var experts: Int
-        public var expert: [Int]      // [tokens × slots]
-        public var weight: [Double]   // [tokens × slots]
+        public var expert: [Int] // [tokens × slots]
+        public var weight: [Double] // [tokens × slots]
     }
 
     enum Value {

@@ -47,8 +47,9 @@ extension SelectionOp: ReferenceFamily {
                 let column = (0..<tokensN).map { f[$0 * e + ex] }
                 for t in R.bestIndices(column, cap) { chosen[t][ex] = true }
             }
-            var r = R.Routing(tokens: tokensN, slots: e, experts: e, expert: [Int](repeating: -1, count: tokensN * e),
-                            weight: [Double](repeating: 0, count: tokensN * e))
+            var r = R.Routing(
+                tokens: tokensN, slots: e, experts: e, expert: [Int](repeating: -1, count: tokensN * e),
+                weight: [Double](repeating: 0, count: tokensN * e))
             for t in 0..<tokensN {
                 var slot = 0
                 for ex in 0..<e where chosen[t][ex] {
@@ -63,9 +64,11 @@ extension SelectionOp: ReferenceFamily {
             let ids = tensor(0).ints!
             let e = a.int("experts")!
             let method = a.string("method")!, seed = a.int("seed") ?? 0
-            return .routing(R.Routing(tokens: ids.count, slots: 1, experts: e,
-                                    expert: ids.map { RoutingMath.hashExpert(id: $0, experts: e, method: method, seed: seed) },
-                                    weight: [Double](repeating: 1, count: ids.count)))
+            return .routing(
+                R.Routing(
+                    tokens: ids.count, slots: 1, experts: e,
+                    expert: ids.map { RoutingMath.hashExpert(id: $0, experts: e, method: method, seed: seed) },
+                    weight: [Double](repeating: 1, count: ids.count)))
 
         case .within:
             // For each chosen outer group, the inner group's k best experts; weight = outer · inner.
@@ -74,8 +77,9 @@ extension SelectionOp: ReferenceFamily {
             let e = inner.shape[1], size = e / outer.experts, k = a.int("k")!
             let f = inner.floats.map(Double.init)
             let slots = outer.slots * k
-            var r = R.Routing(tokens: outer.tokens, slots: slots, experts: e, expert: [Int](repeating: -1, count: outer.tokens * slots),
-                            weight: [Double](repeating: 0, count: outer.tokens * slots))
+            var r = R.Routing(
+                tokens: outer.tokens, slots: slots, experts: e, expert: [Int](repeating: -1, count: outer.tokens * slots),
+                weight: [Double](repeating: 0, count: outer.tokens * slots))
             for t in 0..<outer.tokens {
                 for o in 0..<outer.slots {
                     let g = outer.expert[t * outer.slots + o]
@@ -114,8 +118,9 @@ extension ReferenceInterpreter {
         let disable = Set(a.ints("disable") ?? [])
         let s = scores.floats
         let sel = by?.floats ?? s
-        var r = Routing(tokens: tokens, slots: k, experts: e,
-                        expert: [Int](repeating: -1, count: tokens * k), weight: [Double](repeating: 0, count: tokens * k))
+        var r = Routing(
+            tokens: tokens, slots: k, experts: e,
+            expert: [Int](repeating: -1, count: tokens * k), weight: [Double](repeating: 0, count: tokens * k))
         for t in 0..<tokens {
             let raw = (0..<e).map { Double(s[t * e + $0]) }
             var choice = (0..<e).map { Double(sel[t * e + $0]) + (bias?[$0] ?? 0) }
@@ -151,8 +156,9 @@ extension ReferenceInterpreter {
         let tokens = scores.shape[0], e = scores.shape[1]
         let slots = a.int("max_k") ?? e
         let f = scores.floats.map(Double.init)
-        var r = Routing(tokens: tokens, slots: slots, experts: e, expert: [Int](repeating: -1, count: tokens * slots),
-                        weight: [Double](repeating: 0, count: tokens * slots))
+        var r = Routing(
+            tokens: tokens, slots: slots, experts: e, expert: [Int](repeating: -1, count: tokens * slots),
+            weight: [Double](repeating: 0, count: tokens * slots))
         for t in 0..<tokens {
             let row = Array(f[(t * e)..<((t + 1) * e)])
             let order = bestIndices(row, e)

@@ -63,11 +63,15 @@ extension ElementwiseOp: StepFamily {
         let aCount = aShape.reduce(1, *), bCount = bShape.reduce(1, *)
         if aShape == outShape && bCount == 1 {
             if self == .mul { return { Kernels.scale(alpha: z[0], x, y, count: count) } }
-            return { let c = z[0]; for j in 0..<count { y[j] = apply(x[j], c) } }
+            return {
+                let c = z[0]; for j in 0..<count { y[j] = apply(x[j], c) }
+            }
         }
         if bShape == outShape && aCount == 1 {
             if self == .mul { return { Kernels.scale(alpha: x[0], z, y, count: count) } }
-            return { let c = x[0]; for j in 0..<count { y[j] = apply(c, z[j]) } }
+            return {
+                let c = x[0]; for j in 0..<count { y[j] = apply(c, z[j]) }
+            }
         }
         // General case: per output element, operand indices from broadcast strides.
         let rank = outShape.count

@@ -163,7 +163,7 @@ enum SelectionSteps {
                     sortBest(idx, e, row)
                     var sum: Float = 0
                     while count < e && sum < p { sum += row[Int(idx[count])]; count += 1 }
-                default:  // dense_route: every expert in index order
+                default: // dense_route: every expert in index order
                     for j in 0..<e { idx[j] = Int32(j) }
                     count = e
                 }
@@ -295,8 +295,10 @@ struct TopKRule {
     /// `choice` (E floats) holds the selection scores and is overwritten; `taken` is scratch of
     /// max(E, groups) floats; the k chosen experts and their `weightsFrom` values go to `out*`.
     @inline(__always)
-    func select(weightsFrom row: UnsafePointer<Float>, choice: UnsafeMutablePointer<Float>, taken: UnsafeMutablePointer<Float>,
-                experts outExperts: UnsafeMutablePointer<Int32>, weights outWeights: UnsafeMutablePointer<Float>) {
+    func select(
+        weightsFrom row: UnsafePointer<Float>, choice: UnsafeMutablePointer<Float>, taken: UnsafeMutablePointer<Float>,
+        experts outExperts: UnsafeMutablePointer<Int32>, weights outWeights: UnsafeMutablePointer<Float>
+    ) {
         let e = experts
         if groups > 1 {
             let size = e / groups
@@ -326,7 +328,7 @@ struct TopKRule {
                     if taken[gi].isNaN { continue }
                     if bi < 0 || taken[gi] > best { best = taken[gi]; bi = gi }
                 }
-                if bi >= 0 { taken[bi] = .nan }   // mark kept
+                if bi >= 0 { taken[bi] = .nan } // mark kept
             }
             for gi in 0..<groups where !taken[gi].isNaN {
                 for j in 0..<size { choice[gi * size + j] = masked }

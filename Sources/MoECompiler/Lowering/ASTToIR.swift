@@ -14,15 +14,15 @@ import MoESyntax
 public struct ASTToIR {
     /// A name's meaning while lowering.
     enum Value {
-        case tensor(ValueID)            // a tensor or a routing in the graph
+        case tensor(ValueID) // a tensor or a routing in the graph
         case int(Int)
         case float(Double)
         case bool(Bool)
         case string(String)
-        case symbol(String)             // a bare word that names nothing (an enum-like argument: act: gelu)
-        case poisoned                   // its definition failed; uses stay quiet
-        case declaredWeight             // a weight not yet read (it becomes a node on first use)
-        case ints([Int])                // a list of integers: [3, 5]
+        case symbol(String) // a bare word that names nothing (an enum-like argument: act: gelu)
+        case poisoned // its definition failed; uses stay quiet
+        case declaredWeight // a weight not yet read (it becomes a node on first use)
+        case ints([Int]) // a list of integers: [3, 5]
     }
 
     /// Thrown where a value depends on one whose error was already reported.
@@ -59,8 +59,10 @@ public struct ASTToIR {
     }
 
     /// Lowers a parsed file to a graph. Returns nil when errors were reported.
-    public static func lower(_ ast: SourceFileAST, sources: ParamSources = ParamSources(),
-                             diagnostics: DiagnosticEngine) -> Graph? {
+    public static func lower(
+        _ ast: SourceFileAST, sources: ParamSources = ParamSources(),
+        diagnostics: DiagnosticEngine
+    ) -> Graph? {
         var lowering = ASTToIR(ast: ast, sources: sources, diagnostics: diagnostics)
         return lowering.run()
     }
@@ -91,7 +93,9 @@ public struct ASTToIR {
                 lowerOutput(o)
             }
         }
-        if !ast.declarations.contains(where: { if case .output = $0 { return true }; return false }) && diagnostics.errorCount == before {
+        if !ast.declarations.contains(where: {
+            if case .output = $0 { return true }; return false
+        }) && diagnostics.errorCount == before {
             reportNoOutputs()
         }
         for (name, w) in weightDecls.sorted(by: { $0.key < $1.key }) where !usedWeights.contains(name) && diagnostics.errorCount == before {
@@ -107,11 +111,17 @@ public struct ASTToIR {
     /// Points at the end of the file, where an `output` line would go (1:1 in an empty file),
     /// and suggests outputting the last `let`.
     private func reportNoOutputs() {
-        let lastLet = ast.declarations.last { if case .let = $0 { return true }; return false }
-        let example = lastLet.map { d -> String in if case .let(let l) = d { return l.name.name }; return "y" } ?? "y"
+        let lastLet = ast.declarations.last {
+            if case .let = $0 { return true }; return false
+        }
+        let example =
+            lastLet.map { d -> String in
+                if case .let(let l) = d { return l.name.name }; return "y"
+            } ?? "y"
         let at = ast.end ?? SourceRange(SourceLocation(file: ast.path, line: 1, column: 1))
-        diagnostics.error("the graph declares no outputs", at: at,
-                          notes: [.init("add 'output NAME' for each result, e.g. 'output \(example)'")])
+        diagnostics.error(
+            "the graph declares no outputs", at: at,
+            notes: [.init("add 'output NAME' for each result, e.g. 'output \(example)'")])
     }
 
     func report(_ d: Diagnostic) {
@@ -122,8 +132,9 @@ public struct ASTToIR {
 
     mutating func declare(_ id: Identifier) -> Bool {
         if let prev = scope[id.name] {
-            diagnostics.error("'\(id.name)' is already declared", at: id.range,
-                              notes: [.init("previous declaration is here", at: prev.range)])
+            diagnostics.error(
+                "'\(id.name)' is already declared", at: id.range,
+                notes: [.init("previous declaration is here", at: prev.range)])
             return false
         }
         if Builtins.functions.contains(id.name) {

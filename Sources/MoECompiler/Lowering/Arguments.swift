@@ -29,14 +29,16 @@ struct BoundArguments {
                 name = label.name
             } else {
                 guard next < min(positional, params.count) else {
-                    throw .error("too many unlabelled arguments to '\(c.callee.name)'", at: a.value.range,
-                                 notes: [.init("label the argument, e.g. '\(params[min(next, params.count - 1)]): …'")])
+                    throw .error(
+                        "too many unlabelled arguments to '\(c.callee.name)'", at: a.value.range,
+                        notes: [.init("label the argument, e.g. '\(params[min(next, params.count - 1)]): …'")])
                 }
                 name = params[next]
             }
             if let prev = bound.args[name] {
-                throw .error("argument '\(name)' of '\(c.callee.name)' is given twice", at: a.label?.range ?? a.value.range,
-                             notes: [.init("first given here", at: prev.range)])
+                throw .error(
+                    "argument '\(name)' of '\(c.callee.name)' is given twice", at: a.label?.range ?? a.value.range,
+                    notes: [.init("first given here", at: prev.range)])
             }
             bound.args[name] = a.value
             if a.label == nil { next += 1 } else { next = max(next, (params.firstIndex(of: name) ?? next) + 1) }
@@ -73,8 +75,9 @@ struct BoundArguments {
     func tensor(_ name: String, _ l: inout ASTToIR) throws(Diagnostic) -> ValueID {
         let id = try value(name, &l)
         if l.isRouting(id) {
-            throw .error("argument '\(name)' of '\(function)' must be a tensor, but it is a routing", at: args[name]!.range,
-                         notes: [.init("a routing (after topk) feeds routing stages and a moe block's router")])
+            throw .error(
+                "argument '\(name)' of '\(function)' must be a tensor, but it is a routing", at: args[name]!.range,
+                notes: [.init("a routing (after topk) feeds routing stages and a moe block's router")])
         }
         return id
     }
@@ -86,8 +89,9 @@ struct BoundArguments {
     func routing(_ name: String, _ l: inout ASTToIR, stage: String) throws(Diagnostic) -> ValueID {
         let id = try value(name, &l)
         guard l.isRouting(id) else {
-            throw .error("'\(stage)' applies to a routing (after an expert selection), but its input is a tensor", at: at,
-                         notes: [.init("select experts first, e.g. '|> topk(k) |> \(stage)'")])
+            throw .error(
+                "'\(stage)' applies to a routing (after an expert selection), but its input is a tensor", at: at,
+                notes: [.init("select experts first, e.g. '|> topk(k) |> \(stage)'")])
         }
         return id
     }
@@ -154,4 +158,3 @@ struct BoundArguments {
         return word
     }
 }
-

@@ -51,8 +51,9 @@ extension ASTToIR {
 
     private func tensorOperand(_ id: ValueID, at r: SourceRange) throws(Diagnostic) -> ValueID {
         if builder.type(of: id).routing != nil {
-            throw .error("arithmetic on a routing is not defined", at: r,
-                         notes: [.init("use routing stages such as 'scale(f)', 'renormalize' or 'sqrt'")])
+            throw .error(
+                "arithmetic on a routing is not defined", at: r,
+                notes: [.init("use routing stages such as 'scale(f)', 'renormalize' or 'sqrt'")])
         }
         return id
     }
@@ -76,8 +77,9 @@ extension ASTToIR {
             case .div:
                 guard y != 0 else { throw .error("division by zero", at: range) }
                 guard x.remainderReportingOverflow(dividingBy: y).partialValue == 0 else {
-                    throw .error("\(x) / \(y) is not a whole number", at: range,
-                                 notes: [.init("integer params divide exactly; write a float (\(x).0 / \(y)) for a fraction")])
+                    throw .error(
+                        "\(x) / \(y) is not a whole number", at: range,
+                        notes: [.init("integer params divide exactly; write a float (\(x).0 / \(y)) for a fraction")])
                 }
                 result = x.dividedReportingOverflow(by: y)
             }

@@ -34,16 +34,19 @@ extension ASTToIR {
             fields[f.name.name] = f
         }
         guard let routerField = fields["router"] else {
-            throw .error("moe block has no router", at: m.range,
-                         notes: [.init("add e.g. 'router: x |> linear(gate) |> softmax |> topk(2)'")])
+            throw .error(
+                "moe block has no router", at: m.range,
+                notes: [.init("add e.g. 'router: x |> linear(gate) |> softmax |> topk(2)'")])
         }
         guard let expertsField = fields["experts"] else {
-            throw .error("moe block has no experts", at: m.range,
-                         notes: [.init("add e.g. 'experts: 8 of swiglu(gate: w1, up: w3, down: w2)'")])
+            throw .error(
+                "moe block has no experts", at: m.range,
+                notes: [.init("add e.g. 'experts: 8 of swiglu(gate: w1, up: w3, down: w2)'")])
         }
         guard let kindCall = expertsField.kind else {
-            throw .error("experts must be written 'COUNT of KIND(…)'", at: expertsField.value.range,
-                         notes: [.init("e.g. 'experts: num_experts of swiglu(gate: w1, up: w3, down: w2)'")])
+            throw .error(
+                "experts must be written 'COUNT of KIND(…)'", at: expertsField.value.range,
+                notes: [.init("e.g. 'experts: num_experts of swiglu(gate: w1, up: w3, down: w2)'")])
         }
         let count = try intValue(expertsField.value, what: "the number of experts")
         guard count >= 1 else { throw .error("the number of experts must be positive, got \(count)", at: expertsField.value.range) }
@@ -107,8 +110,9 @@ extension ASTToIR {
             weights = [try kindArgs.tensor("up", &self), try kindArgs.tensor("down", &self)]
             attrs["act"] = .string(try kindArgs.symbol("act", &self, among: Activation.allCases.map(\.rawValue)))
         default:
-            throw .error("unknown expert kind '\(kindCall.callee.name)'", at: kindAt,
-                         notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
+            throw .error(
+                "unknown expert kind '\(kindCall.callee.name)'", at: kindAt,
+                notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
         }
         if let upcycle { attrs["upcycle"] = .ints(upcycle) }
         var blockName: String?
@@ -129,12 +133,14 @@ extension ASTToIR {
             if let id = inputName { scope[id.name] = (.tensor(h), id.range) }
             let routerValue = try lower(routerField.value)
             guard case .tensor(let routing) = routerValue, let rt = builder.type(of: routing).routing else {
-                throw .error("the router must end in an expert selection such as 'topk(k)'", at: routerField.value.range,
-                             notes: [.init("the router computes scores, then selects: 'x |> linear(gate) |> softmax |> topk(2)'")])
+                throw .error(
+                    "the router must end in an expert selection such as 'topk(k)'", at: routerField.value.range,
+                    notes: [.init("the router computes scores, then selects: 'x |> linear(gate) |> softmax |> topk(2)'")])
             }
             guard rt.experts == count else {
-                throw .error("the router scores \(rt.experts) experts but the block declares \(count)", at: expertsField.value.range,
-                             notes: [.init("the router is here", at: routerField.value.range)])
+                throw .error(
+                    "the router scores \(rt.experts) experts but the block declares \(count)", at: expertsField.value.range,
+                    notes: [.init("the router is here", at: routerField.value.range)])
             }
             var hopAttrs = attrs
             if let blockName {
@@ -173,8 +179,9 @@ extension ASTToIR {
         case "swiglu": sig = ["gate", "up", "down", "gate_up"]
         case "mlp": sig = ["up", "down", "act"]
         default:
-            throw .error("unknown expert kind '\(c.callee.name)'", at: c.callee.range,
-                         notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
+            throw .error(
+                "unknown expert kind '\(c.callee.name)'", at: c.callee.range,
+                notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
         }
         return try BoundArguments.bind(c, params: sig, positional: 0)
     }

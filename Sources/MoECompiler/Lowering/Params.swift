@@ -57,7 +57,9 @@ extension ASTToIR {
             }
         }
         for o in sources.overrides where declared[o.name] == nil {
-            let names = ast.declarations.compactMap { d -> String? in if case .param(let p) = d { return p.name.name }; return nil }
+            let names = ast.declarations.compactMap { d -> String? in
+                if case .param(let p) = d { return p.name.name }; return nil
+            }
             var notes: [Diagnostic.Note] = []
             if let s = NameSuggestions.best(for: o.name, in: names) { notes.append(.init("did you mean '\(s)'?")) }
             notes.append(.init(names.isEmpty ? "\(ast.path) declares no params" : "the params of \(ast.path) are: " + names.joined(separator: ", ")))
@@ -72,8 +74,9 @@ extension ASTToIR {
         }
         if let o = sources.overrides.last(where: { $0.name == p.name.name }) {
             guard let v = parseOverride(o.value, as: declaredType) else {
-                throw .error("--set \(o.name)=\(o.value): '\(o.value)' is not a valid \(declaredType?.rawValue ?? "value")", at: p.name.range,
-                             notes: [.init("param '\(p.name.name)' is declared here")])
+                throw .error(
+                    "--set \(o.name)=\(o.value): '\(o.value)' is not a valid \(declaredType?.rawValue ?? "value")", at: p.name.range,
+                    notes: [.init("param '\(p.name.name)' is declared here")])
             }
             return (v, "--set")
         }
@@ -89,14 +92,17 @@ extension ASTToIR {
             let keys = Array(config.keys)
             for (key, range) in p.configKeys {
                 if let near = NameSuggestions.best(for: key, in: keys) {
-                    throw .error("\(sources.configPath) has no key \"\(key)\"", at: range,
-                                 notes: [.init("did you mean \"\(near)\"?")])
+                    throw .error(
+                        "\(sources.configPath) has no key \"\(key)\"", at: range,
+                        notes: [.init("did you mean \"\(near)\"?")])
                 }
             }
             if p.defaultValue != nil {
                 let list = p.configKeys.map { "\"\($0.key)\"" }.joined(separator: ", ")
-                diagnostics.emit(.warning("\(sources.configPath) has no key \(list); '\(p.name.name)' takes its default \(p.defaultValue!)",
-                                          at: p.configKeys[0].range))
+                diagnostics.emit(
+                    .warning(
+                        "\(sources.configPath) has no key \(list); '\(p.name.name)' takes its default \(p.defaultValue!)",
+                        at: p.configKeys[0].range))
             }
         }
         if let d = p.defaultValue {
@@ -112,13 +118,19 @@ extension ASTToIR {
         }
         let keys = p.configKeys.map { "\"\($0.key)\"" }.joined(separator: ", ")
         if sources.config == nil {
-            throw .error("param '\(p.name.name)' has no value", at: p.name.range,
-                         notes: [.init(p.configKeys.isEmpty ? "give it a default or pass --set \(p.name.name)=VALUE"
-                                       : "it is read from config.json (\(keys)): pass --model DIR, or --set \(p.name.name)=VALUE")])
+            throw .error(
+                "param '\(p.name.name)' has no value", at: p.name.range,
+                notes: [
+                    .init(
+                        p.configKeys.isEmpty
+                            ? "give it a default or pass --set \(p.name.name)=VALUE"
+                            : "it is read from config.json (\(keys)): pass --model DIR, or --set \(p.name.name)=VALUE")
+                ])
         }
-        throw .error("param '\(p.name.name)' has no value: \(sources.configPath) has no key \(keys) and the param has no default",
-                     at: p.configKeys.first?.range ?? p.name.range,
-                     notes: [.init("pass --set \(p.name.name)=VALUE or add a default")])
+        throw .error(
+            "param '\(p.name.name)' has no value: \(sources.configPath) has no key \(keys) and the param has no default",
+            at: p.configKeys.first?.range ?? p.name.range,
+            notes: [.init("pass --set \(p.name.name)=VALUE or add a default")])
     }
 
     private func article(_ t: ParamType?) -> String {

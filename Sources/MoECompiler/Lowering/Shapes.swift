@@ -16,16 +16,20 @@ extension ASTToIR {
                 }
             } else if allowTokens {
                 if let c = NameSuggestions.best(for: id.name, in: scope.keys), NameSuggestions.editDistance(c, id.name) <= 1 {
-                    throw .error("unknown dimension '\(id.name)'", at: id.range,
-                                 notes: [.init("did you mean the param '\(c)'?"),
-                                         .init("a name that is not a param is the graph's token dimension; one is allowed")])
+                    throw .error(
+                        "unknown dimension '\(id.name)'", at: id.range,
+                        notes: [
+                            .init("did you mean the param '\(c)'?"),
+                            .init("a name that is not a param is the graph's token dimension; one is allowed")
+                        ])
                 }
                 tokensName = id.name
                 tokensRange = id.range
             }
             guard allowTokens else {
-                throw .error("the token dimension '\(id.name)' cannot appear in \(what)", at: id.range,
-                             notes: [.init("only the first dimension of an input can be the token count")])
+                throw .error(
+                    "the token dimension '\(id.name)' cannot appear in \(what)", at: id.range,
+                    notes: [.init("only the first dimension of an input can be the token count")])
             }
             return .tokens
         }
@@ -67,8 +71,9 @@ extension ASTToIR {
             }
             let dtype: DType = i.elementType == .i32 ? .i32 : .f32
             if TensorType(dtype, dims).addressableElementsPerToken == nil {
-                throw Diagnostic.error("input '\(i.name.name)': the shape [\(dims.map { OpSchema.format($0, tokens: tokensName ?? "tokens") }.joined(separator: ", "))] has more elements per token than moec can address",
-                                       at: i.shapeRange, notes: [.init(Addressable.limitNote)])
+                throw Diagnostic.error(
+                    "input '\(i.name.name)': the shape [\(dims.map { OpSchema.format($0, tokens: tokensName ?? "tokens") }.joined(separator: ", "))] has more elements per token than moec can address",
+                    at: i.shapeRange, notes: [.init(Addressable.limitNote)])
             }
             let id = builder.addInput(name: i.name.name, type: TensorType(dtype, dims), at: i.name.range)
             scope[i.name.name] = (.tensor(id), i.name.range)
@@ -90,8 +95,9 @@ extension ASTToIR {
                 shape.append(n)
             }
             guard Addressable.elementCount(shape) != nil else {
-                throw Diagnostic.error("weight '\(w.name.name)': the shape \(shape) has more elements than moec can address",
-                                       at: w.shapeRange, notes: [.init(Addressable.limitNote)])
+                throw Diagnostic.error(
+                    "weight '\(w.name.name)': the shape \(shape) has more elements than moec can address",
+                    at: w.shapeRange, notes: [.init(Addressable.limitNote)])
             }
             let pattern = try interpolate(w.pattern, at: w.patternRange)
             if pattern.contains("{e}") && shape.count < 2 {
@@ -106,7 +112,6 @@ extension ASTToIR {
             scope[w.name.name] = (.poisoned, w.name.range)
         }
     }
-
 
     /// Replaces `{param}` in a tensor-name pattern; `{e}` stays for the expert index.
     private func interpolate(_ pattern: String, at range: SourceRange) throws(Diagnostic) -> String {

@@ -1,10 +1,10 @@
 /// Plain layers: a linear map, the norms, and dense (non-expert) FFNs.
 public enum DenseOp: String, OpFamily {
-    case linear                 // x[…, K], W[N, K] (, b[N]) → x·Wᵀ + b : […, N]
-    case rmsnorm                // x[…, D], w[D]; attrs: eps
-    case layernorm              // x[…, D], w[D] (, b[D]); attrs: eps
-    case swiglu                 // dense SwiGLU FFN: x, W_gate[F, H], W_up[F, H], W_down[H, F]
-    case mlp                    // dense MLP: x, W_up[F, H], W_down[H, F]; attrs: act
+    case linear // x[…, K], W[N, K] (, b[N]) → x·Wᵀ + b : […, N]
+    case rmsnorm // x[…, D], w[D]; attrs: eps
+    case layernorm // x[…, D], w[D] (, b[D]); attrs: eps
+    case swiglu // dense SwiGLU FFN: x, W_gate[F, H], W_up[F, H], W_down[H, F]
+    case mlp // dense MLP: x, W_up[F, H], W_down[H, F]; attrs: act
 
     public var surfaceName: String { rawValue }
 
@@ -18,8 +18,9 @@ public enum DenseOp: String, OpFamily {
                 throw TypeRuleError("linear needs a weight of shape [out, in], got \(OpSchema.format(w))")
             }
             guard let xk = x.last, xk == .fixed(k) else {
-                throw TypeRuleError("linear weight \(OpSchema.format(w)) expects inputs of width \(k), but the input is \(OpSchema.format(x))",
-                                    notes: ["the weight is [out, in]: y = x·Wᵀ"])
+                throw TypeRuleError(
+                    "linear weight \(OpSchema.format(w)) expects inputs of width \(k), but the input is \(OpSchema.format(x))",
+                    notes: ["the weight is [out, in]: y = x·Wᵀ"])
             }
             if operands.count == 3 {
                 let b = try OpSchema.tensor(operands[2], "the bias of linear")
@@ -54,7 +55,8 @@ public enum DenseOp: String, OpFamily {
                 }
                 if ffn == nil { ffn = f }
                 guard w.shape == expect(ffn!) else {
-                    throw TypeRuleError("\(self) \(name) weight must be \(OpSchema.format(TensorType(.f32, expect(ffn!)))) for hidden \(h) and ffn \(ffn!), got \(OpSchema.format(w))")
+                    throw TypeRuleError(
+                        "\(self) \(name) weight must be \(OpSchema.format(TensorType(.f32, expect(ffn!)))) for hidden \(h) and ffn \(ffn!), got \(OpSchema.format(w))")
                 }
             }
             if self == .mlp { try OpSchema.activation(attrs) }

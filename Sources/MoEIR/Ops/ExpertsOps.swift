@@ -1,11 +1,11 @@
 /// The experts of a MoE block, and the halting test between the hops of a multi-hop block.
 public enum ExpertsOp: String, OpFamily {
-    case moe_experts            // x[T, H], routing, stacked expert weights (, active[T]) → Σ w·expert(x) : [T, H]
-                                // attrs: experts, kind (swiglu | swiglu_fused | mlp), act, with_active, upcycle,
-                                // the passes' marks (`ExpertPassMark`); a multi-hop block's hops: block (its name),
-                                // hop (0, 1, …): see `MoELayer`. Read them through `ExpertsNode`.
-    case halt_mask              // h[T, H], delta[T, H] (, active[T]) → 1 where ‖delta‖/‖h‖ ≥ tau and active : [T]
-                                // attrs: tau
+    case moe_experts // x[T, H], routing, stacked expert weights (, active[T]) → Σ w·expert(x) : [T, H]
+    // attrs: experts, kind (swiglu | swiglu_fused | mlp), act, with_active, upcycle,
+    // the passes' marks (`ExpertPassMark`); a multi-hop block's hops: block (its name),
+    // hop (0, 1, …): see `MoELayer`. Read them through `ExpertsNode`.
+    case halt_mask // h[T, H], delta[T, H] (, active[T]) → 1 where ‖delta‖/‖h‖ ≥ tau and active : [T]
+    // attrs: tau
 
     public var surfaceName: String {
         switch self {

@@ -1,9 +1,9 @@
 /// Values from outside the graph. Their types are declared, not inferred: the verifier checks
 /// each against its declaration (an input's, the weight table's, a constant's f32 scalar).
 public enum LeafOp: String, OpFamily {
-    case input                  // attrs: name
-    case weight                 // attrs: index (into Graph.weights)
-    case constant               // attrs: value (a scalar f32)
+    case input // attrs: name
+    case weight // attrs: index (into Graph.weights)
+    case constant // attrs: value (a scalar f32)
 
     public var surfaceName: String { rawValue }
 

@@ -1,10 +1,10 @@
 /// Stages on a routing's chosen weights: routing → routing of the same slots and experts.
 public enum RoutingStageOp: String, OpFamily {
-    case route_renormalize      // weights / their sum; attrs: eps
-    case route_softmax          // softmax over each token's chosen scores (all −∞ → zeros)
-    case route_scale            // weights · factor; attrs: factor
-    case route_sqrt             // √weight (SqrtGate)
-    case route_capacity         // each expert keeps its first `capacity` tokens; attrs: capacity
+    case route_renormalize // weights / their sum; attrs: eps
+    case route_softmax // softmax over each token's chosen scores (all −∞ → zeros)
+    case route_scale // weights · factor; attrs: factor
+    case route_sqrt // √weight (SqrtGate)
+    case route_capacity // each expert keeps its first `capacity` tokens; attrs: capacity
 
     public var surfaceName: String {
         switch self {
@@ -19,8 +19,9 @@ public enum RoutingStageOp: String, OpFamily {
     public func resultType(_ operands: [IRType], _ attrs: Attributes) throws(TypeRuleError) -> IRType? {
         try OpSchema.arity(self, operands, 1...1)
         guard let r = operands[0].routing else {
-            throw TypeRuleError("'\(surfaceName)' applies to a routing (after topk), got a tensor",
-                                notes: ["select experts first, e.g. '|> topk(k) |> \(surfaceName)'"])
+            throw TypeRuleError(
+                "'\(surfaceName)' applies to a routing (after topk), got a tensor",
+                notes: ["select experts first, e.g. '|> topk(k) |> \(surfaceName)'"])
         }
         switch self {
         case .route_capacity:

@@ -1,11 +1,11 @@
 /// Router scoring beyond `linear`: row normalisations and scores that are not a matrix product.
 public enum ScoringOp: String, OpFamily {
-    case softmax                // over the last axis; an all −∞ row gives zeros; attrs: temperature, groups
-    case cosine                 // h[T, r], centroids[E, r] → cos(h, c_e) : [T, E]
-    case distance               // x[T, d], centroids[E, d] → ‖x − c_e‖₂ : [T, E]
-    case subspace               // x[T, d], bases[E, d, r] → ‖x·U_e‖ / ‖x‖ : [T, E]
-    case sinkhorn               // scores[T, E] → balanced probabilities [T, E]; attrs: iterations
-    case dselect                // x[T, …], z[(T,) k·m], alpha[(T,) k] → dense weights [T, E]; attrs: experts, gamma
+    case softmax // over the last axis; an all −∞ row gives zeros; attrs: temperature, groups
+    case cosine // h[T, r], centroids[E, r] → cos(h, c_e) : [T, E]
+    case distance // x[T, d], centroids[E, d] → ‖x − c_e‖₂ : [T, E]
+    case subspace // x[T, d], bases[E, d, r] → ‖x·U_e‖ / ‖x‖ : [T, E]
+    case sinkhorn // scores[T, E] → balanced probabilities [T, E]; attrs: iterations
+    case dselect // x[T, …], z[(T,) k·m], alpha[(T,) k] → dense weights [T, E]; attrs: experts, gamma
 
     public var surfaceName: String { rawValue }
 
@@ -60,7 +60,8 @@ public enum ScoringOp: String, OpFamily {
             let m = OpSchema.selectorBits(e)
             let (width, overflow) = kSel.multipliedReportingOverflow(by: m)
             guard !overflow, z.last == .fixed(width) else {
-                throw TypeRuleError("z must have k·⌈log₂E⌉ = \(kSel)·\(m)\(overflow ? "" : " = \(width)") values per row for \(kSel) selectors over \(e) experts, got \(OpSchema.format(z))")
+                throw TypeRuleError(
+                    "z must have k·⌈log₂E⌉ = \(kSel)·\(m)\(overflow ? "" : " = \(width)") values per row for \(kSel) selectors over \(e) experts, got \(OpSchema.format(z))")
             }
             for t in [z, alpha] where !(t.rank == 1 || (t.rank == 2 && t.shape[0] == x.shape[0])) {
                 throw TypeRuleError("z and alpha are one row for all tokens or one row per token, got \(OpSchema.format(t))")

@@ -1,18 +1,18 @@
 /// Expert selection: scores → a routing (for each token, up to `slots` (expert, weight) pairs).
 public enum SelectionOp: String, OpFamily {
-    case topk                   // scores[T, E] (, bias[E]) (, by[T, E]) → routing
-                                // attrs: k, with_bias, with_by, groups, keep_groups, group_top, masked, force, disable
-    case fused_router           // logits[T, E] (, bias[E]) → routing: score function, top-k and weight stages in one
-                                // pass per token (made by the router-fusion pass; see `RouterFusion`)
-                                // attrs: score (softmax | sigmoid | identity), the topk attrs, normalize (sum | softmax), eps, scale
-    case threshold              // scores[T, E] → every expert with score ≥ tau; attrs: tau, max_k
-    case top_p                  // probs[T, E] → smallest set with cumulative prob ≥ p; attrs: p, max_k
-    case stat_topk              // scores[T, E] → score ≥ mean + std·Φ⁻¹(1 − k/E); attrs: k, max_k
-    case expert_choice          // scores[T, E] (, cf[]) → each expert its top-C tokens; attrs: k, capacity_factor
-    case dense_route            // scores[T, E] → every expert, weight = score
-    case nonzero                // weights[T, E] → the experts with non-zero weight; attrs: max_k
-    case hash_route             // ids i32[T] → one expert per token id; attrs: experts, method, seed
-    case within                 // outer routing over G groups, inner scores[T, G·S] → routing over G·S; attrs: k
+    case topk // scores[T, E] (, bias[E]) (, by[T, E]) → routing
+    // attrs: k, with_bias, with_by, groups, keep_groups, group_top, masked, force, disable
+    case fused_router // logits[T, E] (, bias[E]) → routing: score function, top-k and weight stages in one
+    // pass per token (made by the router-fusion pass; see `RouterFusion`)
+    // attrs: score (softmax | sigmoid | identity), the topk attrs, normalize (sum | softmax), eps, scale
+    case threshold // scores[T, E] → every expert with score ≥ tau; attrs: tau, max_k
+    case top_p // probs[T, E] → smallest set with cumulative prob ≥ p; attrs: p, max_k
+    case stat_topk // scores[T, E] → score ≥ mean + std·Φ⁻¹(1 − k/E); attrs: k, max_k
+    case expert_choice // scores[T, E] (, cf[]) → each expert its top-C tokens; attrs: k, capacity_factor
+    case dense_route // scores[T, E] → every expert, weight = score
+    case nonzero // weights[T, E] → the experts with non-zero weight; attrs: max_k
+    case hash_route // ids i32[T] → one expert per token id; attrs: experts, method, seed
+    case within // outer routing over G groups, inner scores[T, G·S] → routing over G·S; attrs: k
 
     public var surfaceName: String {
         switch self {
@@ -125,8 +125,9 @@ public enum SelectionOp: String, OpFamily {
             try OpSchema.arity(self, operands, 1...1)
             let ids = try OpSchema.tensor(operands[0], "the token ids", dtype: nil)
             guard ids.dtype == .i32, ids.rank == 1 else {
-                throw TypeRuleError("hash routing reads integer token ids i32[tokens], got \(OpSchema.format(ids))",
-                                    notes: ["declare them as 'input ids: i32[tokens]'"])
+                throw TypeRuleError(
+                    "hash routing reads integer token ids i32[tokens], got \(OpSchema.format(ids))",
+                    notes: ["declare them as 'input ids: i32[tokens]'"])
             }
             guard let e = attrs.int("experts"), e >= 1 else { throw TypeRuleError("hash routing needs experts ≥ 1") }
             guard ["hash", "random"].contains(attrs.string("method") ?? "") else { throw TypeRuleError("unknown hash method") }

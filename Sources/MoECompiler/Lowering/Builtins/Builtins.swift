@@ -27,12 +27,15 @@ struct Builtin: Sendable {
 /// The functions a `.moe` file can call, gathered from the op families. The lookup, the binding of
 /// a call's arguments, "unknown function" notes and the shadowing warning all read this one list.
 enum Builtins {
-    static let all: [Builtin] = DenseBuiltins.builtins + ElementwiseBuiltins.builtins + ScoringBuiltins.builtins
+    static let all: [Builtin] =
+        DenseBuiltins.builtins + ElementwiseBuiltins.builtins + ScoringBuiltins.builtins
         + SelectionBuiltins.builtins + RoutingStagesBuiltins.builtins
 
-    static let byName: [String: Builtin] = Dictionary(all.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in
-        preconditionFailure("builtin '\(first.name)' is declared twice")
-    })
+    static let byName: [String: Builtin] = Dictionary(
+        all.map { ($0.name, $0) },
+        uniquingKeysWith: { first, _ in
+            preconditionFailure("builtin '\(first.name)' is declared twice")
+        })
 
     static let functions: Set<String> = Set(byName.keys)
 

@@ -33,6 +33,6 @@ enum DenseBuiltins {
             let u = try args.tensor("up", &l), d = try args.tensor("down", &l)
             let act = try args.symbol("act", &l, among: Activation.allCases.map(\.rawValue))
             return try l.node(.mlp, [x, u, d], ["act": .string(act)], at: args.at)
-        },
+        }
     ]
 }

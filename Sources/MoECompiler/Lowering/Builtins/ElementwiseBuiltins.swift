@@ -20,7 +20,7 @@ enum ElementwiseBuiltins {
             if case .float(let f) = v { return .float(f.squareRoot()) }
             let x = try args.value("x", &l)
             return try l.node(l.isRouting(x) ? .route_sqrt : .sqrt, [x], at: args.at)
-        },
+        }
     ]
 
     /// `name(x)` on a tensor; `fold`, if given, computes it on a compile-time number.

@@ -20,6 +20,6 @@ enum RoutingStagesBuiltins {
             let r = try args.routing("routing", &l, stage: args.function)
             let cap = try args.int("capacity", &l)
             return try l.node(.route_capacity, [r], ["capacity": .int(cap)], at: args.at)
-        },
+        }
     ]
 }

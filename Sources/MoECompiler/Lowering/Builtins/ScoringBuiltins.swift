@@ -39,6 +39,6 @@ enum ScoringBuiltins {
             let x = try args.tensor("x", &l), z = try args.tensor("z", &l), alpha = try args.tensor("alpha", &l)
             let attrs: Attributes = ["experts": .int(try args.int("experts", &l)), "gamma": .float(try args.optionalNumber("gamma", &l) ?? 1)]
             return try l.node(.dselect, [x, z, alpha], attrs, at: args.at)
-        },
+        }
     ]
 }

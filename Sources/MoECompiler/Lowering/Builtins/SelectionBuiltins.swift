@@ -7,8 +7,10 @@ import MoEIR
 /// routing's groups.
 enum SelectionBuiltins {
     static let builtins: [Builtin] = [
-        Builtin("topk", ["scores", "k", "bias", "groups", "keep_groups", "group_top", "masked", "by", "force", "disable"],
-                positional: 2) { l, args throws(Diagnostic) in
+        Builtin(
+            "topk", ["scores", "k", "bias", "groups", "keep_groups", "group_top", "masked", "by", "force", "disable"],
+            positional: 2
+        ) { l, args throws(Diagnostic) in
             let scores = try args.tensor("scores", &l)
             let k = try args.int("k", &l)
             var attrs: Attributes = ["k": .int(k)]
@@ -74,7 +76,7 @@ enum SelectionBuiltins {
             let outer = try args.routing("outer", &l, stage: args.function)
             let inner = try args.tensor("inner", &l)
             return try l.node(.within, [outer, inner], ["k": .int(try args.optionalInt("k", &l) ?? 1)], at: args.at)
-        },
+        }
     ]
 
     /// `attrs` with the optional `max_k` cap (the most experts a token may get).
