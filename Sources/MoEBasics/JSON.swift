@@ -114,7 +114,9 @@ public struct JSONError: Error, Sendable, CustomStringConvertible {
 
 extension JSON {
     /// Parses RFC 8259 JSON. Nesting is limited to `maxDepth` so hostile input cannot
-    /// exhaust the stack; duplicate object keys are an error (they are ambiguous).
+    /// exhaust the stack: the parser recurses once per level, and so do the printers, `==`,
+    /// hashing and deallocation of the value; the error is at the first bracket too deep.
+    /// Duplicate object keys are an error (they are ambiguous).
     public static func parse(_ text: String, maxDepth: Int = 256) throws(JSONError) -> JSON {
         try parse(bytes: Array(text.utf8), maxDepth: maxDepth)
     }
@@ -183,7 +185,7 @@ private struct JSONParser {
     }
 
     mutating func parseObject(depth: Int) throws(JSONError) -> JSON {
-        if depth > maxDepth { throw error("nesting deeper than \(maxDepth) levels") }
+        if depth > maxDepth { throw error("arrays and objects nested deeper than \(maxDepth) levels") }
         pos += 1
         var obj = JSONObject()
         skipWhitespace()
@@ -209,7 +211,7 @@ private struct JSONParser {
     }
 
     mutating func parseArray(depth: Int) throws(JSONError) -> JSON {
-        if depth > maxDepth { throw error("nesting deeper than \(maxDepth) levels") }
+        if depth > maxDepth { throw error("arrays and objects nested deeper than \(maxDepth) levels") }
         pos += 1
         var items: [JSON] = []
         skipWhitespace()

@@ -205,9 +205,10 @@ public final class Checkpoint: @unchecked Sendable {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue else {
                 let n = counts[s]!
+                let problem = FileManager.default.fileExists(atPath: full) ? "is a folder, not a weight file" : "does not exist"
                 throw WeightFileError(
                     path: path, tensor: firstTensor[s],
-                    message: "shard '\(s)' named in the weight_map does not exist\(n > 1 ? " (\(n) tensors are mapped to it)" : "")")
+                    message: "shard '\(s)' named in the weight_map \(problem)\(n > 1 ? " (\(n) tensors are mapped to it)" : "")")
             }
             shards.append(full)
         }

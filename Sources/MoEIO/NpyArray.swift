@@ -50,7 +50,15 @@ public struct NpyArray: Sendable, Equatable {
         guard shape.allSatisfy({ $0 >= 0 }) else {
             throw WeightFileError(path: "<npy>", message: "shape \(shape) has a negative dimension")
         }
-        let count = shape.reduce(1, *)
+        // Overflow-checked: a shape whose product does not fit cannot match any storage.
+        var count = 1
+        for d in shape {
+            let (p, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow else {
+                throw WeightFileError(path: "<npy>", message: "shape \(shape) has more elements than an array can hold")
+            }
+            count = p
+        }
         guard count == storage.count else {
             throw WeightFileError(path: "<npy>", message: "shape \(shape) has \(count) elements but \(storage.count) values were given")
         }

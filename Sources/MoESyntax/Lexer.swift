@@ -41,7 +41,16 @@ public struct Lexer {
         pos += 1
     }
 
+    /// The next token. An unexpected character is reported and skipped; a run of them (binary
+    /// junk) loops here rather than recursing once per character.
     private mutating func next() -> Token {
+        while true {
+            if let t = nextOrUnexpected() { return t }
+        }
+    }
+
+    /// The next token, or nil after reporting and skipping one unexpected character.
+    private mutating func nextOrUnexpected() -> Token? {
         skipTrivia()
         let start = location
         let startPos = pos
@@ -67,7 +76,7 @@ public struct Lexer {
         if c == ";" { notes.append(.init("declarations need no separator; remove the ';'")) }
         if c == "/" && peek() == "/" { notes.append(.init("comments start with '#'")) }
         diagnostics.error("unexpected character '\(c.escaped(asASCII: false))'", at: SourceRange(start, length: 1), notes: notes)
-        return next()
+        return nil
     }
 
     private mutating func skipTrivia() {

@@ -241,7 +241,7 @@ public struct Parser {
         let open = try expect(.lbracket, "to start a shape")
         var dims: [Expr] = []
         if !isPunct(.rbracket) {
-            repeat { dims.append(try parseAdditive()) } while consume(.comma)
+            repeat { dims.append(try parseAdditive().expr) } while consume(.comma)
         }
         let close = try expect(.rbracket, "to close the shape")
         let length = close.start.line == open.start.line ? close.start.column - open.start.column + 1 : 1
@@ -260,60 +260,110 @@ public struct Parser {
 
     // MARK: Expressions
 
+    /// How deeply expressions may nest, like clang's `-fbracket-depth` (and serde_json's 128).
+    /// Every bracket, call's arguments, list, unary '-' and moe block is one level, and so is
+    /// every operator of a chain (`a + b + c` is a tree two levels deep) and every `|>` stage.
+    /// Deeper input is a located error: the parser recurses once per level, and so do the walks
+    /// over the tree (the printer, the lowering, the tree's deallocation), so without a limit
+    /// 20,000 nested `(` overflow the stack. The lowering of a nested call takes about 35 KB of
+    /// stack per level in a debug build, so 256 levels overflowed a debug moec's 8 MB; at 128
+    /// there is room to spare. Real graphs nest fewer than 10 levels.
+    public static let maxNestingDepth = 128
+
+    /// An expression and its tree's depth (a leaf is 0), so the limit is checked without walks.
+    private struct Parsed { var expr: Expr; var depth: Int }
+
+    /// The constructs currently open around the parser (the recursion depth).
+    private var nesting = 0
+
+    private func tooDeep(at range: SourceRange) -> Recover {
+        error(
+            "expression nested too deeply (more than \(Parser.maxNestingDepth) levels)", at: range,
+            notes: [
+                .init(
+                    "brackets, calls, lists, unary '-', moe blocks, and each operator or '|>' stage of a chain nest one level each; name parts with 'let'")
+            ])
+    }
+
+    /// Runs `body` one construct deeper; the construct opens at `range`.
+    private mutating func nested<T>(at range: SourceRange, _ body: (inout Parser) throws -> T) throws -> T {
+        guard nesting < Parser.maxNestingDepth else { throw tooDeep(at: range) }
+        nesting += 1
+        defer { nesting -= 1 }
+        return try body(&self)
+    }
+
+    /// A node whose deepest child is `childDepth` deep; an error at `range` if that is too deep.
+    private func node(_ expr: Expr, over childDepth: Int, at range: SourceRange) throws -> Parsed {
+        guard childDepth < Parser.maxNestingDepth else { throw tooDeep(at: range) }
+        return Parsed(expr: expr, depth: childDepth + 1)
+    }
+
     /// expr = pipeline ;
     public mutating func parseExpr() throws -> Expr {
-        try parsePipeline()
+        try parsePipeline().expr
     }
 
     /// pipeline = additive , { '|>' , stage } ;
     /// stage    = IDENT , [ '(' , [ arguments ] , ')' ] , [ 'if' , additive ] ;
-    private mutating func parsePipeline() throws -> Expr {
+    private mutating func parsePipeline() throws -> Parsed {
         var value = try parseAdditive()
         while isPunct(.pipe) {
+            let pipe = current.range
             advance()
             let callee = try expectIdentifier("a function name after '|>'")
-            var args = [Argument(label: nil, value: value)]
-            if isPunct(.lparen) { args += try parseArguments() }
+            var args = [Argument(label: nil, value: value.expr)]
+            var depth = value.depth
+            if isPunct(.lparen) {
+                let rest = try parseArguments()
+                args += rest.arguments
+                depth = max(depth, rest.depth)
+            }
             var condition: Expr?
             if isKeyword(.if) {
                 advance()
-                condition = try parseAdditive()
+                let c = try parseAdditive()
+                condition = c.expr
+                depth = max(depth, c.depth)
             }
-            value = .call(Call(callee: callee, arguments: args, piped: true, condition: condition))
+            value = try node(.call(Call(callee: callee, arguments: args, piped: true, condition: condition)), over: depth, at: pipe)
         }
         return value
     }
 
     /// additive = multiplicative , { ( '+' | '-' ) , multiplicative } ;
-    private mutating func parseAdditive() throws -> Expr {
+    private mutating func parseAdditive() throws -> Parsed {
         var lhs = try parseMultiplicative()
         while isPunct(.plus) || isPunct(.minus) {
             let op: BinaryOperator = isPunct(.plus) ? .add : .sub
             let r = current.range
             advance()
-            lhs = .binary(op, lhs, try parseMultiplicative(), opRange: r)
+            let rhs = try parseMultiplicative()
+            lhs = try node(.binary(op, lhs.expr, rhs.expr, opRange: r), over: max(lhs.depth, rhs.depth), at: r)
         }
         return lhs
     }
 
     /// multiplicative = unary , { ( '*' | '/' ) , unary } ;
-    private mutating func parseMultiplicative() throws -> Expr {
+    private mutating func parseMultiplicative() throws -> Parsed {
         var lhs = try parseUnary()
         while isPunct(.star) || isPunct(.slash) {
             let op: BinaryOperator = isPunct(.star) ? .mul : .div
             let r = current.range
             advance()
-            lhs = .binary(op, lhs, try parseUnary(), opRange: r)
+            let rhs = try parseUnary()
+            lhs = try node(.binary(op, lhs.expr, rhs.expr, opRange: r), over: max(lhs.depth, rhs.depth), at: r)
         }
         return lhs
     }
 
     /// unary = '-' , unary | primary ;
-    private mutating func parseUnary() throws -> Expr {
+    private mutating func parseUnary() throws -> Parsed {
         if isPunct(.minus) {
             let r = current.range
             advance()
-            return .negate(try parseUnary(), r)
+            let inner = try nested(at: r) { try $0.parseUnary() }
+            return try node(.negate(inner.expr, r), over: inner.depth, at: r)
         }
         return try parsePrimary()
     }
@@ -321,35 +371,46 @@ public struct Parser {
     /// primary = INT | FLOAT | STRING | 'true' | 'false'
     ///         | IDENT , [ '(' , [ arguments ] , ')' ] | '(' , expr , ')'
     ///         | '[' , [ expr , { ',' , expr } ] , ']' | moe_block ;
-    private mutating func parsePrimary() throws -> Expr {
+    private mutating func parsePrimary() throws -> Parsed {
         let tok = current
         switch tok.kind {
-        case .int(let v): advance(); return .int(v, tok.range)
-        case .float(let v): advance(); return .float(v, tok.range)
-        case .string(let s): advance(); return .string(s, tok.range)
-        case .keyword(.true): advance(); return .bool(true, tok.range)
-        case .keyword(.false): advance(); return .bool(false, tok.range)
-        case .keyword(.moe): return .moe(try parseMoEBlock())
+        case .int(let v): advance(); return Parsed(expr: .int(v, tok.range), depth: 0)
+        case .float(let v): advance(); return Parsed(expr: .float(v, tok.range), depth: 0)
+        case .string(let s): advance(); return Parsed(expr: .string(s, tok.range), depth: 0)
+        case .keyword(.true): advance(); return Parsed(expr: .bool(true, tok.range), depth: 0)
+        case .keyword(.false): advance(); return Parsed(expr: .bool(false, tok.range), depth: 0)
+        case .keyword(.moe):
+            let block = try nested(at: tok.range) { try $0.parseMoEBlock() }
+            return try node(.moe(block.block), over: block.depth, at: tok.range)
         case .identifier(let s):
             advance()
             let id = Identifier(s, at: tok.range)
             if isPunct(.lparen) {
-                return .call(Call(callee: id, arguments: try parseArguments()))
+                let args = try parseArguments()
+                return try node(.call(Call(callee: id, arguments: args.arguments)), over: args.depth, at: tok.range)
             }
-            return .name(id)
+            return Parsed(expr: .name(id), depth: 0)
         case .punct(.lparen):
             advance()
-            let e = try parseExpr()
+            // Parentheses add no node to the tree, but a level to the parser's recursion.
+            let e = try nested(at: tok.range) { try $0.parsePipeline() }
             _ = try expect(.rparen, "to close the parenthesised expression")
             return e
         case .punct(.lbracket):
             advance()
             var items: [Expr] = []
-            if !isPunct(.rbracket) {
-                repeat { items.append(try parseExpr()) } while consume(.comma)
+            var depth = 0
+            try nested(at: tok.range) { p in
+                if !p.isPunct(.rbracket) {
+                    repeat {
+                        let item = try p.parsePipeline()
+                        items.append(item.expr)
+                        depth = max(depth, item.depth)
+                    } while p.consume(.comma)
+                }
             }
             _ = try expect(.rbracket, "to close the list", notes: [.init("the list started here", at: tok.range)])
-            return .list(items, tok.range)
+            return try node(.list(items, tok.range), over: depth, at: tok.range)
         case .eof:
             throw error("expected an expression, found end of file")
         default:
@@ -359,30 +420,38 @@ public struct Parser {
 
     /// arguments = argument , { ',' , argument } ;   (with the surrounding parentheses)
     /// argument  = [ IDENT , ':' ] , expr ;
-    private mutating func parseArguments() throws -> [Argument] {
+    /// The depth is that of the deepest argument (0 for none).
+    private mutating func parseArguments() throws -> (arguments: [Argument], depth: Int) {
         let open = try expect(.lparen, "to start the arguments")
         var args: [Argument] = []
-        if consume(.rparen) { return args }
-        repeat {
-            var label: Identifier?
-            if case .identifier(let s) = current.kind, tokens[pos + 1].kind == .punct(.colon) {
-                label = Identifier(s, at: current.range)
-                advance()
-                advance()
-            }
-            args.append(Argument(label: label, value: try parseExpr()))
-        } while consume(.comma)
+        if consume(.rparen) { return (args, 0) }
+        var depth = 0
+        try nested(at: open) { p in
+            repeat {
+                var label: Identifier?
+                if case .identifier(let s) = p.current.kind, p.tokens[p.pos + 1].kind == .punct(.colon) {
+                    label = Identifier(s, at: p.current.range)
+                    p.advance()
+                    p.advance()
+                }
+                let value = try p.parsePipeline()
+                args.append(Argument(label: label, value: value.expr))
+                depth = max(depth, value.depth)
+            } while p.consume(.comma)
+        }
         _ = try expect(.rparen, "to close the arguments", notes: [.init("the arguments started here", at: open)])
-        return args
+        return (args, depth)
     }
 
     /// moe_block = 'moe' , '(' , expr , ')' , '{' , { moe_field } , '}' ;
     /// moe_field = IDENT , ':' , ( expr , 'of' , IDENT , '(' , [ arguments ] , ')' | expr ) ;
-    private mutating func parseMoEBlock() throws -> MoEBlock {
+    /// The depth is that of the deepest expression in the block.
+    private mutating func parseMoEBlock() throws -> (block: MoEBlock, depth: Int) {
         let start = current.range
         advance() // 'moe'
         _ = try expect(.lparen, "after 'moe'", notes: [.init("write 'moe(x) { router: …  experts: … }'")])
-        let input = try parseExpr()
+        let input = try parsePipeline()
+        var depth = input.depth
         _ = try expect(.rparen, "after the moe block's input")
         let open = try expect(.lbrace, "to open the moe block")
         var fields: [MoEField] = []
@@ -400,15 +469,22 @@ public struct Parser {
             do {
                 let name = try expectIdentifier("a field name (router, experts, shared)")
                 _ = try expect(.colon, "after the field name '\(name.name)'")
-                let value = try parseExpr()
+                let value = try parsePipeline()
+                depth = max(depth, value.depth)
                 var kind: Call?
                 if isKeyword(.of) {
                     advance()
                     let callee = try expectIdentifier("an expert kind after 'of' (swiglu or mlp)")
-                    let args = isPunct(.lparen) ? try parseArguments() : []
-                    kind = Call(callee: callee, arguments: args)
+                    if isPunct(.lparen) {
+                        let args = try parseArguments()
+                        // The kind is a call node below the field.
+                        depth = max(depth, args.depth + 1)
+                        kind = Call(callee: callee, arguments: args.arguments)
+                    } else {
+                        kind = Call(callee: callee, arguments: [])
+                    }
                 }
-                fields.append(MoEField(name: name, value: value, kind: kind))
+                fields.append(MoEField(name: name, value: value.expr, kind: kind))
             } catch let e as Recover {
                 // Skip to the next `name:` field or the closing brace.
                 while current.kind != .eof && !isPunct(.rbrace) {
@@ -419,7 +495,7 @@ public struct Parser {
             }
         }
         advance() // '}'
-        return MoEBlock(input: input, fields: fields, range: start)
+        return (MoEBlock(input: input.expr, fields: fields, range: start), depth)
     }
 }
 

@@ -51,5 +51,20 @@ import Testing
     @Test func rejectsDeepNesting() {
         let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
         #expect(throws: JSONError.self) { try JSON.parse(deep) }
+        // 100,000 levels, objects and arrays alternating: the 257th level is the 129th object.
+        let mixed = String(repeating: #"{"a":["#, count: 50_000)
+        #expect { try JSON.parse(mixed) } throws: { error in
+            let e = error as! JSONError
+            return e.message == "arrays and objects nested deeper than 256 levels" && e.offset == 128 * 6 && e.line == 1
+        }
+    }
+
+    @Test func valuesAtTheDepthLimitParsePrintAndCompare() throws {
+        let text = String(repeating: "[", count: 256) + String(repeating: "]", count: 256)
+        let v = try JSON.parse(text)
+        #expect(v.compact == text)
+        #expect(try JSON.parse(v.pretty) == v)
+        #expect(Set([v, v]).count == 1)
+        #expect(throws: JSONError.self) { try JSON.parse("[" + text + "]") }
     }
 }

@@ -1,3 +1,5 @@
+import MoEBasics
+import MoESyntax
 import Testing
 
 @testable import MoECompiler
@@ -48,5 +50,20 @@ import Testing
             #expect(Set(b.parameters).count == b.parameters.count, "\(b.name) repeats a parameter")
             #expect((0...b.parameters.count).contains(b.positional), "\(b.name)")
         }
+    }
+}
+
+/// Builtins that look at their argument before deciding what it must be (`silu` … `exp` fold a
+/// compile-time number, `sqrt` also takes a routing) lower it once: a chain of n of them once
+/// lowered its innermost argument 2ⁿ times (24 stages hung `moec compile`).
+@Suite struct BuiltinChainTests {
+    @Test(arguments: ["silu", "gelu", "relu", "sigmoid", "tanh", "exp", "sqrt"])
+    func aLongChainLowersEachStageOnce(_ f: String) throws {
+        let stages = 40
+        let text = "input x: [tokens, 4]\nlet y = x" + String(repeating: " |> \(f)", count: stages) + "\noutput y\n"
+        let d = DiagnosticEngine()
+        let ast = Parser.parse(SourceFile(path: "chain.moe", text: text), diagnostics: d)
+        let g = try #require(ASTToIR.lower(ast, diagnostics: d), "\(d.render())")
+        #expect(g.nodes.filter { $0.op.rawValue == f }.count == stages)
     }
 }

@@ -133,6 +133,35 @@ import Testing
         #expect(e?.message.hasPrefix("index is a number, expected an object") == true)
     }
 
+    @Test func shardThatIsMissingAmongSeveralOrAFolder() throws {
+        // A shard named with a path, that is not there.
+        let folder = try makeSharded(
+            indexText: """
+                {"weight_map": {
+                  "model.layers.0.mlp.gate.weight": "model-00002-of-00002.safetensors",
+                  "lm_head.weight": "sub/model-00003-of-00003.safetensors"}}
+                """)
+        var e = weightError { _ = try Checkpoint(path: folder) }
+        #expect(
+            e?.description == "\(folder)/model.safetensors.index.json: tensor 'lm_head.weight': shard 'sub/model-00003-of-00003.safetensors' named in the weight_map does not exist"
+        )
+        // A shard that is a folder.
+        _ = try makeSharded()
+        try FileManager.default.removeItem(atPath: folder + "/model-00001-of-00002.safetensors")
+        try FileManager.default.createDirectory(atPath: folder + "/model-00001-of-00002.safetensors", withIntermediateDirectories: false)
+        e = weightError { _ = try Checkpoint(path: folder) }
+        #expect(e?.tensor == "model.layers.0.mlp.experts.0.w1")
+        #expect(e?.message == "shard 'model-00001-of-00002.safetensors' named in the weight_map is a folder, not a weight file (2 tensors are mapped to it)")
+    }
+
+    @Test func deepIndex() throws {
+        let deep = String(repeating: "[", count: 100_000)
+        let e = weightError { _ = try Checkpoint(path: try makeSharded(indexText: #"{"weight_map": "# + deep)) }
+        // The object is level 1, so the 256th '[' (byte 15 + 255) is level 257.
+        #expect(e?.message == "index is not valid JSON at 1:\(16 + 255) (byte \(15 + 255)): arrays and objects nested deeper than 256 levels")
+        #expect(e?.byteOffset == 15 + 255)
+    }
+
     @Test func brokenShardIsReportedWhenOpened() throws {
         let folder = try makeSharded()
         precondition(FileManager.default.createFile(atPath: folder + "/model-00001-of-00002.safetensors", contents: Data([9, 0, 0])))

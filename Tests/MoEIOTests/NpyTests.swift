@@ -180,6 +180,30 @@ enum NumpyFiles {
         #expect(decodeError(Data())?.message == "file is 0 bytes, too short for a .npy header")
     }
 
+    @Test func truncatedVersion2Header() {
+        let v2 = NumpyFiles.data(NumpyFiles.v2_f4_2)
+        #expect(decodeError(v2.prefix(11))?.message == "file is 11 bytes, too short for a version 2.0 header")
+        #expect(decodeError(v2.prefix(11))?.byteOffset == 0)
+        // A 4-byte header length of 4 GB.
+        var huge = v2
+        huge.replaceSubrange(8..<12, with: [0xFF, 0xFF, 0xFF, 0xFF])
+        #expect(decodeError(huge)?.message == "header length 4294967295 runs past the end of the file (\(v2.count) bytes): truncated")
+        #expect(decodeError(huge)?.byteOffset == 8)
+    }
+
+    @Test func shapeWhoseByteCountOverflows() {
+        // 2^62 elements fit in an Int; 2^62 × 8 bytes do not.
+        let e = decodeError(npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 4194304), }"))
+        #expect(e?.message == "shape (1099511627776, 4194304) is too large")
+        #expect(e?.byteOffset == 10 + 41)
+        // A zero dimension makes any other one harmless: an empty array, and no data.
+        let empty = try? NpyArray(data: npy("{'descr': '<f8', 'fortran_order': False, 'shape': (0, 9223372036854775807), }"))
+        #expect(empty?.shape == [0, 9223372036854775807] && empty?.count == 0)
+        // An array built in memory with such a shape is an error too, not an overflow trap.
+        let built = weightError { _ = try NpyArray(shape: [1 << 40, 1 << 40], storage: .float32([])) }
+        #expect(built?.message == "shape [1099511627776, 1099511627776] has more elements than an array can hold")
+    }
+
     @Test func fortranOrderIsRefused() {
         let e = decodeError(NumpyFiles.data(NumpyFiles.fortran_2x2))
         #expect(e?.message.hasPrefix("array is stored in Fortran (column-major) order, which is not supported") == true)

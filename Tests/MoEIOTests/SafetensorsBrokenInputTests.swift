@@ -120,6 +120,32 @@ import Testing
         #expect(e2?.message.hasPrefix("\"data_offsets\" [-4,0] are not non-negative integers") == true)
     }
 
+    @Test func hugeNumbersInTheHeader() {
+        let four = [UInt8](repeating: 0, count: 4)
+        // The element count fits in 64 bits (2^62), its byte count as F64 does not.
+        var e = openError(RawSafetensors.bytes(header: #"{"w":{"dtype":"F64","shape":[1099511627776,4194304],"data_offsets":[0,4]}}"#, data: four))
+        #expect(e?.tensor == "w" && e?.message.hasPrefix("shape [1099511627776, 4194304] is too large (its byte count overflows) (header entry at byte 9)") == true)
+        #expect(e?.byteOffset == 9)
+        // Offsets that agree with a shape of 2^51 floats (2^53 bytes), in a file of 4 data bytes.
+        e = openError(RawSafetensors.bytes(header: #"{"w":{"dtype":"F32","shape":[2251799813685248],"data_offsets":[0,9007199254740992]}}"#, data: four))
+        let n = #"{"w":{"dtype":"F32","shape":[2251799813685248],"data_offsets":[0,9007199254740992]}}"#.utf8.count
+        #expect(e?.message == "data_offsets [0, 9007199254740992] end beyond the data section (4 bytes, data begins at byte \(8 + n))")
+        #expect(e?.byteOffset == 8 + n)
+        // Beyond what a double holds exactly, and beyond what it holds at all.
+        e = openError(RawSafetensors.bytes(header: #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[18446744073709551616,18446744073709551620]}}"#, data: four))
+        #expect(e?.message.hasPrefix("\"data_offsets\" [1.8446744073709552e+19,") == true && e?.message.contains("are not non-negative integers") == true)
+        e = openError(RawSafetensors.bytes(header: #"{"w":{"dtype":"F32","shape":[1e300],"data_offsets":[0,4]}}"#, data: four))
+        #expect(e?.message.hasPrefix("shape dimension 0 is 1e+300, expected a non-negative integer") == true)
+        e = openError(RawSafetensors.bytes(header: #"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,1e999]}}"#, data: four))
+        #expect(e?.message.contains("number '1e999' is out of range") == true)
+    }
+
+    @Test func emptyTensorPlacedBeyondTheData() {
+        // Zero bytes, but at an offset the data section does not reach: still refused.
+        let e = openError(RawSafetensors.bytes(header: #"{"z":{"dtype":"F32","shape":[0,5],"data_offsets":[100,100]}}"#, data: [0, 0, 0, 0]))
+        #expect(e?.tensor == "z" && e?.message.hasPrefix("data_offsets [100, 100] end beyond the data section (4 bytes") == true)
+    }
+
     @Test func truncatedAfterTheHeader() {
         // A good file cut right after its header, and one cut in the middle of its data.
         let good = try! SafetensorsWriter.encode(tensors: [.init(name: "a", shape: [4], values: [1, 2, 3, 4]), .init(name: "b", shape: [2], values: [5, 6])])

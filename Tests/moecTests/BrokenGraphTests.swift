@@ -96,6 +96,10 @@ import Testing
         try Files.write("@@@ ¿qué? \u{0}\u{7} 🙂 \n}}}{{{", to: dir.file("junk.moe"))
         let r = try expectCompileFails("junk.moe", in: dir, [])
         #expect(Self.hasLocatedError(r.stderr, file: "junk.moe"), "\(r)")
+        // 150,000 characters the lexer does not know (it once recursed once per character).
+        try Files.write("model m\n" + String(repeating: "@\u{1}$", count: 50_000), to: dir.file("long.moe"))
+        let long = try expectCompileFails("long.moe", in: dir, ["long.moe:2:1: error: unexpected character '@'"])
+        #expect(long.stderr.contains("20 errors generated."), "\(long)")
     }
 
     @Test func emptyMissingAndFolderGraphs() throws {

@@ -61,8 +61,15 @@ struct BoundArguments {
 
     /// A tensor or routing value.
     func value(_ name: String, _ l: inout ASTToIR) throws(Diagnostic) -> ValueID {
+        try value(name, from: try raw(name, &l), l)
+    }
+
+    /// `v`, argument `name` already lowered (`raw`), as a tensor or routing value: for builtins
+    /// that look at the value before deciding what it must be, so it is lowered only once (a
+    /// chain of such calls would otherwise lower its innermost argument 2ⁿ times).
+    func value(_ name: String, from v: ASTToIR.Value, _ l: ASTToIR) throws(Diagnostic) -> ValueID {
         guard let e = args[name] else { throw missing(name) }
-        switch try raw(name, &l) {
+        switch v {
         case .tensor(let id): return id
         case .symbol:
             if case .name(let id) = e { throw l.unknownName(id, expecting: "a tensor") }
@@ -73,7 +80,12 @@ struct BoundArguments {
     }
 
     func tensor(_ name: String, _ l: inout ASTToIR) throws(Diagnostic) -> ValueID {
-        let id = try value(name, &l)
+        try tensor(name, from: try raw(name, &l), l)
+    }
+
+    /// `v`, argument `name` already lowered, as a tensor (see `value(_:from:_:)`).
+    func tensor(_ name: String, from v: ASTToIR.Value, _ l: ASTToIR) throws(Diagnostic) -> ValueID {
+        let id = try value(name, from: v, l)
         if l.isRouting(id) {
             throw .error(
                 "argument '\(name)' of '\(function)' must be a tensor, but it is a routing", at: args[name]!.range,

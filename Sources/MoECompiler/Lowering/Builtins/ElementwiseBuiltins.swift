@@ -18,7 +18,7 @@ enum ElementwiseBuiltins {
             let v = try args.raw("x", &l)
             if case .int(let i) = v { return .float(Double(i).squareRoot()) }
             if case .float(let f) = v { return .float(f.squareRoot()) }
-            let x = try args.value("x", &l)
+            let x = try args.value("x", from: v, l)
             return try l.node(l.isRouting(x) ? .route_sqrt : .sqrt, [x], at: args.at)
         }
     ]
@@ -28,7 +28,7 @@ enum ElementwiseBuiltins {
         Builtin(name, ["x"], positional: 1) { l, args throws(Diagnostic) in
             let v = try args.raw("x", &l)
             if let fold, let n = number(v) { return .float(fold(n)) }
-            let x = try args.tensor("x", &l)
+            let x = try args.tensor("x", from: v, l)
             return try l.node(op, [x], at: args.at)
         }
     }
