@@ -29,6 +29,7 @@ import math
 import os
 import re
 import sys
+from fractions import Fraction
 from statistics import NormalDist
 
 import numpy as np
@@ -153,20 +154,52 @@ def _record(trace, routes, margins, **extra):
 # Each returns routes: per token a list of (expert, weight), best first.
 
 
+BY_TIE = 1e-6   # topk(by:): selection values within this relative distance tie; the piped scores decide
+
+
+def by_first(by_row, score_row, candidates):
+    """`candidates` ordered for topk(by: B): repeatedly take the first candidate that no later one beats,
+    where b beats a if B_b > B_a clearly, or B_a and B_b tie (|B_a − B_b| ≤ BY_TIE·max(|B_a|, |B_b|)) and
+    the piped score of b is larger. (Sinkhorn balances a one-token batch to 1/E everywhere up to
+    rounding; the token's own scores must pick its experts.)"""
+    left, out = list(candidates), []
+    while left:
+        pick = left[0]
+        for e in left[1:]:
+            a, b = float(by_row[pick]), float(by_row[e])
+            if abs(a - b) <= BY_TIE * max(abs(a), abs(b)):
+                if score_row[e] > score_row[pick]:
+                    pick = e
+            elif b > a:
+                pick = e
+        left.remove(pick)
+        out.append(pick)
+    return out
+
+
 def select_topk(scores, k, by=None, force=(), disable=(), margins=None, what="topk"):
     """topk(k) / topk(k, by: S) / topk(k, force: F, disable: D).
     Forced experts take the first slots in the listed order; disabled experts are never chosen; the
-    remaining k − |F| slots take the best remaining experts by `by` (default: the scores themselves).
+    remaining k − |F| slots take the best remaining experts by `by` (default: the scores themselves;
+    with `by`, ties within BY_TIE are broken by the scores, see `by_first`).
     The weight of a chosen slot is the piped score at that expert."""
+    given_by = by is not None
     by = scores if by is None else by
     routes = []
     for t in range(scores.shape[0]):
         chosen = list(force)
-        rest = [e for e in best_first(by[t]) if e not in force and e not in disable]
+        if given_by:
+            rest = by_first(by[t], scores[t], [e for e in range(scores.shape[1]) if e not in force and e not in disable])
+        else:
+            rest = [e for e in best_first(by[t]) if e not in force and e not in disable]
         free = k - len(chosen)
         chosen += rest[:free]
         if margins is not None and 0 < free < len(rest):
-            margins.add(what, t, by[t][rest[free - 1]], by[t][rest[free]], _rowscale(by[t]))
+            a, b = rest[free - 1], rest[free]
+            if given_by and abs(by[t][a] - by[t][b]) <= BY_TIE * max(abs(by[t][a]), abs(by[t][b])):
+                margins.add(what + " tie broken by the scores", t, scores[t][a], scores[t][b], _rowscale(scores[t]))
+            else:
+                margins.add(what, t, by[t][a], by[t][b], _rowscale(by[t]))
         routes.append([(e, float(scores[t, e])) for e in chosen])
     return routes
 
@@ -229,11 +262,17 @@ def select_stat_topk(scores, k, margins=None):
 
 
 def expert_choice_capacity(T, k, cf, E):
-    """C = min(T, ceil(T·k·cf / E)), evaluated in float64."""
-    return min(T, math.ceil(T * k * float(cf) / E))
+    """C = min(T, ceil(T·k·cf / E)) with cf as written: the shortest decimal that reads back as the value
+    (an f32 input 1.2 is 1.2, not 1.2000000476837158), evaluated exactly in rationals."""
+    if isinstance(cf, (np.floating, np.ndarray)) and np.asarray(cf).dtype == np.float32:
+        written = np.format_float_positional(np.float32(cf), unique=True, trim="-")
+    else:
+        written = repr(float(cf))
+    return min(T, math.ceil(Fraction(T * k) * Fraction(written) / E))
 
 
 def select_expert_choice(scores, k, capacity_factor, margins=None):
+    # capacity_factor: an np.float32 when it comes from an input file (see expert_choice_capacity)
     """expert_choice(k, capacity_factor: cf): each expert independently takes its C best tokens by score
     (ties → lower token index); a token's weights are its scores for the experts that took it."""
     T, E = scores.shape
@@ -257,8 +296,9 @@ MASK64 = (1 << 64) - 1
 
 
 def hash_expert(token_id, E):
-    """((uint32(id) · 2654435761) mod 2³²) mod E."""
-    return ((int(token_id) & MASK32) * KNUTH & MASK32) % E
+    """Knuth's multiplicative hash, high bits: ⌊E · frac(uint32(id) · 2654435761 / 2³²)⌋."""
+    frac = Fraction((int(token_id) & MASK32) * KNUTH % (1 << 32), 1 << 32)
+    return math.floor(E * frac)
 
 
 def splitmix64(x):
@@ -285,8 +325,8 @@ def smooth_step(t, gamma):
 
 def dselect_weights(z, alpha, E, gamma):
     """DSelect-k weights [T, E]. m = ⌈log₂E⌉ bits; k selectors (k = width of alpha); selector c reads
-    z[c·m + j] for bit j. r⁽ᶜ⁾_i = Π_j (S(z_cj) if bit j of i is 1 else 1 − S(z_cj)) (bit 0 = LSB);
-    w_i = Σ_c softmax(alpha)_c · r⁽ᶜ⁾_i for i < E."""
+    z[c·m + j] for bit j. r⁽ᶜ⁾_i = Π_j (S(z_cj) if bit j of i is 1 else 1 − S(z_cj)), bit j counted from
+    the most significant of the m bits (bit 0 = MSB); w_i = Σ_c softmax(alpha)_c · r⁽ᶜ⁾_i for i < E."""
     T, k = alpha.shape
     m = (E - 1).bit_length()                     # ⌈log₂E⌉
     assert z.shape == (T, k * m), f"dselect: z is {z.shape}, expected {(T, k * m)} (k={k}, m={m})"
@@ -301,7 +341,7 @@ def dselect_weights(z, alpha, E, gamma):
                 r = 1.0
                 for j in range(m):
                     s = S[c * m + j]
-                    r *= s if (i >> j) & 1 else 1.0 - s
+                    r *= s if (i >> (m - 1 - j)) & 1 else 1.0 - s
                 w[t, i] += a[t, c] * r
     return w
 
@@ -313,8 +353,8 @@ def select_nonzero(weights):
 
 
 def sinkhorn(S, iterations):
-    """P = row-softmax(S); repeat n times: scale each column to sum T/E (skip a zero column), then each row to
-    sum 1 (skip a zero row)."""
+    """P = row-softmax(S) (the first row scaling of exp(S)); repeat n times: scale each column to sum T/E
+    (skip a zero column), then each row to sum 1 (skip a zero row). Rows first, as Megatron-LM."""
     T, E = S.shape
     P = softmax(S)
     for _ in range(iterations):
@@ -490,7 +530,7 @@ def expert_choice(W, x, capacity_factor, *, top_k, trace=None):
     """expert_choice.moe: linear(gate) |> softmax |> expert_choice(k, capacity_factor: cf)."""
     m = Margins()
     p = softmax(linear(x, W["gate"]))
-    routes, C = select_expert_choice(p, top_k, float(capacity_factor), margins=m)
+    routes, C = select_expert_choice(p, top_k, np.float32(capacity_factor), margins=m)
     _record(trace, routes, m, scores=p, capacity=C)
     return {"y": combine(x, routes, swiglu_experts(W))}
 
@@ -518,9 +558,10 @@ def hierarchical(W, x, *, groups, per_group, outer_k, inner_k, trace=None):
 
 
 def dselect_k(W, x, *, num_experts, gamma, trace=None):
-    """dselect_k.moe: dselect(z: x·Zᵀ, alpha: x·Aᵀ, experts: E, gamma: γ) |> nonzero."""
+    """dselect_k.moe: dselect(z: x·Zᵀ + b_z, alpha: x·Aᵀ + b_α, experts: E, gamma: γ) |> nonzero."""
     m = Margins()
-    w = dselect_weights(linear(x, W["z_gate"]), linear(x, W["alpha_gate"]), num_experts, gamma)
+    w = dselect_weights(linear(x, W["z_gate"], W["z_bias"]), linear(x, W["alpha_gate"], W["alpha_bias"]),
+                        num_experts, gamma)
     routes = select_nonzero(w)
     _record(trace, routes, m, scores=w)
     return {"y": combine(x, routes, swiglu_experts(W))}

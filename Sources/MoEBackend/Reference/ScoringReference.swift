@@ -93,7 +93,7 @@ extension ScoringOp: ReferenceFamily {
                         var r = 1.0
                         for j in 0..<m {
                             let sj = RoutingMath.smoothStep(zr[c * m + j], gamma: gamma)
-                            r *= (ex >> j) & 1 == 1 ? sj : 1 - sj
+                            r *= (ex >> (m - 1 - j)) & 1 == 1 ? sj : 1 - sj
                         }
                         w += mix[c] * r
                     }

@@ -38,8 +38,10 @@ extension SelectionOp: ReferenceFamily {
         case .expert_choice:
             let s = tensor(0)
             let tokensN = s.shape[0], e = s.shape[1]
-            let factor = n.operands.count == 2 ? Double(tensor(1).floats[0]) : a.float("capacity_factor")!
-            let cap = RoutingMath.expertChoiceCapacity(tokens: tokensN, k: a.int("k")!, factor: factor, experts: e)
+            let cap =
+                n.operands.count == 2
+                ? RoutingMath.expertChoiceCapacity(tokens: tokensN, k: a.int("k")!, runTimeFactor: tensor(1).floats[0], experts: e)
+                : RoutingMath.expertChoiceCapacity(tokens: tokensN, k: a.int("k")!, factor: a.float("capacity_factor")!, experts: e)
             let f = s.floats.map(Double.init)
             var chosen = [[Bool]](repeating: [Bool](repeating: false, count: e), count: tokensN)
             for ex in 0..<e {
@@ -104,7 +106,9 @@ extension ReferenceInterpreter {
     ///    keep the `keep_groups` best groups; choice scores outside them become `masked`
     ///    (−∞ unless the graph says otherwise).
     /// 3. Forced experts take the first slots, in the order listed; disabled experts are never
-    ///    chosen; the remaining slots take the best choice scores, ties to the lower index.
+    ///    chosen; the remaining slots take the best choice scores, ties to the lower index. With
+    ///    `by`, choice scores within `RoutingMath.selectionTieTolerance` (relative) tie and the
+    ///    larger score decides (a one-token Sinkhorn batch balances every entry to 1/E).
     ///    Each slot carries the expert's (unbiased) score as its weight.
     static func topk(scores: HostTensor, bias: [Double]?, by: HostTensor?, attributes a: Attributes) -> Routing {
         let tokens = scores.shape[0], e = scores.shape[1]
@@ -136,7 +140,23 @@ extension ReferenceInterpreter {
                 }
             }
             let candidates = (0..<e).filter { !disable.contains($0) && !force.contains($0) }
-            let best = bestIndices(candidates.map { choice[$0] }, k - force.count).map { candidates[$0] }
+            var best: [Int]
+            if by == nil {
+                best = bestIndices(candidates.map { choice[$0] }, k - force.count).map { candidates[$0] }
+            } else {
+                // Selection scores within the tie tolerance are ordered by the weights row: k
+                // rounds of "first candidate no other is selected before".
+                best = []
+                var left = candidates
+                for _ in 0..<(k - force.count) {
+                    var pick = 0
+                    for q in 1..<max(left.count, 1) {
+                        let j = left[q], b = left[pick]
+                        if RoutingMath.selectsBefore(Float(choice[j]), Float(raw[j]), than: Float(choice[b]), Float(raw[b])) { pick = q }
+                    }
+                    best.append(left.remove(at: pick))
+                }
+            }
             for (slot, idx) in (force + best).enumerated() {
                 r.expert[t * k + slot] = idx
                 r.weight[t * k + slot] = raw[idx]

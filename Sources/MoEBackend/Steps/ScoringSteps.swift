@@ -138,7 +138,7 @@ enum ScoringSteps {
                         var r = 1.0
                         for j in 0..<m {
                             let sj = RoutingMath.smoothStep(Double(zr[c * m + j]), gamma: gamma)
-                            r *= (ex >> j) & 1 == 1 ? sj : 1 - sj
+                            r *= (ex >> (m - 1 - j)) & 1 == 1 ? sj : 1 - sj
                         }
                         w += Foundation.exp(Double(ar[c]) - mx) / sum * r
                     }

@@ -53,7 +53,7 @@ enum SelectionSteps {
         let bias = withBias ? UnsafePointer(s.floats(n.operands[1])) : nil
         let by = withBy ? UnsafePointer(s.floats(n.operands[withBias ? 2 : 1])) : nil
         let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-        let rule = TopKRule(a, experts: e)
+        let rule = TopKRule(a, experts: e, tiesByWeight: withBy)
         let k = rule.k
         let out = RoutingBuffer(s.pointer(ValueID(i)), tokens: s.tokens, slots: k)
         let choice = s.scratch(i, 0).assumingMemoryBound(to: Float.self)
@@ -193,9 +193,9 @@ enum SelectionSteps {
         let k = n.attributes.int("k")!
         let factorPointer = n.operands.count == 2 ? UnsafePointer(s.floats(n.operands[1])) : nil
         let fixedFactor = n.attributes.float("capacity_factor") ?? 1
+        let fixedCapacity = RoutingMath.expertChoiceCapacity(tokens: tokens, k: k, factor: fixedFactor, experts: e)
         return {
-            let factor = factorPointer.map { Double($0[0]) } ?? fixedFactor
-            let cap = RoutingMath.expertChoiceCapacity(tokens: tokens, k: k, factor: factor, experts: e)
+            let cap = factorPointer.map { RoutingMath.expertChoiceCapacity(tokens: tokens, k: k, runTimeFactor: $0[0], experts: e) } ?? fixedCapacity
             chosen.initialize(repeating: 0, count: tokens * e)
             for ex in 0..<e {
                 // Partial selection: the `cap` best tokens of this expert's column.
@@ -278,8 +278,12 @@ struct TopKRule {
     let masked: Float
     let force: [Int32]
     let disable: [Int]
+    /// `topk(by:)`: choice scores within a relative `RoutingMath.selectionTieTolerance` tie, and
+    /// the weights row decides between them.
+    let tiesByWeight: Bool
 
-    init(_ a: Attributes, experts e: Int) {
+    init(_ a: Attributes, experts e: Int, tiesByWeight: Bool = false) {
+        self.tiesByWeight = tiesByWeight
         experts = e
         k = a.int("k")!
         groups = a.int("groups") ?? 1
@@ -343,8 +347,14 @@ struct TopKRule {
         }
         for slot in force.count..<k {
             var best = -Float.infinity, bi = -1
-            for j in 0..<e where taken[j] == 0 {
-                if bi < 0 || choice[j] > best { best = choice[j]; bi = j }
+            if tiesByWeight {
+                for j in 0..<e where taken[j] == 0 {
+                    if bi < 0 || RoutingMath.selectsBefore(choice[j], row[j], than: best, row[bi]) { best = choice[j]; bi = j }
+                }
+            } else {
+                for j in 0..<e where taken[j] == 0 {
+                    if bi < 0 || choice[j] > best { best = choice[j]; bi = j }
+                }
             }
             taken[bi] = 1
             outExperts[slot] = Int32(bi)
