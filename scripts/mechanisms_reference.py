@@ -390,11 +390,12 @@ def within(outer_routes, inner, k, per_group, margins=None):
 
 
 def renormalize(routes):
-    """weights / the sum of the token's chosen weights (a token with no expert stays empty)."""
+    """weights / the sum of the token's chosen weights (a token with no expert, or whose weights sum to 0,
+    stays as it is)."""
     out = []
     for chosen in routes:
         s = sum(w for _, w in chosen)
-        out.append([(e, w / s) for e, w in chosen])
+        out.append([(e, w / s) for e, w in chosen] if s != 0 else list(chosen))   # a zero sum stays: no 0/0
     return out
 
 

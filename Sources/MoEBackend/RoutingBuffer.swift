@@ -13,6 +13,15 @@ struct RoutingBuffer {
         self.slots = slots
     }
 
+    /// Marks token `t` invalid: every slot `RoutingMath.invalidToken`, weight 0.
+    @inline(__always)
+    func markInvalid(_ t: Int) {
+        for j in 0..<slots {
+            experts[t * slots + j] = RoutingMath.invalidToken
+            weights[t * slots + j] = 0
+        }
+    }
+
     func copy(to other: RoutingBuffer) {
         other.experts.update(from: experts, count: tokens * slots)
         other.weights.update(from: weights, count: tokens * slots)

@@ -43,6 +43,23 @@ public enum RoutingMath {
         return Int(SplitMix64.mix(UInt64(bitPattern: Int64(seed)) &* 1_000_003 &+ u) % UInt64(experts))
     }
 
+    /// The expert index every slot of a token holds when its router scores are not finite (the
+    /// one rule for non-finite values): the token is routed nowhere, takes no capacity and no
+    /// part in balancing, and its MoE block output row is NaN. (−1 is a slot with no expert.)
+    public static let invalidToken: Int32 = -2
+
+    /// Whether a score makes its token invalid: NaN or +∞. −∞ is not: it is the masking
+    /// convention (an expert that cannot be chosen; a softmax gives it probability 0).
+    @inline(__always)
+    public static func isInvalidScore(_ v: Float) -> Bool { v.isNaN || v == .infinity }
+
+    /// Whether any of `count` scores from `row` is invalid (see `isInvalidScore`).
+    @inline(__always)
+    static func hasInvalidScore(_ row: UnsafePointer<Float>, _ count: Int) -> Bool {
+        for j in 0..<count where isInvalidScore(row[j]) { return true }
+        return false
+    }
+
     /// Relative distance under which two selection scores of `topk(by:)` count as tied.
     /// Sinkhorn's scalings leave a few ulps of rounding on what is exactly a tie (every entry of a
     /// one-token batch balances to 1/E), and the weights row must decide such ties, not rounding.

@@ -76,4 +76,52 @@ import Testing
         let y = try runEverywhere(t, RoutingTests.inputs([scores]))
         #expect(y.enumerated().filter { $0.element > 0 }.map(\.offset) == [2, 4])
     }
+
+    /// Every selection, on scores where token 1's row holds a NaN (or a +∞): its block output row
+    /// is NaN in the executor and the reference alike, and the other tokens get what they get
+    /// without it (no capacity, no balancing, no expert taken from them).
+    static let selections: [(String, @Sendable (inout TinyGraph, ValueID) throws -> ValueID)] = [
+        ("topk", { t, s in try t.op(.topk, [s], ["k": .int(2)]) }),
+        ("softmax topk renormalize", { t, s in try t.op(.route_renormalize, [try t.op(.topk, [try t.op(.softmax, [s])], ["k": .int(2)])], ["eps": .float(0)]) }),
+        ("fused_router", { t, s in try t.op(.fused_router, [s], ["k": .int(2), "score": .string("softmax"), "normalize": .string("sum")]) }),
+        ("topk by sinkhorn", { t, s in try t.op(.topk, [try t.op(.softmax, [s]), try t.op(.sinkhorn, [s], ["iterations": .int(3)])], ["k": .int(2), "with_by": .bool(true)]) }),
+        ("threshold", { t, s in try t.op(.threshold, [try t.op(.softmax, [s])], ["tau": .float(0.2)]) }),
+        ("top_p", { t, s in try t.op(.top_p, [try t.op(.softmax, [s])], ["p": .float(0.7)]) }),
+        ("stat_topk", { t, s in try t.op(.stat_topk, [s], ["k": .int(2)]) }),
+        ("nonzero", { t, s in try t.op(.nonzero, [try t.op(.softmax, [s])]) }),
+        ("dense", { t, s in try t.op(.dense_route, [try t.op(.softmax, [s])]) }),
+        ("expert_choice", { t, s in try t.op(.expert_choice, [try t.op(.softmax, [s])], ["k": .int(2), "capacity_factor": .float(1)]) }),
+        ("capacity", { t, s in try t.op(.route_capacity, [try t.op(.topk, [s], ["k": .int(2)])], ["capacity": .int(2)]) }),
+        (
+            "dselect",
+            { t, s in
+                let z = try t.op(.linear, [s, t.randomWeight("z", [6, 6])]), alpha = try t.op(.linear, [s, t.randomWeight("alpha", [2, 6])])
+                return try t.op(.nonzero, [try t.op(.dselect, [s, z, alpha], ["experts": .int(6), "gamma": .float(1)])])
+            }
+        ),
+        (
+            "within",
+            { t, s in
+                let w = t.randomWeight("groups", [2, 6])
+                let outer = try t.op(.topk, [try t.op(.softmax, [try t.op(.linear, [s, w])])], ["k": .int(1)])
+                return try t.op(.within, [outer, try t.op(.softmax, [s], ["groups": .int(2)])], ["k": .int(2)])
+            }
+        )
+    ]
+
+    @Test(arguments: [Float.nan, .infinity])
+    func invalidScoresGiveANaNRowAndLeaveTheOthers(_ bad: Float) throws {
+        var rng = SeededRandom(seed: 5)
+        let v = rng.normals(5 * 6, scale: 1.5)
+        let rows = (0..<5).map { r in (0..<6).map { v[r * 6 + $0] } }
+        var broken = rows
+        broken.insert(rows[1].enumerated().map { $0.offset == 2 ? bad : $0.element }, at: 1)
+        for (name, pipeline) in Self.selections {
+            let t = try RoutingTests.readout(experts: 6, pipeline)
+            let clean = try runEverywhere(t, RoutingTests.inputs(rows))
+            let y = try runEverywhere(t, RoutingTests.inputs(broken))
+            #expect(y[6..<12].allSatisfy { $0.isNaN }, "\(name): the invalid token's row is \(Array(y[6..<12]))")
+            #expect(Array(y[0..<6]) + Array(y[12...]) == clean, "\(name): the other tokens changed")
+        }
+    }
 }

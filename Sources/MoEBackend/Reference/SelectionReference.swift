@@ -38,21 +38,27 @@ extension SelectionOp: ReferenceFamily {
         case .expert_choice:
             let s = tensor(0)
             let tokensN = s.shape[0], e = s.shape[1]
+            let f = s.floats.map(Double.init)
+            // Invalid tokens take no capacity and do not count in T.
+            let valid = (0..<tokensN).filter { t in !R.invalid((0..<e).map { f[t * e + $0] }) }
             let cap =
                 n.operands.count == 2
-                ? RoutingMath.expertChoiceCapacity(tokens: tokensN, k: a.int("k")!, runTimeFactor: tensor(1).floats[0], experts: e)
-                : RoutingMath.expertChoiceCapacity(tokens: tokensN, k: a.int("k")!, factor: a.float("capacity_factor")!, experts: e)
-            let f = s.floats.map(Double.init)
+                ? RoutingMath.expertChoiceCapacity(tokens: valid.count, k: a.int("k")!, runTimeFactor: tensor(1).floats[0], experts: e)
+                : RoutingMath.expertChoiceCapacity(tokens: valid.count, k: a.int("k")!, factor: a.float("capacity_factor")!, experts: e)
             var chosen = [[Bool]](repeating: [Bool](repeating: false, count: e), count: tokensN)
             for ex in 0..<e {
-                // Each expert takes its `cap` best tokens, ties to the lower token index.
-                let column = (0..<tokensN).map { f[$0 * e + ex] }
-                for t in R.bestIndices(column, cap) { chosen[t][ex] = true }
+                // Each expert takes its `cap` best valid tokens, ties to the lower token index.
+                let column = valid.map { f[$0 * e + ex] }
+                for i in R.bestIndices(column, cap) { chosen[valid[i]][ex] = true }
             }
             var r = R.Routing(
                 tokens: tokensN, slots: e, experts: e, expert: [Int](repeating: -1, count: tokensN * e),
                 weight: [Double](repeating: 0, count: tokensN * e))
             for t in 0..<tokensN {
+                if !valid.contains(t) {
+                    r.markInvalid(t)
+                    continue
+                }
                 var slot = 0
                 for ex in 0..<e where chosen[t][ex] {
                     r.expert[t * e + slot] = ex
@@ -83,6 +89,10 @@ extension SelectionOp: ReferenceFamily {
                 tokens: outer.tokens, slots: slots, experts: e, expert: [Int](repeating: -1, count: outer.tokens * slots),
                 weight: [Double](repeating: 0, count: outer.tokens * slots))
             for t in 0..<outer.tokens {
+                if outer.expert[t * outer.slots] == Int(RoutingMath.invalidToken) || R.invalid((0..<e).map { f[t * e + $0] }) {
+                    r.markInvalid(t)
+                    continue
+                }
                 for o in 0..<outer.slots {
                     let g = outer.expert[t * outer.slots + o]
                     guard g >= 0 else { continue }
@@ -99,6 +109,9 @@ extension SelectionOp: ReferenceFamily {
 }
 
 extension ReferenceInterpreter {
+    /// Whether a row of scores makes its token invalid: a NaN or +∞ in it (−∞ masks an expert).
+    static func invalid(_ row: [Double]) -> Bool { row.contains { $0.isNaN || $0 == .infinity } }
+
     /// Top-k selection, optionally limited to the best groups.
     ///
     /// 1. Choice score = (`by` if given, else the score) + bias: they affect selection only.
@@ -127,6 +140,10 @@ extension ReferenceInterpreter {
             expert: [Int](repeating: -1, count: tokens * k), weight: [Double](repeating: 0, count: tokens * k))
         for t in 0..<tokens {
             let raw = (0..<e).map { Double(s[t * e + $0]) }
+            if invalid(raw) || (by != nil && invalid((0..<e).map { Double(sel[t * e + $0]) })) {
+                r.markInvalid(t)
+                continue
+            }
             var choice = (0..<e).map { Double(sel[t * e + $0]) + (bias?[$0] ?? 0) }
             if groups > 1 {
                 let size = e / groups
@@ -181,6 +198,10 @@ extension ReferenceInterpreter {
             weight: [Double](repeating: 0, count: tokens * slots))
         for t in 0..<tokens {
             let row = Array(f[(t * e)..<((t + 1) * e)])
+            if invalid(row) {
+                r.markInvalid(t)
+                continue
+            }
             let order = bestIndices(row, e)
             var chosen: [Int]
             switch op {
