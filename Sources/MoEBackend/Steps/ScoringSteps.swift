@@ -136,7 +136,9 @@ enum ScoringSteps {
                 let zr = z + (zPerToken ? t * kSel * m : 0), ar = alpha + (aPerToken ? t * kSel : 0)
                 // NaN in z or α, or +∞ in α (a NaN softmax), makes the token invalid: a NaN row,
                 // which `nonzero` turns into `RoutingMath.invalidToken`. (z = ±∞ saturates S.)
-                if RoutingMath.hasInvalidScore(ar, kSel) || (0..<(kSel * m)).contains(where: { zr[$0].isNaN }) {
+                var invalid = RoutingMath.hasInvalidScore(ar, kSel)
+                for j in 0..<(kSel * m) where zr[j].isNaN { invalid = true }
+                if invalid {
                     for ex in 0..<e { y[t * e + ex] = .nan }
                     continue
                 }
