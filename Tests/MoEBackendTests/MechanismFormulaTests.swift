@@ -1,0 +1,75 @@
+import Foundation
+import MoEBasics
+import MoEIR
+import Testing
+
+@testable import MoEBackend
+
+/// A second check of each selection rule, independent of both the numpy reference and the
+/// reference interpreter: small cases worked out by hand from the documented formulas (the
+/// edge cases: inclusive thresholds, the crossing expert of top-p, the Φ⁻¹ cut, ties), read out
+/// through `RoutingTests.readout` (y[t, e] = the weight token t gives expert e).
+@Suite struct MechanismFormulaTests {
+    static func y(_ experts: Int, _ scores: [[Float]], _ pipeline: (inout TinyGraph, ValueID) throws -> ValueID) throws -> [[Float]] {
+        let t = try RoutingTests.readout(experts: experts, pipeline)
+        return RoutingTests.rows(try runEverywhere(t, RoutingTests.inputs(scores)), experts)
+    }
+
+    /// threshold(τ = 0.2, max_k: 2): 0.2 ≥ τ passes, but 0.3, 0.3 come first (ties to the lower
+    /// index) and max_k cuts the rest.
+    @Test func thresholdIsInclusiveAndCutBestFirst() throws {
+        let row: [Float] = [0.3, 0.1, 0.3, 0.2, 0.05, 0.05]
+        #expect(try Self.y(6, [row]) { t, s in try t.op(.threshold, [s], ["tau": .float(0.2), "max_k": .int(2)]) } == [[0.3, 0, 0.3, 0, 0, 0]])
+        #expect(try Self.y(6, [row]) { t, s in try t.op(.threshold, [s], ["tau": .float(0.2)]) } == [[0.3, 0, 0.3, 0.2, 0, 0]])
+    }
+
+    /// top_p: best first until the sum reaches p, the expert that crosses p included.
+    @Test func topPIncludesTheCrossingExpert() throws {
+        let row: [Float] = [0.15, 0.5, 0.05, 0.3]
+        #expect(try Self.y(4, [row]) { t, s in try t.op(.top_p, [s], ["p": .float(0.7)]) } == [[0, 0.5, 0, 0.3]])
+        #expect(try Self.y(4, [row]) { t, s in try t.op(.top_p, [s], ["p": .float(0.85)]) } == [[0.15, 0.5, 0, 0.3]])
+        #expect(try Self.y(4, [row]) { t, s in try t.op(.top_p, [s], ["p": .float(0.4)]) } == [[0, 0.5, 0, 0]])
+    }
+
+    /// stat_topk(k) on [1, 2, 3, 4]: mean 2.5, population std √1.25; k = 1 cuts at
+    /// 2.5 + 1.118·Φ⁻¹(0.75) = 3.254 (only 4 passes), k = 2 at 2.5 + 0 (3 and 4 pass).
+    @Test func statTopKCutsAtTheNormalQuantile() throws {
+        let row: [Float] = [1, 2, 3, 4]
+        #expect(try Self.y(4, [row]) { t, s in try t.op(.stat_topk, [s], ["k": .int(1)]) } == [[0, 0, 0, 4]])
+        #expect(try Self.y(4, [row]) { t, s in try t.op(.stat_topk, [s], ["k": .int(2)]) } == [[0, 0, 3, 4]])
+        #expect(abs(RoutingMath.normalQuantile(0.75) - 0.674_489_750_196_081_7) < 1e-12)
+    }
+
+    @Test func nonzeroKeepsExactlyTheNonZeroWeights() throws {
+        #expect(try Self.y(4, [[0, 0.2, 0, 0.5]]) { t, s in try t.op(.nonzero, [s]) } == [[0, 0.2, 0, 0.5]])
+    }
+
+    /// expert_choice(k: 1, cf: 1) with T = 3, E = 2: C = ⌈3/2⌉ = 2. Expert 0 takes token 2 (0.9),
+    /// then token 0 over token 1 (a tie: the lower token); expert 1 takes tokens 0 and 1.
+    @Test func expertChoiceTiesGoToTheLowerToken() throws {
+        let scores: [[Float]] = [[0.5, 0.5], [0.5, 0.5], [0.9, 0.1]]
+        let y = try Self.y(2, scores) { t, s in try t.op(.expert_choice, [s], ["k": .int(1), "capacity_factor": .float(1)]) }
+        #expect(y == [[0.5, 0.5], [0, 0.5], [0.9, 0]])
+    }
+
+    /// random_fixed: splitmix64(seed·1000003 + uint32(id)) mod E, with the standard splitmix64
+    /// step, whose first output from state 0 is 0xE220A8397B1DCDAF.
+    @Test func randomFixedIsStandardSplitMix64() {
+        #expect(SplitMix64.mix(0) == 0xE220_A839_7B1D_CDAF)
+        #expect(RoutingMath.hashExpert(id: 0, experts: 1000, method: "random", seed: 0) == 535) // 0xE220A8397B1DCDAF mod 1000
+        #expect(RoutingMath.hashExpert(id: 5, experts: 8, method: "random", seed: 1234) == 5)
+        #expect(RoutingMath.hashExpert(id: 42, experts: 6, method: "random", seed: -1) == 1)
+    }
+
+    /// within(inner, k: 1) over 2 groups of 2: the outer top-1 over the group scores (s₀, s₂) =
+    /// (0.1, 0.4) picks group 1 with weight 0.4; the inner best of group 1 is its second expert
+    /// (index 1·2 + 1 = 3), weight 0.4 · 0.6.
+    @Test func withinIndexesAndWeighsByBothLevels() throws {
+        let y = try Self.y(4, [[0.1, 0.9, 0.4, 0.6]]) { t, s in
+            let groups = t.weight("groups", [2, 4], [1, 0, 0, 0, 0, 0, 1, 0]) // group scores s₀, s₂
+            let outer = try t.op(.topk, [try t.op(.linear, [s, groups])], ["k": .int(1)])
+            return try t.op(.within, [outer, s], ["k": .int(1)])
+        }
+        #expect(y == [[0, 0, 0, 0.4 * 0.6]])
+    }
+}
