@@ -38,7 +38,8 @@ import MoEIR
 ///   "imbalance": [1.5, …], "entropy": [1.83, …], "entropy_normalized": [0.88, …],
 ///   "top1_top2_margin": [0.12, …], "aux_loss": [1.03, …],   // one number per layer (null: not measured)
 ///   "layers": [{ "name": "y", "experts": 8, "slots": 2, "tokens": 16, "assignments": 32,
-///                "measured_tokens": 16, "probabilities": "scores / sum", "scores_from": "softmax",
+///                "measured_tokens": 16, "tokens_without_expert": 0, "non_finite_tokens": 0,
+///                "probabilities": "scores / sum", "scores_from": "softmax",
 ///                "hottest": [3, 5, 1], "mean_probability": [p_0, …],
 ///                "hop_load": [[…], […], […]] }, …] }   // hop_load: multi-hop blocks only
 /// ```
