@@ -72,4 +72,58 @@ import Testing
         }
         #expect(y == [[0, 0, 0, 0.4 * 0.6]])
     }
+
+    /// `op` on input x [T, width] with one weight, as a graph output, by the executor and the
+    /// reference interpreter (which must agree); the reference's values.
+    static func scores(
+        _ x: [[Float]], weight: (name: String, shape: [Int], values: [Float])?, _ make: (inout TinyGraph, ValueID, ValueID?) throws -> ValueID
+    ) throws -> [Float] {
+        var t = TinyGraph("scores")
+        let input = t.input("x", [.tokens, .fixed(x[0].count)])
+        let w = weight.map { t.weight($0.name, $0.shape, $0.values) }
+        t.output("y", try make(&t, input, w))
+        return try runEverywhere(t, ["x": HostTensor(shape: [x.count, x[0].count], floats: x.flatMap { $0 })])
+    }
+
+    static func close(_ a: [Float], _ b: [Double], _ tolerance: Double = 1e-6) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy { abs(Double($0) - $1) <= tolerance }
+    }
+
+    /// cosine: (3, 4)·(1, 0) / 5 = 0.6; a zero centroid gives 0 (the 1e-8 floor), not NaN.
+    /// distance: ‖(3, 4) − (0, 0)‖ = 5, ‖(3, 4) − (3, 0)‖ = 4.
+    @Test func centroidScoresByHand() throws {
+        let cosine = try Self.scores([[3, 4]], weight: ("c", [2, 2], [1, 0, 0, 0])) { t, x, c in try t.op(.cosine, [x, c!]) }
+        #expect(Self.close(cosine, [0.6, 0]))
+        let distance = try Self.scores([[3, 4]], weight: ("c", [2, 2], [0, 0, 3, 0])) { t, x, c in try t.op(.distance, [x, c!]) }
+        #expect(Self.close(distance, [5, 4]))
+    }
+
+    /// subspace: U₀ = span(e₁), U₁ = span(e₂, e₃); x = (3, 4, 0) scores 3/5 and 4/5; a zero
+    /// token scores 0 (the 1e-12 floor).
+    @Test func subspaceScoresByHand() throws {
+        // bases [E = 2, d = 3, r = 2]: U₀'s second column is zero.
+        let bases: [Float] = [1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1]
+        let y = try Self.scores([[3, 4, 0], [0, 0, 0]], weight: ("u", [2, 3, 2], bases)) { t, x, u in try t.op(.subspace, [x, u!]) }
+        #expect(Self.close(y, [0.6, 0.8, 0, 0]))
+    }
+
+    /// sinkhorn(1) on logits [[0, ln 3], [0, 0]]: row softmax [[1/4, 3/4], [1/2, 1/2]]; columns
+    /// to T/E = 1: [[1/3, 3/5], [2/3, 2/5]]; rows to 1: [[5/14, 9/14], [5/8, 3/8]].
+    @Test func sinkhornByHand() throws {
+        let y = try Self.scores([[0, Float(log(3.0))], [0, 0]], weight: nil) { t, x, _ in try t.op(.sinkhorn, [x], ["iterations": .int(1)]) }
+        let expected: [Double] = [5.0 / 14, 9.0 / 14, 5.0 / 8, 3.0 / 8]
+        #expect(Self.close(y, expected))
+    }
+
+    /// DSelect-k per task, E = 4 (m = 2), one selector, γ = 1, z = (0, 0.25): S = (1/2, 27/32).
+    /// Codes most significant bit first: r₀ = ½·(5/32), r₁ = ½·(27/32), r₂ = r₀, r₃ = r₁.
+    @Test func dselectByHand() throws {
+        var t = TinyGraph("dselect")
+        let x = t.input("x", [.tokens, .fixed(1)])
+        let z = t.weight("z", [2], [0, 0.25]), alpha = t.weight("alpha", [1], [0])
+        t.output("y", try t.op(.dselect, [x, z, alpha], ["experts": .int(4), "gamma": .float(1)]))
+        let y = try runEverywhere(t, ["x": HostTensor(shape: [1, 1], floats: [0])])
+        let expected: [Double] = [5.0 / 64, 27.0 / 64, 5.0 / 64, 27.0 / 64]
+        #expect(Self.close(y, expected))
+    }
 }
