@@ -126,4 +126,24 @@ import Testing
         let expected: [Double] = [5.0 / 64, 27.0 / 64, 5.0 / 64, 27.0 / 64]
         #expect(Self.close(y, expected))
     }
+
+    /// Steering: topk(3, force: [2], disable: [3]) on (0.1, 0.5, 0.3, 0.9): the forced expert 2
+    /// first, the disabled 3 never (though best), then the best others, 1 and 0.
+    @Test func forcedFirstDisabledNever() throws {
+        let y = try Self.y(4, [[0.1, 0.5, 0.3, 0.9]]) { t, s in
+            try t.op(.topk, [s], ["k": .int(3), "force": .ints([2]), "disable": .ints([3])])
+        }
+        #expect(y == [[0.1, 0.5, 0.3, 0]])
+    }
+
+    /// Multi-hop halting: a token stays active while ‖Δh‖ ≥ τ·‖h‖ (h before the update):
+    /// ‖(0.6, 0.8)‖ = 1 ≥ 0.19·5 stays, ‖(0.1, 0)‖ = 0.1 < 0.19·1 halts.
+    @Test func haltingComparesTheUpdateWithHBeforeIt() throws {
+        var t = TinyGraph("halt")
+        let h = t.input("h", [.tokens, .fixed(2)]), d = t.input("d", [.tokens, .fixed(2)])
+        t.output("y", try t.op(.halt_mask, [h, d], ["tau": .float(0.19)]))
+        let y = try runEverywhere(
+            t, ["h": HostTensor(shape: [2, 2], floats: [3, 4, 1, 0]), "d": HostTensor(shape: [2, 2], floats: [0.6, 0.8, 0.1, 0])])
+        #expect(y == [1, 0])
+    }
 }
