@@ -1,5 +1,5 @@
-/// A routing in the arena: `tokens × slots` expert indices (Int32, −1 for an empty slot)
-/// followed by as many weights (Float).
+/// A routing in the arena: `tokens × slots` expert indices (Int32, −1 for an empty slot, −2 in
+/// every slot of an invalid token: `RoutingMath.invalidToken`) followed by as many weights (Float).
 struct RoutingBuffer {
     let experts: UnsafeMutablePointer<Int32>
     let weights: UnsafeMutablePointer<Float>
