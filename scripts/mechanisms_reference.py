@@ -21,6 +21,7 @@ selection (`renormalize`, `softmax`, `sqrt`) map that structure; `combine` appli
 Command line: recompute every fixture folder from its files and compare with the stored outputs:
 
     python3 scripts/mechanisms_reference.py Tests/Fixtures/mechanisms/*/
+    python3 scripts/mechanisms_reference.py --non-finite    # also with a NaN / ±inf token inserted
 """
 from __future__ import annotations
 
@@ -100,11 +101,25 @@ def swiglu_experts(W):
     return lambda e, x: swiglu_expert(x, W["w_gate"][e], W["w_up"][e], W["w_down"][e])
 
 
+INVALID = None   # the route of a token whose scores hold a NaN or +∞ (see `invalid`)
+
+
+def invalid(row):
+    """The one rule for non-finite values: a score row with a NaN or +∞ makes its token invalid (routed
+    nowhere, no capacity, no balancing, a NaN output row). −∞ is the masking convention, not invalid."""
+    row = np.asarray(row, dtype=np.float64)
+    return bool(np.any(np.isnan(row)) or np.any(row == np.inf))
+
+
 def combine(x, routes, expert, width=None):
-    """y_t = Σ_(e, w) in routes[t]  w · expert(e, x_t). A token with no expert gets a zero row."""
+    """y_t = Σ_(e, w) in routes[t]  w · expert(e, x_t). A token with no expert gets a zero row; a token
+    whose input row is not finite or whose route is INVALID gets a NaN row."""
     width = x.shape[1] if width is None else width
     y = np.zeros((x.shape[0], width))
     for t, chosen in enumerate(routes):
+        if chosen is INVALID or not np.all(np.isfinite(x[t])):
+            y[t] = np.nan
+            continue
         for e, w in chosen:
             y[t] += w * expert(e, x[t:t + 1])[0]
     return y
@@ -187,6 +202,9 @@ def select_topk(scores, k, by=None, force=(), disable=(), margins=None, what="to
     by = scores if by is None else by
     routes = []
     for t in range(scores.shape[0]):
+        if invalid(scores[t]) or (given_by and invalid(by[t])):
+            routes.append(INVALID)
+            continue
         chosen = list(force)
         if given_by:
             rest = by_first(by[t], scores[t], [e for e in range(scores.shape[1]) if e not in force and e not in disable])
@@ -208,6 +226,9 @@ def select_threshold(scores, tau, max_k, margins=None):
     """threshold(τ, max_k: m): the experts with score ≥ τ, best first, at most m of them."""
     routes = []
     for t in range(scores.shape[0]):
+        if invalid(scores[t]):
+            routes.append(INVALID)
+            continue
         passing = [e for e in best_first(scores[t]) if scores[t, e] >= tau]
         if margins is not None:
             for e in range(scores.shape[1]):
@@ -224,6 +245,9 @@ def select_top_p(scores, p, max_k, margins=None):
     (the expert that crosses p is included), at most m experts."""
     routes = []
     for t in range(scores.shape[0]):
+        if invalid(scores[t]):
+            routes.append(INVALID)
+            continue
         order = best_first(scores[t])
         chosen, cum = [], 0.0
         for e in order:
@@ -253,6 +277,9 @@ def select_stat_topk(scores, k, margins=None):
     best first."""
     routes = []
     for t in range(scores.shape[0]):
+        if invalid(scores[t]):
+            routes.append(INVALID)
+            continue
         cut = stat_topk_cut(scores[t], k)
         if margins is not None:
             for e in range(scores.shape[1]):
@@ -276,17 +303,18 @@ def select_expert_choice(scores, k, capacity_factor, margins=None):
     """expert_choice(k, capacity_factor: cf): each expert independently takes its C best tokens by score
     (ties → lower token index); a token's weights are its scores for the experts that took it."""
     T, E = scores.shape
-    C = expert_choice_capacity(T, k, capacity_factor, E)
+    valid = [t for t in range(T) if not invalid(scores[t])]          # invalid tokens: no capacity, not in T
+    C = expert_choice_capacity(len(valid), k, capacity_factor, E)
     taken = [[] for _ in range(T)]
     for e in range(E):
-        order = best_first(scores[:, e])
+        order = [valid[i] for i in best_first(scores[valid, e])]
         for t in order[:C]:
             taken[t].append(e)
-        if margins is not None and 0 < C < T:
+        if margins is not None and 0 < C < len(valid):
             margins.add("expert_choice capacity", e, scores[order[C - 1], e], scores[order[C], e],
                         _rowscale(scores[:, e]))
     routes = [[(e, float(scores[t, e])) for e in sorted(es, key=lambda e: (-scores[t, e], e))]
-              for t, es in enumerate(taken)]
+              if t in valid else INVALID for t, es in enumerate(taken)]
     return routes, C
 
 
@@ -348,7 +376,8 @@ def dselect_weights(z, alpha, E, gamma):
 
 def select_nonzero(weights):
     """nonzero: every expert with a non-zero weight, best first; weights as they are."""
-    return [[(e, float(weights[t, e])) for e in best_first(weights[t]) if weights[t, e] != 0.0]
+    return [INVALID if invalid(weights[t]) else
+            [(e, float(weights[t, e])) for e in best_first(weights[t]) if weights[t, e] != 0.0]
             for t in range(weights.shape[0])]
 
 
@@ -356,16 +385,18 @@ def sinkhorn(S, iterations):
     """P = row-softmax(S) (the first row scaling of exp(S)); repeat n times: scale each column to sum T/E
     (skip a zero column), then each row to sum 1 (skip a zero row). Rows first, as Megatron-LM."""
     T, E = S.shape
-    P = softmax(S)
+    valid = [t for t in range(T) if not invalid(S[t])]    # invalid tokens take no part: NaN rows
+    P = np.full((T, E), np.nan)
+    P[valid] = softmax(S[valid])
     for _ in range(iterations):
-        col = P.sum(axis=0)
+        col = P[valid].sum(axis=0)
         for e in range(E):
             if col[e] != 0.0:
-                P[:, e] *= (T / E) / col[e]
-        row = P.sum(axis=1)
-        for t in range(T):
-            if row[t] != 0.0:
-                P[t, :] /= row[t]
+                P[valid, e] *= (len(valid) / E) / col[e]
+        for t in valid:
+            row = P[t].sum()
+            if row != 0.0:
+                P[t, :] /= row
     return P
 
 
@@ -375,6 +406,9 @@ def within(outer_routes, inner, k, per_group, margins=None):
     index g·S + j."""
     routes = []
     for t, chosen in enumerate(outer_routes):
+        if chosen is INVALID or invalid(inner[t]):
+            routes.append(INVALID)
+            continue
         r = []
         for g, wg in chosen:
             block = inner[t, g * per_group:(g + 1) * per_group]
@@ -394,6 +428,9 @@ def renormalize(routes):
     stays as it is)."""
     out = []
     for chosen in routes:
+        if chosen is INVALID:
+            out.append(INVALID)
+            continue
         s = sum(w for _, w in chosen)
         out.append([(e, w / s) for e, w in chosen] if s != 0 else list(chosen))   # a zero sum stays: no 0/0
     return out
@@ -403,8 +440,8 @@ def softmax_chosen(routes):
     """`softmax` after a selection: softmax over the token's chosen values only."""
     out = []
     for chosen in routes:
-        if not chosen:
-            out.append([])
+        if chosen is INVALID or not chosen:
+            out.append(chosen)
             continue
         v = softmax(np.array([w for _, w in chosen]))
         out.append([(e, float(p)) for (e, _), p in zip(chosen, v)])
@@ -412,7 +449,7 @@ def softmax_chosen(routes):
 
 
 def sqrt_weights(routes):
-    return [[(e, math.sqrt(w)) for e, w in chosen] for chosen in routes]
+    return [INVALID if chosen is INVALID else [(e, math.sqrt(w)) for e, w in chosen] for chosen in routes]
 
 
 # ============================================================================ scores
@@ -784,7 +821,10 @@ def run_graph(name, W, inputs, vals, graph=None, trace=None):
     return fn(W, *args, **kw, trace=trace)
 
 
-def check_folder(folder, root):
+def check_folder(folder, root, bad_row=None):
+    """max |Δ| / max |ref| of the reference against the folder's outputs. With `bad_row` (a function of the
+    width giving a non-finite row), that row is inserted as token T // 2 (id 7 for `ids`) first: its outputs
+    must be NaN (else the error is inf) and the other tokens' outputs unchanged."""
     meta = json.load(open(os.path.join(folder, "meta.json")))
     graph_path = os.path.join(root, meta["graph"])
     name = os.path.splitext(os.path.basename(graph_path))[0]
@@ -795,28 +835,50 @@ def check_folder(folder, root):
         vals[k] = v
     W = load_graph_weights(folder, graph, vals)
     inputs = {k: np.load(os.path.join(folder, f)) for k, f in meta["inputs"].items()}
+    at = inputs["x"].shape[0] // 2
+    if bad_row is not None:
+        inputs["x"] = np.insert(inputs["x"], at, bad_row(inputs["x"].shape[1]), axis=0)
+        if "ids" in inputs:
+            inputs["ids"] = np.insert(inputs["ids"], at, 7)
     out = run_graph(name, W, inputs, vals, graph)
     worst = 0.0
     for k, f in meta["outputs"].items():
         ref = np.load(os.path.join(folder, f)).astype(np.float64)
+        if bad_row is not None:
+            if not np.all(np.isnan(out[k][at])):
+                return math.inf
+            out[k] = np.delete(out[k], at, axis=0)
         err = float(np.max(np.abs(out[k] - ref)) / max(np.max(np.abs(ref)), 1e-30))
         worst = max(worst, err)
     return worst
 
 
 def main(argv):
+    # --non-finite: also insert a non-finite token into each folder (the one rule: its output NaN,
+    # the other tokens unchanged)
+    non_finite = "--non-finite" in argv
+    argv = [a for a in argv if a != "--non-finite"]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     folders = argv or sorted(os.path.join(root, "Tests/Fixtures/mechanisms", d)
                              for d in os.listdir(os.path.join(root, "Tests/Fixtures/mechanisms"))
                              if os.path.isdir(os.path.join(root, "Tests/Fixtures/mechanisms", d)))
     bad = 0
+    rows = {"": None,
+            " + NaN token": lambda d: np.full(d, np.nan),
+            " + token with +inf": lambda d: np.where(np.arange(d) == 1, np.inf, 0.5),
+            " + token with -inf": lambda d: np.where(np.arange(d) == 0, -np.inf, -0.25)}
     for folder in folders:
         if not os.path.exists(os.path.join(folder, "meta.json")):
             continue
-        err = check_folder(folder, root)
-        ok = err <= 1e-5
-        bad += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {os.path.basename(os.path.normpath(folder)):<44} max|Δ|/max|ref| {err:.1e}")
+        for label, row in rows.items():
+            if row is not None and not non_finite:
+                continue
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):   # NaN is what is tested
+                err = check_folder(folder, root, bad_row=row)
+            ok = err <= 1e-5
+            bad += not ok
+            print(f"{'ok  ' if ok else 'FAIL'} {os.path.basename(os.path.normpath(folder)) + label:<62} "
+                  f"max|Δ|/max|ref| {err:.1e}")
     return 1 if bad else 0
 
 
