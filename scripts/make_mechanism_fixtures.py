@@ -83,8 +83,10 @@ def init_weight(rng, name, shape, spec):
         return rng.normal(0.0, gate_scale / math.sqrt(fan_in), shape)
     if name == "z_gate":
         return rng.normal(0.0, spec.get("z_scale", 1.0) / math.sqrt(fan_in), shape)
-    if name in ("gate_bias", "outer_bias"):
+    if name in ("gate_bias", "outer_bias", "alpha_bias"):
         return rng.normal(0.0, 0.5, shape)
+    if name == "z_bias":
+        return rng.normal(0.0, 0.3 * spec.get("z_scale", 1.0), shape)
     if name in ("centroids", "outer_centroids"):
         return rng.normal(0.0, spec.get("centroid_scale", 1.0), shape)
     if name == "bases":                       # [E, d, r]: orthonormal columns per expert
@@ -329,6 +331,14 @@ FIXTURES = [
             require=needs(lambda tr, _: min(counts(tr)) == 0, "a dropped token")),
     fixture("expert_choice", "h8-f12-e4-k2-cf3-n10", 193, 10, "cf = 3: ⌈10·2·3/4⌉ = 15 > T, so C = T = 10",
             dict(swiglu_dims(8, 12, 4), top_k=2), capacity_factor=3.0),
+    fixture("expert_choice", "h12-f12-e8-k2-cf12-n20", 194, 20,
+            "cf = 1.2 as written: C = ⌈20·2·1.2/8⌉ = 6 (the f32 value 1.2000000476837158 would give 7)",
+            dict(swiglu_dims(12, 12, 8), top_k=2), capacity_factor=1.2,
+            require=needs(lambda tr, _: tr["capacity"] == 6, "C = 6")),
+    fixture("expert_choice", "h8-f12-e8-k2-cf11-n40", 195, 40,
+            "cf = 1.1 as written: C = ⌈40·2·1.1/8⌉ = 11 (the f32 value would give 12)",
+            dict(swiglu_dims(8, 12, 8), top_k=2), capacity_factor=1.1,
+            require=needs(lambda tr, _: tr["capacity"] == 11, "C = 11")),
 
     fixture("stat_topk", "h16-f16-e16-k4-n13", 201, 13, "E = 16, k = 4: about 4 experts per token",
             dict(swiglu_dims(16, 16, 16), top_k=4), require=varied_counts((3, 5))),
@@ -339,6 +349,10 @@ FIXTURES = [
             dict(swiglu_dims(16, 16, 8), top_k=2, iterations=3), gate_scale=3.0),
     fixture("sinkhorn_router", "h12-f16-e6-k1-i10-n9", 212, 9, "10 iterations (by --set), top-1",
             dict(swiglu_dims(12, 16, 6), top_k=1, iterations=10), set={"iterations": 10}, gate_scale=3.0),
+    fixture("sinkhorn_router", "h16-f16-e6-k2-i3-n1", 213, 1,
+            "one token, E = 6: every balanced entry is 1/E (up to rounding), a tie the token's own probabilities break",
+            dict(swiglu_dims(16, 16, 6), top_k=2, iterations=3), gate_scale=3.0,
+            require=needs(lambda tr, _: sorted(e for e, _ in tr["routes"][0]) != [0, 1], "best experts other than 0 and 1")),
 
     fixture("hierarchical", "h16-f12-g4x4-o2-i1-n13", 221, 13, "4 groups of 4, keep 2 groups, 1 expert in each",
             dict(hidden=16, ffn=12, groups=4, per_group=4, outer_k=2, inner_k=1), centroid_scale=0.5),
@@ -408,7 +422,8 @@ def main():
     if not args.only:                       # remove folders no spec produces any more
         names = {f["folder"] for f in FIXTURES}
         for d in os.listdir(OUT):
-            if os.path.isdir(os.path.join(OUT, d)) and d not in names:
+            # dselect_k_official_*: written by scripts/dselect_k_official.py
+            if os.path.isdir(os.path.join(OUT, d)) and d not in names and not d.startswith("dselect_k_official_"):
                 shutil.rmtree(os.path.join(OUT, d))
     total = sum(build(f) for f in chosen)
     print(f"{len(chosen)} fixtures, {total / 1024:.0f} KB")

@@ -21,6 +21,7 @@ selection (`renormalize`, `softmax`, `sqrt`) map that structure; `combine` appli
 Command line: recompute every fixture folder from its files and compare with the stored outputs:
 
     python3 scripts/mechanisms_reference.py Tests/Fixtures/mechanisms/*/
+    python3 scripts/mechanisms_reference.py --non-finite    # also with a NaN / ±inf token inserted
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import math
 import os
 import re
 import sys
+from fractions import Fraction
 from statistics import NormalDist
 
 import numpy as np
@@ -99,11 +101,25 @@ def swiglu_experts(W):
     return lambda e, x: swiglu_expert(x, W["w_gate"][e], W["w_up"][e], W["w_down"][e])
 
 
+INVALID = None   # the route of a token whose scores hold a NaN or +∞ (see `invalid`)
+
+
+def invalid(row):
+    """The one rule for non-finite values: a score row with a NaN or +∞ makes its token invalid (routed
+    nowhere, no capacity, no balancing, a NaN output row). −∞ is the masking convention, not invalid."""
+    row = np.asarray(row, dtype=np.float64)
+    return bool(np.any(np.isnan(row)) or np.any(row == np.inf))
+
+
 def combine(x, routes, expert, width=None):
-    """y_t = Σ_(e, w) in routes[t]  w · expert(e, x_t). A token with no expert gets a zero row."""
+    """y_t = Σ_(e, w) in routes[t]  w · expert(e, x_t). A token with no expert gets a zero row; a token
+    whose input row is not finite or whose route is INVALID gets a NaN row."""
     width = x.shape[1] if width is None else width
     y = np.zeros((x.shape[0], width))
     for t, chosen in enumerate(routes):
+        if chosen is INVALID or not np.all(np.isfinite(x[t])):
+            y[t] = np.nan
+            continue
         for e, w in chosen:
             y[t] += w * expert(e, x[t:t + 1])[0]
     return y
@@ -153,20 +169,55 @@ def _record(trace, routes, margins, **extra):
 # Each returns routes: per token a list of (expert, weight), best first.
 
 
+BY_TIE = 1e-6   # topk(by:): selection values within this relative distance tie; the piped scores decide
+
+
+def by_first(by_row, score_row, candidates):
+    """`candidates` ordered for topk(by: B): repeatedly take the first candidate that no later one beats,
+    where b beats a if B_b > B_a clearly, or B_a and B_b tie (|B_a − B_b| ≤ BY_TIE·max(|B_a|, |B_b|)) and
+    the piped score of b is larger. (Sinkhorn balances a one-token batch to 1/E everywhere up to
+    rounding; the token's own scores must pick its experts.)"""
+    left, out = list(candidates), []
+    while left:
+        pick = left[0]
+        for e in left[1:]:
+            a, b = float(by_row[pick]), float(by_row[e])
+            if abs(a - b) <= BY_TIE * max(abs(a), abs(b)):
+                if score_row[e] > score_row[pick]:
+                    pick = e
+            elif b > a:
+                pick = e
+        left.remove(pick)
+        out.append(pick)
+    return out
+
+
 def select_topk(scores, k, by=None, force=(), disable=(), margins=None, what="topk"):
     """topk(k) / topk(k, by: S) / topk(k, force: F, disable: D).
     Forced experts take the first slots in the listed order; disabled experts are never chosen; the
-    remaining k − |F| slots take the best remaining experts by `by` (default: the scores themselves).
+    remaining k − |F| slots take the best remaining experts by `by` (default: the scores themselves;
+    with `by`, ties within BY_TIE are broken by the scores, see `by_first`).
     The weight of a chosen slot is the piped score at that expert."""
+    given_by = by is not None
     by = scores if by is None else by
     routes = []
     for t in range(scores.shape[0]):
+        if invalid(scores[t]) or (given_by and invalid(by[t])):
+            routes.append(INVALID)
+            continue
         chosen = list(force)
-        rest = [e for e in best_first(by[t]) if e not in force and e not in disable]
+        if given_by:
+            rest = by_first(by[t], scores[t], [e for e in range(scores.shape[1]) if e not in force and e not in disable])
+        else:
+            rest = [e for e in best_first(by[t]) if e not in force and e not in disable]
         free = k - len(chosen)
         chosen += rest[:free]
         if margins is not None and 0 < free < len(rest):
-            margins.add(what, t, by[t][rest[free - 1]], by[t][rest[free]], _rowscale(by[t]))
+            a, b = rest[free - 1], rest[free]
+            if given_by and abs(by[t][a] - by[t][b]) <= BY_TIE * max(abs(by[t][a]), abs(by[t][b])):
+                margins.add(what + " tie broken by the scores", t, scores[t][a], scores[t][b], _rowscale(scores[t]))
+            else:
+                margins.add(what, t, by[t][a], by[t][b], _rowscale(by[t]))
         routes.append([(e, float(scores[t, e])) for e in chosen])
     return routes
 
@@ -175,6 +226,9 @@ def select_threshold(scores, tau, max_k, margins=None):
     """threshold(τ, max_k: m): the experts with score ≥ τ, best first, at most m of them."""
     routes = []
     for t in range(scores.shape[0]):
+        if invalid(scores[t]):
+            routes.append(INVALID)
+            continue
         passing = [e for e in best_first(scores[t]) if scores[t, e] >= tau]
         if margins is not None:
             for e in range(scores.shape[1]):
@@ -191,6 +245,9 @@ def select_top_p(scores, p, max_k, margins=None):
     (the expert that crosses p is included), at most m experts."""
     routes = []
     for t in range(scores.shape[0]):
+        if invalid(scores[t]):
+            routes.append(INVALID)
+            continue
         order = best_first(scores[t])
         chosen, cum = [], 0.0
         for e in order:
@@ -220,6 +277,9 @@ def select_stat_topk(scores, k, margins=None):
     best first."""
     routes = []
     for t in range(scores.shape[0]):
+        if invalid(scores[t]):
+            routes.append(INVALID)
+            continue
         cut = stat_topk_cut(scores[t], k)
         if margins is not None:
             for e in range(scores.shape[1]):
@@ -229,25 +289,32 @@ def select_stat_topk(scores, k, margins=None):
 
 
 def expert_choice_capacity(T, k, cf, E):
-    """C = min(T, ceil(T·k·cf / E)), evaluated in float64."""
-    return min(T, math.ceil(T * k * float(cf) / E))
+    """C = min(T, ceil(T·k·cf / E)) with cf as written: the shortest decimal that reads back as the value
+    (an f32 input 1.2 is 1.2, not 1.2000000476837158), evaluated exactly in rationals."""
+    if isinstance(cf, (np.floating, np.ndarray)) and np.asarray(cf).dtype == np.float32:
+        written = np.format_float_positional(np.float32(cf), unique=True, trim="-")
+    else:
+        written = repr(float(cf))
+    return min(T, math.ceil(Fraction(T * k) * Fraction(written) / E))
 
 
 def select_expert_choice(scores, k, capacity_factor, margins=None):
+    # capacity_factor: an np.float32 when it comes from an input file (see expert_choice_capacity)
     """expert_choice(k, capacity_factor: cf): each expert independently takes its C best tokens by score
     (ties → lower token index); a token's weights are its scores for the experts that took it."""
     T, E = scores.shape
-    C = expert_choice_capacity(T, k, capacity_factor, E)
+    valid = [t for t in range(T) if not invalid(scores[t])]          # invalid tokens: no capacity, not in T
+    C = expert_choice_capacity(len(valid), k, capacity_factor, E)
     taken = [[] for _ in range(T)]
     for e in range(E):
-        order = best_first(scores[:, e])
+        order = [valid[i] for i in best_first(scores[valid, e])]
         for t in order[:C]:
             taken[t].append(e)
-        if margins is not None and 0 < C < T:
+        if margins is not None and 0 < C < len(valid):
             margins.add("expert_choice capacity", e, scores[order[C - 1], e], scores[order[C], e],
                         _rowscale(scores[:, e]))
     routes = [[(e, float(scores[t, e])) for e in sorted(es, key=lambda e: (-scores[t, e], e))]
-              for t, es in enumerate(taken)]
+              if t in valid else INVALID for t, es in enumerate(taken)]
     return routes, C
 
 
@@ -257,8 +324,9 @@ MASK64 = (1 << 64) - 1
 
 
 def hash_expert(token_id, E):
-    """((uint32(id) · 2654435761) mod 2³²) mod E."""
-    return ((int(token_id) & MASK32) * KNUTH & MASK32) % E
+    """Knuth's multiplicative hash, high bits: ⌊E · frac(uint32(id) · 2654435761 / 2³²)⌋."""
+    frac = Fraction((int(token_id) & MASK32) * KNUTH % (1 << 32), 1 << 32)
+    return math.floor(E * frac)
 
 
 def splitmix64(x):
@@ -285,8 +353,8 @@ def smooth_step(t, gamma):
 
 def dselect_weights(z, alpha, E, gamma):
     """DSelect-k weights [T, E]. m = ⌈log₂E⌉ bits; k selectors (k = width of alpha); selector c reads
-    z[c·m + j] for bit j. r⁽ᶜ⁾_i = Π_j (S(z_cj) if bit j of i is 1 else 1 − S(z_cj)) (bit 0 = LSB);
-    w_i = Σ_c softmax(alpha)_c · r⁽ᶜ⁾_i for i < E."""
+    z[c·m + j] for bit j. r⁽ᶜ⁾_i = Π_j (S(z_cj) if bit j of i is 1 else 1 − S(z_cj)), bit j counted from
+    the most significant of the m bits (bit 0 = MSB); w_i = Σ_c softmax(alpha)_c · r⁽ᶜ⁾_i for i < E."""
     T, k = alpha.shape
     m = (E - 1).bit_length()                     # ⌈log₂E⌉
     assert z.shape == (T, k * m), f"dselect: z is {z.shape}, expected {(T, k * m)} (k={k}, m={m})"
@@ -301,7 +369,7 @@ def dselect_weights(z, alpha, E, gamma):
                 r = 1.0
                 for j in range(m):
                     s = S[c * m + j]
-                    r *= s if (i >> j) & 1 else 1.0 - s
+                    r *= s if (i >> (m - 1 - j)) & 1 else 1.0 - s
                 w[t, i] += a[t, c] * r
     return w
 
@@ -327,24 +395,27 @@ def sparsemax(z):
 
 def select_nonzero(weights):
     """nonzero: every expert with a non-zero weight, best first; weights as they are."""
-    return [[(e, float(weights[t, e])) for e in best_first(weights[t]) if weights[t, e] != 0.0]
+    return [INVALID if invalid(weights[t]) else
+            [(e, float(weights[t, e])) for e in best_first(weights[t]) if weights[t, e] != 0.0]
             for t in range(weights.shape[0])]
 
 
 def sinkhorn(S, iterations):
-    """P = row-softmax(S); repeat n times: scale each column to sum T/E (skip a zero column), then each row to
-    sum 1 (skip a zero row)."""
+    """P = row-softmax(S) (the first row scaling of exp(S)); repeat n times: scale each column to sum T/E
+    (skip a zero column), then each row to sum 1 (skip a zero row). Rows first, as Megatron-LM."""
     T, E = S.shape
-    P = softmax(S)
+    valid = [t for t in range(T) if not invalid(S[t])]    # invalid tokens take no part: NaN rows
+    P = np.full((T, E), np.nan)
+    P[valid] = softmax(S[valid])
     for _ in range(iterations):
-        col = P.sum(axis=0)
+        col = P[valid].sum(axis=0)
         for e in range(E):
             if col[e] != 0.0:
-                P[:, e] *= (T / E) / col[e]
-        row = P.sum(axis=1)
-        for t in range(T):
-            if row[t] != 0.0:
-                P[t, :] /= row[t]
+                P[valid, e] *= (len(valid) / E) / col[e]
+        for t in valid:
+            row = P[t].sum()
+            if row != 0.0:
+                P[t, :] /= row
     return P
 
 
@@ -354,6 +425,9 @@ def within(outer_routes, inner, k, per_group, margins=None):
     index g·S + j."""
     routes = []
     for t, chosen in enumerate(outer_routes):
+        if chosen is INVALID or invalid(inner[t]):
+            routes.append(INVALID)
+            continue
         r = []
         for g, wg in chosen:
             block = inner[t, g * per_group:(g + 1) * per_group]
@@ -369,11 +443,15 @@ def within(outer_routes, inner, k, per_group, margins=None):
 
 
 def renormalize(routes):
-    """weights / the sum of the token's chosen weights (a token with no expert stays empty)."""
+    """weights / the sum of the token's chosen weights (a token with no expert, or whose weights sum to 0,
+    stays as it is)."""
     out = []
     for chosen in routes:
+        if chosen is INVALID:
+            out.append(INVALID)
+            continue
         s = sum(w for _, w in chosen)
-        out.append([(e, w / s) for e, w in chosen])
+        out.append([(e, w / s) for e, w in chosen] if s != 0 else list(chosen))   # a zero sum stays: no 0/0
     return out
 
 
@@ -381,8 +459,8 @@ def softmax_chosen(routes):
     """`softmax` after a selection: softmax over the token's chosen values only."""
     out = []
     for chosen in routes:
-        if not chosen:
-            out.append([])
+        if chosen is INVALID or not chosen:
+            out.append(chosen)
             continue
         v = softmax(np.array([w for _, w in chosen]))
         out.append([(e, float(p)) for (e, _), p in zip(chosen, v)])
@@ -390,7 +468,7 @@ def softmax_chosen(routes):
 
 
 def sqrt_weights(routes):
-    return [[(e, math.sqrt(w)) for e, w in chosen] for chosen in routes]
+    return [INVALID if chosen is INVALID else [(e, math.sqrt(w)) for e, w in chosen] for chosen in routes]
 
 
 # ============================================================================ scores
@@ -509,7 +587,7 @@ def expert_choice(W, x, capacity_factor, *, top_k, trace=None):
     """expert_choice.moe: linear(gate) |> softmax |> expert_choice(k, capacity_factor: cf)."""
     m = Margins()
     p = softmax(linear(x, W["gate"]))
-    routes, C = select_expert_choice(p, top_k, float(capacity_factor), margins=m)
+    routes, C = select_expert_choice(p, top_k, np.float32(capacity_factor), margins=m)
     _record(trace, routes, m, scores=p, capacity=C)
     return {"y": combine(x, routes, swiglu_experts(W))}
 
@@ -551,9 +629,10 @@ def sparsemax_router(W, x, *, max_k, trace=None):
 
 
 def dselect_k(W, x, *, num_experts, gamma, trace=None):
-    """dselect_k.moe: dselect(z: x·Zᵀ, alpha: x·Aᵀ, experts: E, gamma: γ) |> nonzero."""
+    """dselect_k.moe: dselect(z: x·Zᵀ + b_z, alpha: x·Aᵀ + b_α, experts: E, gamma: γ) |> nonzero."""
     m = Margins()
-    w = dselect_weights(linear(x, W["z_gate"]), linear(x, W["alpha_gate"]), num_experts, gamma)
+    w = dselect_weights(linear(x, W["z_gate"], W["z_bias"]), linear(x, W["alpha_gate"], W["alpha_bias"]),
+                        num_experts, gamma)
     routes = select_nonzero(w)
     _record(trace, routes, m, scores=w)
     return {"y": combine(x, routes, swiglu_experts(W))}
@@ -776,7 +855,10 @@ def run_graph(name, W, inputs, vals, graph=None, trace=None):
     return fn(W, *args, **kw, trace=trace)
 
 
-def check_folder(folder, root):
+def check_folder(folder, root, bad_row=None):
+    """max |Δ| / max |ref| of the reference against the folder's outputs. With `bad_row` (a function of the
+    width giving a non-finite row), that row is inserted as token T // 2 (id 7 for `ids`) first: its outputs
+    must be NaN (else the error is inf) and the other tokens' outputs unchanged."""
     meta = json.load(open(os.path.join(folder, "meta.json")))
     graph_path = os.path.join(root, meta["graph"])
     name = os.path.splitext(os.path.basename(graph_path))[0]
@@ -787,28 +869,50 @@ def check_folder(folder, root):
         vals[k] = v
     W = load_graph_weights(folder, graph, vals)
     inputs = {k: np.load(os.path.join(folder, f)) for k, f in meta["inputs"].items()}
+    at = inputs["x"].shape[0] // 2
+    if bad_row is not None:
+        inputs["x"] = np.insert(inputs["x"], at, bad_row(inputs["x"].shape[1]), axis=0)
+        if "ids" in inputs:
+            inputs["ids"] = np.insert(inputs["ids"], at, 7)
     out = run_graph(name, W, inputs, vals, graph)
     worst = 0.0
     for k, f in meta["outputs"].items():
         ref = np.load(os.path.join(folder, f)).astype(np.float64)
+        if bad_row is not None:
+            if not np.all(np.isnan(out[k][at])):
+                return math.inf
+            out[k] = np.delete(out[k], at, axis=0)
         err = float(np.max(np.abs(out[k] - ref)) / max(np.max(np.abs(ref)), 1e-30))
         worst = max(worst, err)
     return worst
 
 
 def main(argv):
+    # --non-finite: also insert a non-finite token into each folder (the one rule: its output NaN,
+    # the other tokens unchanged)
+    non_finite = "--non-finite" in argv
+    argv = [a for a in argv if a != "--non-finite"]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     folders = argv or sorted(os.path.join(root, "Tests/Fixtures/mechanisms", d)
                              for d in os.listdir(os.path.join(root, "Tests/Fixtures/mechanisms"))
                              if os.path.isdir(os.path.join(root, "Tests/Fixtures/mechanisms", d)))
     bad = 0
+    rows = {"": None,
+            " + NaN token": lambda d: np.full(d, np.nan),
+            " + token with +inf": lambda d: np.where(np.arange(d) == 1, np.inf, 0.5),
+            " + token with -inf": lambda d: np.where(np.arange(d) == 0, -np.inf, -0.25)}
     for folder in folders:
         if not os.path.exists(os.path.join(folder, "meta.json")):
             continue
-        err = check_folder(folder, root)
-        ok = err <= 1e-5
-        bad += not ok
-        print(f"{'ok  ' if ok else 'FAIL'} {os.path.basename(os.path.normpath(folder)):<44} max|Δ|/max|ref| {err:.1e}")
+        for label, row in rows.items():
+            if row is not None and not non_finite:
+                continue
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):   # NaN is what is tested
+                err = check_folder(folder, root, bad_row=row)
+            ok = err <= 1e-5
+            bad += not ok
+            print(f"{'ok  ' if ok else 'FAIL'} {os.path.basename(os.path.normpath(folder)) + label:<62} "
+                  f"max|Δ|/max|ref| {err:.1e}")
     return 1 if bad else 0
 
 

@@ -29,6 +29,9 @@ public final class Schedule: @unchecked Sendable {
     private let constantIndex: [Int: Int]
     /// Per MoE node: how many (token, slot) pairs each expert received in the last run.
     public private(set) var expertLoads: [(node: Int, counts: UnsafeMutablePointer<Int32>, experts: Int)] = []
+    /// Per MoE node, in the last run: [tokens routed to no expert, tokens whose input or router
+    /// scores were not finite] (see `ExpertsSteps.nonFiniteRows`).
+    private var tokenCounts: [(node: Int, counts: UnsafeMutablePointer<Int>)] = []
 
     init(executable: Executable, tokens: Int) throws(ArenaTooLarge) {
         self.executable = executable
@@ -49,6 +52,9 @@ public final class Schedule: @unchecked Sendable {
             let p = UnsafeMutablePointer<Int32>.allocate(capacity: e)
             p.initialize(repeating: 0, count: e)
             expertLoads.append((i, p, e))
+            let c = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+            c.initialize(repeating: 0, count: 2)
+            tokenCounts.append((i, c))
         }
         for d in Schedule.stepDescriptions(g) {
             let n = g[d.node]
@@ -126,11 +132,24 @@ public final class Schedule: @unchecked Sendable {
 
     deinit {
         for l in expertLoads { l.counts.deallocate() }
+        for c in tokenCounts { c.counts.deallocate() }
     }
 
     /// The load buffer of MoE node `i`.
     func loadCounts(_ i: Int) -> UnsafeMutablePointer<Int32> {
         expertLoads.first { $0.node == i }!.counts
+    }
+
+    /// The token counts of MoE node `i`: [routed to no expert, invalid].
+    func tokenCounts(_ i: Int) -> UnsafeMutablePointer<Int> {
+        tokenCounts.first { $0.node == i }!.counts
+    }
+
+    /// Per `moe_experts` node in graph order, the tokens of the last run routed to no expert
+    /// (`unrouted`; tokens halted before a hop are not counted at it) and the tokens whose input
+    /// or router scores were not finite (`invalid`: their output rows are NaN).
+    public func lastTokenCounts() -> [(unrouted: Int, invalid: Int)] {
+        tokenCounts.map { ($0.counts[0], $0.counts[1]) }
     }
 
     /// The MoE layer (`Graph.moeLayers`) of MoE node `i`: its layer in a placement. Every hop of

@@ -158,7 +158,9 @@ public final class ModelRunner: @unchecked Sendable {
         precondition(statistics.layers.map(\.probe) == routerProbes, "statistics made for another runner's probes")
         let all = try runWithProbes(inputs)
         let tokens = try graph.tokenCount(for: inputs)
-        statistics.add(tokens: tokens, loads: lastExpertLoads(tokens: tokens), outputs: all)
+        statistics.add(
+            tokens: tokens, loads: lastExpertLoads(tokens: tokens), outputs: all,
+            tokenCounts: executable.schedule(tokens: tokens).lastTokenCounts())
         return all.filter { name, _ in graph.outputs.contains { $0.name == name } }
     }
 

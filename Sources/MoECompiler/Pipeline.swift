@@ -7,6 +7,7 @@ import MoEPasses
 public enum Pipeline {
     public static let passes: [any Pass] = [
         ExpertUpcycling(),
+        CommonSubexpressionElimination(),
         RouterFusion(),
         DeadCodeElimination(),
         ExpertGateUpFusion(),

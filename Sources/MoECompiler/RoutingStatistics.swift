@@ -19,6 +19,10 @@ import MoEIR
 ///   router probability distribution (see `RouterProbe` for how scores become one);
 ///   `entropy_normalized` divides it by `ln E` (1 = uniform, 0 = one expert certain).
 /// - `top1_top2_margin`: the mean over tokens of `p_(1) − p_(2)`, the two largest probabilities.
+/// - `tokens_without_expert`: tokens the router sent to no expert (threshold, stat_topk,
+///   expert choice, capacity drops of every slot, …), summed over hops (a halted token is not
+///   counted); their block output is 0. `non_finite_tokens`: tokens whose input or router
+///   scores were not finite; their block output is NaN and they took nothing from the others.
 /// - `aux_loss`: Switch Transformers' balance loss `E · Σ_e f_e · P_e`, with `f_e` the fraction of
 ///   assignments expert `e` got and `P_e` its mean probability (1 when both are uniform).
 ///
@@ -34,7 +38,8 @@ import MoEIR
 ///   "imbalance": [1.5, …], "entropy": [1.83, …], "entropy_normalized": [0.88, …],
 ///   "top1_top2_margin": [0.12, …], "aux_loss": [1.03, …],   // one number per layer (null: not measured)
 ///   "layers": [{ "name": "y", "experts": 8, "slots": 2, "tokens": 16, "assignments": 32,
-///                "measured_tokens": 16, "probabilities": "scores / sum", "scores_from": "softmax",
+///                "measured_tokens": 16, "tokens_without_expert": 0, "non_finite_tokens": 0,
+///                "probabilities": "scores / sum", "scores_from": "softmax",
 ///                "hottest": [3, 5, 1], "mean_probability": [p_0, …],
 ///                "hop_load": [[…], […], […]] }, …] }   // hop_load: multi-hop blocks only
 /// ```
@@ -47,6 +52,9 @@ public struct RoutingStatistics: Sendable {
         public var tokens = 0
         /// Per hop, (token, slot) pairs each expert computed at that hop.
         public var hopLoad: [[Int]]
+        /// Tokens routed to no expert (summed over hops), and tokens with non-finite input or
+        /// router scores (NaN output rows).
+        public var tokensWithoutExpert = 0, nonFiniteTokens = 0
         /// Tokens whose router probabilities were measured, once per hop that scored them (all
         /// of them, unless the block has no scores or a token's scores were not a distribution:
         /// NaN, or all zero).
@@ -109,7 +117,8 @@ public struct RoutingStatistics: Sendable {
     /// Adds one run of `tokens` tokens: `loads` as `Schedule.lastExpertLoads()` returns them (one
     /// array per `moe_experts` node), and the run's outputs, which hold the scores of each
     /// probe's hops under `RouterProbe.outputName(layer:hop:)`.
-    public mutating func add(tokens: Int, loads: [[Int]], outputs: [String: HostTensor]) {
+    /// `tokenCounts`, when given, as `Schedule.lastTokenCounts()` returns them.
+    public mutating func add(tokens: Int, loads: [[Int]], outputs: [String: HostTensor], tokenCounts: [(unrouted: Int, invalid: Int)] = []) {
         precondition(loads.count == layers.reduce(0) { $0 + $1.probe.hops.count }, "one load array per moe_experts node")
         self.tokens += tokens
         runs += 1
@@ -117,6 +126,11 @@ public struct RoutingStatistics: Sendable {
             layers[i].tokens += tokens
             for (h, hop) in layers[i].probe.hops.enumerated() {
                 for (e, n) in loads[hop.loadIndex].enumerated() { layers[i].hopLoad[h][e] += n }
+                if hop.loadIndex < tokenCounts.count {
+                    layers[i].tokensWithoutExpert += tokenCounts[hop.loadIndex].unrouted
+                    // A token invalid at one hop is invalid at every later one: count it once.
+                    if h == 0 { layers[i].nonFiniteTokens += tokenCounts[hop.loadIndex].invalid }
+                }
                 if let scores = outputs[RouterProbe.outputName(layer: i, hop: h)], let d = layers[i].probe.distribution {
                     layers[i].measure(scores.floats, tokens: tokens, distribution: d)
                 }
@@ -150,6 +164,8 @@ public struct RoutingStatistics: Sendable {
                 d["tokens"] = JSON(l.tokens)
                 d["assignments"] = JSON(l.assignments)
                 d["measured_tokens"] = JSON(l.measuredTokens)
+                d["tokens_without_expert"] = JSON(l.tokensWithoutExpert)
+                d["non_finite_tokens"] = JSON(l.nonFiniteTokens)
                 if let p = l.probe.distribution { d["probabilities"] = .string(p.rawValue) }
                 if let s = l.scoresFrom { d["scores_from"] = .string(s) }
                 if let why = l.probe.unavailable { d["note"] = .string(why) }
@@ -186,6 +202,10 @@ public struct RoutingStatistics: Sendable {
             s +=
                 "\(l.probe.name): \(l.hopLoad.count) hops sharing the experts; (token, slot) pairs per hop "
                 + l.hopLoad.map { String($0.reduce(0, +)) }.joined(separator: ", ") + "\n"
+        }
+        for l in layers where l.tokensWithoutExpert > 0 || l.nonFiniteTokens > 0 {
+            s += "\(l.probe.name): \(l.tokensWithoutExpert) token\(l.tokensWithoutExpert == 1 ? "" : "s") with no expert (output 0)"
+            s += ", \(l.nonFiniteTokens) with non-finite input or router scores (output NaN)\n"
         }
         for l in layers { if let why = l.probe.unavailable { s += "\(l.probe.name): \(why); only expert loads were measured\n" } }
         return s

@@ -48,6 +48,27 @@ public struct RunReport: Sendable {
     public var halting: HaltingReport?
     /// One per `--check`, in order.
     public var checks: [OutputCheck.Result]
+    /// Tokens with a non-finite value in some output row: under the one rule for non-finite
+    /// values, the tokens whose input or router scores were not finite (their rows are NaN).
+    public var nonFiniteTokens = 0
+
+    /// The tokens (rows of the outputs whose first dimension is the token count) with a
+    /// non-finite value in any of `outputs`.
+    public static func countNonFiniteTokens(_ outputs: [HostTensor], tokens: Int) -> Int {
+        guard tokens > 0 else { return 0 }
+        var bad = [Bool](repeating: false, count: tokens)
+        for o in outputs where o.shape.first == tokens {
+            guard case .f32(let f) = o.storage else { continue }
+            let width = f.count / tokens
+            for t in 0..<tokens where !bad[t] {
+                for j in 0..<width where !f[t * width + j].isFinite {
+                    bad[t] = true
+                    break
+                }
+            }
+        }
+        return bad.filter { $0 }.count
+    }
 }
 
 extension ModelRunner {
@@ -81,12 +102,14 @@ extension ModelRunner {
         if let path = request.statisticsPath { files.append((path, Data((statistics.json.pretty + "\n").utf8))) }
         try PathCheck.writeAll(files)
         let tokens = (try? graph.tokenCount(for: tensors)) ?? 0
-        return RunReport(
+        var report = RunReport(
             written: request.outputs.map { ($0.name, result[$0.name]!.shape, $0.path) },
             statisticsLayers: request.recordsRouting ? statistics.layers.count : nil,
             tokens: tokens, seconds: seconds,
             halting: HaltingReport(graph: graph, expertLoads: lastExpertLoads(tokens: tokens)),
             checks: references.map { $0.compare(result[$0.name]!, tolerance: request.tolerance) })
+        report.nonFiniteTokens = RunReport.countNonFiniteTokens(graph.outputs.compactMap { result[$0.name] }, tokens: tokens)
+        return report
     }
 
     /// An output as the bytes of a `.npy` file: f32, or i32 for integer outputs.

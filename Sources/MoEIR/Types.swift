@@ -82,7 +82,9 @@ public struct TensorType: Hashable, Sendable {
 }
 
 /// A routing: for each token, up to `slots` (expert, weight) pairs chosen among `experts`.
-/// A slot may be empty (expert −1), e.g. when a capacity limit dropped the token.
+/// A slot may be empty (expert −1), e.g. when a capacity limit dropped the token. A token whose
+/// router scores were not finite has expert −2 in every slot: it is routed nowhere and its MoE
+/// block output is NaN (the backend's `RoutingMath.invalidToken`).
 public struct RoutingType: Hashable, Sendable {
     public var slots: Int
     public var experts: Int

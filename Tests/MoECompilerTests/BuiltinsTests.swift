@@ -25,7 +25,7 @@ import Testing
         "within": (["outer", "inner", "k"], 2),
         "cosine": (["x", "centroids"], 2), "distance": (["x", "centroids"], 2), "subspace": (["x", "bases"], 2),
         "sinkhorn": (["scores", "iterations"], 1),
-        "dselect": (["x", "z", "alpha", "experts", "gamma"], 1),
+        "dselect": (["x", "z", "alpha", "experts", "gamma", "z_bias", "alpha_bias"], 1),
         "renormalize": (["routing", "eps"], 1),
         "scale": (["routing", "factor"], 2),
         "capacity": (["routing", "capacity"], 2),

@@ -18,8 +18,15 @@ extension ExpertsOp: ReferenceFamily {
             let h = x.shape[1]
             let xs = x.floats
             var out = [Double](repeating: 0, count: x.count)
-            for t in 0..<r.tokens where (active?[t] ?? 1) != 0 {
+            for t in 0..<r.tokens {
                 let row = Array(xs[(t * h)..<((t + 1) * h)]).map(Double.init)
+                // The one rule for non-finite values: a token with a non-finite input row or
+                // invalid router scores gets a NaN output row.
+                if row.contains(where: { !$0.isFinite }) || (0..<r.slots).contains(where: { r.expert[t * r.slots + $0] == Int(RoutingMath.invalidToken) }) {
+                    for j in 0..<h { out[t * h + j] = .nan }
+                    continue
+                }
+                guard (active?[t] ?? 1) != 0 else { continue }
                 for s in 0..<r.slots {
                     let e = r.expert[t * r.slots + s]
                     guard e >= 0 else { continue }

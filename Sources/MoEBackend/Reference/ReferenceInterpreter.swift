@@ -16,6 +16,15 @@ public struct ReferenceInterpreter {
         public var experts: Int
         public var expert: [Int] // [tokens × slots]
         public var weight: [Double] // [tokens × slots]
+
+        /// Token `t` routed nowhere because its scores were not finite: every slot
+        /// `RoutingMath.invalidToken`, weight 0; its block output row is NaN.
+        mutating func markInvalid(_ t: Int) {
+            for s in 0..<slots {
+                expert[t * slots + s] = Int(RoutingMath.invalidToken)
+                weight[t * slots + s] = 0
+            }
+        }
     }
 
     enum Value {

@@ -13,6 +13,8 @@ extension RoutingStageOp: ReferenceFamily {
             for t in 0..<r.tokens {
                 var sum = 0.0
                 for s in 0..<r.slots where r.expert[t * r.slots + s] >= 0 { sum += r.weight[t * r.slots + s] }
+                // A zero sum leaves the weights (0/0 would make NaN out of finite input).
+                if sum + eps == 0 { continue }
                 for s in 0..<r.slots where r.expert[t * r.slots + s] >= 0 { r.weight[t * r.slots + s] /= (sum + eps) }
             }
             return .routing(r)

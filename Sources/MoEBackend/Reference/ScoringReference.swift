@@ -85,14 +85,21 @@ extension ScoringOp: ReferenceFamily {
             // Row softmax, then alternately scale columns to sum T/E and rows to sum 1.
             let s = tensor(0)
             let t = s.shape[0], e = s.shape[1]
+            // A token with invalid scores takes no part: a NaN row, left out of T and the columns.
             var p = [Double]()
-            for i in 0..<t { p += R.softmax((0..<e).map { Double(s.floats[i * e + $0]) }) }
+            var valid = [Bool]()
+            for i in 0..<t {
+                let row = (0..<e).map { Double(s.floats[i * e + $0]) }
+                valid.append(!R.invalid(row))
+                p += valid[i] ? R.softmax(row) : [Double](repeating: .nan, count: e)
+            }
+            let target = Double(valid.filter { $0 }.count) / Double(e)
             for _ in 0..<a.int("iterations")! {
                 for j in 0..<e {
-                    let col = (0..<t).reduce(0.0) { $0 + p[$1 * e + j] }
-                    if col > 0 { for i in 0..<t { p[i * e + j] *= Double(t) / Double(e) / col } }
+                    let col = (0..<t).filter { valid[$0] }.reduce(0.0) { $0 + p[$1 * e + j] }
+                    if col > 0 { for i in 0..<t where valid[i] { p[i * e + j] *= target / col } }
                 }
-                for i in 0..<t {
+                for i in 0..<t where valid[i] {
                     let row = (0..<e).reduce(0.0) { $0 + p[i * e + $1] }
                     if row > 0 { for j in 0..<e { p[i * e + j] /= row } }
                 }
@@ -109,6 +116,11 @@ extension ScoringOp: ReferenceFamily {
             for i in 0..<t {
                 let zr = z.shape.count == 2 ? Array(zf[(i * kSel * m)..<((i + 1) * kSel * m)]) : zf
                 let ar = alpha.shape.count == 2 ? Array(af[(i * kSel)..<((i + 1) * kSel)]) : af
+                // NaN z or α, or +∞ α: an invalid token, a NaN row (z = ±∞ saturates S).
+                if R.invalid(ar) || zr.contains(where: \.isNaN) {
+                    for ex in 0..<e { out[i * e + ex] = .nan }
+                    continue
+                }
                 let mix = R.softmax(ar)
                 for ex in 0..<e {
                     var w = 0.0
@@ -116,7 +128,7 @@ extension ScoringOp: ReferenceFamily {
                         var r = 1.0
                         for j in 0..<m {
                             let sj = RoutingMath.smoothStep(zr[c * m + j], gamma: gamma)
-                            r *= (ex >> j) & 1 == 1 ? sj : 1 - sj
+                            r *= (ex >> (m - 1 - j)) & 1 == 1 ? sj : 1 - sj
                         }
                         w += mix[c] * r
                     }

@@ -38,19 +38,27 @@ extension SelectionOp: ReferenceFamily {
         case .expert_choice:
             let s = tensor(0)
             let tokensN = s.shape[0], e = s.shape[1]
-            let factor = n.operands.count == 2 ? Double(tensor(1).floats[0]) : a.float("capacity_factor")!
-            let cap = RoutingMath.expertChoiceCapacity(tokens: tokensN, k: a.int("k")!, factor: factor, experts: e)
             let f = s.floats.map(Double.init)
+            // Invalid tokens take no capacity and do not count in T.
+            let valid = (0..<tokensN).filter { t in !R.invalid((0..<e).map { f[t * e + $0] }) }
+            let cap =
+                n.operands.count == 2
+                ? RoutingMath.expertChoiceCapacity(tokens: valid.count, k: a.int("k")!, runTimeFactor: tensor(1).floats[0], experts: e)
+                : RoutingMath.expertChoiceCapacity(tokens: valid.count, k: a.int("k")!, factor: a.float("capacity_factor")!, experts: e)
             var chosen = [[Bool]](repeating: [Bool](repeating: false, count: e), count: tokensN)
             for ex in 0..<e {
-                // Each expert takes its `cap` best tokens, ties to the lower token index.
-                let column = (0..<tokensN).map { f[$0 * e + ex] }
-                for t in R.bestIndices(column, cap) { chosen[t][ex] = true }
+                // Each expert takes its `cap` best valid tokens, ties to the lower token index.
+                let column = valid.map { f[$0 * e + ex] }
+                for i in R.bestIndices(column, cap) { chosen[valid[i]][ex] = true }
             }
             var r = R.Routing(
                 tokens: tokensN, slots: e, experts: e, expert: [Int](repeating: -1, count: tokensN * e),
                 weight: [Double](repeating: 0, count: tokensN * e))
             for t in 0..<tokensN {
+                if !valid.contains(t) {
+                    r.markInvalid(t)
+                    continue
+                }
                 var slot = 0
                 for ex in 0..<e where chosen[t][ex] {
                     r.expert[t * e + slot] = ex
@@ -81,6 +89,10 @@ extension SelectionOp: ReferenceFamily {
                 tokens: outer.tokens, slots: slots, experts: e, expert: [Int](repeating: -1, count: outer.tokens * slots),
                 weight: [Double](repeating: 0, count: outer.tokens * slots))
             for t in 0..<outer.tokens {
+                if outer.expert[t * outer.slots] == Int(RoutingMath.invalidToken) || R.invalid((0..<e).map { f[t * e + $0] }) {
+                    r.markInvalid(t)
+                    continue
+                }
                 for o in 0..<outer.slots {
                     let g = outer.expert[t * outer.slots + o]
                     guard g >= 0 else { continue }
@@ -97,6 +109,9 @@ extension SelectionOp: ReferenceFamily {
 }
 
 extension ReferenceInterpreter {
+    /// Whether a row of scores makes its token invalid: a NaN or +∞ in it (−∞ masks an expert).
+    static func invalid(_ row: [Double]) -> Bool { row.contains { $0.isNaN || $0 == .infinity } }
+
     /// Top-k selection, optionally limited to the best groups.
     ///
     /// 1. Choice score = (`by` if given, else the score) + bias: they affect selection only.
@@ -104,7 +119,9 @@ extension ReferenceInterpreter {
     ///    keep the `keep_groups` best groups; choice scores outside them become `masked`
     ///    (−∞ unless the graph says otherwise).
     /// 3. Forced experts take the first slots, in the order listed; disabled experts are never
-    ///    chosen; the remaining slots take the best choice scores, ties to the lower index.
+    ///    chosen; the remaining slots take the best choice scores, ties to the lower index. With
+    ///    `by`, choice scores within `RoutingMath.selectionTieTolerance` (relative) tie and the
+    ///    larger score decides (a one-token Sinkhorn batch balances every entry to 1/E).
     ///    Each slot carries the expert's (unbiased) score as its weight.
     static func topk(scores: HostTensor, bias: [Double]?, by: HostTensor?, attributes a: Attributes) -> Routing {
         let tokens = scores.shape[0], e = scores.shape[1]
@@ -123,6 +140,10 @@ extension ReferenceInterpreter {
             expert: [Int](repeating: -1, count: tokens * k), weight: [Double](repeating: 0, count: tokens * k))
         for t in 0..<tokens {
             let raw = (0..<e).map { Double(s[t * e + $0]) }
+            if invalid(raw) || (by != nil && invalid((0..<e).map { Double(sel[t * e + $0]) })) {
+                r.markInvalid(t)
+                continue
+            }
             var choice = (0..<e).map { Double(sel[t * e + $0]) + (bias?[$0] ?? 0) }
             if groups > 1 {
                 let size = e / groups
@@ -136,7 +157,23 @@ extension ReferenceInterpreter {
                 }
             }
             let candidates = (0..<e).filter { !disable.contains($0) && !force.contains($0) }
-            let best = bestIndices(candidates.map { choice[$0] }, k - force.count).map { candidates[$0] }
+            var best: [Int]
+            if by == nil {
+                best = bestIndices(candidates.map { choice[$0] }, k - force.count).map { candidates[$0] }
+            } else {
+                // Selection scores within the tie tolerance are ordered by the weights row: k
+                // rounds of "first candidate no other is selected before".
+                best = []
+                var left = candidates
+                for _ in 0..<(k - force.count) {
+                    var pick = 0
+                    for q in 1..<max(left.count, 1) {
+                        let j = left[q], b = left[pick]
+                        if RoutingMath.selectsBefore(Float(choice[j]), Float(raw[j]), than: Float(choice[b]), Float(raw[b])) { pick = q }
+                    }
+                    best.append(left.remove(at: pick))
+                }
+            }
             for (slot, idx) in (force + best).enumerated() {
                 r.expert[t * k + slot] = idx
                 r.weight[t * k + slot] = raw[idx]
@@ -161,6 +198,10 @@ extension ReferenceInterpreter {
             weight: [Double](repeating: 0, count: tokens * slots))
         for t in 0..<tokens {
             let row = Array(f[(t * e)..<((t + 1) * e)])
+            if invalid(row) {
+                r.markInvalid(t)
+                continue
+            }
             let order = bestIndices(row, e)
             var chosen: [Int]
             switch op {

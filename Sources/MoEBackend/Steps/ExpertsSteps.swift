@@ -11,13 +11,52 @@ extension ExpertsOp: StepFamily {
 
     func step(_ s: Schedule, _ n: Node, _ i: Int) -> (() -> Void)? {
         switch self {
-        case .moe_experts: return MoEExpertsKernel.step(s, n, i)
+        case .moe_experts: return ExpertsSteps.nonFiniteRows(s, n, i, after: MoEExpertsKernel.step(s, n, i))
         case .halt_mask: return ExpertsSteps.haltMask(s, n, i)
         }
     }
 }
 
 enum ExpertsSteps {
+    /// The one rule for non-finite values, applied after the experts ran: a token whose input
+    /// row is not finite, or whose routing marks it invalid (`RoutingMath.invalidToken`: its
+    /// router scores were not finite), gets a NaN output row; it took no expert, capacity or
+    /// balancing from the others. Also counts, for `--stats` and `moec run`, the active tokens
+    /// routed to no expert and the invalid ones (`Schedule.lastTokenCounts`).
+    static func nonFiniteRows(_ s: Schedule, _ n: Node, _ i: Int, after experts: @escaping () -> Void) -> () -> Void {
+        let g = s.executable.graph
+        let view = n.expertsView!
+        let x = UnsafePointer(s.floats(view.input))
+        let r = g[view.routing].type.routing!
+        let routing = RoutingBuffer(s.pointer(view.routing), tokens: s.tokens, slots: r.slots)
+        let active = view.active.map { UnsafePointer(s.floats($0)) }
+        let h = g[view.input].tensorType!.shape[1].fixedValue!
+        let y = s.floats(ValueID(i))
+        let counts = s.tokenCounts(i)
+        let tokens = s.tokens, slots = r.slots
+        return {
+            experts()
+            var unrouted = 0, invalid = 0
+            for t in 0..<tokens {
+                var bad = false, live = false
+                for j in 0..<slots {
+                    let e = routing.experts[t * slots + j]
+                    if e == RoutingMath.invalidToken { bad = true }
+                    if e >= 0 { live = true }
+                }
+                for q in 0..<h where !x[t * h + q].isFinite { bad = true }
+                if bad {
+                    invalid += 1
+                    for q in 0..<h { y[t * h + q] = .nan }
+                } else if !live, active?[t] ?? 1 != 0 {
+                    unrouted += 1
+                }
+            }
+            counts[0] = unrouted
+            counts[1] = invalid
+        }
+    }
+
     static func haltMask(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
         let g = s.executable.graph
         let h = UnsafePointer(s.floats(n.operands[0])), d = UnsafePointer(s.floats(n.operands[1]))

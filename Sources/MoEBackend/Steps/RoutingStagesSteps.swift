@@ -36,6 +36,9 @@ enum RoutingStagesSteps {
                     var sum: Float = 0
                     for j in 0..<slots where out.experts[t * slots + j] >= 0 { sum += out.weights[t * slots + j] }
                     let d = sum + eps
+                    // A zero sum (no expert, or all weights 0) leaves the weights: 0/0 would make
+                    // NaN out of finite input.
+                    if d == 0 { continue }
                     for j in 0..<slots where out.experts[t * slots + j] >= 0 { out.weights[t * slots + j] /= d }
                 }
             }

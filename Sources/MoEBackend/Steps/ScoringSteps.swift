@@ -130,11 +130,22 @@ enum ScoringSteps {
         let tokens = s.tokens, iterations = n.attributes.int("iterations")!
         return {
             Kernels.softmaxRows(x, y, rows: tokens, cols: e)
-            let target = Float(tokens) / Float(e)
+            // A token with an invalid score (`RoutingMath.isInvalidScore`) takes no part in the
+            // balancing: its row is NaN (so the selection marks it invalid), the target counts
+            // the other tokens only, and NaN rows add nothing to a column (`col += 0`).
+            var valid = 0
+            for t in 0..<tokens {
+                if RoutingMath.hasInvalidScore(x + t * e, e) {
+                    for j in 0..<e { y[t * e + j] = .nan }
+                } else {
+                    valid += 1
+                }
+            }
+            let target = Float(valid) / Float(e)
             for _ in 0..<iterations {
                 for j in 0..<e {
                     var col: Float = 0
-                    for t in 0..<tokens { col += y[t * e + j] }
+                    for t in 0..<tokens where !y[t * e + j].isNaN { col += y[t * e + j] }
                     if col > 0 { let f = target / col; for t in 0..<tokens { y[t * e + j] *= f } }
                 }
                 for t in 0..<tokens {
@@ -158,6 +169,14 @@ enum ScoringSteps {
         return {
             for t in 0..<tokens {
                 let zr = z + (zPerToken ? t * kSel * m : 0), ar = alpha + (aPerToken ? t * kSel : 0)
+                // NaN in z or α, or +∞ in α (a NaN softmax), makes the token invalid: a NaN row,
+                // which `nonzero` turns into `RoutingMath.invalidToken`. (z = ±∞ saturates S.)
+                var invalid = RoutingMath.hasInvalidScore(ar, kSel)
+                for j in 0..<(kSel * m) where zr[j].isNaN { invalid = true }
+                if invalid {
+                    for ex in 0..<e { y[t * e + ex] = .nan }
+                    continue
+                }
                 var mx = -Double.infinity
                 for c in 0..<kSel { mx = max(mx, Double(ar[c])) }
                 if mx == -.infinity {
@@ -173,7 +192,7 @@ enum ScoringSteps {
                         var r = 1.0
                         for j in 0..<m {
                             let sj = RoutingMath.smoothStep(Double(zr[c * m + j]), gamma: gamma)
-                            r *= (ex >> j) & 1 == 1 ? sj : 1 - sj
+                            r *= (ex >> (m - 1 - j)) & 1 == 1 ? sj : 1 - sj
                         }
                         w += Foundation.exp(Double(ar[c]) - mx) / sum * r
                     }

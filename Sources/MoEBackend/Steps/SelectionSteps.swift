@@ -21,9 +21,9 @@ extension SelectionOp: StepFamily {
             let e = g[n.operands[self == .within ? 1 : 0]].tensorType!.shape[1].fixedValue!
             return [try ByteCount.sum(try ByteCount.product(e, 8), 64)]
         case .expert_choice:
-            // A token order per expert, and a chosen flag per (token, expert).
+            // The valid tokens and a token order per expert, and a chosen flag per (token, expert).
             let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-            return [try ByteCount.sum(try ByteCount.product(tokens, 4), 64), try ByteCount.sum(try ByteCount.product(tokens, e), 64)]
+            return [try ByteCount.sum(try ByteCount.product(tokens, 8), 64), try ByteCount.sum(try ByteCount.product(tokens, e), 64)]
         case .hash_route:
             return []
         }
@@ -53,7 +53,7 @@ enum SelectionSteps {
         let bias = withBias ? UnsafePointer(s.floats(n.operands[1])) : nil
         let by = withBy ? UnsafePointer(s.floats(n.operands[withBias ? 2 : 1])) : nil
         let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
-        let rule = TopKRule(a, experts: e)
+        let rule = TopKRule(a, experts: e, tiesByWeight: withBy)
         let k = rule.k
         let out = RoutingBuffer(s.pointer(ValueID(i)), tokens: s.tokens, slots: k)
         let choice = s.scratch(i, 0).assumingMemoryBound(to: Float.self)
@@ -63,6 +63,10 @@ enum SelectionSteps {
             for t in 0..<tokens {
                 let row = scores + t * e
                 let selectRow = by.map { $0 + t * e } ?? row
+                if RoutingMath.hasInvalidScore(row, e) || (by != nil && RoutingMath.hasInvalidScore(selectRow, e)) {
+                    out.markInvalid(t)
+                    continue
+                }
                 for j in 0..<e { choice[j] = selectRow[j] + (bias?[j] ?? 0) }
                 rule.select(weightsFrom: row, choice: choice, taken: taken, experts: out.experts + t * k, weights: out.weights + t * k)
             }
@@ -95,6 +99,11 @@ enum SelectionSteps {
                 case "sigmoid": Kernels.sigmoid(row, scores, count: e); probabilities = UnsafePointer(scores)
                 default: break
                 }
+                // On the scores the unfused chain's topk would see (sigmoid(+∞) = 1 is valid).
+                if RoutingMath.hasInvalidScore(probabilities, e) {
+                    out.markInvalid(t)
+                    continue
+                }
                 for j in 0..<e { choice[j] = probabilities[j] + (bias?[j] ?? 0) }
                 let experts = out.experts + t * k, weights = out.weights + t * k
                 rule.select(weightsFrom: probabilities, choice: choice, taken: taken, experts: experts, weights: weights)
@@ -102,7 +111,7 @@ enum SelectionSteps {
                     var sum: Float = 0
                     for j in 0..<k { sum += weights[j] }
                     let d = sum + eps
-                    for j in 0..<k { weights[j] /= d }
+                    if d != 0 { for j in 0..<k { weights[j] /= d } } // as `route_renormalize`
                 } else if normalize == "softmax" {
                     RoutingStagesSteps.softmaxOfLiveSlots(weights, experts: experts, count: k)
                 }
@@ -142,6 +151,10 @@ enum SelectionSteps {
             for t in 0..<tokens {
                 let row = scores + t * e
                 var count = 0
+                if RoutingMath.hasInvalidScore(row, e) {
+                    out.markInvalid(t)
+                    continue
+                }
                 switch op {
                 case .threshold:
                     for j in 0..<e where row[j] >= tau { idx[count] = Int32(j); count += 1 }
@@ -193,16 +206,26 @@ enum SelectionSteps {
         let k = n.attributes.int("k")!
         let factorPointer = n.operands.count == 2 ? UnsafePointer(s.floats(n.operands[1])) : nil
         let fixedFactor = n.attributes.float("capacity_factor") ?? 1
+        let fixedCapacity = RoutingMath.expertChoiceCapacity(tokens: tokens, k: k, factor: fixedFactor, experts: e)
         return {
-            let factor = factorPointer.map { Double($0[0]) } ?? fixedFactor
-            let cap = RoutingMath.expertChoiceCapacity(tokens: tokens, k: k, factor: factor, experts: e)
+            // Invalid tokens (see `RoutingMath.invalidToken`) are left out: of the order, and of
+            // the token count the capacity is computed from.
+            let validTokens = order + tokens
+            var valid = 0
+            for t in 0..<tokens where !RoutingMath.hasInvalidScore(scores + t * e, e) {
+                validTokens[valid] = Int32(t)
+                valid += 1
+            }
+            let cap =
+                factorPointer.map { RoutingMath.expertChoiceCapacity(tokens: valid, k: k, runTimeFactor: $0[0], experts: e) }
+                ?? (valid == tokens ? fixedCapacity : RoutingMath.expertChoiceCapacity(tokens: valid, k: k, factor: fixedFactor, experts: e))
             chosen.initialize(repeating: 0, count: tokens * e)
             for ex in 0..<e {
-                // Partial selection: the `cap` best tokens of this expert's column.
-                for t in 0..<tokens { order[t] = Int32(t) }
+                // Partial selection: the `cap` best valid tokens of this expert's column.
+                order.update(from: validTokens, count: valid)
                 for c in 0..<cap {
                     var best = c
-                    for t in (c + 1)..<max(tokens, c + 1) {
+                    for t in (c + 1)..<max(valid, c + 1) {
                         let a = scores[Int(order[t]) * e + ex], b = scores[Int(order[best]) * e + ex]
                         if a > b || (a == b && order[t] < order[best]) { best = t }
                     }
@@ -211,6 +234,10 @@ enum SelectionSteps {
                 }
             }
             for t in 0..<tokens {
+                if RoutingMath.hasInvalidScore(scores + t * e, e) {
+                    out.markInvalid(t)
+                    continue
+                }
                 var slot = 0
                 for ex in 0..<e where chosen[t * e + ex] != 0 {
                     out.experts[t * e + slot] = Int32(ex)
@@ -252,6 +279,10 @@ enum SelectionSteps {
         let tokens = s.tokens
         return {
             for t in 0..<tokens {
+                if outer.experts[t * outerType.slots] == RoutingMath.invalidToken || RoutingMath.hasInvalidScore(inner + t * e, e) {
+                    out.markInvalid(t)
+                    continue
+                }
                 for o in 0..<outerType.slots {
                     let gi = Int(outer.experts[t * outerType.slots + o])
                     for j in 0..<k { out.experts[t * slots + o * k + j] = -1; out.weights[t * slots + o * k + j] = 0 }
@@ -278,8 +309,12 @@ struct TopKRule {
     let masked: Float
     let force: [Int32]
     let disable: [Int]
+    /// `topk(by:)`: choice scores within a relative `RoutingMath.selectionTieTolerance` tie, and
+    /// the weights row decides between them.
+    let tiesByWeight: Bool
 
-    init(_ a: Attributes, experts e: Int) {
+    init(_ a: Attributes, experts e: Int, tiesByWeight: Bool = false) {
+        self.tiesByWeight = tiesByWeight
         experts = e
         k = a.int("k")!
         groups = a.int("groups") ?? 1
@@ -343,8 +378,14 @@ struct TopKRule {
         }
         for slot in force.count..<k {
             var best = -Float.infinity, bi = -1
-            for j in 0..<e where taken[j] == 0 {
-                if bi < 0 || choice[j] > best { best = choice[j]; bi = j }
+            if tiesByWeight {
+                for j in 0..<e where taken[j] == 0 {
+                    if bi < 0 || RoutingMath.selectsBefore(choice[j], row[j], than: best, row[bi]) { best = choice[j]; bi = j }
+                }
+            } else {
+                for j in 0..<e where taken[j] == 0 {
+                    if bi < 0 || choice[j] > best { best = choice[j]; bi = j }
+                }
             }
             taken[bi] = 1
             outExperts[slot] = Int32(bi)

@@ -35,8 +35,12 @@ enum ScoringBuiltins {
             let x = try args.tensor("scores", &l)
             return try l.node(.sinkhorn, [x], ["iterations": .int(try args.optionalInt("iterations", &l) ?? 3)], at: args.at)
         },
-        Builtin("dselect", ["x", "z", "alpha", "experts", "gamma"], positional: 1) { l, args throws(Diagnostic) in
-            let x = try args.tensor("x", &l), z = try args.tensor("z", &l), alpha = try args.tensor("alpha", &l)
+        Builtin("dselect", ["x", "z", "alpha", "experts", "gamma", "z_bias", "alpha_bias"], positional: 1) { l, args throws(Diagnostic) in
+            let x = try args.tensor("x", &l)
+            var z = try args.tensor("z", &l), alpha = try args.tensor("alpha", &l)
+            // The official per-example gate's z and α layers are Dense layers with biases.
+            if let b = try args.optionalTensor("z_bias", &l) { z = try l.builder.add(.add, [z, b], at: args.at) }
+            if let b = try args.optionalTensor("alpha_bias", &l) { alpha = try l.builder.add(.add, [alpha, b], at: args.at) }
             let attrs: Attributes = ["experts": .int(try args.int("experts", &l)), "gamma": .float(try args.optionalNumber("gamma", &l) ?? 1)]
             return try l.node(.dselect, [x, z, alpha], attrs, at: args.at)
         },
