@@ -174,8 +174,9 @@ public struct Parser {
         }
     }
 
-    /// param_decl = 'param' , IDENT , [ ':' , type_name ] , [ '=' , literal ] ,
-    ///              [ 'from' , STRING , { ',' , STRING } ] ;
+    /// param_decl = 'param' , IDENT , [ ':' , type_name , [ '?' ] ] , [ '=' , literal ] ,
+    ///              [ 'from' , config_key , { ',' , config_key } ] ;
+    /// config_key = STRING , [ '[' , INT , ']' ] ;
     private mutating func parseParam() throws -> ParamDecl {
         let name = try expectIdentifier("a parameter name after 'param'")
         var decl = ParamDecl(name: name, type: nil, typeRange: nil, defaultValue: nil, defaultRange: nil, configKeys: [])
@@ -184,10 +185,11 @@ public struct Parser {
             guard let type = ParamType(rawValue: t.name) else {
                 throw error(
                     "unknown parameter type '\(t.name)'", at: t.range,
-                    notes: [.init("parameter types are int, float, bool and string")])
+                    notes: [.init("parameter types are int, float, bool and string, each optionally followed by '?' to allow null")])
             }
             decl.type = type
             decl.typeRange = t.range
+            decl.optional = consume(.question)
         }
         if consume(.equal) {
             let start = current.range
@@ -198,10 +200,22 @@ public struct Parser {
             advance()
             repeat {
                 let (key, r) = try expectString("a config.json key string after 'from'")
-                decl.configKeys.append((key, r))
+                var configKey = ConfigKey(key: key, range: r)
+                if isPunct(.lbracket) {
+                    let open = current.range
+                    advance()
+                    guard case .int(let i) = current.kind else {
+                        throw error("expected a list index (a non-negative integer) after '[', found \(current)")
+                    }
+                    configKey.index = i
+                    configKey.indexRange = current.range
+                    advance()
+                    _ = try expect(.rbracket, "to close the list index", notes: [.init("the index started here", at: open)])
+                }
+                decl.configKeys.append(configKey)
             } while consume(.comma)
         }
-        if decl.type == nil && decl.defaultValue == nil {
+        if decl.type == nil && decl.defaultValue?.type == nil {
             throw error(
                 "parameter '\(name.name)' needs a type or a default value", at: name.range,
                 notes: [.init("write 'param \(name.name): int from \"key\"' or 'param \(name.name) = 8'")])
@@ -209,7 +223,7 @@ public struct Parser {
         return decl
     }
 
-    /// literal = [ '-' ] , ( INT | FLOAT ) | 'true' | 'false' | STRING ;
+    /// literal = [ '-' ] , ( INT | FLOAT ) | 'true' | 'false' | STRING | 'null' ;
     private mutating func parseLiteral() throws -> Literal {
         let negative = consume(.minus)
         switch current.kind {
@@ -217,9 +231,10 @@ public struct Parser {
         case .float(let v): advance(); return .float(negative ? -v : v)
         case .keyword(.true) where !negative: advance(); return .bool(true)
         case .keyword(.false) where !negative: advance(); return .bool(false)
+        case .keyword(.null) where !negative: advance(); return .null
         case .string(let s) where !negative: advance(); return .string(s)
         default:
-            throw error("expected a literal value (number, true, false or string), found \(current)")
+            throw error("expected a literal value (number, true, false, null or string), found \(current)")
         }
     }
 
@@ -248,14 +263,21 @@ public struct Parser {
         return (dims, SourceRange(open.start, length: length))
     }
 
-    /// weight_entry = IDENT , ':' , shape , '=' , STRING ;
+    /// weight_entry = IDENT , ':' , shape , '=' , STRING , { '|>' , layout_step } ;
+    /// layout_step  = IDENT , [ '(' , [ arguments ] , ')' ] ;
     private mutating func parseWeightEntry(prefix: String) throws -> WeightDecl {
         let name = try expectIdentifier("a weight name")
         _ = try expect(.colon, "after the weight name", notes: [.init("write '\(name.name): [rows, cols] = \"tensor.name\"'")])
         let (shape, shapeRange) = try parseShape()
         _ = try expect(.equal, "before the tensor name of weight '\(name.name)'")
         let (pattern, patternRange) = try expectString("a tensor-name string")
-        return WeightDecl(name: name, shape: shape, shapeRange: shapeRange, pattern: prefix + pattern, patternRange: patternRange)
+        var decl = WeightDecl(name: name, shape: shape, shapeRange: shapeRange, pattern: prefix + pattern, patternRange: patternRange)
+        while consume(.pipe) {
+            let step = try expectIdentifier("a layout step after '|>' (transpose, reshape, squeeze, split, deinterleave)")
+            let args = isPunct(.lparen) ? try parseArguments() : []
+            decl.layout.append(Call(callee: step, arguments: args, piped: true))
+        }
+        return decl
     }
 
     // MARK: Expressions
@@ -265,10 +287,10 @@ public struct Parser {
         try parsePipeline()
     }
 
-    /// pipeline = additive , { '|>' , stage } ;
-    /// stage    = IDENT , [ '(' , [ arguments ] , ')' ] , [ 'if' , additive ] ;
+    /// pipeline = comparison , { '|>' , stage } ;
+    /// stage    = IDENT , [ '(' , [ arguments ] , ')' ] , [ 'if' , comparison ] ;
     private mutating func parsePipeline() throws -> Expr {
-        var value = try parseAdditive()
+        var value = try parseComparison()
         while isPunct(.pipe) {
             advance()
             let callee = try expectIdentifier("a function name after '|>'")
@@ -277,11 +299,21 @@ public struct Parser {
             var condition: Expr?
             if isKeyword(.if) {
                 advance()
-                condition = try parseAdditive()
+                condition = try parseComparison()
             }
             value = .call(Call(callee: callee, arguments: args, piped: true, condition: condition))
         }
         return value
+    }
+
+    /// comparison = additive , [ ( '==' | '!=' ) , additive ] ;
+    private mutating func parseComparison() throws -> Expr {
+        let lhs = try parseAdditive()
+        guard isPunct(.equalEqual) || isPunct(.notEqual) else { return lhs }
+        let op: BinaryOperator = isPunct(.equalEqual) ? .equal : .notEqual
+        let r = current.range
+        advance()
+        return .binary(op, lhs, try parseAdditive(), opRange: r)
     }
 
     /// additive = multiplicative , { ( '+' | '-' ) , multiplicative } ;
@@ -318,7 +350,7 @@ public struct Parser {
         return try parsePrimary()
     }
 
-    /// primary = INT | FLOAT | STRING | 'true' | 'false'
+    /// primary = INT | FLOAT | STRING | 'true' | 'false' | 'null'
     ///         | IDENT , [ '(' , [ arguments ] , ')' ] | '(' , expr , ')'
     ///         | '[' , [ expr , { ',' , expr } ] , ']' | moe_block ;
     private mutating func parsePrimary() throws -> Expr {
@@ -329,6 +361,7 @@ public struct Parser {
         case .string(let s): advance(); return .string(s, tok.range)
         case .keyword(.true): advance(); return .bool(true, tok.range)
         case .keyword(.false): advance(); return .bool(false, tok.range)
+        case .keyword(.null): advance(); return .null(tok.range)
         case .keyword(.moe): return .moe(try parseMoEBlock())
         case .identifier(let s):
             advance()

@@ -42,6 +42,7 @@ extension ASTToIR {
         case .int(let v): return v
         case .float(let f) where f == f.rounded() && abs(f) < 1e15: return Int(f)
         case .poisoned: throw ASTToIR.alreadyReported
+        case .null: throw nullUse(e, expecting: "an integer")
         default: throw .error("\(what) must be an integer known at compile time", at: e.range)
         }
     }
@@ -130,6 +131,7 @@ extension ASTToIR {
                 case .int(let v)?: out += String(v)
                 case .string(let s)?: out += s
                 case .poisoned?: throw ASTToIR.alreadyReported
+                case .null?: throw .error("'{\(name)}' in tensor name \"\(pattern)\" is null", at: range)
                 default:
                     var notes: [Diagnostic.Note] = [.init("braces in a tensor name take an int or string param, or {e} for the expert index")]
                     if let s = NameSuggestions.best(for: name, in: params.map(\.name) + ["e"]) { notes.insert(.init("did you mean '{\(s)}'?"), at: 0) }
