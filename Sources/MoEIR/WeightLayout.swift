@@ -161,8 +161,9 @@ public enum WeightLayoutStep: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Why a layout step does not fit a tensor.
-public struct WeightLayoutError: Error, Sendable, Equatable {
+public struct WeightLayoutError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
+    public var description: String { message }
     public init(_ message: String) { self.message = message }
 }
 

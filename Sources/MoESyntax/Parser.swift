@@ -398,7 +398,8 @@ public struct Parser {
         if consume(.rparen) { return args }
         repeat {
             var label: Identifier?
-            if case .identifier(let s) = current.kind, tokens[pos + 1].kind == .punct(.colon) {
+            // A keyword before ':' is a label too (`split(0, of: 2)`): nothing else fits there.
+            if tokens[pos + 1].kind == .punct(.colon), let s = current.kind.identifierName ?? current.kind.keywordName {
                 label = Identifier(s, at: current.range)
                 advance()
                 advance()
@@ -459,6 +460,11 @@ public struct Parser {
 extension Token.Kind {
     var identifierName: String? {
         if case .identifier(let s) = self { return s }
+        return nil
+    }
+
+    var keywordName: String? {
+        if case .keyword(let k) = self { return k.rawValue }
         return nil
     }
 }
