@@ -84,17 +84,22 @@ public enum Literal: Equatable, Sendable, CustomStringConvertible {
 public struct ConfigKey: Sendable {
     public var key: String
     public var range: SourceRange
-    /// The list index written after the key, if any, and where it was written.
+    /// The list index written after the key, if any (a number, or an int param declared
+    /// earlier: `"moe_topk"[layer]`), and where it was written.
     public var index: Int?
+    public var indexName: String?
     public var indexRange: SourceRange?
-    public init(key: String, range: SourceRange, index: Int? = nil, indexRange: SourceRange? = nil) {
+    public init(key: String, range: SourceRange, index: Int? = nil, indexName: String? = nil, indexRange: SourceRange? = nil) {
         self.key = key
         self.range = range
         self.index = index
+        self.indexName = indexName
         self.indexRange = indexRange
     }
+    /// The index as written: `[0]`, `[layer]`, or nothing.
+    public var writtenIndex: String { index.map { "[\($0)]" } ?? indexName.map { "[\($0)]" } ?? "" }
     /// The key as written: `"moe_topk"[0]`.
-    public var written: String { "\"\(key)\"" + (index.map { "[\($0)]" } ?? "") }
+    public var written: String { "\"\(key)\"" + writtenIndex }
 }
 
 public struct ParamDecl: Sendable {

@@ -30,7 +30,7 @@ public struct ASTPrinter {
             if let t = p.type { s += ": \(t.rawValue)" + (p.optional ? "?" : "") }
             if let v = p.defaultValue { s += " = \(v)" }
             if !p.configKeys.isEmpty {
-                s += " from " + p.configKeys.map { quote($0.key) + ($0.index.map { "[\($0)]" } ?? "") }.joined(separator: ", ")
+                s += " from " + p.configKeys.map { quote($0.key) + $0.writtenIndex }.joined(separator: ", ")
             }
             return s
         case .input(let i):

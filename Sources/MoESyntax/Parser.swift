@@ -176,7 +176,7 @@ public struct Parser {
 
     /// param_decl = 'param' , IDENT , [ ':' , type_name , [ '?' ] ] , [ '=' , literal ] ,
     ///              [ 'from' , config_key , { ',' , config_key } ] ;
-    /// config_key = STRING , [ '[' , INT , ']' ] ;
+    /// config_key = STRING , [ '[' , ( INT | IDENT ) , ']' ] ;
     private mutating func parseParam() throws -> ParamDecl {
         let name = try expectIdentifier("a parameter name after 'param'")
         var decl = ParamDecl(name: name, type: nil, typeRange: nil, defaultValue: nil, defaultRange: nil, configKeys: [])
@@ -204,10 +204,11 @@ public struct Parser {
                 if isPunct(.lbracket) {
                     let open = current.range
                     advance()
-                    guard case .int(let i) = current.kind else {
-                        throw error("expected a list index (a non-negative integer) after '[', found \(current)")
+                    switch current.kind {
+                    case .int(let i): configKey.index = i
+                    case .identifier(let name): configKey.indexName = name
+                    default: throw error("expected a list index (a non-negative integer or an int param) after '[', found \(current)")
                     }
-                    configKey.index = i
                     configKey.indexRange = current.range
                     advance()
                     _ = try expect(.rbracket, "to close the list index", notes: [.init("the index started here", at: open)])

@@ -96,6 +96,18 @@ import Testing
         #expect(value(g, "k")?.source == "config.json:moe_topk[1]")
     }
 
+    @Test func aListIsIndexedByAnEarlierIntParam() {
+        let text = "param layer = 1\nparam k: int from \"moe_topk\"[layer]\ninput x: [tokens, k]\noutput x"
+        let (g, d) = lower(text, config: #"{"moe_topk": [2, 3]}"#)
+        #expect(!d.hasErrors, "\(d.render())")
+        #expect(value(g, "k")?.value == .int(3) && value(g, "k")?.source == "config.json:moe_topk[1]")
+        let (_, d2) = lower(text, config: #"{"moe_topk": [2, 3]}"#, set: [("layer", "5")])
+        #expect(d2.diagnostics.first?.message == #"config.json: key "moe_topk" has 2 elements; index 5 is out of range"#, "\(d2.render())")
+        let (_, d3) = lower("param k: int from \"moe_topk\"[layr]\ninput x: [tokens, k]\noutput x", config: #"{"moe_topk": [2, 3]}"#)
+        #expect(d3.diagnostics.first?.message == #"unknown param 'layr' in the index of "moe_topk"[layr]"#, "\(d3.render())")
+        #expect(d3.diagnostics.first?.location?.column == 30)
+    }
+
     @Test func listIndexOutOfRangeIsLocated() {
         let (g, d) = lower("param k: int from \"moe_topk\"[2]\ninput x: [tokens, k]\noutput x", config: #"{"moe_topk": [2, 3]}"#)
         #expect(g == nil)

@@ -89,19 +89,31 @@ extension ASTToIR {
         }
         for key in p.configKeys {
             guard var j = sources.configValue(key.key) else { continue }
-            if let i = key.index {
+            var index = key.index
+            if let name = key.indexName {
+                switch scope[name]?.value {
+                case .int(let i)?: index = i
+                case .poisoned?: throw ASTToIR.alreadyReported
+                case nil:
+                    throw .error(
+                        "unknown param '\(name)' in the index of \(key.written)", at: key.indexRange ?? key.range,
+                        notes: [.init("an index names an int param declared before this one")])
+                default: throw .error("param '\(name)' is not an integer, so it cannot index \(key.written)", at: key.indexRange ?? key.range)
+                }
+            }
+            if let i = index {
                 guard case .array(let items) = j else {
                     throw .error(
                         "\(sources.configPath): key \"\(key.key)\" is \(j.compact), not a list, so it has no element [\(i)]", at: key.indexRange ?? key.range)
                 }
-                guard i < items.count else {
+                guard i >= 0, i < items.count else {
                     throw .error(
                         "\(sources.configPath): key \"\(key.key)\" has \(items.count) element\(items.count == 1 ? "" : "s"); index \(i) is out of range",
                         at: key.indexRange ?? key.range, notes: [.init("the list is \(j.compact)")])
                 }
                 j = items[i]
             }
-            let source = "\(sources.configPath.split(separator: "/").last.map(String.init) ?? "config.json"):\(key.key)" + (key.index.map { "[\($0)]" } ?? "")
+            let source = "\(sources.configPath.split(separator: "/").last.map(String.init) ?? "config.json"):\(key.key)" + (index.map { "[\($0)]" } ?? "")
             if j.isNull {
                 guard p.optional else {
                     throw .error(
@@ -114,7 +126,7 @@ extension ASTToIR {
             }
             guard let v = convert(j, to: declaredType) else {
                 var notes: [Diagnostic.Note] = []
-                if case .array = j, key.index == nil { notes.append(.init("the key holds a list: pick an element with \(key.written)[0]")) }
+                if case .array = j, index == nil { notes.append(.init("the key holds a list: pick an element with \(key.written)[0]")) }
                 throw .error("\(sources.configPath): key \(key.written) is \(j.compact), not \(article(declaredType))", at: key.range, notes: notes)
             }
             return (v, source)
