@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Tiny whole-model checkpoints, one per MoE family, read by graphs/<family>.moe as they are.
+
+For each family: a 2-layer causal LM (layer 1 an MoE layer) from transformers' own classes, every
+parameter seeded (make_fixtures.init_all), written with `save_pretrained` (so the files carry the
+Hub's tensor names and layout, whatever transformers renames on load); then reloaded with
+`from_pretrained`, which must report no missing or unexpected keys, and the reloaded MoE block is
+run on x.npy: its output is y.npy. meta.json names the graph, so the parity tests
+(Tests/MoECompilerTests/ParityTests.swift) compile graphs/<family>.moe against the folder.
+
+    /work/venv-ref/bin/python scripts/make_family_fixtures.py            # every family
+    /work/venv-ref/bin/python scripts/make_family_fixtures.py dbrx aria  # some
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import warnings
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+import transformers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from make_fixtures import init_all, rel_err  # noqa: E402
+
+REPO = os.path.dirname(HERE)
+FIXTURES = os.path.join(REPO, "Tests", "Fixtures")
+TOKENS = 9
+LAYER = 1
+torch.set_num_threads(1)
+
+TOK = dict(vocab_size=32, bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+ATTN = dict(num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+
+
+def mlp(m, L):
+    return m.model.layers[L].mlp
+
+
+def granite_block(m, L):
+    """The decoder layer adds the shared MLP to the routed output (GraniteMoeSharedDecoderLayer)."""
+    layer = m.model.layers[L]
+    return lambda h: layer.block_sparse_moe(h) + layer.shared_mlp(h)
+
+
+# fixture: (config class, model class, config arguments, the MoE block of layer L[, graph name])
+FAMILIES = {
+    "dbrx": ("DbrxConfig", "DbrxForCausalLM",
+             dict(d_model=16, n_heads=2, n_layers=2, max_seq_len=64, vocab_size=32, pad_token_id=0,
+                  attn_config=dict(kv_n_heads=1, rope_theta=10000.0),
+                  ffn_config=dict(ffn_hidden_size=12, moe_num_experts=4, moe_top_k=2)),
+             lambda m, L: m.transformer.blocks[L].ffn),
+    "aria": ("AriaTextConfig", "AriaTextForCausalLM",
+             dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, moe_num_experts=4, moe_topk=2,
+                  moe_num_shared_experts=2),
+             mlp),
+    "granitemoe": ("GraniteMoeConfig", "GraniteMoeForCausalLM",
+                   dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, num_local_experts=4,
+                        num_experts_per_tok=2),
+                   lambda m, L: m.model.layers[L].block_sparse_moe),
+    "granitemoeshared": ("GraniteMoeSharedConfig", "GraniteMoeSharedForCausalLM",
+                         dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, shared_intermediate_size=20,
+                              num_local_experts=4, num_experts_per_tok=2),
+                         granite_block),
+    "ernie4_5_moe": ("Ernie4_5_MoeConfig", "Ernie4_5_MoeForCausalLM",
+                     dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                          moe_num_experts=6, moe_k=2, moe_num_shared_experts=1, moe_layer_start_index=1),
+                     mlp),
+    "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
+                  dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, num_experts=6,
+                       num_experts_per_tok=2, head_dim=8, mlp_only_layers=[0], norm_topk_prob=True),
+                  mlp),
+    "minimax": ("MiniMaxConfig", "MiniMaxForCausalLM",
+                dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, num_local_experts=4, num_experts_per_tok=2,
+                     head_dim=8, block_size=16, layer_types=["linear_attention", "full_attention"]),
+                mlp),
+    "hunyuan_v1_moe": ("HunYuanMoEV1Config", "HunYuanMoEV1ForCausalLM",
+                       dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, num_experts=4, moe_topk=[1, 2],
+                            head_dim=8),
+                       mlp),
+    "glm4_moe": ("Glm4MoeConfig", "Glm4MoeForCausalLM",
+                 dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, n_routed_experts=8,
+                      num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1, first_k_dense_replace=1,
+                      head_dim=8, routed_scaling_factor=1.5),
+                 mlp),
+    "dots1": ("Dots1Config", "Dots1ForCausalLM",
+              dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, n_routed_experts=8,
+                   num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1, first_k_dense_replace=1,
+                   head_dim=8, routed_scaling_factor=1.5),
+              mlp),
+    "deepseek_v2": ("DeepseekV2Config", "DeepseekV2ForCausalLM",
+                    dict(**TOK, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=64, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                         n_routed_experts=8, num_experts_per_tok=2, n_group=None, topk_group=None,
+                         topk_method="greedy", n_shared_experts=1, first_k_dense_replace=1, q_lora_rank=None,
+                         kv_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=4,
+                         routed_scaling_factor=1.5),
+                    mlp),
+    # The V2 (not Lite) router: groups of experts, the best topk_group groups by their best expert.
+    "deepseek_v2-grouped": ("DeepseekV2Config", "DeepseekV2ForCausalLM",
+                            dict(**TOK, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                 max_position_embeddings=64, hidden_size=16, intermediate_size=24,
+                                 moe_intermediate_size=12, n_routed_experts=8, num_experts_per_tok=3, n_group=4,
+                                 topk_group=2, topk_method="group_limited_greedy", n_shared_experts=2,
+                                 first_k_dense_replace=1, q_lora_rank=None, kv_lora_rank=8, qk_rope_head_dim=4,
+                                 qk_nope_head_dim=4, v_head_dim=4, routed_scaling_factor=2.0),
+                            mlp, "deepseek_v2"),
+    "flex_olmo": ("FlexOlmoConfig", "FlexOlmoForCausalLM",
+                  dict(**TOK, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                       max_position_embeddings=64, hidden_size=16, intermediate_size=12, num_experts=4,
+                       num_experts_per_tok=2),
+                  mlp),
+}
+
+
+def make(name: str) -> str:
+    config_class, model_class, kwargs, block_of = FAMILIES[name][:4]
+    family = FAMILIES[name][4] if len(FAMILIES[name]) > 4 else name
+    seed = 1000 + sorted(FAMILIES).index(name)
+    out = os.path.join(FIXTURES, f"{name}-tiny")
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    os.makedirs(out)
+    cls = getattr(transformers, model_class)
+    torch.manual_seed(seed)
+    model = cls(getattr(transformers, config_class)(**kwargs))
+    init_all(model, seed, bias_std=0.1)
+    model.eval()
+    model.save_pretrained(out)
+    # What the files say: reload them, and take the reference output from the reloaded model.
+    reloaded, info = cls.from_pretrained(out, dtype=torch.float32, output_loading_info=True)
+    reloaded.eval()
+    problems = {k: sorted(map(str, v)) for k, v in info.items() if v}
+    if problems:
+        raise SystemExit(f"{family}: reloading reports {problems}")
+    if hasattr(reloaded, "set_experts_implementation"):
+        try:
+            reloaded.set_experts_implementation("eager")
+            model.set_experts_implementation("eager")
+        except Exception:
+            pass
+    hidden = kwargs.get("hidden_size", kwargs.get("d_model"))
+    x = torch.randn(TOKENS, hidden, generator=torch.Generator().manual_seed(seed * 7919 + 17))
+    with torch.no_grad():
+        y = block_of(reloaded, LAYER)(x[None])[0]
+        y_memory = block_of(model, LAYER)(x[None])[0]
+    reload_err = rel_err(y.numpy(), y_memory.numpy())
+    if reload_err > 1e-6:
+        raise SystemExit(f"{family}: the reloaded block differs from the saved one ({reload_err:.2e})")
+    np.save(os.path.join(out, "x.npy"), x.numpy().astype(np.float32))
+    np.save(os.path.join(out, "y.npy"), y.numpy().astype(np.float32))
+    os.remove(os.path.join(out, "generation_config.json")) if os.path.exists(os.path.join(out, "generation_config.json")) else None
+    meta = {
+        "graph": f"graphs/{family}.moe",
+        "set": {"layer": LAYER},
+        "inputs": {"x": "x.npy"},
+        "outputs": {"y": "y.npy"},
+        "family": family,
+        "model_class": model_class,
+        "block": getattr(type(block_of(reloaded, LAYER)), "__name__", "block_sparse_moe + shared_mlp"),
+        "seed": seed,
+        "tokens": TOKENS,
+        "reload_rel_err": reload_err,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+    }
+    with open(os.path.join(out, "meta.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+    size = sum(os.path.getsize(os.path.join(out, n)) for n in os.listdir(out))
+    return f"{family}: {out} ({size // 1024} KB, |y| max {float(y.abs().max()):.3f})"
+
+
+if __name__ == "__main__":
+    for fam in sys.argv[1:] or sorted(FAMILIES):
+        print(make(fam), flush=True)
