@@ -45,6 +45,9 @@ enum SmallParams {
             ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
             ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "1.5")
         ],
+        "jamba.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
+        "jetmoe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
+        "qwen3_next.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "true")],
         // The group-limited path (the committed fixture covers "greedy").
         "deepseek_v2.moe": [
             ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
