@@ -8,8 +8,8 @@ Hub's tensor names and layout, whatever transformers renames on load); then relo
 run on x.npy: its output is y.npy. meta.json names the graph, so the parity tests
 (Tests/MoECompilerTests/ParityTests.swift) compile graphs/<family>.moe against the folder.
 
-    /work/venv-ref/bin/python scripts/make_family_fixtures.py            # every family
-    /work/venv-ref/bin/python scripts/make_family_fixtures.py dbrx aria  # some
+    ~/.venvs/ref/bin/python scripts/make_family_fixtures.py            # every family
+    ~/.venvs/ref/bin/python scripts/make_family_fixtures.py dbrx aria  # some
 """
 from __future__ import annotations
 

@@ -400,7 +400,7 @@ public struct Parser {
         repeat {
             var label: Identifier?
             // A keyword before ':' is a label too (`split(0, of: 2)`): nothing else fits there.
-            if tokens[pos + 1].kind == .punct(.colon), let s = current.kind.identifierName ?? current.kind.keywordName {
+            if let s = current.kind.identifierName ?? current.kind.keywordName, tokens[pos + 1].kind == .punct(.colon) {
                 label = Identifier(s, at: current.range)
                 advance()
                 advance()
