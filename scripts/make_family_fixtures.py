@@ -94,7 +94,7 @@ FAMILIES = {
     "dots1": ("Dots1Config", "Dots1ForCausalLM",
               dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, n_routed_experts=8,
                    num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1, first_k_dense_replace=1,
-                   head_dim=8, routed_scaling_factor=1.5),
+                   head_dim=8, routed_scaling_factor=1.5, norm_topk_prob=True),
               mlp),
     "deepseek_v2": ("DeepseekV2Config", "DeepseekV2ForCausalLM",
                     dict(**TOK, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
@@ -129,6 +129,27 @@ FAMILIES = {
                    expert_layer_period=2, expert_layer_offset=1, attn_layer_period=2, attn_layer_offset=0,
                    mamba_d_state=4, mamba_expand=2, mamba_dt_rank=4, use_mamba_kernels=False),
               lambda m, L: m.model.layers[L].feed_forward),
+    "glm4_moe_lite": ("Glm4MoeLiteConfig", "Glm4MoeLiteForCausalLM",
+                      dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                           n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1,
+                           first_k_dense_replace=1, routed_scaling_factor=1.5, q_lora_rank=8, kv_lora_rank=8,
+                           qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=4),
+                      mlp),
+    "exaone_moe": ("ExaoneMoeConfig", "ExaoneMoeForCausalLM",
+                   dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, num_experts=8,
+                        num_experts_per_tok=2, n_group=2, topk_group=1, num_shared_experts=1, first_k_dense_replace=1,
+                        head_dim=8, routed_scaling_factor=1.5),
+                   mlp),
+    "lfm2_moe": ("Lfm2MoeConfig", "Lfm2MoeForCausalLM",
+                 dict(**TOK, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                      max_position_embeddings=64, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                      num_experts=6, num_experts_per_tok=2, num_dense_layers=1, routed_scaling_factor=1.5,
+                      layer_types=["full_attention", "conv"]),
+                 lambda m, L: m.model.layers[L].feed_forward),
+    "afmoe": ("AfmoeConfig", "AfmoeForCausalLM",
+              dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, num_experts=6,
+                   num_experts_per_tok=2, num_shared_experts=1, num_dense_layers=1, head_dim=8, route_scale=1.5),
+              mlp),
     "flex_olmo": ("FlexOlmoConfig", "FlexOlmoForCausalLM",
                   dict(**TOK, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                        max_position_embeddings=64, hidden_size=16, intermediate_size=12, num_experts=4,
@@ -149,6 +170,13 @@ def make(name: str) -> str:
     torch.manual_seed(seed)
     model = cls(getattr(transformers, config_class)(**kwargs))
     init_all(model, seed, bias_std=0.1)
+    # Selection biases large enough to change which experts are chosen (sigmoid scores are
+    # O(1), softmax ones O(1/E)); checked by the graphs failing without their bias.
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if name.endswith(("e_score_correction_bias", "expert_bias")):
+                t.copy_(0.3 * torch.randn(tuple(t.shape), generator=g))
     model.eval()
     model.save_pretrained(out)
     # What the files say: reload them, and take the reference output from the reloaded model.

@@ -48,6 +48,20 @@ enum SmallParams {
         "jamba.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
         "jetmoe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
         "qwen3_next.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "true")],
+        "glm4_moe_lite.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "1.5")
+        ],
+        "exaone_moe.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "1.5")
+        ],
+        "afmoe.moe": [("hidden", "20"), ("ffn", "10"), ("num_experts", "12"), ("num_shared", "1"), ("top_k", "3"), ("scaling", "1.5")],
+        // Without the expert bias (the committed fixture uses it).
+        "lfm2_moe.moe": [
+            ("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3"), ("use_bias", "false"), ("norm_topk", "true"),
+            ("scaling", "1.5")
+        ],
         // The group-limited path (the committed fixture covers "greedy").
         "deepseek_v2.moe": [
             ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
