@@ -108,6 +108,15 @@ import Testing
         #expect(d3.diagnostics.first?.location?.column == 30)
     }
 
+    @Test func anIndexedKeyFallsBackToALaterKeyWhenItIsNoList() {
+        let text = "param layer = 1\nparam k: int from \"moe_topk\"[layer], \"moe_topk\"\ninput x: [tokens, k]\noutput x"
+        let (g, d) = lower(text, config: #"{"moe_topk": 4}"#)
+        #expect(!d.hasErrors, "\(d.render())")
+        #expect(value(g, "k")?.value == .int(4) && value(g, "k")?.source == "config.json:moe_topk")
+        let (g2, _) = lower(text, config: #"{"moe_topk": [2, 3]}"#)
+        #expect(value(g2, "k")?.value == .int(3) && value(g2, "k")?.source == "config.json:moe_topk[1]")
+    }
+
     @Test func listIndexOutOfRangeIsLocated() {
         let (g, d) = lower("param k: int from \"moe_topk\"[2]\ninput x: [tokens, k]\noutput x", config: #"{"moe_topk": [2, 3]}"#)
         #expect(g == nil)

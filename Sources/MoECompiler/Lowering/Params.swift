@@ -87,7 +87,7 @@ extension ASTToIR {
             }
             return (v, "--set")
         }
-        for key in p.configKeys {
+        for (n, key) in p.configKeys.enumerated() {
             guard var j = sources.configValue(key.key) else { continue }
             var index = key.index
             if let name = key.indexName {
@@ -102,6 +102,9 @@ extension ASTToIR {
                 }
             }
             if let i = index {
+                // An indexed key reads a list; a config that holds one value for every layer
+                // instead is read by a later, unindexed key: `"moe_topk"[layer], "moe_topk"`.
+                if j.array == nil && n < p.configKeys.count - 1 { continue }
                 guard case .array(let items) = j else {
                     throw .error(
                         "\(sources.configPath): key \"\(key.key)\" is \(j.compact), not a list, so it has no element [\(i)]", at: key.indexRange ?? key.range)
