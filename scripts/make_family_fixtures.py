@@ -18,18 +18,26 @@ import os
 import shutil
 import sys
 import warnings
+import zlib
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
+import safetensors.torch
 import torch
 import transformers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from make_fixtures import init_all, rel_err  # noqa: E402
+
+# Hub layouts save_pretrained does not write for a model built in memory: transformers' conversion
+# mapping (conversion_mapping.py) transposes these stacked experts (dims 1 and 2) on load, because
+# the Hub stores them input-first. The fixture stores them as the Hub does; reloading it with
+# from_pretrained (which must then transpose them back) checks that this is the Hub's layout.
+HUB_TRANSPOSED = {"qwen3_vl_moe": ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")}
 
 REPO = os.path.dirname(HERE)
 FIXTURES = os.path.join(REPO, "Tests", "Fixtures")
@@ -150,6 +158,19 @@ FAMILIES = {
               dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, num_experts=6,
                    num_experts_per_tok=2, num_shared_experts=1, num_dense_layers=1, head_dim=8, route_scale=1.5),
               mlp),
+    # Multimodal: the language model's layers are under model.language_model.
+    "qwen3_vl_moe": ("Qwen3VLMoeConfig", "Qwen3VLMoeForConditionalGeneration",
+                     dict(text_config=dict(vocab_size=32, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                                           num_experts=4, num_experts_per_tok=2, num_hidden_layers=2,
+                                           num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                                           decoder_sparse_step=1, mlp_only_layers=[0],
+                                           rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                            "mrope_section": [1, 1, 2]}),
+                          vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2,
+                                             out_hidden_size=16, patch_size=2, temporal_patch_size=2,
+                                             spatial_merge_size=1, num_position_embeddings=16,
+                                             deepstack_visual_indexes=[0])),
+                     lambda m, L: m.model.language_model.layers[L].mlp),
     "flex_olmo": ("FlexOlmoConfig", "FlexOlmoForCausalLM",
                   dict(**TOK, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                        max_position_embeddings=64, hidden_size=16, intermediate_size=12, num_experts=4,
@@ -161,7 +182,7 @@ FAMILIES = {
 def make(name: str) -> str:
     config_class, model_class, kwargs, block_of = FAMILIES[name][:4]
     family = FAMILIES[name][4] if len(FAMILIES[name]) > 4 else name
-    seed = 1000 + sorted(FAMILIES).index(name)
+    seed = 1000 + zlib.crc32(name.encode()) % 1000  # stable when fixtures are added
     out = os.path.join(FIXTURES, f"{name}-tiny")
     if os.path.exists(out):
         shutil.rmtree(out)
@@ -174,11 +195,18 @@ def make(name: str) -> str:
     # O(1), softmax ones O(1/E)); checked by the graphs failing without their bias.
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            if name.endswith(("e_score_correction_bias", "expert_bias")):
+        for pname, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if pname.endswith(("e_score_correction_bias", "expert_bias")):
                 t.copy_(0.3 * torch.randn(tuple(t.shape), generator=g))
     model.eval()
     model.save_pretrained(out)
+    if name in HUB_TRANSPOSED:
+        path = os.path.join(out, "model.safetensors")
+        tensors = safetensors.torch.load_file(path)
+        for k in tensors:
+            if k.endswith(HUB_TRANSPOSED[name]):
+                tensors[k] = tensors[k].transpose(1, 2).contiguous()
+        safetensors.torch.save_file(tensors, path, metadata={"format": "pt"})
     # What the files say: reload them, and take the reference output from the reloaded model.
     reloaded, info = cls.from_pretrained(out, dtype=torch.float32, output_loading_info=True)
     reloaded.eval()
@@ -191,7 +219,7 @@ def make(name: str) -> str:
             model.set_experts_implementation("eager")
         except Exception:
             pass
-    hidden = kwargs.get("hidden_size", kwargs.get("d_model"))
+    hidden = kwargs.get("hidden_size") or kwargs.get("d_model") or kwargs["text_config"]["hidden_size"]
     x = torch.randn(TOKENS, hidden, generator=torch.Generator().manual_seed(seed * 7919 + 17))
     with torch.no_grad():
         y = block_of(reloaded, LAYER)(x[None])[0]
@@ -213,6 +241,7 @@ def make(name: str) -> str:
         "seed": seed,
         "tokens": TOKENS,
         "reload_rel_err": reload_err,
+        "hub_transposed": list(HUB_TRANSPOSED.get(name, ())),
         "transformers": transformers.__version__,
         "torch": torch.__version__,
     }
