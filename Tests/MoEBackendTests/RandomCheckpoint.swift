@@ -63,6 +63,7 @@ enum SmallParams {
             ("scaling", "1.5")
         ],
         "qwen3_vl_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3")],
+        "ernie4_5_vl_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "4"), ("num_shared", "1")],
         // The group-limited path (the committed fixture covers "greedy").
         "deepseek_v2.moe": [
             ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
