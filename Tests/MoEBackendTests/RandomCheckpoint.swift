@@ -64,6 +64,10 @@ enum SmallParams {
         ],
         "qwen3_vl_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3")],
         "ernie4_5_vl_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "4"), ("num_shared", "1")],
+        "glm4v_moe.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "1.5")
+        ],
         // The group-limited path (the committed fixture covers "greedy").
         "deepseek_v2.moe": [
             ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
