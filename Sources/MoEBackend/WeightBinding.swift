@@ -110,7 +110,8 @@ public enum WeightBinding {
                 let n = shape.reduce(1, *)
                 do {
                     let destination = UnsafeMutableBufferPointer(start: buffer.floats + offset, count: n)
-                    if w.layout.isEmpty {
+                    if w.layout.allSatisfy(\.keepsOrder) {
+                        // A reshape or squeeze moves no element: the tensor's bytes are the weight's.
                         try checkpoint.copyFloats(name, into: destination)
                     } else {
                         try copyRearranged(name, w.layout, from: checkpoint, into: destination)

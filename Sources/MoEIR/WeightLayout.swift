@@ -93,6 +93,14 @@ public enum WeightLayoutStep: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether the step keeps the elements in their order (only the shape changes).
+    public var keepsOrder: Bool {
+        switch self {
+        case .reshape, .squeeze: return true
+        case .transpose, .split, .deinterleave: return false
+        }
+    }
+
     /// The second-to-last dimension, or the only one.
     static func rowsDimension(_ shape: [Int]) -> Int? {
         shape.isEmpty ? nil : max(0, shape.count - 2)
@@ -107,9 +115,15 @@ public enum WeightLayoutStep: Hashable, Sendable, CustomStringConvertible {
             let rows = shape[shape.count - 2], cols = shape[shape.count - 1]
             let plane = rows * cols
             var out = [Float](repeating: 0, count: data.count)
+            // In 32×32 tiles, so both sides of the copy stay in cache for large matrices.
+            let tile = 32
             for b in 0..<(plane == 0 ? 0 : data.count / plane) {
-                for r in 0..<rows {
-                    for c in 0..<cols { out[b * plane + c * rows + r] = data[b * plane + r * cols + c] }
+                for r0 in stride(from: 0, to: rows, by: tile) {
+                    for c0 in stride(from: 0, to: cols, by: tile) {
+                        for r in r0..<min(r0 + tile, rows) {
+                            for c in c0..<min(c0 + tile, cols) { out[b * plane + c * rows + r] = data[b * plane + r * cols + c] }
+                        }
+                    }
                 }
             }
             return out
