@@ -19,6 +19,9 @@ struct BoundArguments {
         var bound = BoundArguments(function: c.callee.name, at: c.callee.range)
         var next = 0
         for a in c.arguments {
+            if params.isEmpty {
+                throw .error("'\(c.callee.name)' takes no arguments", at: a.label?.range ?? a.value.range)
+            }
             let name: String
             if let label = a.label {
                 guard params.contains(label.name) else {
