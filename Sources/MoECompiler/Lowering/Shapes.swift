@@ -137,8 +137,9 @@ extension ASTToIR {
             case "split", "deinterleave":
                 let a = try BoundArguments.bind(c, params: ["part", "of"], positional: 1)
                 let part = try a.int("part", &self), count = try a.optionalInt("of", &self) ?? 2
-                guard count >= 1, part >= 0, part < count else {
-                    throw .error("'\(c.callee.name)(\(part), of: \(count))': the part must be in 0..<\(max(count, 1))", at: c.callee.range)
+                guard count >= 1 else { throw .error("'\(c.callee.name)' needs 'of' of at least 1, got \(count)", at: c.callee.range) }
+                guard part >= 0, part < count else {
+                    throw .error("'\(c.callee.name)(\(part), of: \(count))': the part must be in 0..<\(count)", at: c.callee.range)
                 }
                 step = c.callee.name == "split" ? .split(part: part, of: count) : .deinterleave(part: part, of: count)
             default:
