@@ -404,6 +404,11 @@ if __name__ == "__main__":
         sys.exit(2)
     bad = 0
     for d in folders:
+        meta_path = os.path.join(d, "meta.json")
+        if not os.path.exists(meta_path) or "layer" not in json.load(open(meta_path)):
+            # make_family_fixtures.py's whole models and the mechanism fixtures have other references.
+            print(f"skip          {d}")
+            continue
         ok, err = check_folder(d)
         bad += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {err:.2e}  {d}")

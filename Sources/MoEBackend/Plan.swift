@@ -10,8 +10,9 @@ public struct Plan: Sendable {
     public static let format = "moec-plan"
     /// 2: the expert passes' marks (`permute`, `prepacked`, `combine_in_down`) and the memory
     /// plan (`last_readers`) replaced version 1's `fused_kernel`; a version 1 plan would run its
-    /// experts the slow, unfused way, so it is refused instead.
-    public static let version = 2
+    /// experts the slow, unfused way, so it is refused instead. 3: weights may carry a layout
+    /// (`transpose`, `reshape`, …) that a version 2 moec would ignore, reading them wrongly.
+    public static let version = 3
 
     public var graph: Graph
     /// Absolute path of the checkpoint folder (or file).

@@ -28,7 +28,9 @@ public enum WeightBinding {
                             at: w.location))
                     continue
                 }
-                if info.shape != shape {
+                if !w.layout.isEmpty {
+                    if let problem = layoutProblem(w, tensor: name, shape: info.shape, expected: shape) { problems.append(problem) }
+                } else if info.shape != shape {
                     var notes: [Diagnostic.Note] = []
                     if w.perExpert {
                         notes.append(.init("'\(w.name)' is declared \(w.shape) and read per expert ({e}), so each tensor must be \(shape)"))
@@ -56,6 +58,25 @@ public enum WeightBinding {
             }
         }
         return problems
+    }
+
+    /// Why `w`'s layout steps do not turn a tensor of `shape` into `expected`, or nil.
+    private static func layoutProblem(_ w: WeightInfo, tensor: String, shape: [Int], expected: [Int]) -> Diagnostic? {
+        var s = shape
+        for (i, step) in w.layout.enumerated() {
+            switch step.apply(to: s) {
+            case .success(let next): s = next
+            case .failure(let e):
+                let before = i == 0 ? "" : " (\(s) after \(Array(w.layout[..<i]).text))"
+                return .error(
+                    "weight '\(w.name)': layout step '\(step)' does not fit tensor '\(tensor)' of shape \(shape)\(before): \(e.message)",
+                    at: w.location)
+            }
+        }
+        guard s != expected else { return nil }
+        return .error(
+            "tensor '\(tensor)' has shape \(shape), which '\(w.layout.text)' makes \(s), but weight '\(w.name)' expects \(expected)", at: w.location,
+            notes: w.perExpert ? [.init("'\(w.name)' is declared \(w.shape) and read per expert ({e})")] : [])
     }
 
     /// When a single-tensor pattern is missing but per-expert tensors exist, say so.
@@ -88,7 +109,13 @@ public enum WeightBinding {
             for (name, shape) in w.tensors {
                 let n = shape.reduce(1, *)
                 do {
-                    try checkpoint.copyFloats(name, into: UnsafeMutableBufferPointer(start: buffer.floats + offset, count: n))
+                    let destination = UnsafeMutableBufferPointer(start: buffer.floats + offset, count: n)
+                    if w.layout.allSatisfy(\.keepsOrder) {
+                        // A reshape or squeeze moves no element: the tensor's bytes are the weight's.
+                        try checkpoint.copyFloats(name, into: destination)
+                    } else {
+                        try copyRearranged(name, w.layout, from: checkpoint, into: destination)
+                    }
                 } catch {
                     throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
                 }
@@ -113,6 +140,23 @@ public enum WeightBinding {
             }
         }
         return out
+    }
+
+    /// Reads a tensor and applies the layout steps (checked by `check`) into `destination`.
+    private static func copyRearranged(
+        _ name: String, _ layout: [WeightLayoutStep], from checkpoint: Checkpoint, into destination: UnsafeMutableBufferPointer<Float>
+    ) throws {
+        guard let info = try checkpoint.info(name) else { throw WeightLayoutError("no tensor '\(name)'") }
+        var shape = info.shape
+        var data = [Float](repeating: 0, count: shape.reduce(1, *))
+        try data.withUnsafeMutableBufferPointer { try checkpoint.copyFloats(name, into: $0) }
+        for step in layout {
+            guard case .success(let next) = step.apply(to: shape) else { throw WeightLayoutError("layout step '\(step)' does not fit \(shape)") }
+            data = step.apply(data, shape: shape)
+            shape = next
+        }
+        guard data.count == destination.count else { throw WeightLayoutError("the layout gives \(data.count) elements, \(destination.count) expected") }
+        _ = destination.update(fromContentsOf: data)
     }
 
     /// Loads weights as host tensors, for the reference interpreter.

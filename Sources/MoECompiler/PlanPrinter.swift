@@ -88,7 +88,8 @@ public struct PlanPrinter {
             if let c = checkpoint, let first = w.tensors.first, let info = try? c.info(first.name) {
                 dtype = " [\(info.dtype.rawValue)]"
             }
-            out += line + w.pattern + count + dtype + "\n"
+            let layout = w.layout.isEmpty ? "" : " |> " + w.layout.text
+            out += line + w.pattern + layout + count + dtype + "\n"
         }
 
         out += "\nschedule (one shape-specialised closure per step)\n"

@@ -51,13 +51,17 @@ public struct WeightInfo: Hashable, Sendable {
     /// `repeats[i]` times (expert upcycling): the checkpoint holds `repeats.count` slices and
     /// the weight has `repeats.reduce(0, +)`.
     public var repeats: [Int]?
+    /// How each tensor read is rearranged at load into the declared layout (`|> transpose`),
+    /// in order; empty when the checkpoint already has it.
+    public var layout: [WeightLayoutStep]
 
-    public init(name: String, pattern: String, shape: [Int], location: SourceRange? = nil, repeats: [Int]? = nil) {
+    public init(name: String, pattern: String, shape: [Int], location: SourceRange? = nil, repeats: [Int]? = nil, layout: [WeightLayoutStep] = []) {
         self.name = name
         self.pattern = pattern
         self.shape = shape
         self.location = location
         self.repeats = repeats
+        self.layout = layout
     }
 
     public var perExpert: Bool { pattern.contains("{e}") }
@@ -68,7 +72,8 @@ public struct WeightInfo: Hashable, Sendable {
         return [r.count] + shape.dropFirst()
     }
 
-    /// The checkpoint tensors this weight reads, in order, with the shape each must have.
+    /// The checkpoint tensors this weight reads, in order, with the shape each has once its
+    /// `layout` is applied (the tensor's own shape when there is no layout).
     public var tensors: [(name: String, shape: [Int])] {
         let source = sourceShape
         if perExpert {
@@ -93,12 +98,15 @@ public struct WeightInfo: Hashable, Sendable {
 public struct ParamBinding: Hashable, Sendable {
     public enum Value: Hashable, Sendable, CustomStringConvertible {
         case int(Int), float(Double), bool(Bool), string(String)
+        /// An optional param (`int?`) whose value is JSON's null.
+        case null
         public var description: String {
             switch self {
             case .int(let v): return String(v)
             case .float(let v): return String(v)
             case .bool(let v): return String(v)
             case .string(let s): return "\"\(s)\""
+            case .null: return "null"
             }
         }
     }

@@ -128,15 +128,25 @@ private struct ReadState {
         s.skipSpaces()
         let start = s.position
         let value: ParamBinding.Value
+        if s.accept(word: "null") {
+            value = .null
+        } else {
+            value = try paramValue(&s, start)
+        }
+        guard let (source, _) = try s.comment() else { throw s.expected("'#' and where the value came from") }
+        g.params.append(ParamBinding(name: name, value: value, source: source))
+    }
+
+    private func paramValue(_ s: inout IRLineScanner, _ start: Int) throws(Diagnostic) -> ParamBinding.Value {
+        let value: ParamBinding.Value
         switch s.peek() == "\"" ? .string(try s.string()) : try s.scalar() {
         case .int(let v): value = .int(v)
         case .float(let v): value = .float(v)
         case .bool(let v): value = .bool(v)
         case .string(let v): value = .string(v)
-        case .ints: throw s.error("a param's value is a single number, boolean or string", from: start, to: s.position)
+        case .ints: throw s.error("a param's value is a single number, boolean, string or null", from: start, to: s.position)
         }
-        guard let (source, _) = try s.comment() else { throw s.expected("'#' and where the value came from") }
-        g.params.append(ParamBinding(name: name, value: value, source: source))
+        return value
     }
 
     mutating func readWeight(_ s: inout IRLineScanner, _ start: Int) throws(Diagnostic) {
@@ -149,6 +159,20 @@ private struct ReadState {
         let shape = try s.intList("the weight's shape")
         try s.expect("=")
         let pattern = try s.string()
+        var layout: [WeightLayoutStep] = []
+        if s.accept(word: "layout") {
+            s.skipSpaces()
+            let layoutStart = s.position
+            let text = try s.string()
+            for part in text.split(separator: "|>") {
+                guard let step = WeightLayoutStep(text: String(part)) else {
+                    throw s.error(
+                        "unknown layout step '\(part.filter { $0 != " " })' (expected one of \(WeightLayoutStep.names.joined(separator: ", ")))",
+                        from: layoutStart, to: s.position)
+                }
+                layout.append(step)
+            }
+        }
         var repeats: [Int]?
         if s.accept(word: "repeat") {
             let listStart = s.position
@@ -169,7 +193,7 @@ private struct ReadState {
         guard location.count <= 1 else { throw s.error("a weight has one source location", from: start, to: s.chars.count) }
         weightIndex[name] = g.weights.count
         weightLines.append(s.lineRange)
-        g.weights.append(WeightInfo(name: name, pattern: pattern, shape: shape, location: location.first, repeats: repeats))
+        g.weights.append(WeightInfo(name: name, pattern: pattern, shape: shape, location: location.first, repeats: repeats, layout: layout))
     }
 
     mutating func readNode(_ s: inout IRLineScanner) throws(Diagnostic) {

@@ -20,6 +20,7 @@ extension Graph {
                 case .float(let d): v = JSON(d)
                 case .bool(let b): v = JSON(b)
                 case .string(let s): v = JSON(s)
+                case .null: v = .null
                 }
                 let kind: String
                 switch p.value {
@@ -27,6 +28,7 @@ extension Graph {
                 case .float: kind = "float"
                 case .bool: kind = "bool"
                 case .string: kind = "string"
+                case .null: kind = "null"
                 }
                 return JSON(["name": JSON(p.name), "type": JSON(kind), "value": v, "source": JSON(p.source)])
             })
@@ -35,6 +37,7 @@ extension Graph {
                 var wo = JSONObject([("name", JSON(w.name)), ("pattern", JSON(w.pattern)), ("shape", .array(w.shape.map { JSON($0) }))])
                 if let l = w.location { wo["loc"] = Self.encode(l) }
                 if let r = w.repeats { wo["repeats"] = .array(r.map { JSON($0) }) }
+                if !w.layout.isEmpty { wo["layout"] = .array(w.layout.map { JSON($0.description) }) }
                 return .object(wo)
             })
         o["nodes"] = .array(
@@ -74,6 +77,7 @@ extension Graph {
             case "float": guard let x = v.double else { throw fail("param \(pn) value") }; value = .float(x)
             case "bool": guard let x = v.bool else { throw fail("param \(pn) value") }; value = .bool(x)
             case "string": guard let x = v.string else { throw fail("param \(pn) value") }; value = .string(x)
+            case "null": guard v.isNull else { throw fail("param \(pn) value") }; value = .null
             default: throw fail("param \(pn) type '\(kind)'")
             }
             g.params.append(ParamBinding(name: pn, value: value, source: src))
@@ -90,7 +94,16 @@ extension Graph {
                 else { throw fail("weight \(wn) repeats") }
                 repeats = list
             }
-            g.weights.append(WeightInfo(name: wn, pattern: pattern, shape: shape, location: w["loc"].flatMap(Self.decodeRange), repeats: repeats))
+            var layout: [WeightLayoutStep] = []
+            if let l = w["layout"] {
+                guard let texts = l.array?.compactMap(\.string), texts.count == l.array?.count else { throw fail("weight \(wn) layout") }
+                for t in texts {
+                    guard let step = WeightLayoutStep(text: t) else { throw fail("weight \(wn) layout step '\(t)'") }
+                    layout.append(step)
+                }
+            }
+            g.weights.append(
+                WeightInfo(name: wn, pattern: pattern, shape: shape, location: w["loc"].flatMap(Self.decodeRange), repeats: repeats, layout: layout))
         }
         for (i, n) in nodes.enumerated() {
             guard let opName = n["op"]?.string else { throw fail("node \(i) has no op") }

@@ -54,6 +54,8 @@ public enum Literal: Equatable, Sendable, CustomStringConvertible {
     case float(Double)
     case bool(Bool)
     case string(String)
+    /// JSON's `null`: the value of an optional param (`int?`) whose config key is null.
+    case null
 
     public var description: String {
         switch self {
@@ -61,17 +63,43 @@ public enum Literal: Equatable, Sendable, CustomStringConvertible {
         case .float(let v): return String(v)
         case .bool(let v): return String(v)
         case .string(let s): return "\"\(s)\""
+        case .null: return "null"
         }
     }
 
-    public var type: ParamType {
+    /// The type the literal gives an untyped param; `null` gives none.
+    public var type: ParamType? {
         switch self {
         case .int: return .int
         case .float: return .float
         case .bool: return .bool
         case .string: return .string
+        case .null: return nil
         }
     }
+}
+
+/// One config.json key a param reads: `"hidden_size"`, or an element of a list-valued key,
+/// `"moe_topk"[0]`.
+public struct ConfigKey: Sendable {
+    public var key: String
+    public var range: SourceRange
+    /// The list index written after the key, if any (a number, or an int param declared
+    /// earlier: `"moe_topk"[layer]`), and where it was written.
+    public var index: Int?
+    public var indexName: String?
+    public var indexRange: SourceRange?
+    public init(key: String, range: SourceRange, index: Int? = nil, indexName: String? = nil, indexRange: SourceRange? = nil) {
+        self.key = key
+        self.range = range
+        self.index = index
+        self.indexName = indexName
+        self.indexRange = indexRange
+    }
+    /// The index as written: `[0]`, `[layer]`, or nothing.
+    public var writtenIndex: String { index.map { "[\($0)]" } ?? indexName.map { "[\($0)]" } ?? "" }
+    /// The key as written: `"moe_topk"[0]`.
+    public var written: String { "\"\(key)\"" + writtenIndex }
 }
 
 public struct ParamDecl: Sendable {
@@ -80,8 +108,10 @@ public struct ParamDecl: Sendable {
     public var typeRange: SourceRange?
     public var defaultValue: Literal?
     public var defaultRange: SourceRange?
+    /// Written `int?`: the param may be `null` (from config.json, `--set`, or its default).
+    public var optional: Bool = false
     /// Keys looked up in config.json, first present wins.
-    public var configKeys: [(key: String, range: SourceRange)]
+    public var configKeys: [ConfigKey]
 }
 
 public enum ElementType: String, Sendable {
@@ -102,6 +132,9 @@ public struct WeightDecl: Sendable {
     /// The tensor-name pattern, with the `weights "prefix" { … }` prefix already prepended.
     public var pattern: String
     public var patternRange: SourceRange
+    /// Layout steps applied to each tensor read (`|> transpose`, `|> reshape([E, F, H])`), in
+    /// order, from the checkpoint's layout to the declared shape.
+    public var layout: [Call] = []
 }
 
 public struct LetDecl: Sendable {
@@ -116,6 +149,8 @@ public struct OutputDecl: Sendable {
 
 public enum BinaryOperator: String, Sendable {
     case add = "+", sub = "-", mul = "*", div = "/"
+    /// Comparisons of compile-time values (params, literals, `null`), for stage conditions.
+    case equal = "==", notEqual = "!="
 }
 
 public indirect enum Expr: Sendable {
@@ -123,6 +158,7 @@ public indirect enum Expr: Sendable {
     case float(Double, SourceRange)
     case string(String, SourceRange)
     case bool(Bool, SourceRange)
+    case null(SourceRange)
     case name(Identifier)
     case call(Call)
     case binary(BinaryOperator, Expr, Expr, opRange: SourceRange)
@@ -133,7 +169,7 @@ public indirect enum Expr: Sendable {
     /// Where the expression starts, for diagnostics about the whole expression.
     public var range: SourceRange {
         switch self {
-        case .int(_, let r), .float(_, let r), .string(_, let r), .bool(_, let r), .negate(_, let r), .list(_, let r): return r
+        case .int(_, let r), .float(_, let r), .string(_, let r), .bool(_, let r), .null(let r), .negate(_, let r), .list(_, let r): return r
         case .name(let i): return i.range
         case .call(let c): return c.callee.range
         case .binary(_, _, _, let r): return r

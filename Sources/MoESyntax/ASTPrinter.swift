@@ -27,14 +27,21 @@ public struct ASTPrinter {
             return "model \(id.name)"
         case .param(let p):
             var s = "param \(p.name.name)"
-            if let t = p.type { s += ": \(t.rawValue)" }
+            if let t = p.type { s += ": \(t.rawValue)" + (p.optional ? "?" : "") }
             if let v = p.defaultValue { s += " = \(v)" }
-            if !p.configKeys.isEmpty { s += " from " + p.configKeys.map { quote($0.key) }.joined(separator: ", ") }
+            if !p.configKeys.isEmpty {
+                s += " from " + p.configKeys.map { quote($0.key) + $0.writtenIndex }.joined(separator: ", ")
+            }
             return s
         case .input(let i):
             return "input \(i.name.name): \(i.elementType == .f32 ? "" : i.elementType.rawValue)\(shape(i.shape))"
         case .weight(let w):
-            return "weight \(w.name.name): \(shape(w.shape)) = \(quote(w.pattern))"
+            var s = "weight \(w.name.name): \(shape(w.shape)) = \(quote(w.pattern))"
+            for step in w.layout {
+                s += " |> \(step.callee.name)"
+                if !step.arguments.isEmpty { s += "(" + arguments(step.arguments, indent: "") + ")" }
+            }
+            return s
         case .let(let l):
             return "let \(l.name.name) = \(expr(l.value))"
         case .output(let o):
@@ -68,6 +75,7 @@ public struct ASTPrinter {
         case .float(let v, _): return String(v)
         case .string(let s, _): return quote(s)
         case .bool(let b, _): return String(b)
+        case .null: return "null"
         case .name(let id): return id.name
         case .list(let items, _): return "[" + items.map { expr($0, indent: indent) }.joined(separator: ", ") + "]"
         case .negate(let inner, _): return "-" + atom(inner, indent: indent)

@@ -69,6 +69,8 @@ public struct Lexer {
         }
         if c == "\"" { return lexString(start: start, startPos: startPos) }
         if c == "|" && peek(1) == ">" { advance(); advance(); return token(.punct(.pipe)) }
+        if c == "=" && peek(1) == "=" { advance(); advance(); return token(.punct(.equalEqual)) }
+        if c == "!" && peek(1) == "=" { advance(); advance(); return token(.punct(.notEqual)) }
         if let p = Punct(rawValue: String(c)) { advance(); return token(.punct(p)) }
         advance()
         var notes: [Diagnostic.Note] = []

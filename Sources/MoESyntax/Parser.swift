@@ -174,8 +174,9 @@ public struct Parser {
         }
     }
 
-    /// param_decl = 'param' , IDENT , [ ':' , type_name ] , [ '=' , literal ] ,
-    ///              [ 'from' , STRING , { ',' , STRING } ] ;
+    /// param_decl = 'param' , IDENT , [ ':' , type_name , [ '?' ] ] , [ '=' , literal ] ,
+    ///              [ 'from' , config_key , { ',' , config_key } ] ;
+    /// config_key = STRING , [ '[' , ( INT | IDENT ) , ']' ] ;
     private mutating func parseParam() throws -> ParamDecl {
         let name = try expectIdentifier("a parameter name after 'param'")
         var decl = ParamDecl(name: name, type: nil, typeRange: nil, defaultValue: nil, defaultRange: nil, configKeys: [])
@@ -184,10 +185,11 @@ public struct Parser {
             guard let type = ParamType(rawValue: t.name) else {
                 throw error(
                     "unknown parameter type '\(t.name)'", at: t.range,
-                    notes: [.init("parameter types are int, float, bool and string")])
+                    notes: [.init("parameter types are int, float, bool and string, each optionally followed by '?' to allow null")])
             }
             decl.type = type
             decl.typeRange = t.range
+            decl.optional = consume(.question)
         }
         if consume(.equal) {
             let start = current.range
@@ -198,10 +200,23 @@ public struct Parser {
             advance()
             repeat {
                 let (key, r) = try expectString("a config.json key string after 'from'")
-                decl.configKeys.append((key, r))
+                var configKey = ConfigKey(key: key, range: r)
+                if isPunct(.lbracket) {
+                    let open = current.range
+                    advance()
+                    switch current.kind {
+                    case .int(let i): configKey.index = i
+                    case .identifier(let name): configKey.indexName = name
+                    default: throw error("expected a list index (a non-negative integer or an int param) after '[', found \(current)")
+                    }
+                    configKey.indexRange = current.range
+                    advance()
+                    _ = try expect(.rbracket, "to close the list index", notes: [.init("the index started here", at: open)])
+                }
+                decl.configKeys.append(configKey)
             } while consume(.comma)
         }
-        if decl.type == nil && decl.defaultValue == nil {
+        if decl.type == nil && decl.defaultValue?.type == nil {
             throw error(
                 "parameter '\(name.name)' needs a type or a default value", at: name.range,
                 notes: [.init("write 'param \(name.name): int from \"key\"' or 'param \(name.name) = 8'")])
@@ -209,7 +224,7 @@ public struct Parser {
         return decl
     }
 
-    /// literal = [ '-' ] , ( INT | FLOAT ) | 'true' | 'false' | STRING ;
+    /// literal = [ '-' ] , ( INT | FLOAT ) | 'true' | 'false' | STRING | 'null' ;
     private mutating func parseLiteral() throws -> Literal {
         let negative = consume(.minus)
         switch current.kind {
@@ -217,9 +232,10 @@ public struct Parser {
         case .float(let v): advance(); return .float(negative ? -v : v)
         case .keyword(.true) where !negative: advance(); return .bool(true)
         case .keyword(.false) where !negative: advance(); return .bool(false)
+        case .keyword(.null) where !negative: advance(); return .null
         case .string(let s) where !negative: advance(); return .string(s)
         default:
-            throw error("expected a literal value (number, true, false or string), found \(current)")
+            throw error("expected a literal value (number, true, false, null or string), found \(current)")
         }
     }
 
@@ -248,14 +264,21 @@ public struct Parser {
         return (dims, SourceRange(open.start, length: length))
     }
 
-    /// weight_entry = IDENT , ':' , shape , '=' , STRING ;
+    /// weight_entry = IDENT , ':' , shape , '=' , STRING , { '|>' , layout_step } ;
+    /// layout_step  = IDENT , [ '(' , [ arguments ] , ')' ] ;
     private mutating func parseWeightEntry(prefix: String) throws -> WeightDecl {
         let name = try expectIdentifier("a weight name")
         _ = try expect(.colon, "after the weight name", notes: [.init("write '\(name.name): [rows, cols] = \"tensor.name\"'")])
         let (shape, shapeRange) = try parseShape()
         _ = try expect(.equal, "before the tensor name of weight '\(name.name)'")
         let (pattern, patternRange) = try expectString("a tensor-name string")
-        return WeightDecl(name: name, shape: shape, shapeRange: shapeRange, pattern: prefix + pattern, patternRange: patternRange)
+        var decl = WeightDecl(name: name, shape: shape, shapeRange: shapeRange, pattern: prefix + pattern, patternRange: patternRange)
+        while consume(.pipe) {
+            let step = try expectIdentifier("a layout step after '|>' (transpose, reshape, squeeze, split, deinterleave)")
+            let args = isPunct(.lparen) ? try parseArguments().arguments : []
+            decl.layout.append(Call(callee: step, arguments: args, piped: true))
+        }
+        return decl
     }
 
     // MARK: Expressions
@@ -304,10 +327,10 @@ public struct Parser {
         try parsePipeline().expr
     }
 
-    /// pipeline = additive , { '|>' , stage } ;
-    /// stage    = IDENT , [ '(' , [ arguments ] , ')' ] , [ 'if' , additive ] ;
+    /// pipeline = comparison , { '|>' , stage } ;
+    /// stage    = IDENT , [ '(' , [ arguments ] , ')' ] , [ 'if' , comparison ] ;
     private mutating func parsePipeline() throws -> Parsed {
-        var value = try parseAdditive()
+        var value = try parseComparison()
         while isPunct(.pipe) {
             let pipe = current.range
             advance()
@@ -322,13 +345,24 @@ public struct Parser {
             var condition: Expr?
             if isKeyword(.if) {
                 advance()
-                let c = try parseAdditive()
+                let c = try parseComparison()
                 condition = c.expr
                 depth = max(depth, c.depth)
             }
             value = try node(.call(Call(callee: callee, arguments: args, piped: true, condition: condition)), over: depth, at: pipe)
         }
         return value
+    }
+
+    /// comparison = additive , [ ( '==' | '!=' ) , additive ] ;
+    private mutating func parseComparison() throws -> Parsed {
+        let lhs = try parseAdditive()
+        guard isPunct(.equalEqual) || isPunct(.notEqual) else { return lhs }
+        let op: BinaryOperator = isPunct(.equalEqual) ? .equal : .notEqual
+        let r = current.range
+        advance()
+        let rhs = try parseAdditive()
+        return try node(.binary(op, lhs.expr, rhs.expr, opRange: r), over: max(lhs.depth, rhs.depth), at: r)
     }
 
     /// additive = multiplicative , { ( '+' | '-' ) , multiplicative } ;
@@ -368,7 +402,7 @@ public struct Parser {
         return try parsePrimary()
     }
 
-    /// primary = INT | FLOAT | STRING | 'true' | 'false'
+    /// primary = INT | FLOAT | STRING | 'true' | 'false' | 'null'
     ///         | IDENT , [ '(' , [ arguments ] , ')' ] | '(' , expr , ')'
     ///         | '[' , [ expr , { ',' , expr } ] , ']' | moe_block ;
     private mutating func parsePrimary() throws -> Parsed {
@@ -379,6 +413,7 @@ public struct Parser {
         case .string(let s): advance(); return Parsed(expr: .string(s, tok.range), depth: 0)
         case .keyword(.true): advance(); return Parsed(expr: .bool(true, tok.range), depth: 0)
         case .keyword(.false): advance(); return Parsed(expr: .bool(false, tok.range), depth: 0)
+        case .keyword(.null): advance(); return Parsed(expr: .null(tok.range), depth: 0)
         case .keyword(.moe):
             let block = try nested(at: tok.range) { try $0.parseMoEBlock() }
             return try node(.moe(block.block), over: block.depth, at: tok.range)
@@ -429,7 +464,8 @@ public struct Parser {
         try nested(at: open) { p in
             repeat {
                 var label: Identifier?
-                if case .identifier(let s) = p.current.kind, p.tokens[p.pos + 1].kind == .punct(.colon) {
+                // A keyword before ':' is a label too (`split(0, of: 2)`): nothing else fits there.
+                if let s = p.current.kind.identifierName ?? p.current.kind.keywordName, p.tokens[p.pos + 1].kind == .punct(.colon) {
                     label = Identifier(s, at: p.current.range)
                     p.advance()
                     p.advance()
@@ -502,6 +538,11 @@ public struct Parser {
 extension Token.Kind {
     var identifierName: String? {
         if case .identifier(let s) = self { return s }
+        return nil
+    }
+
+    var keywordName: String? {
+        if case .keyword(let k) = self { return k.rawValue }
         return nil
     }
 }

@@ -29,7 +29,7 @@ public struct Token: Equatable, Sendable, CustomStringConvertible {
 }
 
 public enum Keyword: String, CaseIterable, Sendable {
-    case model, param, input, weight, weights, `let`, output, moe, of, from, `if`, `true`, `false`
+    case model, param, input, weight, weights, `let`, output, moe, of, from, `if`, `true`, `false`, null
 
     /// Keywords that begin a top-level declaration: where the parser resynchronises after an error.
     public var startsDeclaration: Bool {
@@ -43,5 +43,5 @@ public enum Keyword: String, CaseIterable, Sendable {
 public enum Punct: String, CaseIterable, Sendable {
     case lparen = "(", rparen = ")", lbracket = "[", rbracket = "]", lbrace = "{", rbrace = "}"
     case comma = ",", colon = ":", equal = "=", plus = "+", minus = "-", star = "*", slash = "/"
-    case pipe = "|>"
+    case pipe = "|>", equalEqual = "==", notEqual = "!=", question = "?"
 }

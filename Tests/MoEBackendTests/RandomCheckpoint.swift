@@ -27,7 +27,52 @@ enum SmallParams {
             ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.5")
         ],
         // Capacity 5 of 8 experts: no drops at 1 token, drops at 64 and 300.
-        "switch.moe": [("hidden", "20"), ("ffn", "36"), ("num_experts", "8"), ("expert_capacity", "5"), ("act", "gelu")]
+        "switch.moe": [("hidden", "20"), ("ffn", "36"), ("num_experts", "8"), ("expert_capacity", "5"), ("act", "gelu")],
+        "dbrx.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "6"), ("top_k", "2")],
+        "aria.moe": [("hidden", "20"), ("ffn", "10"), ("num_experts", "8"), ("top_k", "3"), ("num_shared", "2")],
+        "granitemoe.moe": [("hidden", "18"), ("ffn", "14"), ("num_experts", "8"), ("top_k", "3")],
+        "granitemoeshared.moe": [("hidden", "18"), ("ffn", "14"), ("shared_ffn", "22"), ("num_experts", "8"), ("top_k", "3")],
+        "ernie4_5_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "4"), ("num_shared", "1")],
+        "qwen3_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "true")],
+        "flex_olmo.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "5"), ("top_k", "5"), ("norm_topk", "false")],
+        "minimax.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
+        "hunyuan_v1_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
+        "glm4_moe.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "1.5")
+        ],
+        "dots1.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "1.5")
+        ],
+        "jamba.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
+        "jetmoe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
+        "qwen3_next.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "true")],
+        "glm4_moe_lite.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "1.5")
+        ],
+        "exaone_moe.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "1.5")
+        ],
+        "afmoe.moe": [("hidden", "20"), ("ffn", "10"), ("num_experts", "12"), ("num_shared", "1"), ("top_k", "3"), ("scaling", "1.5")],
+        // Without the expert bias (the committed fixture uses it).
+        "lfm2_moe.moe": [
+            ("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3"), ("use_bias", "false"), ("norm_topk", "true"),
+            ("scaling", "1.5")
+        ],
+        "qwen3_vl_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3")],
+        "ernie4_5_vl_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "4"), ("num_shared", "1")],
+        "glm4v_moe.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "1.5")
+        ],
+        // The group-limited path (the committed fixture covers "greedy").
+        "deepseek_v2.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
+            ("topk_method", "group_limited_greedy"), ("n_group", "4"), ("topk_group", "2"), ("scaling", "1.5")
+        ]
     ]
 
     /// Every `.moe` file in `graphs/`, sorted.
@@ -119,14 +164,26 @@ enum RandomCheckpoint {
         return rng.normals(count, scale: 0.3).map { $0 == 0 ? 0.01 : $0 }
     }
 
+    /// A shape a checkpoint tensor can have for `w`'s layout steps to make `shape` of it; a
+    /// `reshape` accepts its own target, so the walk back goes on from there.
+    static func storedShape(_ w: WeightInfo, _ shape: [Int]) -> [Int] {
+        var s = shape
+        for step in w.layout.reversed() {
+            if case .success(let previous?) = step.source(of: s) { s = previous }
+        }
+        return s
+    }
+
     /// Writes `model.safetensors` (every tensor of the weight table, by its checkpoint name)
     /// and a `config.json` into `directory`.
     static func write(_ graph: Graph, to directory: String, seed: UInt64) throws {
         var rng = SeededRandom(seed: seed)
         var tensors: [SafetensorsWriter.Tensor] = []
+        var written: Set<String> = []
         for w in graph.weights {
-            for (name, shape) in w.tensors {
-                tensors.append(.init(name: name, shape: shape, values: values(for: w, shape: shape, rng: &rng)))
+            for (name, shape) in w.tensors where written.insert(name).inserted {
+                let stored = storedShape(w, shape)
+                tensors.append(.init(name: name, shape: stored, values: values(for: w, shape: stored, rng: &rng)))
             }
         }
         try SafetensorsWriter.write(

@@ -84,4 +84,100 @@ import Testing
         #expect(!d.hasErrors, "\(d.render())")
         #expect(value(g, "hidden")?.value == .int(48))
     }
+
+    // MARK: List-valued keys, null, comparisons
+
+    func hasOp(_ g: Graph?, _ op: Op) -> Bool { g?.nodes.contains { $0.op == op } == true }
+
+    @Test func listValuedKeysAreIndexed() {
+        let (g, d) = lower("param k: int from \"moe_topk\"[1]\ninput x: [tokens, k]\noutput x", config: #"{"moe_topk": [2, 3]}"#)
+        #expect(!d.hasErrors, "\(d.render())")
+        #expect(value(g, "k")?.value == .int(3))
+        #expect(value(g, "k")?.source == "config.json:moe_topk[1]")
+    }
+
+    @Test func aListIsIndexedByAnEarlierIntParam() {
+        let text = "param layer = 1\nparam k: int from \"moe_topk\"[layer]\ninput x: [tokens, k]\noutput x"
+        let (g, d) = lower(text, config: #"{"moe_topk": [2, 3]}"#)
+        #expect(!d.hasErrors, "\(d.render())")
+        #expect(value(g, "k")?.value == .int(3) && value(g, "k")?.source == "config.json:moe_topk[1]")
+        let (_, d2) = lower(text, config: #"{"moe_topk": [2, 3]}"#, set: [("layer", "5")])
+        #expect(d2.diagnostics.first?.message == #"config.json: key "moe_topk" has 2 elements; index 5 is out of range"#, "\(d2.render())")
+        let (_, d3) = lower("param k: int from \"moe_topk\"[layr]\ninput x: [tokens, k]\noutput x", config: #"{"moe_topk": [2, 3]}"#)
+        #expect(d3.diagnostics.first?.message == #"unknown param 'layr' in the index of "moe_topk"[layr]"#, "\(d3.render())")
+        #expect(d3.diagnostics.first?.location?.column == 30)
+    }
+
+    @Test func anIndexedKeyFallsBackToALaterKeyWhenItIsNoList() {
+        let text = "param layer = 1\nparam k: int from \"moe_topk\"[layer], \"moe_topk\"\ninput x: [tokens, k]\noutput x"
+        let (g, d) = lower(text, config: #"{"moe_topk": 4}"#)
+        #expect(!d.hasErrors, "\(d.render())")
+        #expect(value(g, "k")?.value == .int(4) && value(g, "k")?.source == "config.json:moe_topk")
+        let (g2, _) = lower(text, config: #"{"moe_topk": [2, 3]}"#)
+        #expect(value(g2, "k")?.value == .int(3) && value(g2, "k")?.source == "config.json:moe_topk[1]")
+    }
+
+    @Test func listIndexOutOfRangeIsLocated() {
+        let (g, d) = lower("param k: int from \"moe_topk\"[2]\ninput x: [tokens, k]\noutput x", config: #"{"moe_topk": [2, 3]}"#)
+        #expect(g == nil)
+        let e = d.diagnostics.first { $0.severity == .error }
+        #expect(e?.message == #"config.json: key "moe_topk" has 2 elements; index 2 is out of range"#, "\(d.render())")
+        #expect(e?.location?.line == 1 && e?.location?.column == 30)
+    }
+
+    @Test func indexingANonListIsLocated() {
+        let (_, d) = lower("param k: int from \"top_k\"[0]\ninput x: [tokens, k]\noutput x", config: #"{"top_k": 2}"#)
+        let e = d.diagnostics.first { $0.severity == .error }
+        #expect(e?.message == #"config.json: key "top_k" is 2, not a list, so it has no element [0]"#, "\(d.render())")
+        #expect(e?.location?.column == 27)
+    }
+
+    @Test func aListWithoutAnIndexSaysHowToPickOne() {
+        let (_, d) = lower("param k: int from \"moe_topk\"\ninput x: [tokens, k]\noutput x", config: #"{"moe_topk": [2, 2]}"#)
+        let e = d.diagnostics.first { $0.severity == .error }
+        #expect(e?.message == #"config.json: key "moe_topk" is [2,2], not an integer"#, "\(d.render())")
+        #expect(e?.notes.first?.message == #"the key holds a list: pick an element with "moe_topk"[0]"#)
+    }
+
+    let nullable = """
+        param hidden = 8
+        param n_group: int? from "n_group"
+        param method = "greedy" from "topk_method"
+        input x: [tokens, hidden]
+        let a = x |> softmax if n_group == null
+        let b = a |> sigmoid if method == "noaux_tc"
+        output b
+        """
+
+    @Test func nullIsAValueTheGraphCanTest() {
+        let (g, d) = lower(nullable, config: #"{"n_group": null, "topk_method": "noaux_tc"}"#)
+        #expect(!d.hasErrors, "\(d.render())")
+        #expect(value(g, "n_group")?.value == .null)
+        #expect(value(g, "n_group")?.source == "config.json:n_group")
+        #expect(hasOp(g, .softmax) && hasOp(g, .sigmoid))
+        let (g2, d2) = lower(nullable, config: #"{"n_group": 4, "topk_method": "greedy"}"#)
+        #expect(!d2.hasErrors, "\(d2.render())")
+        #expect(value(g2, "n_group")?.value == .int(4))
+        #expect(!hasOp(g2, .softmax) && !hasOp(g2, .sigmoid))
+        let (g3, _) = lower(nullable, config: #"{"n_group": 4, "topk_method": "greedy"}"#, set: [("n_group", "null")])
+        #expect(value(g3, "n_group")?.value == .null && value(g3, "n_group")?.source == "--set")
+    }
+
+    @Test func nullForAParamThatCannotBeNullIsAnError() {
+        let (g, d) = lower("param n: int = 1 from \"n_group\"\ninput x: [tokens, n]\noutput x", config: #"{"n_group": null}"#)
+        #expect(g == nil, "a null is not silently replaced by the default")
+        let e = d.diagnostics.first { $0.severity == .error }
+        #expect(e?.message == #"config.json: key "n_group" is null, but param 'n' is an integer"#, "\(d.render())")
+        #expect(e?.location?.column == 23)
+        #expect(e?.notes.first?.message.contains("declare it 'n: int?'") == true)
+    }
+
+    @Test func nullUsedAsANumberIsLocated() {
+        let (g, d) = lower("param n: int? from \"n_group\"\ninput x: [tokens, n * 2]\noutput x", config: #"{"n_group": null}"#)
+        #expect(g == nil)
+        let e = d.diagnostics.first { $0.severity == .error }
+        #expect(e?.message == "'n' is null here, not a number or a tensor", "\(d.render())")
+        #expect(e?.location?.line == 2 && e?.location?.column == 19)
+        #expect(e?.notes.first?.message == "its value is null (from config.json:n_group); guard the use with 'if n != null'")
+    }
 }

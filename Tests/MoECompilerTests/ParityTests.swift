@@ -96,6 +96,11 @@ import Testing
             .filter { $0.hasSuffix(".moe") }.map { $0.replacingOccurrences(of: ".moe", with: "") }
         let missing = Set(mechanisms).subtracting(families)
         #expect(missing.isEmpty, "mechanism graphs without a reference fixture: \(missing.sorted())")
+        // Every model family's graph is checked against transformers on a checkpoint of its own.
+        let graphs = try FileManager.default.contentsOfDirectory(atPath: RepoPaths.graphs).filter { $0.hasSuffix(".moe") }
+        let checked = Set(Self.fixtures.map { ($0.graph as NSString).lastPathComponent })
+        let unchecked = Set(graphs).subtracting(checked)
+        #expect(unchecked.isEmpty, "family graphs without a transformers fixture: \(unchecked.sorted())")
     }
 
     @Test(arguments: fixtures)

@@ -17,7 +17,8 @@ func awkwardGraph() throws -> Graph {
         ParamBinding(name: "k", value: .int(2), source: "default"),
         ParamBinding(name: "tau", value: .float(-0.25), source: "config.json:router_tau"),
         ParamBinding(name: "norm", value: .bool(false), source: "--set"),
-        ParamBinding(name: "kind", value: .string("say \"hi\"\\\n# not a comment"), source: "default")
+        ParamBinding(name: "kind", value: .string("say \"hi\"\\\n# not a comment"), source: "default"),
+        ParamBinding(name: "n_group", value: .null, source: "config.json:n_group")
     ])
     let x = b.addInput(name: "x", type: TensorType(.f32, [.tokens, .fixed(8)]), at: at("models/a/g.moe", 3, 7, 1))
     let gate = b.addWeight(
@@ -35,7 +36,7 @@ func awkwardGraph() throws -> Graph {
             "k": .int(2), "force": .ints([0, 3]), "disable": .ints([]), "masked": .bool(true),
             "eps": .float(1e-20), "floor": .float(-.infinity)
         ], at: [at("<unknown>", 0, 0, 1), at("lib.moe", 2, 4, 3)])
-    let w1 = b.addWeight(WeightInfo(name: "w1", pattern: "e.{e}.w1", shape: [6, 4, 8]))
+    let w1 = b.addWeight(WeightInfo(name: "w1", pattern: "e.{e}.w1", shape: [6, 4, 8], layout: [.reshape([8, 8]), .transpose, .split(part: 1, of: 2)]))
     let w2 = b.addWeight(WeightInfo(name: "w2", pattern: "e.{e}.w2", shape: [6, 8, 4]))
     let y = try b.add(
         .moe_experts, [x, r, w1, w2], ["experts": .int(6), "kind": .string("mlp"), "act": .string("gelu")],
@@ -86,6 +87,8 @@ func awkwardGraph() throws -> Graph {
         #expect(text.contains(#"param kind = "say \"hi\"\\\n# not a comment" # default"#), "\(text)")
         #expect(text.contains(#"weight @gate: f32[6, 8] = "gate \"{e}\".weight" repeat [1, 2, 3]"#), "\(text)")
         #expect(text.contains("%h.1 = add %h, %bias : f32[T, 6]"), "\(text)")
+        #expect(text.contains(#"param n_group = null"#), "\(text)")
+        #expect(text.contains(#"weight @w1: f32[6, 4, 8] = "e.{e}.w1" layout "reshape([8, 8]) |> transpose |> split(1, of: 2)""#), "\(text)")
         #expect(text.contains("# g.moe:9:12-18, other/h.moe:1:1-1\n"), "two files called h.moe keep their paths\n\(text)")
         #expect(text.contains("# models/b/h.moe:6:3-7\n"), "\(text)")
         #expect(text.contains("# /abs/path, with comma/x.moe:9:20-21\n"), "\(text)")
@@ -185,6 +188,10 @@ func awkwardGraph() throws -> Graph {
                 "t.ir:2:42: error: the repeat counts add up to 3, but the weight's first dimension is 4"
             ),
             ("weight @gate: f32[4, 8] = \"gate\"", "weight @gate: i32[4, 8] = \"gate\"", "t.ir:2:17: error: weights are f32, found 'i32'"),
+            (
+                "weight @gate: f32[4, 8] = \"gate\"", "weight @gate: f32[4, 8] = \"gate\" layout \"transpose |> rotate(2)\"",
+                "t.ir:2:43: error: unknown layout step 'rotate(2)' (expected one of transpose, reshape, squeeze, split, deinterleave)"
+            ),
             ("output p = %p", "output p = %q", "t.ir:7:14: error: %q is not defined before this line"),
             ("output p = %p", "output p = %p %3", "t.ir:7:17: error: expected the end of the line, found '%'"),
             ("output p = %p", "output p = %p\n  output p = %3", "t.ir:8:10: error: output 'p' is declared twice"),

@@ -23,6 +23,7 @@ public struct ASTToIR {
         case poisoned // its definition failed; uses stay quiet
         case declaredWeight // a weight not yet read (it becomes a node on first use)
         case ints([Int]) // a list of integers: [3, 5]
+        case null // an optional param's null, or the literal `null`: only comparable
     }
 
     /// Thrown where a value depends on one whose error was already reported.

@@ -19,6 +19,9 @@ struct BoundArguments {
         var bound = BoundArguments(function: c.callee.name, at: c.callee.range)
         var next = 0
         for a in c.arguments {
+            if params.isEmpty {
+                throw .error("'\(c.callee.name)' takes no arguments", at: a.label?.range ?? a.value.range)
+            }
             let name: String
             if let label = a.label {
                 guard params.contains(label.name) else {
@@ -117,6 +120,7 @@ struct BoundArguments {
         case .symbol:
             if case .name(let id) = e { throw l.unknownName(id, expecting: "a number") }
             throw .error("expected a number", at: e.range)
+        case .null: throw l.nullUse(e, expecting: "a number")
         default: throw .error("argument '\(name)' of '\(function)' must be a number known at compile time", at: e.range)
         }
     }
@@ -133,6 +137,7 @@ struct BoundArguments {
         case .symbol:
             if case .name(let id) = e { throw l.unknownName(id, expecting: "an integer") }
             throw .error("expected an integer", at: e.range)
+        case .null: throw l.nullUse(e, expecting: "an integer")
         default: throw .error("argument '\(name)' of '\(function)' must be an integer known at compile time", at: e.range)
         }
     }
@@ -147,6 +152,7 @@ struct BoundArguments {
         switch try raw(name, &l) {
         case .ints(let v): return v
         case .int(let v): return [v]
+        case .null: throw l.nullUse(e, expecting: "a list of integers")
         default: throw .error("argument '\(name)' of '\(function)' must be a list of integers, e.g. [0, 3]", at: e.range)
         }
     }

@@ -11,6 +11,7 @@ extension ASTToIR {
         case .float(let v, _): return .float(v)
         case .string(let s, _): return .string(s)
         case .bool(let b, _): return .bool(b)
+        case .null: return .null
         case .name(let id):
             if let w = pendingWeights[id.name] {
                 usedWeights.insert(id.name)
@@ -27,6 +28,7 @@ extension ASTToIR {
                 return .int(-v)
             case .float(let v): return .float(-v)
             case .tensor(let id): return .tensor(try builder.add(.neg, [try tensorOperand(id, at: r)], at: r))
+            case .null: throw nullUse(inner, expecting: "a number")
             default: throw .error("'-' needs a number or a tensor", at: r)
             }
         case .binary(let op, let l, let r, let range):
@@ -42,6 +44,7 @@ extension ASTToIR {
                 case .int(let v): out.append(v)
                 case .ints(let v): out += v
                 case .poisoned: throw ASTToIR.alreadyReported
+                case .null: throw nullUse(item, expecting: "an integer")
                 default: throw .error("lists hold integers known at compile time", at: item.range)
                 }
             }
@@ -59,6 +62,12 @@ extension ASTToIR {
     }
 
     private mutating func binary(_ op: BinaryOperator, _ a: Value, _ b: Value, lhs: Expr, rhs: Expr, at range: SourceRange) throws(Diagnostic) -> Value {
+        if op == .equal || op == .notEqual {
+            let same = try equal(a, b, lhs: lhs, rhs: rhs, at: range)
+            return .bool(op == .equal ? same : !same)
+        }
+        if case .null = a { throw nullUse(lhs, expecting: "a number or a tensor") }
+        if case .null = b { throw nullUse(rhs, expecting: "a number or a tensor") }
         func number(_ v: Value) -> Double? {
             switch v {
             case .int(let i): return Double(i)
@@ -82,6 +91,7 @@ extension ASTToIR {
                         notes: [.init("integer params divide exactly; write a float (\(x).0 / \(y)) for a fraction")])
                 }
                 result = x.dividedReportingOverflow(by: y)
+            case .equal, .notEqual: fatalError("unreachable: comparisons return above")
             }
             guard !result.overflow else {
                 throw .error("\(x) \(op.rawValue) \(y) does not fit in a 64-bit integer", at: range)
@@ -96,6 +106,7 @@ extension ASTToIR {
             case .div:
                 guard y != 0 else { throw .error("division by zero", at: range) }
                 return .float(x / y)
+            case .equal, .notEqual: fatalError("unreachable: comparisons return above")
             }
         }
         // Tensor arithmetic; compile-time numbers become constants.
@@ -117,8 +128,59 @@ extension ASTToIR {
         case .sub: irOp = .sub
         case .mul: irOp = .mul
         case .div: irOp = .div
+        case .equal, .notEqual: fatalError("unreachable: comparisons return above")
         }
         return .tensor(try builder.add(irOp, [x, y], at: range))
+    }
+
+    /// `a == b` on compile-time values: numbers by value (an int equals the same float), bools,
+    /// strings, and `null`, which equals only `null`. Values of different kinds are an error,
+    /// as a comparison that is always false is almost certainly a mistake.
+    private func equal(_ a: Value, _ b: Value, lhs: Expr, rhs: Expr, at range: SourceRange) throws(Diagnostic) -> Bool {
+        func kind(_ v: Value, _ e: Expr) throws(Diagnostic) -> String {
+            switch v {
+            case .int, .float: return "a number"
+            case .bool: return "a bool"
+            case .string: return "a string"
+            case .null: return "null"
+            case .ints: return "a list"
+            case .poisoned: throw ASTToIR.alreadyReported
+            case .symbol:
+                if case .name(let id) = e { throw unknownName(id, expecting: "a param or a value to compare") }
+                throw .error("expected a value known at compile time", at: e.range)
+            case .tensor, .declaredWeight:
+                throw .error("'==' and '!=' compare values known at compile time; this is a tensor", at: e.range)
+            }
+        }
+        let ka = try kind(a, lhs), kb = try kind(b, rhs)
+        switch (a, b) {
+        case (.null, .null): return true
+        case (.null, _), (_, .null): return false
+        case (.int(let x), .int(let y)): return x == y
+        case (.int, .float), (.float, .int), (.float, .float):
+            func d(_ v: Value) -> Double {
+                switch v {
+                case .int(let i): return Double(i)
+                case .float(let f): return f
+                default: return .nan
+                }
+            }
+            return d(a) == d(b)
+        case (.bool(let x), .bool(let y)): return x == y
+        case (.string(let x), .string(let y)): return x == y
+        case (.ints(let x), .ints(let y)): return x == y
+        default:
+            throw .error("cannot compare \(ka) with \(kb)", at: range)
+        }
+    }
+
+    /// A `null` where a value is needed: names the param and where its null came from.
+    func nullUse(_ e: Expr, expecting what: String) -> Diagnostic {
+        guard case .name(let id) = e else { return .error("null is not \(what)", at: e.range) }
+        let source = params.first { $0.name == id.name }?.source
+        return .error(
+            "'\(id.name)' is null here, not \(what)", at: e.range,
+            notes: [.init("its value is null\(source.map { " (from \($0))" } ?? ""); guard the use with 'if \(id.name) != null'")])
     }
 
     // MARK: Calls
@@ -127,6 +189,7 @@ extension ASTToIR {
         if let cond = c.condition {
             let v = try constant(cond)
             guard case .bool(let keep) = v else {
+                if case .null = v { throw nullUse(cond, expecting: "a bool") }
                 throw .error("the condition of '\(c.callee.name) if …' must be a bool known at compile time", at: cond.range)
             }
             if !keep { return try lower(c.arguments[0].value) }

@@ -49,6 +49,7 @@ extension ASTToIR {
                 case .float(let f): v = .float(f)
                 case .bool(let b): v = .bool(b)
                 case .string(let s): v = .string(s)
+                case .null: v = .null
                 }
                 scope[p.name.name] = (v, p.name.range)
             } catch {
@@ -69,10 +70,16 @@ extension ASTToIR {
 
     private func resolve(_ p: ParamDecl) throws(Diagnostic) -> (ParamBinding.Value, String) {
         let declaredType = p.type ?? p.defaultValue?.type
-        if let p2 = p.defaultValue, let t = p.type, !compatible(p2, t) {
+        if p.defaultValue == .null && !p.optional {
+            throw .error(
+                "default value null needs an optional type", at: p.defaultRange ?? p.name.range,
+                notes: [.init("write 'param \(p.name.name): \(p.type?.rawValue ?? "int")? = null'")])
+        }
+        if let p2 = p.defaultValue, p2 != .null, let t = p.type, !compatible(p2, t) {
             throw .error("default value \(p2) does not have the declared type \(t.rawValue)", at: p.defaultRange ?? p.name.range)
         }
         if let o = sources.overrides.last(where: { $0.name == p.name.name }) {
+            if p.optional && o.value == "null" { return (.null, "--set") }
             guard let v = parseOverride(o.value, as: declaredType) else {
                 throw .error(
                     "--set \(o.name)=\(o.value): '\(o.value)' is not a valid \(declaredType?.rawValue ?? "value")", at: p.name.range,
@@ -80,20 +87,60 @@ extension ASTToIR {
             }
             return (v, "--set")
         }
-        for (key, range) in p.configKeys {
-            guard let j = sources.configValue(key), !j.isNull else { continue }
-            guard let v = convert(j, to: declaredType) else {
-                throw .error("\(sources.configPath): key \"\(key)\" is \(j.compact), not \(article(declaredType))", at: range)
+        for (n, key) in p.configKeys.enumerated() {
+            guard var j = sources.configValue(key.key) else { continue }
+            var index = key.index
+            if let name = key.indexName {
+                switch scope[name]?.value {
+                case .int(let i)?: index = i
+                case .poisoned?: throw ASTToIR.alreadyReported
+                case nil:
+                    throw .error(
+                        "unknown param '\(name)' in the index of \(key.written)", at: key.indexRange ?? key.range,
+                        notes: [.init("an index names an int param declared before this one")])
+                default: throw .error("param '\(name)' is not an integer, so it cannot index \(key.written)", at: key.indexRange ?? key.range)
+                }
             }
-            return (v, "\(sources.configPath.split(separator: "/").last.map(String.init) ?? "config.json"):\(key)")
+            if let i = index {
+                // An indexed key reads a list; a config that holds one value for every layer
+                // instead is read by a later, unindexed key: `"moe_topk"[layer], "moe_topk"`.
+                if j.array == nil && n < p.configKeys.count - 1 { continue }
+                guard case .array(let items) = j else {
+                    throw .error(
+                        "\(sources.configPath): key \"\(key.key)\" is \(j.compact), not a list, so it has no element [\(i)]", at: key.indexRange ?? key.range)
+                }
+                guard i >= 0, i < items.count else {
+                    throw .error(
+                        "\(sources.configPath): key \"\(key.key)\" has \(items.count) element\(items.count == 1 ? "" : "s"); index \(i) is out of range",
+                        at: key.indexRange ?? key.range, notes: [.init("the list is \(j.compact)")])
+                }
+                j = items[i]
+            }
+            let source = "\(sources.configPath.split(separator: "/").last.map(String.init) ?? "config.json"):\(key.key)" + (index.map { "[\($0)]" } ?? "")
+            if j.isNull {
+                guard p.optional else {
+                    throw .error(
+                        "\(sources.configPath): key \(key.written) is null, but param '\(p.name.name)' is \(article(declaredType))", at: key.range,
+                        notes: [
+                            .init("declare it '\(p.name.name): \(declaredType?.rawValue ?? "int")?' to accept null, and test it with 'if \(p.name.name) != null'")
+                        ])
+                }
+                return (.null, source)
+            }
+            guard let v = convert(j, to: declaredType) else {
+                var notes: [Diagnostic.Note] = []
+                if case .array = j, index == nil { notes.append(.init("the key holds a list: pick an element with \(key.written)[0]")) }
+                throw .error("\(sources.configPath): key \(key.written) is \(j.compact), not \(article(declaredType))", at: key.range, notes: notes)
+            }
+            return (v, source)
         }
         if let config = sources.config, !p.configKeys.isEmpty {
             // The config lacks every key. A near miss is almost certainly a typo in the graph.
             let keys = Array(config.keys)
-            for (key, range) in p.configKeys {
-                if let near = NameSuggestions.best(for: key, in: keys) {
+            for configKey in p.configKeys {
+                if let near = NameSuggestions.best(for: configKey.key, in: keys) {
                     throw .error(
-                        "\(sources.configPath) has no key \"\(key)\"", at: range,
+                        "\(sources.configPath) has no key \"\(configKey.key)\"", at: configKey.range,
                         notes: [.init("did you mean \"\(near)\"?")])
                 }
             }
@@ -113,6 +160,7 @@ extension ASTToIR {
             case (.float(let f), _): v = .float(f)
             case (.bool(let b), _): v = .bool(b)
             case (.string(let s), _): v = .string(s)
+            case (.null, _): v = .null
             }
             return (v, "default")
         }

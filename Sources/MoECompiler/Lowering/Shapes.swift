@@ -42,6 +42,7 @@ extension ASTToIR {
         case .int(let v): return v
         case .float(let f) where f == f.rounded() && abs(f) < 1e15: return Int(f)
         case .poisoned: throw ASTToIR.alreadyReported
+        case .null: throw nullUse(e, expecting: "an integer")
         default: throw .error("\(what) must be an integer known at compile time", at: e.range)
         }
     }
@@ -104,13 +105,62 @@ extension ASTToIR {
                 throw Diagnostic.error("a weight read per expert ({e}) needs a shape [experts, …] with at least two dimensions", at: w.shapeRange)
             }
             weightDecls[w.name.name] = w
-            let info = WeightInfo(name: w.name.name, pattern: pattern, shape: shape, location: w.name.range)
+            let layout = try weightLayout(w, perTensorShape: pattern.contains("{e}") ? Array(shape.dropFirst()) : shape)
+            let info = WeightInfo(name: w.name.name, pattern: pattern, shape: shape, location: w.name.range, layout: layout)
             scope[w.name.name] = (.declaredWeight, w.name.range)
             pendingWeights[w.name.name] = info
         } catch {
             report(error)
             scope[w.name.name] = (.poisoned, w.name.range)
         }
+    }
+
+    /// The layout steps written after a weight's tensor name, checked backwards from the shape
+    /// each tensor must end with: a step that cannot make the shape the steps after it need is
+    /// an error at the step. Steps before a `reshape` are checked against the tensor at binding.
+    private mutating func weightLayout(_ w: WeightDecl, perTensorShape: [Int]) throws(Diagnostic) -> [WeightLayoutStep] {
+        var steps: [WeightLayoutStep] = []
+        for c in w.layout {
+            let step: WeightLayoutStep
+            switch c.callee.name {
+            case "transpose":
+                _ = try BoundArguments.bind(c, params: [], positional: 0)
+                step = .transpose
+            case "reshape":
+                let a = try BoundArguments.bind(c, params: ["shape"], positional: 1)
+                guard let dims = try a.optionalInts("shape", &self) else { throw .error("'reshape' needs a shape, e.g. reshape([E, F, H])", at: c.callee.range) }
+                if let bad = dims.first(where: { $0 <= 0 }) { throw .error("reshape dimensions must be positive, got \(bad)", at: c.callee.range) }
+                step = .reshape(dims)
+            case "squeeze":
+                let a = try BoundArguments.bind(c, params: ["dim"], positional: 1)
+                step = .squeeze(try a.optionalInt("dim", &self) ?? 0)
+            case "split", "deinterleave":
+                let a = try BoundArguments.bind(c, params: ["part", "of"], positional: 1)
+                let part = try a.int("part", &self), count = try a.optionalInt("of", &self) ?? 2
+                guard count >= 1 else { throw .error("'\(c.callee.name)' needs 'of' of at least 1, got \(count)", at: c.callee.range) }
+                guard part >= 0, part < count else {
+                    throw .error("'\(c.callee.name)(\(part), of: \(count))': the part must be in 0..<\(count)", at: c.callee.range)
+                }
+                step = c.callee.name == "split" ? .split(part: part, of: count) : .deinterleave(part: part, of: count)
+            default:
+                var notes: [Diagnostic.Note] = [.init("layout steps are " + WeightLayoutStep.names.joined(separator: ", "))]
+                if let s = NameSuggestions.best(for: c.callee.name, in: WeightLayoutStep.names) { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
+                throw .error("unknown layout step '\(c.callee.name)'", at: c.callee.range, notes: notes)
+            }
+            steps.append(step)
+        }
+        var needed = perTensorShape
+        for (step, c) in zip(steps, w.layout).reversed() {
+            switch step.source(of: needed) {
+            case .success(let previous?): needed = previous
+            case .success(nil): return steps
+            case .failure(let e):
+                throw .error(
+                    "weight '\(w.name.name)': \(e.message)", at: c.callee.range,
+                    notes: [.init("the steps must turn the tensor into \(perTensorShape), the declared shape\(w.pattern.contains("{e}") ? " of one expert ({e})" : "")")])
+            }
+        }
+        return steps
     }
 
     /// Replaces `{param}` in a tensor-name pattern; `{e}` stays for the expert index.
@@ -130,6 +180,7 @@ extension ASTToIR {
                 case .int(let v)?: out += String(v)
                 case .string(let s)?: out += s
                 case .poisoned?: throw ASTToIR.alreadyReported
+                case .null?: throw .error("'{\(name)}' in tensor name \"\(pattern)\" is null", at: range)
                 default:
                     var notes: [Diagnostic.Note] = [.init("braces in a tensor name take an int or string param, or {e} for the expert index")]
                     if let s = NameSuggestions.best(for: name, in: params.map(\.name) + ["e"]) { notes.insert(.init("did you mean '{\(s)}'?"), at: 0) }
