@@ -8,6 +8,9 @@ public struct ExecutionOptions: Sendable {
     public var backend: MatMulBackend
     /// Run the MoE experts by an expert placement (native backend only): one thread per worker.
     public var placement: PlacementExecution?
+    /// Under `mpirun`, with a placement: this process is worker `world.rank` of the placement and
+    /// runs only that worker's experts; the ranks exchange the expert rows (`DistributedExperts`).
+    public var world: MPIWorld?
 
     public init(
         threads: Int = ExecutionOptions.defaultThreads, backend: MatMulBackend = .automatic,

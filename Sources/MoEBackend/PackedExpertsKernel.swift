@@ -32,7 +32,8 @@ import MoEKernels
 /// is one FMA chain over k in order, so the cut never changes the result.
 ///
 /// With an `ExpertPlacement`, groups follow the placement instead (see `ExpertPlacementRun`):
-/// each worker thread runs exactly the groups of its slots, all phases without a barrier.
+/// each worker thread runs exactly the groups of its slots, all phases without a barrier. Under
+/// `mpirun` each worker is a rank instead of a thread (see `DistributedExperts`).
 enum PackedExpertsKernel {
     /// Upper bound on groups in one run: one per expert, plus replicas and spills of a placement.
     static func maxGroups(experts: Int) -> Int { 2 * experts + 64 }
@@ -222,6 +223,11 @@ enum PackedExpertsKernel {
             downLayer(db..<db + downPanels)
         }
         let placementJob = placement?.job(groups, runGroup)
+        let distributed = placement == nil ? nil : s.executable.options.world.map(DistributedExperts.init)
+        if distributed != nil {
+            precondition(z.pairs <= Int(Int32.max) / h, "an MPI exchange of \(z.pairs) rows of \(h) floats exceeds MPI's 32-bit counts")
+        }
+        let distributedJob = distributed?.job(groups, runGroup)
 
         return {
             _ = MoEExpertsKernel.permute(
@@ -231,7 +237,14 @@ enum PackedExpertsKernel {
             if let placement {
                 placement.makeGroups(groups, starts: starts, experts: z.experts)
                 groups.layOut(hidden: h, ffn: f)
-                Parallel.forEachChunk(count: placement.workers, threads: placement.workers, job: placementJob!)
+                if let distributed {
+                    // This rank's groups, then every rank's rows of ys on every rank (packedX,
+                    // read only by the groups, is free again as the staging buffer).
+                    Parallel.forEachChunk(count: distributed.groupCount(groups), threads: threads, job: distributedJob!)
+                    distributed.exchange(ys.pointer, hidden: h, groups: groups, staging: packedX.pointer)
+                } else {
+                    Parallel.forEachChunk(count: placement.workers, threads: placement.workers, job: placementJob!)
+                }
                 Parallel.forEachChunk(count: z.tokens, threads: threads, job: combineJob)
                 return
             }
