@@ -85,9 +85,15 @@ public final class Executable: @unchecked Sendable {
         var experts: [Int: ExpertMatrices] = [:]
         if native {
             for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && Executable.runsPackedKernel(n, graph) {
+                // Under mpirun, a rank packs only the experts of its worker's slots.
+                let held = options.world.flatMap { world in
+                    options.placement?.experts(
+                        ofWorker: world.rank, layer: graph.moeLayers.firstIndex { $0.nodes.contains(ValueID(i)) }!,
+                        experts: graph[n.expertsView!.routing].type.routing!.experts)
+                }
                 experts[i] = ExpertMatrices(
                     node: n, graph: graph, weights: weights, threads: options.threads,
-                    releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [])
+                    releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [], held: held)
             }
         }
         // Packed copies replace the originals for weights only read as matrices.

@@ -80,12 +80,12 @@ enum PackedExpertsKernel {
         let ys = SendablePointer(s.scratch(i, 8).assumingMemoryBound(to: Float.self))
         let loads = s.loadCounts(i)
         let h = z.hidden, f = z.ffn, fw = matrices.firstWidth
-        let firstPanels = matrices.first[0].reduce(0) { $0 + $1.matrix.panels }
+        let firstPanels = matrices.firstPanels
         // With an epilogue, phase 1 is cut in strips (units of `stripPanels` panels).
         let stripPanels = matrices.stripPanels
         let firstUnits = stripPanels.map { firstPanels / $0 } ?? firstPanels
         let unitPanels = stripPanels ?? 1
-        let downPanels = matrices.down[0].panels
+        let downPanels = matrices.downPanels
         let placement = s.executable.options.placement.map { ExpertPlacementRun($0, layer: s.moeLayerIndex(i), experts: z.experts) }
 
         /// Phase 1 work of thread t: its range of (group, first-layer panel) units.
@@ -143,7 +143,7 @@ enum PackedExpertsKernel {
             groups.forEachPiece(of: units, panelsPerGroup: downPanels) { gi, local in
                 let e = groups.expert(gi)
                 Kernels.gemmPacked(
-                    packedH.pointer + groups.offsetH(gi), m: groups.rows(gi), matrices.down[e],
+                    packedH.pointer + groups.offsetH(gi), m: groups.rows(gi), matrices.down[e]!,
                     panels: local, ys.pointer + groups.rowBegin(gi) * h, ldy: h)
             }
         }
