@@ -120,6 +120,37 @@ struct MPIRunTests {
         }
     }
 
+    /// Mechanisms with more to them than one exchange per block: several hops sharing the
+    /// experts, routing across tokens (expert choice, Sinkhorn), upcycled and hierarchical
+    /// experts, two task heads. Each on its own checkpoint and input, static split on 2 and 4 ranks.
+    @Test(arguments: [
+        ("multihop", "multihop_h16-f16-e8-k2-h3-t04-n13", ["y"], [String]()),
+        ("expert_choice", "expert_choice_h16-f16-e8-k2-cf1-n16", ["y"], ["capacity_factor"]),
+        ("sinkhorn_router", "sinkhorn_router_h16-f16-e8-k2-i3-n16", ["y"], []),
+        ("upcycling", "upcycling_h16-f16-k2-n13", ["y"], []),
+        ("hierarchical", "hierarchical_h16-f12-g4x4-o2-i1-n13", ["y"], []),
+        ("mmoe_ranking", "mmoe_ranking_f16-e4-ffn24-t8-n13", ["ctr", "cvr"], [])
+    ])
+    func mechanismsMatchTheSingleProcessRun(_ graph: String, _ fixture: String, _ outputs: [String], _ extraInputs: [String]) throws {
+        let dir = TemporaryDirectory()
+        let model = RepoPaths.fixtures + "/mechanisms/" + fixture
+        let base =
+            ["run", RepoPaths.graphs + "/mechanisms/\(graph).moe", "--model", model, "--threads", "1"]
+            + (["x"] + extraInputs).flatMap { ["--input", "\($0)=\(model)/\($0).npy"] }
+        func outputArgs(_ prefix: String) -> [String] { outputs.flatMap { ["--output", "\($0)=\(prefix)-\($0).npy"] } }
+        expectSuccess(try Moec.run(base + outputArgs("single"), in: dir.path, environment: ["MOEC_BLAS": "none"]))
+        for ranks in [2, 4] {
+            let r = try MPIRun.moec(base + outputArgs("ranks\(ranks)") + ["--placement", "static"], ranks: ranks, in: dir.path)
+            expectSuccess(r)
+            for o in outputs {
+                let want = try NpyArray(path: dir.file("single-\(o).npy")).floats()
+                let got = try NpyArray(path: dir.file("ranks\(ranks)-\(o).npy")).floats()
+                let error = relativeError(got, want)
+                #expect(got.count == want.count && error <= 1e-6, "\(graph) on \(ranks) ranks, output \(o): max |Δ| / max |ref| = \(error)")
+            }
+        }
+    }
+
     @Test func placementOfOtherWorkersIsRefusedByEveryRank() throws {
         let dir = TemporaryDirectory()
         let p = try Self.placement(.planned, ranks: 4, experts: 8, in: dir)
