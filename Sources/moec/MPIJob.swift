@@ -37,6 +37,12 @@ enum MPIJob {
     /// the cores) inside the rank. Not under `mpirun`: nothing.
     static func distribute(_ options: inout ExecutionOptions, threads: Int?, command: String) throws {
         guard let launch else { return }
+        guard command == "run" || command == "bench" else {
+            if launch.size > 1 {
+                throw UsageError(message: "moec \(command) runs in one process; under mpirun only 'run' and 'bench' share the experts between the ranks", command: command)
+            }
+            return
+        }
         guard let placement = options.placement else {
             if launch.size > 1 {
                 throw UsageError(

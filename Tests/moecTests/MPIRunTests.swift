@@ -176,6 +176,17 @@ struct MPIRunTests {
         #expect(!FileManager.default.fileExists(atPath: dir.file("y.npy")))
     }
 
+    /// `profile` writes its statistics from one process: under mpirun every rank would.
+    @Test func profileRefusesToRunOnSeveralRanks() throws {
+        let dir = TemporaryDirectory()
+        let r = try MPIRun.moec(
+            ["profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "-o", "stats.json", "--placement", "static"],
+            ranks: 2, in: dir.path)
+        #expect(r.stderr.contains("[rank 0] error: moec profile runs in one process; under mpirun only 'run' and 'bench'"), "\(r)")
+        #expect(r.status != 0 && !r.timedOut, "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("stats.json")))
+    }
+
     @Test func missingLibmpiIsAnErrorNamingTheRank() throws {
         let dir = TemporaryDirectory()
         let r = try MPIRun.moec(
