@@ -25,12 +25,9 @@ enum BenchCommand {
             received tokens ("active" FLOPs); 'weights' is the bytes of weights those products read.
             JSON fields: tokens, median_ms, min_ms, max_ms, runs, tokens_per_s, gflops,
             weight_mb_touched, experts_hit, experts_total, arena_bytes, threads, backend.
-
-            """ + MPIJob.helpDetails + """
-
-                Under mpirun every rank makes the same number of runs (--repeat, default 10), since
-                each run exchanges rows between the ranks; times are rank 0's.
-                """,
+            """ + "\n\n" + MPIJob.helpDetails + "\n"
+                + "Each rank makes the same number of runs (--repeat, default 10 under mpirun): every run\n"
+                + "exchanges rows between the ranks. Times are rank 0's.",
         examples: [
             "moec bench graphs/mixtral.moe --model ckpt/ --tokens 1,16,128,512",
             "moec bench mixtral.plan.json --tokens 512 --repeat 20 --threads 2 --json",

@@ -29,8 +29,7 @@ enum RunCommand {
             Inputs are C-order little-endian .npy arrays whose shapes fit the graph's inputs (the
             token dimension may be any size). Outputs (and --stats) are written atomically: a failed
             run never leaves a partial file.
-
-            """ + MPIJob.helpDetails,
+            """ + "\n\n" + MPIJob.helpDetails,
         examples: [
             "moec run mixtral.plan.json --input x=x.npy --output y=y.npy",
             "moec run graphs/mixtral.moe --model ckpt/ --input x=x.npy --output y=y.npy --threads 2",
