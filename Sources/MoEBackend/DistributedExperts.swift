@@ -5,36 +5,59 @@ import MoEKernels
 ///
 /// Every rank runs the whole graph on all tokens: the router, the permutation and the groups
 /// (`ExpertPlacementRun.makeGroups`) are computed identically everywhere, so every rank knows
-/// which rank computes which rows of `ys` without asking. Then:
+/// which rank computes which rows of `ys`, and who needs them, without asking. Rank r combines
+/// the tokens of its share `tokens(ofRank: r)` (contiguous, sizes within one). Then:
 ///
 /// 1. Each rank runs the groups of its worker (all phases per group, `--threads` inside the rank).
-/// 2. `exchange`: each rank copies its groups' rows of `ys` into a staging buffer at its own
-///    displacement (ranks in order, each rank's groups in group order), one `MPI_Allgatherv` in
-///    place gives every rank every row, and the rows are copied back to their places in `ys`.
-/// 3. The combine runs as in one process, on every rank.
+/// 2. `sendRows`: one `MPI_Alltoallv` sends each row of `ys` a rank computed to the rank whose
+///    share holds the row's token (rows in group order, each group's rows in order, on both
+///    sides), and each rank puts the rows it receives in their places in its `ys`.
+/// 3. Each rank combines its tokens as one process does (slot order), then `gatherOutput`: one
+///    `MPI_Allgatherv` in place gives every rank the whole output, for the ops after the block.
 ///
 /// Each row of `ys` is computed by the same kernel on the same packed operands as in one process
 /// (an output element is one FMA chain over k, whatever the group's other rows), and the combine
 /// sums in slot order, so every rank's output equals the single-process placed run bit for bit.
-/// (The token-sharded version, each rank routing only its share of the tokens and exchanging
-/// rows with `MPI_Alltoallv`, is the next step: it also needs the graph's other ops to be
-/// per-token, which `expert_choice`, `route_capacity` and `sinkhorn` are not.)
+/// (The next step shards the tokens of the whole graph, not only of the combine, sending x rows
+/// the other way first; it needs a graph whose other ops are per token, which `expert_choice`,
+/// `route_capacity` and Sinkhorn routing are not.)
 final class DistributedExperts: @unchecked Sendable {
     let world: MPIWorld
-    /// Per rank: floats of `ys` it computed, and where they go in the staging buffer.
+    let tokens: Int
+    let hidden: Int
+    /// Per token: the rank whose share holds it.
+    private let owner: UnsafeMutablePointer<Int32>
+    /// Rows received from the other ranks (room for every row of `ys`).
+    private let received: UnsafeMutablePointer<Float>
+    /// Per rank, in floats: sent to it, where they start in the send buffer, received from it,
+    /// where they start in `received`.
     private let counts: UnsafeMutablePointer<Int32>
-    private let displacements: UnsafeMutablePointer<Int32>
 
-    init(_ world: MPIWorld) {
+    /// `tokens` and `rows` (the most rows of `ys`, the block's (token, slot) pairs) of one schedule.
+    init(_ world: MPIWorld, tokens: Int, rows: Int, hidden h: Int) {
+        precondition(rows <= Int(Int32.max) / max(h, 1), "an MPI exchange of \(rows) rows of \(h) floats exceeds MPI's 32-bit counts")
         self.world = world
-        counts = .allocate(capacity: world.size)
-        displacements = .allocate(capacity: world.size)
+        self.tokens = tokens
+        hidden = h
+        owner = .allocate(capacity: max(tokens, 1))
+        for r in 0..<world.size {
+            for t in Self.share(r, of: tokens, ranks: world.size) { owner[t] = Int32(r) }
+        }
+        received = .allocate(capacity: max(rows * h, 1))
+        counts = .allocate(capacity: 4 * world.size)
     }
 
     deinit {
+        owner.deallocate()
+        received.deallocate()
         counts.deallocate()
-        displacements.deallocate()
     }
+
+    /// Tokens `share(r) ..` of rank r: a contiguous equal split (`TokenSplit.equal`).
+    static func share(_ r: Int, of tokens: Int, ranks: Int) -> Range<Int> { (r * tokens / ranks)..<((r + 1) * tokens / ranks) }
+
+    /// The tokens this rank combines.
+    var myTokens: Range<Int> { Self.share(world.rank, of: tokens, ranks: world.size) }
 
     /// Groups this rank runs.
     func groupCount(_ groups: GroupTable) -> Int {
@@ -56,32 +79,64 @@ final class DistributedExperts: @unchecked Sendable {
         }
     }
 
-    /// Gives every rank the rows of `ys` (`[rows, h]`) that the other ranks computed, through
-    /// `staging` (room for all of `ys`). Every rank calls it once per run of the block.
-    func exchange(_ ys: UnsafeMutablePointer<Float>, hidden h: Int, groups: GroupTable, staging: UnsafeMutablePointer<Float>) {
-        let size = world.size, rank = world.rank
-        counts.initialize(repeating: 0, count: size)
+    /// Step 2: each row of `ys` (`[rows, h]`, row r of token `perm[r]`) from the rank that
+    /// computed it to the rank that combines its token. `staging` has room for all of `ys`.
+    func sendRows(
+        _ ys: UnsafeMutablePointer<Float>, perm: UnsafePointer<Int32>, groups: GroupTable, staging: UnsafeMutablePointer<Float>
+    ) {
+        let size = world.size, rank = world.rank, h = hidden
+        let sendCounts = counts, sendStarts = counts + size, receiveCounts = counts + 2 * size, receiveStarts = counts + 3 * size
+        counts.initialize(repeating: 0, count: 4 * size)
         for g in 0..<groups.count {
             let w = groups.worker(g)
             precondition(w < size, "group of worker \(w) in a job of \(size) ranks")
-            counts[w] += Int32(groups.rows(g) * h)
-        }
-        var total: Int32 = 0
-        for r in 0..<size {
-            displacements[r] = total
-            total += counts[r]
-        }
-        // Rank r's rows, group by group, from ys to staging (r == rank) or back.
-        func copy(rank r: Int, toStaging: Bool) {
-            var at = Int(displacements[r])
-            for g in 0..<groups.count where groups.worker(g) == r {
-                let rows = ys + groups.rowBegin(g) * h, n = groups.rows(g) * h
-                if toStaging { (staging + at).update(from: rows, count: n) } else { rows.update(from: staging + at, count: n) }
-                at += n
+            for row in groups.rowBegin(g)..<(groups.rowBegin(g) + groups.rows(g)) {
+                // A rank's rows of its own tokens are in place already: not sent.
+                let to = Int(owner[Int(perm[row])])
+                if w == rank && to != rank { sendCounts[to] += Int32(h) }
+                if to == rank && w != rank { receiveCounts[w] += Int32(h) }
             }
         }
-        copy(rank: rank, toStaging: true)
-        world.allGatherInPlace(staging, counts: counts, displacements: displacements)
-        for r in 0..<size where r != rank { copy(rank: r, toStaging: false) }
+        for r in 1..<max(size, 1) {
+            sendStarts[r] = sendStarts[r - 1] + sendCounts[r - 1]
+            receiveStarts[r] = receiveStarts[r - 1] + receiveCounts[r - 1]
+        }
+        // Pack: for each destination, this rank's rows of its tokens, in group and row order.
+        for to in 0..<size where to != rank {
+            var at = Int(sendStarts[to])
+            forEachRow(of: rank, to: to, perm: perm, groups: groups) { row in
+                (staging + at).update(from: ys + row * h, count: h)
+                at += h
+            }
+        }
+        world.allToAll(
+            staging, counts: sendCounts, displacements: sendStarts, into: received, counts: receiveCounts,
+            displacements: receiveStarts)
+        // Unpack in the same order the senders packed.
+        for from in 0..<size where from != rank {
+            var at = Int(receiveStarts[from])
+            forEachRow(of: from, to: rank, perm: perm, groups: groups) { row in
+                (ys + row * h).update(from: received + at, count: h)
+                at += h
+            }
+        }
+    }
+
+    /// Rows computed by rank `from` whose tokens rank `to` combines, in group and row order.
+    private func forEachRow(of from: Int, to: Int, perm: UnsafePointer<Int32>, groups: GroupTable, _ body: (Int) -> Void) {
+        for g in 0..<groups.count where groups.worker(g) == from {
+            for row in groups.rowBegin(g)..<(groups.rowBegin(g) + groups.rows(g)) where Int(owner[Int(perm[row])]) == to { body(row) }
+        }
+    }
+
+    /// Step 3: every rank's combined tokens of `y` (`[tokens, h]`) on every rank.
+    func gatherOutput(_ y: UnsafeMutablePointer<Float>) {
+        let size = world.size, h = hidden
+        for r in 0..<size {
+            let share = Self.share(r, of: tokens, ranks: size)
+            counts[r] = Int32(share.count * h)
+            counts[size + r] = Int32(share.lowerBound * h)
+        }
+        world.allGatherInPlace(y, counts: counts, displacements: counts + size)
     }
 }

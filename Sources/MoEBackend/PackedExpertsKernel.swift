@@ -223,11 +223,13 @@ enum PackedExpertsKernel {
             downLayer(db..<db + downPanels)
         }
         let placementJob = placement?.job(groups, runGroup)
-        let distributed = placement == nil ? nil : s.executable.options.world.map(DistributedExperts.init)
-        if distributed != nil {
-            precondition(z.pairs <= Int(Int32.max) / h, "an MPI exchange of \(z.pairs) rows of \(h) floats exceeds MPI's 32-bit counts")
-        }
+        let distributed =
+            placement == nil ? nil : s.executable.options.world.map { DistributedExperts($0, tokens: z.tokens, rows: z.pairs, hidden: h) }
         let distributedJob = distributed?.job(groups, runGroup)
+        let combineMine = distributed.map { d in
+            let first = d.myTokens.lowerBound
+            return ChunkJob { ts in combine((ts.lowerBound + first)..<(ts.upperBound + first)) }
+        }
 
         return {
             _ = MoEExpertsKernel.permute(
@@ -238,13 +240,16 @@ enum PackedExpertsKernel {
                 placement.makeGroups(groups, starts: starts, experts: z.experts)
                 groups.layOut(hidden: h, ffn: f)
                 if let distributed {
-                    // This rank's groups, then every rank's rows of ys on every rank (packedX,
-                    // read only by the groups, is free again as the staging buffer).
+                    // This rank's groups; their rows to the ranks combining their tokens (packedX,
+                    // read only by the groups, is free again as the staging buffer); this
+                    // rank's tokens combined; the output gathered on every rank.
                     Parallel.forEachChunk(count: distributed.groupCount(groups), threads: threads, job: distributedJob!)
-                    distributed.exchange(ys.pointer, hidden: h, groups: groups, staging: packedX.pointer)
-                } else {
-                    Parallel.forEachChunk(count: placement.workers, threads: placement.workers, job: placementJob!)
+                    distributed.sendRows(ys.pointer, perm: perm.pointer, groups: groups, staging: packedX.pointer)
+                    Parallel.forEachChunk(count: distributed.myTokens.count, threads: threads, job: combineMine!)
+                    distributed.gatherOutput(y.pointer)
+                    return
                 }
+                Parallel.forEachChunk(count: placement.workers, threads: placement.workers, job: placementJob!)
                 Parallel.forEachChunk(count: z.tokens, threads: threads, job: combineJob)
                 return
             }

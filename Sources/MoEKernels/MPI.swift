@@ -20,6 +20,11 @@ public final class MPILibrary: @unchecked Sendable {
             UnsafeRawPointer?, Int32, UnsafeMutableRawPointer, UnsafeMutableRawPointer, UnsafePointer<Int32>,
             UnsafePointer<Int32>, UnsafeMutableRawPointer, UnsafeMutableRawPointer
         ) -> Int32
+    typealias Alltoallv =
+        @convention(c) (
+            UnsafeRawPointer, UnsafePointer<Int32>, UnsafePointer<Int32>, UnsafeMutableRawPointer, UnsafeMutableRawPointer,
+            UnsafePointer<Int32>, UnsafePointer<Int32>, UnsafeMutableRawPointer, UnsafeMutableRawPointer
+        ) -> Int32
     typealias Abort = @convention(c) (UnsafeMutableRawPointer, Int32) -> Int32
 
     /// The file that was opened.
@@ -29,6 +34,7 @@ public final class MPILibrary: @unchecked Sendable {
     let commRank: CommQuery
     let commSize: CommQuery
     let allgatherv: Allgatherv
+    let alltoallv: Alltoallv
     let abort: Abort
     let commWorld: UnsafeMutableRawPointer
     let float: UnsafeMutableRawPointer
@@ -64,6 +70,7 @@ public final class MPILibrary: @unchecked Sendable {
                     commRank: unsafeBitCast(try symbol("MPI_Comm_rank"), to: CommQuery.self),
                     commSize: unsafeBitCast(try symbol("MPI_Comm_size"), to: CommQuery.self),
                     allgatherv: unsafeBitCast(try symbol("MPI_Allgatherv"), to: Allgatherv.self),
+                    alltoallv: unsafeBitCast(try symbol("MPI_Alltoallv"), to: Alltoallv.self),
                     abort: unsafeBitCast(try symbol("MPI_Abort"), to: Abort.self),
                     commWorld: try symbol("ompi_mpi_comm_world"), float: try symbol("ompi_mpi_float")))
         } catch {
@@ -73,7 +80,7 @@ public final class MPILibrary: @unchecked Sendable {
 
     private init(
         path: String, initThread: InitThread, finalize: Finalize, commRank: CommQuery, commSize: CommQuery,
-        allgatherv: Allgatherv, abort: Abort, commWorld: UnsafeMutableRawPointer, float: UnsafeMutableRawPointer
+        allgatherv: Allgatherv, alltoallv: Alltoallv, abort: Abort, commWorld: UnsafeMutableRawPointer, float: UnsafeMutableRawPointer
     ) {
         self.path = path
         self.initThread = initThread
@@ -81,6 +88,7 @@ public final class MPILibrary: @unchecked Sendable {
         self.commRank = commRank
         self.commSize = commSize
         self.allgatherv = allgatherv
+        self.alltoallv = alltoallv
         self.abort = abort
         self.commWorld = commWorld
         self.float = float
@@ -150,6 +158,18 @@ public final class MPIWorld: @unchecked Sendable {
     /// on entry; on return every rank's are in place on every rank.
     public func allGatherInPlace(_ data: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>) {
         _ = library.allgatherv(MPILibrary.inPlace, 0, library.float, data, counts, displacements, library.float, library.commWorld)
+    }
+
+    /// `MPI_Alltoallv` of floats: `sendCounts[r]` floats from `send + sendDisplacements[r]` go to
+    /// rank r, and rank r's `receiveCounts[r]` floats land at `receive + receiveDisplacements[r]`.
+    public func allToAll(
+        _ send: UnsafePointer<Float>, counts sendCounts: UnsafePointer<Int32>, displacements sendDisplacements: UnsafePointer<Int32>,
+        into receive: UnsafeMutablePointer<Float>, counts receiveCounts: UnsafePointer<Int32>,
+        displacements receiveDisplacements: UnsafePointer<Int32>
+    ) {
+        _ = library.alltoallv(
+            send, sendCounts, sendDisplacements, library.float, receive, receiveCounts, receiveDisplacements, library.float,
+            library.commWorld)
     }
 
     public func finalize() { _ = library.finalize() }
