@@ -151,6 +151,23 @@ struct MPIRunTests {
         }
     }
 
+    /// Every rank makes the same runs (10 by default: each run exchanges rows), and only rank 0
+    /// prints: one JSON line per token count.
+    @Test func benchPrintsOnceAndEndsOnEveryRank() throws {
+        let dir = TemporaryDirectory()
+        let r = try MPIRun.moec(
+            ["bench", Files.mixtralGraph, "--model", Files.example, "--tokens", "1,7", "--warmup", "1", "--placement", "static", "--json"],
+            ranks: 2, in: dir.path)
+        expectSuccess(r)
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.count == 2, "\(r)")
+        for (line, tokens) in zip(lines, [1, 7]) {
+            let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(o?["tokens"] as? Int == tokens && o?["runs"] as? Int == 10, "\(r)")
+            #expect((o?["backend"] as? String)?.hasSuffix("one worker per rank (2 MPI ranks)") == true, "\(r)")
+        }
+    }
+
     @Test func placementOfOtherWorkersIsRefusedByEveryRank() throws {
         let dir = TemporaryDirectory()
         let p = try Self.placement(.planned, ranks: 4, experts: 8, in: dir)
