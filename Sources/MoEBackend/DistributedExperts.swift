@@ -27,14 +27,15 @@ final class DistributedExperts: @unchecked Sendable {
     let hidden: Int
     /// Per token: the rank whose share holds it.
     private let owner: UnsafeMutablePointer<Int32>
-    /// Rows received from the other ranks (room for every row of `ys`).
+    /// Rows received from the other ranks: at most every (token, slot) pair of this rank's share.
     private let received: UnsafeMutablePointer<Float>
     /// Per rank, in floats: sent to it, where they start in the send buffer, received from it,
     /// where they start in `received`.
     private let counts: UnsafeMutablePointer<Int32>
 
-    /// `tokens` and `rows` (the most rows of `ys`, the block's (token, slot) pairs) of one schedule.
-    init(_ world: MPIWorld, tokens: Int, rows: Int, hidden h: Int) {
+    /// For one schedule: `tokens`, routed to `slots` experts each, of `h` features.
+    init(_ world: MPIWorld, tokens: Int, slots: Int, hidden h: Int) {
+        let rows = tokens * slots
         precondition(rows <= Int(Int32.max) / max(h, 1), "an MPI exchange of \(rows) rows of \(h) floats exceeds MPI's 32-bit counts")
         self.world = world
         self.tokens = tokens
@@ -43,7 +44,8 @@ final class DistributedExperts: @unchecked Sendable {
         for r in 0..<world.size {
             for t in Self.share(r, of: tokens, ranks: world.size) { owner[t] = Int32(r) }
         }
-        received = .allocate(capacity: max(rows * h, 1))
+        let share = (tokens + world.size - 1) / world.size
+        received = .allocate(capacity: max(share * slots * h, 1))
         counts = .allocate(capacity: 4 * world.size)
     }
 

@@ -224,7 +224,7 @@ enum PackedExpertsKernel {
         }
         let placementJob = placement?.job(groups, runGroup)
         let distributed =
-            placement == nil ? nil : s.executable.options.world.map { DistributedExperts($0, tokens: z.tokens, rows: z.pairs, hidden: h) }
+            placement == nil ? nil : s.executable.options.world.map { DistributedExperts($0, tokens: z.tokens, slots: z.slots, hidden: h) }
         let distributedJob = distributed?.job(groups, runGroup)
         let combineMine = distributed.map { d in
             let first = d.myTokens.lowerBound
