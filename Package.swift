@@ -10,12 +10,14 @@
 //   MoEIR          typed graph, ops by family, printer and reader, verifier  (Basics)
 //   MoEPasses      one optimisation pass per file                            (Basics, IR)
 //   MoEIO          safetensors, .npy, config.json                            (Basics)
-//   MoEKernels     BLAS loaded with dlopen, portable kernels, CPU dispatch   (KernelsAVX2)
+//   MoEKernels     BLAS and MPI loaded with dlopen, portable kernels,        (KernelsAVX2)
+//                  CPU dispatch
 //   MoEKernelsAVX2 the same kernels built for AVX2 + FMA (called only when the CPU has them)
 //   MoEPlacement   expert load statistics and placement planning             (Basics)
 //   MoEBackend     plan, executor steps and reference by family              (Basics, IR, IO, Kernels, Placement)
 //   MoECompiler    AST → IR, the pass pipeline, the compile/run façade       (everything above)
-//   moec           the command-line tool: argument parsing and printing      (Compiler, Backend, Basics, Placement)
+//   moec           the command-line tool: argument parsing and printing      (Compiler, Backend, Basics, Placement,
+//                                                                              Kernels for MPI)
 //
 // No package dependencies: the standard library, Foundation and Dispatch only.
 import PackageDescription
@@ -57,8 +59,8 @@ let package = Package(
         .target(
             name: "MoECompiler",
             dependencies: ["MoEBasics", "MoESyntax", "MoEIR", "MoEPasses", "MoEIO", "MoEBackend", "MoEPlacement"]),
-        // The CLI: the compiler façade, plus the types it names (diagnostics, execution options, placement's command).
-        .executableTarget(name: "moec", dependencies: ["MoECompiler", "MoEBasics", "MoEBackend", "MoEPlacement"]),
+        // The CLI: the compiler façade, plus the types it names (diagnostics, execution options, placement's command, MPI).
+        .executableTarget(name: "moec", dependencies: ["MoECompiler", "MoEBasics", "MoEBackend", "MoEPlacement", "MoEKernels"]),
         // Counts heap allocations in a schedule's steady state (the executor must make none).
         .target(name: "MoEAllocationCounter", path: "Benchmarks/AllocationCounter"),
         .executableTarget(

@@ -8,6 +8,9 @@ public struct ExecutionOptions: Sendable {
     public var backend: MatMulBackend
     /// Run the MoE experts by an expert placement (native backend only): one thread per worker.
     public var placement: PlacementExecution?
+    /// Under `mpirun`, with a placement: this process is worker `world.rank` of the placement and
+    /// runs only that worker's experts; the ranks exchange the expert rows (`DistributedExperts`).
+    public var world: MPIWorld?
 
     public init(
         threads: Int = ExecutionOptions.defaultThreads, backend: MatMulBackend = .automatic,
@@ -82,9 +85,15 @@ public final class Executable: @unchecked Sendable {
         var experts: [Int: ExpertMatrices] = [:]
         if native {
             for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && Executable.runsPackedKernel(n, graph) {
+                // Under mpirun, a rank packs only the experts of its worker's slots.
+                let held = options.world.flatMap { world in
+                    options.placement?.experts(
+                        ofWorker: world.rank, layer: graph.moeLayers.firstIndex { $0.nodes.contains(ValueID(i)) }!,
+                        experts: graph[n.expertsView!.routing].type.routing!.experts)
+                }
                 experts[i] = ExpertMatrices(
                     node: n, graph: graph, weights: weights, threads: options.threads,
-                    releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [])
+                    releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [], held: held)
             }
         }
         // Packed copies replace the originals for weights only read as matrices.

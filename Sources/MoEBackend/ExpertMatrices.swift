@@ -14,11 +14,17 @@ import MoEKernels
 /// - MLP: one `[F, H]` matrix; a strip is one panel (`stripPanels` = 1).
 /// - SwiGLU without the pass: gate and up as two matrices (gate columns, then up columns), and
 ///   the activation after the whole first layer (`stripPanels` nil, `firstWidth` = 2F).
+///
+/// An MPI rank packs only the experts it holds (`held`); the others have no matrices (an empty
+/// `first[e]`, a nil `down[e]`), and their pages are given back like those of packed experts.
 struct ExpertMatrices: @unchecked Sendable {
     /// Per expert: (matrix, first output column) pairs of the first layer.
     let first: [[(matrix: PackedWeight, column: Int)]]
     /// Per expert: the down projection `[H, F]`.
-    let down: [PackedWeight]
+    let down: [PackedWeight?]
+    /// Panels of every expert's first layer, and of its down projection.
+    let firstPanels: Int
+    let downPanels: Int
     /// Output columns of the first layer.
     let firstWidth: Int
     /// Panels of the first layer's matrix that make 16 features of its activation, when the
@@ -42,8 +48,9 @@ struct ExpertMatrices: @unchecked Sendable {
     }
 
     /// `releasable`: weight indices no one else reads, whose unpacked pages are given back as soon
-    /// as each expert is packed (so peak memory stays near one copy of the weights).
-    init(node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int, releasable: Set<Int> = []) {
+    /// as each expert is packed (so peak memory stays near one copy of the weights). `held`: the
+    /// experts to pack (nil: all).
+    init(node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int, releasable: Set<Int> = [], held: Set<Int>? = nil) {
         let view = n.expertsView!
         let kind = view.kind
         let operandWeights = view.matrices.map { o -> (buffer: AlignedBuffer, shape: [Int], release: Bool) in
@@ -59,7 +66,18 @@ struct ExpertMatrices: @unchecked Sendable {
         }
         let experts = operandWeights[0].shape[0]
         var first: [[(PackedWeight, Int)]] = []
-        var down: [PackedWeight] = []
+        var down: [PackedWeight?] = []
+        /// Expert e, when this process does not hold it: no matrices, and its pages given back.
+        func skipped(_ e: Int) -> Bool {
+            guard let held, !held.contains(e) else { return false }
+            for w in operandWeights where w.release {
+                let size = w.shape[1] * w.shape[2]
+                w.buffer.releasePages(floats: e * size..<(e + 1) * size)
+            }
+            first.append([])
+            down.append(nil)
+            return true
+        }
         /// Gate rows `gate(e)` and up rows `up(e)` (each `[f, h]` row-major) interleaved by
         /// panel into one packed `[2·f16, h]` matrix (see the type's comment).
         func interleaved(
@@ -83,7 +101,7 @@ struct ExpertMatrices: @unchecked Sendable {
             let f = gate.shape[1], h = gate.shape[2]
             let fuse = view.has(.fuseGateUp)
             let joined = fuse ? AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false) : nil
-            for e in 0..<experts {
+            for e in 0..<experts where !skipped(e) {
                 if let joined {
                     first.append([(interleaved(gate.buffer.floats + e * f * h, up.buffer.floats + e * f * h, f: f, h: h, into: joined), 0)])
                     if gate.release { gate.buffer.releasePages(floats: e * f * h..<(e + 1) * f * h) }
@@ -99,7 +117,7 @@ struct ExpertMatrices: @unchecked Sendable {
             let gateUp = operandWeights[0]
             let f = gateUp.shape[1] / 2, h = gateUp.shape[2]
             let joined = AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false)
-            for e in 0..<experts {
+            for e in 0..<experts where !skipped(e) {
                 let base = gateUp.buffer.floats + e * 2 * f * h
                 first.append([(interleaved(base, base + f * h, f: f, h: h, into: joined), 0)])
                 if gateUp.release { gateUp.buffer.releasePages(floats: e * 2 * f * h..<(e + 1) * 2 * f * h) }
@@ -108,7 +126,7 @@ struct ExpertMatrices: @unchecked Sendable {
             firstWidth = Self.firstWidth(kind: kind, ffn: f, fuseGateUp: true)
             stripPanels = 2
         case .mlp:
-            for e in 0..<experts {
+            for e in 0..<experts where !skipped(e) {
                 first.append([(matrix(operandWeights[0], expert: e), 0)])
                 down.append(matrix(operandWeights[1], expert: e))
             }
@@ -117,9 +135,20 @@ struct ExpertMatrices: @unchecked Sendable {
         }
         self.first = first.map { $0.map { (matrix: $0.0, column: $0.1) } }
         self.down = down
+        // Every expert has the same shapes: one packed expert's panels are all of theirs.
+        let panelWidth = PackedWeight.panelWidth
+        let firstRows = operandWeights.dropLast().reduce(0) { $0 + $1.shape[1] }
+        firstPanels =
+            stripPanels == 2
+            ? 2 * Self.paddedFeatures(firstRows / 2) / panelWidth
+            : operandWeights.dropLast().reduce(0) { $0 + ($1.shape[1] + panelWidth - 1) / panelWidth }
+        downPanels = (operandWeights.last!.shape[1] + panelWidth - 1) / panelWidth
+        if let e = down.firstIndex(where: { $0 != nil }) {
+            assert(self.first[e].reduce(0) { $0 + $1.matrix.panels } == firstPanels && down[e]!.panels == downPanels)
+        }
     }
 
     var byteCount: Int {
-        first.reduce(0) { $0 + $1.reduce(0) { $0 + $1.matrix.byteCount } } + down.reduce(0) { $0 + $1.byteCount }
+        first.reduce(0) { $0 + $1.reduce(0) { $0 + $1.matrix.byteCount } } + down.reduce(0) { $0 + ($1?.byteCount ?? 0) }
     }
 }

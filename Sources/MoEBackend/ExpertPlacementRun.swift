@@ -29,6 +29,15 @@ public struct PlacementExecution: Sendable {
         case .staticSplit(let w): return w
         }
     }
+
+    /// The experts whose weights worker `w` needs in MoE layer `layer` (of `experts` experts):
+    /// those of its slots. nil (all of them) under LLEP, which may hand any expert's tokens to
+    /// any worker.
+    func experts(ofWorker w: Int, layer: Int, experts: Int) -> Set<Int>? {
+        guard dynamicThreshold == nil else { return nil }
+        let run = ExpertPlacementRun(self, layer: layer, experts: experts)
+        return Set((0..<run.layer.slotCount).filter { run.layer.worker(ofSlot: $0) == w }.map { run.layer.phy2log[$0] })
+    }
 }
 
 /// One MoE layer's share of a `PlacementExecution`: turns per-expert row counts into groups with

@@ -32,7 +32,8 @@ import MoEKernels
 /// is one FMA chain over k in order, so the cut never changes the result.
 ///
 /// With an `ExpertPlacement`, groups follow the placement instead (see `ExpertPlacementRun`):
-/// each worker thread runs exactly the groups of its slots, all phases without a barrier.
+/// each worker thread runs exactly the groups of its slots, all phases without a barrier. Under
+/// `mpirun` each worker is a rank instead of a thread (see `DistributedExperts`).
 enum PackedExpertsKernel {
     /// Upper bound on groups in one run: one per expert, plus replicas and spills of a placement.
     static func maxGroups(experts: Int) -> Int { 2 * experts + 64 }
@@ -79,12 +80,12 @@ enum PackedExpertsKernel {
         let ys = SendablePointer(s.scratch(i, 8).assumingMemoryBound(to: Float.self))
         let loads = s.loadCounts(i)
         let h = z.hidden, f = z.ffn, fw = matrices.firstWidth
-        let firstPanels = matrices.first[0].reduce(0) { $0 + $1.matrix.panels }
+        let firstPanels = matrices.firstPanels
         // With an epilogue, phase 1 is cut in strips (units of `stripPanels` panels).
         let stripPanels = matrices.stripPanels
         let firstUnits = stripPanels.map { firstPanels / $0 } ?? firstPanels
         let unitPanels = stripPanels ?? 1
-        let downPanels = matrices.down[0].panels
+        let downPanels = matrices.downPanels
         let placement = s.executable.options.placement.map { ExpertPlacementRun($0, layer: s.moeLayerIndex(i), experts: z.experts) }
 
         /// Phase 1 work of thread t: its range of (group, first-layer panel) units.
@@ -142,7 +143,7 @@ enum PackedExpertsKernel {
             groups.forEachPiece(of: units, panelsPerGroup: downPanels) { gi, local in
                 let e = groups.expert(gi)
                 Kernels.gemmPacked(
-                    packedH.pointer + groups.offsetH(gi), m: groups.rows(gi), matrices.down[e],
+                    packedH.pointer + groups.offsetH(gi), m: groups.rows(gi), matrices.down[e]!,
                     panels: local, ys.pointer + groups.rowBegin(gi) * h, ldy: h)
             }
         }
@@ -222,6 +223,13 @@ enum PackedExpertsKernel {
             downLayer(db..<db + downPanels)
         }
         let placementJob = placement?.job(groups, runGroup)
+        let distributed =
+            placement == nil ? nil : s.executable.options.world.map { DistributedExperts($0, tokens: z.tokens, slots: z.slots, hidden: h) }
+        let distributedJob = distributed?.job(groups, runGroup)
+        let combineMine = distributed.map { d in
+            let first = d.myTokens.lowerBound
+            return ChunkJob { ts in combine((ts.lowerBound + first)..<(ts.upperBound + first)) }
+        }
 
         return {
             _ = MoEExpertsKernel.permute(
@@ -231,6 +239,16 @@ enum PackedExpertsKernel {
             if let placement {
                 placement.makeGroups(groups, starts: starts, experts: z.experts)
                 groups.layOut(hidden: h, ffn: f)
+                if let distributed {
+                    // This rank's groups; their rows to the ranks combining their tokens (packedX,
+                    // read only by the groups, is free again as the staging buffer); this
+                    // rank's tokens combined; the output gathered on every rank.
+                    Parallel.forEachChunk(count: distributed.groupCount(groups), threads: threads, job: distributedJob!)
+                    distributed.sendRows(ys.pointer, perm: perm.pointer, groups: groups, staging: packedX.pointer)
+                    Parallel.forEachChunk(count: distributed.myTokens.count, threads: threads, job: combineMine!)
+                    distributed.gatherOutput(y.pointer)
+                    return
+                }
                 Parallel.forEachChunk(count: placement.workers, threads: placement.workers, job: placementJob!)
                 Parallel.forEachChunk(count: z.tokens, threads: threads, job: combineJob)
                 return

@@ -25,7 +25,9 @@ enum BenchCommand {
             received tokens ("active" FLOPs); 'weights' is the bytes of weights those products read.
             JSON fields: tokens, median_ms, min_ms, max_ms, runs, tokens_per_s, gflops,
             weight_mb_touched, experts_hit, experts_total, arena_bytes, threads, backend.
-            """,
+            """ + "\n\n" + MPIJob.helpDetails + "\n"
+                + "Each rank makes the same number of runs (--repeat, default 10 under mpirun): every run\n"
+                + "exchanges rows between the ranks. Times are rank 0's.",
         examples: [
             "moec bench graphs/mixtral.moe --model ckpt/ --tokens 1,16,128,512",
             "moec bench mixtral.plan.json --tokens 512 --repeat 20 --threads 2 --json",
@@ -48,10 +50,13 @@ enum BenchCommand {
             guard let n = Int(v), n >= (name == "--warmup" ? 0 : 1) else { throw UsageError(message: "\(name) expects a positive integer, got '\(v)'", command: "bench") }
             return n
         }
-        let repeatCount = try positive("--repeat")
+        var repeatCount = try positive("--repeat")
         let warmup = try positive("--warmup") ?? 3
         let seed = UInt64(try positive("--seed") ?? 0)
         let options = try ModelSource.executionOptions(a, command: "bench")
+        if options.world != nil, repeatCount == nil { repeatCount = 10 }
+        // Output goes through `say`: under mpirun only rank 0 prints.
+        func say(_ s: String) { if MPIJob.isPrincipal { Console.out(s) } }
         let session = try ModelSource.session(a, command: "bench")
         return withDiagnostics(session) {
             let runner = try ModelSource.runner(a, session: session, options: options)
@@ -63,20 +68,21 @@ enum BenchCommand {
                 case .staticSplit(let w): backend += ", experts by static split (\(w) workers)"
                 }
                 if let t = p.dynamicThreshold { backend += String(format: ", LLEP %.2f", t) }
+                if let world = runner.executable.options.world { backend += ", one worker per rank (\(world.size) MPI ranks)" }
             }
             let name = runner.graph.name
             for t in tokens { try MemoryCheck.arena(runner.graph, tokens: t, option: "--tokens") }
             if !a.flag("--json") {
-                Console.out("moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(TextLayout.bytes(Double(runner.executable.weightBytes)))\n")
-                Console.out("tokens   median ms     min ms     max ms   runs    tokens/s   GFLOP/s   weights read (experts hit)\n")
+                say("moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(TextLayout.bytes(Double(runner.executable.weightBytes)))\n")
+                say("tokens   median ms     min ms     max ms   runs    tokens/s   GFLOP/s   weights read (experts hit)\n")
             }
             for t in tokens {
                 let r = Benchmark.measure(runner, tokens: t, repeat: repeatCount, warmup: warmup, seed: seed)
                 if a.flag("--json") {
-                    Console.out(r.toJSON(graph: name, threads: threads, backend: backend).compact + "\n")
+                    say(r.toJSON(graph: name, threads: threads, backend: backend).compact + "\n")
                 } else {
                     let hit = r.work.expertsTotal > 0 ? " (\(r.work.expertsHit)/\(r.work.expertsTotal))" : ""
-                    Console.out(
+                    say(
                         String(
                             format: "%6d %11.3f %10.3f %10.3f %6d %11.1f %9.1f   %@%@\n",
                             t, r.median * 1e3, r.min * 1e3, r.max * 1e3, r.times.count,

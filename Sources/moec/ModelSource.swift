@@ -13,7 +13,9 @@ enum ModelSource {
         OptionSpec(names: ["--threads", "-t"], valueName: "N", help: "Threads to use (default: all cores)."),
         OptionSpec(
             names: ["--placement"], valueName: "FILE.json|static",
-            help: "Run the experts by an expert placement from 'moec place' (one thread per\nworker), or 'static' for the naive split (E/W consecutive experts per worker)."),
+            help:
+                "Run the experts by an expert placement from 'moec place' (one thread per\nworker, or one rank under mpirun), or 'static' for the naive split (E/W\nconsecutive experts per worker)."
+        ),
         OptionSpec(
             names: ["--llep"], valueName: "T",
             help: "With --placement: spill a worker's tokens above T × the mean load to the\nleast-loaded workers, per batch (LLEP; e.g. 1.1).")
@@ -52,7 +54,7 @@ enum ModelSource {
                 threshold = v
             }
             if p == "static" {
-                guard let t = a.value("--threads"), let w = Int(t) else {
+                guard let w = MPIJob.staticWorkers ?? a.value("--threads").flatMap(Int.init) else {
                     throw UsageError(message: "--placement static needs --threads W (the number of workers)", command: command)
                 }
                 options.runExperts(by: PlacementExecution(.staticSplit(workers: w), dynamicThreshold: threshold))
@@ -62,6 +64,7 @@ enum ModelSource {
         } else if a.value("--llep") != nil {
             throw UsageError(message: "--llep applies to --placement", command: command)
         }
+        try MPIJob.distribute(&options, threads: a.value("--threads").flatMap(Int.init), command: command)
         return options
     }
 

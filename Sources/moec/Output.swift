@@ -11,7 +11,20 @@ enum Console {
     }
 
     static func err(_ s: String) {
-        FileHandle.standardError.write(Data(s.utf8))
+        FileHandle.standardError.write(Data(ranked(s).utf8))
+    }
+
+    /// Under `mpirun`, every line starts with `[rank r] `, so that interleaved messages of the
+    /// ranks say whose they are.
+    static func ranked(_ s: String) -> String {
+        guard let rank = MPIJob.launch?.rank, !s.isEmpty else { return s }
+        var out = "", atLineStart = true
+        for c in s {
+            if atLineStart && c != "\r" { out += "[rank \(rank)] " }
+            out.append(c)
+            atLineStart = c == "\n"
+        }
+        return out
     }
 
     static func error(_ message: String) {

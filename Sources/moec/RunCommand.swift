@@ -1,4 +1,5 @@
 import Foundation
+import MoEBackend
 import MoEBasics
 import MoECompiler
 
@@ -28,11 +29,12 @@ enum RunCommand {
             Inputs are C-order little-endian .npy arrays whose shapes fit the graph's inputs (the
             token dimension may be any size). Outputs (and --stats) are written atomically: a failed
             run never leaves a partial file.
-            """,
+            """ + "\n\n" + MPIJob.helpDetails,
         examples: [
             "moec run mixtral.plan.json --input x=x.npy --output y=y.npy",
             "moec run graphs/mixtral.moe --model ckpt/ --input x=x.npy --output y=y.npy --threads 2",
-            "moec run mixtral.plan.json --input x=x.npy --stats stats.json"
+            "moec run mixtral.plan.json --input x=x.npy --stats stats.json",
+            "mpirun -n 2 moec run mixtral.plan.json --placement placement.json --input x=x.npy --output y=y.npy"
         ])
 
     static func run(_ args: [String]) throws -> Int32 {
@@ -61,10 +63,13 @@ enum RunCommand {
             guard let v = Float(t), v >= 0 else { throw UsageError(message: "--tolerance expects a non-negative number, got '\(t)'", command: "run") }
             tolerance = v
         }
-        let request = RunRequest(
-            inputs: inputs.map { ($0.name, $0.value) }, outputs: outputs.map { ($0.name, $0.value) },
-            checks: checks.map { ($0.name, $0.value) }, statisticsPath: statsPath, tolerance: tolerance)
         let options = try ModelSource.executionOptions(a, command: "run")
+        // Under mpirun every rank runs the graph; rank 0 alone writes, checks and prints.
+        let principal = MPIJob.isPrincipal
+        let request = RunRequest(
+            inputs: inputs.map { ($0.name, $0.value) }, outputs: principal ? outputs.map { ($0.name, $0.value) } : [],
+            checks: principal ? checks.map { ($0.name, $0.value) } : [], statisticsPath: principal ? statsPath : nil,
+            tolerance: tolerance)
         let session = try ModelSource.session(a, command: "run")
         var checkFailed = false
         let status = withDiagnostics(session) {
@@ -72,6 +77,7 @@ enum RunCommand {
             try request.checkWritable()
             let runner = try ModelSource.runner(a, session: session, options: options, recordRouting: request.recordsRouting)
             let report = try runner.run(request)
+            guard principal else { return }
             for o in report.written { Console.err("wrote \(o.name) \(o.shape) to \(o.path)\n") }
             if let statsPath, let n = report.statisticsLayers {
                 Console.err("wrote statistics of \(n) MoE layer\(n == 1 ? "" : "s") to \(statsPath)\n")
@@ -79,7 +85,7 @@ enum RunCommand {
             Console.err(
                 String(
                     format: "ran %@ on %d token%@ in %.3f ms (%@)\n", runner.graph.name, report.tokens, report.tokens == 1 ? "" : "s",
-                    report.seconds * 1e3, "\(runner.executable.options.backend), \(runner.executable.options.threads) threads"))
+                    report.seconds * 1e3, Self.how(runner.executable.options)))
             if report.nonFiniteTokens > 0 {
                 Console.err(
                     "warning: \(report.nonFiniteTokens) of \(report.tokens) token\(report.tokens == 1 ? "" : "s") had non-finite input or router scores; "
@@ -100,5 +106,12 @@ enum RunCommand {
             }
         }
         return checkFailed ? 1 : status
+    }
+
+    /// "native, 2 threads", and the ranks under mpirun.
+    static func how(_ options: ExecutionOptions) -> String {
+        var s = "\(options.backend), \(options.threads) thread\(options.threads == 1 ? "" : "s")"
+        if let world = options.world { s += " per rank, \(world.size) rank\(world.size == 1 ? "" : "s")" }
+        return s
     }
 }

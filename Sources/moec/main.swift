@@ -67,14 +67,14 @@ guard let command = commands.first(where: { $0.name == first }) else {
 }
 do {
     let status = try command.run(Array(args.dropFirst()))
-    exit(status)
+    MPIJob.exit(status)
 } catch let e as DiagnosticError {
     Console.err(DiagnosticEngine().render(e.diagnostics, color: Console.useColor))
-    exit(1)
+    MPIJob.exit(1)
 } catch let e as UsageError {
     Console.error("\(e.message)\nrun 'moec \(e.command) --help' for usage")
-    exit(2)
+    MPIJob.exit(2)
 } catch {
     Console.error("\(error)")
-    exit(1)
+    MPIJob.exit(1)
 }

@@ -73,8 +73,11 @@ enum Moec {
     }()
 
     /// Runs `moec ARGUMENTS` in `directory` with stdout and stderr captured, killing it after
-    /// `timeout` seconds.
-    static func run(_ arguments: [String], in directory: String, environment: [String: String] = [:]) throws -> Result {
+    /// `timeout` seconds. `launcher` runs moec through another program (`mpirun -n 2`): its first
+    /// element is that program's path, the rest its arguments before moec's path.
+    static func run(
+        _ arguments: [String], in directory: String, environment: [String: String] = [:], launcher: [String] = []
+    ) throws -> Result {
         let path = try binary.get()
         let capture = TemporaryDirectory("moec-capture")
         let outPath = capture.file("stdout"), errPath = capture.file("stderr")
@@ -86,8 +89,8 @@ enum Moec {
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
+        process.executableURL = URL(fileURLWithPath: launcher.first ?? path)
+        process.arguments = launcher.isEmpty ? arguments : launcher.dropFirst() + [path] + arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var env = ProcessInfo.processInfo.environment
         env["NO_COLOR"] = "1"

@@ -1,0 +1,144 @@
+import MoEKernels
+
+/// A placed MoE block across the ranks of an `mpirun` job (`ExecutionOptions.world`): rank r is
+/// worker r of the placement and runs only the groups of its slots.
+///
+/// Every rank runs the whole graph on all tokens: the router, the permutation and the groups
+/// (`ExpertPlacementRun.makeGroups`) are computed identically everywhere, so every rank knows
+/// which rank computes which rows of `ys`, and who needs them, without asking. Rank r combines
+/// the tokens of its share `tokens(ofRank: r)` (contiguous, sizes within one). Then:
+///
+/// 1. Each rank runs the groups of its worker (all phases per group, `--threads` inside the rank).
+/// 2. `sendRows`: one `MPI_Alltoallv` sends each row of `ys` a rank computed to the rank whose
+///    share holds the row's token (rows in group order, each group's rows in order, on both
+///    sides), and each rank puts the rows it receives in their places in its `ys`.
+/// 3. Each rank combines its tokens as one process does (slot order), then `gatherOutput`: one
+///    `MPI_Allgatherv` in place gives every rank the whole output, for the ops after the block.
+///
+/// Each row of `ys` is computed by the same kernel on the same packed operands as in one process
+/// (an output element is one FMA chain over k, whatever the group's other rows), and the combine
+/// sums in slot order, so every rank's output equals the single-process placed run bit for bit.
+/// (The next step shards the tokens of the whole graph, not only of the combine, sending x rows
+/// the other way first; it needs a graph whose other ops are per token, which `expert_choice`,
+/// `route_capacity` and Sinkhorn routing are not.)
+final class DistributedExperts: @unchecked Sendable {
+    let world: MPIWorld
+    let tokens: Int
+    let hidden: Int
+    /// Per token: the rank whose share holds it.
+    private let owner: UnsafeMutablePointer<Int32>
+    /// Rows received from the other ranks: at most every (token, slot) pair of this rank's share.
+    private let received: UnsafeMutablePointer<Float>
+    /// Per rank, in floats: sent to it, where they start in the send buffer, received from it,
+    /// where they start in `received`.
+    private let counts: UnsafeMutablePointer<Int32>
+
+    /// For one schedule: `tokens`, routed to `slots` experts each, of `h` features.
+    init(_ world: MPIWorld, tokens: Int, slots: Int, hidden h: Int) {
+        let rows = tokens * slots
+        precondition(rows <= Int(Int32.max) / max(h, 1), "an MPI exchange of \(rows) rows of \(h) floats exceeds MPI's 32-bit counts")
+        self.world = world
+        self.tokens = tokens
+        hidden = h
+        owner = .allocate(capacity: max(tokens, 1))
+        for r in 0..<world.size {
+            for t in Self.share(r, of: tokens, ranks: world.size) { owner[t] = Int32(r) }
+        }
+        let share = (tokens + world.size - 1) / world.size
+        received = .allocate(capacity: max(share * slots * h, 1))
+        counts = .allocate(capacity: 4 * world.size)
+    }
+
+    deinit {
+        owner.deallocate()
+        received.deallocate()
+        counts.deallocate()
+    }
+
+    /// Tokens `share(r) ..` of rank r: a contiguous equal split (`TokenSplit.equal`).
+    static func share(_ r: Int, of tokens: Int, ranks: Int) -> Range<Int> { (r * tokens / ranks)..<((r + 1) * tokens / ranks) }
+
+    /// The tokens this rank combines.
+    var myTokens: Range<Int> { Self.share(world.rank, of: tokens, ranks: world.size) }
+
+    /// Groups this rank runs.
+    func groupCount(_ groups: GroupTable) -> Int {
+        var n = 0
+        for g in 0..<groups.count where groups.worker(g) == world.rank { n += 1 }
+        return n
+    }
+
+    /// A job running this rank's groups: chunk k is its k-th group. Run with
+    /// `Parallel.forEachChunk(count: groupCount(groups), threads:, job:)`.
+    func job(_ groups: GroupTable, _ body: @escaping @Sendable (Int) -> Void) -> ChunkJob {
+        let rank = world.rank
+        return ChunkJob { ks in
+            var k = 0
+            for g in 0..<groups.count where groups.worker(g) == rank {
+                if ks.contains(k) { body(g) }
+                k += 1
+            }
+        }
+    }
+
+    /// Step 2: each row of `ys` (`[rows, h]`, row r of token `perm[r]`) from the rank that
+    /// computed it to the rank that combines its token. `staging` has room for all of `ys`.
+    func sendRows(
+        _ ys: UnsafeMutablePointer<Float>, perm: UnsafePointer<Int32>, groups: GroupTable, staging: UnsafeMutablePointer<Float>
+    ) {
+        let size = world.size, rank = world.rank, h = hidden
+        let sendCounts = counts, sendStarts = counts + size, receiveCounts = counts + 2 * size, receiveStarts = counts + 3 * size
+        counts.initialize(repeating: 0, count: 4 * size)
+        for g in 0..<groups.count {
+            let w = groups.worker(g)
+            precondition(w < size, "group of worker \(w) in a job of \(size) ranks")
+            for row in groups.rowBegin(g)..<(groups.rowBegin(g) + groups.rows(g)) {
+                // A rank's rows of its own tokens are in place already: not sent.
+                let to = Int(owner[Int(perm[row])])
+                if w == rank && to != rank { sendCounts[to] += Int32(h) }
+                if to == rank && w != rank { receiveCounts[w] += Int32(h) }
+            }
+        }
+        for r in 1..<max(size, 1) {
+            sendStarts[r] = sendStarts[r - 1] + sendCounts[r - 1]
+            receiveStarts[r] = receiveStarts[r - 1] + receiveCounts[r - 1]
+        }
+        // Pack: for each destination, this rank's rows of its tokens, in group and row order.
+        for to in 0..<size where to != rank {
+            var at = Int(sendStarts[to])
+            forEachRow(of: rank, to: to, perm: perm, groups: groups) { row in
+                (staging + at).update(from: ys + row * h, count: h)
+                at += h
+            }
+        }
+        world.allToAll(
+            staging, counts: sendCounts, displacements: sendStarts, into: received, counts: receiveCounts,
+            displacements: receiveStarts)
+        // Unpack in the same order the senders packed.
+        for from in 0..<size where from != rank {
+            var at = Int(receiveStarts[from])
+            forEachRow(of: from, to: rank, perm: perm, groups: groups) { row in
+                (ys + row * h).update(from: received + at, count: h)
+                at += h
+            }
+        }
+    }
+
+    /// Rows computed by rank `from` whose tokens rank `to` combines, in group and row order.
+    private func forEachRow(of from: Int, to: Int, perm: UnsafePointer<Int32>, groups: GroupTable, _ body: (Int) -> Void) {
+        for g in 0..<groups.count where groups.worker(g) == from {
+            for row in groups.rowBegin(g)..<(groups.rowBegin(g) + groups.rows(g)) where Int(owner[Int(perm[row])]) == to { body(row) }
+        }
+    }
+
+    /// Step 3: every rank's combined tokens of `y` (`[tokens, h]`) on every rank.
+    func gatherOutput(_ y: UnsafeMutablePointer<Float>) {
+        let size = world.size, h = hidden
+        for r in 0..<size {
+            let share = Self.share(r, of: tokens, ranks: size)
+            counts[r] = Int32(share.count * h)
+            counts[size + r] = Int32(share.lowerBound * h)
+        }
+        world.allGatherInPlace(y, counts: counts, displacements: counts + size)
+    }
+}

@@ -1,0 +1,258 @@
+import Foundation
+import MoEIO
+import MoETestSupport
+import Testing
+
+/// `mpirun -n R moec run … --placement P`: each rank one worker of the placement. The outputs
+/// must equal the single-process run (within 1e-6) for every family's graph, for static,
+/// planned and replicated placements, at 2 and 4 ranks, and be the same bits run after run;
+/// bad input must end every rank with a clear error, a non-zero exit and no output file.
+///
+/// Needs Open MPI's `mpirun` on PATH (`.ci/run` installs `openmpi-bin`); without it the tests
+/// are skipped, and say so. `MOEC_SKIP_MPI_TESTS=1` skips them too: a placed run always runs
+/// moec's kernels, so CI's passes under other `MOEC_BLAS` settings would repeat the same runs.
+/// Serialized: the ranks of one job already fill the machine's cores.
+@Suite(
+    .serialized, .enabled(if: MPIRun.mpirun != nil, "skipped: no mpirun on PATH (install Open MPI, e.g. apt-get install openmpi-bin)"),
+    .disabled(if: ProcessInfo.processInfo.environment["MOEC_SKIP_MPI_TESTS"] == "1", "skipped: MOEC_SKIP_MPI_TESTS=1"))
+struct MPIRunTests {
+    /// One fixture per family (and the stacked and multi-layer layouts), each with an expert
+    /// count that 2 and 4 ranks share equally.
+    static let fixtures = [
+        "mixtral-h24-f40-e8-k2-s3", "mixtral-h16-f20-e8-k2-t13-s31-stacked", "qwen2_moe-h16-f16-e4-k3-t5-s43-norm",
+        "olmoe-h16-f8-e64-k8-t12-s51", "deepseek_v3-h16-f8-e16-k4-g4-tg2-t13-s61", "switch-h16-f24-e4-cap2-t11-s71"
+    ]
+    static let tokenCounts = [1, 7, 64, 300]
+
+    enum Kind: CaseIterable { case staticSplit, planned, replicated }
+
+    /// The `--placement` value of `kind` for `ranks` workers and `experts` experts, writing a
+    /// placement file into `dir` when needed. Planned: the experts dealt out in a shuffled order
+    /// (not the static split's consecutive runs). Replicated: that, plus one replica per worker
+    /// of the experts 0, 1, … (so a replicated expert's pairs are split between two ranks).
+    static func placement(_ kind: Kind, ranks: Int, experts: Int, in dir: TemporaryDirectory) throws -> String {
+        let shuffled = (0..<experts).map { ($0 * 5 + 3) % experts }.enumerated().sorted { ($0.element, $0.offset) < ($1.element, $1.offset) }
+            .map(\.offset)
+        var slots: [Int]
+        switch kind {
+        case .staticSplit: return "static"
+        case .planned: slots = shuffled
+        case .replicated:
+            let perWorker = experts / ranks
+            slots = []
+            for w in 0..<ranks { slots += shuffled[(w * perWorker)..<((w + 1) * perWorker)] + [(w + 1) % experts] }
+        }
+        let name = "\(kind)-\(ranks).json"
+        try Files.write(#"{"workers": \#(ranks), "experts": \#(experts), "phy2log": [\#(slots)]}"#, to: dir.file(name))
+        return name
+    }
+
+    /// Random normal tokens `[tokens, hidden]` (a fixed LCG and Box–Muller).
+    static func writeInput(tokens: Int, hidden: Int, seed: UInt64, to path: String) throws {
+        var state = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        func uniform() -> Float {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return (Float(state >> 40) + 0.5) / Float(1 << 24)
+        }
+        let values = (0..<(tokens * hidden)).map { _ in (-2 * logf(uniform())).squareRoot() * cosf(2 * .pi * uniform()) }
+        try NpyArray(shape: [tokens, hidden], storage: .float32(values)).write(to: path)
+    }
+
+    struct Fixture {
+        var name: String
+        var path: String { RepoPaths.fixtures + "/" + name }
+        var meta: [String: Any]
+        var hidden: Int { (meta["hyperparameters"] as! [String: Any])["hidden_size"] as! Int }
+        var experts: Int { (meta["hyperparameters"] as! [String: Any])["num_experts"] as! Int }
+        var graph: String {
+            let layout = meta["layout"] as? String ?? "hub"
+            return RepoPaths.graphs + "/\(meta["family"] as! String)\(layout.hasPrefix("stacked") ? "_stacked" : "").moe"
+        }
+
+        init(_ name: String) throws {
+            self.name = name
+            meta = try JSONSerialization.jsonObject(with: Files.read(RepoPaths.fixtures + "/" + name + "/meta.json")) as! [String: Any]
+        }
+    }
+
+    @Test(arguments: fixtures)
+    func ranksMatchTheSingleProcessRun(_ name: String) throws {
+        let f = try Fixture(name)
+        let dir = TemporaryDirectory()
+        let layer = f.meta["layer"] as! Int
+        expectSuccess(try Moec.run(["compile", f.graph, "--model", f.path, "--set", "layer=\(layer)", "-o", "plan.json"], in: dir.path))
+        let fixtureIndex = Self.fixtures.firstIndex(of: name)!
+        var references: [Int: [Float]] = [:]
+        var checkedRepeat = false
+        for (r, ranks) in [2, 4].enumerated() {
+            for (k, kind) in Kind.allCases.enumerated() {
+                // Each (ranks, kind) of a fixture gets another token count: every fixture meets all four.
+                let tokens = Self.tokenCounts[(fixtureIndex + k + 2 * r) % Self.tokenCounts.count]
+                let x = "x\(tokens).npy"
+                if references[tokens] == nil {
+                    try Self.writeInput(tokens: tokens, hidden: f.hidden, seed: UInt64(tokens), to: dir.file(x))
+                    // The single-process run on moec's kernels, as the placed runs are (not BLAS).
+                    let single = try Moec.run(
+                        ["run", "plan.json", "--input", "x=\(x)", "--output", "y=ref\(tokens).npy", "--threads", "1"], in: dir.path,
+                        environment: ["MOEC_BLAS": "none"])
+                    expectSuccess(single)
+                    references[tokens] = try NpyArray(path: dir.file("ref\(tokens).npy")).floats()
+                }
+                let p = try Self.placement(kind, ranks: ranks, experts: f.experts, in: dir)
+                func args(_ output: String) -> [String] {
+                    ["run", "plan.json", "--input", "x=\(x)", "--output", "y=\(output)", "--placement", p, "--threads", "1"]
+                }
+                let what = "\(name) \(kind) on \(ranks) ranks, \(tokens) tokens"
+                let first = try MPIRun.moec(args("y.npy"), ranks: ranks, in: dir.path)
+                expectSuccess(first)
+                #expect(first.stderr.contains("[rank 0] wrote y"), "\(what)\n\(first)")
+                #expect(!first.stderr.contains("[rank 1] wrote"), "only rank 0 writes: \(what)\n\(first)")
+                let y = try Files.read(dir.file("y.npy"))
+                let error = relativeError(try NpyArray(data: y).floats(), references[tokens]!)
+                #expect(error <= 1e-6, "\(what): max |Δ| / max |y| = \(error)")
+                if !checkedRepeat {
+                    checkedRepeat = true
+                    let again = try MPIRun.moec(args("again.npy"), ranks: ranks, in: dir.path)
+                    expectSuccess(again)
+                    #expect(try Files.read(dir.file("again.npy")) == y, "not the same bits run after run: \(what)")
+                }
+            }
+        }
+    }
+
+    /// Mechanisms with more to them than one exchange per block: several hops sharing the
+    /// experts, routing across tokens (expert choice, Sinkhorn), upcycled and hierarchical
+    /// experts, two task heads. Each on its own checkpoint and input, static split on 2 and 4 ranks.
+    @Test(arguments: [
+        ("multihop", "multihop_h16-f16-e8-k2-h3-t04-n13", ["y"], [String]()),
+        ("expert_choice", "expert_choice_h16-f16-e8-k2-cf1-n16", ["y"], ["capacity_factor"]),
+        ("sinkhorn_router", "sinkhorn_router_h16-f16-e8-k2-i3-n16", ["y"], []),
+        ("upcycling", "upcycling_h16-f16-k2-n13", ["y"], []),
+        ("hierarchical", "hierarchical_h16-f12-g4x4-o2-i1-n13", ["y"], []),
+        ("mmoe_ranking", "mmoe_ranking_f16-e4-ffn24-t8-n13", ["ctr", "cvr"], [])
+    ])
+    func mechanismsMatchTheSingleProcessRun(_ graph: String, _ fixture: String, _ outputs: [String], _ extraInputs: [String]) throws {
+        let dir = TemporaryDirectory()
+        let model = RepoPaths.fixtures + "/mechanisms/" + fixture
+        let base =
+            ["run", RepoPaths.graphs + "/mechanisms/\(graph).moe", "--model", model, "--threads", "1"]
+            + (["x"] + extraInputs).flatMap { ["--input", "\($0)=\(model)/\($0).npy"] }
+        func outputArgs(_ prefix: String) -> [String] { outputs.flatMap { ["--output", "\($0)=\(prefix)-\($0).npy"] } }
+        expectSuccess(try Moec.run(base + outputArgs("single"), in: dir.path, environment: ["MOEC_BLAS": "none"]))
+        for ranks in [2, 4] {
+            let r = try MPIRun.moec(base + outputArgs("ranks\(ranks)") + ["--placement", "static"], ranks: ranks, in: dir.path)
+            expectSuccess(r)
+            for o in outputs {
+                let want = try NpyArray(path: dir.file("single-\(o).npy")).floats()
+                let got = try NpyArray(path: dir.file("ranks\(ranks)-\(o).npy")).floats()
+                let error = relativeError(got, want)
+                #expect(got.count == want.count && error <= 1e-6, "\(graph) on \(ranks) ranks, output \(o): max |Δ| / max |ref| = \(error)")
+            }
+        }
+    }
+
+    /// Every rank makes the same runs (10 by default: each run exchanges rows), and only rank 0
+    /// prints: one JSON line per token count.
+    @Test func benchPrintsOnceAndEndsOnEveryRank() throws {
+        let dir = TemporaryDirectory()
+        let r = try MPIRun.moec(
+            ["bench", Files.mixtralGraph, "--model", Files.example, "--tokens", "1,7", "--warmup", "1", "--placement", "static", "--json"],
+            ranks: 2, in: dir.path)
+        expectSuccess(r)
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.count == 2, "\(r)")
+        for (line, tokens) in zip(lines, [1, 7]) {
+            let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(o?["tokens"] as? Int == tokens && o?["runs"] as? Int == 10, "\(r)")
+            #expect((o?["backend"] as? String)?.hasSuffix("one worker per rank (2 MPI ranks)") == true, "\(r)")
+        }
+    }
+
+    @Test func placementOfOtherWorkersIsRefusedByEveryRank() throws {
+        let dir = TemporaryDirectory()
+        let p = try Self.placement(.planned, ranks: 4, experts: 8, in: dir)
+        let r = try MPIRun.moec(
+            ["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy", "--placement", p],
+            ranks: 2, in: dir.path)
+        for rank in 0..<2 {
+            #expect(
+                r.stderr.contains("[rank \(rank)] error: --placement: the placement has 4 workers but mpirun started 2 processes; run it with 'mpirun -n 4'"),
+                "\(r)")
+        }
+        #expect(r.status != 0 && !r.timedOut, "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("y.npy")))
+    }
+
+    @Test func withoutAPlacementTheRanksRefuseToRunEveryExpert() throws {
+        let dir = TemporaryDirectory()
+        let r = try MPIRun.moec(
+            ["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy"],
+            ranks: 2, in: dir.path)
+        #expect(r.stderr.contains("[rank 1] error: mpirun started 2 processes, but without --placement each would run every expert"), "\(r)")
+        #expect(r.status != 0 && !r.timedOut, "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("y.npy")))
+    }
+
+    /// `profile` writes its statistics from one process: under mpirun every rank would.
+    @Test func profileRefusesToRunOnSeveralRanks() throws {
+        let dir = TemporaryDirectory()
+        let r = try MPIRun.moec(
+            ["profile", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "-o", "stats.json", "--placement", "static"],
+            ranks: 2, in: dir.path)
+        #expect(r.stderr.contains("[rank 0] error: moec profile runs in one process; under mpirun only 'run' and 'bench'"), "\(r)")
+        #expect(r.status != 0 && !r.timedOut, "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("stats.json")))
+    }
+
+    @Test func missingLibmpiIsAnErrorNamingTheRank() throws {
+        let dir = TemporaryDirectory()
+        let r = try MPIRun.moec(
+            [
+                "run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy",
+                "--placement", "static"
+            ],
+            ranks: 2, in: dir.path, environment: ["MOEC_MPI": dir.file("no-libmpi.so")])
+        #expect(r.stderr.contains("[rank 0] error: MPI: MOEC_MPI=\(dir.file("no-libmpi.so")) cannot be loaded"), "\(r)")
+        #expect(r.status != 0 && !r.timedOut, "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("y.npy")))
+    }
+
+    /// Rank 1 alone cannot open the model, after MPI is up: it ends the whole job (`MPI_Abort`),
+    /// so rank 0 does not wait for it forever, and writes nothing.
+    @Test func aRankThatFailsAloneEndsTheJob() throws {
+        let dir = TemporaryDirectory()
+        // sh -c SCRIPT sh MOEC: the script finds moec's path in $1.
+        let script = """
+            if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then model=missing; else model='\(Files.example)'; fi
+            exec "$1" run '\(Files.mixtralGraph)' --model "$model" --input x='\(Files.example)/x.npy' --output y=y.npy --placement static
+            """
+        let r = try Moec.run(
+            [], in: dir.path, environment: MPIRun.rootConsent, launcher: MPIRun.launcher(ranks: 2) + ["/bin/sh", "-c", script, "sh"])
+        #expect(r.stderr.contains("[rank 1] error: --model missing: no such folder"), "\(r)")
+        #expect(r.status != 0 && !r.timedOut, "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("y.npy")))
+    }
+}
+
+/// Starting moec under Open MPI's `mpirun`.
+enum MPIRun {
+    /// `mpirun` on PATH, or nil.
+    static let mpirun: String? = {
+        for folder in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let p = "\(folder)/mpirun"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }()
+
+    /// `mpirun -n RANKS` with more ranks than cores allowed (the CI machine has 2).
+    static func launcher(ranks: Int) -> [String] { [mpirun!, "--oversubscribe", "-n", "\(ranks)"] }
+
+    /// `mpirun -n RANKS moec ARGUMENTS` in `directory`. (Open MPI refuses to run as root unless
+    /// told, as in CI containers.)
+    static func moec(_ arguments: [String], ranks: Int, in directory: String, environment: [String: String] = [:]) throws -> Moec.Result {
+        try Moec.run(arguments, in: directory, environment: environment.merging(rootConsent) { a, _ in a }, launcher: launcher(ranks: ranks))
+    }
+
+    static let rootConsent = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
+}
