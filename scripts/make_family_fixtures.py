@@ -193,6 +193,11 @@ FAMILIES = {
                        vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=16,
                                           patch_size=2, temporal_patch_size=2, spatial_merge_size=1, image_size=8)),
                   lambda m, L: m.model.language_model.layers[L].mlp),
+    # PhiMoE: sparsemixer routing (its inference form); router_jitter_noise 0.3 so the mask matters.
+    "phimoe": ("PhimoeConfig", "PhimoeForCausalLM",
+               dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, num_local_experts=6, num_experts_per_tok=2,
+                    router_jitter_noise=0.3),
+               mlp),
     "flex_olmo": ("FlexOlmoConfig", "FlexOlmoForCausalLM",
                   dict(**TOK, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                        max_position_embeddings=64, hidden_size=16, intermediate_size=12, num_experts=4,

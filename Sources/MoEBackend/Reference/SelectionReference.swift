@@ -104,7 +104,49 @@ extension SelectionOp: ReferenceFamily {
                 }
             }
             return .routing(r)
+
+        case .sparsemixer:
+            return .routing(R.sparsemixer(tensor(0), jitterEps: a.float("jitter_eps")!))
         }
+    }
+}
+
+extension ReferenceInterpreter {
+    /// PhiMoE's `sparsemixer` in its inference form (transformers' `modeling_phimoe.sparsemixer`
+    /// with `training=False`), in Double. Per token, twice (the second time without the first
+    /// choice): m = the best remaining score, chosen expert = its first index; an expert j is
+    /// masked when (m − s_j) / max(|s_j|, m) > 2·jitter_eps; weight = softmax over the unmasked
+    /// remaining scores, at the chosen expert. No remaining finite score leaves the slot empty.
+    static func sparsemixer(_ s: HostTensor, jitterEps: Double) -> Routing {
+        let tokens = s.shape[0], e = s.shape[1]
+        let f = s.floats.map(Double.init)
+        var r = Routing(
+            tokens: tokens, slots: 2, experts: e, expert: [Int](repeating: -1, count: tokens * 2),
+            weight: [Double](repeating: 0, count: tokens * 2))
+        for t in 0..<tokens {
+            let row = Array(f[t * e..<(t + 1) * e])
+            if invalid(row) {
+                r.markInvalid(t)
+                continue
+            }
+            var remaining = row
+            for slot in 0..<2 {
+                guard let best = remaining.indices.max(by: { remaining[$0] < remaining[$1] || (remaining[$0] == remaining[$1] && $0 > $1) }),
+                    remaining[best] > -.infinity
+                else { break }
+                let m = remaining[best]
+                var sum = 0.0
+                for j in 0..<e where remaining[j] > -.infinity {
+                    // The margin is measured on the original scores, as transformers does.
+                    let masked = (m - row[j]) / Swift.max(abs(row[j]), m) > 2 * jitterEps
+                    if !masked { sum += Foundation.exp(remaining[j] - m) }
+                }
+                r.expert[t * 2 + slot] = best
+                r.weight[t * 2 + slot] = 1 / sum
+                remaining[best] = -.infinity
+            }
+        }
+        return r
     }
 }
 

@@ -24,7 +24,7 @@ extension SelectionOp: StepFamily {
             // The valid tokens and a token order per expert, and a chosen flag per (token, expert).
             let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
             return [try ByteCount.sum(try ByteCount.product(tokens, 8), 64), try ByteCount.sum(try ByteCount.product(tokens, e), 64)]
-        case .hash_route:
+        case .hash_route, .sparsemixer:
             return []
         }
     }
@@ -37,6 +37,7 @@ extension SelectionOp: StepFamily {
         case .expert_choice: return SelectionSteps.expertChoice(s, n, i)
         case .hash_route: return SelectionSteps.hash(s, n, i)
         case .within: return SelectionSteps.within(s, n, i)
+        case .sparsemixer: return SelectionSteps.sparsemixer(s, n, i)
         }
     }
 }
@@ -262,6 +263,45 @@ enum SelectionSteps {
             for t in 0..<tokens {
                 out.experts[t] = Int32(RoutingMath.hashExpert(id: ids[t], experts: e, method: method, seed: seed))
                 out.weights[t] = 1
+            }
+        }
+    }
+
+    /// PhiMoE's sparsemixer (the rule: `ReferenceInterpreter.sparsemixer`): two rounds per token
+    /// of "best remaining expert, weighted by the softmax over the remaining experts within the
+    /// relative margin", the first choice excluded from the second round.
+    static func sparsemixer(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
+        let g = s.executable.graph
+        let scores = UnsafePointer(s.floats(n.operands[0]))
+        let e = g[n.operands[0]].tensorType!.shape[1].fixedValue!
+        let twoEps = Float(2 * n.attributes.float("jitter_eps")!)
+        let out = RoutingBuffer(s.pointer(ValueID(i)), tokens: s.tokens, slots: 2)
+        let tokens = s.tokens
+        return {
+            for t in 0..<tokens {
+                let row = scores + t * e
+                if RoutingMath.hasInvalidScore(row, e) {
+                    out.markInvalid(t)
+                    continue
+                }
+                var first = -1
+                for slot in 0..<2 {
+                    var best = -1
+                    var m = -Float.infinity
+                    for j in 0..<e where j != first && row[j] > m {
+                        m = row[j]
+                        best = j
+                    }
+                    out.experts[t * 2 + slot] = Int32(best)
+                    out.weights[t * 2 + slot] = 0
+                    guard best >= 0 else { continue }
+                    var sum: Float = 0
+                    for j in 0..<e where j != first && row[j] > -Float.infinity {
+                        if !((m - row[j]) / max(abs(row[j]), m) > twoEps) { sum += expf(row[j] - m) }
+                    }
+                    out.weights[t * 2 + slot] = 1 / sum
+                    first = best
+                }
             }
         }
     }

@@ -13,12 +13,15 @@ public enum SelectionOp: String, OpFamily {
     case nonzero // weights[T, E] → the experts with non-zero weight; attrs: max_k
     case hash_route // ids i32[T] → one expert per token id; attrs: experts, method, seed
     case within // outer routing over G groups, inner scores[T, G·S] → routing over G·S; attrs: k
+    case sparsemixer // logits[T, E] → 2 slots, each the best remaining expert weighted by its softmax over
+    // the experts within a relative margin 2·jitter_eps of it (PhiMoE's inference router); attrs: jitter_eps
 
     public var surfaceName: String {
         switch self {
         case .dense_route: return "dense"
         case .hash_route: return "hash"
-        case .topk, .fused_router, .threshold, .top_p, .stat_topk, .expert_choice, .nonzero, .within: return rawValue
+        case .topk, .fused_router, .threshold, .top_p, .stat_topk, .expert_choice, .nonzero, .within, .sparsemixer:
+            return rawValue
         }
     }
 
@@ -145,19 +148,33 @@ public enum SelectionOp: String, OpFamily {
                 throw TypeRuleError("within k must be between 1 and the \(size) experts of a group")
             }
             return .routing(RoutingType(slots: outer.slots * k, experts: inner))
+
+        case .sparsemixer:
+            try OpSchema.arity(self, operands, 1...1)
+            let (_, e) = try OpSchema.scores(operands[0], "sparsemixer")
+            guard e >= 2 else { throw TypeRuleError("sparsemixer chooses 2 experts, but there is only \(e)") }
+            guard let eps = attrs.float("jitter_eps"), eps >= 0, eps.isFinite else {
+                throw TypeRuleError("sparsemixer needs jitter_eps ≥ 0, got \(attrs.float("jitter_eps").map { "\($0)" } ?? "none")")
+            }
+            // PhiMoE's sparsemixer always takes two experts, whatever num_experts_per_tok says.
+            return .routing(RoutingType(slots: 2, experts: e))
         }
     }
 
     /// A routing is not a tensor of scores.
     public var isNonNegative: Bool {
         switch self {
-        case .topk, .fused_router, .threshold, .top_p, .stat_topk, .expert_choice, .dense_route, .nonzero, .hash_route, .within: return false
+        case .topk, .fused_router, .threshold, .top_p, .stat_topk, .expert_choice, .dense_route, .nonzero, .hash_route, .within,
+            .sparsemixer:
+            return false
         }
     }
 
     public var routerFusionPart: RouterFusionPart? {
         switch self {
-        case .topk, .fused_router, .threshold, .top_p, .stat_topk, .expert_choice, .dense_route, .nonzero, .hash_route, .within: return nil
+        case .topk, .fused_router, .threshold, .top_p, .stat_topk, .expert_choice, .dense_route, .nonzero, .hash_route, .within,
+            .sparsemixer:
+            return nil
         }
     }
 }
@@ -173,4 +190,5 @@ extension Op {
     public static let nonzero = Op.selection(.nonzero)
     public static let hash_route = Op.selection(.hash_route)
     public static let within = Op.selection(.within)
+    public static let sparsemixer = Op.selection(.sparsemixer)
 }

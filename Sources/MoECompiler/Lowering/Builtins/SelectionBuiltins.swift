@@ -4,7 +4,7 @@ import MoEIR
 /// Builtins of the selection family: from scores to a routing, choosing each token's experts
 /// (`topk` and its variants, `threshold`, `top_p`, …), the experts' tokens (`expert_choice`), or
 /// experts without scores (`hash`, `random_fixed`, `dense`). `within` selects inside an outer
-/// routing's groups.
+/// routing's groups. `sparsemixer` is PhiMoE's router.
 enum SelectionBuiltins {
     static let builtins: [Builtin] = [
         Builtin(
@@ -76,6 +76,10 @@ enum SelectionBuiltins {
             let outer = try args.routing("outer", &l, stage: args.function)
             let inner = try args.tensor("inner", &l)
             return try l.node(.within, [outer, inner], ["k": .int(try args.optionalInt("k", &l) ?? 1)], at: args.at)
+        },
+        Builtin("sparsemixer", ["scores", "jitter_eps"], positional: 1) { l, args throws(Diagnostic) in
+            let scores = try args.tensor("scores", &l)
+            return try l.node(.sparsemixer, [scores], ["jitter_eps": .float(try args.number("jitter_eps", &l))], at: args.at)
         }
     ]
 
