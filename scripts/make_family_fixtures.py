@@ -198,6 +198,11 @@ FAMILIES = {
                dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, num_local_experts=6, num_experts_per_tok=2,
                     router_jitter_noise=0.3),
                mlp),
+    # Llama 4 (text): sigmoid top-1 scaling the expert's input; stacked input-first experts; shared MLP.
+    "llama4": ("Llama4TextConfig", "Llama4ForCausalLM",
+               dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, intermediate_size_mlp=24, head_dim=8,
+                    num_local_experts=6, num_experts_per_tok=1, moe_layers=[1]),
+               lambda m, L: (lambda h: m.model.layers[L].feed_forward(h)[0].reshape(h.shape))),
     "flex_olmo": ("FlexOlmoConfig", "FlexOlmoForCausalLM",
                   dict(**TOK, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                        max_position_embeddings=64, hidden_size=16, intermediate_size=12, num_experts=4,

@@ -115,6 +115,7 @@ enum MoEExpertsKernel {
         let kind = experts.kind
         let act = experts.activation.op
         let permuted = experts.has(.permute)
+        let weightOnInput = experts.weightOnInput
         let backend = s.executable.options.backend
         let threads = s.executable.options.threads
         let x = UnsafePointer(s.floats(experts.input))
@@ -188,8 +189,15 @@ enum MoEExpertsKernel {
                         let e = Int(routing.experts[p])
                         guard e >= 0 else { continue }
                         loads[e] += 1
-                        expert(e, x + t * h, m: 1, hidden, ys)
-                        Kernels.axpy(alpha: routing.weights[p], ys, y + t * h, count: h)
+                        if weightOnInput {
+                            // `weighting: "input"`: the expert runs on w·x, its output added as is.
+                            for j in 0..<h { xs[j] = routing.weights[p] * x[t * h + j] }
+                            expert(e, xs, m: 1, hidden, ys)
+                            Kernels.add(y + t * h, ys, y + t * h, count: h)
+                        } else {
+                            expert(e, x + t * h, m: 1, hidden, ys)
+                            Kernels.axpy(alpha: routing.weights[p], ys, y + t * h, count: h)
+                        }
                     }
                 }
                 return
@@ -198,9 +206,14 @@ enum MoEExpertsKernel {
             let rows = permute(
                 routing, sizes: z, active: active, counts: counts, starts: starts, perm: perm,
                 permWeight: permWeight, rowOf: nil, loads: loads)
-            // 2. Gather.
+            // 2. Gather (under `weighting: "input"`, each row scaled by its routing weight).
             for r in 0..<rows {
-                (xs + r * h).update(from: x + Int(perm[r]) * h, count: h)
+                if weightOnInput {
+                    let src = x + Int(perm[r]) * h, w = permWeight[r]
+                    for j in 0..<h { xs[r * h + j] = w * src[j] }
+                } else {
+                    (xs + r * h).update(from: x + Int(perm[r]) * h, count: h)
+                }
             }
             // 3. Each expert on its rows.
             for e in 0..<z.experts {
@@ -208,9 +221,9 @@ enum MoEExpertsKernel {
                 guard m > 0 else { continue }
                 expert(e, xs + begin * h, m: m, hidden + begin * fw, ys + begin * h)
             }
-            // 4. Weighted scatter-add in row order (deterministic).
+            // 4. Weighted scatter-add in row order (deterministic); unweighted under `weighting: "input"`.
             for r in 0..<rows {
-                Kernels.axpy(alpha: permWeight[r], ys + r * h, y + Int(perm[r]) * h, count: h)
+                Kernels.axpy(alpha: weightOnInput ? 1 : permWeight[r], ys + r * h, y + Int(perm[r]) * h, count: h)
             }
         }
     }

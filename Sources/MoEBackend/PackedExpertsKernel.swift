@@ -65,7 +65,10 @@ enum PackedExpertsKernel {
         let x = SendablePointer(UnsafePointer(s.floats(experts.input)))
         let routing = RoutingBuffer(s.pointer(experts.routing), tokens: s.tokens, slots: z.slots)
         let y = SendablePointer(s.floats(ValueID(i)))
-        let weightInDown = experts.has(.combineInDown)
+        // `weighting: "input"` scales the gathered rows of x instead (phase 0), so the weight is
+        // neither folded into the down operand nor applied at the combine.
+        let weightOnInput = experts.weightOnInput
+        let weightInDown = experts.has(.combineInDown) && !weightOnInput
         let routingWeights = SendablePointer(routing.weights)
         let active = experts.active.map { UnsafePointer(s.floats($0)) }
         let counts = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
@@ -152,7 +155,8 @@ enum PackedExpertsKernel {
             groups.forEachRowPanel(of: units) { gi, panels in
                 let begin = groups.rowBegin(gi)
                 PackedRows.pack(
-                    x.pointer, ld: h, rows: perm.pointer + begin, m: groups.rows(gi), k: h,
+                    x.pointer, ld: h, rows: perm.pointer + begin, scale: weightOnInput ? permWeight.pointer + begin : nil,
+                    m: groups.rows(gi), k: h,
                     into: packedX.pointer + groups.offsetX(gi), panels: panels)
             }
         }
@@ -182,7 +186,7 @@ enum PackedExpertsKernel {
                     let p = t * z.slots + slot
                     let r = Int(rowOf.pointer[p])
                     guard r >= 0 else { continue }
-                    if weightInDown {
+                    if weightInDown || weightOnInput {
                         if first { out.update(from: ys.pointer + r * h, count: h) } else { Kernels.add(out, ys.pointer + r * h, out, count: h) }
                     } else {
                         if first { out.initialize(repeating: 0, count: h) }

@@ -52,6 +52,12 @@ public struct ExpertsNode: Sendable {
     /// Copy counts of `upcycle:` before the `expert-upcycling` pass expands them.
     public var upcycle: [Int]? { node.attributes.ints("upcycle") }
 
+    /// The attribute of `weighting: "input"`: the routing weight scales each chosen expert's input
+    /// row, and the expert outputs are summed without it (Llama 4's `Llama4TextMoe`).
+    public static let weightOnInputAttribute = "weight_input"
+    /// Whether the routing weight scales the expert's input instead of its output.
+    public var weightOnInput: Bool { node.attributes.bool(Self.weightOnInputAttribute) == true }
+
     public func has(_ mark: ExpertPassMark) -> Bool { node.attributes.bool(mark.rawValue) == true }
     public var marks: Set<ExpertPassMark> { Set(ExpertPassMark.allCases.filter(has)) }
 
@@ -93,7 +99,7 @@ public struct ExpertsNode: Sendable {
         let roles = kind.matrixRoles
         if kind == .mlp { try OpSchema.activation(attrs) }
         // The passes' marks (plans can be edited by hand): flags, when present.
-        for flag in ["with_active"] + ExpertPassMark.allCases.map(\.rawValue) where attrs[flag] != nil {
+        for flag in ["with_active", weightOnInputAttribute] + ExpertPassMark.allCases.map(\.rawValue) where attrs[flag] != nil {
             guard attrs.bool(flag) != nil else { throw TypeRuleError("moe_experts attribute '\(flag)' must be true or false") }
         }
         let withActive = attrs.bool("with_active") ?? false

@@ -15,9 +15,12 @@ import MoEIR
 /// Without the mark (`--disable-pass combine-fusion`) the packed kernel's down projection writes
 /// unweighted rows and each token's output sums `w · row` over its slots. The same numbers up to
 /// rounding (the weight multiplies before the sum over F instead of after).
+///
+/// Blocks with `weighting: "input"` are not marked: their weight scales the input rows, and
+/// their outputs are summed unweighted, so there is no combine weight to fold in.
 public struct CombineFusion: Pass {
     public static let name = "combine-fusion"
     public init() {}
 
-    public func run(_ graph: Graph) throws -> Graph { markingExperts(graph, .combineInDown) }
+    public func run(_ graph: Graph) throws -> Graph { markingExperts(graph, .combineInDown, where: { !$0.weightOnInput }) }
 }

@@ -14,8 +14,11 @@ import Testing
         var hidden = 23, ffn = 17, experts = 8, k = 2
         /// Route with a capacity after topk (dropped slots).
         var capacity: Int? = nil
+        /// `weighting: "input"`: the routing weight scales the expert's input row (Llama 4).
+        var weightOnInput = false
         var description: String {
             "\(kind)\(act.map { "/\($0)" } ?? "") H\(hidden) F\(ffn) E\(experts) k\(k)\(capacity.map { " cap\($0)" } ?? "")"
+                + (weightOnInput ? " weight-on-input" : "")
         }
     }
 
@@ -36,7 +39,12 @@ import Testing
         Case(kind: .swiglu, hidden: 11, ffn: 13, experts: 4, k: 2, capacity: 3),
         Case(kind: .mlp, act: .gelu, hidden: 11, ffn: 13, experts: 4, k: 1, capacity: 1),
         // Larger FFN: per-expert GEMMs over several k blocks and column panels.
-        Case(kind: .swiglu, hidden: 70, ffn: 300, experts: 4, k: 2)
+        Case(kind: .swiglu, hidden: 70, ffn: 300, experts: 4, k: 2),
+        // The routing weight on the input rows, on every kind, with drops and with k = 1.
+        Case(kind: .swiglu, weightOnInput: true),
+        Case(kind: .swiglu_fused, hidden: 16, ffn: 24, experts: 5, k: 1, weightOnInput: true),
+        Case(kind: .mlp, act: .gelu, hidden: 11, ffn: 13, experts: 4, k: 2, capacity: 3, weightOnInput: true),
+        Case(kind: .swiglu, hidden: 70, ffn: 300, experts: 4, k: 2, weightOnInput: true)
     ]
 
     static func graph(_ c: Case, seed: UInt64 = 1) throws -> TinyGraph {
@@ -57,6 +65,7 @@ import Testing
         }
         var attrs: Attributes = ["experts": .int(e), "kind": .string(c.kind.rawValue)]
         if let act = c.act { attrs["act"] = .string(act.rawValue) }
+        if c.weightOnInput { attrs[ExpertsNode.weightOnInputAttribute] = .bool(true) }
         t.output("y", try t.op(.moe_experts, [x, r] + weights, attrs))
         return t
     }

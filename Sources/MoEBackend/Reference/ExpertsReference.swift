@@ -30,9 +30,15 @@ extension ExpertsOp: ReferenceFamily {
                 for s in 0..<r.slots {
                     let e = r.expert[t * r.slots + s]
                     guard e >= 0 else { continue }
-                    let y = R.expert(kind, act: a.string("act"), e, row, ws)
                     let w = r.weight[t * r.slots + s]
-                    for j in 0..<h { out[t * h + j] += w * y[j] }
+                    // `weighting: "input"`: the expert sees w·x and its output is added as is.
+                    if experts.weightOnInput {
+                        let y = R.expert(kind, act: a.string("act"), e, row.map { w * $0 }, ws)
+                        for j in 0..<h { out[t * h + j] += y[j] }
+                    } else {
+                        let y = R.expert(kind, act: a.string("act"), e, row, ws)
+                        for j in 0..<h { out[t * h + j] += w * y[j] }
+                    }
                 }
             }
             return .tensor(HostTensor(shape: x.shape, floats: out.map(Float.init)))

@@ -18,7 +18,7 @@ extension ASTToIR {
             throw .error("the moe block's input must be a tensor", at: m.input.range)
         }
         var fields: [String: MoEField] = [:]
-        let known = ["router", "experts", "shared", "hops", "halt", "upcycle"]
+        let known = ["router", "experts", "shared", "hops", "halt", "upcycle", "weighting"]
         for f in m.fields {
             guard known.contains(f.name.name) else {
                 var notes: [Diagnostic.Note] = [.init("a moe block has the fields " + known.joined(separator: ", "))]
@@ -76,6 +76,18 @@ extension ASTToIR {
                 throw .error("shared experts with halting are not supported: a halted token must get no update", at: shared.name.range)
             }
         }
+        // `weighting: "input"` scales each chosen expert's input row by its routing weight and sums
+        // the expert outputs unweighted (Llama 4); `weighting: "output"` (the default) weights outputs.
+        // (Not `weight: input`: `weight` and `input` are keywords.)
+        var weightOnInput = false
+        if let f = fields["weighting"] {
+            guard case .string(let side, _) = f.value, ["input", "output"].contains(side) else {
+                throw .error(
+                    "weighting takes \"input\" or \"output\": where the routing weight multiplies", at: f.value.range,
+                    notes: [.init("'weighting: \"input\"' scales each expert's input row (Llama 4); \"output\" (the default) its output")])
+            }
+            weightOnInput = side == "input"
+        }
         var upcycle: [Int]?
         if let f = fields["upcycle"] {
             switch try constant(f.value) {
@@ -109,6 +121,7 @@ extension ASTToIR {
         if kind == .mlp { activation = Activation(rawValue: try kindArgs.symbol("act", &self, among: Activation.allCases.map(\.rawValue))) }
         var attrs = ExpertsNode.attributes(kind: kind, experts: count, activation: activation)
         if let upcycle { attrs["upcycle"] = .ints(upcycle) }
+        if weightOnInput { attrs[ExpertsNode.weightOnInputAttribute] = .bool(true) }
         var blockName: String?
         if hops > 1 {
             let base = binding ?? "moe"
