@@ -35,6 +35,8 @@ public struct ExpertBlockPlan: Sendable {
     public var permuted: Bool
     public var prepacked: Bool
     public var combineInDown: Bool
+    /// The routing weight scales each expert's input rows, not its output (`weighting: "input"`).
+    public var weightOnInput: Bool
     /// Runs as the packed experts kernel on moec's own kernels (permuted, pre-packed weights).
     public var packedKernel: Bool
     /// Bytes of all experts' weights as packed at load time (panels of 16 columns); a Double,
@@ -80,6 +82,7 @@ public struct ExpertBlockPlan: Sendable {
                 permuted: experts.has(.permute),
                 prepacked: experts.has(.prepacked),
                 combineInDown: experts.has(.combineInDown),
+                weightOnInput: experts.weightOnInput,
                 packedKernel: Executable.runsPackedKernel(n, g),
                 packedBytes: perExpertFloats * 4 * Double(e), regimes: regimes)
         }

@@ -40,7 +40,9 @@ public struct PlanPrinter {
         } else {
             line("", "down [H, F]: kept as stored; moec's kernels pack each matrix per call (no expert-weight-prepacking)")
         }
-        if b.combineInDown && b.packedKernel {
+        if b.weightOnInput {
+            line("combine", "the routing weight scales each row as it is gathered (weighting: input); each token sums its rows")
+        } else if b.combineInDown && b.packedKernel {
             line("combine", "the routing weight is folded into the down GEMM's operand; each token sums its rows (combine-fusion)")
         } else {
             line(
