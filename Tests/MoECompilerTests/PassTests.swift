@@ -123,7 +123,7 @@ import Testing
         let b = try #require(plans.first)
         #expect(plans.count == 1 && b.name == "y" && b.experts == 8 && b.slots == 2 && b.hidden == 24 && b.ffn == 40)
         #expect(b.router == "fused_router (softmax → top-2 → renormalize)")
-        #expect(b.gateUpFused && b.permuted && b.prepacked && b.combineInDown && b.packedKernel)
+        #expect(b.gateUpFused && b.permuted && b.prepacked && b.combineInDown && b.packedKernel, "\(b)")
         // Three [40, 24] and [24, 40] matrices per expert; packed rows round up to panels of 16.
         #expect(b.packedBytes == Double(8 * 4 * (48 * 24 + 48 * 24 + 32 * 40)))
         // One token touches exactly k = 2 experts: 2 × 3 × 24 × 40 × 4 bytes, 2 FLOPs per weight each.
