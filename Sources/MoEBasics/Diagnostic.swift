@@ -130,14 +130,28 @@ public final class DiagnosticEngine: @unchecked Sendable {
         if let r = range { out += "\(bold)\(r.start): \(reset)" }
         out += "\(sevColor)\(severity):\(reset) \(bold)\(message)\(reset)\n"
         if let r = range, r.start.isKnown, let file = sources[r.start.file], let line = file.line(r.start.line) {
-            let text = String(line).replacingTabs()
+            let (text, col) = Self.quoted(String(line).replacingTabs(), column: max(1, r.start.column))
             out += "\(text)\n"
-            let col = max(1, r.start.column)
             let caretLen = max(1, min(r.length, max(1, text.count - col + 1)))
             out += String(repeating: " ", count: col - 1)
             out += (color ? "\u{1B}[1;32m" : "") + "^" + String(repeating: "~", count: caretLen - 1) + reset + "\n"
         }
         return out
+    }
+
+    /// The most characters of a source line a diagnostic quotes. A longer line (generated or junk
+    /// input can put megabytes on one line) is cut to a window around the caret, each cut end
+    /// marked with "…", so an error never prints more than about this much source.
+    public static let quotedLineLimit = 160
+
+    /// `line` as quoted, and the caret's column in the quote.
+    static func quoted(_ line: String, column: Int) -> (text: String, column: Int) {
+        guard line.count > quotedLineLimit else { return (line, column) }
+        let chars = Array(line)
+        let start = max(0, min(column - 1 - quotedLineLimit / 3, chars.count - quotedLineLimit))
+        let end = min(chars.count, start + quotedLineLimit)
+        let head = start > 0 ? "…" : "", tail = end < chars.count ? "…" : ""
+        return (head + String(chars[start..<end]) + tail, column - start + head.count)
     }
 }
 
