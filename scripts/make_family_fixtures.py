@@ -208,6 +208,13 @@ FAMILIES = {
                        max_position_embeddings=64, hidden_size=16, intermediate_size=12, num_experts=4,
                        num_experts_per_tok=2),
                   mlp),
+    # gpt-oss: router bias, top-k then softmax, experts as an expression (biases, clamps, α);
+    # swiglu_limit small so that the clamps bind on these tiny activations.
+    "gpt_oss": ("GptOssConfig", "GptOssForCausalLM",
+                dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, head_dim=8, num_local_experts=6,
+                     num_experts_per_tok=2, swiglu_limit=0.4, layer_types=["sliding_attention", "full_attention"],
+                     sliding_window=8),
+                lambda m, L: (lambda h: m.model.layers[L].mlp(h)[0].reshape(h.shape))),
 }
 
 

@@ -150,7 +150,7 @@ public final class Executable: @unchecked Sendable {
     /// are permuted (`token-permutation`) and its expert matrices are weights packed at load
     /// (`expert-weight-prepacking`).
     public static func runsPackedKernel(_ n: Node, _ g: Graph) -> Bool {
-        guard let experts = n.expertsView else { return false }
+        guard let experts = n.expertsView, experts.kind != .program else { return false }
         return experts.has(.permute) && experts.has(.prepacked) && ExpertMatrices.expertsAreWeights(n, g)
     }
 

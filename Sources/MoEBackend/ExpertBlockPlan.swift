@@ -39,6 +39,10 @@ public struct ExpertBlockPlan: Sendable {
     public var weightOnInput: Bool
     /// Runs as the packed experts kernel on moec's own kernels (permuted, pre-packed weights).
     public var packedKernel: Bool
+    /// For experts written as an expression: the roles with biases, and the element-wise program
+    /// between the projections (an epilogue) or the whole body (a `program` expert).
+    public var biases: [String]
+    public var program: String?
     /// Bytes of all experts' weights as packed at load time (panels of 16 columns); a Double,
     /// as it may exceed what an Int holds when the weights are merely addressable one by one.
     public var packedBytes: Double
@@ -52,7 +56,7 @@ public struct ExpertBlockPlan: Sendable {
                 let h = g[experts.input].tensorType?.last?.fixedValue
             else { return nil }
             let kind = experts.kind.rawValue
-            let weights = experts.matrices.compactMap { g[$0].tensorType?.fixedShape }.filter { $0.count == 3 }
+            let weights = experts.expertWeights.compactMap { g[$0].tensorType?.fixedShape }.filter { $0.count == 3 }
             let ffn = weights.last.map { $0[2] } ?? 0
             // Packed rows of each matrix, rounded up to whole panels of 16.
             let panel = PackedWeight.panelWidth
@@ -84,6 +88,7 @@ public struct ExpertBlockPlan: Sendable {
                 combineInDown: experts.has(.combineInDown),
                 weightOnInput: experts.weightOnInput,
                 packedKernel: Executable.runsPackedKernel(n, g),
+                biases: experts.biasRoles, program: n.attributes.string(experts.kind == .program ? "body" : "epilogue"),
                 packedBytes: perExpertFloats * 4 * Double(e), regimes: regimes)
         }
     }

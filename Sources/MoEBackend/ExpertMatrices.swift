@@ -132,6 +132,7 @@ struct ExpertMatrices: @unchecked Sendable {
             }
             firstWidth = operandWeights[0].shape[1]
             stripPanels = 1
+        case .program: preconditionFailure("program experts are not packed")
         }
         self.first = first.map { $0.map { (matrix: $0.0, column: $0.1) } }
         self.down = down

@@ -30,6 +30,7 @@ enum MoEExpertsKernel {
     /// (counts 0, perm 1, permWeight 2, gathered x in 5, hidden 6, ys 8), and, for a block that is
     /// not `prepacked`, index 9: where each expert matrix is packed per call (empty otherwise).
     static func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] {
+        if n.expertsView?.kind == .program { return try ExpertProgramKernel.scratchBytes(n, g, tokens: tokens) }
         let s = sizes(n, g, tokens: tokens)
         let experts = n.expertsView!
         let kind = experts.kind
@@ -53,6 +54,7 @@ enum MoEExpertsKernel {
     }
 
     static func step(_ s: Schedule, _ n: Node, _ i: Int) -> () -> Void {
+        if n.expertsView?.kind == .program { return ExpertProgramKernel.step(s, n, i) }
         if s.executable.expertMatrices[i] != nil { return PackedExpertsKernel.step(s, n, i) }
         return unfusedStep(s, n, i)
     }
@@ -133,6 +135,7 @@ enum MoEExpertsKernel {
         let h = z.hidden, f = z.ffn
         let fw = kind == .mlp ? f : 2 * f
         let loads = s.loadCounts(i)
+        let extras = ExpertExtras(s, experts, ffn: f, hidden: h)
         // Native kernels on matrices kept as stored: one packed matrix per role, in scratch,
         // refilled for each expert before its product. (Only where the scratch was sized for it;
         // a hand-edited plan could have an unpacked matrix elsewhere: it then runs as GEMVs.)
@@ -167,15 +170,21 @@ enum MoEExpertsKernel {
             case .swiglu:
                 product(0, e, xe, m: m, ldx: h, he, ldy: fw)
                 product(1, e, xe, m: m, ldx: h, he + f, ldy: fw)
-                Kernels.swiglu(he, he, rows: m, f: f, ldOut: fw)
-            case .swiglu_fused:
+            case .swiglu_fused, .mlp:
                 product(0, e, xe, m: m, ldx: h, he, ldy: fw)
-                Kernels.swiglu(he, he, rows: m, f: f, ldOut: fw)
-            case .mlp:
-                product(0, e, xe, m: m, ldx: h, he, ldy: fw)
+            case .program: preconditionFailure("program experts run on ExpertProgramKernel")
+            }
+            if let program = extras.program {
+                extras.run(program, expert: e, rows: m, features: 0..<f, he, ld: fw, second: he + f)
+            } else if kind == .mlp {
                 act.apply(he, he, count: m * fw)
+            } else {
+                Kernels.swiglu(he, he, rows: m, f: f, ldOut: fw)
             }
             product(weights.count - 1, e, he, m: m, ldx: fw, ye, ldy: h)
+            if let bias = extras.downBias {
+                for r in 0..<m { Kernels.add(ye + r * h, bias + e * h, ye + r * h, count: h) }
+            }
         }
 
         return {

@@ -83,6 +83,9 @@ enum PackedExpertsKernel {
         let ys = SendablePointer(s.scratch(i, 8).assumingMemoryBound(to: Float.self))
         let loads = s.loadCounts(i)
         let h = z.hidden, f = z.ffn, fw = matrices.firstWidth
+        // An expression expert's extras: per-expert biases (the first layer's added in the
+        // epilogue, the down projection's to each output row) and its element-wise program.
+        let extras = ExpertExtras(s, experts, ffn: f, hidden: h)
         let firstPanels = matrices.firstPanels
         // With an epilogue, phase 1 is cut in strips (units of `stripPanels` panels).
         let stripPanels = matrices.stripPanels
@@ -129,12 +132,18 @@ enum PackedExpertsKernel {
                 ) { r0, r1, p0, _ in
                     let j = p0 / sp, c0 = p0 * panel, features = min(panel, f - j * panel)
                     let strip = rows + r0 * fw + c0
-                    switch kind {
-                    case .swiglu, .swiglu_fused:
-                        // Gate at c0 ..< c0+16, up at c0+16 ..< c0+32; padded features are 0.
-                        Kernels.swiglu(strip, strip, rows: r1 - r0, f: panel, ldIn: fw, ldOut: fw)
-                    case .mlp:
-                        for r in 0..<(r1 - r0) { act.apply(strip + r * fw, strip + r * fw, count: features) }
+                    if let program = extras.program {
+                        // Gate at c0 ..< c0+16 (the MLP's projection), up at c0+16 ..< c0+32.
+                        extras.run(program, expert: e, rows: r1 - r0, features: j * panel..<j * panel + features, strip, ld: fw, second: strip + panel)
+                    } else {
+                        switch kind {
+                        case .swiglu, .swiglu_fused:
+                            // Gate at c0 ..< c0+16, up at c0+16 ..< c0+32; padded features are 0.
+                            Kernels.swiglu(strip, strip, rows: r1 - r0, f: panel, ldIn: fw, ldOut: fw)
+                        case .mlp:
+                            for r in 0..<(r1 - r0) { act.apply(strip + r * fw, strip + r * fw, count: features) }
+                        case .program: preconditionFailure("program experts are not packed")
+                        }
                     }
                     PackedRows.packColumns(
                         rows + c0, ld: fw, scale: scale, m: m, k: f, columns: j * panel, count: features,
@@ -144,10 +153,19 @@ enum PackedExpertsKernel {
         }
         @Sendable func downLayer(_ units: Range<Int>) {
             groups.forEachPiece(of: units, panelsPerGroup: downPanels) { gi, local in
-                let e = groups.expert(gi)
+                let e = groups.expert(gi), begin = groups.rowBegin(gi)
                 Kernels.gemmPacked(
                     packedH.pointer + groups.offsetH(gi), m: groups.rows(gi), matrices.down[e]!,
-                    panels: local, ys.pointer + groups.rowBegin(gi) * h, ldy: h)
+                    panels: local, ys.pointer + begin * h, ldy: h)
+                if let bias = extras.downBias {
+                    // The bias of these panels' columns, scaled like the rows (`combine_in_down`).
+                    let c0 = local.lowerBound * PackedWeight.panelWidth, c1 = min(h, local.upperBound * PackedWeight.panelWidth)
+                    for r in 0..<groups.rows(gi) {
+                        Kernels.axpy(
+                            alpha: weightInDown ? permWeight.pointer[begin + r] : 1, bias + e * h + c0, ys.pointer + (begin + r) * h + c0,
+                            count: c1 - c0)
+                    }
+                }
             }
         }
         /// Phase 0 on row panels `units` (of the flattened groups): gather x into the packed layout.
@@ -167,11 +185,16 @@ enum PackedExpertsKernel {
                 let r0 = panels.lowerBound * PackedRows.rowsPerPanel
                 let r1 = min(m, panels.upperBound * PackedRows.rowsPerPanel)
                 let rowsHere = hidden.pointer + (begin + r0) * fw
-                switch kind {
-                case .swiglu, .swiglu_fused:
-                    Kernels.swiglu(rowsHere, rowsHere, rows: r1 - r0, f: f, ldIn: fw, ldOut: fw)
-                case .mlp:
-                    act.apply(rowsHere, rowsHere, count: (r1 - r0) * fw)
+                if let program = extras.program {
+                    extras.run(program, expert: groups.expert(gi), rows: r1 - r0, features: 0..<f, rowsHere, ld: fw, second: rowsHere + f)
+                } else {
+                    switch kind {
+                    case .swiglu, .swiglu_fused:
+                        Kernels.swiglu(rowsHere, rowsHere, rows: r1 - r0, f: f, ldIn: fw, ldOut: fw)
+                    case .mlp:
+                        act.apply(rowsHere, rowsHere, count: (r1 - r0) * fw)
+                    case .program: preconditionFailure("program experts are not packed")
+                    }
                 }
                 PackedRows.pack(
                     hidden.pointer + begin * fw, ld: fw, scale: weightInDown ? permWeight.pointer + begin : nil, m: m, k: f,
@@ -272,6 +295,70 @@ enum PackedExpertsKernel {
             Parallel.forEachChunk(count: useThreads, threads: useThreads, job: downJob)
             Parallel.forEachChunk(count: z.tokens, threads: useThreads, job: combineJob)
         }
+    }
+}
+
+/// The extras of an expert written as an expression that runs on the packed kernel (or the
+/// unfused path): biases of its projections and its epilogue program (`ExpertsNode.epilogue`).
+/// Without biases and epilogue, `program` is nil and the kernels run plain SwiGLU or the
+/// activation.
+struct ExpertExtras: @unchecked Sendable {
+    /// The program between the projections, when the block has an epilogue or first-layer biases.
+    let program: ExpertEpilogue?
+    /// `[E, F]` biases of the first input (gate, or the MLP's projection) and of up.
+    let firstBias: UnsafePointer<Float>?
+    let secondBias: UnsafePointer<Float>?
+    /// `[E, H]` bias of the down projection.
+    let downBias: UnsafePointer<Float>?
+    let ffn: Int
+
+    init(_ s: Schedule, _ experts: ExpertsNode, ffn: Int, hidden: Int) {
+        func bias(_ role: String) -> UnsafePointer<Float>? { experts.bias(role).map { UnsafePointer(s.floats($0)) } }
+        let gated = experts.kind != .mlp
+        firstBias = bias(gated ? "gate" : "up")
+        secondBias = gated ? bias("up") : nil
+        downBias = bias("down")
+        self.ffn = ffn
+        if let e = experts.epilogue {
+            program = ExpertEpilogue(e)
+        } else if firstBias != nil || secondBias != nil {
+            program = gated ? .swiglu : ExpertEpilogue(inputs: 1, instructions: [.unary(ExpertEpilogue.Unary(rawValue: experts.activation.rawValue)!, .register(0))])
+        } else {
+            program = nil
+        }
+    }
+
+    /// The program on `rows` rows (`ld` apart) of the features `features` of expert `e`: the
+    /// first input at `first` (overwritten with the result), the second at `second`.
+    @inline(__always)
+    func run(
+        _ p: ExpertEpilogue, expert e: Int, rows: Int, features: Range<Int>, _ first: UnsafeMutablePointer<Float>, ld: Int,
+        second: UnsafeMutablePointer<Float>
+    ) {
+        Kernels.expertEpilogue(
+            p, rows: rows, count: features.count, UnsafePointer(first), lda: ld, biasA: firstBias.map { $0 + e * ffn + features.lowerBound },
+            p.inputs == 2 ? UnsafePointer(second) : nil, ldb: ld, biasB: secondBias.map { $0 + e * ffn + features.lowerBound },
+            first, ldo: ld)
+    }
+}
+
+extension ExpertEpilogue {
+    /// The kernel form of an IR epilogue (`ExpertProgram` without `linear`; the verifier checked it).
+    init(_ p: ExpertProgram) {
+        func operand(_ o: ExpertProgram.Operand) -> Operand {
+            switch o {
+            case .register(let r): return .register(r)
+            case .constant(let c): return .constant(Float(c))
+            }
+        }
+        let instructions = p.instructions.map { ins -> Instruction in
+            switch ins {
+            case .unary(let op, let a): return .unary(Unary(rawValue: op)!, operand(a))
+            case .binary(let op, let a, let b): return .binary(Binary(rawValue: op)!, operand(a), operand(b))
+            case .linear: preconditionFailure("an epilogue has no linear")
+            }
+        }
+        self.init(inputs: p.inputs, instructions: instructions)!
     }
 }
 

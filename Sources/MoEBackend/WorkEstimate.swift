@@ -34,7 +34,7 @@ public struct WorkEstimate: Sendable {
                 let view = n.expertsView!
                 let experts = g[view.routing].type.routing!.experts
                 // Per expert: the product of each of its matrices' sizes.
-                let perExpert = view.matrices.reduce(0.0) { acc, o in
+                let perExpert = view.expertWeights.reduce(0.0) { acc, o in
                     acc + Double(g[o].tensorType!.fixedShape!.dropFirst().reduce(1, *))
                 }
                 expertsTotal += experts

@@ -50,7 +50,20 @@ public struct PlanPrinter {
                 "each token adds its rows times their routing weights after the down projection"
                     + (b.combineInDown ? " (combine-fusion needs the packed kernel)" : " (no combine-fusion)"))
         }
-        if b.packedKernel {
+        if b.kind == "program" {
+            line("expert", "an expression the packed kernel's shapes do not cover, on the general path: per expert, one GEMM")
+            line("", "per linear over all its rows and element-wise kernels between: " + (b.program ?? ""))
+        } else if b.program != nil || !b.biases.isEmpty {
+            let where_ = b.packedKernel && (b.kind != "swiglu" || b.gateUpFused) ? "in the GEMM's epilogue" : "after the first layer"
+            line(
+                "expert",
+                "an expression on the " + (b.packedKernel ? "packed kernel" : "unfused path") + ": "
+                    + (b.biases.isEmpty ? "" : "biases on " + b.biases.joined(separator: ", ") + "; "))
+            line("", "between the projections, " + where_ + ": " + (b.program ?? (b.kind == "mlp" ? "the activation" : "SwiGLU")))
+        }
+        if b.kind == "program" {
+            line("kernel", "general expression path (ExpertProgramKernel)")
+        } else if b.packedKernel {
             line("kernel", "packed experts kernel: rows gathered straight into the packed operand, phases cut between threads")
         } else {
             line("kernel", "unfused: one matrix product per expert and projection (the packed kernel needs permuted, pre-packed weights)")

@@ -16,8 +16,13 @@ public enum ExpertPassMark: String, CaseIterable, Hashable, Sendable {
 /// that needs a block's input, routing or expert matrices reads them here, never by position.
 ///
 /// Operands, in order: the input `x [T, H]`, the routing, the expert matrices in the kind's role
-/// order (`ExpertKind.matrixRoles`), then the active mask `[T]` of a halting multi-hop block
-/// (attribute `with_active`).
+/// order (`ExpertKind.matrixRoles`), their biases `[E, rows]` for the roles the attribute `bias`
+/// lists (in role order), then the active mask `[T]` of a halting multi-hop block (attribute
+/// `with_active`). A `program` expert's weights (its body's w0, w1, …) take the matrices' place.
+///
+/// Experts written as expressions (`expert(h) { … }`) that fit the packed kernel's shapes are
+/// `swiglu` or `mlp` blocks with biases and an `epilogue` (`ExpertProgram` text): what runs
+/// between the projections instead of SwiGLU or the activation.
 public struct ExpertsNode: Sendable {
     public let node: Node
 
@@ -25,7 +30,7 @@ public struct ExpertsNode: Sendable {
     /// enough operands for it (the verifier reports such nodes).
     public init?(_ node: Node) {
         guard node.op == .moe_experts, let kindName = node.attributes.string("kind"), let kind = ExpertKind(rawValue: kindName),
-            node.operands.count == 2 + kind.matrixRoles.count + (node.attributes.bool("with_active") == true ? 1 : 0)
+            node.operands.count == 2 + Self.weightCount(kind, node.attributes) + (node.attributes.bool("with_active") == true ? 1 : 0)
         else { return nil }
         self.node = node
         self.kind = kind
@@ -42,6 +47,36 @@ public struct ExpertsNode: Sendable {
     public func matrix(_ role: String) -> ValueID? {
         kind.matrixRoles.firstIndex(of: role).map { node.operands[2 + $0] }
     }
+    /// The roles whose projection adds a per-expert bias (attribute `bias`, e.g. "gate up down").
+    public var biasRoles: [String] { Self.biasRoles(node.attributes) }
+    static func biasRoles(_ a: Attributes) -> [String] { (a.string("bias") ?? "").split(separator: " ").map(String.init) }
+    /// The bias `[E, rows]` of one role's projection, if it has one.
+    public func bias(_ role: String) -> ValueID? {
+        biasRoles.firstIndex(of: role).map { node.operands[2 + kind.matrixRoles.count + $0] }
+    }
+    /// The element-wise program between the projections, when it is not plain SwiGLU or the
+    /// activation (attribute `epilogue`).
+    public var epilogue: ExpertProgram? {
+        node.attributes.string("epilogue").flatMap { try? ExpertProgram(parsing: $0, inputs: kind == .mlp ? 1 : 2) }
+    }
+    /// A `program` expert's body, over `programWeights`.
+    public var body: ExpertProgram? {
+        node.attributes.string("body").flatMap { try? ExpertProgram(parsing: $0, inputs: 1) }
+    }
+    /// A `program` expert's weight operands (its body's w0, w1, …).
+    public var programWeights: ArraySlice<ValueID> { kind == .program ? node.operands[2..<(2 + Self.weightCount(kind, node.attributes))] : [] }
+    /// Every operand with one slice per expert: matrices, biases and a program's weights.
+    public var expertWeights: ArraySlice<ValueID> { node.operands[2..<(2 + Self.weightCount(kind, node.attributes))] }
+
+    /// Operands between the routing and the active mask.
+    static func weightCount(_ kind: ExpertKind, _ a: Attributes) -> Int {
+        if kind == .program {
+            guard let text = a.string("body"), let p = try? ExpertProgram(parsing: text, inputs: 1) else { return 0 }
+            return (p.weightsRead.max() ?? -1) + 1
+        }
+        return kind.matrixRoles.count + biasRoles(a).count
+    }
+
     /// The active mask `[T]` of a halting multi-hop block: 1 for tokens still running.
     public var active: ValueID? { node.attributes.bool("with_active") == true ? node.operands.last : nil }
     /// The activation of `mlp` experts (SwiGLU's is silu).
@@ -103,8 +138,17 @@ public struct ExpertsNode: Sendable {
             guard attrs.bool(flag) != nil else { throw TypeRuleError("moe_experts attribute '\(flag)' must be true or false") }
         }
         let withActive = attrs.bool("with_active") ?? false
-        guard operands.count == 2 + roles.count + (withActive ? 1 : 0) else {
-            throw TypeRuleError("\(kind) experts take \(roles.count) weights (\(roles.joined(separator: ", "))), got \(operands.count - 2)")
+        if kind == .program {
+            return try programResultType(operands, attrs, x: x, hidden: h, experts: count, withActive: withActive)
+        }
+        let biases = biasRoles(attrs)
+        for b in biases where !roles.contains(b) || biases.filter({ $0 == b }).count > 1 {
+            throw TypeRuleError("moe_experts attribute 'bias' names '\(b)', not one of the roles \(roles.joined(separator: ", ")) (once each)")
+        }
+        guard operands.count == 2 + roles.count + biases.count + (withActive ? 1 : 0) else {
+            throw TypeRuleError(
+                "\(kind) experts take \(roles.count + biases.count) weights (\((roles + biases.map { $0 + " bias" }).joined(separator: ", "))), got \(operands.count - 2 - (withActive ? 1 : 0))"
+            )
         }
         if withActive {
             let a = try OpSchema.tensor(operands[operands.count - 1], "the active mask")
@@ -134,6 +178,43 @@ public struct ExpertsNode: Sendable {
                 throw TypeRuleError("expert \(role) weight \(OpSchema.format(w)) has ffn width \(f), but the other expert weights have \(prev)")
             }
             ffn = f
+        }
+        for (i, role) in biases.enumerated() {
+            let b = try OpSchema.tensor(operands[2 + roles.count + i], "the \(role) bias")
+            let rows = role == "down" ? h : (ffn ?? 0) * (role == "gate_up" ? 2 : 1)
+            guard b.fixedShape == [count, rows] else {
+                throw TypeRuleError("expert \(role) bias must be [\(count), \(rows)] (one row per expert), got \(OpSchema.format(b))")
+            }
+        }
+        if let text = attrs.string("epilogue") {
+            let program = try ExpertProgram(parsing: text, inputs: kind == .mlp ? 1 : 2)
+            guard !program.hasLinear else { throw TypeRuleError("an expert epilogue is element-wise: it cannot contain 'linear'") }
+            _ = try program.widths(inputs: [Int](repeating: ffn ?? 0, count: program.inputs), weightShapes: [])
+        }
+        return .tensor(TensorType(.f32, [x.shape[0], .fixed(h)]))
+    }
+
+    /// The type rule of a `program` expert: its body reads the token's row `[H]` and gives `[H]`.
+    private static func programResultType(
+        _ operands: [IRType], _ attrs: Attributes, x: TensorType, hidden h: Int, experts count: Int, withActive: Bool
+    ) throws(TypeRuleError) -> IRType? {
+        guard let text = attrs.string("body") else { throw TypeRuleError("a program expert needs its body") }
+        let program = try ExpertProgram(parsing: text, inputs: 1)
+        let n = (program.weightsRead.max() ?? -1) + 1
+        guard operands.count == 2 + n + (withActive ? 1 : 0) else {
+            throw TypeRuleError("the expert body reads \(n) weights, but the block has \(operands.count - 2 - (withActive ? 1 : 0))")
+        }
+        var shapes: [[Int]] = []
+        for i in 0..<n {
+            let w = try OpSchema.tensor(operands[2 + i], "expert weight w\(i)")
+            guard let fixed = w.fixedShape, fixed.first == count else {
+                throw TypeRuleError("expert weight w\(i) must hold one slice per expert ([\(count), …]), got \(OpSchema.format(w))")
+            }
+            shapes.append(fixed)
+        }
+        let widths = try program.widths(inputs: [h], weightShapes: shapes)
+        guard widths.last == h else {
+            throw TypeRuleError("the expert body gives rows of \(widths.last ?? 0) values, but the block's hidden size is \(h)")
         }
         return .tensor(TensorType(.f32, [x.shape[0], .fixed(h)]))
     }

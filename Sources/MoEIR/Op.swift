@@ -142,6 +142,9 @@ public enum ExpertKind: String, Hashable, Sendable, CaseIterable {
     case swiglu_fused
     /// `act(x·W_upᵀ)·W_downᵀ` with up [E, F, H], down [E, H, F].
     case mlp
+    /// An expert written as an expression the packed kernel's shapes do not cover: its
+    /// `ExpertProgram` (attribute `body`) over its weight operands, run on a general path.
+    case program
 
     /// The roles of the expert matrices, in operand order.
     public var matrixRoles: [String] {
@@ -149,6 +152,7 @@ public enum ExpertKind: String, Hashable, Sendable, CaseIterable {
         case .swiglu: return ["gate", "up", "down"]
         case .swiglu_fused: return ["gate_up", "down"]
         case .mlp: return ["up", "down"]
+        case .program: return []
         }
     }
 }

@@ -34,7 +34,7 @@ public struct ExpertUpcycling: Pass {
             var targets: Set<Int> = []
             let n = g.nodes[i]
             let block = n.expertsView!
-            for o in block.matrices where g[o].op == .weight { targets.insert(o.index) }
+            for o in block.expertWeights where g[o].op == .weight { targets.insert(o.index) }
             var stack = [block.routing.index]
             var seen: Set<Int> = []
             while let v = stack.popLast() {

@@ -21,6 +21,6 @@ public struct ExpertWeightPrepacking: Pass {
     public init() {}
 
     public func run(_ graph: Graph) throws -> Graph {
-        markingExperts(graph, .prepacked) { experts in experts.matrices.allSatisfy { graph[$0].op == .weight } }
+        markingExperts(graph, .prepacked) { experts in experts.kind != .program && experts.matrices.allSatisfy { graph[$0].op == .weight } }
     }
 }

@@ -215,4 +215,21 @@ public struct MoEField: Sendable {
     public var value: Expr
     /// For `experts: COUNT of kind(args)`: the kind; `value` is then the count.
     public var kind: Call?
+    /// For `experts: COUNT of expert(row) { … }`: the expert's body (`kind` is then `expert(row)`).
+    public var body: ExpertBody?
+
+    public init(name: Identifier, value: Expr, kind: Call? = nil, body: ExpertBody? = nil) {
+        self.name = name
+        self.value = value
+        self.kind = kind
+        self.body = body
+    }
+}
+
+/// An expert written as an expression: `expert(h) { let g = …  (u + 1) * g |> linear(down) }`.
+/// `lets` name intermediate values; `result` is the expert's output row.
+public struct ExpertBody: Sendable {
+    public var lets: [LetDecl]
+    public var result: Expr
+    public var range: SourceRange
 }

@@ -95,6 +95,11 @@ public struct ASTPrinter {
             for f in m.fields {
                 s += indent + "  \(f.name.name): \(expr(f.value, indent: indent + "  "))"
                 if let k = f.kind { s += " of \(k.callee.name)(\(arguments(k.arguments, indent: indent + "  ")))" }
+                if let body = f.body {
+                    s += " {\n"
+                    for l in body.lets { s += indent + "    let \(l.name.name) = \(expr(l.value, indent: indent + "    "))\n" }
+                    s += indent + "    \(expr(body.result, indent: indent + "    "))\n" + indent + "  }"
+                }
                 s += "\n"
             }
             return s + indent + "}"

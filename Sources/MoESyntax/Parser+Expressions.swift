@@ -197,7 +197,8 @@ extension Parser {
     }
 
     /// moe_block = 'moe' , '(' , expr , ')' , '{' , { moe_field } , '}' ;
-    /// moe_field = IDENT , ':' , ( expr , 'of' , IDENT , '(' , [ arguments ] , ')' | expr ) ;
+    /// moe_field = IDENT , ':' , ( expr , 'of' , IDENT , '(' , [ arguments ] , ')' , [ expert_body ] | expr ) ;
+    /// expert_body = '{' , { 'let' , IDENT , '=' , expr } , expr , '}' ;
     /// The depth is that of the deepest expression in the block.
     mutating func parseMoEBlock() throws -> (block: MoEBlock, depth: Int) {
         let start = current.range
@@ -237,7 +238,13 @@ extension Parser {
                         kind = Call(callee: callee, arguments: [])
                     }
                 }
-                fields.append(MoEField(name: name, value: value.expr, kind: kind))
+                var body: ExpertBody?
+                if kind != nil, isPunct(.lbrace) {
+                    let parsed = try parseExpertBody()
+                    depth = max(depth, parsed.depth + 1)
+                    body = parsed.body
+                }
+                fields.append(MoEField(name: name, value: value.expr, kind: kind, body: body))
             } catch let e as Recover {
                 // Skip to the next `name:` field or the closing brace.
                 while current.kind != .eof && !isPunct(.rbrace) {
@@ -249,5 +256,33 @@ extension Parser {
         }
         advance() // '}'
         return (MoEBlock(input: input.expr, fields: fields, range: start), depth)
+    }
+
+    /// expert_body = '{' , { 'let' , IDENT , '=' , expr } , expr , '}' ;
+    mutating func parseExpertBody() throws -> (body: ExpertBody, depth: Int) {
+        let open = try expect(.lbrace, "to open the expert's body")
+        var lets: [LetDecl] = []
+        var depth = 0
+        while isKeyword(.let) {
+            advance()
+            let name = try expectIdentifier("a name after 'let'")
+            _ = try expect(.equal, "after the name in 'let \(name.name)'")
+            let value = try parsePipeline()
+            depth = max(depth, value.depth)
+            lets.append(LetDecl(name: name, value: value.expr))
+        }
+        if isPunct(.rbrace) {
+            throw error(
+                "the expert's body has no result", notes: [.init("end the body with the expression of the expert's output row, e.g. 'g * u |> linear(down)'")])
+        }
+        let result = try parsePipeline()
+        depth = max(depth, result.depth)
+        if !isPunct(.rbrace) {
+            throw error(
+                "expected '}' to close the expert's body, found \(current)",
+                notes: [.init("a body is 'let' lines and one final expression; the body was opened here", at: open)])
+        }
+        advance()
+        return (ExpertBody(lets: lets, result: result.expr, range: open), depth)
     }
 }

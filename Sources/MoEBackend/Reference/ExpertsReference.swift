@@ -12,9 +12,8 @@ extension ExpertsOp: ReferenceFamily {
             let x = tensor(0)
             let r = routing(1)
             let experts = n.expertsView!
-            let kind = experts.kind
             let active = experts.active.map { _ in tensor(n.operands.count - 1).floats }
-            let ws = experts.matrices.indices.map { tensor($0) }
+            let ws = experts.expertWeights.indices.map { tensor($0) }
             let h = x.shape[1]
             let xs = x.floats
             var out = [Double](repeating: 0, count: x.count)
@@ -33,10 +32,10 @@ extension ExpertsOp: ReferenceFamily {
                     let w = r.weight[t * r.slots + s]
                     // `weighting: "input"`: the expert sees w·x and its output is added as is.
                     if experts.weightOnInput {
-                        let y = R.expert(kind, act: a.string("act"), e, row.map { w * $0 }, ws)
+                        let y = R.expert(experts, e, row.map { w * $0 }, ws)
                         for j in 0..<h { out[t * h + j] += y[j] }
                     } else {
-                        let y = R.expert(kind, act: a.string("act"), e, row, ws)
+                        let y = R.expert(experts, e, row, ws)
                         for j in 0..<h { out[t * h + j] += w * y[j] }
                     }
                 }
@@ -64,8 +63,9 @@ extension ExpertsOp: ReferenceFamily {
 }
 
 extension ReferenceInterpreter {
-    /// One expert's FFN on one token, in Double.
-    static func expert(_ kind: ExpertKind, act: String?, _ e: Int, _ x: [Double], _ ws: [HostTensor]) -> [Double] {
+    /// One expert's FFN on one token, in Double: `ws` are the block's expert weights
+    /// (`ExpertsNode.expertWeights`: matrices, then biases; or a program's weights).
+    static func expert(_ experts: ExpertsNode, _ e: Int, _ x: [Double], _ ws: [HostTensor]) -> [Double] {
         func matvec(_ w: HostTensor, _ e: Int, rows: Range<Int>, _ v: [Double]) -> [Double] {
             let r = w.shape[1], c = w.shape[2]
             let f = w.floats
@@ -76,22 +76,45 @@ extension ReferenceInterpreter {
                 return acc
             }
         }
+        /// Row e of a stacked bias [E, n], rows `rows`.
+        func biasRow(_ b: HostTensor, _ e: Int, rows: Range<Int>) -> [Double] {
+            let n = b.shape[1]
+            return rows.map { Double(b.floats[e * n + $0]) }
+        }
+        func plus(_ a: [Double], _ b: [Double]?) -> [Double] { b.map { zip(a, $0).map(+) } ?? a }
+        let kind = experts.kind
+        if kind == .program {
+            return experts.body!.evaluate([x]) { v, w, b in
+                plus(matvec(ws[w], e, rows: 0..<ws[w].shape[1], v), b.map { biasRow(ws[$0], e, rows: 0..<ws[$0].shape[1]) })
+            }
+        }
+        let roles = kind.matrixRoles
+        func bias(_ role: String, rows: Range<Int>) -> [Double]? {
+            experts.biasRoles.firstIndex(of: role).map { biasRow(ws[roles.count + $0], e, rows: rows) }
+        }
+        let first: [[Double]]
+        let f: Int
         switch kind {
         case .swiglu:
-            let f = ws[0].shape[1]
-            let g = matvec(ws[0], e, rows: 0..<f, x), u = matvec(ws[1], e, rows: 0..<f, x)
-            let h = zip(g, u).map { silu($0) * $1 }
-            return matvec(ws[2], e, rows: 0..<ws[2].shape[1], h)
+            f = ws[0].shape[1]
+            first = [
+                plus(matvec(ws[0], e, rows: 0..<f, x), bias("gate", rows: 0..<f)),
+                plus(matvec(ws[1], e, rows: 0..<f, x), bias("up", rows: 0..<f))
+            ]
         case .swiglu_fused:
-            let f = ws[0].shape[1] / 2
-            let g = matvec(ws[0], e, rows: 0..<f, x), u = matvec(ws[0], e, rows: f..<(2 * f), x)
-            let h = zip(g, u).map { silu($0) * $1 }
-            return matvec(ws[1], e, rows: 0..<ws[1].shape[1], h)
+            f = ws[0].shape[1] / 2
+            first = [
+                plus(matvec(ws[0], e, rows: 0..<f, x), bias("gate_up", rows: 0..<f)),
+                plus(matvec(ws[0], e, rows: f..<(2 * f), x), bias("gate_up", rows: f..<(2 * f)))
+            ]
         case .mlp:
-            let f = ws[0].shape[1]
-            let actFn = unary((Activation(rawValue: act ?? "relu") ?? .relu).op)
-            let h = matvec(ws[0], e, rows: 0..<f, x).map(actFn)
-            return matvec(ws[1], e, rows: 0..<ws[1].shape[1], h)
+            f = ws[0].shape[1]
+            first = [plus(matvec(ws[0], e, rows: 0..<f, x), bias("up", rows: 0..<f))]
+        case .program: preconditionFailure("handled above")
         }
+        let program = experts.epilogue ?? (kind == .mlp ? ExpertProgram(inputs: 1, instructions: [.unary(experts.activation.rawValue, .register(0))]) : .swiglu)
+        let h = program.evaluate(first) { _, _, _ in [] }
+        let down = ws[roles.count - 1]
+        return plus(matvec(down, e, rows: 0..<down.shape[1], h), bias("down", rows: 0..<down.shape[1]))
     }
 }

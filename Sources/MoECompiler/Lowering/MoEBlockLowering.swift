@@ -104,22 +104,45 @@ extension ASTToIR {
         }
 
         // The expert kind: swiglu(gate:, up:, down:) | swiglu(gate_up:, down:) | mlp(up:, down:, act:)
-        let kindArgs = try bindExpertKind(kindCall)
+        // | expert(h) { body }
         let kindAt = kindCall.callee.range
-        let kind: ExpertKind
-        var activation: Activation?
-        switch kindCall.callee.name {
-        case "swiglu": kind = kindArgs.has("gate_up") ? .swiglu_fused : .swiglu
-        case "mlp": kind = .mlp
-        default:
-            throw .error(
-                "unknown expert kind '\(kindCall.callee.name)'", at: kindAt,
-                notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
-        }
         var weights: [ValueID] = []
-        for role in kind.matrixRoles { weights.append(try kindArgs.tensor(role, &self)) }
-        if kind == .mlp { activation = Activation(rawValue: try kindArgs.symbol("act", &self, among: Activation.allCases.map(\.rawValue))) }
-        var attrs = ExpertsNode.attributes(kind: kind, experts: count, activation: activation)
+        var attrs: Attributes
+        if let body = expertsField.body {
+            guard kindCall.callee.name == "expert" else {
+                throw .error(
+                    "an expert body follows 'expert(row)', not '\(kindCall.callee.name)(…)'", at: kindAt,
+                    notes: [.init("write 'experts: n of expert(h) { … }'")])
+            }
+            guard let hidden = builder.type(of: x).tensor?.shape.last?.fixedValue else {
+                throw .error("the moe block's input must be [tokens, hidden]", at: m.input.range)
+            }
+            let lowered = try lowerExpertBody(kindCall, body, experts: count, hidden: hidden)
+            weights = lowered.weights
+            attrs = lowered.attributes
+            attrs["experts"] = .int(count)
+            attrs["kind"] = .string(lowered.kind.rawValue)
+        } else {
+            if kindCall.callee.name == "expert" {
+                throw .error(
+                    "'expert(h)' needs a body: 'expert(h) { … }'", at: kindAt,
+                    notes: [.init("e.g. 'experts: n of expert(h) { h |> linear(up, bias: b1) |> relu |> linear(down, bias: b2) }'")])
+            }
+            let kindArgs = try bindExpertKind(kindCall)
+            let kind: ExpertKind
+            var activation: Activation?
+            switch kindCall.callee.name {
+            case "swiglu": kind = kindArgs.has("gate_up") ? .swiglu_fused : .swiglu
+            case "mlp": kind = .mlp
+            default:
+                throw .error(
+                    "unknown expert kind '\(kindCall.callee.name)'", at: kindAt,
+                    notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:), mlp(up:, down:, act:) and expert(h) { … }")])
+            }
+            for role in kind.matrixRoles { weights.append(try kindArgs.tensor(role, &self)) }
+            if kind == .mlp { activation = Activation(rawValue: try kindArgs.symbol("act", &self, among: Activation.allCases.map(\.rawValue))) }
+            attrs = ExpertsNode.attributes(kind: kind, experts: count, activation: activation)
+        }
         if let upcycle { attrs["upcycle"] = .ints(upcycle) }
         if weightOnInput { attrs[ExpertsNode.weightOnInputAttribute] = .bool(true) }
         var blockName: String?
@@ -187,7 +210,7 @@ extension ASTToIR {
         default:
             throw .error(
                 "unknown expert kind '\(c.callee.name)'", at: c.callee.range,
-                notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:) and mlp(up:, down:, act:)")])
+                notes: [.init("expert kinds are swiglu(gate:, up:, down:), swiglu(gate_up:, down:), mlp(up:, down:, act:) and expert(h) { … }")])
         }
         return try BoundArguments.bind(c, params: sig, positional: 0)
     }
