@@ -310,15 +310,24 @@ struct ExpertExtras: @unchecked Sendable {
     let secondBias: UnsafePointer<Float>?
     /// `[E, H]` bias of the down projection.
     let downBias: UnsafePointer<Float>?
-    let ffn: Int
+    /// Floats from one expert's first-layer bias to the next's.
+    let biasStride: Int
 
     init(_ s: Schedule, _ experts: ExpertsNode, ffn: Int, hidden: Int) {
         func bias(_ role: String) -> UnsafePointer<Float>? { experts.bias(role).map { UnsafePointer(s.floats($0)) } }
         let gated = experts.kind != .mlp
-        firstBias = bias(gated ? "gate" : "up")
-        secondBias = gated ? bias("up") : nil
+        if experts.kind == .swiglu_fused {
+            // One [E, 2F] bias: gate's F values, then up's, per expert.
+            let gateUp = bias("gate_up")
+            firstBias = gateUp
+            secondBias = gateUp.map { $0 + ffn }
+            biasStride = 2 * ffn
+        } else {
+            firstBias = bias(gated ? "gate" : "up")
+            secondBias = gated ? bias("up") : nil
+            biasStride = ffn
+        }
         downBias = bias("down")
-        self.ffn = ffn
         if let e = experts.epilogue {
             program = ExpertEpilogue(e)
         } else if firstBias != nil || secondBias != nil {
@@ -336,8 +345,8 @@ struct ExpertExtras: @unchecked Sendable {
         second: UnsafeMutablePointer<Float>
     ) {
         Kernels.expertEpilogue(
-            p, rows: rows, count: features.count, UnsafePointer(first), lda: ld, biasA: firstBias.map { $0 + e * ffn + features.lowerBound },
-            p.inputs == 2 ? UnsafePointer(second) : nil, ldb: ld, biasB: secondBias.map { $0 + e * ffn + features.lowerBound },
+            p, rows: rows, count: features.count, UnsafePointer(first), lda: ld, biasA: firstBias.map { $0 + e * biasStride + features.lowerBound },
+            p.inputs == 2 ? UnsafePointer(second) : nil, ldb: ld, biasB: secondBias.map { $0 + e * biasStride + features.lowerBound },
             first, ldo: ld)
     }
 }

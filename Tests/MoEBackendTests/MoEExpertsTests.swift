@@ -16,9 +16,18 @@ import Testing
         var capacity: Int? = nil
         /// `weighting: "input"`: the routing weight scales the expert's input row (Llama 4).
         var weightOnInput = false
+        /// An expression expert: biases on every projection, an epilogue program (`ExpertProgram`
+        /// text), or for `.program` the whole body.
+        var biased = false
+        var epilogue: String? = nil
+        var body: String? = nil
+        /// The passes' marks set (fused gate/up, permuted, pre-packed, combine in down): the
+        /// packed kernel; otherwise the unfused path.
+        var marked = false
         var description: String {
             "\(kind)\(act.map { "/\($0)" } ?? "") H\(hidden) F\(ffn) E\(experts) k\(k)\(capacity.map { " cap\($0)" } ?? "")"
-                + (weightOnInput ? " weight-on-input" : "")
+                + (weightOnInput ? " weight-on-input" : "") + (biased ? " biased" : "") + (epilogue != nil ? " epilogue" : "")
+                + (marked ? " packed" : "")
         }
     }
 
@@ -44,8 +53,25 @@ import Testing
         Case(kind: .swiglu, weightOnInput: true),
         Case(kind: .swiglu_fused, hidden: 16, ffn: 24, experts: 5, k: 1, weightOnInput: true),
         Case(kind: .mlp, act: .gelu, hidden: 11, ffn: 13, experts: 4, k: 2, capacity: 3, weightOnInput: true),
-        Case(kind: .swiglu, hidden: 70, ffn: 300, experts: 4, k: 2, weightOnInput: true)
+        Case(kind: .swiglu, hidden: 70, ffn: 300, experts: 4, k: 2, weightOnInput: true),
+        // Expression experts: biases and gpt-oss's epilogue, on the unfused path and the packed
+        // kernel (F not a multiple of 16: a partial last strip), with drops and weight on input.
+        Case(kind: .swiglu, hidden: 70, ffn: 300, experts: 4, k: 2, biased: true, epilogue: gptOss),
+        Case(kind: .swiglu, hidden: 70, ffn: 300, experts: 4, k: 2, biased: true, epilogue: gptOss, marked: true),
+        Case(kind: .swiglu, hidden: 11, ffn: 13, experts: 4, k: 2, capacity: 3, biased: true, epilogue: gptOss, marked: true),
+        Case(kind: .swiglu_fused, hidden: 16, ffn: 24, experts: 5, k: 2, weightOnInput: true, biased: true, epilogue: gptOss, marked: true),
+        Case(kind: .swiglu, biased: true, marked: true),
+        Case(kind: .mlp, act: .gelu, hidden: 11, ffn: 13, experts: 4, k: 2, capacity: 3, biased: true, marked: true),
+        Case(kind: .mlp, act: .relu, hidden: 40, ffn: 37, biased: true, epilogue: "%1 = tanh %0; %2 = mul %1 %0; %3 = max %2 -0.2", marked: true),
+        Case(kind: .mlp, act: .relu, hidden: 40, ffn: 37, biased: true, epilogue: "%1 = tanh %0; %2 = mul %1 %0; %3 = max %2 -0.2"),
+        // The general path: a body with three projections, with drops and weight on input.
+        Case(kind: .program, hidden: 23, ffn: 17, body: threeLayers),
+        Case(kind: .program, hidden: 23, ffn: 17, experts: 5, k: 2, capacity: 3, weightOnInput: true, body: threeLayers)
     ]
+
+    static let gptOss = "%2 = min %0 0.5; %3 = max %1 -0.5; %4 = min %3 0.5; %5 = add %4 1; %6 = mul 1.702 %2; %7 = sigmoid %6; %8 = mul %2 %7; %9 = mul %5 %8"
+    /// w0 [E, F, H] + w1, gelu, w2 [E, F, F], silu · the first, w3 [E, H, F] + w4.
+    static let threeLayers = "%1 = linear %0 w0 w1; %2 = gelu %1; %3 = linear %2 w2; %4 = silu %3; %5 = mul %4 %1; %6 = sub %5 0.25; %7 = linear %6 w3 w4"
 
     static func graph(_ c: Case, seed: UInt64 = 1) throws -> TinyGraph {
         var t = TinyGraph("experts", seed: seed)
@@ -62,8 +88,27 @@ import Testing
             weights = [t.randomWeight("w_gate_up", [e, 2 * f, h]), t.randomWeight("w_down", [e, h, f])]
         case .mlp:
             weights = [t.randomWeight("w_up", [e, f, h]), t.randomWeight("w_down", [e, h, f])]
+        case .program:
+            weights = [
+                t.randomWeight("w0", [e, f, h]), t.randomWeight("w1", [e, f]), t.randomWeight("w2", [e, f, f]),
+                t.randomWeight("w3", [e, h, f]), t.randomWeight("w4", [e, h])
+            ]
         }
         var attrs: Attributes = ["experts": .int(e), "kind": .string(c.kind.rawValue)]
+        if c.biased {
+            let roles = c.kind.matrixRoles
+            for role in roles {
+                let rows = role == "down" ? h : role == "gate_up" ? 2 * f : f
+                weights.append(t.randomWeight("b_\(role)", [e, rows]))
+            }
+            attrs["bias"] = .string(roles.joined(separator: " "))
+        }
+        if let epilogue = c.epilogue { attrs["epilogue"] = .string(epilogue) }
+        if let body = c.body { attrs["body"] = .string(body) }
+        if c.marked {
+            for mark in ExpertPassMark.allCases where mark != .fuseGateUp || c.kind == .swiglu { attrs[mark.rawValue] = .bool(true) }
+            if c.weightOnInput { attrs[ExpertPassMark.combineInDown.rawValue] = nil }
+        }
         if let act = c.act { attrs["act"] = .string(act.rawValue) }
         if c.weightOnInput { attrs[ExpertsNode.weightOnInputAttribute] = .bool(true) }
         t.output("y", try t.op(.moe_experts, [x, r] + weights, attrs))
