@@ -215,7 +215,33 @@ FAMILIES = {
                      num_experts_per_tok=2, swiglu_limit=0.4, layer_types=["sliding_attention", "full_attention"],
                      sliding_window=8),
                 lambda m, L: (lambda h: m.model.layers[L].mlp(h)[0].reshape(h.shape))),
+    # NLLB-MoE: encoder layer 1 sparse; a capacity fraction that drops pairs of 9 tokens. The
+    # reference is the block's intended semantics (nllb_intended), not transformers' dispatch.
+    "nllb_moe": ("NllbMoeConfig", "NllbMoeForConditionalGeneration",
+                 dict(vocab_size=32, d_model=16, encoder_layers=2, decoder_layers=2, encoder_ffn_dim=12,
+                      decoder_ffn_dim=12, encoder_attention_heads=2, decoder_attention_heads=2,
+                      max_position_embeddings=64, num_experts=4, encoder_sparse_step=2, decoder_sparse_step=2,
+                      moe_eval_capacity_token_fraction=0.3, moe_token_dropout=0.2, pad_token_id=1,
+                      decoder_start_token_id=2),
+                 lambda m, L: nllb_intended(m.model.encoder.layers[L].ffn)),
 }
+
+
+def nllb_intended(block):
+    """NllbMoeSparseMLP as fairseq means it: each token's chosen experts (router_probs > 0, from
+    transformers' own NllbMoeTop2Router), weighted, times 1 - moe_token_dropout. transformers 5.24's
+    NllbMoeExperts one-hot-encodes the 0/1 top-1 *mask*, so it runs experts 0 and 1 instead."""
+    def run(h):
+        x = h.reshape(-1, h.shape[-1])
+        _, probs, _ = block.router(x)
+        y = torch.zeros_like(x)
+        for e in range(block.num_experts):
+            rows = (probs[:, e] > 0).nonzero().flatten()
+            if len(rows):
+                out = block.experts[f"expert_{e}"](x[rows]) * probs[rows, e, None]
+                y.index_add_(0, rows, out * (1 - block.experts.moe_token_dropout))
+        return y.reshape(h.shape)
+    return run
 
 
 def make(name: str) -> str:

@@ -65,6 +65,7 @@ enum SmallParams {
         // Top-2 (the released models use 1) so each token's two scaled inputs are summed.
         "llama4.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
         "gpt_oss.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2"), ("limit", "0.5")],
+        "nllb_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("fraction", "0.3")],
         "phimoe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("jitter", "0.1")],
         "qwen3_vl_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3")],
         "ernie4_5_vl_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "4"), ("num_shared", "1")],

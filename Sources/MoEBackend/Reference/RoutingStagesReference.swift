@@ -43,7 +43,7 @@ extension RoutingStageOp: ReferenceFamily {
             // Each expert accepts (token, slot) pairs in priority order until it holds
             // `capacity`: all tokens' first choices in token order, then all second choices, ...
             var r = routing(0)
-            let cap = a.int("capacity")!
+            let cap = RoutingStageOp.capacity(a, tokens: r.tokens)
             var taken = [Int](repeating: 0, count: r.experts)
             for s in 0..<r.slots {
                 for t in 0..<r.tokens {

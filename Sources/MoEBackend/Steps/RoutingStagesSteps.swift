@@ -62,7 +62,7 @@ enum RoutingStagesSteps {
             // An expert gets at most one pair per (token, slot), so every capacity of at least
             // tokens · slots drops nothing. Clamping to that keeps the count in Int32 (the
             // source may ask for 3·10⁹) without changing which pairs are kept.
-            let cap = Int32(clamping: min(a.int("capacity")!, tokens * slots))
+            let cap = Int32(clamping: min(RoutingStageOp.capacity(a, tokens: tokens), tokens * slots))
             let taken = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
             let experts = r.experts
             return {

@@ -4,7 +4,17 @@ public enum RoutingStageOp: String, OpFamily {
     case route_softmax // softmax over each token's chosen scores (all −∞ → zeros)
     case route_scale // weights · factor; attrs: factor
     case route_sqrt // √weight (SqrtGate)
-    case route_capacity // each expert keeps its first `capacity` tokens; attrs: capacity
+    case route_capacity // each expert keeps its first `capacity` pairs; attrs: capacity, or capacity_fraction (⌈f·tokens⌉)
+
+    /// The capacity of a `route_capacity` node for a run of `tokens` tokens: its `capacity`, or
+    /// ⌈fraction · tokens⌉ computed in Double, as NLLB-MoE (fairseq, transformers) computes it.
+    public static func capacity(_ attrs: Attributes, tokens: Int) -> Int {
+        if let f = attrs.float("capacity_fraction") {
+            let c = (f * Double(tokens)).rounded(.up)
+            return c >= Double(Int.max / 2) ? Int.max / 2 : max(Int(c), 0)
+        }
+        return attrs.int("capacity") ?? 0
+    }
 
     public var surfaceName: String {
         switch self {
@@ -25,8 +35,14 @@ public enum RoutingStageOp: String, OpFamily {
         }
         switch self {
         case .route_capacity:
-            guard let c = attrs.int("capacity") else { throw TypeRuleError("capacity needs a value") }
-            guard c >= 1 else { throw TypeRuleError("capacity must be positive, got \(c)") }
+            if let f = attrs.float("capacity_fraction") {
+                guard f > 0, f.isFinite, attrs["capacity"] == nil else {
+                    throw TypeRuleError("capacity_fraction must be a positive number, and given without capacity")
+                }
+            } else {
+                guard let c = attrs.int("capacity") else { throw TypeRuleError("capacity needs a value") }
+                guard c >= 1 else { throw TypeRuleError("capacity must be positive, got \(c)") }
+            }
         case .route_scale:
             if attrs.float("factor") == nil { throw TypeRuleError("scale needs a factor") }
         case .route_renormalize, .route_softmax, .route_sqrt:

@@ -16,8 +16,24 @@ enum RoutingStagesBuiltins {
             let f = try args.number("factor", &l)
             return try l.node(.route_scale, [r], ["factor": .float(f)], at: args.at)
         },
-        Builtin("capacity", ["routing", "capacity"], positional: 2) { l, args throws(Diagnostic) in
+        // `capacity(c)`: each expert keeps at most c pairs; `capacity(fraction: f)`: at most
+        // ⌈f · tokens⌉ of the run's tokens (NLLB-MoE's `moe_eval_capacity_token_fraction`).
+        Builtin("capacity", ["routing", "capacity", "fraction"], positional: 2) { l, args throws(Diagnostic) in
             let r = try args.routing("routing", &l, stage: args.function)
+            if let f = try args.optionalNumber("fraction", &l) {
+                guard !args.has("capacity") else {
+                    throw .error("capacity takes a count or 'fraction:', not both", at: args.at)
+                }
+                guard f > 0, f.isFinite else {
+                    throw .error("capacity's fraction must be a positive number (of the run's tokens), got \(f)", at: args.at)
+                }
+                return try l.node(.route_capacity, [r], ["capacity_fraction": .float(f)], at: args.at)
+            }
+            guard args.has("capacity") else {
+                throw .error(
+                    "capacity needs a count of pairs per expert, or 'fraction:' of the run's tokens", at: args.at,
+                    notes: [.init("e.g. '|> capacity(64)' or '|> capacity(fraction: 1.0)'")])
+            }
             let cap = try args.int("capacity", &l)
             return try l.node(.route_capacity, [r], ["capacity": .int(cap)], at: args.at)
         }
