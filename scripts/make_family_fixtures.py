@@ -224,6 +224,13 @@ FAMILIES = {
                       moe_eval_capacity_token_fraction=0.3, moe_token_dropout=0.2, pad_token_id=1,
                       decoder_start_token_id=2),
                  lambda m, L: nllb_intended(m.model.encoder.layers[L].ffn)),
+    # LongCat-Flash: 4 routed SwiGLU experts and 3 zero-computation (identity) experts, top-3.
+    "longcat_flash": ("LongcatFlashConfig", "LongcatFlashForCausalLM",
+                      dict(vocab_size=32, bos_token_id=1, eos_token_id=2, pad_token_id=0, hidden_size=16, num_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, ffn_hidden_size=24, expert_ffn_hidden_size=12,
+                           n_routed_experts=4, zero_expert_num=3, moe_topk=3, routed_scaling_factor=1.5, kv_lora_rank=8,
+                           q_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8, max_position_embeddings=64),
+                      mlp),
 }
 
 

@@ -77,7 +77,8 @@ struct ExpertPlacementRun: Sendable {
         groups.removeAll()
         if let threshold = dynamicThreshold {
             // LLEP plans per batch with arrays (it allocates; the static dispatch below does not).
-            let counts = (0..<experts).map { Int(starts[$0 + 1] - starts[$0]) }
+            // Fixed experts (past `experts`) have no rows here: the step adds their outputs.
+            let counts = (0..<layer.log2phy.count).map { $0 < experts ? Int(starts[$0 + 1] - starts[$0]) : 0 }
             for a in layer.leastLoadedDispatch(tokenCounts: counts, threshold: threshold).assignments {
                 groups.append(
                     expert: a.expert, rowBegin: Int(starts[a.expert]) + a.tokens.lowerBound,
@@ -89,6 +90,7 @@ struct ExpertPlacementRun: Sendable {
         // `TokenSplit.equal`) cut them, computed in place: no per-batch arrays.
         for slot in 0..<layer.slotCount {
             let e = layer.phy2log[slot]
+            guard e < experts else { continue } // a fixed expert: no rows
             let rows = Int(starts[e + 1] - starts[e]), r = replicaIndex[slot], n = replicaCount[slot]
             let lo = r * rows / n, hi = (r + 1) * rows / n
             guard hi > lo else { continue }

@@ -45,7 +45,7 @@ enum ExpertProgramKernel {
         let widths = widths(n, g)
         let r = g[view.routing].type.routing!
         let h = widths[0]
-        let z = MoEExpertsKernel.Sizes(tokens: s.tokens, slots: r.slots, experts: r.experts, hidden: h, ffn: widths.max()!)
+        let z = MoEExpertsKernel.Sizes(tokens: s.tokens, slots: r.slots, experts: view.computedExperts, hidden: h, ffn: widths.max()!)
         let x = UnsafePointer(s.floats(view.input))
         let routing = RoutingBuffer(s.pointer(view.routing), tokens: s.tokens, slots: z.slots)
         let y = s.floats(ValueID(i))

@@ -23,7 +23,8 @@ enum MoEExpertsKernel {
         let h = g[experts.input].tensorType!.shape[1].fixedValue!
         let w0 = g[experts.matrices.first!].tensorType!.fixedShape!
         let f = experts.kind == .swiglu_fused ? w0[1] / 2 : w0[1]
-        return Sizes(tokens: tokens, slots: r.slots, experts: r.experts, hidden: h, ffn: f)
+        // Fixed experts (zero, copy, constant) past the computed ones get no rows: `ExpertsSteps.fixedExperts`.
+        return Sizes(tokens: tokens, slots: r.slots, experts: experts.computedExperts, hidden: h, ffn: f)
     }
 
     /// The scratch of `PackedExpertsKernel` (indices 0–8); the unfused path uses part of it
@@ -74,7 +75,7 @@ enum MoEExpertsKernel {
         for p in 0..<z.pairs {
             if let active, active[p / z.slots] == 0 { continue }
             let e = routing.experts[p]
-            if e >= 0 { counts[Int(e)] += 1 }
+            if e >= 0 && Int(e) < z.experts { counts[Int(e)] += 1 }
         }
         var total: Int32 = 0
         for e in 0..<z.experts {
@@ -89,7 +90,7 @@ enum MoEExpertsKernel {
             for slot in 0..<z.slots {
                 let p = t * z.slots + slot
                 let e = routing.experts[p]
-                guard e >= 0, !inactive else { rowOf?[p] = -1; continue }
+                guard e >= 0, Int(e) < z.experts, !inactive else { rowOf?[p] = -1; continue }
                 let row = Int(counts[Int(e)])
                 counts[Int(e)] += 1
                 perm[row] = Int32(t)
@@ -196,7 +197,7 @@ enum MoEExpertsKernel {
                     for slot in 0..<z.slots {
                         let p = t * z.slots + slot
                         let e = Int(routing.experts[p])
-                        guard e >= 0 else { continue }
+                        guard e >= 0, e < z.experts else { continue }
                         loads[e] += 1
                         if weightOnInput {
                             // `weighting: "input"`: the expert runs on w·x, its output added as is.

@@ -64,17 +64,34 @@ public struct ExpertsNode: Sendable {
         node.attributes.string("body").flatMap { try? ExpertProgram(parsing: $0, inputs: 1) }
     }
     /// A `program` expert's weight operands (its body's w0, w1, …).
-    public var programWeights: ArraySlice<ValueID> { kind == .program ? node.operands[2..<(2 + Self.weightCount(kind, node.attributes))] : [] }
+    public var programWeights: ArraySlice<ValueID> { kind == .program ? expertWeights : [] }
     /// Every operand with one slice per expert: matrices, biases and a program's weights.
-    public var expertWeights: ArraySlice<ValueID> { node.operands[2..<(2 + Self.weightCount(kind, node.attributes))] }
+    public var expertWeights: ArraySlice<ValueID> {
+        node.operands[2..<(2 + Self.weightCount(kind, node.attributes) - (constants == nil ? 0 : 1))]
+    }
 
     /// Operands between the routing and the active mask.
     static func weightCount(_ kind: ExpertKind, _ a: Attributes) -> Int {
+        let constants = fixedExperts(a).contains("constant") ? 1 : 0
         if kind == .program {
-            guard let text = a.string("body"), let p = try? ExpertProgram(parsing: text, inputs: 1) else { return 0 }
-            return (p.weightsRead.max() ?? -1) + 1
+            guard let text = a.string("body"), let p = try? ExpertProgram(parsing: text, inputs: 1) else { return constants }
+            return (p.weightsRead.max() ?? -1) + 1 + constants
         }
-        return kind.matrixRoles.count + biasRoles(a).count
+        return kind.matrixRoles.count + biasRoles(a).count + constants
+    }
+
+    /// The fixed experts after the computed ones (attribute `fixed`, one word per expert):
+    /// `zero` (no output: a null expert), `copy` (the token's row: an identity expert) and
+    /// `constant` (a learned row, one per constant expert, in the `constants` operand
+    /// `[constant experts, H]`). They have no weights to multiply and cost nothing in the kernels.
+    public static let fixedKinds = ["zero", "copy", "constant"]
+    public var fixedExperts: [String] { Self.fixedExperts(node.attributes) }
+    static func fixedExperts(_ a: Attributes) -> [String] { (a.string("fixed") ?? "").split(separator: " ").map(String.init) }
+    /// Experts with weights: the first `computedExperts` of the routing's.
+    public var computedExperts: Int { (node.attributes.int("experts") ?? 0) - fixedExperts.count }
+    /// The rows of the constant experts `[constant experts, H]`, in their order among the fixed ones.
+    public var constants: ValueID? {
+        fixedExperts.contains("constant") ? node.operands[2 + Self.weightCount(kind, node.attributes) - 1] : nil
     }
 
     /// The active mask `[T]` of a halting multi-hop block: 1 for tokens still running.
@@ -127,9 +144,9 @@ public struct ExpertsNode: Sendable {
         guard let kindName = attrs.string("kind"), let kind = ExpertKind(rawValue: kindName) else {
             throw TypeRuleError("moe_experts needs a kind")
         }
-        let count = attrs.int("experts") ?? r.experts
-        guard count == r.experts else {
-            throw TypeRuleError("the block declares \(count) experts but the router scores \(r.experts)")
+        let total = attrs.int("experts") ?? r.experts
+        guard total == r.experts else {
+            throw TypeRuleError("the block declares \(total) experts but the router scores \(r.experts)")
         }
         let roles = kind.matrixRoles
         if kind == .mlp { try OpSchema.activation(attrs) }
@@ -138,6 +155,24 @@ public struct ExpertsNode: Sendable {
             guard attrs.bool(flag) != nil else { throw TypeRuleError("moe_experts attribute '\(flag)' must be true or false") }
         }
         let withActive = attrs.bool("with_active") ?? false
+        // Fixed experts come after the computed ones and take no weights but the constants.
+        let fixedKinds = fixedExperts(attrs)
+        for f in fixedKinds where !Self.fixedKinds.contains(f) {
+            throw TypeRuleError("moe_experts attribute 'fixed' names '\(f)', not one of \(Self.fixedKinds.joined(separator: ", "))")
+        }
+        guard fixedKinds.count < total else { throw TypeRuleError("a block needs at least one computed expert besides its fixed ones") }
+        var operands = operands
+        if fixedKinds.contains("constant") {
+            let constantCount = fixedKinds.filter { $0 == "constant" }.count
+            let last = operands.count - 1 - (withActive ? 1 : 0)
+            guard last >= 2 else { throw TypeRuleError("constant experts need their rows [\(constantCount), \(h)]") }
+            let c = try OpSchema.tensor(operands[last], "the constant experts' rows")
+            guard c.fixedShape == [constantCount, h] else {
+                throw TypeRuleError("the constant experts' rows must be [\(constantCount), \(h)], got \(OpSchema.format(c))")
+            }
+            operands.remove(at: last)
+        }
+        let count = total - fixedKinds.count
         if kind == .program {
             return try programResultType(operands, attrs, x: x, hidden: h, experts: count, withActive: withActive)
         }

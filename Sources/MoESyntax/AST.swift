@@ -217,6 +217,9 @@ public struct MoEField: Sendable {
     public var kind: Call?
     /// For `experts: COUNT of expert(row) { … }`: the expert's body (`kind` is then `expert(row)`).
     public var body: ExpertBody?
+    /// Further groups of experts after the first, numbered after it:
+    /// `experts: 6 of swiglu(…), 2 of copy, 1 of constant(v)`.
+    public var moreGroups: [ExpertGroup] = []
 
     public init(name: Identifier, value: Expr, kind: Call? = nil, body: ExpertBody? = nil) {
         self.name = name
@@ -224,6 +227,12 @@ public struct MoEField: Sendable {
         self.kind = kind
         self.body = body
     }
+}
+
+/// `COUNT of KIND` or `COUNT of KIND(args)` after the first group of an experts field.
+public struct ExpertGroup: Sendable {
+    public var count: Expr
+    public var kind: Call
 }
 
 /// An expert written as an expression: `expert(h) { let g = …  (u + 1) * g |> linear(down) }`.

@@ -197,7 +197,8 @@ extension Parser {
     }
 
     /// moe_block = 'moe' , '(' , expr , ')' , '{' , { moe_field } , '}' ;
-    /// moe_field = IDENT , ':' , ( expr , 'of' , IDENT , '(' , [ arguments ] , ')' , [ expert_body ] | expr ) ;
+    /// moe_field = IDENT , ':' , ( expert_group , [ expert_body ] , { ',' , expert_group } | expr ) ;
+    /// expert_group = expr , 'of' , IDENT , [ '(' , [ arguments ] , ')' ] ;
     /// expert_body = '{' , { 'let' , IDENT , '=' , expr } , expr , '}' ;
     /// The depth is that of the deepest expression in the block.
     mutating func parseMoEBlock() throws -> (block: MoEBlock, depth: Int) {
@@ -244,7 +245,25 @@ extension Parser {
                     depth = max(depth, parsed.depth + 1)
                     body = parsed.body
                 }
-                fields.append(MoEField(name: name, value: value.expr, kind: kind, body: body))
+                var field = MoEField(name: name, value: value.expr, kind: kind, body: body)
+                // More groups: `, COUNT of KIND[(args)]`.
+                while kind != nil, consume(.comma) {
+                    let count = try parsePipeline()
+                    depth = max(depth, count.depth)
+                    guard isKeyword(.of) else {
+                        throw error("expected 'of' after the count of a group of experts, found \(current)", notes: [.init("e.g. 'experts: 6 of swiglu(…), 2 of copy'")])
+                    }
+                    advance()
+                    let callee = try expectIdentifier("an expert kind after 'of' (copy, zero, constant(v), …)")
+                    var arguments: [Argument] = []
+                    if isPunct(.lparen) {
+                        let args = try parseArguments()
+                        depth = max(depth, args.depth + 1)
+                        arguments = args.arguments
+                    }
+                    field.moreGroups.append(ExpertGroup(count: count.expr, kind: Call(callee: callee, arguments: arguments)))
+                }
+                fields.append(field)
             } catch let e as Recover {
                 // Skip to the next `name:` field or the closing brace.
                 while current.kind != .eof && !isPunct(.rbrace) {

@@ -24,10 +24,12 @@ import Testing
         /// The passes' marks set (fused gate/up, permuted, pre-packed, combine in down): the
         /// packed kernel; otherwise the unfused path.
         var marked = false
+        /// Fixed experts after the computed ones (zero, copy, constant).
+        var fixed: [String] = []
         var description: String {
             "\(kind)\(act.map { "/\($0)" } ?? "") H\(hidden) F\(ffn) E\(experts) k\(k)\(capacity.map { " cap\($0)" } ?? "")"
                 + (weightOnInput ? " weight-on-input" : "") + (biased ? " biased" : "") + (epilogue != nil ? " epilogue" : "")
-                + (marked ? " packed" : "")
+                + (marked ? " packed" : "") + (fixed.isEmpty ? "" : " fixed: " + fixed.joined(separator: ","))
         }
     }
 
@@ -66,7 +68,12 @@ import Testing
         Case(kind: .mlp, act: .relu, hidden: 40, ffn: 37, biased: true, epilogue: "%1 = tanh %0; %2 = mul %1 %0; %3 = max %2 -0.2"),
         // The general path: a body with three projections, with drops and weight on input.
         Case(kind: .program, hidden: 23, ffn: 17, body: threeLayers),
-        Case(kind: .program, hidden: 23, ffn: 17, experts: 5, k: 2, capacity: 3, weightOnInput: true, body: threeLayers)
+        Case(kind: .program, hidden: 23, ffn: 17, experts: 5, k: 2, capacity: 3, weightOnInput: true, body: threeLayers),
+        // Fixed experts (zero, copy, constant) after the computed ones, on every path.
+        Case(kind: .swiglu, experts: 6, k: 3, fixed: ["copy", "zero", "constant", "copy", "constant"]),
+        Case(kind: .swiglu, experts: 6, k: 3, marked: true, fixed: ["copy", "zero", "constant", "copy", "constant"]),
+        Case(kind: .mlp, act: .gelu, experts: 4, k: 2, capacity: 3, weightOnInput: true, marked: true, fixed: ["constant", "copy"]),
+        Case(kind: .program, experts: 4, k: 2, body: threeLayers, fixed: ["zero", "copy", "constant"])
     ]
 
     static let gptOss = "%2 = min %0 0.5; %3 = max %1 -0.5; %4 = min %3 0.5; %5 = add %4 1; %6 = mul 1.702 %2; %7 = sigmoid %6; %8 = mul %2 %7; %9 = mul %5 %8"
@@ -76,8 +83,9 @@ import Testing
     static func graph(_ c: Case, seed: UInt64 = 1) throws -> TinyGraph {
         var t = TinyGraph("experts", seed: seed)
         let x = t.input("x", [.tokens, .fixed(c.hidden)])
-        let logits = try t.op(.linear, [x, t.randomWeight("gate", [c.experts, c.hidden])])
+        let logits = try t.op(.linear, [x, t.randomWeight("gate", [c.experts + c.fixed.count, c.hidden])])
         var r = try t.op(.topk, [try t.op(.softmax, [logits])], ["k": .int(c.k)])
+        let constants = c.fixed.filter { $0 == "constant" }.count
         if let cap = c.capacity { r = try t.op(.route_capacity, [r], ["capacity": .int(cap)]) }
         let e = c.experts, h = c.hidden, f = c.ffn
         var weights: [ValueID]
@@ -104,6 +112,11 @@ import Testing
             attrs["bias"] = .string(roles.joined(separator: " "))
         }
         if let epilogue = c.epilogue { attrs["epilogue"] = .string(epilogue) }
+        if !c.fixed.isEmpty {
+            attrs["experts"] = .int(e + c.fixed.count)
+            attrs["fixed"] = .string(c.fixed.joined(separator: " "))
+            if constants > 0 { weights.append(t.randomWeight("constants", [constants, h])) }
+        }
         if let body = c.body { attrs["body"] = .string(body) }
         if c.marked {
             for mark in ExpertPassMark.allCases where mark != .fuseGateUp || c.kind == .swiglu { attrs[mark.rawValue] = .bool(true) }

@@ -66,6 +66,7 @@ enum SmallParams {
         "llama4.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
         "gpt_oss.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2"), ("limit", "0.5")],
         "nllb_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("fraction", "0.3")],
+        "longcat_flash.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "6"), ("zero_experts", "3"), ("top_k", "3")],
         "phimoe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("jitter", "0.1")],
         "qwen3_vl_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3")],
         "ernie4_5_vl_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "4"), ("num_shared", "1")],

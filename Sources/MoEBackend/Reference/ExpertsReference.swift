@@ -30,6 +30,18 @@ extension ExpertsOp: ReferenceFamily {
                     let e = r.expert[t * r.slots + s]
                     guard e >= 0 else { continue }
                     let w = r.weight[t * r.slots + s]
+                    // A fixed expert: zero adds nothing, copy its input, constant its row.
+                    if e >= experts.computedExperts {
+                        let j = e - experts.computedExperts, kind = experts.fixedExperts[j]
+                        if kind == "copy" {
+                            for q in 0..<h { out[t * h + q] += w * row[q] }
+                        } else if kind == "constant" {
+                            let c = experts.fixedExperts[..<j].filter { $0 == "constant" }.count
+                            let v = tensor(n.operands.firstIndex(of: experts.constants!)!).floats
+                            for q in 0..<h { out[t * h + q] += (experts.weightOnInput ? 1 : w) * Double(v[c * h + q]) }
+                        }
+                        continue
+                    }
                     // `weighting: "input"`: the expert sees w·x and its output is added as is.
                     if experts.weightOnInput {
                         let y = R.expert(experts, e, row.map { w * $0 }, ws)

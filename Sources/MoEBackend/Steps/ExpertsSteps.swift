@@ -1,4 +1,5 @@
 import MoEIR
+import MoEKernels
 
 /// Executor steps of the experts family (see `ExpertsOp`).
 extension ExpertsOp: StepFamily {
@@ -11,7 +12,8 @@ extension ExpertsOp: StepFamily {
 
     func step(_ s: Schedule, _ n: Node, _ i: Int) -> (() -> Void)? {
         switch self {
-        case .moe_experts: return ExpertsSteps.nonFiniteRows(s, n, i, after: MoEExpertsKernel.step(s, n, i))
+        case .moe_experts:
+            return ExpertsSteps.nonFiniteRows(s, n, i, after: ExpertsSteps.fixedExperts(s, n, i, after: MoEExpertsKernel.step(s, n, i)))
         case .halt_mask: return ExpertsSteps.haltMask(s, n, i)
         }
     }
@@ -54,6 +56,53 @@ enum ExpertsSteps {
             }
             counts[0] = unrouted
             counts[1] = invalid
+        }
+    }
+
+    /// Fixed experts (`ExpertsNode.fixedExperts`), after the computed ones ran: each (token,
+    /// slot) pair routed to one adds `w · x[t]` (copy), `w · v` (constant) or nothing (zero),
+    /// in slot order; under `weighting: "input"` a constant's row is added unweighted (the
+    /// expert of `w·x` is `v`). Also counts their loads.
+    static func fixedExperts(_ s: Schedule, _ n: Node, _ i: Int, after experts: @escaping () -> Void) -> () -> Void {
+        let view = n.expertsView!
+        let fixed = view.fixedExperts
+        guard !fixed.isEmpty else { return experts }
+        let g = s.executable.graph
+        let r = g[view.routing].type.routing!
+        let routing = RoutingBuffer(s.pointer(view.routing), tokens: s.tokens, slots: r.slots)
+        let x = UnsafePointer(s.floats(view.input))
+        let active = view.active.map { UnsafePointer(s.floats($0)) }
+        let constants = view.constants.map { UnsafePointer(s.floats($0)) }
+        let h = g[view.input].tensorType!.shape[1].fixedValue!
+        let y = s.floats(ValueID(i))
+        let loads = s.loadCounts(i)
+        let computed = view.computedExperts, tokens = s.tokens, slots = r.slots
+        let weightOnInput = view.weightOnInput
+        // Per fixed expert: 0 zero, 1 copy, 2 constant; and its row among the constants.
+        let kinds = fixed.map { Int32(ExpertsNode.fixedKinds.firstIndex(of: $0)!) }
+        var rowOfConstant: [Int] = []
+        var c = 0
+        for k in fixed {
+            rowOfConstant.append(c)
+            if k == "constant" { c += 1 }
+        }
+        return {
+            experts()
+            for j in 0..<fixed.count { loads[computed + j] = 0 }
+            for t in 0..<tokens where active.map({ $0[t] != 0 }) ?? true {
+                for slot in 0..<slots {
+                    let p = t * slots + slot, e = Int(routing.experts[p])
+                    guard e >= computed else { continue }
+                    let j = e - computed
+                    loads[e] += 1
+                    let w = routing.weights[p]
+                    switch kinds[j] {
+                    case 1: Kernels.axpy(alpha: w, x + t * h, y + t * h, count: h)
+                    case 2: Kernels.axpy(alpha: weightOnInput ? 1 : w, constants! + rowOfConstant[j] * h, y + t * h, count: h)
+                    default: break
+                    }
+                }
+            }
         }
     }
 

@@ -143,6 +143,39 @@ extension ASTToIR {
             if kind == .mlp { activation = Activation(rawValue: try kindArgs.symbol("act", &self, among: Activation.allCases.map(\.rawValue))) }
             attrs = ExpertsNode.attributes(kind: kind, experts: count, activation: activation)
         }
+        // Fixed experts after the computed ones: `, n of zero`, `, n of copy`, `, n of constant(v)`.
+        var fixed: [String] = []
+        var constantRows: ValueID?
+        for group in expertsField.moreGroups {
+            let n = try intValue(group.count, what: "the number of experts of a group")
+            guard n >= 1 else { throw .error("a group of experts needs a positive count, got \(n)", at: group.count.range) }
+            let kindName = group.kind.callee.name
+            guard ExpertsNode.fixedKinds.contains(kindName) else {
+                throw .error(
+                    "a further group of experts must be zero, copy or constant(rows), not '\(kindName)'", at: group.kind.callee.range,
+                    notes: [
+                        .init("zero: a null expert (no output); copy: the token's row; constant(v): a learned row, v [n, hidden]"),
+                        .init("groups of computed experts with different weights or bodies in one block are not supported yet")
+                    ])
+            }
+            if kindName == "constant" {
+                guard constantRows == nil else {
+                    throw .error("write the constant experts as one group, with their rows in one [n, hidden] weight", at: group.kind.callee.range)
+                }
+                let args = try BoundArguments.bind(group.kind, params: ["rows"], positional: 1)
+                constantRows = try args.tensor("rows", &self)
+            } else if !group.kind.arguments.isEmpty {
+                throw .error("'\(kindName)' experts take no arguments", at: group.kind.callee.range)
+            }
+            fixed += [String](repeating: kindName, count: n)
+        }
+        if !fixed.isEmpty {
+            if let f = fields["upcycle"] { throw .error("upcycle does not combine with fixed experts (zero, copy, constant)", at: f.name.range) }
+            attrs["experts"] = .int(count + fixed.count)
+            attrs["fixed"] = .string(fixed.joined(separator: " "))
+            if let constantRows { weights.append(constantRows) }
+        }
+        let total = count + fixed.count
         if let upcycle { attrs["upcycle"] = .ints(upcycle) }
         if weightOnInput { attrs[ExpertsNode.weightOnInputAttribute] = .bool(true) }
         var blockName: String?
@@ -167,9 +200,9 @@ extension ASTToIR {
                     "the router must end in an expert selection such as 'topk(k)'", at: routerField.value.range,
                     notes: [.init("the router computes scores, then selects: 'x |> linear(gate) |> softmax |> topk(2)'")])
             }
-            guard rt.experts == count else {
+            guard rt.experts == total else {
                 throw .error(
-                    "the router scores \(rt.experts) experts but the block declares \(count)", at: expertsField.value.range,
+                    "the router scores \(rt.experts) experts but the block declares \(total)", at: expertsField.value.range,
                     notes: [.init("the router is here", at: routerField.value.range)])
             }
             var hopAttrs = attrs
