@@ -17,6 +17,11 @@ public enum WeightLayoutStep: Hashable, Sendable, CustomStringConvertible {
     case split(part: Int, of: Int)
     /// Keeps rows `part`, `part + of`, `part + 2·of`, … (gate and up rows alternating).
     case deinterleave(part: Int, of: Int)
+    /// Zeros appended to the rows (`cols` false) or the last dimension (`cols` true) up to `to`:
+    /// experts of different widths stacked at the widest (`[F_e, H]` → `[F, H]`, `[H, F_e]` →
+    /// `[H, F]`). A zero gate/up row and a zero down column add nothing to an expert's output,
+    /// whatever runs between them; the padded experts cost the FLOPs of the widest.
+    case pad(cols: Bool, to: Int)
 
     /// The step as written in `.moe` source and IR text.
     public var description: String {
@@ -26,11 +31,17 @@ public enum WeightLayoutStep: Hashable, Sendable, CustomStringConvertible {
         case .squeeze(let d): return "squeeze(\(d))"
         case .split(let p, let n): return "split(\(p), of: \(n))"
         case .deinterleave(let p, let n): return "deinterleave(\(p), of: \(n))"
+        case .pad(let cols, let n): return "pad(\(cols ? "cols" : "rows"): \(n))"
         }
     }
 
     /// The step names, for messages.
-    public static let names = ["transpose", "reshape", "squeeze", "split", "deinterleave"]
+    public static let names = ["transpose", "reshape", "squeeze", "split", "deinterleave", "pad"]
+
+    /// The dimension `pad` grows: the last (cols) or the rows dimension.
+    static func padDimension(_ shape: [Int], cols: Bool) -> Int? {
+        cols ? (shape.isEmpty ? nil : shape.count - 1) : rowsDimension(shape)
+    }
 
     /// The shape the step makes of `shape`, or why it does not fit.
     public func apply(to shape: [Int]) -> Result<[Int], WeightLayoutError> {
@@ -62,6 +73,12 @@ public enum WeightLayoutStep: Hashable, Sendable, CustomStringConvertible {
             var out = shape
             out[r] /= n
             return .success(out)
+        case .pad(let cols, let n):
+            guard let d = Self.padDimension(shape, cols: cols) else { return .failure(.init("\(self) needs a tensor with dimensions, the tensor is a scalar")) }
+            guard shape[d] <= n else { return .failure(.init("\(self) cannot shrink the tensor \(shape): it has \(shape[d]) \(cols ? "columns" : "rows")")) }
+            var out = shape
+            out[d] = n
+            return .success(out)
         }
     }
 
@@ -90,6 +107,12 @@ public enum WeightLayoutStep: Hashable, Sendable, CustomStringConvertible {
             guard !overflow else { return .failure(.init("\(self): the tensor would have more rows than moec can address")) }
             out[r] = rows
             return .success(out)
+        case .pad(let cols, let n):
+            guard let d = Self.padDimension(shape, cols: cols), shape[d] == n else {
+                return .failure(.init("\(self) makes \(cols ? "columns" : "rows") of \(n), but \(shape) is needed"))
+            }
+            // Any tensor with at most n there fits: checked against the tensor at binding.
+            return .success(nil)
         }
     }
 
@@ -97,7 +120,7 @@ public enum WeightLayoutStep: Hashable, Sendable, CustomStringConvertible {
     public var keepsOrder: Bool {
         switch self {
         case .reshape, .squeeze: return true
-        case .transpose, .split, .deinterleave: return false
+        case .transpose, .split, .deinterleave, .pad: return false
         }
     }
 
@@ -144,6 +167,14 @@ public enum WeightLayoutStep: Hashable, Sendable, CustomStringConvertible {
                 }
             }
             return out
+        case .pad(let cols, let n):
+            let d = Self.padDimension(shape, cols: cols)!
+            let have = shape[d], rowLength = shape[(d + 1)...].reduce(1, *), batches = shape[..<d].reduce(1, *)
+            var out = [Float](repeating: 0, count: batches * n * rowLength)
+            for b in 0..<batches {
+                for i in 0..<(have * rowLength) { out[b * n * rowLength + i] = data[b * have * rowLength + i] }
+            }
+            return out
         }
     }
 
@@ -168,6 +199,10 @@ public enum WeightLayoutStep: Hashable, Sendable, CustomStringConvertible {
             let parts = a.split(separator: ",")
             guard parts.count == 2, let p = Int(parts[0]), parts[1].hasPrefix("of:"), let n = Int(parts[1].dropFirst(3)) else { return nil }
             self = name == "split" ? .split(part: p, of: n) : .deinterleave(part: p, of: n)
+        } else if let a = call("pad"), let colon = a.firstIndex(of: ":"), let n = Int(a[a.index(after: colon)...]),
+            ["rows", "cols"].contains(String(a[..<colon]))
+        {
+            self = .pad(cols: a[..<colon] == "cols", to: n)
         } else {
             return nil
         }

@@ -46,4 +46,19 @@ import Testing
         #expect(WeightLayoutStep(text: "rotate") == nil)
         #expect(WeightLayoutStep(text: "reshape([])") == nil)
     }
+
+    /// `pad` appends zeros to the rows or the last dimension; it cannot shrink a tensor.
+    @Test func padAppendsZeros() {
+        // [2, 3] → rows to 4: the two rows, then two rows of zeros.
+        #expect(WeightLayoutStep.pad(cols: false, to: 4).apply([1, 2, 3, 4, 5, 6], shape: [2, 3]) == [1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0])
+        // [2, 3] → columns to 5.
+        #expect(WeightLayoutStep.pad(cols: true, to: 5).apply([1, 2, 3, 4, 5, 6], shape: [2, 3]) == [1, 2, 3, 0, 0, 4, 5, 6, 0, 0])
+        // A vector's rows are its only dimension.
+        #expect(WeightLayoutStep.pad(cols: false, to: 3).apply([7], shape: [1]) == [7, 0, 0])
+        #expect(WeightLayoutStep.pad(cols: false, to: 4).apply(to: [2, 3]) == .success([4, 3]))
+        #expect(WeightLayoutStep.pad(cols: true, to: 2).apply(to: [2, 3]) != .success([2, 2]))
+        #expect(WeightLayoutStep(text: "pad(rows: 4)") == .pad(cols: false, to: 4))
+        #expect(WeightLayoutStep(text: "pad(cols: 9)") == .pad(cols: true, to: 9))
+        #expect(WeightLayoutStep(text: "pad(depth: 9)") == nil)
+    }
 }

@@ -142,6 +142,14 @@ extension ASTToIR {
                     throw .error("'\(c.callee.name)(\(part), of: \(count))': the part must be in 0..<\(count)", at: c.callee.range)
                 }
                 step = c.callee.name == "split" ? .split(part: part, of: count) : .deinterleave(part: part, of: count)
+            case "pad":
+                let a = try BoundArguments.bind(c, params: ["rows", "cols"], positional: 0)
+                let rows = try a.optionalInt("rows", &self), cols = try a.optionalInt("cols", &self)
+                guard (rows == nil) != (cols == nil), let n = rows ?? cols else {
+                    throw .error("'pad' takes one of 'rows:' or 'cols:', the size to pad to (pad(rows: 1024))", at: c.callee.range)
+                }
+                guard n >= 1 else { throw .error("'pad' needs a positive size, got \(n)", at: c.callee.range) }
+                step = .pad(cols: cols != nil, to: n)
             default:
                 var notes: [Diagnostic.Note] = [.init("layout steps are " + WeightLayoutStep.names.joined(separator: ", "))]
                 if let s = NameSuggestions.best(for: c.callee.name, in: WeightLayoutStep.names) { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
