@@ -121,6 +121,16 @@ public struct ExpertProgram: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The same program reading weight `w + offset` for every weight `w`.
+    public func offsettingWeights(by offset: Int) -> ExpertProgram {
+        ExpertProgram(
+            inputs: inputs,
+            instructions: instructions.map {
+                if case .linear(let r, let w, let b) = $0 { return .linear(r, weight: w + offset, bias: b.map { $0 + offset }) }
+                return $0
+            })
+    }
+
     /// The width of every register, given the input widths and the weights' shapes (`[E, out,
     /// in]` matrices, `[E, out]` biases); errors name the instruction.
     public func widths(inputs inputWidths: [Int], weightShapes: [[Int]]) throws(TypeRuleError) -> [Int] {

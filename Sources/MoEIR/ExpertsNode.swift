@@ -59,9 +59,31 @@ public struct ExpertsNode: Sendable {
     public var epilogue: ExpertProgram? {
         node.attributes.string("epilogue").flatMap { try? ExpertProgram(parsing: $0, inputs: kind == .mlp ? 1 : 2) }
     }
-    /// A `program` expert's body, over `programWeights`.
-    public var body: ExpertProgram? {
-        node.attributes.string("body").flatMap { try? ExpertProgram(parsing: $0, inputs: 1) }
+    /// A `program` block's bodies, one per group of computed experts (attribute `body`: the
+    /// programs' texts joined by ` | `; attribute `groups`: the experts of each, default all
+    /// computed experts): group g holds experts `first ..< first + count`, and its weights (of the
+    /// block's w0, w1, …) hold one slice per expert of the group.
+    public var bodies: [(first: Int, count: Int, program: ExpertProgram)] {
+        Self.bodies(node.attributes, computed: computedExperts) ?? []
+    }
+    /// The group of each computed expert, and its index within the group.
+    public func group(ofExpert e: Int) -> (group: Int, local: Int) {
+        for (g, b) in bodies.enumerated() where e < b.first + b.count { return (g, e - b.first) }
+        return (bodies.count - 1, 0)
+    }
+    static func bodies(_ a: Attributes, computed: Int) -> [(first: Int, count: Int, program: ExpertProgram)]? {
+        guard let text = a.string("body") else { return nil }
+        let texts = text.components(separatedBy: " | ")
+        let counts = a.ints("groups") ?? [computed]
+        guard counts.count == texts.count else { return nil }
+        var out: [(first: Int, count: Int, program: ExpertProgram)] = []
+        var first = 0
+        for (t, c) in zip(texts, counts) {
+            guard let p = try? ExpertProgram(parsing: t, inputs: 1) else { return nil }
+            out.append((first, c, p))
+            first += c
+        }
+        return out
     }
     /// A `program` expert's weight operands (its body's w0, w1, …).
     public var programWeights: ArraySlice<ValueID> { kind == .program ? expertWeights : [] }
@@ -74,8 +96,8 @@ public struct ExpertsNode: Sendable {
     static func weightCount(_ kind: ExpertKind, _ a: Attributes) -> Int {
         let constants = fixedExperts(a).contains("constant") ? 1 : 0
         if kind == .program {
-            guard let text = a.string("body"), let p = try? ExpertProgram(parsing: text, inputs: 1) else { return constants }
-            return (p.weightsRead.max() ?? -1) + 1 + constants
+            guard let bodies = bodies(a, computed: 0) else { return constants }
+            return (bodies.flatMap(\.program.weightsRead).max() ?? -1) + 1 + constants
         }
         return kind.matrixRoles.count + biasRoles(a).count + constants
     }
@@ -229,27 +251,38 @@ public struct ExpertsNode: Sendable {
         return .tensor(TensorType(.f32, [x.shape[0], .fixed(h)]))
     }
 
-    /// The type rule of a `program` expert: its body reads the token's row `[H]` and gives `[H]`.
+    /// The type rule of a `program` expert: each group's body reads the token's row `[H]` and
+    /// gives `[H]`, from weights with one slice per expert of its group.
     private static func programResultType(
         _ operands: [IRType], _ attrs: Attributes, x: TensorType, hidden h: Int, experts count: Int, withActive: Bool
     ) throws(TypeRuleError) -> IRType? {
         guard let text = attrs.string("body") else { throw TypeRuleError("a program expert needs its body") }
-        let program = try ExpertProgram(parsing: text, inputs: 1)
-        let n = (program.weightsRead.max() ?? -1) + 1
+        let texts = text.components(separatedBy: " | ")
+        let counts = attrs.ints("groups") ?? [count]
+        guard counts.count == texts.count, counts.allSatisfy({ $0 >= 1 }), counts.reduce(0, +) == count else {
+            throw TypeRuleError("a program block's groups \(counts) must give one positive count per body and add up to its \(count) computed experts")
+        }
+        let programs = try texts.map { t throws(TypeRuleError) in try ExpertProgram(parsing: t, inputs: 1) }
+        let n = (programs.flatMap(\.weightsRead).max() ?? -1) + 1
         guard operands.count == 2 + n + (withActive ? 1 : 0) else {
             throw TypeRuleError("the expert body reads \(n) weights, but the block has \(operands.count - 2 - (withActive ? 1 : 0))")
         }
         var shapes: [[Int]] = []
         for i in 0..<n {
             let w = try OpSchema.tensor(operands[2 + i], "expert weight w\(i)")
-            guard let fixed = w.fixedShape, fixed.first == count else {
-                throw TypeRuleError("expert weight w\(i) must hold one slice per expert ([\(count), …]), got \(OpSchema.format(w))")
+            guard let fixed = w.fixedShape, fixed.count >= 2 else {
+                throw TypeRuleError("expert weight w\(i) must hold one slice per expert ([experts, …]), got \(OpSchema.format(w))")
             }
             shapes.append(fixed)
         }
-        let widths = try program.widths(inputs: [h], weightShapes: shapes)
-        guard widths.last == h else {
-            throw TypeRuleError("the expert body gives rows of \(widths.last ?? 0) values, but the block's hidden size is \(h)")
+        for (g, program) in programs.enumerated() {
+            for i in program.weightsRead where shapes[i][0] != counts[g] {
+                throw TypeRuleError("expert weight w\(i) holds \(shapes[i][0]) experts, but its group has \(counts[g])")
+            }
+            let widths = try program.widths(inputs: [h], weightShapes: shapes)
+            guard widths.last == h else {
+                throw TypeRuleError("the expert body gives rows of \(widths.last ?? 0) values, but the block's hidden size is \(h)")
+            }
         }
         return .tensor(TensorType(.f32, [x.shape[0], .fixed(h)]))
     }

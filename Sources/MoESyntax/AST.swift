@@ -233,6 +233,7 @@ public struct MoEField: Sendable {
 public struct ExpertGroup: Sendable {
     public var count: Expr
     public var kind: Call
+    public var body: ExpertBody?
 }
 
 /// An expert written as an expression: `expert(h) { let g = …  (u + 1) * g |> linear(down) }`.

@@ -102,7 +102,12 @@ public struct ASTPrinter {
                 }
                 for g in f.moreGroups {
                     s += ", \(expr(g.count, indent: indent + "  ")) of \(g.kind.callee.name)"
-                    if !g.kind.arguments.isEmpty { s += "(\(arguments(g.kind.arguments, indent: indent + "  ")))" }
+                    if !g.kind.arguments.isEmpty || g.body != nil { s += "(\(arguments(g.kind.arguments, indent: indent + "  ")))" }
+                    if let body = g.body {
+                        s += " {\n"
+                        for l in body.lets { s += indent + "    let \(l.name.name) = \(expr(l.value, indent: indent + "    "))\n" }
+                        s += indent + "    \(expr(body.result, indent: indent + "    "))\n" + indent + "  }"
+                    }
                 }
                 s += "\n"
             }

@@ -197,8 +197,8 @@ extension Parser {
     }
 
     /// moe_block = 'moe' , '(' , expr , ')' , '{' , { moe_field } , '}' ;
-    /// moe_field = IDENT , ':' , ( expert_group , [ expert_body ] , { ',' , expert_group } | expr ) ;
-    /// expert_group = expr , 'of' , IDENT , [ '(' , [ arguments ] , ')' ] ;
+    /// moe_field = IDENT , ':' , ( expert_group , { ',' , expert_group } | expr ) ;
+    /// expert_group = expr , 'of' , IDENT , [ '(' , [ arguments ] , ')' ] , [ expert_body ] ;
     /// expert_body = '{' , { 'let' , IDENT , '=' , expr } , expr , '}' ;
     /// The depth is that of the deepest expression in the block.
     mutating func parseMoEBlock() throws -> (block: MoEBlock, depth: Int) {
@@ -261,7 +261,13 @@ extension Parser {
                         depth = max(depth, args.depth + 1)
                         arguments = args.arguments
                     }
-                    field.moreGroups.append(ExpertGroup(count: count.expr, kind: Call(callee: callee, arguments: arguments)))
+                    var groupBody: ExpertBody?
+                    if isPunct(.lbrace) {
+                        let parsed = try parseExpertBody()
+                        depth = max(depth, parsed.depth + 1)
+                        groupBody = parsed.body
+                    }
+                    field.moreGroups.append(ExpertGroup(count: count.expr, kind: Call(callee: callee, arguments: arguments), body: groupBody))
                 }
                 fields.append(field)
             } catch let e as Recover {

@@ -190,7 +190,7 @@ func awkwardGraph() throws -> Graph {
             ("weight @gate: f32[4, 8] = \"gate\"", "weight @gate: i32[4, 8] = \"gate\"", "t.ir:2:17: error: weights are f32, found 'i32'"),
             (
                 "weight @gate: f32[4, 8] = \"gate\"", "weight @gate: f32[4, 8] = \"gate\" layout \"transpose |> rotate(2)\"",
-                "t.ir:2:43: error: unknown layout step 'rotate(2)' (expected one of transpose, reshape, squeeze, split, deinterleave)"
+                "t.ir:2:43: error: unknown layout step 'rotate(2)' (expected one of transpose, reshape, squeeze, split, deinterleave, pad)"
             ),
             ("output p = %p", "output p = %q", "t.ir:7:14: error: %q is not defined before this line"),
             ("output p = %p", "output p = %p %3", "t.ir:7:17: error: expected the end of the line, found '%'"),

@@ -96,8 +96,13 @@ extension ReferenceInterpreter {
         func plus(_ a: [Double], _ b: [Double]?) -> [Double] { b.map { zip(a, $0).map(+) } ?? a }
         let kind = experts.kind
         if kind == .program {
-            return experts.body!.evaluate([x]) { v, w, b in
-                plus(matvec(ws[w], e, rows: 0..<ws[w].shape[1], v), b.map { biasRow(ws[$0], e, rows: 0..<ws[$0].shape[1]) })
+            // Expert e is expert `local` of its group, whose weights hold one slice per expert.
+            let (group, local) = experts.group(ofExpert: e)
+            let program = experts.bodies[group].program
+            return program.evaluate([x]) { (v: [Double], w: Int, b: Int?) -> [Double] in
+                let product = matvec(ws[w], local, rows: 0..<ws[w].shape[1], v)
+                guard let b else { return product }
+                return plus(product, biasRow(ws[b], local, rows: 0..<ws[b].shape[1]))
             }
         }
         let roles = kind.matrixRoles

@@ -32,6 +32,47 @@ extension ASTToIR {
     static let bodyFunctions = ["linear", "clamp", "min", "max"] + Activation.allCases.map(\.rawValue) + ["sigmoid", "tanh", "exp"]
 
     mutating func lowerExpertBody(_ kindCall: Call, _ body: ExpertBody, experts: Int, hidden: Int) throws(Diagnostic) -> LoweredBody {
+        let b = try buildExpertBody(kindCall, body, experts: experts, hidden: hidden)
+        return Self.packedShape(b) ?? LoweredBody(kind: .program, weights: b.weights, attributes: ["body": .string(b.program.description)])
+    }
+
+    /// One group of a block whose computed experts differ (`experts: 4 of swiglu(…), 2 of
+    /// expert(h) { … }`): the group's program over its own weights, which the caller renumbers.
+    mutating func groupProgram(_ kindCall: Call, _ body: ExpertBody?, experts: Int, hidden: Int) throws(Diagnostic) -> (ExpertProgram, [ValueID]) {
+        if let body {
+            guard kindCall.callee.name == "expert" else {
+                throw .error("an expert body follows 'expert(row)', not '\(kindCall.callee.name)(…)'", at: kindCall.callee.range)
+            }
+            let b = try buildExpertBody(kindCall, body, experts: experts, hidden: hidden)
+            return (b.program, b.weights)
+        }
+        let at = kindCall.callee.range
+        switch kindCall.callee.name {
+        case "swiglu":
+            let args = try BoundArguments.bind(kindCall, params: ["gate", "up", "down"], positional: 0)
+            let ws = [try args.tensor("gate", &self), try args.tensor("up", &self), try args.tensor("down", &self)]
+            let program = ExpertProgram(
+                inputs: 1,
+                instructions: [
+                    .linear(0, weight: 0, bias: nil), .linear(0, weight: 1, bias: nil), .unary("silu", .register(1)),
+                    .binary("mul", .register(3), .register(2)), .linear(4, weight: 2, bias: nil)
+                ])
+            return (program, ws)
+        case "mlp":
+            let args = try BoundArguments.bind(kindCall, params: ["up", "down", "act"], positional: 0)
+            let ws = [try args.tensor("up", &self), try args.tensor("down", &self)]
+            let act = try args.symbol("act", &self, among: Activation.allCases.map(\.rawValue))
+            let program = ExpertProgram(
+                inputs: 1, instructions: [.linear(0, weight: 0, bias: nil), .unary(act, .register(1)), .linear(2, weight: 1, bias: nil)])
+            return (program, ws)
+        default:
+            throw .error(
+                "a group of computed experts is swiglu(gate:, up:, down:), mlp(up:, down:, act:) or expert(h) { … }, not '\(kindCall.callee.name)'",
+                at: at)
+        }
+    }
+
+    private mutating func buildExpertBody(_ kindCall: Call, _ body: ExpertBody, experts: Int, hidden: Int) throws(Diagnostic) -> BodyBuilder {
         guard kindCall.arguments.count == 1, kindCall.arguments[0].label == nil, case .name(let row) = kindCall.arguments[0].value else {
             throw .error(
                 "an expert body names the token's row: 'expert(h) { … }'", at: kindCall.callee.range,
@@ -55,7 +96,7 @@ extension ASTToIR {
                 "the expert's result has \(width) values per token, but the block's hidden size is \(hidden)", at: body.result.range,
                 notes: [.init("end the body with the down projection, a [experts, \(hidden), ffn] weight")])
         }
-        return Self.packedShape(b) ?? LoweredBody(kind: .program, weights: b.weights, attributes: ["body": .string(b.program.description)])
+        return b
     }
 
     /// The program the body builds, and the weights it reads (w0, w1, … in first-use order).

@@ -48,7 +48,7 @@ extension ASTToIR {
                 "experts must be written 'COUNT of KIND(…)'", at: expertsField.value.range,
                 notes: [.init("e.g. 'experts: num_experts of swiglu(gate: w1, up: w3, down: w2)'")])
         }
-        let count = try intValue(expertsField.value, what: "the number of experts")
+        var count = try intValue(expertsField.value, what: "the number of experts")
         guard count >= 1 else { throw .error("the number of experts must be positive, got \(count)", at: expertsField.value.range) }
 
         var hops = 1
@@ -108,7 +108,27 @@ extension ASTToIR {
         let kindAt = kindCall.callee.range
         var weights: [ValueID] = []
         var attrs: Attributes
-        if let body = expertsField.body {
+        // Further groups of computed experts (before the fixed ones): each group's program, one
+        // `program` block on the general path.
+        let computedGroups = expertsField.moreGroups.prefix { !ExpertsNode.fixedKinds.contains($0.kind.callee.name) }
+        if !computedGroups.isEmpty {
+            if let f = fields["upcycle"] { throw .error("upcycle does not combine with groups of experts", at: f.name.range) }
+            guard let hidden = builder.type(of: x).tensor?.shape.last?.fixedValue else {
+                throw .error("the moe block's input must be [tokens, hidden]", at: m.input.range)
+            }
+            var programs: [String] = [], counts: [Int] = []
+            let groups = [(count: expertsField.value, kind: kindCall, body: expertsField.body)] + computedGroups.map { (count: $0.count, kind: $0.kind, body: $0.body) }
+            for (i, group) in groups.enumerated() {
+                let n = i == 0 ? count : try intValue(group.count, what: "the number of experts of a group")
+                guard n >= 1 else { throw .error("a group of experts needs a positive count, got \(n)", at: group.count.range) }
+                let (program, ws) = try groupProgram(group.kind, group.body, experts: n, hidden: hidden)
+                programs.append(program.offsettingWeights(by: weights.count).description)
+                weights += ws
+                counts.append(n)
+            }
+            count = counts.reduce(0, +)
+            attrs = ["experts": .int(count), "kind": .string(ExpertKind.program.rawValue), "body": .string(programs.joined(separator: " | ")), "groups": .ints(counts)]
+        } else if let body = expertsField.body {
             guard kindCall.callee.name == "expert" else {
                 throw .error(
                     "an expert body follows 'expert(row)', not '\(kindCall.callee.name)(…)'", at: kindAt,
@@ -146,17 +166,15 @@ extension ASTToIR {
         // Fixed experts after the computed ones: `, n of zero`, `, n of copy`, `, n of constant(v)`.
         var fixed: [String] = []
         var constantRows: ValueID?
-        for group in expertsField.moreGroups {
+        for group in expertsField.moreGroups.dropFirst(computedGroups.count) {
             let n = try intValue(group.count, what: "the number of experts of a group")
             guard n >= 1 else { throw .error("a group of experts needs a positive count, got \(n)", at: group.count.range) }
             let kindName = group.kind.callee.name
             guard ExpertsNode.fixedKinds.contains(kindName) else {
                 throw .error(
-                    "a further group of experts must be zero, copy or constant(rows), not '\(kindName)'", at: group.kind.callee.range,
-                    notes: [
-                        .init("zero: a null expert (no output); copy: the token's row; constant(v): a learned row, v [n, hidden]"),
-                        .init("groups of computed experts with different weights or bodies in one block are not supported yet")
-                    ])
+                    "the fixed experts (zero, copy, constant) come after every group of computed experts, not before '\(kindName)'",
+                    at: group.kind.callee.range,
+                    notes: [.init("zero: a null expert (no output); copy: the token's row; constant(v): a learned row, v [n, hidden]")])
             }
             if kindName == "constant" {
                 guard constantRows == nil else {
