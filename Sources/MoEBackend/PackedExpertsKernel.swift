@@ -92,7 +92,10 @@ enum PackedExpertsKernel {
         let firstUnits = stripPanels.map { firstPanels / $0 } ?? firstPanels
         let unitPanels = stripPanels ?? 1
         let downPanels = matrices.downPanels
-        let placement = s.executable.options.placement.map { ExpertPlacementRun($0, layer: s.moeLayerIndex(i), experts: z.experts) }
+        // The placement covers every expert the router scores, fixed ones included (they have no rows here).
+        let placement = s.executable.options.placement.map {
+            ExpertPlacementRun($0, layer: s.moeLayerIndex(i), experts: g[experts.routing].type.routing!.experts)
+        }
 
         /// Phase 1 work of thread t: its range of (group, first-layer panel) units.
         @Sendable func firstLayer(_ units: Range<Int>) {
