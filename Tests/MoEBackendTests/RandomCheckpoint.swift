@@ -75,7 +75,28 @@ enum SmallParams {
         "deepseek_v2.moe": [
             ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
             ("topk_method", "group_limited_greedy"), ("n_group", "4"), ("topk_group", "2"), ("scaling", "1.5")
-        ]
+        ],
+        "bailing_hybrid.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "2.5")
+        ],
+        "sarvam_moe.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.5")
+        ],
+        "glm_moe_dsa.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "1"), ("topk_group", "1"), ("norm_topk", "true"), ("scaling", "2.5")
+        ],
+        // The sigmoid path with a plain sum (the committed fixture covers softmax and "average").
+        "cohere2_moe.moe": [
+            ("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("num_shared", "1"), ("top_k", "3"),
+            ("selection", "sigmoid"), ("norm_topk", "true"), ("combine", "sum")
+        ],
+        "granitemoehybrid.moe": [("hidden", "18"), ("ffn", "14"), ("shared_ffn", "22"), ("num_experts", "8"), ("top_k", "3")],
+        "granitemoe_swa.moe": [("hidden", "18"), ("ffn", "14"), ("shared_ffn", "22"), ("num_experts", "8"), ("top_k", "3")],
+        "qwen3_5_moe.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "16"), ("top_k", "4")],
+        "qwen3_omni_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "false")]
     ]
 
     /// Every `.moe` file in `graphs/`, sorted.
