@@ -54,8 +54,11 @@ def mlp(m, L):
 
 
 def granite_block(m, L):
-    """The decoder layer adds the shared MLP to the routed output (GraniteMoeSharedDecoderLayer)."""
+    """The decoder layer adds the shared MLP to the routed output (GraniteMoeSharedDecoderLayer);
+    it has none when shared_intermediate_size is 0."""
     layer = m.model.layers[L]
+    if layer.shared_mlp is None:
+        return layer.block_sparse_moe
     return lambda h: layer.block_sparse_moe(h) + layer.shared_mlp(h)
 
 
@@ -288,11 +291,12 @@ def hidden_size(kwargs: dict) -> int:
     raise KeyError("hidden_size")
 
 
-def make(name: str) -> str:
-    config_class, model_class, kwargs, block_of = FAMILIES[name][:4]
+def build(name: str, kwargs: dict, seed: int, out: str):
+    """Writes the family's tiny model with config `kwargs` to `out` (save_pretrained, the Hub's
+    layout), reloads it, and runs the reloaded MoE block of layer 1 on a seeded x.
+    Returns (x, y, reloaded model, relative difference of the reloaded block from the saved one)."""
+    config_class, model_class, _, block_of = FAMILIES[name][:4]
     family = FAMILIES[name][4] if len(FAMILIES[name]) > 4 else name
-    seed = 1000 + zlib.crc32(name.encode()) % 1000  # stable when fixtures are added
-    out = os.path.join(FIXTURES, f"{name}-tiny")
     if os.path.exists(out):
         shutil.rmtree(out)
     os.makedirs(out)
@@ -328,12 +332,19 @@ def make(name: str) -> str:
             model.set_experts_implementation("eager")
         except Exception:
             pass
-    hidden = hidden_size(kwargs)
-    x = torch.randn(TOKENS, hidden, generator=torch.Generator().manual_seed(seed * 7919 + 17))
+    x = torch.randn(TOKENS, hidden_size(kwargs), generator=torch.Generator().manual_seed(seed * 7919 + 17))
     with torch.no_grad():
         y = block_of(reloaded, LAYER)(x[None])[0]
         y_memory = block_of(model, LAYER)(x[None])[0]
-    reload_err = rel_err(y.numpy(), y_memory.numpy())
+    return x, y, reloaded, rel_err(y.numpy(), y_memory.numpy())
+
+
+def make(name: str) -> str:
+    config_class, model_class, kwargs, block_of = FAMILIES[name][:4]
+    family = FAMILIES[name][4] if len(FAMILIES[name]) > 4 else name
+    seed = 1000 + zlib.crc32(name.encode()) % 1000  # stable when fixtures are added
+    out = os.path.join(FIXTURES, f"{name}-tiny")
+    x, y, reloaded, reload_err = build(name, kwargs, seed, out)
     if reload_err > 1e-6:
         raise SystemExit(f"{family}: the reloaded block differs from the saved one ({reload_err:.2e})")
     np.save(os.path.join(out, "x.npy"), x.numpy().astype(np.float32))
