@@ -110,6 +110,10 @@ VARIANTS: dict[str, list[tuple[str, dict]]] = {
     "qwen3_omni_moe": [("h24 f20 e8 k3 no norm",
                         dict(thinker_config=dict(text_config=dict(SHAPE, num_experts=8, num_experts_per_tok=3,
                                                                   norm_topk_prob=False))))],
+    "deepseek_v32": [("e12 g3 tg2 k3 2 shared s2.5 no norm", dict(V3, norm_topk_prob=False))],
+    "solar_open": [("e12 g3 tg2 k3 2 shared s2.5 no norm", dict(V3, norm_topk_prob=False))],
+    "mellum": [("h24 f20 e8 k3 no norm", dict(SHAPE, num_experts=8, num_experts_per_tok=3, norm_topk_prob=False))],
+    "minimax_m2": [("h24 f20 e8 k3", dict(SHAPE, num_local_experts=8, num_experts_per_tok=3))],
 }
 
 

@@ -96,7 +96,17 @@ enum SmallParams {
         "granitemoehybrid.moe": [("hidden", "18"), ("ffn", "14"), ("shared_ffn", "22"), ("num_experts", "8"), ("top_k", "3")],
         "granitemoe_swa.moe": [("hidden", "18"), ("ffn", "14"), ("shared_ffn", "22"), ("num_experts", "8"), ("top_k", "3")],
         "qwen3_5_moe.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "16"), ("top_k", "4")],
-        "qwen3_omni_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "false")]
+        "qwen3_omni_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "false")],
+        "deepseek_v32.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "2.5")
+        ],
+        "solar_open.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
+            ("n_group", "2"), ("topk_group", "1"), ("norm_topk", "true"), ("scaling", "1.5")
+        ],
+        "mellum.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "false")],
+        "minimax_m2.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3")]
     ]
 
     /// Every `.moe` file in `graphs/`, sorted.
