@@ -114,6 +114,9 @@ VARIANTS: dict[str, list[tuple[str, dict]]] = {
     "solar_open": [("e12 g3 tg2 k3 2 shared s2.5 no norm", dict(V3, norm_topk_prob=False))],
     "mellum": [("h24 f20 e8 k3 no norm", dict(SHAPE, num_experts=8, num_experts_per_tok=3, norm_topk_prob=False))],
     "minimax_m2": [("h24 f20 e8 k3", dict(SHAPE, num_local_experts=8, num_experts_per_tok=3))],
+    "mistral4": [("e12 g3 tg2 k3 2 shared s2.5 no norm", dict(V3, norm_topk_prob=False)),
+                 ("e12 g1 k4 norm s1", dict(V3, n_group=1, topk_group=1, num_experts_per_tok=4, norm_topk_prob=True,
+                                            routed_scaling_factor=1.0))],
 }
 
 

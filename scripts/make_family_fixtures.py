@@ -282,6 +282,13 @@ FAMILIES = {
                    dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, num_local_experts=6, num_experts_per_tok=2,
                         head_dim=8),
                    mlp),
+    # Softmax scores, DeepSeek-V3's groups masked with 0, no bias; 4 groups of 2 so the groups matter.
+    "mistral4": ("Mistral4Config", "Mistral4ForCausalLM",
+                 dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                      n_routed_experts=8, num_experts_per_tok=3, n_group=4, topk_group=2, n_shared_experts=1,
+                      routed_scaling_factor=1.5, first_k_dense_replace=1, q_lora_rank=8, kv_lora_rank=8,
+                      qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=4),
+                 mlp),
     # The whole omni model without its audio output (no talker, no code2wav); the thinker's text MoE.
     "qwen3_omni_moe": ("Qwen3OmniMoeConfig", "Qwen3OmniMoeForConditionalGeneration",
                        dict(thinker_config=dict(

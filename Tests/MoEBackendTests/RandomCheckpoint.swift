@@ -106,7 +106,11 @@ enum SmallParams {
             ("n_group", "2"), ("topk_group", "1"), ("norm_topk", "true"), ("scaling", "1.5")
         ],
         "mellum.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "false")],
-        "minimax_m2.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3")]
+        "minimax_m2.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3")],
+        "mistral4.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "2.0")
+        ]
     ]
 
     /// Every `.moe` file in `graphs/`, sorted.
