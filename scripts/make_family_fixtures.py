@@ -289,6 +289,23 @@ FAMILIES = {
                       routed_scaling_factor=1.5, first_k_dense_replace=1, q_lora_rank=8, kv_lora_rank=8,
                       qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=4),
                  mlp),
+    "mimo_v2_flash": ("MiMoV2FlashConfig", "MiMoV2FlashForCausalLM",
+                      dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, head_dim=8,
+                           n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1,
+                           routed_scaling_factor=1.5, mlp_layer_types=["dense", "sparse"]),
+                      mlp),
+    # DeepSeek-V3's block and an RMSNorm of its output (stored on the decoder layer).
+    "axk1": ("AXK1Config", "AXK1ForCausalLM",
+             dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, n_routed_experts=8,
+                  num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1, routed_scaling_factor=1.5,
+                  mlp_layer_types=["dense", "sparse"], q_lora_rank=8, kv_lora_rank=8, qk_rope_head_dim=4,
+                  qk_nope_head_dim=4, v_head_dim=4),
+             mlp),
+    "hy_v3": ("HYV3Config", "HYV3ForCausalLM",
+              dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, head_dim=8,
+                   num_experts=8, num_experts_per_tok=2, num_shared_experts=1, router_scaling_factor=1.5,
+                   mlp_layer_types=["dense", "sparse"]),
+              mlp),
     # The whole omni model without its audio output (no talker, no code2wav); the thinker's text MoE.
     "qwen3_omni_moe": ("Qwen3OmniMoeConfig", "Qwen3OmniMoeForConditionalGeneration",
                        dict(thinker_config=dict(

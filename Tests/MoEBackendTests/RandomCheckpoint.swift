@@ -110,7 +110,16 @@ enum SmallParams {
         "mistral4.moe": [
             ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
             ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "2.0")
-        ]
+        ],
+        "mimo_v2_flash.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.0")
+        ],
+        "axk1.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.5"), ("eps", "1e-5")
+        ],
+        "hy_v3.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("num_shared", "1"), ("top_k", "3"), ("scaling", "2.5")]
     ]
 
     /// Every `.moe` file in `graphs/`, sorted.
