@@ -119,7 +119,9 @@ enum SmallParams {
             ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
             ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.5"), ("eps", "1e-5")
         ],
-        "hy_v3.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("num_shared", "1"), ("top_k", "3"), ("scaling", "2.5")]
+        "hy_v3.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("num_shared", "1"), ("top_k", "3"), ("scaling", "2.5")],
+        "lara_mini.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "12"), ("top_k", "3"), ("norm_topk", "false")],
+        "kolibri1.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "12"), ("top_k", "3"), ("norm_topk", "true")]
     ]
 
     /// Every `.moe` file in `graphs/`, sorted.
