@@ -116,8 +116,6 @@ VARIANTS: dict[str, list[tuple[str, dict]]] = {
     "minimax_m2": [("h24 f20 e8 k3", dict(SHAPE, num_local_experts=8, num_experts_per_tok=3))],
     "lara_mini": [("h24 f20 s28 e8 k3 no norm", dict(SHAPE, shared_expert_intermediate_size=28, num_experts=8,
                                                      num_experts_per_tok=3, norm_topk_prob=False))],
-    "kolibri1": [("h24 f20 s28 e8 k3 no norm", dict(SHAPE, shared_expert_intermediate_size=28, num_local_experts=8,
-                                                    num_experts_per_tok=3, norm_topk_prob=False))],
     "mimo_v2_flash": [("e12 g3 tg2 k3 s2.5 no norm", dict(V3, norm_topk_prob=False))],
     "axk1": [("e12 g3 tg2 k3 2 shared no norm eps 1e-5", dict(V3, norm_topk_prob=False, rms_norm_eps=1e-5))],
     "hy_v3": [("h24 f20 e12 k3 2 shared s2.5", dict(SHAPE, num_experts=12, num_experts_per_tok=3, num_shared_experts=2,

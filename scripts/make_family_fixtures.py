@@ -311,12 +311,6 @@ FAMILIES = {
                        num_experts=6, num_experts_per_tok=2, shared_expert_intermediate_size=20, norm_topk_prob=True,
                        layer_types=["full_attention", "full_attention"]),
                   mlp),
-    # Selection by logits + bias, weights from the sigmoids of the chosen logits.
-    "kolibri1": ("Kolibri1Config", "Kolibri1ForCausalLM",
-                 dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, head_dim=8,
-                      num_local_experts=6, num_experts_per_tok=2, shared_expert_intermediate_size=20,
-                      norm_topk_prob=True),
-                 mlp),
     # The whole omni model without its audio output (no talker, no code2wav); the thinker's text MoE.
     "qwen3_omni_moe": ("Qwen3OmniMoeConfig", "Qwen3OmniMoeForConditionalGeneration",
                        dict(thinker_config=dict(

@@ -120,8 +120,7 @@ enum SmallParams {
             ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.5"), ("eps", "1e-5")
         ],
         "hy_v3.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("num_shared", "1"), ("top_k", "3"), ("scaling", "2.5")],
-        "lara_mini.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "12"), ("top_k", "3"), ("norm_topk", "false")],
-        "kolibri1.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "12"), ("top_k", "3"), ("norm_topk", "true")]
+        "lara_mini.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "12"), ("top_k", "3"), ("norm_topk", "false")]
     ]
 
     /// Every `.moe` file in `graphs/`, sorted.
