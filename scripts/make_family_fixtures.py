@@ -54,8 +54,11 @@ def mlp(m, L):
 
 
 def granite_block(m, L):
-    """The decoder layer adds the shared MLP to the routed output (GraniteMoeSharedDecoderLayer)."""
+    """The decoder layer adds the shared MLP to the routed output (GraniteMoeSharedDecoderLayer);
+    it has none when shared_intermediate_size is 0."""
     layer = m.model.layers[L]
+    if layer.shared_mlp is None:
+        return layer.block_sparse_moe
     return lambda h: layer.block_sparse_moe(h) + layer.shared_mlp(h)
 
 
@@ -231,7 +234,127 @@ FAMILIES = {
                            n_routed_experts=4, zero_expert_num=3, moe_topk=3, routed_scaling_factor=1.5, kv_lora_rank=8,
                            q_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=8, max_position_embeddings=64),
                       mlp),
+    # Ling/Ring linear: DeepSeek-V3's router; Bailing's config keys and "gate.expert_bias" on the Hub.
+    "bailing_hybrid": ("BailingHybridConfig", "BailingHybridForCausalLM",
+                       dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                            num_local_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1,
+                            routed_scaling_factor=1.5, layer_types=["full_attention", "full_attention"],
+                            mlp_layer_types=["dense", "sparse"], kv_lora_rank=8, qk_rope_head_dim=4,
+                            qk_nope_head_dim=4, v_head_dim=4),
+                       mlp),
+    # Top-k on the logits, then softmax; one shared expert averaged with the routed output.
+    "cohere2_moe": ("Cohere2MoeConfig", "Cohere2MoeForCausalLM",
+                    dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, prefix_dense_intermediate_size=24,
+                         num_experts=6, num_experts_per_tok=2, num_shared_experts=1, head_dim=8,
+                         expert_selection_fn="softmax", shared_expert_combination_strategy="average",
+                         mlp_layer_types=["dense", "sparse"]),
+                    mlp),
+    "glm_moe_dsa": ("GlmMoeDsaConfig", "GlmMoeDsaForCausalLM",
+                    dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                         n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1,
+                         routed_scaling_factor=1.5, mlp_layer_types=["dense", "sparse"], q_lora_rank=8,
+                         kv_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=4, index_n_heads=2,
+                         index_head_dim=8, index_topk=4),
+                    mlp),
+    "granitemoehybrid": ("GraniteMoeHybridConfig", "GraniteMoeHybridForCausalLM",
+                         dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, shared_intermediate_size=20,
+                              num_local_experts=4, num_experts_per_tok=2, layer_types=["linear_attention", "full_attention"],
+                              mamba_n_heads=2, mamba_d_head=16, mamba_n_groups=1, mamba_d_state=4),
+                         granite_block),
+    "granitemoe_swa": ("GraniteMoeSWAConfig", "GraniteMoeSWAForCausalLM",
+                       dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, shared_intermediate_size=20,
+                            num_local_experts=4, num_experts_per_tok=2),
+                       granite_block),
+    # transformers runs Sarvam-MoE with GLM-4.5's classes; the Hub names the bias "gate.expert_bias".
+    "sarvam_moe": ("SarvamMoEConfig", "Glm4MoeForCausalLM",
+                   dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                        n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1,
+                        first_k_dense_replace=1, head_dim=8, routed_scaling_factor=1.5),
+                   mlp),
+    "qwen3_5_moe": ("Qwen3_5MoeConfig", "Qwen3_5MoeForConditionalGeneration",
+                    dict(text_config=dict(vocab_size=32, hidden_size=16, moe_intermediate_size=12,
+                                          shared_expert_intermediate_size=20, num_experts=6, num_experts_per_tok=2,
+                                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                          head_dim=8, layer_types=["linear_attention", "full_attention"],
+                                          linear_num_value_heads=2, linear_num_key_heads=1, linear_key_head_dim=4,
+                                          linear_value_head_dim=4,
+                                          rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                           "mrope_section": [1, 1, 2], "partial_rotary_factor": 0.5}),
+                         vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2,
+                                            out_hidden_size=16, patch_size=2, temporal_patch_size=2,
+                                            spatial_merge_size=1, num_position_embeddings=16)),
+                    lambda m, L: m.model.language_model.layers[L].mlp),
+    "deepseek_v32": ("DeepseekV32Config", "DeepseekV32ForCausalLM",
+                     dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                          n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1,
+                          routed_scaling_factor=1.5, mlp_layer_types=["dense", "sparse"], q_lora_rank=8,
+                          kv_lora_rank=8, qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=4, index_n_heads=2,
+                          index_head_dim=8, index_topk=4),
+                     mlp),
+    "solar_open": ("SolarOpenConfig", "SolarOpenForCausalLM",
+                   dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                        n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1,
+                        routed_scaling_factor=1.5, head_dim=8),
+                   mlp),
+    "mellum": ("MellumConfig", "MellumForCausalLM",
+               dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, num_experts=6,
+                    num_experts_per_tok=2, head_dim=8, mlp_layer_types=["dense", "sparse"], norm_topk_prob=True),
+               mlp),
+    # The correction bias is the block's, not the gate's.
+    "minimax_m2": ("MiniMaxM2Config", "MiniMaxM2ForCausalLM",
+                   dict(**TOK, **ATTN, hidden_size=16, intermediate_size=12, num_local_experts=6, num_experts_per_tok=2,
+                        head_dim=8),
+                   mlp),
+    # Softmax scores, DeepSeek-V3's groups masked with 0, no bias; 4 groups of 2 so the groups matter.
+    "mistral4": ("Mistral4Config", "Mistral4ForCausalLM",
+                 dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12,
+                      n_routed_experts=8, num_experts_per_tok=3, n_group=4, topk_group=2, n_shared_experts=1,
+                      routed_scaling_factor=1.5, first_k_dense_replace=1, q_lora_rank=8, kv_lora_rank=8,
+                      qk_rope_head_dim=4, qk_nope_head_dim=4, v_head_dim=4),
+                 mlp),
+    "mimo_v2_flash": ("MiMoV2FlashConfig", "MiMoV2FlashForCausalLM",
+                      dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, head_dim=8,
+                           n_routed_experts=8, num_experts_per_tok=2, n_group=2, topk_group=1,
+                           routed_scaling_factor=1.5, mlp_layer_types=["dense", "sparse"]),
+                      mlp),
+    # DeepSeek-V3's block and an RMSNorm of its output (stored on the decoder layer).
+    "axk1": ("AXK1Config", "AXK1ForCausalLM",
+             dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, n_routed_experts=8,
+                  num_experts_per_tok=2, n_group=2, topk_group=1, n_shared_experts=1, routed_scaling_factor=1.5,
+                  mlp_layer_types=["dense", "sparse"], q_lora_rank=8, kv_lora_rank=8, qk_rope_head_dim=4,
+                  qk_nope_head_dim=4, v_head_dim=4),
+             mlp),
+    "hy_v3": ("HYV3Config", "HYV3ForCausalLM",
+              dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, head_dim=8,
+                   num_experts=8, num_experts_per_tok=2, num_shared_experts=1, router_scaling_factor=1.5,
+                   mlp_layer_types=["dense", "sparse"]),
+              mlp),
+    "lara_mini": ("LaraMiniConfig", "LaraMiniForCausalLM",
+                  dict(**TOK, **ATTN, hidden_size=16, intermediate_size=24, moe_intermediate_size=12, head_dim=8,
+                       num_experts=6, num_experts_per_tok=2, shared_expert_intermediate_size=20, norm_topk_prob=True,
+                       layer_types=["full_attention", "full_attention"]),
+                  mlp),
+    # The whole omni model without its audio output (no talker, no code2wav); the thinker's text MoE.
+    "qwen3_omni_moe": ("Qwen3OmniMoeConfig", "Qwen3OmniMoeForConditionalGeneration",
+                       dict(thinker_config=dict(
+                                text_config=dict(vocab_size=32, hidden_size=16, intermediate_size=24,
+                                                 moe_intermediate_size=12, num_experts=6, num_experts_per_tok=2,
+                                                 num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                                 head_dim=8, decoder_sparse_step=1, mlp_only_layers=[0],
+                                                 norm_topk_prob=True,
+                                                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                                  "mrope_section": [1, 1, 2]}),
+                                audio_config=dict(num_mel_bins=8, encoder_layers=1, encoder_attention_heads=2,
+                                                  encoder_ffn_dim=16, d_model=16, output_dim=16,
+                                                  downsample_hidden_size=8, n_window=4, max_source_positions=16),
+                                vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2,
+                                                   out_hidden_size=16, patch_size=2, temporal_patch_size=2,
+                                                   spatial_merge_size=1, num_position_embeddings=16,
+                                                   deepstack_visual_indexes=[0])),
+                            enable_audio_output=False),
+                       lambda m, L: m.thinker.model.language_model.layers[L].mlp),
 }
+
 
 
 def nllb_intended(block):
@@ -251,11 +374,20 @@ def nllb_intended(block):
     return run
 
 
-def make(name: str) -> str:
-    config_class, model_class, kwargs, block_of = FAMILIES[name][:4]
+def hidden_size(kwargs: dict) -> int:
+    """The MoE block's width: top level, or in the (thinker's) text config."""
+    for c in (kwargs, kwargs.get("text_config", {}), kwargs.get("thinker_config", {}).get("text_config", {})):
+        if c.get("hidden_size") or c.get("d_model"):
+            return c.get("hidden_size") or c["d_model"]
+    raise KeyError("hidden_size")
+
+
+def build(name: str, kwargs: dict, seed: int, out: str):
+    """Writes the family's tiny model with config `kwargs` to `out` (save_pretrained, the Hub's
+    layout), reloads it, and runs the reloaded MoE block of layer 1 on a seeded x.
+    Returns (x, y, reloaded model, relative difference of the reloaded block from the saved one)."""
+    config_class, model_class, _, block_of = FAMILIES[name][:4]
     family = FAMILIES[name][4] if len(FAMILIES[name]) > 4 else name
-    seed = 1000 + zlib.crc32(name.encode()) % 1000  # stable when fixtures are added
-    out = os.path.join(FIXTURES, f"{name}-tiny")
     if os.path.exists(out):
         shutil.rmtree(out)
     os.makedirs(out)
@@ -291,12 +423,19 @@ def make(name: str) -> str:
             model.set_experts_implementation("eager")
         except Exception:
             pass
-    hidden = kwargs.get("hidden_size") or kwargs.get("d_model") or kwargs["text_config"]["hidden_size"]
-    x = torch.randn(TOKENS, hidden, generator=torch.Generator().manual_seed(seed * 7919 + 17))
+    x = torch.randn(TOKENS, hidden_size(kwargs), generator=torch.Generator().manual_seed(seed * 7919 + 17))
     with torch.no_grad():
         y = block_of(reloaded, LAYER)(x[None])[0]
         y_memory = block_of(model, LAYER)(x[None])[0]
-    reload_err = rel_err(y.numpy(), y_memory.numpy())
+    return x, y, reloaded, rel_err(y.numpy(), y_memory.numpy())
+
+
+def make(name: str) -> str:
+    config_class, model_class, kwargs, block_of = FAMILIES[name][:4]
+    family = FAMILIES[name][4] if len(FAMILIES[name]) > 4 else name
+    seed = 1000 + zlib.crc32(name.encode()) % 1000  # stable when fixtures are added
+    out = os.path.join(FIXTURES, f"{name}-tiny")
+    x, y, reloaded, reload_err = build(name, kwargs, seed, out)
     if reload_err > 1e-6:
         raise SystemExit(f"{family}: the reloaded block differs from the saved one ({reload_err:.2e})")
     np.save(os.path.join(out, "x.npy"), x.numpy().astype(np.float32))

@@ -78,7 +78,52 @@ enum SmallParams {
         "deepseek_v2.moe": [
             ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
             ("topk_method", "group_limited_greedy"), ("n_group", "4"), ("topk_group", "2"), ("scaling", "1.5")
-        ]
+        ],
+        "bailing_hybrid.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "2.5")
+        ],
+        "sarvam_moe.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.5")
+        ],
+        "glm_moe_dsa.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "1"), ("topk_group", "1"), ("norm_topk", "true"), ("scaling", "2.5")
+        ],
+        // The sigmoid path with a plain sum (the committed fixture covers softmax and "average").
+        "cohere2_moe.moe": [
+            ("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("num_shared", "1"), ("top_k", "3"),
+            ("selection", "sigmoid"), ("norm_topk", "true"), ("combine", "sum")
+        ],
+        "granitemoehybrid.moe": [("hidden", "18"), ("ffn", "14"), ("shared_ffn", "22"), ("num_experts", "8"), ("top_k", "3")],
+        "granitemoe_swa.moe": [("hidden", "18"), ("ffn", "14"), ("shared_ffn", "22"), ("num_experts", "8"), ("top_k", "3")],
+        "qwen3_5_moe.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "16"), ("top_k", "4")],
+        "qwen3_omni_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "false")],
+        "deepseek_v32.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "2.5")
+        ],
+        "solar_open.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "2"), ("top_k", "4"),
+            ("n_group", "2"), ("topk_group", "1"), ("norm_topk", "true"), ("scaling", "1.5")
+        ],
+        "mellum.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "16"), ("top_k", "4"), ("norm_topk", "false")],
+        "minimax_m2.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("top_k", "3")],
+        "mistral4.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "false"), ("scaling", "2.0")
+        ],
+        "mimo_v2_flash.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.0")
+        ],
+        "axk1.moe": [
+            ("hidden", "20"), ("ffn", "10"), ("num_experts", "16"), ("num_shared", "1"), ("top_k", "4"),
+            ("n_group", "4"), ("topk_group", "2"), ("norm_topk", "true"), ("scaling", "2.5"), ("eps", "1e-5")
+        ],
+        "hy_v3.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "12"), ("num_shared", "1"), ("top_k", "3"), ("scaling", "2.5")],
+        "lara_mini.moe": [("hidden", "20"), ("ffn", "12"), ("shared_ffn", "18"), ("num_experts", "12"), ("top_k", "3"), ("norm_topk", "false")]
     ]
 
     /// Every `.moe` file in `graphs/`, sorted.
