@@ -1,4 +1,5 @@
 import Foundation
+import MoEKernelsAVX2
 
 /// An element-wise program over the first layer's outputs of an expert, run in the expert GEMM's
 /// epilogue: what an expert written as an expression (`expert(h) { … }`) does between its first
@@ -32,6 +33,9 @@ public struct ExpertEpilogue: Sendable, Hashable {
     /// Registers the program uses: inputs, then one per instruction.
     public var registers: Int { inputs + instructions.count }
 
+    /// The program as the kernels read it, built once here so that running it allocates nothing.
+    let encoding: Encoding
+
     /// A program whose instructions read only registers written before them; nil otherwise.
     public init?(inputs: Int, instructions: [Instruction]) {
         guard (1...2).contains(inputs), !instructions.isEmpty else { return nil }
@@ -45,6 +49,16 @@ public struct ExpertEpilogue: Sendable, Hashable {
         }
         self.inputs = inputs
         self.instructions = instructions
+        self.encoding = Encoding(inputs: inputs, instructions: instructions)
+    }
+
+    public static func == (x: ExpertEpilogue, y: ExpertEpilogue) -> Bool {
+        x.inputs == y.inputs && x.instructions == y.instructions
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(inputs)
+        hasher.combine(instructions)
     }
 
     /// SwiGLU as a program: `silu(gate) · up`.
@@ -94,48 +108,208 @@ public struct ExpertEpilogue: Sendable, Hashable {
     }
 }
 
+extension ExpertEpilogue {
+    /// The program in the flat form both kernel sets interpret (`MoEKernelsAVX2` cannot see the
+    /// enums above):
+    /// - `code`: 4 `Int32` per instruction: opcode (`Unary` silu 0, gelu 1, gelu_tanh 2, relu 3,
+    ///   sigmoid 4, tanh 5, exp 6, neg 7; `Binary` add 8, sub 9, mul 10, div 11, min 12, max 13),
+    ///   destination slot, operand, operand (a unary's second operand repeats the first). An operand
+    ///   ≥ 0 is a slot; −1−k is constant k.
+    /// - `constants`: constant k repeated 8 times at `8k`, so a vector kernel reads it as a vector
+    ///   with stride 0.
+    /// - Slots are registers after allocation: the inputs in slots 0 and 1, and a register's slot is
+    ///   reused once its last reader has run, so `slots` is the most values live at once (+ inputs)
+    ///   and not the program's length. `result` is the last instruction's slot.
+    struct Encoding: Sendable {
+        var code: [Int32] = []
+        var constants: [Float] = []
+        var slots: Int
+        var result: Int32 = 0
+
+        init(inputs: Int, instructions: [Instruction]) {
+            func operands(_ ins: Instruction) -> [Operand] {
+                switch ins {
+                case .unary(_, let a): return [a]
+                case .binary(_, let a, let b): return [a, b]
+                }
+            }
+            let values = inputs + instructions.count
+            var lastRead = [Int](repeating: -1, count: values)
+            for (i, ins) in instructions.enumerated() {
+                for case .register(let r) in operands(ins) { lastRead[r] = i }
+            }
+            var slotOf = Array(0..<values)
+            slots = inputs
+            var free = (0..<inputs).filter { lastRead[$0] < 0 }
+            var constantIndex: [UInt32: Int32] = [:]
+            func encode(_ o: Operand) -> Int32 {
+                switch o {
+                case .register(let r): return Int32(slotOf[r])
+                case .constant(let c):
+                    if let k = constantIndex[c.bitPattern] { return -1 - k }
+                    let k = Int32(constantIndex.count)
+                    constantIndex[c.bitPattern] = k
+                    constants += [Float](repeating: c, count: 8)
+                    return -1 - k
+                }
+            }
+            for (i, ins) in instructions.enumerated() {
+                let ops = operands(ins)
+                let encoded = ops.map(encode)
+                // Operands read for the last time free their slots before the destination is
+                // chosen: the kernels read element k of every operand before writing element k.
+                for case .register(let r) in Set(ops) where lastRead[r] == i { free.append(slotOf[r]) }
+                let dst: Int
+                if let k = free.min() {
+                    free.remove(at: free.firstIndex(of: k)!)
+                    dst = k
+                } else {
+                    dst = slots
+                    slots += 1
+                }
+                slotOf[inputs + i] = dst
+                if lastRead[inputs + i] < 0 && i != instructions.count - 1 { free.append(dst) }
+                let opcode: Int32
+                switch ins {
+                case .unary(let op, _): opcode = Self.opcode(op)
+                case .binary(let op, _, _): opcode = Self.opcode(op)
+                }
+                code += [opcode, Int32(dst), encoded[0], encoded[encoded.count - 1]]
+            }
+            result = Int32(slotOf[values - 1])
+        }
+
+        static func opcode(_ op: Unary) -> Int32 {
+            switch op {
+            case .silu: return 0
+            case .gelu: return 1
+            case .gelu_tanh: return 2
+            case .relu: return 3
+            case .sigmoid: return 4
+            case .tanh: return 5
+            case .exp: return 6
+            case .neg: return 7
+            }
+        }
+
+        static func opcode(_ op: Binary) -> Int32 {
+            switch op {
+            case .add: return 8
+            case .sub: return 9
+            case .mul: return 10
+            case .div: return 11
+            case .min: return 12
+            case .max: return 13
+            }
+        }
+    }
+}
+
 extension Kernels {
     /// Runs `program` on `rows` rows of `count` features:
     /// `out[r, j] = program(a[r, j] + biasA[j], b[r, j] + biasB[j])` (no `b` for a one-input
-    /// program; a nil bias adds nothing). `out` may be `a` (in place). Allocation-free.
+    /// program; a nil bias adds nothing). `out` may be `a` (in place, same row stride).
+    /// Allocation-free for any program with at most 32 values live at once (its registers live on
+    /// the stack, at most 1 KiB).
     public static func expertEpilogue(
         _ program: ExpertEpilogue, rows: Int, count: Int,
         _ a: UnsafePointer<Float>, lda: Int, biasA: UnsafePointer<Float>?,
         _ b: UnsafePointer<Float>?, ldb: Int, biasB: UnsafePointer<Float>?,
         _ out: UnsafeMutablePointer<Float>, ldo: Int, isa: ISA = .best
     ) {
-        portableExpertEpilogue(program, rows: rows, count: count, a, lda: lda, biasA: biasA, b, ldb: ldb, biasB: biasB, out, ldo: ldo)
+        precondition(program.inputs == 1 || b != nil, "a two-input epilogue needs b")
+        guard rows > 0, count > 0 else { return }
+        let e = program.encoding
+        // 256 floats (1 KiB) is what `withUnsafeTemporaryAllocation` puts on the stack without
+        // asking the runtime (which may allocate) whether more fits.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(256, 8 * e.slots)) { scratch in
+            e.code.withUnsafeBufferPointer { code in
+                e.constants.withUnsafeBufferPointer { constants in
+                    let s = scratch.baseAddress!
+                    let c = constants.baseAddress ?? UnsafePointer(s) // never read without constants
+                    if isa.runsAVX2 {
+                        avx2ExpertEpilogue(
+                            code: code.baseAddress!, instructions: code.count / 4, constants: c, inputs: program.inputs,
+                            slots: e.slots, result: Int(e.result), scratch: s, scratchCount: scratch.count,
+                            rows: rows, count: count, a, lda: lda, biasA: biasA, b, ldb: ldb, biasB: biasB, out, ldo: ldo)
+                    } else {
+                        let encoded = EncodedEpilogue(
+                            code: code.baseAddress!, instructions: code.count / 4, constants: c,
+                            inputs: program.inputs, slots: e.slots, result: Int(e.result), scratch: s, scratchCount: scratch.count)
+                        portableExpertEpilogue(encoded, rows: rows, count: count, a, lda: lda, biasA: biasA, b, ldb: ldb, biasB: biasB, out, ldo: ldo)
+                    }
+                }
+            }
+        }
     }
 }
 
-/// One feature at a time, registers on the stack.
+/// An `ExpertEpilogue.Encoding` as pointers, with the register scratch.
+private struct EncodedEpilogue {
+    let code: UnsafePointer<Int32>
+    let instructions: Int
+    let constants: UnsafePointer<Float>
+    let inputs: Int
+    let slots: Int
+    let result: Int
+    let scratch: UnsafeMutablePointer<Float>
+    let scratchCount: Int
+}
+
+/// Scalar Float, a row's features in chunks of up to 64: each instruction runs over the whole
+/// chunk before the next one, so its `switch` is paid once per chunk and not per element.
 private func portableExpertEpilogue(
-    _ program: ExpertEpilogue, rows: Int, count: Int,
+    _ p: EncodedEpilogue, rows: Int, count: Int,
     _ a: UnsafePointer<Float>, lda: Int, biasA: UnsafePointer<Float>?,
     _ b: UnsafePointer<Float>?, ldb: Int, biasB: UnsafePointer<Float>?,
     _ out: UnsafeMutablePointer<Float>, ldo: Int
 ) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: program.registers) { regs in
-        @inline(__always) func value(_ o: ExpertEpilogue.Operand) -> Float {
-            switch o {
-            case .register(let r): return regs[r]
-            case .constant(let c): return c
-            }
+    let width = min(64, p.scratchCount / p.slots)
+    let regs = p.scratch
+    @inline(__always) func load(_ x: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        if let bias { for k in 0..<n { dst[k] = x[k] + bias[k] } } else { for k in 0..<n { dst[k] = x[k] } }
+    }
+    for r in 0..<rows {
+        var j = 0
+        while j < count {
+            let n = min(width, count - j)
+            load(a + r * lda + j, biasA.map { $0 + j }, regs, n)
+            if p.inputs == 2, let b { load(b + r * ldb + j, biasB.map { $0 + j }, regs + width, n) }
+            runPortable(p, width: width, n)
+            let res = regs + p.result * width, o = out + r * ldo + j
+            for k in 0..<n { o[k] = res[k] }
+            j += n
         }
-        for r in 0..<rows {
-            for j in 0..<count {
-                regs[0] = a[r * lda + j] + (biasA?[j] ?? 0)
-                if program.inputs == 2, let b { regs[1] = b[r * ldb + j] + (biasB?[j] ?? 0) }
-                var k = program.inputs
-                for ins in program.instructions {
-                    switch ins {
-                    case .unary(let op, let x): regs[k] = Float(ExpertEpilogue.apply(op, Double(value(x))))
-                    case .binary(let op, let x, let y): regs[k] = Float(ExpertEpilogue.apply(op, Double(value(x)), Double(value(y))))
-                    }
-                    k += 1
-                }
-                out[r * ldo + j] = regs[k - 1]
-            }
+    }
+}
+
+/// Runs every instruction over elements 0..<n of the registers (`width` floats apart).
+private func runPortable(_ p: EncodedEpilogue, width: Int, _ n: Int) {
+    @inline(__always) func operand(_ o: Int32) -> (UnsafePointer<Float>, Int) {
+        o >= 0 ? (UnsafePointer(p.scratch + Int(o) * width), 1) : (p.constants + Int(-1 - o) * 8, 0)
+    }
+    for i in 0..<p.instructions {
+        let c = p.code + 4 * i
+        let d = p.scratch + Int(c[1]) * width
+        let (x, sx) = operand(c[2]), (y, sy) = operand(c[3])
+        @inline(__always) func unary(_ f: (Float) -> Float) { for k in 0..<n { d[k] = f(x[k * sx]) } }
+        @inline(__always) func binary(_ f: (Float, Float) -> Float) { for k in 0..<n { d[k] = f(x[k * sx], y[k * sy]) } }
+        switch c[0] {
+        case 0: unary { $0 * (1 / (1 + Foundation_exp(-$0))) }
+        case 1: unary { 0.5 * $0 * Foundation_erfc($0 * -0.707_106_781_186_547_5) }
+        case 2: unary { $0 / (1 + Foundation_exp(-2 * 0.797_884_560_802_865_4 * $0.addingProduct(0.044_715 * $0, $0 * $0))) }
+        case 3: unary { $0 > 0 ? $0 : 0 }
+        case 4: unary { 1 / (1 + Foundation_exp(-$0)) }
+        case 5: unary { Foundation.tanh($0) }
+        case 6: unary { Foundation_exp($0) }
+        case 7: unary { -$0 }
+        case 8: binary { $0 + $1 }
+        case 9: binary { $0 - $1 }
+        case 10: binary { $0 * $1 }
+        case 11: binary { $0 / $1 }
+        case 12: binary { Swift.min($0, $1) }
+        case 13: binary { Swift.max($0, $1) }
+        default: preconditionFailure("bad expert epilogue opcode \(c[0])")
         }
     }
 }
