@@ -111,20 +111,30 @@ public struct ExpertEpilogue: Sendable, Hashable {
 extension ExpertEpilogue {
     /// The program in the flat form both kernel sets interpret (`MoEKernelsAVX2` cannot see the
     /// enums above):
-    /// - `code`: 4 `Int32` per instruction: opcode (`Unary` silu 0, gelu 1, gelu_tanh 2, relu 3,
-    ///   sigmoid 4, tanh 5, exp 6, neg 7; `Binary` add 8, sub 9, mul 10, div 11, min 12, max 13),
-    ///   destination slot, operand, operand (a unary's second operand repeats the first). An operand
-    ///   ≥ 0 is a slot; −1−k is constant k.
+    /// - `code`: 5 `Int32` per instruction: opcode, destination slot, then operands x, y, z
+    ///   (unused ones repeat x). Opcodes: `Unary` silu 0, gelu 1, gelu_tanh 2, relu 3, sigmoid 4,
+    ///   tanh 5, exp 6, neg 7 (of x); `Binary` add 8, sub 9, mul 10, div 11, min 12, max 13 (of x,
+    ///   y); and fused forms of common sequences: 14 max(min(x, y), z), 15 min(max(x, y), z) (a
+    ///   clamp), 16 x·sigmoid(y·x) (gpt-oss's GLU, SiLU with a scale), 17 (x + y)·z, 18 (x − y)·z.
+    ///   An operand ≥ 0 is a slot; −1−k is constant k.
     /// - `constants`: constant k repeated 8 times at `8k`, so a vector kernel reads it as a vector
     ///   with stride 0.
     /// - Slots are registers after allocation: the inputs in slots 0 and 1, and a register's slot is
     ///   reused once its last reader has run, so `slots` is the most values live at once (+ inputs)
     ///   and not the program's length. `result` is the last instruction's slot.
+    ///
+    /// Each instruction costs the kernels a store and a reload of every value, so sequences whose
+    /// intermediate results have no other reader run as one fused instruction (gpt-oss's eight
+    /// instructions run as four). A fused form computes the same roundings in the same order;
+    /// it may differ from the instructions only in the sign of a zero from min/max of ±0 (min and
+    /// max are taken as commutative) and in which NaN comes out.
     struct Encoding: Sendable {
         var code: [Int32] = []
         var constants: [Float] = []
         var slots: Int
         var result: Int32 = 0
+
+        static let wordsPerInstruction = 5
 
         init(inputs: Int, instructions: [Instruction]) {
             func operands(_ ins: Instruction) -> [Operand] {
@@ -133,10 +143,58 @@ extension ExpertEpilogue {
                 case .binary(_, let a, let b): return [a, b]
                 }
             }
-            let values = inputs + instructions.count
-            var lastRead = [Int](repeating: -1, count: values)
+            // 1. Fusion: which instructions run as part of a later one (`absorbed`), and the
+            //    fused forms, by the index of the instruction that completes them.
+            let n = instructions.count
+            var readers = [Int](repeating: 0, count: inputs + n)
+            for ins in instructions {
+                for case .register(let r) in Set(operands(ins)) { readers[r] += 1 }
+            }
+            var absorbed = [Bool](repeating: false, count: n)
+            var fused: [Int: (opcode: Int32, operands: [Operand])] = [:]
+            // The instruction computing `o` when its only reader is the one being fused into.
+            func inner(_ o: Operand) -> Instruction? {
+                guard case .register(let r) = o, r >= inputs, readers[r] == 1, !absorbed[r - inputs], fused[r - inputs] == nil else { return nil }
+                return instructions[r - inputs]
+            }
+            func absorb(_ o: Operand) { if case .register(let r) = o { absorbed[r - inputs] = true } }
             for (i, ins) in instructions.enumerated() {
-                for case .register(let r) in operands(ins) { lastRead[r] = i }
+                guard case .binary(let op, let p, let q) = ins else { continue }
+                for (a, other) in [(p, q), (q, p)] where a != other {
+                    switch (op, inner(a)) {
+                    case (.max, .binary(.min, let x, let y)?), (.min, .binary(.max, let x, let y)?):
+                        fused[i] = (op == .max ? 14 : 15, [x, y, other])
+                        absorb(a)
+                    case (.mul, .unary(.sigmoid, let t)?):
+                        guard case .binary(.mul, let t1, let t2)? = inner(t), t1 == other || t2 == other else { continue }
+                        fused[i] = (16, [other, t2 == other ? t1 : t2])
+                        absorb(a)
+                        absorb(t)
+                    case (.mul, .binary(.add, let x, let y)?), (.mul, .binary(.sub, let x, let y)?):
+                        guard case .binary(let sum, _, _)? = inner(a) else { continue }
+                        fused[i] = (sum == .add ? 17 : 18, [x, y, other])
+                        absorb(a)
+                    default: continue
+                    }
+                    break
+                }
+            }
+            var program: [(value: Int, opcode: Int32, operands: [Operand])] = []
+            for (i, ins) in instructions.enumerated() where !absorbed[i] {
+                if let f = fused[i] {
+                    program.append((inputs + i, f.opcode, f.operands))
+                } else {
+                    switch ins {
+                    case .unary(let op, let a): program.append((inputs + i, Self.opcode(op), [a]))
+                    case .binary(let op, let a, let b): program.append((inputs + i, Self.opcode(op), [a, b]))
+                    }
+                }
+            }
+            // 2. Registers to slots, by liveness over the fused program.
+            let values = inputs + n
+            var lastRead = [Int](repeating: -1, count: values)
+            for (i, ins) in program.enumerated() {
+                for case .register(let r) in ins.operands { lastRead[r] = i }
             }
             var slotOf = Array(0..<values)
             slots = inputs
@@ -153,12 +211,11 @@ extension ExpertEpilogue {
                     return -1 - k
                 }
             }
-            for (i, ins) in instructions.enumerated() {
-                let ops = operands(ins)
-                let encoded = ops.map(encode)
+            for (i, ins) in program.enumerated() {
+                let encoded = ins.operands.map(encode)
                 // Operands read for the last time free their slots before the destination is
                 // chosen: the kernels read element k of every operand before writing element k.
-                for case .register(let r) in Set(ops) where lastRead[r] == i { free.append(slotOf[r]) }
+                for case .register(let r) in Set(ins.operands) where lastRead[r] == i { free.append(slotOf[r]) }
                 let dst: Int
                 if let k = free.min() {
                     free.remove(at: free.firstIndex(of: k)!)
@@ -167,14 +224,9 @@ extension ExpertEpilogue {
                     dst = slots
                     slots += 1
                 }
-                slotOf[inputs + i] = dst
-                if lastRead[inputs + i] < 0 && i != instructions.count - 1 { free.append(dst) }
-                let opcode: Int32
-                switch ins {
-                case .unary(let op, _): opcode = Self.opcode(op)
-                case .binary(let op, _, _): opcode = Self.opcode(op)
-                }
-                code += [opcode, Int32(dst), encoded[0], encoded[encoded.count - 1]]
+                slotOf[ins.value] = dst
+                if lastRead[ins.value] < 0 && i != program.count - 1 { free.append(dst) }
+                code += [ins.opcode, Int32(dst)] + (0..<3).map { encoded[$0 < encoded.count ? $0 : 0] }
             }
             result = Int32(slotOf[values - 1])
         }
@@ -219,7 +271,7 @@ extension Kernels {
     ) {
         precondition(program.inputs == 1 || b != nil, "a two-input epilogue needs b")
         guard rows > 0, count > 0 else { return }
-        let e = program.encoding
+        let e = program.encoding, words = ExpertEpilogue.Encoding.wordsPerInstruction
         // 256 floats (1 KiB) is what `withUnsafeTemporaryAllocation` puts on the stack without
         // asking the runtime (which may allocate) whether more fits.
         withUnsafeTemporaryAllocation(of: Float.self, capacity: max(256, 8 * e.slots)) { scratch in
@@ -229,12 +281,12 @@ extension Kernels {
                     let c = constants.baseAddress ?? UnsafePointer(s) // never read without constants
                     if isa.runsAVX2 {
                         avx2ExpertEpilogue(
-                            code: code.baseAddress!, instructions: code.count / 4, constants: c, inputs: program.inputs,
+                            code: code.baseAddress!, instructions: code.count / words, constants: c, inputs: program.inputs,
                             slots: e.slots, result: Int(e.result), scratch: s, scratchCount: scratch.count,
                             rows: rows, count: count, a, lda: lda, biasA: biasA, b, ldb: ldb, biasB: biasB, out, ldo: ldo)
                     } else {
                         let encoded = EncodedEpilogue(
-                            code: code.baseAddress!, instructions: code.count / 4, constants: c,
+                            code: code.baseAddress!, instructions: code.count / words, constants: c,
                             inputs: program.inputs, slots: e.slots, result: Int(e.result), scratch: s, scratchCount: scratch.count)
                         portableExpertEpilogue(encoded, rows: rows, count: count, a, lda: lda, biasA: biasA, b, ldb: ldb, biasB: biasB, out, ldo: ldo)
                     }
@@ -289,17 +341,18 @@ private func runPortable(_ p: EncodedEpilogue, width: Int, _ n: Int) {
         o >= 0 ? (UnsafePointer(p.scratch + Int(o) * width), 1) : (p.constants + Int(-1 - o) * 8, 0)
     }
     for i in 0..<p.instructions {
-        let c = p.code + 4 * i
+        let c = p.code + ExpertEpilogue.Encoding.wordsPerInstruction * i
         let d = p.scratch + Int(c[1]) * width
-        let (x, sx) = operand(c[2]), (y, sy) = operand(c[3])
+        let (x, sx) = operand(c[2]), (y, sy) = operand(c[3]), (z, sz) = operand(c[4])
         @inline(__always) func unary(_ f: (Float) -> Float) { for k in 0..<n { d[k] = f(x[k * sx]) } }
         @inline(__always) func binary(_ f: (Float, Float) -> Float) { for k in 0..<n { d[k] = f(x[k * sx], y[k * sy]) } }
+        @inline(__always) func ternary(_ f: (Float, Float, Float) -> Float) { for k in 0..<n { d[k] = f(x[k * sx], y[k * sy], z[k * sz]) } }
         switch c[0] {
-        case 0: unary { $0 * (1 / (1 + Foundation_exp(-$0))) }
+        case 0: unary { $0 * sigmoid($0) }
         case 1: unary { 0.5 * $0 * Foundation_erfc($0 * -0.707_106_781_186_547_5) }
         case 2: unary { $0 / (1 + Foundation_exp(-2 * 0.797_884_560_802_865_4 * $0.addingProduct(0.044_715 * $0, $0 * $0))) }
         case 3: unary { $0 > 0 ? $0 : 0 }
-        case 4: unary { 1 / (1 + Foundation_exp(-$0)) }
+        case 4: unary { sigmoid($0) }
         case 5: unary { Foundation.tanh($0) }
         case 6: unary { Foundation_exp($0) }
         case 7: unary { -$0 }
@@ -309,7 +362,15 @@ private func runPortable(_ p: EncodedEpilogue, width: Int, _ n: Int) {
         case 11: binary { $0 / $1 }
         case 12: binary { Swift.min($0, $1) }
         case 13: binary { Swift.max($0, $1) }
+        case 14: ternary { Swift.max(Swift.min($0, $1), $2) }
+        case 15: ternary { Swift.min(Swift.max($0, $1), $2) }
+        case 16: binary { $0 * sigmoid($1 * $0) }
+        case 17: ternary { ($0 + $1) * $2 }
+        case 18: ternary { ($0 - $1) * $2 }
         default: preconditionFailure("bad expert epilogue opcode \(c[0])")
         }
     }
 }
+
+/// 1 / (1 + e⁻ˣ), as `Kernels.sigmoid` computes it.
+@inline(__always) private func sigmoid(_ x: Float) -> Float { 1 / (1 + Foundation_exp(-x)) }

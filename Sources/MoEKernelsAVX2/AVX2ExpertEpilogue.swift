@@ -1,10 +1,10 @@
 // The expert epilogue (MoEKernels' `ExpertEpilogue`) for AVX2 + FMA: an interpreter of the
 // program's flat encoding over vectors of 8 features.
 //
-// A chunk is up to 8 vectors of 8 features, taken row after row (a row's last vector may be
+// A chunk is up to 16 vectors of 8 features, taken row after row (a row's last vector may be
 // partial), so a 16-feature strip of 4 rows is one chunk. The inputs (bias added) go to slots 0
 // and 1; each instruction then runs over the whole chunk before the next one, so its `switch` is
-// paid once per 64 features; the result slot is stored back. Registers live in the caller's
+// paid once per chunk; the result slot is stored back. Registers live in the caller's
 // scratch (`vectors` × 8 floats apart); constants are read as vectors with stride 0.
 
 /// tanh(x): x + x·z·P(z) with z = x² for |x| < 0.625 (Cephes `tanhf`), else
@@ -41,7 +41,7 @@ private func storePart(_ v: V8, _ p: UnsafeMutablePointer<Float>, _ len: Int) {
 }
 
 /// Runs `rows` × `count` features through the encoded program (see `ExpertEpilogue.Encoding` in
-/// MoEKernels for `code`, `constants`, `slots`, `result`): `out[r, j] = program(a[r, j] +
+/// MoEKernels for `code` (5 words per instruction), `constants`, `slots`, `result`): `out[r, j] = program(a[r, j] +
 /// biasA[j], b[r, j] + biasB[j])`. `scratch` holds at least `8 · slots` floats. `out` may be `a`
 /// (same row stride).
 @inline(never)
@@ -54,37 +54,69 @@ public func avx2ExpertEpilogue(
     _ out: UnsafeMutablePointer<Float>, ldo: Int
 ) {
     guard rows > 0, count > 0 else { return }
-    let vectors = min(8, scratchCount / (8 * slots))
-    let stride = 8 * vectors
+    // Chunks as long as the scratch allows (an instruction's result is read by the next one only
+    // after the whole chunk, so longer chunks hide more latency) and of equal length, so a
+    // 12-vector strip runs as 6 + 6 and not 10 + 2: whole rows when a row fits, else equal
+    // pieces of one row.
     let perRow = (count + 7) / 8
+    let most = max(1, min(16, scratchCount / (8 * slots)))
+    let rowsPerChunk: Int, piece: Int
+    if perRow <= most {
+        let fit = most / perRow
+        rowsPerChunk = (rows + (rows + fit - 1) / fit - 1) / ((rows + fit - 1) / fit)
+        piece = perRow
+    } else {
+        rowsPerChunk = 1
+        piece = (perRow + (perRow + most - 1) / most - 1) / ((perRow + most - 1) / most)
+    }
+    let stride = 8 * rowsPerChunk * piece
     let second = inputs == 2 ? b : nil
-    var r = 0, v = 0 // the next vector: row r, features 8v..<8v+8
-    while r < rows {
-        let (r0, v0) = (r, v)
-        var n = 0
-        while n < vectors && r < rows {
-            let j = 8 * v, len = min(8, count - j)
-            var x = loadPart(a + r * lda + j, len)
-            if let biasA { x += loadPart(biasA + j, len) }
-            store8(x, scratch + 8 * n)
-            if let second {
-                var y = loadPart(second + r * ldb + j, len)
-                if let biasB { y += loadPart(biasB + j, len) }
-                store8(y, scratch + stride + 8 * n)
+    let res = scratch + result * stride
+    var r0 = 0
+    while r0 < rows {
+        let r1 = min(rows, r0 + rowsPerChunk)
+        var v0 = 0
+        while v0 < perRow {
+            let v1 = min(perRow, v0 + piece)
+            // Features 8·v0 ..< min(count, 8·v1) of rows r0 ..< r1.
+            var n = 0
+            for r in r0..<r1 {
+                load(a + r * lda, biasA, into: scratch + 8 * n, v0, v1, count)
+                if let second { load(second + r * ldb, biasB, into: scratch + stride + 8 * n, v0, v1, count) }
+                n += v1 - v0
             }
-            n += 1
-            v += 1
-            if v == perRow { (r, v) = (r + 1, 0) }
+            run(code, instructions, constants, scratch, stride: stride, vectors: n)
+            n = 0
+            for r in r0..<r1 {
+                let o = out + r * ldo
+                for v in v0..<v1 {
+                    let j = 8 * v
+                    if j + 8 <= count { store8(load8(res + 8 * n), o + j) } else { storePart(load8(res + 8 * n), o + j, count - j) }
+                    n += 1
+                }
+            }
+            v0 = v1
         }
-        run(code, instructions, constants, scratch, stride: stride, vectors: n)
-        let res = scratch + result * stride
-        (r, v) = (r0, v0)
-        for s in 0..<n {
-            let j = 8 * v
-            storePart(load8(res + 8 * s), out + r * ldo + j, min(8, count - j))
-            v += 1
-            if v == perRow { (r, v) = (r + 1, 0) }
-        }
+        r0 = r1
+    }
+}
+
+/// Vectors v0 ..< v1 of a row `x` (+ `bias`) to `dst`; the vector past `count` zero-padded.
+@inline(__always)
+private func load(
+    _ x: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, into dst: UnsafeMutablePointer<Float>, _ v0: Int, _ v1: Int, _ count: Int
+) {
+    let full = min(v1, count / 8)
+    if let bias {
+        for v in v0..<max(v0, full) { store8(load8(x + 8 * v) + load8(bias + 8 * v), dst + 8 * (v - v0)) }
+    } else {
+        for v in v0..<max(v0, full) { store8(load8(x + 8 * v), dst + 8 * (v - v0)) }
+    }
+    if full < v1 {
+        let j = 8 * full, len = count - j
+        var p = loadPart(x + j, len)
+        if let bias { p += loadPart(bias + j, len) }
+        store8(p, dst + 8 * (full - v0))
     }
 }
 
@@ -98,15 +130,21 @@ private func run(
         o >= 0 ? (UnsafePointer(scratch + Int(o) * stride), 8) : (constants + Int(-1 - o) * 8, 0)
     }
     for i in 0..<instructions {
-        let c = code + 4 * i
+        let c = code + 5 * i
         let d = scratch + Int(c[1]) * stride
-        let (x, sx) = operand(c[2]), (y, sy) = operand(c[3])
+        let (x, sx) = operand(c[2]), (y, sy) = operand(c[3]), (z, sz) = operand(c[4])
         @inline(__always) func unary(_ f: (V8) -> V8) {
             for s in 0..<n { store8(f(load8(x + s * sx)), d + 8 * s) }
         }
         @inline(__always) func binary(_ f: (V8, V8) -> V8) {
             for s in 0..<n { store8(f(load8(x + s * sx), load8(y + s * sy)), d + 8 * s) }
         }
+        @inline(__always) func ternary(_ f: (V8, V8, V8) -> V8) {
+            for s in 0..<n { store8(f(load8(x + s * sx), load8(y + s * sy), load8(z + s * sz)), d + 8 * s) }
+        }
+        // Swift.min(a, b) is `b < a ? b : a`, Swift.max(a, b) is `b >= a ? b : a`.
+        @inline(__always) func vmin(_ a: V8, _ b: V8) -> V8 { a.replacing(with: b, where: b .< a) }
+        @inline(__always) func vmax(_ a: V8, _ b: V8) -> V8 { a.replacing(with: b, where: b .>= a) }
         switch c[0] {
         case 0: unary { $0 * vsigmoid($0) }
         case 1: unary { $0 * vphi($0) }
@@ -124,8 +162,13 @@ private func run(
         case 9: binary { $0 - $1 }
         case 10: binary { $0 * $1 }
         case 11: binary { $0 / $1 }
-        case 12: binary { $0.replacing(with: $1, where: $1 .< $0) } // Swift.min
-        case 13: binary { $0.replacing(with: $1, where: $1 .>= $0) } // Swift.max
+        case 12: binary { vmin($0, $1) }
+        case 13: binary { vmax($0, $1) }
+        case 14: ternary { vmax(vmin($0, $1), $2) }
+        case 15: ternary { vmin(vmax($0, $1), $2) }
+        case 16: binary { $0 * vsigmoid($1 * $0) }
+        case 17: ternary { ($0 + $1) * $2 }
+        case 18: ternary { ($0 - $1) * $2 }
         default: preconditionFailure("bad expert epilogue opcode \(c[0])")
         }
     }
