@@ -133,6 +133,12 @@ extension ExpertEpilogue {
         var constants: [Float] = []
         var slots: Int
         var result: Int32 = 0
+        /// Vectors of 8 per register in a chunk: up to 16 within `scratchFloats` (or 1).
+        var vectorsPerChunk = 1
+
+        /// 256 floats (1 KiB) is what `withUnsafeTemporaryAllocation` puts on the stack without
+        /// asking the runtime whether more fits (which costs ~30 ns a call).
+        static let scratchFloats = 256
 
         static let wordsPerInstruction = 5
 
@@ -229,6 +235,7 @@ extension ExpertEpilogue {
                 code += [ins.opcode, Int32(dst)] + (0..<3).map { encoded[$0 < encoded.count ? $0 : 0] }
             }
             result = Int32(slotOf[values - 1])
+            vectorsPerChunk = slots <= Self.scratchFloats / 8 ? min(16, Self.scratchFloats / (8 * slots)) : 1
         }
 
         static func opcode(_ op: Unary) -> Int32 {
@@ -272,9 +279,8 @@ extension Kernels {
         precondition(program.inputs == 1 || b != nil, "a two-input epilogue needs b")
         guard rows > 0, count > 0 else { return }
         let e = program.encoding, words = ExpertEpilogue.Encoding.wordsPerInstruction
-        // 256 floats (1 KiB) is what `withUnsafeTemporaryAllocation` puts on the stack without
-        // asking the runtime (which may allocate) whether more fits.
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(256, 8 * e.slots)) { scratch in
+        let capacity = Swift.max(ExpertEpilogue.Encoding.scratchFloats, 8 * e.slots)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity) { scratch in
             e.code.withUnsafeBufferPointer { code in
                 e.constants.withUnsafeBufferPointer { constants in
                     let s = scratch.baseAddress!
@@ -282,12 +288,12 @@ extension Kernels {
                     if isa.runsAVX2 {
                         avx2ExpertEpilogue(
                             code: code.baseAddress!, instructions: code.count / words, constants: c, inputs: program.inputs,
-                            slots: e.slots, result: Int(e.result), scratch: s, scratchCount: scratch.count,
+                            slots: e.slots, result: Int(e.result), scratch: s, vectors: e.vectorsPerChunk,
                             rows: rows, count: count, a, lda: lda, biasA: biasA, b, ldb: ldb, biasB: biasB, out, ldo: ldo)
                     } else {
                         let encoded = EncodedEpilogue(
                             code: code.baseAddress!, instructions: code.count / words, constants: c,
-                            inputs: program.inputs, slots: e.slots, result: Int(e.result), scratch: s, scratchCount: scratch.count)
+                            inputs: program.inputs, slots: e.slots, result: Int(e.result), scratch: s, width: 8 * e.vectorsPerChunk)
                         portableExpertEpilogue(encoded, rows: rows, count: count, a, lda: lda, biasA: biasA, b, ldb: ldb, biasB: biasB, out, ldo: ldo)
                     }
                 }
@@ -305,10 +311,11 @@ private struct EncodedEpilogue {
     let slots: Int
     let result: Int
     let scratch: UnsafeMutablePointer<Float>
-    let scratchCount: Int
+    /// Floats per register.
+    let width: Int
 }
 
-/// Scalar Float, a row's features in chunks of up to 64: each instruction runs over the whole
+/// Scalar Float, a row's features in chunks of up to 128: each instruction runs over the whole
 /// chunk before the next one, so its `switch` is paid once per chunk and not per element.
 private func portableExpertEpilogue(
     _ p: EncodedEpilogue, rows: Int, count: Int,
@@ -316,7 +323,7 @@ private func portableExpertEpilogue(
     _ b: UnsafePointer<Float>?, ldb: Int, biasB: UnsafePointer<Float>?,
     _ out: UnsafeMutablePointer<Float>, ldo: Int
 ) {
-    let width = min(64, p.scratchCount / p.slots)
+    let width = p.width
     let regs = p.scratch
     @inline(__always) func load(_ x: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         if let bias { for k in 0..<n { dst[k] = x[k] + bias[k] } } else { for k in 0..<n { dst[k] = x[k] } }

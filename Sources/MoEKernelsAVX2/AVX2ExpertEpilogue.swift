@@ -42,12 +42,12 @@ private func storePart(_ v: V8, _ p: UnsafeMutablePointer<Float>, _ len: Int) {
 
 /// Runs `rows` × `count` features through the encoded program (see `ExpertEpilogue.Encoding` in
 /// MoEKernels for `code` (5 words per instruction), `constants`, `slots`, `result`): `out[r, j] = program(a[r, j] +
-/// biasA[j], b[r, j] + biasB[j])`. `scratch` holds at least `8 · slots` floats. `out` may be `a`
-/// (same row stride).
+/// biasA[j], b[r, j] + biasB[j])`. A chunk has at most `vectors` (≤ 16) vectors per register and
+/// `scratch` holds at least `8 · vectors · slots` floats. `out` may be `a` (same row stride).
 @inline(never)
 public func avx2ExpertEpilogue(
     code: UnsafePointer<Int32>, instructions: Int, constants: UnsafePointer<Float>, inputs: Int,
-    slots: Int, result: Int, scratch: UnsafeMutablePointer<Float>, scratchCount: Int,
+    slots: Int, result: Int, scratch: UnsafeMutablePointer<Float>, vectors most: Int,
     rows: Int, count: Int,
     _ a: UnsafePointer<Float>, lda: Int, biasA: UnsafePointer<Float>?,
     _ b: UnsafePointer<Float>?, ldb: Int, biasB: UnsafePointer<Float>?,
@@ -59,15 +59,15 @@ public func avx2ExpertEpilogue(
     // 12-vector strip runs as 6 + 6 and not 10 + 2: whole rows when a row fits, else equal
     // pieces of one row.
     let perRow = (count + 7) / 8
-    let most = max(1, min(16, scratchCount / (8 * slots)))
-    let rowsPerChunk: Int, piece: Int
-    if perRow <= most {
-        let fit = most / perRow
-        rowsPerChunk = (rows + (rows + fit - 1) / fit - 1) / ((rows + fit - 1) / fit)
-        piece = perRow
-    } else {
-        rowsPerChunk = 1
-        piece = (perRow + (perRow + most - 1) / most - 1) / ((perRow + most - 1) / most)
+    var rowsPerChunk = rows, piece = perRow
+    if rows * perRow > most { // (no divisions on a strip that fits: they would cost as much as it)
+        if perRow <= most {
+            let chunks = (rows + most / perRow - 1) / (most / perRow)
+            rowsPerChunk = (rows + chunks - 1) / chunks
+        } else {
+            let chunks = (perRow + most - 1) / most
+            (rowsPerChunk, piece) = (1, (perRow + chunks - 1) / chunks)
+        }
     }
     let stride = 8 * rowsPerChunk * piece
     let second = inputs == 2 ? b : nil
