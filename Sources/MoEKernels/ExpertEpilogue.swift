@@ -115,7 +115,8 @@ extension ExpertEpilogue {
     ///   (unused ones repeat x). Opcodes: `Unary` silu 0, gelu 1, gelu_tanh 2, relu 3, sigmoid 4,
     ///   tanh 5, exp 6, neg 7 (of x); `Binary` add 8, sub 9, mul 10, div 11, min 12, max 13 (of x,
     ///   y); and fused forms of common sequences: 14 max(min(x, y), z), 15 min(max(x, y), z) (a
-    ///   clamp), 16 x·sigmoid(y·x) (gpt-oss's GLU, SiLU with a scale), 17 (x + y)·z, 18 (x − y)·z.
+    ///   clamp), 16 x·sigmoid(y·x) (gpt-oss's GLU, SiLU with a scale), 17 (x + y)·z, 18 (x − y)·z,
+    ///   19 silu(x)·y (SwiGLU).
     ///   An operand ≥ 0 is a slot; −1−k is constant k.
     /// - `constants`: constant k repeated 8 times at `8k`, so a vector kernel reads it as a vector
     ///   with stride 0.
@@ -125,7 +126,7 @@ extension ExpertEpilogue {
     ///
     /// Each instruction costs the kernels a store and a reload of every value, so sequences whose
     /// intermediate results have no other reader run as one fused instruction (gpt-oss's eight
-    /// instructions run as four). A fused form computes the same roundings in the same order;
+    /// instructions run as four, SwiGLU's two as one). A fused form computes the same roundings in the same order;
     /// it may differ from the instructions only in the sign of a zero from min/max of ±0 (min and
     /// max are taken as commutative) and in which NaN comes out.
     struct Encoding: Sendable {
@@ -176,6 +177,9 @@ extension ExpertEpilogue {
                         fused[i] = (16, [other, t2 == other ? t1 : t2])
                         absorb(a)
                         absorb(t)
+                    case (.mul, .unary(.silu, let x)?):
+                        fused[i] = (19, [x, other])
+                        absorb(a)
                     case (.mul, .binary(.add, let x, let y)?), (.mul, .binary(.sub, let x, let y)?):
                         guard case .binary(let sum, _, _)? = inner(a) else { continue }
                         fused[i] = (sum == .add ? 17 : 18, [x, y, other])
@@ -374,6 +378,7 @@ private func runPortable(_ p: EncodedEpilogue, width: Int, _ n: Int) {
         case 16: binary { $0 * sigmoid($1 * $0) }
         case 17: ternary { ($0 + $1) * $2 }
         case 18: ternary { ($0 - $1) * $2 }
+        case 19: binary { ($0 * sigmoid($0)) * $1 }
         default: preconditionFailure("bad expert epilogue opcode \(c[0])")
         }
     }

@@ -85,7 +85,13 @@ public func avx2ExpertEpilogue(
                 if let second { load(second + r * ldb, biasB, into: scratch + stride + 8 * n, v0, v1, count) }
                 n += v1 - v0
             }
-            run(code, instructions, constants, scratch, stride: stride, vectors: n)
+            if r1 - r0 == 1 && 8 * v1 <= count {
+                // One row piece of whole vectors: the last instruction writes `out` directly.
+                run(code, instructions, constants, scratch, stride: stride, vectors: n, final: out + r0 * ldo + 8 * v0)
+                v0 = v1
+                continue
+            }
+            run(code, instructions, constants, scratch, stride: stride, vectors: n, final: nil)
             n = 0
             for r in r0..<r1 {
                 let o = out + r * ldo
@@ -120,18 +126,21 @@ private func load(
     }
 }
 
-/// Runs every instruction over vectors 0..<n of the registers.
+/// Runs every instruction over vectors 0..<n of the registers; the last one writes to `final`
+/// (8 floats apart) instead of its register when that is given.
 @inline(__always)
 private func run(
     _ code: UnsafePointer<Int32>, _ instructions: Int, _ constants: UnsafePointer<Float>,
-    _ scratch: UnsafeMutablePointer<Float>, stride: Int, vectors n: Int
+    _ scratch: UnsafeMutablePointer<Float>, stride: Int, vectors n: Int, final: UnsafeMutablePointer<Float>?
 ) {
     @inline(__always) func operand(_ o: Int32) -> (UnsafePointer<Float>, Int) {
         o >= 0 ? (UnsafePointer(scratch + Int(o) * stride), 8) : (constants + Int(-1 - o) * 8, 0)
     }
     for i in 0..<instructions {
         let c = code + 5 * i
-        let d = scratch + Int(c[1]) * stride
+        // In place, `final` is `a`'s row: the last instruction reads element k of its operands (in
+        // the scratch) before writing element k there.
+        let d = i == instructions - 1 ? final ?? scratch + Int(c[1]) * stride : scratch + Int(c[1]) * stride
         let (x, sx) = operand(c[2]), (y, sy) = operand(c[3]), (z, sz) = operand(c[4])
         @inline(__always) func unary(_ f: (V8) -> V8) {
             for s in 0..<n { store8(f(load8(x + s * sx)), d + 8 * s) }
@@ -169,6 +178,7 @@ private func run(
         case 16: binary { $0 * vsigmoid($1 * $0) }
         case 17: ternary { ($0 + $1) * $2 }
         case 18: ternary { ($0 - $1) * $2 }
+        case 19: binary { ($0 * vsigmoid($0)) * $1 } // as avx2SwiGLU
         default: preconditionFailure("bad expert epilogue opcode \(c[0])")
         }
     }

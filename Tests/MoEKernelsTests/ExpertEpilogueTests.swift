@@ -318,6 +318,11 @@ func fusedSequencesMatchReference(isa: ISA) {
     typealias I = ExpertEpilogue.Instruction
     let cases: [(name: String, inputs: Int, instructions: [I], encoded: Int)] = [
         ("gpt-oss", 2, gptOSS.instructions, 4),
+        ("swiglu", 2, ExpertEpilogue.swiglu.instructions, 1),
+        (
+            "silu(x)·y, y a constant, then silu(x)·x", 1,
+            [.unary(.silu, .register(0)), .binary(.mul, .constant(-1.5), .register(1)), .unary(.silu, .register(2)), .binary(.mul, .register(3), .register(2))], 2
+        ),
         (
             "gpt-oss, operands swapped", 2,
             [
