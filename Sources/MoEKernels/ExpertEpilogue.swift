@@ -126,9 +126,9 @@ extension ExpertEpilogue {
     ///
     /// Each instruction costs the kernels a store and a reload of every value, so sequences whose
     /// intermediate results have no other reader run as one fused instruction (gpt-oss's eight
-    /// instructions run as four, SwiGLU's two as one). A fused form computes the same roundings in the same order;
-    /// it may differ from the instructions only in the sign of a zero from min/max of ±0 (min and
-    /// max are taken as commutative) and in which NaN comes out.
+    /// instructions run as four, SwiGLU's two as one). A fused form computes the same roundings in
+    /// the same order; it may differ from the instructions only in the sign of a zero from min/max
+    /// of ±0 (min and max are taken as commutative) and in which NaN comes out.
     struct Encoding: Sendable {
         var code: [Int32] = []
         var constants: [Float] = []

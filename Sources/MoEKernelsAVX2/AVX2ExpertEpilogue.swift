@@ -1,11 +1,12 @@
 // The expert epilogue (MoEKernels' `ExpertEpilogue`) for AVX2 + FMA: an interpreter of the
 // program's flat encoding over vectors of 8 features.
 //
-// A chunk is up to 16 vectors of 8 features, taken row after row (a row's last vector may be
-// partial), so a 16-feature strip of 4 rows is one chunk. The inputs (bias added) go to slots 0
-// and 1; each instruction then runs over the whole chunk before the next one, so its `switch` is
-// paid once per chunk; the result slot is stored back. Registers live in the caller's
-// scratch (`vectors` × 8 floats apart); constants are read as vectors with stride 0.
+// A chunk is up to 16 vectors per register: whole rows when a row fits (a 16-feature strip of 6
+// rows is one chunk of 12 vectors), else an equal piece of one row; a row's last vector may be
+// partial. The inputs (bias added) go to slots 0 and 1; each instruction then runs over the whole
+// chunk before the next one, so its `switch` is paid once per chunk; the result slot is stored
+// back, or for a piece of one row the last instruction writes `out` itself. Registers live in the
+// caller's scratch (`vectors` × 8 floats apart); constants are read as vectors with stride 0.
 
 /// tanh(x): x + x·z·P(z) with z = x² for |x| < 0.625 (Cephes `tanhf`), else
 /// ±(1 − 2/(e^(2|x|) + 1)), which is ±1 once e^(2|x|) overflows.
@@ -41,8 +42,8 @@ private func storePart(_ v: V8, _ p: UnsafeMutablePointer<Float>, _ len: Int) {
 }
 
 /// Runs `rows` × `count` features through the encoded program (see `ExpertEpilogue.Encoding` in
-/// MoEKernels for `code` (5 words per instruction), `constants`, `slots`, `result`): `out[r, j] = program(a[r, j] +
-/// biasA[j], b[r, j] + biasB[j])`. A chunk has at most `vectors` (≤ 16) vectors per register and
+/// MoEKernels for `code` (5 words per instruction), `constants`, `slots`, `result`):
+/// `out[r, j] = program(a[r, j] + biasA[j], b[r, j] + biasB[j])`. A chunk has at most `vectors` (≤ 16) vectors per register and
 /// `scratch` holds at least `8 · vectors · slots` floats. `out` may be `a` (same row stride).
 @inline(never)
 public func avx2ExpertEpilogue(
@@ -55,9 +56,8 @@ public func avx2ExpertEpilogue(
 ) {
     guard rows > 0, count > 0 else { return }
     // Chunks as long as the scratch allows (an instruction's result is read by the next one only
-    // after the whole chunk, so longer chunks hide more latency) and of equal length, so a
-    // 12-vector strip runs as 6 + 6 and not 10 + 2: whole rows when a row fits, else equal
-    // pieces of one row.
+    // after the whole chunk, so longer chunks hide more latency) and of equal length (9 rows when
+    // 4 fit run as 3 + 3 + 3, not 4 + 4 + 1).
     let perRow = (count + 7) / 8
     var rowsPerChunk = rows, piece = perRow
     if rows * perRow > most { // (no divisions on a strip that fits: they would cost as much as it)
