@@ -7,6 +7,9 @@
 //
 // `--moe` adds the expert part of a Mixtral-shaped layer (hidden 1024, ffn 3584, 8 experts,
 // 128 rows each as with 512 tokens and top-2): gate_up GEMM, SwiGLU, down GEMM per expert.
+// The element-wise table (off with `--no-elementwise`) ends with the expert epilogue: gpt-oss's
+// activation program against `Kernels.swiglu` on [1024 × 3584] (`--shapes none` skips the GEMM
+// tables, to time only these).
 //
 // `MOEC_BLAS=none` times moec alone: with OpenBLAS loaded, its idle worker threads measurably
 // slow moec's 2-thread skinny runs on a 2-core machine (M = 1, 3584→1024 cold: 24–27 GB/s with
@@ -353,5 +356,64 @@ if opts.elementwise {
             cells.append(String(format: "%.2f", Double(count) / t / 1e9))
         }
         print("| " + cells.joined(separator: " | ") + " |")
+    }
+}
+
+if opts.elementwise {
+    print()
+    print("Expert epilogue vs SwiGLU, ns per output element (1 thread, median); gate/up rows [rows, 2·3584]:")
+    print("| kernel | rows × features | calls | portable | avx2 |")
+    print("|---|---|---|---:|---:|")
+    let f = 3584
+    // gpt-oss: gate = min(g, 7); up = clamp(u, −7, 7); out = (up + 1) · gate · sigmoid(1.702 · gate).
+    let gptOSS = ExpertEpilogue(
+        inputs: 2,
+        instructions: [
+            .binary(.min, .register(0), .constant(7)), .binary(.min, .register(1), .constant(7)),
+            .binary(.max, .register(3), .constant(-7)), .binary(.mul, .constant(1.702), .register(2)),
+            .unary(.sigmoid, .register(5)), .binary(.mul, .register(2), .register(6)),
+            .binary(.add, .register(4), .constant(1)), .binary(.mul, .register(8), .register(7))
+        ])!
+    let biasGate = randomArray(f, seed: &seed), biasUp = randomArray(f, seed: &seed)
+    typealias Body = (UnsafePointer<Float>, UnsafeMutablePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, ISA) -> Void
+    func epilogue(_ p: ExpertEpilogue, rows: Int, biases: Bool, strip: (rows: Int, features: Int)?) -> Body {
+        { gu, out, bg, bu, isa in
+            let (rs, fs) = strip ?? (rows, f)
+            for r in stride(from: 0, to: rows, by: rs) {
+                for j in stride(from: 0, to: f, by: fs) {
+                    Kernels.expertEpilogue(
+                        p, rows: min(rs, rows - r), count: min(fs, f - j), gu + r * 2 * f + j, lda: 2 * f, biasA: biases ? bg + j : nil,
+                        gu + r * 2 * f + f + j, ldb: 2 * f, biasB: biases ? bu + j : nil, out + r * f + j, ldo: f, isa: isa)
+                }
+            }
+        }
+    }
+    for rows in [1024, 8] {
+        let gu = randomArray(rows * 2 * f, seed: &seed).map { $0 * 160 } // ±8: the clamps engage
+        var out = [Float](repeating: 0, count: rows * f)
+        let shape = "\(rows) × \(f)"
+        let cases: [(String, String, Body)] = [
+            ("swiglu kernel", "1", { gu, out, _, _, isa in Kernels.swiglu(gu, out, rows: rows, f: f, isa: isa) }),
+            ("epilogue: swiglu program", "1", epilogue(.swiglu, rows: rows, biases: false, strip: nil)),
+            ("epilogue: gpt-oss + biases", "1", epilogue(gptOSS, rows: rows, biases: true, strip: nil)),
+            ("epilogue: gpt-oss + biases", "6 × 16 strips", epilogue(gptOSS, rows: rows, biases: true, strip: (6, 16)))
+        ]
+        for (name, calls, body) in cases {
+            var cells = [name, shape, calls]
+            for isa in [ISA.portable, .avx2] where isa == .portable || ISA.cpuHasAVX2FMA {
+                let t = gu.withUnsafeBufferPointer { g in
+                    out.withUnsafeMutableBufferPointer { o in
+                        biasGate.withUnsafeBufferPointer { bg in
+                            biasUp.withUnsafeBufferPointer { bu in
+                                let (gq, oq, bgq, buq) = (g.baseAddress!, o.baseAddress!, bg.baseAddress!, bu.baseAddress!)
+                                return medians(reps: opts.reps, { body(gq, oq, bgq, buq, isa) }, nil).0
+                            }
+                        }
+                    }
+                }
+                cells.append(String(format: "%.3f", t / Double(rows * f) * 1e9))
+            }
+            print("| " + cells.joined(separator: " | ") + " |")
+        }
     }
 }
