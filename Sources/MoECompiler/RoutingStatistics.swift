@@ -48,6 +48,9 @@ public struct RoutingStatistics: Sendable {
         public var probe: RouterProbe
         /// The op that made the router scores (`softmax`, `sigmoid`, `linear`, …), for reports.
         public var scoresFrom: String?
+        /// The block's fixed experts (zero, copy, constant: `ExpertsNode.fixedExperts`), by index:
+        /// counted in the loads, but without weights to place.
+        public var fixedExperts: [Int] = []
         /// Tokens that went through the block (each once, however many hops it ran).
         public var tokens = 0
         /// Per hop, (token, slot) pairs each expert computed at that hop.
@@ -111,7 +114,13 @@ public struct RoutingStatistics: Sendable {
 
     public init(graph g: Graph, probes: [RouterProbe]) {
         graph = g.name
-        layers = probes.map { Layer(probe: $0, scoresFrom: $0.scoresFrom(g)) }
+        layers = probes.map { probe in
+            var layer = Layer(probe: probe, scoresFrom: probe.scoresFrom(g))
+            if let view = probe.hops.first.flatMap({ g[$0.block].expertsView }), !view.fixedExperts.isEmpty {
+                layer.fixedExperts = Array(view.computedExperts..<(view.computedExperts + view.fixedExperts.count))
+            }
+            return layer
+        }
     }
 
     /// Adds one run of `tokens` tokens: `loads` as `Schedule.lastExpertLoads()` returns them (one
@@ -150,6 +159,9 @@ public struct RoutingStatistics: Sendable {
         o["batches"] = JSON(runs)
         o["expert_load"] = .array(layers.map { .array($0.load.map(JSON.init)) })
         if let bytes = layers.map(\.probe.expertBytes).max(), bytes > 0 { o["expert_bytes"] = JSON(bytes) }
+        if layers.contains(where: { !$0.fixedExperts.isEmpty }) {
+            o["fixed_experts"] = .array(layers.map { .array($0.fixedExperts.map(JSON.init)) })
+        }
         o["imbalance"] = .array(layers.map { number($0.imbalance) })
         o["entropy"] = .array(layers.map { number($0.entropy) })
         o["entropy_normalized"] = .array(layers.map { number($0.normalizedEntropy) })

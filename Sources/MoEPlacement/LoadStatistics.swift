@@ -7,8 +7,12 @@ import MoEBasics
 /// ```
 /// { "expert_load": [[n_0, n_1, …, n_{E-1}],   // layer 0: tokens routed to each expert
 ///                   […], …],                   // one array per MoE layer, all of length E
-///   "expert_bytes": 44040192 }                 // optional: bytes of one expert's weights
+///   "expert_bytes": 44040192,                  // optional: bytes of one expert's weights
+///   "fixed_experts": [[6, 7], …] }             // optional: per layer, experts without weights
 /// ```
+/// Fixed experts (zero, copy and constant experts: `moec run --stats` lists them) hold no
+/// weights and run wherever their tokens are, so they are planned with a load of 0: they take a
+/// slot, and no worker's share of the work.
 /// Loads are non-negative finite numbers (token counts; fractions are allowed so averaged
 /// statistics can be used). Every layer has the same number of experts, at least one.
 public struct LoadStatistics: Sendable, Equatable {
@@ -16,6 +20,8 @@ public struct LoadStatistics: Sendable, Equatable {
     public private(set) var layers: [[Double]]
     /// Bytes of one expert's weights, when the file says.
     public var expertBytes: Int?
+    /// Per layer, the fixed experts (`"fixed_experts"`), whose loads were read as 0.
+    public var fixedExperts: [[Int]] = []
 
     public var layerCount: Int { layers.count }
     public var expertCount: Int { layers.first?.count ?? 0 }
@@ -99,8 +105,25 @@ public struct LoadStatistics: Sendable, Equatable {
             }
         }
         issues += Self.shapeIssues(layers.enumerated().map { rows[$0.offset].array == nil ? nil : $0.element })
+        var fixed: [[Int]] = []
+        if let f = top["fixed_experts"] {
+            if let perLayer = f.array, perLayer.count == layers.count {
+                for (l, list) in perLayer.enumerated() {
+                    let indices = list.array?.compactMap(\.int) ?? []
+                    guard list.array?.count == indices.count, indices.allSatisfy({ $0 >= 0 && $0 < layers[l].count }) else {
+                        issues.append(.init(layer: l, "\"fixed_experts\" must list expert indices of the layer"))
+                        continue
+                    }
+                    for e in indices { layers[l][e] = 0 }
+                    fixed.append(indices)
+                }
+            } else {
+                issues.append(.init("\"fixed_experts\" must be an array with one array of expert indices per layer"))
+            }
+        }
         if !issues.isEmpty { throw .invalidLoads(file: file, issues: Self.sorted(issues)) }
         try self.init(layers: layers, expertBytes: bytes, file: file)
+        fixedExperts = fixed
     }
 
     /// Reads a load statistics file.
@@ -113,6 +136,7 @@ public struct LoadStatistics: Sendable, Equatable {
         var o = JSONObject()
         o["expert_load"] = .array(layers.map { .array($0.map(JSON.init)) })
         if let b = expertBytes { o["expert_bytes"] = JSON(b) }
+        if !fixedExperts.isEmpty { o["fixed_experts"] = .array(fixedExperts.map { .array($0.map(JSON.init)) }) }
         return .object(o)
     }
 }

@@ -28,7 +28,7 @@ import Testing
         "dselect": (["x", "z", "alpha", "experts", "gamma", "z_bias", "alpha_bias"], 1),
         "renormalize": (["routing", "eps"], 1),
         "scale": (["routing", "factor"], 2),
-        "capacity": (["routing", "capacity"], 2),
+        "capacity": (["routing", "capacity", "fraction"], 2),
         "swiglu": (["x", "gate", "up", "down"], 1),
         "mlp": (["x", "up", "down", "act"], 1)
     ]

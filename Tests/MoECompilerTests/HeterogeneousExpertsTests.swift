@@ -134,6 +134,13 @@ import Testing
                 #expect(err <= 1e-5, "\(backend.description), \(threads) threads: \(err)")
             }
         }
+        // By a placement: the static split of all 7 experts (fixed ones included) over 7 workers,
+        // with and without LLEP; the fixed experts' workers get no rows.
+        for placement in [PlacementExecution(.staticSplit(workers: 7)), PlacementExecution(.staticSplit(workers: 7), dynamicThreshold: 1.1)] {
+            let out = try ModelRunner.load(planPath: plan, options: ExecutionOptions(threads: 7, backend: .native, placement: placement))
+                .run(["x": HostTensor(shape: [Self.tokens, Self.hidden], floats: x)])
+            #expect(relativeError(try #require(out["y"]).floats, expected) <= 1e-5)
+        }
         let graph = try session.boundGraph()
         let interpreter = ReferenceInterpreter(graph: graph, weights: try WeightBinding.loadHost(graph, try session.checkpoint()))
         let reference = try #require(try interpreter.run(["x": HostTensor(shape: [Self.tokens, Self.hidden], floats: x)])["y"])

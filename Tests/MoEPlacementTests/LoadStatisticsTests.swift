@@ -26,6 +26,17 @@ import Testing
         #expect(try LoadStatistics(json: s.json) == s)
     }
 
+    /// Fixed experts (zero, copy, constant) hold no weights and run where their tokens are: they
+    /// are planned with a load of 0.
+    @Test func fixedExpertsArePlannedWithoutLoad() throws {
+        let s = try parse(#"{"expert_load": [[3, 4, 9, 2], [1, 1, 1, 5]], "fixed_experts": [[2, 3], [3]]}"#)
+        #expect(s.layers == [[3, 4, 0, 0], [1, 1, 1, 0]])
+        #expect(s.fixedExperts == [[2, 3], [3]])
+        #expect(try LoadStatistics(json: s.json) == s)
+        #expect(issues(#"{"expert_load": [[3, 4]], "fixed_experts": [[2]]}"#).count == 1)
+        #expect(issues(#"{"expert_load": [[3, 4]], "fixed_experts": [1]}"#).count == 1)
+    }
+
     @Test func namesLayerAndExpertOfBadLoads() {
         #expect(
             issues(#"{"expert_load": [[1, -2, 3], [1, "x", null]]}"#) == [
