@@ -85,8 +85,12 @@ do {
         return Float(state >> 40) / Float(1 << 24) * 2 - 1
     }
     var tensors: [SafetensorsWriter.Tensor] = []
+    var written = Set<String>()
     for w in unbound.weights {
-        for (name, shape) in w.tensors {
+        // A tensor bound twice (gpt-oss's gate_up, read as gate and as up) is written once.
+        // Written in the layout the checkpoint stores (before the weight's layout steps).
+        for (name, declared) in w.tensors where written.insert(name).inserted {
+            let shape = (try? w.layout.source(of: declared).get()).flatMap { $0 } ?? declared
             let scale = 1 / Float(max(shape.last ?? 1, 1)).squareRoot()
             tensors.append(.init(name: name, shape: shape, values: (0..<shape.reduce(1, *)).map { _ in uniform() * scale }))
         }
