@@ -220,6 +220,8 @@ public struct MoEField: Sendable {
     /// Further groups of experts after the first, numbered after it:
     /// `experts: 6 of swiglu(…), 2 of copy, 1 of constant(v)`.
     public var moreGroups: [ExpertGroup] = []
+    /// `shared: EXPR if COND`: the field counts only when the compile-time COND is true.
+    public var condition: Expr?
 
     public init(name: Identifier, value: Expr, kind: Call? = nil, body: ExpertBody? = nil) {
         self.name = name

@@ -100,6 +100,7 @@ public struct ASTPrinter {
                     for l in body.lets { s += indent + "    let \(l.name.name) = \(expr(l.value, indent: indent + "    "))\n" }
                     s += indent + "    \(expr(body.result, indent: indent + "    "))\n" + indent + "  }"
                 }
+                if let c = f.condition { s += " if \(expr(c, indent: indent + "  "))" }
                 for g in f.moreGroups {
                     s += ", \(expr(g.count, indent: indent + "  ")) of \(g.kind.callee.name)"
                     if !g.kind.arguments.isEmpty || g.body != nil { s += "(\(arguments(g.kind.arguments, indent: indent + "  ")))" }

@@ -269,6 +269,12 @@ extension Parser {
                     }
                     field.moreGroups.append(ExpertGroup(count: count.expr, kind: Call(callee: callee, arguments: arguments), body: groupBody))
                 }
+                if kind == nil, isKeyword(.if) {
+                    advance()
+                    let cond = try parseComparison()
+                    depth = max(depth, cond.depth)
+                    field.condition = cond.expr
+                }
                 fields.append(field)
             } catch let e as Recover {
                 // Skip to the next `name:` field or the closing brace.

@@ -38,6 +38,8 @@ public struct ASTToIR {
     var params: [ParamBinding] = []
     var weightDecls: [String: WeightDecl] = [:]
     var usedWeights: Set<String> = []
+    /// Weights declared with a dimension of 0 (a part a param switches off), and the error a use reports.
+    var emptyWeights: [String: Diagnostic] = [:]
     var tokensName: String?
     var tokensRange: SourceRange?
     /// The `let` or `output` being lowered: a multi-hop block is named after it.

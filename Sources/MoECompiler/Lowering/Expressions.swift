@@ -13,6 +13,7 @@ extension ASTToIR {
         case .bool(let b, _): return .bool(b)
         case .null: return .null
         case .name(let id):
+            if let empty = emptyWeights[id.name] { throw empty }
             if let w = pendingWeights[id.name] {
                 usedWeights.insert(id.name)
                 let vid = builder.addWeight(w)

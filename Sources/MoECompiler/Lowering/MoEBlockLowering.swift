@@ -25,6 +25,18 @@ extension ASTToIR {
                 if let s = NameSuggestions.best(for: f.name.name, in: known) { notes.insert(.init("did you mean '\(s)'?"), at: 0) }
                 throw .error("unknown field '\(f.name.name)' in moe block", at: f.name.range, notes: notes)
             }
+            // `shared: … if COND`: shared experts a param can switch off.
+            if let cond = f.condition {
+                guard f.name.name == "shared" else {
+                    throw .error("only 'shared:' takes a condition ('shared: … if n_shared != 0')", at: cond.range)
+                }
+                let v = try constant(cond)
+                guard case .bool(let keep) = v else {
+                    if case .null = v { throw nullUse(cond, expecting: "a bool") }
+                    throw .error("the condition of 'shared: … if …' must be a bool known at compile time", at: cond.range)
+                }
+                if !keep { continue }
+            }
             if let prev = fields[f.name.name] {
                 throw .error("field '\(f.name.name)' is given twice", at: f.name.range, notes: [.init("first given here", at: prev.name.range)])
             }

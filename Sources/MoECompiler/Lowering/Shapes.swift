@@ -88,12 +88,23 @@ extension ASTToIR {
         guard declare(w.name) else { return }
         do throws(Diagnostic) {
             var shape: [Int] = []
+            var empty: SourceRange?
             for d in w.shape {
                 let v = try dim(d, allowTokens: false, what: "a weight's shape")
-                guard case .fixed(let n) = v, n > 0 else {
+                guard case .fixed(let n) = v, n >= 0 else {
                     throw Diagnostic.error("weight dimensions must be positive", at: d.range)
                 }
+                if n == 0 { empty = empty ?? d.range }
                 shape.append(n)
+            }
+            // A dimension of 0: the weight of a part a param switches off (no shared experts).
+            // It may be declared; using it is the error.
+            if let empty {
+                emptyWeights[w.name.name] = .error(
+                    "weight '\(w.name.name)' has the shape \(shape): a dimension of 0 (its part is switched off here)", at: empty,
+                    notes: [.init("guard its use with a condition, e.g. 'shared: … if n_shared != 0'")])
+                scope[w.name.name] = (.declaredWeight, w.name.range)
+                return
             }
             guard Addressable.elementCount(shape) != nil else {
                 throw Diagnostic.error(
