@@ -131,6 +131,8 @@ VARIANTS: dict[str, list[tuple[str, dict]]] = {
                                                                      normalize_router_prob_before_dropping=True))],
     "longcat_flash": [("h24 f20 e6 zero 4 k4 s2", dict(hidden_size=24, expert_ffn_hidden_size=20, n_routed_experts=6,
                                                        zero_expert_num=4, moe_topk=4, routed_scaling_factor=2.0))],
+    "hy_v4": [("e12 g3 tg2 k3 2 shared s2.5 no norm limit 0.5", dict(V3, norm_topk_prob=False, swiglu_limit=0.5)),
+              ("e12 g3 tg2 k3 no shared limit 7", dict(V3, n_shared_experts=0, swiglu_limit=7.0))],
     "mistral4": [("e12 g3 tg2 k3 2 shared s2.5 no norm", dict(V3, norm_topk_prob=False)),
                  ("e12 g1 k4 norm s1", dict(V3, n_group=1, topk_group=1, num_experts_per_tok=4, norm_topk_prob=True,
                                             routed_scaling_factor=1.0))],

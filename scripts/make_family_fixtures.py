@@ -227,6 +227,14 @@ FAMILIES = {
                       moe_eval_capacity_token_fraction=0.3, moe_token_dropout=0.2, pad_token_id=1,
                       decoder_start_token_id=2),
                  lambda m, L: nllb_intended(m.model.encoder.layers[L].ffn)),
+    # Hunyuan-V4: DeepSeek-V3's router, a clamped SwiGLU (swiglu_limit small so the clamps bind).
+    "hy_v4": ("HYV4Config", "HYV4ForCausalLM",
+              dict(vocab_size=32, bos_token_id=1, eos_token_id=2, pad_token_id=0, hidden_size=16, intermediate_size=24,
+                   moe_intermediate_size=12, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                   head_dim=8, n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2, n_group=2, topk_group=1,
+                   q_lora_rank=8, kv_lora_rank=8, qk_nope_head_dim=4, qk_rope_head_dim=4, v_head_dim=8, index_head_dim=8,
+                   index_n_heads=2, index_topk=4, max_position_embeddings=64, swiglu_limit=0.3),
+              mlp),
     # LongCat-Flash: 4 routed SwiGLU experts and 3 zero-computation (identity) experts, top-3.
     "longcat_flash": ("LongcatFlashConfig", "LongcatFlashForCausalLM",
                       dict(vocab_size=32, bos_token_id=1, eos_token_id=2, pad_token_id=0, hidden_size=16, num_layers=2,

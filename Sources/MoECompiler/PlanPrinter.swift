@@ -57,8 +57,8 @@ public struct PlanPrinter {
             let where_ = b.packedKernel && (b.kind != "swiglu" || b.gateUpFused) ? "in the GEMM's epilogue" : "after the first layer"
             line(
                 "expert",
-                "an expression on the " + (b.packedKernel ? "packed kernel" : "unfused path") + ": "
-                    + (b.biases.isEmpty ? "" : "biases on " + b.biases.joined(separator: ", ") + "; "))
+                "an expression on the " + (b.packedKernel ? "packed kernel" : "unfused path")
+                    + (b.biases.isEmpty ? "" : ", with biases on " + b.biases.joined(separator: ", ")))
             line("", "between the projections, " + where_ + ": " + (b.program ?? (b.kind == "mlp" ? "the activation" : "SwiGLU")))
         }
         if b.kind == "program" {

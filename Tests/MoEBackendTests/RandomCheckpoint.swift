@@ -64,6 +64,9 @@ enum SmallParams {
         ],
         // Top-2 (the released models use 1) so each token's two scaled inputs are summed.
         "llama4.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2")],
+        "hy_v4.moe": [
+            ("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2"), ("n_group", "2"), ("topk_group", "1"), ("limit", "0.5")
+        ],
         "gpt_oss.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2"), ("limit", "0.5")],
         "nllb_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("fraction", "0.3")],
         "longcat_flash.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "6"), ("zero_experts", "3"), ("top_k", "3")],

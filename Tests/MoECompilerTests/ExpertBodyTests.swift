@@ -83,7 +83,7 @@ import Testing
         #expect(view.has(.fuseGateUp) && view.has(.prepacked) && view.has(.permute))
         #expect(Executable.runsPackedKernel(view.node, try s.optimize()))
         let plan = try s.emit(.plan)
-        #expect(plan.contains("an expression on the packed kernel: biases on gate, up, down"), "\(plan)")
+        #expect(plan.contains("an expression on the packed kernel, with biases on gate, up, down"), "\(plan)")
         #expect(plan.contains("in the GEMM's epilogue"))
     }
 
