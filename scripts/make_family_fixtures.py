@@ -235,6 +235,14 @@ FAMILIES = {
                    q_lora_rank=8, kv_lora_rank=8, qk_nope_head_dim=4, qk_rope_head_dim=4, v_head_dim=8, index_head_dim=8,
                    index_n_heads=2, index_topk=4, max_position_embeddings=64, swiglu_limit=0.3),
               mlp),
+    # Nemotron-H: a hybrid stack ("*E": attention, then the MoE mixer); relu² experts.
+    "nemotron_h": ("NemotronHConfig", "NemotronHForCausalLM",
+                   dict(vocab_size=32, bos_token_id=1, eos_token_id=2, pad_token_id=0, hidden_size=16, num_hidden_layers=2,
+                        hybrid_override_pattern="*E", num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+                        n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=12,
+                        moe_shared_expert_intermediate_size=20, n_group=2, topk_group=1, intermediate_size=24,
+                        routed_scaling_factor=1.5, mamba_num_heads=2, mamba_head_dim=8, ssm_state_size=8, n_groups=1),
+                   lambda m, L: m.model.layers[L].mixer),
     # LongCat-Flash: 4 routed SwiGLU experts and 3 zero-computation (identity) experts, top-3.
     "longcat_flash": ("LongcatFlashConfig", "LongcatFlashForCausalLM",
                       dict(vocab_size=32, bos_token_id=1, eos_token_id=2, pad_token_id=0, hidden_size=16, num_layers=2,

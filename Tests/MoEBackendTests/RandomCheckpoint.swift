@@ -67,6 +67,10 @@ enum SmallParams {
         "hy_v4.moe": [
             ("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2"), ("n_group", "2"), ("topk_group", "1"), ("limit", "0.5")
         ],
+        "nemotron_h.moe": [
+            ("hidden", "20"), ("ffn", "12"), ("shared_ffn", "16"), ("num_experts", "8"), ("top_k", "2"), ("n_group", "2"),
+            ("topk_group", "1")
+        ],
         "gpt_oss.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("top_k", "2"), ("limit", "0.5")],
         "nllb_moe.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "8"), ("fraction", "0.3")],
         "longcat_flash.moe": [("hidden", "20"), ("ffn", "12"), ("num_experts", "6"), ("zero_experts", "3"), ("top_k", "3")],
