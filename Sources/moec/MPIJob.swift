@@ -72,7 +72,18 @@ enum MPIJob {
 
     /// Ends the process with `status`: under MPI, `MPI_Finalize` when it succeeded and
     /// `MPI_Abort` (ending every rank) when it failed.
+    /// With `MOEC_PEAK_RSS=1` in the environment, first prints the process's peak resident
+    /// memory to stderr (`[rank r] peak RSS: N KiB`), to check what a rank holds.
     static func exit(_ status: Int32) -> Never {
+        if ProcessInfo.processInfo.environment["MOEC_PEAK_RSS"] == "1" {
+            var usage = rusage()
+            #if os(Linux)
+                let who = __rusage_who_t(RUSAGE_SELF.rawValue), kib = 1
+            #else
+                let who = RUSAGE_SELF, kib = 1024 // ru_maxrss counts bytes on Darwin
+            #endif
+            if getrusage(who, &usage) == 0 { Console.err("peak RSS: \(Int(usage.ru_maxrss) / kib) KiB\n") }
+        }
         if let world {
             if status != 0 { world.abort(status) }
             world.finalize()

@@ -168,6 +168,51 @@ struct MPIRunTests {
         }
     }
 
+    /// Each rank reads only its experts' weights from the checkpoint: on a Mixtral layer of
+    /// 24 MiB of experts, a rank of two peaks (`MOEC_PEAK_RSS=1`) at least a quarter of the
+    /// experts' bytes below the one rank that holds them all. (Reading every expert and then
+    /// dropping the others' pages peaks as high as one rank.)
+    @Test func eachRankReadsOnlyItsExperts() throws {
+        let dir = TemporaryDirectory()
+        let h = 256, f = 1024, e = 8
+        var seed: UInt32 = 1
+        func weights(_ n: Int) -> [Float] {
+            (0..<n).map { _ in
+                seed = seed &* 1_664_525 &+ 1_013_904_223
+                return Float(Int(seed >> 16) % 2001 - 1000) / 20000
+            }
+        }
+        var tensors = [SafetensorsWriter.Tensor(name: "model.layers.0.block_sparse_moe.gate.weight", shape: [e, h], values: weights(e * h))]
+        for x in 0..<e {
+            for (name, shape) in [("w1", [f, h]), ("w3", [f, h]), ("w2", [h, f])] {
+                tensors.append(.init(name: "model.layers.0.block_sparse_moe.experts.\(x).\(name).weight", shape: shape, values: weights(f * h)))
+            }
+        }
+        try Files.write(
+            #"{"hidden_size": \#(h), "intermediate_size": \#(f), "num_local_experts": \#(e), "num_experts_per_tok": 2}"#, to: dir.file("config.json"))
+        try SafetensorsWriter.write(tensors: tensors, to: dir.file("model.safetensors"))
+        try Self.writeInput(tokens: 5, hidden: h, seed: 5, to: dir.file("x.npy"))
+        var peaks: [Int: [Int]] = [:]
+        for ranks in [1, 2] {
+            let r = try MPIRun.moec(
+                [
+                    "run", Files.mixtralGraph, "--model", dir.path, "--input", "x=x.npy", "--output", "y=y\(ranks).npy", "--placement", "static",
+                    "--threads", "1"
+                ], ranks: ranks, in: dir.path, environment: ["MOEC_PEAK_RSS": "1"])
+            expectSuccess(r)
+            peaks[ranks] = (0..<ranks).compactMap { rank in
+                r.stderr.split(separator: "\n").first { $0.hasPrefix("[rank \(rank)] peak RSS: ") }
+                    .flatMap { Int($0.split(separator: " ")[4]) }
+            }
+            #expect(peaks[ranks]!.count == ranks, "\(r)")
+        }
+        let expertKiB = 3 * e * f * h * 4 / 1024
+        for peak in peaks[2]! {
+            #expect(peak <= peaks[1]![0] - expertKiB / 4, "peak RSS of a rank of 2: \(peak) KiB, of 1 rank: \(peaks[1]![0]) KiB; experts \(expertKiB) KiB")
+        }
+        #expect(try Files.read(dir.file("y1.npy")) == Files.read(dir.file("y2.npy")))
+    }
+
     @Test func placementOfOtherWorkersIsRefusedByEveryRank() throws {
         let dir = TemporaryDirectory()
         let p = try Self.placement(.planned, ranks: 4, experts: 8, in: dir)
