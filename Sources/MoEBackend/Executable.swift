@@ -43,6 +43,8 @@ public final class Executable: @unchecked Sendable {
     /// Per token count, every schedule built and whether a run has it checked out; `[0]` is the
     /// one `schedule(tokens:)` returns and the one serial runs use. Guarded by `lock`.
     private var pools: [Int: (schedules: [Schedule], busy: [Bool])] = [:]
+    /// Under `mpirun`: where this rank's time went in the MoE blocks of the last run.
+    public let distributedTimes: DistributedTimes?
     private let lock = NSLock()
 
     /// - Parameters:
@@ -57,6 +59,7 @@ public final class Executable: @unchecked Sendable {
         precondition(weights.count == graph.weights.count)
         self.graph = graph
         self.options = options
+        distributedTimes = options.world.map(DistributedTimes.init)
         let native = options.backend.isNative
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
         let keptAsStored = native ? Executable.weightsKeptAsStored(graph) : []

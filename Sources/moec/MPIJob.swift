@@ -23,7 +23,11 @@ enum MPIJob {
         is one worker of --placement: 'mpirun -n R' needs a placement of R workers ('static':
         E/R consecutive experts per rank), --threads counts threads per rank (default: the
         cores / the ranks on this machine), and rank 0 alone writes files and prints results.
-        MPI is loaded at run time: libmpi.so.40, or MOEC_MPI=PATH.
+        'bench' times each run by its slowest rank and prints per rank the medians of its
+        parts (route and other ops, dispatch = rows packed and exchanged, experts, combine),
+        its (token, expert) pairs and the bytes it sent ("ranks" in --json).
+        MPI is loaded at run time: libmpi.so.40, or MOEC_MPI=PATH. MOEC_PEAK_RSS=1 prints each
+        rank's peak memory at exit.
         """
 
     /// Whether this process prints results and writes files: rank 0, or a process not run by MPI.

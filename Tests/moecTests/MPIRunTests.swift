@@ -165,6 +165,24 @@ struct MPIRunTests {
             let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             #expect(o?["tokens"] as? Int == tokens && o?["runs"] as? Int == 10, "\(r)")
             #expect((o?["backend"] as? String)?.hasSuffix("one worker per rank (2 MPI ranks)") == true, "\(r)")
+            // Per rank: its parts, its pairs (together every token's top-2) and the rows it sent.
+            let ranks = o?["ranks"] as? [[String: Any]] ?? []
+            #expect(ranks.map { $0["rank"] as? Int } == [0, 1], "\(r)")
+            #expect(ranks.reduce(0) { $0 + ($1["pairs"] as? Int ?? 0) } == 2 * tokens, "\(r)")
+            for q in ranks {
+                let pairs = q["pairs"] as? Int ?? -1, sent = q["bytes_sent"] as? Int ?? -1
+                #expect(sent >= 0 && sent % (32 * 4) == 0 && sent <= pairs * 32 * 4, "rows of 32 floats, at most one per pair: \(q)")
+                for part in ["route_ms", "dispatch_ms", "experts_ms", "combine_ms"] {
+                    #expect((q[part] as? Double ?? -1) >= 0 && (q[part] as? Double ?? .infinity) <= (o?["max_ms"] as? Double ?? 0), "\(part): \(q)")
+                }
+            }
+        }
+        let text = try MPIRun.moec(
+            ["bench", Files.mixtralGraph, "--model", Files.example, "--tokens", "7", "--warmup", "0", "--placement", "static"], ranks: 2,
+            in: dir.path)
+        expectSuccess(text)
+        for rank in 0..<2 {
+            #expect(text.stdout.contains("rank \(rank): route "), "\(text)")
         }
     }
 
