@@ -71,6 +71,8 @@ enum MPIJob {
             )
         }
         options.world = world
+        // A rank holds only its experts: LLEP moves pairs only between the ranks holding a replica.
+        options.placement?.spillsToHoldersOnly = true
         options.threads = threads ?? max(1, ExecutionOptions.defaultThreads / launch.localSize)
     }
 

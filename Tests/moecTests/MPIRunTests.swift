@@ -231,6 +231,44 @@ struct MPIRunTests {
         #expect(try Files.read(dir.file("y1.npy")) == Files.read(dir.file("y2.npy")))
     }
 
+    /// `--llep T` across ranks: a rank's excess pairs go only to ranks holding a replica of the
+    /// expert (a rank holds only its experts' weights). Every expert on both ranks: each rank's
+    /// pairs within LLEP's capacity ⌈T·pairs/2⌉ (the static split gives rank 1 the odd rows of
+    /// each expert). No replicas (static): nowhere to send them, the static pair counts. Outputs
+    /// equal the single-process run.
+    @Test func llepMovesPairsBetweenReplicaHolders() throws {
+        let dir = TemporaryDirectory()
+        try Files.write(#"{"workers": 2, "experts": 8, "phy2log": [[0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 0]]}"#, to: dir.file("both.json"))
+        let tokens = 57
+        try Self.writeInput(tokens: tokens, hidden: 32, seed: 57, to: dir.file("x.npy"))
+        func pairs(_ placement: String, llep: Bool) throws -> [Int] {
+            let r = try MPIRun.moec(
+                ["bench", Files.mixtralGraph, "--model", Files.example, "--tokens", "\(tokens)", "--warmup", "0", "--repeat", "1", "--json", "--placement", placement]
+                    + (llep ? ["--llep", "1.0"] : []), ranks: 2, in: dir.path)
+            expectSuccess(r)
+            let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            return (o?["ranks"] as? [[String: Any]] ?? []).map { $0["pairs"] as? Int ?? -1 }
+        }
+        let capacity = (2 * tokens + 1) / 2
+        let balanced = try pairs("both.json", llep: true)
+        #expect(balanced.count == 2 && balanced.allSatisfy { $0 <= capacity } && balanced.reduce(0, +) == 2 * tokens, "\(balanced)")
+        let unbalanced = try pairs("both.json", llep: false)
+        #expect(unbalanced.reduce(0, +) == 2 * tokens && unbalanced[1] > capacity, "the test needs an uneven static split: \(unbalanced)")
+        #expect(try pairs("static", llep: true) == pairs("static", llep: false))
+        expectSuccess(
+            try Moec.run(
+                ["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=x.npy", "--output", "y=single.npy", "--threads", "1"], in: dir.path,
+                environment: ["MOEC_BLAS": "none"]))
+        for (ranks, placement) in [(2, "both.json"), (4, "static")] {
+            let r = try MPIRun.moec(
+                ["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=x.npy", "--output", "y=y.npy", "--placement", placement, "--llep", "1.0", "--threads", "1"],
+                ranks: ranks, in: dir.path)
+            expectSuccess(r)
+            let error = relativeError(try NpyArray(path: dir.file("y.npy")).floats(), try NpyArray(path: dir.file("single.npy")).floats())
+            #expect(error <= 1e-6, "\(placement) on \(ranks) ranks with --llep 1.0: \(error)")
+        }
+    }
+
     @Test func placementOfOtherWorkersIsRefusedByEveryRank() throws {
         let dir = TemporaryDirectory()
         let p = try Self.placement(.planned, ranks: 4, experts: 8, in: dir)
