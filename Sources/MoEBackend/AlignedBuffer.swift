@@ -6,8 +6,12 @@ public final class AlignedBuffer: @unchecked Sendable {
     public let byteCount: Int
     public let raw: UnsafeMutableRawPointer
 
+    /// Whether `raw` is an anonymous mapping of its own (`untouchedZeros`), given back with munmap.
+    private let mapped: Bool
+
     public init(bytes: Int, zeroed: Bool = true) {
         byteCount = max(bytes, 64)
+        mapped = false
         var p: UnsafeMutableRawPointer?
         let status = posix_memalign(&p, 64, byteCount)
         guard status == 0, let p else {
@@ -15,6 +19,18 @@ public final class AlignedBuffer: @unchecked Sendable {
         }
         raw = p
         if zeroed { memset(raw, 0, byteCount) }
+    }
+
+    /// Zeros that cost no memory until written: an anonymous mapping of its own (page-aligned),
+    /// whose pages the system provides, zeroed, when first touched. For an MPI rank's arena, of
+    /// which it touches only its own experts' rows.
+    public init(untouchedZeros bytes: Int) {
+        byteCount = max(bytes, 64)
+        guard let p = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            fatalError("out of memory: cannot map \(byteCount) bytes")
+        }
+        raw = p
+        mapped = true
     }
 
     public convenience init(floats: Int, zeroed: Bool = true) {
@@ -35,5 +51,7 @@ public final class AlignedBuffer: @unchecked Sendable {
         _ = madvise(p, end - start, Int32(MADV_DONTNEED))
     }
 
-    deinit { free(raw) }
+    deinit {
+        if mapped { munmap(raw, byteCount) } else { free(raw) }
+    }
 }

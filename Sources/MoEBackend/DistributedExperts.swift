@@ -1,4 +1,50 @@
+import Dispatch
 import MoEKernels
+
+/// Where an `mpirun` rank's time goes in the MoE blocks of one run, summed over the blocks
+/// (`moec bench` under `mpirun` prints it per rank). Reset before a run, read after it.
+public final class DistributedTimes: @unchecked Sendable {
+    let world: MPIWorld
+    /// Seconds in this rank's expert groups (x rows packed, the GEMMs and the activation).
+    public internal(set) var experts = 0.0
+    /// Seconds moving rows between ranks: packed, exchanged by `MPI_Alltoallv` (waiting there for
+    /// the slowest rank too), unpacked.
+    public internal(set) var dispatch = 0.0
+    /// Seconds combining this rank's tokens and gathering the block's output on every rank.
+    public internal(set) var combine = 0.0
+    /// (token, expert) rows this rank computed, and bytes it sent to other ranks.
+    public internal(set) var pairs = 0
+    public internal(set) var bytesSent = 0
+
+    init(_ world: MPIWorld) { self.world = world }
+
+    public var rank: Int { world.rank }
+    public var ranks: Int { world.size }
+
+    public func reset() {
+        experts = 0
+        dispatch = 0
+        combine = 0
+        pairs = 0
+        bytesSent = 0
+    }
+
+    /// Every rank's `values` (the same count on every rank) on every rank: `result[r]` is rank r's.
+    /// A collective call: every rank must make it.
+    public func gather(_ values: [Double]) -> [[Double]] {
+        var all = [Double](repeating: 0, count: values.count * world.size)
+        for (i, v) in values.enumerated() { all[world.rank * values.count + i] = v }
+        all.withUnsafeMutableBufferPointer { world.allGatherInPlace($0.baseAddress!, countPerRank: values.count) }
+        return (0..<world.size).map { Array(all[($0 * values.count)..<(($0 + 1) * values.count)]) }
+    }
+
+    /// Seconds since `start` (`DispatchTime` nanoseconds), and now.
+    static func lap(_ start: inout UInt64) -> Double {
+        let now = DispatchTime.now().uptimeNanoseconds
+        defer { start = now }
+        return Double(now - start) / 1e9
+    }
+}
 
 /// A placed MoE block across the ranks of an `mpirun` job (`ExecutionOptions.world`): rank r is
 /// worker r of the placement and runs only the groups of its slots.
@@ -33,8 +79,12 @@ final class DistributedExperts: @unchecked Sendable {
     /// where they start in `received`.
     private let counts: UnsafeMutablePointer<Int32>
 
+    /// Where this rank's time goes, when measured (`Executable.distributedTimes`).
+    let times: DistributedTimes?
+
     /// For one schedule: `tokens`, routed to `slots` experts each, of `h` features.
-    init(_ world: MPIWorld, tokens: Int, slots: Int, hidden h: Int) {
+    init(_ world: MPIWorld, tokens: Int, slots: Int, hidden h: Int, times: DistributedTimes? = nil) {
+        self.times = times
         let rows = tokens * slots
         precondition(rows <= Int(Int32.max) / max(h, 1), "an MPI exchange of \(rows) rows of \(h) floats exceeds MPI's 32-bit counts")
         self.world = world
@@ -110,6 +160,10 @@ final class DistributedExperts: @unchecked Sendable {
                 (staging + at).update(from: ys + row * h, count: h)
                 at += h
             }
+        }
+        if let times {
+            for g in 0..<groups.count where groups.worker(g) == rank { times.pairs += groups.rows(g) }
+            for r in 0..<size { times.bytesSent += Int(sendCounts[r]) * MemoryLayout<Float>.size }
         }
         world.allToAll(
             staging, counts: sendCounts, displacements: sendStarts, into: received, counts: receiveCounts,

@@ -43,6 +43,8 @@ public final class Executable: @unchecked Sendable {
     /// Per token count, every schedule built and whether a run has it checked out; `[0]` is the
     /// one `schedule(tokens:)` returns and the one serial runs use. Guarded by `lock`.
     private var pools: [Int: (schedules: [Schedule], busy: [Bool])] = [:]
+    /// Under `mpirun`: where this rank's time went in the MoE blocks of the last run.
+    public let distributedTimes: DistributedTimes?
     private let lock = NSLock()
 
     /// - Parameters:
@@ -57,6 +59,7 @@ public final class Executable: @unchecked Sendable {
         precondition(weights.count == graph.weights.count)
         self.graph = graph
         self.options = options
+        distributedTimes = options.world.map(DistributedTimes.init)
         let native = options.backend.isNative
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
         let keptAsStored = native ? Executable.weightsKeptAsStored(graph) : []
@@ -85,15 +88,10 @@ public final class Executable: @unchecked Sendable {
         var experts: [Int: ExpertMatrices] = [:]
         if native {
             for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && Executable.runsPackedKernel(n, graph) {
-                // Under mpirun, a rank packs only the experts of its worker's slots.
-                let held = options.world.flatMap { world in
-                    options.placement?.experts(
-                        ofWorker: world.rank, layer: graph.moeLayers.firstIndex { $0.nodes.contains(ValueID(i)) }!,
-                        experts: graph[n.expertsView!.routing].type.routing!.experts)
-                }
                 experts[i] = ExpertMatrices(
                     node: n, graph: graph, weights: weights, threads: options.threads,
-                    releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [], held: held)
+                    releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [],
+                    held: Executable.heldExperts(node: i, graph, options))
             }
         }
         // Packed copies replace the originals for weights only read as matrices.
@@ -103,6 +101,32 @@ public final class Executable: @unchecked Sendable {
         self.expertMatrices = experts
         self.weights = keep
         self.matrices = matrices
+    }
+
+    /// Under `mpirun`, the experts of MoE node `i` this rank holds (its worker's slots), which
+    /// it alone packs; nil when it holds every expert (one process, or `--llep`).
+    static func heldExperts(node i: Int, _ graph: Graph, _ options: ExecutionOptions) -> Set<Int>? {
+        guard let world = options.world, let placement = options.placement, let experts = graph.nodes[i].expertsView else { return nil }
+        return placement.experts(
+            ofWorker: world.rank, layer: graph.moeLayers.firstIndex { $0.nodes.contains(ValueID(i)) }!,
+            experts: graph[experts.routing].type.routing!.experts)
+    }
+
+    /// Per weight-table index, the experts of a stacked expert weight this process needs, for
+    /// `WeightBinding.load(slices:)`: under `mpirun`, the weights only one packed MoE block reads
+    /// (as expert matrices) need only the experts this rank holds. Empty (read everything) in
+    /// one process.
+    public static func expertSlicesToLoad(_ graph: Graph, options: ExecutionOptions) -> [Int: Set<Int>] {
+        guard options.world != nil, options.placement != nil, options.backend.isNative else { return [:] }
+        let readOnlyHere = readByOneNode(graph, among: weightsReadOnlyByExperts(graph))
+        var slices: [Int: Set<Int>] = [:]
+        for (i, n) in graph.nodes.enumerated() where n.op == .moe_experts && runsPackedKernel(n, graph) {
+            guard let held = heldExperts(node: i, graph, options) else { continue }
+            for m in n.expertsView!.matrices {
+                if let index = graph[m].attributes.int("index"), readOnlyHere.contains(index) { slices[index] = held }
+            }
+        }
+        return slices
     }
 
     /// The BLAS thread count this executable's runs set: all of `options.threads`, because under

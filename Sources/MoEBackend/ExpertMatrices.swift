@@ -79,10 +79,11 @@ struct ExpertMatrices: @unchecked Sendable {
             return true
         }
         /// Gate rows `gate(e)` and up rows `up(e)` (each `[f, h]` row-major) interleaved by
-        /// panel into one packed `[2·f16, h]` matrix (see the type's comment).
+        /// panel into one packed `[2·f16, h]` matrix (see the type's comment). `copied` runs once
+        /// they are in `joined`, before packing: the sources' pages can go back then.
         func interleaved(
             _ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, f: Int, h: Int,
-            into joined: AlignedBuffer
+            into joined: AlignedBuffer, copied: () -> Void
         ) -> PackedWeight {
             let p = PackedWeight.panelWidth, f16 = Self.paddedFeatures(f)
             for j in 0..<(f16 / p) {
@@ -93,6 +94,7 @@ struct ExpertMatrices: @unchecked Sendable {
                     (dst + rows * h).initialize(repeating: 0, count: (p - rows) * h)
                 }
             }
+            copied()
             return PackedWeight(weight: UnsafePointer(joined.floats), n: 2 * f16, k: h, threads: threads)
         }
         switch kind {
@@ -103,9 +105,11 @@ struct ExpertMatrices: @unchecked Sendable {
             let joined = fuse ? AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false) : nil
             for e in 0..<experts where !skipped(e) {
                 if let joined {
-                    first.append([(interleaved(gate.buffer.floats + e * f * h, up.buffer.floats + e * f * h, f: f, h: h, into: joined), 0)])
-                    if gate.release { gate.buffer.releasePages(floats: e * f * h..<(e + 1) * f * h) }
-                    if up.release { up.buffer.releasePages(floats: e * f * h..<(e + 1) * f * h) }
+                    let packed = interleaved(gate.buffer.floats + e * f * h, up.buffer.floats + e * f * h, f: f, h: h, into: joined) {
+                        if gate.release { gate.buffer.releasePages(floats: e * f * h..<(e + 1) * f * h) }
+                        if up.release { up.buffer.releasePages(floats: e * f * h..<(e + 1) * f * h) }
+                    }
+                    first.append([(packed, 0)])
                 } else {
                     first.append([(matrix(gate, expert: e), 0), (matrix(up, expert: e), f)])
                 }
@@ -119,8 +123,10 @@ struct ExpertMatrices: @unchecked Sendable {
             let joined = AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false)
             for e in 0..<experts where !skipped(e) {
                 let base = gateUp.buffer.floats + e * 2 * f * h
-                first.append([(interleaved(base, base + f * h, f: f, h: h, into: joined), 0)])
-                if gateUp.release { gateUp.buffer.releasePages(floats: e * 2 * f * h..<(e + 1) * 2 * f * h) }
+                let packed = interleaved(base, base + f * h, f: f, h: h, into: joined) {
+                    if gateUp.release { gateUp.buffer.releasePages(floats: e * 2 * f * h..<(e + 1) * 2 * f * h) }
+                }
+                first.append([(packed, 0)])
                 down.append(matrix(operandWeights[1], expert: e))
             }
             firstWidth = Self.firstWidth(kind: kind, ffn: f, fuseGateUp: true)

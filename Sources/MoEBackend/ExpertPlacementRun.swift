@@ -17,6 +17,10 @@ public struct PlacementExecution: Sendable {
     /// LLEP-style dynamic mode: per batch, a worker whose tokens exceed `threshold ×` the mean
     /// spills the excess to the least-loaded workers (those holding the expert first). nil: static.
     public var dynamicThreshold: Double?
+    /// LLEP moves a worker's excess only to workers holding a replica of the expert, never to
+    /// one that would have to fetch its weights: so each worker needs only its own experts' weights.
+    /// Set for MPI ranks, which hold nothing else.
+    public var spillsToHoldersOnly = false
 
     public init(_ layout: Layout, dynamicThreshold: Double? = nil) {
         self.layout = layout
@@ -32,9 +36,9 @@ public struct PlacementExecution: Sendable {
 
     /// The experts whose weights worker `w` needs in MoE layer `layer` (of `experts` experts):
     /// those of its slots. nil (all of them) under LLEP, which may hand any expert's tokens to
-    /// any worker.
+    /// any worker, unless it `spillsToHoldersOnly`.
     func experts(ofWorker w: Int, layer: Int, experts: Int) -> Set<Int>? {
-        guard dynamicThreshold == nil else { return nil }
+        guard dynamicThreshold == nil || spillsToHoldersOnly else { return nil }
         let run = ExpertPlacementRun(self, layer: layer, experts: experts)
         return Set((0..<run.layer.slotCount).filter { run.layer.worker(ofSlot: $0) == w }.map { run.layer.phy2log[$0] })
     }
@@ -45,6 +49,7 @@ public struct PlacementExecution: Sendable {
 struct ExpertPlacementRun: Sendable {
     let layer: ExpertPlacement.Layer
     let dynamicThreshold: Double?
+    let spillsToHoldersOnly: Bool
     /// Per slot: its position among its expert's replicas, and how many replicas the expert has
     /// (so the static dispatch needs no per-batch arrays).
     let replicaIndex: [Int]
@@ -62,6 +67,7 @@ struct ExpertPlacementRun: Sendable {
             layer = try! ExpertPlacement(workers: workers, experts: experts, phy2log: [Array(0..<experts)]).layers[0]
         }
         dynamicThreshold = p.dynamicThreshold
+        spillsToHoldersOnly = p.spillsToHoldersOnly
         var index = [Int](repeating: 0, count: layer.slotCount), count = [Int](repeating: 1, count: layer.slotCount)
         for slots in layer.log2phy {
             for (r, slot) in slots.enumerated() { index[slot] = r; count[slot] = slots.count }
@@ -79,7 +85,8 @@ struct ExpertPlacementRun: Sendable {
             // LLEP plans per batch with arrays (it allocates; the static dispatch below does not).
             // Fixed experts (past `experts`) have no rows here: the step adds their outputs.
             let counts = (0..<layer.log2phy.count).map { $0 < experts ? Int(starts[$0 + 1] - starts[$0]) : 0 }
-            for a in layer.leastLoadedDispatch(tokenCounts: counts, threshold: threshold).assignments {
+            let fetches = spillsToHoldersOnly ? 0 : Int.max
+            for a in layer.leastLoadedDispatch(tokenCounts: counts, threshold: threshold, maxFetchedExpertsPerWorker: fetches).assignments {
                 groups.append(
                     expert: a.expert, rowBegin: Int(starts[a.expert]) + a.tokens.lowerBound,
                     rows: a.tokens.count, worker: a.worker)

@@ -254,7 +254,11 @@ enum PackedExpertsKernel {
         }
         let placementJob = placement?.job(groups, runGroup)
         let distributed =
-            placement == nil ? nil : s.executable.options.world.map { DistributedExperts($0, tokens: z.tokens, slots: z.slots, hidden: h) }
+            placement == nil
+            ? nil
+            : s.executable.options.world.map {
+                DistributedExperts($0, tokens: z.tokens, slots: z.slots, hidden: h, times: s.executable.distributedTimes)
+            }
         let distributedJob = distributed?.job(groups, runGroup)
         let combineMine = distributed.map { d in
             let first = d.myTokens.lowerBound
@@ -273,10 +277,18 @@ enum PackedExpertsKernel {
                     // This rank's groups; their rows to the ranks combining their tokens (packedX,
                     // read only by the groups, is free again as the staging buffer); this
                     // rank's tokens combined; the output gathered on every rank.
+                    var clock = DispatchTime.now().uptimeNanoseconds
                     Parallel.forEachChunk(count: distributed.groupCount(groups), threads: threads, job: distributedJob!)
+                    let expertSeconds = DistributedTimes.lap(&clock)
                     distributed.sendRows(ys.pointer, perm: perm.pointer, groups: groups, staging: packedX.pointer)
+                    let dispatchSeconds = DistributedTimes.lap(&clock)
                     Parallel.forEachChunk(count: distributed.myTokens.count, threads: threads, job: combineMine!)
                     distributed.gatherOutput(y.pointer)
+                    if let times = distributed.times {
+                        times.experts += expertSeconds
+                        times.dispatch += dispatchSeconds
+                        times.combine += DistributedTimes.lap(&clock)
+                    }
                     return
                 }
                 Parallel.forEachChunk(count: placement.workers, threads: placement.workers, job: placementJob!)

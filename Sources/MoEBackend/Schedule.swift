@@ -42,7 +42,9 @@ public final class Schedule: @unchecked Sendable {
         offsets = memory.valueOffsets
         scratchOffsets = memory.scratchOffsets
         constantIndex = memory.constantIndex
-        arena = AlignedBuffer(bytes: layout.totalBytes)
+        // An MPI rank writes only its experts' rows of the expert buffers: the pages of the
+        // others' stay untouched (and cost no memory) when the arena is not zeroed by hand.
+        arena = executable.options.world == nil ? AlignedBuffer(bytes: layout.totalBytes) : AlignedBuffer(untouchedZeros: layout.totalBytes)
         constants = AlignedBuffer(floats: max(memory.constantIndex.count, 1))
         for (i, slot) in memory.constantIndex {
             constants.floats[slot] = Float(g.nodes[i].attributes.float("value") ?? 0)

@@ -87,8 +87,14 @@ public enum WeightBinding {
 
     /// Loads every weight into its own aligned f32 buffer, in weight-table order.
     /// `progress` is called with (bytes done, bytes total).
+    ///
+    /// `slices`: per weight-table index, the slices of its first dimension (the experts of a
+    /// stacked expert weight) to read; the others are neither read from the checkpoint nor
+    /// written, so their pages of the buffer are never touched and cost no memory (an MPI rank
+    /// reads only its own experts). Weights not named are read whole. A tensor rearranged by a
+    /// layout step is read whole when it holds any wanted slice.
     public static func load(
-        _ graph: Graph, _ checkpoint: Checkpoint,
+        _ graph: Graph, _ checkpoint: Checkpoint, slices: [Int: Set<Int>] = [:],
         progress: ((Int, Int) -> Void)? = nil
     ) throws -> [AlignedBuffer] {
         let problems = check(graph, checkpoint)
@@ -100,28 +106,38 @@ public enum WeightBinding {
             if overflow { throw DiagnosticError(.error("the weights need more bytes than moec can address")) }
             total = sum
         }
+        let reads = graph.weights.indices.map { i in SliceRead(graph.weights[i], wanted: slices[i]) }
+        total = zip(graph.weights, reads).reduce(0) { $0 + $1.1.sourceFloats($1.0) * Addressable.bytesPerElement }
         var done = 0
         var out: [AlignedBuffer] = []
-        for w in graph.weights {
+        for (w, read) in zip(graph.weights, reads) {
             let sourceCount = w.sourceShape.reduce(1, *)
             let buffer = AlignedBuffer(floats: sourceCount, zeroed: false)
             var offset = 0
             for (name, shape) in w.tensors {
                 let n = shape.reduce(1, *)
                 do {
-                    let destination = UnsafeMutableBufferPointer(start: buffer.floats + offset, count: n)
                     if w.layout.allSatisfy(\.keepsOrder) {
                         // A reshape or squeeze moves no element: the tensor's bytes are the weight's.
-                        try checkpoint.copyFloats(name, into: destination)
-                    } else {
+                        for run in read.runs(within: offset..<(offset + n)) {
+                            let destination = UnsafeMutableBufferPointer(start: buffer.floats + run.lowerBound, count: run.count)
+                            if run.count == n {
+                                try checkpoint.copyFloats(name, into: destination)
+                            } else {
+                                try checkpoint.copyFloats(name, elements: (run.lowerBound - offset)..<(run.upperBound - offset), into: destination)
+                            }
+                            done += run.count * 4
+                        }
+                    } else if !read.runs(within: offset..<(offset + n)).isEmpty {
+                        let destination = UnsafeMutableBufferPointer(start: buffer.floats + offset, count: n)
                         try copyRearranged(name, w.layout, from: checkpoint, into: destination)
+                        done += n * 4
                     }
                 } catch {
                     throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
                 }
                 offset += n
-                done += n * 4
-                progress?(done, total)
+                progress?(min(done, total), total)
             }
             if let repeats = w.repeats {
                 // Upcycling: slice i of the first dimension appears repeats[i] times.
@@ -130,7 +146,9 @@ public enum WeightBinding {
                 var to = 0
                 for (i, r) in repeats.enumerated() {
                     for _ in 0..<r {
-                        (expanded.floats + to).update(from: buffer.floats + i * slice, count: slice)
+                        if read.wanted?.contains(to / slice) ?? true {
+                            (expanded.floats + to).update(from: buffer.floats + i * slice, count: slice)
+                        }
                         to += slice
                     }
                 }
@@ -140,6 +158,58 @@ public enum WeightBinding {
             }
         }
         return out
+    }
+
+    /// Which floats of one weight's source buffer to read: all, or the slices of its first
+    /// dimension that hold wanted slices of the weight (under upcycling, a source slice is
+    /// wanted when any of its copies is).
+    private struct SliceRead {
+        /// Wanted slices of the weight (after repeats); nil: all.
+        let wanted: Set<Int>?
+        /// Floats per slice of the source buffer, and the wanted source slices, ascending.
+        let sliceFloats: Int
+        let sourceSlices: [Int]
+        let whole: Bool
+
+        init(_ w: WeightInfo, wanted: Set<Int>?) {
+            let source = w.sourceShape
+            guard let wanted, let first = source.first, first > 0, source.count >= 2 else {
+                self.wanted = nil
+                sliceFloats = 0
+                sourceSlices = []
+                whole = true
+                return
+            }
+            self.wanted = wanted
+            sliceFloats = source.dropFirst().reduce(1, *)
+            if let repeats = w.repeats {
+                var picked: [Int] = []
+                var copy = 0
+                for (i, r) in repeats.enumerated() {
+                    if (copy..<(copy + r)).contains(where: wanted.contains) { picked.append(i) }
+                    copy += r
+                }
+                sourceSlices = picked
+            } else {
+                sourceSlices = (0..<first).filter(wanted.contains)
+            }
+            whole = false
+        }
+
+        /// Floats this read takes from the checkpoint.
+        func sourceFloats(_ w: WeightInfo) -> Int { whole ? w.sourceShape.reduce(1, *) : sourceSlices.count * sliceFloats }
+
+        /// The wanted floats inside `range` of the source buffer, as maximal runs, ascending.
+        func runs(within range: Range<Int>) -> [Range<Int>] {
+            if whole { return range.isEmpty ? [] : [range] }
+            var out: [Range<Int>] = []
+            for s in sourceSlices {
+                let lo = max(range.lowerBound, s * sliceFloats), hi = min(range.upperBound, (s + 1) * sliceFloats)
+                guard lo < hi else { continue }
+                if let last = out.last, last.upperBound == lo { out[out.count - 1] = last.lowerBound..<hi } else { out.append(lo..<hi) }
+            }
+            return out
+        }
     }
 
     /// Reads a tensor and applies the layout steps (checked by `check`) into `destination`.

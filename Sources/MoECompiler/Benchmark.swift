@@ -8,11 +8,29 @@ public struct BenchResult: Sendable {
     public var times: [Double] // seconds, in run order
     public var work: WorkEstimate
     public var arenaBytes: Int
+    /// Under `mpirun`: per rank, where its time went (`times` are then the slowest rank's per run).
+    public var ranks: [RankTimes] = []
 
-    public var median: Double {
-        let s = times.sorted()
+    /// One rank's medians over the runs, in seconds, and its traffic in a run.
+    public struct RankTimes: Sendable {
+        /// The run's other work: the router, the rows sorted by expert, the ops outside the blocks.
+        public var route: Double
+        /// Rows packed and exchanged by all-to-all (including the wait for the slowest rank).
+        public var dispatch: Double
+        public var experts: Double
+        public var combine: Double
+        /// (token, expert) rows it computed, and bytes it sent.
+        public var pairs: Int
+        public var bytesSent: Int
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let s = values.sorted()
+        guard !s.isEmpty else { return 0 }
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
+
+    public var median: Double { Self.median(times) }
     public var min: Double { times.min() ?? 0 }
     public var max: Double { times.max() ?? 0 }
 
@@ -32,6 +50,21 @@ public struct BenchResult: Sendable {
         o["arena_bytes"] = JSON(arenaBytes)
         o["threads"] = JSON(threads)
         o["backend"] = .string(backend)
+        if !ranks.isEmpty {
+            func ms(_ seconds: Double) -> JSON { JSON((seconds * 1e6).rounded() / 1e3) }
+            o["ranks"] = .array(
+                ranks.enumerated().map { r, t in
+                    var q = JSONObject()
+                    q["rank"] = JSON(r)
+                    q["route_ms"] = ms(t.route)
+                    q["dispatch_ms"] = ms(t.dispatch)
+                    q["experts_ms"] = ms(t.experts)
+                    q["combine_ms"] = ms(t.combine)
+                    q["pairs"] = JSON(t.pairs)
+                    q["bytes_sent"] = JSON(t.bytesSent)
+                    return .object(q)
+                })
+        }
         return .object(o)
     }
 }
@@ -47,12 +80,18 @@ public enum Benchmark {
         schedule.fillInputsRandomly(seed: seed &+ UInt64(tokens))
         for _ in 0..<warmup { schedule.execute() }
         var times: [Double] = []
+        let distributed = runner.executable.distributedTimes
+        var parts: [[Double]] = [] // under mpirun, per run: route, dispatch, experts, combine
         let start = DispatchTime.now().uptimeNanoseconds
         while true {
+            distributed?.reset()
             let t0 = DispatchTime.now().uptimeNanoseconds
             schedule.execute()
             let t1 = DispatchTime.now().uptimeNanoseconds
             times.append(Double(t1 - t0) / 1e9)
+            if let d = distributed {
+                parts.append([times.last! - d.dispatch - d.experts - d.combine, d.dispatch, d.experts, d.combine])
+            }
             if let r = `repeat` {
                 if times.count >= r { break }
             } else if times.count >= maxRuns || (times.count >= minRuns && Double(t1 - start) / 1e9 >= minSeconds) {
@@ -60,6 +99,19 @@ public enum Benchmark {
             }
         }
         let work = WorkEstimate(graph: runner.graph, tokens: tokens, expertLoads: schedule.lastExpertLoads())
-        return BenchResult(tokens: tokens, times: times, work: work, arenaBytes: schedule.arenaBytes)
+        var result = BenchResult(tokens: tokens, times: times, work: work, arenaBytes: schedule.arenaBytes)
+        if let d = distributed {
+            // Every rank made the same runs (`repeat` is set under mpirun): each run's time is
+            // its slowest rank's, and each rank's parts are its medians.
+            let n = times.count
+            let mine = times + (0..<4).map { p in BenchResult.median(parts.map { $0[p] }) } + [Double(d.pairs), Double(d.bytesSent)]
+            let all = d.gather(mine)
+            result.times = (0..<n).map { run in all.map { $0[run] }.max()! }
+            result.ranks = all.map {
+                BenchResult.RankTimes(
+                    route: $0[n], dispatch: $0[n + 1], experts: $0[n + 2], combine: $0[n + 3], pairs: Int($0[n + 4]), bytesSent: Int($0[n + 5]))
+            }
+        }
+        return result
     }
 }

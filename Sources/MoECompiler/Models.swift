@@ -105,7 +105,9 @@ public final class ModelRunner: @unchecked Sendable {
             throw DiagnosticError(
                 .error("--placement runs the experts on moec's own kernels; it cannot be combined with MOEC_BLAS=\(ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? "")"))
         }
-        let buffers = try WeightBinding.load(plan.graph, checkpoint, progress: progress)
+        // Under mpirun a rank reads only its experts' weights (and every other weight).
+        let buffers = try WeightBinding.load(
+            plan.graph, checkpoint, slices: Executable.expertSlicesToLoad(plan.graph, options: options), progress: progress)
         self.plan = plan
         var declared = plan.graph
         declared.outputs.removeAll { RouterProbe.isScoresOutput($0.name) }

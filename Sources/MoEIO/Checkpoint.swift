@@ -82,6 +82,12 @@ public final class Checkpoint: @unchecked Sendable {
         try existingFile(name).copyFloats(name, into: buffer)
     }
 
+    /// Converts elements `elements` of the tensor (row-major) to `Float` into caller memory,
+    /// reading none of its other bytes.
+    public func copyFloats(_ name: String, elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws(WeightFileError) {
+        try existingFile(name).copyFloats(name, elements: elements, into: buffer)
+    }
+
     /// The tensor's values converted to `Float`.
     public func floats(_ name: String) throws(WeightFileError) -> [Float] {
         try existingFile(name).floats(name)

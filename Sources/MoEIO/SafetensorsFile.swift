@@ -91,6 +91,23 @@ public final class SafetensorsFile: @unchecked Sendable {
         file.releasePages(t.byteRange)
     }
 
+    /// Converts elements `elements` of the tensor (in its row-major order) to `Float` into caller
+    /// memory, whose count must equal the range's; the file's other bytes are not read. (An MPI
+    /// rank reads only its experts' slices of a stacked expert tensor.)
+    public func copyFloats(_ name: String, elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws(WeightFileError) {
+        let t = try info(name)
+        try checkReadable(t)
+        guard elements.lowerBound >= 0, elements.upperBound <= t.elementCount, buffer.count == elements.count else {
+            throw WeightFileError(
+                path: path, tensor: name,
+                message: "elements \(elements) into \(buffer.count) floats, but the tensor has \(t.elementCount) (shape \(t.shape))")
+        }
+        if elements.isEmpty { return }
+        let start = t.byteRange.lowerBound + elements.lowerBound * t.dtype.size
+        TensorConversion.toFloat(t.dtype, from: file.bytes.baseAddress! + start, count: elements.count, into: buffer.baseAddress!)
+        file.releasePages(start..<(start + elements.count * t.dtype.size))
+    }
+
     /// Calls `body` with the tensor's bytes seen as `Float`s in place, without copying, when the
     /// tensor is F32 and 4-byte aligned in memory; returns nil (without calling it) otherwise.
     /// The buffer is valid only during the call.

@@ -38,6 +38,7 @@ public final class MPILibrary: @unchecked Sendable {
     let abort: Abort
     let commWorld: UnsafeMutableRawPointer
     let float: UnsafeMutableRawPointer
+    let double: UnsafeMutableRawPointer
 
     /// `MPI_IN_PLACE` in Open MPI's `mpi.h` (the address 1).
     static var inPlace: UnsafeRawPointer? { UnsafeRawPointer(bitPattern: 1) }
@@ -72,7 +73,8 @@ public final class MPILibrary: @unchecked Sendable {
                     allgatherv: unsafeBitCast(try symbol("MPI_Allgatherv"), to: Allgatherv.self),
                     alltoallv: unsafeBitCast(try symbol("MPI_Alltoallv"), to: Alltoallv.self),
                     abort: unsafeBitCast(try symbol("MPI_Abort"), to: Abort.self),
-                    commWorld: try symbol("ompi_mpi_comm_world"), float: try symbol("ompi_mpi_float")))
+                    commWorld: try symbol("ompi_mpi_comm_world"), float: try symbol("ompi_mpi_float"),
+                    double: try symbol("ompi_mpi_double")))
         } catch {
             return .failure(error)
         }
@@ -80,7 +82,8 @@ public final class MPILibrary: @unchecked Sendable {
 
     private init(
         path: String, initThread: InitThread, finalize: Finalize, commRank: CommQuery, commSize: CommQuery,
-        allgatherv: Allgatherv, alltoallv: Alltoallv, abort: Abort, commWorld: UnsafeMutableRawPointer, float: UnsafeMutableRawPointer
+        allgatherv: Allgatherv, alltoallv: Alltoallv, abort: Abort, commWorld: UnsafeMutableRawPointer, float: UnsafeMutableRawPointer,
+        double: UnsafeMutableRawPointer
     ) {
         self.path = path
         self.initThread = initThread
@@ -92,6 +95,7 @@ public final class MPILibrary: @unchecked Sendable {
         self.abort = abort
         self.commWorld = commWorld
         self.float = float
+        self.double = double
     }
 }
 
@@ -158,6 +162,14 @@ public final class MPIWorld: @unchecked Sendable {
     /// on entry; on return every rank's are in place on every rank.
     public func allGatherInPlace(_ data: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>) {
         _ = library.allgatherv(MPILibrary.inPlace, 0, library.float, data, counts, displacements, library.float, library.commWorld)
+    }
+
+    /// `MPI_Allgatherv` of doubles in place: `count` from each rank, rank r's at `data + r·count`.
+    /// For figures every rank measured (benchmarks), not for tensors.
+    public func allGatherInPlace(_ data: UnsafeMutablePointer<Double>, countPerRank count: Int) {
+        let counts = [Int32](repeating: Int32(count), count: size)
+        let displacements = (0..<size).map { Int32($0 * count) }
+        _ = library.allgatherv(MPILibrary.inPlace, 0, library.double, data, counts, displacements, library.double, library.commWorld)
     }
 
     /// `MPI_Alltoallv` of floats: `sendCounts[r]` floats from `send + sendDisplacements[r]` go to

@@ -88,6 +88,12 @@ enum BenchCommand {
                             t, r.median * 1e3, r.min * 1e3, r.max * 1e3, r.times.count,
                             Double(t) / r.median, r.work.flops / r.median / 1e9,
                             TextLayout.bytes(r.work.weightBytes), hit))
+                    for (rank, p) in r.ranks.enumerated() {
+                        say(
+                            String(
+                                format: "         rank %d: route %.3f ms, dispatch %.3f ms, experts %.3f ms, combine %.3f ms; %d pairs, %@ sent\n",
+                                rank, p.route * 1e3, p.dispatch * 1e3, p.experts * 1e3, p.combine * 1e3, p.pairs, TextLayout.bytes(Double(p.bytesSent))))
+                    }
                 }
             }
         }

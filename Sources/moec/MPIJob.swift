@@ -23,7 +23,11 @@ enum MPIJob {
         is one worker of --placement: 'mpirun -n R' needs a placement of R workers ('static':
         E/R consecutive experts per rank), --threads counts threads per rank (default: the
         cores / the ranks on this machine), and rank 0 alone writes files and prints results.
-        MPI is loaded at run time: libmpi.so.40, or MOEC_MPI=PATH.
+        'bench' times each run by its slowest rank and prints per rank the medians of its
+        parts (route and other ops, dispatch = rows packed and exchanged, experts, combine),
+        its (token, expert) pairs and the bytes it sent ("ranks" in --json).
+        MPI is loaded at run time: libmpi.so.40, or MOEC_MPI=PATH. MOEC_PEAK_RSS=1 prints each
+        rank's peak memory at exit.
         """
 
     /// Whether this process prints results and writes files: rank 0, or a process not run by MPI.
@@ -67,12 +71,25 @@ enum MPIJob {
             )
         }
         options.world = world
+        // A rank holds only its experts: LLEP moves pairs only between the ranks holding a replica.
+        options.placement?.spillsToHoldersOnly = true
         options.threads = threads ?? max(1, ExecutionOptions.defaultThreads / launch.localSize)
     }
 
     /// Ends the process with `status`: under MPI, `MPI_Finalize` when it succeeded and
     /// `MPI_Abort` (ending every rank) when it failed.
+    /// With `MOEC_PEAK_RSS=1` in the environment, first prints the process's peak resident
+    /// memory to stderr (`[rank r] peak RSS: N KiB`), to check what a rank holds.
     static func exit(_ status: Int32) -> Never {
+        if ProcessInfo.processInfo.environment["MOEC_PEAK_RSS"] == "1" {
+            var usage = rusage()
+            #if os(Linux)
+                let who = __rusage_who_t(RUSAGE_SELF.rawValue), kib = 1
+            #else
+                let who = RUSAGE_SELF, kib = 1024 // ru_maxrss counts bytes on Darwin
+            #endif
+            if getrusage(who, &usage) == 0 { Console.err("peak RSS: \(Int(usage.ru_maxrss) / kib) KiB\n") }
+        }
         if let world {
             if status != 0 { world.abort(status) }
             world.finalize()

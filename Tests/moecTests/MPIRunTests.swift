@@ -165,6 +165,107 @@ struct MPIRunTests {
             let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             #expect(o?["tokens"] as? Int == tokens && o?["runs"] as? Int == 10, "\(r)")
             #expect((o?["backend"] as? String)?.hasSuffix("one worker per rank (2 MPI ranks)") == true, "\(r)")
+            // Per rank: its parts, its pairs (together every token's top-2) and the rows it sent.
+            let ranks = o?["ranks"] as? [[String: Any]] ?? []
+            #expect(ranks.map { $0["rank"] as? Int } == [0, 1], "\(r)")
+            #expect(ranks.reduce(0) { $0 + ($1["pairs"] as? Int ?? 0) } == 2 * tokens, "\(r)")
+            for q in ranks {
+                let pairs = q["pairs"] as? Int ?? -1, sent = q["bytes_sent"] as? Int ?? -1
+                #expect(sent >= 0 && sent % (32 * 4) == 0 && sent <= pairs * 32 * 4, "rows of 32 floats, at most one per pair: \(q)")
+                for part in ["route_ms", "dispatch_ms", "experts_ms", "combine_ms"] {
+                    #expect((q[part] as? Double ?? -1) >= 0 && (q[part] as? Double ?? .infinity) <= (o?["max_ms"] as? Double ?? 0), "\(part): \(q)")
+                }
+            }
+        }
+        let text = try MPIRun.moec(
+            ["bench", Files.mixtralGraph, "--model", Files.example, "--tokens", "7", "--warmup", "0", "--placement", "static"], ranks: 2,
+            in: dir.path)
+        expectSuccess(text)
+        for rank in 0..<2 {
+            #expect(text.stdout.contains("rank \(rank): route "), "\(text)")
+        }
+    }
+
+    /// Each rank reads only its experts' weights from the checkpoint: on a Mixtral layer of
+    /// 24 MiB of experts, a rank of two peaks (`MOEC_PEAK_RSS=1`) at least a quarter of the
+    /// experts' bytes below the one rank that holds them all. (Reading every expert and then
+    /// dropping the others' pages peaks as high as one rank.)
+    @Test func eachRankReadsOnlyItsExperts() throws {
+        let dir = TemporaryDirectory()
+        let h = 256, f = 1024, e = 8
+        var seed: UInt32 = 1
+        func weights(_ n: Int) -> [Float] {
+            (0..<n).map { _ in
+                seed = seed &* 1_664_525 &+ 1_013_904_223
+                return Float(Int(seed >> 16) % 2001 - 1000) / 20000
+            }
+        }
+        var tensors = [SafetensorsWriter.Tensor(name: "model.layers.0.block_sparse_moe.gate.weight", shape: [e, h], values: weights(e * h))]
+        for x in 0..<e {
+            for (name, shape) in [("w1", [f, h]), ("w3", [f, h]), ("w2", [h, f])] {
+                tensors.append(.init(name: "model.layers.0.block_sparse_moe.experts.\(x).\(name).weight", shape: shape, values: weights(f * h)))
+            }
+        }
+        try Files.write(
+            #"{"hidden_size": \#(h), "intermediate_size": \#(f), "num_local_experts": \#(e), "num_experts_per_tok": 2}"#, to: dir.file("config.json"))
+        try SafetensorsWriter.write(tensors: tensors, to: dir.file("model.safetensors"))
+        try Self.writeInput(tokens: 5, hidden: h, seed: 5, to: dir.file("x.npy"))
+        var peaks: [Int: [Int]] = [:]
+        for ranks in [1, 2] {
+            let r = try MPIRun.moec(
+                [
+                    "run", Files.mixtralGraph, "--model", dir.path, "--input", "x=x.npy", "--output", "y=y\(ranks).npy", "--placement", "static",
+                    "--threads", "1"
+                ], ranks: ranks, in: dir.path, environment: ["MOEC_PEAK_RSS": "1"])
+            expectSuccess(r)
+            peaks[ranks] = (0..<ranks).compactMap { rank in
+                r.stderr.split(separator: "\n").first { $0.hasPrefix("[rank \(rank)] peak RSS: ") }
+                    .flatMap { Int($0.split(separator: " ")[4]) }
+            }
+            #expect(peaks[ranks]!.count == ranks, "\(r)")
+        }
+        let expertKiB = 3 * e * f * h * 4 / 1024
+        for peak in peaks[2]! {
+            #expect(peak <= peaks[1]![0] - expertKiB / 4, "peak RSS of a rank of 2: \(peak) KiB, of 1 rank: \(peaks[1]![0]) KiB; experts \(expertKiB) KiB")
+        }
+        #expect(try Files.read(dir.file("y1.npy")) == Files.read(dir.file("y2.npy")))
+    }
+
+    /// `--llep T` across ranks: a rank's excess pairs go only to ranks holding a replica of the
+    /// expert (a rank holds only its experts' weights). Every expert on both ranks: each rank's
+    /// pairs within LLEP's capacity ⌈T·pairs/2⌉ (the static split gives rank 1 the odd rows of
+    /// each expert). No replicas (static): nowhere to send them, the static pair counts. Outputs
+    /// equal the single-process run.
+    @Test func llepMovesPairsBetweenReplicaHolders() throws {
+        let dir = TemporaryDirectory()
+        try Files.write(#"{"workers": 2, "experts": 8, "phy2log": [[0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 0]]}"#, to: dir.file("both.json"))
+        let tokens = 57
+        try Self.writeInput(tokens: tokens, hidden: 32, seed: 57, to: dir.file("x.npy"))
+        func pairs(_ placement: String, llep: Bool) throws -> [Int] {
+            let r = try MPIRun.moec(
+                ["bench", Files.mixtralGraph, "--model", Files.example, "--tokens", "\(tokens)", "--warmup", "0", "--repeat", "1", "--json", "--placement", placement]
+                    + (llep ? ["--llep", "1.0"] : []), ranks: 2, in: dir.path)
+            expectSuccess(r)
+            let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            return (o?["ranks"] as? [[String: Any]] ?? []).map { $0["pairs"] as? Int ?? -1 }
+        }
+        let capacity = (2 * tokens + 1) / 2
+        let balanced = try pairs("both.json", llep: true)
+        #expect(balanced.count == 2 && balanced.allSatisfy { $0 <= capacity } && balanced.reduce(0, +) == 2 * tokens, "\(balanced)")
+        let unbalanced = try pairs("both.json", llep: false)
+        #expect(unbalanced.reduce(0, +) == 2 * tokens && unbalanced[1] > capacity, "the test needs an uneven static split: \(unbalanced)")
+        #expect(try pairs("static", llep: true) == pairs("static", llep: false))
+        expectSuccess(
+            try Moec.run(
+                ["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=x.npy", "--output", "y=single.npy", "--threads", "1"], in: dir.path,
+                environment: ["MOEC_BLAS": "none"]))
+        for (ranks, placement) in [(2, "both.json"), (4, "static")] {
+            let r = try MPIRun.moec(
+                ["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=x.npy", "--output", "y=y.npy", "--placement", placement, "--llep", "1.0", "--threads", "1"],
+                ranks: ranks, in: dir.path)
+            expectSuccess(r)
+            let error = relativeError(try NpyArray(path: dir.file("y.npy")).floats(), try NpyArray(path: dir.file("single.npy")).floats())
+            #expect(error <= 1e-6, "\(placement) on \(ranks) ranks with --llep 1.0: \(error)")
         }
     }
 
