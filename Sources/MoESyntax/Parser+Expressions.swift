@@ -54,7 +54,9 @@ extension Parser {
             let callee = try expectIdentifier("a function name after '|>'")
             var args = [Argument(label: nil, value: value.expr)]
             var depth = value.depth
-            if isPunct(.lparen) {
+            // A call's '(' is on its name's line: one on the next line starts a new expression
+            // (an expert body's result after a `let` ending in a bare stage).
+            if isPunct(.lparen), !tokenStartsLine {
                 let rest = try parseArguments()
                 args += rest.arguments
                 depth = max(depth, rest.depth)
@@ -137,7 +139,7 @@ extension Parser {
         case .identifier(let s):
             advance()
             let id = Identifier(s, at: tok.range)
-            if isPunct(.lparen) {
+            if isPunct(.lparen), !tokenStartsLine {
                 let args = try parseArguments()
                 return try node(.call(Call(callee: id, arguments: args.arguments)), over: args.depth, at: tok.range)
             }

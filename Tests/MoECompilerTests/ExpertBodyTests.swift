@@ -145,6 +145,19 @@ import Testing
         }
     }
 
+    /// A '(' that starts a line starts the result, not a call of the stage above it.
+    @Test func aResultStartingWithABracketOnItsOwnLine() throws {
+        let body = """
+                let g = h |> linear(gate, bias: gate_bias) |> tanh
+                let u = h |> linear(up, bias: up_bias) |> relu
+                (u + 1) * g |> linear(down, bias: down_bias)
+            """
+        let dir = TemporaryDirectory()
+        let view = try Self.expertsNode(try Self.session(try Self.gptOss(body: body), in: dir).optimize())
+        #expect(view.kind == .swiglu)
+        #expect(view.epilogue?.description == "%2 = tanh %0; %3 = relu %1; %4 = add %3 1.0; %5 = mul %4 %2")
+    }
+
     @Test func programTextRoundTrips() throws {
         let text = "%1 = linear %0 w0 w1; %2 = min %1 7.0; %3 = mul 1.702 %2; %4 = sigmoid %3; %5 = linear %4 w2"
         let p = try ExpertProgram(parsing: text, inputs: 1)
