@@ -156,6 +156,45 @@ public func avx2GemmPacked(
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
+    gemmPackedLoops(
+        a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n,
+        panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
+        panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
+        tile: tileDispatch, wideTile: wideTileDispatch)
+}
+
+/// `avx2GemmPacked` on a weight packed as bfloat16 (`b`: the same panel layout with 16-bit
+/// elements). Each step of k loads 16 bf16 values (32 bytes) and widens them in registers to two
+/// `SIMD8<Float>` (zero-extend, shift left 16: exact), then runs the same FMA chains as the fp32
+/// kernel, so the result equals the fp32 kernel on the widened weight bit for bit.
+@inline(never)
+public func avx2GemmPackedBF16(
+    a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+    b: UnsafePointer<UInt16>, n: Int, panelBegin: Int, panelEnd: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+) {
+    gemmPackedLoops(
+        a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n,
+        panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
+        panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
+        tile: tileDispatchBF16, wideTile: wideTileDispatchBF16)
+}
+
+/// The blocked loops of `avx2GemmPacked` around a weight element type `B` (`Float` or bfloat16
+/// bits) and its tile kernels: `tile(rows, kc, a, b, c, ldc, load)` and
+/// `wideTile(rows, kc, a, b0, b1, c, ldc, load)`.
+@inline(__always)
+private func gemmPackedLoops<B>(
+    a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+    b: UnsafePointer<B>, n: Int, panelBegin: Int, panelEnd: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    epilogueEvery: Int, epilogue: (Int, Int, Int, Int) -> Void,
+    tile tileDispatch: (Int, Int, UnsafePointer<Float>, UnsafePointer<B>, UnsafeMutablePointer<Float>, Int, Bool) -> Void,
+    wideTile wideTileDispatch: (
+        Int, Int, UnsafePointer<Float>, UnsafePointer<B>, UnsafePointer<B>, UnsafeMutablePointer<Float>, Int, Bool
+    ) -> Void
+) {
     let mPanels = (m + mr - 1) / mr
     /// Calls the epilogue for every group of panels finished below `done`, from `next` on.
     @inline(__always)
@@ -171,16 +210,16 @@ public func avx2GemmPacked(
         /// One tile; full 16-column tiles go straight to C, the last partial panel through `t`.
         @inline(__always)
         func run(
-            rows: Int, kc: Int, ap: UnsafePointer<Float>, bp: UnsafePointer<Float>,
+            rows: Int, kc: Int, ap: UnsafePointer<Float>, bp: UnsafePointer<B>,
             cp: UnsafeMutablePointer<Float>, cols: Int, load: Bool
         ) {
             if cols == nr {
-                tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: cp, ldc: ldc, load: load)
+                tileDispatch(rows, kc, ap, bp, cp, ldc, load)
             } else {
                 if load {
                     for r in 0..<rows { for j in 0..<cols { t[r * nr + j] = cp[r * ldc + j] } }
                 }
-                tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: t, ldc: nr, load: load)
+                tileDispatch(rows, kc, ap, bp, t, nr, load)
                 for r in 0..<rows { for j in 0..<cols { cp[r * ldc + j] = t[r * nr + j] } }
             }
         }
@@ -196,9 +235,7 @@ public func avx2GemmPacked(
                     while k0 < k {
                         let kc = min(kcBlock, k - k0)
                         let bp = b + jp * k * nr + k0 * nr
-                        wideTileDispatch(
-                            rows: m, kc: kc, a: a + k0 * mr, b0: bp, b1: bp + k * nr,
-                            c: c + jp * nr, ldc: ldc, load: accumulate || k0 > 0)
+                        wideTileDispatch(m, kc, a + k0 * mr, bp, bp + k * nr, c + jp * nr, ldc, accumulate || k0 > 0)
                         k0 += kc
                     }
                     jp += 2
