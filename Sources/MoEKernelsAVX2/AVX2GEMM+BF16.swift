@@ -91,6 +91,17 @@ private func wideTileBF16(
     if rows > 2 { let r = c + 2 * ldc; store8(c20, r); store8(c21, r + 8); store8(c22, r + 16); store8(c23, r + 24) }
 }
 
+/// Widens `steps` steps of a bf16 panel (16 values each) into fp32 at `out`.
+@inline(never)
+func widenBlockBF16(_ b: UnsafePointer<UInt16>, steps: Int, _ out: UnsafeMutablePointer<Float>) {
+    var pb = b, po = out
+    for _ in 0..<steps {
+        let (lo, hi) = widen16(pb)
+        store8(lo, po); store8(hi, po + 8)
+        pb += 16; po += 16
+    }
+}
+
 @inline(never)
 func wideTileDispatchBF16(
     rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<UInt16>, b1: UnsafePointer<UInt16>,

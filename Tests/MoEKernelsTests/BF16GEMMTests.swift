@@ -156,7 +156,9 @@ func bf16GemmPackedPanelRangesAndEpilogue(isa: ISA) {
     // (m, n, k, panels per group, first panel, end panel)
     for (m, n, k, every, first, end) in [
         (1, 100, 129, 2, 2, 6), (3, 70, 600, 1, 1, 5), (7, 36, 33, 1, 0, 3), (64, 96, 600, 2, 2, 6),
-        (150, 64, 300, 2, 0, 4), (1, 129, 17, 0, 3, 9), (64, 129, 17, 0, 0, 9)
+        (150, 64, 300, 2, 0, 4), (1, 129, 17, 0, 3, 9), (64, 129, 17, 0, 0, 9),
+        // Packed x past the L2 budget: K-blocks outside, chunks of row panels (the second partial).
+        (150, 64, 600, 2, 2, 4), (301, 32, 1100, 1, 0, 2)
     ] {
         let x = rng.array(m * k), w = rng.array(n * k), y0 = rng.array(m * n)
         let packed = PackedWeight(weight: w, n: n, k: k, format: .bf16)
