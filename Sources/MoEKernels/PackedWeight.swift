@@ -129,7 +129,8 @@ public final class PackedWeight: @unchecked Sendable {
     }
 
     /// Packs W `[n, k]` row-major (this object's shape) into this object's storage, replacing
-    /// what it held. `threads` > 1 packs panels concurrently.
+    /// what it held (rounded to bfloat16 for a `.bf16` weight). `threads` > 1 packs panels
+    /// concurrently.
     public func repack(from weight: UnsafePointer<Float>, threads: Int = 1) {
         fill(from: weight, strideN: k, strideK: 1, threads: threads)
     }
