@@ -91,6 +91,35 @@ private func wideTileBF16(
     if rows > 2 { let r = c + 2 * ldc; store8(c20, r); store8(c21, r + 8); store8(c22, r + 16); store8(c23, r + 24) }
 }
 
+/// One row × 64 columns: four adjacent bf16 panels (`b`, `b + panelStride`, …) into C columns
+/// 0..<64, eight independent FMA chains per step (one row has little other parallelism to hide
+/// the FMA latency behind). Same arithmetic per output as `tileBF16`.
+@inline(never)
+func oneRowBF16(
+    kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<UInt16>, panelStride: Int,
+    c: UnsafeMutablePointer<Float>, load: Bool
+) {
+    var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
+    var c4 = SIMD8<Float>(), c5 = SIMD8<Float>(), c6 = SIMD8<Float>(), c7 = SIMD8<Float>()
+    if load {
+        c0 = load8(c); c1 = load8(c + 8); c2 = load8(c + 16); c3 = load8(c + 24)
+        c4 = load8(c + 32); c5 = load8(c + 40); c6 = load8(c + 48); c7 = load8(c + 56)
+    }
+    var pa = a, p0 = b
+    for _ in 0..<kc {
+        let s = SIMD8<Float>(repeating: pa[0])
+        let (w0, w1) = widen16(p0), (w2, w3) = widen16(p0 + panelStride)
+        let (w4, w5) = widen16(p0 + 2 * panelStride), (w6, w7) = widen16(p0 + 3 * panelStride)
+        c0 = c0.addingProduct(s, w0); c1 = c1.addingProduct(s, w1)
+        c2 = c2.addingProduct(s, w2); c3 = c3.addingProduct(s, w3)
+        c4 = c4.addingProduct(s, w4); c5 = c5.addingProduct(s, w5)
+        c6 = c6.addingProduct(s, w6); c7 = c7.addingProduct(s, w7)
+        pa += 6; p0 += 16
+    }
+    store8(c0, c); store8(c1, c + 8); store8(c2, c + 16); store8(c3, c + 24)
+    store8(c4, c + 32); store8(c5, c + 40); store8(c6, c + 48); store8(c7, c + 56)
+}
+
 /// Widens `steps` steps of a bf16 panel (16 values each) into fp32 at `out`.
 @inline(never)
 func widenBlockBF16(_ b: UnsafePointer<UInt16>, steps: Int, _ out: UnsafeMutablePointer<Float>) {

@@ -169,7 +169,8 @@ public func avx2GemmPacked(
 ///
 /// Where a K-block of a weight panel serves one register tile (one to six rows), each step of k
 /// loads 16 bf16 values (32 bytes) and widens them in registers to two `SIMD8<Float>`: the
-/// memory-bound case, which streams half the bytes. Where it serves several tiles (more rows:
+/// memory-bound case, which streams half the bytes (one row takes four panels at a time, so that
+/// eight FMA chains keep up with the halved bytes per step). Where it serves several tiles (more rows:
 /// compute-bound, and the widening would take issue slots from the FMAs in every tile), the block
 /// is widened once into an fp32 strip (16 × kc floats, L1-resident) that the fp32 tiles then read.
 @inline(never)
@@ -185,7 +186,7 @@ public func avx2GemmPackedBF16(
             panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
             panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
             tile: tileDispatchBF16, wideTile: wideTileDispatchBF16, strip: strip.baseAddress!,
-            widen: widenBlockBF16)
+            widen: widenBlockBF16, oneRow: oneRowBF16)
     }
 }
 
@@ -193,7 +194,8 @@ public func avx2GemmPackedBF16(
 /// bits) and its tile kernels: `tile(rows, kc, a, b, c, ldc, load)` and
 /// `wideTile(rows, kc, a, b0, b1, c, ldc, load)`. With a `strip` (16 × min(k, kcBlock) floats),
 /// a K-block that several register tiles use is first widened there by `widen(block, kc, strip)`
-/// and run with the fp32 tiles.
+/// and run with the fp32 tiles. With `oneRow(kc, a, b, panelStride, c, load)`, a single row
+/// takes four full panels at a time.
 @inline(__always)
 private func gemmPackedLoops<B>(
     a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
@@ -204,7 +206,8 @@ private func gemmPackedLoops<B>(
     wideTile wideTileB: (
         Int, Int, UnsafePointer<Float>, UnsafePointer<B>, UnsafePointer<B>, UnsafeMutablePointer<Float>, Int, Bool
     ) -> Void,
-    strip: UnsafeMutablePointer<Float>?, widen: (UnsafePointer<B>, Int, UnsafeMutablePointer<Float>) -> Void
+    strip: UnsafeMutablePointer<Float>?, widen: (UnsafePointer<B>, Int, UnsafeMutablePointer<Float>) -> Void,
+    oneRow: ((Int, UnsafePointer<Float>, UnsafePointer<B>, Int, UnsafeMutablePointer<Float>, Bool) -> Void)? = nil
 ) {
     let mPanels = (m + mr - 1) / mr
     /// Calls the epilogue for every group of panels finished below `done`, from `next` on.
@@ -255,6 +258,19 @@ private func gemmPackedLoops<B>(
             // turn), which suits the hardware prefetcher; x stays in L2, the C tiles in L1.
             var jp = panelBegin
             var next = panelBegin + epilogueEvery
+            if m == 1, let oneRow {
+                // One row: four full panels at a time (eight independent FMA chains).
+                while jp + 3 < panelEnd && (jp + 4) * nr <= n {
+                    var k0 = 0
+                    while k0 < k {
+                        let kc = min(kcBlock, k - k0)
+                        oneRow(kc, a + k0 * mr, b + jp * k * nr + k0 * nr, k * nr, c + jp * nr, accumulate || k0 > 0)
+                        k0 += kc
+                    }
+                    jp += 4
+                    finished(jp, &next, rows: 0..<m)
+                }
+            }
             if m <= 3 {
                 // One to three rows: two full panels at a time.
                 while jp + 1 < panelEnd && (jp + 2) * nr <= n {
