@@ -6,7 +6,7 @@
 //                                          [--cpu-time] [--moe] [--bf16]
 //
 // `--bf16` adds fp32 against bf16 packed weights (`PackedWeight(…, format: .bf16)`) on the
-// Mixtral expert shapes [7168, 1024] (gate/up) and [1024, 3584] (down) at M = 1, 16, 128: the
+// Mixtral expert shapes [7168, 1024] (gate/up) and [1024, 3584] (down) at M = 1, 4, 16, 128: the
 // same weight reused (hot, from the caches) and 8 weights cycled (cold, from DRAM).
 // `--moe` adds the expert part of a Mixtral-shaped layer (hidden 1024, ffn 3584, 8 experts,
 // 128 rows each as with 512 tokens and top-2): gate_up GEMM, SwiGLU, down GEMM per expert.
@@ -278,7 +278,7 @@ if opts.bf16 {
             let ws = (0..<count).map { _ in randomArray(n * k, seed: &seed) }
             let f32 = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }
             let bf16 = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2, format: .bf16) }
-            for m in [1, 16, 128] {
+            for m in [1, 4, 16, 128] {
                 let x = randomArray(m * k, seed: &seed)
                 var y = [Float](repeating: 0, count: m * n)
                 for t in opts.threads {
