@@ -3,8 +3,11 @@
 //
 //   swift run -c release moec-kernel-bench [--reps N] [--m 1,4,16] [--threads 1,2]
 //                                          [--shapes gateup,down] [--cold] [--isa portable|avx2]
-//                                          [--cpu-time] [--moe]
+//                                          [--cpu-time] [--moe] [--bf16]
 //
+// `--bf16` adds fp32 against bf16 packed weights (`PackedWeight(…, format: .bf16)`) on the
+// Mixtral expert shapes [7168, 1024] (gate/up) and [1024, 3584] (down) at M = 1, 4, 16, 128: the
+// same weight reused (hot, from the caches) and 8 weights cycled (cold, from DRAM).
 // `--moe` adds the expert part of a Mixtral-shaped layer (hidden 1024, ffn 3584, 8 experts,
 // 128 rows each as with 512 tokens and top-2): gate_up GEMM, SwiGLU, down GEMM per expert.
 // The element-wise table (off with `--no-elementwise`) ends with the expert epilogue: gpt-oss's
@@ -31,6 +34,7 @@ struct Options {
     var isa = ISA.best
     var elementwise = true
     var moe = false
+    var bf16 = false
 }
 
 func parseOptions() -> Options {
@@ -47,6 +51,7 @@ func parseOptions() -> Options {
         case "--cpu-time": o.threads = [1]
         case "--no-elementwise": o.elementwise = false
         case "--moe": o.moe = true
+        case "--bf16": o.bf16 = true
         case "--isa": o.isa = ISA(rawValue: args.next() ?? "") ?? o.isa
         default:
             FileHandle.standardError.write("unknown argument \(a)\n".data(using: .utf8)!)
@@ -258,6 +263,52 @@ if opts.ms.contains(1) {
             }
             let bytes = Double(n * k * 4)
             print("| " + ([shape.name, "\(t)"] + times.map { $0.map { f1(bytes / $0 / 1e9) } ?? "-" }).joined(separator: " | ") + " |")
+        }
+    }
+}
+
+if opts.bf16 {
+    print()
+    print("Packed weight fp32 vs bf16 (median; GB/s counts the weight bytes each format streams):")
+    print("| W [N, K] | weights | M | thr | f32 ms | bf16 ms | bf16 speed-up | f32 GB/s | bf16 GB/s | f32 GFLOP/s | bf16 GFLOP/s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (n, k) in [(7168, 1024), (1024, 3584)] {
+        for cold in [false, true] {
+            let count = cold ? 8 : 1
+            let ws = (0..<count).map { _ in randomArray(n * k, seed: &seed) }
+            let f32 = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }
+            let bf16 = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2, format: .bf16) }
+            for m in [1, 4, 16, 128] {
+                let x = randomArray(m * k, seed: &seed)
+                var y = [Float](repeating: 0, count: m * n)
+                for t in opts.threads {
+                    var i = 0, j = 0
+                    let (tf, tb) = x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
+                            return medians(
+                                reps: max(opts.reps, 16),
+                                {
+                                    Kernels.gemm(xq, f32[i % count], yq, m: m, threads: t, isa: opts.isa)
+                                    i += 1
+                                },
+                                {
+                                    Kernels.gemm(xq, bf16[j % count], yq, m: m, threads: t, isa: opts.isa)
+                                    j += 1
+                                })
+                        }
+                    }
+                    let tb16 = tb!
+                    let flops = 2.0 * Double(m * n * k)
+                    let cells = [
+                        "[\(n), \(k)]", cold ? "8 cycled" : "1 (hot)", "\(m)", "\(t)",
+                        String(format: "%.3f", tf * 1e3), String(format: "%.3f", tb16 * 1e3), String(format: "%.2f", tf / tb16),
+                        f1(Double(f32[0].byteCount) / tf / 1e9), f1(Double(bf16[0].byteCount) / tb16 / 1e9),
+                        f1(flops / tf / 1e9), f1(flops / tb16 / 1e9)
+                    ]
+                    print("| " + cells.joined(separator: " | ") + " |")
+                }
+            }
         }
     }
 }

@@ -70,6 +70,44 @@ func portableGemmPacked(
     panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
+    let nr = PackedWeight.panelWidth
+    portableGemmLoops(
+        a: a, m: m, k: k, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate,
+        epilogueEvery: epilogueEvery, epilogue: epilogue
+    ) { jp, k0, _ in b + jp * k * nr + k0 * nr }
+}
+
+/// Portable twin of `avx2GemmPackedBF16`: each K-block of a bf16 weight panel (16 × kc) is
+/// widened to fp32 into a scratch strip once per chunk of rows, then the fp32 tiles run on it
+/// (same products and sums as the fp32 kernel on the widened weight).
+func portableGemmPacked(
+    a: UnsafePointer<Float>, m: Int, k: Int, bf16 b: UnsafePointer<UInt16>, n: Int,
+    panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+) {
+    let nr = PackedWeight.panelWidth
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: nr * min(k, GemmBlocking.kc)) { strip in
+        let s = strip.baseAddress!
+        portableGemmLoops(
+            a: a, m: m, k: k, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate,
+            epilogueEvery: epilogueEvery, epilogue: epilogue
+        ) { jp, k0, kc in
+            let src = b + jp * k * nr + k0 * nr
+            for i in 0..<(kc * nr) { s[i] = floatFromBfloat16(src[i]) }
+            return UnsafePointer(s)
+        }
+    }
+}
+
+/// The blocked loops of the portable GEMM; `weights(jp, k0, kc)` gives the fp32 K-block `k0`
+/// (of length `kc`) of weight panel `jp`: 16 × kc floats, step by step.
+@inline(__always)
+private func portableGemmLoops(
+    a: UnsafePointer<Float>, m: Int, k: Int, n: Int,
+    panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+    epilogueEvery: Int, epilogue: (Int, Int, Int, Int) -> Void,
+    weights: (Int, Int, Int) -> UnsafePointer<Float>
+) {
     let mr = GemmBlocking.mr, nr = PackedWeight.panelWidth
     let mPanels = (m + mr - 1) / mr
     withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { edgeBuf in
@@ -85,7 +123,7 @@ func portableGemmPacked(
                 let icEnd = min(mPanels, ic + GemmBlocking.mcPanels)
                 var next = panels.lowerBound + epilogueEvery
                 for jp in panels {
-                    let bp = b + jp * k * nr + k0 * nr
+                    let bp = weights(jp, k0, kc)
                     let cols = min(nr, n - jp * nr)
                     for ip in ic..<icEnd {
                         let rows = min(mr, m - ip * mr)

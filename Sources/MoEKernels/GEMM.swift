@@ -78,10 +78,10 @@ extension Kernels {
         _ a: PackedA, _ w: PackedWeight, _ y: UnsafeMutablePointer<Float>, ldy: Int,
         accumulate: Bool, threads: Int, isa: ISA
     ) {
-        let bp = SendablePointer(w.data), cp = SendablePointer(y)
+        let b = PanelStorage(w), cp = SendablePointer(y)
         let n = w.n, avx2 = isa.runsAVX2
         Parallel.forEachChunk(count: w.panels, threads: multiplyThreads(m: a.m, n: n, k: w.k, threads: threads)) { panels in
-            multiplyPanels(a, b: bp.pointer, n: n, panels: panels, c: cp.pointer, ldc: ldy, accumulate: accumulate, avx2: avx2)
+            multiplyPanels(a, b: b, n: n, panels: panels, c: cp.pointer, ldc: ldy, accumulate: accumulate, avx2: avx2)
         }
     }
 
@@ -93,19 +93,50 @@ extension Kernels {
     /// Weight panels `panels` of `c (+)= a · bᵀ` on packed operands.
     @inline(__always)
     static func multiplyPanels(
-        _ a: PackedA, b: UnsafePointer<Float>, n: Int, panels: Range<Int>,
+        _ a: PackedA, b: PanelStorage, n: Int, panels: Range<Int>,
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, avx2: Bool
     ) {
-        if avx2 {
+        switch (b.format, avx2) {
+        case (.f32, true):
             avx2GemmPacked(
                 a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
-                mcPanels: GemmBlocking.mcPanels, b: b, n: n,
+                mcPanels: GemmBlocking.mcPanels, b: b.f32, n: n,
                 panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
                 c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
-        } else {
-            portableGemmPacked(a: a.data, m: a.m, k: a.k, b: b, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
+        case (.bf16, true):
+            avx2GemmPackedBF16(
+                a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
+                mcPanels: GemmBlocking.mcPanels, b: b.bf16, n: n,
+                panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
+        case (.f32, false):
+            portableGemmPacked(a: a.data, m: a.m, k: a.k, b: b.f32, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
+        case (.bf16, false):
+            portableGemmPacked(a: a.data, m: a.m, k: a.k, bf16: b.bf16, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
         }
     }
+}
+
+/// A packed weight's panels as the kernels take them: the storage pointer and its element
+/// format, without the owning object (so parallel regions capture no reference).
+/// `@unchecked Sendable`: the panels are only read while a product runs.
+struct PanelStorage: @unchecked Sendable {
+    let pointer: UnsafeRawPointer
+    let format: PackedWeight.Format
+
+    init(_ w: PackedWeight) {
+        pointer = UnsafeRawPointer(w.storage)
+        format = w.format
+    }
+
+    /// An empty placeholder (for a job not yet run).
+    init() {
+        pointer = UnsafeRawPointer(bitPattern: 64)!
+        format = .f32
+    }
+
+    var f32: UnsafePointer<Float> { pointer.assumingMemoryBound(to: Float.self) }
+    var bf16: UnsafePointer<UInt16> { pointer.assumingMemoryBound(to: UInt16.self) }
 }
 
 /// One GEMM call site's parallel regions, made once (per schedule step) so that a threaded
@@ -116,7 +147,7 @@ public final class GemmJob: @unchecked Sendable {
     private var src: UnsafePointer<Float>?
     private var ldx = 0
     private var a = PackedA(m: 0, k: 0, buffer: UnsafeMutablePointer<Float>(bitPattern: 64)!)
-    private var b: UnsafePointer<Float>?
+    private var b = PanelStorage()
     private var c: UnsafeMutablePointer<Float>?
     private var n = 0, ldy = 0
     private var accumulate = false, avx2 = false
@@ -129,7 +160,7 @@ public final class GemmJob: @unchecked Sendable {
         }
         multiply = ChunkJob { [unowned self] panels in
             Kernels.multiplyPanels(
-                self.a, b: self.b!, n: self.n, panels: panels, c: self.c!, ldc: self.ldy,
+                self.a, b: self.b, n: self.n, panels: panels, c: self.c!, ldc: self.ldy,
                 accumulate: self.accumulate, avx2: self.avx2)
         }
     }
@@ -141,7 +172,7 @@ public final class GemmJob: @unchecked Sendable {
         src = x
         self.ldx = ldx
         a = PackedA(m: m, k: w.k, buffer: packBuffer)
-        b = UnsafePointer(w.data)
+        b = PanelStorage(w)
         c = y
         n = w.n
         self.ldy = ldy

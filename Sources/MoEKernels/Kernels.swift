@@ -12,6 +12,9 @@
 ///   packed per call into 6-row panels, K blocked by 512; one to three rows use a 32-column tile
 ///   and stream each weight panel front to back (decode shapes). Deterministic: every output is
 ///   one FMA chain over k in order, independent of `threads` and of M.
+///   `PackedWeight(…, format: .bf16)` keeps the panels as bfloat16 (half the bytes): the same
+///   GEMMs widen them exactly to fp32 (in registers for one register tile, else once per K-block
+///   into an L1 strip) and accumulate in fp32, giving the fp32 result on the rounded weight.
 /// - `gemm(gathering:rows:…)`: the same on the token rows routed to one expert, gathered while
 ///   x is packed; `scatterAddRows` is the weighted combine back into token rows.
 /// - `gemv`: one row through an unpacked `[N, K]` weight.

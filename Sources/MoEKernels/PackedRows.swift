@@ -108,17 +108,28 @@ extension Kernels {
         precondition(ldy >= w.n, "gemmPacked: ldy too small")
         precondition(epilogueEvery == 0 || panels.count % epilogueEvery == 0, "gemmPacked: panels are not whole epilogue groups")
         let k = w.k
-        if isa.runsAVX2 {
-            let mPanels = (m + GemmBlocking.mr - 1) / GemmBlocking.mr
-            let panelMajor = mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes
+        let mPanels = (m + GemmBlocking.mr - 1) / GemmBlocking.mr
+        let panelMajor = mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes
+        switch (w.format, isa.runsAVX2) {
+        case (.f32, true):
             avx2GemmPacked(
                 a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
                 b: w.data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
                 c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
                 epilogueEvery: epilogueEvery, epilogue: epilogue)
-        } else {
+        case (.bf16, true):
+            avx2GemmPackedBF16(
+                a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
+                b: w.bf16Data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
+                epilogueEvery: epilogueEvery, epilogue: epilogue)
+        case (.f32, false):
             portableGemmPacked(
                 a: a, m: m, k: k, b: w.data, n: w.n, panels: panels, c: y, ldc: ldy,
+                accumulate: accumulate, epilogueEvery: epilogueEvery, epilogue: epilogue)
+        case (.bf16, false):
+            portableGemmPacked(
+                a: a, m: m, k: k, bf16: w.bf16Data, n: w.n, panels: panels, c: y, ldc: ldy,
                 accumulate: accumulate, epilogueEvery: epilogueEvery, epilogue: epilogue)
         }
     }

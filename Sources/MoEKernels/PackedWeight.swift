@@ -4,7 +4,9 @@ import Foundation
 /// copied once into the panel layout the GEMM micro-kernels stream.
 ///
 /// Layout: `panels = ⌈N/16⌉` panels of 16 output columns; panel `p` is `K` steps of 16 floats,
-/// `data[p*K*16 + k*16 + j] = W[p*16 + j, k]`, with zeros for columns past N. The buffer is
+/// `data[p*K*16 + k*16 + j] = W[p*16 + j, k]`, with zeros for columns past N. With `format`
+/// `.bf16` the layout is the same with 16-bit bfloat16 elements (half the bytes); the kernels
+/// widen them to fp32 in registers and accumulate in fp32. The buffer is
 /// 64-byte aligned (2 MiB from 2 MiB up) and owned by this object, except for one made over
 /// caller storage (`init(n:k:storage:)`, a per-call scratch that `repack` refills). The same
 /// layout serves the AVX2 and the portable kernels, and any K-blocking is done by the kernels (a
@@ -14,6 +16,17 @@ import Foundation
 /// same thread, so sharing it between the threads of a product is safe (`@unchecked Sendable`
 /// because the storage is a raw pointer).
 public final class PackedWeight: @unchecked Sendable {
+    /// How the panel elements are stored.
+    public enum Format: String, Sendable, CaseIterable {
+        /// 32-bit floats.
+        case f32
+        /// bfloat16: the top 16 bits of a Float (rounded to nearest even when packed from fp32).
+        case bf16
+
+        /// Bytes per stored element.
+        public var bytesPerElement: Int { self == .f32 ? 4 : 2 }
+    }
+
     /// Columns per panel.
     public static let panelWidth = 16
 
@@ -23,31 +36,55 @@ public final class PackedWeight: @unchecked Sendable {
     public let k: Int
     /// Number of 16-column panels.
     public let panels: Int
-    let data: UnsafeMutablePointer<Float>
+    /// Element format of the panels.
+    public let format: Format
+    /// The panels: `Float`s for `.f32`, bfloat16 bits (`UInt16`) for `.bf16`.
+    let storage: UnsafeMutableRawPointer
+    /// The fp32 panels (only for `.f32`).
+    var data: UnsafeMutablePointer<Float> {
+        precondition(format == .f32, "PackedWeight: fp32 panels asked of a \(format) weight")
+        return storage.assumingMemoryBound(to: Float.self)
+    }
+    /// The bfloat16 panels (only for `.bf16`).
+    var bf16Data: UnsafeMutablePointer<UInt16> {
+        precondition(format == .bf16, "PackedWeight: bf16 panels asked of a \(format) weight")
+        return storage.assumingMemoryBound(to: UInt16.self)
+    }
     /// Whether `data` was allocated here (and is freed with this object).
     private let ownsData: Bool
 
-    /// Packs W `[n, k]` row-major. `threads` > 1 packs panels concurrently.
-    public convenience init(weight: UnsafePointer<Float>, n: Int, k: Int, threads: Int = 1) {
-        self.init(n: n, k: k)
+    /// Packs W `[n, k]` row-major, in `format` (`.bf16` rounds each value to nearest even).
+    /// `threads` > 1 packs panels concurrently.
+    public convenience init(weight: UnsafePointer<Float>, n: Int, k: Int, threads: Int = 1, format: Format = .f32) {
+        self.init(n: n, k: k, format: format)
         fill(from: weight, strideN: k, strideK: 1, threads: threads)
     }
 
-    /// Packs W `[n, k]` row-major from an array.
-    public convenience init(weight: [Float], n: Int, k: Int, threads: Int = 1) {
+    /// Packs W `[n, k]` row-major from an array, in `format`.
+    public convenience init(weight: [Float], n: Int, k: Int, threads: Int = 1, format: Format = .f32) {
         precondition(weight.count == n * k, "PackedWeight: \(weight.count) values for [\(n), \(k)]")
-        self.init(n: n, k: k)
+        self.init(n: n, k: k, format: format)
         weight.withUnsafeBufferPointer { fill(from: $0.baseAddress!, strideN: k, strideK: 1, threads: threads) }
     }
 
+    /// Packs W `[n, k]` row-major given as bfloat16 bits (a bf16 checkpoint's tensor) into a
+    /// `.bf16` weight, copying the bits as they are.
+    public convenience init(bf16Weight weight: UnsafePointer<UInt16>, n: Int, k: Int, threads: Int = 1) {
+        self.init(n: n, k: k, format: .bf16)
+        let src = SendablePointer(weight), dst = SendablePointer(bf16Data)
+        Parallel.forEachChunk(count: panels, threads: threads) { range in
+            packPanels(src.pointer, n: n, k: k, strideN: k, strideK: 1, panels: range, into: dst.pointer) { $0 }
+        }
+    }
+
     /// Allocates the packed storage (uninitialised until `fill`).
-    init(n: Int, k: Int) {
+    init(n: Int, k: Int, format: Format = .f32) {
         precondition(n > 0 && k > 0, "PackedWeight: empty shape [\(n), \(k)]")
         self.n = n
         self.k = k
+        self.format = format
         panels = (n + Self.panelWidth - 1) / Self.panelWidth
-        let count = panels * k * Self.panelWidth
-        data = Self.allocateStreamed(bytes: count * 4).bindMemory(to: Float.self, capacity: count)
+        storage = Self.allocateStreamed(bytes: Self.bytes(n: n, k: k, format: format))
         ownsData = true
     }
 
@@ -67,42 +104,64 @@ public final class PackedWeight: @unchecked Sendable {
         return p
     }
 
-    /// A packed matrix in storage the caller owns (`bytes(n:k:)` bytes, kept alive as long as
-    /// this object is used), filled by `repack`: for weights packed per call into a scratch
-    /// buffer rather than once at load time.
-    public init(n: Int, k: Int, storage: UnsafeMutableRawPointer) {
+    /// A packed matrix in storage the caller owns (`bytes(n:k:format:)` bytes, kept alive as
+    /// long as this object is used), filled by `repack`: for weights packed per call into a
+    /// scratch buffer rather than once at load time.
+    public init(n: Int, k: Int, storage: UnsafeMutableRawPointer, format: Format = .f32) {
         precondition(n > 0 && k > 0, "PackedWeight: empty shape [\(n), \(k)]")
         self.n = n
         self.k = k
+        self.format = format
         panels = (n + Self.panelWidth - 1) / Self.panelWidth
-        data = storage.bindMemory(to: Float.self, capacity: panels * k * Self.panelWidth)
+        let count = panels * k * Self.panelWidth
+        if format == .f32 {
+            storage.bindMemory(to: Float.self, capacity: count)
+        } else {
+            storage.bindMemory(to: UInt16.self, capacity: count)
+        }
+        self.storage = storage
         ownsData = false
     }
 
-    /// Bytes of packed storage for W `[n, k]`.
-    public static func bytes(n: Int, k: Int) -> Int { (n + panelWidth - 1) / panelWidth * panelWidth * k * 4 }
+    /// Bytes of packed storage for W `[n, k]` in `format`.
+    public static func bytes(n: Int, k: Int, format: Format = .f32) -> Int {
+        (n + panelWidth - 1) / panelWidth * panelWidth * k * format.bytesPerElement
+    }
 
     /// Packs W `[n, k]` row-major (this object's shape) into this object's storage, replacing
-    /// what it held. `threads` > 1 packs panels concurrently.
+    /// what it held (rounded to bfloat16 for a `.bf16` weight). `threads` > 1 packs panels
+    /// concurrently.
     public func repack(from weight: UnsafePointer<Float>, threads: Int = 1) {
         fill(from: weight, strideN: k, strideK: 1, threads: threads)
     }
 
-    /// Packs any strided matrix: element (n, k) is `source[n*strideN + k*strideK]`.
+    /// Packs any strided matrix: element (n, k) is `source[n*strideN + k*strideK]` (rounded to
+    /// bfloat16 for a `.bf16` weight).
     func fill(from source: UnsafePointer<Float>, strideN: Int, strideK: Int, threads: Int) {
-        let src = SendablePointer(source), dst = SendablePointer(data)
+        let src = SendablePointer(source)
         let n = n, k = k
-        Parallel.forEachChunk(count: panels, threads: threads) { range in
-            packPanels(
-                src.pointer, n: n, k: k, strideN: strideN, strideK: strideK,
-                panels: range, into: dst.pointer)
+        switch format {
+        case .f32:
+            let dst = SendablePointer(data)
+            Parallel.forEachChunk(count: panels, threads: threads) { range in
+                packPanels(
+                    src.pointer, n: n, k: k, strideN: strideN, strideK: strideK,
+                    panels: range, into: dst.pointer)
+            }
+        case .bf16:
+            let dst = SendablePointer(bf16Data)
+            Parallel.forEachChunk(count: panels, threads: threads) { range in
+                packPanels(
+                    src.pointer, n: n, k: k, strideN: strideN, strideK: strideK,
+                    panels: range, into: dst.pointer, convert: bfloat16Bits)
+            }
         }
     }
 
-    deinit { if ownsData { free(data) } }
+    deinit { if ownsData { free(storage) } }
 
     /// Bytes of packed storage (the weight bytes a full GEMM streams).
-    public var byteCount: Int { panels * k * Self.panelWidth * 4 }
+    public var byteCount: Int { Self.bytes(n: n, k: k, format: format) }
 
     /// The weight back as `[n, k]` row-major (for tests and debugging).
     public func unpacked() -> [Float] {
@@ -110,7 +169,8 @@ public final class PackedWeight: @unchecked Sendable {
         for p in 0..<panels {
             for kk in 0..<k {
                 for j in 0..<Self.panelWidth where p * Self.panelWidth + j < n {
-                    w[(p * Self.panelWidth + j) * k + kk] = data[(p * k + kk) * Self.panelWidth + j]
+                    let i = (p * k + kk) * Self.panelWidth + j
+                    w[(p * Self.panelWidth + j) * k + kk] = format == .f32 ? data[i] : floatFromBfloat16(bf16Data[i])
                 }
             }
         }
@@ -118,10 +178,31 @@ public final class PackedWeight: @unchecked Sendable {
     }
 }
 
+/// Float → bfloat16 bits, round to nearest even; NaN stays a (quiet) NaN.
+@inline(__always)
+func bfloat16Bits(_ f: Float) -> UInt16 {
+    let x = f.bitPattern
+    if f.isNaN { return UInt16(x >> 16) | 0x0040 } // quiet, so truncation cannot make it infinity
+    return UInt16((x &+ 0x7FFF &+ ((x >> 16) & 1)) >> 16)
+}
+
+/// bfloat16 bits → Float (exact).
+@inline(__always)
+func floatFromBfloat16(_ b: UInt16) -> Float { Float(bitPattern: UInt32(b) << 16) }
+
 /// Writes the given panels of the strided matrix into the packed layout (see `PackedWeight`).
 func packPanels(
     _ src: UnsafePointer<Float>, n: Int, k: Int, strideN: Int, strideK: Int,
     panels: Range<Int>, into dst: UnsafeMutablePointer<Float>
+) {
+    packPanels(src, n: n, k: k, strideN: strideN, strideK: strideK, panels: panels, into: dst) { $0 }
+}
+
+/// `packPanels` storing `convert(element)`, and zero for columns past n.
+@inline(__always)
+func packPanels<S, D: Numeric>(
+    _ src: UnsafePointer<S>, n: Int, k: Int, strideN: Int, strideK: Int,
+    panels: Range<Int>, into dst: UnsafeMutablePointer<D>, convert: (S) -> D
 ) {
     let w = PackedWeight.panelWidth
     for p in panels {
@@ -135,7 +216,7 @@ func packPanels(
                 for j in 0..<w {
                     if j < cols {
                         let row = src + (p * w + j) * strideN
-                        for kk in k0..<kEnd { out[kk * w + j] = row[kk] }
+                        for kk in k0..<kEnd { out[kk * w + j] = convert(row[kk]) }
                     } else {
                         for kk in k0..<kEnd { out[kk * w + j] = 0 }
                     }
@@ -145,7 +226,7 @@ func packPanels(
         } else {
             for kk in 0..<k {
                 for j in 0..<w {
-                    out[kk * w + j] = j < cols ? src[(p * w + j) * strideN + kk * strideK] : 0
+                    out[kk * w + j] = j < cols ? convert(src[(p * w + j) * strideN + kk * strideK]) : 0
                 }
             }
         }

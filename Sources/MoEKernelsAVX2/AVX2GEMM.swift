@@ -156,6 +156,59 @@ public func avx2GemmPacked(
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
+    gemmPackedLoops(
+        a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n,
+        panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
+        panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
+        tile: tileDispatch, wideTile: wideTileDispatch, strip: nil, widen: { _, _, _ in })
+}
+
+/// `avx2GemmPacked` on a weight packed as bfloat16 (`b`: the same panel layout with 16-bit
+/// elements). Widening is exact (zero-extend, shift left 16) and the FMA chains are the fp32
+/// kernel's, so the result equals the fp32 kernel on the widened weight bit for bit.
+///
+/// Where a K-block of a weight panel serves one register tile (one to six rows), each step of k
+/// loads 16 bf16 values (32 bytes) and widens them in registers to two `SIMD8<Float>`: the
+/// memory-bound case, which streams half the bytes (one row takes four panels at a time, so that
+/// eight FMA chains keep up with the halved bytes per step). Where it serves several tiles (more rows:
+/// compute-bound, and the widening would take issue slots from the FMAs in every tile), the block
+/// is widened once into an fp32 strip (16 × kc floats, L1-resident) that the fp32 tiles then read.
+@inline(never)
+public func avx2GemmPackedBF16(
+    a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+    b: UnsafePointer<UInt16>, n: Int, panelBegin: Int, panelEnd: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+) {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: nr * min(k, kcBlock)) { strip in
+        gemmPackedLoops(
+            a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n,
+            panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
+            panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
+            tile: tileDispatchBF16, wideTile: wideTileDispatchBF16, strip: strip.baseAddress!,
+            widen: widenBlockBF16, oneRow: oneRowBF16)
+    }
+}
+
+/// The blocked loops of `avx2GemmPacked` around a weight element type `B` (`Float` or bfloat16
+/// bits) and its tile kernels: `tile(rows, kc, a, b, c, ldc, load)` and
+/// `wideTile(rows, kc, a, b0, b1, c, ldc, load)`. With a `strip` (16 × min(k, kcBlock) floats),
+/// a K-block that several register tiles use is first widened there by `widen(block, kc, strip)`
+/// and run with the fp32 tiles. With `oneRow(kc, a, b, panelStride, c, load)`, a single row
+/// takes four full panels at a time.
+@inline(__always)
+private func gemmPackedLoops<B>(
+    a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+    b: UnsafePointer<B>, n: Int, panelBegin: Int, panelEnd: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    epilogueEvery: Int, epilogue: (Int, Int, Int, Int) -> Void,
+    tile tileB: (Int, Int, UnsafePointer<Float>, UnsafePointer<B>, UnsafeMutablePointer<Float>, Int, Bool) -> Void,
+    wideTile wideTileB: (
+        Int, Int, UnsafePointer<Float>, UnsafePointer<B>, UnsafePointer<B>, UnsafeMutablePointer<Float>, Int, Bool
+    ) -> Void,
+    strip: UnsafeMutablePointer<Float>?, widen: (UnsafePointer<B>, Int, UnsafeMutablePointer<Float>) -> Void,
+    oneRow: ((Int, UnsafePointer<Float>, UnsafePointer<B>, Int, UnsafeMutablePointer<Float>, Bool) -> Void)? = nil
+) {
     let mPanels = (m + mr - 1) / mr
     /// Calls the epilogue for every group of panels finished below `done`, from `next` on.
     @inline(__always)
@@ -171,24 +224,53 @@ public func avx2GemmPacked(
         /// One tile; full 16-column tiles go straight to C, the last partial panel through `t`.
         @inline(__always)
         func run(
-            rows: Int, kc: Int, ap: UnsafePointer<Float>, bp: UnsafePointer<Float>,
+            rows: Int, kc: Int, ap: UnsafePointer<Float>, bp: UnsafePointer<B>, fp: UnsafePointer<Float>?,
             cp: UnsafeMutablePointer<Float>, cols: Int, load: Bool
         ) {
+            /// The tile on the widened strip `fp` when there is one, else on the weight as stored.
+            @inline(__always)
+            func one(_ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                if let fp {
+                    tileDispatch(rows: rows, kc: kc, a: ap, b: fp, c: c, ldc: ldc, load: load)
+                } else {
+                    tileB(rows, kc, ap, bp, c, ldc, load)
+                }
+            }
             if cols == nr {
-                tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: cp, ldc: ldc, load: load)
+                one(cp, ldc)
             } else {
                 if load {
                     for r in 0..<rows { for j in 0..<cols { t[r * nr + j] = cp[r * ldc + j] } }
                 }
-                tileDispatch(rows: rows, kc: kc, a: ap, b: bp, c: t, ldc: nr, load: load)
+                one(t, nr)
                 for r in 0..<rows { for j in 0..<cols { cp[r * ldc + j] = t[r * nr + j] } }
             }
+        }
+        /// The K-block `bp` (length `kc`) widened into the strip, when there is one and `tiles` > 1.
+        @inline(__always)
+        func widened(_ bp: UnsafePointer<B>, kc: Int, tiles: Int) -> UnsafePointer<Float>? {
+            guard let strip, tiles > 1 else { return nil }
+            widen(bp, kc, strip)
+            return UnsafePointer(strip)
         }
         if panelMajor {
             // Few rows: each weight panel is streamed once from start to end (all K-blocks in
             // turn), which suits the hardware prefetcher; x stays in L2, the C tiles in L1.
             var jp = panelBegin
             var next = panelBegin + epilogueEvery
+            if m == 1, let oneRow {
+                // One row: four full panels at a time (eight independent FMA chains).
+                while jp + 3 < panelEnd && (jp + 4) * nr <= n {
+                    var k0 = 0
+                    while k0 < k {
+                        let kc = min(kcBlock, k - k0)
+                        oneRow(kc, a + k0 * mr, b + jp * k * nr + k0 * nr, k * nr, c + jp * nr, accumulate || k0 > 0)
+                        k0 += kc
+                    }
+                    jp += 4
+                    finished(jp, &next, rows: 0..<m)
+                }
+            }
             if m <= 3 {
                 // One to three rows: two full panels at a time.
                 while jp + 1 < panelEnd && (jp + 2) * nr <= n {
@@ -196,9 +278,7 @@ public func avx2GemmPacked(
                     while k0 < k {
                         let kc = min(kcBlock, k - k0)
                         let bp = b + jp * k * nr + k0 * nr
-                        wideTileDispatch(
-                            rows: m, kc: kc, a: a + k0 * mr, b0: bp, b1: bp + k * nr,
-                            c: c + jp * nr, ldc: ldc, load: accumulate || k0 > 0)
+                        wideTileB(m, kc, a + k0 * mr, bp, bp + k * nr, c + jp * nr, ldc, accumulate || k0 > 0)
                         k0 += kc
                     }
                     jp += 2
@@ -211,10 +291,11 @@ public func avx2GemmPacked(
                 while k0 < k {
                     let kc = min(kcBlock, k - k0)
                     let bp = b + jp * k * nr + k0 * nr
+                    let fp = widened(bp, kc: kc, tiles: mPanels)
                     let aBlock = a + k0 * mPanels * mr
                     for ip in 0..<mPanels {
                         run(
-                            rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
+                            rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp, fp: fp,
                             cp: c + ip * mr * ldc + jp * nr, cols: cols, load: accumulate || k0 > 0)
                     }
                     k0 += kc
@@ -235,10 +316,11 @@ public func avx2GemmPacked(
                 var next = panelBegin + epilogueEvery
                 for jp in panelBegin..<panelEnd {
                     let bp = b + jp * k * nr + k0 * nr
+                    let fp = widened(bp, kc: kc, tiles: icEnd - ic)
                     let cols = min(nr, n - jp * nr)
                     for ip in ic..<icEnd {
                         run(
-                            rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp,
+                            rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp, fp: fp,
                             cp: c + ip * mr * ldc + jp * nr, cols: cols, load: load)
                     }
                     if last { finished(jp + 1, &next, rows: ic * mr..<min(m, icEnd * mr)) }
