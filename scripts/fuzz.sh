@@ -7,12 +7,22 @@
 #   scripts/fuzz.sh plan 300       # a plan's graph: Graph(json:) and the verifier (seeds: plans of
 #                                  # the fixtures, compiled by moec, which is built if missing)
 #   scripts/fuzz.sh ir 300         # the IR text reader and printer (seeds: every .ir golden)
+#   scripts/fuzz.sh stats 300      # load statistics (moec place --load) into LoadStatistics, then
+#                                  # the planner; 4 option bytes + the file (seeds: the fixtures'
+#                                  # stats files, and stats written by moec for the tiny fixtures)
+#   scripts/fuzz.sh placement 300  # a placement or plan file (moec run --placement, place
+#                                  # --previous) into ExpertPlacement, then the planner with it as
+#                                  # the previous placement (seeds: placements moec place writes)
+#   scripts/fuzz.sh config 300     # config.json bound into the params of graphs/*.moe and lowered
+#                                  # (first byte picks the graph; seeds: every config.json)
 #
 # The harnesses are in Fuzz/. SwiftPM cannot link a fuzzer into a library target, so the
-# sources a harness needs (MoEBasics, plus MoESyntax, MoEIO or MoEIR) are compiled with it into
-# one module by swiftc -sanitize=fuzzer,address, their `import MoEBasics` lines dropped. The
+# sources a harness needs (MoEBasics, plus MoESyntax, MoEIO, MoEIR, MoEPlacement or the lowering)
+# are compiled with it into one module by swiftc -sanitize=fuzzer,address, their `import MoE…`
+# lines for those modules dropped. The
 # binary and the growing corpus live in .build/fuzz/TARGET/; a crash is written there as
-# crash-<hash>, and the script prints how to rerun it. Extra arguments go to libFuzzer.
+# crash-<hash>, and the script prints how to rerun it. Extra arguments go to libFuzzer. The
+# seeds that need moec (plan, stats, placement) use $MOEC, else .build/{release,debug}/moec.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +34,12 @@ case "$target" in
   weights) sources=(Sources/MoEBasics/*.swift Sources/MoEIO/*.swift Fuzz/WeightsFuzzer.swift) ;;
   plan) sources=(Sources/MoEBasics/*.swift Sources/MoEIR/*.swift Sources/MoEIR/Ops/*.swift Fuzz/PlanFuzzer.swift) ;;
   ir) sources=(Sources/MoEBasics/*.swift Sources/MoEIR/*.swift Sources/MoEIR/Ops/*.swift Fuzz/IRReaderFuzzer.swift) ;;
-  *) echo "usage: scripts/fuzz.sh parser|json|weights|plan|ir SECONDS [libFuzzer options]" >&2; exit 2 ;;
+  stats) sources=(Sources/MoEBasics/*.swift Sources/MoEPlacement/*.swift Fuzz/StatsFuzzer.swift) ;;
+  placement) sources=(Sources/MoEBasics/*.swift Sources/MoEPlacement/*.swift Fuzz/PlacementFuzzer.swift) ;;
+  config)
+    sources=(Sources/MoEBasics/*.swift Sources/MoESyntax/*.swift Sources/MoEIR/*.swift Sources/MoEIR/Ops/*.swift
+      Sources/MoECompiler/Lowering/*.swift Sources/MoECompiler/Lowering/Builtins/*.swift Fuzz/ConfigFuzzer.swift) ;;
+  *) echo "usage: scripts/fuzz.sh parser|json|weights|plan|ir|stats|placement|config SECONDS [libFuzzer options]" >&2; exit 2 ;;
 esac
 shift $(( $# > 2 ? 2 : $# ))
 
@@ -32,7 +47,7 @@ work=.build/fuzz/$target
 mkdir -p "$work/src" "$work/corpus" "$work/seeds"
 rm -f "$work"/src/*.swift
 for f in "${sources[@]}"; do
-  sed '/^import MoEBasics$/d' "$f" > "$work/src/$(basename "$f")"
+  sed -E '/^import MoE(Basics|Syntax|IR|Placement)$/d' "$f" > "$work/src/$(basename "$f")"
 done
 
 echo "== building $work/fuzzer"
@@ -49,13 +64,49 @@ elif [ "$target" = weights ]; then
     { printf "$b"; cat "$f"; } > "$work/seeds/$(echo "$f" | tr / _)"
   done
 elif [ "$target" = plan ]; then
-  moec=$(ls .build/release/moec .build/debug/moec 2>/dev/null | head -n 1 || true)
+  moec=${MOEC:-$(ls .build/release/moec .build/debug/moec 2>/dev/null | head -n 1 || true)}
   if [ -z "$moec" ]; then swift build --product moec; moec=.build/debug/moec; fi
   # Each tiny fixture with its graph (graphs/MODEL_TYPE.moe), and the examples.
   for d in Tests/Fixtures/*-tiny examples/mixtral-tiny; do
     name=$(basename "$d"); g=graphs/${name%-tiny}.moe
     [ -f "$g" ] || continue
     "$moec" compile "$g" --model "$d" -o "$work/seeds/$name.plan.json" >/dev/null 2>&1 || echo "(no seed from $d)"
+  done
+elif [ "$target" = stats ] || [ "$target" = placement ]; then
+  moec=${MOEC:-$(ls .build/release/moec .build/debug/moec 2>/dev/null | head -n 1 || true)}
+  if [ -z "$moec" ]; then swift build --product moec; moec=.build/debug/moec; fi
+  # Statistics files in the repo, and the statistics moec writes for each tiny fixture.
+  find Tests examples -name '*stats*.json' -size -64k | while read -r f; do cp "$f" "$work/seeds/$(echo "$f" | tr / _)"; done
+  for d in Tests/Fixtures/*-tiny examples/mixtral-tiny; do
+    name=$(basename "$d"); g=graphs/${name%-tiny}.moe
+    [ -f "$g" ] && [ -f "$d/x.npy" ] || continue
+    "$moec" run "$g" --model "$d" --input "x=$d/x.npy" --stats "$work/seeds/$name.stats.json" >/dev/null 2>&1 || true
+  done
+  for f in "$work"/seeds/*.json; do
+    [ -f "$f" ] || continue
+    if [ "$target" = placement ]; then
+      # Placements (and whole plans) moec place writes from each statistics file.
+      for w in 1 2 4; do
+        "$moec" place --load "$f" --workers "$w" --replicas "$(( w * 8 ))" -o "${f%.json}.w$w.placement" >/dev/null 2>&1 || true
+      done
+      rm -f "$f"
+    else
+      # Four option bytes before the file: workers, replicas, nodes/groups/policy, memory.
+      { printf '\001\001\000\000'; cat "$f"; } > "$f.seed" && rm -f "$f"
+    fi
+  done
+elif [ "$target" = config ]; then
+  mkdir -p "$work/graphs"
+  cp graphs/*.moe "$work/graphs/"
+  n=$(ls "$work"/graphs/*.moe | wc -l)
+  i=0
+  for f in examples/*/config.json Tests/Fixtures/*/config.json; do
+    [ -f "$f" ] || continue
+    # The graph byte: the fixture's own graph (graphs/FAMILY.moe) when there is one.
+    g=$(basename "$(dirname "$f")"); g=${g%-tiny}
+    k=$(ls "$work"/graphs/*.moe | LC_ALL=C sort | grep -n "/$g.moe\$" | cut -d: -f1 || true)
+    b=$(( ${k:-$(( i % n + 1 ))} - 1 ))
+    { printf "\\$(printf %03o "$b")"; cat "$f"; } > "$work/seeds/seed$((i++)).json"
   done
 elif [ "$target" = ir ]; then
   find Tests -name '*.ir' | while read -r f; do cp "$f" "$work/seeds/$(echo "$f" | tr / _)"; done
@@ -66,7 +117,16 @@ else
   done
 fi
 
+# The config target keeps the parsed graphs for the whole run; Swift stores the pointers of
+# enum payloads with tag bits, which LeakSanitizer does not recognise, so it would report the
+# trees as leaked. Leaks are not what it looks for.
+options=()
+if [ "$target" = config ]; then
+  options+=(-detect_leaks=0)
+  export ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}
+fi
+
 echo "== fuzzing $target for $seconds s (corpus $work/corpus, seeds $work/seeds)"
 cd "$work"
 ./fuzzer -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=65536 \
-  -print_final_stats=1 "$@" corpus seeds
+  -print_final_stats=1 ${options[@]+"${options[@]}"} "$@" corpus seeds

@@ -52,7 +52,9 @@ public enum PlacementPlanner {
             let (perLayer, o1) = k.multipliedReportingOverflow(by: b)
             let (needed, o2) = perLayer.multipliedReportingOverflow(by: stats.layerCount)
             if o1 || o2 || needed > memory {
-                let fit = memory / max(1, b * stats.layerCount)
+                // Bytes of one slot over all layers; past Int.max not even one slot fits.
+                let (slotBytes, o3) = b.multipliedReportingOverflow(by: stats.layerCount)
+                let fit = o3 ? 0 : memory / max(1, slotBytes)
                 var detail = "\(k) slots × \(stats.layerCount) layers × \(b) bytes per expert"
                 detail +=
                     fit * w >= e

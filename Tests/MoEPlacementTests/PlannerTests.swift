@@ -157,6 +157,21 @@ import Testing
         }
     }
 
+    /// Found by the stats fuzz target: when slots × layers × bytes overflowed, the message's
+    /// "slots that fit" multiplied bytes × layers again, unchecked, and trapped
+    /// (`moec place --memory-per-worker 1 --expert-bytes 8000000T` on two layers).
+    @Test func memoryCheckWithOverflowingBytesIsAnError() throws {
+        let stats = try LoadStatistics(layers: [[1, 2, 3, 4], [4, 3, 2, 1]])
+        let options = PlacementOptions(workers: 1, memoryPerWorker: 1, expertBytes: 8_000_000_000_000_000_000)
+        #expect(
+            throws: PlacementError.memoryExceeded(
+                needed: Int.max, available: 1,
+                detail: "4 slots × 2 layers × 8000000000000000000 bytes per expert; only 0 slots per worker fit, fewer than the 4 experts need on 1 workers")
+        ) {
+            try PlacementPlanner.plan(stats, options)
+        }
+    }
+
     @Test func previousMismatchesAreTypedErrors() throws {
         let stats = Self.zipf(64, 0.5, layers: 1)
         let other = try ExpertPlacement(workers: 8, experts: 32, phy2log: [Array(0..<32)])
