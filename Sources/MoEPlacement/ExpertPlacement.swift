@@ -66,6 +66,11 @@ public struct ExpertPlacement: Sendable, Equatable {
         if workers > 0, slots % workers != 0 || slots == 0 {
             issues.append(.init("\(slots) physical slots cannot be shared equally by \(workers) workers"))
         }
+        // Every expert needs a slot, so no more experts than slots (checked before anything is
+        // sized by the expert count: a file may claim billions).
+        if experts > slots, slots > 0 {
+            issues.append(.init("\(experts) experts cannot each have one of \(slots) physical slots"))
+        }
         if !issues.isEmpty { throw .invalidPlacement(file: file, issues: issues) }
         for (l, row) in phy2log.enumerated() {
             if row.count != slots {

@@ -51,6 +51,19 @@ import Testing
 }
 
 @Suite struct DispatchTests {
+    /// Found by the placement fuzz target: without "experts", the count came from the largest
+    /// slot entry, and a slot naming expert 78888888888 made an array of that many flags (ASan:
+    /// out of memory). More experts than slots is an error before anything is sized by it.
+    @Test func aHugeExpertIndexIsAnErrorNotAnAllocation() {
+        #expect(throws: PlacementError.self) {
+            let text = #"{"workers": 4, "phy2log": [[1, 1, 0, 0, 2, 3, 78888888888, 7]]}"#
+            try ExpertPlacement(json: PlacementError.parseJSON(text, file: "p.json"), file: "p.json")
+        }
+        #expect(throws: PlacementError.self) {
+            try ExpertPlacement(workers: 2, experts: 1 << 40, phy2log: [[0, 1, 2, 3]])
+        }
+    }
+
     @Test func equalAndProportionalSplitsAreContiguousAndComplete() {
         #expect(TokenSplit.equal(10, parts: 3) == [0..<3, 3..<6, 6..<10])
         #expect(TokenSplit.equal(2, parts: 4) == [0..<0, 0..<1, 1..<1, 1..<2])
