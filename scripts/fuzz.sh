@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Fuzzes a part of moec with libFuzzer and AddressSanitizer for SECONDS seconds.
 #
+#   scripts/fuzz.sh TARGET SECONDS   # fuzz, starting from the committed corpus Fuzz/corpus/TARGET
+#                                    # and the seeds (CI: every target for 30 s)
+#   scripts/fuzz.sh TARGET merge     # after a long run: the run's corpus minimised (libFuzzer
+#                                    # -merge) into Fuzz/corpus/TARGET, the inputs that reach
+#                                    # features the seeds and the committed corpus do not
+#
 #   scripts/fuzz.sh parser 300     # the .moe lexer, parser and AST printer (seeds: graphs/**/*.moe)
 #   scripts/fuzz.sh json 300       # the JSON reader and printers (seeds: every config.json and index)
 #   scripts/fuzz.sh weights 300    # the safetensors and .npy readers (seeds: the example's files)
@@ -15,6 +21,8 @@
 #                                  # the previous placement (seeds: placements moec place writes)
 #   scripts/fuzz.sh config 300     # config.json bound into the params of graphs/*.moe and lowered
 #                                  # (first byte picks the graph; seeds: every config.json)
+#   scripts/fuzz.sh source 300     # a .moe source parsed, lowered with its params' defaults,
+#                                  # verified, and through every pass (seeds: as parser)
 #
 # The harnesses are in Fuzz/. SwiftPM cannot link a fuzzer into a library target, so the
 # sources a harness needs (MoEBasics, plus MoESyntax, MoEIO, MoEIR, MoEPlacement or the lowering)
@@ -39,7 +47,11 @@ case "$target" in
   config)
     sources=(Sources/MoEBasics/*.swift Sources/MoESyntax/*.swift Sources/MoEIR/*.swift Sources/MoEIR/Ops/*.swift
       Sources/MoECompiler/Lowering/*.swift Sources/MoECompiler/Lowering/Builtins/*.swift Fuzz/ConfigFuzzer.swift) ;;
-  *) echo "usage: scripts/fuzz.sh parser|json|weights|plan|ir|stats|placement|config SECONDS [libFuzzer options]" >&2; exit 2 ;;
+  source)
+    sources=(Sources/MoEBasics/*.swift Sources/MoESyntax/*.swift Sources/MoEIR/*.swift Sources/MoEIR/Ops/*.swift
+      Sources/MoECompiler/Lowering/*.swift Sources/MoECompiler/Lowering/Builtins/*.swift Sources/MoEPasses/*.swift
+      Sources/MoECompiler/Pipeline.swift Fuzz/SourceFuzzer.swift) ;;
+  *) echo "usage: scripts/fuzz.sh parser|json|weights|plan|ir|stats|placement|config|source SECONDS [libFuzzer options]" >&2; exit 2 ;;
 esac
 shift $(( $# > 2 ? 2 : $# ))
 
@@ -47,14 +59,14 @@ work=.build/fuzz/$target
 mkdir -p "$work/src" "$work/corpus" "$work/seeds"
 rm -f "$work"/src/*.swift
 for f in "${sources[@]}"; do
-  sed -E '/^import MoE(Basics|Syntax|IR|Placement)$/d' "$f" > "$work/src/$(basename "$f")"
+  sed -E '/^import MoE(Basics|Syntax|IR|Passes|Placement)$/d' "$f" > "$work/src/$(basename "$f")"
 done
 
 echo "== building $work/fuzzer"
 swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name MoEFuzz \
   "$work"/src/*.swift -o "$work/fuzzer"
 
-if [ "$target" = parser ]; then
+if [ "$target" = parser ] || [ "$target" = source ]; then
   find graphs Tests/MoESyntaxTests/Diagnostics -name '*.moe' -exec cp {} "$work/seeds/" \;
 elif [ "$target" = weights ]; then
   # The first byte picks the reader: 0 safetensors, 1 .npy. Small files only (-max_len).
@@ -126,7 +138,22 @@ if [ "$target" = config ]; then
   export ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}
 fi
 
-echo "== fuzzing $target for $seconds s (corpus $work/corpus, seeds $work/seeds)"
+# The committed corpus: a tarball per target (inputs named by their SHA-1), unpacked here.
+archive=$PWD/Fuzz/corpus/$target.tar.gz
+rm -rf "$work/committed" && mkdir -p "$work/committed"
+[ -f "$archive" ] && tar -xzf "$archive" -C "$work/committed"
 cd "$work"
+if [ "$seconds" = merge ]; then
+  # Seeds first, so that only what they do not reach is kept; inputs of at most 16 KiB, so the
+  # committed corpus stays small; then the seeds are taken out again (CI makes them).
+  rm -rf merged && mkdir merged && cp seeds/* merged/ 2>/dev/null || true
+  ./fuzzer -merge=1 -max_len=16384 -timeout=20 -rss_limit_mb=4096 ${options[@]+"${options[@]}"} "$@" merged committed corpus
+  for f in merged/*; do [ -f "seeds/$(basename "$f")" ] && rm -f "$f"; done
+  mkdir -p "$(dirname "$archive")"
+  (cd merged && find . -type f -printf '%P\n' | LC_ALL=C sort | tar --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - -T - | gzip -n -9 > "$archive")
+  echo "== $archive: $(ls merged | wc -l) inputs, $(stat -c %s "$archive") bytes"
+  exit 0
+fi
+echo "== fuzzing $target for $seconds s (corpus $work/corpus, committed $archive, seeds $work/seeds)"
 ./fuzzer -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -max_len=65536 \
-  -print_final_stats=1 ${options[@]+"${options[@]}"} "$@" corpus seeds
+  -print_final_stats=1 ${options[@]+"${options[@]}"} "$@" corpus committed seeds

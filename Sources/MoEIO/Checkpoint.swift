@@ -201,13 +201,19 @@ public final class Checkpoint: @unchecked Sendable {
             guard let s = shard.string, !s.isEmpty else {
                 throw WeightFileError(path: path, tensor: tensor, message: "weight_map entry is \(shard.typeName), expected a shard file name")
             }
+            // A shard is a file of the model folder (or a folder in it), as the Hub writes them:
+            // an index must not send the reader to other files of the machine.
+            if s.hasPrefix("/") || s.split(separator: "/", omittingEmptySubsequences: false).contains("..") {
+                throw WeightFileError(
+                    path: path, tensor: tensor, message: "weight_map names shard '\(s)' outside the model folder (shards are files of the folder)")
+            }
             if firstTensor[s] == nil { firstTensor[s] = tensor; shardNames.append(s) }
             counts[s, default: 0] += 1
         }
         shardNames.sort()
         var shards: [String] = []
         for s in shardNames {
-            let full = s.hasPrefix("/") ? s : (folder.isEmpty ? s : folder + "/" + s)
+            let full = folder.isEmpty ? s : folder + "/" + s
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue else {
                 let n = counts[s]!

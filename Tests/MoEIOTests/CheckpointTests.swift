@@ -154,6 +154,22 @@ import Testing
         #expect(e?.message == "shard 'model-00001-of-00002.safetensors' named in the weight_map is a folder, not a weight file (2 tensors are mapped to it)")
     }
 
+    @Test func shardsOutsideTheModelFolderAreRefused() throws {
+        for name in ["/etc/passwd", "../model-00002-of-00002.safetensors", "sub/../../x.safetensors"] {
+            let folder = try makeSharded(
+                indexText: """
+                    {"weight_map": {
+                      "model.embed_tokens.weight": "model-00002-of-00002.safetensors",
+                      "lm_head.weight": "\(name)"}}
+                    """)
+            let e = weightError { _ = try Checkpoint(path: folder) }
+            #expect(
+                e?.description
+                    == "\(folder)/model.safetensors.index.json: tensor 'lm_head.weight': weight_map names shard '\(name)' outside the model folder (shards are files of the folder)"
+            )
+        }
+    }
+
     @Test func deepIndex() throws {
         let deep = String(repeating: "[", count: 100_000)
         let e = weightError { _ = try Checkpoint(path: try makeSharded(indexText: #"{"weight_map": "# + deep)) }
