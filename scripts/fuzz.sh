@@ -23,6 +23,8 @@
 #                                  # (first byte picks the graph; seeds: every config.json)
 #   scripts/fuzz.sh source 300     # a .moe source parsed, lowered with its params' defaults,
 #                                  # verified, and through every pass (seeds: as parser)
+#   scripts/fuzz.sh gguf 300       # the GGUF reader: header, metadata, tensor directory, every
+#                                  # tensor dequantized (seeds: Tests/Fixtures/gguf/*.gguf)
 #
 # The harnesses are in Fuzz/. SwiftPM cannot link a fuzzer into a library target, so the
 # sources a harness needs (MoEBasics, plus MoESyntax, MoEIO, MoEIR, MoEPlacement or the lowering)
@@ -40,6 +42,7 @@ case "$target" in
   parser) sources=(Sources/MoEBasics/*.swift Sources/MoESyntax/*.swift Fuzz/ParserFuzzer.swift) ;;
   json) sources=(Sources/MoEBasics/*.swift Fuzz/JSONFuzzer.swift) ;;
   weights) sources=(Sources/MoEBasics/*.swift Sources/MoEIO/*.swift Fuzz/WeightsFuzzer.swift) ;;
+  gguf) sources=(Sources/MoEBasics/*.swift Sources/MoEIO/*.swift Fuzz/GGUFFuzzer.swift) ;;
   plan) sources=(Sources/MoEBasics/*.swift Sources/MoEIR/*.swift Sources/MoEIR/Ops/*.swift Fuzz/PlanFuzzer.swift) ;;
   ir) sources=(Sources/MoEBasics/*.swift Sources/MoEIR/*.swift Sources/MoEIR/Ops/*.swift Fuzz/IRReaderFuzzer.swift) ;;
   stats) sources=(Sources/MoEBasics/*.swift Sources/MoEPlacement/*.swift Fuzz/StatsFuzzer.swift) ;;
@@ -51,7 +54,7 @@ case "$target" in
     sources=(Sources/MoEBasics/*.swift Sources/MoESyntax/*.swift Sources/MoEIR/*.swift Sources/MoEIR/Ops/*.swift
       Sources/MoECompiler/Lowering/*.swift Sources/MoECompiler/Lowering/Builtins/*.swift Sources/MoEPasses/*.swift
       Sources/MoECompiler/Pipeline.swift Fuzz/SourceFuzzer.swift) ;;
-  *) echo "usage: scripts/fuzz.sh parser|json|weights|plan|ir|stats|placement|config|source SECONDS [libFuzzer options]" >&2; exit 2 ;;
+  *) echo "usage: scripts/fuzz.sh parser|json|weights|gguf|plan|ir|stats|placement|config|source SECONDS [libFuzzer options]" >&2; exit 2 ;;
 esac
 shift $(( $# > 2 ? 2 : $# ))
 
@@ -75,6 +78,8 @@ elif [ "$target" = weights ]; then
     case "$f" in *.npy) b='\001' ;; *) b='\000' ;; esac
     { printf "$b"; cat "$f"; } > "$work/seeds/$(echo "$f" | tr / _)"
   done
+elif [ "$target" = gguf ]; then
+  cp Tests/Fixtures/gguf/*.gguf "$work/seeds/"
 elif [ "$target" = plan ]; then
   moec=${MOEC:-$(ls .build/release/moec .build/debug/moec 2>/dev/null | head -n 1 || true)}
   if [ -z "$moec" ]; then swift build --product moec; moec=.build/debug/moec; fi

@@ -2,6 +2,10 @@
 //
 //   SafetensorsFile       one memory-mapped .safetensors file, header validated on open
 //   SafetensorsWriter     writes .safetensors (F32, F16, BF16) atomically, reference layout
+//   GGUFFile              one memory-mapped GGUF v2/v3 file (llama.cpp's): metadata and tensor
+//                         directory validated on open, tensors dequantized by rows
+//   GGMLBlocks            ggml's tensor types (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) and
+//                         their dequantization, bit for bit as ggml's
 //   Checkpoint            a Hugging Face folder: model.safetensors or shards + index, opened lazily
 //   WeightFileFingerprint path, size, mtime and header hash, to notice changed weights later
 //   NpyArray / NpyFormat  NumPy .npy v1–3 reader, v1 writer (byte-exact with numpy.save)

@@ -57,7 +57,7 @@ import Testing
     @Test func aHugeExpertIndexIsAnErrorNotAnAllocation() {
         #expect(throws: PlacementError.self) {
             let text = #"{"workers": 4, "phy2log": [[1, 1, 0, 0, 2, 3, 78888888888, 7]]}"#
-            try ExpertPlacement(json: PlacementError.parseJSON(text, file: "p.json"), file: "p.json")
+            _ = try ExpertPlacement(json: PlacementError.parseJSON(text, file: "p.json"), file: "p.json")
         }
         #expect(throws: PlacementError.self) {
             try ExpertPlacement(workers: 2, experts: 1 << 40, phy2log: [[0, 1, 2, 3]])

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Write the GGUF fixtures of moec's tests with llama.cpp's own Python package (gguf-py).
+
+    python scripts/make_gguf_fixtures.py          # writes Tests/Fixtures/gguf/
+
+Needs numpy and `gguf` (pip install gguf; see scripts/requirements.txt). The files:
+
+  types.gguf        GGUF v3 written by gguf.GGUFWriter: one metadata key of every value type
+                    (u8 … f64, bool, string, arrays of numbers and of strings) and one tensor of
+                    every type moec reads (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), each
+                    quantized by gguf.quants.quantize from seeded random rows of varied scale
+                    (a row of zeros, a row with one large value) or, for the K-quants, which
+                    gguf-py cannot quantize, random blocks (finite scales, a block of zeros);
+                    plus a stacked expert tensor
+                    blk.0.ffn_gate_exps.weight [4, 8, 256] in Q4_K, as llama.cpp's MoE files hold
+                    them
+  aligned64.gguf    the same F32 and Q8_0 tensors with general.alignment = 64
+  NAME.npy          gguf.quants.dequantize of each tensor: the reference moec's dequantization
+                    must equal (numpy shape = the GGUF dims reversed)
+  expected.json     the metadata as written, and each tensor's type, dims and numpy shape
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+import gguf
+from gguf import GGMLQuantizationType as T
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "Tests" / "Fixtures" / "gguf"
+
+TYPES = [T.F32, T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_K, T.Q5_K, T.Q6_K]
+
+
+def rows(rng: np.random.Generator, n: int, width: int) -> np.ndarray:
+    scale = np.exp(rng.uniform(-4, 2, size=(n, 1))).astype(np.float32)
+    x = (rng.standard_normal((n, width)) * scale).astype(np.float32)
+    x[0] = 0  # a block of zeros: scales of 0
+    x[1, 7] = 1000.0  # one large value in a block
+    return x
+
+
+def k_blocks(rng: np.random.Generator, t: T, shape: tuple[int, ...]) -> np.ndarray:
+    """Blocks of a K-quant type (gguf-py dequantizes them but cannot quantize them): random
+    quant bytes and sub-block scales, and finite half-precision super-block scales."""
+    block, size = gguf.GGML_QUANT_SIZES[t]
+    n = int(np.prod(shape)) // block
+    b = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
+    d = np.exp(rng.uniform(-9, -2, size=n)).astype(np.float16).view(np.uint8).reshape(n, 2)
+    dmin = np.exp(rng.uniform(-9, -2, size=n)).astype(np.float16).view(np.uint8).reshape(n, 2)
+    if t == T.Q6_K:
+        b[:, size - 2:] = d  # ql[128] qh[64] scales[16] d
+    else:
+        b[:, 0:2], b[:, 2:4] = d, dmin  # d dmin scales[12] (qh[32]) qs[128]
+    b[0, :] = 0  # a block of zeros
+    return b.reshape(*shape[:-1], shape[-1] // block * size)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*"):
+        old.unlink()
+    rng = np.random.default_rng(20261202)
+    metadata = {
+        "test.u8": (200, "add_uint8"), "test.i8": (-100, "add_int8"), "test.u16": (60000, "add_uint16"),
+        "test.i16": (-30000, "add_int16"), "test.u32": (4000000000, "add_uint32"), "test.i32": (-2000000000, "add_int32"),
+        "test.f32": (0.5, "add_float32"), "test.bool": (True, "add_bool"), "test.string": ("héllo, gguf", "add_string"),
+        "test.u64": (2**63 + 5, "add_uint64"), "test.i64": (-(2**62), "add_int64"), "test.f64": (1e300, "add_float64"),
+        "test.array_i32": ([1, -2, 3], "add_array"), "test.array_str": (["a", "bc", ""], "add_array"),
+        "qwen3moe.expert_count": (4, "add_uint32"), "qwen3moe.expert_used_count": (2, "add_uint32"),
+    }
+    expected: dict = {"files": {}}
+    for file, alignment, types in [("types.gguf", None, TYPES), ("aligned64.gguf", 64, [T.F32, T.Q8_0])]:
+        w = gguf.GGUFWriter(str(OUT / file), arch="qwen3moe")
+        if alignment:
+            w.add_custom_alignment(alignment)
+        for key, (value, method) in metadata.items():
+            getattr(w, method)(key, value)
+        tensors = {}
+        for t in types:
+            name = f"t.{t.name.lower()}"
+            x = rows(rng, 3, 512)
+            if t == T.F32:
+                q = x
+            elif t == T.F16:
+                q = x.astype(np.float16)
+            elif t in (T.Q4_K, T.Q5_K, T.Q6_K):
+                q = k_blocks(rng, t, x.shape)
+            else:
+                q = gguf.quants.quantize(x, t)
+            w.add_tensor(name, q, raw_dtype=t if t not in (T.F32, T.F16) else None)
+            tensors[name] = (t, gguf.quants.dequantize(q, t) if t not in (T.F32, T.F16) else q.astype(np.float32))
+        if file == "types.gguf":
+            q = k_blocks(rng, T.Q4_K, (4, 8, 256))
+            w.add_tensor("blk.0.ffn_gate_exps.weight", q, raw_dtype=T.Q4_K)
+            tensors["blk.0.ffn_gate_exps.weight"] = (T.Q4_K, gguf.quants.dequantize(q, T.Q4_K))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        entry = {"alignment": alignment or 32, "tensors": {}}
+        for name, (t, y) in tensors.items():
+            y = np.ascontiguousarray(y, dtype=np.float32)
+            if file == "types.gguf":
+                np.save(OUT / f"{name}.npy", y)
+            entry["tensors"][name] = {"type": t.name, "ggml_type": int(t), "shape": list(y.shape), "dims": list(reversed(y.shape))}
+        expected["files"][file] = entry
+    expected["metadata"] = {k: v for k, (v, _) in metadata.items()}
+    expected["metadata"]["general.architecture"] = "qwen3moe"
+    expected["gguf"] = getattr(gguf, "__version__", "unknown")
+    (OUT / "expected.json").write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n")
+    # Read back with gguf-py's own reader: the files are what llama.cpp's tools would read.
+    for file in expected["files"]:
+        r = gguf.GGUFReader(str(OUT / file))
+        assert {t.name for t in r.tensors} == set(expected["files"][file]["tensors"]), file
+    print(f"wrote {OUT.relative_to(ROOT)}: {sorted(p.name for p in OUT.iterdir())}")
+
+
+if __name__ == "__main__":
+    main()
