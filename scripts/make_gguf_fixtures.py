@@ -3,7 +3,7 @@
 
     python scripts/make_gguf_fixtures.py          # writes Tests/Fixtures/gguf/
 
-Needs numpy and `gguf` (pip install gguf; see scripts/requirements.txt). The files:
+Needs numpy, torch, transformers and `gguf` (scripts/requirements.txt). The files:
 
   types.gguf        GGUF v3 written by gguf.GGUFWriter: one metadata key of every value type
                     (u8 … f64, bool, string, arrays of numbers and of strings) and one tensor of
@@ -18,6 +18,11 @@ Needs numpy and `gguf` (pip install gguf; see scripts/requirements.txt). The fil
   NAME.npy          gguf.quants.dequantize of each tensor: the reference moec's dequantization
                     must equal (numpy shape = the GGUF dims reversed)
   expected.json     the metadata as written, and each tensor's type, dims and numpy shape
+  qwen3moe-q8_0.gguf, qwen3moe-q4_k.gguf
+                    one MoE layer as llama.cpp's qwen3moe files hold it (blk.0.ffn_gate_inp,
+                    blk.0.ffn_{gate,up,down}_exps; Q8_0 from gguf-py's quantize, Q4_K random
+                    blocks), with NAME.x.npy and NAME.y.npy: transformers' Qwen3MoeSparseMoeBlock
+                    run on the weights as gguf-py dequantizes them (graphs/gguf/qwen3moe.moe)
 """
 from __future__ import annotations
 
@@ -43,20 +48,66 @@ def rows(rng: np.random.Generator, n: int, width: int) -> np.ndarray:
     return x
 
 
-def k_blocks(rng: np.random.Generator, t: T, shape: tuple[int, ...]) -> np.ndarray:
+def k_blocks(rng: np.random.Generator, t: T, shape: tuple[int, ...], log_scale: tuple[float, float] = (-9, -2)) -> np.ndarray:
     """Blocks of a K-quant type (gguf-py dequantizes them but cannot quantize them): random
     quant bytes and sub-block scales, and finite half-precision super-block scales."""
     block, size = gguf.GGML_QUANT_SIZES[t]
     n = int(np.prod(shape)) // block
     b = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
-    d = np.exp(rng.uniform(-9, -2, size=n)).astype(np.float16).view(np.uint8).reshape(n, 2)
-    dmin = np.exp(rng.uniform(-9, -2, size=n)).astype(np.float16).view(np.uint8).reshape(n, 2)
+    d = np.exp(rng.uniform(*log_scale, size=n)).astype(np.float16).view(np.uint8).reshape(n, 2)
+    dmin = np.exp(rng.uniform(*log_scale, size=n)).astype(np.float16).view(np.uint8).reshape(n, 2)
     if t == T.Q6_K:
         b[:, size - 2:] = d  # ql[128] qh[64] scales[16] d
     else:
         b[:, 0:2], b[:, 2:4] = d, dmin  # d dmin scales[12] (qh[32]) qs[128]
     b[0, :] = 0  # a block of zeros
     return b.reshape(*shape[:-1], shape[-1] // block * size)
+
+
+def moe_layer(rng: np.random.Generator, name: str, expert_type: T, H: int, F: int, E: int, K: int, tokens: int) -> dict:
+    """A one-layer qwen3moe GGUF file as llama.cpp names its tensors (router F32, stacked experts
+    in `expert_type`), its input, and the output of transformers' Qwen3MoeSparseMoeBlock run on
+    the weights as gguf-py dequantizes them."""
+    import torch
+    from transformers import Qwen3MoeConfig
+    from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
+
+    router = (rng.standard_normal((E, H)) * 0.3).astype(np.float32)
+    stored, dense = {}, {}
+    for part, shape in (("gate", (E, F, H)), ("up", (E, F, H)), ("down", (E, H, F))):
+        if expert_type == T.Q8_0:
+            q = gguf.quants.quantize((rng.standard_normal(shape) * 0.1).astype(np.float32), T.Q8_0)
+        else:
+            q = k_blocks(rng, expert_type, shape, log_scale=(-9.5, -8.5))
+        stored[part] = q
+        dense[part] = gguf.quants.dequantize(q, expert_type).reshape(shape)
+    path = OUT / f"{name}.gguf"
+    w = gguf.GGUFWriter(str(path), arch="qwen3moe")
+    w.add_block_count(1)
+    w.add_embedding_length(H)
+    w.add_expert_feed_forward_length(F)
+    w.add_expert_count(E)
+    w.add_expert_used_count(K)
+    w.add_tensor("blk.0.ffn_gate_inp.weight", router)
+    for part in ("gate", "up", "down"):
+        w.add_tensor(f"blk.0.ffn_{part}_exps.weight", stored[part], raw_dtype=expert_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    config = Qwen3MoeConfig(hidden_size=H, moe_intermediate_size=F, num_experts=E, num_experts_per_tok=K, norm_topk_prob=True)
+    block = Qwen3MoeSparseMoeBlock(config).eval()
+    with torch.no_grad():
+        block.gate.weight.copy_(torch.from_numpy(router))
+        block.experts.gate_up_proj.copy_(torch.from_numpy(np.concatenate([dense["gate"], dense["up"]], axis=1)))
+        block.experts.down_proj.copy_(torch.from_numpy(dense["down"]))
+        x = rng.standard_normal((tokens, H)).astype(np.float32)
+        y = block(torch.from_numpy(x)[None])[0].numpy()
+    np.save(OUT / f"{name}.x.npy", x)
+    np.save(OUT / f"{name}.y.npy", np.ascontiguousarray(y, dtype=np.float32))
+    return {"experts": expert_type.name, "hidden": H, "ffn": F, "experts_count": E, "top_k": K, "tokens": tokens,
+            "reference": "transformers Qwen3MoeSparseMoeBlock on gguf-py's dequantized weights"}
 
 
 def main() -> None:
@@ -108,6 +159,10 @@ def main() -> None:
                 np.save(OUT / f"{name}.npy", y)
             entry["tensors"][name] = {"type": t.name, "ggml_type": int(t), "shape": list(y.shape), "dims": list(reversed(y.shape))}
         expected["files"][file] = entry
+    expected["layers"] = {
+        "qwen3moe-q8_0": moe_layer(rng, "qwen3moe-q8_0", T.Q8_0, H=64, F=96, E=4, K=2, tokens=7),
+        "qwen3moe-q4_k": moe_layer(rng, "qwen3moe-q4_k", T.Q4_K, H=256, F=256, E=4, K=2, tokens=5),
+    }
     expected["metadata"] = {k: v for k, (v, _) in metadata.items()}
     expected["metadata"]["general.architecture"] = "qwen3moe"
     expected["gguf"] = getattr(gguf, "__version__", "unknown")

@@ -1,5 +1,6 @@
 import Foundation
 import MoEBasics
+import MoEIO
 
 /// Checks on the paths named on the command line, made before any work: a mistake then costs
 /// nothing, gets a message that names the path, and never leaves a file behind.
@@ -30,10 +31,17 @@ public enum PathCheck {
     public static func modelFolder(_ path: String) throws {
         switch kind(path) {
         case .folder: return
-        case .missing: throw DiagnosticError(.error("--model \(path): no such folder"))
+        case .file where isGGUF(path): return
+        case .missing: throw DiagnosticError(.error("--model \(path): no such folder or file"))
         case .file, .special:
-            throw DiagnosticError(.error("--model \(path): not a folder (give the checkpoint folder that holds config.json and the .safetensors files)"))
+            throw DiagnosticError(
+                .error("--model \(path): not a folder or a GGUF file (give the checkpoint folder that holds config.json and the .safetensors files, or a .gguf file)"))
         }
+    }
+
+    /// Whether `--model` names a GGUF file (by its name or its first four bytes).
+    public static func isGGUF(_ path: String) -> Bool {
+        kind(path) == .file && (path.hasSuffix(".gguf") || GGUFFile.looksLikeGGUF(path: path))
     }
 
     /// A file moec will write by renaming a complete temporary file over it: its folder must

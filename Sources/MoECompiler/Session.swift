@@ -74,7 +74,15 @@ public final class CompilerSession {
     /// The param sources: config.json from the model folder, and `--set` values.
     public func paramSources() throws -> ParamSources {
         var sources = ParamSources(overrides: options.overrides)
-        if let dir = options.modelDirectory {
+        if let dir = options.modelDirectory, PathCheck.isGGUF(dir) {
+            // A GGUF file holds its config as metadata: params read "qwen3moe.expert_count".
+            sources.configPath = dir
+            do {
+                sources.config = try GGUFFile(path: dir).metadataJSON
+            } catch {
+                throw DiagnosticError(.error("\(error)"))
+            }
+        } else if let dir = options.modelDirectory {
             let path = (dir as NSString).appendingPathComponent("config.json")
             sources.configPath = path
             sources.config = try ConfigLoader.load(path)

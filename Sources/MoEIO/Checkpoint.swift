@@ -3,7 +3,9 @@ import MoEBasics
 
 /// The weights of one model: a Hugging Face style folder holding `model.safetensors`, or shards
 /// described by `model.safetensors.index.json` (`{"metadata": {...}, "weight_map": {tensor: shard}}`),
-/// or a single `.safetensors` file (or an index file) named directly.
+/// or a single `.safetensors` file (or an index file) named directly, or a GGUF file (llama.cpp's:
+/// its tensors by their GGUF names, dequantized to `Float` when read; `ggufMetadata` stands in
+/// for config.json).
 ///
 /// Opening checks the index: it is valid JSON of that form and every shard it names exists.
 /// Shards are opened (mapped, their headers validated) on first use; opening one also checks
@@ -24,6 +26,11 @@ public final class Checkpoint: @unchecked Sendable {
     private let tensorsOfShard: [[String]]
     private var shards: [SafetensorsFile?]
     private let lock = NSLock()
+    /// The GGUF file, when the checkpoint is one.
+    public let gguf: GGUFFile?
+
+    /// A GGUF checkpoint's metadata as a JSON object (nil for safetensors checkpoints).
+    public var ggufMetadata: JSONObject? { gguf?.metadataJSON }
 
     public init(path: String) throws(WeightFileError) {
         self.path = path
@@ -37,6 +44,18 @@ public final class Checkpoint: @unchecked Sendable {
         } else {
             weightFile = path
         }
+        if !isDirectory.boolValue && (path.hasSuffix(".gguf") || GGUFFile.looksLikeGGUF(path: path)) {
+            let file = try GGUFFile(path: path)
+            gguf = file
+            indexPath = nil
+            indexMetadata = JSONObject()
+            shardPaths = [path]
+            shardOfTensor = Dictionary(uniqueKeysWithValues: file.tensors.keys.map { ($0, 0) })
+            shards = [nil]
+            tensorsOfShard = [[]]
+            return
+        }
+        gguf = nil
         if weightFile.hasSuffix(".json") {
             let index = try Self.readIndex(weightFile)
             indexPath = weightFile
@@ -67,30 +86,50 @@ public final class Checkpoint: @unchecked Sendable {
     /// shard cannot be opened or is inconsistent with the index.
     public func info(_ name: String) throws(WeightFileError) -> TensorInfo? {
         guard let i = shardOfTensor[name] else { return nil }
+        if let gguf, let t = gguf.tensors[name] {
+            let relative = (t.byteRange.lowerBound - gguf.dataStart)..<(t.byteRange.upperBound - gguf.dataStart)
+            return TensorInfo(name: name, dtype: .f32, shape: t.shape, dataOffsets: relative, byteRange: t.byteRange, ggmlType: t.type)
+        }
         return try shard(i).tensors[name]
     }
 
     /// The open shard holding the tensor (opening it if needed), or nil when there is no such tensor.
     public func file(containing name: String) throws(WeightFileError) -> SafetensorsFile? {
-        guard let i = shardOfTensor[name] else { return nil }
+        guard gguf == nil, let i = shardOfTensor[name] else { return nil }
         return try shard(i)
     }
 
     /// Converts the tensor to `Float` into caller memory (count must equal its element count).
     /// A missing tensor is an error that suggests the closest names.
     public func copyFloats(_ name: String, into buffer: UnsafeMutableBufferPointer<Float>) throws(WeightFileError) {
+        if let gguf {
+            guard shardOfTensor[name] != nil else { throw missingTensorError(name) }
+            let count = try gguf.info(name).elementCount
+            guard buffer.count == count else {
+                throw WeightFileError(path: path, tensor: name, message: "destination holds \(buffer.count) floats but the tensor has \(count)")
+            }
+            return try gguf.copyFloats(name, elements: 0..<count, into: buffer)
+        }
         try existingFile(name).copyFloats(name, into: buffer)
     }
 
     /// Converts elements `elements` of the tensor (row-major) to `Float` into caller memory,
     /// reading none of its other bytes.
     public func copyFloats(_ name: String, elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws(WeightFileError) {
+        if let gguf {
+            guard shardOfTensor[name] != nil else { throw missingTensorError(name) }
+            return try gguf.copyFloats(name, elements: elements, into: buffer)
+        }
         try existingFile(name).copyFloats(name, elements: elements, into: buffer)
     }
 
     /// The tensor's values converted to `Float`.
     public func floats(_ name: String) throws(WeightFileError) -> [Float] {
-        try existingFile(name).floats(name)
+        if let gguf {
+            guard shardOfTensor[name] != nil else { throw missingTensorError(name) }
+            return try gguf.floats(name)
+        }
+        return try existingFile(name).floats(name)
     }
 
     /// Up to `limit` tensor names closest to `name` by edit distance, for "did you mean".
@@ -108,6 +147,7 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// Opens every shard, so every inconsistency is found now.
     public func validate() throws(WeightFileError) {
+        if gguf != nil { return } // validated when opened
         for i in shardPaths.indices { _ = try shard(i) }
     }
 

@@ -10,6 +10,8 @@ public struct TensorInfo: Sendable, Hashable {
     public let dataOffsets: Range<Int>
     /// The same bytes as absolute offsets in the file.
     public let byteRange: Range<Int>
+    /// For a tensor of a GGUF file: its ggml type (`dtype` is then `.f32`, what reading gives).
+    public var ggmlType: GGMLType? = nil
 
     /// Number of elements: the product of `shape` (1 for a 0-d tensor).
     public var elementCount: Int { shape.reduce(1, *) }

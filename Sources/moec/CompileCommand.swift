@@ -12,7 +12,7 @@ enum CompileCommand {
             OptionSpec(
                 names: ["--model", "-m"], valueName: "DIR",
                 help:
-                    "A Hugging Face style checkpoint folder: config.json plus model.safetensors\n(or shards with model.safetensors.index.json). Params read their\nvalues from config.json; weights are bound and checked by name and shape."
+                    "A Hugging Face style checkpoint folder: config.json plus model.safetensors\n(or shards with model.safetensors.index.json), or a GGUF file. Params read\ntheir values from config.json (or the GGUF metadata, e.g.\n\"qwen3moe.expert_count\"); weights are bound and checked by name and shape\n(GGUF tensors are read by their GGUF names and dequantized to f32 at load)."
             ),
             OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param, overriding config.json and the default. Repeatable.", repeated: true),
             OptionSpec(names: ["-o", "--output"], valueName: "PLAN", help: "Where to write the plan (default: GRAPH.plan.json in the current\nfolder). Needs --model."),

@@ -8,7 +8,7 @@ enum ModelSource {
     static let options: [OptionSpec] = [
         OptionSpec(
             names: ["--model", "-m"], valueName: "DIR",
-            help: "Checkpoint folder (config.json + safetensors), when running a .moe graph."),
+            help: "Checkpoint folder (config.json + safetensors) or GGUF file, when running a\n.moe graph."),
         OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param of a .moe graph. Repeatable.", repeated: true),
         OptionSpec(names: ["--threads", "-t"], valueName: "N", help: "Threads to use (default: all cores)."),
         OptionSpec(

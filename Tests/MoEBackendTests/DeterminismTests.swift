@@ -5,8 +5,8 @@ import Testing
 
 @testable import MoEBackend
 
-/// Determinism on every graph in `graphs/` and `graphs/mechanisms/` (random checkpoint, small
-/// params), for each matrix-multiply backend: with the same input and thread count, two runs of
+/// Determinism on every graph in `graphs/`, `graphs/mechanisms/` and `graphs/gguf/` (random
+/// checkpoint, small params), for each matrix-multiply backend: with the same input and thread count, two runs of
 /// one executable and a run of a second executable give the same bits; 2 and 3 threads agree
 /// with 1 thread within 1e-6 of max |ref|. 3 threads is an odd split of every partitioned loop,
 /// which 1 and 2 do not exercise.
@@ -19,18 +19,24 @@ import Testing
     static var graphs: [String] {
         let mechanisms = ((try? FileManager.default.contentsOfDirectory(atPath: RepoPaths.graphs + "/mechanisms")) ?? [])
             .filter { $0.hasSuffix(".moe") }.sorted().map { "mechanisms/" + $0 }
-        return SmallParams.graphFiles + mechanisms
+        let gguf = ((try? FileManager.default.contentsOfDirectory(atPath: RepoPaths.graphs + "/gguf")) ?? [])
+            .filter { $0.hasSuffix(".moe") }.sorted().map { "gguf/" + $0 }
+        return SmallParams.graphFiles + mechanisms + gguf
     }
+
+    /// Small params for the GGUF graphs (their defaults are a real model's sizes).
+    static let ggufParams: [(name: String, value: String)] = [("hidden", "16"), ("ffn", "8"), ("num_experts", "6"), ("top_k", "2")]
 
     @Test func coversTheMechanisms() {
         #expect(Self.graphs.contains("mechanisms/multihop.moe"), "graphs/mechanisms not found under \(RepoPaths.graphs)")
+        #expect(Self.graphs.contains("gguf/qwen3moe.moe"), "graphs/gguf not found under \(RepoPaths.graphs)")
     }
 
     @Test(arguments: graphs)
     func sameInputSameBits(_ file: String) throws {
         let model =
-            file.hasPrefix("mechanisms/")
-            ? try RandomCheckpoint.make(graphPath: RepoPaths.graphs + "/" + file, overrides: [], seed: 21)
+            file.hasPrefix("mechanisms/") || file.hasPrefix("gguf/")
+            ? try RandomCheckpoint.make(graphPath: RepoPaths.graphs + "/" + file, overrides: file.hasPrefix("gguf/") ? Self.ggufParams : [], seed: 21)
             : try RandomCheckpoint.make(graphFile: file, seed: 21)
         var inputs = model.inputs(tokens: Self.tokens, seed: 9)
         // A scalar input is a knob such as expert choice's capacity factor: a random normal one

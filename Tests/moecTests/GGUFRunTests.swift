@@ -1,0 +1,69 @@
+import Foundation
+import MoEIO
+import MoETestSupport
+import Testing
+
+/// `--model FILE.gguf`: a llama.cpp qwen3moe layer (Q8_0 and Q4_K experts) compiled and run
+/// through the binary against transformers' block on gguf-py's dequantized weights; params from
+/// the file's metadata; a broken GGUF file is a precise error that leaves nothing behind.
+@Suite struct GGUFRunTests {
+    static let folder = RepoPaths.fixtures + "/gguf"
+    static let graph = RepoPaths.graphs + "/gguf/qwen3moe.moe"
+
+    @Test(arguments: ["qwen3moe-q8_0", "qwen3moe-q4_k"])
+    func compileThenRunMatchesTransformers(_ name: String) throws {
+        let dir = TemporaryDirectory()
+        let model = Self.folder + "/\(name).gguf"
+        let c = try Moec.run(["compile", Self.graph, "--model", model, "-o", "plan.json"], in: dir.path)
+        expectSuccess(c)
+        for threads in ["1", "2"] {
+            let r = try Moec.run(
+                ["run", "plan.json", "--input", "x=\(Self.folder)/\(name).x.npy", "--output", "y=y.npy", "--threads", threads], in: dir.path)
+            expectSuccess(r)
+            let y = try NpyArray(path: dir.file("y.npy"))
+            let reference = try NpyArray(path: Self.folder + "/\(name).y.npy")
+            #expect(y.shape == reference.shape)
+            let error = relativeError(y.floats(), reference.floats())
+            #expect(error <= 1e-5, "\(name), \(threads) threads: max |Δ| / max |y| = \(error)")
+        }
+    }
+
+    @Test func paramsComeFromTheMetadata() throws {
+        let dir = TemporaryDirectory()
+        let r = try Moec.run(["compile", Self.graph, "--model", Self.folder + "/qwen3moe-q8_0.gguf", "--emit", "ir"], in: dir.path)
+        expectSuccess(r)
+        // hidden 64, ffn 96, 4 experts from qwen3moe.* keys, not the graph's defaults.
+        for line in [
+            "param ffn = 96", "# qwen3moe-q8_0.gguf:qwen3moe.expert_feed_forward_length", "weight @w1: f32[4, 96, 64] = \"blk.0.ffn_gate_exps.weight\"",
+            "{k = 2}"
+        ] {
+            #expect(r.stdout.contains(line), "\(line) in \(r.stdout.prefix(2000))")
+        }
+    }
+
+    @Test func brokenGGUFFilesAreErrorsWithTheirOffsets() throws {
+        let original = try Files.read(Self.folder + "/qwen3moe-q8_0.gguf")
+        let cases: [(Data, [String])] = [
+            (original.prefix(60_000), ["model.gguf: tensor 'blk.0.ffn_", "end past the end of the file (60000 bytes"]),
+            (original.prefix(20), ["model.gguf: the tensor count is 4, more than the 4 bytes left in the file can hold", "(at byte 8)"]),
+            (Data("GGUF".utf8) + Data([9, 0, 0, 0]) + original.dropFirst(8), ["GGUF version 9 is not supported"])
+        ]
+        for (bytes, messages) in cases {
+            let dir = TemporaryDirectory()
+            try bytes.write(to: URL(fileURLWithPath: dir.file("model.gguf")))
+            let before = folderEntries(dir.path)
+            let r = try Moec.run(
+                ["run", Self.graph, "--model", "model.gguf", "--input", "x=\(Self.folder)/qwen3moe-q8_0.x.npy", "--output", "y=y.npy"],
+                in: dir.path)
+            expectFailure(r, messages)
+            expectFolder(dir.path, holds: before, after: r)
+        }
+    }
+
+    @Test func aModelPathThatIsNeitherFolderNorGGUF() throws {
+        let dir = TemporaryDirectory()
+        try Data("not a model".utf8).write(to: URL(fileURLWithPath: dir.file("model.bin")))
+        let r = try Moec.run(["compile", Self.graph, "--model", "model.bin", "-o", "p.json"], in: dir.path)
+        expectFailure(r, ["--model model.bin: not a folder or a GGUF file"])
+    }
+}
