@@ -10,7 +10,7 @@ extension CompilerSession {
     public func checkpoint() throws -> Checkpoint {
         if let c = cachedCheckpoint { return c }
         guard let dir = options.modelDirectory else {
-            throw DiagnosticError(.error("this needs weights: pass --model DIR (a folder with config.json and model.safetensors)"))
+            throw DiagnosticError(.error("this needs weights: pass --model DIR (a folder with config.json and model.safetensors) or --model FILE.gguf"))
         }
         do {
             let c = try Checkpoint(path: dir)
