@@ -3,7 +3,7 @@
 //
 //   swift run -c release moec-kernel-bench [--reps N] [--m 1,4,16] [--threads 1,2]
 //                                          [--shapes gateup,down] [--cold] [--isa portable|avx2]
-//                                          [--cpu-time] [--moe] [--bf16]
+//                                          [--cpu-time] [--moe] [--bf16] [--q8]
 //
 // `--bf16` adds fp32 against bf16 packed weights (`PackedWeight(…, format: .bf16)`) on the
 // Mixtral expert shapes [7168, 1024] (gate/up) and [1024, 3584] (down) at M = 1, 4, 16, 128: the
@@ -35,6 +35,7 @@ struct Options {
     var elementwise = true
     var moe = false
     var bf16 = false
+    var q8 = false
 }
 
 func parseOptions() -> Options {
@@ -52,6 +53,7 @@ func parseOptions() -> Options {
         case "--no-elementwise": o.elementwise = false
         case "--moe": o.moe = true
         case "--bf16": o.bf16 = true
+        case "--q8": o.q8 = true
         case "--isa": o.isa = ISA(rawValue: args.next() ?? "") ?? o.isa
         default:
             FileHandle.standardError.write("unknown argument \(a)\n".data(using: .utf8)!)
@@ -305,6 +307,55 @@ if opts.bf16 {
                         String(format: "%.3f", tf * 1e3), String(format: "%.3f", tb16 * 1e3), String(format: "%.2f", tf / tb16),
                         f1(Double(f32[0].byteCount) / tf / 1e9), f1(Double(bf16[0].byteCount) / tb16 / 1e9),
                         f1(flops / tf / 1e9), f1(flops / tb16 / 1e9)
+                    ]
+                    print("| " + cells.joined(separator: " | ") + " |")
+                }
+            }
+        }
+    }
+}
+
+if opts.q8 {
+    print()
+    print("Packed weight fp32 vs int8 blocks (Q8Weight; the q8 time includes quantizing x; median; GB/s counts")
+    print("the weight bytes each format streams):")
+    print("| W [N, K] | weights | M | thr | f32 ms | q8 ms | q8 speed-up | f32 GB/s | q8 GB/s | f32 GFLOP/s | q8 GFLOP/s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (n, k) in [(7168, 1024), (1024, 3584)] {
+        for cold in [false, true] {
+            let count = cold ? 8 : 1
+            let ws = (0..<count).map { _ in randomArray(n * k, seed: &seed) }
+            let f32 = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }
+            let q8 = ws.map { Q8Weight(quantizing: $0, n: n, k: k) }
+            for m in [1, 4, 16, 128] {
+                let x = randomArray(m * k, seed: &seed)
+                let xq8 = Q8Activations(rows: m, k: k)
+                var y = [Float](repeating: 0, count: m * n)
+                for t in opts.threads {
+                    var i = 0, j = 0
+                    let (tf, tq) = x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
+                            return medians(
+                                reps: max(opts.reps, 16),
+                                {
+                                    Kernels.gemm(xq, f32[i % count], yq, m: m, threads: t, isa: opts.isa)
+                                    i += 1
+                                },
+                                {
+                                    xq8.quantize(xq, m: m, k: k, ldx: k)
+                                    Kernels.q8Gemm(xq8, q8[j % count], y: yq, ldy: n, threads: t, isa: opts.isa)
+                                    j += 1
+                                })
+                        }
+                    }
+                    let tq8 = tq!
+                    let flops = 2.0 * Double(m * n * k)
+                    let cells = [
+                        "[\(n), \(k)]", cold ? "8 cycled" : "1 (hot)", "\(m)", "\(t)",
+                        String(format: "%.3f", tf * 1e3), String(format: "%.3f", tq8 * 1e3), String(format: "%.2f", tf / tq8),
+                        f1(Double(f32[0].byteCount) / tf / 1e9), f1(Double(q8[0].byteCount) / tq8 / 1e9),
+                        f1(flops / tf / 1e9), f1(flops / tq8 / 1e9)
                     ]
                     print("| " + cells.joined(separator: " | ") + " |")
                 }

@@ -15,6 +15,11 @@
 ///   `PackedWeight(…, format: .bf16)` keeps the panels as bfloat16 (half the bytes): the same
 ///   GEMMs widen them exactly to fp32 (in registers for one register tile, else once per K-block
 ///   into an L1 strip) and accumulate in fp32, giving the fp32 result on the rounded weight.
+/// - `Q8Weight` + `q8Gemm`: W as int8 in blocks of 32 with an fp32 scale (llama.cpp's Q8_0
+///   scheme; from fp32 by round-to-nearest, or GGUF Q8_0 blocks as they are), x quantized per
+///   row the same way (`Q8Activations`), integer dot products per block (AVX2 `vpmaddubsw` /
+///   `vpmaddwd` through Clang's intrinsics), scaled and accumulated in fp32; the portable kernel
+///   gives the same bits. A quarter of fp32's weight bytes: for decode shapes (one to four rows).
 /// - `gemm(gathering:rows:…)`: the same on the token rows routed to one expert, gathered while
 ///   x is packed; `scatterAddRows` is the weighted combine back into token rows.
 /// - `gemv`: one row through an unpacked `[N, K]` weight.
