@@ -14,6 +14,9 @@ and breaks one or two things in it:
                 not JSON; an index without its weight_map
   config.json   truncated, junk, missing; a key set to null, a huge or negative number, a string,
                 a list, an object, 1e308, or arrays nested 100,000 deep
+  GGUF file     (Tests/Fixtures/gguf/qwen3moe-*.gguf, run by graphs/gguf/qwen3moe.moe)
+                truncated; bytes of its header and tensor directory flipped or overwritten
+                by huge numbers
   x.npy         truncated; header length wrong; dtype <f8, <i4, |b1, >f4; fortran_order; shape
                 of the wrong rank, the wrong size, huge
 
@@ -68,6 +71,9 @@ def runnable_fixtures() -> list[tuple[Path, str, list[str]]]:
             continue
         if (ROOT / graph).is_file():
             found.append((d, graph, sets))
+    # GGUF files (llama.cpp's): the file is the model, its input beside it as NAME.x.npy.
+    for g in sorted((FIXTURES / "gguf").glob("qwen3moe-*.gguf")):
+        found.append((g, "graphs/gguf/qwen3moe.moe", []))
     return found
 
 
@@ -212,6 +218,9 @@ def config_break(model: Path, r: random.Random) -> str:
 
 def npy_break(x: Path, r: random.Random) -> str:
     raw = x.read_bytes()
+    if len(raw) < 10:
+        x.write_bytes(raw[: r.randrange(len(raw) + 1)])
+        return "x.npy truncated"
     hlen = struct.unpack("<H", raw[8:10])[0]
     header = raw[10:10 + hlen].decode("latin1")
     kind = r.choice(["truncate", "length", "dtype", "fortran", "shape"])
@@ -221,7 +230,12 @@ def npy_break(x: Path, r: random.Random) -> str:
     if kind == "length":
         x.write_bytes(raw[:8] + struct.pack("<H", r.choice([0, 1, 65535, hlen + 16])) + raw[10:])
         return "x.npy header length"
-    d = eval(header)  # the fixture's own header, a Python literal as numpy writes it
+    try:
+        d = eval(header)  # the fixture's own header, a Python literal as numpy writes it
+    except (SyntaxError, ValueError, NameError):
+        # Broken already by the case's first break: truncate it too.
+        x.write_bytes(raw[: r.randrange(len(raw))])
+        return "x.npy truncated"
     if kind == "dtype":
         d["descr"] = r.choice(["<f8", "<i4", "|b1", ">f4", "<f2", "O"])
     elif kind == "fortran":
@@ -232,6 +246,28 @@ def npy_break(x: Path, r: random.Random) -> str:
     text += b" " * ((64 - (10 + len(text) + 1) % 64) % 64) + b"\n"
     x.write_bytes(raw[:8] + struct.pack("<H", len(text)) + text + raw[10 + hlen:])
     return f"x.npy {kind}: {d.get('descr')} {d.get('shape')}"
+
+
+def gguf_break(path: Path, r: random.Random) -> str:
+    """A GGUF file truncated, or bytes of its header, metadata and tensor directory (the first
+    576 bytes of the fixtures, before their data) flipped or overwritten by huge numbers."""
+    raw = bytearray(path.read_bytes())
+    kind = r.choice(["truncate", "flip", "flip", "number", "number"])
+    if kind == "truncate":
+        at = r.choice([0, 3, 8, 20, 24, r.randrange(len(raw))])
+        path.write_bytes(bytes(raw[:at]))
+        return f"{path.name} truncated at byte {at}"
+    head = min(len(raw), 576)
+    if kind == "flip":
+        for _ in range(r.randint(1, 6)):
+            raw[r.randrange(head)] = r.randrange(256)
+        path.write_bytes(bytes(raw))
+        return f"{path.name}: header bytes flipped"
+    at = r.randrange(0, head - 8)
+    value = r.choice([0, 1, 2**31, 2**32 - 1, 2**62, 2**64 - 1, r.randrange(2**64)])
+    raw[at:at + 8] = struct.pack("<Q", value)
+    path.write_bytes(bytes(raw))
+    return f"{path.name}: u64 {value} at byte {at}"
 
 
 def safetensors_break(model: Path, r: random.Random) -> str:
@@ -269,14 +305,26 @@ def main() -> int:
 
     def case(label: str, fixture: Path, graph: str, sets: list[str], breaks: list[str], r: random.Random):
         case_dir = work / label
-        shutil.copytree(fixture, case_dir / "model", ignore=shutil.ignore_patterns("*.npy", "meta.json"))
-        shutil.copy(fixture / "x.npy", case_dir / "x.npy")
+        gguf = fixture.suffix == ".gguf"
+        if gguf:
+            case_dir.mkdir()
+            shutil.copy(fixture, case_dir / "model.gguf")
+            shutil.copy(fixture.with_suffix(".x.npy"), case_dir / "x.npy")
+        else:
+            shutil.copytree(fixture, case_dir / "model", ignore=shutil.ignore_patterns("*.npy", "meta.json"))
+            shutil.copy(fixture / "x.npy", case_dir / "x.npy")
         (case_dir / "out").mkdir()
         done = []
         # The safetensors file last: the other breaks read it whole.
         for b in sorted(breaks, key=lambda b: b == "safetensors"):
-            done.append(npy_break(case_dir / "x.npy", r) if b == "npy" else BREAKS[b](case_dir / "model", r))
-        args = ["run", str(ROOT / graph), "--model", "model", "--input", "x=x.npy", "--output", "y=out/y.npy"]
+            if b == "npy":
+                done.append(npy_break(case_dir / "x.npy", r))
+            elif gguf:
+                done.append(gguf_break(case_dir / "model.gguf", r))
+            else:
+                done.append(BREAKS[b](case_dir / "model", r))
+        model = "model.gguf" if gguf else "model"
+        args = ["run", str(ROOT / graph), "--model", model, "--input", "x=x.npy", "--output", "y=out/y.npy"]
         for s in sets:
             args += ["--set", s]
         code, stdout, stderr, seconds = run_case(moec, case_dir, args, opts.timeout)
@@ -297,8 +345,12 @@ def main() -> int:
     outcomes = {"ok": 0, "error": 0}
     slowest = (0.0, "")
     for n in range(opts.cases):
-        fixture, graph, sets = r.choice(fixtures)
-        breaks = [r.choice(["safetensors", "safetensors", "safetensors", "shards", "config", "npy"]) for _ in range(r.choice([1, 1, 1, 2]))]
+        # One case in five breaks a GGUF file (two of the fixtures).
+        ggufs = [f for f in fixtures if f[0].suffix == ".gguf"]
+        others = [f for f in fixtures if f[0].suffix != ".gguf"]
+        fixture, graph, sets = r.choice(ggufs) if ggufs and r.random() < 0.2 else r.choice(others)
+        kinds = ["gguf", "gguf", "npy"] if fixture.suffix == ".gguf" else ["safetensors", "safetensors", "safetensors", "shards", "config", "npy"]
+        breaks = [r.choice(kinds) for _ in range(r.choice([1, 1, 1, 2]))]
         for b in breaks:
             counts[b] = counts.get(b, 0) + 1
         label = f"{n:04d}-{fixture.name}-{'+'.join(breaks)}"
