@@ -23,6 +23,11 @@ Needs numpy, torch, transformers and `gguf` (scripts/requirements.txt). The file
                     blk.0.ffn_{gate,up,down}_exps; Q8_0 from gguf-py's quantize, Q4_K random
                     blocks), with NAME.x.npy and NAME.y.npy: transformers' Qwen3MoeSparseMoeBlock
                     run on the weights as gguf-py dequantizes them (graphs/gguf/qwen3moe.moe)
+  llama-q8_0.gguf, qwen2moe-q8_0.gguf, deepseek2-q8_0.gguf
+                    the same for llama.cpp's llama (Mixtral), qwen2moe (shared expert with its
+                    sigmoid gate) and deepseek2 (V3: sigmoid, exp_probs_b, groups, shared expert)
+                    architectures, against MixtralSparseMoeBlock, Qwen2MoeSparseMoeBlock and
+                    DeepseekV3MoE (graphs/gguf/ARCH.moe)
 """
 from __future__ import annotations
 
@@ -110,6 +115,91 @@ def moe_layer(rng: np.random.Generator, name: str, expert_type: T, H: int, F: in
             "reference": "transformers Qwen3MoeSparseMoeBlock on gguf-py's dequantized weights"}
 
 
+def arch_layer(rng: np.random.Generator, name: str, arch: str) -> dict:
+    """A one-layer GGUF file of llama.cpp architecture `arch` (llama with experts, i.e. Mixtral;
+    qwen2moe; deepseek2 in its V3 form), Q8_0 experts and shared experts, F32 router, its input,
+    and the output of the transformers block the architecture comes from, run on the weights
+    as gguf-py dequantizes them."""
+    import torch
+    H, F, FS, T_ = 64, 64, 96, 6
+
+    def q8(shape, scale=0.1):
+        q = gguf.quants.quantize((rng.standard_normal(shape) * scale).astype(np.float32), T.Q8_0)
+        return q, gguf.quants.dequantize(q, T.Q8_0).reshape(shape)
+
+    tensors: dict = {}  # GGUF name -> (stored array, raw dtype or None)
+    keys: list = []  # (method, value)
+    if arch == "llama":
+        from transformers import MixtralConfig
+        from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+        E, K = 4, 2
+        block = MixtralSparseMoeBlock(MixtralConfig(hidden_size=H, intermediate_size=F, num_local_experts=E, num_experts_per_tok=K))
+        keys = [("add_feed_forward_length", F)]
+    elif arch == "qwen2moe":
+        from transformers import Qwen2MoeConfig
+        from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeSparseMoeBlock
+        E, K = 4, 2
+        block = Qwen2MoeSparseMoeBlock(Qwen2MoeConfig(hidden_size=H, moe_intermediate_size=F, shared_expert_intermediate_size=FS,
+                                                      num_experts=E, num_experts_per_tok=K, norm_topk_prob=False))
+        keys = [("add_expert_feed_forward_length", F), ("add_expert_shared_feed_forward_length", FS)]
+    else:
+        from transformers import DeepseekV3Config
+        from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3MoE
+        E, K, G, TG, S = 8, 2, 4, 2, 1
+        block = DeepseekV3MoE(DeepseekV3Config(hidden_size=H, moe_intermediate_size=F, n_routed_experts=E, n_shared_experts=S,
+                                               num_experts_per_tok=K, n_group=G, topk_group=TG, norm_topk_prob=True,
+                                               routed_scaling_factor=2.5))
+        keys = [("add_expert_feed_forward_length", F), ("add_expert_shared_count", S), ("add_expert_group_count", G),
+                ("add_expert_group_used_count", TG), ("add_expert_weights_norm", True), ("add_expert_weights_scale", 2.5),
+                ("add_expert_gating_func", gguf.ExpertGatingFuncType.SIGMOID)]
+    block = block.eval()
+    router = (rng.standard_normal((E, H)) * 0.3).astype(np.float32)
+    tensors["blk.0.ffn_gate_inp.weight"] = (router, None)
+    dense = {}
+    for part, shape in (("gate", (E, F, H)), ("up", (E, F, H)), ("down", (E, H, F))):
+        q, dense[part] = q8(shape)
+        tensors[f"blk.0.ffn_{part}_exps.weight"] = (q, T.Q8_0)
+    with torch.no_grad():
+        block.gate.weight.copy_(torch.from_numpy(router))
+        block.experts.gate_up_proj.copy_(torch.from_numpy(np.concatenate([dense["gate"], dense["up"]], axis=1)))
+        block.experts.down_proj.copy_(torch.from_numpy(dense["down"]))
+        if arch in ("qwen2moe", "deepseek2"):
+            width = FS if arch == "qwen2moe" else F
+            module = block.shared_expert if arch == "qwen2moe" else block.shared_experts
+            for part, shape in (("gate", (width, H)), ("up", (width, H)), ("down", (H, width))):
+                q, d = q8(shape)
+                tensors[f"blk.0.ffn_{part}_shexp.weight"] = (q, T.Q8_0)
+                getattr(module, f"{part}_proj").weight.copy_(torch.from_numpy(d))
+        if arch == "qwen2moe":
+            mix = (rng.standard_normal(H) * 0.3).astype(np.float32)
+            tensors["blk.0.ffn_gate_inp_shexp.weight"] = (mix, None)
+            block.shared_expert_gate.weight.copy_(torch.from_numpy(mix[None]))
+        if arch == "deepseek2":
+            bias = (rng.standard_normal(E) * 0.1).astype(np.float32)
+            tensors["blk.0.exp_probs_b.bias"] = (bias, None)
+            block.gate.e_score_correction_bias.copy_(torch.from_numpy(bias))
+        x = rng.standard_normal((T_, H)).astype(np.float32)
+        y = block(torch.from_numpy(x)[None])
+        y = (y[0] if isinstance(y, tuple) else y)[0].numpy()
+    w = gguf.GGUFWriter(str(OUT / f"{name}.gguf"), arch=arch)
+    w.add_block_count(1)
+    w.add_embedding_length(H)
+    w.add_expert_count(E)
+    w.add_expert_used_count(K)
+    for method, value in keys:
+        getattr(w, method)(value)
+    for tensor_name, (array, raw) in tensors.items():
+        w.add_tensor(tensor_name, array, raw_dtype=raw)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    np.save(OUT / f"{name}.x.npy", x)
+    np.save(OUT / f"{name}.y.npy", np.ascontiguousarray(y, dtype=np.float32))
+    return {"arch": arch, "experts": "Q8_0", "hidden": H, "tokens": T_, "graph": f"graphs/gguf/{arch}.moe",
+            "reference": type(block).__name__ + " on gguf-py's dequantized weights"}
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*"):
@@ -162,6 +252,9 @@ def main() -> None:
     expected["layers"] = {
         "qwen3moe-q8_0": moe_layer(rng, "qwen3moe-q8_0", T.Q8_0, H=64, F=96, E=4, K=2, tokens=7),
         "qwen3moe-q4_k": moe_layer(rng, "qwen3moe-q4_k", T.Q4_K, H=256, F=256, E=4, K=2, tokens=5),
+        "llama-q8_0": arch_layer(rng, "llama-q8_0", "llama"),
+        "qwen2moe-q8_0": arch_layer(rng, "qwen2moe-q8_0", "qwen2moe"),
+        "deepseek2-q8_0": arch_layer(rng, "deepseek2-q8_0", "deepseek2"),
     }
     expected["metadata"] = {k: v for k, (v, _) in metadata.items()}
     expected["metadata"]["general.architecture"] = "qwen3moe"

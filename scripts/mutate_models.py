@@ -14,7 +14,7 @@ and breaks one or two things in it:
                 not JSON; an index without its weight_map
   config.json   truncated, junk, missing; a key set to null, a huge or negative number, a string,
                 a list, an object, 1e308, or arrays nested 100,000 deep
-  GGUF file     (Tests/Fixtures/gguf/qwen3moe-*.gguf, run by graphs/gguf/qwen3moe.moe)
+  GGUF file     (Tests/Fixtures/gguf/ARCH-*.gguf, run by graphs/gguf/ARCH.moe)
                 truncated; bytes of its header and tensor directory flipped or overwritten
                 by huge numbers
   x.npy         truncated; header length wrong; dtype <f8, <i4, |b1, >f4; fortran_order; shape
@@ -72,8 +72,8 @@ def runnable_fixtures() -> list[tuple[Path, str, list[str]]]:
         if (ROOT / graph).is_file():
             found.append((d, graph, sets))
     # GGUF files (llama.cpp's): the file is the model, its input beside it as NAME.x.npy.
-    for g in sorted((FIXTURES / "gguf").glob("qwen3moe-*.gguf")):
-        found.append((g, "graphs/gguf/qwen3moe.moe", []))
+    for g in sorted((FIXTURES / "gguf").glob("*-*.gguf")):
+        found.append((g, f"graphs/gguf/{g.name.split('-')[0]}.moe", ["layer=0"]))
     return found
 
 
@@ -345,7 +345,7 @@ def main() -> int:
     outcomes = {"ok": 0, "error": 0}
     slowest = (0.0, "")
     for n in range(opts.cases):
-        # One case in five breaks a GGUF file (two of the fixtures).
+        # One case in five breaks a GGUF file (a few of the fixtures).
         ggufs = [f for f in fixtures if f[0].suffix == ".gguf"]
         others = [f for f in fixtures if f[0].suffix != ".gguf"]
         fixture, graph, sets = r.choice(ggufs) if ggufs and r.random() < 0.2 else r.choice(others)

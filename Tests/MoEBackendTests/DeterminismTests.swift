@@ -25,7 +25,14 @@ import Testing
     }
 
     /// Small params for the GGUF graphs (their defaults are a real model's sizes).
-    static let ggufParams: [(name: String, value: String)] = [("hidden", "16"), ("ffn", "8"), ("num_experts", "6"), ("top_k", "2")]
+    static func ggufParams(_ file: String) -> [(name: String, value: String)] {
+        let common: [(name: String, value: String)] = [("hidden", "16"), ("ffn", "8"), ("num_experts", "8"), ("top_k", "2")]
+        switch file {
+        case "gguf/qwen2moe.moe": return common + [("shared_ffn", "12")]
+        case "gguf/deepseek2.moe": return common + [("n_group", "4"), ("topk_group", "2")]
+        default: return common
+        }
+    }
 
     @Test func coversTheMechanisms() {
         #expect(Self.graphs.contains("mechanisms/multihop.moe"), "graphs/mechanisms not found under \(RepoPaths.graphs)")
@@ -36,7 +43,7 @@ import Testing
     func sameInputSameBits(_ file: String) throws {
         let model =
             file.hasPrefix("mechanisms/") || file.hasPrefix("gguf/")
-            ? try RandomCheckpoint.make(graphPath: RepoPaths.graphs + "/" + file, overrides: file.hasPrefix("gguf/") ? Self.ggufParams : [], seed: 21)
+            ? try RandomCheckpoint.make(graphPath: RepoPaths.graphs + "/" + file, overrides: file.hasPrefix("gguf/") ? Self.ggufParams(file) : [], seed: 21)
             : try RandomCheckpoint.make(graphFile: file, seed: 21)
         var inputs = model.inputs(tokens: Self.tokens, seed: 9)
         // A scalar input is a knob such as expert choice's capacity factor: a random normal one

@@ -3,18 +3,21 @@ import MoEIO
 import MoETestSupport
 import Testing
 
-/// `--model FILE.gguf`: a llama.cpp qwen3moe layer (Q8_0 and Q4_K experts) compiled and run
-/// through the binary against transformers' block on gguf-py's dequantized weights; params from
-/// the file's metadata; a broken GGUF file is a precise error that leaves nothing behind.
+/// `--model FILE.gguf`: one-layer files of llama.cpp's qwen3moe (Q8_0 and Q4_K experts), llama
+/// (Mixtral), qwen2moe and deepseek2 (V3) architectures compiled and run through the binary
+/// against transformers' blocks on gguf-py's dequantized weights; params from the file's
+/// metadata; a broken GGUF file is a precise error that leaves nothing behind.
 @Suite struct GGUFRunTests {
     static let folder = RepoPaths.fixtures + "/gguf"
     static let graph = RepoPaths.graphs + "/gguf/qwen3moe.moe"
 
-    @Test(arguments: ["qwen3moe-q8_0", "qwen3moe-q4_k"])
+    /// Each fixture with its graph (graphs/gguf/ARCH.moe, ARCH the file's name up to '-').
+    @Test(arguments: ["qwen3moe-q8_0", "qwen3moe-q4_k", "llama-q8_0", "qwen2moe-q8_0", "deepseek2-q8_0"])
     func compileThenRunMatchesTransformers(_ name: String) throws {
         let dir = TemporaryDirectory()
         let model = Self.folder + "/\(name).gguf"
-        let c = try Moec.run(["compile", Self.graph, "--model", model, "-o", "plan.json"], in: dir.path)
+        let graph = RepoPaths.graphs + "/gguf/\(name.split(separator: "-")[0]).moe"
+        let c = try Moec.run(["compile", graph, "--model", model, "--set", "layer=0", "-o", "plan.json"], in: dir.path)
         expectSuccess(c)
         for threads in ["1", "2"] {
             let r = try Moec.run(
