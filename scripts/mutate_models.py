@@ -95,7 +95,7 @@ def tensor_names(header: dict) -> list[str]:
 
 def st_truncate(p: Path, r: random.Random) -> str:
     raw = p.read_bytes()
-    at = r.choice([0, 4, 8, r.randrange(len(raw)), len(raw) - 1])
+    at = r.choice([0, 4, 8, r.randrange(len(raw) + 1), max(len(raw) - 1, 0)])
     p.write_bytes(raw[:at])
     return f"truncated at byte {at}"
 
@@ -200,7 +200,7 @@ def config_break(model: Path, r: random.Random) -> str:
         return "config.json missing"
     raw = path.read_bytes()
     if kind == "truncate":
-        path.write_bytes(raw[: r.randrange(len(raw))])
+        path.write_bytes(raw[: r.randrange(len(raw) + 1)])
         return "config.json truncated"
     if kind == "junk":
         path.write_bytes(r.randbytes(r.randint(1, 200)))
@@ -225,7 +225,7 @@ def npy_break(x: Path, r: random.Random) -> str:
     header = raw[10:10 + hlen].decode("latin1")
     kind = r.choice(["truncate", "length", "dtype", "fortran", "shape"])
     if kind == "truncate":
-        x.write_bytes(raw[: r.randrange(len(raw))])
+        x.write_bytes(raw[: r.randrange(len(raw) + 1)])
         return "x.npy truncated"
     if kind == "length":
         x.write_bytes(raw[:8] + struct.pack("<H", r.choice([0, 1, 65535, hlen + 16])) + raw[10:])
@@ -234,7 +234,7 @@ def npy_break(x: Path, r: random.Random) -> str:
         d = eval(header)  # the fixture's own header, a Python literal as numpy writes it
     except (SyntaxError, ValueError, NameError):
         # Broken already by the case's first break: truncate it too.
-        x.write_bytes(raw[: r.randrange(len(raw))])
+        x.write_bytes(raw[: r.randrange(len(raw) + 1)])
         return "x.npy truncated"
     if kind == "dtype":
         d["descr"] = r.choice(["<f8", "<i4", "|b1", ">f4", "<f2", "O"])
@@ -254,7 +254,7 @@ def gguf_break(path: Path, r: random.Random) -> str:
     raw = bytearray(path.read_bytes())
     kind = r.choice(["truncate", "flip", "flip", "number", "number"])
     if kind == "truncate":
-        at = r.choice([0, 3, 8, 20, 24, r.randrange(len(raw))])
+        at = r.choice([0, 3, 8, 20, 24, r.randrange(len(raw) + 1)])
         path.write_bytes(bytes(raw[:at]))
         return f"{path.name} truncated at byte {at}"
     head = min(len(raw), 576)
