@@ -13,6 +13,7 @@
 //   MoEKernels     BLAS and MPI loaded with dlopen, portable kernels,        (KernelsAVX2)
 //                  CPU dispatch
 //   MoEKernelsAVX2 the same kernels built for AVX2 + FMA (called only when the CPU has them)
+//   MoEKernelsAVX512 kernels built for AVX-512 with VNNI (the same: only when the CPU has it)
 //   MoEPlacement   expert load statistics and placement planning             (Basics)
 //   MoEBackend     plan, executor steps and reference by family              (Basics, IR, IO, Kernels, Placement)
 //   MoECompiler    AST → IR, the pass pipeline, the compile/run façade       (everything above)
@@ -26,8 +27,17 @@ import PackageDescription
 /// without them). Only `MoEKernelsAVX2` gets them, and it is called only after a run-time check,
 /// so the binary still runs on CPUs without AVX2.
 var avx2Flags: [SwiftSetting] = []
+/// AVX-512 with VNNI (Ice Lake, Zen 4 and later), for `MoEKernelsAVX512`: entered only after the
+/// same kind of run-time check.
+var avx512Flags: [SwiftSetting] = []
 #if arch(x86_64)
     avx2Flags = [.unsafeFlags(["-Xcc", "-march=haswell", "-Xcc", "-mtune=znver3"])]
+    avx512Flags = [
+        .unsafeFlags([
+            "-Xcc", "-march=haswell", "-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl", "-Xcc", "-mavx512dq",
+            "-Xcc", "-mavx512vnni", "-Xcc", "-mtune=znver4"
+        ])
+    ]
 #endif
 
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
@@ -48,7 +58,8 @@ let package = Package(
         // Backend: weights, kernels, execution.
         .target(name: "MoEIO", dependencies: ["MoEBasics"]),
         .target(name: "MoEKernelsAVX2", swiftSettings: avx2Flags + release),
-        .target(name: "MoEKernels", dependencies: ["MoEKernelsAVX2"], swiftSettings: release),
+        .target(name: "MoEKernelsAVX512", swiftSettings: avx512Flags + release),
+        .target(name: "MoEKernels", dependencies: ["MoEKernelsAVX2", "MoEKernelsAVX512"], swiftSettings: release),
         .target(name: "MoEBackend", dependencies: ["MoEIR", "MoEIO", "MoEKernels", "MoEPlacement"], swiftSettings: release),
         .target(name: "MoEPlacement", dependencies: ["MoEBasics"]),
         .executableTarget(

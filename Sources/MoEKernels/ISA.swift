@@ -15,8 +15,20 @@ public enum ISA: String, Sendable, CaseIterable, CustomStringConvertible {
     /// The kernel set used by default: `.avx2` when the CPU has it, unless the environment
     /// variable `MOEC_SIMD=portable` asks for the portable kernels.
     public static let best: ISA = {
-        if ProcessInfo.processInfo.environment["MOEC_SIMD"]?.lowercased() == "portable" { return .portable }
+        let env = ProcessInfo.processInfo.environment
+        if env["MOEC_SIMD"]?.lowercased() == "portable" || env["MOEC_ISA"]?.lowercased() == "portable" { return .portable }
         return cpuHasAVX2FMA ? .avx2 : .portable
+    }()
+
+    /// True when the CPU reports AVX-512 F, BW, VL, DQ and VNNI (checked once, at first use).
+    public static let cpuHasAVX512VNNI: Bool = detectAVX512VNNI()
+
+    /// Whether the int8 kernels (`Kernels.q8Gemm`) take their AVX-512 VNNI path by default: the
+    /// CPU has it and `MOEC_ISA` is not `avx2` or `portable`. (The fp32 kernels have no AVX-512
+    /// path yet.)
+    public static let int8UsesAVX512: Bool = {
+        let asked = ProcessInfo.processInfo.environment["MOEC_ISA"]?.lowercased()
+        return best == .avx2 && cpuHasAVX512VNNI && asked != "avx2"
     }()
 
     /// The kernel sets this CPU can run (tests exercise each).
@@ -27,6 +39,21 @@ public enum ISA: String, Sendable, CaseIterable, CustomStringConvertible {
     var runsAVX2: Bool { self == .avx2 && ISA.cpuHasAVX2FMA }
 
     public var description: String { rawValue }
+}
+
+/// AVX-512 with VNNI from `/proc/cpuinfo` (Linux; other systems: no).
+private func detectAVX512VNNI() -> Bool {
+    #if arch(x86_64) && os(Linux)
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
+        for line in text.split(separator: "\n") where line.hasPrefix("flags") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let flags = Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
+            return ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"].allSatisfy(flags.contains)
+        }
+        return false
+    #else
+        return false
+    #endif
 }
 
 /// Reads the CPU's feature flags: `/proc/cpuinfo` on Linux, `sysctlbyname` on macOS.

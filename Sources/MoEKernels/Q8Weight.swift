@@ -1,5 +1,6 @@
 import Foundation
 import MoEKernelsAVX2
+import MoEKernelsAVX512
 
 /// A weight matrix W `[N, K]` stored as 8-bit integers in blocks of 32 along K, one Float scale
 /// per block (llama.cpp's Q8_0 scheme, scales kept in fp32): `W[n, k] ≈ q[n, k] · d[n, k / 32]`.
@@ -166,21 +167,29 @@ public final class Q8Activations: @unchecked Sendable {
 extension Kernels {
     /// `y[m, n] (+)= x[m, k] · Wᵀ` with W int8 in blocks (`Q8Weight`) and x quantized the same
     /// way (`Q8Activations`): integer dot products per block of 32, scaled and accumulated in
-    /// fp32. Deterministic and the same bits on every ISA and thread count (each output is one
-    /// chain over k in block order). Panels of 4 output columns are split over `threads`.
+    /// fp32. Deterministic: the same bits for any thread count, and the portable and AVX2
+    /// kernels give the same bits (each output one chain over k in block order); the AVX-512 VNNI
+    /// kernel (`avx512`, default `ISA.int8UsesAVX512`; only with `isa` AVX2 on a CPU that has it)
+    /// sums even and odd blocks in separate lanes, a different rounding order. Panels of 4 output
+    /// columns are split over `threads`.
     public static func q8Gemm(
         _ x: Q8Activations, _ w: Q8Weight, y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool = false,
-        threads: Int = 1, isa: ISA = .best
+        threads: Int = 1, isa: ISA = .best, avx512: Bool = ISA.int8UsesAVX512
     ) {
         precondition(x.kp == w.kp, "q8Gemm: activations of \(x.kp) columns, weight of \(w.kp)")
         guard x.m > 0 else { return }
         let avx2 = isa.runsAVX2
+        let vnni = avx2 && avx512 && ISA.cpuHasAVX512VNNI
         let xq = SendablePointer(x.q), xs = SendablePointer(x.scales), yp = SendablePointer(y)
         let wp = SendablePointer(w.storage.assumingMemoryBound(to: UInt8.self))
         let m = x.m, kp = x.kp, n = w.n
         let useThreads = 2 * m * n * kp < 2_000_000 ? 1 : threads
         Parallel.forEachChunk(count: w.panels, threads: useThreads) { panels in
-            if avx2 {
+            if vnni {
+                avx512Q8Gemm(
+                    xq: xq.pointer, xs: xs.pointer, m: m, kp: kp, w: UnsafeRawPointer(wp.pointer), n: n, panelBegin: panels.lowerBound,
+                    panelEnd: panels.upperBound, y: yp.pointer, ldy: ldy, accumulate: accumulate)
+            } else if avx2 {
                 avx2Q8Gemm(
                     xq: xq.pointer, xs: xs.pointer, m: m, kp: kp, w: UnsafeRawPointer(wp.pointer), n: n, panelBegin: panels.lowerBound,
                     panelEnd: panels.upperBound, y: yp.pointer, ldy: ldy, accumulate: accumulate)

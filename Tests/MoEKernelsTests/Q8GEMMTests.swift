@@ -51,8 +51,13 @@ private func referenceProduct(_ x: [Float], m: Int, _ w: [Float], n: Int, k: Int
     }
 }
 
-@Test(arguments: ISA.available)
-func q8GemmMatchesTheIntegerReference(_ isa: ISA) {
+/// Every int8 kernel this CPU can run: portable, AVX2, AVX-512 VNNI.
+let q8Paths: [(isa: ISA, avx512: Bool)] =
+    ISA.available.map { ($0, false) } + (ISA.cpuHasAVX2FMA && ISA.cpuHasAVX512VNNI ? [(ISA.avx2, true)] : [])
+
+@Test(arguments: q8Paths.indices)
+func q8GemmMatchesTheIntegerReference(_ path: Int) {
+    let (isa, avx512) = q8Paths[path]
     var rng = TestRandom(seed: 11)
     for (m, n, k) in [(1, 1, 32), (1, 4, 64), (2, 7, 96), (3, 9, 100), (5, 16, 256), (16, 33, 1024), (64, 12, 160)] {
         let x = rng.array(m * k, scale: 1.5), w = rng.array(n * k, scale: 0.2)
@@ -60,11 +65,11 @@ func q8GemmMatchesTheIntegerReference(_ isa: ISA) {
         let qx = Q8Activations(rows: m, k: k)
         qx.quantize(x, m: m, k: k, ldx: k)
         var y = [Float](repeating: .nan, count: m * n)
-        y.withUnsafeMutableBufferPointer { Kernels.q8Gemm(qx, qw, y: $0.baseAddress!, ldy: n, threads: 2, isa: isa) }
+        y.withUnsafeMutableBufferPointer { Kernels.q8Gemm(qx, qw, y: $0.baseAddress!, ldy: n, threads: 2, isa: isa, avx512: avx512) }
         let reference = referenceProduct(x, m: m, w, n: n, k: k)
         let scale = reference.map { abs($0) }.max()!
         let err = zip(y, reference).map { abs(Double($0) - $1) }.max()!
-        #expect(err <= 1e-6 * scale, "m \(m), n \(n), k \(k), \(isa): \(err / scale)")
+        #expect(err <= 1e-6 * scale, "m \(m), n \(n), k \(k), \(isa)\(avx512 ? " avx512" : ""): \(err / scale)")
         // Against the fp32 product of the unquantized operands: within Q8's own error.
         var exact = [Double](repeating: 0, count: m * n)
         for r in 0..<m { for c in 0..<n { for i in 0..<k { exact[r * n + c] += Double(x[r * k + i]) * Double(w[c * k + i]) } } }
@@ -73,22 +78,28 @@ func q8GemmMatchesTheIntegerReference(_ isa: ISA) {
     }
 }
 
-@Test func q8GemmIsTheSameBitsOnEveryISAAndThreadCount() {
+@Test func q8GemmIsTheSameBitsOnEveryThreadCountAndPortableEqualsAVX2() {
     var rng = TestRandom(seed: 12)
     let (m, n, k) = (7, 37, 544)
     let x = rng.array(m * k, scale: 1), w = rng.array(n * k, scale: 0.1)
     let qw = Q8Weight(quantizing: w, n: n, k: k)
     let qx = Q8Activations(rows: m, k: k)
     qx.quantize(x, m: m, k: k, ldx: k)
-    var results: [[Float]] = []
-    for isa in ISA.available {
-        for threads in [1, 2, 3] {
-            var y = [Float](repeating: 1, count: m * n)
-            y.withUnsafeMutableBufferPointer { Kernels.q8Gemm(qx, qw, y: $0.baseAddress!, ldy: n, accumulate: true, threads: threads, isa: isa) }
-            results.append(y)
+    func run(_ isa: ISA, avx512: Bool, threads: Int) -> [UInt32] {
+        var y = [Float](repeating: 1, count: m * n)
+        y.withUnsafeMutableBufferPointer {
+            Kernels.q8Gemm(qx, qw, y: $0.baseAddress!, ldy: n, accumulate: true, threads: threads, isa: isa, avx512: avx512)
         }
+        return y.map(\.bitPattern)
     }
-    for r in results.dropFirst() { #expect(r.map(\.bitPattern) == results[0].map(\.bitPattern)) }
+    let portable = run(.portable, avx512: false, threads: 1)
+    for isa in ISA.available {
+        for threads in [1, 2, 3] { #expect(run(isa, avx512: false, threads: threads) == portable, "\(isa), \(threads) threads") }
+    }
+    if ISA.cpuHasAVX512VNNI && ISA.cpuHasAVX2FMA {
+        let vnni = run(.avx2, avx512: true, threads: 1)
+        for threads in [2, 3] { #expect(run(.avx2, avx512: true, threads: threads) == vnni, "avx512, \(threads) threads") }
+    }
 }
 
 @Test func q8FromGGUFBlocksKeepsTheBits() {
