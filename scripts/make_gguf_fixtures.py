@@ -23,6 +23,8 @@ Needs numpy, torch, transformers and `gguf` (scripts/requirements.txt). The file
                     blk.0.ffn_{gate,up,down}_exps; Q8_0 from gguf-py's quantize, Q4_K random
                     blocks), with NAME.x.npy and NAME.y.npy: transformers' Qwen3MoeSparseMoeBlock
                     run on the weights as gguf-py dequantizes them (graphs/gguf/qwen3moe.moe)
+  qwen3moe-q8_0-split-0000{1,2}-of-00002.gguf
+                    the Q8_0 file in two splits (split.no, split.count, as llama.cpp's gguf-split)
   llama-q8_0.gguf, qwen2moe-q8_0.gguf, deepseek2-q8_0.gguf
                     the same for llama.cpp's llama (Mixtral), qwen2moe (shared expert with its
                     sigmoid gate) and deepseek2 (V3: sigmoid, exp_probs_b, groups, shared expert)
@@ -86,20 +88,21 @@ def moe_layer(rng: np.random.Generator, name: str, expert_type: T, H: int, F: in
             q = k_blocks(rng, expert_type, shape, log_scale=(-9.5, -8.5))
         stored[part] = q
         dense[part] = gguf.quants.dequantize(q, expert_type).reshape(shape)
-    path = OUT / f"{name}.gguf"
-    w = gguf.GGUFWriter(str(path), arch="qwen3moe")
-    w.add_block_count(1)
-    w.add_embedding_length(H)
-    w.add_expert_feed_forward_length(F)
-    w.add_expert_count(E)
-    w.add_expert_used_count(K)
-    w.add_tensor("blk.0.ffn_gate_inp.weight", router)
-    for part in ("gate", "up", "down"):
-        w.add_tensor(f"blk.0.ffn_{part}_exps.weight", stored[part], raw_dtype=expert_type)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    # The file, and for Q8_0 the same file in splits of two tensors (NAME-split-0000i-of-00002.gguf).
+    for path, split in [(OUT / f"{name}.gguf", 0)] + ([(OUT / f"{name}-split.gguf", 2)] if expert_type == T.Q8_0 else []):
+        w = gguf.GGUFWriter(str(path), arch="qwen3moe", split_max_tensors=split)
+        w.add_block_count(1)
+        w.add_embedding_length(H)
+        w.add_expert_feed_forward_length(F)
+        w.add_expert_count(E)
+        w.add_expert_used_count(K)
+        w.add_tensor("blk.0.ffn_gate_inp.weight", router)
+        for part in ("gate", "up", "down"):
+            w.add_tensor(f"blk.0.ffn_{part}_exps.weight", stored[part], raw_dtype=expert_type)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
 
     config = Qwen3MoeConfig(hidden_size=H, moe_intermediate_size=F, num_experts=E, num_experts_per_tok=K, norm_topk_prob=True)
     block = Qwen3MoeSparseMoeBlock(config).eval()

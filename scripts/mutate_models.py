@@ -73,6 +73,8 @@ def runnable_fixtures() -> list[tuple[Path, str, list[str]]]:
             found.append((d, graph, sets))
     # GGUF files (llama.cpp's): the file is the model, its input beside it as NAME.x.npy.
     for g in sorted((FIXTURES / "gguf").glob("*-*.gguf")):
+        if "-split-" in g.name:
+            continue
         found.append((g, f"graphs/gguf/{g.name.split('-')[0]}.moe", ["layer=0"]))
     return found
 

@@ -78,7 +78,7 @@ public final class CompilerSession {
             // A GGUF file holds its config as metadata: params read "qwen3moe.expert_count".
             sources.configPath = dir
             do {
-                sources.config = try GGUFFile(path: dir).metadataJSON
+                sources.config = try Checkpoint(path: dir).ggufMetadata
             } catch {
                 throw DiagnosticError(.error("\(error)"))
             }

@@ -5,7 +5,8 @@ import MoEBasics
 /// described by `model.safetensors.index.json` (`{"metadata": {...}, "weight_map": {tensor: shard}}`),
 /// or a single `.safetensors` file (or an index file) named directly, or a GGUF file (llama.cpp's:
 /// its tensors by their GGUF names, dequantized to `Float` when read; `ggufMetadata` stands in
-/// for config.json).
+/// for config.json), or any one of a GGUF file's splits (`NAME-00001-of-00003.gguf`, as
+/// llama.cpp's gguf-split and gguf-py write them: all of them are opened).
 ///
 /// Opening checks the index: it is valid JSON of that form and every shard it names exists.
 /// Shards are opened (mapped, their headers validated) on first use; opening one also checks
@@ -26,11 +27,18 @@ public final class Checkpoint: @unchecked Sendable {
     private let tensorsOfShard: [[String]]
     private var shards: [SafetensorsFile?]
     private let lock = NSLock()
-    /// The GGUF file, when the checkpoint is one.
-    public let gguf: GGUFFile?
+    /// The GGUF file, or its splits in order, when the checkpoint is one.
+    public let ggufFiles: [GGUFFile]
 
-    /// A GGUF checkpoint's metadata as a JSON object (nil for safetensors checkpoints).
-    public var ggufMetadata: JSONObject? { gguf?.metadataJSON }
+    /// A GGUF checkpoint's metadata as a JSON object (the first split's, which holds the model's
+    /// keys; nil for safetensors checkpoints).
+    public var ggufMetadata: JSONObject? { ggufFiles.first?.metadataJSON }
+
+    /// The GGUF split holding each tensor (for a GGUF checkpoint).
+    private func gguf(_ name: String) -> GGUFFile? {
+        guard !ggufFiles.isEmpty, let i = shardOfTensor[name] else { return nil }
+        return ggufFiles[i]
+    }
 
     public init(path: String) throws(WeightFileError) {
         self.path = path
@@ -45,17 +53,27 @@ public final class Checkpoint: @unchecked Sendable {
             weightFile = path
         }
         if !isDirectory.boolValue && (path.hasSuffix(".gguf") || GGUFFile.looksLikeGGUF(path: path)) {
-            let file = try GGUFFile(path: path)
-            gguf = file
+            let files = try Self.openGGUFSplits(path)
+            ggufFiles = files
             indexPath = nil
             indexMetadata = JSONObject()
-            shardPaths = [path]
-            shardOfTensor = Dictionary(uniqueKeysWithValues: file.tensors.keys.map { ($0, 0) })
-            shards = [nil]
-            tensorsOfShard = [[]]
+            shardPaths = files.map(\.path)
+            var owner: [String: Int] = [:]
+            for (i, f) in files.enumerated() {
+                for t in f.tensorList {
+                    if let other = owner[t.name] {
+                        throw WeightFileError(
+                            path: f.path, tensor: t.name, message: "also in split '\((files[other].path as NSString).lastPathComponent)'")
+                    }
+                    owner[t.name] = i
+                }
+            }
+            shardOfTensor = owner
+            shards = Array(repeating: nil, count: files.count)
+            tensorsOfShard = Array(repeating: [], count: files.count)
             return
         }
-        gguf = nil
+        ggufFiles = []
         if weightFile.hasSuffix(".json") {
             let index = try Self.readIndex(weightFile)
             indexPath = weightFile
@@ -86,7 +104,7 @@ public final class Checkpoint: @unchecked Sendable {
     /// shard cannot be opened or is inconsistent with the index.
     public func info(_ name: String) throws(WeightFileError) -> TensorInfo? {
         guard let i = shardOfTensor[name] else { return nil }
-        if let gguf, let t = gguf.tensors[name] {
+        if let gguf = gguf(name), let t = gguf.tensors[name] {
             let relative = (t.byteRange.lowerBound - gguf.dataStart)..<(t.byteRange.upperBound - gguf.dataStart)
             return TensorInfo(name: name, dtype: .f32, shape: t.shape, dataOffsets: relative, byteRange: t.byteRange, ggmlType: t.type)
         }
@@ -95,15 +113,15 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// The open shard holding the tensor (opening it if needed), or nil when there is no such tensor.
     public func file(containing name: String) throws(WeightFileError) -> SafetensorsFile? {
-        guard gguf == nil, let i = shardOfTensor[name] else { return nil }
+        guard ggufFiles.isEmpty, let i = shardOfTensor[name] else { return nil }
         return try shard(i)
     }
 
     /// Converts the tensor to `Float` into caller memory (count must equal its element count).
     /// A missing tensor is an error that suggests the closest names.
     public func copyFloats(_ name: String, into buffer: UnsafeMutableBufferPointer<Float>) throws(WeightFileError) {
-        if let gguf {
-            guard shardOfTensor[name] != nil else { throw missingTensorError(name) }
+        if !ggufFiles.isEmpty {
+            guard let gguf = gguf(name) else { throw missingTensorError(name) }
             let count = try gguf.info(name).elementCount
             guard buffer.count == count else {
                 throw WeightFileError(path: path, tensor: name, message: "destination holds \(buffer.count) floats but the tensor has \(count)")
@@ -116,8 +134,8 @@ public final class Checkpoint: @unchecked Sendable {
     /// Converts elements `elements` of the tensor (row-major) to `Float` into caller memory,
     /// reading none of its other bytes.
     public func copyFloats(_ name: String, elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws(WeightFileError) {
-        if let gguf {
-            guard shardOfTensor[name] != nil else { throw missingTensorError(name) }
+        if !ggufFiles.isEmpty {
+            guard let gguf = gguf(name) else { throw missingTensorError(name) }
             return try gguf.copyFloats(name, elements: elements, into: buffer)
         }
         try existingFile(name).copyFloats(name, elements: elements, into: buffer)
@@ -125,8 +143,8 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// The tensor's values converted to `Float`.
     public func floats(_ name: String) throws(WeightFileError) -> [Float] {
-        if let gguf {
-            guard shardOfTensor[name] != nil else { throw missingTensorError(name) }
+        if !ggufFiles.isEmpty {
+            guard let gguf = gguf(name) else { throw missingTensorError(name) }
             return try gguf.floats(name)
         }
         return try existingFile(name).floats(name)
@@ -147,7 +165,7 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// Opens every shard, so every inconsistency is found now.
     public func validate() throws(WeightFileError) {
-        if gguf != nil { return } // validated when opened
+        if !ggufFiles.isEmpty { return } // validated when opened
         for i in shardPaths.indices { _ = try shard(i) }
     }
 
@@ -179,6 +197,43 @@ public final class Checkpoint: @unchecked Sendable {
         }
         shards[i] = file
         return file
+    }
+
+    /// A GGUF file, or all the splits of the one named (`PREFIX-0000i-of-0000n.gguf`, each with
+    /// `split.no` = i − 1 and `split.count` = n), in order.
+    private static func openGGUFSplits(_ path: String) throws(WeightFileError) -> [GGUFFile] {
+        let first = try GGUFFile(path: path)
+        guard let countValue = first.metadata["split.count"] else { return [first] }
+        guard case .unsigned(let c) = countValue, c >= 1, c <= 9999 else {
+            throw WeightFileError(path: path, message: "split.count is \(countValue), expected a count of split files")
+        }
+        let count = Int(c)
+        if count == 1 { return [first] }
+        let name = (path as NSString).lastPathComponent, folder = (path as NSString).deletingLastPathComponent
+        let suffix = String(format: "-of-%05d.gguf", count)
+        guard name.hasSuffix(suffix), name.count >= suffix.count + 6 else {
+            throw WeightFileError(
+                path: path, message: "split.count is \(count), but the file is not named like a split (PREFIX-0000i\(suffix))")
+        }
+        let prefix = String(name.dropLast(suffix.count + 6))
+        var files: [GGUFFile] = []
+        for i in 0..<count {
+            let splitName = prefix + String(format: "-%05d", i + 1) + suffix
+            let splitPath = folder.isEmpty ? splitName : folder + "/" + splitName
+            guard FileManager.default.fileExists(atPath: splitPath) else {
+                throw WeightFileError(path: path, message: "split \(i + 1) of \(count), '\(splitName)', does not exist")
+            }
+            let file = splitPath == path ? first : try GGUFFile(path: splitPath)
+            guard file.metadata["split.no"] == .unsigned(UInt64(i)), file.metadata["split.count"] == .unsigned(UInt64(count)) else {
+                throw WeightFileError(
+                    path: splitPath,
+                    message:
+                        "split.no / split.count are \(file.metadata["split.no"].map { "\($0)" } ?? "missing") / \(file.metadata["split.count"].map { "\($0)" } ?? "missing"), expected \(i) / \(count)"
+                )
+            }
+            files.append(file)
+        }
+        return files
     }
 
     /// The weights in a folder: the standard names first, else the only index, else the only file.

@@ -31,6 +31,29 @@ import Testing
         }
     }
 
+    /// A file in two splits (as gguf-py and llama.cpp's gguf-split write them): naming either one
+    /// opens both; the params come from the first, which holds the model's keys.
+    @Test func splitFilesAreOneCheckpoint() throws {
+        for part in ["00001", "00002"] {
+            let dir = TemporaryDirectory()
+            let r = try Moec.run(
+                [
+                    "run", Self.graph, "--model", Self.folder + "/qwen3moe-q8_0-split-\(part)-of-00002.gguf", "--input",
+                    "x=\(Self.folder)/qwen3moe-q8_0.x.npy", "--output", "y=y.npy", "--check", "y=\(Self.folder)/qwen3moe-q8_0.y.npy"
+                ], in: dir.path)
+            expectSuccess(r)
+        }
+        // A missing split, or one copied under another name, is an error naming it.
+        let dir = TemporaryDirectory()
+        try Files.copy(Self.folder + "/qwen3moe-q8_0-split-00001-of-00002.gguf", to: dir.file("m-00001-of-00002.gguf"))
+        let missing = try Moec.run(["compile", Self.graph, "--model", "m-00001-of-00002.gguf", "-o", "p.json"], in: dir.path)
+        expectFailure(missing, ["m-00001-of-00002.gguf: split 2 of 2, 'm-00002-of-00002.gguf', does not exist"])
+        try Files.copy(Self.folder + "/qwen3moe-q8_0-split-00001-of-00002.gguf", to: dir.file("renamed.gguf"))
+        let renamed = try Moec.run(["compile", Self.graph, "--model", "renamed.gguf", "-o", "p.json"], in: dir.path)
+        expectFailure(renamed, ["renamed.gguf: split.count is 2, but the file is not named like a split (PREFIX-0000i-of-00002.gguf)"])
+        expectFolder(dir.path, holds: ["m-00001-of-00002.gguf", "renamed.gguf"], after: renamed)
+    }
+
     @Test func paramsComeFromTheMetadata() throws {
         let dir = TemporaryDirectory()
         let r = try Moec.run(["compile", Self.graph, "--model", Self.folder + "/qwen3moe-q8_0.gguf", "--emit", "ir"], in: dir.path)
