@@ -86,13 +86,17 @@ public enum WeightBinding {
     }
 
     /// Loads every weight into its own aligned f32 buffer, in weight-table order.
-    /// `progress` is called with (bytes done, bytes total).
+    /// `progress` is called with (bytes read, bytes to read): the bytes of what is actually read,
+    /// so the last call has them equal.
     ///
     /// `slices`: per weight-table index, the slices of its first dimension (the experts of a
     /// stacked expert weight) to read; the others are neither read from the checkpoint nor
     /// written, so their pages of the buffer are never touched and cost no memory (an MPI rank
-    /// reads only its own experts). Weights not named are read whole. A tensor rearranged by a
-    /// layout step is read whole when it holds any wanted slice.
+    /// reads only its own experts). Weights not named are read whole. A stacked tensor rearranged
+    /// by layout steps that act on each expert's slice alone (a transpose of the last two
+    /// dimensions, a split, de-interleave or pad of the rows or columns of each expert; gpt-oss's
+    /// `gate_up_proj`) is read and rearranged slice by slice; any other rearranged tensor is read
+    /// whole when it holds a wanted slice.
     public static func load(
         _ graph: Graph, _ checkpoint: Checkpoint, slices: [Int: Set<Int>] = [:],
         progress: ((Int, Int) -> Void)? = nil
@@ -107,10 +111,33 @@ public enum WeightBinding {
             total = sum
         }
         let reads = graph.weights.indices.map { i in SliceRead(graph.weights[i], wanted: slices[i]) }
-        total = zip(graph.weights, reads).reduce(0) { $0 + $1.1.sourceFloats($1.0) * Addressable.bytesPerElement }
+        // Per weight: the layout steps for one slice of its stacked tensor, when they act slice by slice.
+        let sliceSteps: [[WeightLayoutStep]?] = try zip(graph.weights, reads).map { w, read in
+            guard !read.whole, !w.layout.allSatisfy(\.keepsOrder), w.tensors.count == 1, w.repeats == nil,
+                let shape = try checkpoint.info(w.tensors[0].name)?.shape
+            else { return nil }
+            return Self.stepsPerLeadingSlice(w.layout, tensorShape: shape, slices: w.sourceShape.first ?? 0)
+        }
+        // What will be read, tensor by tensor, as the loop below reads it.
+        total = 0
+        for (i, (w, read)) in zip(graph.weights, reads).enumerated() {
+            var offset = 0
+            for (name, shape) in w.tensors {
+                let n = shape.reduce(1, *)
+                let runs = read.runs(within: offset..<(offset + n))
+                if w.layout.allSatisfy(\.keepsOrder) {
+                    total += runs.reduce(0) { $0 + $1.count } * Addressable.bytesPerElement
+                } else if sliceSteps[i] != nil, let tensor = try checkpoint.info(name)?.shape {
+                    total += read.sourceSlices.count * tensor.dropFirst().reduce(1, *) * Addressable.bytesPerElement
+                } else if !runs.isEmpty {
+                    total += n * Addressable.bytesPerElement
+                }
+                offset += n
+            }
+        }
         var done = 0
         var out: [AlignedBuffer] = []
-        for (w, read) in zip(graph.weights, reads) {
+        for (wi, (w, read)) in zip(graph.weights, reads).enumerated() {
             let sourceCount = w.sourceShape.reduce(1, *)
             let buffer = AlignedBuffer(floats: sourceCount, zeroed: false)
             var offset = 0
@@ -128,6 +155,23 @@ public enum WeightBinding {
                             }
                             done += run.count * 4
                         }
+                    } else if let steps = sliceSteps[wi], let info = try checkpoint.info(name) {
+                        // Slice by slice: tensor slice s becomes weight slice s.
+                        let from = info.shape.dropFirst().reduce(1, *), to = read.sliceFloats
+                        var slice = [Float](repeating: 0, count: from)
+                        for s in read.sourceSlices {
+                            try slice.withUnsafeMutableBufferPointer { try checkpoint.copyFloats(name, elements: (s * from)..<((s + 1) * from), into: $0) }
+                            var shape = [1] + info.shape.dropFirst()
+                            var data = slice
+                            for step in steps {
+                                guard case .success(let next) = step.apply(to: shape) else { throw WeightLayoutError("layout step '\(step)' does not fit \(shape)") }
+                                data = step.apply(data, shape: shape)
+                                shape = next
+                            }
+                            guard data.count == to else { throw WeightLayoutError("the layout gives \(data.count) elements per slice, \(to) expected") }
+                            _ = UnsafeMutableBufferPointer(start: buffer.floats + s * to, count: to).update(fromContentsOf: data)
+                            done += from * 4
+                        }
                     } else if !read.runs(within: offset..<(offset + n)).isEmpty {
                         let destination = UnsafeMutableBufferPointer(start: buffer.floats + offset, count: n)
                         try copyRearranged(name, w.layout, from: checkpoint, into: destination)
@@ -137,7 +181,7 @@ public enum WeightBinding {
                     throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
                 }
                 offset += n
-                progress?(min(done, total), total)
+                progress?(done, total)
             }
             if let repeats = w.repeats {
                 // Upcycling: slice i of the first dimension appears repeats[i] times.
@@ -210,6 +254,32 @@ public enum WeightBinding {
             }
             return out
         }
+    }
+
+    /// The layout steps as they apply to one slice `[1, …]` of a stacked tensor of `tensorShape`,
+    /// when each step keeps the leading dimension (`slices` long) and acts on each of its slices
+    /// alone; nil otherwise.
+    static func stepsPerLeadingSlice(_ steps: [WeightLayoutStep], tensorShape: [Int], slices: Int) -> [WeightLayoutStep]? {
+        guard tensorShape.first == slices, slices > 0 else { return nil }
+        var shape = tensorShape
+        var out: [WeightLayoutStep] = []
+        for step in steps {
+            let rank = shape.count
+            switch step {
+            case .transpose, .split, .deinterleave: guard rank >= 3 else { return nil }
+            case .pad(let cols, _): guard cols ? rank >= 2 : rank >= 3 else { return nil }
+            case .squeeze(let d): guard d >= 1 else { return nil }
+            case .reshape: break
+            }
+            guard case .success(let next) = step.apply(to: shape), next.first == slices else { return nil }
+            if case .reshape(let target) = step {
+                out.append(.reshape([1] + target.dropFirst()))
+            } else {
+                out.append(step)
+            }
+            shape = next
+        }
+        return out
     }
 
     /// Reads a tensor and applies the layout steps (checked by `check`) into `destination`.

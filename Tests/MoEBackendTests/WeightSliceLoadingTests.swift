@@ -52,6 +52,45 @@ import Testing
         #expect(Array(UnsafeBufferPointer(start: whole[4].floats + 48, count: 12)) == Array(Self.values(24, seed: 4)[12..<24]))
     }
 
+    /// gpt-oss's experts: one stacked tensor [E, hidden, 2·ffn], input-first with gate and up
+    /// interleaved by column, made [E, ffn, hidden] by `transpose |> deinterleave(p, of: 2)`. Each
+    /// expert's slice is read and rearranged alone, so a rank reads only its experts' bytes;
+    /// a layout that mixes experts (a transpose of a 2-D tensor) is still read whole.
+    @Test func rearrangedStackedTensorsAreReadSliceBySlice() throws {
+        let dir = TemporaryDirectory()
+        try SafetensorsWriter.write(
+            tensors: [
+                .init(name: "gate_up", shape: [5, 4, 6], values: Self.values(120, seed: 5)),
+                .init(name: "flat", shape: [4, 5], values: Self.values(20, seed: 6))
+            ], to: dir.file("model.safetensors"))
+        var b = GraphBuilder(name: "rearranged")
+        _ = b.addWeight(WeightInfo(name: "gate", pattern: "gate_up", shape: [5, 3, 4], layout: [.transpose, .deinterleave(part: 0, of: 2)]))
+        _ = b.addWeight(WeightInfo(name: "up", pattern: "gate_up", shape: [5, 3, 4], layout: [.transpose, .deinterleave(part: 1, of: 2)]))
+        _ = b.addWeight(WeightInfo(name: "flat", pattern: "flat", shape: [5, 4], layout: [.transpose]))
+        let graph = b.finish()
+        let checkpoint = try Checkpoint(path: dir.path)
+        let whole = try WeightBinding.load(graph, checkpoint)
+        let wanted: Set<Int> = [0, 3]
+        var progress: [(done: Int, total: Int)] = []
+        let sliced = try WeightBinding.load(graph, checkpoint, slices: [0: wanted, 1: wanted, 2: wanted]) { progress.append(($0, $1)) }
+        for (i, w) in graph.weights.enumerated() {
+            let per = w.shape.dropFirst().reduce(1, *)
+            for s in wanted {
+                let want = Array(UnsafeBufferPointer(start: whole[i].floats + s * per, count: per))
+                #expect(Array(UnsafeBufferPointer(start: sliced[i].floats + s * per, count: per)) == want, "\(w.name), slice \(s)")
+            }
+        }
+        // gate, expert 3, row 1 (ffn index 1), is column 2·1 + 0 of the tensor's expert-3 plane.
+        let plane = Array(Self.values(120, seed: 5)[72..<96])
+        let column: [Float] = (0..<4).map { plane[$0 * 6 + 2] }
+        #expect(Array(UnsafeBufferPointer(start: whole[0].floats + 3 * 12 + 4, count: 4)) == column)
+        // Read: 2 of the 5 slices of gate_up (24 floats each) for gate and again for up, and flat
+        // whole (20 floats; reading gate_up whole would be 120 floats twice).
+        let expected: Int = (2 * 24 + 2 * 24 + 20) * 4
+        #expect(progress.last?.total == expected)
+        #expect(progress.last?.done == expected)
+    }
+
     @Test func partialReadsAreCheckedAgainstTheTensor() throws {
         let dir = TemporaryDirectory()
         let (_, checkpoint) = try Self.graphAndCheckpoint(dir)
