@@ -173,20 +173,28 @@ public func avx2GemmPacked(
 /// eight FMA chains keep up with the halved bytes per step). Where it serves several tiles (more rows:
 /// compute-bound, and the widening would take issue slots from the FMAs in every tile), the block
 /// is widened once into an fp32 strip (16 × kc floats, L1-resident) that the fp32 tiles then read.
+/// `strip` (16 × min(k, kcBlock) floats, this call's alone) is that buffer; nil takes a
+/// temporary one per call (a heap allocation at this size).
 @inline(never)
 public func avx2GemmPackedBF16(
     a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
     b: UnsafePointer<UInt16>, n: Int, panelBegin: Int, panelEnd: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    strip: UnsafeMutablePointer<Float>? = nil,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: nr * min(k, kcBlock)) { strip in
+    func loops(_ strip: UnsafeMutablePointer<Float>) {
         gemmPackedLoops(
             a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n,
             panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
             panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
-            tile: tileDispatchBF16, wideTile: wideTileDispatchBF16, strip: strip.baseAddress!,
+            tile: tileDispatchBF16, wideTile: wideTileDispatchBF16, strip: strip,
             widen: widenBlockBF16, oneRow: oneRowBF16)
+    }
+    if let strip {
+        loops(strip)
+    } else {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: nr * min(k, kcBlock)) { loops($0.baseAddress!) }
     }
 }
 
