@@ -23,13 +23,15 @@ private func roundedToBF16(_ f: Float) -> Float {
 /// (`ExpertWeightFormat`), the plan records it, and the packed experts kernel runs the bf16
 /// panels. The reference is the f32 plan run on the same checkpoint with those weights rounded
 /// to bf16 here (and the reference interpreter on them): the two must agree within 1e-5 of
-/// max |y|, as the kernels widen bf16 exactly and accumulate in f32 in the same order.
+/// max |y| (on moec's kernels they are equal bit for bit: bf16 widens exactly and the sums run
+/// in f32 in the same order; the interpreter differs by at most 2.3e-7 here). Under
+/// `MOEC_BLAS` both run BLAS on the rounded values.
 /// Against the fixture's f32 output (transformers on the unrounded weights) the bf16 plan is
 /// within `bf16Tolerance`: bf16 keeps 8 significant bits, so each weight moves by up to 2⁻⁹
-/// of itself and a layer output by a few 1e-3 of max |y| (3.2e-3 to 4.9e-3 measured here).
+/// of itself and a layer output by a few 1e-3 of max |y| (1.8e-3 to 3.9e-3 on these fixtures).
 @Suite struct BF16WeightsTests {
     static let tolerance = 1e-5
-    static let bf16Tolerance = 2e-2
+    static let bf16Tolerance = 1e-2
 
     /// Families with gate/up interleaved (mixtral, olmoe), stored stacked, a shared expert that
     /// stays f32 (qwen2_moe), and gate_up stored fused with biases and an epilogue (gpt_oss).
@@ -137,8 +139,13 @@ private func roundedToBF16(_ f: Float) -> Float {
         // mixtral h16 f24 e16: experts 16 × (2·32·16 interleaved + 16·24) floats packed, router 16·16.
         let router = 16 * 16 * 4
         let experts = 16 * (2 * 32 * 16 + 16 * 24)
-        #expect(f32.executable.weightBytes == router + experts * 4)
-        #expect(bf16.executable.weightBytes == router + experts * 2)
+        if ExecutionOptions().backend.isNative {
+            #expect(f32.executable.weightBytes == router + experts * 4)
+            #expect(bf16.executable.weightBytes == router + experts * 2)
+        } else {
+            // BLAS reads the weights as stored, f32 (with rounded values for bf16).
+            #expect(bf16.executable.weightBytes == f32.executable.weightBytes)
+        }
         #expect(bf16.weightFormatSummary == "expert matrices bf16, other weights f32")
         #expect(f32.weightFormatSummary == "all f32")
     }
