@@ -8,7 +8,7 @@ enum BenchCommand {
         name: "bench",
         summary: "moec bench: time a plan or graph at several token counts (medians over repeated runs).",
         usage: [
-            "moec bench (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --tokens N[,N...]",
+            "moec bench (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]... [--weights F]) --tokens N[,N...]",
             "           [--repeat R] [--threads N] [--placement FILE.json|static [--llep T]] [--json]"
         ],
         positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],
