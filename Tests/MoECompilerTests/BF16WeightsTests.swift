@@ -149,4 +149,25 @@ private func roundedToBF16(_ f: Float) -> Float {
         #expect(bf16.weightFormatSummary == "expert matrices bf16, other weights f32")
         #expect(f32.weightFormatSummary == "all f32")
     }
+
+    /// Gate bf16 and up f32 (a hand-made plan; `--weights` sets both): their interleaved matrix
+    /// is packed as f32 with the gate's values rounded, the same numbers as the f32 kernel on
+    /// weights with only the gate rounded.
+    @Test func mixedGateAndUpFormats() throws {
+        let f = try #require(Self.fixtures.first)
+        let x = try ParityTests().inputs(f)
+        var mixed = try Self.session(f, .bf16).boundGraph()
+        let up = try #require(mixed.weights.firstIndex { $0.name == "w3" })
+        mixed.weights[up].format = .f32
+        #expect(mixed.weights.map(\.format) == [.bf16, .f32, .bf16, .f32])
+        let (g, rounded) = try Self.roundedReference(f, bf16Graph: mixed)
+        let s = Self.session(f, .f32)
+        for threads in [1, 2] {
+            let options = ExecutionOptions(threads: threads)
+            let got = try Executable(graph: mixed, weights: try WeightBinding.load(g, try s.checkpoint()), options: options).run(x)
+            let reference = try Executable(graph: g, weights: rounded, options: options).run(x)
+            let e = relativeError(try #require(got["y"]).floats, try #require(reference["y"]).floats)
+            #expect(e <= Self.tolerance, "\(threads) threads: \(e)")
+        }
+    }
 }
