@@ -21,8 +21,8 @@ private func roundedToBF16(_ f: Float) -> Float {
 
 /// `moec compile --weights bf16`: every expert matrix of a packed MoE block is stored as bf16
 /// (`ExpertWeightFormat`), the plan records it, and the packed experts kernel runs the bf16
-/// panels. The reference is the f32 plan run on the same checkpoint with those weights rounded
-/// to bf16 here (and the reference interpreter on them): the two must agree within 1e-5 of
+/// panels. On every parity fixture (the families and the routing mechanisms), the reference is
+/// the f32 plan run on the same checkpoint with those weights rounded to bf16 here (and the reference interpreter on them): the two must agree within 1e-5 of
 /// max |y| (on moec's kernels they are equal bit for bit: bf16 widens exactly and the sums run
 /// in f32 in the same order; the interpreter differs by at most 2.3e-7 here). Under
 /// `MOEC_BLAS` both run BLAS on the rounded values.
@@ -79,7 +79,9 @@ private func roundedToBF16(_ f: Float) -> Float {
         #expect(plain.weights.allSatisfy { $0.format == .f32 })
     }
 
-    @Test(arguments: fixtures)
+    /// Every parity fixture (families and mechanisms: 1e-5 against the rounded reference), and
+    /// on `fixtureNames` also against the f32 fixture within `bf16Tolerance`.
+    @Test(arguments: ParityTests.fixtures)
     func bf16PlanMatchesF32PlanOnRoundedWeights(_ f: ParityTests.Fixture) throws {
         let x = try ParityTests().inputs(f)
         let dir = TemporaryDirectory()
@@ -93,7 +95,8 @@ private func roundedToBF16(_ f: Float) -> Float {
             graph: g, weights: zip(g.weights, rounded).map { w, b in HostTensor(shape: w.shape, floats: Array(UnsafeBufferPointer(start: b.floats, count: w.elementCount))) }
         ).run(x)
         var runs: [(String, ExecutionOptions)] = [("1 thread", ExecutionOptions(threads: 1)), ("2 threads", ExecutionOptions(threads: 2))]
-        if ExecutionOptions().backend.isNative {
+        // A static split needs experts that 2 workers share equally (as `ModelRunner` checks).
+        if ExecutionOptions().backend.isNative && bf16Graph.moeLayers.allSatisfy({ $0.experts % 2 == 0 }) {
             runs.append(("static placement, 2 workers", ExecutionOptions(threads: 2, placement: PlacementExecution(.staticSplit(workers: 2)))))
         }
         for (label, options) in runs {
@@ -106,6 +109,9 @@ private func roundedToBF16(_ f: Float) -> Float {
                 #expect(e <= Self.tolerance, "\(f.name) \(label): bf16 plan vs f32 plan on rounded weights: \(e)")
                 let ei = relativeError(y, try #require(interpreter[name]).floats)
                 #expect(ei <= Self.tolerance, "\(f.name) \(label): bf16 plan vs interpreter on rounded weights: \(ei)")
+                // The documented bf16 tolerance, on the chosen families (multi-hop mechanisms
+                // compound it: 1.3e-2 and 1.5e-2; a bf16 checkpoint loses nothing).
+                guard Self.fixtureNames.contains(f.name) else { continue }
                 let fixture = try NpyArray(path: f.path + "/" + file).floats()
                 let ef = relativeError(y, fixture)
                 #expect(ef <= Self.bf16Tolerance, "\(f.name) \(label): bf16 plan vs the f32 fixture: \(ef)")
