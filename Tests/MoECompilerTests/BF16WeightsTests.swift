@@ -21,14 +21,15 @@ private func roundedToBF16(_ f: Float) -> Float {
 
 /// `moec compile --weights bf16`: every expert matrix of a packed MoE block is stored as bf16
 /// (`ExpertWeightFormat`), the plan records it, and the packed experts kernel runs the bf16
-/// panels. On every parity fixture (the families and the routing mechanisms), the reference is
-/// the f32 plan run on the same checkpoint with those weights rounded to bf16 here (and the reference interpreter on them): the two must agree within 1e-5 of
-/// max |y| (on moec's kernels they are equal bit for bit: bf16 widens exactly and the sums run
-/// in f32 in the same order; the interpreter differs by at most 2.3e-7 here). Under
-/// `MOEC_BLAS` both run BLAS on the rounded values.
+/// panels. On every parity fixture (the families and the routing mechanisms) the reference is
+/// the f32 plan run on the same checkpoint with those weights rounded to bf16 here, and the
+/// reference interpreter on them: both must agree within 1e-5 of max |y|. (On the five
+/// `fixtureNames` and moec's kernels the f32 plan agrees bit for bit, as bf16 widens exactly
+/// and the sums run in f32 in the same order; the interpreter differs by at most 2.3e-7.) Under
+/// `MOEC_BLAS` both plans run BLAS on the rounded values.
 /// Against the fixture's f32 output (transformers on the unrounded weights) the bf16 plan is
 /// within `bf16Tolerance`: bf16 keeps 8 significant bits, so each weight moves by up to 2⁻⁹
-/// of itself and a layer output by a few 1e-3 of max |y| (1.8e-3 to 3.9e-3 on these fixtures).
+/// of itself and a layer output by a few 1e-3 of max |y| (1.8e-3 to 3.9e-3 on `fixtureNames`).
 @Suite struct BF16WeightsTests {
     static let tolerance = 1e-5
     static let bf16Tolerance = 1e-2
