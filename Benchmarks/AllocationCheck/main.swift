@@ -4,7 +4,7 @@
 // count. The allocator entry points are counted by `MoEAllocationCounter` (glibc only).
 //
 //   moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R]
-//                    [--placement static:W]
+//                    [--placement static:W] [--weights f32|bf16]
 //
 // The graph gets seeded random weights in a temporary checkpoint. For each token count: one
 // schedule, 3 warm-up runs (the first run of a schedule may fill lazy caches: Dispatch's
@@ -33,6 +33,7 @@ var tokenCounts = [1, 16, 128]
 var threads = ExecutionOptions.defaultThreads
 var runs = 5
 var placement: PlacementExecution?
+var weightFormat = WeightFormat.f32
 var arguments = CommandLine.arguments.dropFirst()
 @MainActor func value(_ option: String) -> String {
     guard let v = arguments.popFirst() else { fail("\(option) needs a value") }
@@ -61,8 +62,14 @@ while let a = arguments.popFirst() {
         let v = value(a)
         guard v.hasPrefix("static:"), let w = Int(v.dropFirst(7)), w > 0 else { fail("--placement expects static:W, got '\(v)'") }
         placement = PlacementExecution(.staticSplit(workers: w))
+    case "--weights":
+        let v = value(a)
+        guard let f = WeightFormat(rawValue: v) else { fail(CompileOptions.unknownWeightFormat(v)) }
+        weightFormat = f
     case "--help", "-h":
-        print("usage: moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R] [--placement static:W]")
+        print(
+            "usage: moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R] [--placement static:W] [--weights f32|bf16]"
+        )
         exit(0)
     default:
         if a.hasPrefix("-") || graphPath != nil { fail("unexpected argument '\(a)'") }
@@ -97,7 +104,7 @@ do {
     }
     try SafetensorsWriter.write(tensors: tensors, to: directory + "/model.safetensors")
     try "{}\n".write(toFile: directory + "/config.json", atomically: true, encoding: .utf8)
-    let session = CompilerSession(CompileOptions(graphPath: graphPath, modelDirectory: directory, overrides: overrides))
+    let session = CompilerSession(CompileOptions(graphPath: graphPath, modelDirectory: directory, overrides: overrides, weightFormat: weightFormat))
     runner = try ModelRunner.compile(session, options: ExecutionOptions(threads: threads, placement: placement))
 } catch {
     fail("\(error)")
@@ -123,7 +130,9 @@ for tokens in tokenCounts {
         schedule.execute()
         counts.append(moec_allocation_count() - before)
     }
-    print("tokens \(tokens): allocations per run \(counts.map(String.init).joined(separator: " ")) (\(threads) threads, \(runner.executable.options.backend))")
+    print(
+        "tokens \(tokens): allocations per run \(counts.map(String.init).joined(separator: " ")) (\(threads) threads, \(runner.executable.options.backend), weights: \(runner.weightFormatSummary))"
+    )
     if counts.contains(where: { $0 > 0 }) {
         allocated = true
         // Which steps allocate.

@@ -51,7 +51,11 @@ public final class Executable: @unchecked Sendable {
     ///   - weights: one f32 buffer per weight-table entry, in the declared shape.
     ///   - consumeWeights: the caller hands `weights` over and will not read them again, so the
     ///     pages of weights kept only packed are given back as packing proceeds (peak memory near
-    ///     one copy of the weights instead of two).
+    ///     one copy of the weights instead of two), and bf16 weights are rounded in place.
+    ///
+    /// A weight whose format is bf16 (`WeightInfo.format`) is packed into bf16 panels when only
+    /// the packed experts kernel reads it; any other reader (BLAS, an unfused path) reads f32
+    /// values rounded to bfloat16 here, so every path computes with the same weights.
     public init(
         graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions(),
         consumeWeights: Bool = false
@@ -62,6 +66,10 @@ public final class Executable: @unchecked Sendable {
         distributedTimes = options.world.map(DistributedTimes.init)
         let native = options.backend.isNative
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
+        var weights = weights
+        for (i, w) in graph.weights.enumerated() where w.format == .bf16 && !expertOnly.contains(i) {
+            weights[i] = Executable.roundedToBfloat16(weights[i], count: w.elementCount, inPlace: consumeWeights, threads: options.threads)
+        }
         let keptAsStored = native ? Executable.weightsKeptAsStored(graph) : []
         var matrices: [[LinearWeight]] = []
         var keep: [AlignedBuffer?] = weights
@@ -101,6 +109,15 @@ public final class Executable: @unchecked Sendable {
         self.expertMatrices = experts
         self.weights = keep
         self.matrices = matrices
+    }
+
+    /// `buffer`'s first `count` floats rounded to bfloat16 values: in place, or in a copy.
+    static func roundedToBfloat16(_ buffer: AlignedBuffer, count: Int, inPlace: Bool, threads: Int) -> AlignedBuffer {
+        let out = inPlace ? buffer : AlignedBuffer(floats: count, zeroed: false)
+        if !inPlace { out.floats.update(from: buffer.floats, count: count) }
+        let p = SendablePointer(out.floats)
+        Parallel.forEachChunk(count: count, threads: threads) { r in Kernels.roundToBfloat16(p.pointer + r.lowerBound, count: r.count) }
+        return out
     }
 
     /// Under `mpirun`, the experts of MoE node `i` this rank holds (its worker's slots), which

@@ -43,9 +43,12 @@ public struct ExpertBlockPlan: Sendable {
     /// between the projections (an epilogue) or the whole body (a `program` expert).
     public var biases: [String]
     public var program: String?
-    /// Bytes of all experts' weights as packed at load time (panels of 16 columns); a Double,
-    /// as it may exceed what an Int holds when the weights are merely addressable one by one.
+    /// Bytes of all experts' weights as packed at load time (panels of 16 columns, in each
+    /// matrix's format); a Double, as it may exceed what an Int holds when the weights are
+    /// merely addressable one by one.
     public var packedBytes: Double
+    /// The storage format of each expert matrix, by role (`gate`, `up`, `down`, …), in order.
+    public var formats: [(role: String, format: WeightFormat)]
     public var regimes: [Regime]
 
     /// One plan per `moe_experts` node, in graph order.
@@ -62,19 +65,22 @@ public struct ExpertBlockPlan: Sendable {
             let panel = PackedWeight.panelWidth
             // A stored gate_up [2F, H] is packed as gate and up each rounded up (interleaved).
             let fusedStored = experts.kind == .swiglu_fused
-            let perExpertFloats = weights.enumerated().reduce(0.0) { sum, w in
+            // Each 3-D expert weight's storage bytes per element (the matrices', for the formats).
+            let elementBytes = experts.expertWeights.filter { g[$0].tensorType?.fixedShape?.count == 3 }.map { Double(Self.format(g, $0).bytesPerElement) }
+            let perExpertBytes = weights.enumerated().reduce(0.0) { sum, w in
                 let rows =
                     fusedStored && w.offset == 0
                     ? 2 * ((w.element[1] / 2 + panel - 1) / panel * panel)
                     : (w.element[1] + panel - 1) / panel * panel
-                return sum + Double(rows) * Double(w.element[2])
+                return sum + Double(rows) * Double(w.element[2]) * elementBytes[w.offset]
             }
             let e = routing.experts, k = routing.slots
-            let bytesPerExpert = weights.reduce(0.0) { $0 + Double($1[1]) * Double($1[2]) } * 4
+            let bytesPerExpert = zip(weights, elementBytes).reduce(0.0) { $0 + Double($1.0[1]) * Double($1.0[2]) * $1.1 }
+            let flopsPerExpert = weights.reduce(0.0) { $0 + Double($1[1]) * Double($1[2]) } * 2
             let regimes = tokens.map { t -> Regime in
                 let touched = Double(e) * (1 - pow(1 - Double(k) / Double(e), Double(t)))
                 let bytes = touched * bytesPerExpert
-                let flops = 2 * Double(t * k) * bytesPerExpert / 4
+                let flops = Double(t * k) * flopsPerExpert
                 return Regime(
                     tokens: t, expertsTouched: touched, weightBytes: bytes, flops: flops,
                     bandwidthSeconds: bytes / (model.bytesPerSecondPerThread * Double(threads)),
@@ -89,8 +95,27 @@ public struct ExpertBlockPlan: Sendable {
                 weightOnInput: experts.weightOnInput,
                 packedKernel: Executable.runsPackedKernel(n, g),
                 biases: experts.biasRoles, program: n.attributes.string(experts.kind == .program ? "body" : "epilogue"),
-                packedBytes: perExpertFloats * 4 * Double(e), regimes: regimes)
+                packedBytes: perExpertBytes * Double(e),
+                formats: zip(experts.kind.matrixRoles, experts.matrices).map { ($0, Self.format(g, $1)) }, regimes: regimes)
         }
+    }
+
+    /// The storage format of weight node `id` (f32 for a computed operand).
+    static func format(_ g: Graph, _ id: ValueID) -> WeightFormat {
+        guard g[id].op == .weight, let i = g[id].attributes.int("index"), g.weights.indices.contains(i) else { return .f32 }
+        return g.weights[i].format
+    }
+
+    /// "gate, up, down: bf16 (widened to f32 in registers)" and the like, for `--emit plan`.
+    public var formatDescription: String {
+        var groups: [(WeightFormat, [String])] = []
+        for (role, f) in formats {
+            if let i = groups.firstIndex(where: { $0.0 == f }) { groups[i].1.append(role) } else { groups.append((f, [role])) }
+        }
+        return groups.map { f, roles in
+            roles.joined(separator: ", ") + ": " + f.rawValue
+                + (f == .bf16 ? (packedKernel ? " (half the bytes; widened to f32 in registers, f32 sums)" : " (values rounded to bf16, held as f32 on this path)") : "")
+        }.joined(separator: "; ")
     }
 
     /// The routing chain feeding a block, first step first (`fused_router{softmax → top-2 → renormalize}`).

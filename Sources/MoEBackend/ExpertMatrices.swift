@@ -15,6 +15,11 @@ import MoEKernels
 /// - SwiGLU without the pass: gate and up as two matrices (gate columns, then up columns), and
 ///   the activation after the whole first layer (`stripPanels` nil, `firstWidth` = 2F).
 ///
+/// Each matrix is packed in its weight's format (`WeightInfo.format`): bf16 panels hold half the
+/// bytes, and the kernels widen them to f32 in registers. When gate and up are interleaved into
+/// one matrix, it is bf16 if both are (a mix is packed as f32, with the bf16 one's values
+/// rounded first, so the numbers are the same either way).
+///
 /// An MPI rank packs only the experts it holds (`held`); the others have no matrices (an empty
 /// `first[e]`, a nil `down[e]`), and their pages are given back like those of packed experts.
 struct ExpertMatrices: @unchecked Sendable {
@@ -30,6 +35,9 @@ struct ExpertMatrices: @unchecked Sendable {
     /// Panels of the first layer's matrix that make 16 features of its activation, when the
     /// activation can run in the GEMM's epilogue.
     let stripPanels: Int?
+    /// Floats of the strip a bf16 GEMM on these matrices widens into (`PackedRows.bf16StripFloats`);
+    /// 0 when every matrix is f32.
+    let bf16StripFloats: Int
 
     /// `firstWidth` for a block, before packing (for scratch sizes).
     static func firstWidth(kind: ExpertKind, ffn f: Int, fuseGateUp: Bool) -> Int {
@@ -53,14 +61,14 @@ struct ExpertMatrices: @unchecked Sendable {
     init(node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int, releasable: Set<Int> = [], held: Set<Int>? = nil) {
         let view = n.expertsView!
         let kind = view.kind
-        let operandWeights = view.matrices.map { o -> (buffer: AlignedBuffer, shape: [Int], release: Bool) in
+        let operandWeights = view.matrices.map { o -> Operand in
             let w = g[o]
             let index = w.attributes.int("index")!
-            return (weights[index], g.weights[index].shape, releasable.contains(index))
+            return Operand(buffer: weights[index], shape: g.weights[index].shape, release: releasable.contains(index), format: Self.packedFormat(g.weights[index].format))
         }
-        func matrix(_ w: (buffer: AlignedBuffer, shape: [Int], release: Bool), expert e: Int) -> PackedWeight {
+        func matrix(_ w: Operand, expert e: Int) -> PackedWeight {
             let rows = w.shape[1], k = w.shape[2]
-            let packed = PackedWeight(weight: UnsafePointer(w.buffer.floats + e * rows * k), n: rows, k: k, threads: threads)
+            let packed = PackedWeight(weight: UnsafePointer(w.buffer.floats + e * rows * k), n: rows, k: k, threads: threads, format: w.format)
             if w.release { w.buffer.releasePages(floats: e * rows * k..<(e + 1) * rows * k) }
             return packed
         }
@@ -79,23 +87,26 @@ struct ExpertMatrices: @unchecked Sendable {
             return true
         }
         /// Gate rows `gate(e)` and up rows `up(e)` (each `[f, h]` row-major) interleaved by
-        /// panel into one packed `[2·f16, h]` matrix (see the type's comment). `copied` runs once
+        /// panel into one packed `[2·f16, h]` matrix (see the type's comment), in `formats`'
+        /// common format (f32 for a mix, the bf16 half's values rounded). `copied` runs once
         /// they are in `joined`, before packing: the sources' pages can go back then.
         func interleaved(
-            _ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, f: Int, h: Int,
+            _ gate: UnsafePointer<Float>, _ up: UnsafePointer<Float>, f: Int, h: Int, formats: [PackedWeight.Format],
             into joined: AlignedBuffer, copied: () -> Void
         ) -> PackedWeight {
             let p = PackedWeight.panelWidth, f16 = Self.paddedFeatures(f)
+            let format: PackedWeight.Format = formats.allSatisfy { $0 == .bf16 } ? .bf16 : .f32
             for j in 0..<(f16 / p) {
                 for (half, source) in [gate, up].enumerated() {
                     let dst = joined.floats + (2 * j + half) * p * h
                     let rows = max(0, min(p, f - j * p))
                     dst.update(from: source + j * p * h, count: rows * h)
                     (dst + rows * h).initialize(repeating: 0, count: (p - rows) * h)
+                    if format == .f32 && formats[half] == .bf16 { Kernels.roundToBfloat16(dst, count: rows * h) }
                 }
             }
             copied()
-            return PackedWeight(weight: UnsafePointer(joined.floats), n: 2 * f16, k: h, threads: threads)
+            return PackedWeight(weight: UnsafePointer(joined.floats), n: 2 * f16, k: h, threads: threads, format: format)
         }
         switch kind {
         case .swiglu:
@@ -105,7 +116,9 @@ struct ExpertMatrices: @unchecked Sendable {
             let joined = fuse ? AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false) : nil
             for e in 0..<experts where !skipped(e) {
                 if let joined {
-                    let packed = interleaved(gate.buffer.floats + e * f * h, up.buffer.floats + e * f * h, f: f, h: h, into: joined) {
+                    let packed = interleaved(
+                        gate.buffer.floats + e * f * h, up.buffer.floats + e * f * h, f: f, h: h, formats: [gate.format, up.format], into: joined
+                    ) {
                         if gate.release { gate.buffer.releasePages(floats: e * f * h..<(e + 1) * f * h) }
                         if up.release { up.buffer.releasePages(floats: e * f * h..<(e + 1) * f * h) }
                     }
@@ -123,7 +136,7 @@ struct ExpertMatrices: @unchecked Sendable {
             let joined = AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false)
             for e in 0..<experts where !skipped(e) {
                 let base = gateUp.buffer.floats + e * 2 * f * h
-                let packed = interleaved(base, base + f * h, f: f, h: h, into: joined) {
+                let packed = interleaved(base, base + f * h, f: f, h: h, formats: [gateUp.format, gateUp.format], into: joined) {
                     if gateUp.release { gateUp.buffer.releasePages(floats: e * 2 * f * h..<(e + 1) * 2 * f * h) }
                 }
                 first.append([(packed, 0)])
@@ -150,8 +163,27 @@ struct ExpertMatrices: @unchecked Sendable {
             ? 2 * Self.paddedFeatures(firstRows / 2) / panelWidth
             : operandWeights.dropLast().reduce(0) { $0 + ($1.shape[1] + panelWidth - 1) / panelWidth }
         downPanels = (operandWeights.last!.shape[1] + panelWidth - 1) / panelWidth
+        let held = self.first.joined().map(\.matrix) + down.compactMap { $0 }
+        bf16StripFloats = held.filter { $0.format == .bf16 }.map { PackedRows.bf16StripFloats(k: $0.k) }.max() ?? 0
         if let e = down.firstIndex(where: { $0 != nil }) {
             assert(self.first[e].reduce(0) { $0 + $1.matrix.panels } == firstPanels && down[e]!.panels == downPanels)
+        }
+    }
+
+    /// One expert matrix operand: its unpacked weights, shape `[E, rows, cols]`, whether its
+    /// pages may be given back once packed, and the format to pack it in.
+    struct Operand {
+        let buffer: AlignedBuffer
+        let shape: [Int]
+        let release: Bool
+        let format: PackedWeight.Format
+    }
+
+    /// The kernels' panel format for a weight's storage format.
+    static func packedFormat(_ f: WeightFormat) -> PackedWeight.Format {
+        switch f {
+        case .f32: return .f32
+        case .bf16: return .bf16
         }
     }
 

@@ -97,8 +97,12 @@ enum PackedExpertsKernel {
             ExpertPlacementRun($0, layer: s.moeLayerIndex(i), experts: g[experts.routing].type.routing!.experts)
         }
 
+        // bf16 matrices: a widening strip per thread that runs a GEMM at once (the phase cuts'
+        // thread index, or a lane claimed by a group run on its own worker's thread).
+        let strips = WideningStrips(lanes: min(max(threads, placement?.workers ?? 0), 64), floatsPerLane: matrices.bf16StripFloats)
+
         /// Phase 1 work of thread t: its range of (group, first-layer panel) units.
-        @Sendable func firstLayer(_ units: Range<Int>) {
+        @Sendable func firstLayer(_ units: Range<Int>, strip: UnsafeMutablePointer<Float>?) {
             groups.forEachPiece(of: units, panelsPerGroup: firstPanels) { gi, local in
                 let e = groups.expert(gi), m = groups.rows(gi), begin = groups.rowBegin(gi)
                 var offset = 0
@@ -109,7 +113,7 @@ enum PackedExpertsKernel {
                         let r = lo..<hi
                         Kernels.gemmPacked(
                             packedX.pointer + groups.offsetX(gi), m: m, piece.matrix, panels: r,
-                            hidden.pointer + begin * fw + piece.column, ldy: fw)
+                            hidden.pointer + begin * fw + piece.column, ldy: fw, bf16Strip: strip)
                     }
                     offset += p
                 }
@@ -119,7 +123,7 @@ enum PackedExpertsKernel {
         /// strip) units. Each strip: the GEMM of its panels into `hidden`, the activation on the
         /// strip's 16 features, and those features packed into the down GEMM's operand (with
         /// the routing weight under `combine_in_down`).
-        @Sendable func firstLayerWithEpilogue(_ units: Range<Int>) {
+        @Sendable func firstLayerWithEpilogue(_ units: Range<Int>, strip: UnsafeMutablePointer<Float>?) {
             let sp = stripPanels!, panel = PackedWeight.panelWidth
             groups.forEachPiece(of: units, panelsPerGroup: firstUnits) { gi, local in
                 let e = groups.expert(gi), m = groups.rows(gi), begin = groups.rowBegin(gi)
@@ -131,7 +135,7 @@ enum PackedExpertsKernel {
                 Kernels.gemmPacked(
                     packedX.pointer + groups.offsetX(gi), m: m, matrices.first[e][0].matrix,
                     panels: local.lowerBound * sp..<local.upperBound * sp, rows, ldy: fw,
-                    epilogueEvery: sp
+                    bf16Strip: strip, epilogueEvery: sp
                 ) { r0, r1, p0, _ in
                     let j = p0 / sp, c0 = p0 * panel, features = min(panel, f - j * panel)
                     let strip = rows + r0 * fw + c0
@@ -154,12 +158,12 @@ enum PackedExpertsKernel {
                 }
             }
         }
-        @Sendable func downLayer(_ units: Range<Int>) {
+        @Sendable func downLayer(_ units: Range<Int>, strip: UnsafeMutablePointer<Float>?) {
             groups.forEachPiece(of: units, panelsPerGroup: downPanels) { gi, local in
                 let e = groups.expert(gi), begin = groups.rowBegin(gi)
                 Kernels.gemmPacked(
                     packedH.pointer + groups.offsetH(gi), m: groups.rows(gi), matrices.down[e]!,
-                    panels: local, ys.pointer + begin * h, ldy: h)
+                    panels: local, ys.pointer + begin * h, ldy: h, bf16Strip: strip)
                 if let bias = extras.downBias {
                     // The bias of these panels' columns, scaled like the rows (`combine_in_down`).
                     let c0 = local.lowerBound * PackedWeight.panelWidth, c1 = min(h, local.upperBound * PackedWeight.panelWidth)
@@ -232,25 +236,28 @@ enum PackedExpertsKernel {
         let firstJob = ChunkJob { ts in
             for t in ts {
                 let units = cuts.pointer[t]..<cuts.pointer[t + 1]
-                if epilogue { firstLayerWithEpilogue(units) } else { firstLayer(units) }
+                if epilogue { firstLayerWithEpilogue(units, strip: strips.strip(t)) } else { firstLayer(units, strip: strips.strip(t)) }
             }
         }
-        let downJob = ChunkJob { ts in for t in ts { downLayer(cuts.pointer[t]..<cuts.pointer[t + 1]) } }
+        let downJob = ChunkJob { ts in for t in ts { downLayer(cuts.pointer[t]..<cuts.pointer[t + 1], strip: strips.strip(t)) } }
         /// With a placement: all phases of group gi, on its worker's thread, no barrier between.
         @Sendable func runGroup(_ gi: Int) {
+            let lane = strips.claim()
+            defer { strips.release(lane) }
+            let strip = lane.flatMap(strips.strip)
             let m = groups.rows(gi)
             let rowPanels = PackedRows.panelCount(m: m)
             let unitBase = groups.rowPanelStart(gi)
             packX(unitBase..<unitBase + rowPanels)
             let fb = groups.unitStart(gi, panelsPerGroup: firstUnits)
             if epilogue {
-                firstLayerWithEpilogue(fb..<fb + firstUnits)
+                firstLayerWithEpilogue(fb..<fb + firstUnits, strip: strip)
             } else {
-                firstLayer(fb..<fb + firstPanels)
+                firstLayer(fb..<fb + firstPanels, strip: strip)
                 activate(unitBase..<unitBase + rowPanels)
             }
             let db = groups.unitStart(gi, panelsPerGroup: downPanels)
-            downLayer(db..<db + downPanels)
+            downLayer(db..<db + downPanels, strip: strip)
         }
         let placementJob = placement?.job(groups, runGroup)
         let distributed =

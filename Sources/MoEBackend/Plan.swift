@@ -12,7 +12,11 @@ public struct Plan: Sendable {
     /// plan (`last_readers`) replaced version 1's `fused_kernel`; a version 1 plan would run its
     /// experts the slow, unfused way, so it is refused instead. 3: weights may carry a layout
     /// (`transpose`, `reshape`, …) that a version 2 moec would ignore, reading them wrongly.
-    public static let version = 3
+    /// 4: a weight may carry a storage `format` (`"bf16"`), which a version 3 moec would ignore,
+    /// running different numbers. Version 3 plans still load (every weight f32).
+    public static let version = 4
+    /// The oldest version this moec reads.
+    public static let oldestReadableVersion = 3
 
     public var graph: Graph
     /// Absolute path of the checkpoint folder (or file).
@@ -54,8 +58,9 @@ public struct Plan: Sendable {
             throw fail("not a moec plan (no \"format\": \"\(Plan.format)\")")
         }
         guard let v = json["version"]?.int else { throw fail("plan has no version") }
-        guard v == Plan.version else {
-            throw fail("plan format version \(v) is not supported (this moec reads version \(Plan.version)); compile the graph again")
+        guard (Plan.oldestReadableVersion...Plan.version).contains(v) else {
+            throw fail(
+                "plan format version \(v) is not supported (this moec reads versions \(Plan.oldestReadableVersion) to \(Plan.version)); compile the graph again")
         }
         guard let model = json["model"], let modelPath = model["path"]?.string, let files = model["files"]?.array else {
             throw fail("plan has no model section")

@@ -2,8 +2,9 @@ import MoEIR
 
 /// How much work one run did: multiply-add FLOPs of the matrix products (what a GEMM peak
 /// bounds) and bytes of weights read (what memory bandwidth bounds), counting only the
-/// experts that received tokens. Element-wise work and the router's softmax are left out,
-/// as in the usual "active FLOPs" of MoE papers.
+/// experts that received tokens, each in its storage format (`WeightInfo.format`: 2 bytes an
+/// element for bf16). Element-wise work and the router's softmax are left out, as in the
+/// usual "active FLOPs" of MoE papers.
 public struct WorkEstimate: Sendable {
     public var flops: Double = 0
     public var weightBytes: Double = 0
@@ -33,14 +34,18 @@ public struct WorkEstimate: Sendable {
                 moeIndex += 1
                 let view = n.expertsView!
                 let experts = g[view.routing].type.routing!.experts
-                // Per expert: the product of each of its matrices' sizes.
-                let perExpert = view.expertWeights.reduce(0.0) { acc, o in
-                    acc + Double(g[o].tensorType!.fixedShape!.dropFirst().reduce(1, *))
+                // Per expert: the product of each of its matrices' sizes, and their bytes.
+                var perExpert = 0.0, perExpertBytes = 0.0
+                for o in view.expertWeights {
+                    let elements = Double(g[o].tensorType!.fixedShape!.dropFirst().reduce(1, *))
+                    let index = g[o].op == .weight ? g[o].attributes.int("index") : nil
+                    perExpert += elements
+                    perExpertBytes += elements * Double(index.map { g.weights[$0].format.bytesPerElement } ?? 4)
                 }
                 expertsTotal += experts
                 for c in loads where c > 0 {
                     flops += 2 * Double(c) * perExpert
-                    weightBytes += perExpert * 4
+                    weightBytes += perExpertBytes
                     expertsHit += 1
                 }
             default:

@@ -45,6 +45,7 @@ public struct BenchResult: Sendable {
         o["tokens_per_s"] = JSON((Double(tokens) / median * 10).rounded() / 10)
         o["gflops"] = JSON((work.flops / median / 1e9 * 100).rounded() / 100)
         o["weight_mb_touched"] = JSON((work.weightBytes / 1e6 * 100).rounded() / 100)
+        o["weight_gb_per_s"] = JSON((work.weightBytes / median / 1e9 * 100).rounded() / 100)
         o["experts_hit"] = JSON(work.expertsHit)
         o["experts_total"] = JSON(work.expertsTotal)
         o["arena_bytes"] = JSON(arenaBytes)

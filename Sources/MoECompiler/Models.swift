@@ -148,6 +148,18 @@ public final class ModelRunner: @unchecked Sendable {
     }
 
     /// Runs the graph; returns the graph's outputs.
+    /// The weights' storage formats for a report: "f32", or "expert matrices bf16, other f32"
+    /// and the like.
+    public var weightFormatSummary: String {
+        let formats = Set(graph.weights.map(\.format))
+        guard formats.count > 1 else { return formats.first.map { "all \($0.rawValue)" } ?? "none" }
+        let experts = Set(ExpertWeightFormat.expertMatrixWeights(graph))
+        let expert = Set(experts.map { graph.weights[$0].format })
+        let others = Set(graph.weights.indices.filter { !experts.contains($0) }.map { graph.weights[$0].format })
+        let list = { (s: Set<WeightFormat>) in s.map(\.rawValue).sorted().joined(separator: "/") }
+        return "expert matrices \(list(expert)), other weights \(list(others))"
+    }
+
     public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
         try runWithProbes(inputs).filter { name, _ in graph.outputs.contains { $0.name == name } }
     }

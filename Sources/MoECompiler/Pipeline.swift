@@ -32,17 +32,21 @@ public enum Pipeline {
     public static var names: [String] { passes.map { type(of: $0).name }.filter { !optionalNames.contains($0) } }
 
     /// Runs every default pass and the `enabled` optional ones, except the `disabled`, starting
-    /// at the pass named `first` (nil: the first pass); with `verifyEachPass`, the verifier checks
-    /// the graph after each one and a failure names the pass that broke it.
+    /// at the pass named `first` (nil: the first pass), then, for `weights` other than f32, the
+    /// `ExpertWeightFormat` pass; with `verifyEachPass`, the verifier checks the graph after each
+    /// one and a failure names the pass that broke it.
     public static func run(
         _ graph: Graph, verifyEachPass: Bool, disabled: Set<String> = [], enabled: Set<String> = [],
-        from first: String? = nil
+        from first: String? = nil, weights: WeightFormat = .f32
     ) throws -> Graph {
         var g = graph
         let start = first.flatMap { f in passes.firstIndex { type(of: $0).name == f } } ?? 0
-        for pass in passes[start...] {
+        let chosen: [any Pass] = passes[start...].filter { pass in
             let name = type(of: pass).name
-            if disabled.contains(name) || optionalNames.contains(name) && !enabled.contains(name) { continue }
+            return !(disabled.contains(name) || optionalNames.contains(name) && !enabled.contains(name))
+        }
+        for pass in chosen + (weights == .f32 ? [] : [ExpertWeightFormat(weights)]) {
+            let name = type(of: pass).name
             g = try pass.run(g)
             if verifyEachPass {
                 let problems = Verifier.verify(g)

@@ -36,7 +36,10 @@ public struct PlanPrinter {
             line("weights", b.packedKernel ? "up [F, H] per expert, the activation in the GEMM's epilogue;" : "up [F, H] per expert, the activation on its output;")
         }
         if b.prepacked {
-            line("", "down [H, F]: " + TextLayout.bytes(b.packedBytes) + " packed once at load time, in panels of 16 columns (expert-weight-prepacking)")
+            line(
+                "",
+                "down [H, F]: " + TextLayout.bytes(b.packedBytes) + " packed once at load time, in panels of 16 columns (expert-weight-prepacking)")
+            line("format", b.formatDescription)
         } else {
             line("", "down [H, F]: kept as stored; moec's kernels pack each matrix per call (no expert-weight-prepacking)")
         }
@@ -94,10 +97,18 @@ public struct PlanPrinter {
         let names = IRPrinter(showLocations: false).valueNames(g)
 
         // Summed as Doubles: each weight's bytes fit in an Int (`Addressable`), their sum need not.
-        out += "\nweights (\(TextLayout.bytes(g.weights.reduce(0.0) { $0 + Double($1.elementCount) * 4 })) as f32)\n"
+        let byFormat = WeightFormat.allCases.map { f in
+            (f, g.weights.filter { $0.format == f }.reduce(0.0) { $0 + Double($1.elementCount) * Double(f.bytesPerElement) })
+        }.filter { $0.1 > 0 }
+        if byFormat.count <= 1 {
+            out += "\nweights (\(TextLayout.bytes(byFormat.first?.1 ?? 0)) as \(byFormat.first?.0.rawValue ?? "f32"))\n"
+        } else {
+            let total = byFormat.reduce(0.0) { $0 + $1.1 }
+            out += "\nweights (\(TextLayout.bytes(total)): " + byFormat.map { "\(TextLayout.bytes($0.1)) as \($0.0.rawValue)" }.joined(separator: ", ") + ")\n"
+        }
         for w in g.weights {
-            var line = "  @\(w.name)".padded(to: 18) + "f32\(w.shape)".padded(to: 22)
-            line += TextLayout.bytes(w.elementCount * 4).padded(to: 11)
+            var line = "  @\(w.name)".padded(to: 18) + "\(w.format.rawValue)\(w.shape)".padded(to: 22)
+            line += TextLayout.bytes(w.elementCount * w.format.bytesPerElement).padded(to: 11)
             let count = w.perExpert ? " (×\(w.shape[0]) tensors)" : ""
             var dtype = ""
             if let c = checkpoint, let first = w.tensors.first, let info = try? c.info(first.name) {

@@ -16,10 +16,14 @@ public struct CompileOptions: Sendable {
     public var disabledPasses: Set<String>
     /// Optional passes to run (`Pipeline.optionalNames`), e.g. `router-score-exposure`.
     public var enabledPasses: Set<String>
+    /// How expert matrices are stored (`--weights`): f32, or bf16 for every weight that only
+    /// pre-packed MoE blocks read as expert matrices (`ExpertWeightFormat`).
+    public var weightFormat: WeightFormat
 
     public init(
         graphPath: String, modelDirectory: String? = nil, overrides: [(name: String, value: String)] = [],
-        verifyEachPass: Bool = false, disabledPasses: Set<String> = [], enabledPasses: Set<String> = []
+        verifyEachPass: Bool = false, disabledPasses: Set<String> = [], enabledPasses: Set<String> = [],
+        weightFormat: WeightFormat = .f32
     ) {
         self.graphPath = graphPath
         self.modelDirectory = modelDirectory
@@ -27,6 +31,7 @@ public struct CompileOptions: Sendable {
         self.verifyEachPass = verifyEachPass
         self.disabledPasses = disabledPasses
         self.enabledPasses = enabledPasses
+        self.weightFormat = weightFormat
     }
 }
 
@@ -116,7 +121,13 @@ public final class CompilerSession {
         if let g = cachedOptimized[enabled] { return g }
         let g = try Pipeline.run(
             try lower(), verifyEachPass: options.verifyEachPass || Pipeline.verifyByDefault,
-            disabled: options.disabledPasses, enabled: enabled)
+            disabled: options.disabledPasses, enabled: enabled, weights: options.weightFormat)
+        if options.weightFormat != .f32 && g.weights.allSatisfy({ $0.format == .f32 }) {
+            diagnostics.emit(
+                .warning(
+                    "--weights \(options.weightFormat.rawValue): no weight is stored as \(options.weightFormat.rawValue); only the expert matrices of MoE blocks packed at load (the expert-weight-prepacking pass) can be"
+                ))
+        }
         cachedOptimized[enabled] = g
         return g
     }
@@ -154,5 +165,22 @@ enum ConfigLoader {
                     "invalid JSON: \(e.message)",
                     at: SourceLocation(file: path, line: e.line, column: e.column)))
         }
+    }
+}
+
+extension CompileOptions {
+    /// The values `--weights` takes.
+    public static let weightFormatNames = WeightFormat.allCases.map(\.rawValue)
+
+    /// Sets `weightFormat` from a `--weights` value; false (nothing set) when it names no format.
+    public mutating func setWeightFormat(_ name: String) -> Bool {
+        guard let f = WeightFormat(rawValue: name) else { return false }
+        weightFormat = f
+        return true
+    }
+
+    /// The error text for a `--weights` value that names no format.
+    public static func unknownWeightFormat(_ name: String) -> String {
+        "--weights expects " + weightFormatNames.joined(separator: " or ") + " (how expert matrices are stored), got '\(name)'"
     }
 }

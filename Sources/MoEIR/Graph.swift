@@ -54,14 +54,21 @@ public struct WeightInfo: Hashable, Sendable {
     /// How each tensor read is rearranged at load into the declared layout (`|> transpose`),
     /// in order; empty when the checkpoint already has it.
     public var layout: [WeightLayoutStep]
+    /// How the executor stores the weight (`--weights`): values are read as f32 from any
+    /// checkpoint dtype and, for `.bf16`, rounded to bfloat16 once at load.
+    public var format: WeightFormat
 
-    public init(name: String, pattern: String, shape: [Int], location: SourceRange? = nil, repeats: [Int]? = nil, layout: [WeightLayoutStep] = []) {
+    public init(
+        name: String, pattern: String, shape: [Int], location: SourceRange? = nil, repeats: [Int]? = nil, layout: [WeightLayoutStep] = [],
+        format: WeightFormat = .f32
+    ) {
         self.name = name
         self.pattern = pattern
         self.shape = shape
         self.location = location
         self.repeats = repeats
         self.layout = layout
+        self.format = format
     }
 
     public var perExpert: Bool { pattern.contains("{e}") }
@@ -91,6 +98,23 @@ public struct WeightInfo: Hashable, Sendable {
     /// Whether the weight, and the tensors it is read from, can be addressed.
     public var isAddressable: Bool {
         Addressable.elementCount(shape) != nil && Addressable.elementCount(sourceShape) != nil
+    }
+}
+
+/// The element format a weight is stored in at run time. The graph's arithmetic is f32 either
+/// way: a `.bf16` weight's values are rounded to bfloat16 (nearest even) once, when the plan is
+/// loaded, and the kernels widen them back to f32 exactly, so the format decides the numbers a
+/// product sees and the bytes it streams, never how it accumulates.
+public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
+    case f32
+    case bf16
+
+    /// Bytes per stored element.
+    public var bytesPerElement: Int {
+        switch self {
+        case .f32: return 4
+        case .bf16: return 2
+        }
     }
 }
 

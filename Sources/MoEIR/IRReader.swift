@@ -155,7 +155,10 @@ private struct ReadState {
         guard weightIndex[name] == nil else { throw s.error("weight @\(name) is declared twice", from: nameStart - 1, to: s.position) }
         try s.expect(":")
         let (dtype, typeStart) = try s.word("f32")
-        guard dtype == "f32" else { throw s.error("weights are f32, found '\(dtype)'", from: typeStart, to: s.position) }
+        guard let format = WeightFormat(rawValue: dtype) else {
+            throw s.error(
+                "weights are \(WeightFormat.allCases.map(\.rawValue).joined(separator: " or ")), found '\(dtype)'", from: typeStart, to: s.position)
+        }
         let shape = try s.intList("the weight's shape")
         try s.expect("=")
         let pattern = try s.string()
@@ -193,7 +196,7 @@ private struct ReadState {
         guard location.count <= 1 else { throw s.error("a weight has one source location", from: start, to: s.chars.count) }
         weightIndex[name] = g.weights.count
         weightLines.append(s.lineRange)
-        g.weights.append(WeightInfo(name: name, pattern: pattern, shape: shape, location: location.first, repeats: repeats, layout: layout))
+        g.weights.append(WeightInfo(name: name, pattern: pattern, shape: shape, location: location.first, repeats: repeats, layout: layout, format: format))
     }
 
     mutating func readNode(_ s: inout IRLineScanner) throws(Diagnostic) {

@@ -24,7 +24,7 @@ public struct IRPrinter {
         }
         if !g.params.isEmpty { out += "\n" }
         for w in g.weights {
-            var line = "  weight @\(w.name): f32[\(w.shape.map(String.init).joined(separator: ", "))] = \(Self.quoted(w.pattern))"
+            var line = "  weight @\(w.name): \(w.format.rawValue)[\(w.shape.map(String.init).joined(separator: ", "))] = \(Self.quoted(w.pattern))"
             if !w.layout.isEmpty { line += " layout \(Self.quoted(w.layout.text))" }
             if let r = w.repeats { line += " repeat [\(r.map(String.init).joined(separator: ", "))]" }
             if showLocations, let l = w.location { line = line.padded(to: 72) + "# " + files.format(l) }

@@ -38,6 +38,7 @@ extension Graph {
                 if let l = w.location { wo["loc"] = Self.encode(l) }
                 if let r = w.repeats { wo["repeats"] = .array(r.map { JSON($0) }) }
                 if !w.layout.isEmpty { wo["layout"] = .array(w.layout.map { JSON($0.description) }) }
+                if w.format != .f32 { wo["format"] = .string(w.format.rawValue) }
                 return .object(wo)
             })
         o["nodes"] = .array(
@@ -102,8 +103,17 @@ extension Graph {
                     layout.append(step)
                 }
             }
+            var format = WeightFormat.f32
+            if let f = w["format"] {
+                guard let text = f.string, let known = WeightFormat(rawValue: text) else {
+                    throw fail("weight \(wn) format \(f.compact) (expected one of \(WeightFormat.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")))")
+                }
+                format = known
+            }
             g.weights.append(
-                WeightInfo(name: wn, pattern: pattern, shape: shape, location: w["loc"].flatMap(Self.decodeRange), repeats: repeats, layout: layout))
+                WeightInfo(
+                    name: wn, pattern: pattern, shape: shape, location: w["loc"].flatMap(Self.decodeRange), repeats: repeats, layout: layout,
+                    format: format))
         }
         for (i, n) in nodes.enumerated() {
             guard let opName = n["op"]?.string else { throw fail("node \(i) has no op") }

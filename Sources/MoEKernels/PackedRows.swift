@@ -79,6 +79,10 @@ public enum PackedRows {
         }
     }
 
+    /// Floats of the scratch strip `Kernels.gemmPacked` widens a bf16 weight's K-block into, for
+    /// a weight of `k` inputs.
+    public static func bf16StripFloats(k: Int) -> Int { PackedWeight.panelWidth * min(k, GemmBlocking.kc) }
+
     /// Rows per packed panel (the GEMM's register tile height).
     public static var rowsPerPanel: Int { GemmBlocking.mr }
 
@@ -97,10 +101,15 @@ extension Kernels {
     /// group of panels are final, while they are still in cache: a GEMM epilogue (e.g. an
     /// activation, and packing the result as the next GEMM's operand). Every row of every group
     /// is handed over exactly once.
+    ///
+    /// `bf16Strip`: for a `.bf16` weight, `bf16StripFloats(k: w.k)` floats that this call alone
+    /// uses while it runs (where a K-block of the weight is widened for several register tiles);
+    /// nil takes a temporary buffer per call, which at this size is a heap allocation. Unused
+    /// for `.f32`.
     public static func gemmPacked(
         _ a: UnsafePointer<Float>, m: Int, _ w: PackedWeight, panels: Range<Int>,
         _ y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool = false,
-        isa: ISA = .best, epilogueEvery: Int = 0,
+        isa: ISA = .best, bf16Strip: UnsafeMutablePointer<Float>? = nil, epilogueEvery: Int = 0,
         epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
     ) {
         guard m > 0, !panels.isEmpty else { return }
@@ -121,7 +130,7 @@ extension Kernels {
             avx2GemmPackedBF16(
                 a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
                 b: w.bf16Data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
+                c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor, strip: bf16Strip,
                 epilogueEvery: epilogueEvery, epilogue: epilogue)
         case (.f32, false):
             portableGemmPacked(
@@ -130,7 +139,7 @@ extension Kernels {
         case (.bf16, false):
             portableGemmPacked(
                 a: a, m: m, k: k, bf16: w.bf16Data, n: w.n, panels: panels, c: y, ldc: ldy,
-                accumulate: accumulate, epilogueEvery: epilogueEvery, epilogue: epilogue)
+                accumulate: accumulate, strip: bf16Strip, epilogueEvery: epilogueEvery, epilogue: epilogue)
         }
     }
 }

@@ -178,6 +178,14 @@ public final class PackedWeight: @unchecked Sendable {
     }
 }
 
+extension Kernels {
+    /// Rounds `count` floats in place to the nearest bfloat16 (ties to even), the values a
+    /// `.bf16` `PackedWeight` packed from them holds.
+    public static func roundToBfloat16(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { p[i] = floatFromBfloat16(bfloat16Bits(p[i])) }
+    }
+}
+
 /// Float → bfloat16 bits, round to nearest even; NaN stays a (quiet) NaN.
 @inline(__always)
 func bfloat16Bits(_ f: Float) -> UInt16 {

@@ -173,20 +173,28 @@ public func avx2GemmPacked(
 /// eight FMA chains keep up with the halved bytes per step). Where it serves several tiles (more rows:
 /// compute-bound, and the widening would take issue slots from the FMAs in every tile), the block
 /// is widened once into an fp32 strip (16 × kc floats, L1-resident) that the fp32 tiles then read.
+/// `strip` (16 × min(k, kcBlock) floats, this call's alone) is that buffer; nil takes a
+/// temporary one per call (a heap allocation at this size).
 @inline(never)
 public func avx2GemmPackedBF16(
     a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
     b: UnsafePointer<UInt16>, n: Int, panelBegin: Int, panelEnd: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    strip: UnsafeMutablePointer<Float>? = nil,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: nr * min(k, kcBlock)) { strip in
+    func loops(_ strip: UnsafeMutablePointer<Float>) {
         gemmPackedLoops(
             a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n,
             panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
             panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
-            tile: tileDispatchBF16, wideTile: wideTileDispatchBF16, strip: strip.baseAddress!,
+            tile: tileDispatchBF16, wideTile: wideTileDispatchBF16, strip: strip,
             widen: widenBlockBF16, oneRow: oneRowBF16)
+    }
+    if let strip {
+        loops(strip)
+    } else {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: nr * min(k, kcBlock)) { loops($0.baseAddress!) }
     }
 }
 
@@ -207,6 +215,7 @@ private func gemmPackedLoops<B>(
         Int, Int, UnsafePointer<Float>, UnsafePointer<B>, UnsafePointer<B>, UnsafeMutablePointer<Float>, Int, Bool
     ) -> Void,
     strip: UnsafeMutablePointer<Float>?, widen: (UnsafePointer<B>, Int, UnsafeMutablePointer<Float>) -> Void,
+    widenSteps: Int = 128,
     oneRow: ((Int, UnsafePointer<Float>, UnsafePointer<B>, Int, UnsafeMutablePointer<Float>, Bool) -> Void)? = nil
 ) {
     let mPanels = (m + mr - 1) / mr
@@ -246,12 +255,25 @@ private func gemmPackedLoops<B>(
                 for r in 0..<rows { for j in 0..<cols { cp[r * ldc + j] = t[r * nr + j] } }
             }
         }
-        /// The K-block `bp` (length `kc`) widened into the strip, when there is one and `tiles` > 1.
+        /// Runs `body(fp, s0, sc)` over the K-block `bp` (length `kc`): with a strip and
+        /// `tiles` > 1, once per piece of `widenSteps` steps (s0 ..< s0+sc), widened into the
+        /// strip (`fp`); else once over the whole block with no strip. Pieces keep the strip
+        /// (8 KiB) in L1 next to the x panels the tiles read with it, where one widened K-block
+        /// (32 KiB) would fill L1 and be written back to L2. Each output still takes its FMAs
+        /// in increasing k (its tile reloads C between pieces), so the bits do not change.
         @inline(__always)
-        func widened(_ bp: UnsafePointer<B>, kc: Int, tiles: Int) -> UnsafePointer<Float>? {
-            guard let strip, tiles > 1 else { return nil }
-            widen(bp, kc, strip)
-            return UnsafePointer(strip)
+        func widenedPieces(_ bp: UnsafePointer<B>, kc: Int, tiles: Int, _ body: (UnsafePointer<Float>?, Int, Int) -> Void) {
+            guard let strip, tiles > 1 else {
+                body(nil, 0, kc)
+                return
+            }
+            var s0 = 0
+            while s0 < kc {
+                let sc = min(widenSteps, kc - s0)
+                widen(bp + s0 * nr, sc, strip)
+                body(UnsafePointer(strip), s0, sc)
+                s0 += sc
+            }
         }
         if panelMajor {
             // Few rows: each weight panel is streamed once from start to end (all K-blocks in
@@ -291,12 +313,13 @@ private func gemmPackedLoops<B>(
                 while k0 < k {
                     let kc = min(kcBlock, k - k0)
                     let bp = b + jp * k * nr + k0 * nr
-                    let fp = widened(bp, kc: kc, tiles: mPanels)
                     let aBlock = a + k0 * mPanels * mr
-                    for ip in 0..<mPanels {
-                        run(
-                            rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp, fp: fp,
-                            cp: c + ip * mr * ldc + jp * nr, cols: cols, load: accumulate || k0 > 0)
+                    widenedPieces(bp, kc: kc, tiles: mPanels) { fp, s0, sc in
+                        for ip in 0..<mPanels {
+                            run(
+                                rows: min(mr, m - ip * mr), kc: sc, ap: aBlock + ip * kc * mr + s0 * mr, bp: bp + s0 * nr, fp: fp,
+                                cp: c + ip * mr * ldc + jp * nr, cols: cols, load: accumulate || k0 > 0 || s0 > 0)
+                        }
                     }
                     k0 += kc
                 }
@@ -316,12 +339,13 @@ private func gemmPackedLoops<B>(
                 var next = panelBegin + epilogueEvery
                 for jp in panelBegin..<panelEnd {
                     let bp = b + jp * k * nr + k0 * nr
-                    let fp = widened(bp, kc: kc, tiles: icEnd - ic)
                     let cols = min(nr, n - jp * nr)
-                    for ip in ic..<icEnd {
-                        run(
-                            rows: min(mr, m - ip * mr), kc: kc, ap: aBlock + ip * kc * mr, bp: bp, fp: fp,
-                            cp: c + ip * mr * ldc + jp * nr, cols: cols, load: load)
+                    widenedPieces(bp, kc: kc, tiles: icEnd - ic) { fp, s0, sc in
+                        for ip in ic..<icEnd {
+                            run(
+                                rows: min(mr, m - ip * mr), kc: sc, ap: aBlock + ip * kc * mr + s0 * mr, bp: bp + s0 * nr, fp: fp,
+                                cp: c + ip * mr * ldc + jp * nr, cols: cols, load: load || s0 > 0)
+                        }
                     }
                     if last { finished(jp + 1, &next, rows: ic * mr..<min(m, icEnd * mr)) }
                 }

@@ -8,7 +8,7 @@ enum BenchCommand {
         name: "bench",
         summary: "moec bench: time a plan or graph at several token counts (medians over repeated runs).",
         usage: [
-            "moec bench (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --tokens N[,N...]",
+            "moec bench (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]... [--weights F]) --tokens N[,N...]",
             "           [--repeat R] [--threads N] [--placement FILE.json|static [--llep T]] [--json]"
         ],
         positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],
@@ -23,8 +23,10 @@ enum BenchCommand {
             Inputs are seeded random normals; each token count gets its own schedule (buffers
             allocated once, then reused). GFLOP/s counts the matrix products of the experts that
             received tokens ("active" FLOPs); 'weights' is the bytes of weights those products read.
-            JSON fields: tokens, median_ms, min_ms, max_ms, runs, tokens_per_s, gflops,
-            weight_mb_touched, experts_hit, experts_total, arena_bytes, threads, backend.
+            'GB/s' is those bytes over the median time; the header gives the formats the expert
+            weights are stored in (--weights). JSON fields: tokens, median_ms, min_ms, max_ms,
+            runs, tokens_per_s, gflops, weight_mb_touched, weight_gb_per_s, experts_hit,
+            experts_total, arena_bytes, threads, backend, weight_formats.
             """ + "\n\n" + MPIJob.helpDetails + "\n"
                 + "Each rank makes the same number of runs (--repeat, default 10 under mpirun): every run\n"
                 + "exchanges rows between the ranks. Times are rank 0's.",
@@ -72,21 +74,26 @@ enum BenchCommand {
             }
             let name = runner.graph.name
             for t in tokens { try MemoryCheck.arena(runner.graph, tokens: t, option: "--tokens") }
+            let formats = runner.weightFormatSummary
             if !a.flag("--json") {
-                say("moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(TextLayout.bytes(Double(runner.executable.weightBytes)))\n")
-                say("tokens   median ms     min ms     max ms   runs    tokens/s   GFLOP/s   weights read (experts hit)\n")
+                say(
+                    "moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(TextLayout.bytes(Double(runner.executable.weightBytes))) (\(formats))\n"
+                )
+                say("tokens   median ms     min ms     max ms   runs    tokens/s   GFLOP/s     GB/s   weights read (experts hit)\n")
             }
             for t in tokens {
                 let r = Benchmark.measure(runner, tokens: t, repeat: repeatCount, warmup: warmup, seed: seed)
                 if a.flag("--json") {
-                    say(r.toJSON(graph: name, threads: threads, backend: backend).compact + "\n")
+                    var o = r.toJSON(graph: name, threads: threads, backend: backend).object!
+                    o["weight_formats"] = .string(formats)
+                    say(JSON.object(o).compact + "\n")
                 } else {
                     let hit = r.work.expertsTotal > 0 ? " (\(r.work.expertsHit)/\(r.work.expertsTotal))" : ""
                     say(
                         String(
-                            format: "%6d %11.3f %10.3f %10.3f %6d %11.1f %9.1f   %@%@\n",
+                            format: "%6d %11.3f %10.3f %10.3f %6d %11.1f %9.1f %8.1f   %@%@\n",
                             t, r.median * 1e3, r.min * 1e3, r.max * 1e3, r.times.count,
-                            Double(t) / r.median, r.work.flops / r.median / 1e9,
+                            Double(t) / r.median, r.work.flops / r.median / 1e9, r.work.weightBytes / r.median / 1e9,
                             TextLayout.bytes(r.work.weightBytes), hit))
                     for (rank, p) in r.ranks.enumerated() {
                         say(

@@ -6,7 +6,7 @@ enum CompileCommand {
     static let spec = CommandSpec(
         name: "compile",
         summary: "moec compile: parse, check and optimise a .moe graph, and write a plan that 'moec run' executes.",
-        usage: ["moec compile GRAPH.moe [--model DIR] [--set NAME=VALUE]... [-o PLAN] [--emit STAGE]"],
+        usage: ["moec compile GRAPH.moe [--model DIR] [--set NAME=VALUE]... [--weights f32|bf16] [-o PLAN] [--emit STAGE]"],
         positionals: [("GRAPH.moe", "The graph to compile.")],
         options: [
             OptionSpec(
@@ -15,6 +15,7 @@ enum CompileCommand {
                     "A Hugging Face style checkpoint folder: config.json plus model.safetensors\n(or shards with model.safetensors.index.json), or a GGUF file. Params read\ntheir values from config.json (or the GGUF metadata, e.g.\n\"qwen3moe.expert_count\"); weights are bound and checked by name and shape\n(GGUF tensors are read by their GGUF names and dequantized to f32 at load)."
             ),
             OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param, overriding config.json and the default. Repeatable.", repeated: true),
+            ModelSource.weightsOption,
             OptionSpec(names: ["-o", "--output"], valueName: "PLAN", help: "Where to write the plan (default: GRAPH.plan.json in the current\nfolder). Needs --model."),
             OptionSpec(
                 names: ["--emit"], valueName: "STAGE",
@@ -36,7 +37,8 @@ enum CompileCommand {
             """,
         examples: [
             "moec compile graphs/mixtral.moe --emit ir",
-            "moec compile graphs/mixtral.moe --model ckpt/ --set layer=3 -o mixtral-l3.plan.json"
+            "moec compile graphs/mixtral.moe --model ckpt/ --set layer=3 -o mixtral-l3.plan.json",
+            "moec compile graphs/mixtral.moe --model ckpt/ --weights bf16 -o mixtral-bf16.plan.json"
         ])
 
     static func run(_ args: [String]) throws -> Int32 {
@@ -55,11 +57,12 @@ enum CompileCommand {
         for name in enabled where !Pipeline.optionalNames.contains(name) {
             throw UsageError(message: "unknown optional pass '\(name)' for --enable-pass (optional passes: \(Pipeline.optionalNames.joined(separator: ", ")))", command: "compile")
         }
-        let options = CompileOptions(
+        var options = CompileOptions(
             graphPath: a.positionals[0], modelDirectory: a.value("--model"),
             overrides: try parseAssignments(a.all("--set"), option: "--set", command: "compile"),
             verifyEachPass: a.flag("--verify-each-pass"), disabledPasses: Set(disabled),
             enabledPasses: Set(enabled))
+        try ModelSource.setWeightFormat(&options, a, command: "compile")
         var stage: Stage?
         if let name = a.value("--emit") {
             guard let s = Stage(rawValue: name) else {

@@ -10,6 +10,7 @@ enum ModelSource {
             names: ["--model", "-m"], valueName: "DIR",
             help: "Checkpoint folder (config.json + safetensors) or GGUF file, when running a\n.moe graph."),
         OptionSpec(names: ["--set"], valueName: "NAME=VALUE", help: "Set a param of a .moe graph. Repeatable.", repeated: true),
+        weightsOption,
         OptionSpec(names: ["--threads", "-t"], valueName: "N", help: "Threads to use (default: all cores)."),
         OptionSpec(
             names: ["--placement"], valueName: "FILE.json|static",
@@ -21,6 +22,18 @@ enum ModelSource {
             help: "With --placement: spill a worker's tokens above T × the mean load to the\nleast-loaded workers, per batch (LLEP; e.g. 1.1).")
     ]
 
+    /// `--weights`, shared by `compile` and the commands that compile a `.moe` graph first.
+    static let weightsOption = OptionSpec(
+        names: ["--weights"], valueName: "f32|bf16",
+        help:
+            "How expert matrices are stored: f32 (the default), or bf16 (half the bytes;\nf32 checkpoint values rounded to nearest even, bf16 ones kept exactly).")
+
+    /// Sets the compile options' weight format from `--weights`, if given.
+    static func setWeightFormat(_ options: inout CompileOptions, _ a: ParsedArguments, command: String) throws {
+        guard let name = a.value("--weights") else { return }
+        guard options.setWeightFormat(name) else { throw UsageError(message: CompileOptions.unknownWeightFormat(name), command: command) }
+    }
+
     /// The compiler session for a `.moe` graph, or nil for a plan. Made before any work, so
     /// that errors found later are printed with the graph's source lines.
     static func session(_ a: ParsedArguments, command: String) throws -> CompilerSession? {
@@ -30,13 +43,16 @@ enum ModelSource {
         }
         let target = a.positionals[0]
         if target.hasSuffix(".moe") {
-            return CompilerSession(
-                CompileOptions(
-                    graphPath: target, modelDirectory: a.value("--model"),
-                    overrides: try parseAssignments(a.all("--set"), option: "--set", command: command)))
+            var options = CompileOptions(
+                graphPath: target, modelDirectory: a.value("--model"),
+                overrides: try parseAssignments(a.all("--set"), option: "--set", command: command))
+            try setWeightFormat(&options, a, command: command)
+            return CompilerSession(options)
         }
-        if a.value("--model") != nil || !a.all("--set").isEmpty {
-            throw UsageError(message: "--model and --set apply to a .moe graph; a plan already has its weights and params (compile again to change them)", command: command)
+        if a.value("--model") != nil || !a.all("--set").isEmpty || a.value("--weights") != nil {
+            throw UsageError(
+                message: "--model, --set and --weights apply to a .moe graph; a plan already has its weights, params and weight formats (compile again to change them)",
+                command: command)
         }
         return nil
     }

@@ -7,7 +7,7 @@ enum ProfileCommand {
         name: "profile",
         summary: "moec profile: run many batches and measure expert loads and router statistics per MoE layer.",
         usage: [
-            "moec profile (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) [--input NAME=FILE.npy]...",
+            "moec profile (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]... [--weights F]) [--input NAME=FILE.npy]...",
             "             [--batch-tokens N] [--batches K|all] [--seed S] [-o STATS.json] [--threads N]"
         ],
         positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],

@@ -8,7 +8,7 @@ enum RunCommand {
         name: "run",
         summary: "moec run: execute a compiled plan (or a .moe graph with its weights) on .npy inputs.",
         usage: [
-            "moec run (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]...) --input NAME=FILE.npy...",
+            "moec run (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]... [--weights F]) --input NAME=FILE.npy...",
             "         --output NAME=FILE.npy... [--check NAME=REF.npy]... [--stats STATS.json] [--threads N]"
         ],
         positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],

@@ -217,3 +217,43 @@ func bf16GemmPackedPanelRangesAndEpilogue(isa: ISA) {
         }
     }
 }
+
+@Test func roundToBfloat16MatchesPacking() {
+    var rng = TestRandom(seed: 43)
+    var w = rng.array(1000, scale: 5)
+    w += [1 + Float.ulpOfOne * 32_768, 1 + 3 * Float.ulpOfOne * 32_768, -0.0, 0]
+    var rounded = w
+    rounded.withUnsafeMutableBufferPointer { Kernels.roundToBfloat16($0.baseAddress!, count: $0.count) }
+    #expect(rounded == w.map(roundedToBF16))
+    // Ties to even: 1 + 2⁻⁸ → 1, 1 + 3·2⁻⁸ → 1 + 2⁻⁶.
+    #expect(rounded[1000] == 1 && rounded[1001] == 1 + Float.ulpOfOne * 131_072)
+}
+
+/// A caller's widening strip (`bf16Strip`, as the experts kernel passes one per thread) gives
+/// the same bits as the per-call temporary one and as the fp32 kernel on the widened weight, on
+/// both ISAs, for row counts that widen in pieces, in the panel-major loop (7, 40 rows) and the
+/// row-chunked one (150 rows: packed x past `panelMajorMaxBytes`).
+@Test func bf16GemmWithACallersStripIsTheSame() {
+    var rng = TestRandom(seed: 44)
+    let n = 40, k = 700
+    let p = PackedWeight(weight: rng.array(n * k, scale: 1), n: n, k: k, format: .bf16)
+    let widened = PackedWeight(weight: p.unpacked(), n: n, k: k)
+    for m in [1, 7, 40, 150] {
+        let x = rng.array(m * k, scale: 1)
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: m, k: k))
+        defer { a.deallocate() }
+        PackedRows.pack(x, ld: k, m: m, k: k, into: a)
+        let strip = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.bf16StripFloats(k: k))
+        defer { strip.deallocate() }
+        for isa in ISA.available {
+            var plain = [Float](repeating: 0, count: m * n), given = plain, f32 = plain
+            plain.withUnsafeMutableBufferPointer { Kernels.gemmPacked(a, m: m, p, panels: 0..<p.panels, $0.baseAddress!, ldy: n, isa: isa) }
+            given.withUnsafeMutableBufferPointer {
+                Kernels.gemmPacked(a, m: m, p, panels: 0..<p.panels, $0.baseAddress!, ldy: n, isa: isa, bf16Strip: strip)
+            }
+            f32.withUnsafeMutableBufferPointer { Kernels.gemmPacked(a, m: m, widened, panels: 0..<p.panels, $0.baseAddress!, ldy: n, isa: isa) }
+            #expect(plain == given, "m \(m), \(isa)")
+            #expect(given == f32, "m \(m), \(isa): differs from the fp32 kernel on the widened weight")
+        }
+    }
+}

@@ -55,7 +55,7 @@ import Testing
         expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "-o", "p.json"], in: dir.path))
         let plan = try JSONSerialization.jsonObject(with: Files.read(dir.file("p.json"))) as! [String: Any]
         #expect(plan["format"] as? String == "moec-plan")
-        #expect(plan["version"] as? Int == 3)
+        #expect(plan["version"] as? Int == 4)
         let files = (plan["model"] as? [String: Any])?["files"] as? [[String: Any]] ?? []
         #expect(files.map { ($0["path"] as? String ?? "").hasSuffix("mixtral-tiny/model.safetensors") } == [true])
     }

@@ -156,13 +156,14 @@ import Testing
     @Test func planFromAFutureVersion() throws {
         let dir = try Self.compiled()
         var plan = try JSONSerialization.jsonObject(with: Files.read(dir.file("p.json"))) as! [String: Any]
-        plan["version"] = 4
+        plan["version"] = 5
         try Files.write(try JSONSerialization.data(withJSONObject: plan), to: dir.file("future.json"))
-        try Self.expectPlanRefused(dir, plan: "future.json", ["future.json: plan format version 4 is not supported (this moec reads version 3); compile the graph again"])
+        try Self.expectPlanRefused(
+            dir, plan: "future.json", ["future.json: plan format version 5 is not supported (this moec reads versions 3 to 4); compile the graph again"])
         // A version 1 plan (before the expert passes' marks) is refused, not run unfused.
         plan["version"] = 1
         try Files.write(try JSONSerialization.data(withJSONObject: plan), to: dir.file("old.json"))
-        try Self.expectPlanRefused(dir, plan: "old.json", ["old.json: plan format version 1 is not supported (this moec reads version 3); compile the graph again"])
+        try Self.expectPlanRefused(dir, plan: "old.json", ["old.json: plan format version 1 is not supported (this moec reads versions 3 to 4); compile the graph again"])
     }
 
     @Test func tamperedPlanGraph() throws {

@@ -109,7 +109,7 @@ import Testing
         expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "-o", "p.json"], in: dir.path))
         expectFailure(
             try Moec.run(["run", "p.json", "--set", "layer=1", "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy"], in: dir.path),
-            status: 2, ["--model and --set apply to a .moe graph"])
+            status: 2, ["--model, --set and --weights apply to a .moe graph"])
         expectFolder(dir.path, holds: ["p.json"])
     }
 }

@@ -1,0 +1,138 @@
+import Foundation
+import MoETestSupport
+import Testing
+
+/// `--weights f32|bf16` on the command line: what it accepts, what `--emit plan`, the plan file
+/// and `moec bench` show, and that a plan keeps its formats.
+@Suite struct WeightFormatTests {
+    @Test func badValuesAreUsageErrors() throws {
+        let dir = TemporaryDirectory()
+        let message = "--weights expects f32 or bf16 (how expert matrices are stored), got 'int8'"
+        let x = "x=\(Files.example)/x.npy"
+        for args in [
+            ["compile", Files.mixtralGraph, "--model", Files.example, "--weights", "int8", "-o", "p.json"],
+            ["compile", Files.mixtralGraph, "--weights", "int8", "--emit", "plan"],
+            ["run", Files.mixtralGraph, "--model", Files.example, "--weights", "int8", "--input", x, "--output", "y=y.npy"],
+            ["bench", Files.mixtralGraph, "--model", Files.example, "--weights", "int8", "--tokens", "1"]
+        ] {
+            let r = try Moec.run(args, in: dir.path)
+            expectFailure(r, status: 2, [message])
+            #expect(r.stdout.isEmpty, "\(r)")
+        }
+        expectFailure(try Moec.run(["compile", Files.mixtralGraph, "--weights", "BF16", "--emit", "plan"], in: dir.path), status: 2, ["got 'BF16'"])
+        expectFailure(try Moec.run(["compile", Files.mixtralGraph, "--weights"], in: dir.path), status: 2, ["--weights"])
+        expectFolder(dir.path, holds: [])
+        // A plan has its formats already.
+        expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "-o", "p.json"], in: dir.path))
+        expectFailure(
+            try Moec.run(["run", "p.json", "--weights", "bf16", "--input", x, "--output", "y=y.npy"], in: dir.path),
+            status: 2, ["--model, --set and --weights apply to a .moe graph"])
+        expectFolder(dir.path, holds: ["p.json"])
+    }
+
+    @Test func emitPlanShowsFormatsAndBytes() throws {
+        let r = try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "--weights", "bf16", "--emit", "plan"], in: RepoPaths.root)
+        expectSuccess(r)
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        func line(_ prefix: String) -> String { lines.first { $0.hasPrefix(prefix) } ?? "" }
+        // mixtral-tiny: 8 experts, hidden 32, ffn 64; three [8, 64, 32]-sized expert weights.
+        #expect(line("weights (") == "weights (99.3 kB: 1.0 kB as f32, 98.3 kB as bf16)", "\(r)")
+        #expect(line("  @w1 ").hasPrefix("  @w1             bf16[8, 64, 32]       32.8 kB    "), "\(r)")
+        #expect(line("  @w2 ").hasPrefix("  @w2             bf16[8, 32, 64]       32.8 kB    "), "\(r)")
+        #expect(line("  @gate ").hasPrefix("  @gate           f32[8, 32]            1.0 kB     "), "\(r)")
+        #expect(line("    format") == "    format    gate, up, down: bf16 (half the bytes; widened to f32 in registers, f32 sums)", "\(r)")
+        #expect(r.stdout.contains("down [H, F]: 98.3 kB packed once at load time"), "\(r)")
+        // The f32 plan: twice the expert bytes, no format but f32.
+        let f = try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "--emit", "plan"], in: RepoPaths.root)
+        expectSuccess(f)
+        #expect(f.stdout.contains("weights (197.6 kB as f32)"), "\(f)")
+        #expect(f.stdout.contains("    format    gate, up, down: f32\n"), "\(f)")
+        #expect(!f.stdout.contains("bf16[") && !f.stdout.contains("as bf16") && !f.stdout.contains(": bf16"), "\(f)")
+        // The IR shows the format as the weight's element type.
+        let ir = try Moec.run(["compile", Files.mixtralGraph, "--weights", "bf16", "--emit", "ir-opt"], in: RepoPaths.root)
+        expectSuccess(ir)
+        #expect(ir.stdout.contains("weight @w1: bf16[8, 14336, 4096]"), "\(ir)")
+        #expect(ir.stdout.contains("weight @gate: f32[8, 4096]"), "\(ir)")
+    }
+
+    @Test func bf16PlanFileRunsAndBenches() throws {
+        let dir = TemporaryDirectory()
+        let x = "x=\(Files.example)/x.npy"
+        expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "--weights", "bf16", "-o", "p.json"], in: dir.path))
+        let plan = try String(contentsOfFile: dir.file("p.json"), encoding: .utf8)
+        #expect(plan.contains("\"version\": 4"))
+        #expect(plan.components(separatedBy: "\"format\": \"bf16\"").count - 1 == 3, "w1, w3 and w2")
+        // The plan runs the same numbers as the graph compiled with --weights bf16 (under
+        // MOEC_BLAS, BLAS on the rounded values: within 1e-5) ...
+        let native = ["MOEC_BLAS": "none"]
+        expectSuccess(
+            try Moec.run(
+                ["run", Files.mixtralGraph, "--model", Files.example, "--weights", "bf16", "--input", x, "--output", "y=g.npy"], in: dir.path,
+                environment: native))
+        expectSuccess(try Moec.run(["run", "p.json", "--input", x, "--output", "y=p.npy", "--check", "y=g.npy", "--tolerance", "1e-5"], in: dir.path))
+        // ... and by a placement (always moec's kernels: the same bits); near transformers' f32
+        // output, but not within the f32 tolerance.
+        expectSuccess(
+            try Moec.run(
+                ["run", "p.json", "--threads", "2", "--placement", "static", "--input", x, "--output", "y=s.npy", "--check", "y=g.npy", "--tolerance", "0"],
+                in: dir.path, environment: native))
+        let check = "y=\(Files.example)/y_transformers.npy"
+        expectSuccess(try Moec.run(["run", "p.json", "--input", x, "--output", "y=t.npy", "--check", check, "--tolerance", "2e-2"], in: dir.path))
+        expectFailure(try Moec.run(["run", "p.json", "--input", x, "--output", "y=u.npy", "--check", check], in: dir.path), ["FAILED (tolerance 1e-04)"])
+        let b = try Moec.run(["bench", "p.json", "--tokens", "1,16", "--repeat", "2", "--warmup", "0"], in: dir.path)
+        expectSuccess(b)
+        #expect(b.stdout.contains("(expert matrices bf16, other weights f32)"), "\(b)")
+        #expect(b.stdout.contains("GFLOP/s     GB/s   weights read (experts hit)"), "\(b)")
+        // One token reads its two experts' three bf16 matrices: 2 × 3 × 64·32 × 2 bytes, plus the router.
+        #expect(b.stdout.contains("   25.6 kB (2/8)"), "\(b)")
+        let j = try Moec.run(["bench", "p.json", "--tokens", "1", "--repeat", "2", "--warmup", "0", "--json"], in: dir.path)
+        expectSuccess(j)
+        #expect(j.stdout.contains("\"weight_formats\":\"expert matrices bf16, other weights f32\""), "\(j)")
+        #expect(j.stdout.contains("\"weight_gb_per_s\":"), "\(j)")
+        #expect(j.stdout.contains("\"weight_mb_touched\":0.03"), "\(j)")
+    }
+
+    /// Plans of format version 3 (before weight formats) still load, every weight f32.
+    @Test func version3PlansStillLoad() throws {
+        let dir = TemporaryDirectory()
+        expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "-o", "p.json"], in: dir.path))
+        var plan = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("p.json")))) as! [String: Any]
+        #expect(plan["version"] as? Int == 4)
+        plan["version"] = 3
+        try JSONSerialization.data(withJSONObject: plan).write(to: URL(fileURLWithPath: dir.file("old.json")))
+        expectSuccess(
+            try Moec.run(
+                ["run", "old.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy", "--check", "y=\(Files.example)/y_transformers.npy"],
+                in: dir.path))
+        // An unknown format is refused, naming the weight.
+        let text = try String(contentsOfFile: dir.file("p.json"), encoding: .utf8)
+        let w2 = try #require(text.range(of: "\"name\": \"w2\","))
+        let bad = text.replacingCharacters(in: w2, with: "\"name\": \"w2\", \"format\": \"int3\",")
+        try bad.write(toFile: dir.file("bad.json"), atomically: true, encoding: .utf8)
+        let r = try Moec.run(["run", "bad.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=z.npy"], in: dir.path)
+        expectFailure(r, ["bad.json: malformed graph: weight w2 format \"int3\" (expected one of \"f32\", \"bf16\")"])
+        #expect(!FileManager.default.fileExists(atPath: dir.file("z.npy")))
+    }
+
+    /// `--weights bf16` with nothing pre-packed stores nothing as bf16, and says so.
+    @Test func warnsWhenNoWeightCanBeBF16() throws {
+        let r = try Moec.run(
+            ["compile", Files.mixtralGraph, "--weights", "bf16", "--disable-pass", "expert-weight-prepacking", "--emit", "ir-opt"], in: RepoPaths.root)
+        expectSuccess(r)
+        #expect(r.stderr.contains("warning: --weights bf16: no weight is stored as bf16"), "\(r)")
+        #expect(!r.stdout.contains("bf16["), "\(r)")
+    }
+
+    /// Under `mpirun` each rank packs its experts as bf16: the same bits as one process.
+    @Test(.enabled(if: MPIRun.mpirun != nil, "skipped: no mpirun on PATH"), .disabled(if: ProcessInfo.processInfo.environment["MOEC_SKIP_MPI_TESTS"] == "1"))
+    func bf16UnderMPIMatchesOneProcess() throws {
+        let dir = TemporaryDirectory()
+        let x = "x=\(Files.example)/x.npy"
+        expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "--weights", "bf16", "-o", "p.json"], in: dir.path))
+        expectSuccess(try Moec.run(["run", "p.json", "--input", x, "--output", "y=one.npy"], in: dir.path))
+        let r = try MPIRun.moec(
+            ["run", "p.json", "--placement", "static", "--input", x, "--output", "y=two.npy", "--check", "y=one.npy", "--tolerance", "0"], ranks: 2, in: dir.path)
+        expectSuccess(r)
+        #expect(r.stderr.contains("max |Δ| / max |ref| = 0.00e+00  ok"), "\(r)")
+    }
+}
