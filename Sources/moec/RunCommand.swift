@@ -63,7 +63,11 @@ enum RunCommand {
             guard let v = Float(t), v >= 0 else { throw UsageError(message: "--tolerance expects a non-negative number, got '\(t)'", command: "run") }
             tolerance = v
         }
-        let options = try ModelSource.executionOptions(a, command: "run")
+        var options = try ModelSource.executionOptions(a, command: "run")
+        if statsPath != nil && options.world != nil {
+            // Every rank must choose alike (only rank 0 records): rank 0 needs every token's routing.
+            options.allTokensReason = "--stats records the routing of every token, so every rank routes them all"
+        }
         // Under mpirun every rank runs the graph; rank 0 alone writes, checks and prints.
         let principal = MPIJob.isPrincipal
         let request = RunRequest(
@@ -85,7 +89,7 @@ enum RunCommand {
             Console.err(
                 String(
                     format: "ran %@ on %d token%@ in %.3f ms (%@)\n", runner.graph.name, report.tokens, report.tokens == 1 ? "" : "s",
-                    report.seconds * 1e3, Self.how(runner.executable.options)))
+                    report.seconds * 1e3, Self.how(runner.executable)))
             if report.nonFiniteTokens > 0 {
                 Console.err(
                     "warning: \(report.nonFiniteTokens) of \(report.tokens) token\(report.tokens == 1 ? "" : "s") had non-finite input or router scores; "
@@ -108,10 +112,13 @@ enum RunCommand {
         return checkFailed ? 1 : status
     }
 
-    /// "native, 2 threads", and the ranks under mpirun.
-    static func how(_ options: ExecutionOptions) -> String {
+    /// "native, 2 threads", and the ranks under mpirun and how they share the tokens.
+    static func how(_ executable: Executable) -> String {
+        let options = executable.options
         var s = "\(options.backend), \(options.threads) thread\(options.threads == 1 ? "" : "s")"
-        if let world = options.world { s += " per rank, \(world.size) rank\(world.size == 1 ? "" : "s")" }
+        if let world = options.world {
+            s += " per rank, \(world.size) rank\(world.size == 1 ? "" : "s"); \(MPIJob.tokenMode(executable))"
+        }
         return s
     }
 }

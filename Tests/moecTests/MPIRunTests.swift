@@ -164,14 +164,17 @@ struct MPIRunTests {
         for (line, tokens) in zip(lines, [1, 7]) {
             let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
             #expect(o?["tokens"] as? Int == tokens && o?["runs"] as? Int == 10, "\(r)")
-            #expect((o?["backend"] as? String)?.hasSuffix("one worker per rank (2 MPI ranks)") == true, "\(r)")
+            #expect(
+                (o?["backend"] as? String)?.hasSuffix("one worker per rank (2 MPI ranks), tokens sharded between the ranks") == true, "\(r)")
             // Per rank: its parts, its pairs (together every token's top-2) and the rows it sent.
             let ranks = o?["ranks"] as? [[String: Any]] ?? []
             #expect(ranks.map { $0["rank"] as? Int } == [0, 1], "\(r)")
             #expect(ranks.reduce(0) { $0 + ($1["pairs"] as? Int ?? 0) } == 2 * tokens, "\(r)")
+            // Together the ranks sent each pair computed away from its token once there (32
+            // floats of x and its weight) and once back (32 floats of result).
+            let sent = ranks.reduce(0) { $0 + ($1["bytes_sent"] as? Int ?? 0) }
+            #expect(sent % (65 * 4) == 0 && sent <= 2 * tokens * 65 * 4, "\(r)")
             for q in ranks {
-                let pairs = q["pairs"] as? Int ?? -1, sent = q["bytes_sent"] as? Int ?? -1
-                #expect(sent >= 0 && sent % (32 * 4) == 0 && sent <= pairs * 32 * 4, "rows of 32 floats, at most one per pair: \(q)")
                 for part in ["route_ms", "dispatch_ms", "experts_ms", "combine_ms"] {
                     #expect((q[part] as? Double ?? -1) >= 0 && (q[part] as? Double ?? .infinity) <= (o?["max_ms"] as? Double ?? 0), "\(part): \(q)")
                 }
@@ -229,6 +232,74 @@ struct MPIRunTests {
             #expect(peak <= peaks[1]![0] - expertKiB / 4, "peak RSS of a rank of 2: \(peak) KiB, of 1 rank: \(peaks[1]![0]) KiB; experts \(expertKiB) KiB")
         }
         #expect(try Files.read(dir.file("y1.npy")) == Files.read(dir.file("y2.npy")))
+    }
+
+    /// Sharded tokens: each rank routes only its contiguous share (7 tokens on 2 ranks: 3 and 4;
+    /// 1 token on 4 ranks: 0, 0, 0, 1), its router making top-2 pairs of those tokens alone, and
+    /// the ranks together compute every pair once. The same runs give the single-process
+    /// outputs bit for bit (ranks with no tokens still serve their experts).
+    @Test func eachRankRoutesOnlyItsShareOfTheTokens() throws {
+        let dir = TemporaryDirectory()
+        for (ranks, tokens, shares) in [(2, 7, [3, 4]), (4, 1, [0, 0, 0, 1]), (4, 9, [2, 2, 2, 3])] {
+            let r = try MPIRun.moec(
+                [
+                    "bench", Files.mixtralGraph, "--model", Files.example, "--tokens", "\(tokens)", "--warmup", "0", "--repeat", "1", "--json",
+                    "--placement", "static", "--threads", "1"
+                ], ranks: ranks, in: dir.path)
+            expectSuccess(r)
+            let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            #expect(o?["tokens_sharded"] as? Bool == true, "\(r)")
+            let q = o?["ranks"] as? [[String: Any]] ?? []
+            #expect(q.map { $0["tokens"] as? Int } == shares, "\(r)")
+            #expect(q.map { $0["routed_pairs"] as? Int } == shares.map { 2 * $0 }, "\(r)")
+            #expect(q.reduce(0) { $0 + ($1["pairs"] as? Int ?? 0) } == 2 * tokens, "\(r)")
+        }
+        for (ranks, tokens) in [(4, 1), (4, 3), (2, 5)] {
+            try Self.writeInput(tokens: tokens, hidden: 32, seed: UInt64(tokens), to: dir.file("x\(tokens).npy"))
+            let common = ["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=x\(tokens).npy", "--threads", "1"]
+            expectSuccess(try Moec.run(common + ["--output", "y=single\(tokens).npy"], in: dir.path, environment: ["MOEC_BLAS": "none"]))
+            let placement = try Self.placement(.replicated, ranks: ranks, experts: 8, in: dir)
+            let r = try MPIRun.moec(common + ["--output", "y=ranks\(tokens).npy", "--placement", placement], ranks: ranks, in: dir.path)
+            expectSuccess(r)
+            #expect(r.stderr.contains("tokens sharded between the ranks"), "\(r)")
+            #expect(try Files.read(dir.file("ranks\(tokens).npy")) == Files.read(dir.file("single\(tokens).npy")), "\(tokens) tokens on \(ranks) ranks")
+        }
+    }
+
+    /// A graph whose tokens depend on each other (expert choice: each expert takes its top
+    /// tokens of the whole batch) keeps every token on every rank, says why, and still equals
+    /// the single-process run; so do `--llep` and `--stats`.
+    @Test func tokenMixingGraphsRunEveryTokenOnEveryRank() throws {
+        let dir = TemporaryDirectory()
+        let model = RepoPaths.fixtures + "/mechanisms/expert_choice_h16-f16-e8-k2-cf1-n16"
+        let common = [
+            "run", RepoPaths.graphs + "/mechanisms/expert_choice.moe", "--model", model, "--threads", "1", "--input", "x=\(model)/x.npy",
+            "--input", "capacity_factor=\(model)/capacity_factor.npy"
+        ]
+        expectSuccess(try Moec.run(common + ["--output", "y=single.npy"], in: dir.path, environment: ["MOEC_BLAS": "none"]))
+        let r = try MPIRun.moec(common + ["--output", "y=ranks.npy", "--placement", "static"], ranks: 2, in: dir.path)
+        expectSuccess(r)
+        #expect(r.stderr.contains("every rank runs all tokens ("), "\(r)")
+        #expect(r.stderr.contains("expert_choice"), "\(r)")
+        #expect(r.stderr.contains(" gives a token a result that depends on the other tokens)"), "\(r)")
+        let error = relativeError(try NpyArray(path: dir.file("ranks.npy")).floats(), try NpyArray(path: dir.file("single.npy")).floats())
+        #expect(error <= 1e-6, "expert_choice on 2 ranks: \(error)")
+        let bench = try MPIRun.moec(
+            [
+                "bench", RepoPaths.graphs + "/mechanisms/expert_choice.moe", "--model", model, "--tokens", "7", "--warmup", "0", "--repeat", "1",
+                "--json", "--placement", "static"
+            ], ranks: 2, in: dir.path)
+        expectSuccess(bench)
+        let o = try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any]
+        #expect(o?["tokens_sharded"] as? Bool == false, "\(bench)")
+        #expect((o?["all_tokens_reason"] as? String)?.contains("expert_choice") == true, "\(bench)")
+        #expect((o?["ranks"] as? [[String: Any]] ?? []).map { $0["tokens"] as? Int } == [7, 7], "\(bench)")
+        let mixtral = ["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--placement", "static"]
+        for (extra, reason) in [(["--output", "y=llep.npy", "--llep", "1.0"], "--llep"), (["--stats", "stats.json"], "--stats")] {
+            let m = try MPIRun.moec(mixtral + extra, ranks: 2, in: dir.path)
+            expectSuccess(m)
+            #expect(m.stderr.contains("every rank runs all tokens (\(reason)"), "\(m)")
+        }
     }
 
     /// `--llep T` across ranks: a rank's excess pairs go only to ranks holding a replica of the
