@@ -10,7 +10,8 @@ public struct ExecutionOptions: Sendable {
     /// Run the MoE experts by an expert placement (native backend only): one thread per worker.
     public var placement: PlacementExecution?
     /// Under `mpirun`, with a placement: this process is worker `world.rank` of the placement and
-    /// runs only that worker's experts; the ranks exchange the expert rows (`DistributedExperts`).
+    /// runs only that worker's experts; the ranks exchange the expert rows (`ShardedExperts` when
+    /// each runs its share of the tokens, `DistributedExperts` when each runs them all).
     public var world: MPIWorld?
     /// Under `mpirun`: a reason to run every token on every rank even when the graph could be
     /// sharded by tokens (`Executable.shardsTokens`), e.g. `--stats`, which records every

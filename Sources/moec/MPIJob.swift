@@ -29,7 +29,9 @@ enum MPIJob {
         --stats run every token on every rank instead, which then exchange only the results.
         'bench' times each run by its slowest rank and prints per rank the medians of its
         parts (route and other ops, dispatch = rows packed and exchanged, experts, combine),
-        its (token, expert) pairs and the bytes it sent ("ranks" in --json).
+        the tokens it ran the graph on and the pairs its router made of them, the (token,
+        expert) pairs it computed and the bytes it sent ("ranks" in --json: tokens,
+        routed_pairs, pairs, bytes_sent; with "tokens_sharded" and "all_tokens_reason").
         MPI is loaded at run time: libmpi.so.40, or MOEC_MPI=PATH. MOEC_PEAK_RSS=1 prints each
         rank's peak memory at exit.
         """

@@ -18,7 +18,7 @@ struct TokenShardingTests {
         let fm = FileManager.default
         let top = (try? fm.contentsOfDirectory(atPath: RepoPaths.graphs)) ?? []
         let mechanisms = (try? fm.contentsOfDirectory(atPath: RepoPaths.graphs + "/mechanisms")) ?? []
-        return (top + mechanisms.map { "mechanisms/" + $0 } + ["bench/skewed_mixtral.moe"]).filter { $0.hasSuffix(".moe") }.sorted()
+        return (top + mechanisms.map { "mechanisms/" + $0 } + ["bench/skewed_mixtral.moe", "bench/shared_mixtral.moe"]).filter { $0.hasSuffix(".moe") }.sorted()
     }
 
     @Test func onlyGraphsWhoseTokensMeetAreRunWhole() throws {
