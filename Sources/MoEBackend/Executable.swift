@@ -72,11 +72,8 @@ public final class Executable: @unchecked Sendable {
         self.graph = graph
         self.options = options
         distributedTimes = options.world.map(DistributedTimes.init)
-        if options.world != nil, let placement = options.placement, options.backend.isNative {
-            let reason =
-                options.allTokensReason
-                ?? (placement.dynamicThreshold != nil
-                    ? "--llep balances the pairs of every token, which each rank then needs" : TokenSharding.obstacle(graph))
+        if options.world != nil, options.placement != nil, options.backend.isNative {
+            let reason = options.allTokensReason ?? TokenSharding.obstacle(graph)
             allTokensReason = reason
             shardsTokens = reason == nil
         } else {

@@ -47,7 +47,9 @@ public enum TokenSharding {
 /// 1. **Owned groups.** The rank's local rows (its tokens' pairs, sorted by expert) are cut into
 ///    groups with `ExpertPlacementRun.makeGroups`, as one process cuts all rows: each replica of
 ///    an expert gets an equal contiguous share of this rank's rows of it. The group's worker is
-///    the destination rank.
+///    the destination rank. Under `--llep`, which balances the whole batch, the ranks first
+///    gather every rank's rows per expert and plan the same groups over all rows
+///    (`planBalanced`); each rank keeps its own rows' part of them.
 /// 2. **Counts.** `sendRows[d·E + e]`, the rows of expert e for rank d, go to every rank by one
 ///    `MPI_Alltoall` (E integers per rank), so every rank knows what it will receive.
 /// 3. **Rows out.** Each row of x, with its routing weight as an (h+1)-th float, is packed per
@@ -96,6 +98,10 @@ final class ShardedExperts: @unchecked Sendable {
     /// they start in `incoming`; then the same in floats for `MPI_Alltoallv`.
     private let rows: UnsafeMutablePointer<Int32>
     private let floats: UnsafeMutablePointer<Int32>
+    /// Under `--llep`: every rank's rows per expert together, and the groups LLEP makes of them.
+    private let globalStarts: UnsafeMutablePointer<Int32>
+    private let globalGroupMemory: UnsafeMutableRawPointer
+    private let globalGroups: GroupTable
     let times: DistributedTimes?
 
     /// For one schedule of `z.tokens` tokens (this rank's share).
@@ -129,6 +135,11 @@ final class ShardedExperts: @unchecked Sendable {
         cursor = .allocate(capacity: max(cells, 1))
         rows = .allocate(capacity: 4 * world.size)
         floats = .allocate(capacity: 4 * world.size)
+        globalStarts = .allocate(capacity: z.experts + 1)
+        let groupBytes: Int
+        do { groupBytes = try GroupTable.bytes(groups: PackedExpertsKernel.maxGroups(experts: z.experts)) } catch { preconditionFailure("\(error)") }
+        globalGroupMemory = .allocate(byteCount: groupBytes, alignment: 8)
+        globalGroups = GroupTable(globalGroupMemory, capacity: PackedExpertsKernel.maxGroups(experts: z.experts))
     }
 
     deinit {
@@ -138,6 +149,8 @@ final class ShardedExperts: @unchecked Sendable {
         cursor.deallocate()
         rows.deallocate()
         floats.deallocate()
+        globalStarts.deallocate()
+        globalGroupMemory.deallocate()
     }
 
     /// Steps 1–5 for one run of the block. `x` (`[tokens, h]`), `perm`, `weights`, `starts` and
@@ -152,7 +165,11 @@ final class ShardedExperts: @unchecked Sendable {
         var clock = DispatchTime.now().uptimeNanoseconds
         let size = world.size, rank = world.rank, e = experts, h = hidden, width = h + 1
         // 1. This rank's rows, in groups whose worker is the rank that holds their slot.
-        placement.makeGroups(owned, starts: starts, experts: e)
+        if placement.dynamicThreshold != nil {
+            planBalanced(starts: starts, placement: placement, owned: owned)
+        } else {
+            placement.makeGroups(owned, starts: starts, experts: e)
+        }
         sendRows.initialize(repeating: 0, count: size * e)
         for g in 0..<owned.count {
             precondition(owned.worker(g) < size, "group of worker \(owned.worker(g)) in a job of \(size) ranks")
@@ -230,6 +247,38 @@ final class ShardedExperts: @unchecked Sendable {
             for r in 0..<size where r != rank {
                 times.bytesSent += (Int(sentCount[r]) * width + Int(receivedCount[r]) * h) * MemoryLayout<Float>.size
             }
+        }
+    }
+
+    /// Step 1 under `--llep`: LLEP balances the whole batch, so every rank learns every rank's
+    /// rows per expert (one `MPI_Allgatherv` of E integers a rank) and plans the same groups over
+    /// all of them, the rows of expert e in rank order (rank 0's tokens first, as in one
+    /// process). This rank's groups are those groups cut to its own rows of each expert.
+    private func planBalanced(starts: UnsafePointer<Int32>, placement: ExpertPlacementRun, owned: GroupTable) {
+        let size = world.size, rank = world.rank, e = experts
+        let all = cursor // [ranks, E]: rows per (rank, expert)
+        for x in 0..<e { all[rank * e + x] = starts[x + 1] - starts[x] }
+        for r in 0..<size {
+            floats[r] = Int32(e)
+            floats[size + r] = Int32(r * e)
+        }
+        world.allGatherInPlace(all, counts: floats, displacements: floats + size)
+        var at: Int32 = 0
+        for x in 0..<e {
+            globalStarts[x] = at
+            for r in 0..<size { at += all[r * e + x] }
+        }
+        globalStarts[e] = at
+        placement.makeGroups(globalGroups, starts: globalStarts, experts: e)
+        owned.removeAll()
+        for g in 0..<globalGroups.count {
+            let x = globalGroups.expert(g)
+            // This rank's rows of expert x among all ranks'.
+            var mine = Int(globalStarts[x])
+            for r in 0..<rank { mine += Int(all[r * e + x]) }
+            let lo = max(globalGroups.rowBegin(g), mine)
+            let hi = min(globalGroups.rowBegin(g) + globalGroups.rows(g), mine + Int(all[rank * e + x]))
+            if hi > lo { owned.append(expert: x, rowBegin: Int(starts[x]) + lo - mine, rows: hi - lo, worker: globalGroups.worker(g)) }
         }
     }
 
