@@ -93,8 +93,9 @@ enum BenchCommand {
                     for (rank, p) in r.ranks.enumerated() {
                         say(
                             String(
-                                format: "         rank %d: route %.3f ms, dispatch %.3f ms, experts %.3f ms, combine %.3f ms; %d tokens routed, %d pairs computed, %@ sent\n",
-                                rank, p.route * 1e3, p.dispatch * 1e3, p.experts * 1e3, p.combine * 1e3, p.tokens, p.pairs, TextLayout.bytes(Double(p.bytesSent))))
+                                format: "         rank %d: route %.3f ms, dispatch %.3f ms, experts %.3f ms, combine %.3f ms; routed %d token%@, computed %d pairs, sent %@\n",
+                                rank, p.route * 1e3, p.dispatch * 1e3, p.experts * 1e3, p.combine * 1e3, p.tokens, p.tokens == 1 ? "" : "s", p.pairs,
+                                TextLayout.bytes(Double(p.bytesSent))))
                     }
                 }
             }
