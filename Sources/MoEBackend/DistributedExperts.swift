@@ -50,8 +50,7 @@ public final class DistributedTimes: @unchecked Sendable {
 /// A placed MoE block across the ranks of an `mpirun` job (`ExecutionOptions.world`) when every
 /// rank runs every token: rank r is worker r of the placement and runs only the groups of its
 /// slots. The ranks use this mode only for graphs they cannot shard by tokens (`TokenSharding`:
-/// `expert_choice`, `capacity`, Sinkhorn, values not one row per token) and under `--stats`;
-/// otherwise each rank runs the graph on its share of the tokens alone and the block exchanges
+/// `expert_choice`, `capacity`, Sinkhorn, values not one row per token); otherwise each rank runs the graph on its share of the tokens alone and the block exchanges
 /// (token, expert) rows both ways (`ShardedExperts`, `Executable.shardsTokens`).
 ///
 /// Every rank runs the whole graph on all tokens: the router, the permutation and the groups

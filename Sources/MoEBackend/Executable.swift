@@ -13,10 +13,6 @@ public struct ExecutionOptions: Sendable {
     /// runs only that worker's experts; the ranks exchange the expert rows (`ShardedExperts` when
     /// each runs its share of the tokens, `DistributedExperts` when each runs them all).
     public var world: MPIWorld?
-    /// Under `mpirun`: a reason to run every token on every rank even when the graph could be
-    /// sharded by tokens (`Executable.shardsTokens`), e.g. `--stats`, which records every
-    /// token's routing. nil: shard when the graph allows it.
-    public var allTokensReason: String?
 
     public init(
         threads: Int = ExecutionOptions.defaultThreads, backend: MatMulBackend = .automatic,
@@ -73,7 +69,7 @@ public final class Executable: @unchecked Sendable {
         self.options = options
         distributedTimes = options.world.map(DistributedTimes.init)
         if options.world != nil, options.placement != nil, options.backend.isNative {
-            let reason = options.allTokensReason ?? TokenSharding.obstacle(graph)
+            let reason = TokenSharding.obstacle(graph)
             allTokensReason = reason
             shardsTokens = reason == nil
         } else {
@@ -318,6 +314,18 @@ public final class Executable: @unchecked Sendable {
             at += l.count
         }
         return loads
+    }
+
+    /// Per MoE node, the tokens of the last run of `tokens` tokens routed to no expert and those
+    /// whose input or scores were not finite (`Schedule.lastTokenCounts`). When the ranks shard
+    /// the tokens, every rank's summed: a collective call then, which every rank must make.
+    public func lastTokenCounts(tokens: Int) -> [(unrouted: Int, invalid: Int)] {
+        let counts = schedule(tokens: scheduleTokens(tokens)).lastTokenCounts()
+        guard shardsTokens, let d = distributedTimes else { return counts }
+        let all = d.gather(counts.flatMap { [Double($0.unrouted), Double($0.invalid)] })
+        return counts.indices.map { i in
+            (all.reduce(0) { $0 + Int($1[2 * i]) }, all.reduce(0) { $0 + Int($1[2 * i + 1]) })
+        }
     }
 
     /// The token count of the schedule that runs a run of `tokens` here (`tokenShare`).

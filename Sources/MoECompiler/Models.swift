@@ -162,7 +162,7 @@ public final class ModelRunner: @unchecked Sendable {
         let tokens = try graph.tokenCount(for: inputs)
         statistics.add(
             tokens: tokens, loads: lastExpertLoads(tokens: tokens), outputs: all,
-            tokenCounts: executable.schedule(tokens: executable.scheduleTokens(tokens)).lastTokenCounts())
+            tokenCounts: executable.lastTokenCounts(tokens: tokens))
         return all.filter { name, _ in graph.outputs.contains { $0.name == name } }
     }
 

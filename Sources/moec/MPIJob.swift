@@ -25,8 +25,8 @@ enum MPIJob {
         cores / the ranks on this machine), and rank 0 alone writes files and prints results.
         Each rank runs the graph on its contiguous share of the tokens and sends each (token,
         expert) row to the rank holding the expert and back (two all-to-alls per MoE block);
-        graphs whose tokens depend on each other (expert_choice, capacity, Sinkhorn) and
-        --stats run every token on every rank instead, which then exchange only the results.
+        graphs whose tokens depend on each other (expert_choice, capacity, Sinkhorn) run every
+        token on every rank instead, which then exchange only the results.
         'bench' times each run by its slowest rank and prints per rank the medians of its
         parts (route and other ops, dispatch = rows packed and exchanged, experts, combine),
         the tokens it ran the graph on and the pairs its router made of them, the (token,

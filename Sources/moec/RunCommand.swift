@@ -63,11 +63,7 @@ enum RunCommand {
             guard let v = Float(t), v >= 0 else { throw UsageError(message: "--tolerance expects a non-negative number, got '\(t)'", command: "run") }
             tolerance = v
         }
-        var options = try ModelSource.executionOptions(a, command: "run")
-        if statsPath != nil && options.world != nil {
-            // Every rank must choose alike (only rank 0 records): rank 0 needs every token's routing.
-            options.allTokensReason = "--stats records the routing of every token, so every rank routes them all"
-        }
+        let options = try ModelSource.executionOptions(a, command: "run")
         // Under mpirun every rank runs the graph; rank 0 alone writes, checks and prints.
         let principal = MPIJob.isPrincipal
         let request = RunRequest(
@@ -79,7 +75,8 @@ enum RunCommand {
         let status = withDiagnostics(session) {
             // Where the outputs go, before any work.
             try request.checkWritable()
-            let runner = try ModelSource.runner(a, session: session, options: options, recordRouting: request.recordsRouting)
+            // Under mpirun every rank records (the same graph, the same collective calls); rank 0 writes.
+            let runner = try ModelSource.runner(a, session: session, options: options, recordRouting: statsPath != nil)
             let report = try runner.run(request)
             guard principal else { return }
             for o in report.written { Console.err("wrote \(o.name) \(o.shape) to \(o.path)\n") }

@@ -272,7 +272,7 @@ struct MPIRunTests {
 
     /// A graph whose tokens depend on each other (expert choice: each expert takes its top
     /// tokens of the whole batch) keeps every token on every rank, says why, and still equals
-    /// the single-process run bit for bit; `--llep` and `--stats` keep every token too.
+    /// the single-process run bit for bit.
     @Test func tokenMixingGraphsRunEveryTokenOnEveryRank() throws {
         let dir = TemporaryDirectory()
         let model = RepoPaths.fixtures + "/mechanisms/expert_choice_h16-f16-e8-k2-cf1-n16"
@@ -297,11 +297,25 @@ struct MPIRunTests {
         #expect(o?["tokens_sharded"] as? Bool == false, "\(bench)")
         #expect((o?["all_tokens_reason"] as? String)?.contains("expert_choice") == true, "\(bench)")
         #expect((o?["ranks"] as? [[String: Any]] ?? []).map { $0["tokens"] as? Int } == [7, 7], "\(bench)")
-        let stats = try MPIRun.moec(
-            ["run", Files.mixtralGraph, "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--placement", "static", "--stats", "stats.json"],
-            ranks: 2, in: dir.path)
-        expectSuccess(stats)
-        #expect(stats.stderr.contains("every rank runs all tokens (--stats"), "\(stats)")
+    }
+
+    /// `--stats` with sharded tokens: every rank records, the loads and token counts are summed
+    /// and the router scores gathered, so rank 0 writes the file one process writes (multi-hop:
+    /// one load per hop, tokens halted between hops), and the outputs the same bits.
+    @Test func statisticsOfShardedRanksAreThoseOfOneProcess() throws {
+        let dir = TemporaryDirectory()
+        let model = RepoPaths.fixtures + "/mechanisms/multihop_h16-f16-e8-k2-h3-t04-n13"
+        for (graph, folder) in [(Files.mixtralGraph, Files.example), (RepoPaths.graphs + "/mechanisms/multihop.moe", model)] {
+            let common = ["run", graph, "--model", folder, "--input", "x=\(folder)/x.npy", "--threads", "1"]
+            expectSuccess(try Moec.run(common + ["--stats", "single.json", "--output", "y=single.npy"], in: dir.path, environment: ["MOEC_BLAS": "none"]))
+            for ranks in [2, 4] {
+                let r = try MPIRun.moec(common + ["--stats", "ranks.json", "--output", "y=ranks.npy", "--placement", "static"], ranks: ranks, in: dir.path)
+                expectSuccess(r)
+                #expect(r.stderr.contains("tokens sharded between the ranks"), "\(r)")
+                #expect(try Files.read(dir.file("ranks.json")) == Files.read(dir.file("single.json")), "\(graph) on \(ranks) ranks: other statistics")
+                #expect(try Files.read(dir.file("ranks.npy")) == Files.read(dir.file("single.npy")), "\(graph) on \(ranks) ranks: other outputs")
+            }
+        }
     }
 
     /// `--llep T` across ranks: a rank's excess pairs go only to ranks holding a replica of the
