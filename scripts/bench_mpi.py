@@ -6,7 +6,8 @@ experts, top-2; its checkpoint in --cache, written if missing) and on graphs/ben
 (checkpoint from scripts/make_skewed_bench.py, profiled and placed with `moec profile` and
 `moec place --workers 2`), alternating, --rounds times each, in this one invocation:
   - `mpirun -n 2 moec bench … --placement static --threads 1` vs `moec bench … --threads 2`
-    (acceptance: within 1.25x at 512 tokens);
+    (acceptance: within 1.25x at 512 tokens), on the layer and on graphs/bench/shared_mixtral.moe
+    (the layer plus a shared expert: dense work the ranks share out when they shard the tokens);
   - on the skewed router, `mpirun -n 2 … --placement PLANNED` vs `--placement static`
     (acceptance: planned faster at 128 and 512 tokens).
 Prints per token count the medians (over rounds) of moec bench's medians (under mpirun, each run
@@ -64,6 +65,8 @@ def main():
     configs = {
         "mixtral 1 process x 2 threads": ("graphs/mixtral.moe", mix, ["--threads", "2"], 1),
         "mixtral 2 ranks x 1 thread, static": ("graphs/mixtral.moe", mix, ["--placement", "static", "--threads", "1"], 2),
+        "shared expert 1 process x 2 threads": ("graphs/bench/shared_mixtral.moe", mix, ["--threads", "2"], 1),
+        "shared expert 2 ranks x 1 thread, static": ("graphs/bench/shared_mixtral.moe", mix, ["--placement", "static", "--threads", "1"], 2),
         "skewed 2 ranks, static": (skewed_graph, skew, ["--placement", "static", "--threads", "1"], 2),
         "skewed 2 ranks, planned": (skewed_graph, skew, ["--placement", placement, "--threads", "1"], 2),
         "skewed 2 ranks, planned, 12 slots": (skewed_graph, skew, ["--placement", replicated, "--threads", "1"], 2),
@@ -82,9 +85,10 @@ def main():
         print(f"{name:38}" + "".join(f"{med[name][t]:>12.3f}" for t in tokens))
     for t in tokens:
         ratio = med["mixtral 2 ranks x 1 thread, static"][t] / med["mixtral 1 process x 2 threads"][t]
+        shared = med["shared expert 2 ranks x 1 thread, static"][t] / med["shared expert 1 process x 2 threads"][t]
         gain = med["skewed 2 ranks, static"][t] / med["skewed 2 ranks, planned"][t]
         gain12 = med["skewed 2 ranks, static"][t] / med["skewed 2 ranks, planned, 12 slots"][t]
-        print(f"{t} tokens: 2 ranks / 2 threads = {ratio:.2f} (acceptance <= 1.25); "
+        print(f"{t} tokens: 2 ranks / 2 threads = {ratio:.2f} (acceptance <= 1.25), with a shared expert {shared:.2f}; "
               f"skewed static / planned = {gain:.2f}, / planned with 12 slots = {gain12:.2f} (acceptance > 1)")
     print("per-rank medians of the last round (ms): route, dispatch, experts, combine; pairs; bytes sent")
     for name in configs:

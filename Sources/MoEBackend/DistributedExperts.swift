@@ -8,9 +8,10 @@ public final class DistributedTimes: @unchecked Sendable {
     /// Seconds in this rank's expert groups (x rows packed, the GEMMs and the activation).
     public internal(set) var experts = 0.0
     /// Seconds moving rows between ranks: packed, exchanged by `MPI_Alltoallv` (waiting there for
-    /// the slowest rank too), unpacked.
+    /// the slowest rank too), unpacked; with the tokens sharded, x rows out and results back.
     public internal(set) var dispatch = 0.0
-    /// Seconds combining this rank's tokens and gathering the block's output on every rank.
+    /// Seconds combining this rank's tokens and gathering outputs: each block's on every rank
+    /// (all tokens on every rank), or the run's outputs at its end (tokens sharded).
     public internal(set) var combine = 0.0
     /// (token, expert) rows this rank computed, and bytes it sent to other ranks.
     public internal(set) var pairs = 0
@@ -46,8 +47,11 @@ public final class DistributedTimes: @unchecked Sendable {
     }
 }
 
-/// A placed MoE block across the ranks of an `mpirun` job (`ExecutionOptions.world`): rank r is
-/// worker r of the placement and runs only the groups of its slots.
+/// A placed MoE block across the ranks of an `mpirun` job (`ExecutionOptions.world`) when every
+/// rank runs every token: rank r is worker r of the placement and runs only the groups of its
+/// slots. The ranks use this mode only for graphs they cannot shard by tokens (`TokenSharding`:
+/// `expert_choice`, `capacity`, Sinkhorn, values not one row per token); otherwise each rank runs the graph on its share of the tokens alone and the block exchanges
+/// (token, expert) rows both ways (`ShardedExperts`, `Executable.shardsTokens`).
 ///
 /// Every rank runs the whole graph on all tokens: the router, the permutation and the groups
 /// (`ExpertPlacementRun.makeGroups`) are computed identically everywhere, so every rank knows
@@ -64,9 +68,6 @@ public final class DistributedTimes: @unchecked Sendable {
 /// Each row of `ys` is computed by the same kernel on the same packed operands as in one process
 /// (an output element is one FMA chain over k, whatever the group's other rows), and the combine
 /// sums in slot order, so every rank's output equals the single-process placed run bit for bit.
-/// (The next step shards the tokens of the whole graph, not only of the combine, sending x rows
-/// the other way first; it needs a graph whose other ops are per token, which `expert_choice`,
-/// `route_capacity` and Sinkhorn routing are not.)
 final class DistributedExperts: @unchecked Sendable {
     let world: MPIWorld
     let tokens: Int
@@ -105,7 +106,8 @@ final class DistributedExperts: @unchecked Sendable {
         counts.deallocate()
     }
 
-    /// Tokens `share(r) ..` of rank r: a contiguous equal split (`TokenSplit.equal`).
+    /// Tokens `share(r) ..` of rank r: a contiguous equal split (`TokenSplit.equal`). The tokens
+    /// a rank combines here, and the tokens it runs the graph on when the ranks shard them.
     static func share(_ r: Int, of tokens: Int, ranks: Int) -> Range<Int> { (r * tokens / ranks)..<((r + 1) * tokens / ranks) }
 
     /// The tokens this rank combines.

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import MoEIR
 import MoEKernels
@@ -9,7 +10,8 @@ public struct ExecutionOptions: Sendable {
     /// Run the MoE experts by an expert placement (native backend only): one thread per worker.
     public var placement: PlacementExecution?
     /// Under `mpirun`, with a placement: this process is worker `world.rank` of the placement and
-    /// runs only that worker's experts; the ranks exchange the expert rows (`DistributedExperts`).
+    /// runs only that worker's experts; the ranks exchange the expert rows (`ShardedExperts` when
+    /// each runs its share of the tokens, `DistributedExperts` when each runs them all).
     public var world: MPIWorld?
 
     public init(
@@ -45,6 +47,12 @@ public final class Executable: @unchecked Sendable {
     private var pools: [Int: (schedules: [Schedule], busy: [Bool])] = [:]
     /// Under `mpirun`: where this rank's time went in the MoE blocks of the last run.
     public let distributedTimes: DistributedTimes?
+    /// Under `mpirun` with a placement: whether each rank runs the graph on its share of the
+    /// tokens (`DistributedExperts.share`) and exchanges only (token, expert) rows with the
+    /// others (`ShardedExperts`); otherwise every rank runs every token (`DistributedExperts`).
+    public let shardsTokens: Bool
+    /// Under `mpirun` with a placement, when the ranks do not shard the tokens: why.
+    public let allTokensReason: String?
     private let lock = NSLock()
 
     /// - Parameters:
@@ -64,6 +72,14 @@ public final class Executable: @unchecked Sendable {
         self.graph = graph
         self.options = options
         distributedTimes = options.world.map(DistributedTimes.init)
+        if options.world != nil, options.placement != nil, options.backend.isNative {
+            let reason = TokenSharding.obstacle(graph)
+            allTokensReason = reason
+            shardsTokens = reason == nil
+        } else {
+            allTokensReason = nil
+            shardsTokens = false
+        }
         let native = options.backend.isNative
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
         var weights = weights
@@ -283,11 +299,92 @@ public final class Executable: @unchecked Sendable {
     /// count whose buffers no Int can count.
     public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
         let tokens = try graph.tokenCount(for: inputs)
-        let s = try checkOut(tokens: tokens)
+        let s = try checkOut(tokens: scheduleTokens(tokens))
         defer { checkIn(s) }
+        if shardsTokens {
+            s.load(inputs, rows: tokenShare(tokens))
+            s.execute()
+            return gatheredOutputs(s, tokens: tokens)
+        }
         s.load(inputs)
         s.execute()
         return s.outputs()
+    }
+
+    /// The tokens of a run of `tokens` that this process runs the graph on: its rank's share
+    /// when the ranks shard the tokens, else all of them.
+    public func tokenShare(_ tokens: Int) -> Range<Int> {
+        guard shardsTokens, let world = options.world else { return 0..<tokens }
+        return DistributedExperts.share(world.rank, of: tokens, ranks: world.size)
+    }
+
+    /// Per MoE node, each expert's (token, slot) pairs in the last run of `tokens` tokens
+    /// (`Schedule.lastExpertLoads`). When the ranks shard the tokens, every rank's summed: a
+    /// collective call then, which every rank must make.
+    public func lastExpertLoads(tokens: Int) -> [[Int]] {
+        var loads = schedule(tokens: scheduleTokens(tokens)).lastExpertLoads()
+        guard shardsTokens, let d = distributedTimes else { return loads }
+        let all = d.gather(loads.flatMap { $0.map(Double.init) })
+        var at = 0
+        for (i, l) in loads.enumerated() {
+            loads[i] = (0..<l.count).map { e in Int(all.reduce(0) { $0 + $1[at + e] }) }
+            at += l.count
+        }
+        return loads
+    }
+
+    /// Per MoE node, the tokens of the last run of `tokens` tokens routed to no expert and those
+    /// whose input or scores were not finite (`Schedule.lastTokenCounts`). When the ranks shard
+    /// the tokens, every rank's summed: a collective call then, which every rank must make.
+    public func lastTokenCounts(tokens: Int) -> [(unrouted: Int, invalid: Int)] {
+        let counts = schedule(tokens: scheduleTokens(tokens)).lastTokenCounts()
+        guard shardsTokens, let d = distributedTimes else { return counts }
+        let all = d.gather(counts.flatMap { [Double($0.unrouted), Double($0.invalid)] })
+        return counts.indices.map { i in
+            (all.reduce(0) { $0 + Int($1[2 * i]) }, all.reduce(0) { $0 + Int($1[2 * i + 1]) })
+        }
+    }
+
+    /// The token count of the schedule that runs a run of `tokens` here (`tokenShare`).
+    public func scheduleTokens(_ tokens: Int) -> Int { tokenShare(tokens).count }
+
+    /// After a sharded run of `s` (this rank's share of `tokens`): every output, all tokens'
+    /// rows, on every rank (one `MPI_Allgatherv` per output). A collective call. Its time counts
+    /// as the combine's (`distributedTimes`).
+    public func gatheredOutputs(_ s: Schedule, tokens: Int) -> [String: HostTensor] {
+        let world = options.world!
+        var clock = DispatchTime.now().uptimeNanoseconds
+        defer { distributedTimes?.combine += DistributedTimes.lap(&clock) }
+        var out: [String: HostTensor] = [:]
+        var counts = [Int32](repeating: 0, count: 2 * world.size)
+        for o in graph.outputs {
+            let t = graph[o.value].tensorType!
+            let shape = t.shape.map { $0.resolve(tokens: tokens) }
+            let width = shape.dropFirst().reduce(1, *)
+            precondition(tokens * width <= Int(Int32.max), "output \(o.name) has more elements than MPI's 32-bit counts")
+            for r in 0..<world.size {
+                let share = DistributedExperts.share(r, of: tokens, ranks: world.size)
+                counts[r] = Int32(share.count * width)
+                counts[world.size + r] = Int32(share.lowerBound * width)
+            }
+            let mine = tokenShare(tokens), local = s.pointer(o.value)
+            if t.dtype == .i32 {
+                var all = [Int32](repeating: 0, count: tokens * width)
+                all.withUnsafeMutableBufferPointer { b in
+                    (b.baseAddress! + mine.lowerBound * width).update(from: local.assumingMemoryBound(to: Int32.self), count: mine.count * width)
+                    counts.withUnsafeBufferPointer { world.allGatherInPlace(b.baseAddress!, counts: $0.baseAddress!, displacements: $0.baseAddress! + world.size) }
+                }
+                out[o.name] = HostTensor(shape: shape, ints: all)
+            } else {
+                var all = [Float](repeating: 0, count: tokens * width)
+                all.withUnsafeMutableBufferPointer { b in
+                    (b.baseAddress! + mine.lowerBound * width).update(from: local.assumingMemoryBound(to: Float.self), count: mine.count * width)
+                    counts.withUnsafeBufferPointer { world.allGatherInPlace(b.baseAddress!, counts: $0.baseAddress!, displacements: $0.baseAddress! + world.size) }
+                }
+                out[o.name] = HostTensor(shape: shape, floats: all)
+            }
+        }
+        return out
     }
 
     func weightPointer(_ index: Int) -> UnsafePointer<Float>? {

@@ -33,7 +33,8 @@ import MoEKernels
 ///
 /// With an `ExpertPlacement`, groups follow the placement instead (see `ExpertPlacementRun`):
 /// each worker thread runs exactly the groups of its slots, all phases without a barrier. Under
-/// `mpirun` each worker is a rank instead of a thread (see `DistributedExperts`).
+/// `mpirun` each worker is a rank instead of a thread (see `DistributedExperts`, and
+/// `ShardedExperts` when each rank runs only its share of the tokens).
 enum PackedExpertsKernel {
     /// Upper bound on groups in one run: one per expert, plus replicas and spills of a placement.
     static func maxGroups(experts: Int) -> Int { 2 * experts + 64 }
@@ -62,7 +63,11 @@ enum PackedExpertsKernel {
         let act = experts.activation.op
         let matrices = s.executable.expertMatrices[i]!
         let threads = s.executable.options.threads
-        let x = SendablePointer(UnsafePointer(s.floats(experts.input)))
+        // Under mpirun with the tokens sharded, the groups run on the rows the ranks send this
+        // one, in `ShardedExperts`'s buffers: x rows of h + 1 floats (the routing weight last).
+        let sharded = s.executable.shardsTokens ? ShardedExperts(s.executable.options.world!, sizes: z, firstWidth: matrices.firstWidth, times: s.executable.distributedTimes) : nil
+        let x = SendablePointer(UnsafePointer(sharded?.incoming ?? s.floats(experts.input)))
+        let ldx = sharded == nil ? z.hidden : z.hidden + 1
         let routing = RoutingBuffer(s.pointer(experts.routing), tokens: s.tokens, slots: z.slots)
         let y = SendablePointer(s.floats(ValueID(i)))
         // `weighting: "input"` scales the gathered rows of x instead (phase 0), so the weight is
@@ -73,14 +78,14 @@ enum PackedExpertsKernel {
         let active = experts.active.map { UnsafePointer(s.floats($0)) }
         let counts = s.scratch(i, 0).assumingMemoryBound(to: Int32.self)
         let starts = counts + z.experts + 1
-        let perm = SendablePointer(s.scratch(i, 1).assumingMemoryBound(to: Int32.self))
-        let permWeight = SendablePointer(s.scratch(i, 2).assumingMemoryBound(to: Float.self))
+        let perm = SendablePointer(sharded?.perm ?? s.scratch(i, 1).assumingMemoryBound(to: Int32.self))
+        let permWeight = SendablePointer(sharded?.permWeight ?? s.scratch(i, 2).assumingMemoryBound(to: Float.self))
         let rowOf = SendablePointer(s.scratch(i, 3).assumingMemoryBound(to: Int32.self))
-        let groups = GroupTable(s.scratch(i, 4), capacity: maxGroups(experts: z.experts))
-        let packedX = SendablePointer(s.scratch(i, 5).assumingMemoryBound(to: Float.self))
-        let hidden = SendablePointer(s.scratch(i, 6).assumingMemoryBound(to: Float.self))
-        let packedH = SendablePointer(s.scratch(i, 7).assumingMemoryBound(to: Float.self))
-        let ys = SendablePointer(s.scratch(i, 8).assumingMemoryBound(to: Float.self))
+        let groups = GroupTable(sharded?.groupMemory ?? s.scratch(i, 4), capacity: maxGroups(experts: z.experts))
+        let packedX = SendablePointer(sharded?.packedX ?? s.scratch(i, 5).assumingMemoryBound(to: Float.self))
+        let hidden = SendablePointer(sharded?.hiddenRows ?? s.scratch(i, 6).assumingMemoryBound(to: Float.self))
+        let packedH = SendablePointer(sharded?.packedH ?? s.scratch(i, 7).assumingMemoryBound(to: Float.self))
+        let ys = SendablePointer(sharded?.ys ?? s.scratch(i, 8).assumingMemoryBound(to: Float.self))
         let loads = s.loadCounts(i)
         let h = z.hidden, f = z.ffn, fw = matrices.firstWidth
         // An expression expert's extras: per-expert biases (the first layer's added in the
@@ -180,7 +185,7 @@ enum PackedExpertsKernel {
             groups.forEachRowPanel(of: units) { gi, panels in
                 let begin = groups.rowBegin(gi)
                 PackedRows.pack(
-                    x.pointer, ld: h, rows: perm.pointer + begin, scale: weightOnInput ? permWeight.pointer + begin : nil,
+                    x.pointer, ld: ldx, rows: perm.pointer + begin, scale: weightOnInput ? permWeight.pointer + begin : nil,
                     m: groups.rows(gi), k: h,
                     into: packedX.pointer + groups.offsetX(gi), panels: panels)
             }
@@ -261,7 +266,7 @@ enum PackedExpertsKernel {
         }
         let placementJob = placement?.job(groups, runGroup)
         let distributed =
-            placement == nil
+            placement == nil || sharded != nil
             ? nil
             : s.executable.options.world.map {
                 DistributedExperts($0, tokens: z.tokens, slots: z.slots, hidden: h, times: s.executable.distributedTimes)
@@ -272,7 +277,28 @@ enum PackedExpertsKernel {
             return ChunkJob { ts in combine((ts.lowerBound + first)..<(ts.upperBound + first)) }
         }
 
+        // Sharded: this rank's permutation and groups in the arena's scratch, the held groups in
+        // `ShardedExperts`'s (`groups`, `perm`, … above).
+        let localInput = UnsafePointer(s.floats(experts.input))
+        let localPerm = s.scratch(i, 1).assumingMemoryBound(to: Int32.self)
+        let localWeight = s.scratch(i, 2).assumingMemoryBound(to: Float.self)
+        let owned = GroupTable(s.scratch(i, 4), capacity: maxGroups(experts: z.experts))
+        let heldJob = ChunkJob { gs in for g in gs { runGroup(g) } }
+
         return {
+            if let sharded, let placement {
+                _ = MoEExpertsKernel.permute(
+                    routing, sizes: z, active: active, counts: counts, starts: starts, perm: localPerm, permWeight: localWeight,
+                    rowOf: rowOf.pointer, loads: loads)
+                sharded.exchange(
+                    x: localInput, perm: localPerm, weights: localWeight, starts: starts, rowOf: rowOf.pointer, pairs: z.pairs,
+                    placement: placement, owned: owned, held: groups
+                ) { Parallel.forEachChunk(count: groups.count, threads: threads, job: heldJob) }
+                var clock = DispatchTime.now().uptimeNanoseconds
+                Parallel.forEachChunk(count: z.tokens, threads: threads, job: combineJob)
+                sharded.times?.combine += DistributedTimes.lap(&clock)
+                return
+            }
             _ = MoEExpertsKernel.permute(
                 routing, sizes: z, active: active, counts: counts, starts: starts,
                 perm: perm.pointer, permWeight: permWeight.pointer, rowOf: rowOf.pointer,

@@ -228,6 +228,23 @@ public final class Schedule: @unchecked Sendable {
         }
     }
 
+    /// Copies rows `rows` of the inputs with a token dimension (the first: `TokenSharding`
+    /// checked it) into the arena, and the inputs without one whole: this rank's share of a
+    /// sharded run (`Executable.shardsTokens`).
+    func load(_ inputs: [String: HostTensor], rows: Range<Int>) {
+        precondition(rows.count == tokens, "a share of \(rows.count) tokens loaded into a schedule for \(tokens)")
+        for (name, id, type) in executable.graph.inputs {
+            let t = inputs[name]!
+            let width = type.shape.first == .tokens ? type.shape.dropFirst().reduce(1) { $0 * $1.resolve(tokens: 0) } : 0
+            let range = width == 0 ? 0..<t.count : (rows.lowerBound * width)..<(rows.upperBound * width)
+            let p = pointer(id)
+            switch t.storage {
+            case .f32(let f): f.withUnsafeBufferPointer { p.copyMemory(from: $0.baseAddress! + range.lowerBound, byteCount: range.count * 4) }
+            case .i32(let v): v.withUnsafeBufferPointer { p.copyMemory(from: $0.baseAddress! + range.lowerBound, byteCount: range.count * 4) }
+            }
+        }
+    }
+
     /// Runs every step in order (with BLAS at the executable's thread count).
     public func execute() {
         executable.withBLASThreads { for s in steps { s.run() } }
@@ -256,21 +273,31 @@ public final class Schedule: @unchecked Sendable {
         return out
     }
 
-    /// Fills the inputs with seeded random values (for benchmarks), without allocating.
-    public func fillInputsRandomly(seed: UInt64) {
+    /// Fills the inputs with seeded random values (for benchmarks), without allocating. With
+    /// `share`, the schedule runs rows `share` of a run of `of` tokens (`Executable.tokenShare`):
+    /// it gets those rows of the inputs the whole run would get.
+    public func fillInputsRandomly(seed: UInt64, share: Range<Int>? = nil, of total: Int? = nil) {
         var random = SplitMix64(state: seed &+ SplitMix64.gamma)
+        let share = share ?? 0..<tokens
+        precondition(share.count == tokens, "a share of \(share.count) tokens for a schedule of \(tokens)")
         for (_, id, type) in executable.graph.inputs {
-            let count = type.elementCount(tokens: tokens)
+            let count = type.elementCount(tokens: total ?? tokens)
+            // Elements kept: the share's rows of an input with a token dimension, else all.
+            let width = type.shape.first == .tokens ? count / max(total ?? tokens, 1) : 0
+            let kept = width == 0 ? 0..<count : (share.lowerBound * width)..<(share.upperBound * width)
             if type.dtype == .i32 {
                 let p = pointer(id).assumingMemoryBound(to: Int32.self)
-                for i in 0..<count { p[i] = Int32(truncatingIfNeeded: random.next() % 32000) }
+                for i in 0..<count {
+                    let v = Int32(truncatingIfNeeded: random.next() % 32000)
+                    if kept.contains(i) { p[i - kept.lowerBound] = v }
+                }
             } else {
                 let p = floats(id)
                 for i in 0..<count {
                     // Approximately standard normal: sum of uniforms.
                     var s = 0.0
                     for _ in 0..<4 { s += random.unit() }
-                    p[i] = Float((s - 2) * 1.7320508)
+                    if kept.contains(i) { p[i - kept.lowerBound] = Float((s - 2) * 1.7320508) }
                 }
             }
         }

@@ -22,7 +22,13 @@ public struct BenchResult: Sendable {
         /// (token, expert) rows it computed, and bytes it sent.
         public var pairs: Int
         public var bytesSent: Int
+        /// Tokens it ran the graph on (its share when the ranks shard the tokens, else all),
+        /// and the (token, expert) pairs its router made of them.
+        public var tokens: Int
+        public var routed: Int
     }
+    /// Under `mpirun`: whether the ranks shard the tokens, or why each runs them all.
+    public var allTokensReason: String?
 
     static func median(_ values: [Double]) -> Double {
         let s = values.sorted()
@@ -63,8 +69,12 @@ public struct BenchResult: Sendable {
                     q["combine_ms"] = ms(t.combine)
                     q["pairs"] = JSON(t.pairs)
                     q["bytes_sent"] = JSON(t.bytesSent)
+                    q["tokens"] = JSON(t.tokens)
+                    q["routed_pairs"] = JSON(t.routed)
                     return .object(q)
                 })
+            o["tokens_sharded"] = .bool(allTokensReason == nil)
+            if let allTokensReason { o["all_tokens_reason"] = .string(allTokensReason) }
         }
         return .object(o)
     }
@@ -77,9 +87,16 @@ public enum Benchmark {
         _ runner: ModelRunner, tokens: Int, repeat: Int? = nil, warmup: Int = 3,
         minRuns: Int = 10, minSeconds: Double = 1.0, maxRuns: Int = 1000, seed: UInt64 = 0
     ) -> BenchResult {
-        let schedule = runner.executable.schedule(tokens: tokens)
-        schedule.fillInputsRandomly(seed: seed &+ UInt64(tokens))
-        for _ in 0..<warmup { schedule.execute() }
+        let executable = runner.executable
+        let schedule = executable.schedule(tokens: executable.scheduleTokens(tokens))
+        // Sharded, each rank gets its share of the inputs one process would run.
+        schedule.fillInputsRandomly(seed: seed &+ UInt64(tokens), share: executable.tokenShare(tokens), of: tokens)
+        /// A sharded run ends with the outputs gathered (the all-tokens mode gathers each block's).
+        func run() {
+            schedule.execute()
+            if executable.shardsTokens { _ = executable.gatheredOutputs(schedule, tokens: tokens) }
+        }
+        for _ in 0..<warmup { run() }
         var times: [Double] = []
         let distributed = runner.executable.distributedTimes
         var parts: [[Double]] = [] // under mpirun, per run: route, dispatch, experts, combine
@@ -87,7 +104,7 @@ public enum Benchmark {
         while true {
             distributed?.reset()
             let t0 = DispatchTime.now().uptimeNanoseconds
-            schedule.execute()
+            run()
             let t1 = DispatchTime.now().uptimeNanoseconds
             times.append(Double(t1 - t0) / 1e9)
             if let d = distributed {
@@ -99,19 +116,25 @@ public enum Benchmark {
                 break
             }
         }
-        let work = WorkEstimate(graph: runner.graph, tokens: tokens, expertLoads: schedule.lastExpertLoads())
+        // Sharded, each rank routed its share: the work is every rank's loads together.
+        let work = WorkEstimate(graph: runner.graph, tokens: tokens, expertLoads: executable.lastExpertLoads(tokens: tokens))
         var result = BenchResult(tokens: tokens, times: times, work: work, arenaBytes: schedule.arenaBytes)
         if let d = distributed {
             // Every rank made the same runs (`repeat` is set under mpirun): each run's time is
             // its slowest rank's, and each rank's parts are its medians.
             let n = times.count
-            let mine = times + (0..<4).map { p in BenchResult.median(parts.map { $0[p] }) } + [Double(d.pairs), Double(d.bytesSent)]
+            let routed = schedule.lastExpertLoads().reduce(0) { $0 + $1.reduce(0, +) }
+            let mine =
+                times + (0..<4).map { p in BenchResult.median(parts.map { $0[p] }) }
+                + [Double(d.pairs), Double(d.bytesSent), Double(schedule.tokens), Double(routed)]
             let all = d.gather(mine)
             result.times = (0..<n).map { run in all.map { $0[run] }.max()! }
             result.ranks = all.map {
                 BenchResult.RankTimes(
-                    route: $0[n], dispatch: $0[n + 1], experts: $0[n + 2], combine: $0[n + 3], pairs: Int($0[n + 4]), bytesSent: Int($0[n + 5]))
+                    route: $0[n], dispatch: $0[n + 1], experts: $0[n + 2], combine: $0[n + 3], pairs: Int($0[n + 4]), bytesSent: Int($0[n + 5]),
+                    tokens: Int($0[n + 6]), routed: Int($0[n + 7]))
             }
+            result.allTokensReason = executable.allTokensReason
         }
         return result
     }

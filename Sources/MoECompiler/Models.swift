@@ -174,7 +174,7 @@ public final class ModelRunner: @unchecked Sendable {
         let tokens = try graph.tokenCount(for: inputs)
         statistics.add(
             tokens: tokens, loads: lastExpertLoads(tokens: tokens), outputs: all,
-            tokenCounts: executable.schedule(tokens: tokens).lastTokenCounts())
+            tokenCounts: executable.lastTokenCounts(tokens: tokens))
         return all.filter { name, _ in graph.outputs.contains { $0.name == name } }
     }
 
@@ -219,8 +219,9 @@ public struct HaltingReport: Sendable {
 
 extension ModelRunner {
     /// Expert loads of the last run at `tokens` tokens, per `moe_experts` node (a multi-hop
-    /// block has one per hop; `Graph.moeLayers` groups them).
+    /// block has one per hop; `Graph.moeLayers` groups them). Summed over the ranks when they
+    /// shard the tokens: a collective call then (`Executable.lastExpertLoads`).
     public func lastExpertLoads(tokens: Int) -> [[Int]] {
-        executable.schedule(tokens: tokens).lastExpertLoads()
+        executable.lastExpertLoads(tokens: tokens)
     }
 }

@@ -94,7 +94,10 @@ extension ModelRunner {
         let t0 = Date()
         var statistics = emptyRoutingStatistics()
         statistics.source = request.inputs.map { "\($0.name)=\($0.path)" }.joined(separator: " ")
-        let result = request.recordsRouting ? try run(tensors, recordingInto: &statistics) : try run(tensors)
+        // A rank of a sharded mpirun job that does not write the statistics records them all the
+        // same: recording gathers every rank's expert loads, a collective call.
+        let records = request.recordsRouting || (recordsRouting && executable.shardsTokens)
+        let result = records ? try run(tensors, recordingInto: &statistics) : try run(tensors)
         let seconds = Date().timeIntervalSince(t0)
         for c in references { try c.checkShape(of: result[c.name]!) }
         var files: [(path: String, data: Data)] = []

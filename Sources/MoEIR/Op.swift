@@ -78,6 +78,9 @@ public enum Op: Hashable, Sendable, CaseIterable, RawRepresentable, CustomString
     /// The part of a fused router this op can become (`RouterFusion`).
     public var routerFusionPart: RouterFusionPart? { member.routerFusionPart }
 
+    /// Whether a token's result can depend on other tokens (`OpFamily.mixesTokens`).
+    public var mixesTokens: Bool { member.mixesTokens }
+
     /// Element-wise functions of one tensor.
     public var isElementwiseUnary: Bool { if case .elementwise(let o) = self { return !o.isBinary }; return false }
     /// Ops that turn scores into a routing.
@@ -117,6 +120,11 @@ public protocol OpFamily: CaseIterable, Hashable, Sendable {
     var isNonNegative: Bool { get }
     /// What the op can become inside a fused router, or nil.
     var routerFusionPart: RouterFusionPart? { get }
+    /// Whether a token's result can depend on other tokens' values (a balancing or a capacity
+    /// across the batch): a graph with such an op cannot run on a share of the tokens alone
+    /// (`TokenSharding`). Ops that reduce over the last axis mix tokens only on a `[T]` operand,
+    /// which `TokenSharding` checks apart.
+    var mixesTokens: Bool { get }
 }
 
 /// The activation of an `mlp` (dense or expert).

@@ -25,6 +25,11 @@ public final class MPILibrary: @unchecked Sendable {
             UnsafeRawPointer, UnsafePointer<Int32>, UnsafePointer<Int32>, UnsafeMutableRawPointer, UnsafeMutableRawPointer,
             UnsafePointer<Int32>, UnsafePointer<Int32>, UnsafeMutableRawPointer, UnsafeMutableRawPointer
         ) -> Int32
+    typealias Alltoall =
+        @convention(c) (
+            UnsafeRawPointer, Int32, UnsafeMutableRawPointer, UnsafeMutableRawPointer, Int32, UnsafeMutableRawPointer,
+            UnsafeMutableRawPointer
+        ) -> Int32
     typealias Abort = @convention(c) (UnsafeMutableRawPointer, Int32) -> Int32
 
     /// The file that was opened.
@@ -35,10 +40,12 @@ public final class MPILibrary: @unchecked Sendable {
     let commSize: CommQuery
     let allgatherv: Allgatherv
     let alltoallv: Alltoallv
+    let alltoall: Alltoall
     let abort: Abort
     let commWorld: UnsafeMutableRawPointer
     let float: UnsafeMutableRawPointer
     let double: UnsafeMutableRawPointer
+    let int32: UnsafeMutableRawPointer
 
     /// `MPI_IN_PLACE` in Open MPI's `mpi.h` (the address 1).
     static var inPlace: UnsafeRawPointer? { UnsafeRawPointer(bitPattern: 1) }
@@ -72,9 +79,10 @@ public final class MPILibrary: @unchecked Sendable {
                     commSize: unsafeBitCast(try symbol("MPI_Comm_size"), to: CommQuery.self),
                     allgatherv: unsafeBitCast(try symbol("MPI_Allgatherv"), to: Allgatherv.self),
                     alltoallv: unsafeBitCast(try symbol("MPI_Alltoallv"), to: Alltoallv.self),
+                    alltoall: unsafeBitCast(try symbol("MPI_Alltoall"), to: Alltoall.self),
                     abort: unsafeBitCast(try symbol("MPI_Abort"), to: Abort.self),
                     commWorld: try symbol("ompi_mpi_comm_world"), float: try symbol("ompi_mpi_float"),
-                    double: try symbol("ompi_mpi_double")))
+                    double: try symbol("ompi_mpi_double"), int32: try symbol("ompi_mpi_int")))
         } catch {
             return .failure(error)
         }
@@ -82,8 +90,8 @@ public final class MPILibrary: @unchecked Sendable {
 
     private init(
         path: String, initThread: InitThread, finalize: Finalize, commRank: CommQuery, commSize: CommQuery,
-        allgatherv: Allgatherv, alltoallv: Alltoallv, abort: Abort, commWorld: UnsafeMutableRawPointer, float: UnsafeMutableRawPointer,
-        double: UnsafeMutableRawPointer
+        allgatherv: Allgatherv, alltoallv: Alltoallv, alltoall: Alltoall, abort: Abort, commWorld: UnsafeMutableRawPointer,
+        float: UnsafeMutableRawPointer, double: UnsafeMutableRawPointer, int32: UnsafeMutableRawPointer
     ) {
         self.path = path
         self.initThread = initThread
@@ -92,10 +100,12 @@ public final class MPILibrary: @unchecked Sendable {
         self.commSize = commSize
         self.allgatherv = allgatherv
         self.alltoallv = alltoallv
+        self.alltoall = alltoall
         self.abort = abort
         self.commWorld = commWorld
         self.float = float
         self.double = double
+        self.int32 = int32
     }
 }
 
@@ -182,6 +192,18 @@ public final class MPIWorld: @unchecked Sendable {
         _ = library.alltoallv(
             send, sendCounts, sendDisplacements, library.float, receive, receiveCounts, receiveDisplacements, library.float,
             library.commWorld)
+    }
+
+    /// `MPI_Allgatherv` of 32-bit integers in place, as `allGatherInPlace(_:counts:displacements:)`
+    /// of floats (for i32 tensors).
+    public func allGatherInPlace(_ data: UnsafeMutablePointer<Int32>, counts: UnsafePointer<Int32>, displacements: UnsafePointer<Int32>) {
+        _ = library.allgatherv(MPILibrary.inPlace, 0, library.int32, data, counts, displacements, library.int32, library.commWorld)
+    }
+
+    /// `MPI_Alltoall` of 32-bit integers: `count` from `send + r·count` go to rank r, and rank r's
+    /// `count` land at `receive + r·count` (the counts of an `allToAll` exchanged first).
+    public func allToAll(_ send: UnsafePointer<Int32>, countPerRank count: Int, into receive: UnsafeMutablePointer<Int32>) {
+        _ = library.alltoall(send, Int32(count), library.int32, receive, Int32(count), library.int32, library.commWorld)
     }
 
     public func finalize() { _ = library.finalize() }

@@ -70,7 +70,9 @@ enum BenchCommand {
                 case .staticSplit(let w): backend += ", experts by static split (\(w) workers)"
                 }
                 if let t = p.dynamicThreshold { backend += String(format: ", LLEP %.2f", t) }
-                if let world = runner.executable.options.world { backend += ", one worker per rank (\(world.size) MPI ranks)" }
+                if let world = runner.executable.options.world {
+                    backend += ", one worker per rank (\(world.size) MPI ranks), \(MPIJob.tokenMode(runner.executable))"
+                }
             }
             let name = runner.graph.name
             for t in tokens { try MemoryCheck.arena(runner.graph, tokens: t, option: "--tokens") }
@@ -98,8 +100,9 @@ enum BenchCommand {
                     for (rank, p) in r.ranks.enumerated() {
                         say(
                             String(
-                                format: "         rank %d: route %.3f ms, dispatch %.3f ms, experts %.3f ms, combine %.3f ms; %d pairs, %@ sent\n",
-                                rank, p.route * 1e3, p.dispatch * 1e3, p.experts * 1e3, p.combine * 1e3, p.pairs, TextLayout.bytes(Double(p.bytesSent))))
+                                format: "         rank %d: route %.3f ms, dispatch %.3f ms, experts %.3f ms, combine %.3f ms; routed %d token%@, computed %d pairs, sent %@\n",
+                                rank, p.route * 1e3, p.dispatch * 1e3, p.experts * 1e3, p.combine * 1e3, p.tokens, p.tokens == 1 ? "" : "s", p.pairs,
+                                TextLayout.bytes(Double(p.bytesSent))))
                     }
                 }
             }

@@ -23,12 +23,24 @@ enum MPIJob {
         is one worker of --placement: 'mpirun -n R' needs a placement of R workers ('static':
         E/R consecutive experts per rank), --threads counts threads per rank (default: the
         cores / the ranks on this machine), and rank 0 alone writes files and prints results.
+        Each rank runs the graph on its contiguous share of the tokens and sends each (token,
+        expert) row to the rank holding the expert and back (two all-to-alls per MoE block);
+        graphs whose tokens depend on each other (expert_choice, capacity, Sinkhorn) run every
+        token on every rank instead, which then exchange only the results.
         'bench' times each run by its slowest rank and prints per rank the medians of its
         parts (route and other ops, dispatch = rows packed and exchanged, experts, combine),
-        its (token, expert) pairs and the bytes it sent ("ranks" in --json).
+        the tokens it ran the graph on and the pairs its router made of them, the (token,
+        expert) pairs it computed and the bytes it sent ("ranks" in --json: tokens,
+        routed_pairs, pairs, bytes_sent; with "tokens_sharded" and "all_tokens_reason").
         MPI is loaded at run time: libmpi.so.40, or MOEC_MPI=PATH. MOEC_PEAK_RSS=1 prints each
         rank's peak memory at exit.
         """
+
+    /// How the ranks share the tokens, for `run`'s and `bench`'s reports.
+    static func tokenMode(_ executable: Executable) -> String {
+        if executable.shardsTokens { return "tokens sharded between the ranks" }
+        return "every rank runs all tokens (\(executable.allTokensReason ?? "no placement"))"
+    }
 
     /// Whether this process prints results and writes files: rank 0, or a process not run by MPI.
     static var isPrincipal: Bool { (world?.rank ?? 0) == 0 }

@@ -75,7 +75,8 @@ enum RunCommand {
         let status = withDiagnostics(session) {
             // Where the outputs go, before any work.
             try request.checkWritable()
-            let runner = try ModelSource.runner(a, session: session, options: options, recordRouting: request.recordsRouting)
+            // Under mpirun every rank records (the same graph, the same collective calls); rank 0 writes.
+            let runner = try ModelSource.runner(a, session: session, options: options, recordRouting: statsPath != nil)
             let report = try runner.run(request)
             guard principal else { return }
             for o in report.written { Console.err("wrote \(o.name) \(o.shape) to \(o.path)\n") }
@@ -85,7 +86,7 @@ enum RunCommand {
             Console.err(
                 String(
                     format: "ran %@ on %d token%@ in %.3f ms (%@)\n", runner.graph.name, report.tokens, report.tokens == 1 ? "" : "s",
-                    report.seconds * 1e3, Self.how(runner.executable.options)))
+                    report.seconds * 1e3, Self.how(runner.executable)))
             if report.nonFiniteTokens > 0 {
                 Console.err(
                     "warning: \(report.nonFiniteTokens) of \(report.tokens) token\(report.tokens == 1 ? "" : "s") had non-finite input or router scores; "
@@ -108,10 +109,13 @@ enum RunCommand {
         return checkFailed ? 1 : status
     }
 
-    /// "native, 2 threads", and the ranks under mpirun.
-    static func how(_ options: ExecutionOptions) -> String {
+    /// "native, 2 threads", and the ranks under mpirun and how they share the tokens.
+    static func how(_ executable: Executable) -> String {
+        let options = executable.options
         var s = "\(options.backend), \(options.threads) thread\(options.threads == 1 ? "" : "s")"
-        if let world = options.world { s += " per rank, \(world.size) rank\(world.size == 1 ? "" : "s")" }
+        if let world = options.world {
+            s += " per rank, \(world.size) rank\(world.size == 1 ? "" : "s"); \(MPIJob.tokenMode(executable))"
+        }
         return s
     }
 }

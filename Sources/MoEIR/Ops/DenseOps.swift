@@ -70,6 +70,12 @@ public enum DenseOp: String, OpFamily {
         }
     }
 
+    public var mixesTokens: Bool {
+        switch self {
+        case .linear, .rmsnorm, .layernorm, .swiglu, .mlp: return false
+        }
+    }
+
     public var routerFusionPart: RouterFusionPart? {
         switch self {
         case .linear, .rmsnorm, .layernorm, .swiglu, .mlp: return nil

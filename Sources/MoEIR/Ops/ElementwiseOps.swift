@@ -55,6 +55,12 @@ public enum ElementwiseOp: String, OpFamily {
         }
     }
 
+    public var mixesTokens: Bool {
+        switch self {
+        case .silu, .gelu, .gelu_tanh, .relu, .sigmoid, .tanh, .exp, .sqrt, .neg, .add, .sub, .mul, .div: return false
+        }
+    }
+
     public var routerFusionPart: RouterFusionPart? {
         switch self {
         case .sigmoid: return .scoreFunction("sigmoid")

@@ -39,6 +39,12 @@ public enum ExpertsOp: String, OpFamily {
         }
     }
 
+    public var mixesTokens: Bool {
+        switch self {
+        case .moe_experts, .halt_mask: return false
+        }
+    }
+
     public var routerFusionPart: RouterFusionPart? {
         switch self {
         case .moe_experts, .halt_mask: return nil

@@ -21,6 +21,12 @@ public enum LeafOp: String, OpFamily {
         }
     }
 
+    public var mixesTokens: Bool {
+        switch self {
+        case .input, .weight, .constant: return false
+        }
+    }
+
     public var routerFusionPart: RouterFusionPart? {
         switch self {
         case .input, .weight, .constant: return nil

@@ -58,6 +58,13 @@ public enum RoutingStageOp: String, OpFamily {
         }
     }
 
+    public var mixesTokens: Bool {
+        switch self {
+        case .route_renormalize, .route_softmax, .route_scale, .route_sqrt: return false
+        case .route_capacity: return true // each expert's first pairs in token order
+        }
+    }
+
     public var routerFusionPart: RouterFusionPart? {
         switch self {
         case .route_renormalize: return .normalize("sum")

@@ -84,6 +84,13 @@ public enum ScoringOp: String, OpFamily {
         }
     }
 
+    public var mixesTokens: Bool {
+        switch self {
+        case .softmax, .cosine, .distance, .subspace, .dselect, .sparsemax: return false
+        case .sinkhorn: return true // balances every expert's column over the batch
+        }
+    }
+
     public var routerFusionPart: RouterFusionPart? {
         switch self {
         case .softmax: return .scoreFunction("softmax")

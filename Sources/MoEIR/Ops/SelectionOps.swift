@@ -170,6 +170,14 @@ public enum SelectionOp: String, OpFamily {
         }
     }
 
+    public var mixesTokens: Bool {
+        switch self {
+        case .topk, .fused_router, .threshold, .top_p, .stat_topk, .dense_route, .nonzero, .hash_route, .within, .sparsemixer:
+            return false
+        case .expert_choice: return true // each expert picks its top tokens of the batch
+        }
+    }
+
     public var routerFusionPart: RouterFusionPart? {
         switch self {
         case .topk, .fused_router, .threshold, .top_p, .stat_topk, .expert_choice, .dense_route, .nonzero, .hash_route, .within,
