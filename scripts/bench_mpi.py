@@ -39,6 +39,22 @@ def bench(moec, graph, model, tokens, extra, ranks):
     return {r["tokens"]: r for r in map(json.loads, filter(None, out.splitlines()))}
 
 
+SKEWED_GRAPH = "graphs/bench/skewed_mixtral.moe"
+
+
+def skewed_checkpoint(moec, cache):
+    """The skewed layer's checkpoint (scripts/make_skewed_bench.py) and its profile (`moec profile`,
+    4 batches of 128 tokens), written into `cache` if missing: (folder, profile path)."""
+    skew = os.path.join(cache, "skewed-h1024-f3584-e8")
+    if not os.path.exists(os.path.join(skew, "model.safetensors")):
+        subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_skewed_bench.py"), skew], check=True)
+    stats = os.path.join(skew, "profile.json")
+    if not os.path.exists(stats):
+        subprocess.run([moec, "profile", os.path.join(REPO, SKEWED_GRAPH), "--model", skew, "--batch-tokens", "128",
+                        "--batches", "4", "-o", stats], check=True, capture_output=True)
+    return skew, stats
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", default="128,512")
@@ -49,14 +65,8 @@ def main():
     if not os.path.exists(a.moec):
         sys.exit(f"no moec at {a.moec}: run `swift build -c release` first")
     _, mix = make_checkpoints(a.cache, 1024, 3584, 8, 2)
-    skew = os.path.join(a.cache, "skewed-h1024-f3584-e8")
-    skewed_graph = "graphs/bench/skewed_mixtral.moe"
-    if not os.path.exists(os.path.join(skew, "model.safetensors")):
-        subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_skewed_bench.py"), skew], check=True)
-    stats = os.path.join(skew, "profile.json")
-    if not os.path.exists(stats):
-        subprocess.run([a.moec, "profile", os.path.join(REPO, skewed_graph), "--model", skew, "--batch-tokens", "128",
-                        "--batches", "4", "-o", stats], check=True, capture_output=True)
+    skew, stats = skewed_checkpoint(a.moec, a.cache)
+    skewed_graph = SKEWED_GRAPH
     placement = os.path.join(skew, "placement-2.json")  # the experts moved, no replicas
     replicated = os.path.join(skew, "placement-2-r12.json")  # 12 slots: the busy experts replicated
     for path, extra in [(placement, []), (replicated, ["--replicas", "12"])]:

@@ -37,6 +37,7 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 from bench_expression_experts import cpu_name, make_checkpoints  # noqa: E402
+from bench_mpi import SKEWED_GRAPH, skewed_checkpoint  # noqa: E402
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 H, F, E, K = 1024, 3584, 8, 2
@@ -71,14 +72,8 @@ def main():
     R = a.ranks
     tokens = [int(x) for x in a.tokens.split(",")]
     _, uniform = make_checkpoints(a.cache, H, F, E, K)
-    skew = os.path.join(a.cache, "skewed-h1024-f3584-e8")
-    skewed_graph = "graphs/bench/skewed_mixtral.moe"
-    if not os.path.exists(os.path.join(skew, "model.safetensors")):
-        subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_skewed_bench.py"), skew], check=True)
-    profile = os.path.join(skew, "profile.json")
-    if not os.path.exists(profile):
-        subprocess.run([a.moec, "profile", os.path.join(REPO, skewed_graph), "--model", skew, "--batch-tokens", "128",
-                        "--batches", "4", "-o", profile], check=True, capture_output=True)
+    skew, profile = skewed_checkpoint(a.moec, a.cache)
+    skewed_graph = SKEWED_GRAPH
     planned = os.path.join(skew, f"placement-{R}.json")
     if not os.path.exists(planned):
         subprocess.run([a.moec, "place", "--load", profile, "--workers", str(R), "-o", planned], check=True, capture_output=True)

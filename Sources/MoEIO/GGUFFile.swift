@@ -108,11 +108,7 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// The tensor's description, or an error naming the file and the tensor.
     public func info(_ name: String) throws(WeightFileError) -> GGUFTensorInfo {
-        guard let t = tensors[name] else {
-            let close = NameSuggestions.closest(to: name, in: tensors.keys, limit: 3)
-            let hint = close.isEmpty ? "" : "; did you mean " + close.map { "'\($0)'" }.joined(separator: ", ") + "?"
-            throw WeightFileError(path: path, tensor: name, message: "no such tensor in this file" + hint)
-        }
+        guard let t = tensors[name] else { throw WeightFileError.noSuchTensor(name, in: tensors.keys, path: path) }
         return t
     }
 

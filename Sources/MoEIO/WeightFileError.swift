@@ -1,3 +1,5 @@
+import MoEBasics
+
 /// An error in a weight or tensor file (safetensors, sharded index, `.npy`, fingerprint).
 ///
 /// It always names the file, and where it applies the tensor and the absolute byte offset in
@@ -19,6 +21,13 @@ public struct WeightFileError: Error, Sendable, Hashable, CustomStringConvertibl
         self.tensor = tensor
         self.byteOffset = byteOffset
         self.message = message
+    }
+
+    /// A tensor the file does not have, with up to three names close to it ("did you mean").
+    static func noSuchTensor(_ name: String, in names: some Collection<String>, path: String) -> WeightFileError {
+        let close = NameSuggestions.closest(to: name, in: names, limit: 3)
+        let hint = close.isEmpty ? "" : "; did you mean " + close.map { "'\($0)'" }.joined(separator: ", ") + "?"
+        return WeightFileError(path: path, tensor: name, message: "no such tensor in this file" + hint)
     }
 
     public var description: String {
