@@ -36,6 +36,7 @@ struct Options {
     var moe = false
     var bf16 = false
     var q8 = false
+    var quantized = false
 }
 
 func parseOptions() -> Options {
@@ -54,6 +55,7 @@ func parseOptions() -> Options {
         case "--moe": o.moe = true
         case "--bf16": o.bf16 = true
         case "--q8": o.q8 = true
+        case "--quantized": o.quantized = true
         case "--isa": o.isa = ISA(rawValue: args.next() ?? "") ?? o.isa
         default:
             FileHandle.standardError.write("unknown argument \(a)\n".data(using: .utf8)!)
@@ -359,6 +361,54 @@ if opts.q8 {
                     ]
                     print("| " + cells.joined(separator: " | ") + " |")
                 }
+            }
+        }
+    }
+}
+
+if opts.quantized {
+    print()
+    print("Packed weight fp32 vs int8 and int4 panels (groups of 32, widened to f32 in registers or strips; median;")
+    print("GB/s counts the weight bytes each format streams), and the int8-activation Q8Weight kernel:")
+    print("| W [N, K] | M | thr | f32 ms | int8 ms | int4 ms | q8·q8 ms | int8 × | int4 × | q8·q8 × | int8 GB/s | int4 GB/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (n, k) in [(7168, 1024), (1024, 3584)] {
+        let count = 8
+        let ws = (0..<count).map { _ in randomArray(n * k, seed: &seed) }
+        let f32 = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }
+        let i8 = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2, format: .int8(group: 32)) }
+        let i4 = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2, format: .int4(group: 32)) }
+        let q8 = ws.map { Q8Weight(quantizing: $0, n: n, k: k) }
+        for m in opts.ms {
+            let x = randomArray(m * k, seed: &seed)
+            let xq8 = Q8Activations(rows: m, k: k)
+            var y = [Float](repeating: 0, count: m * n)
+            for t in opts.threads {
+                var times: [Double] = []
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
+                        for weights in [f32, i8, i4] {
+                            var i = 0
+                            times.append(medians(reps: max(opts.reps, 16), {
+                                Kernels.gemm(xq, weights[i % count], yq, m: m, threads: t, isa: opts.isa)
+                                i += 1
+                            }, nil).0)
+                        }
+                        var j = 0
+                        times.append(medians(reps: max(opts.reps, 16), {
+                            xq8.quantize(xq, m: m, k: k, ldx: k)
+                            Kernels.q8Gemm(xq8, q8[j % count], y: yq, ldy: n, threads: t, isa: opts.isa)
+                            j += 1
+                        }, nil).0)
+                    }
+                }
+                let cells = [
+                    "[\(n), \(k)]", "\(m)", "\(t)"
+                ] + times.map { String(format: "%.3f", $0 * 1e3) } + times.dropFirst().map { String(format: "%.2f", times[0] / $0) } + [
+                    f1(Double(i8[0].byteCount) / times[1] / 1e9), f1(Double(i4[0].byteCount) / times[2] / 1e9)
+                ]
+                print("| " + cells.joined(separator: " | ") + " |")
             }
         }
     }

@@ -83,8 +83,10 @@ public final class Executable: @unchecked Sendable {
         let native = options.backend.isNative
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
         var weights = weights
-        for (i, w) in graph.weights.enumerated() where w.format == .bf16 && !expertOnly.contains(i) {
-            weights[i] = Executable.roundedToBfloat16(weights[i], count: w.elementCount, inPlace: consumeWeights, threads: options.threads)
+        for (i, w) in graph.weights.enumerated() where w.format != .f32 && !expertOnly.contains(i) {
+            weights[i] = Executable.rounded(
+                weights[i], to: ExpertMatrices.packedFormat(w.format), rows: w.elementCount / max(w.shape.last ?? 1, 1),
+                k: max(w.shape.last ?? 1, 1), inPlace: consumeWeights, threads: options.threads)
         }
         let keptAsStored = native ? Executable.weightsKeptAsStored(graph) : []
         var matrices: [[LinearWeight]] = []
@@ -127,12 +129,12 @@ public final class Executable: @unchecked Sendable {
         self.matrices = matrices
     }
 
-    /// `buffer`'s first `count` floats rounded to bfloat16 values: in place, or in a copy.
-    static func roundedToBfloat16(_ buffer: AlignedBuffer, count: Int, inPlace: Bool, threads: Int) -> AlignedBuffer {
-        let out = inPlace ? buffer : AlignedBuffer(floats: count, zeroed: false)
-        if !inPlace { out.floats.update(from: buffer.floats, count: count) }
+    /// `buffer` (`rows` rows of `k` floats) rounded to the values `format` holds: in place, or in a copy.
+    static func rounded(_ buffer: AlignedBuffer, to format: PackedWeight.Format, rows: Int, k: Int, inPlace: Bool, threads: Int) -> AlignedBuffer {
+        let out = inPlace ? buffer : AlignedBuffer(floats: rows * k, zeroed: false)
+        if !inPlace { out.floats.update(from: buffer.floats, count: rows * k) }
         let p = SendablePointer(out.floats)
-        Parallel.forEachChunk(count: count, threads: threads) { r in Kernels.roundToBfloat16(p.pointer + r.lowerBound, count: r.count) }
+        Parallel.forEachChunk(count: rows, threads: threads) { r in Kernels.roundTo(format, p.pointer + r.lowerBound * k, rows: r.count, k: k) }
         return out
     }
 

@@ -66,7 +66,7 @@ public struct ExpertBlockPlan: Sendable {
             // A stored gate_up [2F, H] is packed as gate and up each rounded up (interleaved).
             let fusedStored = experts.kind == .swiglu_fused
             // Each 3-D expert weight's storage bytes per element (the matrices', for the formats).
-            let elementBytes = experts.expertWeights.filter { g[$0].tensorType?.fixedShape?.count == 3 }.map { Double(Self.format(g, $0).bytesPerElement) }
+            let elementBytes = experts.expertWeights.filter { g[$0].tensorType?.fixedShape?.count == 3 }.map { Self.format(g, $0).bytesPerWeight }
             let perExpertBytes = weights.enumerated().reduce(0.0) { sum, w in
                 let rows =
                     fusedStored && w.offset == 0

@@ -95,14 +95,14 @@ struct ExpertMatrices: @unchecked Sendable {
             into joined: AlignedBuffer, copied: () -> Void
         ) -> PackedWeight {
             let p = PackedWeight.panelWidth, f16 = Self.paddedFeatures(f)
-            let format: PackedWeight.Format = formats.allSatisfy { $0 == .bf16 } ? .bf16 : .f32
+            let format: PackedWeight.Format = formats.allSatisfy { $0 == formats[0] } ? formats[0] : .f32
             for j in 0..<(f16 / p) {
                 for (half, source) in [gate, up].enumerated() {
                     let dst = joined.floats + (2 * j + half) * p * h
                     let rows = max(0, min(p, f - j * p))
                     dst.update(from: source + j * p * h, count: rows * h)
                     (dst + rows * h).initialize(repeating: 0, count: (p - rows) * h)
-                    if format == .f32 && formats[half] == .bf16 { Kernels.roundToBfloat16(dst, count: rows * h) }
+                    if format == .f32 && formats[half] != .f32 { Kernels.roundTo(formats[half], dst, rows: rows, k: h) }
                 }
             }
             copied()
@@ -164,7 +164,7 @@ struct ExpertMatrices: @unchecked Sendable {
             : operandWeights.dropLast().reduce(0) { $0 + ($1.shape[1] + panelWidth - 1) / panelWidth }
         downPanels = (operandWeights.last!.shape[1] + panelWidth - 1) / panelWidth
         let held = self.first.joined().map(\.matrix) + down.compactMap { $0 }
-        bf16StripFloats = held.filter { $0.format == .bf16 }.map { PackedRows.bf16StripFloats(k: $0.k) }.max() ?? 0
+        bf16StripFloats = held.filter { $0.format != .f32 }.map { PackedRows.bf16StripFloats(k: $0.k) }.max() ?? 0
         if let e = down.firstIndex(where: { $0 != nil }) {
             assert(self.first[e].reduce(0) { $0 + $1.matrix.panels } == firstPanels && down[e]!.panels == downPanels)
         }
@@ -184,6 +184,8 @@ struct ExpertMatrices: @unchecked Sendable {
         switch f {
         case .f32: return .f32
         case .bf16: return .bf16
+        case .int8, .int4, .int4g64, .int4g128:
+            return f.bits == 8 ? .int8(group: f.group!) : .int4(group: f.group!)
         }
     }
 

@@ -40,7 +40,7 @@ public struct WorkEstimate: Sendable {
                     let elements = Double(g[o].tensorType!.fixedShape!.dropFirst().reduce(1, *))
                     let index = g[o].op == .weight ? g[o].attributes.int("index") : nil
                     perExpert += elements
-                    perExpertBytes += elements * Double(index.map { g.weights[$0].format.bytesPerElement } ?? 4)
+                    perExpertBytes += elements * (index.map { g.weights[$0].format.bytesPerWeight } ?? 4)
                 }
                 expertsTotal += experts
                 for c in loads where c > 0 {

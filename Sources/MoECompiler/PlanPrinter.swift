@@ -98,7 +98,7 @@ public struct PlanPrinter {
 
         // Summed as Doubles: each weight's bytes fit in an Int (`Addressable`), their sum need not.
         let byFormat = WeightFormat.allCases.map { f in
-            (f, g.weights.filter { $0.format == f }.reduce(0.0) { $0 + Double($1.elementCount) * Double(f.bytesPerElement) })
+            (f, g.weights.filter { $0.format == f }.reduce(0.0) { $0 + Double($1.elementCount) * f.bytesPerWeight })
         }.filter { $0.1 > 0 }
         if byFormat.count <= 1 {
             out += "\nweights (\(TextLayout.bytes(byFormat.first?.1 ?? 0)) as \(byFormat.first?.0.rawValue ?? "f32"))\n"
@@ -108,7 +108,7 @@ public struct PlanPrinter {
         }
         for w in g.weights {
             var line = "  @\(w.name)".padded(to: 18) + "\(w.format.rawValue)\(w.shape)".padded(to: 22)
-            line += TextLayout.bytes(w.elementCount * w.format.bytesPerElement).padded(to: 11)
+            line += TextLayout.bytes(Double(w.elementCount) * w.format.bytesPerWeight).padded(to: 11)
             let count = w.perExpert ? " (×\(w.shape[0]) tensors)" : ""
             var dtype = ""
             if let c = checkpoint, let first = w.tensors.first, let info = try? c.info(first.name) {

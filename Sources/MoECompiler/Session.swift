@@ -170,11 +170,11 @@ enum ConfigLoader {
 
 extension CompileOptions {
     /// The values `--weights` takes.
-    public static let weightFormatNames = WeightFormat.allCases.map(\.rawValue)
+    public static let weightFormatNames = ["f32", "bf16", "int8", "int4[:32|64|128]"]
 
     /// Sets `weightFormat` from a `--weights` value; false (nothing set) when it names no format.
     public mutating func setWeightFormat(_ name: String) -> Bool {
-        guard let f = WeightFormat(rawValue: name) else { return false }
+        guard let f = WeightFormat(option: name) else { return false }
         weightFormat = f
         return true
     }

@@ -108,12 +108,55 @@ public struct WeightInfo: Hashable, Sendable {
 public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     case f32
     case bf16
+    /// 8-bit integers in groups of 32 along each row, one fp32 scale per group (llama.cpp's
+    /// Q8_0 rounding: S = max|w| / 127, q = round(w / S)).
+    case int8
+    /// 4-bit integers in groups of 32 (llama.cpp's Q4_0 rounding: w = (q - 8)·S), and in groups
+    /// of 64 and 128 (fewer scales, coarser values).
+    case int4
+    case int4g64
+    case int4g128
 
-    /// Bytes per stored element.
-    public var bytesPerElement: Int {
+    /// Bytes per stored element, scales included (int8: 1 + 4/32).
+    public var bytesPerWeight: Double {
         switch self {
         case .f32: return 4
         case .bf16: return 2
+        case .int8, .int4, .int4g64, .int4g128: return Double(bits) / 8 + 4 / Double(group!)
+        }
+    }
+
+    /// Bits of one stored value.
+    public var bits: Int {
+        switch self {
+        case .f32: return 32
+        case .bf16: return 16
+        case .int8: return 8
+        case .int4, .int4g64, .int4g128: return 4
+        }
+    }
+
+    /// Values of a row per scale (nil for the float formats).
+    public var group: Int? {
+        switch self {
+        case .f32, .bf16: return nil
+        case .int8, .int4: return 32
+        case .int4g64: return 64
+        case .int4g128: return 128
+        }
+    }
+
+    /// Whether values are integers with scales (their rounding happens once, at load).
+    public var isQuantized: Bool { group != nil }
+
+    /// The format `moec compile --weights` spells `name`: a raw value, or `int4:G` / `int8:32`.
+    public init?(option name: String) {
+        switch name {
+        case "int8:32": self = .int8
+        case "int4:32": self = .int4
+        case "int4:64": self = .int4g64
+        case "int4:128": self = .int4g128
+        default: self.init(rawValue: name)
         }
     }
 }

@@ -65,6 +65,10 @@ public enum Verifier {
                 if n.type != expected {
                     report(id, "weight @\(g.weights[i].name) has type \(printer.format(n.type, g)) but its table entry is \(printer.format(expected, g))")
                 }
+                let w = g.weights[i]
+                if let group = w.format.group, (w.shape.last ?? 0) % group != 0 {
+                    report(id, "weight @\(w.name) is \(w.format.rawValue), whose groups of \(group) values do not divide its rows of \(w.shape.last ?? 0)")
+                }
             case .constant:
                 if n.attributes.float("value") == nil { report(id, "constant without a value") }
                 if n.type != .tensor(TensorType(.f32, [])) { report(id, "constant must be an f32 scalar") }

@@ -106,6 +106,35 @@ func portableGemmPacked(
     }
 }
 
+/// Portable twin of `avx2GemmPackedQuantized`: each K-block of a quantized weight panel is
+/// dequantized into the strip (the values `PackedWeight.unpacked()` gives), then the fp32
+/// tiles run on it.
+func portableGemmPacked(
+    a: UnsafePointer<Float>, m: Int, k: Int, quantized b: UnsafeRawPointer, format: PackedWeight.Format, n: Int,
+    panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+    strip: UnsafeMutablePointer<Float>? = nil,
+    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+) {
+    let nr = PackedWeight.panelWidth
+    guard let s = strip else {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: nr * min(k, GemmBlocking.kc)) { strip in
+            portableGemmPacked(
+                a: a, m: m, k: k, quantized: b, format: format, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate,
+                strip: strip.baseAddress!, epilogueEvery: epilogueEvery, epilogue: epilogue)
+        }
+        return
+    }
+    let g = format.group!, bytes = format.groupBytes
+    portableGemmLoops(
+        a: a, m: m, k: k, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate,
+        epilogueEvery: epilogueEvery, epilogue: epilogue
+    ) { jp, k0, kc in
+        let panel = b + jp * (k / g) * bytes
+        for i in 0..<(kc / g) { dequantizeGroup(panel + (k0 / g + i) * bytes, format: format, into: s + i * g * nr) }
+        return UnsafePointer(s)
+    }
+}
+
 /// The blocked loops of the portable GEMM; `weights(jp, k0, kc)` gives the fp32 K-block `k0`
 /// (of length `kc`) of weight panel `jp`: 16 × kc floats, step by step.
 @inline(__always)

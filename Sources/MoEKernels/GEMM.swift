@@ -10,7 +10,8 @@ enum GemmBlocking {
     static let mr = 6
     /// Steps of k per block: a 16×kc weight slice (32 KiB) is reused from L1/L2 by every row
     /// panel of a chunk. 512 measured 5–15 % faster than 256 for M = 128–512 on Zen 3.
-    static let kc = tuning("MOEC_GEMM_KC") ?? 512
+    /// A multiple of 128, so that K-blocks never split a quantized weight's group.
+    static let kc = tuning("MOEC_GEMM_KC").map { max(128, $0 / 128 * 128) } ?? 512
     /// Row panels per L2 chunk: 24 × 6 rows × kc floats = 288 KiB of packed x.
     static let mcPanels = tuning("MOEC_GEMM_MC_PANELS") ?? 24
     /// Packed x up to this size is kept whole in L2 and each weight panel streamed once.
@@ -109,10 +110,19 @@ extension Kernels {
                 mcPanels: GemmBlocking.mcPanels, b: b.bf16, n: n,
                 panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
                 c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
+        case (.int8, true), (.int4, true):
+            avx2GemmPackedQuantized(
+                bits: b.format.bits, group: b.format.group!, offsets: b.format.offsets,
+                a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
+                mcPanels: GemmBlocking.mcPanels, b: b.pointer, n: n,
+                panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
         case (.f32, false):
             portableGemmPacked(a: a.data, m: a.m, k: a.k, b: b.f32, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
         case (.bf16, false):
             portableGemmPacked(a: a.data, m: a.m, k: a.k, bf16: b.bf16, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
+        case (.int8, false), (.int4, false):
+            portableGemmPacked(a: a.data, m: a.m, k: a.k, quantized: b.pointer, format: b.format, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
         }
     }
 }

@@ -102,7 +102,7 @@ extension Kernels {
     /// activation, and packing the result as the next GEMM's operand). Every row of every group
     /// is handed over exactly once.
     ///
-    /// `bf16Strip`: for a `.bf16` weight, `bf16StripFloats(k: w.k)` floats that this call alone
+    /// `bf16Strip`: for a `.bf16` or quantized weight, `bf16StripFloats(k: w.k)` floats that this call alone
     /// uses while it runs (where a K-block of the weight is widened for several register tiles);
     /// nil takes a temporary buffer per call, which at this size is a heap allocation. Unused
     /// for `.f32`.
@@ -132,10 +132,21 @@ extension Kernels {
                 b: w.bf16Data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
                 c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor, strip: bf16Strip,
                 epilogueEvery: epilogueEvery, epilogue: epilogue)
+        case (.int8, true), (.int4, true):
+            avx2GemmPackedQuantized(
+                bits: w.format.bits, group: w.format.group!, offsets: w.format.offsets,
+                a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
+                b: w.quantizedData, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor, strip: bf16Strip,
+                epilogueEvery: epilogueEvery, epilogue: epilogue)
         case (.f32, false):
             portableGemmPacked(
                 a: a, m: m, k: k, b: w.data, n: w.n, panels: panels, c: y, ldc: ldy,
                 accumulate: accumulate, epilogueEvery: epilogueEvery, epilogue: epilogue)
+        case (.int8, false), (.int4, false):
+            portableGemmPacked(
+                a: a, m: m, k: k, quantized: w.quantizedData, format: w.format, n: w.n, panels: panels, c: y, ldc: ldy,
+                accumulate: accumulate, strip: bf16Strip, epilogueEvery: epilogueEvery, epilogue: epilogue)
         case (.bf16, false):
             portableGemmPacked(
                 a: a, m: m, k: k, bf16: w.bf16Data, n: w.n, panels: panels, c: y, ldc: ldy,

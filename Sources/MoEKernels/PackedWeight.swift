@@ -17,14 +17,65 @@ import Foundation
 /// because the storage is a raw pointer).
 public final class PackedWeight: @unchecked Sendable {
     /// How the panel elements are stored.
-    public enum Format: String, Sendable, CaseIterable {
+    public enum Format: Hashable, Sendable, CustomStringConvertible {
         /// 32-bit floats.
         case f32
         /// bfloat16: the top 16 bits of a Float (rounded to nearest even when packed from fp32).
         case bf16
+        /// 8-bit integers in groups of `group` steps of k, one fp32 scale per column and group
+        /// (and an fp32 offset with `offsets`): w = fma(q, S, M). Packed from fp32 like
+        /// llama.cpp's Q8_0 (S = max|w| / 127, q = round(w / S)).
+        case int8(group: Int, offsets: Bool = false)
+        /// 4-bit integers in groups: w = fma(q, S, M) with q in 0…15; without stored offsets
+        /// M = -8·S (packed from fp32 like llama.cpp's Q4_0), with them any M (Q4_1, Q4_K).
+        case int4(group: Int, offsets: Bool = false)
 
-        /// Bytes per stored element.
-        public var bytesPerElement: Int { self == .f32 ? 4 : 2 }
+        /// Bits of one stored value (scales and offsets not counted).
+        public var bits: Int {
+            switch self {
+            case .f32: return 32
+            case .bf16: return 16
+            case .int8: return 8
+            case .int4: return 4
+            }
+        }
+
+        /// Steps of k per scale (nil for the float formats).
+        public var group: Int? {
+            switch self {
+            case .f32, .bf16: return nil
+            case .int8(let g, _), .int4(let g, _): return g
+            }
+        }
+
+        /// Whether each group stores offsets.
+        public var offsets: Bool {
+            switch self {
+            case .f32, .bf16: return false
+            case .int8(_, let o), .int4(_, let o): return o
+            }
+        }
+
+        public var isQuantized: Bool { group != nil }
+
+        /// Bytes of one group of one panel: its scales, offsets, and `group` steps of 16 values.
+        var groupBytes: Int { group.map { (offsets ? 128 : 64) + $0 * 2 * bits } ?? 0 }
+
+        public var description: String {
+            switch self {
+            case .f32: return "f32"
+            case .bf16: return "bf16"
+            case .int8(let g, let o): return "int8 (groups of \(g)\(o ? ", offsets" : ""))"
+            case .int4(let g, let o): return "int4 (groups of \(g)\(o ? ", offsets" : ""))"
+            }
+        }
+
+        /// Whether a [*, k] weight can be stored this way: a quantized format's group must divide
+        /// k and 128 (the kernels' K-blocks are multiples of 128).
+        public func fits(k: Int) -> Bool {
+            guard let g = group else { return true }
+            return g > 0 && 128 % g == 0 && k % g == 0
+        }
     }
 
     /// Columns per panel.
@@ -40,6 +91,11 @@ public final class PackedWeight: @unchecked Sendable {
     public let format: Format
     /// The panels: `Float`s for `.f32`, bfloat16 bits (`UInt16`) for `.bf16`.
     let storage: UnsafeMutableRawPointer
+    /// The quantized panels (only for `.int8` and `.int4`; see `Format`).
+    var quantizedData: UnsafeMutableRawPointer {
+        precondition(format.isQuantized, "PackedWeight: quantized panels asked of a \(format) weight")
+        return storage
+    }
     /// The fp32 panels (only for `.f32`).
     var data: UnsafeMutablePointer<Float> {
         precondition(format == .f32, "PackedWeight: fp32 panels asked of a \(format) weight")
@@ -80,6 +136,7 @@ public final class PackedWeight: @unchecked Sendable {
     /// Allocates the packed storage (uninitialised until `fill`).
     init(n: Int, k: Int, format: Format = .f32) {
         precondition(n > 0 && k > 0, "PackedWeight: empty shape [\(n), \(k)]")
+        precondition(format.fits(k: k), "PackedWeight: \(format) does not fit k = \(k)")
         self.n = n
         self.k = k
         self.format = format
@@ -114,10 +171,10 @@ public final class PackedWeight: @unchecked Sendable {
         self.format = format
         panels = (n + Self.panelWidth - 1) / Self.panelWidth
         let count = panels * k * Self.panelWidth
-        if format == .f32 {
-            storage.bindMemory(to: Float.self, capacity: count)
-        } else {
-            storage.bindMemory(to: UInt16.self, capacity: count)
+        switch format {
+        case .f32: storage.bindMemory(to: Float.self, capacity: count)
+        case .bf16: storage.bindMemory(to: UInt16.self, capacity: count)
+        case .int8, .int4: precondition(format.fits(k: k), "PackedWeight: \(format) does not fit k = \(k)")
         }
         self.storage = storage
         ownsData = false
@@ -125,7 +182,9 @@ public final class PackedWeight: @unchecked Sendable {
 
     /// Bytes of packed storage for W `[n, k]` in `format`.
     public static func bytes(n: Int, k: Int, format: Format = .f32) -> Int {
-        (n + panelWidth - 1) / panelWidth * panelWidth * k * format.bytesPerElement
+        let panels = (n + panelWidth - 1) / panelWidth
+        if let g = format.group { return panels * (k / g) * format.groupBytes }
+        return panels * panelWidth * k * format.bits / 8
     }
 
     /// Packs W `[n, k]` row-major (this object's shape) into this object's storage, replacing
@@ -155,6 +214,13 @@ public final class PackedWeight: @unchecked Sendable {
                     src.pointer, n: n, k: k, strideN: strideN, strideK: strideK,
                     panels: range, into: dst.pointer, convert: bfloat16Bits)
             }
+        case .int8, .int4:
+            let dst = SendablePointer(quantizedData.assumingMemoryBound(to: UInt8.self)), format = format
+            Parallel.forEachChunk(count: panels, threads: threads) { range in
+                quantizePanels(
+                    src.pointer, n: n, k: k, strideN: strideN, strideK: strideK, format: format, panels: range,
+                    into: UnsafeMutableRawPointer(dst.pointer))
+            }
         }
     }
 
@@ -166,6 +232,22 @@ public final class PackedWeight: @unchecked Sendable {
     /// The weight back as `[n, k]` row-major (for tests and debugging).
     public func unpacked() -> [Float] {
         var w = [Float](repeating: 0, count: n * k)
+        if format.isQuantized {
+            let g = format.group!
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.panelWidth * g) { block in
+                for p in 0..<panels {
+                    for b in 0..<(k / g) {
+                        dequantizeGroup(quantizedData + (p * (k / g) + b) * format.groupBytes, format: format, into: block.baseAddress!)
+                        for kk in 0..<g {
+                            for j in 0..<Self.panelWidth where p * Self.panelWidth + j < n {
+                                w[(p * Self.panelWidth + j) * k + b * g + kk] = block[kk * Self.panelWidth + j]
+                            }
+                        }
+                    }
+                }
+            }
+            return w
+        }
         for p in 0..<panels {
             for kk in 0..<k {
                 for j in 0..<Self.panelWidth where p * Self.panelWidth + j < n {

@@ -160,7 +160,8 @@ public func avx2GemmPacked(
         a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n,
         panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
         panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
-        tile: tileDispatch, wideTile: wideTileDispatch, strip: nil, widen: { _, _, _ in })
+        tile: tileDispatch, wideTile: wideTileDispatch, strip: nil, widen: { _, _, _ in },
+        panelStride: k * nr, stepOffset: { $0 * nr })
 }
 
 /// `avx2GemmPacked` on a weight packed as bfloat16 (`b`: the same panel layout with 16-bit
@@ -189,7 +190,7 @@ public func avx2GemmPackedBF16(
             panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
             panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
             tile: tileDispatchBF16, wideTile: wideTileDispatchBF16, strip: strip,
-            widen: widenBlockBF16, oneRow: oneRowBF16)
+            widen: widenBlockBF16, panelStride: k * nr, stepOffset: { $0 * nr }, oneRow: oneRowBF16)
     }
     if let strip {
         loops(strip)
@@ -204,8 +205,13 @@ public func avx2GemmPackedBF16(
 /// a K-block that several register tiles use is first widened there by `widen(block, kc, strip)`
 /// and run with the fp32 tiles. With `oneRow(kc, a, b, panelStride, c, load)`, a single row
 /// takes four full panels at a time.
+///
+/// Addressing: weight panel `jp` starts `panelStride` elements of `B` after panel 0, and its
+/// step `s` (a K-block or piece start: a multiple of `widenSteps`, of `kcBlock`, or 0) lies
+/// `stepOffset(s)` elements after the panel's start. For f32 and bf16 that is `k·16` and `s·16`;
+/// quantized panels (groups of steps with their scales in front) have other strides.
 @inline(__always)
-private func gemmPackedLoops<B>(
+func gemmPackedLoops<B>(
     a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
     b: UnsafePointer<B>, n: Int, panelBegin: Int, panelEnd: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
@@ -215,7 +221,7 @@ private func gemmPackedLoops<B>(
         Int, Int, UnsafePointer<Float>, UnsafePointer<B>, UnsafePointer<B>, UnsafeMutablePointer<Float>, Int, Bool
     ) -> Void,
     strip: UnsafeMutablePointer<Float>?, widen: (UnsafePointer<B>, Int, UnsafeMutablePointer<Float>) -> Void,
-    widenSteps: Int = 128,
+    widenSteps: Int = 128, panelStride: Int, stepOffset: (Int) -> Int,
     oneRow: ((Int, UnsafePointer<Float>, UnsafePointer<B>, Int, UnsafeMutablePointer<Float>, Bool) -> Void)? = nil
 ) {
     let mPanels = (m + mr - 1) / mr
@@ -270,7 +276,7 @@ private func gemmPackedLoops<B>(
             var s0 = 0
             while s0 < kc {
                 let sc = min(widenSteps, kc - s0)
-                widen(bp + s0 * nr, sc, strip)
+                widen(bp + stepOffset(s0), sc, strip)
                 body(UnsafePointer(strip), s0, sc)
                 s0 += sc
             }
@@ -286,7 +292,7 @@ private func gemmPackedLoops<B>(
                     var k0 = 0
                     while k0 < k {
                         let kc = min(kcBlock, k - k0)
-                        oneRow(kc, a + k0 * mr, b + jp * k * nr + k0 * nr, k * nr, c + jp * nr, accumulate || k0 > 0)
+                        oneRow(kc, a + k0 * mr, b + jp * panelStride + stepOffset(k0), panelStride, c + jp * nr, accumulate || k0 > 0)
                         k0 += kc
                     }
                     jp += 4
@@ -299,8 +305,8 @@ private func gemmPackedLoops<B>(
                     var k0 = 0
                     while k0 < k {
                         let kc = min(kcBlock, k - k0)
-                        let bp = b + jp * k * nr + k0 * nr
-                        wideTileB(m, kc, a + k0 * mr, bp, bp + k * nr, c + jp * nr, ldc, accumulate || k0 > 0)
+                        let bp = b + jp * panelStride + stepOffset(k0)
+                        wideTileB(m, kc, a + k0 * mr, bp, bp + panelStride, c + jp * nr, ldc, accumulate || k0 > 0)
                         k0 += kc
                     }
                     jp += 2
@@ -312,12 +318,12 @@ private func gemmPackedLoops<B>(
                 var k0 = 0
                 while k0 < k {
                     let kc = min(kcBlock, k - k0)
-                    let bp = b + jp * k * nr + k0 * nr
+                    let bp = b + jp * panelStride + stepOffset(k0)
                     let aBlock = a + k0 * mPanels * mr
                     widenedPieces(bp, kc: kc, tiles: mPanels) { fp, s0, sc in
                         for ip in 0..<mPanels {
                             run(
-                                rows: min(mr, m - ip * mr), kc: sc, ap: aBlock + ip * kc * mr + s0 * mr, bp: bp + s0 * nr, fp: fp,
+                                rows: min(mr, m - ip * mr), kc: sc, ap: aBlock + ip * kc * mr + s0 * mr, bp: bp + stepOffset(s0), fp: fp,
                                 cp: c + ip * mr * ldc + jp * nr, cols: cols, load: accumulate || k0 > 0 || s0 > 0)
                         }
                     }
@@ -338,12 +344,12 @@ private func gemmPackedLoops<B>(
                 let icEnd = min(mPanels, ic + mcPanels)
                 var next = panelBegin + epilogueEvery
                 for jp in panelBegin..<panelEnd {
-                    let bp = b + jp * k * nr + k0 * nr
+                    let bp = b + jp * panelStride + stepOffset(k0)
                     let cols = min(nr, n - jp * nr)
                     widenedPieces(bp, kc: kc, tiles: icEnd - ic) { fp, s0, sc in
                         for ip in ic..<icEnd {
                             run(
-                                rows: min(mr, m - ip * mr), kc: sc, ap: aBlock + ip * kc * mr + s0 * mr, bp: bp + s0 * nr, fp: fp,
+                                rows: min(mr, m - ip * mr), kc: sc, ap: aBlock + ip * kc * mr + s0 * mr, bp: bp + stepOffset(s0), fp: fp,
                                 cp: c + ip * mr * ldc + jp * nr, cols: cols, load: load || s0 > 0)
                         }
                     }

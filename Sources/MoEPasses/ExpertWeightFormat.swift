@@ -1,4 +1,5 @@
 import MoEIR
+import MoEBasics
 
 /// Expert weight format (`moec compile --weights bf16`): every weight that only pre-packed MoE
 /// blocks read, and only as expert matrices, gets the storage format asked for
@@ -17,7 +18,20 @@ public struct ExpertWeightFormat: Pass {
 
     public func run(_ graph: Graph) throws -> Graph {
         var g = graph
-        for i in Self.expertMatrixWeights(graph) { g.weights[i].format = format }
+        let chosen = Self.expertMatrixWeights(graph)
+        if let group = format.group {
+            // Quantized rows are cut in groups along k (each matrix's last dimension).
+            for i in chosen where (g.weights[i].shape.last ?? 0) % group != 0 {
+                let w = g.weights[i]
+                let node = g.ids.first { g[$0].op == .weight && g[$0].attributes.int("index") == i }
+                throw DiagnosticError(
+                    .error(
+                        "--weights \(format.rawValue): weight '\(w.name)' has rows of \(w.shape.last ?? 0) values, which groups of \(group) do not divide"
+                            + (group > 32 ? " (try a smaller group)" : ""),
+                        at: node.flatMap { g[$0].location }))
+            }
+        }
+        for i in chosen { g.weights[i].format = format }
         return g
     }
 

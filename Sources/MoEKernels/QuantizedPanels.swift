@@ -1,0 +1,136 @@
+// Packing fp32 weights into `PackedWeight`'s quantized formats, and reading them back.
+//
+// Layout (see `PackedWeight.Format` and AVX2GEMM+Quantized.swift): a panel of 16 output columns
+// is k/G groups; a group is 16 fp32 scales S, then 16 fp32 offsets M when the format stores
+// them, then G steps of 16 values (int8: 16 signed bytes; int4: 8 bytes, byte j = column j in
+// the low nibble and column j+8 in the high one). The weight is fma(q, S, M); without stored
+// offsets M is 0 (int8) or -8·S (int4).
+
+/// Quantizes panels `panels` of the strided fp32 matrix (element (n, k) at
+/// `source[n*strideN + k*strideK]`) to nearest, group by group, into `dst`.
+func quantizePanels(
+    _ source: UnsafePointer<Float>, n: Int, k: Int, strideN: Int, strideK: Int, format: PackedWeight.Format,
+    panels: Range<Int>, into dst: UnsafeMutableRawPointer
+) {
+    let g = format.group!, nr = PackedWeight.panelWidth
+    let groups = k / g, bytes = format.groupBytes
+    let header = format.offsets ? 128 : 64
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: g) { column in
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: g * nr) { values in
+            let x = column.baseAddress!, q = values.baseAddress!
+            for p in panels {
+                for b in 0..<groups {
+                    let out = dst + (p * groups + b) * bytes
+                    let scales = out.assumingMemoryBound(to: Float.self)
+                    let offsets = format.offsets ? (out + 64).assumingMemoryBound(to: Float.self) : nil
+                    for j in 0..<nr {
+                        let row = p * nr + j
+                        for s in 0..<g { x[s] = row < n ? source[row * strideN + (b * g + s) * strideK] : 0 }
+                        let (scale, offset) = quantizeColumn(x, count: g, bits: format.bits, offsets: format.offsets, into: q + j * g)
+                        scales[j] = scale
+                        offsets?[j] = offset
+                    }
+                    let steps = out + header
+                    for s in 0..<g {
+                        if format.bits == 8 {
+                            let step = (steps + s * 16).assumingMemoryBound(to: Int8.self)
+                            for j in 0..<nr { step[j] = q[j * g + s] }
+                        } else {
+                            let step = (steps + s * 8).assumingMemoryBound(to: UInt8.self)
+                            for j in 0..<8 { step[j] = UInt8(bitPattern: q[j * g + s]) | UInt8(bitPattern: q[(j + 8) * g + s]) << 4 }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One column's group of `count` values to nearest, as llama.cpp's reference quantizers do:
+/// int8 as Q8_0 (S = max|x| / 127, q = round(x / S)); int4 without offsets as Q4_0 (S = the value
+/// of largest magnitude / -8, q = min(15, trunc(x / S + 8.5))), with offsets as Q4_1 (S = (max -
+/// min) / 15, M = min, q = min(15, trunc((x - min) / S + 0.5))). Returns (S, M); a group holding
+/// a NaN or an infinity gets S = M = NaN (its products are NaN, as the fp32 weight's would be).
+func quantizeColumn(_ x: UnsafePointer<Float>, count: Int, bits: Int, offsets: Bool, into q: UnsafeMutablePointer<Int8>) -> (Float, Float) {
+    var finite = true
+    for i in 0..<count { finite = finite && x[i].isFinite }
+    guard finite else {
+        q.initialize(repeating: bits == 4 ? 8 : 0, count: count)
+        return (.nan, .nan)
+    }
+    if bits == 8 {
+        var amax: Float = 0
+        for i in 0..<count { amax = max(amax, abs(x[i])) }
+        let d = amax / 127
+        let id: Float = d != 0 ? 1 / d : 0
+        for i in 0..<count { q[i] = Int8((x[i] * id).rounded()) }
+        return (d, 0)
+    }
+    if offsets {
+        var lo = Float.greatestFiniteMagnitude, hi = -Float.greatestFiniteMagnitude
+        for i in 0..<count {
+            lo = min(lo, x[i])
+            hi = max(hi, x[i])
+        }
+        let d = (hi - lo) / 15
+        let id: Float = d != 0 ? 1 / d : 0
+        for i in 0..<count { q[i] = Int8(min(15, Int8(((x[i] - lo) * id + 0.5).rounded(.towardZero)))) }
+        return (d, lo)
+    }
+    var amax: Float = 0, extreme: Float = 0
+    for i in 0..<count where abs(x[i]) > amax {
+        amax = abs(x[i])
+        extreme = x[i]
+    }
+    let d = extreme / -8
+    let id: Float = d != 0 ? 1 / d : 0
+    for i in 0..<count { q[i] = min(15, Int8((x[i] * id + 8.5).rounded(.towardZero))) }
+    return (d, -8 * d)
+}
+
+/// Dequantizes one group (at `group`) of a quantized panel into `out`: `format.group` steps of
+/// 16 floats, each fma(q, S, M) (what the kernels compute).
+func dequantizeGroup(_ group: UnsafeRawPointer, format: PackedWeight.Format, into out: UnsafeMutablePointer<Float>) {
+    let g = format.group!, nr = PackedWeight.panelWidth
+    let scales = group.assumingMemoryBound(to: Float.self)
+    let stored = format.offsets ? (group + 64).assumingMemoryBound(to: Float.self) : nil
+    let steps = group + (format.offsets ? 128 : 64)
+    for j in 0..<nr {
+        let s = scales[j]
+        let m = stored?[j] ?? (format.bits == 4 ? -8 * s : 0)
+        for step in 0..<g {
+            let q: Float
+            if format.bits == 8 {
+                q = Float(steps.load(fromByteOffset: step * 16 + j, as: Int8.self))
+            } else {
+                let byte = steps.load(fromByteOffset: step * 8 + j % 8, as: UInt8.self)
+                q = Float(j < 8 ? byte & 15 : byte >> 4)
+            }
+            out[step * nr + j] = m.addingProduct(q, s)
+        }
+    }
+}
+
+extension Kernels {
+    /// Rounds `rows` rows of `k` floats in place to the values a `format` `PackedWeight` packed
+    /// from them holds: bfloat16 to nearest even, a quantized format group by group along each
+    /// row (quantized and dequantized, as the kernels see it). For weights a path keeps in fp32.
+    public static func roundTo(_ format: PackedWeight.Format, _ p: UnsafeMutablePointer<Float>, rows: Int, k: Int) {
+        switch format {
+        case .f32: return
+        case .bf16: roundToBfloat16(p, count: rows * k)
+        case .int8, .int4:
+            let g = format.group!
+            precondition(format.fits(k: k), "roundTo: \(format) does not fit rows of \(k)")
+            withUnsafeTemporaryAllocation(of: Int8.self, capacity: g) { q in
+                for r in 0..<rows {
+                    for b in 0..<(k / g) {
+                        let x = p + r * k + b * g
+                        let (s, m) = quantizeColumn(x, count: g, bits: format.bits, offsets: format.offsets, into: q.baseAddress!)
+                        for i in 0..<g { x[i] = m.addingProduct(Float(q[i]), s) }
+                    }
+                }
+            }
+        }
+    }
+}

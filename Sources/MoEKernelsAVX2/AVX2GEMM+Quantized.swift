@@ -1,0 +1,302 @@
+// The packed GEMM's micro-kernels for weights stored as 8- or 4-bit integers in groups along k
+// (AVX2 + FMA), the layout `PackedWeight` gives its `.int8` and `.int4` formats:
+//
+// A panel (16 output columns) is k/G groups of G steps of k. Each group is its 16 scales S (fp32,
+// 64 bytes), then 16 offsets M (fp32, 64 bytes) when the format has them, then G steps of 16
+// quantized values: 16 bytes (int8, signed) or 8 bytes (int4: byte j holds column j in its low
+// nibble and column j+8 in its high nibble, unsigned 0…15). A weight is `fma(q, S, M)`, one
+// rounding of the exact q·S + M; without stored offsets M is 0 (int8) or -8·S (int4, whose
+// values are centred on 8, as in llama.cpp's Q4_0). That is the value `PackedWeight.unpacked()`
+// gives, so each tile here computes exactly what the fp32 tile computes on the dequantized
+// weight: the same FMA chain over k on the same numbers, bit for bit.
+//
+// Where a K-block serves one register tile (few rows: bandwidth-bound), the values are widened
+// in registers (a quarter or an eighth of fp32's bytes streamed); where it serves several, the
+// block is dequantized once into the fp32 strip and the fp32 tiles run on it, as for bf16.
+
+import _Builtin_intrinsics.intel
+
+private let mr = 6
+private let nr = 16
+
+/// 8 bytes at `p` into the low half of a vector (the high half zero).
+@inline(__always)
+private func load8Bytes(_ p: UnsafeRawPointer) -> __m128i {
+    _mm_loadl_epi64(p.assumingMemoryBound(to: __m128i.self))
+}
+
+/// How one step of 16 quantized values is stored and widened.
+protocol QuantizedSteps {
+    /// Bytes of one step of a panel (16 values).
+    static var stepBytes: Int { get }
+    /// Whether each group stores offsets after its scales.
+    static var storedOffsets: Bool { get }
+    /// Whether values are centred on 8 (int4 without offsets: M = -8·S).
+    static var centred: Bool { get }
+    /// Columns 0..<8 and 8..<16 of one step, as exact floats.
+    static func values(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>)
+}
+
+enum Int8Steps: QuantizedSteps {
+    static var stepBytes: Int { 16 }
+    static var storedOffsets: Bool { false }
+    static var centred: Bool { false }
+    @inline(__always)
+    static func values(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>) {
+        // Sign-extended to 32 bits, converted exactly (`__m256` is imported as SIMD8<Float>).
+        (_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8Bytes(p))), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8Bytes(p + 8))))
+    }
+}
+
+enum Int8OffsetSteps: QuantizedSteps {
+    static var stepBytes: Int { 16 }
+    static var storedOffsets: Bool { true }
+    static var centred: Bool { false }
+    @inline(__always)
+    static func values(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>) { Int8Steps.values(p) }
+}
+
+enum Int4Steps: QuantizedSteps {
+    static var stepBytes: Int { 8 }
+    static var storedOffsets: Bool { false }
+    static var centred: Bool { true }
+    @inline(__always)
+    static func values(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>) {
+        let v = _mm256_cvtepu8_epi32(load8Bytes(p))
+        return (_mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15))), _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)))
+    }
+}
+
+enum Int4OffsetSteps: QuantizedSteps {
+    static var stepBytes: Int { 8 }
+    static var storedOffsets: Bool { true }
+    static var centred: Bool { false }
+    @inline(__always)
+    static func values(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>) { Int4Steps.values(p) }
+}
+
+/// A group's scales and offsets (columns 0..<8 and 8..<16), and the bytes of its header.
+@inline(__always)
+private func groupConstants<Q: QuantizedSteps>(_: Q.Type, _ p: UnsafeRawPointer) -> (
+    s0: SIMD8<Float>, s1: SIMD8<Float>, m0: SIMD8<Float>, m1: SIMD8<Float>, header: Int
+) {
+    let s0 = p.loadUnaligned(as: SIMD8<Float>.self), s1 = p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+    if Q.storedOffsets {
+        return (s0, s1, p.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), p.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self), 128)
+    }
+    if Q.centred { return (s0, s1, s0 * -8, s1 * -8, 64) }
+    return (s0, s1, SIMD8<Float>(), SIMD8<Float>(), 64)
+}
+
+/// Bytes of one group of `group` steps.
+@inline(__always)
+private func groupBytes<Q: QuantizedSteps>(_: Q.Type, group: Int) -> Int { (Q.storedOffsets ? 128 : 64) + group * Q.stepBytes }
+
+/// `tile` on a quantized panel: `c[r, 0..<16] (+)= Σ_k a[k*6 + r] * w(k, 0..<16)`, `kc` a
+/// multiple of `group`, `b` at the start of a group.
+@inline(__always)
+private func tileQ<Q: QuantizedSteps>(
+    _: Q.Type, group: Int, rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafeRawPointer,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
+    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>()
+    var c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+    var c40 = SIMD8<Float>(), c41 = SIMD8<Float>()
+    var c50 = SIMD8<Float>(), c51 = SIMD8<Float>()
+    if load {
+        c00 = load8(c); c01 = load8(c + 8)
+        if rows > 1 { c10 = load8(c + ldc); c11 = load8(c + ldc + 8) }
+        if rows > 2 { c20 = load8(c + 2 * ldc); c21 = load8(c + 2 * ldc + 8) }
+        if rows > 3 { c30 = load8(c + 3 * ldc); c31 = load8(c + 3 * ldc + 8) }
+        if rows > 4 { c40 = load8(c + 4 * ldc); c41 = load8(c + 4 * ldc + 8) }
+        if rows > 5 { c50 = load8(c + 5 * ldc); c51 = load8(c + 5 * ldc + 8) }
+    }
+    var pa = a, pb = b
+    var left = kc
+    while left > 0 {
+        let g = groupConstants(Q.self, pb)
+        pb += g.header
+        for _ in 0..<group {
+            let (q0, q1) = Q.values(pb)
+            let b0 = g.m0.addingProduct(q0, g.s0), b1 = g.m1.addingProduct(q1, g.s1)
+            var s = SIMD8<Float>(repeating: pa[0])
+            c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
+            if rows > 1 { s = SIMD8(repeating: pa[1]); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1) }
+            if rows > 2 { s = SIMD8(repeating: pa[2]); c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1) }
+            if rows > 3 { s = SIMD8(repeating: pa[3]); c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1) }
+            if rows > 4 { s = SIMD8(repeating: pa[4]); c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1) }
+            if rows > 5 { s = SIMD8(repeating: pa[5]); c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1) }
+            pa += mr; pb += Q.stepBytes
+        }
+        left -= group
+    }
+    store8(c00, c); store8(c01, c + 8)
+    if rows > 1 { store8(c10, c + ldc); store8(c11, c + ldc + 8) }
+    if rows > 2 { store8(c20, c + 2 * ldc); store8(c21, c + 2 * ldc + 8) }
+    if rows > 3 { store8(c30, c + 3 * ldc); store8(c31, c + 3 * ldc + 8) }
+    if rows > 4 { store8(c40, c + 4 * ldc); store8(c41, c + 4 * ldc + 8) }
+    if rows > 5 { store8(c50, c + 5 * ldc); store8(c51, c + 5 * ldc + 8) }
+}
+
+/// `wideTile` on two quantized panels `b0`, `b1` (each at the start of a group): `rows` (≤ 3) × 32.
+@inline(__always)
+private func wideTileQ<Q: QuantizedSteps>(
+    _: Q.Type, group: Int, rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafeRawPointer, b1: UnsafeRawPointer,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
+    var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c02 = SIMD8<Float>(), c03 = SIMD8<Float>()
+    var c10 = SIMD8<Float>(), c11 = SIMD8<Float>(), c12 = SIMD8<Float>(), c13 = SIMD8<Float>()
+    var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c22 = SIMD8<Float>(), c23 = SIMD8<Float>()
+    if load {
+        c00 = load8(c); c01 = load8(c + 8); c02 = load8(c + 16); c03 = load8(c + 24)
+        if rows > 1 { let r = c + ldc; c10 = load8(r); c11 = load8(r + 8); c12 = load8(r + 16); c13 = load8(r + 24) }
+        if rows > 2 { let r = c + 2 * ldc; c20 = load8(r); c21 = load8(r + 8); c22 = load8(r + 16); c23 = load8(r + 24) }
+    }
+    var pa = a, p0 = b0, p1 = b1
+    var left = kc
+    while left > 0 {
+        let g = groupConstants(Q.self, p0), h = groupConstants(Q.self, p1)
+        p0 += g.header
+        p1 += h.header
+        for _ in 0..<group {
+            let (q0, q1) = Q.values(p0), (q2, q3) = Q.values(p1)
+            let w0 = g.m0.addingProduct(q0, g.s0), w1 = g.m1.addingProduct(q1, g.s1)
+            let w2 = h.m0.addingProduct(q2, h.s0), w3 = h.m1.addingProduct(q3, h.s1)
+            var s = SIMD8<Float>(repeating: pa[0])
+            c00 = c00.addingProduct(s, w0); c01 = c01.addingProduct(s, w1)
+            c02 = c02.addingProduct(s, w2); c03 = c03.addingProduct(s, w3)
+            if rows > 1 {
+                s = SIMD8(repeating: pa[1])
+                c10 = c10.addingProduct(s, w0); c11 = c11.addingProduct(s, w1)
+                c12 = c12.addingProduct(s, w2); c13 = c13.addingProduct(s, w3)
+            }
+            if rows > 2 {
+                s = SIMD8(repeating: pa[2])
+                c20 = c20.addingProduct(s, w0); c21 = c21.addingProduct(s, w1)
+                c22 = c22.addingProduct(s, w2); c23 = c23.addingProduct(s, w3)
+            }
+            pa += mr; p0 += Q.stepBytes; p1 += Q.stepBytes
+        }
+        left -= group
+    }
+    store8(c00, c); store8(c01, c + 8); store8(c02, c + 16); store8(c03, c + 24)
+    if rows > 1 { let r = c + ldc; store8(c10, r); store8(c11, r + 8); store8(c12, r + 16); store8(c13, r + 24) }
+    if rows > 2 { let r = c + 2 * ldc; store8(c20, r); store8(c21, r + 8); store8(c22, r + 16); store8(c23, r + 24) }
+}
+
+/// Dequantizes `steps` steps (whole groups, from the start of one) of a panel into fp32 at `out`.
+@inline(__always)
+private func widenQ<Q: QuantizedSteps>(_: Q.Type, group: Int, _ b: UnsafeRawPointer, steps: Int, _ out: UnsafeMutablePointer<Float>) {
+    var pb = b, po = out, left = steps
+    while left > 0 {
+        let g = groupConstants(Q.self, pb)
+        pb += g.header
+        for _ in 0..<group {
+            let (q0, q1) = Q.values(pb)
+            store8(g.m0.addingProduct(q0, g.s0), po)
+            store8(g.m1.addingProduct(q1, g.s1), po + 8)
+            pb += Q.stepBytes; po += nr
+        }
+        left -= group
+    }
+}
+
+@inline(never)
+private func tileDispatchQ<Q: QuantizedSteps>(
+    _: Q.Type, group: Int, rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafeRawPointer,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
+    switch rows {
+    case 6: tileQ(Q.self, group: group, rows: 6, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 5: tileQ(Q.self, group: group, rows: 5, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 4: tileQ(Q.self, group: group, rows: 4, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 3: tileQ(Q.self, group: group, rows: 3, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 2: tileQ(Q.self, group: group, rows: 2, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    default: tileQ(Q.self, group: group, rows: 1, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    }
+}
+
+@inline(never)
+private func wideTileDispatchQ<Q: QuantizedSteps>(
+    _: Q.Type, group: Int, rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafeRawPointer, b1: UnsafeRawPointer,
+    c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
+) {
+    switch rows {
+    case 3: wideTileQ(Q.self, group: group, rows: 3, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    case 2: wideTileQ(Q.self, group: group, rows: 2, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    default: wideTileQ(Q.self, group: group, rows: 1, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    }
+}
+
+@inline(never)
+private func widenDispatchQ<Q: QuantizedSteps>(_: Q.Type, group: Int, _ b: UnsafeRawPointer, steps: Int, _ out: UnsafeMutablePointer<Float>) {
+    widenQ(Q.self, group: group, b, steps: steps, out)
+}
+
+@inline(__always)
+private func quantizedLoops<Q: QuantizedSteps>(
+    _: Q.Type, group: Int, a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+    b: UnsafeRawPointer, n: Int, panelBegin: Int, panelEnd: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    strip: UnsafeMutablePointer<Float>, epilogueEvery: Int, epilogue: (Int, Int, Int, Int) -> Void
+) {
+    let bytes = groupBytes(Q.self, group: group)
+    gemmPackedLoops(
+        a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b.assumingMemoryBound(to: UInt8.self), n: n,
+        panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
+        panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
+        tile: { rows, kc, a, b, c, ldc, load in tileDispatchQ(Q.self, group: group, rows: rows, kc: kc, a: a, b: UnsafeRawPointer(b), c: c, ldc: ldc, load: load) },
+        wideTile: { rows, kc, a, b0, b1, c, ldc, load in
+            wideTileDispatchQ(Q.self, group: group, rows: rows, kc: kc, a: a, b0: UnsafeRawPointer(b0), b1: UnsafeRawPointer(b1), c: c, ldc: ldc, load: load)
+        },
+        strip: strip, widen: { b, steps, out in widenDispatchQ(Q.self, group: group, UnsafeRawPointer(b), steps: steps, out) },
+        panelStride: k / group * bytes, stepOffset: { $0 / group * bytes })
+}
+
+/// `avx2GemmPacked` on a quantized weight (`bits` 8 or 4, `group` steps of k per scale, with or
+/// without stored `offsets`; see the top of this file for the layout). `k` and `kcBlock` must be
+/// multiples of `group`, and `group` a divisor of 128 (the strip's piece). `strip`: 16 ×
+/// min(k, kcBlock) floats of this call's own, or nil for a temporary one.
+@inline(never)
+public func avx2GemmPackedQuantized(
+    bits: Int, group: Int, offsets: Bool,
+    a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+    b: UnsafeRawPointer, n: Int, panelBegin: Int, panelEnd: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    strip: UnsafeMutablePointer<Float>? = nil,
+    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+) {
+    precondition(k % group == 0 && kcBlock % group == 0 && 128 % group == 0, "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
+    func loops(_ strip: UnsafeMutablePointer<Float>) {
+        switch (bits, offsets) {
+        case (8, false):
+            quantizedLoops(
+                Int8Steps.self, group: group, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin,
+                panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery,
+                epilogue: epilogue)
+        case (8, true):
+            quantizedLoops(
+                Int8OffsetSteps.self, group: group, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin,
+                panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery,
+                epilogue: epilogue)
+        case (4, false):
+            quantizedLoops(
+                Int4Steps.self, group: group, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin,
+                panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery,
+                epilogue: epilogue)
+        case (4, true):
+            quantizedLoops(
+                Int4OffsetSteps.self, group: group, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin,
+                panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery,
+                epilogue: epilogue)
+        default: preconditionFailure("quantized GEMM: \(bits)-bit weights")
+        }
+    }
+    if let strip {
+        loops(strip)
+    } else {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: nr * min(k, kcBlock)) { loops($0.baseAddress!) }
+    }
+}

@@ -1,0 +1,125 @@
+import Testing
+
+@testable import MoEKernels
+
+// Weights kept as 8- or 4-bit integers in groups (`PackedWeight(…, format: .int8(group:))`,
+// `.int4`): packing rounds as llama.cpp's Q8_0 / Q4_0 / Q4_1 do (checked here against those
+// formulas written out independently), and every kernel computes exactly what the fp32 kernel
+// computes on the dequantized weight.
+
+private let formats: [PackedWeight.Format] = [
+    .int8(group: 32), .int8(group: 16), .int8(group: 128, offsets: true), .int4(group: 32), .int4(group: 64), .int4(group: 128),
+    .int4(group: 32, offsets: true)
+]
+
+/// One group of values dequantized as llama.cpp's reference code would: Q8_0 (d = amax/127,
+/// q = round(x/d), x' = q·d), Q4_0 (d = max/-8, q = min(15, trunc(x/d + 8.5)), x' = (q-8)·d),
+/// Q4_1 (d = (max-min)/15, q = min(15, trunc((x-min)/d + 0.5)), x' = q·d + min).
+private func ggmlRoundTrip(_ x: [Float], bits: Int, offsets: Bool) -> [Float] {
+    if bits == 8 {
+        let amax = x.map(abs).max()!
+        let d = amax / 127, id: Float = d == 0 ? 0 : 1 / d
+        return x.map { Float(($0 * id).rounded()) * d }
+    }
+    if offsets {
+        let lo = x.min()!, hi = x.max()!
+        let d = (hi - lo) / 15, id: Float = d == 0 ? 0 : 1 / d
+        return x.map { (Float(min(15, Int(($0 - lo) * id + 0.5))) * d) + lo }
+    }
+    var extreme: Float = 0
+    for v in x where abs(v) > abs(extreme) { extreme = v }
+    let d = extreme / -8, id: Float = d == 0 ? 0 : 1 / d
+    return x.map { Float(min(15, Int($0 * id + 8.5)) - 8) * d }
+}
+
+@Test(arguments: formats)
+func quantizedPackingRoundsLikeGGML(format: PackedWeight.Format) {
+    var rng = TestRandom(seed: 71)
+    let g = format.group!
+    for (n, k) in [(1, g), (17, 2 * g), (40, 256)] where k % g == 0 {
+        let w = rng.array(n * k, scale: 3)
+        let p = PackedWeight(weight: w, n: n, k: k, threads: 2, format: format)
+        #expect(p.byteCount == (n + 15) / 16 * (k / g) * ((format.offsets ? 128 : 64) + 2 * format.bits * g))
+        let got = p.unpacked()
+        var expected: [Float] = []
+        for r in 0..<n {
+            for b in 0..<(k / g) {
+                let x = Array(w[(r * k + b * g)..<(r * k + b * g + g)])
+                // Offsets for int8 are only read (GGUF), never chosen: packing stores M = 0.
+                expected += ggmlRoundTrip(x, bits: format.bits, offsets: format.offsets && format.bits == 4)
+            }
+        }
+        // fma(q, S, M) against q·S + M rounded twice: equal, or for offsets within the rounding
+        // of q·S (values up to 3: an ulp of 4 is 4.8e-7).
+        for i in 0..<(n * k) {
+            let close = got[i] == expected[i] || (format.offsets && abs(got[i] - expected[i]) <= 1e-6)
+            #expect(close, "\(format) [\(n), \(k)] element \(i): \(got[i]) vs \(expected[i])")
+        }
+        var rounded = w
+        rounded.withUnsafeMutableBufferPointer { Kernels.roundTo(format, $0.baseAddress!, rows: n, k: k) }
+        #expect(rounded == got, "\(format): roundTo differs from packing")
+    }
+}
+
+@Test func quantizedPackingOfSpecialValues() {
+    // A group with a NaN or an infinity is all NaN; an all-zero group is zeros.
+    var w = [Float](repeating: 0, count: 3 * 32)
+    w[5] = .nan
+    w[32 + 7] = .infinity
+    for format in [PackedWeight.Format.int8(group: 32), .int4(group: 32)] {
+        let got = PackedWeight(weight: w, n: 3, k: 32, format: format).unpacked()
+        let nans = got[0..<64].allSatisfy(\.isNaN), zeros = got[64..<96].allSatisfy { $0 == 0 }
+        #expect(nans && zeros)
+    }
+    #expect(!PackedWeight.Format.int4(group: 32).fits(k: 48))
+    #expect(!PackedWeight.Format.int4(group: 48).fits(k: 96))
+    #expect(PackedWeight.Format.int8(group: 32).fits(k: 96))
+}
+
+/// `Kernels.gemm` and `gemmPacked` on a quantized weight, every kernel set, bit for bit against
+/// the fp32 kernels on the dequantized weight (the same FMA chains on the same values), for
+/// row counts that take each tile path (one row, two-panel tiles, widened strips).
+@Test(arguments: ISA.available, formats)
+func quantizedGemmEqualsFloatKernelOnDequantizedWeight(isa: ISA, format: PackedWeight.Format) {
+    var rng = TestRandom(seed: 73)
+    for (n, k) in [(17, 128), (40, 640)] where format.fits(k: k) {
+        let w = rng.array(n * k)
+        let packed = PackedWeight(weight: w, n: n, k: k, format: format)
+        let widened = PackedWeight(weight: packed.unpacked(), n: n, k: k)
+        #expect(packed.byteCount * 2 < widened.byteCount)
+        for m in [1, 2, 3, 7, 64] {
+            let x = rng.array(m * k), y0 = rng.array(m * n)
+            for accumulate in [false, true] {
+                for threads in [1, 2] {
+                    var y = accumulate ? y0 : [Float](repeating: .nan, count: m * n)
+                    var yf = y
+                    x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer {
+                            Kernels.gemm(xp.baseAddress!, packed, $0.baseAddress!, m: m, accumulate: accumulate, threads: threads, isa: isa)
+                        }
+                        yf.withUnsafeMutableBufferPointer {
+                            Kernels.gemm(xp.baseAddress!, widened, $0.baseAddress!, m: m, accumulate: accumulate, threads: threads, isa: isa)
+                        }
+                    }
+                    #expect(y == yf, "\(isa) \(format) M=\(m) N=\(n) K=\(k) accumulate=\(accumulate) threads=\(threads)")
+                }
+            }
+            // Panel sub-ranges through `gemmPacked` with an epilogue, as the experts kernel runs them.
+            let packedX = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: m, k: k))
+            defer { packedX.deallocate() }
+            x.withUnsafeBufferPointer { PackedRows.pack($0.baseAddress!, ld: k, m: m, k: k, into: packedX) }
+            let strip = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.bf16StripFloats(k: k))
+            defer { strip.deallocate() }
+            var y = [Float](repeating: .nan, count: m * n), yf = y
+            var handed = 0
+            y.withUnsafeMutableBufferPointer {
+                Kernels.gemmPacked(packedX, m: m, packed, panels: 1..<packed.panels, $0.baseAddress!, ldy: n, isa: isa, bf16Strip: strip, epilogueEvery: 1) {
+                    r0, r1, _, _ in handed += r1 - r0
+                }
+            }
+            yf.withUnsafeMutableBufferPointer { Kernels.gemmPacked(packedX, m: m, widened, panels: 1..<packed.panels, $0.baseAddress!, ldy: n, isa: isa) }
+            #expect(y.map(\.bitPattern) == yf.map(\.bitPattern), "\(isa) \(format) gemmPacked M=\(m) N=\(n) K=\(k)")
+            #expect(handed == m * (packed.panels - 1))
+        }
+    }
+}
