@@ -35,8 +35,9 @@ struct ExpertMatrices: @unchecked Sendable {
     /// Panels of the first layer's matrix that make 16 features of its activation, when the
     /// activation can run in the GEMM's epilogue.
     let stripPanels: Int?
-    /// Floats of the strip a bf16 GEMM on these matrices widens into (`PackedRows.bf16StripFloats`);
-    /// 0 when every matrix is f32.
+    /// Floats of the scratch a bf16 or quantized GEMM on these matrices needs
+    /// (`Kernels.quantizedScratchFloats`: its widening strip, or its int8 activation rows); 0 when
+    /// every matrix is f32.
     let bf16StripFloats: Int
 
     /// `firstWidth` for a block, before packing (for scratch sizes).
@@ -164,7 +165,7 @@ struct ExpertMatrices: @unchecked Sendable {
             : operandWeights.dropLast().reduce(0) { $0 + ($1.shape[1] + panelWidth - 1) / panelWidth }
         downPanels = (operandWeights.last!.shape[1] + panelWidth - 1) / panelWidth
         let held = self.first.joined().map(\.matrix) + down.compactMap { $0 }
-        bf16StripFloats = held.filter { $0.format != .f32 }.map { PackedRows.bf16StripFloats(k: $0.k) }.max() ?? 0
+        bf16StripFloats = held.filter { $0.format != .f32 }.map { Kernels.quantizedScratchFloats(k: $0.k, format: $0.format) }.max() ?? 0
         if let e = down.firstIndex(where: { $0 != nil }) {
             assert(self.first[e].reduce(0) { $0 + $1.matrix.panels } == firstPanels && down[e]!.panels == downPanels)
         }

@@ -1,5 +1,6 @@
 import Foundation
 import MoEKernelsAVX2
+import MoEKernelsAVX512
 
 /// Blocking of the packed GEMM (shared by the AVX2 and portable kernels).
 ///
@@ -110,6 +111,16 @@ extension Kernels {
                 mcPanels: GemmBlocking.mcPanels, b: b.bf16, n: n,
                 panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
                 c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
+        case (.int8, true) where usesIntegerRows(m: a.m, format: b.format, isa: .avx2),
+            (.int4, true) where usesIntegerRows(m: a.m, format: b.format, isa: .avx2):
+            let g = b.format.group!
+            withUnsafeTemporaryAllocation(byteCount: QuantizedRows.bytes(m: a.m, k: a.k, group: g), alignment: 64) { scratch in
+                let x = QuantizedRows(m: a.m, k: a.k, group: g, storage: scratch.baseAddress!)
+                x.quantize(packed: a.data)
+                avx512QuantizedRows(
+                    int4: b.format.bits == 4, offsets: b.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: a.m, k: a.k,
+                    b: b.pointer, n: n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: c, ldc: ldc, accumulate: accumulate)
+            }
         case (.int8, true), (.int4, true):
             avx2GemmPackedQuantized(
                 bits: b.format.bits, group: b.format.group!, offsets: b.format.offsets,

@@ -1,4 +1,5 @@
 import MoEKernelsAVX2
+import MoEKernelsAVX512
 
 /// The GEMM's left operand (rows of activations) packed into storage the caller owns, and the
 /// GEMM on one range of weight panels run on the calling thread.
@@ -102,7 +103,13 @@ extension Kernels {
     /// activation, and packing the result as the next GEMM's operand). Every row of every group
     /// is handed over exactly once.
     ///
-    /// `bf16Strip`: for a `.bf16` or quantized weight, `bf16StripFloats(k: w.k)` floats that this call alone
+    /// Quantized weights: up to `integerRowLimit` rows on a CPU with AVX-512 VNNI take integer
+    /// products on rows quantized to int8 here (`avx512QuantizedRows`: the activations rounded,
+    /// to about 1/254 of each group's largest value); more rows, or other CPUs, widen the weight
+    /// to fp32 exactly and compute what the fp32 kernel computes on the dequantized weight.
+    ///
+    /// `bf16Strip`: for a `.bf16` or quantized weight, `Kernels.quantizedScratchFloats(k: w.k,
+    /// format: w.format)` floats (for bf16: `bf16StripFloats(k: w.k)`) that this call alone
     /// uses while it runs (where a K-block of the weight is widened for several register tiles);
     /// nil takes a temporary buffer per call, which at this size is a heap allocation. Unused
     /// for `.f32`.
@@ -132,6 +139,22 @@ extension Kernels {
                 b: w.bf16Data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
                 c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor, strip: bf16Strip,
                 epilogueEvery: epilogueEvery, epilogue: epilogue)
+        case (.int8, true) where usesIntegerRows(m: m, format: w.format, isa: isa),
+            (.int4, true) where usesIntegerRows(m: m, format: w.format, isa: isa):
+            let g = w.format.group!
+            func run(_ scratch: UnsafeMutableRawPointer) {
+                let x = QuantizedRows(m: m, k: k, group: g, storage: scratch)
+                x.quantize(packed: a)
+                avx512QuantizedRows(
+                    int4: w.format.bits == 4, offsets: w.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: m, k: k,
+                    b: w.quantizedData, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: y, ldc: ldy,
+                    accumulate: accumulate, epilogueEvery: epilogueEvery, epilogue: epilogue)
+            }
+            if let bf16Strip {
+                run(UnsafeMutableRawPointer(bf16Strip))
+            } else {
+                withUnsafeTemporaryAllocation(byteCount: QuantizedRows.bytes(m: m, k: k, group: g), alignment: 64) { run($0.baseAddress!) }
+            }
         case (.int8, true), (.int4, true):
             avx2GemmPackedQuantized(
                 bits: w.format.bits, group: w.format.group!, offsets: w.format.offsets,

@@ -23,10 +23,10 @@ public final class PackedWeight: @unchecked Sendable {
         /// bfloat16: the top 16 bits of a Float (rounded to nearest even when packed from fp32).
         case bf16
         /// 8-bit integers in groups of `group` steps of k, one fp32 scale per column and group
-        /// (and an fp32 offset with `offsets`): w = fma(q, S, M). Packed from fp32 like
-        /// llama.cpp's Q8_0 (S = max|w| / 127, q = round(w / S)).
+        /// (and an fp32 offset with `offsets`): w = fma(u, S, M), u = q + 128 stored unsigned.
+        /// Packed from fp32 like llama.cpp's Q8_0 (S = max|w| / 127, q = round(w / S)).
         case int8(group: Int, offsets: Bool = false)
-        /// 4-bit integers in groups: w = fma(q, S, M) with q in 0…15; without stored offsets
+        /// 4-bit integers in groups: w = fma(u, S, M) with u in 0…15; without stored offsets
         /// M = -8·S (packed from fp32 like llama.cpp's Q4_0), with them any M (Q4_1, Q4_K).
         case int4(group: Int, offsets: Bool = false)
 
@@ -58,6 +58,10 @@ public final class PackedWeight: @unchecked Sendable {
 
         public var isQuantized: Bool { group != nil }
 
+        /// The stored value that means 0 without stored offsets (M = -centre·S): 128 for int8
+        /// (values are kept as q + 128), 8 for int4.
+        public var centre: Int { bits == 8 ? 128 : 8 }
+
         /// Bytes of one group of one panel: its scales, offsets, and `group` steps of 16 values.
         var groupBytes: Int { group.map { (offsets ? 128 : 64) + $0 * 2 * bits } ?? 0 }
 
@@ -74,7 +78,7 @@ public final class PackedWeight: @unchecked Sendable {
         /// k and 128 (the kernels' K-blocks are multiples of 128).
         public func fits(k: Int) -> Bool {
             guard let g = group else { return true }
-            return g > 0 && 128 % g == 0 && k % g == 0
+            return g >= 4 && g % 4 == 0 && 128 % g == 0 && k % g == 0
         }
     }
 

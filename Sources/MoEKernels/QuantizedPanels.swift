@@ -2,9 +2,13 @@
 //
 // Layout (see `PackedWeight.Format` and AVX2GEMM+Quantized.swift): a panel of 16 output columns
 // is k/G groups; a group is 16 fp32 scales S, then 16 fp32 offsets M when the format stores
-// them, then G steps of 16 values (int8: 16 signed bytes; int4: 8 bytes, byte j = column j in
-// the low nibble and column j+8 in the high one). The weight is fma(q, S, M); without stored
-// offsets M is 0 (int8) or -8·S (int4).
+// them, then G/4 *quads* of 4 steps of k. Values are unsigned: u = q + 128 for int8 (q in
+// -127…127), u = q in 0…15 for int4. An int8 quad is 16 little-endian 32-bit words, word j =
+// column j's 4 steps (byte i = step i); an int4 quad is 8 words, word j byte i = column j's
+// step i in the low nibble and column j+8's in the high one. So one 32-bit lane holds 4
+// consecutive k of a column (what integer dot-product instructions multiply and sum), and a
+// step of 8 columns is a shift and a mask of 8 lanes. The weight is fma(u, S, M); without
+// stored offsets M = -128·S (int8) or -8·S (int4), so w = (u - centre)·S rounded once.
 
 /// Quantizes panels `panels` of the strided fp32 matrix (element (n, k) at
 /// `source[n*strideN + k*strideK]`) to nearest, group by group, into `dst`.
@@ -28,16 +32,19 @@ func quantizePanels(
                         for s in 0..<g { x[s] = row < n ? source[row * strideN + (b * g + s) * strideK] : 0 }
                         let (scale, offset) = quantizeColumn(x, count: g, bits: format.bits, offsets: format.offsets, into: q + j * g)
                         scales[j] = scale
-                        offsets?[j] = offset
+                        // Int8 values are stored as q + 128: M = -128·S, with stored offsets too.
+                        offsets?[j] = format.bits == 8 ? -128 * scale : offset
                     }
-                    let steps = out + header
+                    let quads = out + header
                     for s in 0..<g {
+                        let t = s / 4, i = s % 4
                         if format.bits == 8 {
-                            let step = (steps + s * 16).assumingMemoryBound(to: Int8.self)
-                            for j in 0..<nr { step[j] = q[j * g + s] }
+                            for j in 0..<nr { quads.storeBytes(of: UInt8(truncatingIfNeeded: Int(q[j * g + s]) + 128), toByteOffset: t * 64 + j * 4 + i, as: UInt8.self) }
                         } else {
-                            let step = (steps + s * 8).assumingMemoryBound(to: UInt8.self)
-                            for j in 0..<8 { step[j] = UInt8(bitPattern: q[j * g + s]) | UInt8(bitPattern: q[(j + 8) * g + s]) << 4 }
+                            for j in 0..<8 {
+                                let byte = UInt8(bitPattern: q[j * g + s]) | UInt8(bitPattern: q[(j + 8) * g + s]) << 4
+                                quads.storeBytes(of: byte, toByteOffset: t * 32 + j * 4 + i, as: UInt8.self)
+                            }
                         }
                     }
                 }
@@ -94,21 +101,23 @@ func dequantizeGroup(_ group: UnsafeRawPointer, format: PackedWeight.Format, int
     let g = format.group!, nr = PackedWeight.panelWidth
     let scales = group.assumingMemoryBound(to: Float.self)
     let stored = format.offsets ? (group + 64).assumingMemoryBound(to: Float.self) : nil
-    let steps = group + (format.offsets ? 128 : 64)
+    let quads = group + (format.offsets ? 128 : 64)
     for j in 0..<nr {
         let s = scales[j]
-        let m = stored?[j] ?? (format.bits == 4 ? -8 * s : 0)
+        let m = stored?[j] ?? -Float(format.centre) * s
         for step in 0..<g {
-            let q: Float
-            if format.bits == 8 {
-                q = Float(steps.load(fromByteOffset: step * 16 + j, as: Int8.self))
-            } else {
-                let byte = steps.load(fromByteOffset: step * 8 + j % 8, as: UInt8.self)
-                q = Float(j < 8 ? byte & 15 : byte >> 4)
-            }
-            out[step * nr + j] = m.addingProduct(q, s)
+            out[step * nr + j] = m.addingProduct(Float(quantizedValue(quads, format: format, step: step, column: j)), s)
         }
     }
+}
+
+/// The stored (unsigned) value of `column` at `step` of a group's quads.
+@inline(__always)
+func quantizedValue(_ quads: UnsafeRawPointer, format: PackedWeight.Format, step: Int, column j: Int) -> UInt8 {
+    let t = step / 4, i = step % 4
+    if format.bits == 8 { return quads.load(fromByteOffset: t * 64 + j * 4 + i, as: UInt8.self) }
+    let byte = quads.load(fromByteOffset: t * 32 + (j % 8) * 4 + i, as: UInt8.self)
+    return j < 8 ? byte & 15 : byte >> 4
 }
 
 extension Kernels {
@@ -127,7 +136,9 @@ extension Kernels {
                     for b in 0..<(k / g) {
                         let x = p + r * k + b * g
                         let (s, m) = quantizeColumn(x, count: g, bits: format.bits, offsets: format.offsets, into: q.baseAddress!)
-                        for i in 0..<g { x[i] = m.addingProduct(Float(q[i]), s) }
+                        // As stored: u = q + 128 for int8 (M = -128·S), q for int4.
+                        let m8 = format.bits == 8 ? -128 * s : m
+                        for i in 0..<g { x[i] = m8.addingProduct(Float(format.bits == 8 ? Int(q[i]) + 128 : Int(q[i])), s) }
                     }
                 }
             }

@@ -2,13 +2,14 @@
 // (AVX2 + FMA), the layout `PackedWeight` gives its `.int8` and `.int4` formats:
 //
 // A panel (16 output columns) is k/G groups of G steps of k. Each group is its 16 scales S (fp32,
-// 64 bytes), then 16 offsets M (fp32, 64 bytes) when the format has them, then G steps of 16
-// quantized values: 16 bytes (int8, signed) or 8 bytes (int4: byte j holds column j in its low
-// nibble and column j+8 in its high nibble, unsigned 0…15). A weight is `fma(q, S, M)`, one
-// rounding of the exact q·S + M; without stored offsets M is 0 (int8) or -8·S (int4, whose
-// values are centred on 8, as in llama.cpp's Q4_0). That is the value `PackedWeight.unpacked()`
-// gives, so each tile here computes exactly what the fp32 tile computes on the dequantized
-// weight: the same FMA chain over k on the same numbers, bit for bit.
+// 64 bytes), then 16 offsets M (fp32, 64 bytes) when the format has them, then G/4 quads of 4
+// steps. Values are unsigned (int8 keeps q + 128). An int8 quad is 16 32-bit words, word j =
+// column j's 4 steps (byte i = step i); an int4 quad is 8 words, byte i of word j = column j's
+// step i (low nibble) and column j+8's (high nibble). Step i of 8 columns is then a shift and a
+// mask of 8 lanes. A weight is `fma(u, S, M)`, one rounding of the exact u·S + M; without stored
+// offsets M = -128·S (int8) or -8·S (int4, as llama.cpp's Q4_0). That is the value
+// `PackedWeight.unpacked()` gives, so each tile here computes exactly what the fp32 tile computes
+// on the dequantized weight: the same FMA chain over k on the same numbers, bit for bit.
 //
 // Where a K-block serves one register tile (few rows: bandwidth-bound), the values are widened
 // in registers (a quarter or an eighth of fp32's bytes streamed); where it serves several, the
@@ -19,60 +20,78 @@ import _Builtin_intrinsics.intel
 private let mr = 6
 private let nr = 16
 
-/// 8 bytes at `p` into the low half of a vector (the high half zero).
 @inline(__always)
-private func load8Bytes(_ p: UnsafeRawPointer) -> __m128i {
-    _mm_loadl_epi64(p.assumingMemoryBound(to: __m128i.self))
+private func load32Bytes(_ p: UnsafeRawPointer) -> __m256i {
+    _mm256_loadu_si256(p.assumingMemoryBound(to: __m256i.self))
 }
 
-/// How one step of 16 quantized values is stored and widened.
+/// How one quad (4 steps of 16 values) is stored and widened.
 protocol QuantizedSteps {
-    /// Bytes of one step of a panel (16 values).
-    static var stepBytes: Int { get }
+    /// Bytes of one quad.
+    static var quadBytes: Int { get }
     /// Whether each group stores offsets after its scales.
     static var storedOffsets: Bool { get }
-    /// Whether values are centred on 8 (int4 without offsets: M = -8·S).
-    static var centred: Bool { get }
-    /// Columns 0..<8 and 8..<16 of one step, as exact floats.
-    static func values(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>)
+    /// The stored value meaning 0 without offsets (M = -centre·S).
+    static var centre: Float { get }
+    /// The quad's words.
+    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i)
+    /// Columns 0..<8 and 8..<16 of step `i` (0…3) of a loaded quad, as exact floats.
+    static func step(_ q: (__m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>)
 }
 
 enum Int8Steps: QuantizedSteps {
-    static var stepBytes: Int { 16 }
+    static var quadBytes: Int { 64 }
     static var storedOffsets: Bool { false }
-    static var centred: Bool { false }
+    static var centre: Float { 128 }
     @inline(__always)
-    static func values(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>) {
-        // Sign-extended to 32 bits, converted exactly (`__m256` is imported as SIMD8<Float>).
-        (_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8Bytes(p))), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(load8Bytes(p + 8))))
+    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i) { (load32Bytes(p), load32Bytes(p + 32)) }
+    @inline(__always)
+    static func step(_ q: (__m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>) {
+        let mask = _mm256_set1_epi32(0xFF)
+        return (
+            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q.0, 8 * i), mask)),
+            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q.1, 8 * i), mask))
+        )
     }
 }
 
 enum Int8OffsetSteps: QuantizedSteps {
-    static var stepBytes: Int { 16 }
+    static var quadBytes: Int { 64 }
     static var storedOffsets: Bool { true }
-    static var centred: Bool { false }
+    static var centre: Float { 0 }
     @inline(__always)
-    static func values(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>) { Int8Steps.values(p) }
+    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i) { Int8Steps.load(p) }
+    @inline(__always)
+    static func step(_ q: (__m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>) { Int8Steps.step(q, i) }
 }
 
 enum Int4Steps: QuantizedSteps {
-    static var stepBytes: Int { 8 }
+    static var quadBytes: Int { 32 }
     static var storedOffsets: Bool { false }
-    static var centred: Bool { true }
+    static var centre: Float { 8 }
     @inline(__always)
-    static func values(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>) {
-        let v = _mm256_cvtepu8_epi32(load8Bytes(p))
-        return (_mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15))), _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)))
+    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i) {
+        let v = load32Bytes(p)
+        return (v, v)
+    }
+    @inline(__always)
+    static func step(_ q: (__m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>) {
+        let mask = _mm256_set1_epi32(0xF)
+        return (
+            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q.0, 8 * i), mask)),
+            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q.0, 8 * i + 4), mask))
+        )
     }
 }
 
 enum Int4OffsetSteps: QuantizedSteps {
-    static var stepBytes: Int { 8 }
+    static var quadBytes: Int { 32 }
     static var storedOffsets: Bool { true }
-    static var centred: Bool { false }
+    static var centre: Float { 0 }
     @inline(__always)
-    static func values(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>) { Int4Steps.values(p) }
+    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i) { Int4Steps.load(p) }
+    @inline(__always)
+    static func step(_ q: (__m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>) { Int4Steps.step(q, i) }
 }
 
 /// A group's scales and offsets (columns 0..<8 and 8..<16), and the bytes of its header.
@@ -84,13 +103,12 @@ private func groupConstants<Q: QuantizedSteps>(_: Q.Type, _ p: UnsafeRawPointer)
     if Q.storedOffsets {
         return (s0, s1, p.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), p.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self), 128)
     }
-    if Q.centred { return (s0, s1, s0 * -8, s1 * -8, 64) }
-    return (s0, s1, SIMD8<Float>(), SIMD8<Float>(), 64)
+    return (s0, s1, s0 * -Q.centre, s1 * -Q.centre, 64)
 }
 
 /// Bytes of one group of `group` steps.
 @inline(__always)
-private func groupBytes<Q: QuantizedSteps>(_: Q.Type, group: Int) -> Int { (Q.storedOffsets ? 128 : 64) + group * Q.stepBytes }
+private func groupBytes<Q: QuantizedSteps>(_: Q.Type, group: Int) -> Int { (Q.storedOffsets ? 128 : 64) + group / 4 * Q.quadBytes }
 
 /// `tile` on a quantized panel: `c[r, 0..<16] (+)= Σ_k a[k*6 + r] * w(k, 0..<16)`, `kc` a
 /// multiple of `group`, `b` at the start of a group.
@@ -118,17 +136,23 @@ private func tileQ<Q: QuantizedSteps>(
     while left > 0 {
         let g = groupConstants(Q.self, pb)
         pb += g.header
-        for _ in 0..<group {
-            let (q0, q1) = Q.values(pb)
-            let b0 = g.m0.addingProduct(q0, g.s0), b1 = g.m1.addingProduct(q1, g.s1)
-            var s = SIMD8<Float>(repeating: pa[0])
-            c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
-            if rows > 1 { s = SIMD8(repeating: pa[1]); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1) }
-            if rows > 2 { s = SIMD8(repeating: pa[2]); c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1) }
-            if rows > 3 { s = SIMD8(repeating: pa[3]); c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1) }
-            if rows > 4 { s = SIMD8(repeating: pa[4]); c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1) }
-            if rows > 5 { s = SIMD8(repeating: pa[5]); c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1) }
-            pa += mr; pb += Q.stepBytes
+        for _ in 0..<(group / 4) {
+            let quad = Q.load(pb)
+            @inline(__always)
+            func step(_ i: Int32) {
+                let (q0, q1) = Q.step(quad, i)
+                let b0 = g.m0.addingProduct(q0, g.s0), b1 = g.m1.addingProduct(q1, g.s1)
+                var s = SIMD8<Float>(repeating: pa[0])
+                c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
+                if rows > 1 { s = SIMD8(repeating: pa[1]); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1) }
+                if rows > 2 { s = SIMD8(repeating: pa[2]); c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1) }
+                if rows > 3 { s = SIMD8(repeating: pa[3]); c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1) }
+                if rows > 4 { s = SIMD8(repeating: pa[4]); c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1) }
+                if rows > 5 { s = SIMD8(repeating: pa[5]); c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1) }
+                pa += mr
+            }
+            step(0); step(1); step(2); step(3)
+            pb += Q.quadBytes
         }
         left -= group
     }
@@ -160,24 +184,30 @@ private func wideTileQ<Q: QuantizedSteps>(
         let g = groupConstants(Q.self, p0), h = groupConstants(Q.self, p1)
         p0 += g.header
         p1 += h.header
-        for _ in 0..<group {
-            let (q0, q1) = Q.values(p0), (q2, q3) = Q.values(p1)
-            let w0 = g.m0.addingProduct(q0, g.s0), w1 = g.m1.addingProduct(q1, g.s1)
-            let w2 = h.m0.addingProduct(q2, h.s0), w3 = h.m1.addingProduct(q3, h.s1)
-            var s = SIMD8<Float>(repeating: pa[0])
-            c00 = c00.addingProduct(s, w0); c01 = c01.addingProduct(s, w1)
-            c02 = c02.addingProduct(s, w2); c03 = c03.addingProduct(s, w3)
-            if rows > 1 {
-                s = SIMD8(repeating: pa[1])
-                c10 = c10.addingProduct(s, w0); c11 = c11.addingProduct(s, w1)
-                c12 = c12.addingProduct(s, w2); c13 = c13.addingProduct(s, w3)
+        for _ in 0..<(group / 4) {
+            let quad0 = Q.load(p0), quad1 = Q.load(p1)
+            @inline(__always)
+            func step(_ i: Int32) {
+                let (q0, q1) = Q.step(quad0, i), (q2, q3) = Q.step(quad1, i)
+                let w0 = g.m0.addingProduct(q0, g.s0), w1 = g.m1.addingProduct(q1, g.s1)
+                let w2 = h.m0.addingProduct(q2, h.s0), w3 = h.m1.addingProduct(q3, h.s1)
+                var s = SIMD8<Float>(repeating: pa[0])
+                c00 = c00.addingProduct(s, w0); c01 = c01.addingProduct(s, w1)
+                c02 = c02.addingProduct(s, w2); c03 = c03.addingProduct(s, w3)
+                if rows > 1 {
+                    s = SIMD8(repeating: pa[1])
+                    c10 = c10.addingProduct(s, w0); c11 = c11.addingProduct(s, w1)
+                    c12 = c12.addingProduct(s, w2); c13 = c13.addingProduct(s, w3)
+                }
+                if rows > 2 {
+                    s = SIMD8(repeating: pa[2])
+                    c20 = c20.addingProduct(s, w0); c21 = c21.addingProduct(s, w1)
+                    c22 = c22.addingProduct(s, w2); c23 = c23.addingProduct(s, w3)
+                }
+                pa += mr
             }
-            if rows > 2 {
-                s = SIMD8(repeating: pa[2])
-                c20 = c20.addingProduct(s, w0); c21 = c21.addingProduct(s, w1)
-                c22 = c22.addingProduct(s, w2); c23 = c23.addingProduct(s, w3)
-            }
-            pa += mr; p0 += Q.stepBytes; p1 += Q.stepBytes
+            step(0); step(1); step(2); step(3)
+            p0 += Q.quadBytes; p1 += Q.quadBytes
         }
         left -= group
     }
@@ -193,11 +223,15 @@ private func widenQ<Q: QuantizedSteps>(_: Q.Type, group: Int, _ b: UnsafeRawPoin
     while left > 0 {
         let g = groupConstants(Q.self, pb)
         pb += g.header
-        for _ in 0..<group {
-            let (q0, q1) = Q.values(pb)
-            store8(g.m0.addingProduct(q0, g.s0), po)
-            store8(g.m1.addingProduct(q1, g.s1), po + 8)
-            pb += Q.stepBytes; po += nr
+        for _ in 0..<(group / 4) {
+            let quad = Q.load(pb)
+            for i in Int32(0)..<4 {
+                let (q0, q1) = Q.step(quad, i)
+                store8(g.m0.addingProduct(q0, g.s0), po)
+                store8(g.m1.addingProduct(q1, g.s1), po + 8)
+                po += nr
+            }
+            pb += Q.quadBytes
         }
         left -= group
     }
@@ -257,7 +291,7 @@ private func quantizedLoops<Q: QuantizedSteps>(
 
 /// `avx2GemmPacked` on a quantized weight (`bits` 8 or 4, `group` steps of k per scale, with or
 /// without stored `offsets`; see the top of this file for the layout). `k` and `kcBlock` must be
-/// multiples of `group`, and `group` a divisor of 128 (the strip's piece). `strip`: 16 ×
+/// multiples of `group`, and `group` a multiple of 4 dividing 128 (the strip's piece). `strip`: 16 ×
 /// min(k, kcBlock) floats of this call's own, or nil for a temporary one.
 @inline(never)
 public func avx2GemmPackedQuantized(
@@ -268,7 +302,7 @@ public func avx2GemmPackedQuantized(
     strip: UnsafeMutablePointer<Float>? = nil,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
-    precondition(k % group == 0 && kcBlock % group == 0 && 128 % group == 0, "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
+    precondition(k % group == 0 && kcBlock % group == 0 && 128 % group == 0 && group % 4 == 0, "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
     func loops(_ strip: UnsafeMutablePointer<Float>) {
         switch (bits, offsets) {
         case (8, false):

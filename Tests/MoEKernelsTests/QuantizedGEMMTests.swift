@@ -76,49 +76,84 @@ func quantizedPackingRoundsLikeGGML(format: PackedWeight.Format) {
     #expect(PackedWeight.Format.int8(group: 32).fits(k: 96))
 }
 
-/// `Kernels.gemm` and `gemmPacked` on a quantized weight, every kernel set, bit for bit against
-/// the fp32 kernels on the dequantized weight (the same FMA chains on the same values), for
-/// row counts that take each tile path (one row, two-panel tiles, widened strips).
+/// What `gemmPacked` computes on m rows of x and a quantized weight: the integer products'
+/// scalar twin on x quantized to int8 when the kernel takes that path, else the fp32 kernel on
+/// the dequantized weight. `useIntegers` says which.
+private func expectedProducts(
+    x: [Float], m: Int, packed: PackedWeight, widened: PackedWeight, panels: Range<Int>, y0: [Float]?, isa: ISA
+) -> (y: [Float], useIntegers: Bool) {
+    let k = packed.k, n = packed.n
+    var y = y0 ?? [Float](repeating: .nan, count: m * n)
+    let packedX = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: m, k: k))
+    defer { packedX.deallocate() }
+    x.withUnsafeBufferPointer { PackedRows.pack($0.baseAddress!, ld: k, m: m, k: k, into: packedX) }
+    let integers = Kernels.usesIntegerRows(m: m, format: packed.format, isa: isa)
+    y.withUnsafeMutableBufferPointer { yp in
+        if integers {
+            let g = packed.format.group!
+            let scratch = UnsafeMutableRawPointer.allocate(byteCount: QuantizedRows.bytes(m: m, k: k, group: g), alignment: 64)
+            defer { scratch.deallocate() }
+            let rows = QuantizedRows(m: m, k: k, group: g, storage: scratch)
+            rows.quantize(packed: packedX)
+            Kernels.quantizedRowsReference(rows, packed, panels: panels, yp.baseAddress!, ldy: n, accumulate: y0 != nil)
+        } else {
+            Kernels.gemmPacked(packedX, m: m, widened, panels: panels, yp.baseAddress!, ldy: n, accumulate: y0 != nil, isa: isa)
+        }
+    }
+    return (y, integers)
+}
+
+/// `Kernels.gemm` and `gemmPacked` on a quantized weight, every kernel set, for row counts that
+/// take each path (integer products on few rows where the CPU has VNNI; one row, two-panel
+/// tiles and widened strips otherwise): bit for bit against the fp32 kernels on the dequantized
+/// weight, or against the integer products' scalar twin; and the integer products within 2e-2
+/// (relative L2) of the exact products on the dequantized weight.
 @Test(arguments: ISA.available, formats)
-func quantizedGemmEqualsFloatKernelOnDequantizedWeight(isa: ISA, format: PackedWeight.Format) {
+func quantizedGemmMatchesItsReference(isa: ISA, format: PackedWeight.Format) {
     var rng = TestRandom(seed: 73)
     for (n, k) in [(17, 128), (40, 640)] where format.fits(k: k) {
         let w = rng.array(n * k)
         let packed = PackedWeight(weight: w, n: n, k: k, format: format)
         let widened = PackedWeight(weight: packed.unpacked(), n: n, k: k)
         #expect(packed.byteCount * 2 < widened.byteCount)
-        for m in [1, 2, 3, 7, 64] {
+        for m in [1, 2, 3, 5, 7, 17, 64] {
             let x = rng.array(m * k), y0 = rng.array(m * n)
             for accumulate in [false, true] {
+                let (expected, integers) = expectedProducts(x: x, m: m, packed: packed, widened: widened, panels: 0..<packed.panels, y0: accumulate ? y0 : nil, isa: isa)
                 for threads in [1, 2] {
                     var y = accumulate ? y0 : [Float](repeating: .nan, count: m * n)
-                    var yf = y
                     x.withUnsafeBufferPointer { xp in
                         y.withUnsafeMutableBufferPointer {
                             Kernels.gemm(xp.baseAddress!, packed, $0.baseAddress!, m: m, accumulate: accumulate, threads: threads, isa: isa)
                         }
-                        yf.withUnsafeMutableBufferPointer {
-                            Kernels.gemm(xp.baseAddress!, widened, $0.baseAddress!, m: m, accumulate: accumulate, threads: threads, isa: isa)
-                        }
                     }
-                    #expect(y == yf, "\(isa) \(format) M=\(m) N=\(n) K=\(k) accumulate=\(accumulate) threads=\(threads)")
+                    #expect(y == expected, "\(isa) \(format) M=\(m) N=\(n) K=\(k) accumulate=\(accumulate) threads=\(threads) integers=\(integers)")
+                }
+                if integers && !accumulate {
+                    let exact = referenceLinear(x: x, w: packed.unpacked(), y0: nil, m: m, n: n, k: k).value
+                    var num = 0.0, den = 0.0
+                    for i in 0..<(m * n) {
+                        num += (Double(expected[i]) - exact[i]) * (Double(expected[i]) - exact[i])
+                        den += exact[i] * exact[i]
+                    }
+                    #expect((num / den).squareRoot() < 2e-2, "\(format) M=\(m): int8 activations' error \((num / den).squareRoot())")
                 }
             }
-            // Panel sub-ranges through `gemmPacked` with an epilogue, as the experts kernel runs them.
+            // Panel sub-ranges through `gemmPacked` with an epilogue and the executor's scratch.
             let packedX = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: m, k: k))
             defer { packedX.deallocate() }
             x.withUnsafeBufferPointer { PackedRows.pack($0.baseAddress!, ld: k, m: m, k: k, into: packedX) }
-            let strip = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.bf16StripFloats(k: k))
+            let strip = UnsafeMutablePointer<Float>.allocate(capacity: Kernels.quantizedScratchFloats(k: k, format: format))
             defer { strip.deallocate() }
-            var y = [Float](repeating: .nan, count: m * n), yf = y
+            var y = [Float](repeating: .nan, count: m * n)
             var handed = 0
             y.withUnsafeMutableBufferPointer {
                 Kernels.gemmPacked(packedX, m: m, packed, panels: 1..<packed.panels, $0.baseAddress!, ldy: n, isa: isa, bf16Strip: strip, epilogueEvery: 1) {
                     r0, r1, _, _ in handed += r1 - r0
                 }
             }
-            yf.withUnsafeMutableBufferPointer { Kernels.gemmPacked(packedX, m: m, widened, panels: 1..<packed.panels, $0.baseAddress!, ldy: n, isa: isa) }
-            #expect(y.map(\.bitPattern) == yf.map(\.bitPattern), "\(isa) \(format) gemmPacked M=\(m) N=\(n) K=\(k)")
+            let expected = expectedProducts(x: x, m: m, packed: packed, widened: widened, panels: 1..<packed.panels, y0: nil, isa: isa).y
+            #expect(y.map(\.bitPattern) == expected.map(\.bitPattern), "\(isa) \(format) gemmPacked M=\(m) N=\(n) K=\(k)")
             #expect(handed == m * (packed.panels - 1))
         }
     }

@@ -1,0 +1,130 @@
+// Integer dot products (`vpdpbusd`) on `PackedWeight`'s int8 and int4 panels, for a few rows of
+// activations quantized to int8: the bandwidth-bound shapes (decode, small expert groups), where
+// widening every weight to fp32 costs more instructions than streaming it.
+//
+// The panel layout (see AVX2GEMM+Quantized.swift): per group of G steps, 16 fp32 scales S, 16
+// offsets M when stored, then G/4 quads; a quad's 32-bit word j holds 4 consecutive steps of
+// column j as unsigned bytes (int8: u = q + 128; int4: nibbles, columns 8..<16 in the high
+// nibbles of words 0..<8). That is `vpdpbusd`'s operand shape: unsigned weight bytes by signed
+// activation bytes, 4 products summed into each 32-bit lane exactly.
+//
+// Activations: per row and group, int8 values xq with scale dx (dx = max|x| / 127, as llama.cpp's
+// Q8_0) and their sum sx. For column j and one group, Σ_k w·x ≈ dx · Σ (u·S + M)·xq =
+// dx · (S · Σ u·xq + M · sx), so each group costs one integer dot per quad and two FMAs per row at
+// its end: t = fma(S, dot, M·sx), acc = fma(dx, t, acc), acc starting at 0. The portable twin
+// (`Kernels.quantizedRowsReference`) does the same operations in the same order, so the bits are
+// the same.
+//
+// This module is compiled for AVX-512 F/BW/VL/VNNI; callers check the CPU first.
+
+import _Builtin_intrinsics.intel
+
+/// Up to 4 rows (a literal at each call) against weight panels `panelBegin..<panelEnd`.
+@inline(__always)
+private func rowsTile(
+    rows: Int, int4: Bool, offsets: Bool, group: Int, xq: UnsafePointer<Int8>, xs: UnsafePointer<Float>, xsum: UnsafePointer<Float>,
+    k: Int, b: UnsafeRawPointer, n: Int, panel p: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+) {
+    let groups = k / group
+    let quadBytes = int4 ? 32 : 64
+    let header = offsets ? 128 : 64
+    let groupBytes = header + group / 4 * quadBytes
+    let centre: Float = int4 ? 8 : 128
+    var pw = b + p * groups * groupBytes
+    var a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps()
+    let nibbles = _mm512_set1_epi8(0x0F)
+    for gi in 0..<groups {
+        let s = _mm512_loadu_ps(pw)
+        let m = offsets ? _mm512_loadu_ps(pw + 64) : _mm512_mul_ps(s, _mm512_set1_ps(-centre))
+        var q = pw + header
+        var d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512(), d2 = _mm512_setzero_si512(), d3 = _mm512_setzero_si512()
+        let x = xq + gi * group
+        for t in 0..<(group / 4) {
+            let w: __m512i
+            if int4 {
+                // Words 0..<8 twice; the high copy's nibbles shifted down: columns 0..<8, then 8..<16.
+                let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(q.assumingMemoryBound(to: __m256i.self)))
+                w = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), nibbles)
+            } else {
+                w = _mm512_loadu_si512(q)
+            }
+            @inline(__always)
+            func word(_ r: Int) -> __m512i {
+                _mm512_set1_epi32(Int32(bitPattern: UnsafeRawPointer(x + r * k + 4 * t).loadUnaligned(as: UInt32.self)))
+            }
+            d0 = _mm512_dpbusd_epi32(d0, w, word(0))
+            if rows > 1 { d1 = _mm512_dpbusd_epi32(d1, w, word(1)) }
+            if rows > 2 { d2 = _mm512_dpbusd_epi32(d2, w, word(2)) }
+            if rows > 3 { d3 = _mm512_dpbusd_epi32(d3, w, word(3)) }
+            q += quadBytes
+        }
+        @inline(__always)
+        func finish(_ acc: inout __m512, _ dot: __m512i, _ r: Int) {
+            let i = r * groups + gi
+            let t = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), _mm512_mul_ps(m, _mm512_set1_ps(xsum[i])))
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(xs[i]), t, acc)
+        }
+        finish(&a0, d0, 0)
+        if rows > 1 { finish(&a1, d1, 1) }
+        if rows > 2 { finish(&a2, d2, 2) }
+        if rows > 3 { finish(&a3, d3, 3) }
+        pw += groupBytes
+    }
+    let cols = min(16, n - p * 16)
+    let mask: __mmask16 = cols == 16 ? 0xFFFF : __mmask16((1 << cols) - 1)
+    @inline(__always)
+    func store(_ acc: __m512, _ r: Int) {
+        let out = c + r * ldc + p * 16
+        let v = accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), acc) : acc
+        _mm512_mask_storeu_ps(out, mask, v)
+    }
+    store(a0, 0)
+    if rows > 1 { store(a1, 1) }
+    if rows > 2 { store(a2, 2) }
+    if rows > 3 { store(a3, 3) }
+}
+
+/// `c[r, columns of panels] (+)= Σ_k x[r, k] · W[col, k]` for `m` rows quantized to int8 (`xq`:
+/// m rows of k values; `xs`, `xsum`: m rows of k/group scales and sums), on weight panels
+/// `panelBegin..<panelEnd` of a quantized `PackedWeight` (`int4` or int8, `offsets`, `group`).
+/// `epilogue(rowBegin, rowEnd, panelBegin, panelEnd)` is called for each finished group of
+/// `epilogueEvery` panels (all m rows), as the fp32 kernels do.
+@inline(never)
+public func avx512QuantizedRows(
+    int4: Bool, offsets: Bool, group: Int, xq: UnsafePointer<Int8>, xs: UnsafePointer<Float>, xsum: UnsafePointer<Float>, m: Int, k: Int,
+    b: UnsafeRawPointer, n: Int, panelBegin: Int, panelEnd: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+) {
+    let groups = k / group
+    var next = panelBegin + epilogueEvery
+    for p in panelBegin..<panelEnd {
+        var r0 = 0
+        while r0 < m {
+            let rows = min(4, m - r0)
+            let x = xq + r0 * k, s = xs + r0 * groups, sum = xsum + r0 * groups, out = c + r0 * ldc
+            switch rows {
+            case 4:
+                rowsTile(
+                    rows: 4, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out, ldc: ldc,
+                    accumulate: accumulate)
+            case 3:
+                rowsTile(
+                    rows: 3, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out, ldc: ldc,
+                    accumulate: accumulate)
+            case 2:
+                rowsTile(
+                    rows: 2, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out, ldc: ldc,
+                    accumulate: accumulate)
+            default:
+                rowsTile(
+                    rows: 1, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out, ldc: ldc,
+                    accumulate: accumulate)
+            }
+            r0 += rows
+        }
+        while epilogueEvery > 0 && next <= p + 1 {
+            epilogue(0, m, next - epilogueEvery, next)
+            next += epilogueEvery
+        }
+    }
+}
