@@ -4,7 +4,7 @@
 // count. The allocator entry points are counted by `MoEAllocationCounter` (glibc only).
 //
 //   moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R]
-//                    [--placement static:W] [--weights f32|bf16]
+//                    [--placement static:W] [--weights f32|bf16|int8|int4[:G]]
 //
 // The graph gets seeded random weights in a temporary checkpoint. For each token count: one
 // schedule, 3 warm-up runs (the first run of a schedule may fill lazy caches: Dispatch's
@@ -64,11 +64,11 @@ while let a = arguments.popFirst() {
         placement = PlacementExecution(.staticSplit(workers: w))
     case "--weights":
         let v = value(a)
-        guard let f = WeightFormat(rawValue: v) else { fail(CompileOptions.unknownWeightFormat(v)) }
+        guard let f = WeightFormat(option: v) else { fail(CompileOptions.unknownWeightFormat(v)) }
         weightFormat = f
     case "--help", "-h":
         print(
-            "usage: moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R] [--placement static:W] [--weights f32|bf16]"
+            "usage: moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R] [--placement static:W] [--weights f32|bf16|int8|int4[:G]]"
         )
         exit(0)
     default:

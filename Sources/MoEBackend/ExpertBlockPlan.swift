@@ -113,9 +113,23 @@ public struct ExpertBlockPlan: Sendable {
             if let i = groups.firstIndex(where: { $0.0 == f }) { groups[i].1.append(role) } else { groups.append((f, [role])) }
         }
         return groups.map { f, roles in
-            roles.joined(separator: ", ") + ": " + f.rawValue
-                + (f == .bf16 ? (packedKernel ? " (half the bytes; widened to f32 in registers, f32 sums)" : " (values rounded to bf16, held as f32 on this path)") : "")
+            roles.joined(separator: ", ") + ": " + f.rawValue + Self.formatNote(f, packedKernel: packedKernel)
         }.joined(separator: "; ")
+    }
+
+    /// How a format's matrices run, for `formatDescription`.
+    static func formatNote(_ f: WeightFormat, packedKernel: Bool) -> String {
+        switch f {
+        case .f32: return ""
+        case .bf16:
+            return packedKernel ? " (half the bytes; widened to f32 in registers, f32 sums)" : " (values rounded to bf16, held as f32 on this path)"
+        case .int8, .int4, .int4g64, .int4g128:
+            let what = "\(f.bits)-bit values in groups of \(f.group!) with fp32 scales"
+            guard packedKernel else { return " (\(what); values rounded, held as f32 on this path)" }
+            return ISA.best == .avx512
+                ? " (\(what); integer products with activations quantized to int8, AVX-512 VNNI)"
+                : " (\(what); widened to f32 in registers, f32 sums)"
+        }
     }
 
     /// The routing chain feeding a block, first step first (`fused_router{softmax → top-2 → renormalize}`).

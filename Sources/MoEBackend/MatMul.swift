@@ -16,7 +16,7 @@ public enum MatMulBackend: Sendable, CustomStringConvertible {
     /// Arm with Accelerate) and on request: `MOEC_BLAS=libopenblas.so.0`.
     public static var automatic: MatMulBackend {
         let requested = ProcessInfo.processInfo.environment["MOEC_BLAS"].map { !$0.isEmpty && $0.lowercased() != "none" } ?? false
-        if ISA.best == .avx2 && !requested { return .native }
+        if ISA.best != .portable && !requested { return .native }
         if let b = BLAS.shared { return .blas(b) }
         return .native
     }

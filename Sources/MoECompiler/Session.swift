@@ -181,6 +181,7 @@ extension CompileOptions {
 
     /// The error text for a `--weights` value that names no format.
     public static func unknownWeightFormat(_ name: String) -> String {
-        "--weights expects " + weightFormatNames.joined(separator: " or ") + " (how expert matrices are stored), got '\(name)'"
+        "--weights expects " + weightFormatNames.dropLast().joined(separator: ", ") + " or " + weightFormatNames.last!
+            + " (how expert matrices are stored), got '\(name)'"
     }
 }

@@ -149,6 +149,15 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     /// Whether values are integers with scales (their rounding happens once, at load).
     public var isQuantized: Bool { group != nil }
 
+    /// How `moec compile --weights` spells it (`int4:64` for `.int4g64`).
+    public var optionName: String {
+        switch self {
+        case .int4g64: return "int4:64"
+        case .int4g128: return "int4:128"
+        default: return rawValue
+        }
+    }
+
     /// The format `moec compile --weights` spells `name`: a raw value, or `int4:G` / `int8:32`.
     public init?(option name: String) {
         switch name {

@@ -81,9 +81,9 @@ extension Kernels {
         accumulate: Bool, threads: Int, isa: ISA
     ) {
         let b = PanelStorage(w), cp = SendablePointer(y)
-        let n = w.n, avx2 = isa.runsAVX2
+        let n = w.n
         Parallel.forEachChunk(count: w.panels, threads: multiplyThreads(m: a.m, n: n, k: w.k, threads: threads)) { panels in
-            multiplyPanels(a, b: b, n: n, panels: panels, c: cp.pointer, ldc: ldy, accumulate: accumulate, avx2: avx2)
+            multiplyPanels(a, b: b, n: n, panels: panels, c: cp.pointer, ldc: ldy, accumulate: accumulate, isa: isa)
         }
     }
 
@@ -96,9 +96,9 @@ extension Kernels {
     @inline(__always)
     static func multiplyPanels(
         _ a: PackedA, b: PanelStorage, n: Int, panels: Range<Int>,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, avx2: Bool
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, isa: ISA
     ) {
-        switch (b.format, avx2) {
+        switch (b.format, isa.runsAVX2) {
         case (.f32, true):
             avx2GemmPacked(
                 a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
@@ -111,15 +111,12 @@ extension Kernels {
                 mcPanels: GemmBlocking.mcPanels, b: b.bf16, n: n,
                 panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
                 c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
-        case (.int8, true) where usesIntegerRows(m: a.m, format: b.format, isa: .avx2),
-            (.int4, true) where usesIntegerRows(m: a.m, format: b.format, isa: .avx2):
-            let g = b.format.group!
-            withUnsafeTemporaryAllocation(byteCount: QuantizedRows.bytes(m: a.m, k: a.k, group: g), alignment: 64) { scratch in
-                let x = QuantizedRows(m: a.m, k: a.k, group: g, storage: scratch.baseAddress!)
-                x.quantize(packed: a.data)
-                avx512QuantizedRows(
-                    int4: b.format.bits == 4, offsets: b.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: a.m, k: a.k,
-                    b: b.pointer, n: n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: c, ldc: ldc, accumulate: accumulate)
+        case (.int8, true) where usesIntegerRows(m: a.m, format: b.format, isa: isa),
+            (.int4, true) where usesIntegerRows(m: a.m, format: b.format, isa: isa):
+            withUnsafeTemporaryAllocation(byteCount: quantizedScratchFloats(k: a.k, format: b.format) * 4, alignment: 64) { scratch in
+                integerProducts(
+                    a.data, m: a.m, b, n: n, k: a.k, panels: panels, c, ldy: ldc, accumulate: accumulate,
+                    scratch: scratch.baseAddress!)
             }
         case (.int8, true), (.int4, true):
             avx2GemmPackedQuantized(
@@ -171,7 +168,7 @@ public final class GemmJob: @unchecked Sendable {
     private var b = PanelStorage()
     private var c: UnsafeMutablePointer<Float>?
     private var n = 0, ldy = 0
-    private var accumulate = false, avx2 = false
+    private var accumulate = false, isa = ISA.portable
     private var pack: ChunkJob!
     private var multiply: ChunkJob!
 
@@ -182,7 +179,7 @@ public final class GemmJob: @unchecked Sendable {
         multiply = ChunkJob { [unowned self] panels in
             Kernels.multiplyPanels(
                 self.a, b: self.b, n: self.n, panels: panels, c: self.c!, ldc: self.ldy,
-                accumulate: self.accumulate, avx2: self.avx2)
+                accumulate: self.accumulate, isa: self.isa)
         }
     }
 
@@ -198,7 +195,7 @@ public final class GemmJob: @unchecked Sendable {
         n = w.n
         self.ldy = ldy
         self.accumulate = accumulate
-        avx2 = isa.runsAVX2
+        self.isa = isa
         Parallel.forEachChunk(count: a.mPanels, threads: a.fillThreads(threads), job: pack)
         Parallel.forEachChunk(count: w.panels, threads: Kernels.multiplyThreads(m: m, n: w.n, k: w.k, threads: threads), job: multiply)
     }

@@ -1,23 +1,26 @@
 import Foundation
 import MoEKernelsAVX2
 
-/// Which compiled kernel set runs: the portable one (plain Swift, any CPU) or the one built for
-/// AVX2 + FMA in `MoEKernelsAVX2`. Every kernel entry point takes an `isa:` argument that defaults
-/// to `ISA.best`; asking for `.avx2` on a CPU without AVX2/FMA runs the portable kernels instead,
-/// so AVX2 instructions never execute on a CPU that lacks them.
+/// Which compiled kernel set runs: the portable one (plain Swift, any CPU), the one built for
+/// AVX2 + FMA in `MoEKernelsAVX2`, or that one with the AVX-512 VNNI kernels of
+/// `MoEKernelsAVX512` where they exist (integer products on quantized weights, `q8Gemm`). Every
+/// kernel entry point takes an `isa:` argument that defaults to `ISA.best`; asking for a set the
+/// CPU lacks runs the next one down, so no instruction executes on a CPU that lacks it.
 public enum ISA: String, Sendable, CaseIterable, CustomStringConvertible {
     case portable
     case avx2
+    case avx512
 
     /// True when the CPU reports both AVX2 and FMA (checked once, at first use).
     public static let cpuHasAVX2FMA: Bool = detectAVX2FMA()
 
-    /// The kernel set used by default: `.avx2` when the CPU has it, unless the environment
-    /// variable `MOEC_SIMD=portable` asks for the portable kernels.
+    /// The kernel set used by default: the best the CPU has, unless the environment variable
+    /// `MOEC_ISA=portable|avx2` (or `MOEC_SIMD=portable`) asks for a lower one.
     public static let best: ISA = {
         let env = ProcessInfo.processInfo.environment
-        if env["MOEC_SIMD"]?.lowercased() == "portable" || env["MOEC_ISA"]?.lowercased() == "portable" { return .portable }
-        return cpuHasAVX2FMA ? .avx2 : .portable
+        let asked = env["MOEC_ISA"]?.lowercased()
+        if env["MOEC_SIMD"]?.lowercased() == "portable" || asked == "portable" || !cpuHasAVX2FMA { return .portable }
+        return cpuHasAVX512VNNI && asked != "avx2" ? .avx512 : .avx2
     }()
 
     /// True when the CPU reports AVX-512 F, BW, VL, DQ and VNNI (checked once, at first use).
@@ -26,17 +29,20 @@ public enum ISA: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Whether the int8 kernels (`Kernels.q8Gemm`) take their AVX-512 VNNI path by default: the
     /// CPU has it and `MOEC_ISA` is not `avx2` or `portable`. (The fp32 kernels have no AVX-512
     /// path yet.)
-    public static let int8UsesAVX512: Bool = {
-        let asked = ProcessInfo.processInfo.environment["MOEC_ISA"]?.lowercased()
-        return best == .avx2 && cpuHasAVX512VNNI && asked != "avx2"
-    }()
+    public static let int8UsesAVX512: Bool = best == .avx512
 
     /// The kernel sets this CPU can run (tests exercise each).
-    public static var available: [ISA] { cpuHasAVX2FMA ? [.portable, .avx2] : [.portable] }
+    public static var available: [ISA] {
+        cpuHasAVX2FMA ? (cpuHasAVX512VNNI ? [.portable, .avx2, .avx512] : [.portable, .avx2]) : [.portable]
+    }
 
     /// What actually runs when `self` is asked for.
     @inline(__always)
-    var runsAVX2: Bool { self == .avx2 && ISA.cpuHasAVX2FMA }
+    var runsAVX2: Bool { self != .portable && ISA.cpuHasAVX2FMA }
+
+    /// Whether the AVX-512 VNNI kernels run when `self` is asked for.
+    @inline(__always)
+    var runsAVX512: Bool { self == .avx512 && ISA.cpuHasAVX2FMA && ISA.cpuHasAVX512VNNI }
 
     public var description: String { rawValue }
 }

@@ -141,19 +141,15 @@ extension Kernels {
                 epilogueEvery: epilogueEvery, epilogue: epilogue)
         case (.int8, true) where usesIntegerRows(m: m, format: w.format, isa: isa),
             (.int4, true) where usesIntegerRows(m: m, format: w.format, isa: isa):
-            let g = w.format.group!
             func run(_ scratch: UnsafeMutableRawPointer) {
-                let x = QuantizedRows(m: m, k: k, group: g, storage: scratch)
-                x.quantize(packed: a)
-                avx512QuantizedRows(
-                    int4: w.format.bits == 4, offsets: w.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: m, k: k,
-                    b: w.quantizedData, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: y, ldc: ldy,
-                    accumulate: accumulate, epilogueEvery: epilogueEvery, epilogue: epilogue)
+                integerProducts(
+                    a, m: m, PanelStorage(w), n: w.n, k: k, panels: panels, y, ldy: ldy, accumulate: accumulate, scratch: scratch, epilogueEvery: epilogueEvery,
+                    epilogue: epilogue)
             }
             if let bf16Strip {
                 run(UnsafeMutableRawPointer(bf16Strip))
             } else {
-                withUnsafeTemporaryAllocation(byteCount: QuantizedRows.bytes(m: m, k: k, group: g), alignment: 64) { run($0.baseAddress!) }
+                withUnsafeTemporaryAllocation(byteCount: quantizedScratchFloats(k: k, format: w.format) * 4, alignment: 64) { run($0.baseAddress!) }
             }
         case (.int8, true), (.int4, true):
             avx2GemmPackedQuantized(

@@ -22,73 +22,57 @@ struct QuantizedRows {
         sums = floats + m * (k / group)
     }
 
-    /// Quantizes the m rows of an operand packed by `PackedRows.pack` (k-blocked panels of
-    /// `GemmBlocking.mr` rows), group by group as llama.cpp's Q8_0 does for activations:
-    /// d = max|x| / 127, q = round(x / d); a group holding a NaN or an infinity gets d = NaN.
-    func quantize(packed a: UnsafePointer<Float>) {
-        let mr = GemmBlocking.mr, kc = GemmBlocking.kc
-        let mPanels = (m + mr - 1) / mr
-        let groups = k / group
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: group) { buffer in
-            let x = buffer.baseAddress!
-            for r in 0..<m {
-                let (panel, lane) = (r / mr, r % mr)
-                for gi in 0..<groups {
-                    for i in 0..<group {
-                        let kk = gi * group + i
-                        let k0 = kk / kc * kc, width = min(kc, k - k0)
-                        x[i] = a[k0 * mPanels * mr + panel * width * mr + (kk - k0) * mr + lane]
-                    }
-                    let q = values + r * k + gi * group
-                    let d = Q8Activations.quantizeBlockOf(x, count: group, into: q)
-                    var sum = 0
-                    for i in 0..<group { sum += Int(q[i]) }
-                    scales[r * groups + gi] = d
-                    sums[r * groups + gi] = Float(sum)
-                }
-            }
-        }
-    }
-}
-
-extension Q8Activations {
-    /// `quantizeBlock` for any count of values (all of them quantized; none padded).
-    static func quantizeBlockOf(_ x: UnsafePointer<Float>, count: Int, into q: UnsafeMutablePointer<Int8>) -> Float {
-        var amax: Float = 0
-        var finite = true
-        for i in 0..<count {
-            finite = finite && x[i].isFinite
-            amax = max(amax, abs(x[i]))
-        }
-        guard finite else {
-            q.initialize(repeating: 0, count: count)
-            return .nan
-        }
-        let d = amax / 127
-        let id: Float = d != 0 ? 1 / d : 0
-        for i in 0..<count { q[i] = Int8((x[i] * id).rounded()) }
-        return d
+    /// Quantizes rows `rows.lowerBound ..< rows.lowerBound + m` of an operand of `total` rows
+    /// packed by `PackedRows.pack` (see `avx512QuantizeRows`: per row and group, d = max|x| / 127
+    /// and q = x / d to nearest, ties to even). `rows` starts on a row panel.
+    func quantize(packed a: UnsafePointer<Float>, total: Int, from first: Int = 0) {
+        let mr = GemmBlocking.mr
+        avx512QuantizeRows(
+            packed: a, m: total, k: k, group: group, kc: GemmBlocking.kc, panels: first / mr..<(first + m + mr - 1) / mr, values: values,
+            scales: scales, sums: sums)
     }
 }
 
 extension Kernels {
-    /// Rows at most this many take the integer products on a quantized weight (when the CPU has
-    /// VNNI); more rows widen the weight to fp32 (`MOEC_INT8_ROWS` overrides, 0 turns it off).
-    static let integerRowLimit: Int = {
-        if let s = ProcessInfo.processInfo.environment["MOEC_INT8_ROWS"], let v = Int(s), v >= 0 { return v }
-        return 16
-    }()
+    /// Whether quantized weights take the integer products on a CPU with VNNI (`MOEC_INT8_ROWS=0`
+    /// turns them off: every product then widens the weights to fp32).
+    static let integerProductsAllowed: Bool = ProcessInfo.processInfo.environment["MOEC_INT8_ROWS"] != "0"
 
-    /// Whether `gemmPacked` on `m` rows of a `format` weight takes the integer products.
+    /// Rows quantized at a time for the integer products (a multiple of the packed panels' 6
+    /// rows and of the kernel's 4-row tiles): the scratch holds this many.
+    static let integerRowChunk = 24
+
+    /// Whether `gemmPacked` on a `format` weight takes the integer products.
     static func usesIntegerRows(m: Int, format: PackedWeight.Format, isa: ISA) -> Bool {
-        format.isQuantized && m <= integerRowLimit && isa.runsAVX2 && ISA.int8UsesAVX512
+        format.isQuantized && integerProductsAllowed && isa.runsAVX512
     }
 
     /// Floats of scratch `gemmPacked` needs on a `format` weight of `k` inputs (its `bf16Strip`):
     /// the widening strip, or the integer path's quantized rows, whichever is larger.
     public static func quantizedScratchFloats(k: Int, format: PackedWeight.Format) -> Int {
         guard let g = format.group else { return PackedRows.bf16StripFloats(k: k) }
-        return max(PackedRows.bf16StripFloats(k: k), (QuantizedRows.bytes(m: integerRowLimit, k: k, group: g) + 3) / 4)
+        return max(PackedRows.bf16StripFloats(k: k), (QuantizedRows.bytes(m: integerRowChunk, k: k, group: g) + 3) / 4)
+    }
+
+    /// The integer products on `m` rows of a packed operand `a`, `integerRowChunk` rows at a time
+    /// quantized into `scratch` (`QuantizedRows.bytes(m: integerRowChunk, …)` bytes).
+    static func integerProducts(
+        _ a: UnsafePointer<Float>, m: Int, _ w: PanelStorage, n: Int, k: Int, panels: Range<Int>, _ y: UnsafeMutablePointer<Float>, ldy: Int,
+        accumulate: Bool, scratch: UnsafeMutableRawPointer, epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+    ) {
+        let g = w.format.group!
+        var r0 = 0
+        while r0 < m {
+            let rows = min(integerRowChunk, m - r0)
+            let x = QuantizedRows(m: rows, k: k, group: g, storage: scratch)
+            x.quantize(packed: a, total: m, from: r0)
+            avx512QuantizedRows(
+                int4: w.format.bits == 4, offsets: w.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: rows, k: k,
+                b: w.pointer, n: n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: y + r0 * ldy, ldc: ldy,
+                accumulate: accumulate, epilogueEvery: epilogueEvery
+            ) { e0, e1, p0, p1 in epilogue(r0 + e0, r0 + e1, p0, p1) }
+            r0 += rows
+        }
     }
 
     /// The integer products of `avx512QuantizedRows`, scalar, in the same order (tests compare

@@ -128,3 +128,72 @@ public func avx512QuantizedRows(
         }
     }
 }
+
+/// Quantizes `m` rows of `k` values packed as `PackedRows` lays them out (k-blocks of `kc` steps;
+/// inside a block, panels of `mr` = 6 rows, each step one value per row) to int8, per row and
+/// group of `group` values: d = max|x| / 127, q = x · (1/d) rounded to nearest, ties to even (as
+/// llama.cpp's AVX `quantize_row_q8_0`), d = 0 giving q = 0. Writes `values` (m rows of k),
+/// `scales` and `sums` (m rows of k/group: d and Σq). A group holding a NaN or an infinity gets
+/// d = NaN, q = 0 and sum 0. One vector holds a panel's 6 rows at one step. Only the row panels
+/// `panels` are done; their first row is row 0 of the output.
+@inline(never)
+public func avx512QuantizeRows(
+    packed a: UnsafePointer<Float>, m: Int, k: Int, group: Int, kc: Int, panels: Range<Int>,
+    values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>
+) {
+    let mr = 6
+    let mPanels = (m + mr - 1) / mr
+    let groups = k / group
+    let values = values - panels.lowerBound * mr * k, scales = scales - panels.lowerBound * mr * groups
+    let sums = sums - panels.lowerBound * mr * groups
+    let six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0)
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
+    var lanes = SIMD8<Int32>()
+    for panel in panels {
+        let rows = min(mr, m - panel * mr)
+        var k0 = 0
+        while k0 < k {
+            let width = min(kc, k - k0)
+            let block = a + k0 * mPanels * mr + panel * width * mr
+            var g0 = 0
+            while g0 < width {
+                let src = block + g0 * mr
+                let gi = (k0 + g0) / group
+                var amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps()
+                for i in 0..<group {
+                    let v = _mm256_maskload_ps(src + i * mr, six)
+                    amax = _mm256_max_ps(amax, _mm256_and_ps(v, magnitude))
+                    bad = _mm256_add_ps(bad, _mm256_sub_ps(v, v)) // NaN where any value is not finite
+                }
+                let d = _mm256_div_ps(amax, _mm256_set1_ps(127))
+                let inverse = _mm256_div_ps(_mm256_set1_ps(1), d)
+                let zero: SIMD8<Float> = d
+                var id: SIMD8<Float> = inverse
+                id.replace(with: 0, where: zero .== 0)
+                var total = _mm256_setzero_si256()
+                for i in 0..<group {
+                    let q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_maskload_ps(src + i * mr, six), id))
+                    total = _mm256_add_epi32(total, q)
+                    lanes = unsafeBitCast(q, to: SIMD8<Int32>.self)
+                    let out = values + panel * mr * k + k0 + g0 + i
+                    for r in 0..<rows { out[r * k] = Int8(truncatingIfNeeded: lanes[r]) }
+                }
+                let dv: SIMD8<Float> = d, badv: SIMD8<Float> = bad
+                let sum = unsafeBitCast(total, to: SIMD8<Int32>.self)
+                for r in 0..<rows {
+                    let row = panel * mr + r
+                    if badv[r].isNaN {
+                        scales[row * groups + gi] = .nan
+                        sums[row * groups + gi] = 0
+                        (values + row * k + k0 + g0).initialize(repeating: 0, count: group)
+                    } else {
+                        scales[row * groups + gi] = dv[r]
+                        sums[row * groups + gi] = Float(sum[r])
+                    }
+                }
+                g0 += group
+            }
+            k0 += width
+        }
+    }
+}

@@ -26,7 +26,7 @@ public struct ExpertWeightFormat: Pass {
                 let node = g.ids.first { g[$0].op == .weight && g[$0].attributes.int("index") == i }
                 throw DiagnosticError(
                     .error(
-                        "--weights \(format.rawValue): weight '\(w.name)' has rows of \(w.shape.last ?? 0) values, which groups of \(group) do not divide"
+                        "--weights \(format.optionName): weight '\(w.name)' has rows of \(w.shape.last ?? 0) values, which groups of \(group) do not divide"
                             + (group > 32 ? " (try a smaller group)" : ""),
                         at: node.flatMap { g[$0].location }))
             }

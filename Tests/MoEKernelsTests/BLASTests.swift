@@ -100,11 +100,16 @@ private final class SeenThreads: @unchecked Sendable {
 @Test func isaSelection() {
     #expect(ISA.available.contains(.portable))
     #expect(ISA.available.contains(.avx2) == ISA.cpuHasAVX2FMA)
-    if ProcessInfo.processInfo.environment["MOEC_SIMD"] == "portable" {
+    #expect(ISA.available.contains(.avx512) == (ISA.cpuHasAVX2FMA && ISA.cpuHasAVX512VNNI))
+    let env = ProcessInfo.processInfo.environment
+    if env["MOEC_SIMD"] == "portable" || env["MOEC_ISA"] == "portable" {
         #expect(ISA.best == .portable)
-    } else {
+    } else if env["MOEC_ISA"] == "avx2" {
         #expect(ISA.best == (ISA.cpuHasAVX2FMA ? .avx2 : .portable))
+    } else {
+        #expect(ISA.best == (ISA.cpuHasAVX2FMA ? (ISA.cpuHasAVX512VNNI ? .avx512 : .avx2) : .portable))
     }
+    #expect(ISA.int8UsesAVX512 == (ISA.best == .avx512))
     #if arch(x86_64) && os(Linux)
         let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         #expect(ISA.cpuHasAVX2FMA == (flags.contains(" avx2") && flags.contains(" fma")))

@@ -94,7 +94,7 @@ private func expectedProducts(
             let scratch = UnsafeMutableRawPointer.allocate(byteCount: QuantizedRows.bytes(m: m, k: k, group: g), alignment: 64)
             defer { scratch.deallocate() }
             let rows = QuantizedRows(m: m, k: k, group: g, storage: scratch)
-            rows.quantize(packed: packedX)
+            rows.quantize(packed: packedX, total: m)
             Kernels.quantizedRowsReference(rows, packed, panels: panels, yp.baseAddress!, ldy: n, accumulate: y0 != nil)
         } else {
             Kernels.gemmPacked(packedX, m: m, widened, panels: panels, yp.baseAddress!, ldy: n, accumulate: y0 != nil, isa: isa)
