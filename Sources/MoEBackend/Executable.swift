@@ -64,9 +64,13 @@ public final class Executable: @unchecked Sendable {
     /// A weight whose format is bf16 (`WeightInfo.format`) is packed into bf16 panels when only
     /// the packed experts kernel reads it; any other reader (BLAS, an unfused path) reads f32
     /// values rounded to bfloat16 here, so every path computes with the same weights.
+    ///
+    /// `stored`: the weights `weights` holds as a GGUF file stores them
+    /// (`WeightBinding.load(stored:)`, `Executable.weightsReadAsStored`), which the packed experts
+    /// kernel repacks exactly; a GGUF-typed weight not in it holds its dequantized values.
     public init(
         graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions(),
-        consumeWeights: Bool = false
+        consumeWeights: Bool = false, stored: Set<Int> = []
     ) {
         precondition(weights.count == graph.weights.count)
         self.graph = graph
@@ -83,7 +87,8 @@ public final class Executable: @unchecked Sendable {
         let native = options.backend.isNative
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
         var weights = weights
-        for (i, w) in graph.weights.enumerated() where w.format != .f32 && !expertOnly.contains(i) {
+        // (GGUF types loaded as floats are the file's values exactly: nothing to round.)
+        for (i, w) in graph.weights.enumerated() where w.format != .f32 && !w.format.isGGUFType && !expertOnly.contains(i) {
             weights[i] = Executable.rounded(
                 weights[i], to: ExpertMatrices.packedFormat(w.format), rows: w.elementCount / max(w.shape.last ?? 1, 1),
                 k: max(w.shape.last ?? 1, 1), inPlace: consumeWeights, threads: options.threads)
@@ -117,7 +122,7 @@ public final class Executable: @unchecked Sendable {
                 experts[i] = ExpertMatrices(
                     node: n, graph: graph, weights: weights, threads: options.threads,
                     releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [],
-                    held: Executable.heldExperts(node: i, graph, options))
+                    held: Executable.heldExperts(node: i, graph, options), stored: stored)
             }
         }
         // Packed copies replace the originals for weights only read as matrices.
@@ -211,6 +216,24 @@ public final class Executable: @unchecked Sendable {
     public static func runsPackedKernel(_ n: Node, _ g: Graph) -> Bool {
         guard let experts = n.expertsView, experts.kind != .program else { return false }
         return experts.has(.permute) && experts.has(.prepacked) && ExpertMatrices.expertsAreWeights(n, g)
+    }
+
+    /// The GGUF-typed weights (`WeightFormat.isGGUFType`) to load as the file stores them: on the
+    /// native backend, those only packed MoE blocks read as expert matrices, when each such
+    /// block's first-layer matrices (gate and up, interleaved into one matrix) share the type.
+    /// The others are loaded as floats (their dequantized values, exactly).
+    public static func weightsReadAsStored(_ g: Graph, options: ExecutionOptions) -> Set<Int> {
+        guard options.backend.isNative else { return [] }
+        var out = weightsReadOnlyByExperts(g).filter { g.weights[$0].format.isGGUFType && g.weights[$0].repeats == nil }
+        for n in g.nodes where n.op == .moe_experts {
+            guard let view = n.expertsView else { continue }
+            let all = view.matrices.compactMap { g[$0].attributes.int("index") }
+            let first = Array(all.dropLast())
+            // (A stored gate_up is split by rows of floats: its type is read as floats.)
+            if view.kind == .swiglu_fused { out.subtract(all) }
+            if Set(first.map { g.weights[$0].format }).count > 1 || !first.allSatisfy(out.contains) { out.subtract(first) }
+        }
+        return out
     }
 
     /// Weights the native backend keeps as stored, to be packed per call: every reader is a MoE

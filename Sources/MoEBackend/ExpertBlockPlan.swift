@@ -123,8 +123,10 @@ public struct ExpertBlockPlan: Sendable {
         case .f32: return ""
         case .bf16:
             return packedKernel ? " (half the bytes; widened to f32 in registers, f32 sums)" : " (values rounded to bf16, held as f32 on this path)"
-        case .int8, .int4, .int4g64, .int4g128:
-            let what = "\(f.bits)-bit values in groups of \(f.group!) with fp32 scales"
+        default:
+            let what =
+                (f.isGGUFType ? "the GGUF file's values, repacked: " : "") + "\(f.bits)-bit values in groups of \(f.group!) with fp32 scales"
+                + (f.offsets ? " and offsets" : "")
             guard packedKernel else { return " (\(what); values rounded, held as f32 on this path)" }
             return ISA.best == .avx512
                 ? " (\(what); integer products with activations quantized to int8, AVX-512 VNNI)"

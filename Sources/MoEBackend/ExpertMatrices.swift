@@ -1,3 +1,4 @@
+import MoEIO
 import MoEIR
 import MoEKernels
 
@@ -59,19 +60,43 @@ struct ExpertMatrices: @unchecked Sendable {
     /// `releasable`: weight indices no one else reads, whose unpacked pages are given back as soon
     /// as each expert is packed (so peak memory stays near one copy of the weights). `held`: the
     /// experts to pack (nil: all).
-    init(node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int, releasable: Set<Int> = [], held: Set<Int>? = nil) {
+    init(
+        node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int, releasable: Set<Int> = [], held: Set<Int>? = nil,
+        stored: Set<Int> = []
+    ) {
         let view = n.expertsView!
         let kind = view.kind
         let operandWeights = view.matrices.map { o -> Operand in
             let w = g[o]
             let index = w.attributes.int("index")!
-            return Operand(buffer: weights[index], shape: g.weights[index].shape, release: releasable.contains(index), format: Self.packedFormat(g.weights[index].format))
+            let format = g.weights[index].format
+            // A GGUF type loaded as floats holds the file's values: packed as f32.
+            let storedType = stored.contains(index) ? GGMLType.kept(format) : nil
+            return Operand(
+                buffer: weights[index], shape: g.weights[index].shape, release: releasable.contains(index),
+                format: format.isGGUFType && storedType == nil ? .f32 : Self.packedFormat(format), stored: storedType)
         }
         func matrix(_ w: Operand, expert e: Int) -> PackedWeight {
             let rows = w.shape[1], k = w.shape[2]
+            if let type = w.stored {
+                let rowBytes = w.rowBytes, base = UnsafeRawPointer(w.buffer.floats) + e * rows * rowBytes
+                let packed = PackedWeight(n: rows, k: k, format: w.format) { r, set in type.forEachGroup32(row: base + r * rowBytes, k: k, set) }
+                if w.release { w.buffer.releasePages(floats: e * rows * rowBytes / 4..<(e + 1) * rows * rowBytes / 4) }
+                return packed
+            }
             let packed = PackedWeight(weight: UnsafePointer(w.buffer.floats + e * rows * k), n: rows, k: k, threads: threads, format: w.format)
             if w.release { w.buffer.releasePages(floats: e * rows * k..<(e + 1) * rows * k) }
             return packed
+        }
+        /// Gate and up rows of a GGUF file (each `[f, h]` as stored) interleaved by panel as
+        /// `interleaved` does, repacked row by row (padded features stay zero).
+        func interleavedStored(_ type: GGMLType, _ gate: UnsafeRawPointer, _ up: UnsafeRawPointer, f: Int, h: Int, rowBytes: Int, format: PackedWeight.Format) -> PackedWeight {
+            let p = PackedWeight.panelWidth, f16 = Self.paddedFeatures(f)
+            return PackedWeight(n: 2 * f16, k: h, format: format) { r, set in
+                let panel = r / p, feature = (panel / 2) * p + r % p
+                guard feature < f else { return }
+                type.forEachGroup32(row: (panel % 2 == 0 ? gate : up) + feature * rowBytes, k: h, set)
+            }
         }
         let experts = operandWeights[0].shape[0]
         var first: [[(PackedWeight, Int)]] = []
@@ -116,7 +141,12 @@ struct ExpertMatrices: @unchecked Sendable {
             let fuse = view.has(.fuseGateUp)
             let joined = fuse ? AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false) : nil
             for e in 0..<experts where !skipped(e) {
-                if let joined {
+                if fuse, let type = gate.stored, up.stored == type {
+                    let rb = gate.rowBytes
+                    first.append([(interleavedStored(type, UnsafeRawPointer(gate.buffer.floats) + e * f * rb, UnsafeRawPointer(up.buffer.floats) + e * f * rb, f: f, h: h, rowBytes: rb, format: gate.format), 0)])
+                    if gate.release { gate.buffer.releasePages(floats: e * f * rb / 4..<(e + 1) * f * rb / 4) }
+                    if up.release { up.buffer.releasePages(floats: e * f * rb / 4..<(e + 1) * f * rb / 4) }
+                } else if let joined {
                     let packed = interleaved(
                         gate.buffer.floats + e * f * h, up.buffer.floats + e * f * h, f: f, h: h, formats: [gate.format, up.format], into: joined
                     ) {
@@ -178,19 +208,35 @@ struct ExpertMatrices: @unchecked Sendable {
         let shape: [Int]
         let release: Bool
         let format: PackedWeight.Format
+        /// The GGUF type `buffer` holds blocks of, when it holds them as stored.
+        let stored: GGMLType?
+        /// Bytes of one stored row (`shape[2]` values).
+        var rowBytes: Int { stored.map { shape[2] / $0.blockSize * $0.blockBytes } ?? shape[2] * 4 }
     }
 
-    /// The kernels' panel format for a weight's storage format.
+    /// The kernels' panel format for a weight's storage format (a GGUF type: the int format
+    /// that holds its values exactly).
     static func packedFormat(_ f: WeightFormat) -> PackedWeight.Format {
         switch f {
         case .f32: return .f32
         case .bf16: return .bf16
-        case .int8, .int4, .int4g64, .int4g128:
-            return f.bits == 8 ? .int8(group: f.group!) : .int4(group: f.group!)
+        default: return f.bits == 8 ? .int8(group: f.group!, offsets: f.offsets) : .int4(group: f.group!, offsets: f.offsets)
         }
     }
 
     var byteCount: Int {
         first.reduce(0) { $0 + $1.reduce(0) { $0 + $1.matrix.byteCount } } + down.reduce(0) { $0 + ($1?.byteCount ?? 0) }
+    }
+}
+
+extension GGMLType {
+    /// The GGUF type a GGUF-typed weight format keeps (nil for moec's own formats).
+    static func kept(_ f: WeightFormat) -> GGMLType? {
+        switch f {
+        case .q8_0: return .q8_0
+        case .q4_0: return .q4_0
+        case .q4_k: return .q4_K
+        default: return nil
+        }
     }
 }

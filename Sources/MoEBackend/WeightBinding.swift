@@ -97,8 +97,11 @@ public enum WeightBinding {
     /// dimensions, a split, de-interleave or pad of the rows or columns of each expert; gpt-oss's
     /// `gate_up_proj`) is read and rearranged slice by slice; any other rearranged tensor is read
     /// whole when it holds a wanted slice.
+    ///
+    /// Weights in `stored` (GGUF-typed formats, `WeightFormat.isGGUFType`) are read as the file
+    /// stores them: their tensors' blocks, concatenated, for the packing to repack exactly.
     public static func load(
-        _ graph: Graph, _ checkpoint: Checkpoint, slices: [Int: Set<Int>] = [:],
+        _ graph: Graph, _ checkpoint: Checkpoint, slices: [Int: Set<Int>] = [:], stored: Set<Int> = [],
         progress: ((Int, Int) -> Void)? = nil
     ) throws -> [AlignedBuffer] {
         let problems = check(graph, checkpoint)
@@ -138,6 +141,10 @@ public enum WeightBinding {
         var done = 0
         var out: [AlignedBuffer] = []
         for (wi, (w, read)) in zip(graph.weights, reads).enumerated() {
+            if stored.contains(wi) {
+                out.append(try storedBytes(w, checkpoint))
+                continue
+            }
             let sourceCount = w.sourceShape.reduce(1, *)
             let buffer = AlignedBuffer(floats: sourceCount, zeroed: false)
             var offset = 0
@@ -202,6 +209,39 @@ public enum WeightBinding {
             }
         }
         return out
+    }
+
+    /// A GGUF-typed weight's tensors as stored, one after the other (their type checked against
+    /// the weight's format, and their rows against its shape).
+    private static func storedBytes(_ w: WeightInfo, _ checkpoint: Checkpoint) throws -> AlignedBuffer {
+        var infos: [TensorInfo] = []
+        for (name, _) in w.tensors {
+            guard let info = try checkpoint.info(name), let type = info.ggmlType else {
+                throw DiagnosticError(.error("weight '\(w.name)' is \(w.format.rawValue), but '\(name)' is no GGUF tensor", at: w.location))
+            }
+            guard type.description.lowercased() == w.format.rawValue else {
+                throw DiagnosticError(
+                    .error("weight '\(w.name)' is \(w.format.rawValue) in the plan, but '\(name)' is \(type) in the file", at: w.location))
+            }
+            infos.append(info)
+        }
+        let bytes = infos.reduce(0) { $0 + $1.byteRange.count }
+        guard w.repeats == nil, w.layout.allSatisfy(\.keepsOrder), let k = w.shape.last,
+            bytes == w.elementCount / k * (k / (infos.first?.ggmlType?.blockSize ?? 1)) * (infos.first?.ggmlType?.blockBytes ?? 0)
+        else {
+            throw DiagnosticError(.error("weight '\(w.name)': its GGUF tensors do not hold whole rows of \(w.shape)", at: w.location))
+        }
+        let buffer = AlignedBuffer(floats: (bytes + 3) / 4, zeroed: false)
+        var offset = 0
+        for info in infos {
+            do {
+                try checkpoint.copyStoredBytes(info.name, into: UnsafeMutableRawPointer(buffer.floats) + offset)
+            } catch {
+                throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
+            }
+            offset += info.byteRange.count
+        }
+        return buffer
     }
 
     /// Which floats of one weight's source buffer to read: all, or the slices of its first

@@ -106,15 +106,17 @@ public final class ModelRunner: @unchecked Sendable {
                 .error("--placement runs the experts on moec's own kernels; it cannot be combined with MOEC_BLAS=\(ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? "")"))
         }
         // Under mpirun a rank reads only its experts' weights (and every other weight).
+        // GGUF-typed expert matrices are read as stored and repacked exactly.
+        let stored = Executable.weightsReadAsStored(plan.graph, options: options)
         let buffers = try WeightBinding.load(
-            plan.graph, checkpoint, slices: Executable.expertSlicesToLoad(plan.graph, options: options), progress: progress)
+            plan.graph, checkpoint, slices: Executable.expertSlicesToLoad(plan.graph, options: options), stored: stored, progress: progress)
         self.plan = plan
         var declared = plan.graph
         declared.outputs.removeAll { RouterProbe.isScoresOutput($0.name) }
         graph = declared
         routerProbes = RouterProbe.find(in: plan.graph)
         recordsRouting = recordRouting
-        executable = Executable(graph: plan.graph, weights: buffers, options: options, consumeWeights: true)
+        executable = Executable(graph: plan.graph, weights: buffers, options: options, consumeWeights: true, stored: stored)
         loadSeconds = Date().timeIntervalSince(t0)
     }
 

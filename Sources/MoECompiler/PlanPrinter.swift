@@ -112,7 +112,7 @@ public struct PlanPrinter {
             let count = w.perExpert ? " (×\(w.shape[0]) tensors)" : ""
             var dtype = ""
             if let c = checkpoint, let first = w.tensors.first, let info = try? c.info(first.name) {
-                dtype = " [\(info.dtype.rawValue)]"
+                dtype = " [\(info.ggmlType.map { "\($0)" } ?? info.dtype.rawValue)]"
             }
             let layout = w.layout.isEmpty ? "" : " |> " + w.layout.text
             out += line + w.pattern + layout + count + dtype + "\n"

@@ -16,14 +16,17 @@ public struct CompileOptions: Sendable {
     public var disabledPasses: Set<String>
     /// Optional passes to run (`Pipeline.optionalNames`), e.g. `router-score-exposure`.
     public var enabledPasses: Set<String>
-    /// How expert matrices are stored (`--weights`): f32, or bf16 for every weight that only
-    /// pre-packed MoE blocks read as expert matrices (`ExpertWeightFormat`).
+    /// How expert matrices are stored (`--weights`): f32, bf16, int8 or int4 for every weight
+    /// that only pre-packed MoE blocks read as expert matrices (`ExpertWeightFormat`).
     public var weightFormat: WeightFormat
+    /// No `--weights` was given: expert matrices a `.gguf` model stores as Q8_0, Q4_0 or Q4_K
+    /// keep that type (`GGUFWeightTypes`) instead of being widened to f32.
+    public var keepsCheckpointTypes: Bool
 
     public init(
         graphPath: String, modelDirectory: String? = nil, overrides: [(name: String, value: String)] = [],
         verifyEachPass: Bool = false, disabledPasses: Set<String> = [], enabledPasses: Set<String> = [],
-        weightFormat: WeightFormat = .f32
+        weightFormat: WeightFormat? = nil
     ) {
         self.graphPath = graphPath
         self.modelDirectory = modelDirectory
@@ -31,7 +34,8 @@ public struct CompileOptions: Sendable {
         self.verifyEachPass = verifyEachPass
         self.disabledPasses = disabledPasses
         self.enabledPasses = enabledPasses
-        self.weightFormat = weightFormat
+        self.weightFormat = weightFormat ?? .f32
+        keepsCheckpointTypes = weightFormat == nil
     }
 }
 
@@ -119,9 +123,12 @@ public final class CompilerSession {
     func optimize(enabling extra: Set<String>) throws -> Graph {
         let enabled = options.enabledPasses.union(extra)
         if let g = cachedOptimized[enabled] { return g }
-        let g = try Pipeline.run(
+        var g = try Pipeline.run(
             try lower(), verifyEachPass: options.verifyEachPass || Pipeline.verifyByDefault,
             disabled: options.disabledPasses, enabled: enabled, weights: options.weightFormat)
+        if options.keepsCheckpointTypes, options.modelDirectory != nil, let c = try? checkpoint(), !c.ggufFiles.isEmpty {
+            g = GGUFWeightTypes.apply(g, c)
+        }
         if options.weightFormat != .f32 && g.weights.allSatisfy({ $0.format == .f32 }) {
             diagnostics.emit(
                 .warning(
@@ -174,8 +181,9 @@ extension CompileOptions {
 
     /// Sets `weightFormat` from a `--weights` value; false (nothing set) when it names no format.
     public mutating func setWeightFormat(_ name: String) -> Bool {
-        guard let f = WeightFormat(option: name) else { return false }
+        guard let f = WeightFormat(option: name), !f.isGGUFType else { return false }
         weightFormat = f
+        keepsCheckpointTypes = false
         return true
     }
 

@@ -117,6 +117,19 @@ public final class Checkpoint: @unchecked Sendable {
         return try shard(i)
     }
 
+    /// The tensor's bytes as a GGUF file stores them (blocks of its type), copied to `destination`
+    /// (which holds `info(name)!.byteRange.count` bytes). Only for GGUF checkpoints.
+    public func copyStoredBytes(_ name: String, into destination: UnsafeMutableRawPointer) throws(WeightFileError) {
+        guard let gguf = gguf(name) else { throw missingTensorError(name) }
+        do {
+            try gguf.withBytes(name) { destination.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        } catch let e as WeightFileError {
+            throw e
+        } catch {
+            throw WeightFileError(path: path, tensor: name, message: "\(error)")
+        }
+    }
+
     /// Converts the tensor to `Float` into caller memory (count must equal its element count).
     /// A missing tensor is an error that suggests the closest names.
     public func copyFloats(_ name: String, into buffer: UnsafeMutableBufferPointer<Float>) throws(WeightFileError) {

@@ -91,6 +91,56 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
+    /// Whether `forEachGroup32` reads this type (its values are then kept exactly by moec's
+    /// int8 and int4 formats).
+    public var hasGroupsOf32: Bool { self == .q8_0 || self == .q4_0 || self == .q4_K }
+
+    /// A row of `k` values (whole blocks at `source`) as groups of 32 for moec's int formats:
+    /// `body(group, S, M, u)` with each value exactly `fma(u, S, M)`: Q8_0 u = q + 128, S = d,
+    /// M = -128·d; Q4_0 u = the nibble, S = d, M = -8·d; Q4_K per sub-block u = the nibble,
+    /// S = d·sc, M = -(dmin·m) (both products exact in fp32).
+    public func forEachGroup32(row source: UnsafeRawPointer, k: Int, _ body: (Int, Float, Float, UnsafePointer<UInt8>) -> Void) {
+        precondition(hasGroupsOf32 && k % blockSize == 0, "forEachGroup32: \(self) rows of \(k)")
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in
+            let u = buffer.baseAddress!
+            switch self {
+            case .q8_0:
+                for b in 0..<(k / 32) {
+                    let p = source + b * 34
+                    let d = Self.half(p, 0)
+                    for i in 0..<32 { u[i] = Self.byte(p, 2 + i) &+ 128 }
+                    body(b, d, -128 * d, u)
+                }
+            case .q4_0:
+                for b in 0..<(k / 32) {
+                    let p = source + b * 18
+                    let d = Self.half(p, 0)
+                    for j in 0..<16 {
+                        u[j] = Self.byte(p, 2 + j) & 0x0F
+                        u[j + 16] = Self.byte(p, 2 + j) >> 4
+                    }
+                    body(b, d, -8 * d, u)
+                }
+            case .q4_K:
+                for b in 0..<(k / 256) {
+                    let p = source + b * 144
+                    let d = Self.half(p, 0), dmin = Self.half(p, 2)
+                    let scales = p + 4, qs = p + 16
+                    for sub in 0..<8 {
+                        let (sc, m) = Self.scaleMin(sub, scales)
+                        let chunk = sub / 2
+                        for l in 0..<32 {
+                            let q = Self.byte(qs, 32 * chunk + l)
+                            u[l] = sub % 2 == 0 ? q & 0x0F : q >> 4
+                        }
+                        body(8 * b + sub, d * sc, -(dmin * m), u)
+                    }
+                }
+            default: preconditionFailure("forEachGroup32: \(self)")
+            }
+        }
+    }
+
     @inline(__always)
     private static func u16(_ p: UnsafeRawPointer, _ offset: Int) -> UInt16 {
         UInt16(littleEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt16.self))

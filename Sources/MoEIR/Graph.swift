@@ -116,23 +116,35 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     case int4
     case int4g64
     case int4g128
+    /// A GGUF file's quantized type, kept: its values and scales exactly, repacked once at load
+    /// into moec's int8 (Q8_0) or int4 (Q4_0; Q4_K with its per-group offsets) panels, never
+    /// widened to f32 in memory. Chosen when a `.gguf` model's expert tensors have that type.
+    case q8_0
+    case q4_0
+    case q4_k
 
-    /// Bytes per stored element, scales included (int8: 1 + 4/32).
+    /// Bytes per weight as moec packs it, scales (and offsets) included (int8: 1 + 4/32).
     public var bytesPerWeight: Double {
         switch self {
         case .f32: return 4
         case .bf16: return 2
-        case .int8, .int4, .int4g64, .int4g128: return Double(bits) / 8 + 4 / Double(group!)
+        default: return Double(bits) / 8 + (offsets ? 8 : 4) / Double(group!)
         }
     }
+
+    /// Whether each group also has an offset (w = q·S + M with any M).
+    public var offsets: Bool { self == .q4_k }
+
+    /// Whether the values come as stored in a GGUF file (not rounded by moec).
+    public var isGGUFType: Bool { self == .q8_0 || self == .q4_0 || self == .q4_k }
 
     /// Bits of one stored value.
     public var bits: Int {
         switch self {
         case .f32: return 32
         case .bf16: return 16
-        case .int8: return 8
-        case .int4, .int4g64, .int4g128: return 4
+        case .int8, .q8_0: return 8
+        case .int4, .int4g64, .int4g128, .q4_0, .q4_k: return 4
         }
     }
 
@@ -140,7 +152,7 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     public var group: Int? {
         switch self {
         case .f32, .bf16: return nil
-        case .int8, .int4: return 32
+        case .int8, .int4, .q8_0, .q4_0, .q4_k: return 32
         case .int4g64: return 64
         case .int4g128: return 128
         }

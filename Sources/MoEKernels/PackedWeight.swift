@@ -137,6 +137,42 @@ public final class PackedWeight: @unchecked Sendable {
         }
     }
 
+    /// A quantized weight filled group by group by the caller (repacking another format's
+    /// values exactly, e.g. a GGUF file's blocks): `rows(r, set)` calls `set(group, S, M, u)` for
+    /// every group of row r, u being the group's `format.group` stored values (unsigned: q + 128
+    /// for int8, 0…15 for int4); M is ignored unless the format stores offsets (it must then be
+    /// -centre·S). Rows past n are zero.
+    public convenience init(
+        n: Int, k: Int, format: Format, rows: (Int, (Int, Float, Float, UnsafePointer<UInt8>) -> Void) -> Void
+    ) {
+        precondition(format.isQuantized, "PackedWeight: groups of a \(format) weight")
+        self.init(n: n, k: k, format: format)
+        let g = format.group!, bytes = format.groupBytes, groups = k / g
+        let total = Self.bytes(n: n, k: k, format: format)
+        storage.initializeMemory(as: UInt8.self, repeating: 0, count: total)
+        let header = format.offsets ? 128 : 64
+        for r in 0..<n {
+            let p = r / Self.panelWidth, j = r % Self.panelWidth
+            rows(r) { gi, scale, offset, u in
+                precondition(gi >= 0 && gi < groups, "PackedWeight: group \(gi) of \(groups)")
+                let group = self.storage + (p * groups + gi) * bytes
+                group.storeBytes(of: scale, toByteOffset: 4 * j, as: Float.self)
+                if format.offsets { group.storeBytes(of: offset, toByteOffset: 64 + 4 * j, as: Float.self) }
+                let quads = group + header
+                for s in 0..<g {
+                    let t = s / 4, i = s % 4
+                    if format.bits == 8 {
+                        quads.storeBytes(of: u[s], toByteOffset: t * 64 + j * 4 + i, as: UInt8.self)
+                    } else {
+                        let at = t * 32 + (j % 8) * 4 + i
+                        let old = quads.load(fromByteOffset: at, as: UInt8.self)
+                        quads.storeBytes(of: j < 8 ? (old & 0xF0) | (u[s] & 15) : (old & 0x0F) | (u[s] << 4), toByteOffset: at, as: UInt8.self)
+                    }
+                }
+            }
+        }
+    }
+
     /// Allocates the packed storage (uninitialised until `fill`).
     init(n: Int, k: Int, format: Format = .f32) {
         precondition(n > 0 && k > 0, "PackedWeight: empty shape [\(n), \(k)]")

@@ -154,7 +154,7 @@ import Testing
         let bad = text.replacingCharacters(in: w2, with: "\"name\": \"w2\", \"format\": \"int3\",")
         try bad.write(toFile: dir.file("bad.json"), atomically: true, encoding: .utf8)
         let r = try Moec.run(["run", "bad.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=z.npy"], in: dir.path)
-        expectFailure(r, ["bad.json: malformed graph: weight w2 format \"int3\" (expected one of \"f32\", \"bf16\", \"int8\", \"int4\", \"int4g64\", \"int4g128\")"])
+        expectFailure(r, ["bad.json: malformed graph: weight w2 format \"int3\" (expected one of \"f32\", \"bf16\", \"int8\", \"int4\", \"int4g64\", \"int4g128\", \"q8_0\", \"q4_0\", \"q4_k\")"])
         #expect(!FileManager.default.fileExists(atPath: dir.file("z.npy")))
     }
 

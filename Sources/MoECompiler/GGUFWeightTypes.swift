@@ -1,0 +1,36 @@
+import MoEIO
+import MoEIR
+import MoEPasses
+
+/// A `.gguf` model's quantized expert tensors kept as they are: when no `--weights` is given,
+/// every weight that only pre-packed MoE blocks read as expert matrices (the weights
+/// `--weights` would change) and whose tensors are all Q8_0, all Q4_0 or all Q4_K gets that type
+/// as its format. The executor then reads their blocks as stored and repacks them into its int8
+/// or int4 panels with the same values (`ExpertMatrices`), so the model runs on the file's
+/// numbers with no f32 copy. Other types (Q5_K, Q6_K, F16, …) are widened to f32 at load.
+///
+/// Gate and up read into one matrix (the `ExpertGateUpFusion` pass) must share a type; when
+/// they do not, both stay f32 (exactly the file's values, widened).
+enum GGUFWeightTypes {
+    static func apply(_ graph: Graph, _ checkpoint: Checkpoint) -> Graph {
+        var g = graph
+        for i in ExpertWeightFormat.expertMatrixWeights(graph) {
+            let w = g.weights[i]
+            let types = Set(w.tensors.map { (try? checkpoint.info($0.name))??.ggmlType })
+            guard types.count == 1, let type = types.first ?? nil, type.hasGroupsOf32, let format = WeightFormat(rawValue: type.description.lowercased()),
+                let k = w.shape.last, k % type.blockSize == 0, w.repeats == nil, w.layout.allSatisfy(\.keepsOrder)
+            else { continue }
+            g.weights[i].format = format
+        }
+        for n in g.nodes {
+            guard let view = n.expertsView else { continue }
+            let first = view.matrices.dropLast().compactMap { g[$0].attributes.int("index") }
+            if Set(first.map { g.weights[$0].format }).count > 1 || view.kind == .swiglu_fused {
+                for i in view.matrices.compactMap({ g[$0].attributes.int("index") }) where g.weights[i].format.isGGUFType {
+                    g.weights[i].format = .f32
+                }
+            }
+        }
+        return g
+    }
+}
