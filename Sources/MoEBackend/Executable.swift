@@ -70,7 +70,7 @@ public final class Executable: @unchecked Sendable {
     /// kernel repacks exactly; a GGUF-typed weight not in it holds its dequantized values.
     public init(
         graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions(),
-        consumeWeights: Bool = false, stored: Set<Int> = []
+        consumeWeights: Bool = false, stored: Set<Int> = [], fill: ((Int, Int) -> Void)? = nil
     ) {
         precondition(weights.count == graph.weights.count)
         self.graph = graph
@@ -122,7 +122,7 @@ public final class Executable: @unchecked Sendable {
                 experts[i] = ExpertMatrices(
                     node: n, graph: graph, weights: weights, threads: options.threads,
                     releasable: consumeWeights ? Executable.readByOneNode(graph, among: expertOnly) : [],
-                    held: Executable.heldExperts(node: i, graph, options), stored: stored)
+                    held: Executable.heldExperts(node: i, graph, options), stored: stored, fill: fill)
             }
         }
         // Packed copies replace the originals for weights only read as matrices.
@@ -234,6 +234,16 @@ public final class Executable: @unchecked Sendable {
             if Set(first.map { g.weights[$0].format }).count > 1 || !first.allSatisfy(out.contains) { out.subtract(first) }
         }
         return out
+    }
+
+    /// Weights to read expert by expert while they are packed (`WeightBinding.load(deferred:)`,
+    /// the `fill` of `init`): on the native backend, those in a format other than f32 that only
+    /// packed MoE blocks read as expert matrices and that can be read by slices, so a bf16, int8
+    /// or int4 plan never holds them whole in f32. (A weight read by a gate/up pair packed
+    /// together is read with its partner, expert by expert, as well.)
+    public static func weightsReadByExpert(_ g: Graph, options: ExecutionOptions, readsBySlice: (WeightInfo) -> Bool) -> Set<Int> {
+        guard options.backend.isNative, options.world == nil else { return [] }
+        return weightsReadOnlyByExperts(g).filter { g.weights[$0].format != .f32 && !g.weights[$0].format.isGGUFType && readsBySlice(g.weights[$0]) }
     }
 
     /// Weights the native backend keeps as stored, to be packed per call: every reader is a MoE

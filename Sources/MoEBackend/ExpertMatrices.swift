@@ -62,7 +62,7 @@ struct ExpertMatrices: @unchecked Sendable {
     /// experts to pack (nil: all).
     init(
         node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int, releasable: Set<Int> = [], held: Set<Int>? = nil,
-        stored: Set<Int> = []
+        stored: Set<Int> = [], fill: ((Int, Int) -> Void)? = nil
     ) {
         let view = n.expertsView!
         let kind = view.kind
@@ -73,11 +73,16 @@ struct ExpertMatrices: @unchecked Sendable {
             // A GGUF type loaded as floats holds the file's values: packed as f32.
             let storedType = stored.contains(index) ? GGMLType.kept(format) : nil
             return Operand(
-                buffer: weights[index], shape: g.weights[index].shape, release: releasable.contains(index),
+                index: index, buffer: weights[index], shape: g.weights[index].shape, release: releasable.contains(index),
                 format: format.isGGUFType && storedType == nil ? .f32 : Self.packedFormat(format), stored: storedType)
+        }
+        /// Reads expert e of the operands `load(deferred:)` left unread (`fill`), before packing it.
+        func read(_ operands: [Operand], expert e: Int) {
+            for w in operands { fill?(w.index, e) }
         }
         func matrix(_ w: Operand, expert e: Int) -> PackedWeight {
             let rows = w.shape[1], k = w.shape[2]
+            read([w], expert: e)
             if let type = w.stored {
                 let rowBytes = w.rowBytes, base = UnsafeRawPointer(w.buffer.floats) + e * rows * rowBytes
                 let packed = PackedWeight(n: rows, k: k, format: w.format) { r, set in type.forEachGroup32(row: base + r * rowBytes, k: k, set) }
@@ -147,6 +152,7 @@ struct ExpertMatrices: @unchecked Sendable {
                     if gate.release { gate.buffer.releasePages(floats: e * f * rb / 4..<(e + 1) * f * rb / 4) }
                     if up.release { up.buffer.releasePages(floats: e * f * rb / 4..<(e + 1) * f * rb / 4) }
                 } else if let joined {
+                    read([gate, up], expert: e)
                     let packed = interleaved(
                         gate.buffer.floats + e * f * h, up.buffer.floats + e * f * h, f: f, h: h, formats: [gate.format, up.format], into: joined
                     ) {
@@ -166,6 +172,7 @@ struct ExpertMatrices: @unchecked Sendable {
             let f = gateUp.shape[1] / 2, h = gateUp.shape[2]
             let joined = AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false)
             for e in 0..<experts where !skipped(e) {
+                read([gateUp], expert: e)
                 let base = gateUp.buffer.floats + e * 2 * f * h
                 let packed = interleaved(base, base + f * h, f: f, h: h, formats: [gateUp.format, gateUp.format], into: joined) {
                     if gateUp.release { gateUp.buffer.releasePages(floats: e * 2 * f * h..<(e + 1) * 2 * f * h) }
@@ -204,6 +211,8 @@ struct ExpertMatrices: @unchecked Sendable {
     /// One expert matrix operand: its unpacked weights, shape `[E, rows, cols]`, whether its
     /// pages may be given back once packed, and the format to pack it in.
     struct Operand {
+        /// Its index in the weight table.
+        let index: Int
         let buffer: AlignedBuffer
         let shape: [Int]
         let release: Bool

@@ -100,8 +100,10 @@ public enum WeightBinding {
     ///
     /// Weights in `stored` (GGUF-typed formats, `WeightFormat.isGGUFType`) are read as the file
     /// stores them: their tensors' blocks, concatenated, for the packing to repack exactly.
+    /// Weights in `deferred` (`readsBySlice`) get their buffer but no bytes: the packing reads
+    /// them expert by expert (`loadSlice`), so a quantized plan never holds them whole in f32.
     public static func load(
-        _ graph: Graph, _ checkpoint: Checkpoint, slices: [Int: Set<Int>] = [:], stored: Set<Int> = [],
+        _ graph: Graph, _ checkpoint: Checkpoint, slices: [Int: Set<Int>] = [:], stored: Set<Int> = [], deferred: Set<Int> = [],
         progress: ((Int, Int) -> Void)? = nil
     ) throws -> [AlignedBuffer] {
         let problems = check(graph, checkpoint)
@@ -147,47 +149,13 @@ public enum WeightBinding {
             }
             let sourceCount = w.sourceShape.reduce(1, *)
             let buffer = AlignedBuffer(floats: sourceCount, zeroed: false)
-            var offset = 0
-            for (name, shape) in w.tensors {
-                let n = shape.reduce(1, *)
-                do {
-                    if w.layout.allSatisfy(\.keepsOrder) {
-                        // A reshape or squeeze moves no element: the tensor's bytes are the weight's.
-                        for run in read.runs(within: offset..<(offset + n)) {
-                            let destination = UnsafeMutableBufferPointer(start: buffer.floats + run.lowerBound, count: run.count)
-                            if run.count == n {
-                                try checkpoint.copyFloats(name, into: destination)
-                            } else {
-                                try checkpoint.copyFloats(name, elements: (run.lowerBound - offset)..<(run.upperBound - offset), into: destination)
-                            }
-                            done += run.count * 4
-                        }
-                    } else if let steps = sliceSteps[wi], let info = try checkpoint.info(name) {
-                        // Slice by slice: tensor slice s becomes weight slice s.
-                        let from = info.shape.dropFirst().reduce(1, *), to = read.sliceFloats
-                        var slice = [Float](repeating: 0, count: from)
-                        for s in read.sourceSlices {
-                            try slice.withUnsafeMutableBufferPointer { try checkpoint.copyFloats(name, elements: (s * from)..<((s + 1) * from), into: $0) }
-                            var shape = [1] + info.shape.dropFirst()
-                            var data = slice
-                            for step in steps {
-                                guard case .success(let next) = step.apply(to: shape) else { throw WeightLayoutError("layout step '\(step)' does not fit \(shape)") }
-                                data = step.apply(data, shape: shape)
-                                shape = next
-                            }
-                            guard data.count == to else { throw WeightLayoutError("the layout gives \(data.count) elements per slice, \(to) expected") }
-                            _ = UnsafeMutableBufferPointer(start: buffer.floats + s * to, count: to).update(fromContentsOf: data)
-                            done += from * 4
-                        }
-                    } else if !read.runs(within: offset..<(offset + n)).isEmpty {
-                        let destination = UnsafeMutableBufferPointer(start: buffer.floats + offset, count: n)
-                        try copyRearranged(name, w.layout, from: checkpoint, into: destination)
-                        done += n * 4
-                    }
-                } catch {
-                    throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
-                }
-                offset += n
+            if deferred.contains(wi) {
+                // Read expert by expert when packed (`loadSlice`): nothing touched yet.
+                out.append(buffer)
+                continue
+            }
+            try readWeight(w, read, sliceSteps: sliceSteps[wi], checkpoint, into: buffer) { n in
+                done += n
                 progress?(done, total)
             }
             if let repeats = w.repeats {
@@ -209,6 +177,77 @@ public enum WeightBinding {
             }
         }
         return out
+    }
+
+    /// Whether a weight can be read one slice of its first dimension at a time into its buffer
+    /// (`load(deferred:)`, `loadSlice`): stacked experts with no upcycling, whose tensors are
+    /// reshaped at most or rearranged slice by slice.
+    public static func readsBySlice(_ w: WeightInfo, _ checkpoint: Checkpoint) -> Bool {
+        guard w.repeats == nil, w.shape.count >= 2, (w.shape.first ?? 0) > 0 else { return false }
+        if w.layout.allSatisfy(\.keepsOrder) { return true }
+        guard w.tensors.count == 1, let shape = try? checkpoint.info(w.tensors[0].name)?.shape else { return false }
+        return stepsPerLeadingSlice(w.layout, tensorShape: shape, slices: w.sourceShape.first ?? 0) != nil
+    }
+
+    /// Reads slice `slice` of a weight's first dimension (an expert) into its place in `buffer`
+    /// (a buffer of the whole weight that `load(deferred:)` left unread), and no other bytes.
+    public static func loadSlice(_ w: WeightInfo, _ checkpoint: Checkpoint, slice: Int, into buffer: AlignedBuffer) throws {
+        let read = SliceRead(w, wanted: [slice])
+        var steps: [WeightLayoutStep]? = nil
+        if !w.layout.allSatisfy(\.keepsOrder), w.tensors.count == 1, let shape = try checkpoint.info(w.tensors[0].name)?.shape {
+            steps = stepsPerLeadingSlice(w.layout, tensorShape: shape, slices: w.sourceShape.first ?? 0)
+        }
+        try readWeight(w, read, sliceSteps: steps, checkpoint, into: buffer) { _ in }
+    }
+
+    /// Reads what `read` asks of weight `w` into `buffer` (its source shape), reporting the
+    /// floats' bytes read as it goes.
+    private static func readWeight(
+        _ w: WeightInfo, _ read: SliceRead, sliceSteps: [WeightLayoutStep]?, _ checkpoint: Checkpoint, into buffer: AlignedBuffer,
+        progress: (Int) -> Void
+    ) throws {
+        var offset = 0
+        for (name, shape) in w.tensors {
+            let n = shape.reduce(1, *)
+            do {
+                if w.layout.allSatisfy(\.keepsOrder) {
+                    // A reshape or squeeze moves no element: the tensor's bytes are the weight's.
+                    for run in read.runs(within: offset..<(offset + n)) {
+                        let destination = UnsafeMutableBufferPointer(start: buffer.floats + run.lowerBound, count: run.count)
+                        if run.count == n {
+                            try checkpoint.copyFloats(name, into: destination)
+                        } else {
+                            try checkpoint.copyFloats(name, elements: (run.lowerBound - offset)..<(run.upperBound - offset), into: destination)
+                        }
+                        progress(run.count * 4)
+                    }
+                } else if let steps = sliceSteps, let info = try checkpoint.info(name) {
+                    // Slice by slice: tensor slice s becomes weight slice s.
+                    let from = info.shape.dropFirst().reduce(1, *), to = read.sliceFloats
+                    var slice = [Float](repeating: 0, count: from)
+                    for s in read.sourceSlices {
+                        try slice.withUnsafeMutableBufferPointer { try checkpoint.copyFloats(name, elements: (s * from)..<((s + 1) * from), into: $0) }
+                        var shape = [1] + info.shape.dropFirst()
+                        var data = slice
+                        for step in steps {
+                            guard case .success(let next) = step.apply(to: shape) else { throw WeightLayoutError("layout step '\(step)' does not fit \(shape)") }
+                            data = step.apply(data, shape: shape)
+                            shape = next
+                        }
+                        guard data.count == to else { throw WeightLayoutError("the layout gives \(data.count) elements per slice, \(to) expected") }
+                        _ = UnsafeMutableBufferPointer(start: buffer.floats + s * to, count: to).update(fromContentsOf: data)
+                        progress(from * 4)
+                    }
+                } else if !read.runs(within: offset..<(offset + n)).isEmpty {
+                    let destination = UnsafeMutableBufferPointer(start: buffer.floats + offset, count: n)
+                    try copyRearranged(name, w.layout, from: checkpoint, into: destination)
+                    progress(n * 4)
+                }
+            } catch {
+                throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
+            }
+            offset += n
+        }
     }
 
     /// A GGUF-typed weight's tensors as stored, one after the other (their type checked against

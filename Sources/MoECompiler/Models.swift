@@ -108,15 +108,30 @@ public final class ModelRunner: @unchecked Sendable {
         // Under mpirun a rank reads only its experts' weights (and every other weight).
         // GGUF-typed expert matrices are read as stored and repacked exactly.
         let stored = Executable.weightsReadAsStored(plan.graph, options: options)
+        // Narrow formats from wider files are read expert by expert while packed (peak memory
+        // near the packed bytes, not the f32 ones).
+        let deferred = Executable.weightsReadByExpert(plan.graph, options: options) { WeightBinding.readsBySlice($0, checkpoint) }
         let buffers = try WeightBinding.load(
-            plan.graph, checkpoint, slices: Executable.expertSlicesToLoad(plan.graph, options: options), stored: stored, progress: progress)
+            plan.graph, checkpoint, slices: Executable.expertSlicesToLoad(plan.graph, options: options), stored: stored, deferred: deferred,
+            progress: progress)
+        var readError: Error?
+        let planGraph = plan.graph
+        let fill: (Int, Int) -> Void = { index, expert in
+            guard readError == nil, deferred.contains(index) else { return }
+            do {
+                try WeightBinding.loadSlice(planGraph.weights[index], checkpoint, slice: expert, into: buffers[index])
+            } catch {
+                readError = error
+            }
+        }
         self.plan = plan
         var declared = plan.graph
         declared.outputs.removeAll { RouterProbe.isScoresOutput($0.name) }
         graph = declared
         routerProbes = RouterProbe.find(in: plan.graph)
         recordsRouting = recordRouting
-        executable = Executable(graph: plan.graph, weights: buffers, options: options, consumeWeights: true, stored: stored)
+        executable = Executable(graph: plan.graph, weights: buffers, options: options, consumeWeights: true, stored: stored, fill: fill)
+        if let readError { throw readError }
         loadSeconds = Date().timeIntervalSince(t0)
     }
 
