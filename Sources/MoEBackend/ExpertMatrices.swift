@@ -249,3 +249,8 @@ extension GGMLType {
         }
     }
 }
+
+extension PackedWeight.Format {
+    /// The panel format the packed experts kernel stores a weight of format `f` in.
+    public init(_ f: WeightFormat) { self = ExpertMatrices.packedFormat(f) }
+}

@@ -158,3 +158,40 @@ func quantizedGemmMatchesItsReference(isa: ISA, format: PackedWeight.Format) {
         }
     }
 }
+
+/// The activation rows the integer products take: per row and group, d = max|x| / 127 and
+/// q = x / d to nearest (ties to even), their sum; a group with a NaN or an infinity gets
+/// d = NaN, q = 0; an all-zero group d = 0. Checked against those formulas on the unpacked rows.
+@Test(.enabled(if: ISA.available.contains(.avx512), "needs AVX-512 VNNI"))
+func activationRowsAreQuantizedPerGroup() {
+    var rng = TestRandom(seed: 79)
+    for (m, k, g) in [(1, 64, 32), (7, 1024, 32), (13, 640, 128), (30, 96, 16)] {
+        var x = rng.array(m * k, scale: 4)
+        x[5] = .nan
+        if m > 1 { x[k + 40] = -.infinity }
+        for i in 0..<g { x[(m - 1) * k + i] = 0 }
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: m, k: k))
+        defer { packed.deallocate() }
+        x.withUnsafeBufferPointer { PackedRows.pack($0.baseAddress!, ld: k, m: m, k: k, into: packed) }
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: QuantizedRows.bytes(m: m, k: k, group: g), alignment: 64)
+        defer { storage.deallocate() }
+        let rows = QuantizedRows(m: m, k: k, group: g, storage: storage)
+        rows.quantize(packed: packed, total: m)
+        for r in 0..<m {
+            for b in 0..<(k / g) {
+                let values = Array(x[(r * k + b * g)..<(r * k + b * g + g)])
+                let scale = rows.scales[r * (k / g) + b], sum = rows.sums[r * (k / g) + b]
+                let q = (0..<g).map { Int(rows.values[r * k + b * g + $0]) }
+                if values.contains(where: { !$0.isFinite }) {
+                    #expect(scale.isNaN && q.allSatisfy { $0 == 0 } && sum == 0, "m \(m) row \(r) group \(b)")
+                    continue
+                }
+                let d = values.map(abs).max()! / 127
+                #expect(scale == d, "m \(m) row \(r) group \(b)")
+                let expected = values.map { d == 0 ? 0 : Int(($0 * (1 / d)).rounded(.toNearestOrEven)) }
+                #expect(q == expected, "m \(m) row \(r) group \(b)")
+                #expect(sum == Float(expected.reduce(0, +)))
+            }
+        }
+    }
+}
