@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""moec's f32 plan against its bf16 plan (`moec compile --weights bf16`) on the same layer.
+"""moec's f32 plan against its plans in narrower formats (`moec compile --weights F`) on one layer.
 
-Compiles GRAPH with --model CKPT twice (--weights f32, --weights bf16), then runs `moec bench
---json` on the two plans alternately, ROUNDS times each, in this one invocation, and prints per
-token count the median over the rounds of bench's medians, the ratio f32 / bf16 (above 1: bf16
-is faster), the weight bytes each reads per step and the GB/s they reach.
+Compiles GRAPH with --model CKPT once per format (--formats, default f32,bf16,int8,int4; the
+first is the reference), then runs `moec bench --json` on the plans in turn, ROUNDS times each
+(the order reversed every other round), in this one invocation, and prints per token count and
+format the median over the rounds of bench's medians, the speed-up over the first format (above
+1: faster), the weight bytes each reads per step and the GB/s they reach, and each plan's peak
+resident memory at the largest token count (`ru_maxrss` of a separate `moec bench` run).
 
     python3 scripts/bench_weight_formats.py --model ~/.cache/moec-bench/mixtral-h1024-f3584-e8-k2 \
         --graph graphs/mixtral.moe --tokens 1,16,128,512 --threads 2 --rounds 5
@@ -27,18 +29,20 @@ def main():
     p.add_argument("--tokens", default="1,16,128,512")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--formats", default="f32,bf16,int8,int4")
     p.add_argument("--moec", default=os.environ.get("MOEC", ".build/release/moec"))
     a = p.parse_args()
     tokens = [int(t) for t in a.tokens.split(",")]
+    formats = a.formats.split(",")
     tmp = tempfile.mkdtemp(prefix="moec-formats-")
     plans = {}
-    for fmt in ("f32", "bf16"):
-        plans[fmt] = os.path.join(tmp, f"{fmt}.plan.json")
+    for fmt in formats:
+        plans[fmt] = os.path.join(tmp, f"{fmt.replace(':', '-')}.plan.json")
         subprocess.run([a.moec, "compile", a.graph, "--model", a.model, "--weights", fmt, "-o", plans[fmt]], check=True)
     times = {(f, t): [] for f in plans for t in tokens}
     read = {}
     for r in range(a.rounds):
-        for fmt in ("f32", "bf16") if r % 2 == 0 else ("bf16", "f32"):
+        for fmt in formats if r % 2 == 0 else list(reversed(formats)):
             out = subprocess.run(
                 [a.moec, "bench", plans[fmt], "--tokens", a.tokens, "--threads", str(a.threads), "--json"],
                 check=True, capture_output=True, text=True).stdout
@@ -47,14 +51,23 @@ def main():
                 times[(fmt, j["tokens"])].append(j["median_ms"])
                 read[(fmt, j["tokens"])] = j["weight_mb_touched"]
         print(f"round {r + 1}/{a.rounds} done", file=sys.stderr, flush=True)
-    print(f"| tokens | f32 ms | bf16 ms | f32 / bf16 | f32 MB read | bf16 MB read | f32 GB/s | bf16 GB/s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rss = {}
+    for fmt in formats:
+        child = subprocess.Popen([a.moec, "bench", plans[fmt], "--tokens", str(max(tokens)), "--threads", str(a.threads), "--repeat", "2",
+                                  "--warmup", "0"], stdout=subprocess.DEVNULL)
+        _, _, usage = os.wait4(child.pid, 0)
+        rss[fmt] = usage.ru_maxrss / 1024
+    ref = formats[0]
+    print("| tokens | format | ms | " + f"{ref} / format | MB read | GB/s |")
+    print("|---:|---|---:|---:|---:|---:|")
     for t in tokens:
-        f, b = statistics.median(times[("f32", t)]), statistics.median(times[("bf16", t)])
-        mf, mb = read[("f32", t)], read[("bf16", t)]
-        print(f"| {t} | {f:.2f} | {b:.2f} | {f / b:.2f} | {mf:.1f} | {mb:.1f} | {mf / f:.1f} | {mb / b:.1f} |")
+        base = statistics.median(times[(ref, t)])
+        for fmt in formats:
+            m = statistics.median(times[(fmt, t)])
+            print(f"| {t} | {fmt} | {m:.2f} | {base / m:.2f} | {read[(fmt, t)]:.1f} | {read[(fmt, t)] / m:.1f} |")
+    print("peak RSS at " + str(max(tokens)) + " tokens (MB): " + ", ".join(f"{f} {rss[f]:.0f}" for f in formats))
     print("rounds (ms): " + "; ".join(
-        f"{fmt} {t}: " + " / ".join(f"{x:.2f}" for x in times[(fmt, t)]) for t in tokens for fmt in ("f32", "bf16")))
+        f"{fmt} {t}: " + " / ".join(f"{x:.2f}" for x in times[(fmt, t)]) for t in tokens for fmt in formats))
 
 
 if __name__ == "__main__":
