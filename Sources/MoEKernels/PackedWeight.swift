@@ -78,7 +78,8 @@ public final class PackedWeight: @unchecked Sendable {
         /// k and 128 (the kernels' K-blocks are multiples of 128).
         public func fits(k: Int) -> Bool {
             guard let g = group else { return true }
-            return g >= 4 && g % 4 == 0 && 128 % g == 0 && k % g == 0
+            let steps = bits == 4 ? 8 : 4 // int4 comes in octs of 8 steps, int8 in quads of 4
+            return g >= steps && g % steps == 0 && 128 % g == 0 && k % g == 0
         }
     }
 
@@ -164,9 +165,9 @@ public final class PackedWeight: @unchecked Sendable {
                     if format.bits == 8 {
                         quads.storeBytes(of: u[s], toByteOffset: t * 64 + j * 4 + i, as: UInt8.self)
                     } else {
-                        let at = t * 32 + (j % 8) * 4 + i
+                        let at = s / 8 * 64 + j * 4 + s % 4
                         let old = quads.load(fromByteOffset: at, as: UInt8.self)
-                        quads.storeBytes(of: j < 8 ? (old & 0xF0) | (u[s] & 15) : (old & 0x0F) | (u[s] << 4), toByteOffset: at, as: UInt8.self)
+                        quads.storeBytes(of: s % 8 < 4 ? (old & 0xF0) | (u[s] & 15) : (old & 0x0F) | (u[s] << 4), toByteOffset: at, as: UInt8.self)
                     }
                 }
             }

@@ -3,10 +3,11 @@
 // Layout (see `PackedWeight.Format` and AVX2GEMM+Quantized.swift): a panel of 16 output columns
 // is k/G groups; a group is 16 fp32 scales S, then 16 fp32 offsets M when the format stores
 // them, then G/4 *quads* of 4 steps of k. Values are unsigned: u = q + 128 for int8 (q in
-// -127…127), u = q in 0…15 for int4. An int8 quad is 16 little-endian 32-bit words, word j =
-// column j's 4 steps (byte i = step i); an int4 quad is 8 words, word j byte i = column j's
-// step i in the low nibble and column j+8's in the high one. So one 32-bit lane holds 4
-// consecutive k of a column (what integer dot-product instructions multiply and sum), and a
+// -127…127), u = q in 0…15 for int4. Int8 comes in quads of 4 steps: 16 little-endian 32-bit
+// words, word j = column j's 4 steps (byte i = step i). Int4 comes in octs of 8 steps, also 16
+// words: byte i of word j holds column j's step i in its low nibble and step i + 4 in its high
+// one. So one 32-bit lane holds 4 consecutive k of a column (what integer dot-product
+// instructions multiply and sum: one mask, or one shift and mask, gives an int4 quad), and a
 // step of 8 columns is a shift and a mask of 8 lanes. The weight is fma(u, S, M); without
 // stored offsets M = -128·S (int8) or -8·S (int4), so w = (u - centre)·S rounded once.
 
@@ -36,14 +37,18 @@ func quantizePanels(
                         offsets?[j] = format.bits == 8 ? -128 * scale : offset
                     }
                     let quads = out + header
+                    quads.initializeMemory(as: UInt8.self, repeating: 0, count: g * 2 * format.bits)
                     for s in 0..<g {
                         let t = s / 4, i = s % 4
                         if format.bits == 8 {
                             for j in 0..<nr { quads.storeBytes(of: UInt8(truncatingIfNeeded: Int(q[j * g + s]) + 128), toByteOffset: t * 64 + j * 4 + i, as: UInt8.self) }
                         } else {
-                            for j in 0..<8 {
-                                let byte = UInt8(bitPattern: q[j * g + s]) | UInt8(bitPattern: q[(j + 8) * g + s]) << 4
-                                quads.storeBytes(of: byte, toByteOffset: t * 32 + j * 4 + i, as: UInt8.self)
+                            // Octs of 8 steps: step s in byte s % 4 of word j, nibble (s % 8) / 4.
+                            let o = s / 8, shift = UInt8((s % 8) / 4 * 4)
+                            for j in 0..<nr {
+                                let at = o * 64 + j * 4 + s % 4
+                                let old = quads.load(fromByteOffset: at, as: UInt8.self)
+                                quads.storeBytes(of: old | UInt8(bitPattern: q[j * g + s]) << shift, toByteOffset: at, as: UInt8.self)
                             }
                         }
                     }
@@ -114,10 +119,9 @@ func dequantizeGroup(_ group: UnsafeRawPointer, format: PackedWeight.Format, int
 /// The stored (unsigned) value of `column` at `step` of a group's quads.
 @inline(__always)
 func quantizedValue(_ quads: UnsafeRawPointer, format: PackedWeight.Format, step: Int, column j: Int) -> UInt8 {
-    let t = step / 4, i = step % 4
-    if format.bits == 8 { return quads.load(fromByteOffset: t * 64 + j * 4 + i, as: UInt8.self) }
-    let byte = quads.load(fromByteOffset: t * 32 + (j % 8) * 4 + i, as: UInt8.self)
-    return j < 8 ? byte & 15 : byte >> 4
+    if format.bits == 8 { return quads.load(fromByteOffset: step / 4 * 64 + j * 4 + step % 4, as: UInt8.self) }
+    let byte = quads.load(fromByteOffset: step / 8 * 64 + j * 4 + step % 4, as: UInt8.self)
+    return (step % 8) < 4 ? byte & 15 : byte >> 4
 }
 
 extension Kernels {

@@ -2,11 +2,11 @@
 // (AVX2 + FMA), the layout `PackedWeight` gives its `.int8` and `.int4` formats:
 //
 // A panel (16 output columns) is k/G groups of G steps of k. Each group is its 16 scales S (fp32,
-// 64 bytes), then 16 offsets M (fp32, 64 bytes) when the format has them, then G/4 quads of 4
-// steps. Values are unsigned (int8 keeps q + 128). An int8 quad is 16 32-bit words, word j =
-// column j's 4 steps (byte i = step i); an int4 quad is 8 words, byte i of word j = column j's
-// step i (low nibble) and column j+8's (high nibble). Step i of 8 columns is then a shift and a
-// mask of 8 lanes. A weight is `fma(u, S, M)`, one rounding of the exact u·S + M; without stored
+// 64 bytes), then 16 offsets M (fp32, 64 bytes) when the format has them, then the values,
+// unsigned (int8 keeps q + 128), 64 bytes at a time: an int8 quad of 4 steps is 16 32-bit words,
+// word j = column j's 4 steps (byte i = step i); an int4 oct of 8 steps is 16 words, byte i of
+// word j = column j's step i (low nibble) and step i + 4 (high nibble). Step i of 8 columns is
+// then a shift and a mask of 8 lanes. A weight is `fma(u, S, M)`, one rounding of the exact u·S + M; without stored
 // offsets M = -128·S (int8) or -8·S (int4, as llama.cpp's Q4_0). That is the value
 // `PackedWeight.unpacked()` gives, so each tile here computes exactly what the fp32 tile computes
 // on the dequantized weight: the same FMA chain over k on the same numbers, bit for bit.
@@ -25,22 +25,25 @@ private func load32Bytes(_ p: UnsafeRawPointer) -> __m256i {
     _mm256_loadu_si256(p.assumingMemoryBound(to: __m256i.self))
 }
 
-/// How one quad (4 steps of 16 values) is stored and widened.
+/// How one load of 64 bytes (a quad of 4 int8 steps or an oct of 8 int4 steps, 16 columns) is
+/// stored and widened.
 protocol QuantizedSteps {
-    /// Bytes of one quad.
+    /// Bytes of one load (64), and the steps it holds.
     static var quadBytes: Int { get }
+    static var stepsPerLoad: Int { get }
     /// Whether each group stores offsets after its scales.
     static var storedOffsets: Bool { get }
     /// The stored value meaning 0 without offsets (M = -centre·S).
     static var centre: Float { get }
-    /// The quad's words.
+    /// The load's words (columns 0..<8, 8..<16).
     static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i)
-    /// Columns 0..<8 and 8..<16 of step `i` (0…3) of a loaded quad, as exact floats.
+    /// Columns 0..<8 and 8..<16 of step `i` (0 ..< stepsPerLoad) of a load, as exact floats.
     static func step(_ q: (__m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>)
 }
 
 enum Int8Steps: QuantizedSteps {
     static var quadBytes: Int { 64 }
+    static var stepsPerLoad: Int { 4 }
     static var storedOffsets: Bool { false }
     static var centre: Float { 128 }
     @inline(__always)
@@ -57,6 +60,7 @@ enum Int8Steps: QuantizedSteps {
 
 enum Int8OffsetSteps: QuantizedSteps {
     static var quadBytes: Int { 64 }
+    static var stepsPerLoad: Int { 4 }
     static var storedOffsets: Bool { true }
     static var centre: Float { 0 }
     @inline(__always)
@@ -66,26 +70,25 @@ enum Int8OffsetSteps: QuantizedSteps {
 }
 
 enum Int4Steps: QuantizedSteps {
-    static var quadBytes: Int { 32 }
+    static var quadBytes: Int { 64 }
+    static var stepsPerLoad: Int { 8 }
     static var storedOffsets: Bool { false }
     static var centre: Float { 8 }
     @inline(__always)
-    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i) {
-        let v = load32Bytes(p)
-        return (v, v)
-    }
+    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i) { (load32Bytes(p), load32Bytes(p + 32)) }
     @inline(__always)
     static func step(_ q: (__m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>) {
-        let mask = _mm256_set1_epi32(0xF)
+        let mask = _mm256_set1_epi32(0xF), shift = 8 * (i % 4) + 4 * (i / 4)
         return (
-            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q.0, 8 * i), mask)),
-            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q.0, 8 * i + 4), mask))
+            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q.0, shift), mask)),
+            _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q.1, shift), mask))
         )
     }
 }
 
 enum Int4OffsetSteps: QuantizedSteps {
-    static var quadBytes: Int { 32 }
+    static var quadBytes: Int { 64 }
+    static var stepsPerLoad: Int { 8 }
     static var storedOffsets: Bool { true }
     static var centre: Float { 0 }
     @inline(__always)
@@ -108,7 +111,7 @@ private func groupConstants<Q: QuantizedSteps>(_: Q.Type, _ p: UnsafeRawPointer)
 
 /// Bytes of one group of `group` steps.
 @inline(__always)
-private func groupBytes<Q: QuantizedSteps>(_: Q.Type, group: Int) -> Int { (Q.storedOffsets ? 128 : 64) + group / 4 * Q.quadBytes }
+private func groupBytes<Q: QuantizedSteps>(_: Q.Type, group: Int) -> Int { (Q.storedOffsets ? 128 : 64) + group / Q.stepsPerLoad * Q.quadBytes }
 
 /// `tile` on a quantized panel: `c[r, 0..<16] (+)= Σ_k a[k*6 + r] * w(k, 0..<16)`, `kc` a
 /// multiple of `group`, `b` at the start of a group.
@@ -136,7 +139,7 @@ private func tileQ<Q: QuantizedSteps>(
     while left > 0 {
         let g = groupConstants(Q.self, pb)
         pb += g.header
-        for _ in 0..<(group / 4) {
+        for _ in 0..<(group / Q.stepsPerLoad) {
             let quad = Q.load(pb)
             @inline(__always)
             func step(_ i: Int32) {
@@ -152,6 +155,7 @@ private func tileQ<Q: QuantizedSteps>(
                 pa += mr
             }
             step(0); step(1); step(2); step(3)
+            if Q.stepsPerLoad == 8 { step(4); step(5); step(6); step(7) }
             pb += Q.quadBytes
         }
         left -= group
@@ -184,7 +188,7 @@ private func wideTileQ<Q: QuantizedSteps>(
         let g = groupConstants(Q.self, p0), h = groupConstants(Q.self, p1)
         p0 += g.header
         p1 += h.header
-        for _ in 0..<(group / 4) {
+        for _ in 0..<(group / Q.stepsPerLoad) {
             let quad0 = Q.load(p0), quad1 = Q.load(p1)
             @inline(__always)
             func step(_ i: Int32) {
@@ -207,6 +211,7 @@ private func wideTileQ<Q: QuantizedSteps>(
                 pa += mr
             }
             step(0); step(1); step(2); step(3)
+            if Q.stepsPerLoad == 8 { step(4); step(5); step(6); step(7) }
             p0 += Q.quadBytes; p1 += Q.quadBytes
         }
         left -= group
@@ -223,9 +228,9 @@ private func widenQ<Q: QuantizedSteps>(_: Q.Type, group: Int, _ b: UnsafeRawPoin
     while left > 0 {
         let g = groupConstants(Q.self, pb)
         pb += g.header
-        for _ in 0..<(group / 4) {
+        for _ in 0..<(group / Q.stepsPerLoad) {
             let quad = Q.load(pb)
-            for i in Int32(0)..<4 {
+            for i in Int32(0)..<Int32(Q.stepsPerLoad) {
                 let (q0, q1) = Q.step(quad, i)
                 store8(g.m0.addingProduct(q0, g.s0), po)
                 store8(g.m1.addingProduct(q1, g.s1), po + 8)
@@ -291,7 +296,7 @@ private func quantizedLoops<Q: QuantizedSteps>(
 
 /// `avx2GemmPacked` on a quantized weight (`bits` 8 or 4, `group` steps of k per scale, with or
 /// without stored `offsets`; see the top of this file for the layout). `k` and `kcBlock` must be
-/// multiples of `group`, and `group` a multiple of 4 dividing 128 (the strip's piece). `strip`: 16 ×
+/// multiples of `group`, and `group` a multiple of 4 (8 for int4) dividing 128 (the strip's piece). `strip`: 16 ×
 /// min(k, kcBlock) floats of this call's own, or nil for a temporary one.
 @inline(never)
 public func avx2GemmPackedQuantized(
@@ -302,7 +307,7 @@ public func avx2GemmPackedQuantized(
     strip: UnsafeMutablePointer<Float>? = nil,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
-    precondition(k % group == 0 && kcBlock % group == 0 && 128 % group == 0 && group % 4 == 0, "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
+    precondition(k % group == 0 && kcBlock % group == 0 && 128 % group == 0 && group % (bits == 4 ? 8 : 4) == 0, "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
     func loops(_ strip: UnsafeMutablePointer<Float>) {
         switch (bits, offsets) {
         case (8, false):

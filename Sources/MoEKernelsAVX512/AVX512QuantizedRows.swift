@@ -4,9 +4,10 @@
 //
 // The panel layout (see AVX2GEMM+Quantized.swift): per group of G steps, 16 fp32 scales S, 16
 // offsets M when stored, then G/4 quads; a quad's 32-bit word j holds 4 consecutive steps of
-// column j as unsigned bytes (int8: u = q + 128; int4: nibbles, columns 8..<16 in the high
-// nibbles of words 0..<8). That is `vpdpbusd`'s operand shape: unsigned weight bytes by signed
-// activation bytes, 4 products summed into each 32-bit lane exactly.
+// column j as unsigned bytes (int8: u = q + 128; int4 comes in octs of 8 steps, the second quad
+// in the high nibbles: one mask, or a shift and a mask, gives a quad). That is `vpdpbusd`'s
+// operand shape: unsigned weight bytes by signed activation bytes, 4 products summed into each
+// 32-bit lane exactly.
 //
 // Activations: per row and group, int8 values xq with scale dx (dx = max|x| / 127, as llama.cpp's
 // Q8_0) and their sum sx. For column j and one group, Σ_k w·x ≈ dx · Σ (u·S + M)·xq =
@@ -26,9 +27,8 @@ private func rowsTile(
     k: Int, b: UnsafeRawPointer, n: Int, panel p: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
 ) {
     let groups = k / group
-    let quadBytes = int4 ? 32 : 64
     let header = offsets ? 128 : 64
-    let groupBytes = header + group / 4 * quadBytes
+    let groupBytes = header + group * (int4 ? 8 : 16)
     let centre: Float = int4 ? 8 : 128
     var pw = b + p * groups * groupBytes
     var a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps()
@@ -39,15 +39,8 @@ private func rowsTile(
         var q = pw + header
         var d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512(), d2 = _mm512_setzero_si512(), d3 = _mm512_setzero_si512()
         let x = xq + gi * group
-        for t in 0..<(group / 4) {
-            let w: __m512i
-            if int4 {
-                // Words 0..<8 twice; the high copy's nibbles shifted down: columns 0..<8, then 8..<16.
-                let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(q.assumingMemoryBound(to: __m256i.self)))
-                w = _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, v, _mm512_srli_epi16(v, 4)), nibbles)
-            } else {
-                w = _mm512_loadu_si512(q)
-            }
+        @inline(__always)
+        func dots(_ w: __m512i, _ t: Int) {
             @inline(__always)
             func word(_ r: Int) -> __m512i {
                 _mm512_set1_epi32(Int32(bitPattern: UnsafeRawPointer(x + r * k + 4 * t).loadUnaligned(as: UInt32.self)))
@@ -56,7 +49,20 @@ private func rowsTile(
             if rows > 1 { d1 = _mm512_dpbusd_epi32(d1, w, word(1)) }
             if rows > 2 { d2 = _mm512_dpbusd_epi32(d2, w, word(2)) }
             if rows > 3 { d3 = _mm512_dpbusd_epi32(d3, w, word(3)) }
-            q += quadBytes
+        }
+        var t = 0
+        while t < group / 4 {
+            let v = _mm512_loadu_si512(q)
+            if int4 {
+                // An oct: steps 4t..<4t+4 in the low nibbles, the next four in the high ones.
+                dots(_mm512_and_si512(v, nibbles), t)
+                dots(_mm512_and_si512(_mm512_srli_epi16(v, 4), nibbles), t + 1)
+                t += 2
+            } else {
+                dots(v, t)
+                t += 1
+            }
+            q += 64
         }
         @inline(__always)
         func finish(_ acc: inout __m512, _ dot: __m512i, _ r: Int) {
@@ -84,6 +90,83 @@ private func rowsTile(
     if rows > 3 { store(a3, 3) }
 }
 
+/// `rowsTile` on two adjacent panels at once (`p`, `p + 1`): each activation word broadcast
+/// serves both, halving the broadcasts per `vpdpbusd`.
+@inline(__always)
+private func rowsTilePair(
+    rows: Int, int4: Bool, offsets: Bool, group: Int, xq: UnsafePointer<Int8>, xs: UnsafePointer<Float>, xsum: UnsafePointer<Float>,
+    k: Int, b: UnsafeRawPointer, n: Int, panel p: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+) {
+    let groups = k / group
+    let header = offsets ? 128 : 64
+    let groupBytes = header + group * (int4 ? 8 : 16)
+    let centre: Float = int4 ? 8 : 128
+    var pw0 = b + p * groups * groupBytes
+    var pw1 = pw0 + groups * groupBytes
+    var a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps(), a02 = _mm512_setzero_ps(), a03 = _mm512_setzero_ps()
+    var a10 = _mm512_setzero_ps(), a11 = _mm512_setzero_ps(), a12 = _mm512_setzero_ps(), a13 = _mm512_setzero_ps()
+    let nibbles = _mm512_set1_epi8(0x0F)
+    for gi in 0..<groups {
+        let s0 = _mm512_loadu_ps(pw0), s1 = _mm512_loadu_ps(pw1)
+        let m0 = offsets ? _mm512_loadu_ps(pw0 + 64) : _mm512_mul_ps(s0, _mm512_set1_ps(-centre))
+        let m1 = offsets ? _mm512_loadu_ps(pw1 + 64) : _mm512_mul_ps(s1, _mm512_set1_ps(-centre))
+        var q0 = pw0 + header, q1 = pw1 + header
+        var d00 = _mm512_setzero_si512(), d01 = _mm512_setzero_si512(), d02 = _mm512_setzero_si512(), d03 = _mm512_setzero_si512()
+        var d10 = _mm512_setzero_si512(), d11 = _mm512_setzero_si512(), d12 = _mm512_setzero_si512(), d13 = _mm512_setzero_si512()
+        let x = xq + gi * group
+        @inline(__always)
+        func dots(_ w0: __m512i, _ w1: __m512i, _ t: Int) {
+            @inline(__always)
+            func word(_ r: Int) -> __m512i {
+                _mm512_set1_epi32(Int32(bitPattern: UnsafeRawPointer(x + r * k + 4 * t).loadUnaligned(as: UInt32.self)))
+            }
+            var xr = word(0)
+            d00 = _mm512_dpbusd_epi32(d00, w0, xr); d10 = _mm512_dpbusd_epi32(d10, w1, xr)
+            if rows > 1 { xr = word(1); d01 = _mm512_dpbusd_epi32(d01, w0, xr); d11 = _mm512_dpbusd_epi32(d11, w1, xr) }
+            if rows > 2 { xr = word(2); d02 = _mm512_dpbusd_epi32(d02, w0, xr); d12 = _mm512_dpbusd_epi32(d12, w1, xr) }
+            if rows > 3 { xr = word(3); d03 = _mm512_dpbusd_epi32(d03, w0, xr); d13 = _mm512_dpbusd_epi32(d13, w1, xr) }
+        }
+        var t = 0
+        while t < group / 4 {
+            let v0 = _mm512_loadu_si512(q0), v1 = _mm512_loadu_si512(q1)
+            if int4 {
+                dots(_mm512_and_si512(v0, nibbles), _mm512_and_si512(v1, nibbles), t)
+                dots(_mm512_and_si512(_mm512_srli_epi16(v0, 4), nibbles), _mm512_and_si512(_mm512_srli_epi16(v1, 4), nibbles), t + 1)
+                t += 2
+            } else {
+                dots(v0, v1, t)
+                t += 1
+            }
+            q0 += 64
+            q1 += 64
+        }
+        @inline(__always)
+        func finish(_ acc: inout __m512, _ dot: __m512i, _ s: __m512, _ m: __m512, _ r: Int) {
+            let i = r * groups + gi
+            let t = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), _mm512_mul_ps(m, _mm512_set1_ps(xsum[i])))
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(xs[i]), t, acc)
+        }
+        finish(&a00, d00, s0, m0, 0); finish(&a10, d10, s1, m1, 0)
+        if rows > 1 { finish(&a01, d01, s0, m0, 1); finish(&a11, d11, s1, m1, 1) }
+        if rows > 2 { finish(&a02, d02, s0, m0, 2); finish(&a12, d12, s1, m1, 2) }
+        if rows > 3 { finish(&a03, d03, s0, m0, 3); finish(&a13, d13, s1, m1, 3) }
+        pw0 += groupBytes
+        pw1 += groupBytes
+    }
+    let cols = min(16, n - (p + 1) * 16)
+    let mask: __mmask16 = cols == 16 ? 0xFFFF : __mmask16((1 << cols) - 1)
+    @inline(__always)
+    func store(_ acc: __m512, _ r: Int, _ panel: Int, _ mask: __mmask16) {
+        let out = c + r * ldc + panel * 16
+        let v = accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), acc) : acc
+        _mm512_mask_storeu_ps(out, mask, v)
+    }
+    store(a00, 0, p, 0xFFFF); store(a10, 0, p + 1, mask)
+    if rows > 1 { store(a01, 1, p, 0xFFFF); store(a11, 1, p + 1, mask) }
+    if rows > 2 { store(a02, 2, p, 0xFFFF); store(a12, 2, p + 1, mask) }
+    if rows > 3 { store(a03, 3, p, 0xFFFF); store(a13, 3, p + 1, mask) }
+}
+
 /// `c[r, columns of panels] (+)= Σ_k x[r, k] · W[col, k]` for `m` rows quantized to int8 (`xq`:
 /// m rows of k values; `xs`, `xsum`: m rows of k/group scales and sums), on weight panels
 /// `panelBegin..<panelEnd` of a quantized `PackedWeight` (`int4` or int8, `offsets`, `group`).
@@ -95,34 +178,38 @@ public func avx512QuantizedRows(
     b: UnsafeRawPointer, n: Int, panelBegin: Int, panelEnd: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
-    let groups = k / group
     var next = panelBegin + epilogueEvery
-    for p in panelBegin..<panelEnd {
+    let groups = k / group
+    var p = panelBegin
+    while p < panelEnd {
+        // Two panels at a time while two remain (the first of a pair is always whole).
+        let pair = p + 1 < panelEnd && (int4 || m > 1)
         var r0 = 0
         while r0 < m {
             let rows = min(4, m - r0)
             let x = xq + r0 * k, s = xs + r0 * groups, sum = xsum + r0 * groups, out = c + r0 * ldc
+            @inline(__always)
+            func tile(_ rows: Int) {
+                if pair {
+                    rowsTilePair(
+                        rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out,
+                        ldc: ldc, accumulate: accumulate)
+                } else {
+                    rowsTile(
+                        rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out,
+                        ldc: ldc, accumulate: accumulate)
+                }
+            }
             switch rows {
-            case 4:
-                rowsTile(
-                    rows: 4, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out, ldc: ldc,
-                    accumulate: accumulate)
-            case 3:
-                rowsTile(
-                    rows: 3, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out, ldc: ldc,
-                    accumulate: accumulate)
-            case 2:
-                rowsTile(
-                    rows: 2, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out, ldc: ldc,
-                    accumulate: accumulate)
-            default:
-                rowsTile(
-                    rows: 1, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out, ldc: ldc,
-                    accumulate: accumulate)
+            case 4: tile(4)
+            case 3: tile(3)
+            case 2: tile(2)
+            default: tile(1)
             }
             r0 += rows
         }
-        while epilogueEvery > 0 && next <= p + 1 {
+        p += pair ? 2 : 1
+        while epilogueEvery > 0 && next <= p {
             epilogue(0, m, next - epilogueEvery, next)
             next += epilogueEvery
         }
