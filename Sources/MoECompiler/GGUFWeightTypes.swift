@@ -15,7 +15,7 @@ import MoEPasses
 enum GGUFWeightTypes {
     static func apply(_ graph: Graph, _ checkpoint: Checkpoint) -> Graph {
         var g = graph
-        for i in ExpertWeightFormat.expertMatrixWeights(graph) {
+        for i in ExpertWeightFormat.expertMatrixWeights(graph) where graph.weights[i].format == .f32 {
             let w = g.weights[i]
             let types = Set(w.tensors.map { (try? checkpoint.info($0.name))??.ggmlType })
             guard types.count == 1, let type = types.first ?? nil else { continue }

@@ -11,6 +11,7 @@ import MoEBasics
 ///
 /// Not one of the default passes: it runs after them when the compile options ask for a format
 /// other than f32 (`Pipeline.run(…, weights:)`), and changes no node, only the weight table.
+/// A weight whose format the source gives (`w1: […] = "…" as int8`) keeps it.
 public struct ExpertWeightFormat: Pass {
     public static let name = "expert-weight-format"
     public let format: WeightFormat
@@ -18,7 +19,8 @@ public struct ExpertWeightFormat: Pass {
 
     public func run(_ graph: Graph) throws -> Graph {
         var g = graph
-        let chosen = Self.expertMatrixWeights(graph)
+        // A format written in the source (`… as int8`) stays: `--weights` sets the others.
+        let chosen = Self.expertMatrixWeights(graph).filter { graph.weights[$0].format == .f32 }
         if let group = format.group {
             // Quantized rows are cut in groups along k (each matrix's last dimension).
             for i in chosen where (g.weights[i].shape.last ?? 0) % group != 0 {

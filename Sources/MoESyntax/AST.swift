@@ -135,6 +135,8 @@ public struct WeightDecl: Sendable {
     /// Layout steps applied to each tensor read (`|> transpose`, `|> reshape([E, F, H])`), in
     /// order, from the checkpoint's layout to the declared shape.
     public var layout: [Call] = []
+    /// How the weight is stored at run time (`… as int8`), when written.
+    public var format: Identifier?
 }
 
 public struct LetDecl: Sendable {

@@ -41,6 +41,7 @@ public struct ASTPrinter {
                 s += " |> \(step.callee.name)"
                 if !step.arguments.isEmpty { s += "(" + arguments(step.arguments, indent: "") + ")" }
             }
+            if let f = w.format { s += " as \(f.name)" }
             return s
         case .let(let l):
             return "let \(l.name.name) = \(expr(l.value))"

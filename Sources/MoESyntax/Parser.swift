@@ -267,8 +267,9 @@ public struct Parser {
         return (dims, SourceRange(open.start, length: length))
     }
 
-    /// weight_entry = IDENT , ':' , shape , '=' , STRING , { '|>' , layout_step } ;
+    /// weight_entry = IDENT , ':' , shape , '=' , STRING , { '|>' , layout_step } , [ 'as' , IDENT ] ;
     /// layout_step  = IDENT , [ '(' , [ arguments ] , ')' ] ;
+    /// (`as` is not reserved: it is read here only.)
     mutating func parseWeightEntry(prefix: String) throws -> WeightDecl {
         let name = try expectIdentifier("a weight name")
         _ = try expect(.colon, "after the weight name", notes: [.init("write '\(name.name): [rows, cols] = \"tensor.name\"'")])
@@ -280,6 +281,10 @@ public struct Parser {
             let step = try expectIdentifier("a layout step after '|>' (transpose, reshape, squeeze, split, deinterleave)")
             let args = isPunct(.lparen) ? try parseArguments().arguments : []
             decl.layout.append(Call(callee: step, arguments: args, piped: true))
+        }
+        if case .identifier("as") = current.kind {
+            advance()
+            decl.format = try expectIdentifier("a weight format after 'as' (f32, bf16, int8, int4, int4g64, int4g128)")
         }
         return decl
     }

@@ -136,6 +136,39 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.file("bad.json")))
     }
 
+    /// A format written on a weight in the source (`… as int8`) is that weight's; `--weights`
+    /// sets the other expert matrices; an unknown format or a group that does not divide the
+    /// rows is an error at the format's name.
+    @Test func formatsWrittenInTheSource() throws {
+        let dir = TemporaryDirectory()
+        let source = try String(contentsOfFile: Files.mixtralGraph, encoding: .utf8)
+        let tensor = "= \"experts.{e}.w1.weight\""
+        #expect(source.contains(tensor))
+        try source.replacingOccurrences(of: tensor, with: tensor + " as int8").write(toFile: dir.file("as.moe"), atomically: true, encoding: .utf8)
+        let plain = try Moec.run(["compile", "as.moe", "--model", Files.example, "--emit", "plan"], in: dir.path)
+        expectSuccess(plain)
+        #expect(plain.stdout.contains("  @w1             int8[8, 64, 32]"), "\(plain)")
+        #expect(plain.stdout.contains("  @w3             f32[8, 64, 32]"), "\(plain)")
+        let both = try Moec.run(["compile", "as.moe", "--model", Files.example, "--weights", "int4", "--emit", "plan"], in: dir.path)
+        expectSuccess(both)
+        #expect(both.stdout.contains("  @w1             int8[8, 64, 32]"), "\(both)")
+        #expect(both.stdout.contains("  @w3             int4[8, 64, 32]") && both.stdout.contains("  @w2             int4[8, 32, 64]"), "\(both)")
+        // A plan of a source with a written format runs (the gate rounded to int8, up f32: packed together as f32).
+        expectSuccess(
+            try Moec.run(
+                ["run", "as.moe", "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy", "--check",
+                 "y=\(Files.example)/y_transformers.npy", "--tolerance", "3e-2"], in: dir.path))
+        for (format, message) in [
+            ("int5", "as.moe:21:66: error: unknown weight format 'int5'; a weight is stored as f32, bf16, int8, int4, int4g64 or int4g128"),
+            ("int4g64", "as.moe:21:66: error: weight 'w1' as int4g64: its rows of 32 values are not whole groups of 64")
+        ] {
+            try source.replacingOccurrences(of: tensor, with: tensor + " as \(format)").write(toFile: dir.file("as.moe"), atomically: true, encoding: .utf8)
+            let r = try Moec.run(["compile", "as.moe", "--model", Files.example, "-o", "p.json"], in: dir.path)
+            expectFailure(r, [message])
+            #expect(!FileManager.default.fileExists(atPath: dir.file("p.json")))
+        }
+    }
+
     /// Plans of format version 3 (before weight formats) still load, every weight f32.
     @Test func version3PlansStillLoad() throws {
         let dir = TemporaryDirectory()

@@ -117,7 +117,20 @@ extension ASTToIR {
             }
             weightDecls[w.name.name] = w
             let layout = try weightLayout(w, perTensorShape: pattern.contains("{e}") ? Array(shape.dropFirst()) : shape)
-            let info = WeightInfo(name: w.name.name, pattern: pattern, shape: shape, location: w.name.range, layout: layout)
+            var info = WeightInfo(name: w.name.name, pattern: pattern, shape: shape, location: w.name.range, layout: layout)
+            if let f = w.format {
+                let chosen = WeightFormat.allCases.filter { !$0.isGGUFType }
+                guard let format = WeightFormat(rawValue: f.name), !format.isGGUFType else {
+                    throw Diagnostic.error(
+                        "unknown weight format '\(f.name)'; a weight is stored as "
+                            + chosen.dropLast().map(\.rawValue).joined(separator: ", ") + " or \(chosen.last!.rawValue)", at: f.range)
+                }
+                if let group = format.group, (shape.last ?? 0) % group != 0 {
+                    throw Diagnostic.error(
+                        "weight '\(w.name.name)' as \(f.name): its rows of \(shape.last ?? 0) values are not whole groups of \(group)", at: f.range)
+                }
+                info.format = format
+            }
             scope[w.name.name] = (.declaredWeight, w.name.range)
             pendingWeights[w.name.name] = info
         } catch {
