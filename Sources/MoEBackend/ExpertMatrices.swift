@@ -110,8 +110,9 @@ struct ExpertMatrices: @unchecked Sendable {
         func skipped(_ e: Int) -> Bool {
             guard let held, !held.contains(e) else { return false }
             for w in operandWeights where w.release {
-                let size = w.shape[1] * w.shape[2]
-                w.buffer.releasePages(floats: e * size..<(e + 1) * size)
+                // (A buffer of stored blocks holds rowBytes per row, not 4 bytes per value.)
+                let bytes = w.shape[1] * w.rowBytes
+                w.buffer.releasePages(floats: e * bytes / 4..<(e + 1) * bytes / 4)
             }
             first.append([])
             down.append(nil)

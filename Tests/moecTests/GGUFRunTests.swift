@@ -49,6 +49,19 @@ import Testing
         }
     }
 
+    /// Under `mpirun` each rank repacks only its experts' stored blocks (the others' pages given
+    /// back): the widened path matches transformers as in one process, the integer one within 3e-2.
+    @Test(.enabled(if: MPIRun.mpirun != nil, "skipped: no mpirun on PATH"), .disabled(if: ProcessInfo.processInfo.environment["MOEC_SKIP_MPI_TESTS"] == "1"))
+    func keptTypesUnderMPI() throws {
+        let dir = TemporaryDirectory()
+        let name = "qwen3moe-q4_k"
+        let x = "x=\(Self.folder)/\(name).x.npy", check = "y=\(Self.folder)/\(name).y.npy"
+        let base = ["run", Self.graph, "--model", Self.folder + "/\(name).gguf", "--placement", "static", "--input", x, "--check", check]
+        let widened = try MPIRun.moec(base + ["--output", "y=w.npy", "--tolerance", "1e-5"], ranks: 2, in: dir.path, environment: ["MOEC_ISA": "avx2"])
+        expectSuccess(widened)
+        expectSuccess(try MPIRun.moec(base + ["--output", "y=i.npy", "--tolerance", "3e-2"], ranks: 2, in: dir.path))
+    }
+
     /// A file in two splits (as gguf-py and llama.cpp's gguf-split write them): naming either one
     /// opens both; the params come from the first, which holds the model's keys.
     @Test func splitFilesAreOneCheckpoint() throws {
