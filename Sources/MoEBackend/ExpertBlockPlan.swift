@@ -121,8 +121,9 @@ public struct ExpertBlockPlan: Sendable {
     static func formatNote(_ f: WeightFormat, packedKernel: Bool) -> String {
         switch f {
         case .f32: return ""
-        case .bf16:
-            return packedKernel ? " (half the bytes; widened to f32 in registers, f32 sums)" : " (values rounded to bf16, held as f32 on this path)"
+        case .bf16, .f16:
+            return packedKernel
+                ? " (half the bytes; widened to f32 in registers, f32 sums)" : " (values rounded to \(f.rawValue), held as f32 on this path)"
         default:
             let what =
                 (f.isGGUFType ? "the GGUF file's values, repacked: " : "") + "\(f.bits)-bit values in groups of \(f.group!) with fp32 scales"

@@ -230,6 +230,7 @@ struct ExpertMatrices: @unchecked Sendable {
         switch f {
         case .f32: return .f32
         case .bf16: return .bf16
+        case .f16: return .f16
         default: return f.bits == 8 ? .int8(group: f.group!, offsets: f.offsets) : .int4(group: f.group!, offsets: f.offsets)
         }
     }

@@ -7,8 +7,8 @@ import MoEPasses
 /// `--weights` would change) and whose tensors are all Q8_0, all Q4_0 or all Q4_K gets that type
 /// as its format. The executor then reads their blocks as stored and repacks them into its int8
 /// or int4 panels with the same values (`ExpertMatrices`), so the model runs on the file's
-/// numbers with no f32 copy. BF16 tensors get the bf16 format (the same values). Other types
-/// (Q5_K, Q6_K, F16, …) are widened to f32 at load.
+/// numbers with no f32 copy. BF16 and F16 tensors get the bf16 and f16 formats (the same
+/// values). Other types (Q5_K, Q6_K) are widened to f32 at load.
 ///
 /// Gate and up read into one matrix (the `ExpertGateUpFusion` pass) must share a type; when
 /// they do not, both stay f32 (exactly the file's values, widened).
@@ -19,9 +19,9 @@ enum GGUFWeightTypes {
             let w = g.weights[i]
             let types = Set(w.tensors.map { (try? checkpoint.info($0.name))??.ggmlType })
             guard types.count == 1, let type = types.first ?? nil else { continue }
-            if type == .bf16 {
-                // Widened to f32 at load and packed back as bf16: the same values, half the bytes.
-                g.weights[i].format = .bf16
+            if type == .bf16 || type == .f16 {
+                // Widened to f32 at load and packed back as bf16 or f16: the same values, half the bytes.
+                g.weights[i].format = type == .bf16 ? .bf16 : .f16
                 continue
             }
             guard type.hasGroupsOf32, let format = WeightFormat(rawValue: type.description.lowercased()),
@@ -33,7 +33,7 @@ enum GGUFWeightTypes {
             guard let view = n.expertsView else { continue }
             let first = view.matrices.dropLast().compactMap { g[$0].attributes.int("index") }
             if Set(first.map { g.weights[$0].format }).count > 1 || view.kind == .swiglu_fused {
-                for i in view.matrices.compactMap({ g[$0].attributes.int("index") }) where g.weights[i].format.isGGUFType && g.weights[i].format != .bf16 {
+                for i in view.matrices.compactMap({ g[$0].attributes.int("index") }) where g.weights[i].format.isGGUFType {
                     g.weights[i].format = .f32
                 }
             }

@@ -108,6 +108,9 @@ public struct WeightInfo: Hashable, Sendable {
 public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     case f32
     case bf16
+    /// IEEE binary16: half the bytes, 11 significant bits (range to 65504); values rounded to
+    /// nearest even once at load, an f16 checkpoint's kept exactly.
+    case f16
     /// 8-bit integers in groups of 32 along each row, one fp32 scale per group (llama.cpp's
     /// Q8_0 rounding: S = max|w| / 127, q = round(w / S)).
     case int8
@@ -127,7 +130,7 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     public var bytesPerWeight: Double {
         switch self {
         case .f32: return 4
-        case .bf16: return 2
+        case .bf16, .f16: return 2
         default: return Double(bits) / 8 + (offsets ? 8 : 4) / Double(group!)
         }
     }
@@ -142,7 +145,7 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     public var bits: Int {
         switch self {
         case .f32: return 32
-        case .bf16: return 16
+        case .bf16, .f16: return 16
         case .int8, .q8_0: return 8
         case .int4, .int4g64, .int4g128, .q4_0, .q4_k: return 4
         }
@@ -151,7 +154,7 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     /// Values of a row per scale (nil for the float formats).
     public var group: Int? {
         switch self {
-        case .f32, .bf16: return nil
+        case .f32, .bf16, .f16: return nil
         case .int8, .int4, .q8_0, .q4_0, .q4_k: return 32
         case .int4g64: return 64
         case .int4g128: return 128

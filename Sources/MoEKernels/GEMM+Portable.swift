@@ -77,12 +77,12 @@ func portableGemmPacked(
     ) { jp, k0, _ in b + jp * k * nr + k0 * nr }
 }
 
-/// Portable twin of `avx2GemmPackedBF16`: each K-block of a bf16 weight panel (16 × kc) is
+/// Portable twin of `avx2GemmPackedBF16` and `…F16`: each K-block of a 16-bit weight panel (16 × kc) is
 /// widened to fp32 into a scratch strip once per chunk of rows, then the fp32 tiles run on it
 /// (same products and sums as the fp32 kernel on the widened weight). `strip`: 16 × min(k, kc)
 /// floats of this call's own, or nil for a temporary one.
 func portableGemmPacked(
-    a: UnsafePointer<Float>, m: Int, k: Int, bf16 b: UnsafePointer<UInt16>, n: Int,
+    a: UnsafePointer<Float>, m: Int, k: Int, half b: UnsafePointer<UInt16>, f16: Bool = false, n: Int,
     panels: Range<Int>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
     strip: UnsafeMutablePointer<Float>? = nil,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
@@ -91,7 +91,7 @@ func portableGemmPacked(
     guard let s = strip else {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: nr * min(k, GemmBlocking.kc)) { strip in
             portableGemmPacked(
-                a: a, m: m, k: k, bf16: b, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate,
+                a: a, m: m, k: k, half: b, f16: f16, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate,
                 strip: strip.baseAddress!, epilogueEvery: epilogueEvery, epilogue: epilogue)
         }
         return
@@ -101,7 +101,11 @@ func portableGemmPacked(
         epilogueEvery: epilogueEvery, epilogue: epilogue
     ) { jp, k0, kc in
         let src = b + jp * k * nr + k0 * nr
-        for i in 0..<(kc * nr) { s[i] = floatFromBfloat16(src[i]) }
+        if f16 {
+            for i in 0..<(kc * nr) { s[i] = floatFromFloat16(src[i]) }
+        } else {
+            for i in 0..<(kc * nr) { s[i] = floatFromBfloat16(src[i]) }
+        }
         return UnsafePointer(s)
     }
 }

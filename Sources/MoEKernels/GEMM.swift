@@ -127,8 +127,15 @@ extension Kernels {
                 c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
         case (.f32, false):
             portableGemmPacked(a: a.data, m: a.m, k: a.k, b: b.f32, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
-        case (.bf16, false):
-            portableGemmPacked(a: a.data, m: a.m, k: a.k, bf16: b.bf16, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
+        case (.f16, true):
+            avx2GemmPackedF16(
+                a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
+                mcPanels: GemmBlocking.mcPanels, b: b.bf16, n: n,
+                panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
+        case (.bf16, false), (.f16, false):
+            portableGemmPacked(
+                a: a.data, m: a.m, k: a.k, half: b.bf16, f16: b.format == .f16, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
         case (.int8, false), (.int4, false):
             portableGemmPacked(a: a.data, m: a.m, k: a.k, quantized: b.pointer, format: b.format, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
         }

@@ -166,9 +166,15 @@ extension Kernels {
             portableGemmPacked(
                 a: a, m: m, k: k, quantized: w.quantizedData, format: w.format, n: w.n, panels: panels, c: y, ldc: ldy,
                 accumulate: accumulate, strip: bf16Strip, epilogueEvery: epilogueEvery, epilogue: epilogue)
-        case (.bf16, false):
+        case (.f16, true):
+            avx2GemmPackedF16(
+                a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
+                b: w.bf16Data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor, strip: bf16Strip,
+                epilogueEvery: epilogueEvery, epilogue: epilogue)
+        case (.bf16, false), (.f16, false):
             portableGemmPacked(
-                a: a, m: m, k: k, bf16: w.bf16Data, n: w.n, panels: panels, c: y, ldc: ldy,
+                a: a, m: m, k: k, half: w.bf16Data, f16: w.format == .f16, n: w.n, panels: panels, c: y, ldc: ldy,
                 accumulate: accumulate, strip: bf16Strip, epilogueEvery: epilogueEvery, epilogue: epilogue)
         }
     }

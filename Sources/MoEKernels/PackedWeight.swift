@@ -22,6 +22,9 @@ public final class PackedWeight: @unchecked Sendable {
         case f32
         /// bfloat16: the top 16 bits of a Float (rounded to nearest even when packed from fp32).
         case bf16
+        /// IEEE binary16 (rounded to nearest even when packed from fp32; an f16 checkpoint's
+        /// values are kept exactly), widened with F16C.
+        case f16
         /// 8-bit integers in groups of `group` steps of k, one fp32 scale per column and group
         /// (and an fp32 offset with `offsets`): w = fma(u, S, M), u = q + 128 stored unsigned.
         /// Packed from fp32 like llama.cpp's Q8_0 (S = max|w| / 127, q = round(w / S)).
@@ -34,7 +37,7 @@ public final class PackedWeight: @unchecked Sendable {
         public var bits: Int {
             switch self {
             case .f32: return 32
-            case .bf16: return 16
+            case .bf16, .f16: return 16
             case .int8: return 8
             case .int4: return 4
             }
@@ -43,7 +46,7 @@ public final class PackedWeight: @unchecked Sendable {
         /// Steps of k per scale (nil for the float formats).
         public var group: Int? {
             switch self {
-            case .f32, .bf16: return nil
+            case .f32, .bf16, .f16: return nil
             case .int8(let g, _), .int4(let g, _): return g
             }
         }
@@ -51,7 +54,7 @@ public final class PackedWeight: @unchecked Sendable {
         /// Whether each group stores offsets.
         public var offsets: Bool {
             switch self {
-            case .f32, .bf16: return false
+            case .f32, .bf16, .f16: return false
             case .int8(_, let o), .int4(_, let o): return o
             }
         }
@@ -69,6 +72,7 @@ public final class PackedWeight: @unchecked Sendable {
             switch self {
             case .f32: return "f32"
             case .bf16: return "bf16"
+            case .f16: return "f16"
             case .int8(let g, let o): return "int8 (groups of \(g)\(o ? ", offsets" : ""))"
             case .int4(let g, let o): return "int4 (groups of \(g)\(o ? ", offsets" : ""))"
             }
@@ -106,9 +110,9 @@ public final class PackedWeight: @unchecked Sendable {
         precondition(format == .f32, "PackedWeight: fp32 panels asked of a \(format) weight")
         return storage.assumingMemoryBound(to: Float.self)
     }
-    /// The bfloat16 panels (only for `.bf16`).
+    /// The 16-bit panels (only for `.bf16` and `.f16`).
     var bf16Data: UnsafeMutablePointer<UInt16> {
-        precondition(format == .bf16, "PackedWeight: bf16 panels asked of a \(format) weight")
+        precondition(format == .bf16 || format == .f16, "PackedWeight: 16-bit panels asked of a \(format) weight")
         return storage.assumingMemoryBound(to: UInt16.self)
     }
     /// Whether `data` was allocated here (and is freed with this object).
@@ -214,7 +218,7 @@ public final class PackedWeight: @unchecked Sendable {
         let count = panels * k * Self.panelWidth
         switch format {
         case .f32: storage.bindMemory(to: Float.self, capacity: count)
-        case .bf16: storage.bindMemory(to: UInt16.self, capacity: count)
+        case .bf16, .f16: storage.bindMemory(to: UInt16.self, capacity: count)
         case .int8, .int4: precondition(format.fits(k: k), "PackedWeight: \(format) does not fit k = \(k)")
         }
         self.storage = storage
@@ -255,6 +259,13 @@ public final class PackedWeight: @unchecked Sendable {
                     src.pointer, n: n, k: k, strideN: strideN, strideK: strideK,
                     panels: range, into: dst.pointer, convert: bfloat16Bits)
             }
+        case .f16:
+            let dst = SendablePointer(bf16Data)
+            Parallel.forEachChunk(count: panels, threads: threads) { range in
+                packPanels(
+                    src.pointer, n: n, k: k, strideN: strideN, strideK: strideK,
+                    panels: range, into: dst.pointer, convert: float16Bits)
+            }
         case .int8, .int4:
             let dst = SendablePointer(quantizedData.assumingMemoryBound(to: UInt8.self)), format = format
             Parallel.forEachChunk(count: panels, threads: threads) { range in
@@ -293,7 +304,8 @@ public final class PackedWeight: @unchecked Sendable {
             for kk in 0..<k {
                 for j in 0..<Self.panelWidth where p * Self.panelWidth + j < n {
                     let i = (p * k + kk) * Self.panelWidth + j
-                    w[(p * Self.panelWidth + j) * k + kk] = format == .f32 ? data[i] : floatFromBfloat16(bf16Data[i])
+                    w[(p * Self.panelWidth + j) * k + kk] =
+                        format == .f32 ? data[i] : format == .f16 ? floatFromFloat16(bf16Data[i]) : floatFromBfloat16(bf16Data[i])
                 }
             }
         }
@@ -316,6 +328,14 @@ func bfloat16Bits(_ f: Float) -> UInt16 {
     if f.isNaN { return UInt16(x >> 16) | 0x0040 } // quiet, so truncation cannot make it infinity
     return UInt16((x &+ 0x7FFF &+ ((x >> 16) & 1)) >> 16)
 }
+
+/// Float → IEEE binary16 bits, round to nearest even (overflow to infinity, NaN stays NaN).
+@inline(__always)
+func float16Bits(_ f: Float) -> UInt16 { Float16(f).bitPattern }
+
+/// binary16 bits → Float (exact).
+@inline(__always)
+func floatFromFloat16(_ b: UInt16) -> Float { Float(Float16(bitPattern: b)) }
 
 /// bfloat16 bits → Float (exact).
 @inline(__always)

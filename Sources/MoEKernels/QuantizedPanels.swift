@@ -132,6 +132,7 @@ extension Kernels {
         switch format {
         case .f32: return
         case .bf16: roundToBfloat16(p, count: rows * k)
+        case .f16: for i in 0..<(rows * k) { p[i] = floatFromFloat16(float16Bits(p[i])) }
         case .int8, .int4:
             let g = format.group!
             precondition(format.fits(k: k), "roundTo: \(format) does not fit rows of \(k)")

@@ -1,23 +1,44 @@
-// The packed GEMM's micro-kernels for weights stored as bfloat16 (AVX2 + FMA).
+// The packed GEMM's micro-kernels for weights stored as 16-bit floats, bfloat16 or IEEE
+// binary16 (AVX2 + FMA + F16C).
 //
 // Same register blocks and FMA chains as `tile` / `wideTile` in AVX2GEMM.swift; only the weight
-// load differs: 16 bf16 values (32 bytes, one step of k of a panel) are widened in registers to
-// two `SIMD8<Float>` (zero-extend to 32 bits, shift left 16, bit-cast — exact), so the weight
-// bytes streamed from memory are halved and the arithmetic is unchanged.
+// load differs: 16 values (32 bytes, one step of k of a panel) are widened in registers to two
+// `SIMD8<Float>` (bf16: zero-extend to 32 bits, shift left 16, bit-cast; f16: `vcvtph2ps` —
+// both exact), so the weight bytes streamed from memory are halved and the arithmetic is
+// unchanged.
 
-/// Columns 0..<8 and 8..<16 of one step of a bf16 panel, as fp32.
-@inline(__always)
-private func widen16(_ p: UnsafePointer<UInt16>) -> (SIMD8<Float>, SIMD8<Float>) {
-    let lo = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<UInt16>.self)
-    let hi = UnsafeRawPointer(p + 8).loadUnaligned(as: SIMD8<UInt16>.self)
-    let l = SIMD8<UInt32>(truncatingIfNeeded: lo) &<< 16, h = SIMD8<UInt32>(truncatingIfNeeded: hi) &<< 16
-    return (unsafeBitCast(l, to: SIMD8<Float>.self), unsafeBitCast(h, to: SIMD8<Float>.self))
+import _Builtin_intrinsics.intel
+
+/// A 16-bit float format: how 16 stored values widen to fp32.
+protocol HalfFloat {
+    static func widen16(_ p: UnsafePointer<UInt16>) -> (SIMD8<Float>, SIMD8<Float>)
+}
+
+enum BFloat16Values: HalfFloat {
+    @inline(__always)
+    static func widen16(_ p: UnsafePointer<UInt16>) -> (SIMD8<Float>, SIMD8<Float>) {
+        let lo = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<UInt16>.self)
+        let hi = UnsafeRawPointer(p + 8).loadUnaligned(as: SIMD8<UInt16>.self)
+        let l = SIMD8<UInt32>(truncatingIfNeeded: lo) &<< 16, h = SIMD8<UInt32>(truncatingIfNeeded: hi) &<< 16
+        return (unsafeBitCast(l, to: SIMD8<Float>.self), unsafeBitCast(h, to: SIMD8<Float>.self))
+    }
+}
+
+enum Float16Values: HalfFloat {
+    @inline(__always)
+    static func widen16(_ p: UnsafePointer<UInt16>) -> (SIMD8<Float>, SIMD8<Float>) {
+        let raw = UnsafeRawPointer(p)
+        return (
+            _mm256_cvtph_ps(_mm_loadu_si128(raw.assumingMemoryBound(to: __m128i.self))),
+            _mm256_cvtph_ps(_mm_loadu_si128((raw + 16).assumingMemoryBound(to: __m128i.self)))
+        )
+    }
 }
 
 /// `tile` with a bf16 weight: `c[r, 0..<16] (+)= Σ_k a[k*6 + r] * widen(b[k*16 + 0..<16])`.
 @inline(__always)
-private func tileBF16(
-    rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<UInt16>,
+private func tileBF16<H: HalfFloat>(
+    _: H.Type, rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<UInt16>,
     c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
 ) {
     var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
@@ -36,7 +57,7 @@ private func tileBF16(
     }
     var pa = a, pb = b
     for _ in 0..<kc {
-        let (b0, b1) = widen16(pb)
+        let (b0, b1) = H.widen16(pb)
         var s = SIMD8<Float>(repeating: pa[0])
         c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
         if rows > 1 { s = SIMD8(repeating: pa[1]); c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1) }
@@ -56,8 +77,8 @@ private func tileBF16(
 
 /// `wideTile` with a bf16 weight: `rows` (≤ 3) × 32 over two panels `b0`, `b1`.
 @inline(__always)
-private func wideTileBF16(
-    rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<UInt16>, b1: UnsafePointer<UInt16>,
+private func wideTileBF16<H: HalfFloat>(
+    _: H.Type, rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<UInt16>, b1: UnsafePointer<UInt16>,
     c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
 ) {
     var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c02 = SIMD8<Float>(), c03 = SIMD8<Float>()
@@ -70,7 +91,7 @@ private func wideTileBF16(
     }
     var pa = a, p0 = b0, p1 = b1
     for _ in 0..<kc {
-        let (w0, w1) = widen16(p0), (w2, w3) = widen16(p1)
+        let (w0, w1) = H.widen16(p0), (w2, w3) = H.widen16(p1)
         var s = SIMD8<Float>(repeating: pa[0])
         c00 = c00.addingProduct(s, w0); c01 = c01.addingProduct(s, w1)
         c02 = c02.addingProduct(s, w2); c03 = c03.addingProduct(s, w3)
@@ -95,8 +116,8 @@ private func wideTileBF16(
 /// 0..<64, eight independent FMA chains per step (one row has little other parallelism to hide
 /// the FMA latency behind). Same arithmetic per output as `tileBF16`.
 @inline(never)
-func oneRowBF16(
-    kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<UInt16>, panelStride: Int,
+func oneRowBF16<H: HalfFloat>(
+    _: H.Type, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<UInt16>, panelStride: Int,
     c: UnsafeMutablePointer<Float>, load: Bool
 ) {
     var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
@@ -108,8 +129,8 @@ func oneRowBF16(
     var pa = a, p0 = b
     for _ in 0..<kc {
         let s = SIMD8<Float>(repeating: pa[0])
-        let (w0, w1) = widen16(p0), (w2, w3) = widen16(p0 + panelStride)
-        let (w4, w5) = widen16(p0 + 2 * panelStride), (w6, w7) = widen16(p0 + 3 * panelStride)
+        let (w0, w1) = H.widen16(p0), (w2, w3) = H.widen16(p0 + panelStride)
+        let (w4, w5) = H.widen16(p0 + 2 * panelStride), (w6, w7) = H.widen16(p0 + 3 * panelStride)
         c0 = c0.addingProduct(s, w0); c1 = c1.addingProduct(s, w1)
         c2 = c2.addingProduct(s, w2); c3 = c3.addingProduct(s, w3)
         c4 = c4.addingProduct(s, w4); c5 = c5.addingProduct(s, w5)
@@ -122,38 +143,38 @@ func oneRowBF16(
 
 /// Widens `steps` steps of a bf16 panel (16 values each) into fp32 at `out`.
 @inline(never)
-func widenBlockBF16(_ b: UnsafePointer<UInt16>, steps: Int, _ out: UnsafeMutablePointer<Float>) {
+func widenBlockBF16<H: HalfFloat>(_: H.Type, _ b: UnsafePointer<UInt16>, steps: Int, _ out: UnsafeMutablePointer<Float>) {
     var pb = b, po = out
     for _ in 0..<steps {
-        let (lo, hi) = widen16(pb)
+        let (lo, hi) = H.widen16(pb)
         store8(lo, po); store8(hi, po + 8)
         pb += 16; po += 16
     }
 }
 
 @inline(never)
-func wideTileDispatchBF16(
-    rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<UInt16>, b1: UnsafePointer<UInt16>,
+func wideTileDispatchBF16<H: HalfFloat>(
+    _: H.Type, rows: Int, kc: Int, a: UnsafePointer<Float>, b0: UnsafePointer<UInt16>, b1: UnsafePointer<UInt16>,
     c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
 ) {
     switch rows {
-    case 3: wideTileBF16(rows: 3, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
-    case 2: wideTileBF16(rows: 2, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
-    default: wideTileBF16(rows: 1, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    case 3: wideTileBF16(H.self, rows: 3, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    case 2: wideTileBF16(H.self, rows: 2, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
+    default: wideTileBF16(H.self, rows: 1, kc: kc, a: a, b0: b0, b1: b1, c: c, ldc: ldc, load: load)
     }
 }
 
 @inline(never)
-func tileDispatchBF16(
-    rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<UInt16>,
+func tileDispatchBF16<H: HalfFloat>(
+    _: H.Type, rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<UInt16>,
     c: UnsafeMutablePointer<Float>, ldc: Int, load: Bool
 ) {
     switch rows {
-    case 6: tileBF16(rows: 6, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
-    case 5: tileBF16(rows: 5, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
-    case 4: tileBF16(rows: 4, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
-    case 3: tileBF16(rows: 3, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
-    case 2: tileBF16(rows: 2, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
-    default: tileBF16(rows: 1, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 6: tileBF16(H.self, rows: 6, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 5: tileBF16(H.self, rows: 5, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 4: tileBF16(H.self, rows: 4, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 3: tileBF16(H.self, rows: 3, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    case 2: tileBF16(H.self, rows: 2, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
+    default: tileBF16(H.self, rows: 1, kc: kc, a: a, b: b, c: c, ldc: ldc, load: load)
     }
 }

@@ -184,13 +184,41 @@ public func avx2GemmPackedBF16(
     strip: UnsafeMutablePointer<Float>? = nil,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
+    halfLoops(
+        BFloat16Values.self, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin, panelEnd: panelEnd,
+        c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery, epilogue: epilogue)
+}
+
+/// `avx2GemmPackedBF16` on a weight packed as IEEE binary16 (widened by `vcvtph2ps`, exact).
+@inline(never)
+public func avx2GemmPackedF16(
+    a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+    b: UnsafePointer<UInt16>, n: Int, panelBegin: Int, panelEnd: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    strip: UnsafeMutablePointer<Float>? = nil,
+    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+) {
+    halfLoops(
+        Float16Values.self, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin, panelEnd: panelEnd,
+        c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery, epilogue: epilogue)
+}
+
+@inline(__always)
+private func halfLoops<H: HalfFloat>(
+    _: H.Type, a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+    b: UnsafePointer<UInt16>, n: Int, panelBegin: Int, panelEnd: Int,
+    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
+    strip: UnsafeMutablePointer<Float>?, epilogueEvery: Int, epilogue: (Int, Int, Int, Int) -> Void
+) {
     func loops(_ strip: UnsafeMutablePointer<Float>) {
         gemmPackedLoops(
             a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n,
             panelBegin: panelBegin, panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate,
             panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue,
-            tile: tileDispatchBF16, wideTile: wideTileDispatchBF16, strip: strip,
-            widen: widenBlockBF16, panelStride: k * nr, stepOffset: { $0 * nr }, oneRow: oneRowBF16)
+            tile: { tileDispatchBF16(H.self, rows: $0, kc: $1, a: $2, b: $3, c: $4, ldc: $5, load: $6) },
+            wideTile: { wideTileDispatchBF16(H.self, rows: $0, kc: $1, a: $2, b0: $3, b1: $4, c: $5, ldc: $6, load: $7) },
+            strip: strip, widen: { widenBlockBF16(H.self, $0, steps: $1, $2) }, panelStride: k * nr, stepOffset: { $0 * nr },
+            oneRow: { oneRowBF16(H.self, kc: $0, a: $1, b: $2, panelStride: $3, c: $4, load: $5) })
     }
     if let strip {
         loops(strip)

@@ -257,3 +257,33 @@ func bf16GemmPackedPanelRangesAndEpilogue(isa: ISA) {
         }
     }
 }
+
+/// IEEE binary16 panels (`.f16`): packing rounds as Swift's `Float16` does (nearest even), and
+/// every kernel set computes exactly what the f32 kernels compute on the widened weight.
+@Test(arguments: ISA.available)
+func f16GemmEqualsFloatKernelOnWidenedWeight(isa: ISA) {
+    var rng = TestRandom(seed: 83)
+    for (n, k) in [(1, 1), (17, 17), (40, 129), (33, 1030)] {
+        let w = rng.array(n * k, scale: 3)
+        let packed = PackedWeight(weight: w, n: n, k: k, format: .f16)
+        #expect(packed.byteCount == PackedWeight.bytes(n: n, k: k, format: .bf16))
+        let rounded = packed.unpacked()
+        #expect(rounded == w.map { Float(Float16($0)) }, "[\(n), \(k)]: packing differs from Float16 rounding")
+        var again = w
+        again.withUnsafeMutableBufferPointer { Kernels.roundTo(.f16, $0.baseAddress!, rows: n, k: k) }
+        #expect(again == rounded)
+        let widened = PackedWeight(weight: rounded, n: n, k: k)
+        for m in [1, 3, 7, 64] {
+            let x = rng.array(m * k), y0 = rng.array(m * n)
+            for accumulate in [false, true] {
+                var y = accumulate ? y0 : [Float](repeating: .nan, count: m * n)
+                var yf = y
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { Kernels.gemm(xp.baseAddress!, packed, $0.baseAddress!, m: m, accumulate: accumulate, threads: 2, isa: isa) }
+                    yf.withUnsafeMutableBufferPointer { Kernels.gemm(xp.baseAddress!, widened, $0.baseAddress!, m: m, accumulate: accumulate, threads: 2, isa: isa) }
+                }
+                #expect(y == yf, "\(isa) M=\(m) N=\(n) K=\(k) accumulate=\(accumulate)")
+            }
+        }
+    }
+}
