@@ -4,7 +4,7 @@
 // count. The allocator entry points are counted by `MoEAllocationCounter` (glibc only).
 //
 //   moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R]
-//                    [--placement static:W] [--weights f32|bf16|f16|int8|int4[:G]]
+//                    [--placement static:W] [--weights f32|bf16|f16|int8|int4[:G]|int4z[:G]]
 //
 // The graph gets seeded random weights in a temporary checkpoint. For each token count: one
 // schedule, 3 warm-up runs (the first run of a schedule may fill lazy caches: Dispatch's
@@ -68,7 +68,7 @@ while let a = arguments.popFirst() {
         weightFormat = f
     case "--help", "-h":
         print(
-            "usage: moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R] [--placement static:W] [--weights f32|bf16|f16|int8|int4[:G]]"
+            "usage: moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R] [--placement static:W] [--weights f32|bf16|f16|int8|int4[:G]|int4z[:G]]"
         )
         exit(0)
     default:

@@ -177,7 +177,7 @@ enum ConfigLoader {
 
 extension CompileOptions {
     /// The values `--weights` takes.
-    public static let weightFormatNames = ["f32", "bf16", "f16", "int8", "int4[:32|64|128]"]
+    public static let weightFormatNames = ["f32", "bf16", "f16", "int8", "int4[:32|64|128]", "int4z[:32|64|128]"]
 
     /// Sets `weightFormat` from a `--weights` value; false (nothing set) when it names no format.
     public mutating func setWeightFormat(_ name: String) -> Bool {

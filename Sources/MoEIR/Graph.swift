@@ -119,6 +119,11 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     case int4
     case int4g64
     case int4g128
+    /// 4-bit integers with zero points: per group an fp32 scale and offset (llama.cpp's Q4_1
+    /// rounding: S = (max − min) / 15, w = q·S + min), in groups of 32, 64 or 128.
+    case int4z
+    case int4zg64
+    case int4zg128
     /// A GGUF file's quantized type, kept: its values and scales exactly, repacked once at load
     /// into moec's int8 (Q8_0) or int4 (Q4_0; Q4_K with its per-group offsets) panels, never
     /// widened to f32 in memory. Chosen when a `.gguf` model's expert tensors have that type.
@@ -136,7 +141,7 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     }
 
     /// Whether each group also has an offset (w = q·S + M with any M).
-    public var offsets: Bool { self == .q4_k }
+    public var offsets: Bool { self == .q4_k || self == .int4z || self == .int4zg64 || self == .int4zg128 }
 
     /// Whether the values come as stored in a GGUF file (not rounded by moec).
     public var isGGUFType: Bool { self == .q8_0 || self == .q4_0 || self == .q4_k }
@@ -147,7 +152,7 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
         case .f32: return 32
         case .bf16, .f16: return 16
         case .int8, .q8_0: return 8
-        case .int4, .int4g64, .int4g128, .q4_0, .q4_k: return 4
+        case .int4, .int4g64, .int4g128, .int4z, .int4zg64, .int4zg128, .q4_0, .q4_k: return 4
         }
     }
 
@@ -155,9 +160,9 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     public var group: Int? {
         switch self {
         case .f32, .bf16, .f16: return nil
-        case .int8, .int4, .q8_0, .q4_0, .q4_k: return 32
-        case .int4g64: return 64
-        case .int4g128: return 128
+        case .int8, .int4, .int4z, .q8_0, .q4_0, .q4_k: return 32
+        case .int4g64, .int4zg64: return 64
+        case .int4g128, .int4zg128: return 128
         }
     }
 
@@ -169,6 +174,8 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
         switch self {
         case .int4g64: return "int4:64"
         case .int4g128: return "int4:128"
+        case .int4zg64: return "int4z:64"
+        case .int4zg128: return "int4z:128"
         default: return rawValue
         }
     }
@@ -180,6 +187,9 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
         case "int4:32": self = .int4
         case "int4:64": self = .int4g64
         case "int4:128": self = .int4g128
+        case "int4z:32": self = .int4z
+        case "int4z:64": self = .int4zg64
+        case "int4z:128": self = .int4zg128
         default: self.init(rawValue: name)
         }
     }

@@ -284,7 +284,7 @@ public struct Parser {
         }
         if case .identifier("as") = current.kind {
             advance()
-            decl.format = try expectIdentifier("a weight format after 'as' (f32, bf16, f16, int8, int4, int4g64, int4g128)")
+            decl.format = try expectIdentifier("a weight format after 'as' (f32, bf16, f16, int8, int4, int4g64, int4g128, int4z, …)")
         }
         return decl
     }

@@ -6,7 +6,7 @@ enum CompileCommand {
     static let spec = CommandSpec(
         name: "compile",
         summary: "moec compile: parse, check and optimise a .moe graph, and write a plan that 'moec run' executes.",
-        usage: ["moec compile GRAPH.moe [--model DIR] [--set NAME=VALUE]... [--weights f32|bf16|f16|int8|int4[:G]] [-o PLAN] [--emit STAGE]"],
+        usage: ["moec compile GRAPH.moe [--model DIR] [--set NAME=VALUE]... [--weights f32|bf16|f16|int8|int4[:G]|int4z[:G]] [-o PLAN] [--emit STAGE]"],
         positionals: [("GRAPH.moe", "The graph to compile.")],
         options: [
             OptionSpec(

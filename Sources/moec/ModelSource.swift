@@ -24,9 +24,9 @@ enum ModelSource {
 
     /// `--weights`, shared by `compile` and the commands that compile a `.moe` graph first.
     static let weightsOption = OptionSpec(
-        names: ["--weights"], valueName: "f32|bf16|f16|int8|int4[:G]",
+        names: ["--weights"], valueName: "f32|bf16|f16|int8|int4[:G]|int4z[:G]",
         help:
-            "How expert matrices are stored: f32 (the default); bf16 (half the bytes;\nf32 checkpoint values rounded to nearest even, bf16 ones kept exactly); f16 (IEEE\nhalf: 11 significant bits, range 65504); int8\n(groups of 32 values along each row with an fp32 scale, llama.cpp's Q8_0\nrounding: 1.125 bytes a weight); int4 (groups of 32, Q4_0 rounding: 0.625\nbytes), int4:64 or int4:128 (fewer scales). A group must divide the rows.\nOn CPUs with AVX-512 VNNI the int formats multiply integers (activations\nquantized to int8 per group); elsewhere they widen to f32. Without --weights,\na .gguf model's Q8_0, Q4_0, Q4_K, BF16 and F16 expert tensors keep their type (the\nfile's values, repacked); --weights f32 widens them.")
+            "How expert matrices are stored: f32 (the default); bf16 (half the bytes;\nf32 checkpoint values rounded to nearest even, bf16 ones kept exactly); f16 (IEEE\nhalf: 11 significant bits, range 65504); int8\n(groups of 32 values along each row with an fp32 scale, llama.cpp's Q8_0\nrounding: 1.125 bytes a weight); int4 (groups of 32, Q4_0 rounding: 0.625\nbytes), int4:64 or int4:128 (fewer scales); int4z[:G] with\nzero points (Q4_1 rounding: a scale and an offset per group, 0.75 bytes). A group must divide the rows.\nOn CPUs with AVX-512 VNNI the int formats multiply integers (activations\nquantized to int8 per group); elsewhere they widen to f32. Without --weights,\na .gguf model's Q8_0, Q4_0, Q4_K, BF16 and F16 expert tensors keep their type (the\nfile's values, repacked); --weights f32 widens them.")
 
     /// Sets the compile options' weight format from `--weights`, if given.
     static func setWeightFormat(_ options: inout CompileOptions, _ a: ParsedArguments, command: String) throws {

@@ -45,7 +45,7 @@ import Testing
         return (num / den).squareRoot()
     }
 
-    @Test(arguments: families, [WeightFormat.int8, .int4, .int4g64])
+    @Test(arguments: families, [WeightFormat.int8, .int4, .int4g64, .int4z])
     func quantizedPlanMatchesF32PlanOnRoundedWeights(_ family: String, _ format: WeightFormat) throws {
         let dir = TemporaryDirectory()
         let graph = RepoPaths.graphs + "/\(family).moe"

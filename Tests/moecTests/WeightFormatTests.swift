@@ -7,7 +7,7 @@ import Testing
 @Suite struct WeightFormatTests {
     @Test func badValuesAreUsageErrors() throws {
         let dir = TemporaryDirectory()
-        let message = "--weights expects f32, bf16, f16, int8 or int4[:32|64|128] (how expert matrices are stored), got 'int3'"
+        let message = "--weights expects f32, bf16, f16, int8, int4[:32|64|128] or int4z[:32|64|128] (how expert matrices are stored), got 'int3'"
         let x = "x=\(Files.example)/x.npy"
         for args in [
             ["compile", Files.mixtralGraph, "--model", Files.example, "--weights", "int3", "-o", "p.json"],
@@ -103,7 +103,7 @@ import Testing
     @Test func quantizedPlansRunOnEveryPath() throws {
         let dir = TemporaryDirectory()
         let x = "x=\(Files.example)/x.npy"
-        for (w, ownError, changed) in [("f16", "2e-3", "1e-5"), ("int8", "3e-2", "1e-3"), ("int4", "0.25", "1e-3")] {
+        for (w, ownError, changed) in [("f16", "2e-3", "1e-5"), ("int8", "3e-2", "1e-3"), ("int4", "0.25", "1e-3"), ("int4z", "0.25", "1e-3")] {
             expectSuccess(try Moec.run(["compile", Files.mixtralGraph, "--model", Files.example, "--weights", w, "-o", "\(w).json"], in: dir.path))
             let plan = try String(contentsOfFile: dir.file("\(w).json"), encoding: .utf8)
             #expect(plan.components(separatedBy: "\"format\": \"\(w)\"").count - 1 == 3, "w1, w3 and w2")
@@ -160,7 +160,7 @@ import Testing
                 ["run", "as.moe", "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy", "--check",
                  "y=\(Files.example)/y_transformers.npy", "--tolerance", "3e-2"], in: dir.path))
         for (format, message) in [
-            ("int5", "as.moe:21:66: error: unknown weight format 'int5'; a weight is stored as f32, bf16, f16, int8, int4, int4g64 or int4g128"),
+            ("int5", "as.moe:21:66: error: unknown weight format 'int5'; a weight is stored as f32, bf16, f16, int8, int4, int4g64, int4g128, int4z, int4zg64 or int4zg128"),
             ("int4g64", "as.moe:21:66: error: weight 'w1' as int4g64: its rows of 32 values are not whole groups of 64")
         ] {
             try source.replacingOccurrences(of: tensor, with: tensor + " as \(format)").write(toFile: dir.file("as.moe"), atomically: true, encoding: .utf8)
@@ -188,7 +188,7 @@ import Testing
         let bad = text.replacingCharacters(in: w2, with: "\"name\": \"w2\", \"format\": \"int3\",")
         try bad.write(toFile: dir.file("bad.json"), atomically: true, encoding: .utf8)
         let r = try Moec.run(["run", "bad.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=z.npy"], in: dir.path)
-        expectFailure(r, ["bad.json: malformed graph: weight w2 format \"int3\" (expected one of \"f32\", \"bf16\", \"f16\", \"int8\", \"int4\", \"int4g64\", \"int4g128\", \"q8_0\", \"q4_0\", \"q4_k\")"])
+        expectFailure(r, ["bad.json: malformed graph: weight w2 format \"int3\" (expected one of \"f32\", \"bf16\", \"f16\", \"int8\", \"int4\", \"int4g64\", \"int4g128\", \"int4z\", \"int4zg64\", \"int4zg128\", \"q8_0\", \"q4_0\", \"q4_k\")"])
         #expect(!FileManager.default.fileExists(atPath: dir.file("z.npy")))
     }
 
