@@ -13,7 +13,7 @@ configuration, and best-llama.cpp / moec (above 1: moec is faster). The roofline
 this machine reached in the same run: the read bandwidth of moec's f32 layer at 1 token (a lower
 bound of the machine's) and the GFLOP/s of its f32 layer at 512 tokens.
 
-    python3 scripts/llamacpp/setup_venv.sh ../llama-venv        # once, ~5 min
+    bash scripts/llamacpp/setup_venv.sh ../llama-venv        # once, ~5 min
     python3 scripts/bench_vs_llamacpp.py --llama-python ../llama-venv/bin/python --models ../llama-work
 
 MOEC (default .build/release/moec) is the binary timed. The GGUF files (~950 MB) are written to
