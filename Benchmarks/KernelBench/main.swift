@@ -390,24 +390,33 @@ if opts.quantized {
                         let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
                         for weights in [f32, i8, i4] {
                             var i = 0
-                            times.append(medians(reps: max(opts.reps, 16), {
-                                Kernels.gemm(xq, weights[i % count], yq, m: m, threads: t, isa: opts.isa)
-                                i += 1
-                            }, nil).0)
+                            times.append(
+                                medians(
+                                    reps: max(opts.reps, 16),
+                                    {
+                                        Kernels.gemm(xq, weights[i % count], yq, m: m, threads: t, isa: opts.isa)
+                                        i += 1
+                                    }, nil
+                                ).0)
                         }
                         var j = 0
-                        times.append(medians(reps: max(opts.reps, 16), {
-                            xq8.quantize(xq, m: m, k: k, ldx: k)
-                            Kernels.q8Gemm(xq8, q8[j % count], y: yq, ldy: n, threads: t, isa: opts.isa)
-                            j += 1
-                        }, nil).0)
+                        times.append(
+                            medians(
+                                reps: max(opts.reps, 16),
+                                {
+                                    xq8.quantize(xq, m: m, k: k, ldx: k)
+                                    Kernels.q8Gemm(xq8, q8[j % count], y: yq, ldy: n, threads: t, isa: opts.isa)
+                                    j += 1
+                                }, nil
+                            ).0)
                     }
                 }
-                let cells = [
-                    "[\(n), \(k)]", "\(m)", "\(t)"
-                ] + times.map { String(format: "%.3f", $0 * 1e3) } + times.dropFirst().map { String(format: "%.2f", times[0] / $0) } + [
-                    f1(Double(i8[0].byteCount) / times[1] / 1e9), f1(Double(i4[0].byteCount) / times[2] / 1e9)
-                ]
+                let cells =
+                    [
+                        "[\(n), \(k)]", "\(m)", "\(t)"
+                    ] + times.map { String(format: "%.3f", $0 * 1e3) } + times.dropFirst().map { String(format: "%.2f", times[0] / $0) } + [
+                        f1(Double(i8[0].byteCount) / times[1] / 1e9), f1(Double(i4[0].byteCount) / times[2] / 1e9)
+                    ]
                 print("| " + cells.joined(separator: " | ") + " |")
             }
         }

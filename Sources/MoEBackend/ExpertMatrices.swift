@@ -149,7 +149,13 @@ struct ExpertMatrices: @unchecked Sendable {
             for e in 0..<experts where !skipped(e) {
                 if fuse, let type = gate.stored, up.stored == type {
                     let rb = gate.rowBytes
-                    first.append([(interleavedStored(type, UnsafeRawPointer(gate.buffer.floats) + e * f * rb, UnsafeRawPointer(up.buffer.floats) + e * f * rb, f: f, h: h, rowBytes: rb, format: gate.format), 0)])
+                    first.append([
+                        (
+                            interleavedStored(
+                                type, UnsafeRawPointer(gate.buffer.floats) + e * f * rb, UnsafeRawPointer(up.buffer.floats) + e * f * rb, f: f, h: h, rowBytes: rb,
+                                format: gate.format), 0
+                        )
+                    ])
                     if gate.release { gate.buffer.releasePages(floats: e * f * rb / 4..<(e + 1) * f * rb / 4) }
                     if up.release { up.buffer.releasePages(floats: e * f * rb / 4..<(e + 1) * f * rb / 4) }
                 } else if let joined {

@@ -157,7 +157,8 @@ private struct ReadState {
         let (dtype, typeStart) = try s.word("f32")
         guard let format = WeightFormat(rawValue: dtype) else {
             throw s.error(
-                "weights are \(WeightFormat.allCases.dropLast().map(\.rawValue).joined(separator: ", ")) or \(WeightFormat.allCases.last!.rawValue), found '\(dtype)'", from: typeStart, to: s.position)
+                "weights are \(WeightFormat.allCases.dropLast().map(\.rawValue).joined(separator: ", ")) or \(WeightFormat.allCases.last!.rawValue), found '\(dtype)'",
+                from: typeStart, to: s.position)
         }
         let shape = try s.intList("the weight's shape")
         try s.expect("=")

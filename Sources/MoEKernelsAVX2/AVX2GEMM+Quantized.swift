@@ -307,7 +307,8 @@ public func avx2GemmPackedQuantized(
     strip: UnsafeMutablePointer<Float>? = nil,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
-    precondition(k % group == 0 && kcBlock % group == 0 && 128 % group == 0 && group % (bits == 4 ? 8 : 4) == 0, "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
+    precondition(
+        k % group == 0 && kcBlock % group == 0 && 128 % group == 0 && group % (bits == 4 ? 8 : 4) == 0, "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
     func loops(_ strip: UnsafeMutablePointer<Float>) {
         switch (bits, offsets) {
         case (8, false):

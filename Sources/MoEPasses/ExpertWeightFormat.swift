@@ -1,5 +1,5 @@
-import MoEIR
 import MoEBasics
+import MoEIR
 
 /// Expert weight format (`moec compile --weights bf16`): every weight that only pre-packed MoE
 /// blocks read, and only as expert matrices, gets the storage format asked for

@@ -157,8 +157,10 @@ import Testing
         // A plan of a source with a written format runs (the gate rounded to int8, up f32: packed together as f32).
         expectSuccess(
             try Moec.run(
-                ["run", "as.moe", "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy", "--check",
-                 "y=\(Files.example)/y_transformers.npy", "--tolerance", "3e-2"], in: dir.path))
+                [
+                    "run", "as.moe", "--model", Files.example, "--input", "x=\(Files.example)/x.npy", "--output", "y=y.npy", "--check",
+                    "y=\(Files.example)/y_transformers.npy", "--tolerance", "3e-2"
+                ], in: dir.path))
         for (format, message) in [
             ("int5", "as.moe:21:66: error: unknown weight format 'int5'; a weight is stored as f32, bf16, f16, int8, int4, int4g64, int4g128, int4z, int4zg64 or int4zg128"),
             ("int4g64", "as.moe:21:66: error: weight 'w1' as int4g64: its rows of 32 values are not whole groups of 64")
@@ -188,7 +190,11 @@ import Testing
         let bad = text.replacingCharacters(in: w2, with: "\"name\": \"w2\", \"format\": \"int3\",")
         try bad.write(toFile: dir.file("bad.json"), atomically: true, encoding: .utf8)
         let r = try Moec.run(["run", "bad.json", "--input", "x=\(Files.example)/x.npy", "--output", "y=z.npy"], in: dir.path)
-        expectFailure(r, ["bad.json: malformed graph: weight w2 format \"int3\" (expected one of \"f32\", \"bf16\", \"f16\", \"int8\", \"int4\", \"int4g64\", \"int4g128\", \"int4z\", \"int4zg64\", \"int4zg128\", \"q8_0\", \"q4_0\", \"q4_k\")"])
+        expectFailure(
+            r,
+            [
+                "bad.json: malformed graph: weight w2 format \"int3\" (expected one of \"f32\", \"bf16\", \"f16\", \"int8\", \"int4\", \"int4g64\", \"int4g128\", \"int4z\", \"int4zg64\", \"int4zg128\", \"q8_0\", \"q4_0\", \"q4_k\")"
+            ])
         #expect(!FileManager.default.fileExists(atPath: dir.file("z.npy")))
     }
 
