@@ -20,6 +20,22 @@
 
 import _Builtin_intrinsics.intel
 
+/// One quad of weights `w` (16 columns × 4 steps) against the 4 activation bytes at `x` of each of
+/// `rows` rows (`k` apart), into their integer sums. (A free function over `inout` sums, so
+/// nothing is captured and boxed.)
+@inline(__always)
+private func dots(
+    rows: Int, _ d0: inout __m512i, _ d1: inout __m512i, _ d2: inout __m512i, _ d3: inout __m512i, _ w: __m512i, x: UnsafePointer<Int8>,
+    k: Int
+) {
+    @inline(__always)
+    func word(_ r: Int) -> __m512i { _mm512_set1_epi32(Int32(bitPattern: UnsafeRawPointer(x + r * k).loadUnaligned(as: UInt32.self))) }
+    d0 = _mm512_dpbusd_epi32(d0, w, word(0))
+    if rows > 1 { d1 = _mm512_dpbusd_epi32(d1, w, word(1)) }
+    if rows > 2 { d2 = _mm512_dpbusd_epi32(d2, w, word(2)) }
+    if rows > 3 { d3 = _mm512_dpbusd_epi32(d3, w, word(3)) }
+}
+
 /// Up to 4 rows (a literal at each call) against weight panels `panelBegin..<panelEnd`.
 @inline(__always)
 private func rowsTile(
@@ -39,27 +55,16 @@ private func rowsTile(
         var q = pw + header
         var d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512(), d2 = _mm512_setzero_si512(), d3 = _mm512_setzero_si512()
         let x = xq + gi * group
-        @inline(__always)
-        func dots(_ w: __m512i, _ t: Int) {
-            @inline(__always)
-            func word(_ r: Int) -> __m512i {
-                _mm512_set1_epi32(Int32(bitPattern: UnsafeRawPointer(x + r * k + 4 * t).loadUnaligned(as: UInt32.self)))
-            }
-            d0 = _mm512_dpbusd_epi32(d0, w, word(0))
-            if rows > 1 { d1 = _mm512_dpbusd_epi32(d1, w, word(1)) }
-            if rows > 2 { d2 = _mm512_dpbusd_epi32(d2, w, word(2)) }
-            if rows > 3 { d3 = _mm512_dpbusd_epi32(d3, w, word(3)) }
-        }
         var t = 0
         while t < group / 4 {
             let v = _mm512_loadu_si512(q)
             if int4 {
                 // An oct: steps 4t..<4t+4 in the low nibbles, the next four in the high ones.
-                dots(_mm512_and_si512(v, nibbles), t)
-                dots(_mm512_and_si512(_mm512_srli_epi16(v, 4), nibbles), t + 1)
+                dots(rows: rows, &d0, &d1, &d2, &d3, _mm512_and_si512(v, nibbles), x: x + 4 * t, k: k)
+                dots(rows: rows, &d0, &d1, &d2, &d3, _mm512_and_si512(_mm512_srli_epi16(v, 4), nibbles), x: x + 4 * (t + 1), k: k)
                 t += 2
             } else {
-                dots(v, t)
+                dots(rows: rows, &d0, &d1, &d2, &d3, v, x: x + 4 * t, k: k)
                 t += 1
             }
             q += 64
@@ -114,27 +119,18 @@ private func rowsTilePair(
         var d00 = _mm512_setzero_si512(), d01 = _mm512_setzero_si512(), d02 = _mm512_setzero_si512(), d03 = _mm512_setzero_si512()
         var d10 = _mm512_setzero_si512(), d11 = _mm512_setzero_si512(), d12 = _mm512_setzero_si512(), d13 = _mm512_setzero_si512()
         let x = xq + gi * group
-        @inline(__always)
-        func dots(_ w0: __m512i, _ w1: __m512i, _ t: Int) {
-            @inline(__always)
-            func word(_ r: Int) -> __m512i {
-                _mm512_set1_epi32(Int32(bitPattern: UnsafeRawPointer(x + r * k + 4 * t).loadUnaligned(as: UInt32.self)))
-            }
-            var xr = word(0)
-            d00 = _mm512_dpbusd_epi32(d00, w0, xr); d10 = _mm512_dpbusd_epi32(d10, w1, xr)
-            if rows > 1 { xr = word(1); d01 = _mm512_dpbusd_epi32(d01, w0, xr); d11 = _mm512_dpbusd_epi32(d11, w1, xr) }
-            if rows > 2 { xr = word(2); d02 = _mm512_dpbusd_epi32(d02, w0, xr); d12 = _mm512_dpbusd_epi32(d12, w1, xr) }
-            if rows > 3 { xr = word(3); d03 = _mm512_dpbusd_epi32(d03, w0, xr); d13 = _mm512_dpbusd_epi32(d13, w1, xr) }
-        }
         var t = 0
         while t < group / 4 {
             let v0 = _mm512_loadu_si512(q0), v1 = _mm512_loadu_si512(q1)
             if int4 {
-                dots(_mm512_and_si512(v0, nibbles), _mm512_and_si512(v1, nibbles), t)
-                dots(_mm512_and_si512(_mm512_srli_epi16(v0, 4), nibbles), _mm512_and_si512(_mm512_srli_epi16(v1, 4), nibbles), t + 1)
+                dots(rows: rows, &d00, &d01, &d02, &d03, _mm512_and_si512(v0, nibbles), x: x + 4 * t, k: k)
+                dots(rows: rows, &d10, &d11, &d12, &d13, _mm512_and_si512(v1, nibbles), x: x + 4 * t, k: k)
+                dots(rows: rows, &d00, &d01, &d02, &d03, _mm512_and_si512(_mm512_srli_epi16(v0, 4), nibbles), x: x + 4 * (t + 1), k: k)
+                dots(rows: rows, &d10, &d11, &d12, &d13, _mm512_and_si512(_mm512_srli_epi16(v1, 4), nibbles), x: x + 4 * (t + 1), k: k)
                 t += 2
             } else {
-                dots(v0, v1, t)
+                dots(rows: rows, &d00, &d01, &d02, &d03, v0, x: x + 4 * t, k: k)
+                dots(rows: rows, &d10, &d11, &d12, &d13, v1, x: x + 4 * t, k: k)
                 t += 1
             }
             q0 += 64
@@ -184,6 +180,7 @@ public func avx512QuantizedRows(
     while p < panelEnd {
         // Two panels at a time while two remain (the first of a pair is always whole).
         let pair = p + 1 < panelEnd && (int4 || m > 1)
+        let panel = p // (a constant for the tiles below to capture: a captured var would be boxed)
         var r0 = 0
         while r0 < m {
             let rows = min(4, m - r0)
@@ -192,11 +189,11 @@ public func avx512QuantizedRows(
             func tile(_ rows: Int) {
                 if pair {
                     rowsTilePair(
-                        rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out,
+                        rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: panel, c: out,
                         ldc: ldc, accumulate: accumulate)
                 } else {
                     rowsTile(
-                        rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out,
+                        rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: panel, c: out,
                         ldc: ldc, accumulate: accumulate)
                 }
             }
