@@ -127,6 +127,24 @@ extension Kernels {
         let mPanels = (m + GemmBlocking.mr - 1) / GemmBlocking.mr
         let panelMajor = mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes
         switch (w.format, isa.runsAVX2) {
+        case (.f32, true) where isa.runsAVX512:
+            avx512GemmPacked(
+                a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
+                b: w.data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
+                epilogueEvery: epilogueEvery, epilogue: epilogue)
+        case (.bf16, true) where isa.runsAVX512:
+            avx512GemmPackedBF16(
+                a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
+                b: w.bf16Data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
+                epilogueEvery: epilogueEvery, epilogue: epilogue)
+        case (.f16, true) where isa.runsAVX512:
+            avx512GemmPackedF16(
+                a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
+                b: w.bf16Data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
+                c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
+                epilogueEvery: epilogueEvery, epilogue: epilogue)
         case (.f32, true):
             avx2GemmPacked(
                 a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,

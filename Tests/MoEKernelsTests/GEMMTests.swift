@@ -317,3 +317,40 @@ func gemmEpilogueSeesEveryFinishedStripOnce(isa: ISA) {
         #expect(mismatches == 0, "\(isa) M=\(m): strip-packed operand differs from the whole-packed one in \(mismatches) places")
     }
 }
+
+/// The AVX-512 tiles (up to 6 rows × 4 panels, one row × 8 panels) take every output's FMAs in
+/// the same order as the AVX2 tiles, so every weight format gives the same bits on both, for row
+/// counts on either side of the tile and panel-major limits, partial last panels, several
+/// K-blocks, panel ranges that start inside a 4-panel tile, and accumulate.
+@Test(.enabled(if: ISA.available.contains(.avx512), "needs AVX-512"))
+func avx512GemmEqualsAVX2BitForBit() {
+    var rng = TestRandom(seed: 91)
+    for (n, k) in [(24, 40), (130, 600), (16 * 11, 1100), (300, 64)] {
+        let w = rng.array(n * k)
+        for format in [PackedWeight.Format.f32, .bf16, .f16] {
+            let packed = PackedWeight(weight: w, n: n, k: k, format: format)
+            for m in [1, 2, 4, 6, 7, 12, 13, 40, 200] {
+                let x = rng.array(m * k), y0 = rng.array(m * n)
+                var a = [Float](repeating: 0, count: PackedRows.floatCount(m: m, k: k))
+                x.withUnsafeBufferPointer { xp in a.withUnsafeMutableBufferPointer { PackedRows.pack(xp.baseAddress!, ld: k, m: m, k: k, into: $0.baseAddress!) } }
+                for accumulate in [false, true] {
+                    for (first, end) in [(0, packed.panels), (1, packed.panels), (3, min(packed.panels, 9))] where first < end {
+                        let panels = first..<end
+                        func run(_ isa: ISA) -> [Float] {
+                            var y = y0
+                            y.withUnsafeMutableBufferPointer {
+                                Kernels.gemmPacked(a, m: m, packed, panels: panels, $0.baseAddress!, ldy: n, accumulate: accumulate, isa: isa)
+                            }
+                            return y
+                        }
+                        let wide = run(.avx512), narrow = run(.avx2)
+                        let bad = zip(wide.indices, zip(wide, narrow)).first { $0.1.0.bitPattern != $0.1.1.bitPattern }
+                        #expect(
+                            bad == nil,
+                            "\(format) M=\(m) N=\(n) K=\(k) panels \(panels) accumulate=\(accumulate): index \(bad?.0 ?? -1) \(bad?.1.0 ?? 0) vs \(bad?.1.1 ?? 0)")
+                    }
+                }
+            }
+        }
+    }
+}
