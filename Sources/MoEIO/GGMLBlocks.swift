@@ -111,10 +111,11 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     ///   Q5_K  per sub-block of 32: u = the 5-bit value (0…31), S = d·sc, M = -(dmin·m)
     ///   Q6_K  per sub-block of 16: u = q + 96 (32…159, so u − 128 = q − 32), S = d·sc, M = -128·S
     ///
-    /// All exact in fp32: d and dmin are halves (11 significant bits), sc and m at most 8 bits,
-    /// so S and M need at most 19 bits, and u·S (K-quants: u < 2⁸) at most 24: one rounding of
-    /// u·S + M is ggml's `d·sc·q − dmin·m` (Q6_K: `d·sc·(q − 32)`, a product of at most
-    /// 11 + 8 + 6 bits, exact) bit for bit.
+    /// All exact in fp32 (24 significant bits): d and dmin are halves (11 bits), sc and m 6-bit
+    /// (Q6_K's sc an int8, |sc| ≤ 128: 7 bits), so S and M need at most 18 bits; u·S + M is
+    /// rounded once. Q4_K, Q5_K: u·S (u < 32, 5 bits) is exact, so that one rounding is ggml's
+    /// `(d·sc)·q − dmin·m`. Q6_K: u·S − 128·S = S·(q − 32), |q − 32| ≤ 32 (5 bits), is exact
+    /// too, and so is ggml's `(d·sc)·(q − 32)` (Q6_K's zeros may come out −0 there and +0 here).
     public func forEachGroup(row source: UnsafeRawPointer, k: Int, _ body: (Int, Float, Float, UnsafePointer<UInt8>) -> Void) {
         precondition(keptGroup != nil && k % blockSize == 0, "forEachGroup: \(self) rows of \(k)")
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in
