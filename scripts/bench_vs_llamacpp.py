@@ -6,8 +6,8 @@ The files are the one-layer `qwen3moe` models of scripts/llamacpp/make_gguf.py (
 experts). llama.cpp is timed by scripts/llamacpp/bench_llamacpp.py (llama-cpp-python, its MoE
 part alone: the model minus the tiny-expert twin, with and without llama.cpp's CPU weight
 repacking); moec by `moec bench graphs/gguf/qwen3moe.moe --model FILE` on the same file (the
-router and the experts; without --weights the file's Q8_0/Q4_0/Q4_K/BF16 expert tensors keep
-their type). Both run in this one invocation, moec before and after llama.cpp, `--invocations`
+router and the experts; without --weights the file's Q8_0/Q4_0/Q4_K/Q5_K/Q6_K/BF16 expert
+tensors keep their type; `--formats` may add q5_k and q6_k, not timed by default). Both run in this one invocation, moec before and after llama.cpp, `--invocations`
 times; the table gives per format and token count the median of every sample, llama.cpp's best
 configuration, and best-llama.cpp / moec (above 1: moec is faster). The roofline line gives what
 this machine reached in the same run: the read bandwidth of moec's f32 layer at 1 token (a lower

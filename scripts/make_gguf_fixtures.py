@@ -18,11 +18,12 @@ Needs numpy, torch, transformers and `gguf` (scripts/requirements.txt). The file
   NAME.npy          gguf.quants.dequantize of each tensor: the reference moec's dequantization
                     must equal (numpy shape = the GGUF dims reversed)
   expected.json     the metadata as written, and each tensor's type, dims and numpy shape
-  qwen3moe-q8_0.gguf, qwen3moe-q4_k.gguf
+  qwen3moe-q8_0.gguf, qwen3moe-q4_k.gguf, qwen3moe-q5_k.gguf, qwen3moe-q6_k.gguf
                     one MoE layer as llama.cpp's qwen3moe files hold it (blk.0.ffn_gate_inp,
-                    blk.0.ffn_{gate,up,down}_exps; Q8_0 from gguf-py's quantize, Q4_K random
-                    blocks), with NAME.x.npy and NAME.y.npy: transformers' Qwen3MoeSparseMoeBlock
-                    run on the weights as gguf-py dequantizes them (graphs/gguf/qwen3moe.moe)
+                    blk.0.ffn_{gate,up,down}_exps; Q8_0 from gguf-py's quantize, the K-quants
+                    random blocks; Q5_K and Q6_K with 2 experts, top-1, to stay small), with
+                    NAME.x.npy and NAME.y.npy: transformers' Qwen3MoeSparseMoeBlock run on the
+                    weights as gguf-py dequantizes them (graphs/gguf/qwen3moe.moe)
   qwen3moe-q8_0-split-0000{1,2}-of-00002.gguf
                     the Q8_0 file in two splits (split.no, split.count, as llama.cpp's gguf-split)
   llama-q8_0.gguf, qwen2moe-q8_0.gguf, deepseek2-q8_0.gguf
@@ -259,6 +260,11 @@ def main() -> None:
         "qwen2moe-q8_0": arch_layer(rng, "qwen2moe-q8_0", "qwen2moe"),
         "deepseek2-q8_0": arch_layer(rng, "deepseek2-q8_0", "deepseek2"),
     }
+    # Their own stream, so adding them left the files above as they were.
+    rng_k = np.random.default_rng(20261203)
+    for t in (T.Q5_K, T.Q6_K):
+        name = f"qwen3moe-{t.name.lower()}"
+        expected["layers"][name] = moe_layer(rng_k, name, t, H=256, F=256, E=2, K=1, tokens=5)
     expected["metadata"] = {k: v for k, (v, _) in metadata.items()}
     expected["metadata"]["general.architecture"] = "qwen3moe"
     expected["gguf"] = getattr(gguf, "__version__", "unknown")

@@ -85,7 +85,7 @@ struct ExpertMatrices: @unchecked Sendable {
             read([w], expert: e)
             if let type = w.stored {
                 let rowBytes = w.rowBytes, base = UnsafeRawPointer(w.buffer.floats) + e * rows * rowBytes
-                let packed = PackedWeight(n: rows, k: k, format: w.format) { r, set in type.forEachGroup32(row: base + r * rowBytes, k: k, set) }
+                let packed = PackedWeight(n: rows, k: k, format: w.format) { r, set in type.forEachGroup(row: base + r * rowBytes, k: k, set) }
                 if w.release { w.buffer.releasePages(floats: e * rows * rowBytes / 4..<(e + 1) * rows * rowBytes / 4) }
                 return packed
             }
@@ -100,7 +100,7 @@ struct ExpertMatrices: @unchecked Sendable {
             return PackedWeight(n: 2 * f16, k: h, format: format) { r, set in
                 let panel = r / p, feature = (panel / 2) * p + r % p
                 guard feature < f else { return }
-                type.forEachGroup32(row: (panel % 2 == 0 ? gate : up) + feature * rowBytes, k: h, set)
+                type.forEachGroup(row: (panel % 2 == 0 ? gate : up) + feature * rowBytes, k: h, set)
             }
         }
         let experts = operandWeights[0].shape[0]
@@ -253,6 +253,8 @@ extension GGMLType {
         case .q8_0: return .q8_0
         case .q4_0: return .q4_0
         case .q4_k: return .q4_K
+        case .q5_k: return .q5_K
+        case .q6_k: return .q6_K
         default: return nil
         }
     }

@@ -4,11 +4,19 @@ import MoEPasses
 
 /// A `.gguf` model's quantized expert tensors kept as they are: when no `--weights` is given,
 /// every weight that only pre-packed MoE blocks read as expert matrices (the weights
-/// `--weights` would change) and whose tensors are all Q8_0, all Q4_0 or all Q4_K gets that type
-/// as its format. The executor then reads their blocks as stored and repacks them into its int8
-/// or int4 panels with the same values (`ExpertMatrices`), so the model runs on the file's
-/// numbers with no f32 copy. BF16 and F16 tensors get the bf16 and f16 formats (the same
-/// values). Other types (Q5_K, Q6_K) are widened to f32 at load.
+/// `--weights` would change) and whose tensors all have one of Q8_0, Q4_0, Q4_K, Q5_K or Q6_K
+/// gets that type as its format. The executor then reads their blocks as stored and repacks them
+/// (`GGMLType.forEachGroup`, `ExpertMatrices`) into its int8 or int4 panels with the same values,
+/// so the model runs on the file's numbers with no f32 copy:
+///
+///   Q8_0 → int8, groups of 32               1.125 bytes a weight (the file: 1.0625)
+///   Q4_0 → int4, groups of 32               0.625 (0.5625)
+///   Q4_K → int4, groups of 32 with offsets  0.75  (0.5625)
+///   Q5_K → int8, groups of 32 with offsets  1.25  (0.6875: 5 bits widened to a byte)
+///   Q6_K → int8, groups of 16               1.25  (0.8203: 6 bits widened to a byte)
+///
+/// BF16 and F16 tensors get the bf16 and f16 formats (the same values). A weight whose
+/// tensors mix types stays f32 (widened at load).
 ///
 /// Gate and up read into one matrix (the `ExpertGateUpFusion` pass) must share a type; when
 /// they do not, both stay f32 (exactly the file's values, widened).
@@ -24,7 +32,7 @@ enum GGUFWeightTypes {
                 g.weights[i].format = type == .bf16 ? .bf16 : .f16
                 continue
             }
-            guard type.hasGroupsOf32, let format = WeightFormat(rawValue: type.description.lowercased()),
+            guard type.keptGroup != nil, let format = WeightFormat(rawValue: type.description.lowercased()),
                 let k = w.shape.last, k % type.blockSize == 0, w.repeats == nil, w.layout.allSatisfy(\.keepsOrder)
             else { continue }
             g.weights[i].format = format

@@ -19,8 +19,8 @@ public struct CompileOptions: Sendable {
     /// How expert matrices are stored (`--weights`): f32, bf16, int8 or int4 for every weight
     /// that only pre-packed MoE blocks read as expert matrices (`ExpertWeightFormat`).
     public var weightFormat: WeightFormat
-    /// No `--weights` was given: expert matrices a `.gguf` model stores as Q8_0, Q4_0 or Q4_K
-    /// keep that type (`GGUFWeightTypes`) instead of being widened to f32.
+    /// No `--weights` was given: expert matrices a `.gguf` model stores as Q8_0, Q4_0, Q4_K, Q5_K,
+    /// Q6_K, BF16 or F16 keep that type (`GGUFWeightTypes`) instead of being widened to f32.
     public var keepsCheckpointTypes: Bool
 
     public init(

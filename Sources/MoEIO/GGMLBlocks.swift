@@ -91,16 +91,33 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         }
     }
 
-    /// Whether `forEachGroup32` reads this type (its values are then kept exactly by moec's
-    /// int8 and int4 formats).
-    public var hasGroupsOf32: Bool { self == .q8_0 || self == .q4_0 || self == .q4_K }
+    /// Values per group when `forEachGroup` reads this type (its values are then kept exactly by
+    /// moec's int8 and int4 formats): 32 for Q8_0, Q4_0, Q4_K and Q5_K, 16 for Q6_K; nil for the
+    /// float types.
+    public var keptGroup: Int? {
+        switch self {
+        case .q8_0, .q4_0, .q4_K, .q5_K: 32
+        case .q6_K: 16
+        case .f32, .f16, .bf16: nil
+        }
+    }
 
-    /// A row of `k` values (whole blocks at `source`) as groups of 32 for moec's int formats:
-    /// `body(group, S, M, u)` with each value exactly `fma(u, S, M)`: Q8_0 u = q + 128, S = d,
-    /// M = -128·d; Q4_0 u = the nibble, S = d, M = -8·d; Q4_K per sub-block u = the nibble,
-    /// S = d·sc, M = -(dmin·m) (both products exact in fp32).
-    public func forEachGroup32(row source: UnsafeRawPointer, k: Int, _ body: (Int, Float, Float, UnsafePointer<UInt8>) -> Void) {
-        precondition(hasGroupsOf32 && k % blockSize == 0, "forEachGroup32: \(self) rows of \(k)")
+    /// A row of `k` values (whole blocks at `source`) as groups of `keptGroup` values for moec's
+    /// int formats: `body(group, S, M, u)` with each value exactly `fma(u, S, M)`:
+    ///
+    ///   Q8_0  u = q + 128, S = d, M = -128·d
+    ///   Q4_0  u = the nibble, S = d, M = -8·d
+    ///   Q4_K  per sub-block of 32: u = the nibble (0…15), S = d·sc, M = -(dmin·m)
+    ///   Q5_K  per sub-block of 32: u = the 5-bit value (0…31), S = d·sc, M = -(dmin·m)
+    ///   Q6_K  per sub-block of 16: u = q + 96 (32…159, so u − 128 = q − 32), S = d·sc, M = -128·S
+    ///
+    /// All exact in fp32 (24 significant bits): d and dmin are halves (11 bits), sc and m 6-bit
+    /// (Q6_K's sc an int8, |sc| ≤ 128: 7 bits), so S and M need at most 18 bits; u·S + M is
+    /// rounded once. Q4_K, Q5_K: u·S (u < 32, 5 bits) is exact, so that one rounding is ggml's
+    /// `(d·sc)·q − dmin·m`. Q6_K: u·S − 128·S = S·(q − 32), |q − 32| ≤ 32 (5 bits), is exact
+    /// too, and so is ggml's `(d·sc)·(q − 32)` (Q6_K's zeros may come out −0 there and +0 here).
+    public func forEachGroup(row source: UnsafeRawPointer, k: Int, _ body: (Int, Float, Float, UnsafePointer<UInt8>) -> Void) {
+        precondition(keptGroup != nil && k % blockSize == 0, "forEachGroup: \(self) rows of \(k)")
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in
             let u = buffer.baseAddress!
             switch self {
@@ -121,22 +138,47 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
                     }
                     body(b, d, -8 * d, u)
                 }
-            case .q4_K:
+            case .q4_K, .q5_K:
+                // Q5_K is Q4_K's layout with 32 bytes of fifth bits (bit `sub` of qh[l]) before the nibbles.
+                let five = self == .q5_K, bytes = five ? 176 : 144
                 for b in 0..<(k / 256) {
-                    let p = source + b * 144
+                    let p = source + b * bytes
                     let d = Self.half(p, 0), dmin = Self.half(p, 2)
-                    let scales = p + 4, qs = p + 16
+                    let scales = p + 4, qh = p + 16, qs = p + (five ? 48 : 16)
                     for sub in 0..<8 {
                         let (sc, m) = Self.scaleMin(sub, scales)
                         let chunk = sub / 2
                         for l in 0..<32 {
                             let q = Self.byte(qs, 32 * chunk + l)
                             u[l] = sub % 2 == 0 ? q & 0x0F : q >> 4
+                            if five { u[l] |= ((Self.byte(qh, l) >> UInt8(sub)) & 1) << 4 }
                         }
                         body(8 * b + sub, d * sc, -(dmin * m), u)
                     }
                 }
-            default: preconditionFailure("forEachGroup32: \(self)")
+            case .q6_K:
+                for b in 0..<(k / 256) {
+                    let p = source + b * 210
+                    let d = Self.half(p, 208)
+                    // Sub-block s of 16 (0…15): half h = s / 8 of 128 values, in it quarter
+                    // j = (s % 8) / 2 (values 32j + l, l < 32; as in `q6_K`, quarter j takes the low
+                    // (j < 2) or high nibbles of ql[l + 32·(j % 2)] and bits 2j, 2j+1 of qh[l]) and
+                    // l in (s % 2)·16 ..< +16; its scale is byte s of the 16 (`q6_K`'s sc[l/16 + 2j]).
+                    for s in 0..<16 {
+                        let h = s / 8, j = (s % 8) / 2, l0 = (s % 2) * 16
+                        let ql = p + 64 * h, qh = p + 128 + 32 * h
+                        let sc = Float(Int8(bitPattern: Self.byte(p, 192 + s)))
+                        for i in 0..<16 {
+                            let l = l0 + i
+                            let q = Self.byte(ql, l + 32 * (j % 2)), low = j < 2 ? q & 0x0F : q >> 4
+                            let high = (Self.byte(qh, l) >> UInt8(2 * j)) & 3
+                            u[i] = (low | (high << 4)) + 96
+                        }
+                        let scale = d * sc
+                        body(16 * b + s, scale, -128 * scale, u)
+                    }
+                }
+            default: preconditionFailure("forEachGroup: \(self)")
             }
         }
     }

@@ -125,11 +125,15 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     case int4zg64
     case int4zg128
     /// A GGUF file's quantized type, kept: its values and scales exactly, repacked once at load
-    /// into moec's int8 (Q8_0) or int4 (Q4_0; Q4_K with its per-group offsets) panels, never
-    /// widened to f32 in memory. Chosen when a `.gguf` model's expert tensors have that type.
+    /// into moec's int8 (Q8_0; Q5_K's 5-bit values with their per-group offsets, groups of 32;
+    /// Q6_K's 6-bit values, groups of 16) or int4 (Q4_0; Q4_K with its per-group offsets)
+    /// panels, never widened to f32 in memory. Chosen when a `.gguf` model's expert tensors have
+    /// that type.
     case q8_0
     case q4_0
     case q4_k
+    case q5_k
+    case q6_k
 
     /// Bytes per weight as moec packs it, scales (and offsets) included (int8: 1 + 4/32).
     public var bytesPerWeight: Double {
@@ -141,17 +145,17 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     }
 
     /// Whether each group also has an offset (w = q·S + M with any M).
-    public var offsets: Bool { self == .q4_k || self == .int4z || self == .int4zg64 || self == .int4zg128 }
+    public var offsets: Bool { self == .q4_k || self == .q5_k || self == .int4z || self == .int4zg64 || self == .int4zg128 }
 
     /// Whether the values come as stored in a GGUF file (not rounded by moec).
-    public var isGGUFType: Bool { self == .q8_0 || self == .q4_0 || self == .q4_k }
+    public var isGGUFType: Bool { self == .q8_0 || self == .q4_0 || self == .q4_k || self == .q5_k || self == .q6_k }
 
     /// Bits of one stored value.
     public var bits: Int {
         switch self {
         case .f32: return 32
         case .bf16, .f16: return 16
-        case .int8, .q8_0: return 8
+        case .int8, .q8_0, .q5_k, .q6_k: return 8
         case .int4, .int4g64, .int4g128, .int4z, .int4zg64, .int4zg128, .q4_0, .q4_k: return 4
         }
     }
@@ -160,7 +164,8 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     public var group: Int? {
         switch self {
         case .f32, .bf16, .f16: return nil
-        case .int8, .int4, .int4z, .q8_0, .q4_0, .q4_k: return 32
+        case .int8, .int4, .int4z, .q8_0, .q4_0, .q4_k, .q5_k: return 32
+        case .q6_k: return 16
         case .int4g64, .int4zg64: return 64
         case .int4g128, .int4zg128: return 128
         }

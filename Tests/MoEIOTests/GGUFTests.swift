@@ -64,6 +64,40 @@ import Testing
             typesSeen.insert(t.type.description)
         }
         #expect(typesSeen == ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K"])
+        #expect(GGMLType.allCases.filter { $0.keptGroup == nil } == [.f32, .f16, .bf16])
+    }
+
+    /// The groups moec repacks a kept type into (`forEachGroup`, for its int8 and int4 panels):
+    /// each value fma(u, S, M) equals gguf-py's dequantization (as numbers: Q6_K's zeros may be
+    /// -0 there), every group of every row comes once, and u stays in the type's range (Q4: a
+    /// nibble, Q5_K: 5 bits, Q6_K: q + 96 for q in 0…63; without offsets M is -centre·S).
+    @Test(arguments: [("t.q8_0", 32, 0...255, 128), ("t.q4_0", 32, 0...15, 8), ("t.q4_k", 32, 0...15, nil), ("t.q5_k", 32, 0...31, nil), ("t.q6_k", 16, 32...159, 128)])
+    func keptGroupsHoldTheDequantizedValues(_ name: String, group: Int, range: ClosedRange<Int>, centre: Int?) throws {
+        let f = try GGUFFile(path: Self.folder + "/types.gguf")
+        let t = try f.info(name)
+        #expect(t.type.keptGroup == group)
+        let reference = try NpyArray(path: Self.folder + "/\(name).npy").floats()
+        let rows = t.shape[0], k = t.shape[1], rowBytes = k / t.type.blockSize * t.type.blockBytes
+        var got = [Float](repeating: .nan, count: rows * k)
+        var seen = [Int](repeating: 0, count: rows * (k / group))
+        var outOfRange = 0, centred = true
+        try f.withBytes(name) { bytes in
+            for r in 0..<rows {
+                t.type.forEachGroup(row: bytes.baseAddress! + r * rowBytes, k: k) { gi, s, m, u in
+                    seen[r * (k / group) + gi] += 1
+                    if let centre, m != -Float(centre) * s { centred = false }
+                    for i in 0..<group {
+                        if !range.contains(Int(u[i])) { outOfRange += 1 }
+                        got[r * k + gi * group + i] = m.addingProduct(Float(u[i]), s)
+                    }
+                }
+            }
+        }
+        #expect(seen.allSatisfy { $0 == 1 }, "\(name): groups seen \(seen)")
+        #expect(outOfRange == 0 && centred, "\(name)")
+        let differing = zip(got, reference).filter { $0 != $1 }.count
+        #expect(differing == 0, "\(name): \(differing) of \(got.count) values differ")
+        #expect(got.contains { $0 != 0 })
     }
 
     @Test func rowsOfAStackedExpertTensor() throws {

@@ -189,7 +189,7 @@ func awkwardGraph() throws -> Graph {
             ),
             (
                 "weight @gate: f32[4, 8] = \"gate\"", "weight @gate: i32[4, 8] = \"gate\"",
-                "t.ir:2:17: error: weights are f32, bf16, f16, int8, int4, int4g64, int4g128, int4z, int4zg64, int4zg128, q8_0, q4_0 or q4_k, found 'i32'"
+                "t.ir:2:17: error: weights are f32, bf16, f16, int8, int4, int4g64, int4g128, int4z, int4zg64, int4zg128, q8_0, q4_0, q4_k, q5_k or q6_k, found 'i32'"
             ),
             (
                 "weight @gate: f32[4, 8] = \"gate\"", "weight @gate: f32[4, 8] = \"gate\" layout \"transpose |> rotate(2)\"",

@@ -195,3 +195,57 @@ func activationRowsAreQuantizedPerGroup() {
         }
     }
 }
+
+/// The int8 layouts GGUF K-quants are repacked into (`PackedWeight(n:k:format:rows:)`): Q5_K's
+/// groups of 32 with any offset (u in 0…31, S = d·sc, M = -dmin·m) and Q6_K's groups of 16
+/// without (u = q + 96 in 32…159, M = -128·S, S of either sign). The weight holds exactly
+/// fma(u, S, M); every kernel set computes on it what the fp32 kernel computes on those values
+/// (or the integer products' scalar twin), and the integer products stay within 2e-2.
+@Test(arguments: ISA.available, [(PackedWeight.Format.int8(group: 32, offsets: true), 0..<32), (.int8(group: 16), 32..<160)])
+func repackedGroupsRunOnEveryKernel(isa: ISA, case: (format: PackedWeight.Format, values: Range<Int>)) {
+    var rng = TestRandom(seed: 83)
+    let format = `case`.format, g = format.group!, span = `case`.values
+    for (n, k) in [(17, 256), (40, 512)] {
+        // Per row and group: S (a half-like scale times a small integer), M, and the values.
+        let groups = k / g
+        var scales = [Float](), offsets = [Float](), values = [UInt8]()
+        for _ in 0..<(n * groups) {
+            let s = Float(Int(rng.next() * 60)) * 0x1p-12
+            scales.append(s)
+            offsets.append(format.offsets ? -Float(Int(abs(rng.next()) * 60)) * 0x1p-13 : -128 * s)
+            for _ in 0..<g { values.append(UInt8(span.lowerBound + Int(abs(rng.next()) * Float(span.count - 1)))) }
+        }
+        let packed = PackedWeight(n: n, k: k, format: format) { r, set in
+            values.withUnsafeBufferPointer { u in
+                for gi in 0..<groups { set(gi, scales[r * groups + gi], offsets[r * groups + gi], u.baseAddress! + (r * groups + gi) * g) }
+            }
+        }
+        var w = [Float](repeating: 0, count: n * k)
+        for r in 0..<n {
+            for i in 0..<k {
+                let gi = r * groups + i / g
+                w[r * k + i] = offsets[gi].addingProduct(Float(values[gi * g + i % g]), scales[gi])
+            }
+        }
+        #expect(packed.unpacked() == w, "\(format) [\(n), \(k)]")
+        let widened = PackedWeight(weight: w, n: n, k: k)
+        for m in [1, 3, 7, 30] {
+            let x = rng.array(m * k)
+            let (expected, integers) = expectedProducts(x: x, m: m, packed: packed, widened: widened, panels: 0..<packed.panels, y0: nil, isa: isa)
+            for threads in [1, 2] {
+                var y = [Float](repeating: .nan, count: m * n)
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { Kernels.gemm(xp.baseAddress!, packed, $0.baseAddress!, m: m, accumulate: false, threads: threads, isa: isa) }
+                }
+                #expect(y == expected, "\(isa) \(format) M=\(m) N=\(n) K=\(k) threads=\(threads) integers=\(integers)")
+            }
+            let exact = referenceLinear(x: x, w: w, y0: nil, m: m, n: n, k: k).value
+            var num = 0.0, den = 0.0
+            for i in 0..<(m * n) {
+                num += (Double(expected[i]) - exact[i]) * (Double(expected[i]) - exact[i])
+                den += exact[i] * exact[i]
+            }
+            #expect((num / den).squareRoot() < (integers ? 2e-2 : 1e-5), "\(isa) \(format) M=\(m): error \((num / den).squareRoot())")
+        }
+    }
+}

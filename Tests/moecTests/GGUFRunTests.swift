@@ -3,7 +3,7 @@ import MoEIO
 import MoETestSupport
 import Testing
 
-/// `--model FILE.gguf`: one-layer files of llama.cpp's qwen3moe (Q8_0 and Q4_K experts), llama
+/// `--model FILE.gguf`: one-layer files of llama.cpp's qwen3moe (Q8_0, Q4_K, Q5_K and Q6_K experts), llama
 /// (Mixtral), qwen2moe and deepseek2 (V3) architectures compiled and run through the binary
 /// against transformers' blocks on gguf-py's dequantized weights; params from the file's
 /// metadata; a broken GGUF file is a precise error that leaves nothing behind.
@@ -12,12 +12,12 @@ import Testing
     static let graph = RepoPaths.graphs + "/gguf/qwen3moe.moe"
 
     /// Each fixture with its graph (graphs/gguf/ARCH.moe, ARCH the file's name up to '-').
-    /// Without `--weights`, expert tensors of Q8_0 and Q4_K keep their type (repacked exactly):
+    /// Without `--weights`, expert tensors of Q8_0, Q4_K, Q5_K and Q6_K keep their type (repacked exactly):
     /// the path that widens them to f32 (`MOEC_ISA=avx2`, any CPU without AVX-512 VNNI) matches
     /// transformers on gguf-py's dequantized weights within 1e-5, and equals the plan compiled
     /// `--weights f32` (the same values widened at load) bit for bit; the integer products on
     /// int8 activations stay within 3e-2.
-    @Test(arguments: ["qwen3moe-q8_0", "qwen3moe-q4_k", "llama-q8_0", "qwen2moe-q8_0", "deepseek2-q8_0"])
+    @Test(arguments: ["qwen3moe-q8_0", "qwen3moe-q4_k", "qwen3moe-q5_k", "qwen3moe-q6_k", "llama-q8_0", "qwen2moe-q8_0", "deepseek2-q8_0"])
     func compileThenRunMatchesTransformers(_ name: String) throws {
         let dir = TemporaryDirectory()
         let model = Self.folder + "/\(name).gguf"
@@ -47,6 +47,43 @@ import Testing
             let eq = relativeError(try NpyArray(path: dir.file("q.npy")).floats(), reference.floats())
             #expect(eq <= 3e-2, "\(name), \(threads) threads, default kernels: max |Δ| / max |y| = \(eq)")
         }
+    }
+
+    /// Q5_K and Q6_K experts (2 of them, [256, 256] each) become int8 panels: Q5_K's 5-bit values
+    /// in groups of 32 with offsets, Q6_K's 6-bit ones in groups of 16 (1.25 bytes a weight
+    /// either way, scales and offsets included), shown by `--emit plan`; the executable holds
+    /// those bytes and the router's packed panel, no f32 copy (`moec bench`'s weights, 3.2× fewer
+    /// than the `--weights f32` plan's); the integer products on int8 activations stay within
+    /// 3e-2 relative L2 of transformers on gguf-py's values.
+    @Test(arguments: [("q5_k", "groups of 32 with fp32 scales and offsets;"), ("q6_k", "groups of 16 with fp32 scales;")])
+    func kQuantsKeptAsInt8Panels(_ type: String, groups: String) throws {
+        let dir = TemporaryDirectory()
+        let name = "qwen3moe-\(type)", model = Self.folder + "/\(name).gguf"
+        let e = try Moec.run(["compile", Self.graph, "--model", model, "--emit", "plan"], in: dir.path)
+        expectSuccess(e)
+        // 2 · 256 · 256 weights · 1.25 bytes = 163.8 kB a tensor.
+        #expect(e.stdout.contains("weights (493.6 kB: 2.0 kB as f32, 491.5 kB as \(type))"), "\(e)")
+        #expect(e.stdout.contains("  @w2             \(type)[2, 256, 256]     163.8 kB   blk.0.ffn_down_exps.weight [\(type.uppercased())]"), "\(e)")
+        #expect(e.stdout.contains("format    gate, up, down: \(type) (the GGUF file's values, repacked: 8-bit values in \(groups)"), "\(e)")
+        expectSuccess(try Moec.run(["compile", Self.graph, "--model", model, "-o", "k.json"], in: dir.path))
+        expectSuccess(try Moec.run(["compile", Self.graph, "--model", model, "--weights", "f32", "-o", "f.json"], in: dir.path))
+        // Held: 491,520 bytes of experts and the router's one packed panel (16 · 256 floats).
+        let k = try Moec.run(["bench", "k.json", "--tokens", "1", "--repeat", "2", "--warmup", "0"], in: dir.path)
+        expectSuccess(k)
+        #expect(k.stdout.contains("· weights 507.9 kB (expert matrices \(type), other weights f32)"), "\(k)")
+        let f = try Moec.run(["bench", "f.json", "--tokens", "1", "--repeat", "2", "--warmup", "0"], in: dir.path)
+        expectSuccess(f)
+        #expect(f.stdout.contains("· weights 1.6 MB (all f32)"), "\(f)")
+        let q = try Moec.run(["run", "k.json", "--input", "x=\(Self.folder)/\(name).x.npy", "--output", "y=q.npy"], in: dir.path)
+        expectSuccess(q)
+        let y = try NpyArray(path: dir.file("q.npy")).floats(), reference = try NpyArray(path: Self.folder + "/\(name).y.npy").floats()
+        #expect(y.count == reference.count)
+        var num = 0.0, den = 0.0
+        for (a, b) in zip(y, reference) {
+            num += (Double(a) - Double(b)) * (Double(a) - Double(b))
+            den += Double(b) * Double(b)
+        }
+        #expect(den > 0 && (num / den).squareRoot() <= 3e-2, "\(name): relative L2 \((num / den).squareRoot())")
     }
 
     /// Under `mpirun` each rank repacks only its experts' stored blocks (the others' pages given

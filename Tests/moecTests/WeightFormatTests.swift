@@ -193,7 +193,7 @@ import Testing
         expectFailure(
             r,
             [
-                "bad.json: malformed graph: weight w2 format \"int3\" (expected one of \"f32\", \"bf16\", \"f16\", \"int8\", \"int4\", \"int4g64\", \"int4g128\", \"int4z\", \"int4zg64\", \"int4zg128\", \"q8_0\", \"q4_0\", \"q4_k\")"
+                "bad.json: malformed graph: weight w2 format \"int3\" (expected one of \"f32\", \"bf16\", \"f16\", \"int8\", \"int4\", \"int4g64\", \"int4g128\", \"int4z\", \"int4zg64\", \"int4zg128\", \"q8_0\", \"q4_0\", \"q4_k\", \"q5_k\", \"q6_k\")"
             ])
         #expect(!FileManager.default.fileExists(atPath: dir.file("z.npy")))
     }
