@@ -221,10 +221,14 @@ public final class Executable: @unchecked Sendable {
     /// The GGUF-typed weights (`WeightFormat.isGGUFType`) to load as the file stores them: on the
     /// native backend, those only packed MoE blocks read as expert matrices, when each such
     /// block's first-layer matrices (gate and up, interleaved into one matrix) share the type.
-    /// The others are loaded as floats (their dequantized values, exactly).
-    public static func weightsReadAsStored(_ g: Graph, options: ExecutionOptions) -> Set<Int> {
+    /// The others are loaded as floats (their dequantized values, exactly). `int4Rows`: weights
+    /// whose tensors the checkpoint holds as int4 groups of their format's size (a GPTQ or AWQ
+    /// checkpoint's linears, `WeightBinding.int4Rows`), read as stored the same way.
+    public static func weightsReadAsStored(_ g: Graph, options: ExecutionOptions, int4Rows: Set<Int> = []) -> Set<Int> {
         guard options.backend.isNative else { return [] }
-        var out = weightsReadOnlyByExperts(g).filter { g.weights[$0].format.isGGUFType && g.weights[$0].repeats == nil }
+        var out = weightsReadOnlyByExperts(g).filter {
+            (g.weights[$0].format.isGGUFType || int4Rows.contains($0)) && g.weights[$0].repeats == nil
+        }
         for n in g.nodes where n.op == .moe_experts {
             guard let view = n.expertsView else { continue }
             let all = view.matrices.compactMap { g[$0].attributes.int("index") }

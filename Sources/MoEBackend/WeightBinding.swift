@@ -98,8 +98,9 @@ public enum WeightBinding {
     /// `gate_up_proj`) is read and rearranged slice by slice; any other rearranged tensor is read
     /// whole when it holds a wanted slice.
     ///
-    /// Weights in `stored` (GGUF-typed formats, `WeightFormat.isGGUFType`) are read as the file
-    /// stores them: their tensors' blocks, concatenated, for the packing to repack exactly.
+    /// Weights in `stored` (GGUF-typed formats, `WeightFormat.isGGUFType`, and `int4Rows`) are
+    /// read as the file stores them: their tensors' blocks (or a GPTQ/AWQ linear's `Int4Rows`),
+    /// concatenated, for the packing to repack exactly.
     /// Weights in `deferred` (`readsBySlice`) get their buffer but no bytes: the packing reads
     /// them expert by expert (`loadSlice`), so a quantized plan never holds them whole in f32.
     public static func load(
@@ -250,9 +251,24 @@ public enum WeightBinding {
         }
     }
 
-    /// A GGUF-typed weight's tensors as stored, one after the other (their type checked against
-    /// the weight's format, and their rows against its shape).
+    /// The weights whose tensors are all GPTQ or AWQ linears quantized in groups of their int4
+    /// format's size (`int4z`, `int4z:64`, `int4z:128`), rows as stored: read as `Int4Rows` and
+    /// repacked with their values (`load(stored:)`).
+    public static func int4Rows(_ graph: Graph, _ checkpoint: Checkpoint) -> Set<Int> {
+        guard checkpoint.int4Quantization != nil else { return [] }
+        return Set(
+            graph.weights.indices.filter { i in
+                let w = graph.weights[i]
+                guard w.format.offsets, w.format.bits == 4, !w.format.isGGUFType, w.repeats == nil, w.layout.allSatisfy(\.keepsOrder) else { return false }
+                return w.tensors.allSatisfy { (try? checkpoint.info($0.name))??.int4Group == w.format.group }
+            })
+    }
+
+    /// A weight's tensors as stored, one after the other: a GGUF-typed weight's blocks (their
+    /// type checked against the weight's format, and their rows against its shape), or an int4
+    /// weight's GPTQ/AWQ linears as `Int4Rows`.
     private static func storedBytes(_ w: WeightInfo, _ checkpoint: Checkpoint) throws -> AlignedBuffer {
+        if !w.format.isGGUFType { return try int4RowBytes(w, checkpoint) }
         var infos: [TensorInfo] = []
         for (name, _) in w.tensors {
             guard let info = try checkpoint.info(name), let type = info.ggmlType else {
@@ -279,6 +295,32 @@ public enum WeightBinding {
                 throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
             }
             offset += info.byteRange.count
+        }
+        return buffer
+    }
+
+    /// An int4 weight's GPTQ/AWQ linears as `Int4Rows` of its group, one after the other.
+    private static func int4RowBytes(_ w: WeightInfo, _ checkpoint: Checkpoint) throws -> AlignedBuffer {
+        guard let group = w.format.group, let k = w.shape.last, w.layout.allSatisfy(\.keepsOrder), w.repeats == nil else {
+            throw DiagnosticError(.error("weight '\(w.name)' is \(w.format.rawValue), which is not read as stored", at: w.location))
+        }
+        let rowBytes = Int4Rows.rowBytes(k: k, group: group)
+        let buffer = AlignedBuffer(floats: (w.elementCount / k * rowBytes + 3) / 4, zeroed: false)
+        var row = 0
+        for (name, _) in w.tensors {
+            do {
+                guard let info = try checkpoint.info(name), info.int4Group == group, info.shape.last == k else {
+                    throw DiagnosticError(
+                        .error("weight '\(w.name)' is \(w.format.rawValue) in the plan, but '\(name)' is no GPTQ/AWQ linear in groups of \(group)", at: w.location))
+                }
+                let rows = info.elementCount / k
+                try checkpoint.copyInt4Rows(name, rows: 0..<rows, into: UnsafeMutableRawPointer(buffer.floats) + row * rowBytes)
+                row += rows
+            } catch let e as DiagnosticError {
+                throw e
+            } catch {
+                throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
+            }
         }
         return buffer
     }

@@ -106,11 +106,13 @@ public final class ModelRunner: @unchecked Sendable {
                 .error("--placement runs the experts on moec's own kernels; it cannot be combined with MOEC_BLAS=\(ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? "")"))
         }
         // Under mpirun a rank reads only its experts' weights (and every other weight).
-        // GGUF-typed expert matrices are read as stored and repacked exactly.
-        let stored = Executable.weightsReadAsStored(plan.graph, options: options)
+        // GGUF-typed expert matrices, and GPTQ/AWQ linears in int4 formats of their group, are
+        // read as stored and repacked exactly.
+        let stored = Executable.weightsReadAsStored(plan.graph, options: options, int4Rows: WeightBinding.int4Rows(plan.graph, checkpoint))
         // Narrow formats from wider files are read expert by expert while packed (peak memory
         // near the packed bytes, not the f32 ones).
         let deferred = Executable.weightsReadByExpert(plan.graph, options: options) { WeightBinding.readsBySlice($0, checkpoint) }
+            .subtracting(stored)
         let buffers = try WeightBinding.load(
             plan.graph, checkpoint, slices: Executable.expertSlicesToLoad(plan.graph, options: options), stored: stored, deferred: deferred,
             progress: progress)
