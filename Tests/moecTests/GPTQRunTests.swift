@@ -57,6 +57,22 @@ import Testing
         }
     }
 
+    /// Under `mpirun` each rank repacks only its experts' int4 rows: the widened path matches
+    /// transformers as in one process, the default kernels within 3e-2.
+    @Test(
+        .enabled(if: MPIRun.mpirun != nil, "skipped: no mpirun on PATH"),
+        .disabled(if: ProcessInfo.processInfo.environment["MOEC_SKIP_MPI_TESTS"] == "1"))
+    func keptInt4UnderMPI() throws {
+        let dir = TemporaryDirectory()
+        let model = Self.folder + "/mixtral-awq-g64"
+        let base = [
+            "run", RepoPaths.graphs + "/mixtral.moe", "--model", model, "--placement", "static", "--input", "x=\(model)/x.npy", "--check",
+            "y=\(model)/y.npy"
+        ]
+        expectSuccess(try MPIRun.moec(base + ["--output", "y=w.npy", "--tolerance", "1e-5"], ranks: 2, in: dir.path, environment: ["MOEC_ISA": "avx2"]))
+        expectSuccess(try MPIRun.moec(base + ["--output", "y=i.npy", "--tolerance", "3e-2"], ranks: 2, in: dir.path))
+    }
+
     /// `--emit plan` names the format each expert matrix got, and what the checkpoint stores.
     @Test func planShowsTheKeptFormat() throws {
         let dir = TemporaryDirectory()
