@@ -148,6 +148,7 @@ struct ExpertMatrices: @unchecked Sendable {
             let joined = fuse ? AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false) : nil
             for e in 0..<experts where !skipped(e) {
                 if fuse, let type = gate.stored, up.stored == type {
+                    read([gate, up], expert: e)
                     let rb = gate.rowBytes
                     first.append([
                         (

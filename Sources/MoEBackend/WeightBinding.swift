@@ -145,7 +145,12 @@ public enum WeightBinding {
         var out: [AlignedBuffer] = []
         for (wi, (w, read)) in zip(graph.weights, reads).enumerated() {
             if stored.contains(wi) {
-                out.append(try storedBytes(w, checkpoint))
+                if deferred.contains(wi), !w.format.isGGUFType, let k = w.shape.last, let group = w.format.group {
+                    // Int4 rows read expert by expert when packed (`loadSlice(asStored:)`).
+                    out.append(AlignedBuffer(floats: (w.elementCount / k * Int4Rows.rowBytes(k: k, group: group) + 3) / 4, zeroed: false))
+                } else {
+                    out.append(try storedBytes(w, checkpoint))
+                }
                 continue
             }
             let sourceCount = w.sourceShape.reduce(1, *)
@@ -192,7 +197,9 @@ public enum WeightBinding {
 
     /// Reads slice `slice` of a weight's first dimension (an expert) into its place in `buffer`
     /// (a buffer of the whole weight that `load(deferred:)` left unread), and no other bytes.
-    public static func loadSlice(_ w: WeightInfo, _ checkpoint: Checkpoint, slice: Int, into buffer: AlignedBuffer) throws {
+    /// `asStored`: the weight is read as stored (`int4Rows`), its slice as int4 rows.
+    public static func loadSlice(_ w: WeightInfo, _ checkpoint: Checkpoint, slice: Int, into buffer: AlignedBuffer, asStored: Bool = false) throws {
+        if asStored { return try int4RowSlice(w, checkpoint, slice: slice, into: buffer) }
         let read = SliceRead(w, wanted: [slice])
         var steps: [WeightLayoutStep]? = nil
         if !w.layout.allSatisfy(\.keepsOrder), w.tensors.count == 1, let shape = try checkpoint.info(w.tensors[0].name)?.shape {
@@ -297,6 +304,31 @@ public enum WeightBinding {
             offset += info.byteRange.count
         }
         return buffer
+    }
+
+    /// Rows of slice `slice` of an int4 weight's first dimension (an expert), from the GPTQ/AWQ
+    /// linears that hold them, as `Int4Rows` in their place in `buffer`.
+    private static func int4RowSlice(_ w: WeightInfo, _ checkpoint: Checkpoint, slice: Int, into buffer: AlignedBuffer) throws {
+        guard let group = w.format.group, let k = w.shape.last, let slices = w.shape.first, slices > 0 else {
+            throw DiagnosticError(.error("weight '\(w.name)' is \(w.format.rawValue), which is not read as stored", at: w.location))
+        }
+        let rowBytes = Int4Rows.rowBytes(k: k, group: group), sliceRows = w.elementCount / k / slices
+        let wanted = (slice * sliceRows)..<((slice + 1) * sliceRows)
+        var first = 0
+        for (name, shape) in w.tensors {
+            let rows = shape.reduce(1, *) / k
+            let part = wanted.clamped(to: first..<(first + rows))
+            if !part.isEmpty {
+                do {
+                    try checkpoint.copyInt4Rows(
+                        name, rows: (part.lowerBound - first)..<(part.upperBound - first),
+                        into: UnsafeMutableRawPointer(buffer.floats) + part.lowerBound * rowBytes)
+                } catch {
+                    throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
+                }
+            }
+            first += rows
+        }
     }
 
     /// An int4 weight's GPTQ/AWQ linears as `Int4Rows` of its group, one after the other.

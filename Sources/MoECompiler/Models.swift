@@ -111,8 +111,8 @@ public final class ModelRunner: @unchecked Sendable {
         let stored = Executable.weightsReadAsStored(plan.graph, options: options, int4Rows: WeightBinding.int4Rows(plan.graph, checkpoint))
         // Narrow formats from wider files are read expert by expert while packed (peak memory
         // near the packed bytes, not the f32 ones).
+        // (Int4 rows read as stored are read that way too.)
         let deferred = Executable.weightsReadByExpert(plan.graph, options: options) { WeightBinding.readsBySlice($0, checkpoint) }
-            .subtracting(stored)
         let buffers = try WeightBinding.load(
             plan.graph, checkpoint, slices: Executable.expertSlicesToLoad(plan.graph, options: options), stored: stored, deferred: deferred,
             progress: progress)
@@ -121,7 +121,7 @@ public final class ModelRunner: @unchecked Sendable {
         let fill: (Int, Int) -> Void = { index, expert in
             guard readError == nil, deferred.contains(index) else { return }
             do {
-                try WeightBinding.loadSlice(planGraph.weights[index], checkpoint, slice: expert, into: buffers[index])
+                try WeightBinding.loadSlice(planGraph.weights[index], checkpoint, slice: expert, into: buffers[index], asStored: stored.contains(index))
             } catch {
                 readError = error
             }

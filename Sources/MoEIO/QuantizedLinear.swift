@@ -246,6 +246,10 @@ struct QuantizedLinear {
         } catch {
             throw WeightFileError(path: file.path, tensor: qweight.name, message: "\(error)")
         }
+        // A whole linear read: its pages of the file are not needed again.
+        if rows == 0..<out {
+            for t in [qweight, qzeros, scales] { file.releasePages(of: t.name) }
+        }
     }
 
     /// Elements `elements` of W (row-major) dequantized: fma(u, S, M), as the int4 panels hold them.

@@ -111,6 +111,13 @@ public final class SafetensorsFile: @unchecked Sendable {
         file.releasePages(start..<(start + elements.count * t.dtype.size))
     }
 
+    /// Drops the tensor's whole pages of the mapping from memory (read again if touched), once
+    /// its values have been copied out.
+    public func releasePages(of name: String) {
+        guard let t = tensors[name] else { return }
+        file.releasePages(t.byteRange)
+    }
+
     /// Calls `body` with the tensor's bytes as stored (little-endian elements of its dtype), in
     /// place; valid only during the call.
     public func withBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
