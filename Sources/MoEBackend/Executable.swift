@@ -68,9 +68,11 @@ public final class Executable: @unchecked Sendable {
     /// `stored`: the weights `weights` holds as a GGUF file stores them
     /// (`WeightBinding.load(stored:)`, `Executable.weightsReadAsStored`), which the packed experts
     /// kernel repacks exactly; a GGUF-typed weight not in it holds its dequantized values.
+    /// `exact`: weights whose values are already their format's (a GPTQ or AWQ checkpoint's int4
+    /// linears, `WeightBinding.int4Rows`): read as floats, they are not rounded again.
     public init(
         graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions(),
-        consumeWeights: Bool = false, stored: Set<Int> = [], fill: ((Int, Int) -> Void)? = nil
+        consumeWeights: Bool = false, stored: Set<Int> = [], exact: Set<Int> = [], fill: ((Int, Int) -> Void)? = nil
     ) {
         precondition(weights.count == graph.weights.count)
         self.graph = graph
@@ -88,7 +90,7 @@ public final class Executable: @unchecked Sendable {
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
         var weights = weights
         // (GGUF types loaded as floats are the file's values exactly: nothing to round.)
-        for (i, w) in graph.weights.enumerated() where w.format != .f32 && !w.format.isGGUFType && !expertOnly.contains(i) {
+        for (i, w) in graph.weights.enumerated() where w.format != .f32 && !w.format.isGGUFType && !expertOnly.contains(i) && !exact.contains(i) {
             weights[i] = Executable.rounded(
                 weights[i], to: ExpertMatrices.packedFormat(w.format), rows: w.elementCount / max(w.shape.last ?? 1, 1),
                 k: max(w.shape.last ?? 1, 1), inPlace: consumeWeights, threads: options.threads)

@@ -108,7 +108,8 @@ public final class ModelRunner: @unchecked Sendable {
         // Under mpirun a rank reads only its experts' weights (and every other weight).
         // GGUF-typed expert matrices, and GPTQ/AWQ linears in int4 formats of their group, are
         // read as stored and repacked exactly.
-        let stored = Executable.weightsReadAsStored(plan.graph, options: options, int4Rows: WeightBinding.int4Rows(plan.graph, checkpoint))
+        let int4Rows = WeightBinding.int4Rows(plan.graph, checkpoint)
+        let stored = Executable.weightsReadAsStored(plan.graph, options: options, int4Rows: int4Rows)
         // Narrow formats from wider files are read expert by expert while packed (peak memory
         // near the packed bytes, not the f32 ones).
         // (Int4 rows read as stored are read that way too.)
@@ -132,7 +133,7 @@ public final class ModelRunner: @unchecked Sendable {
         graph = declared
         routerProbes = RouterProbe.find(in: plan.graph)
         recordsRouting = recordRouting
-        executable = Executable(graph: plan.graph, weights: buffers, options: options, consumeWeights: true, stored: stored, fill: fill)
+        executable = Executable(graph: plan.graph, weights: buffers, options: options, consumeWeights: true, stored: stored, exact: int4Rows, fill: fill)
         if let readError { throw readError }
         loadSeconds = Date().timeIntervalSince(t0)
     }

@@ -109,6 +109,30 @@ import Testing
         }
     }
 
+    /// Tensors of a linear that do not fit together: an error naming the tensor, its shape and
+    /// the one its qweight needs.
+    @Test func mismatchedTensorsAreErrors() throws {
+        let dir = TemporaryDirectory()
+        let config = #"{"quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 32, "desc_act": false}}"#
+        try config.write(toFile: dir.file("config.json"), atomically: true, encoding: .utf8)
+        func write(scales: [Int], qweightType: String = "I32") {
+            let scaleBytes = scales.reduce(2, *)
+            let header =
+                #"{"l.qweight": {"dtype": "\#(qweightType)", "shape": [8, 8], "data_offsets": [0, 256]}, "l.qzeros": {"dtype": "I32", "shape": [2, 1], "data_offsets": [256, 264]}, "l.scales": {"dtype": "F16", "shape": \#(scales), "data_offsets": [264, \#(264 + scaleBytes)]}}"#
+            RawSafetensors.write(RawSafetensors.bytes(header: header, data: [UInt8](repeating: 0, count: 264 + scaleBytes)), to: dir.file("model.safetensors"))
+        }
+        write(scales: [2, 8])
+        let good = try Checkpoint(path: dir.path)
+        #expect(try good.info("l.weight")?.shape == [8, 64])
+        #expect(try good.floats("l.weight").allSatisfy { $0 == 0 })
+        write(scales: [3, 8])
+        let error = try #require(weightError { _ = try Checkpoint(path: dir.path).info("l.weight") })
+        #expect(error.tensor == "l.scales" && error.description.contains("[3, 8]") && error.description.contains("needs [2, 8]"), "\(error)")
+        write(scales: [2, 8], qweightType: "F32")
+        let dtype = try #require(weightError { _ = try Checkpoint(path: dir.path).info("l.weight") })
+        #expect(dtype.tensor == "l.qweight" && dtype.description.contains("F32"), "\(dtype)")
+    }
+
     /// Without a quantization config the packed tensors are just tensors: no `X.weight` appears.
     @Test func withoutConfigNoLinearIsMade() throws {
         let dir = TemporaryDirectory()
