@@ -129,28 +129,27 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     /// The checked tensors of a quantized linear "X.weight", or nil when `name` is no such linear.
-    private func quantizedLinear(_ name: String) throws(WeightFileError) -> (QuantizedLinear, SafetensorsFile)? {
-        guard let prefix = quantizedLinears[name], let q = int4Quantization, let i = shardOfTensor[prefix + "qweight"] else { return nil }
-        let file = try shard(i)
+    private func quantizedLinear(_ name: String) throws(WeightFileError) -> QuantizedLinear? {
+        guard let prefix = quantizedLinears[name], let q = int4Quantization else { return nil }
         lock.lock()
         let known = checkedLinears[name]
         lock.unlock()
-        if let known { return (known, file) }
-        let linear = try QuantizedLinear(prefix: prefix, quantization: q, file: file)
+        if let known { return known }
+        let linear = try QuantizedLinear(prefix: prefix, quantization: q) { (tensor) throws(WeightFileError) in try file(containing: tensor) }
         lock.lock()
         checkedLinears[name] = linear
         lock.unlock()
-        return (linear, file)
+        return linear
     }
 
     /// Rows `rows` of a GPTQ or AWQ linear (a name whose `info` has `int4Group`) as `Int4Rows`:
     /// `Int4Rows.rowBytes(k:group:)` bytes per row at `destination`.
     public func copyInt4Rows(_ name: String, rows: Range<Int>, into destination: UnsafeMutableRawPointer) throws(WeightFileError) {
-        guard let (linear, file) = try quantizedLinear(name) else { throw missingTensorError(name) }
+        guard let linear = try quantizedLinear(name) else { throw missingTensorError(name) }
         guard rows.lowerBound >= 0, rows.upperBound <= linear.out else {
-            throw WeightFileError(path: file.path, tensor: name, message: "rows \(rows) of a linear of \(linear.out)")
+            throw WeightFileError(path: linear.qweightFile.path, tensor: name, message: "rows \(rows) of a linear of \(linear.out)")
         }
-        try linear.copyRows(rows, from: file, into: destination)
+        try linear.copyRows(rows, into: destination)
     }
 
     /// Every tensor name, sorted.
@@ -161,7 +160,7 @@ public final class Checkpoint: @unchecked Sendable {
     /// The tensor's description, or nil when the checkpoint has no such tensor. Throws when its
     /// shard cannot be opened or is inconsistent with the index.
     public func info(_ name: String) throws(WeightFileError) -> TensorInfo? {
-        if let (linear, _) = try quantizedLinear(name) { return linear.info(name: name) }
+        if let linear = try quantizedLinear(name) { return linear.info(name: name) }
         guard let i = shardOfTensor[name] else { return nil }
         if let gguf = gguf(name), let t = gguf.tensors[name] {
             let relative = (t.byteRange.lowerBound - gguf.dataStart)..<(t.byteRange.upperBound - gguf.dataStart)
@@ -200,9 +199,7 @@ public final class Checkpoint: @unchecked Sendable {
             }
             return try gguf.copyFloats(name, elements: 0..<count, into: buffer)
         }
-        if let (linear, file) = try quantizedLinear(name) {
-            return try linear.copyFloats(0..<(linear.out * linear.k), from: file, into: buffer)
-        }
+        if let linear = try quantizedLinear(name) { return try linear.copyFloats(0..<(linear.out * linear.k), into: buffer) }
         try existingFile(name).copyFloats(name, into: buffer)
     }
 
@@ -213,7 +210,7 @@ public final class Checkpoint: @unchecked Sendable {
             guard let gguf = gguf(name) else { throw missingTensorError(name) }
             return try gguf.copyFloats(name, elements: elements, into: buffer)
         }
-        if let (linear, file) = try quantizedLinear(name) { return try linear.copyFloats(elements, from: file, into: buffer) }
+        if let linear = try quantizedLinear(name) { return try linear.copyFloats(elements, into: buffer) }
         try existingFile(name).copyFloats(name, elements: elements, into: buffer)
     }
 
@@ -223,9 +220,9 @@ public final class Checkpoint: @unchecked Sendable {
             guard let gguf = gguf(name) else { throw missingTensorError(name) }
             return try gguf.floats(name)
         }
-        if let (linear, file) = try quantizedLinear(name) {
+        if let linear = try quantizedLinear(name) {
             var out = [Float](repeating: 0, count: linear.out * linear.k)
-            try out.withUnsafeMutableBufferPointer { (b) throws(WeightFileError) in try linear.copyFloats(0..<b.count, from: file, into: b) }
+            try out.withUnsafeMutableBufferPointer { (b) throws(WeightFileError) in try linear.copyFloats(0..<b.count, into: b) }
             return out
         }
         return try existingFile(name).floats(name)

@@ -118,26 +118,33 @@ struct QuantizedLinear {
     /// W's shape: outputs and inputs.
     let out: Int, k: Int
     let qweight: TensorInfo, qzeros: TensorInfo, scales: TensorInfo
+    /// The files holding them (shards of one checkpoint may split a linear's tensors).
+    let qweightFile: SafetensorsFile, qzerosFile: SafetensorsFile, scalesFile: SafetensorsFile
 
-    /// The tensors of linear `prefix` ("X." for "X.weight") in `file`, checked: their dtypes and
-    /// shapes agree, and a GPTQ `g_idx` puts input i in group i / g (an act-order checkpoint's
-    /// does not: the error names the tensor and the byte offset of its first such entry).
-    init(prefix: String, quantization q: Int4Quantization, file: SafetensorsFile) throws(WeightFileError) {
+    /// The tensors of linear `prefix` ("X." for "X.weight"), each in the file `file(name)` gives
+    /// (nil: the checkpoint has no such tensor), checked: their dtypes and shapes agree, and a
+    /// GPTQ `g_idx` puts input i in group i / g (an act-order checkpoint's does not: the error
+    /// names the tensor and the byte offset of its first such entry).
+    init(
+        prefix: String, quantization q: Int4Quantization, file: (String) throws(WeightFileError) -> SafetensorsFile?
+    ) throws(WeightFileError) {
         quantization = q
-        func tensor(_ suffix: String) throws(WeightFileError) -> TensorInfo {
-            guard let t = file.tensors[prefix + suffix] else {
+        func tensor(_ suffix: String) throws(WeightFileError) -> (TensorInfo, SafetensorsFile) {
+            guard let f = try file(prefix + suffix), let t = f.tensors[prefix + suffix] else {
+                let path = try file(prefix + "qweight")?.path ?? ""
                 throw WeightFileError(
-                    path: file.path, tensor: prefix + "qweight",
-                    message: "a \(q.method.rawValue.uppercased()) linear needs '\(prefix + suffix)' as well, and this file has none")
+                    path: path, tensor: prefix + "qweight",
+                    message: "a \(q.method.rawValue.uppercased()) linear needs '\(prefix + suffix)' as well, and the checkpoint has none")
             }
-            return t
+            return (t, f)
         }
-        qweight = try tensor("qweight")
-        qzeros = try tensor("qzeros")
-        scales = try tensor("scales")
+        (qweight, qweightFile) = try tensor("qweight")
+        (qzeros, qzerosFile) = try tensor("qzeros")
+        (scales, scalesFile) = try tensor("scales")
         let g = q.group
+        let files = [qweight.name: qweightFile.path, qzeros.name: qzerosFile.path, scales.name: scalesFile.path]
         func bad(_ t: TensorInfo, _ message: String) -> WeightFileError {
-            WeightFileError(path: file.path, tensor: t.name, byteOffset: t.byteRange.lowerBound, message: message)
+            WeightFileError(path: files[t.name] ?? "", tensor: t.name, byteOffset: t.byteRange.lowerBound, message: message)
         }
         for t in [qweight, qzeros] where t.dtype != .i32 && t.dtype != .u32 || t.shape.count != 2 {
             throw bad(t, "is \(t.dtype.rawValue) \(t.shape); packed 4-bit values are 2-d I32")
@@ -163,12 +170,12 @@ struct QuantizedLinear {
         guard qzeros.shape == [k / g, out / 8] else {
             throw bad(qzeros, "has shape \(qzeros.shape), but '\(qweight.name)' \(qweight.shape) \(packing) with groups of \(g) needs \([k / g, out / 8])")
         }
-        if q.method == .gptq, let gIdx = file.tensors[prefix + "g_idx"] {
+        if q.method == .gptq, let gIdxFile = try file(prefix + "g_idx"), let gIdx = gIdxFile.tensors[prefix + "g_idx"] {
             guard gIdx.dtype == .i32 || gIdx.dtype == .i64, gIdx.shape == [k] else {
                 throw bad(gIdx, "is \(gIdx.dtype.rawValue) \(gIdx.shape); g_idx is an I32 tensor of the \(k) inputs")
             }
             let size = gIdx.dtype.size
-            let first: (Int, Int)? = try? file.withBytes(gIdx.name) { bytes -> (Int, Int)? in
+            let first: (Int, Int)? = try? gIdxFile.withBytes(gIdx.name) { bytes -> (Int, Int)? in
                 for i in 0..<k {
                     let v =
                         size == 4
@@ -180,7 +187,7 @@ struct QuantizedLinear {
             }
             if let (i, v) = first {
                 throw WeightFileError(
-                    path: file.path, tensor: gIdx.name, byteOffset: gIdx.byteRange.lowerBound + size * i,
+                    path: gIdxFile.path, tensor: gIdx.name, byteOffset: gIdx.byteRange.lowerBound + size * i,
                     message:
                         "g_idx[\(i)] is \(v), but in groups of \(g) input \(i) is in group \(i / g) (entry at byte \(gIdx.byteRange.lowerBound + size * i)): the checkpoint was quantized in act-order (desc_act), so its groups are not runs of \(g) inputs, which moec cannot keep as int4 groups"
                 )
@@ -194,14 +201,14 @@ struct QuantizedLinear {
     }
 
     /// Rows `rows` of W as `Int4Rows` (`Int4Rows.rowBytes(k:group:)` bytes each) at `destination`.
-    func copyRows(_ rows: Range<Int>, from file: SafetensorsFile, into destination: UnsafeMutableRawPointer) throws(WeightFileError) {
+    func copyRows(_ rows: Range<Int>, into destination: UnsafeMutableRawPointer) throws(WeightFileError) {
         let g = quantization.group, rowBytes = Int4Rows.rowBytes(k: k, group: g), groups = k / g
         let method = quantization.method, bias = quantization.zeroBias, out = self.out
         let scaleType = scales.dtype
         do {
-            try file.withBytes(qweight.name) { qw in
-                try file.withBytes(qzeros.name) { qz in
-                    try file.withBytes(scales.name) { sc in
+            try qweightFile.withBytes(qweight.name) { qw in
+                try qzerosFile.withBytes(qzeros.name) { qz in
+                    try scalesFile.withBytes(scales.name) { sc in
                         func word(_ p: UnsafeRawBufferPointer, _ index: Int) -> UInt32 {
                             UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4 * index, as: UInt32.self))
                         }
@@ -244,19 +251,21 @@ struct QuantizedLinear {
         } catch let e as WeightFileError {
             throw e
         } catch {
-            throw WeightFileError(path: file.path, tensor: qweight.name, message: "\(error)")
+            throw WeightFileError(path: qweightFile.path, tensor: qweight.name, message: "\(error)")
         }
         // A whole linear read: its pages of the file are not needed again.
         if rows == 0..<out {
-            for t in [qweight, qzeros, scales] { file.releasePages(of: t.name) }
+            qweightFile.releasePages(of: qweight.name)
+            qzerosFile.releasePages(of: qzeros.name)
+            scalesFile.releasePages(of: scales.name)
         }
     }
 
     /// Elements `elements` of W (row-major) dequantized: fma(u, S, M), as the int4 panels hold them.
-    func copyFloats(_ elements: Range<Int>, from file: SafetensorsFile, into buffer: UnsafeMutableBufferPointer<Float>) throws(WeightFileError) {
+    func copyFloats(_ elements: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws(WeightFileError) {
         guard elements.lowerBound >= 0, elements.upperBound <= out * k, buffer.count == elements.count else {
             throw WeightFileError(
-                path: file.path, tensor: qweight.name, message: "elements \(elements) into \(buffer.count) floats, but the linear has \(out * k) ([\(out), \(k)])")
+                path: qweightFile.path, tensor: qweight.name, message: "elements \(elements) into \(buffer.count) floats, but the linear has \(out * k) ([\(out), \(k)])")
         }
         if elements.isEmpty { return }
         let g = quantization.group, rowBytes = Int4Rows.rowBytes(k: k, group: g)
@@ -265,7 +274,7 @@ struct QuantizedLinear {
         defer { bytes.deallocate() }
         var values = [Float](repeating: 0, count: k)
         for r in rows {
-            try copyRows(r..<(r + 1), from: file, into: bytes)
+            try copyRows(r..<(r + 1), into: bytes)
             Int4Rows.forEachGroup(row: bytes, k: k, group: g) { gi, s, m, u in
                 for j in 0..<g { values[gi * g + j] = m.addingProduct(Float(u[j]), s) }
             }

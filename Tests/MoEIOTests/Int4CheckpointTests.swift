@@ -51,6 +51,38 @@ import Testing
         #expect(fromRows.map(\.bitPattern) == want.map(\.bitPattern))
     }
 
+    /// Shards may split one linear's tensors between files: each is read from its own shard.
+    @Test func linearSplitAcrossShards() throws {
+        let source = Self.folder + "/mixtral-gptq-g32"
+        let file = try SafetensorsFile(path: source + "/model.safetensors")
+        let dir = TemporaryDirectory()
+        var shards: [(header: [String], data: [UInt8])] = [([], []), ([], [])]
+        var map: [String] = []
+        for (i, name) in file.tensorNames.enumerated() {
+            let t = try file.info(name)
+            let bytes = try file.withBytes(name) { Array($0) }
+            let s = i % 2, at = shards[s].data.count
+            shards[s].header.append(#""\#(name)": {"dtype": "\#(t.dtype.rawValue)", "shape": \#(t.shape), "data_offsets": [\#(at), \#(at + bytes.count)]}"#)
+            shards[s].data += bytes
+            map.append(#""\#(name)": "model-0000\#(s + 1)-of-00002.safetensors""#)
+        }
+        for (s, shard) in shards.enumerated() {
+            let data = RawSafetensors.bytes(header: "{" + shard.header.joined(separator: ", ") + "}", data: shard.data)
+            RawSafetensors.write(data, to: dir.file("model-0000\(s + 1)-of-00002.safetensors"))
+        }
+        try ("{\"metadata\": {}, \"weight_map\": {" + map.joined(separator: ", ") + "}}").write(
+            toFile: dir.file("model.safetensors.index.json"), atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: source + "/config.json", toPath: dir.file("config.json"))
+        let checkpoint = try Checkpoint(path: dir.path)
+        #expect(checkpoint.shardPaths.count == 2)
+        let prefix = "model.layers.0.block_sparse_moe.experts.0.w1."
+        let names = file.tensorNames
+        let parity = Set(["qweight", "qzeros", "scales"].compactMap { names.firstIndex(of: prefix + $0).map { $0 % 2 } })
+        #expect(parity.count == 2, "the linear's tensors are in both shards")
+        let want = try NpyArray(path: source + "/w1.npy").floats()
+        #expect(try checkpoint.floats(Self.w1).map(\.bitPattern) == want.map(\.bitPattern))
+    }
+
     /// An act-order checkpoint (desc_act: g_idx follows a permutation of the inputs) is refused
     /// when its linear is first described: the error names the g_idx tensor and the byte of its
     /// first entry that is not i / g.
