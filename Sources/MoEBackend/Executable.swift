@@ -246,7 +246,8 @@ public final class Executable: @unchecked Sendable {
     /// the `fill` of `init`): on the native backend, those in a format other than f32 that only
     /// packed MoE blocks read as expert matrices and that can be read by slices, so a bf16, int8
     /// or int4 plan never holds them whole in f32. (A weight read by a gate/up pair packed
-    /// together is read with its partner, expert by expert, as well.)
+    /// together is read with its partner, expert by expert, as well; a GPTQ/AWQ int4 weight read
+    /// as stored is read expert by expert as int4 rows, `WeightBinding.loadSlice(asStored:)`.)
     public static func weightsReadByExpert(_ g: Graph, options: ExecutionOptions, readsBySlice: (WeightInfo) -> Bool) -> Set<Int> {
         guard options.backend.isNative, options.world == nil else { return [] }
         return weightsReadOnlyByExperts(g).filter { g.weights[$0].format != .f32 && !g.weights[$0].format.isGGUFType && readsBySlice(g.weights[$0]) }
