@@ -68,9 +68,11 @@ public final class Executable: @unchecked Sendable {
     /// `stored`: the weights `weights` holds as a GGUF file stores them
     /// (`WeightBinding.load(stored:)`, `Executable.weightsReadAsStored`), which the packed experts
     /// kernel repacks exactly; a GGUF-typed weight not in it holds its dequantized values.
+    /// `exact`: weights whose values are already their format's (a GPTQ or AWQ checkpoint's int4
+    /// linears, `WeightBinding.int4Rows`): read as floats, they are not rounded again.
     public init(
         graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions(),
-        consumeWeights: Bool = false, stored: Set<Int> = [], fill: ((Int, Int) -> Void)? = nil
+        consumeWeights: Bool = false, stored: Set<Int> = [], exact: Set<Int> = [], fill: ((Int, Int) -> Void)? = nil
     ) {
         precondition(weights.count == graph.weights.count)
         self.graph = graph
@@ -88,7 +90,7 @@ public final class Executable: @unchecked Sendable {
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
         var weights = weights
         // (GGUF types loaded as floats are the file's values exactly: nothing to round.)
-        for (i, w) in graph.weights.enumerated() where w.format != .f32 && !w.format.isGGUFType && !expertOnly.contains(i) {
+        for (i, w) in graph.weights.enumerated() where w.format != .f32 && !w.format.isGGUFType && !expertOnly.contains(i) && !exact.contains(i) {
             weights[i] = Executable.rounded(
                 weights[i], to: ExpertMatrices.packedFormat(w.format), rows: w.elementCount / max(w.shape.last ?? 1, 1),
                 k: max(w.shape.last ?? 1, 1), inPlace: consumeWeights, threads: options.threads)
@@ -221,10 +223,14 @@ public final class Executable: @unchecked Sendable {
     /// The GGUF-typed weights (`WeightFormat.isGGUFType`) to load as the file stores them: on the
     /// native backend, those only packed MoE blocks read as expert matrices, when each such
     /// block's first-layer matrices (gate and up, interleaved into one matrix) share the type.
-    /// The others are loaded as floats (their dequantized values, exactly).
-    public static func weightsReadAsStored(_ g: Graph, options: ExecutionOptions) -> Set<Int> {
+    /// The others are loaded as floats (their dequantized values, exactly). `int4Rows`: weights
+    /// whose tensors the checkpoint holds as int4 groups of their format's size (a GPTQ or AWQ
+    /// checkpoint's linears, `WeightBinding.int4Rows`), read as stored the same way.
+    public static func weightsReadAsStored(_ g: Graph, options: ExecutionOptions, int4Rows: Set<Int> = []) -> Set<Int> {
         guard options.backend.isNative else { return [] }
-        var out = weightsReadOnlyByExperts(g).filter { g.weights[$0].format.isGGUFType && g.weights[$0].repeats == nil }
+        var out = weightsReadOnlyByExperts(g).filter {
+            (g.weights[$0].format.isGGUFType || int4Rows.contains($0)) && g.weights[$0].repeats == nil
+        }
         for n in g.nodes where n.op == .moe_experts {
             guard let view = n.expertsView else { continue }
             let all = view.matrices.compactMap { g[$0].attributes.int("index") }
@@ -240,7 +246,8 @@ public final class Executable: @unchecked Sendable {
     /// the `fill` of `init`): on the native backend, those in a format other than f32 that only
     /// packed MoE blocks read as expert matrices and that can be read by slices, so a bf16, int8
     /// or int4 plan never holds them whole in f32. (A weight read by a gate/up pair packed
-    /// together is read with its partner, expert by expert, as well.)
+    /// together is read with its partner, expert by expert, as well; a GPTQ/AWQ int4 weight read
+    /// as stored is read expert by expert as int4 rows, `WeightBinding.loadSlice(asStored:)`.)
     public static func weightsReadByExpert(_ g: Graph, options: ExecutionOptions, readsBySlice: (WeightInfo) -> Bool) -> Set<Int> {
         guard options.backend.isNative, options.world == nil else { return [] }
         return weightsReadOnlyByExperts(g).filter { g.weights[$0].format != .f32 && !g.weights[$0].format.isGGUFType && readsBySlice(g.weights[$0]) }

@@ -71,7 +71,7 @@ struct ExpertMatrices: @unchecked Sendable {
             let index = w.attributes.int("index")!
             let format = g.weights[index].format
             // A GGUF type loaded as floats holds the file's values: packed as f32.
-            let storedType = stored.contains(index) ? GGMLType.kept(format) : nil
+            let storedType = stored.contains(index) ? StoredRows(format) : nil
             return Operand(
                 index: index, buffer: weights[index], shape: g.weights[index].shape, release: releasable.contains(index),
                 format: format.isGGUFType && storedType == nil ? .f32 : Self.packedFormat(format), stored: storedType)
@@ -93,9 +93,9 @@ struct ExpertMatrices: @unchecked Sendable {
             if w.release { w.buffer.releasePages(floats: e * rows * k..<(e + 1) * rows * k) }
             return packed
         }
-        /// Gate and up rows of a GGUF file (each `[f, h]` as stored) interleaved by panel as
-        /// `interleaved` does, repacked row by row (padded features stay zero).
-        func interleavedStored(_ type: GGMLType, _ gate: UnsafeRawPointer, _ up: UnsafeRawPointer, f: Int, h: Int, rowBytes: Int, format: PackedWeight.Format) -> PackedWeight {
+        /// Gate and up rows as stored (each `[f, h]`: a GGUF file's blocks, or int4 rows)
+        /// interleaved by panel as `interleaved` does, repacked row by row (padded features stay zero).
+        func interleavedStored(_ type: StoredRows, _ gate: UnsafeRawPointer, _ up: UnsafeRawPointer, f: Int, h: Int, rowBytes: Int, format: PackedWeight.Format) -> PackedWeight {
             let p = PackedWeight.panelWidth, f16 = Self.paddedFeatures(f)
             return PackedWeight(n: 2 * f16, k: h, format: format) { r, set in
                 let panel = r / p, feature = (panel / 2) * p + r % p
@@ -148,6 +148,7 @@ struct ExpertMatrices: @unchecked Sendable {
             let joined = fuse ? AlignedBuffer(floats: 2 * Self.paddedFeatures(f) * h, zeroed: false) : nil
             for e in 0..<experts where !skipped(e) {
                 if fuse, let type = gate.stored, up.stored == type {
+                    read([gate, up], expert: e)
                     let rb = gate.rowBytes
                     first.append([
                         (
@@ -224,10 +225,10 @@ struct ExpertMatrices: @unchecked Sendable {
         let shape: [Int]
         let release: Bool
         let format: PackedWeight.Format
-        /// The GGUF type `buffer` holds blocks of, when it holds them as stored.
-        let stored: GGMLType?
+        /// How `buffer` holds the rows, when it holds them as stored.
+        let stored: StoredRows?
         /// Bytes of one stored row (`shape[2]` values).
-        var rowBytes: Int { stored.map { shape[2] / $0.blockSize * $0.blockBytes } ?? shape[2] * 4 }
+        var rowBytes: Int { stored.map { $0.rowBytes(k: shape[2]) } ?? shape[2] * 4 }
     }
 
     /// The kernels' panel format for a weight's storage format (a GGUF type: the int format
@@ -246,16 +247,40 @@ struct ExpertMatrices: @unchecked Sendable {
     }
 }
 
-extension GGMLType {
-    /// The GGUF type a GGUF-typed weight format keeps (nil for moec's own formats).
-    static func kept(_ f: WeightFormat) -> GGMLType? {
+/// How the buffer of a weight read as stored (`WeightBinding.load(stored:)`) holds its rows: a
+/// GGUF type's blocks, or a GPTQ/AWQ linear's `Int4Rows`; either way repacked group by group
+/// with the same values.
+enum StoredRows: Equatable {
+    case gguf(GGMLType)
+    case int4(group: Int)
+
+    /// The rows a weight of format `f` is read as when read as stored: its GGUF type's blocks, or
+    /// for an int4 format with offsets, int4 rows of its group (nil for other formats).
+    init?(_ f: WeightFormat) {
         switch f {
-        case .q8_0: return .q8_0
-        case .q4_0: return .q4_0
-        case .q4_k: return .q4_K
-        case .q5_k: return .q5_K
-        case .q6_k: return .q6_K
+        case .q8_0: self = .gguf(.q8_0)
+        case .q4_0: self = .gguf(.q4_0)
+        case .q4_k: self = .gguf(.q4_K)
+        case .q5_k: self = .gguf(.q5_K)
+        case .q6_k: self = .gguf(.q6_K)
+        case .int4z, .int4zg64, .int4zg128: self = .int4(group: f.group!)
         default: return nil
+        }
+    }
+
+    func rowBytes(k: Int) -> Int {
+        switch self {
+        case .gguf(let t): return k / t.blockSize * t.blockBytes
+        case .int4(let g): return Int4Rows.rowBytes(k: k, group: g)
+        }
+    }
+
+    /// `body(group, S, M, u)` for each group of the row at `row` (groups of 32, or of the int4
+    /// rows' size: the panel format's group either way), each value exactly fma(u, S, M).
+    func forEachGroup(row: UnsafeRawPointer, k: Int, _ body: (Int, Float, Float, UnsafePointer<UInt8>) -> Void) {
+        switch self {
+        case .gguf(let t): t.forEachGroup(row: row, k: k, body)
+        case .int4(let g): Int4Rows.forEachGroup(row: row, k: k, group: g, body)
         }
     }
 }

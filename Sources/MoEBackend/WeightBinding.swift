@@ -98,8 +98,9 @@ public enum WeightBinding {
     /// `gate_up_proj`) is read and rearranged slice by slice; any other rearranged tensor is read
     /// whole when it holds a wanted slice.
     ///
-    /// Weights in `stored` (GGUF-typed formats, `WeightFormat.isGGUFType`) are read as the file
-    /// stores them: their tensors' blocks, concatenated, for the packing to repack exactly.
+    /// Weights in `stored` (GGUF-typed formats, `WeightFormat.isGGUFType`, and `int4Rows`) are
+    /// read as the file stores them: their tensors' blocks (or a GPTQ/AWQ linear's `Int4Rows`),
+    /// concatenated, for the packing to repack exactly.
     /// Weights in `deferred` (`readsBySlice`) get their buffer but no bytes: the packing reads
     /// them expert by expert (`loadSlice`), so a quantized plan never holds them whole in f32.
     public static func load(
@@ -144,7 +145,12 @@ public enum WeightBinding {
         var out: [AlignedBuffer] = []
         for (wi, (w, read)) in zip(graph.weights, reads).enumerated() {
             if stored.contains(wi) {
-                out.append(try storedBytes(w, checkpoint))
+                if deferred.contains(wi), !w.format.isGGUFType, let k = w.shape.last, let group = w.format.group {
+                    // Int4 rows read expert by expert when packed (`loadSlice(asStored:)`).
+                    out.append(AlignedBuffer(floats: (w.elementCount / k * Int4Rows.rowBytes(k: k, group: group) + 3) / 4, zeroed: false))
+                } else {
+                    out.append(try storedBytes(w, checkpoint))
+                }
                 continue
             }
             let sourceCount = w.sourceShape.reduce(1, *)
@@ -191,7 +197,9 @@ public enum WeightBinding {
 
     /// Reads slice `slice` of a weight's first dimension (an expert) into its place in `buffer`
     /// (a buffer of the whole weight that `load(deferred:)` left unread), and no other bytes.
-    public static func loadSlice(_ w: WeightInfo, _ checkpoint: Checkpoint, slice: Int, into buffer: AlignedBuffer) throws {
+    /// `asStored`: the weight is read as stored (`int4Rows`), its slice as int4 rows.
+    public static func loadSlice(_ w: WeightInfo, _ checkpoint: Checkpoint, slice: Int, into buffer: AlignedBuffer, asStored: Bool = false) throws {
+        if asStored { return try int4RowSlice(w, checkpoint, slice: slice, into: buffer) }
         let read = SliceRead(w, wanted: [slice])
         var steps: [WeightLayoutStep]? = nil
         if !w.layout.allSatisfy(\.keepsOrder), w.tensors.count == 1, let shape = try checkpoint.info(w.tensors[0].name)?.shape {
@@ -250,9 +258,24 @@ public enum WeightBinding {
         }
     }
 
-    /// A GGUF-typed weight's tensors as stored, one after the other (their type checked against
-    /// the weight's format, and their rows against its shape).
+    /// The weights whose tensors are all GPTQ or AWQ linears quantized in groups of their int4
+    /// format's size (`int4z`, `int4z:64`, `int4z:128`), rows as stored: read as `Int4Rows` and
+    /// repacked with their values (`load(stored:)`).
+    public static func int4Rows(_ graph: Graph, _ checkpoint: Checkpoint) -> Set<Int> {
+        guard checkpoint.int4Quantization != nil else { return [] }
+        return Set(
+            graph.weights.indices.filter { i in
+                let w = graph.weights[i]
+                guard w.format.offsets, w.format.bits == 4, !w.format.isGGUFType, w.repeats == nil, w.layout.allSatisfy(\.keepsOrder) else { return false }
+                return w.tensors.allSatisfy { (try? checkpoint.info($0.name))??.int4Group == w.format.group }
+            })
+    }
+
+    /// A weight's tensors as stored, one after the other: a GGUF-typed weight's blocks (their
+    /// type checked against the weight's format, and their rows against its shape), or an int4
+    /// weight's GPTQ/AWQ linears as `Int4Rows`.
     private static func storedBytes(_ w: WeightInfo, _ checkpoint: Checkpoint) throws -> AlignedBuffer {
+        if !w.format.isGGUFType { return try int4RowBytes(w, checkpoint) }
         var infos: [TensorInfo] = []
         for (name, _) in w.tensors {
             guard let info = try checkpoint.info(name), let type = info.ggmlType else {
@@ -279,6 +302,57 @@ public enum WeightBinding {
                 throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
             }
             offset += info.byteRange.count
+        }
+        return buffer
+    }
+
+    /// Rows of slice `slice` of an int4 weight's first dimension (an expert), from the GPTQ/AWQ
+    /// linears that hold them, as `Int4Rows` in their place in `buffer`.
+    private static func int4RowSlice(_ w: WeightInfo, _ checkpoint: Checkpoint, slice: Int, into buffer: AlignedBuffer) throws {
+        guard let group = w.format.group, let k = w.shape.last, let slices = w.shape.first, slices > 0 else {
+            throw DiagnosticError(.error("weight '\(w.name)' is \(w.format.rawValue), which is not read as stored", at: w.location))
+        }
+        let rowBytes = Int4Rows.rowBytes(k: k, group: group), sliceRows = w.elementCount / k / slices
+        let wanted = (slice * sliceRows)..<((slice + 1) * sliceRows)
+        var first = 0
+        for (name, shape) in w.tensors {
+            let rows = shape.reduce(1, *) / k
+            let part = wanted.clamped(to: first..<(first + rows))
+            if !part.isEmpty {
+                do {
+                    try checkpoint.copyInt4Rows(
+                        name, rows: (part.lowerBound - first)..<(part.upperBound - first),
+                        into: UnsafeMutableRawPointer(buffer.floats) + part.lowerBound * rowBytes)
+                } catch {
+                    throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
+                }
+            }
+            first += rows
+        }
+    }
+
+    /// An int4 weight's GPTQ/AWQ linears as `Int4Rows` of its group, one after the other.
+    private static func int4RowBytes(_ w: WeightInfo, _ checkpoint: Checkpoint) throws -> AlignedBuffer {
+        guard let group = w.format.group, let k = w.shape.last, w.layout.allSatisfy(\.keepsOrder), w.repeats == nil else {
+            throw DiagnosticError(.error("weight '\(w.name)' is \(w.format.rawValue), which is not read as stored", at: w.location))
+        }
+        let rowBytes = Int4Rows.rowBytes(k: k, group: group)
+        let buffer = AlignedBuffer(floats: (w.elementCount / k * rowBytes + 3) / 4, zeroed: false)
+        var row = 0
+        for (name, _) in w.tensors {
+            do {
+                guard let info = try checkpoint.info(name), info.int4Group == group, info.shape.last == k else {
+                    throw DiagnosticError(
+                        .error("weight '\(w.name)' is \(w.format.rawValue) in the plan, but '\(name)' is no GPTQ/AWQ linear in groups of \(group)", at: w.location))
+                }
+                let rows = info.elementCount / k
+                try checkpoint.copyInt4Rows(name, rows: 0..<rows, into: UnsafeMutableRawPointer(buffer.floats) + row * rowBytes)
+                row += rows
+            } catch let e as DiagnosticError {
+                throw e
+            } catch {
+                throw DiagnosticError(.error("weight '\(w.name)': \(error)", at: w.location))
+            }
         }
         return buffer
     }

@@ -23,6 +23,7 @@ import MoEPasses
 enum GGUFWeightTypes {
     static func apply(_ graph: Graph, _ checkpoint: Checkpoint) -> Graph {
         var g = graph
+        var kept: Set<Int> = []
         for i in ExpertWeightFormat.expertMatrixWeights(graph) where graph.weights[i].format == .f32 {
             let w = g.weights[i]
             let types = Set(w.tensors.map { (try? checkpoint.info($0.name))??.ggmlType })
@@ -36,12 +37,21 @@ enum GGUFWeightTypes {
                 let k = w.shape.last, k % type.blockSize == 0, w.repeats == nil, w.layout.allSatisfy(\.keepsOrder)
             else { continue }
             g.weights[i].format = format
+            kept.insert(i)
         }
+        return keepOnlyWhereGateAndUpAgree(g, kept: kept)
+    }
+
+    /// `graph` with the formats of the weights in `kept` (set from the checkpoint's types) back
+    /// to f32 in MoE blocks whose first-layer matrices end with different formats, or that read
+    /// gate and up from one stored tensor (`swiglu_fused`, split by rows of floats).
+    static func keepOnlyWhereGateAndUpAgree(_ graph: Graph, kept: Set<Int>) -> Graph {
+        var g = graph
         for n in g.nodes {
             guard let view = n.expertsView else { continue }
             let first = view.matrices.dropLast().compactMap { g[$0].attributes.int("index") }
             if Set(first.map { g.weights[$0].format }).count > 1 || view.kind == .swiglu_fused {
-                for i in view.matrices.compactMap({ g[$0].attributes.int("index") }) where g.weights[i].format.isGGUFType {
+                for i in view.matrices.compactMap({ g[$0].attributes.int("index") }) where kept.contains(i) {
                     g.weights[i].format = .f32
                 }
             }

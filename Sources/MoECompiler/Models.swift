@@ -106,10 +106,13 @@ public final class ModelRunner: @unchecked Sendable {
                 .error("--placement runs the experts on moec's own kernels; it cannot be combined with MOEC_BLAS=\(ProcessInfo.processInfo.environment["MOEC_BLAS"] ?? "")"))
         }
         // Under mpirun a rank reads only its experts' weights (and every other weight).
-        // GGUF-typed expert matrices are read as stored and repacked exactly.
-        let stored = Executable.weightsReadAsStored(plan.graph, options: options)
+        // GGUF-typed expert matrices, and GPTQ/AWQ linears in int4 formats of their group, are
+        // read as stored and repacked exactly.
+        let int4Rows = WeightBinding.int4Rows(plan.graph, checkpoint)
+        let stored = Executable.weightsReadAsStored(plan.graph, options: options, int4Rows: int4Rows)
         // Narrow formats from wider files are read expert by expert while packed (peak memory
         // near the packed bytes, not the f32 ones).
+        // (Int4 rows read as stored are read that way too.)
         let deferred = Executable.weightsReadByExpert(plan.graph, options: options) { WeightBinding.readsBySlice($0, checkpoint) }
         let buffers = try WeightBinding.load(
             plan.graph, checkpoint, slices: Executable.expertSlicesToLoad(plan.graph, options: options), stored: stored, deferred: deferred,
@@ -119,7 +122,7 @@ public final class ModelRunner: @unchecked Sendable {
         let fill: (Int, Int) -> Void = { index, expert in
             guard readError == nil, deferred.contains(index) else { return }
             do {
-                try WeightBinding.loadSlice(planGraph.weights[index], checkpoint, slice: expert, into: buffers[index])
+                try WeightBinding.loadSlice(planGraph.weights[index], checkpoint, slice: expert, into: buffers[index], asStored: stored.contains(index))
             } catch {
                 readError = error
             }
@@ -130,7 +133,7 @@ public final class ModelRunner: @unchecked Sendable {
         graph = declared
         routerProbes = RouterProbe.find(in: plan.graph)
         recordsRouting = recordRouting
-        executable = Executable(graph: plan.graph, weights: buffers, options: options, consumeWeights: true, stored: stored, fill: fill)
+        executable = Executable(graph: plan.graph, weights: buffers, options: options, consumeWeights: true, stored: stored, exact: int4Rows, fill: fill)
         if let readError { throw readError }
         loadSeconds = Date().timeIntervalSince(t0)
     }

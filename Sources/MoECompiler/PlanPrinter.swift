@@ -112,7 +112,8 @@ public struct PlanPrinter {
             let count = w.perExpert ? " (×\(w.shape[0]) tensors)" : ""
             var dtype = ""
             if let c = checkpoint, let first = w.tensors.first, let info = try? c.info(first.name) {
-                dtype = " [\(info.ggmlType.map { "\($0)" } ?? info.dtype.rawValue)]"
+                let int4 = info.int4Group.map { "\(c.int4Quantization?.method.rawValue.uppercased() ?? "") int4, groups of \($0)" }
+                dtype = " [\(info.ggmlType.map { "\($0)" } ?? int4 ?? info.dtype.rawValue)]"
             }
             let layout = w.layout.isEmpty ? "" : " |> " + w.layout.text
             out += line + w.pattern + layout + count + dtype + "\n"

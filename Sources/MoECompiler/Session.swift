@@ -20,7 +20,8 @@ public struct CompileOptions: Sendable {
     /// that only pre-packed MoE blocks read as expert matrices (`ExpertWeightFormat`).
     public var weightFormat: WeightFormat
     /// No `--weights` was given: expert matrices a `.gguf` model stores as Q8_0, Q4_0, Q4_K, Q5_K,
-    /// Q6_K, BF16 or F16 keep that type (`GGUFWeightTypes`) instead of being widened to f32.
+    /// Q6_K, BF16 or F16 keep that type (`GGUFWeightTypes`), and a GPTQ or AWQ checkpoint's become
+    /// int4 with zero points of its group (`Int4CheckpointTypes`), instead of being widened to f32.
     public var keepsCheckpointTypes: Bool
 
     public init(
@@ -126,8 +127,8 @@ public final class CompilerSession {
         var g = try Pipeline.run(
             try lower(), verifyEachPass: options.verifyEachPass || Pipeline.verifyByDefault,
             disabled: options.disabledPasses, enabled: enabled, weights: options.weightFormat)
-        if options.keepsCheckpointTypes, options.modelDirectory != nil, let c = try? checkpoint(), !c.ggufFiles.isEmpty {
-            g = GGUFWeightTypes.apply(g, c)
+        if options.keepsCheckpointTypes, options.modelDirectory != nil, let c = try? checkpoint() {
+            g = c.ggufFiles.isEmpty ? Int4CheckpointTypes.apply(g, c) : GGUFWeightTypes.apply(g, c)
         }
         if options.weightFormat != .f32 && g.weights.allSatisfy({ $0.format == .f32 }) {
             diagnostics.emit(

@@ -8,6 +8,12 @@ import MoEBasics
 /// for config.json), or any one of a GGUF file's splits (`NAME-00001-of-00003.gguf`, as
 /// llama.cpp's gguf-split and gguf-py write them: all of them are opened).
 ///
+/// A GPTQ or AWQ checkpoint (config.json next to the weights declares `quantization_config`,
+/// `Int4Quantization`) has, for each quantized linear `X`, a tensor `X.weight` that the files
+/// do not hold: it is made of `X.qweight`, `X.qzeros` and `X.scales` (its `TensorInfo` has
+/// `int4Group`), read as 4-bit groups with zero points (`copyInt4Rows`) or dequantized to
+/// floats by the `copyFloats` methods.
+///
 /// Opening checks the index: it is valid JSON of that form and every shard it names exists.
 /// Shards are opened (mapped, their headers validated) on first use; opening one also checks
 /// that every tensor the index assigns to it is really there. `validate()` opens all of them.
@@ -29,6 +35,12 @@ public final class Checkpoint: @unchecked Sendable {
     private let lock = NSLock()
     /// The GGUF file, or its splits in order, when the checkpoint is one.
     public let ggufFiles: [GGUFFile]
+    /// The GPTQ or AWQ quantization config.json declares, if any.
+    public let int4Quantization: Int4Quantization?
+    /// "X.weight" → "X." for every quantized linear (a tensor "X.qweight" and no "X.weight").
+    private let quantizedLinears: [String: String]
+    /// The quantized linears' tensors, checked once (under `lock`).
+    private var checkedLinears: [String: QuantizedLinear] = [:]
 
     /// A GGUF checkpoint's metadata as a JSON object (the first split's, which holds the model's
     /// keys; nil for safetensors checkpoints).
@@ -71,6 +83,8 @@ public final class Checkpoint: @unchecked Sendable {
             shardOfTensor = owner
             shards = Array(repeating: nil, count: files.count)
             tensorsOfShard = Array(repeating: [], count: files.count)
+            int4Quantization = nil
+            quantizedLinears = [:]
             return
         }
         ggufFiles = []
@@ -93,16 +107,60 @@ public final class Checkpoint: @unchecked Sendable {
             shards = [file]
             tensorsOfShard = [[]]
         }
+        let folder = isDirectory.boolValue ? path : (weightFile as NSString).deletingLastPathComponent
+        int4Quantization = try Self.readQuantization(configPath: (folder.isEmpty ? "." : folder) + "/config.json")
+        var linears: [String: String] = [:]
+        if int4Quantization != nil {
+            for name in shardOfTensor.keys where name.hasSuffix(".qweight") {
+                let prefix = String(name.dropLast("qweight".count))
+                if shardOfTensor[prefix + "weight"] == nil { linears[prefix + "weight"] = prefix }
+            }
+        }
+        quantizedLinears = linears
+    }
+
+    /// The GPTQ or AWQ quantization a config.json declares (nil without the file, or when it is
+    /// not a JSON object: its errors are the config reader's).
+    private static func readQuantization(configPath: String) throws(WeightFileError) -> Int4Quantization? {
+        guard let data = FileManager.default.contents(atPath: configPath), let json = try? JSON.parse(bytes: data), let config = json.object else {
+            return nil
+        }
+        return try Int4Quantization.read(config: config, path: configPath, text: Array(data))
+    }
+
+    /// The checked tensors of a quantized linear "X.weight", or nil when `name` is no such linear.
+    private func quantizedLinear(_ name: String) throws(WeightFileError) -> QuantizedLinear? {
+        guard let prefix = quantizedLinears[name], let q = int4Quantization else { return nil }
+        lock.lock()
+        let known = checkedLinears[name]
+        lock.unlock()
+        if let known { return known }
+        let linear = try QuantizedLinear(prefix: prefix, quantization: q) { (tensor) throws(WeightFileError) in try file(containing: tensor) }
+        lock.lock()
+        checkedLinears[name] = linear
+        lock.unlock()
+        return linear
+    }
+
+    /// Rows `rows` of a GPTQ or AWQ linear (a name whose `info` has `int4Group`) as `Int4Rows`:
+    /// `Int4Rows.rowBytes(k:group:)` bytes per row at `destination`.
+    public func copyInt4Rows(_ name: String, rows: Range<Int>, into destination: UnsafeMutableRawPointer) throws(WeightFileError) {
+        guard let linear = try quantizedLinear(name) else { throw missingTensorError(name) }
+        guard rows.lowerBound >= 0, rows.upperBound <= linear.out else {
+            throw WeightFileError(path: linear.qweightFile.path, tensor: name, message: "rows \(rows) of a linear of \(linear.out)")
+        }
+        try linear.copyRows(rows, into: destination)
     }
 
     /// Every tensor name, sorted.
-    public var tensorNames: [String] { shardOfTensor.keys.sorted() }
+    public var tensorNames: [String] { (Array(shardOfTensor.keys) + quantizedLinears.keys).sorted() }
 
-    public func contains(_ name: String) -> Bool { shardOfTensor[name] != nil }
+    public func contains(_ name: String) -> Bool { shardOfTensor[name] != nil || quantizedLinears[name] != nil }
 
     /// The tensor's description, or nil when the checkpoint has no such tensor. Throws when its
     /// shard cannot be opened or is inconsistent with the index.
     public func info(_ name: String) throws(WeightFileError) -> TensorInfo? {
+        if let linear = try quantizedLinear(name) { return linear.info(name: name) }
         guard let i = shardOfTensor[name] else { return nil }
         if let gguf = gguf(name), let t = gguf.tensors[name] {
             let relative = (t.byteRange.lowerBound - gguf.dataStart)..<(t.byteRange.upperBound - gguf.dataStart)
@@ -141,6 +199,7 @@ public final class Checkpoint: @unchecked Sendable {
             }
             return try gguf.copyFloats(name, elements: 0..<count, into: buffer)
         }
+        if let linear = try quantizedLinear(name) { return try linear.copyFloats(0..<(linear.out * linear.k), into: buffer) }
         try existingFile(name).copyFloats(name, into: buffer)
     }
 
@@ -151,6 +210,7 @@ public final class Checkpoint: @unchecked Sendable {
             guard let gguf = gguf(name) else { throw missingTensorError(name) }
             return try gguf.copyFloats(name, elements: elements, into: buffer)
         }
+        if let linear = try quantizedLinear(name) { return try linear.copyFloats(elements, into: buffer) }
         try existingFile(name).copyFloats(name, elements: elements, into: buffer)
     }
 
@@ -160,12 +220,17 @@ public final class Checkpoint: @unchecked Sendable {
             guard let gguf = gguf(name) else { throw missingTensorError(name) }
             return try gguf.floats(name)
         }
+        if let linear = try quantizedLinear(name) {
+            var out = [Float](repeating: 0, count: linear.out * linear.k)
+            try out.withUnsafeMutableBufferPointer { (b) throws(WeightFileError) in try linear.copyFloats(0..<b.count, into: b) }
+            return out
+        }
         return try existingFile(name).floats(name)
     }
 
     /// Up to `limit` tensor names closest to `name` by edit distance, for "did you mean".
     public func suggestions(for name: String, limit: Int = 3) -> [String] {
-        NameSuggestions.closest(to: name, in: shardOfTensor.keys, limit: limit)
+        NameSuggestions.closest(to: name, in: Array(shardOfTensor.keys) + quantizedLinears.keys, limit: limit)
     }
 
     /// The error for a tensor the checkpoint does not have, with suggestions.

@@ -7,6 +7,8 @@
 //   GGMLBlocks            ggml's tensor types (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) and
 //                         their dequantization, bit for bit as ggml's
 //   Checkpoint            a Hugging Face folder: model.safetensors or shards + index, opened lazily
+//   QuantizedLinear       GPTQ / AWQ 4-bit linears (`Int4Quantization` from config.json): read as
+//                         `Int4Rows` (groups with scale and offset) or dequantized
 //   WeightFileFingerprint path, size, mtime and header hash, to notice changed weights later
 //   NpyArray / NpyFormat  NumPy .npy v1–3 reader, v1 writer (byte-exact with numpy.save)
 //   ModelConfig           config.json with dotted-path lookup

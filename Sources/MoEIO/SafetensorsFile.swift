@@ -12,6 +12,11 @@ public struct TensorInfo: Sendable, Hashable {
     public let byteRange: Range<Int>
     /// For a tensor of a GGUF file: its ggml type (`dtype` is then `.f32`, what reading gives).
     public var ggmlType: GGMLType? = nil
+    /// For the linear weight `X.weight` of a GPTQ or AWQ checkpoint, which stores `X.qweight`,
+    /// `X.qzeros` and `X.scales` instead: its group size (`dtype` is then `.f32`, what reading
+    /// gives; `Checkpoint.copyInt4Rows` reads it as 4-bit groups with zero points, and the byte
+    /// ranges are `X.qweight`'s).
+    public var int4Group: Int? = nil
 
     /// Number of elements: the product of `shape` (1 for a 0-d tensor).
     public var elementCount: Int { shape.reduce(1, *) }
@@ -104,6 +109,20 @@ public final class SafetensorsFile: @unchecked Sendable {
         let start = t.byteRange.lowerBound + elements.lowerBound * t.dtype.size
         TensorConversion.toFloat(t.dtype, from: file.bytes.baseAddress! + start, count: elements.count, into: buffer.baseAddress!)
         file.releasePages(start..<(start + elements.count * t.dtype.size))
+    }
+
+    /// Drops the tensor's whole pages of the mapping from memory (read again if touched), once
+    /// its values have been copied out.
+    public func releasePages(of name: String) {
+        guard let t = tensors[name] else { return }
+        file.releasePages(t.byteRange)
+    }
+
+    /// Calls `body` with the tensor's bytes as stored (little-endian elements of its dtype), in
+    /// place; valid only during the call.
+    public func withBytes<R>(_ name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let t = try info(name)
+        return try body(UnsafeRawBufferPointer(rebasing: file.bytes[t.byteRange]))
     }
 
     /// Calls `body` with the tensor's bytes seen as `Float`s in place, without copying, when the

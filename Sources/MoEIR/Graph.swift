@@ -120,7 +120,8 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     case int4g64
     case int4g128
     /// 4-bit integers with zero points: per group an fp32 scale and offset (llama.cpp's Q4_1
-    /// rounding: S = (max − min) / 15, w = q·S + min), in groups of 32, 64 or 128.
+    /// rounding: S = (max − min) / 15, w = q·S + min), in groups of 32, 64 or 128. A GPTQ or AWQ
+    /// checkpoint's linears get the one of their group, and keep their values (offset −zero·S).
     case int4z
     case int4zg64
     case int4zg128
