@@ -14,6 +14,7 @@
 //                  CPU dispatch
 //   MoEKernelsAVX2 the same kernels built for AVX2 + FMA (called only when the CPU has them)
 //   MoEKernelsAVX512 kernels built for AVX-512 with VNNI (the same: only when the CPU has it)
+//   MoEPrefetch    a C inline function for the prefetch hint Swift lacks
 //   MoEPlacement   expert load statistics and placement planning             (Basics)
 //   MoEBackend     plan, executor steps and reference by family              (Basics, IR, IO, Kernels, Placement)
 //   MoECompiler    AST → IR, the pass pipeline, the compile/run façade       (everything above)
@@ -58,7 +59,8 @@ let package = Package(
         // Backend: weights, kernels, execution.
         .target(name: "MoEIO", dependencies: ["MoEBasics"]),
         .target(name: "MoEKernelsAVX2", swiftSettings: avx2Flags + release),
-        .target(name: "MoEKernelsAVX512", swiftSettings: avx512Flags + release),
+        .target(name: "MoEPrefetch"),
+        .target(name: "MoEKernelsAVX512", dependencies: ["MoEPrefetch"], swiftSettings: avx512Flags + release),
         .target(name: "MoEKernels", dependencies: ["MoEKernelsAVX2", "MoEKernelsAVX512"], swiftSettings: release),
         .target(name: "MoEBackend", dependencies: ["MoEIR", "MoEIO", "MoEKernels", "MoEPlacement"], swiftSettings: release),
         .target(name: "MoEPlacement", dependencies: ["MoEBasics"]),
