@@ -104,10 +104,10 @@ extension Kernels {
                 a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels, b: b.f32, n: n,
                 panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
         case (.bf16, true) where isa.runsAVX512, (.f16, true) where isa.runsAVX512:
-            let half = b.format == .bf16 ? avx512GemmPackedBF16 : avx512GemmPackedF16
-            half(
-                a.data, a.m, a.k, GemmBlocking.kc, GemmBlocking.mcPanels, b.bf16, n, panels.lowerBound, panels.upperBound, c, ldc, accumulate,
-                a.panelMajor, 0, { _, _, _, _ in })
+            avx512GemmPackedHalf(
+                f16: b.format == .f16, a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels, b: b.bf16,
+                n: n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: c, ldc: ldc, accumulate: accumulate,
+                panelMajor: a.panelMajor)
         case (.f32, true):
             avx2GemmPacked(
                 a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,

@@ -133,15 +133,9 @@ extension Kernels {
                 b: w.data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
                 c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
                 epilogueEvery: epilogueEvery, epilogue: epilogue)
-        case (.bf16, true) where isa.runsAVX512:
-            avx512GemmPackedBF16(
-                a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
-                b: w.bf16Data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
-                epilogueEvery: epilogueEvery, epilogue: epilogue)
-        case (.f16, true) where isa.runsAVX512:
-            avx512GemmPackedF16(
-                a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
+        case (.bf16, true) where isa.runsAVX512, (.f16, true) where isa.runsAVX512:
+            avx512GemmPackedHalf(
+                f16: w.format == .f16, a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
                 b: w.bf16Data, n: w.n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
                 c: y, ldc: ldy, accumulate: accumulate, panelMajor: panelMajor,
                 epilogueEvery: epilogueEvery, epilogue: epilogue)

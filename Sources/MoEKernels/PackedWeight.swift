@@ -253,6 +253,8 @@ public final class PackedWeight: @unchecked Sendable {
                     panels: range, into: dst.pointer)
             }
         case .bf16:
+            // (bf16 and f16 each name their conversion, so the generic packing loop is
+            // specialised on it instead of calling a function value per element.)
             let dst = SendablePointer(bf16Data)
             Parallel.forEachChunk(count: panels, threads: threads) { range in
                 packPanels(

@@ -189,7 +189,9 @@ private func oneRow8<S: PanelStep>(
     store16(c7, c + 112)
 }
 
-/// The tile for `rows` × 4 panels (a `switch` onto literal instances).
+/// The tile for `rows` × 4 panels (a `switch` onto literal instances). One such function per
+/// panel count: a single switch over all 18 shapes made the optimizer stop inlining the tile
+/// (it then ran with `rows` and `panels` as variables, about 2× slower).
 @inline(never)
 private func tileDispatch4<S: PanelStep>(
     _: S.Type, rows: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<S.Element>, panelStride: Int,
@@ -380,29 +382,22 @@ public func avx512GemmPacked(
         c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue)
 }
 
-/// `avx512GemmPacked` on a weight packed as bfloat16, widened in registers (exact): the fp32
-/// kernel's result on the widened weight, bit for bit.
+/// `avx512GemmPacked` on a weight packed as 16-bit floats, bfloat16 or (`f16`) IEEE binary16,
+/// widened in registers (exact): the fp32 kernel's result on the widened weight, bit for bit.
 @inline(never)
-public func avx512GemmPackedBF16(
-    a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
+public func avx512GemmPackedHalf(
+    f16: Bool, a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
     b: UnsafePointer<UInt16>, n: Int, panelBegin: Int, panelEnd: Int,
     c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
-    loops(
-        BFloat16Step.self, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin, panelEnd: panelEnd,
-        c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue)
-}
-
-/// `avx512GemmPacked` on a weight packed as IEEE binary16 (`vcvtph2ps`, exact).
-@inline(never)
-public func avx512GemmPackedF16(
-    a: UnsafePointer<Float>, m: Int, k: Int, kcBlock: Int, mcPanels: Int,
-    b: UnsafePointer<UInt16>, n: Int, panelBegin: Int, panelEnd: Int,
-    c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, panelMajor: Bool,
-    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
-) {
-    loops(
-        Float16Step.self, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin, panelEnd: panelEnd,
-        c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue)
+    if f16 {
+        loops(
+            Float16Step.self, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin, panelEnd: panelEnd,
+            c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue)
+    } else {
+        loops(
+            BFloat16Step.self, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin, panelEnd: panelEnd,
+            c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, epilogueEvery: epilogueEvery, epilogue: epilogue)
+    }
 }

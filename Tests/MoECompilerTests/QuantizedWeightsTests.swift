@@ -36,15 +36,6 @@ import Testing
         try "{}\n".write(toFile: dir + "/config.json", atomically: true, encoding: .utf8)
     }
 
-    static func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
-        var num = 0.0, den = 0.0
-        for (x, y) in zip(a, b) {
-            num += (Double(x) - Double(y)) * (Double(x) - Double(y))
-            den += Double(y) * Double(y)
-        }
-        return (num / den).squareRoot()
-    }
-
     @Test(arguments: families, [WeightFormat.int8, .int4, .int4g64, .int4z])
     func quantizedPlanMatchesF32PlanOnRoundedWeights(_ family: String, _ format: WeightFormat) throws {
         let dir = TemporaryDirectory()
@@ -79,13 +70,13 @@ import Testing
             for (name, value) in got {
                 let y = value.floats, r = try #require(reference[name]).floats
                 if ISA.best == .avx512 {
-                    let e = Self.relativeL2(y, r)
+                    let e = relativeL2(y, r)
                     #expect(e <= 3e-2, "\(family) \(format) \(threads) threads \(name): integer products vs f32 on rounded weights, relative L2 \(e)")
                 } else {
                     let e = relativeError(y, r)
                     #expect(e <= 1e-5, "\(family) \(format) \(threads) threads \(name): vs f32 on rounded weights \(e)")
                 }
-                let own = Self.relativeL2(y, try #require(unrounded[name]).floats)
+                let own = relativeL2(y, try #require(unrounded[name]).floats)
                 print("\(family) \(format) \(threads) threads \(name): relative L2 against the unrounded f32 plan \(own)")
                 #expect(own > 0, "rounding changes the numbers")
             }

@@ -17,3 +17,14 @@ public func relativeError(_ actual: [Float], _ reference: [Float]) -> Double {
     if maxDiff == 0 { return 0 }
     return maxDiff / max(maxRef, 1e-30)
 }
+
+/// ‖actual − reference‖₂ / ‖reference‖₂: the metric of the paths that quantize activations
+/// (whose errors spread over every output rather than peaking in one).
+public func relativeL2(_ actual: [Float], _ reference: [Float]) -> Double {
+    var num = 0.0, den = 0.0
+    for (a, r) in zip(actual, reference) {
+        num += (Double(a) - Double(r)) * (Double(a) - Double(r))
+        den += Double(r) * Double(r)
+    }
+    return (num / den).squareRoot()
+}

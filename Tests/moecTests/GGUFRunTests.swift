@@ -81,12 +81,8 @@ import Testing
         expectSuccess(q)
         let y = try NpyArray(path: dir.file("q.npy")).floats(), reference = try NpyArray(path: Self.folder + "/\(name).y.npy").floats()
         #expect(y.count == reference.count)
-        var num = 0.0, den = 0.0
-        for (a, b) in zip(y, reference) {
-            num += (Double(a) - Double(b)) * (Double(a) - Double(b))
-            den += Double(b) * Double(b)
-        }
-        #expect(den > 0 && (num / den).squareRoot() <= 3e-2, "\(name): relative L2 \((num / den).squareRoot())")
+        let l2 = relativeL2(y, reference)
+        #expect(l2 <= 3e-2, "\(name): relative L2 \(l2)")
     }
 
     /// Under `mpirun` each rank repacks only its experts' stored blocks (the others' pages given

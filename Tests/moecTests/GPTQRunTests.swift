@@ -10,15 +10,6 @@ import Testing
 @Suite struct GPTQRunTests {
     static let folder = RepoPaths.fixtures + "/gptq"
 
-    static func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
-        var num = 0.0, den = 0.0
-        for (x, y) in zip(a, b) {
-            num += (Double(x) - Double(y)) * (Double(x) - Double(y))
-            den += Double(y) * Double(y)
-        }
-        return (num / den).squareRoot()
-    }
-
     /// Without `--weights` the expert matrices become int4 with zero points of the config's
     /// group (the router, stored fp16, stays f32): the paths that widen them to f32
     /// (`MOEC_ISA=avx2` and `portable`, and BLAS) match transformers within 1e-5 of max |y| and equal the plan compiled
@@ -58,7 +49,7 @@ import Testing
             let q = try Moec.run(
                 ["run", "plan.json", "--input", x, "--output", "y=q.npy", "--threads", threads], in: dir.path, environment: ["MOEC_BLAS": ""])
             expectSuccess(q)
-            let l2 = Self.relativeL2(try NpyArray(path: dir.file("q.npy")).floats(), reference.floats())
+            let l2 = relativeL2(try NpyArray(path: dir.file("q.npy")).floats(), reference.floats())
             #expect(l2 <= 3e-2, "\(name), \(threads) threads, default kernels: relative L2 = \(l2)")
         }
     }
