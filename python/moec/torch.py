@@ -1,0 +1,73 @@
+"""`MoEBlock`: a moec plan as a PyTorch module.
+
+CPU float32 tensors go in and come out without copies: the input's storage and a freshly
+allocated output tensor are handed to the plan by address (`Tensor.data_ptr()`). An input that is
+not a contiguous CPU float32 tensor is converted first (a copy), and the output is converted back
+to the input's dtype. The block is for inference: no gradient flows through it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import Plan, _native
+from ._errors import MoecError
+
+
+_TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.int32): torch.int32}
+_CODES = {torch.float32: _native.MOEC_F32, torch.int32: _native.MOEC_I32}
+
+
+class MoEBlock(nn.Module):
+    """Runs `plan` (one float32 input of shape [tokens, hidden], one output) on the last dimension
+    of its input: `forward(x)` with x of shape [..., hidden] returns [..., hidden_out].
+
+    `owns_plan`: closing the module (`close()`) or collecting it closes the plan."""
+
+    def __init__(self, plan: Plan, input: str | None = None, output: str | None = None, owns_plan: bool = True):
+        super().__init__()
+        if len(plan.inputs) != 1 or plan.inputs[0].dtype != np.float32:
+            raise MoecError(f"MoEBlock runs plans with one float32 input; this plan has {[s.name for s in plan.inputs]}")
+        self.plan = plan
+        self.input = input or plan.inputs[0].name
+        self.output = output or plan.outputs[0].name
+        names = [s.name for s in plan.outputs]
+        if self.output not in names:
+            raise MoecError(f"the plan has no output {self.output!r}; its outputs: {names}")
+        self._output_index = names.index(self.output)
+        self._owns_plan = owns_plan
+        self._out_shapes: dict[int, tuple] = {}
+
+    def output_shape(self, tokens: int) -> tuple[int, ...]:
+        shape = self._out_shapes.get(tokens)
+        if shape is None:
+            shape = self.plan.output_shape(self.output, tokens)
+            if len(self._out_shapes) < 64:
+                self._out_shapes[tokens] = shape
+        return shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.detach().reshape(-1, x.shape[-1]) if x.dim() != 2 else x.detach()
+        if x2.dtype != torch.float32 or x2.device.type != "cpu" or not x2.is_contiguous():
+            x2 = x2.to(device="cpu", dtype=torch.float32).contiguous()
+        tokens = x2.shape[0]
+        shapes = [self.output_shape(tokens) if i == self._output_index else
+                  self.plan.output_shape(s.name, tokens) for i, s in enumerate(self.plan.outputs)]
+        outs = [torch.empty(shape, dtype=_TORCH_DTYPES[s.dtype]) for shape, s in zip(shapes, self.plan.outputs)]
+        self.plan.run_buffers([(x2.data_ptr(), tuple(x2.shape), _native.MOEC_F32)],
+                              [(o.data_ptr(), tuple(o.shape), _CODES[o.dtype]) for o in outs])
+        y = outs[self._output_index]
+        y = y.reshape(*lead, y.shape[-1])
+        if y.dtype != x.dtype or y.device != x.device:
+            y = y.to(device=x.device, dtype=x.dtype)
+        return y
+
+    def close(self) -> None:
+        """Closes the plan (when the module owns it)."""
+        if self._owns_plan:
+            self.plan.close()
+
+    def extra_repr(self) -> str:
+        return f"input={self.input!r}, output={self.output!r}"

@@ -1,0 +1,223 @@
+"""Running the MoE blocks of a transformers model through moec.
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    moec.transformers.patch(model)                # every sparse MoE block → a moec plan
+    model.generate(...)                           # runs with moec
+    moec.transformers.stats(model, "stats.json")  # expert loads, for `moec place --load`
+
+`patch` replaces each sparse MoE block of a supported family (`FAMILIES`) by a `PatchedMoEBlock`:
+moec's plan of `graphs/<model_type>.moe` with `layer=N`, compiled against the folder the model was
+loaded from. The replacement returns exactly what the block's forward returned in transformers
+5.24 (a tensor; for gpt-oss the tuple (hidden states, router scores)). The block's router stays a
+torch submodule: it runs (in torch, on the same input) only when its result is needed, that is
+for gpt-oss's router scores and when the model is asked for `output_router_logits` (transformers
+records router logits with a hook on the router).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+
+from . import compile as compile_plan
+from . import graphs_dir as default_graphs_dir
+from ._errors import MoecError
+from .torch import MoEBlock
+
+try:  # transformers ≥ 5: outputs such as router_logits are recorded while this collector is set
+    from transformers.utils.output_capturing import _active_collector
+except ImportError:  # pragma: no cover
+    _active_collector = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a family's sparse MoE block looks in transformers 5.24."""
+    block_class: str     # the sparse block's class (dense MLP layers of the same model are left alone)
+    router: str          # the attribute that holds the block's router (a TopKRouter module)
+    returns_router_scores: bool = False   # forward returns (hidden, router scores), not hidden
+
+
+FAMILIES = {
+    "mixtral": Family("MixtralSparseMoeBlock", "gate"),
+    "olmoe": Family("OlmoeSparseMoeBlock", "gate"),
+    "qwen3_moe": Family("Qwen3MoeSparseMoeBlock", "gate"),
+    "deepseek_v3": Family("DeepseekV3MoE", "gate"),
+    "gpt_oss": Family("GptOssMLP", "router", returns_router_scores=True),
+}
+
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def _router_logits_recorded() -> bool:
+    if _active_collector is None:
+        return True
+    collected = _active_collector.get()
+    return collected is not None and "router_logits" in collected
+
+
+class PatchedMoEBlock(MoEBlock):
+    """A transformers sparse MoE block run by a moec plan (see the module's doc)."""
+
+    def __init__(self, plan, family: str, layer: int, name: str, router: torch.nn.Module):
+        super().__init__(plan)
+        self.family = family
+        self.layer = layer
+        self.module_name = name
+        self.returns_router_scores = FAMILIES[family].returns_router_scores
+        setattr(self, FAMILIES[family].router, router)
+        self._router_attr = FAMILIES[family].router
+
+    def forward(self, hidden_states: torch.Tensor):
+        y = super().forward(hidden_states)
+        if self.returns_router_scores or _router_logits_recorded():
+            router = getattr(self, self._router_attr)
+            _, scores, _ = router(hidden_states.reshape(-1, hidden_states.shape[-1]))
+            if self.returns_router_scores:
+                return y, scores
+        return y
+
+    def extra_repr(self) -> str:
+        return f"family={self.family!r}, layer={self.layer}, plan={self.plan.handle}"
+
+
+def model_folder(model) -> str:
+    """The folder `model` was loaded from (`from_pretrained`'s argument, or the Hub cache's
+    snapshot of that repository when it was a repository id)."""
+    path = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
+    if not path:
+        raise MoecError("moec.transformers.patch: the model does not say which folder it was loaded from "
+                        "(name_or_path is empty); pass model_path=")
+    if os.path.isdir(path):
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+        return snapshot_download(path, local_files_only=True)
+    except Exception:
+        raise MoecError(f"moec.transformers.patch: the model was loaded from {path!r}, which is neither a folder "
+                        "nor a repository in the Hub cache; pass model_path=") from None
+
+
+def sparse_blocks(model):
+    """(name, module, layer) of every sparse MoE block of a supported model, in layer order."""
+    model_type = getattr(model.config, "model_type", None)
+    family = FAMILIES.get(model_type)
+    if family is None:
+        raise MoecError(f"moec.transformers: model type {model_type!r} is not supported; supported: "
+                        f"{', '.join(sorted(FAMILIES))}")
+    blocks = []
+    for name, module in model.named_modules():
+        if type(module).__name__ == family.block_class:
+            m = _LAYER.search(name + ".")
+            if m is None:
+                raise MoecError(f"moec.transformers: cannot tell the layer of {name} ({family.block_class})")
+            blocks.append((name, module, int(m.group(1))))
+    return sorted(blocks, key=lambda b: b[2])
+
+
+def patched_blocks(model) -> list[PatchedMoEBlock]:
+    """The moec blocks `patch` put into `model`, in layer order."""
+    return sorted((m for m in model.modules() if isinstance(m, PatchedMoEBlock)), key=lambda m: m.layer)
+
+
+def patch(model, weights: str | None = None, threads: int = 0, graphs_dir: str | None = None,
+          model_path: str | None = None, record_routing: bool = True):
+    """Replaces every sparse MoE block of `model` (a loaded transformers model of a family in
+    `FAMILIES`) with moec's plan for its layer: graph `<graphs_dir>/<model_type>.moe` (default:
+    moec's graphs), params `layer=N`, weights from the folder the model was loaded from (or
+    `model_path`), stored as `weights` ("bf16", "int8", "int4", …; None: as the checkpoint stores
+    them). `threads`: worker threads of each run (0: one per core). `record_routing`: record expert
+    loads for `stats(model)`. Returns the model. The plan reads the weights from the files: a
+    model whose expert weights were changed after loading must be saved first."""
+    model_type = getattr(model.config, "model_type", None)
+    blocks = sparse_blocks(model)
+    if not blocks:
+        already = patched_blocks(model)
+        raise MoecError(f"moec.transformers.patch: no {FAMILIES[model_type].block_class} in the model"
+                        + (" (it is already patched)" if already else ""))
+    folder = model_path or model_folder(model)
+    graph = os.path.join(graphs_dir or default_graphs_dir(), f"{model_type}.moe")
+    if not os.path.exists(graph):
+        raise MoecError(f"moec.transformers.patch: no graph for {model_type}: {graph} does not exist")
+    hidden = model.config.get_text_config().hidden_size
+    replacements = []
+    try:
+        for name, module, layer in blocks:
+            plan = compile_plan(graph, model=folder, params={"layer": layer}, weights=weights, threads=threads,
+                                record_routing=record_routing)
+            replacements.append((name, PatchedMoEBlock(plan, model_type, layer, name,
+                                                       getattr(module, FAMILIES[model_type].router))))
+            shape = plan.input_shape(plan.inputs[0].name, 1)
+            if shape[-1] != hidden:
+                raise MoecError(f"moec.transformers.patch: the plan of layer {layer} takes {shape[-1]} features, "
+                                f"the model's hidden size is {hidden} (is {folder} the model's folder?)")
+    except BaseException:
+        for _, block in replacements:
+            block.close()
+        raise
+    for name, block in replacements:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, block)
+    return model
+
+
+def close(model) -> None:
+    """Closes the plans of a patched model (the model cannot run afterwards)."""
+    for block in patched_blocks(model):
+        block.close()
+
+
+def reset_stats(model) -> None:
+    """Forgets the routing statistics recorded so far in every patched block."""
+    for block in patched_blocks(model):
+        block.plan.reset_stats()
+
+
+def merge_stats(documents: list[tuple[str, int, dict]], graph: str) -> dict:
+    """One statistics document from per-layer ones ((module name, layer, document)), as `moec
+    profile` writes it for a graph with several MoE layers: every per-layer array concatenated in
+    layer order, the layers' entries named by their module and layer."""
+    if not documents:
+        raise MoecError("moec.transformers.stats: the model has no patched MoE blocks")
+    first = documents[0][2]
+    merged: dict = {}
+    for key, value in first.items():
+        if key == "graph":
+            merged[key] = graph
+        elif key == "layers":
+            merged[key] = [dict(entry, name=name, layer=layer) for name, layer, d in documents for entry in d["layers"]]
+        elif key == "expert_bytes":
+            merged[key] = max(d.get(key, 0) for _, _, d in documents)
+        elif isinstance(value, list):
+            merged[key] = [v for _, _, d in documents for v in d[key]]
+        else:
+            merged[key] = value
+    if any("fixed_experts" in d for _, _, d in documents):
+        merged["fixed_experts"] = [v for _, _, d in documents
+                                   for v in d.get("fixed_experts", [[] for _ in d["expert_load"]])]
+    return merged
+
+
+def stats(model, path: str | os.PathLike | None = None) -> dict:
+    """The routing statistics of every patched block since it was patched (or `reset_stats`): the
+    JSON `moec profile` writes, one layer per MoE block, ready for `moec place --load`. Written to
+    `path` when given; returned parsed."""
+    blocks = patched_blocks(model)
+    if not blocks:
+        raise MoecError("moec.transformers.stats: the model is not patched (call moec.transformers.patch first)")
+    missing = [b.module_name for b in blocks if not b.plan.record_routing]
+    if missing:
+        raise MoecError(f"moec.transformers.stats: {missing[0]} does not record routing "
+                        "(patch with record_routing=True)")
+    doc = merge_stats([(b.module_name, b.layer, b.plan.stats()) for b in blocks], model.config.model_type)
+    if path is not None:
+        tmp = os.fspath(path) + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    return doc
