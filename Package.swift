@@ -18,6 +18,7 @@
 //   MoEPlacement   expert load statistics and placement planning             (Basics)
 //   MoEBackend     plan, executor steps and reference by family              (Basics, IR, IO, Kernels, Placement)
 //   MoECompiler    AST → IR, the pass pipeline, the compile/run façade       (everything above)
+//   MoEC           the C API (libMoEC; header in CMoEC/include/moec.h)      (Compiler, Backend, Basics, IR)
 //   moec           the command-line tool: argument parsing and printing      (Compiler, Backend, Basics, Placement,
 //                                                                              Kernels for MPI)
 //
@@ -47,7 +48,9 @@ let package = Package(
     name: "moec",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "moec", targets: ["moec"])
+        .executable(name: "moec", targets: ["moec"]),
+        // libMoEC: the C API (`Sources/CMoEC/include/moec.h`), which the Python package loads.
+        .library(name: "MoEC", type: .dynamic, targets: ["MoEC"])
     ],
     targets: [
         // Core: text to IR.
@@ -74,6 +77,10 @@ let package = Package(
             dependencies: ["MoEBasics", "MoESyntax", "MoEIR", "MoEPasses", "MoEIO", "MoEBackend", "MoEPlacement"]),
         // The CLI: the compiler façade, plus the types it names (diagnostics, execution options, placement's command, MPI).
         .executableTarget(name: "moec", dependencies: ["MoECompiler", "MoEBasics", "MoEBackend", "MoEPlacement", "MoEKernels"]),
+        // The C API: moec.h (a C target, so that Swift exports exactly the header's types) and its
+        // implementation over the compiler façade.
+        .target(name: "CMoEC"),
+        .target(name: "MoEC", dependencies: ["CMoEC", "MoECompiler", "MoEBackend", "MoEBasics", "MoEIR"], swiftSettings: release),
         // Counts heap allocations in a schedule's steady state (the executor must make none).
         .target(name: "MoEAllocationCounter", path: "Benchmarks/AllocationCounter"),
         .executableTarget(
@@ -93,6 +100,9 @@ let package = Package(
             dependencies: ["MoEBackend", "MoEIR", "MoEIO", "MoEKernels", "MoEPasses", "MoECompiler", "MoETestSupport"]),
         .testTarget(name: "MoEPlacementTests", dependencies: ["MoEPlacement", "MoETestSupport"]),
         .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoEPlacement", "MoETestSupport"], exclude: ["Diagnostics", "Golden"]),
-        .testTarget(name: "moecTests", dependencies: ["MoEIO", "MoETestSupport"])
+        .testTarget(name: "moecTests", dependencies: ["MoEIO", "MoETestSupport"]),
+        // The C API driven from C (a C program linked with the library's code), run by MoECTests.
+        .executableTarget(name: "moec-capi-check", dependencies: ["CMoEC", "MoEC"], path: "Tests/CAPICheck"),
+        .testTarget(name: "MoECTests", dependencies: ["MoEIO", "MoETestSupport"])
     ]
 )

@@ -353,6 +353,34 @@ public final class Executable: @unchecked Sendable {
         return s.outputs()
     }
 
+    /// What a run on caller-owned buffers returns besides the outputs it copied: the outputs
+    /// it had no buffer for, and the expert loads and token counts of the schedule that ran
+    /// (`Schedule.lastExpertLoads`, `lastTokenCounts`).
+    public struct BufferRun: Sendable {
+        public var outputs: [String: HostTensor]
+        public var expertLoads: [[Int]]
+        public var tokenCounts: [(unrouted: Int, invalid: Int)]
+    }
+
+    /// Runs the graph on `inputs`, buffers a caller owns (the graph's inputs in order, each with
+    /// its type's elements for `tokens` tokens: the caller checked the shapes with
+    /// `Graph.tokenCount(shapes:)`), and copies each output into its buffer in `outputs` (the
+    /// graph's outputs in order). Safe to call concurrently; not for ranks that shard the tokens.
+    public func run(tokens: Int, inputs: [UnsafeRawPointer], outputs: [UnsafeMutableRawPointer?]) throws -> BufferRun {
+        precondition(!shardsTokens, "a run on caller buffers cannot shard its tokens over ranks")
+        precondition(inputs.count == graph.inputs.count && outputs.count == graph.outputs.count, "one buffer per input and output")
+        let s = try checkOut(tokens: tokens)
+        defer { checkIn(s) }
+        s.load(inputs)
+        s.execute()
+        var kept: [String: HostTensor] = [:]
+        let all = outputs.contains(nil) ? s.outputs() : [:]
+        for (i, buffer) in outputs.enumerated() {
+            if let buffer { s.copyOutput(i, to: buffer) } else { kept[graph.outputs[i].name] = all[graph.outputs[i].name] }
+        }
+        return BufferRun(outputs: kept, expertLoads: s.lastExpertLoads(), tokenCounts: s.lastTokenCounts())
+    }
+
     /// The tokens of a run of `tokens` that this process runs the graph on: its rank's share
     /// when the ranks shard the tokens, else all of them.
     public func tokenShare(_ tokens: Int) -> Range<Int> {

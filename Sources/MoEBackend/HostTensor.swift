@@ -54,6 +54,11 @@ extension Graph {
     /// Checks that `inputs` supply every input of the graph with a fitting shape and returns
     /// the token count they imply.
     public func tokenCount(for inputs: [String: HostTensor]) throws(InputError) -> Int {
+        try tokenCount(shapes: inputs.mapValues { ($0.shape, $0.dtype) })
+    }
+
+    /// The same check for inputs given by shape and element type (buffers a caller owns).
+    public func tokenCount(shapes inputs: [String: (shape: [Int], dtype: DType)]) throws(InputError) -> Int {
         var tokens: Int?
         var tokensFrom = ""
         for (name, _, type) in self.inputs {

@@ -245,6 +245,22 @@ public final class Schedule: @unchecked Sendable {
         }
     }
 
+    /// Copies the inputs from buffers a caller owns (the graph's inputs in order, each holding
+    /// its type's elements at this schedule's token count: the caller checked the shapes).
+    func load(_ inputs: [UnsafeRawPointer]) {
+        for ((_, id, type), p) in zip(executable.graph.inputs, inputs) {
+            pointer(id).copyMemory(from: p, byteCount: type.elementCount(tokens: tokens) * 4)
+        }
+    }
+
+    /// Copies output `index` (of the graph's outputs) into a buffer a caller owns, which holds
+    /// its elements at this schedule's token count.
+    func copyOutput(_ index: Int, to buffer: UnsafeMutableRawPointer) {
+        let o = executable.graph.outputs[index]
+        let count = executable.graph[o.value].tensorType!.elementCount(tokens: tokens)
+        buffer.copyMemory(from: pointer(o.value), byteCount: count * 4)
+    }
+
     /// Runs every step in order (with BLAS at the executable's thread count).
     public func execute() {
         executable.withBLASThreads { for s in steps { s.run() } }

@@ -198,6 +198,25 @@ public final class ModelRunner: @unchecked Sendable {
         return all.filter { name, _ in graph.outputs.contains { $0.name == name } }
     }
 
+    /// Runs the graph on buffers a caller owns: `inputs` for `graph`'s inputs and `outputs` for
+    /// its outputs, in order, sized for `tokens` tokens (check the inputs' shapes with
+    /// `graph.tokenCount(shapes:)`, and a new token count's buffers with `MemoryCheck.arena`,
+    /// first). With `statistics` (a runner loaded with
+    /// `recordRouting`), adds the run's expert loads and router statistics to it. Safe to call
+    /// concurrently (`statistics`, when shared, is the caller's to guard).
+    public func run(
+        tokens: Int, inputs: [UnsafeRawPointer], outputs: [UnsafeMutableRawPointer],
+        recordingInto statistics: ((Executable.BufferRun) -> Void)? = nil
+    ) throws {
+        precondition(statistics == nil || recordsRouting, "load the runner with recordRouting: true")
+        let buffers = plan.graph.outputs.map { o in graph.outputs.firstIndex { $0.name == o.name }.map { outputs[$0] } }
+        let result: Executable.BufferRun
+        do { result = try executable.run(tokens: tokens, inputs: inputs, outputs: buffers) } catch let e as Schedule.ArenaTooLarge {
+            throw DiagnosticError(.error("\(e)"))
+        }
+        statistics?(result)
+    }
+
     /// Empty statistics for this runner's MoE blocks.
     public func emptyRoutingStatistics() -> RoutingStatistics {
         RoutingStatistics(graph: graph, probes: routerProbes)

@@ -123,6 +123,11 @@ public struct RoutingStatistics: Sendable {
         }
     }
 
+    /// Adds one run of `tokens` tokens on caller buffers (`ModelRunner.run(tokens:inputs:outputs:recordingInto:)`).
+    public mutating func add(tokens: Int, run: Executable.BufferRun) {
+        add(tokens: tokens, loads: run.expertLoads, outputs: run.outputs, tokenCounts: run.tokenCounts)
+    }
+
     /// Adds one run of `tokens` tokens: `loads` as `Schedule.lastExpertLoads()` returns them (one
     /// array per `moe_experts` node), and the run's outputs, which hold the scores of each
     /// probe's hops under `RouterProbe.outputName(layer:hop:)`.

@@ -1,0 +1,55 @@
+import Foundation
+import MoEIO
+import MoETestSupport
+import Testing
+
+/// libMoEC's C API, driven from C by `moec-capi-check` (Tests/CAPICheck/main.c): every kind of
+/// bad input an error message, concurrent runs of two plans bit-identical to a serial one, and
+/// the output equal to transformers' reference for the fixture's Mixtral block.
+@Suite struct CAPITests {
+    /// The C program, built by `swift build` / `swift test` beside the test bundle.
+    static var checkProgram: String? {
+        var folders: [String] = []
+        for b in Bundle.allBundles where b.bundleURL.pathExtension == "xctest" {
+            folders.append(b.bundleURL.deletingLastPathComponent().path)
+        }
+        folders += [RepoPaths.path(".build/debug"), RepoPaths.path(".build/release")]
+        return folders.map { $0 + "/moec-capi-check" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    @Test func aCProgramGetsErrorsForBadInputAndTheReferenceOutput() throws {
+        let program = try #require(Self.checkProgram, "moec-capi-check is not built: run 'swift build'")
+        let fixture = RepoPaths.fixtures + "/mixtral-h16-f24-e16-k4-t33-s11"
+        let x = try NpyArray(path: fixture + "/x.npy")
+        let reference = try NpyArray(path: fixture + "/y.npy")
+        let tokens = x.shape[0], hidden = x.shape[1]
+        let dir = TemporaryDirectory("moec-capi")
+        let xs = x.floats()
+        try xs.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: dir.file("x.f32"))) }
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: program)
+        p.arguments = [RepoPaths.graphs + "/mixtral.moe", fixture, dir.file("x.f32"), "\(tokens)", "\(hidden)", dir.file("y.f32"), "layer=0"]
+        // The check compares moec's kernels' outputs bit for bit between runs: ask for them.
+        p.environment = ProcessInfo.processInfo.environment.merging(["MOEC_BLAS": ""]) { $1 }
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit, "moec-capi-check crashed:\n\(text)")
+        #expect(p.terminationStatus == 0, "\(text)")
+        let failed = text.split(separator: "\n").filter { $0.hasPrefix("FAIL") }
+        #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
+        #expect(text.contains("100 concurrent runs of two plans equal the serial run bit for bit"))
+
+        let y = try Data(contentsOf: URL(fileURLWithPath: dir.file("y.f32")))
+        let ys = y.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let ref = reference.floats()
+        #expect(ys.count == ref.count)
+        let scale = ref.map(abs).max()!
+        let worst = zip(ys, ref).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5 * scale, "max |y - transformers| = \(worst), max |y| = \(scale)")
+    }
+}
