@@ -34,7 +34,7 @@ ATTN = dict(num_attention_heads=4, num_key_value_heads=2, max_position_embedding
 # name: (config class, model class, config arguments)
 MODELS = {
     "mixtral": ("MixtralConfig", "MixtralForCausalLM",
-                dict(**TOK, **ATTN, num_hidden_layers=3, hidden_size=32, intermediate_size=48, head_dim=8,
+                dict(**TOK, **ATTN, num_hidden_layers=3, hidden_size=32, intermediate_size=64, head_dim=8,
                      num_local_experts=8, num_experts_per_tok=2)),
     "olmoe": ("OlmoeConfig", "OlmoeForCausalLM",
               dict(**TOK, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,

@@ -17,11 +17,12 @@ import support  # noqa: F401  (puts python/ first on sys.path)
 import moec
 
 MIXTRAL = os.path.join(support.FIXTURES, "mixtral-h24-f40-e8-k2-s3")       # hidden 24, 8 experts, top-2, layer 1
-OLMOE = os.path.join(support.FIXTURES, "olmoe-h20-f12-e8-k2-t7-s52-norm")  # hidden 20, layer 1
+OLMOE = os.path.join(support.FIXTURES, "olmoe-h20-f12-e8-k2-t7-s52-norm")  # hidden 20, layer 0
 
 
 def fixture(folder):
-    meta = json.load(open(os.path.join(folder, "meta.json")))
+    with open(os.path.join(folder, "meta.json")) as f:
+        meta = json.load(f)
     return meta, np.load(os.path.join(folder, "x.npy")), np.load(os.path.join(folder, "y.npy"))
 
 
@@ -186,7 +187,7 @@ class ConcurrencyTests(unittest.TestCase):
         _, xm, ym = fixture(MIXTRAL)
         _, xo, yo = fixture(OLMOE)
         plans = [moec.compile("mixtral", model=MIXTRAL, params={"layer": 1}, threads=1),
-                 moec.compile("olmoe", model=OLMOE, params={"layer": 1}, threads=2)]
+                 moec.compile("olmoe", model=OLMOE, params={"layer": 0}, threads=2)]
         inputs = [xm, xo]
         serial = [p(x=x)["y"] for p, x in zip(plans, inputs)]
         self.assertLess(rel_err(serial[0], ym), 1e-5)

@@ -192,7 +192,8 @@ class PatchTests(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "stats.json")
             doc = moec.transformers.stats(model, path)
-            self.assertEqual(json.load(open(path)), doc)
+            with open(path) as f:
+                self.assertEqual(json.load(f), doc)
             self.assertEqual(doc["graph"], "deepseek_v3")
             self.assertEqual([len(row) for row in doc["expert_load"]], [16, 16])
             for key in ("imbalance", "entropy", "top1_top2_margin"):
