@@ -177,7 +177,7 @@ def reset_stats(model) -> None:
         block.plan.reset_stats()
 
 
-def merge_stats(documents: list[tuple[str, int, dict]], graph: str) -> dict:
+def merge_stats(documents: list[tuple[str, int, dict]], graph: str, source: str | None = None) -> dict:
     """One statistics document from per-layer ones ((module name, layer, document)), as `moec
     profile` writes it for a graph with several MoE layers: every per-layer array concatenated in
     layer order, the layers' entries named by their module and layer."""
@@ -188,6 +188,8 @@ def merge_stats(documents: list[tuple[str, int, dict]], graph: str) -> dict:
     for key, value in first.items():
         if key == "graph":
             merged[key] = graph
+        elif key == "source":
+            merged[key] = source or value
         elif key == "layers":
             merged[key] = [dict(entry, name=name, layer=layer) for name, layer, d in documents for entry in d["layers"]]
         elif key == "expert_bytes":
@@ -213,7 +215,8 @@ def stats(model, path: str | os.PathLike | None = None) -> dict:
     if missing:
         raise MoecError(f"moec.transformers.stats: {missing[0]} does not record routing "
                         "(patch with record_routing=True)")
-    doc = merge_stats([(b.module_name, b.layer, b.plan.stats()) for b in blocks], model.config.model_type)
+    source = f"moec.transformers: the patched MoE blocks of {getattr(model, 'name_or_path', '') or 'a model'}"
+    doc = merge_stats([(b.module_name, b.layer, b.plan.stats()) for b in blocks], model.config.model_type, source)
     if path is not None:
         tmp = os.fspath(path) + ".tmp"
         with open(tmp, "w") as f:
