@@ -225,7 +225,16 @@ class Plan:
         `moec.torch.MoEBlock`; the buffers must stay alive during the call."""
         ins, keep = self._tensors(inputs)
         outs, keep2 = self._tensors(outputs)
-        _native.call("moec_run", self._handle, ins, len(inputs), outs, len(outputs))
+        self.run_tensors(ins, len(inputs), outs, len(outputs))
+
+    def run_tensors(self, inputs, input_count: int, outputs, output_count: int) -> None:
+        """moec_run on prepared `moec_tensor` arrays (`_native.Tensor`)."""
+        lib = _native._lib
+        error = ctypes.c_void_p()
+        if not lib.moec_run(self._handle, inputs, input_count, outputs, output_count, ctypes.byref(error)):
+            raise MoecError(_native.take_string(error.value) or "moec_run failed without a message")
+        if error.value:
+            _native.take_string(error.value)
 
     @staticmethod
     def _tensors(items):

@@ -37,15 +37,27 @@ class MoEBlock(nn.Module):
             raise MoecError(f"the plan has no output {self.output!r}; its outputs: {names}")
         self._output_index = names.index(self.output)
         self._owns_plan = owns_plan
-        self._out_shapes: dict[int, tuple] = {}
+        self._cache: dict[int, tuple] = {}
 
     def output_shape(self, tokens: int) -> tuple[int, ...]:
-        shape = self._out_shapes.get(tokens)
-        if shape is None:
-            shape = self.plan.output_shape(self.output, tokens)
-            if len(self._out_shapes) < 64:
-                self._out_shapes[tokens] = shape
-        return shape
+        return self._prepared(tokens)[2][self._output_index]
+
+    def _prepared(self, tokens: int):
+        """The run's moec_tensor arrays for `tokens` tokens (shapes filled in, addresses set per
+        run), and the output shapes: built once per token count, so a decode step only sets two
+        addresses before it calls moec_run."""
+        entry = self._cache.get(tokens)
+        if entry is None:
+            in_shape = self.plan.input_shape(self.input, tokens)
+            out_shapes = [self.plan.output_shape(s.name, tokens) for s in self.plan.outputs]
+            ins, keep_in = Plan._tensors([(None, in_shape, _native.MOEC_F32)])
+            outs, keep_out = Plan._tensors([(None, shape, _CODES[_TORCH_DTYPES[s.dtype]])
+                                            for shape, s in zip(out_shapes, self.plan.outputs)])
+            entry = (ins, outs, out_shapes, keep_in + keep_out)
+            if len(self._cache) >= 64:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[tokens] = entry
+        return entry
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
@@ -53,12 +65,18 @@ class MoEBlock(nn.Module):
         if x2.dtype != torch.float32 or x2.device.type != "cpu" or not x2.is_contiguous():
             x2 = x2.to(device="cpu", dtype=torch.float32).contiguous()
         tokens = x2.shape[0]
-        shapes = [self.output_shape(tokens) if i == self._output_index else
-                  self.plan.output_shape(s.name, tokens) for i, s in enumerate(self.plan.outputs)]
-        outs = [torch.empty(shape, dtype=_TORCH_DTYPES[s.dtype]) for shape, s in zip(shapes, self.plan.outputs)]
-        self.plan.run_buffers([(x2.data_ptr(), tuple(x2.shape), _native.MOEC_F32)],
-                              [(o.data_ptr(), tuple(o.shape), _CODES[o.dtype]) for o in outs])
-        y = outs[self._output_index]
+        if x2.shape[1] != self.plan.inputs[0].shape[-1] or len(self.plan.inputs[0].shape) != 2:
+            # Let moec check and report the shape.
+            self.plan.run_buffers([(x2.data_ptr(), tuple(x2.shape), _native.MOEC_F32)],
+                                  [(0, self.plan.output_shape(s.name, tokens), _native.MOEC_F32)
+                                   for s in self.plan.outputs])
+        ins, outs, out_shapes, _ = self._prepared(tokens)
+        results = [torch.empty(shape, dtype=_TORCH_DTYPES[s.dtype]) for shape, s in zip(out_shapes, self.plan.outputs)]
+        ins[0].data = x2.data_ptr()
+        for t, o in zip(outs, results):
+            t.data = o.data_ptr()
+        self.plan.run_tensors(ins, 1, outs, len(results))
+        y = results[self._output_index]
         y = y.reshape(*lead, y.shape[-1])
         if y.dtype != x.dtype or y.device != x.device:
             y = y.to(device=x.device, dtype=x.dtype)
