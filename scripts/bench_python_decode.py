@@ -9,7 +9,9 @@ Variants, in one invocation, interleaved repeat by repeat:
   moec f32     patched, expert weights as the checkpoint stores them (fp32)
   moec int4    patched, --weights int4 (expert matrices in 4 bits, groups of 32)
 Each repeat prefills a prompt (untimed), then times each of --tokens single-token decode steps
-(greedy, with the KV cache). Reported: the median step over all repeats as tokens/s, and the
+(greedy, with the KV cache). OMP_WAIT_POLICY is PASSIVE for all variants (--omp-wait-policy): with
+libgomp's default spinning, torch's idle OpenMP threads and moec's workers take each other's cores
+(on 2 cores a patched f32 step measured 45 ms instead of 14; torch alone 20-60 ms by the load). Reported: the median step over all repeats as tokens/s, and the
 median of the repeats' tokens/s. torch and moec both get --threads threads (torch.set_num_threads
 and the plans' worker threads).
 
@@ -31,6 +33,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
+
+# torch's OpenMP threads (libgomp) spin for milliseconds after each parallel region by default,
+# on the cores moec's worker threads then need (and the other way round): passive waiting, set
+# before torch is imported, for every variant alike. --omp-wait-policy default leaves it unset.
+if "--omp-wait-policy" in sys.argv[:-1]:
+    _policy = sys.argv[sys.argv.index("--omp-wait-policy") + 1]
+else:
+    _policy = "PASSIVE"
+if _policy.lower() != "default":
+    os.environ["OMP_WAIT_POLICY"] = _policy
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
@@ -73,6 +85,8 @@ def main():
     p.add_argument("--prompt", type=int, default=16, help="prompt tokens (prefilled, not timed)")
     p.add_argument("--weights", default="f32,int4", help="moec variants: comma-separated weight formats")
     p.add_argument("--record-routing", action="store_true", help="patched models record routing statistics")
+    p.add_argument("--omp-wait-policy", default="PASSIVE",
+                   help="OMP_WAIT_POLICY for torch's OpenMP threads (PASSIVE, ACTIVE, or default: unset)")
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -93,7 +107,7 @@ def main():
           f"{cfg.num_local_experts} experts, top-{cfg.num_experts_per_tok}, vocab {cfg.vocab_size}")
     print(f"torch {torch.__version__} (experts implementation: {experts_impl}), transformers {transformers.__version__}, "
           f"libMoEC {moec.version()} ({moec.library_path()})")
-    print(f"threads {a.threads}, prompt {a.prompt}, {a.tokens} decode steps × {a.repeats} repeats; "
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, threads {a.threads}, prompt {a.prompt}, {a.tokens} decode steps × {a.repeats} repeats; "
           f"load average before: {load_average()}", flush=True)
 
     prompt = torch.randint(3, cfg.vocab_size, (1, a.prompt), generator=torch.Generator().manual_seed(0))

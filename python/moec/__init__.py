@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,13 @@ import numpy as np
 from . import _native
 from ._errors import MoecError
 from ._native import library_path
+
+# torch's OpenMP threads (libgomp) spin for milliseconds after each parallel region unless told to
+# wait passively, on the very cores moec's worker threads need next (a patched 2-core decode step
+# measured 3x slower). libgomp reads this once, when torch is imported: imported before torch,
+# moec asks for passive waiting unless the caller chose a policy.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __all__ = ["MoecError", "Plan", "TensorSpec", "compile", "load", "graph_path", "graphs_dir", "version",
            "library_path"]

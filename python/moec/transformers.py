@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -134,6 +135,11 @@ def patch(model, weights: str | None = None, threads: int = 0, graphs_dir: str |
     model whose expert weights were changed after loading must be saved first."""
     model_type = getattr(model.config, "model_type", None)
     blocks = sparse_blocks(model)
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE" and torch.get_num_threads() > 1 \
+            and (threads == 0 or threads > 1):
+        warnings.warn("moec.transformers.patch: torch's OpenMP threads spin between operations and take the cores "
+                      "moec's threads run on; set OMP_WAIT_POLICY=PASSIVE before importing torch (or import moec "
+                      "first) for full speed", RuntimeWarning, stacklevel=2)
     if not blocks:
         already = patched_blocks(model)
         raise MoecError(f"moec.transformers.patch: no {FAMILIES[model_type].block_class} in the model"
