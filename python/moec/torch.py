@@ -7,6 +7,8 @@ to the input's dtype. The block is for inference: no gradient flows through it.
 """
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import torch
 from torch import nn
@@ -40,20 +42,16 @@ class MoEBlock(nn.Module):
         self._cache: dict[int, tuple] = {}
 
     def output_shape(self, tokens: int) -> tuple[int, ...]:
-        return self._prepared(tokens)[2][self._output_index]
+        return self._outputs(tokens)[0][self._output_index]
 
-    def _prepared(self, tokens: int):
-        """The run's moec_tensor arrays for `tokens` tokens (shapes filled in, addresses set per
-        run), and the output shapes: built once per token count, so a decode step only sets two
-        addresses before it calls moec_run."""
+    def _outputs(self, tokens: int):
+        """The output shapes for `tokens` tokens and their C arrays, asked of moec once per token
+        count. (Only immutable things are cached: the same block may run on several threads.)"""
         entry = self._cache.get(tokens)
         if entry is None:
-            in_shape = self.plan.input_shape(self.input, tokens)
-            out_shapes = [self.plan.output_shape(s.name, tokens) for s in self.plan.outputs]
-            ins, keep_in = Plan._tensors([(None, in_shape, _native.MOEC_F32)])
-            outs, keep_out = Plan._tensors([(None, shape, _CODES[_TORCH_DTYPES[s.dtype]])
-                                            for shape, s in zip(out_shapes, self.plan.outputs)])
-            entry = (ins, outs, out_shapes, keep_in + keep_out)
+            shapes = [self.plan.output_shape(s.name, tokens) for s in self.plan.outputs]
+            dims = [(ctypes.c_int64 * len(shape))(*shape) for shape in shapes]
+            entry = (shapes, dims)
             if len(self._cache) >= 64:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[tokens] = entry
@@ -65,17 +63,15 @@ class MoEBlock(nn.Module):
         if x2.dtype != torch.float32 or x2.device.type != "cpu" or not x2.is_contiguous():
             x2 = x2.to(device="cpu", dtype=torch.float32).contiguous()
         tokens = x2.shape[0]
-        if x2.shape[1] != self.plan.inputs[0].shape[-1] or len(self.plan.inputs[0].shape) != 2:
-            # Let moec check and report the shape.
-            self.plan.run_buffers([(x2.data_ptr(), tuple(x2.shape), _native.MOEC_F32)],
-                                  [(0, self.plan.output_shape(s.name, tokens), _native.MOEC_F32)
-                                   for s in self.plan.outputs])
-        ins, outs, out_shapes, _ = self._prepared(tokens)
-        results = [torch.empty(shape, dtype=_TORCH_DTYPES[s.dtype]) for shape, s in zip(out_shapes, self.plan.outputs)]
-        ins[0].data = x2.data_ptr()
-        for t, o in zip(outs, results):
-            t.data = o.data_ptr()
-        self.plan.run_tensors(ins, 1, outs, len(results))
+        shapes, dims = self._outputs(tokens)
+        results = [torch.empty(shape, dtype=_TORCH_DTYPES[s.dtype]) for shape, s in zip(shapes, self.plan.outputs)]
+        ins = (_native.Tensor * 1)()
+        in_dims = (ctypes.c_int64 * 2)(*x2.shape)
+        ins[0].data, ins[0].shape, ins[0].rank, ins[0].dtype = x2.data_ptr(), in_dims, 2, _native.MOEC_F32
+        outs = (_native.Tensor * len(results))()
+        for t, o, d in zip(outs, results, dims):
+            t.data, t.shape, t.rank, t.dtype = o.data_ptr(), d, o.dim(), _CODES[o.dtype]
+        self.plan.run_tensors(ins, 1, outs, len(results))   # moec checks the shapes
         y = results[self._output_index]
         y = y.reshape(*lead, y.shape[-1])
         if y.dtype != x.dtype or y.device != x.device:

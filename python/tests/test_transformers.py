@@ -185,6 +185,29 @@ class PatchTests(unittest.TestCase):
         with self.assertRaises(moec.MoecError):
             block(x)
 
+    def test_moe_block_from_threads(self):
+        """One block called from several threads at once: each call gets its own input's result."""
+        import threading
+        plan = moec.compile("mixtral", model=folder("mixtral"), params={"layer": 1}, threads=2)
+        block = moec.torch.MoEBlock(plan)
+        xs = [torch.randn(t + 1, 32) for t in range(6)]
+        serial = [block(x) for x in xs]
+        failures = []
+
+        def work(i):
+            for _ in range(40):
+                if not torch.equal(block(xs[i]), serial[i]):
+                    failures.append(i)
+                    return
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        block.close()
+        self.assertEqual(failures, [])
+
     def test_stats_for_moec_place(self):
         cli = support.moec_cli()
         model = moec.transformers.patch(load("deepseek_v3"), threads=1)
