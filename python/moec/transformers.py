@@ -38,19 +38,60 @@ except ImportError:  # pragma: no cover
 class Family:
     """How a family's sparse MoE block looks in transformers 5.24."""
     block_class: str     # the sparse block's class (dense MLP layers of the same model are left alone)
-    router: str          # the attribute that holds the block's router (a TopKRouter module)
+    router: str = "gate"  # the attribute that holds the block's router module
     returns_router_scores: bool = False   # forward returns (hidden, router scores), not hidden
+    graph: str | None = None   # graphs/<graph>.moe; None: the model type
 
 
+# By model type. Each is checked by python/tests: a tiny model generates the same greedy tokens
+# patched and unpatched (test_transformers.py: the first five; test_families.py: the others, on
+# scripts/make_family_fixtures.py's configurations). In every one the graph computes exactly the
+# block's forward: families whose decoder layer adds to the block's output (granitemoeshared's
+# shared MLP), whose block returns something else (llama4, ernie4_5_vl_moe, nllb_moe), or whose
+# tiny model transformers cannot generate with (dbrx, longcat_flash, glm4v_moe, qwen3_omni_moe;
+# qwen3_vl_moe is saved in a layout other than the Hub's) are not listed.
 FAMILIES = {
-    "mixtral": Family("MixtralSparseMoeBlock", "gate"),
-    "olmoe": Family("OlmoeSparseMoeBlock", "gate"),
-    "qwen3_moe": Family("Qwen3MoeSparseMoeBlock", "gate"),
-    "deepseek_v3": Family("DeepseekV3MoE", "gate"),
+    "mixtral": Family("MixtralSparseMoeBlock"),
+    "olmoe": Family("OlmoeSparseMoeBlock"),
+    "qwen3_moe": Family("Qwen3MoeSparseMoeBlock"),
+    "deepseek_v3": Family("DeepseekV3MoE"),
     "gpt_oss": Family("GptOssMLP", "router", returns_router_scores=True),
+    "afmoe": Family("AfmoeSparseMoeBlock", "router"),
+    "aria_text": Family("AriaTextMoELayer", "router", graph="aria"),
+    "axk1": Family("AXK1MoE"),
+    "bailing_hybrid": Family("BailingHybridMoE"),
+    "cohere2_moe": Family("Cohere2MoeSparseMoeBlock"),
+    "deepseek_v2": Family("DeepseekV2Moe"),
+    "deepseek_v32": Family("DeepseekV32MoE"),
+    "dots1": Family("Dots1MoE"),
+    "ernie4_5_moe": Family("Ernie4_5_MoeSparseMoeBlock"),
+    "exaone_moe": Family("ExaoneMoeSparseMoEBlock"),
+    "flex_olmo": Family("FlexOlmoSparseMoeBlock"),
+    "glm4_moe": Family("Glm4MoeMoE"),
+    "glm4_moe_lite": Family("Glm4MoeLiteMoE"),
+    "glm_moe_dsa": Family("GlmMoeDsaMoE"),
+    "granitemoe": Family("GraniteMoeMoE", "router"),
+    "hunyuan_v1_moe": Family("HunYuanMoEV1Moe"),
+    "hy_v3": Family("HYV3MoE"),
+    "hy_v4": Family("HYV4MoE"),
+    "jamba": Family("JambaSparseMoeBlock", "router"),
+    "jetmoe": Family("JetMoeMoE", "router"),
+    "lara_mini": Family("LaraMiniSparseMoeBlock"),
+    "lfm2_moe": Family("Lfm2MoeSparseMoeBlock"),
+    "mellum": Family("MellumSparseMoeBlock"),
+    "mimo_v2_flash": Family("MiMoV2FlashMoE"),
+    "minimax": Family("MiniMaxSparseMoeBlock"),
+    "minimax_m2": Family("MiniMaxM2SparseMoeBlock"),
+    "mistral4": Family("Mistral4MoE"),
+    "nemotron_h": Family("NemotronHMoE"),
+    "phimoe": Family("PhimoeSparseMoeBlock", "router"),
+    "qwen3_5_moe": Family("Qwen3_5MoeSparseMoeBlock"),
+    "qwen3_next": Family("Qwen3NextSparseMoeBlock"),
+    "sarvam_moe": Family("Glm4MoeMoE"),
+    "solar_open": Family("SolarOpenMoE"),
 }
 
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+_LAYER = re.compile(r"(?:^|\.)(?:layers|blocks)\.(\d+)\.")
 
 
 def _router_logits_recorded() -> bool:
@@ -145,7 +186,7 @@ def patch(model, weights: str | None = None, threads: int = 0, graphs_dir: str |
         raise MoecError(f"moec.transformers.patch: no {FAMILIES[model_type].block_class} in the model"
                         + (" (it is already patched)" if already else ""))
     folder = model_path or model_folder(model)
-    graph = os.path.join(graphs_dir or default_graphs_dir(), f"{model_type}.moe")
+    graph = os.path.join(graphs_dir or default_graphs_dir(), f"{FAMILIES[model_type].graph or model_type}.moe")
     if not os.path.exists(graph):
         raise MoecError(f"moec.transformers.patch: no graph for {model_type}: {graph} does not exist")
     hidden = model.config.get_text_config().hidden_size
