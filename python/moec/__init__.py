@@ -131,17 +131,20 @@ class Plan:
     # ------------------------------------------------------------------ description
 
     def _specs(self, kind: str) -> list[TensorSpec]:
+        """The inputs or outputs, each extent as `per_token · tokens + fixed` (from the shapes at 1
+        and 2 tokens), kept in `_affine[kind]` for `tokens_of`."""
         count = _native.call(f"moec_{kind}_count", self._handle, failed=lambda r: r < 0)
-        specs = []
+        specs, affine = [], []
         for i in range(count):
             n = _native.call(f"moec_{kind}_name", self._handle, i, None, 0, failed=lambda r: r < 0)
             buf = ctypes.create_string_buffer(n + 1)
             _native.call(f"moec_{kind}_name", self._handle, i, buf, n + 1, failed=lambda r: r < 0)
             one, dtype = self._shape(kind, i, 1)
             two, _ = self._shape(kind, i, 2)
-            dims = []
+            dims, lines = [], []
             for a, b in zip(one, two):
                 per_token, fixed = b - a, 2 * a - b
+                lines.append((per_token, fixed))
                 if per_token == 0:
                     dims.append(a)
                 elif fixed == 0:
@@ -149,6 +152,9 @@ class Plan:
                 else:
                     dims.append(f"{per_token}*tokens+{fixed}")
             specs.append(TensorSpec(buf.value.decode(), _DTYPES.get(dtype, np.dtype(np.float32)), tuple(dims)))
+            affine.append(lines)
+        self._affine = getattr(self, "_affine", {})
+        self._affine[kind] = affine
         return specs
 
     def _shape(self, kind: str, index: int, tokens: int) -> tuple[tuple[int, ...], int]:
@@ -174,13 +180,9 @@ class Plan:
         """The token count an array of `shape` for input `name` implies (1 when no extent depends
         on it; a shape that fits no token count gives the count of its first token-dependent
         extent, and the run reports the mismatch)."""
-        spec = self.inputs[self._input_index[name]]
-        for d, dim in enumerate(spec.shape):
-            if isinstance(dim, int) or d >= len(shape):
+        for d, (per_token, fixed) in enumerate(self._affine["input"][self._input_index[name]]):
+            if per_token == 0 or d >= len(shape):
                 continue
-            one, _ = self._shape("input", self._input_index[name], 1)
-            two, _ = self._shape("input", self._input_index[name], 2)
-            per_token, fixed = two[d] - one[d], 2 * one[d] - two[d]
             tokens, rest = divmod(int(shape[d]) - fixed, per_token)
             return max(tokens, 0) if rest == 0 else max(int(shape[d]) // per_token, 0)
         return 1

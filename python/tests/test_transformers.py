@@ -98,6 +98,33 @@ class GenerationTests(unittest.TestCase):
         self.check("gpt_oss")
 
 
+class MergeTests(unittest.TestCase):
+    def test_merge_stats(self):
+        """Per-layer documents → one: arrays concatenated in layer order, entries named by module."""
+        def doc(load, fixed=None):
+            d = {"format": "moec-load-statistics", "version": 1, "graph": "g", "source": "s", "tokens": 5,
+                 "batches": 2, "expert_load": [load], "expert_bytes": 100 * len(load), "imbalance": [1.5],
+                 "layers": [{"name": "y", "experts": len(load)}]}
+            if fixed is not None:
+                d["fixed_experts"] = [fixed]
+            return d
+        merged = moec.transformers.merge_stats(
+            [("model.layers.1.mlp", 1, doc([1, 2, 3])), ("model.layers.3.mlp", 3, doc([4, 0, 6], fixed=[1]))],
+            "qwen3_moe", "test")
+        self.assertEqual(merged["graph"], "qwen3_moe")
+        self.assertEqual(merged["source"], "test")
+        self.assertEqual(merged["tokens"], 5)
+        self.assertEqual(merged["batches"], 2)
+        self.assertEqual(merged["expert_load"], [[1, 2, 3], [4, 0, 6]])
+        self.assertEqual(merged["expert_bytes"], 300)
+        self.assertEqual(merged["imbalance"], [1.5, 1.5])
+        self.assertEqual(merged["fixed_experts"], [[], [1]])
+        self.assertEqual(merged["layers"], [{"name": "model.layers.1.mlp", "experts": 3, "layer": 1},
+                                            {"name": "model.layers.3.mlp", "experts": 3, "layer": 3}])
+        with self.assertRaises(moec.MoecError):
+            moec.transformers.merge_stats([], "g")
+
+
 class PatchTests(unittest.TestCase):
     def test_block_outputs_match(self):
         """Each patched block returns what the block it replaced returned (gpt-oss: a tuple)."""
