@@ -7,7 +7,7 @@ import Foundation
 /// `data[p*K*16 + k*16 + j] = W[p*16 + j, k]`, with zeros for columns past N. With `format`
 /// `.bf16` the layout is the same with 16-bit bfloat16 elements (half the bytes); the kernels
 /// widen them to fp32 in registers and accumulate in fp32. The buffer is
-/// 64-byte aligned (2 MiB from 2 MiB up) and owned by this object, except for one made over
+/// 64-byte aligned, in huge pages (`StreamedMemory`), and owned by this object, except for one made over
 /// caller storage (`init(n:k:storage:)`, a per-call scratch that `repack` refills). The same
 /// layout serves the AVX2 and the portable kernels, and any K-blocking is done by the kernels (a
 /// K-block of a panel is contiguous).
@@ -190,21 +190,8 @@ public final class PackedWeight: @unchecked Sendable {
         ownsData = true
     }
 
-    static let hugePage = 2 << 20
-
-    /// Storage the kernels stream from: 64-byte aligned; from 2 MiB up, aligned to 2 MiB and
-    /// marked for transparent huge pages on Linux (`MADV_HUGEPAGE`), so streaming a weight walks
-    /// one TLB entry per 2 MiB instead of one per 4 KiB. Freed with `free`.
-    static func allocateStreamed(bytes: Int) -> UnsafeMutableRawPointer {
-        var p: UnsafeMutableRawPointer?
-        let big = bytes >= hugePage
-        let status = posix_memalign(&p, big ? hugePage : 64, max(bytes, 64))
-        guard status == 0, let p else { fatalError("out of memory: cannot allocate \(bytes) bytes for a packed weight") }
-        #if os(Linux)
-            if big { _ = madvise(p, bytes / hugePage * hugePage, Int32(MADV_HUGEPAGE)) }
-        #endif
-        return p
-    }
+    /// Storage the kernels stream from (`StreamedMemory`: 64-byte aligned, in huge pages).
+    static func allocateStreamed(bytes: Int) -> UnsafeMutableRawPointer { StreamedMemory.allocate(bytes: bytes) }
 
     /// A packed matrix in storage the caller owns (`bytes(n:k:format:)` bytes, kept alive as
     /// long as this object is used), filled by `repack`: for weights packed per call into a
@@ -278,7 +265,7 @@ public final class PackedWeight: @unchecked Sendable {
         }
     }
 
-    deinit { if ownsData { free(storage) } }
+    deinit { if ownsData { StreamedMemory.free(storage, bytes: byteCount) } }
 
     /// Bytes of packed storage (the weight bytes a full GEMM streams).
     public var byteCount: Int { Self.bytes(n: n, k: k, format: format) }
