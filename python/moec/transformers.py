@@ -41,6 +41,8 @@ class Family:
     router: str = "gate"  # the attribute that holds the block's router module
     returns_router_scores: bool = False   # forward returns (hidden, router scores), not hidden
     graph: str | None = None   # graphs/<graph>.moe; None: the model type
+    router_args: tuple = ()    # attributes of the block the block passes to its router after the input
+    router_flat: bool = True   # the block passes its router the input as [tokens, hidden] (else as given)
 
 
 # By model type. Each is checked by python/tests: a tiny model generates the same greedy tokens
@@ -56,7 +58,7 @@ FAMILIES = {
     "qwen3_moe": Family("Qwen3MoeSparseMoeBlock"),
     "deepseek_v3": Family("DeepseekV3MoE"),
     "gpt_oss": Family("GptOssMLP", "router", returns_router_scores=True),
-    "afmoe": Family("AfmoeSparseMoeBlock", "router"),
+    "afmoe": Family("AfmoeSparseMoeBlock", "router", router_args=("expert_bias",), router_flat=False),
     "aria_text": Family("AriaTextMoELayer", "router", graph="aria"),
     "axk1": Family("AXK1MoE"),
     "bailing_hybrid": Family("BailingHybridMoE"),
@@ -72,16 +74,16 @@ FAMILIES = {
     "glm_moe_dsa": Family("GlmMoeDsaMoE"),
     "granitemoe": Family("GraniteMoeMoE", "router"),
     "hunyuan_v1_moe": Family("HunYuanMoEV1Moe"),
-    "hy_v3": Family("HYV3MoE"),
+    "hy_v3": Family("HYV3MoE", router_args=("e_score_correction_bias",)),
     "hy_v4": Family("HYV4MoE"),
     "jamba": Family("JambaSparseMoeBlock", "router"),
     "jetmoe": Family("JetMoeMoE", "router"),
     "lara_mini": Family("LaraMiniSparseMoeBlock"),
-    "lfm2_moe": Family("Lfm2MoeSparseMoeBlock"),
+    "lfm2_moe": Family("Lfm2MoeSparseMoeBlock", router_args=("expert_bias",)),
     "mellum": Family("MellumSparseMoeBlock"),
     "mimo_v2_flash": Family("MiMoV2FlashMoE"),
     "minimax": Family("MiniMaxSparseMoeBlock"),
-    "minimax_m2": Family("MiniMaxM2SparseMoeBlock"),
+    "minimax_m2": Family("MiniMaxM2SparseMoeBlock", router_args=("e_score_correction_bias",)),
     "mistral4": Family("Mistral4MoE"),
     "nemotron_h": Family("NemotronHMoE"),
     "phimoe": Family("PhimoeSparseMoeBlock", "router"),
@@ -104,7 +106,7 @@ def _router_logits_recorded() -> bool:
 class PatchedMoEBlock(MoEBlock):
     """A transformers sparse MoE block run by a moec plan (see the module's doc)."""
 
-    def __init__(self, plan, family: str, layer: int, name: str, router: torch.nn.Module):
+    def __init__(self, plan, family: str, layer: int, name: str, router: torch.nn.Module, router_args=()):
         super().__init__(plan)
         self.family = family
         self.layer = layer
@@ -112,14 +114,19 @@ class PatchedMoEBlock(MoEBlock):
         self.returns_router_scores = FAMILIES[family].returns_router_scores
         setattr(self, FAMILIES[family].router, router)
         self._router_attr = FAMILIES[family].router
+        self._router_args = tuple(router_args)
+        self._router_flat = FAMILIES[family].router_flat
 
     def forward(self, hidden_states: torch.Tensor):
         y = super().forward(hidden_states)
         if self.returns_router_scores or _router_logits_recorded():
+            # The router in torch, as the block called it: transformers' hook on it records its
+            # logits; gpt-oss's block also returns its scores.
             router = getattr(self, self._router_attr)
-            _, scores, _ = router(hidden_states.reshape(-1, hidden_states.shape[-1]))
+            h = hidden_states.reshape(-1, hidden_states.shape[-1]) if self._router_flat else hidden_states
+            routed = router(h, *self._router_args)
             if self.returns_router_scores:
-                return y, scores
+                return y, routed[1]
         return y
 
     def extra_repr(self) -> str:
@@ -195,8 +202,9 @@ def patch(model, weights: str | None = None, threads: int = 0, graphs_dir: str |
         for name, module, layer in blocks:
             plan = compile_plan(graph, model=folder, params={"layer": layer}, weights=weights, threads=threads,
                                 record_routing=record_routing)
-            replacements.append((name, PatchedMoEBlock(plan, model_type, layer, name,
-                                                       getattr(module, FAMILIES[model_type].router))))
+            family = FAMILIES[model_type]
+            replacements.append((name, PatchedMoEBlock(plan, model_type, layer, name, getattr(module, family.router),
+                                                       [getattr(module, a, None) for a in family.router_args])))
             shape = plan.input_shape(plan.inputs[0].name, 1)
             if shape[-1] != hidden:
                 raise MoecError(f"moec.transformers.patch: the plan of layer {layer} takes {shape[-1]} features, "

@@ -1,6 +1,7 @@
 """Every family moec.transformers supports beyond the five of test_transformers.py: a tiny model
 (scripts/make_family_fixtures.py's configuration of the family, written with save_pretrained)
-generates the same 16 greedy tokens patched and unpatched, logits within 1e-4."""
+generates the same 16 greedy tokens patched and unpatched, logits within 1e-4; and asked for
+router logits, it returns transformers' own (and the same auxiliary loss)."""
 from __future__ import annotations
 
 import os
@@ -8,10 +9,10 @@ import shutil
 import tempfile
 import unittest
 
-import torch
-
 import support  # noqa: F401
+import moec  # noqa: F401  (before torch: OMP_WAIT_POLICY)
 import moec.transformers
+import torch
 
 _threads = torch.get_num_threads()
 import make_family_fixtures  # noqa: E402  (make_fixtures, which it imports, sets torch to 1 thread)
@@ -73,6 +74,14 @@ class FamilyTests(unittest.TestCase):
                 self.assertEqual(got.sequences.tolist(), want.sequences.tolist())
                 diff = float((torch.stack(got.logits) - torch.stack(want.logits)).abs().max())
                 self.assertLessEqual(diff, 1e-4)
+                with torch.no_grad():
+                    want = reference(ids, output_router_logits=True)
+                    got = model(ids, output_router_logits=True)
+                self.assertEqual(len(got.router_logits), len(want.router_logits))
+                for g, w in zip(got.router_logits, want.router_logits):
+                    self.assertLess(float((g - w).abs().max()), 1e-5)
+                if getattr(want, "aux_loss", None) is not None:
+                    self.assertLess(abs(float(got.aux_loss) - float(want.aux_loss)), 1e-5)
                 moec.transformers.close(model)
 
 

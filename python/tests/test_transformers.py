@@ -11,10 +11,10 @@ import tempfile
 import unittest
 
 import numpy as np
-import torch
 
 import support
-import moec
+import moec  # before torch: OMP_WAIT_POLICY
+import torch
 import moec.torch
 import moec.transformers
 import make_python_fixtures
