@@ -114,6 +114,24 @@ class PlanTests(unittest.TestCase):
         with self.assertRaises(TypeError):
             self.plan()
 
+    def test_raw_buffers(self):
+        """The C API's own checks, reached from Python: a wrong element type, a NULL buffer, a
+        wrong number of inputs, a negative extent."""
+        x, y = self.x, np.empty_like(self.y)
+        good_in = [(x.ctypes.data, x.shape, 0)]
+        good_out = [(y.ctypes.data, y.shape, 0)]
+        for ins, outs in (([(x.ctypes.data, x.shape, 1)], good_out),      # int32 input
+                          ([(x.ctypes.data, x.shape, 7)], good_out),      # unknown dtype
+                          ([(0, x.shape, 0)], good_out),                  # NULL input
+                          (good_in, [(0, y.shape, 0)]),                   # NULL output
+                          ([], good_out), (good_in + good_in, good_out),  # input count
+                          (good_in, []),                                  # output count
+                          ([(x.ctypes.data, (-7, 24), 0)], good_out)):    # negative extent
+            with self.assertRaises(moec.MoecError):
+                self.plan.run_buffers(ins, outs)
+        self.plan.run_buffers(good_in, good_out)
+        self.assertLess(rel_err(y, self.y), 1e-5)
+
     def test_wrong_output_shape_leaves_buffer_untouched(self):
         out = np.full((self.x.shape[0], 23), 7.0, np.float32)
         with self.assertRaises(moec.MoecError):
