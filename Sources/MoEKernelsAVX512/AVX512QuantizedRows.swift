@@ -174,6 +174,85 @@ private func rowsTilePair(
     if rows > 3 { store(a03, 3, p, 0xFFFF); store(a13, 3, p + 1, mask) }
 }
 
+/// `rowsTile` on four adjacent panels at once (`p` ..< `p + 4`): four weight streams in flight
+/// per thread instead of two, and each activation word broadcast serves four `vpdpbusd`. At a few
+/// rows per expert the integer products wait on memory, and more streams keep more of it in
+/// flight. The float accumulators live in `acc` (16 × 16 floats, L1), so that the 16 integer
+/// sums keep the registers: the same operations in the same order as the other tiles.
+@inline(__always)
+private func rowsTileQuad(
+    rows: Int, int4: Bool, offsets: Bool, group: Int, xq: UnsafePointer<Int8>, xs: UnsafePointer<Float>, xsum: UnsafePointer<Float>,
+    k: Int, b: UnsafeRawPointer, n: Int, panel p: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+    acc: UnsafeMutablePointer<Float>
+) {
+    let groups = k / group
+    let header = offsets ? 128 : 64
+    let groupBytes = header + group * (int4 ? 8 : 16)
+    let panelBytes = groups * groupBytes
+    let centre: Float = int4 ? 8 : 128
+    var pw = b + p * panelBytes
+    for j in 0..<(4 * rows) { _mm512_storeu_ps(acc + 16 * j, _mm512_setzero_ps()) }
+    let nibbles = _mm512_set1_epi8(0x0F)
+    for gi in 0..<groups {
+        var d00 = _mm512_setzero_si512(), d01 = _mm512_setzero_si512(), d02 = _mm512_setzero_si512(), d03 = _mm512_setzero_si512()
+        var d10 = _mm512_setzero_si512(), d11 = _mm512_setzero_si512(), d12 = _mm512_setzero_si512(), d13 = _mm512_setzero_si512()
+        var d20 = _mm512_setzero_si512(), d21 = _mm512_setzero_si512(), d22 = _mm512_setzero_si512(), d23 = _mm512_setzero_si512()
+        var d30 = _mm512_setzero_si512(), d31 = _mm512_setzero_si512(), d32 = _mm512_setzero_si512(), d33 = _mm512_setzero_si512()
+        let x = xq + gi * group
+        var q = pw + header
+        var t = 0
+        while t < group / 4 {
+            moec_prefetch(q + 0 * panelBytes + prefetchBytes)
+            moec_prefetch(q + 1 * panelBytes + prefetchBytes)
+            moec_prefetch(q + 2 * panelBytes + prefetchBytes)
+            moec_prefetch(q + 3 * panelBytes + prefetchBytes)
+            let v0 = _mm512_loadu_si512(q + 0 * panelBytes), v1 = _mm512_loadu_si512(q + 1 * panelBytes), v2 = _mm512_loadu_si512(q + 2 * panelBytes),
+                v3 = _mm512_loadu_si512(q + 3 * panelBytes)
+            if int4 {
+                dots(rows: rows, &d00, &d01, &d02, &d03, _mm512_and_si512(v0, nibbles), x: x + 4 * t, k: k)
+                dots(rows: rows, &d10, &d11, &d12, &d13, _mm512_and_si512(v1, nibbles), x: x + 4 * t, k: k)
+                dots(rows: rows, &d20, &d21, &d22, &d23, _mm512_and_si512(v2, nibbles), x: x + 4 * t, k: k)
+                dots(rows: rows, &d30, &d31, &d32, &d33, _mm512_and_si512(v3, nibbles), x: x + 4 * t, k: k)
+                dots(rows: rows, &d00, &d01, &d02, &d03, _mm512_and_si512(_mm512_srli_epi16(v0, 4), nibbles), x: x + 4 * (t + 1), k: k)
+                dots(rows: rows, &d10, &d11, &d12, &d13, _mm512_and_si512(_mm512_srli_epi16(v1, 4), nibbles), x: x + 4 * (t + 1), k: k)
+                dots(rows: rows, &d20, &d21, &d22, &d23, _mm512_and_si512(_mm512_srli_epi16(v2, 4), nibbles), x: x + 4 * (t + 1), k: k)
+                dots(rows: rows, &d30, &d31, &d32, &d33, _mm512_and_si512(_mm512_srli_epi16(v3, 4), nibbles), x: x + 4 * (t + 1), k: k)
+                t += 2
+            } else {
+                dots(rows: rows, &d00, &d01, &d02, &d03, v0, x: x + 4 * t, k: k)
+                dots(rows: rows, &d10, &d11, &d12, &d13, v1, x: x + 4 * t, k: k)
+                dots(rows: rows, &d20, &d21, &d22, &d23, v2, x: x + 4 * t, k: k)
+                dots(rows: rows, &d30, &d31, &d32, &d33, v3, x: x + 4 * t, k: k)
+                t += 1
+            }
+            q += 64
+        }
+        @inline(__always)
+        func finish(_ dot: __m512i, _ panel: Int, _ r: Int) {
+            let s = _mm512_loadu_ps(pw + panel * panelBytes)
+            let m = offsets ? _mm512_loadu_ps(pw + panel * panelBytes + 64) : _mm512_mul_ps(s, _mm512_set1_ps(-centre))
+            let i = r * groups + gi
+            let t = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(dot), _mm512_mul_ps(m, _mm512_set1_ps(xsum[i])))
+            let a = acc + 16 * (4 * r + panel)
+            _mm512_storeu_ps(a, _mm512_fmadd_ps(_mm512_set1_ps(xs[i]), t, _mm512_loadu_ps(a)))
+        }
+        finish(d00, 0, 0); finish(d10, 1, 0); finish(d20, 2, 0); finish(d30, 3, 0)
+        if rows > 1 { finish(d01, 0, 1); finish(d11, 1, 1); finish(d21, 2, 1); finish(d31, 3, 1) }
+        if rows > 2 { finish(d02, 0, 2); finish(d12, 1, 2); finish(d22, 2, 2); finish(d32, 3, 2) }
+        if rows > 3 { finish(d03, 0, 3); finish(d13, 1, 3); finish(d23, 2, 3); finish(d33, 3, 3) }
+        pw += groupBytes
+    }
+    for r in 0..<rows {
+        for panel in 0..<4 {
+            let cols = min(16, n - (p + panel) * 16)
+            let mask: __mmask16 = cols == 16 ? 0xFFFF : __mmask16((1 << cols) - 1)
+            let out = c + r * ldc + (p + panel) * 16
+            let a = _mm512_loadu_ps(acc + 16 * (4 * r + panel))
+            _mm512_mask_storeu_ps(out, mask, accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, out), a) : a)
+        }
+    }
+}
+
 /// `c[r, columns of panels] (+)= Σ_k x[r, k] · W[col, k]` for `m` rows quantized to int8 (`xq`:
 /// m rows of k values; `xs`, `xsum`: m rows of k/group scales and sums), on weight panels
 /// `panelBegin..<panelEnd` of a quantized `PackedWeight` (`int4` or int8, `offsets`, `group`).
@@ -185,41 +264,50 @@ public func avx512QuantizedRows(
     b: UnsafeRawPointer, n: Int, panelBegin: Int, panelEnd: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
-    var next = panelBegin + epilogueEvery
-    let groups = k / group
-    var p = panelBegin
-    while p < panelEnd {
-        // Two panels at a time while two remain (the first of a pair is always whole).
-        let pair = p + 1 < panelEnd && (int4 || m > 1)
-        let panel = p // (a constant for the tiles below to capture: a captured var would be boxed)
-        var r0 = 0
-        while r0 < m {
-            let rows = min(4, m - r0)
-            let x = xq + r0 * k, s = xs + r0 * groups, sum = xsum + r0 * groups, out = c + r0 * ldc
-            @inline(__always)
-            func tile(_ rows: Int) {
-                if pair {
-                    rowsTilePair(
-                        rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: panel, c: out,
-                        ldc: ldc, accumulate: accumulate)
-                } else {
-                    rowsTile(
-                        rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: panel, c: out,
-                        ldc: ldc, accumulate: accumulate)
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 256) { quadAccumulators in
+        let acc = quadAccumulators.baseAddress!
+        var next = panelBegin + epilogueEvery
+        let groups = k / group
+        var p = panelBegin
+        while p < panelEnd {
+            // Four panels at a time for one tile of rows while four remain, else two while two
+            // remain (the first panels of a group are always whole).
+            let quad = p + 3 < panelEnd && m <= 4
+            let pair = !quad && p + 1 < panelEnd && (int4 || m > 1)
+            let panel = p // (a constant for the tiles below to capture: a captured var would be boxed)
+            var r0 = 0
+            while r0 < m {
+                let rows = min(4, m - r0)
+                let x = xq + r0 * k, s = xs + r0 * groups, sum = xsum + r0 * groups, out = c + r0 * ldc
+                @inline(__always)
+                func tile(_ rows: Int) {
+                    if quad {
+                        rowsTileQuad(
+                            rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: panel, c: out,
+                            ldc: ldc, accumulate: accumulate, acc: acc)
+                    } else if pair {
+                        rowsTilePair(
+                            rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: panel, c: out,
+                            ldc: ldc, accumulate: accumulate)
+                    } else {
+                        rowsTile(
+                            rows: rows, int4: int4, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: panel, c: out,
+                            ldc: ldc, accumulate: accumulate)
+                    }
                 }
+                switch rows {
+                case 4: tile(4)
+                case 3: tile(3)
+                case 2: tile(2)
+                default: tile(1)
+                }
+                r0 += rows
             }
-            switch rows {
-            case 4: tile(4)
-            case 3: tile(3)
-            case 2: tile(2)
-            default: tile(1)
+            p += quad ? 4 : pair ? 2 : 1
+            while epilogueEvery > 0 && next <= p {
+                epilogue(0, m, next - epilogueEvery, next)
+                next += epilogueEvery
             }
-            r0 += rows
-        }
-        p += pair ? 2 : 1
-        while epilogueEvery > 0 && next <= p {
-            epilogue(0, m, next - epilogueEvery, next)
-            next += epilogueEvery
         }
     }
 }

@@ -111,7 +111,7 @@ private func expectedProducts(
 @Test(arguments: ISA.available, formats)
 func quantizedGemmMatchesItsReference(isa: ISA, format: PackedWeight.Format) {
     var rng = TestRandom(seed: 73)
-    for (n, k) in [(17, 128), (40, 640)] where format.fits(k: k) {
+    for (n, k) in [(17, 128), (40, 640), (70, 256)] where format.fits(k: k) {
         let w = rng.array(n * k)
         let packed = PackedWeight(weight: w, n: n, k: k, format: format)
         let widened = PackedWeight(weight: packed.unpacked(), n: n, k: k)
