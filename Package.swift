@@ -61,7 +61,7 @@ let package = Package(
 
         // Backend: weights, kernels, execution.
         .target(name: "MoEIO", dependencies: ["MoEBasics"]),
-        .target(name: "MoEKernelsAVX2", swiftSettings: avx2Flags + release),
+        .target(name: "MoEKernelsAVX2", dependencies: ["MoEPrefetch"], swiftSettings: avx2Flags + release),
         .target(name: "MoEPrefetch"),
         .target(name: "MoEKernelsAVX512", dependencies: ["MoEPrefetch"], swiftSettings: avx512Flags + release),
         .target(name: "MoEKernels", dependencies: ["MoEKernelsAVX2", "MoEKernelsAVX512"], swiftSettings: release),

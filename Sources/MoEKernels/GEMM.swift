@@ -125,7 +125,7 @@ extension Kernels {
             withUnsafeTemporaryAllocation(byteCount: quantizedScratchFloats(k: a.k, format: b.format) * 4, alignment: 64) { scratch in
                 integerProducts(
                     a.data, m: a.m, b, n: n, k: a.k, panels: panels, c, ldy: ldc, accumulate: accumulate,
-                    scratch: scratch.baseAddress!)
+                    scratch: scratch.baseAddress!, isa: isa)
             }
         case (.int8, true), (.int4, true):
             avx2GemmPackedQuantized(

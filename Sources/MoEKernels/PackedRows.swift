@@ -103,10 +103,11 @@ extension Kernels {
     /// activation, and packing the result as the next GEMM's operand). Every row of every group
     /// is handed over exactly once.
     ///
-    /// Quantized weights: up to `integerRowLimit` rows on a CPU with AVX-512 VNNI take integer
-    /// products on rows quantized to int8 here (`avx512QuantizedRows`: the activations rounded,
-    /// to about 1/254 of each group's largest value); more rows, or other CPUs, widen the weight
-    /// to fp32 exactly and compute what the fp32 kernel computes on the dequantized weight.
+    /// Quantized weights: on CPUs with AVX2 (`Kernels.usesIntegerRows`) the rows are quantized to
+    /// int8 here and the products are integers (`avx512QuantizedRows` with VNNI, else
+    /// `avx2QuantizedRows`: the activations rounded to about 1/254 of each group's largest
+    /// value); otherwise, or with `MOEC_INT8_ROWS=0`, the weight is widened to fp32 exactly and
+    /// the result is what the fp32 kernel computes on the dequantized weight.
     ///
     /// `bf16Strip`: for a `.bf16` or quantized weight, `Kernels.quantizedScratchFloats(k: w.k,
     /// format: w.format)` floats (for bf16: `bf16StripFloats(k: w.k)`) that this call alone
@@ -155,7 +156,8 @@ extension Kernels {
             (.int4, true) where usesIntegerRows(m: m, format: w.format, isa: isa):
             func run(_ scratch: UnsafeMutableRawPointer) {
                 integerProducts(
-                    a, m: m, PanelStorage(w), n: w.n, k: k, panels: panels, y, ldy: ldy, accumulate: accumulate, scratch: scratch, epilogueEvery: epilogueEvery,
+                    a, m: m, PanelStorage(w), n: w.n, k: k, panels: panels, y, ldy: ldy, accumulate: accumulate, scratch: scratch, isa: isa,
+                    epilogueEvery: epilogueEvery,
                     epilogue: epilogue)
             }
             if let bf16Strip {

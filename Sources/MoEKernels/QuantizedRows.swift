@@ -1,8 +1,9 @@
 import Foundation
+import MoEKernelsAVX2
 import MoEKernelsAVX512
 
 /// Rows of activations quantized to int8 for the integer products on quantized weights
-/// (`avx512QuantizedRows`): per row and group of `group` values, the int8 values, their scale
+/// (`avx512QuantizedRows`, `avx2QuantizedRows`): per row and group of `group` values, the int8 values, their scale
 /// and their sum, in storage the caller provides (`bytes(m:k:group:)`).
 struct QuantizedRows {
     let m: Int, k: Int, group: Int
@@ -23,20 +24,24 @@ struct QuantizedRows {
     }
 
     /// Quantizes rows `rows.lowerBound ..< rows.lowerBound + m` of an operand of `total` rows
-    /// packed by `PackedRows.pack` (see `avx512QuantizeRows`: per row and group, d = max|x| / 127
+    /// packed by `PackedRows.pack` (see `avx2QuantizeRows`: per row and group, d = max|x| / 127
     /// and q = x / d to nearest, ties to even). `rows` starts on a row panel.
     func quantize(packed a: UnsafePointer<Float>, total: Int, from first: Int = 0) {
         let mr = GemmBlocking.mr
-        avx512QuantizeRows(
+        avx2QuantizeRows(
             packed: a, m: total, k: k, group: group, kc: GemmBlocking.kc, panels: first / mr..<(first + m + mr - 1) / mr, values: values,
             scales: scales, sums: sums)
     }
 }
 
 extension Kernels {
-    /// Whether quantized weights take the integer products on a CPU with VNNI (`MOEC_INT8_ROWS=0`
-    /// turns them off: every product then widens the weights to fp32).
+    /// Whether quantized weights take the integer products (`MOEC_INT8_ROWS=0` turns them off:
+    /// every product then widens the weights to fp32).
     static let integerProductsAllowed: Bool = ProcessInfo.processInfo.environment["MOEC_INT8_ROWS"] != "0"
+
+    /// Whether quantized weights take the integer products with the default kernels (`ISA.best`)
+    /// in this process: the CPU has AVX2 and `MOEC_INT8_ROWS` is not 0.
+    public static var integerProductsByDefault: Bool { integerProductsAllowed && ISA.best.runsAVX2 }
 
     /// Rows quantized at a time for the integer products (a multiple of the packed panels' 6
     /// rows and of the kernel's 4-row tiles): the scratch holds this many. The kernel streams
@@ -47,7 +52,7 @@ extension Kernels {
 
     /// Whether `gemmPacked` on a `format` weight takes the integer products.
     static func usesIntegerRows(m: Int, format: PackedWeight.Format, isa: ISA) -> Bool {
-        format.isQuantized && integerProductsAllowed && isa.runsAVX512
+        format.isQuantized && integerProductsAllowed && isa.runsAVX2
     }
 
     /// Floats of scratch `gemmPacked` needs on a `format` weight of `k` inputs (its `bf16Strip`):
@@ -61,7 +66,7 @@ extension Kernels {
     /// quantized into `scratch` (`QuantizedRows.bytes(m: integerRowChunk, …)` bytes).
     static func integerProducts(
         _ a: UnsafePointer<Float>, m: Int, _ w: PanelStorage, n: Int, k: Int, panels: Range<Int>, _ y: UnsafeMutablePointer<Float>, ldy: Int,
-        accumulate: Bool, scratch: UnsafeMutableRawPointer, epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+        accumulate: Bool, scratch: UnsafeMutableRawPointer, isa: ISA, epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
     ) {
         let g = w.format.group!
         var r0 = 0
@@ -69,11 +74,19 @@ extension Kernels {
             let rows = min(integerRowChunk, m - r0)
             let x = QuantizedRows(m: rows, k: k, group: g, storage: scratch)
             x.quantize(packed: a, total: m, from: r0)
-            avx512QuantizedRows(
-                int4: w.format.bits == 4, offsets: w.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: rows, k: k,
-                b: w.pointer, n: n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: y + r0 * ldy, ldc: ldy,
-                accumulate: accumulate, epilogueEvery: epilogueEvery
-            ) { e0, e1, p0, p1 in epilogue(r0 + e0, r0 + e1, p0, p1) }
+            if isa.runsAVX512 {
+                avx512QuantizedRows(
+                    int4: w.format.bits == 4, offsets: w.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: rows, k: k,
+                    b: w.pointer, n: n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: y + r0 * ldy, ldc: ldy,
+                    accumulate: accumulate, epilogueEvery: epilogueEvery
+                ) { e0, e1, p0, p1 in epilogue(r0 + e0, r0 + e1, p0, p1) }
+            } else {
+                avx2QuantizedRows(
+                    int4: w.format.bits == 4, offsets: w.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: rows, k: k,
+                    b: w.pointer, n: n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: y + r0 * ldy, ldc: ldy,
+                    accumulate: accumulate, epilogueEvery: epilogueEvery
+                ) { e0, e1, p0, p1 in epilogue(r0 + e0, r0 + e1, p0, p1) }
+            }
             r0 += rows
         }
     }

@@ -13,7 +13,7 @@ import Testing
 
     /// Each fixture with its graph (graphs/gguf/ARCH.moe, ARCH the file's name up to '-').
     /// Without `--weights`, expert tensors of Q8_0, Q4_K, Q5_K and Q6_K keep their type (repacked exactly):
-    /// the path that widens them to f32 (`MOEC_ISA=avx2`, any CPU without AVX-512 VNNI) matches
+    /// the path that widens them to f32 (`MOEC_INT8_ROWS=0`) matches
     /// transformers on gguf-py's dequantized weights within 1e-5, and equals the plan compiled
     /// `--weights f32` (the same values widened at load) bit for bit; the integer products on
     /// int8 activations stay within 3e-2.
@@ -32,7 +32,9 @@ import Testing
         let reference = try NpyArray(path: Self.folder + "/\(name).y.npy")
         let x = "x=\(Self.folder)/\(name).x.npy"
         for threads in ["1", "2"] {
-            let r = try Moec.run(["run", "plan.json", "--input", x, "--output", "y=y.npy", "--threads", threads], in: dir.path, environment: ["MOEC_ISA": "avx2"])
+            let r = try Moec.run(
+                ["run", "plan.json", "--input", x, "--output", "y=y.npy", "--threads", threads], in: dir.path,
+                environment: ["MOEC_ISA": "avx2", "MOEC_INT8_ROWS": "0"])
             expectSuccess(r)
             let y = try NpyArray(path: dir.file("y.npy"))
             #expect(y.shape == reference.shape)
@@ -41,7 +43,7 @@ import Testing
             expectSuccess(
                 try Moec.run(
                     ["run", "f32.json", "--input", x, "--output", "y=f.npy", "--threads", threads, "--check", "y=y.npy", "--tolerance", "0"], in: dir.path,
-                    environment: ["MOEC_ISA": "avx2"]))
+                    environment: ["MOEC_ISA": "avx2", "MOEC_INT8_ROWS": "0"]))
             let q = try Moec.run(["run", "plan.json", "--input", x, "--output", "y=q.npy", "--threads", threads], in: dir.path)
             expectSuccess(q)
             let eq = relativeError(try NpyArray(path: dir.file("q.npy")).floats(), reference.floats())
@@ -93,7 +95,7 @@ import Testing
         let name = "qwen3moe-q4_k"
         let x = "x=\(Self.folder)/\(name).x.npy", check = "y=\(Self.folder)/\(name).y.npy"
         let base = ["run", Self.graph, "--model", Self.folder + "/\(name).gguf", "--placement", "static", "--input", x, "--check", check]
-        let widened = try MPIRun.moec(base + ["--output", "y=w.npy", "--tolerance", "1e-5"], ranks: 2, in: dir.path, environment: ["MOEC_ISA": "avx2"])
+        let widened = try MPIRun.moec(base + ["--output", "y=w.npy", "--tolerance", "1e-5"], ranks: 2, in: dir.path, environment: ["MOEC_ISA": "avx2", "MOEC_INT8_ROWS": "0"])
         expectSuccess(widened)
         expectSuccess(try MPIRun.moec(base + ["--output", "y=i.npy", "--tolerance", "3e-2"], ranks: 2, in: dir.path))
     }

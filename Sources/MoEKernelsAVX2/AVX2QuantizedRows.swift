@@ -1,0 +1,275 @@
+// Integer dot products on `PackedWeight`'s int8 and int4 panels for CPUs with AVX2 but no
+// AVX-512 VNNI (Zen 3, Haswell to Alder Lake): the AVX2 twin of `avx512QuantizedRows`, for rows
+// of activations quantized to int8 by `avx2QuantizeRows` (below, which both kernels share).
+//
+// The panel layout is the one in AVX2GEMM+Quantized.swift: per group of G steps, 16 fp32 scales
+// S, 16 offsets M when stored, then quads, 64 bytes each; a quad's 32-bit word j holds 4
+// consecutive steps of column j as unsigned bytes (int8: u = q + 128; int4 in octs of 8 steps,
+// the second quad in the high nibbles). A 256-bit half of a quad is 8 columns × 4 steps, and the
+// 4 activation bytes of those steps, broadcast to every word, are the other operand of
+// `vpmaddubsw` (unsigned × signed bytes, adjacent products summed into saturating 16-bit lanes)
+// and then `vpmaddwd` by ones (16-bit pairs into 32-bit lanes): each 32-bit lane gets the exact
+// integer sum of its 4 products, as `vpdpbusd` gives, in three instructions instead of one.
+//
+// Saturation decides the operands. Activations are |xq| ≤ 127. An int4 value is u ≤ 15, so a
+// 16-bit lane holds at most 2·15·127 = 3810 and 8 of them still fit: the two nibble quads of an
+// oct are added in 16 bits, and one `vpmaddwd` per oct is enough. An int8 value u ≤ 255 could
+// saturate a 16-bit lane (2·255·127), so the kernel takes the signed q = u − 128 (one `vpxor`),
+// its magnitude as the unsigned operand and the activation with q's sign as the signed one
+// (`vpabsb`, `vpsignb`: llama.cpp's AVX2 trick for Q8_0), ≤ 2·127·127 = 32258 a lane, and adds
+// 128·Σxq back: Σu·xq = Σq·xq + 128·Σxq, all exact integers below 2^24, so the float the group
+// ends with is the same number `vpdpbusd` gives.
+//
+// Per group and row the float steps are the AVX-512 kernel's and the scalar twin's
+// (`Kernels.quantizedRowsReference`): t = fma(S, dot, M·sx), acc = fma(dx, t, acc), acc starting
+// at 0; so the three give the same bits.
+//
+// This module is compiled for AVX2 + FMA; callers check the CPU first.
+
+import MoEPrefetch
+import _Builtin_intrinsics.intel
+
+/// How far ahead of the tiles' loads the weight panels are prefetched (as in the AVX-512 kernel:
+/// a thread's panel ranges are short streams the hardware prefetcher is slow to pick up).
+private let prefetchBytes = 1024
+
+@inline(__always)
+private func load32(_ p: UnsafeRawPointer) -> __m256i {
+    _mm256_loadu_si256(p.assumingMemoryBound(to: __m256i.self))
+}
+
+/// The 4 activation bytes at `x` in every 32-bit word.
+@inline(__always)
+private func word(_ x: UnsafePointer<Int8>) -> __m256i {
+    _mm256_set1_epi32(Int32(bitPattern: UnsafeRawPointer(x).loadUnaligned(as: UInt32.self)))
+}
+
+/// 16-bit sums of an int8 half-quad (`magnitude` = |q|, `signs` = q) against one row's 4 bytes.
+@inline(__always)
+private func int8Pairs(_ magnitude: __m256i, _ signs: __m256i, _ x: __m256i) -> __m256i {
+    _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(x, signs))
+}
+
+/// A tile's row count and weight format as types, so that each tile is its own specialized
+/// function with constants where the loops test them (literal arguments of one inlined function
+/// were merged back into run-time tests by the optimizer).
+protocol TileShape {
+    static var rows: Int { get }
+    static var int4: Bool { get }
+}
+enum Int8Rows1: TileShape { static var rows: Int { 1 }; static var int4: Bool { false } }
+enum Int8Rows2: TileShape { static var rows: Int { 2 }; static var int4: Bool { false } }
+enum Int8Rows3: TileShape { static var rows: Int { 3 }; static var int4: Bool { false } }
+enum Int8Rows4: TileShape { static var rows: Int { 4 }; static var int4: Bool { false } }
+enum Int4Rows1: TileShape { static var rows: Int { 1 }; static var int4: Bool { true } }
+enum Int4Rows2: TileShape { static var rows: Int { 2 }; static var int4: Bool { true } }
+enum Int4Rows3: TileShape { static var rows: Int { 3 }; static var int4: Bool { true } }
+enum Int4Rows4: TileShape { static var rows: Int { 4 }; static var int4: Bool { true } }
+
+/// One panel (16 columns, as two halves of 8) for `Shape.rows` rows (1 to 4).
+@inline(never)
+private func rowsTile<Shape: TileShape>(
+    _: Shape.Type, offsets: Bool, group: Int, xq: UnsafePointer<Int8>, xs: UnsafePointer<Float>, xsum: UnsafePointer<Float>,
+    k: Int, b: UnsafeRawPointer, n: Int, panel p: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+) {
+    let rows = Shape.rows, int4 = Shape.int4
+    let groups = k / group
+    let header = offsets ? 128 : 64
+    let groupBytes = header + group * (int4 ? 8 : 16)
+    let centre: Float = int4 ? 8 : 128
+    var pw = b + p * groups * groupBytes
+    // Float accumulators: row r's halves are a[2r], a[2r + 1].
+    var a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps()
+    var a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps()
+    let nibbles = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8(-128), ones = _mm256_set1_epi16(1)
+    for gi in 0..<groups {
+        var d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256(), d2 = _mm256_setzero_si256(), d3 = _mm256_setzero_si256()
+        var d4 = _mm256_setzero_si256(), d5 = _mm256_setzero_si256(), d6 = _mm256_setzero_si256(), d7 = _mm256_setzero_si256()
+        let x = xq + gi * group
+        var q = pw + header
+        var t = 0
+        while t < group / 4 {
+            moec_prefetch(q + prefetchBytes)
+            let v0 = load32(q), v1 = load32(q + 32)
+            if int4 {
+                // An oct: steps 4t..<4t+4 in the low nibbles, the next four in the high ones.
+                let l0 = _mm256_and_si256(v0, nibbles), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nibbles)
+                let l1 = _mm256_and_si256(v1, nibbles), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nibbles)
+                @inline(__always)
+                func dot(_ lo: inout __m256i, _ hi: inout __m256i, _ r: Int) {
+                    let xl = word(x + r * k + 4 * t), xh = word(x + r * k + 4 * t + 4)
+                    let s0 = _mm256_add_epi16(_mm256_maddubs_epi16(l0, xl), _mm256_maddubs_epi16(h0, xh))
+                    let s1 = _mm256_add_epi16(_mm256_maddubs_epi16(l1, xl), _mm256_maddubs_epi16(h1, xh))
+                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(s0, ones))
+                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(s1, ones))
+                }
+                dot(&d0, &d1, 0)
+                if rows > 1 { dot(&d2, &d3, 1) }
+                if rows > 2 { dot(&d4, &d5, 2) }
+                if rows > 3 { dot(&d6, &d7, 3) }
+                t += 2
+            } else {
+                let q0 = _mm256_xor_si256(v0, flip), q1 = _mm256_xor_si256(v1, flip)
+                let m0 = _mm256_abs_epi8(q0), m1 = _mm256_abs_epi8(q1)
+                @inline(__always)
+                func dot(_ lo: inout __m256i, _ hi: inout __m256i, _ r: Int) {
+                    let xw = word(x + r * k + 4 * t)
+                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(int8Pairs(m0, q0, xw), ones))
+                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(int8Pairs(m1, q1, xw), ones))
+                }
+                dot(&d0, &d1, 0)
+                if rows > 1 { dot(&d2, &d3, 1) }
+                if rows > 2 { dot(&d4, &d5, 2) }
+                if rows > 3 { dot(&d6, &d7, 3) }
+                t += 1
+            }
+            q += 64
+        }
+        let s0 = _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self)), s1 = _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self) + 8)
+        let m0 = offsets ? _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self) + 16) : _mm256_mul_ps(s0, _mm256_set1_ps(-centre))
+        let m1 = offsets ? _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self) + 24) : _mm256_mul_ps(s1, _mm256_set1_ps(-centre))
+        @inline(__always)
+        func finish(_ lo: inout __m256, _ hi: inout __m256, _ dlo: __m256i, _ dhi: __m256i, _ r: Int) {
+            let i = r * groups + gi
+            let sx = _mm256_set1_ps(xsum[i]), dx = _mm256_set1_ps(xs[i])
+            // int8: the dots are Σq·xq; Σu·xq = that + 128·Σxq, exactly.
+            let shift = int4 ? _mm256_setzero_ps() : _mm256_mul_ps(sx, _mm256_set1_ps(128))
+            let flo = _mm256_add_ps(_mm256_cvtepi32_ps(dlo), shift), fhi = _mm256_add_ps(_mm256_cvtepi32_ps(dhi), shift)
+            lo = _mm256_fmadd_ps(dx, _mm256_fmadd_ps(s0, flo, _mm256_mul_ps(m0, sx)), lo)
+            hi = _mm256_fmadd_ps(dx, _mm256_fmadd_ps(s1, fhi, _mm256_mul_ps(m1, sx)), hi)
+        }
+        finish(&a0, &a1, d0, d1, 0)
+        if rows > 1 { finish(&a2, &a3, d2, d3, 1) }
+        if rows > 2 { finish(&a4, &a5, d4, d5, 2) }
+        if rows > 3 { finish(&a6, &a7, d6, d7, 3) }
+        pw += groupBytes
+    }
+    let cols = min(16, n - p * 16)
+    @inline(__always)
+    func store(_ lo: __m256, _ hi: __m256, _ r: Int) {
+        let out = c + r * ldc + p * 16
+        if cols == 16 {
+            _mm256_storeu_ps(out, accumulate ? _mm256_add_ps(_mm256_loadu_ps(out), lo) : lo)
+            _mm256_storeu_ps(out + 8, accumulate ? _mm256_add_ps(_mm256_loadu_ps(out + 8), hi) : hi)
+        } else {
+            let v: SIMD16<Float> = SIMD16(lowHalf: lo, highHalf: hi)
+            for j in 0..<cols { out[j] = accumulate ? out[j] + v[j] : v[j] }
+        }
+    }
+    store(a0, a1, 0)
+    if rows > 1 { store(a2, a3, 1) }
+    if rows > 2 { store(a4, a5, 2) }
+    if rows > 3 { store(a6, a7, 3) }
+}
+
+/// `c[r, columns of panels] (+)= Σ_k x[r, k] · W[col, k]` for `m` rows quantized to int8 (`xq`:
+/// m rows of k values; `xs`, `xsum`: m rows of k/group scales and sums), on weight panels
+/// `panelBegin..<panelEnd` of a quantized `PackedWeight` (`int4` or int8, `offsets`, `group`).
+/// `epilogue(rowBegin, rowEnd, panelBegin, panelEnd)` is called for each finished group of
+/// `epilogueEvery` panels (all m rows), as the fp32 kernels do.
+@inline(never)
+public func avx2QuantizedRows(
+    int4: Bool, offsets: Bool, group: Int, xq: UnsafePointer<Int8>, xs: UnsafePointer<Float>, xsum: UnsafePointer<Float>, m: Int, k: Int,
+    b: UnsafeRawPointer, n: Int, panelBegin: Int, panelEnd: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+    epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
+) {
+    var next = panelBegin + epilogueEvery
+    let groups = k / group
+    for p in panelBegin..<panelEnd {
+        var r0 = 0
+        while r0 < m {
+            let rows = min(4, m - r0)
+            let x = xq + r0 * k, s = xs + r0 * groups, sum = xsum + r0 * groups, out = c + r0 * ldc
+            @inline(__always)
+            func tile<Shape: TileShape>(_ shape: Shape.Type) {
+                rowsTile(
+                    shape, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out, ldc: ldc,
+                    accumulate: accumulate)
+            }
+            switch (rows, int4) {
+            case (4, true): tile(Int4Rows4.self)
+            case (3, true): tile(Int4Rows3.self)
+            case (2, true): tile(Int4Rows2.self)
+            case (_, true): tile(Int4Rows1.self)
+            case (4, false): tile(Int8Rows4.self)
+            case (3, false): tile(Int8Rows3.self)
+            case (2, false): tile(Int8Rows2.self)
+            default: tile(Int8Rows1.self)
+            }
+            r0 += rows
+        }
+        while epilogueEvery > 0 && next <= p + 1 {
+            epilogue(0, m, next - epilogueEvery, next)
+            next += epilogueEvery
+        }
+    }
+}
+
+/// Quantizes `m` rows of `k` values packed as `PackedRows` lays them out (k-blocks of `kc` steps;
+/// inside a block, panels of `mr` = 6 rows, each step one value per row) to int8, per row and
+/// group of `group` values: d = max|x| / 127, q = x · (1/d) rounded to nearest, ties to even (as
+/// llama.cpp's AVX `quantize_row_q8_0`), d = 0 giving q = 0. Writes `values` (m rows of k),
+/// `scales` and `sums` (m rows of k/group: d and Σq). A group holding a NaN or an infinity gets
+/// d = NaN, q = 0 and sum 0. One vector holds a panel's 6 rows at one step. Only the row panels
+/// `panels` are done; their first row is row 0 of the output.
+@inline(never)
+public func avx2QuantizeRows(
+    packed a: UnsafePointer<Float>, m: Int, k: Int, group: Int, kc: Int, panels: Range<Int>,
+    values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>
+) {
+    let mr = 6
+    let mPanels = (m + mr - 1) / mr
+    let groups = k / group
+    let values = values - panels.lowerBound * mr * k, scales = scales - panels.lowerBound * mr * groups
+    let sums = sums - panels.lowerBound * mr * groups
+    let six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0)
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
+    var lanes = SIMD8<Int32>()
+    for panel in panels {
+        let rows = min(mr, m - panel * mr)
+        var k0 = 0
+        while k0 < k {
+            let width = min(kc, k - k0)
+            let block = a + k0 * mPanels * mr + panel * width * mr
+            var g0 = 0
+            while g0 < width {
+                let src = block + g0 * mr
+                let gi = (k0 + g0) / group
+                var amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps()
+                for i in 0..<group {
+                    let v = _mm256_maskload_ps(src + i * mr, six)
+                    amax = _mm256_max_ps(amax, _mm256_and_ps(v, magnitude))
+                    bad = _mm256_add_ps(bad, _mm256_sub_ps(v, v)) // NaN where any value is not finite
+                }
+                let d = _mm256_div_ps(amax, _mm256_set1_ps(127))
+                let inverse = _mm256_div_ps(_mm256_set1_ps(1), d)
+                let zero: SIMD8<Float> = d
+                var id: SIMD8<Float> = inverse
+                id.replace(with: 0, where: zero .== 0)
+                var total = _mm256_setzero_si256()
+                for i in 0..<group {
+                    let q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_maskload_ps(src + i * mr, six), id))
+                    total = _mm256_add_epi32(total, q)
+                    lanes = unsafeBitCast(q, to: SIMD8<Int32>.self)
+                    let out = values + panel * mr * k + k0 + g0 + i
+                    for r in 0..<rows { out[r * k] = Int8(truncatingIfNeeded: lanes[r]) }
+                }
+                let dv: SIMD8<Float> = d, badv: SIMD8<Float> = bad
+                let sum = unsafeBitCast(total, to: SIMD8<Int32>.self)
+                for r in 0..<rows {
+                    let row = panel * mr + r
+                    if badv[r].isNaN {
+                        scales[row * groups + gi] = .nan
+                        sums[row * groups + gi] = 0
+                        (values + row * k + k0 + g0).initialize(repeating: 0, count: group)
+                    } else {
+                        scales[row * groups + gi] = dv[r]
+                        sums[row * groups + gi] = Float(sum[r])
+                    }
+                }
+                g0 += group
+            }
+            k0 += width
+        }
+    }
+}
