@@ -11,6 +11,9 @@ resident memory at the largest token count (`ru_maxrss` of a separate `moec benc
     python3 scripts/bench_weight_formats.py --model ~/.cache/moec-bench/mixtral-h1024-f3584-e8-k2 \
         --graph graphs/mixtral.moe --tokens 1,16,128,512 --threads 2 --rounds 5
 
+A format written FORMAT/widened (e.g. int8/widened) runs FORMAT's plan with MOEC_INT8_ROWS=0:
+the weights widened to f32 instead of the integer products, for the two paths side by side.
+
 Standard library only; MOEC (default .build/release/moec) is the binary to time.
 """
 import argparse
@@ -36,16 +39,22 @@ def main():
     formats = a.formats.split(",")
     tmp = tempfile.mkdtemp(prefix="moec-formats-")
     plans = {}
+    env = {}
     for fmt in formats:
-        plans[fmt] = os.path.join(tmp, f"{fmt.replace(':', '-')}.plan.json")
-        subprocess.run([a.moec, "compile", a.graph, "--model", a.model, "--weights", fmt, "-o", plans[fmt]], check=True)
+        stored, _, path = fmt.partition("/")
+        if path not in ("", "widened"):
+            sys.exit(f"unknown path '{path}' in '{fmt}' (FORMAT or FORMAT/widened)")
+        env[fmt] = dict(os.environ, **({"MOEC_INT8_ROWS": "0"} if path else {}))
+        plans[fmt] = os.path.join(tmp, f"{stored.replace(':', '-')}.plan.json")
+        if not os.path.exists(plans[fmt]):
+            subprocess.run([a.moec, "compile", a.graph, "--model", a.model, "--weights", stored, "-o", plans[fmt]], check=True)
     times = {(f, t): [] for f in plans for t in tokens}
     read = {}
     for r in range(a.rounds):
         for fmt in formats if r % 2 == 0 else list(reversed(formats)):
             out = subprocess.run(
                 [a.moec, "bench", plans[fmt], "--tokens", a.tokens, "--threads", str(a.threads), "--json"],
-                check=True, capture_output=True, text=True).stdout
+                check=True, capture_output=True, text=True, env=env[fmt]).stdout
             for line in out.splitlines():
                 j = json.loads(line)
                 times[(fmt, j["tokens"])].append(j["median_ms"])
@@ -54,7 +63,7 @@ def main():
     rss = {}
     for fmt in formats:
         child = subprocess.Popen([a.moec, "bench", plans[fmt], "--tokens", str(max(tokens)), "--threads", str(a.threads), "--repeat", "2",
-                                  "--warmup", "0"], stdout=subprocess.DEVNULL)
+                                  "--warmup", "0"], stdout=subprocess.DEVNULL, env=env[fmt])
         _, _, usage = os.wait4(child.pid, 0)
         rss[fmt] = usage.ru_maxrss / 1024
     ref = formats[0]

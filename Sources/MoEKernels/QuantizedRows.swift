@@ -40,7 +40,7 @@ extension Kernels {
     static let integerProductsAllowed: Bool = ProcessInfo.processInfo.environment["MOEC_INT8_ROWS"] != "0"
 
     /// Whether quantized weights take the integer products with the default kernels (`ISA.best`)
-    /// in this process: the CPU has AVX2 and `MOEC_INT8_ROWS` is not 0.
+    /// in this process, for some row counts: the CPU has AVX2 and `MOEC_INT8_ROWS` is not 0.
     public static var integerProductsByDefault: Bool { integerProductsAllowed && ISA.best.runsAVX2 }
 
     /// Rows quantized at a time for the integer products (a multiple of the packed panels' 6
@@ -50,9 +50,21 @@ extension Kernels {
     /// faster than 24 at 128 and 512 tokens on the Mixtral shape, and the same as 192.
     static let integerRowChunk = 96
 
+    /// Rows up to which int8 weights take the integer products on AVX2 CPUs without VNNI (int4
+    /// always does; with VNNI every row count does). Without `vpdpbusd` an int8 product costs two
+    /// multiplies (`vpmaddubsw`, `vpmaddwd`) per 32 products and row, about what the fp32 FMAs on
+    /// widened weights cost, so once the rows make the product compute-bound the widened path is
+    /// as fast and then faster: on the 2-core EPYC here (AVX2 only), [7168 × 1024] int8, 2
+    /// threads, integer / widened: 0.42 / 0.92 ms at 1 row, 1.10 / 1.67 at 4, 2.19 / 2.60 at
+    /// 8, 3.3 / 3.4 at 12, 4.28 / 4.28 at 16, 8.6 / 7.8 at 32 and 34.6 / 28.6 at 128. int4
+    /// values add two nibble quads in 16 bits before one `vpmaddwd`, and stay ahead (26.3 / 28.6
+    /// ms at 128 rows).
+    static let int8RowsWithoutVNNI = 16
+
     /// Whether `gemmPacked` on a `format` weight takes the integer products.
     static func usesIntegerRows(m: Int, format: PackedWeight.Format, isa: ISA) -> Bool {
-        format.isQuantized && integerProductsAllowed && isa.runsAVX2
+        guard format.isQuantized && integerProductsAllowed && isa.runsAVX2 else { return false }
+        return isa.runsAVX512 || format.bits == 4 || m <= int8RowsWithoutVNNI
     }
 
     /// Floats of scratch `gemmPacked` needs on a `format` weight of `k` inputs (its `bf16Strip`):

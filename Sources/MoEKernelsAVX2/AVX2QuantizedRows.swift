@@ -87,28 +87,51 @@ private func rowsTile<Shape: TileShape>(
         var d4 = _mm256_setzero_si256(), d5 = _mm256_setzero_si256(), d6 = _mm256_setzero_si256(), d7 = _mm256_setzero_si256()
         let x = xq + gi * group
         var q = pw + header
-        var t = 0
-        while t < group / 4 {
-            moec_prefetch(q + prefetchBytes)
-            let v0 = load32(q), v1 = load32(q + 32)
-            if int4 {
-                // An oct: steps 4t..<4t+4 in the low nibbles, the next four in the high ones.
-                let l0 = _mm256_and_si256(v0, nibbles), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nibbles)
-                let l1 = _mm256_and_si256(v1, nibbles), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nibbles)
-                @inline(__always)
-                func dot(_ lo: inout __m256i, _ hi: inout __m256i, _ r: Int) {
-                    let xl = word(x + r * k + 4 * t), xh = word(x + r * k + 4 * t + 4)
-                    let s0 = _mm256_add_epi16(_mm256_maddubs_epi16(l0, xl), _mm256_maddubs_epi16(h0, xh))
-                    let s1 = _mm256_add_epi16(_mm256_maddubs_epi16(l1, xl), _mm256_maddubs_epi16(h1, xh))
-                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(s0, ones))
-                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(s1, ones))
+        if int4 {
+            // Chunks of up to 4 octs (32 steps): a 16-bit lane sums 8 products of at most 3810,
+            // at most 30480, so one `vpmaddwd` per chunk widens them.
+            var t = 0
+            while t < group / 4 {
+                var e0 = _mm256_setzero_si256(), e1 = _mm256_setzero_si256(), e2 = _mm256_setzero_si256(), e3 = _mm256_setzero_si256()
+                var e4 = _mm256_setzero_si256(), e5 = _mm256_setzero_si256(), e6 = _mm256_setzero_si256(), e7 = _mm256_setzero_si256()
+                for _ in 0..<min(4, (group / 4 - t) / 2) {
+                    moec_prefetch(q + prefetchBytes)
+                    let v0 = load32(q), v1 = load32(q + 32)
+                    // An oct: steps 4t..<4t+4 in the low nibbles, the next four in the high ones.
+                    let l0 = _mm256_and_si256(v0, nibbles), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nibbles)
+                    let l1 = _mm256_and_si256(v1, nibbles), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nibbles)
+                    @inline(__always)
+                    func dot(_ lo: inout __m256i, _ hi: inout __m256i, _ r: Int) {
+                        let xl = word(x + r * k + 4 * t), xh = word(x + r * k + 4 * t + 4)
+                        lo = _mm256_add_epi16(lo, _mm256_add_epi16(_mm256_maddubs_epi16(l0, xl), _mm256_maddubs_epi16(h0, xh)))
+                        hi = _mm256_add_epi16(hi, _mm256_add_epi16(_mm256_maddubs_epi16(l1, xl), _mm256_maddubs_epi16(h1, xh)))
+                    }
+                    dot(&e0, &e1, 0)
+                    if rows > 1 { dot(&e2, &e3, 1) }
+                    if rows > 2 { dot(&e4, &e5, 2) }
+                    if rows > 3 { dot(&e6, &e7, 3) }
+                    t += 2
+                    q += 64
                 }
-                dot(&d0, &d1, 0)
-                if rows > 1 { dot(&d2, &d3, 1) }
-                if rows > 2 { dot(&d4, &d5, 2) }
-                if rows > 3 { dot(&d6, &d7, 3) }
-                t += 2
-            } else {
+                d0 = _mm256_add_epi32(d0, _mm256_madd_epi16(e0, ones))
+                d1 = _mm256_add_epi32(d1, _mm256_madd_epi16(e1, ones))
+                if rows > 1 {
+                    d2 = _mm256_add_epi32(d2, _mm256_madd_epi16(e2, ones))
+                    d3 = _mm256_add_epi32(d3, _mm256_madd_epi16(e3, ones))
+                }
+                if rows > 2 {
+                    d4 = _mm256_add_epi32(d4, _mm256_madd_epi16(e4, ones))
+                    d5 = _mm256_add_epi32(d5, _mm256_madd_epi16(e5, ones))
+                }
+                if rows > 3 {
+                    d6 = _mm256_add_epi32(d6, _mm256_madd_epi16(e6, ones))
+                    d7 = _mm256_add_epi32(d7, _mm256_madd_epi16(e7, ones))
+                }
+            }
+        } else {
+            for t in 0..<(group / 4) {
+                moec_prefetch(q + prefetchBytes)
+                let v0 = load32(q), v1 = load32(q + 32)
                 let q0 = _mm256_xor_si256(v0, flip), q1 = _mm256_xor_si256(v1, flip)
                 let m0 = _mm256_abs_epi8(q0), m1 = _mm256_abs_epi8(q1)
                 @inline(__always)
@@ -121,9 +144,8 @@ private func rowsTile<Shape: TileShape>(
                 if rows > 1 { dot(&d2, &d3, 1) }
                 if rows > 2 { dot(&d4, &d5, 2) }
                 if rows > 3 { dot(&d6, &d7, 3) }
-                t += 1
+                q += 64
             }
-            q += 64
         }
         let s0 = _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self)), s1 = _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self) + 8)
         let m0 = offsets ? _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self) + 16) : _mm256_mul_ps(s0, _mm256_set1_ps(-centre))
