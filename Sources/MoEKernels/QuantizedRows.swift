@@ -61,6 +61,15 @@ extension Kernels {
     /// ms at 128 rows).
     static let int8RowsWithoutVNNI = 16
 
+    /// How products on int8/int4 weights run with the default kernels, for reports (`moec bench`).
+    public static var quantizedProductsDescription: String {
+        guard integerProductsByDefault else {
+            return ISA.best.runsAVX2 ? "widened to f32 (MOEC_INT8_ROWS=0)" : "widened to f32 (portable kernels)"
+        }
+        if ISA.best.runsAVX512 { return "integer products on int8 activations (AVX-512 VNNI)" }
+        return "integer products on int8 activations (AVX2; int8 widened to f32 beyond \(int8RowsWithoutVNNI) rows per expert)"
+    }
+
     /// Whether `gemmPacked` on a `format` weight takes the integer products.
     static func usesIntegerRows(m: Int, format: PackedWeight.Format, isa: ISA) -> Bool {
         guard format.isQuantized && integerProductsAllowed && isa.runsAVX2 else { return false }

@@ -2,6 +2,7 @@ import Foundation
 import MoEBackend
 import MoEBasics
 import MoECompiler
+import MoEKernels
 
 enum BenchCommand {
     static let spec = CommandSpec(
@@ -77,10 +78,13 @@ enum BenchCommand {
             let name = runner.graph.name
             for t in tokens { try MemoryCheck.arena(runner.graph, tokens: t, option: "--tokens") }
             let formats = runner.weightFormatSummary
+            let integerPanels = runner.graph.weights.contains { PackedWeight.Format($0.format).isQuantized }
+            let products = integerPanels && runner.executable.options.backend.isNative ? Kernels.quantizedProductsDescription : nil
             if !a.flag("--json") {
                 say(
                     "moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(TextLayout.bytes(Double(runner.executable.weightBytes))) (\(formats))\n"
                 )
+                if let products { say("int8/int4 weights: \(products)\n") }
                 say("tokens   median ms     min ms     max ms   runs    tokens/s   GFLOP/s     GB/s   weights read (experts hit)\n")
             }
             for t in tokens {
@@ -88,6 +92,7 @@ enum BenchCommand {
                 if a.flag("--json") {
                     var o = r.toJSON(graph: name, threads: threads, backend: backend).object!
                     o["weight_formats"] = .string(formats)
+                    if let products { o["quantized_products"] = .string(products) }
                     say(JSON.object(o).compact + "\n")
                 } else {
                     let hit = r.work.expertsTotal > 0 ? " (\(r.work.expertsHit)/\(r.work.expertsTotal))" : ""

@@ -83,6 +83,7 @@ import Testing
         let b = try Moec.run(["bench", "p.json", "--tokens", "1,16", "--repeat", "2", "--warmup", "0"], in: dir.path)
         expectSuccess(b)
         #expect(b.stdout.contains("(expert matrices bf16, other weights f32)"), "\(b)")
+        #expect(!b.stdout.contains("int8/int4 weights:"), "no integer panels: no line on their products")
         #expect(b.stdout.contains("GFLOP/s     GB/s   weights read (experts hit)"), "\(b)")
         // One token reads its two experts' three bf16 matrices: 2 × 3 × 64·32 × 2 bytes, plus the router.
         #expect(b.stdout.contains("   25.6 kB (2/8)"), "\(b)")
@@ -101,6 +102,33 @@ import Testing
     /// within 3e-2 of it; against transformers on the unrounded weights each format's own
     /// error shows (f16 5.7e-4, int8 1.8e-2, int4 0.19 on this tiny random layer; not gated
     /// beyond that). f16 only widens (no integer path): its default run is the widened one.
+    /// `moec bench` on an int plan says which products run: the ISA's integer products by
+    /// default, the widened path with `MOEC_INT8_ROWS=0` or the portable kernels.
+    static func benchSaysHowProductsRun(_ plan: String, in dir: String) throws {
+        func bench(_ environment: [String: String], json: Bool = false) throws -> String {
+            let r = try Moec.run(
+                ["bench", plan, "--tokens", "1", "--repeat", "2", "--warmup", "0"] + (json ? ["--json"] : []), in: dir,
+                environment: ["MOEC_BLAS": ""].merging(environment) { $1 })
+            expectSuccess(r)
+            return r.stdout
+        }
+        let byDefault = try bench([:])
+        if byDefault.contains("moec kernels (avx512)") {
+            #expect(byDefault.contains("int8/int4 weights: integer products on int8 activations (AVX-512 VNNI)\n"), "\(byDefault)")
+        } else if byDefault.contains("moec kernels (avx2)") {
+            #expect(
+                byDefault.contains("int8/int4 weights: integer products on int8 activations (AVX2; int8 widened to f32 beyond 16 rows per expert)\n"),
+                "\(byDefault)")
+        }
+        if !byDefault.contains("moec kernels (portable)") {
+            let widened = try bench(["MOEC_INT8_ROWS": "0"])
+            #expect(widened.contains("int8/int4 weights: widened to f32 (MOEC_INT8_ROWS=0)\n"), "\(widened)")
+            #expect(try bench([:], json: true).contains("\"quantized_products\":\"integer products on int8 activations"))
+        }
+        let portable = try bench(["MOEC_ISA": "portable", "MOEC_BLAS": "none"])
+        #expect(portable.contains("int8/int4 weights: widened to f32 (portable kernels)\n"), "\(portable)")
+    }
+
     @Test func quantizedPlansRunOnEveryPath() throws {
         let dir = TemporaryDirectory()
         let x = "x=\(Files.example)/x.npy"
@@ -121,6 +149,7 @@ import Testing
                     environment: ["MOEC_ISA": "avx2"]))
             let check = "y=\(Files.example)/y_transformers.npy"
             expectSuccess(try Moec.run(["run", "\(w).json", "--input", x, "--output", "y=\(w)-t.npy", "--check", check, "--tolerance", ownError], in: dir.path))
+            if w != "f16" { try Self.benchSaysHowProductsRun("\(w).json", in: dir.path) }
             // Rounding changes the numbers (else the checks above would be vacuous).
             expectFailure(try Moec.run(["run", "\(w).json", "--input", x, "--output", "y=\(w)-u.npy", "--check", check, "--tolerance", changed], in: dir.path), ["FAILED"])
         }
