@@ -147,16 +147,21 @@ private func rowsTile<Shape: TileShape>(
                 q += 64
             }
         }
-        let s0 = _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self)), s1 = _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self) + 8)
-        let m0 = offsets ? _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self) + 16) : _mm256_mul_ps(s0, _mm256_set1_ps(-centre))
-        let m1 = offsets ? _mm256_loadu_ps(pw.assumingMemoryBound(to: Float.self) + 24) : _mm256_mul_ps(s1, _mm256_set1_ps(-centre))
+        let constants = pw.assumingMemoryBound(to: Float.self) // S, then M when stored
+        let s0 = _mm256_loadu_ps(constants), s1 = _mm256_loadu_ps(constants + 8)
+        let m0 = offsets ? _mm256_loadu_ps(constants + 16) : _mm256_mul_ps(s0, _mm256_set1_ps(-centre))
+        let m1 = offsets ? _mm256_loadu_ps(constants + 24) : _mm256_mul_ps(s1, _mm256_set1_ps(-centre))
         @inline(__always)
         func finish(_ lo: inout __m256, _ hi: inout __m256, _ dlo: __m256i, _ dhi: __m256i, _ r: Int) {
             let i = r * groups + gi
             let sx = _mm256_set1_ps(xsum[i]), dx = _mm256_set1_ps(xs[i])
             // int8: the dots are Σq·xq; Σu·xq = that + 128·Σxq, exactly.
-            let shift = int4 ? _mm256_setzero_ps() : _mm256_mul_ps(sx, _mm256_set1_ps(128))
-            let flo = _mm256_add_ps(_mm256_cvtepi32_ps(dlo), shift), fhi = _mm256_add_ps(_mm256_cvtepi32_ps(dhi), shift)
+            var flo = _mm256_cvtepi32_ps(dlo), fhi = _mm256_cvtepi32_ps(dhi)
+            if !int4 {
+                let shift = _mm256_mul_ps(sx, _mm256_set1_ps(128))
+                flo = _mm256_add_ps(flo, shift)
+                fhi = _mm256_add_ps(fhi, shift)
+            }
             lo = _mm256_fmadd_ps(dx, _mm256_fmadd_ps(s0, flo, _mm256_mul_ps(m0, sx)), lo)
             hi = _mm256_fmadd_ps(dx, _mm256_fmadd_ps(s1, fhi, _mm256_mul_ps(m1, sx)), hi)
         }
