@@ -39,15 +39,17 @@ def main():
     formats = a.formats.split(",")
     tmp = tempfile.mkdtemp(prefix="moec-formats-")
     plans = {}
+    for fmt in formats:
+        if fmt.partition("/")[2] not in ("", "widened"):
+            sys.exit(f"--formats: unknown path in '{fmt}' (FORMAT or FORMAT/widened)")
     env = {}
     for fmt in formats:
         stored, _, path = fmt.partition("/")
-        if path not in ("", "widened"):
-            sys.exit(f"unknown path '{path}' in '{fmt}' (FORMAT or FORMAT/widened)")
         env[fmt] = dict(os.environ, **({"MOEC_INT8_ROWS": "0"} if path else {}))
         plans[fmt] = os.path.join(tmp, f"{stored.replace(':', '-')}.plan.json")
         if not os.path.exists(plans[fmt]):
-            subprocess.run([a.moec, "compile", a.graph, "--model", a.model, "--weights", stored, "-o", plans[fmt]], check=True)
+            if subprocess.run([a.moec, "compile", a.graph, "--model", a.model, "--weights", stored, "-o", plans[fmt]]).returncode != 0:
+                sys.exit(f"moec compile failed for --weights {stored} (its error is above)")
     times = {(f, t): [] for f in plans for t in tokens}
     read = {}
     for r in range(a.rounds):
