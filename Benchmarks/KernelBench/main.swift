@@ -37,6 +37,10 @@ struct Options {
     var bf16 = false
     var q8 = false
     var quantized = false
+    /// `--quantized`'s weight shapes [N, K] and how many weights of each it cycles through (8 by
+    /// default, more than the caches hold; 1 with a small shape measures the kernel from cache).
+    var quantizedShapes = [(7168, 1024), (1024, 3584)]
+    var quantizedCopies = 8
 }
 
 func parseOptions() -> Options {
@@ -56,6 +60,12 @@ func parseOptions() -> Options {
         case "--bf16": o.bf16 = true
         case "--q8": o.q8 = true
         case "--quantized": o.quantized = true
+        case "--quantized-shapes":
+            o.quantizedShapes = (args.next() ?? "").split(separator: ",").compactMap { shape in
+                let nk = shape.split(separator: "x").compactMap { Int($0) }
+                return nk.count == 2 ? (nk[0], nk[1]) : nil
+            }
+        case "--copies": o.quantizedCopies = max(1, Int(args.next() ?? "") ?? o.quantizedCopies)
         case "--isa": o.isa = ISA(rawValue: args.next() ?? "") ?? o.isa
         default:
             FileHandle.standardError.write("unknown argument \(a)\n".data(using: .utf8)!)
@@ -372,8 +382,8 @@ if opts.quantized {
     print("GB/s counts the weight bytes each format streams), and the int8-activation Q8Weight kernel:")
     print("| W [N, K] | M | thr | f32 ms | int8 ms | int4 ms | q8·q8 ms | int8 × | int4 × | q8·q8 × | int8 GB/s | int4 GB/s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for (n, k) in [(7168, 1024), (1024, 3584)] {
-        let count = 8
+    for (n, k) in opts.quantizedShapes {
+        let count = opts.quantizedCopies
         let ws = (0..<count).map { _ in randomArray(n * k, seed: &seed) }
         let f32 = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }
         let i8 = ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2, format: .int8(group: 32)) }
