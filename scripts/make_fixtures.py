@@ -615,6 +615,9 @@ def standard_set():
     add("qwen2_moe-h16-f16-e4-k3-t5-s43-norm", family="qwen2_moe", hidden=16, ffn=16, experts=4, k=3, tokens=5,
         seed=43, shared_ffn=20, norm_topk_prob=True, layers=2, layer=1, mlp_only_layers=[0],
         description="norm_topk_prob = true; layer 1 of 2, layer 0 dense (mlp_only_layers=[0])")
+    add("qwen2_moe-h32-f32-e8-k2-t9-s44-s64", family="qwen2_moe", hidden=32, ffn=32, experts=8, k=2, tokens=9,
+        seed=44, shared_ffn=64, norm_topk_prob=False,
+        description="rows of 32 and 64 values: int8/int4 groups divide every expert and shared-expert matrix")
 
     # OLMoE
     add("olmoe-h16-f8-e64-k8-t12-s51", family="olmoe", hidden=16, ffn=8, experts=64, k=8, tokens=12, seed=51,

@@ -61,9 +61,11 @@ public final class Executable: @unchecked Sendable {
     ///     pages of weights kept only packed are given back as packing proceeds (peak memory near
     ///     one copy of the weights instead of two), and bf16 weights are rounded in place.
     ///
-    /// A weight whose format is bf16 (`WeightInfo.format`) is packed into bf16 panels when only
-    /// the packed experts kernel reads it; any other reader (BLAS, an unfused path) reads f32
-    /// values rounded to bfloat16 here, so every path computes with the same weights.
+    /// A weight whose format is not f32 (`WeightInfo.format`: bf16, f16, int8, int4) is packed
+    /// into panels of that format when only the packed experts kernel reads it, or (native
+    /// backend) when every reader multiplies by it (`matricesPackedInFormat`: a shared expert's
+    /// or a dense layer's matrices); any other reader (BLAS, an element-wise op) reads f32 values
+    /// rounded to the format here, so every path computes with the same weights.
     ///
     /// `stored`: the weights `weights` holds as a GGUF file stores them
     /// (`WeightBinding.load(stored:)`, `Executable.weightsReadAsStored`), which the packed experts
@@ -88,14 +90,18 @@ public final class Executable: @unchecked Sendable {
         }
         let native = options.backend.isNative
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
+        let keptAsStored = native ? Executable.weightsKeptAsStored(graph) : []
+        let packedInFormat =
+            native ? Executable.matricesPackedInFormat(graph, excluding: expertOnly.union(keptAsStored).union(exact), stored: stored) : []
         var weights = weights
-        // (GGUF types loaded as floats are the file's values exactly: nothing to round.)
-        for (i, w) in graph.weights.enumerated() where w.format != .f32 && !w.format.isGGUFType && !expertOnly.contains(i) && !exact.contains(i) {
+        // (GGUF types loaded as floats are the file's values exactly: nothing to round. Matrices
+        // packed in their format are rounded by the packing, from the values as loaded.)
+        for (i, w) in graph.weights.enumerated()
+        where w.format != .f32 && !w.format.isGGUFType && !expertOnly.contains(i) && !exact.contains(i) && !packedInFormat.contains(i) {
             weights[i] = Executable.rounded(
                 weights[i], to: ExpertMatrices.packedFormat(w.format), rows: w.elementCount / max(w.shape.last ?? 1, 1),
                 k: max(w.shape.last ?? 1, 1), inPlace: consumeWeights, threads: options.threads)
         }
-        let keptAsStored = native ? Executable.weightsKeptAsStored(graph) : []
         var matrices: [[LinearWeight]] = []
         var keep: [AlignedBuffer?] = weights
         for (i, w) in graph.weights.enumerated() {
@@ -106,11 +112,22 @@ public final class Executable: @unchecked Sendable {
                 let n = w.shape[w.shape.count - 2], k = w.shape[w.shape.count - 1]
                 for e in 0..<count {
                     let raw = base + e * n * k
-                    if native && !keptAsStored.contains(i) {
+                    if packedInFormat.contains(i), stored.contains(i), let type = StoredRows(w.format) {
+                        // A GGUF file's blocks, repacked with their values (a shared expert's `ffn_*_shexp`).
+                        let rowBytes = type.rowBytes(k: k), rows = UnsafeRawPointer(weights[i].floats) + e * n * rowBytes
                         list.append(
                             LinearWeight(
                                 n: n, k: k, raw: nil,
-                                packed: PackedWeight(weight: raw, n: n, k: k, threads: options.threads)))
+                                packed: PackedWeight(n: n, k: k, format: PackedWeight.Format(w.format)) { r, set in
+                                    type.forEachGroup(row: rows + r * rowBytes, k: k, set)
+                                }))
+                    } else if native && !keptAsStored.contains(i) {
+                        list.append(
+                            LinearWeight(
+                                n: n, k: k, raw: nil,
+                                packed: PackedWeight(
+                                    weight: raw, n: n, k: k, threads: options.threads,
+                                    format: packedInFormat.contains(i) ? PackedWeight.Format(w.format) : .f32)))
                     } else {
                         list.append(LinearWeight(n: n, k: k, raw: raw, packed: nil))
                     }
@@ -203,6 +220,21 @@ public final class Executable: @unchecked Sendable {
         return true
     }
 
+    /// Weights (not in `excluding`) the native backend packs as matrices in their own format
+    /// (`WeightInfo.format`: bf16, f16, int8 or int4; a shared expert's or a dense layer's, or
+    /// any weight the source gives a format): every reader multiplies by them, so no f32 copy is
+    /// kept, and the kernels read the narrow panels as the packed experts kernel does. A GGUF
+    /// type is packed in its panels when its blocks were read as stored (`stored`,
+    /// `weightsReadAsStored`), else (its dequantized values, loaded as floats) as f32.
+    static func matricesPackedInFormat(_ g: Graph, excluding: Set<Int>, stored: Set<Int>) -> Set<Int> {
+        Set(
+            g.weights.indices.filter { i in
+                let f = g.weights[i].format
+                return f != .f32 && (!f.isGGUFType || stored.contains(i)) && !excluding.contains(i) && (2...3).contains(g.weights[i].shape.count)
+                    && onlyReadAsMatrix(g, weight: i)
+            })
+    }
+
     /// Those of `candidates` that exactly one node reads (through exactly one weight node).
     static func readByOneNode(_ g: Graph, among candidates: Set<Int>) -> Set<Int> {
         candidates.filter { index in
@@ -222,14 +254,23 @@ public final class Executable: @unchecked Sendable {
 
     /// The GGUF-typed weights (`WeightFormat.isGGUFType`) to load as the file stores them: on the
     /// native backend, those only packed MoE blocks read as expert matrices, when each such
-    /// block's first-layer matrices (gate and up, interleaved into one matrix) share the type.
-    /// The others are loaded as floats (their dequantized values, exactly). `int4Rows`: weights
+    /// block's first-layer matrices (gate and up, interleaved into one matrix) share the type,
+    /// and 2-D ones every reader multiplies by (a shared expert's matrices). The others are
+    /// loaded as floats (their dequantized values, exactly). `int4Rows`: weights
     /// whose tensors the checkpoint holds as int4 groups of their format's size (a GPTQ or AWQ
     /// checkpoint's linears, `WeightBinding.int4Rows`), read as stored the same way.
     public static func weightsReadAsStored(_ g: Graph, options: ExecutionOptions, int4Rows: Set<Int> = []) -> Set<Int> {
         guard options.backend.isNative else { return [] }
-        var out = weightsReadOnlyByExperts(g).filter {
+        let expertOnly = weightsReadOnlyByExperts(g), keptAsStored = weightsKeptAsStored(g)
+        var out = expertOnly.filter {
             (g.weights[$0].format.isGGUFType || int4Rows.contains($0)) && g.weights[$0].repeats == nil
+        }
+        // A GGUF-typed matrix every reader multiplies by (a shared expert's): packed from its
+        // blocks as well (`matricesPackedInFormat`).
+        let dense = g.weights.indices.filter { i in
+            let w = g.weights[i]
+            return w.format.isGGUFType && w.repeats == nil && w.shape.count == 2 && !expertOnly.contains(i) && !keptAsStored.contains(i)
+                && onlyReadAsMatrix(g, weight: i)
         }
         for n in g.nodes where n.op == .moe_experts {
             guard let view = n.expertsView else { continue }
@@ -239,7 +280,7 @@ public final class Executable: @unchecked Sendable {
             if view.kind == .swiglu_fused { out.subtract(all) }
             if Set(first.map { g.weights[$0].format }).count > 1 || !first.allSatisfy(out.contains) { out.subtract(first) }
         }
-        return out
+        return out.union(dense)
     }
 
     /// Weights to read expert by expert while they are packed (`WeightBinding.load(deferred:)`,

@@ -2,8 +2,8 @@ import MoEIR
 
 /// How much work one run did: multiply-add FLOPs of the matrix products (what a GEMM peak
 /// bounds) and bytes of weights read (what memory bandwidth bounds), counting only the
-/// experts that received tokens, each in its storage format (`WeightInfo.format`: 2 bytes an
-/// element for bf16). Element-wise work and the router's softmax are left out, as in the
+/// experts that received tokens, each weight in its storage format (`WeightInfo.format`: 2
+/// bytes an element for bf16), experts and plain layers alike. Element-wise work and the router's softmax are left out, as in the
 /// usual "active FLOPs" of MoE papers.
 public struct WorkEstimate: Sendable {
     public var flops: Double = 0
@@ -16,7 +16,12 @@ public struct WorkEstimate: Sendable {
         func rows(_ t: TensorType) -> Double {
             Double(t.elementCount(tokens: tokens)) / Double(max(t.last?.fixedValue ?? 1, 1))
         }
-        func bytes(_ id: ValueID) -> Double { Double(g[id].tensorType!.elementCount(tokens: tokens)) * 4 }
+        /// A matrix's bytes: a weight's in its format (a shared expert's int8 matrices, …), a
+        /// computed one's in f32.
+        func bytes(_ id: ValueID) -> Double {
+            let format = g[id].op == .weight ? g[id].attributes.int("index").map { g.weights[$0].format } : nil
+            return Double(g[id].tensorType!.elementCount(tokens: tokens)) * (format?.bytesPerWeight ?? 4)
+        }
         for n in g.nodes {
             switch n.op {
             case .linear:

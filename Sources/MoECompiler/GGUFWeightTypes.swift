@@ -2,12 +2,14 @@ import MoEIO
 import MoEIR
 import MoEPasses
 
-/// A `.gguf` model's quantized expert tensors kept as they are: when no `--weights` is given,
-/// every weight that only pre-packed MoE blocks read as expert matrices (the weights
-/// `--weights` would change) and whose tensors all have one of Q8_0, Q4_0, Q4_K, Q5_K or Q6_K
-/// gets that type as its format. The executor then reads their blocks as stored and repacks them
-/// (`GGMLType.forEachGroup`, `ExpertMatrices`) into its int8 or int4 panels with the same values,
-/// so the model runs on the file's numbers with no f32 copy:
+/// A `.gguf` model's quantized feed-forward tensors kept as they are: when no `--weights` is
+/// given, every weight that `--weights` would change (`FeedForwardWeightFormat`: the matrices
+/// pre-packed MoE blocks read as expert matrices, and those only `swiglu`/`mlp` layers read, a
+/// shared expert's `ffn_*_shexp`) and whose tensors all have one of Q8_0, Q4_0, Q4_K, Q5_K or
+/// Q6_K gets that type as its format. The executor then reads their blocks as stored and repacks
+/// them (`GGMLType.forEachGroup`; `ExpertMatrices`, `Executable.matricesPackedInFormat`) into its
+/// int8 or int4 panels with the same values, so the model runs on the file's numbers with no f32
+/// copy:
 ///
 ///   Q8_0 → int8, groups of 32               1.125 bytes a weight (the file: 1.0625)
 ///   Q4_0 → int4, groups of 32               0.625 (0.5625)
@@ -24,7 +26,8 @@ enum GGUFWeightTypes {
     static func apply(_ graph: Graph, _ checkpoint: Checkpoint) -> Graph {
         var g = graph
         var kept: Set<Int> = []
-        for i in ExpertWeightFormat.expertMatrixWeights(graph) where graph.weights[i].format == .f32 {
+        let feedForward = FeedForwardWeightFormat.expertMatrixWeights(graph) + FeedForwardWeightFormat.denseFeedForwardWeights(graph)
+        for i in feedForward where graph.weights[i].format == .f32 {
             let w = g.weights[i]
             let types = Set(w.tensors.map { (try? checkpoint.info($0.name))??.ggmlType })
             guard types.count == 1, let type = types.first ?? nil else { continue }

@@ -19,7 +19,7 @@ enum Int4CheckpointTypes {
         let format: WeightFormat = q.group == 32 ? .int4z : q.group == 64 ? .int4zg64 : .int4zg128
         var g = graph
         var kept: Set<Int> = []
-        for i in ExpertWeightFormat.expertMatrixWeights(graph) where graph.weights[i].format == .f32 {
+        for i in FeedForwardWeightFormat.expertMatrixWeights(graph) where graph.weights[i].format == .f32 {
             let w = g.weights[i]
             guard !w.tensors.isEmpty, w.repeats == nil, w.layout.allSatisfy(\.keepsOrder),
                 w.tensors.allSatisfy({ (try? checkpoint.info($0.name))??.int4Group == q.group })

@@ -168,16 +168,18 @@ public final class ModelRunner: @unchecked Sendable {
     }
 
     /// Runs the graph; returns the graph's outputs.
-    /// The weights' storage formats for a report: "f32", or "expert matrices bf16, other f32"
-    /// and the like.
+    /// The weights' storage formats for a report: "all f32", or "expert matrices bf16, other
+    /// weights f32", "expert matrices int8, shared/dense matrices int8, other weights f32" and
+    /// the like.
     public var weightFormatSummary: String {
         let formats = Set(graph.weights.map(\.format))
         guard formats.count > 1 else { return formats.first.map { "all \($0.rawValue)" } ?? "none" }
-        let experts = Set(ExpertWeightFormat.expertMatrixWeights(graph))
-        let expert = Set(experts.map { graph.weights[$0].format })
-        let others = Set(graph.weights.indices.filter { !experts.contains($0) }.map { graph.weights[$0].format })
-        let list = { (s: Set<WeightFormat>) in s.map(\.rawValue).sorted().joined(separator: "/") }
-        return "expert matrices \(list(expert)), other weights \(list(others))"
+        let experts = Set(FeedForwardWeightFormat.expertMatrixWeights(graph))
+        let dense = Set(FeedForwardWeightFormat.denseFeedForwardWeights(graph))
+        let others = graph.weights.indices.filter { !experts.contains($0) && !dense.contains($0) }
+        let list = { (s: Set<Int>) in Set(s.map { self.graph.weights[$0].format.rawValue }).sorted().joined(separator: "/") }
+        return [("expert matrices", experts), ("shared/dense matrices", dense), ("other weights", Set(others))]
+            .filter { !$0.1.isEmpty }.map { "\($0.0) \(list($0.1))" }.joined(separator: ", ")
     }
 
     public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {

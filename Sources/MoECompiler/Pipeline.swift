@@ -33,7 +33,7 @@ public enum Pipeline {
 
     /// Runs every default pass and the `enabled` optional ones, except the `disabled`, starting
     /// at the pass named `first` (nil: the first pass), then, for `weights` other than f32, the
-    /// `ExpertWeightFormat` pass; with `verifyEachPass`, the verifier checks the graph after each
+    /// `FeedForwardWeightFormat` pass; with `verifyEachPass`, the verifier checks the graph after each
     /// one and a failure names the pass that broke it.
     public static func run(
         _ graph: Graph, verifyEachPass: Bool, disabled: Set<String> = [], enabled: Set<String> = [],
@@ -45,7 +45,7 @@ public enum Pipeline {
             let name = type(of: pass).name
             return !(disabled.contains(name) || optionalNames.contains(name) && !enabled.contains(name))
         }
-        for pass in chosen + (weights == .f32 ? [] : [ExpertWeightFormat(weights)]) {
+        for pass in chosen + (weights == .f32 ? [] : [FeedForwardWeightFormat(weights)]) {
             let name = type(of: pass).name
             g = try pass.run(g)
             if verifyEachPass {

@@ -16,8 +16,9 @@ public struct CompileOptions: Sendable {
     public var disabledPasses: Set<String>
     /// Optional passes to run (`Pipeline.optionalNames`), e.g. `router-score-exposure`.
     public var enabledPasses: Set<String>
-    /// How expert matrices are stored (`--weights`): f32, bf16, int8 or int4 for every weight
-    /// that only pre-packed MoE blocks read as expert matrices (`ExpertWeightFormat`).
+    /// How feed-forward matrices are stored (`--weights`): f32, bf16, int8 or int4 for every
+    /// weight that only pre-packed MoE blocks read as expert matrices, or only `swiglu`/`mlp`
+    /// layers read as theirs (`FeedForwardWeightFormat`).
     public var weightFormat: WeightFormat
     /// No `--weights` was given: expert matrices a `.gguf` model stores as Q8_0, Q4_0, Q4_K, Q5_K,
     /// Q6_K, BF16 or F16 keep that type (`GGUFWeightTypes`), and a GPTQ or AWQ checkpoint's become
@@ -191,6 +192,6 @@ extension CompileOptions {
     /// The error text for a `--weights` value that names no format.
     public static func unknownWeightFormat(_ name: String) -> String {
         "--weights expects " + weightFormatNames.dropLast().joined(separator: ", ") + " or " + weightFormatNames.last!
-            + " (how expert matrices are stored), got '\(name)'"
+            + " (how feed-forward matrices are stored), got '\(name)'"
     }
 }

@@ -92,11 +92,14 @@ extension Kernels {
         2 * m * n * k < 2_000_000 ? 1 : threads
     }
 
-    /// Weight panels `panels` of `c (+)= a · bᵀ` on packed operands.
+    /// Weight panels `panels` of `c (+)= a · bᵀ` on packed operands. `scratch`: for a bf16,
+    /// f16 or quantized weight, `quantizedScratchFloats(k:format:)` floats this call alone uses
+    /// (its widening strip or its int8 activation rows); nil takes a temporary buffer per call,
+    /// which at that size is a heap allocation.
     @inline(__always)
     static func multiplyPanels(
         _ a: PackedA, b: PanelStorage, n: Int, panels: Range<Int>,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, isa: ISA
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, isa: ISA, scratch: UnsafeMutablePointer<Float>? = nil
     ) {
         switch (b.format, isa.runsAVX2) {
         case (.f32, true) where isa.runsAVX512:
@@ -119,13 +122,18 @@ extension Kernels {
                 a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
                 mcPanels: GemmBlocking.mcPanels, b: b.bf16, n: n,
                 panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
+                c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor, strip: scratch)
         case (.int8, true) where usesIntegerRows(m: a.m, format: b.format, isa: isa),
             (.int4, true) where usesIntegerRows(m: a.m, format: b.format, isa: isa):
-            withUnsafeTemporaryAllocation(byteCount: quantizedScratchFloats(k: a.k, format: b.format) * 4, alignment: 64) { scratch in
+            if let scratch {
                 integerProducts(
-                    a.data, m: a.m, b, n: n, k: a.k, panels: panels, c, ldy: ldc, accumulate: accumulate,
-                    scratch: scratch.baseAddress!, isa: isa)
+                    a.data, m: a.m, b, n: n, k: a.k, panels: panels, c, ldy: ldc, accumulate: accumulate, scratch: UnsafeMutableRawPointer(scratch), isa: isa)
+            } else {
+                withUnsafeTemporaryAllocation(byteCount: quantizedScratchFloats(k: a.k, format: b.format) * 4, alignment: 64) { scratch in
+                    integerProducts(
+                        a.data, m: a.m, b, n: n, k: a.k, panels: panels, c, ldy: ldc, accumulate: accumulate,
+                        scratch: scratch.baseAddress!, isa: isa)
+                }
             }
         case (.int8, true), (.int4, true):
             avx2GemmPackedQuantized(
@@ -133,7 +141,7 @@ extension Kernels {
                 a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
                 mcPanels: GemmBlocking.mcPanels, b: b.pointer, n: n,
                 panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
+                c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor, strip: scratch)
         case (.f32, false):
             portableGemmPacked(a: a.data, m: a.m, k: a.k, b: b.f32, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
         case (.f16, true):
@@ -141,7 +149,7 @@ extension Kernels {
                 a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
                 mcPanels: GemmBlocking.mcPanels, b: b.bf16, n: n,
                 panelBegin: panels.lowerBound, panelEnd: panels.upperBound,
-                c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor)
+                c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor, strip: scratch)
         case (.bf16, false), (.f16, false):
             portableGemmPacked(
                 a: a.data, m: a.m, k: a.k, half: b.bf16, f16: b.format == .f16, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
@@ -187,16 +195,43 @@ public final class GemmJob: @unchecked Sendable {
     private var accumulate = false, isa = ISA.portable
     private var pack: ChunkJob!
     private var multiply: ChunkJob!
+    /// Per part of the multiply region, `scratchFloats` floats (64-byte aligned) for a bf16, f16
+    /// or quantized weight's widening strip or int8 activation rows; nil when 0.
+    private let scratch: UnsafeMutablePointer<Float>?
+    private let scratchStride: Int, scratchParts: Int
+    private var parts = 1, panelCount = 0
 
-    public init() {
+    /// `scratchFloats`: the most `Kernels.quantizedScratchFloats(k:format:)` of the narrow
+    /// weights this job multiplies by (0 when all are f32), for up to `threads` parts, so that
+    /// their products allocate nothing either.
+    public init(scratchFloats: Int = 0, threads: Int = 1) {
+        scratchStride = (scratchFloats + 15) / 16 * 16
+        scratchParts = max(threads, 1)
+        scratch =
+            scratchFloats > 0
+            ? UnsafeMutableRawPointer.allocate(byteCount: scratchStride * scratchParts * 4, alignment: 64).bindMemory(
+                to: Float.self, capacity: scratchStride * scratchParts) : nil
         pack = ChunkJob { [unowned self] panels in
             self.a.fill(from: self.src!, strideM: self.ldx, strideK: 1, alpha: 1, rows: nil, panels: panels)
         }
         multiply = ChunkJob { [unowned self] panels in
             Kernels.multiplyPanels(
                 self.a, b: self.b, n: self.n, panels: panels, c: self.c!, ldc: self.ldy,
-                accumulate: self.accumulate, isa: self.isa)
+                accumulate: self.accumulate, isa: self.isa, scratch: self.scratch(for: panels))
         }
+    }
+
+    deinit { scratch?.deallocate() }
+
+    /// The scratch of the part of the multiply region that runs `panels` (the parts are
+    /// `Parallel.chunk`s, told apart by where they start); nil without scratch, or for more
+    /// parts than it was made for.
+    private func scratch(for panels: Range<Int>) -> UnsafeMutablePointer<Float>? {
+        guard let scratch, parts <= scratchParts else { return nil }
+        for p in 0..<parts where Parallel.chunk(p, of: parts, count: panelCount).lowerBound == panels.lowerBound {
+            return scratch + p * scratchStride
+        }
+        return nil
     }
 
     func run(
@@ -213,7 +248,10 @@ public final class GemmJob: @unchecked Sendable {
         self.accumulate = accumulate
         self.isa = isa
         Parallel.forEachChunk(count: a.mPanels, threads: a.fillThreads(threads), job: pack)
-        Parallel.forEachChunk(count: w.panels, threads: Kernels.multiplyThreads(m: m, n: w.n, k: w.k, threads: threads), job: multiply)
+        let multiplyThreads = Kernels.multiplyThreads(m: m, n: w.n, k: w.k, threads: threads)
+        parts = max(1, min(multiplyThreads, w.panels))
+        panelCount = w.panels
+        Parallel.forEachChunk(count: w.panels, threads: multiplyThreads, job: multiply)
     }
 }
 

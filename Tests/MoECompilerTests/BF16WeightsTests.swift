@@ -19,9 +19,9 @@ private func roundedToBF16(_ f: Float) -> Float {
     return (down.bitPattern >> 16) & 1 == 0 ? down : up
 }
 
-/// `moec compile --weights bf16`: every expert matrix of a packed MoE block is stored as bf16
-/// (`ExpertWeightFormat`), the plan records it, and the packed experts kernel runs the bf16
-/// panels. On every parity fixture (the families and the routing mechanisms) the reference is
+/// `moec compile --weights bf16`: every expert matrix of a packed MoE block, and every matrix of a
+/// dense `swiglu`/`mlp` layer (shared experts), is stored as bf16 (`FeedForwardWeightFormat`),
+/// the plan records it, and the kernels run the bf16 panels. On every parity fixture (the families and the routing mechanisms) the reference is
 /// the f32 plan run on the same checkpoint with those weights rounded to bf16 here, and the
 /// reference interpreter on them: both must agree within 1e-5 of max |y|. (On the five
 /// `fixtureNames` and moec's kernels the f32 plan agrees bit for bit, as bf16 widens exactly
@@ -34,8 +34,9 @@ private func roundedToBF16(_ f: Float) -> Float {
     static let tolerance = 1e-5
     static let bf16Tolerance = 1e-2
 
-    /// Families with gate/up interleaved (mixtral, olmoe), stored stacked, a shared expert that
-    /// stays f32 (qwen2_moe), and gate_up stored fused with biases and an epilogue (gpt_oss).
+    /// Families with gate/up interleaved (mixtral, olmoe), stored stacked, a shared expert (a
+    /// dense SwiGLU, bf16 as well: qwen2_moe), and gate_up stored fused with biases and an
+    /// epilogue (gpt_oss).
     static let fixtureNames = [
         "mixtral-h16-f24-e16-k4-t33-s11", "mixtral-h16-f20-e8-k2-t13-s31-stacked", "olmoe-h20-f12-e8-k2-t7-s52-norm",
         "qwen2_moe-h16-f12-e8-k2-t9-s41", "gpt_oss-tiny"
@@ -65,15 +66,16 @@ private func roundedToBF16(_ f: Float) -> Float {
         #expect(Self.fixtures.count == Self.fixtureNames.count)
     }
 
-    @Test func expertMatricesAndOnlyThemAreBF16() throws {
+    @Test func feedForwardMatricesAndOnlyThemAreBF16() throws {
         let byName = Dictionary(uniqueKeysWithValues: Self.fixtures.map { ($0.name, $0) })
         let mixtral = try Self.session(try #require(byName["mixtral-h16-f24-e16-k4-t33-s11"]), .bf16).boundGraph()
         #expect(mixtral.weights.map { "\($0.name):\($0.format.rawValue)" } == ["w1:bf16", "w3:bf16", "w2:bf16", "gate:f32"])
-        // The shared expert is a dense SwiGLU, not an expert matrix: it stays f32.
+        // The shared expert's matrices (a dense SwiGLU) are bf16 too; the router and the shared
+        // expert's gate (plain `linear`s) stay f32.
         let qwen = try Self.session(try #require(byName["qwen2_moe-h16-f12-e8-k2-t9-s41"]), .bf16).boundGraph()
         let formats = Dictionary(uniqueKeysWithValues: qwen.weights.map { ($0.name, $0.format) })
         #expect(formats["w_gate"] == .bf16 && formats["w_up"] == .bf16 && formats["w_down"] == .bf16, "\(formats)")
-        #expect(formats["shared_gate"] == .f32 && formats["shared_up"] == .f32 && formats["shared_down"] == .f32, "\(formats)")
+        #expect(formats["shared_gate"] == .bf16 && formats["shared_up"] == .bf16 && formats["shared_down"] == .bf16, "\(formats)")
         #expect(formats["gate"] == .f32 && formats["shared_mix"] == .f32, "\(formats)")
         // f32 is the default: no weight changes format.
         let plain = try Self.session(try #require(byName["mixtral-h16-f24-e16-k4-t33-s11"]), .f32).boundGraph()

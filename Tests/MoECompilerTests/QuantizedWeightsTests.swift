@@ -82,4 +82,66 @@ import Testing
             }
         }
     }
+
+    /// A shared expert's matrices (a dense `swiglu`) take `--weights` too, and are held only in
+    /// their panels (no f32 copy); the router and the shared expert's gate stay f32 unless the
+    /// source gives them a format (`as int8`), and then they are held as int8 as well. Every
+    /// variant matches the f32 plan on the weights it quantizes rounded here.
+    @Test(arguments: [WeightFormat.int8, .int4, .bf16])
+    func sharedExpertAndRouterFormats(_ format: WeightFormat) throws {
+        let dir = TemporaryDirectory()
+        let source = try String(contentsOfFile: RepoPaths.graphs + "/qwen2_moe.moe", encoding: .utf8)
+        let router = "= \"gate.weight\""
+        #expect(source.contains(router))
+        try source.write(toFile: dir.file("plain.moe"), atomically: true, encoding: .utf8)
+        try source.replacingOccurrences(of: router, with: router + " as \(format.rawValue)").write(
+            toFile: dir.file("router.moe"), atomically: true, encoding: .utf8)
+        let (hidden, ffn, shared, experts) = (64, 96, 160, 8)
+        let overrides = [
+            (name: "hidden", value: "\(hidden)"), (name: "ffn", value: "\(ffn)"), (name: "shared_ffn", value: "\(shared)"),
+            (name: "num_experts", value: "\(experts)"), (name: "top_k", value: "2")
+        ]
+        try Self.randomCheckpoint(graph: dir.file("plain.moe"), overrides: overrides, in: dir.path)
+        func session(_ graph: String, _ f: WeightFormat) -> CompilerSession {
+            CompilerSession(CompileOptions(graphPath: dir.file(graph), modelDirectory: dir.path, overrides: overrides, verifyEachPass: true, weightFormat: f))
+        }
+        let s = session("plain.moe", .f32)
+        let g = try s.boundGraph()
+        var rng = SplitMix64(state: 11)
+        let tokens = 13
+        let x = HostTensor(shape: [tokens, hidden], floats: (0..<(tokens * hidden)).map { _ in Float(rng.next() >> 40) / Float(1 << 24) * 2 - 1 })
+        for (graph, narrow) in [
+            ("plain.moe", ["w_gate", "w_up", "w_down", "shared_gate", "shared_up", "shared_down"]),
+            ("router.moe", ["w_gate", "w_up", "w_down", "shared_gate", "shared_up", "shared_down", "gate"])
+        ] {
+            let quantized = try session(graph, format).boundGraph()
+            #expect(Set(quantized.weights.filter { $0.format == format }.map(\.name)) == Set(narrow), "\(graph)")
+            #expect(Set(quantized.weights.filter { $0.format == .f32 }.map(\.name)) == Set(["gate", "shared_mix"]).subtracting(narrow), "\(graph)")
+            let rounded = try WeightBinding.load(g, try s.checkpoint())
+            for (i, w) in g.weights.enumerated() where narrow.contains(w.name) {
+                Kernels.roundTo(PackedWeight.Format(format), rounded[i].floats, rows: w.elementCount / w.shape.last!, k: w.shape.last!)
+            }
+            for threads in [1, 2] {
+                let options = ExecutionOptions(threads: threads)
+                let runner = try ModelRunner.compile(session(graph, format), options: options)
+                let y = try #require(runner.run(["x": x])["y"]).floats
+                let r = try #require(Executable(graph: g, weights: rounded, options: options).run(["x": x])["y"]).floats
+                if format == .bf16 || !Kernels.integerProductsByDefault {
+                    let e = relativeError(y, r)
+                    #expect(e <= 1e-5, "\(graph) \(format) \(threads) threads: vs f32 on rounded weights \(e)")
+                } else {
+                    let e = relativeL2(y, r)
+                    #expect(e <= 3e-2, "\(graph) \(format) \(threads) threads: integer products vs f32 on rounded weights, relative L2 \(e)")
+                }
+                guard options.backend.isNative, threads == 1 else { continue }
+                // Held: every narrow matrix in its panels alone (16-row panels; the f32 ones too).
+                func panelRows(_ n: Int) -> Int { (n + 15) / 16 * 16 }
+                let bytes = { (n: Int, k: Int, f: WeightFormat) in Double(panelRows(n) * k) * f.bytesPerWeight }
+                let fused = Double(experts) * (bytes(2 * ffn, hidden, format) + bytes(hidden, ffn, format))
+                let dense = bytes(shared, hidden, format) * 2 + bytes(hidden, shared, format)
+                let gate = bytes(experts, hidden, narrow.contains("gate") ? format : .f32), mix = bytes(1, hidden, .f32)
+                #expect(Double(runner.executable.weightBytes) == fused + dense + gate + mix, "\(graph) \(format)")
+            }
+        }
+    }
 }

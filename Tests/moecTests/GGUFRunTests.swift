@@ -12,7 +12,7 @@ import Testing
     static let graph = RepoPaths.graphs + "/gguf/qwen3moe.moe"
 
     /// Each fixture with its graph (graphs/gguf/ARCH.moe, ARCH the file's name up to '-').
-    /// Without `--weights`, expert tensors of Q8_0, Q4_K, Q5_K and Q6_K keep their type (repacked exactly):
+    /// Without `--weights`, expert and shared-expert tensors of Q8_0, Q4_K, Q5_K and Q6_K keep their type (repacked exactly):
     /// the path that widens them to f32 (`MOEC_INT8_ROWS=0`) matches
     /// transformers on gguf-py's dequantized weights within 1e-5, and equals the plan compiled
     /// `--weights f32` (the same values widened at load) bit for bit; the integer products on
@@ -27,6 +27,9 @@ import Testing
         let type = String(name.split(separator: "-")[1])
         let plan = try String(contentsOfFile: dir.file("plan.json"), encoding: .utf8)
         #expect(plan.contains("\"format\": \"\(type)\""), "\(name): expert tensors keep \(type)")
+        // The shared expert's three tensors (qwen2moe, deepseek2) keep their type as well.
+        let kept = plan.components(separatedBy: "\"format\": \"\(type)\"").count - 1
+        #expect(kept == (["qwen2moe", "deepseek2"].contains { name.hasPrefix($0) } ? 6 : 3), "\(name): \(kept) tensors keep \(type)")
         expectSuccess(try Moec.run(["compile", graph, "--model", model, "--set", "layer=0", "--weights", "f32", "-o", "f32.json"], in: dir.path))
         #expect(!(try String(contentsOfFile: dir.file("f32.json"), encoding: .utf8)).contains("\"format\": \"\(type)\""))
         let reference = try NpyArray(path: Self.folder + "/\(name).y.npy")

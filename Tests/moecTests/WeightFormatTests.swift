@@ -7,7 +7,7 @@ import Testing
 @Suite struct WeightFormatTests {
     @Test func badValuesAreUsageErrors() throws {
         let dir = TemporaryDirectory()
-        let message = "--weights expects f32, bf16, f16, int8, int4[:32|64|128] or int4z[:32|64|128] (how expert matrices are stored), got 'int3'"
+        let message = "--weights expects f32, bf16, f16, int8, int4[:32|64|128] or int4z[:32|64|128] (how feed-forward matrices are stored), got 'int3'"
         let x = "x=\(Files.example)/x.npy"
         for args in [
             ["compile", Files.mixtralGraph, "--model", Files.example, "--weights", "int3", "-o", "p.json"],
@@ -204,6 +204,59 @@ import Testing
             expectFailure(r, [message])
             #expect(!FileManager.default.fileExists(atPath: dir.file("p.json")))
         }
+    }
+
+    /// A shared expert's matrices take `--weights` as the experts' do (transformers'
+    /// `Qwen2MoeSparseMoeBlock` fixture with rows of 32 and 64 values): `--emit plan` shows them
+    /// in the format and the router f32; the int8 plan runs the same numbers by its widened
+    /// path and by the portable kernels, stays
+    /// within its own error of transformers, and `moec bench` counts the shared expert's bytes
+    /// in the format. Without the shared expert's rounding the plan would compute other numbers.
+    @Test func sharedExpertTakesTheFormat() throws {
+        let dir = TemporaryDirectory()
+        let model = RepoPaths.fixtures + "/qwen2_moe-h32-f32-e8-k2-t9-s44-s64"
+        let graph = RepoPaths.path("graphs/qwen2_moe.moe")
+        let x = "x=\(model)/x.npy"
+        let e = try Moec.run(["compile", graph, "--model", model, "--weights", "int8", "--emit", "plan"], in: dir.path)
+        expectSuccess(e)
+        for line in [
+            "  @shared_gate    int8[64, 32]          2.3 kB", "  @shared_down    int8[32, 64]          2.3 kB", "  @gate           f32[8, 32]            1.0 kB",
+            "  @shared_mix     f32[1, 32]            128 B"
+        ] {
+            #expect(e.stdout.contains(line), "\(line)\n\(e)")
+        }
+        expectSuccess(try Moec.run(["compile", graph, "--model", model, "--weights", "int8", "-o", "int8.json"], in: dir.path))
+        let plan = try String(contentsOfFile: dir.file("int8.json"), encoding: .utf8)
+        #expect(plan.components(separatedBy: "\"format\": \"int8\"").count - 1 == 6, "three expert and three shared matrices")
+        // The widened path is the reference (under `MOEC_BLAS`: BLAS on f32 copies rounded at
+        // load); the portable kernels agree.
+        expectSuccess(try Moec.run(["run", "int8.json", "--input", x, "--output", "y=w.npy"], in: dir.path, environment: ["MOEC_INT8_ROWS": "0"]))
+        expectSuccess(
+            try Moec.run(
+                ["run", "int8.json", "--input", x, "--output", "y=p.npy", "--check", "y=w.npy", "--tolerance", "1e-5"], in: dir.path,
+                environment: ["MOEC_ISA": "portable", "MOEC_BLAS": "none"]))
+        // The integer products, and each path against transformers on the unrounded weights.
+        let reference = "y=\(model)/y.npy"
+        expectSuccess(try Moec.run(["run", "int8.json", "--input", x, "--output", "y=i.npy", "--check", "y=w.npy", "--tolerance", "3e-2"], in: dir.path))
+        expectSuccess(try Moec.run(["run", "int8.json", "--input", x, "--output", "y=t.npy", "--check", reference, "--tolerance", "3e-2"], in: dir.path))
+        // Only the experts int8 (written in the source; the shared expert f32): other numbers.
+        var source = try String(contentsOfFile: graph, encoding: .utf8)
+        for tensor in ["gate_proj", "up_proj", "down_proj"] {
+            let binding = "= \"experts.{e}.\(tensor).weight\""
+            #expect(source.contains(binding))
+            source = source.replacingOccurrences(of: binding, with: binding + " as int8")
+        }
+        try source.write(toFile: dir.file("experts.moe"), atomically: true, encoding: .utf8)
+        expectSuccess(try Moec.run(["run", "experts.moe", "--model", model, "--input", x, "--output", "y=e.npy"], in: dir.path, environment: ["MOEC_INT8_ROWS": "0"]))
+        expectFailure(
+            try Moec.run(
+                ["run", "int8.json", "--input", x, "--output", "y=u.npy", "--check", "y=e.npy", "--tolerance", "1e-4"], in: dir.path,
+                environment: ["MOEC_INT8_ROWS": "0"]), ["FAILED"])
+        // One token: two experts' and the shared expert's three int8 matrices (6.9 kB each), the f32 router and gate.
+        let b = try Moec.run(["bench", "int8.json", "--tokens", "1", "--repeat", "2", "--warmup", "0"], in: dir.path)
+        expectSuccess(b)
+        #expect(b.stdout.contains("(expert matrices int8, shared/dense matrices int8, other weights f32)"), "\(b)")
+        #expect(b.stdout.contains("   15.0 kB (2/8)"), "\(b)")
     }
 
     /// Plans of format version 3 (before weight formats) still load, every weight f32.

@@ -97,8 +97,8 @@ def compile(graph: str | os.PathLike, model: str | os.PathLike, params: dict | N
     """Compiles `graph` (a `.moe` path, or a name in moec's graphs such as "mixtral") against the
     checkpoint `model` (a folder with config.json and safetensors, or a .gguf file) and loads its
     weights. `params` set the graph's params (`{"layer": 3}`, as `moec compile --set`); `weights`
-    stores the expert matrices as "f32", "bf16", "f16", "int8", "int4[:G]" or "int4z[:G]" (None: as
-    the checkpoint has them); `threads` worker threads per run (0: one per core); `record_routing`
+    stores the expert and shared-expert matrices as "f32", "bf16", "f16", "int8", "int4[:G]" or
+    "int4z[:G]" (None: as the checkpoint has them); `threads` worker threads per run (0: one per core); `record_routing`
     makes every run record expert loads for `Plan.stats()`."""
     names = [f"{k}={_param(v)}".encode() for k, v in (params or {}).items()]
     array = (ctypes.c_char_p * max(1, len(names)))(*names)

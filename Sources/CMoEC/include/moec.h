@@ -50,7 +50,7 @@ typedef struct moec_options {
     int32_t threads;
     /* Nonzero: every run records expert loads and router statistics (`moec_stats_json`). */
     int32_t record_routing;
-    /* How expert matrices are stored, as `moec compile --weights`: "f32", "bf16", "f16", "int8",
+    /* How feed-forward matrices (experts, shared experts) are stored, as `moec compile --weights`: "f32", "bf16", "f16", "int8",
      * "int4[:32|64|128]", "int4z[:32|64|128]". NULL or "": as the checkpoint stores them
      * (GGUF types and GPTQ/AWQ int4 kept, safetensors f32/bf16/f16 read as f32). */
     const char *weights;

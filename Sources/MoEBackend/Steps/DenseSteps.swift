@@ -33,7 +33,7 @@ extension DenseOp: StepFamily {
             let m = s.rows(g[n.operands[0]].tensorType!)
             let bias = n.operands.count == 3 ? UnsafePointer(s.floats(n.operands[2])) : nil
             let pack = s.scratch(i, 0).assumingMemoryBound(to: Float.self)
-            let gemmJob = GemmJob()
+            let gemmJob = GemmJob(scratchFloats: Self.narrowScratchFloats([w]), threads: threads)
             return {
                 backend.linear(x, m: m, ldx: w.k, w, y, ldy: w.n, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
                 if let bias { for r in 0..<m { Kernels.add(y + r * w.n, bias, y + r * w.n, count: w.n) } }
@@ -58,8 +58,8 @@ extension DenseOp: StepFamily {
             let rows = s.rows(xt), h = xt.last!.fixedValue!
             let hidden = s.scratch(i, 0).assumingMemoryBound(to: Float.self)
             let pack = s.scratch(i, 1).assumingMemoryBound(to: Float.self)
-            let gemmJob = GemmJob()
             let w = n.operands.dropFirst().map { s.matrices($0)[0] }
+            let gemmJob = GemmJob(scratchFloats: Self.narrowScratchFloats(w), threads: threads)
             let f = w[0].n
             func multiply(_ a: UnsafePointer<Float>, lda: Int, _ m: LinearWeight, _ out: UnsafeMutablePointer<Float>, ldy: Int) {
                 backend.linear(a, m: rows, ldx: lda, m, out, ldy: ldy, accumulate: false, threads: threads, packBuffer: pack, job: gemmJob)
@@ -79,5 +79,12 @@ extension DenseOp: StepFamily {
                 multiply(hidden, lda: f, w[1], y, ldy: h)
             }
         }
+    }
+
+    /// Floats of scratch a product by any of `matrices` needs per thread: a bf16, f16 or
+    /// quantized panel format's widening strip or int8 activation rows (0 when all are f32, or
+    /// when they are not packed).
+    static func narrowScratchFloats(_ matrices: [LinearWeight]) -> Int {
+        matrices.compactMap(\.packed).filter { $0.format != .f32 }.map { Kernels.quantizedScratchFloats(k: $0.k, format: $0.format) }.max() ?? 0
     }
 }
