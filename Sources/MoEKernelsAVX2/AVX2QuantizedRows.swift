@@ -88,13 +88,18 @@ private func rowsTile<Shape: TileShape>(
         let x = xq + gi * group
         var q = pw + header
         if int4 {
-            // Chunks of up to 4 octs (32 steps): a 16-bit lane sums 8 products of at most 3810,
-            // at most 30480, so one `vpmaddwd` per chunk widens them.
+            // Chunks of 4 octs (32 steps; the whole group when it has 8 or 16): a 16-bit lane
+            // sums 8 products of at most 3810, at most 30480, so one `vpmaddwd` per chunk widens
+            // them. The chunk's length is a constant where it can be, so its octs are unrolled,
+            // and a group of 32 (the common one) has its own copy that keeps no running 32-bit
+            // sums across chunks: fewer live registers, fewer spills (1 row 11 %, 2-16 rows 5 %
+            // faster on the EPYC than a loop over chunks of up to 4 octs).
             var t = 0
-            while t < group / 4 {
+            @inline(__always)
+            func chunk(octs: Int, first: Bool) {
                 var e0 = _mm256_setzero_si256(), e1 = _mm256_setzero_si256(), e2 = _mm256_setzero_si256(), e3 = _mm256_setzero_si256()
                 var e4 = _mm256_setzero_si256(), e5 = _mm256_setzero_si256(), e6 = _mm256_setzero_si256(), e7 = _mm256_setzero_si256()
-                for _ in 0..<min(4, (group / 4 - t) / 2) {
+                for _ in 0..<octs {
                     moec_prefetch(q + prefetchBytes)
                     let v0 = load32(q), v1 = load32(q + 32)
                     // An oct: steps 4t..<4t+4 in the low nibbles, the next four in the high ones.
@@ -113,20 +118,32 @@ private func rowsTile<Shape: TileShape>(
                     t += 2
                     q += 64
                 }
-                d0 = _mm256_add_epi32(d0, _mm256_madd_epi16(e0, ones))
-                d1 = _mm256_add_epi32(d1, _mm256_madd_epi16(e1, ones))
+                @inline(__always)
+                func widen(_ d: inout __m256i, _ e: __m256i) {
+                    d = first ? _mm256_madd_epi16(e, ones) : _mm256_add_epi32(d, _mm256_madd_epi16(e, ones))
+                }
+                widen(&d0, e0)
+                widen(&d1, e1)
                 if rows > 1 {
-                    d2 = _mm256_add_epi32(d2, _mm256_madd_epi16(e2, ones))
-                    d3 = _mm256_add_epi32(d3, _mm256_madd_epi16(e3, ones))
+                    widen(&d2, e2)
+                    widen(&d3, e3)
                 }
                 if rows > 2 {
-                    d4 = _mm256_add_epi32(d4, _mm256_madd_epi16(e4, ones))
-                    d5 = _mm256_add_epi32(d5, _mm256_madd_epi16(e5, ones))
+                    widen(&d4, e4)
+                    widen(&d5, e5)
                 }
                 if rows > 3 {
-                    d6 = _mm256_add_epi32(d6, _mm256_madd_epi16(e6, ones))
-                    d7 = _mm256_add_epi32(d7, _mm256_madd_epi16(e7, ones))
+                    widen(&d6, e6)
+                    widen(&d7, e7)
                 }
+            }
+            if group == 32 {
+                chunk(octs: 4, first: true)
+            } else if group > 32 {
+                chunk(octs: 4, first: true)
+                for _ in 1..<(group / 32) { chunk(octs: 4, first: false) }
+            } else {
+                chunk(octs: group / 8, first: true)
             }
         } else {
             for t in 0..<(group / 4) {
