@@ -74,7 +74,7 @@ public final class Executable: @unchecked Sendable {
     /// linears, `WeightBinding.int4Rows`): read as floats, they are not rounded again.
     public init(
         graph: Graph, weights: [AlignedBuffer], options: ExecutionOptions = ExecutionOptions(),
-        consumeWeights: Bool = false, stored: Set<Int> = [], exact: Set<Int> = [], fill: ((Int, Int) -> Void)? = nil
+        consumeWeights: Bool = false, stored: Set<Int> = [], exact: Set<Int> = [], fill: ((Int, Range<Int>) -> Void)? = nil
     ) {
         precondition(weights.count == graph.weights.count)
         self.graph = graph
@@ -110,6 +110,10 @@ public final class Executable: @unchecked Sendable {
             if (w.shape.count == 2 || w.shape.count == 3) && !expertOnly.contains(i) {
                 let count = w.shape.count == 3 ? w.shape[0] : 1
                 let n = w.shape[w.shape.count - 2], k = w.shape[w.shape.count - 1]
+                // A narrow matrix read lazily (`weightsReadByExpert`: a shared expert's from an f32
+                // file) is read now, slice by slice of its first dimension, just before it is packed
+                // (`fill` reads only such weights).
+                if !stored.contains(i), let fill { fill(i, 0..<w.shape[0]) }
                 for e in 0..<count {
                     let raw = base + e * n * k
                     if packedInFormat.contains(i), stored.contains(i), let type = StoredRows(w.format) {
@@ -132,6 +136,8 @@ public final class Executable: @unchecked Sendable {
                         list.append(LinearWeight(n: n, k: k, raw: raw, packed: nil))
                     }
                 }
+                // Its panels are all that is kept: its pages go back before the next one is read.
+                if consumeWeights && packedInFormat.contains(i) { weights[i].releasePages(floats: 0..<(weights[i].byteCount / 4)) }
             }
             matrices.append(list)
         }
@@ -288,10 +294,14 @@ public final class Executable: @unchecked Sendable {
     /// packed MoE blocks read as expert matrices and that can be read by slices, so a bf16, int8
     /// or int4 plan never holds them whole in f32. (A weight read by a gate/up pair packed
     /// together is read with its partner, expert by expert, as well; a GPTQ/AWQ int4 weight read
-    /// as stored is read expert by expert as int4 rows, `WeightBinding.loadSlice(asStored:)`.)
+    /// as stored is read expert by expert as int4 rows, `WeightBinding.loadSlices(asStored:)`.)
+    /// Likewise the other narrow matrices packed in their format (`matricesPackedInFormat`: a
+    /// shared expert's), each read whole just before it is packed, its pages given back after.
     public static func weightsReadByExpert(_ g: Graph, options: ExecutionOptions, readsBySlice: (WeightInfo) -> Bool) -> Set<Int> {
         guard options.backend.isNative, options.world == nil else { return [] }
-        return weightsReadOnlyByExperts(g).filter { g.weights[$0].format != .f32 && !g.weights[$0].format.isGGUFType && readsBySlice(g.weights[$0]) }
+        let expertOnly = weightsReadOnlyByExperts(g)
+        let dense = matricesPackedInFormat(g, excluding: expertOnly.union(weightsKeptAsStored(g)), stored: [])
+        return expertOnly.union(dense).filter { g.weights[$0].format != .f32 && !g.weights[$0].format.isGGUFType && readsBySlice(g.weights[$0]) }
     }
 
     /// Weights the native backend keeps as stored, to be packed per call: every reader is a MoE

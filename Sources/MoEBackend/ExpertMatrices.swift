@@ -62,7 +62,7 @@ struct ExpertMatrices: @unchecked Sendable {
     /// experts to pack (nil: all).
     init(
         node n: Node, graph g: Graph, weights: [AlignedBuffer], threads: Int, releasable: Set<Int> = [], held: Set<Int>? = nil,
-        stored: Set<Int> = [], fill: ((Int, Int) -> Void)? = nil
+        stored: Set<Int> = [], fill: ((Int, Range<Int>) -> Void)? = nil
     ) {
         let view = n.expertsView!
         let kind = view.kind
@@ -78,7 +78,7 @@ struct ExpertMatrices: @unchecked Sendable {
         }
         /// Reads expert e of the operands `load(deferred:)` left unread (`fill`), before packing it.
         func read(_ operands: [Operand], expert e: Int) {
-            for w in operands { fill?(w.index, e) }
+            for w in operands { fill?(w.index, e..<(e + 1)) }
         }
         func matrix(_ w: Operand, expert e: Int) -> PackedWeight {
             let rows = w.shape[1], k = w.shape[2]

@@ -102,7 +102,7 @@ public enum WeightBinding {
     /// read as the file stores them: their tensors' blocks (or a GPTQ/AWQ linear's `Int4Rows`),
     /// concatenated, for the packing to repack exactly.
     /// Weights in `deferred` (`readsBySlice`) get their buffer but no bytes: the packing reads
-    /// them expert by expert (`loadSlice`), so a quantized plan never holds them whole in f32.
+    /// them expert by expert (`loadSlices`), so a quantized plan never holds them whole in f32.
     public static func load(
         _ graph: Graph, _ checkpoint: Checkpoint, slices: [Int: Set<Int>] = [:], stored: Set<Int> = [], deferred: Set<Int> = [],
         progress: ((Int, Int) -> Void)? = nil
@@ -146,7 +146,7 @@ public enum WeightBinding {
         for (wi, (w, read)) in zip(graph.weights, reads).enumerated() {
             if stored.contains(wi) {
                 if deferred.contains(wi), !w.format.isGGUFType, let k = w.shape.last, let group = w.format.group {
-                    // Int4 rows read expert by expert when packed (`loadSlice(asStored:)`).
+                    // Int4 rows read expert by expert when packed (`loadSlices(asStored:)`).
                     out.append(AlignedBuffer(floats: (w.elementCount / k * Int4Rows.rowBytes(k: k, group: group) + 3) / 4, zeroed: false))
                 } else {
                     out.append(try storedBytes(w, checkpoint))
@@ -156,7 +156,7 @@ public enum WeightBinding {
             let sourceCount = w.sourceShape.reduce(1, *)
             let buffer = AlignedBuffer(floats: sourceCount, zeroed: false)
             if deferred.contains(wi) {
-                // Read expert by expert when packed (`loadSlice`): nothing touched yet.
+                // Read expert by expert when packed (`loadSlices`): nothing touched yet.
                 out.append(buffer)
                 continue
             }
@@ -186,7 +186,7 @@ public enum WeightBinding {
     }
 
     /// Whether a weight can be read one slice of its first dimension at a time into its buffer
-    /// (`load(deferred:)`, `loadSlice`): stacked experts with no upcycling, whose tensors are
+    /// (`load(deferred:)`, `loadSlices`): stacked experts with no upcycling, whose tensors are
     /// reshaped at most or rearranged slice by slice.
     public static func readsBySlice(_ w: WeightInfo, _ checkpoint: Checkpoint) -> Bool {
         guard w.repeats == nil, w.shape.count >= 2, (w.shape.first ?? 0) > 0 else { return false }
@@ -195,12 +195,16 @@ public enum WeightBinding {
         return stepsPerLeadingSlice(w.layout, tensorShape: shape, slices: w.sourceShape.first ?? 0) != nil
     }
 
-    /// Reads slice `slice` of a weight's first dimension (an expert) into its place in `buffer`
-    /// (a buffer of the whole weight that `load(deferred:)` left unread), and no other bytes.
-    /// `asStored`: the weight is read as stored (`int4Rows`), its slice as int4 rows.
-    public static func loadSlice(_ w: WeightInfo, _ checkpoint: Checkpoint, slice: Int, into buffer: AlignedBuffer, asStored: Bool = false) throws {
-        if asStored { return try int4RowSlice(w, checkpoint, slice: slice, into: buffer) }
-        let read = SliceRead(w, wanted: [slice])
+    /// Reads slices `slices` of a weight's first dimension (an expert, or a matrix's rows) into
+    /// their place in `buffer` (a buffer of the whole weight that `load(deferred:)` left unread),
+    /// and no other bytes. `asStored`: the weight is read as stored (`int4Rows`), its slices as
+    /// int4 rows.
+    public static func loadSlices(_ w: WeightInfo, _ checkpoint: Checkpoint, _ slices: Range<Int>, into buffer: AlignedBuffer, asStored: Bool = false) throws {
+        if asStored {
+            for slice in slices { try int4RowSlice(w, checkpoint, slice: slice, into: buffer) }
+            return
+        }
+        let read = SliceRead(w, wanted: Set(slices))
         var steps: [WeightLayoutStep]? = nil
         if !w.layout.allSatisfy(\.keepsOrder), w.tensors.count == 1, let shape = try checkpoint.info(w.tensors[0].name)?.shape {
             steps = stepsPerLeadingSlice(w.layout, tensorShape: shape, slices: w.sourceShape.first ?? 0)

@@ -119,10 +119,10 @@ public final class ModelRunner: @unchecked Sendable {
             progress: progress)
         var readError: Error?
         let planGraph = plan.graph
-        let fill: (Int, Int) -> Void = { index, expert in
+        let fill: (Int, Range<Int>) -> Void = { index, slices in
             guard readError == nil, deferred.contains(index) else { return }
             do {
-                try WeightBinding.loadSlice(planGraph.weights[index], checkpoint, slice: expert, into: buffers[index], asStored: stored.contains(index))
+                try WeightBinding.loadSlices(planGraph.weights[index], checkpoint, slices, into: buffers[index], asStored: stored.contains(index))
             } catch {
                 readError = error
             }
