@@ -21,6 +21,9 @@ graphs/mixtral.moe binds), with `quantization_config` in config.json as the libr
                           fp16 [in/g, out]; w = scale·(q − zero)
   mixtral-gptq-actorder   GPTQ with desc_act true: g_idx follows a permutation of the inputs (not
                           monotone), which moec refuses (no x/y)
+  qwen2_moe-gptq-g32      a Qwen2-MoE layer (`model.layers.0.mlp.*`, graphs/qwen2_moe.moe): experts and
+                          the shared expert GPTQ v1 group 32, router and shared_expert_gate fp16;
+                          y from transformers' Qwen2MoeSparseMoeBlock
 
 The router (`gate.weight`) stays fp16, as in the published GPTQ/AWQ Mixtral checkpoints. Each
 folder (but the act-order one) has x.npy [T, H] and y.npy: transformers' MixtralSparseMoeBlock run
@@ -186,6 +189,64 @@ def layer(name: str, method: str, group: int, sym: bool, act_order: bool, H: int
     return info
 
 
+def qwen2_layer(name: str, group: int, H: int, F: int, S: int, E: int, K: int, T: int, seed: int) -> dict:
+    """A Qwen2-MoE layer whose expert and shared-expert linears are GPTQ (v1, asymmetric) in
+    groups of `group`; the router and the shared expert's gate ([1, H]) stay fp16, as GPTQ
+    libraries leave them."""
+    from transformers import Qwen2MoeConfig
+    from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeSparseMoeBlock
+
+    rng = np.random.default_rng(seed)
+    folder = OUT / name
+    folder.mkdir(parents=True)
+    prefix = "model.layers.0.mlp."
+    tensors: dict[str, np.ndarray] = {}
+    router = (rng.standard_normal((E, H)) * 0.3).astype(np.float16)
+    mix = (rng.standard_normal((1, H)) * 0.3).astype(np.float16)
+    tensors[prefix + "gate.weight"] = router
+    tensors[prefix + "shared_expert_gate.weight"] = mix
+
+    def linear(key: str, out: int, k: int) -> np.ndarray:
+        w = (rng.standard_normal((out, k)) * 0.2).astype(np.float32)
+        g_idx = np.arange(k) // group
+        q, scales, zeros = quantize(w, g_idx, k // group, False)
+        packed = pack_gptq(q, scales, zeros, g_idx)
+        uq, uz = unpack_gptq(packed)
+        assert np.array_equal(uq, q) and np.array_equal(uz, zeros), f"{name}: unpacking {key} gives other integers"
+        for part, value in packed.items():
+            tensors[f"{prefix}{key}.{part}"] = value
+        return dequantize(q, scales, zeros, g_idx)
+
+    experts = [{p: linear(f"experts.{e}.{p}", *shape) for p, shape in (("gate_proj", (F, H)), ("up_proj", (F, H)), ("down_proj", (H, F)))}
+               for e in range(E)]
+    shared = {p: linear(f"shared_expert.{p}", *shape) for p, shape in (("gate_proj", (S, H)), ("up_proj", (S, H)), ("down_proj", (H, S)))}
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config = Qwen2MoeConfig(hidden_size=H, moe_intermediate_size=F, shared_expert_intermediate_size=S, num_experts=E,
+                            num_experts_per_tok=K, norm_topk_prob=False, num_hidden_layers=1, num_attention_heads=2,
+                            num_key_value_heads=1, vocab_size=32)
+    as_dict = config.to_dict()
+    as_dict["quantization_config"] = {"quant_method": "gptq", "bits": 4, "group_size": group, "desc_act": False, "sym": False,
+                                      "true_sequential": True, "damp_percent": 0.01, "checkpoint_format": "gptq",
+                                      "modules_in_block_to_quantize": None}
+    (folder / "config.json").write_text(json.dumps(as_dict, indent=2, sort_keys=True) + "\n")
+    block = Qwen2MoeSparseMoeBlock(config).eval()
+    with torch.no_grad():
+        block.gate.weight.copy_(torch.from_numpy(router.astype(np.float32)))
+        block.shared_expert_gate.weight.copy_(torch.from_numpy(mix.astype(np.float32)))
+        block.experts.gate_up_proj.copy_(torch.from_numpy(np.stack([np.concatenate([x["gate_proj"], x["up_proj"]]) for x in experts])))
+        block.experts.down_proj.copy_(torch.from_numpy(np.stack([x["down_proj"] for x in experts])))
+        for p, w in shared.items():
+            getattr(block.shared_expert, p).weight.copy_(torch.from_numpy(w))
+        x = rng.standard_normal((T, H)).astype(np.float32)
+        y = block(torch.from_numpy(x)[None])
+        y = (y[0] if isinstance(y, tuple) else y)[0].numpy()
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", np.ascontiguousarray(y, dtype=np.float32))
+    return {"name": name, "method": "gptq", "group": group, "sym": False, "desc_act": False, "hidden": H, "ffn": F, "shared_ffn": S,
+            "experts": E, "k": K, "tokens": T, "seed": seed,
+            "reference": "Qwen2MoeSparseMoeBlock (fp32) on the dequantized weights; shared expert quantized too"}
+
+
 def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -195,6 +256,7 @@ def main() -> None:
         layer("mixtral-gptq-g128-sym", "gptq", 128, True, False, H=128, F=128, E=4, K=2, T=5, seed=82),
         layer("mixtral-awq-g64", "awq", 64, False, False, H=64, F=128, E=4, K=2, T=9, seed=83),
         layer("mixtral-gptq-actorder", "gptq", 32, False, True, H=64, F=64, E=2, K=1, T=1, seed=84),
+        qwen2_layer("qwen2_moe-gptq-g32", 32, H=64, F=64, S=128, E=4, K=2, T=7, seed=85),
     ]
     (OUT / "index.json").write_text(json.dumps({"torch": torch.__version__, "fixtures": index}, indent=1) + "\n")
 

@@ -92,7 +92,7 @@ public final class Executable: @unchecked Sendable {
         let expertOnly = native ? Executable.weightsReadOnlyByExperts(graph) : []
         let keptAsStored = native ? Executable.weightsKeptAsStored(graph) : []
         let packedInFormat =
-            native ? Executable.matricesPackedInFormat(graph, excluding: expertOnly.union(keptAsStored).union(exact), stored: stored) : []
+            native ? Executable.matricesPackedInFormat(graph, excluding: expertOnly.union(keptAsStored).union(exact.subtracting(stored)), stored: stored) : []
         var weights = weights
         // (GGUF types loaded as floats are the file's values exactly: nothing to round. Matrices
         // packed in their format are rounded by the packing, from the values as loaded.)
@@ -111,13 +111,14 @@ public final class Executable: @unchecked Sendable {
                 let count = w.shape.count == 3 ? w.shape[0] : 1
                 let n = w.shape[w.shape.count - 2], k = w.shape[w.shape.count - 1]
                 // A narrow matrix read lazily (`weightsReadByExpert`: a shared expert's from an f32
-                // file) is read now, slice by slice of its first dimension, just before it is packed
-                // (`fill` reads only such weights).
-                if !stored.contains(i), let fill { fill(i, 0..<w.shape[0]) }
+                // file, or its GPTQ int4 rows) is read now, just before it is packed (`fill` reads
+                // only such weights).
+                if let fill { fill(i, 0..<w.shape[0]) }
                 for e in 0..<count {
                     let raw = base + e * n * k
                     if packedInFormat.contains(i), stored.contains(i), let type = StoredRows(w.format) {
-                        // A GGUF file's blocks, repacked with their values (a shared expert's `ffn_*_shexp`).
+                        // A GGUF file's blocks or GPTQ/AWQ int4 rows, repacked with their values (a
+                        // shared expert's `ffn_*_shexp`, `shared_expert.*.qweight`).
                         let rowBytes = type.rowBytes(k: k), rows = UnsafeRawPointer(weights[i].floats) + e * n * rowBytes
                         list.append(
                             LinearWeight(
@@ -271,11 +272,11 @@ public final class Executable: @unchecked Sendable {
         var out = expertOnly.filter {
             (g.weights[$0].format.isGGUFType || int4Rows.contains($0)) && g.weights[$0].repeats == nil
         }
-        // A GGUF-typed matrix every reader multiplies by (a shared expert's): packed from its
-        // blocks as well (`matricesPackedInFormat`).
+        // A GGUF-typed matrix, or GPTQ/AWQ int4 rows, that every reader multiplies by (a shared
+        // expert's): packed from its blocks or rows as well (`matricesPackedInFormat`).
         let dense = g.weights.indices.filter { i in
             let w = g.weights[i]
-            return w.format.isGGUFType && w.repeats == nil && w.shape.count == 2 && !expertOnly.contains(i) && !keptAsStored.contains(i)
+            return (w.format.isGGUFType || int4Rows.contains(i)) && w.repeats == nil && w.shape.count == 2 && !expertOnly.contains(i) && !keptAsStored.contains(i)
                 && onlyReadAsMatrix(g, weight: i)
         }
         for n in g.nodes where n.op == .moe_experts {

@@ -200,10 +200,7 @@ public enum WeightBinding {
     /// and no other bytes. `asStored`: the weight is read as stored (`int4Rows`), its slices as
     /// int4 rows.
     public static func loadSlices(_ w: WeightInfo, _ checkpoint: Checkpoint, _ slices: Range<Int>, into buffer: AlignedBuffer, asStored: Bool = false) throws {
-        if asStored {
-            for slice in slices { try int4RowSlice(w, checkpoint, slice: slice, into: buffer) }
-            return
-        }
+        if asStored { return try int4RowSlices(w, checkpoint, slices, into: buffer) }
         let read = SliceRead(w, wanted: Set(slices))
         var steps: [WeightLayoutStep]? = nil
         if !w.layout.allSatisfy(\.keepsOrder), w.tensors.count == 1, let shape = try checkpoint.info(w.tensors[0].name)?.shape {
@@ -310,14 +307,14 @@ public enum WeightBinding {
         return buffer
     }
 
-    /// Rows of slice `slice` of an int4 weight's first dimension (an expert), from the GPTQ/AWQ
-    /// linears that hold them, as `Int4Rows` in their place in `buffer`.
-    private static func int4RowSlice(_ w: WeightInfo, _ checkpoint: Checkpoint, slice: Int, into buffer: AlignedBuffer) throws {
-        guard let group = w.format.group, let k = w.shape.last, let slices = w.shape.first, slices > 0 else {
+    /// Rows of slices `slices` of an int4 weight's first dimension (an expert, or a matrix's
+    /// rows), from the GPTQ/AWQ linears that hold them, as `Int4Rows` in their place in `buffer`.
+    private static func int4RowSlices(_ w: WeightInfo, _ checkpoint: Checkpoint, _ slices: Range<Int>, into buffer: AlignedBuffer) throws {
+        guard let group = w.format.group, let k = w.shape.last, let count = w.shape.first, count > 0 else {
             throw DiagnosticError(.error("weight '\(w.name)' is \(w.format.rawValue), which is not read as stored", at: w.location))
         }
-        let rowBytes = Int4Rows.rowBytes(k: k, group: group), sliceRows = w.elementCount / k / slices
-        let wanted = (slice * sliceRows)..<((slice + 1) * sliceRows)
+        let rowBytes = Int4Rows.rowBytes(k: k, group: group), sliceRows = w.elementCount / k / count
+        let wanted = (slices.lowerBound * sliceRows)..<(slices.upperBound * sliceRows)
         var first = 0
         for (name, shape) in w.tensors {
             let rows = shape.reduce(1, *) / k

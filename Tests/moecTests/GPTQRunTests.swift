@@ -10,21 +10,27 @@ import Testing
 @Suite struct GPTQRunTests {
     static let folder = RepoPaths.fixtures + "/gptq"
 
-    /// Without `--weights` the expert matrices become int4 with zero points of the config's
-    /// group (the router, stored fp16, stays f32): the paths that widen them to f32
+    /// Without `--weights` the expert matrices (and a Qwen2-MoE layer's shared expert) become int4
+    /// with zero points of the config's group (the router, stored fp16, stays f32): the paths that widen them to f32
     /// (`MOEC_INT8_ROWS=0` with `MOEC_ISA=avx2` or `portable`, and BLAS) match transformers within 1e-5 of max |y| and equal the plan compiled
     /// `--weights f32` (the dequantized values, exactly) bit for bit; the default kernels (integer
     /// products on int8 activations where the CPU has AVX2) stay within 3e-2 relative L2.
-    @Test(arguments: [("mixtral-gptq-g32", "int4z"), ("mixtral-gptq-g128-sym", "int4zg128"), ("mixtral-awq-g64", "int4zg64")])
+    @Test(arguments: [
+        ("mixtral-gptq-g32", "int4z"), ("mixtral-gptq-g128-sym", "int4zg128"), ("mixtral-awq-g64", "int4zg64"), ("qwen2_moe-gptq-g32", "int4z")
+    ])
     func compileThenRunMatchesTransformers(_ name: String, _ format: String) throws {
         let dir = TemporaryDirectory()
         let model = Self.folder + "/" + name
-        let graph = RepoPaths.graphs + "/mixtral.moe"
+        let family = String(name.prefix { $0 != "-" })
+        let graph = RepoPaths.graphs + "/\(family).moe"
         expectSuccess(try Moec.run(["compile", graph, "--model", model, "-o", "plan.json"], in: dir.path))
         let plan = try String(contentsOfFile: dir.file("plan.json"), encoding: .utf8)
-        #expect(plan.components(separatedBy: "\"format\": \"\(format)\"").count - 1 == 3, "\(name): w1, w3 and w2 are \(format)")
-        // The plan's own "format" and the three matrices': f32, the default, is not written, so the router has none.
-        #expect(plan.components(separatedBy: "\"format\": ").count - 1 == 4, "\(name): the router stays f32")
+        // Mixtral's w1, w3 and w2; Qwen2-MoE's three expert and three shared-expert matrices.
+        let matrices = family == "qwen2_moe" ? 6 : 3
+        #expect(plan.components(separatedBy: "\"format\": \"\(format)\"").count - 1 == matrices, "\(name): the matrices are \(format)")
+        // The plan's own "format" and the matrices': f32, the default, is not written, so the router
+        // (and the shared expert's gate) has none.
+        #expect(plan.components(separatedBy: "\"format\": ").count - 1 == matrices + 1, "\(name): the router stays f32")
         expectSuccess(try Moec.run(["compile", graph, "--model", model, "--weights", "f32", "-o", "f32.json"], in: dir.path))
         #expect(!(try String(contentsOfFile: dir.file("f32.json"), encoding: .utf8)).contains("\"format\": \"\(format)\""))
         let reference = try NpyArray(path: model + "/y.npy")
@@ -54,16 +60,17 @@ import Testing
         }
     }
 
-    /// Under `mpirun` each rank repacks only its experts' int4 rows: the widened path matches
-    /// transformers as in one process, the default kernels within 3e-2.
+    /// Under `mpirun` each rank repacks only its experts' int4 rows (and every rank the shared
+    /// expert's): the widened path matches transformers as in one process, the default kernels
+    /// within 3e-2.
     @Test(
         .enabled(if: MPIRun.mpirun != nil, "skipped: no mpirun on PATH"),
-        .disabled(if: ProcessInfo.processInfo.environment["MOEC_SKIP_MPI_TESTS"] == "1"))
-    func keptInt4UnderMPI() throws {
+        .disabled(if: ProcessInfo.processInfo.environment["MOEC_SKIP_MPI_TESTS"] == "1"), arguments: ["mixtral-awq-g64", "qwen2_moe-gptq-g32"])
+    func keptInt4UnderMPI(_ name: String) throws {
         let dir = TemporaryDirectory()
-        let model = Self.folder + "/mixtral-awq-g64"
+        let model = Self.folder + "/" + name
         let base = [
-            "run", RepoPaths.graphs + "/mixtral.moe", "--model", model, "--placement", "static", "--input", "x=\(model)/x.npy", "--check",
+            "run", RepoPaths.graphs + "/\(name.prefix { $0 != "-" }).moe", "--model", model, "--placement", "static", "--input", "x=\(model)/x.npy", "--check",
             "y=\(model)/y.npy"
         ]
         expectSuccess(try MPIRun.moec(base + ["--output", "y=w.npy", "--tolerance", "1e-5"], ranks: 2, in: dir.path, environment: ["MOEC_ISA": "avx2", "MOEC_INT8_ROWS": "0"]))
