@@ -127,6 +127,8 @@ public final class Executable: @unchecked Sendable {
                                     type.forEachGroup(row: rows + r * rowBytes, k: k, set)
                                 }))
                     } else if native && !keptAsStored.contains(i) {
+                        // (A weight read as stored holds bytes, not floats: it took the branch above.)
+                        assert(!stored.contains(i), "weight \(w.name) is read as stored but not packed from its rows")
                         list.append(
                             LinearWeight(
                                 n: n, k: k, raw: nil,

@@ -129,9 +129,10 @@ public struct ExpertBlockPlan: Sendable {
                 (f.isGGUFType ? "the GGUF file's values, repacked: " : "") + "\(f.bits)-bit values in groups of \(f.group!) with fp32 scales"
                 + (f.offsets ? " and offsets" : "")
             guard packedKernel else { return " (\(what); values rounded, held as f32 on this path)" }
-            return ISA.best == .avx512
-                ? " (\(what); integer products with activations quantized to int8, AVX-512 VNNI)"
-                : " (\(what); widened to f32 in registers, f32 sums)"
+            // As `moec bench` says it: integer products on CPUs with AVX2 (int8 beyond 16 rows
+            // widened there), else or with MOEC_INT8_ROWS=0 widened.
+            return Kernels.integerProductsByDefault
+                ? " (\(what); \(Kernels.quantizedProductsDescription))" : " (\(what); widened to f32 in registers, f32 sums)"
         }
     }
 
