@@ -13,16 +13,34 @@ resident memory at the largest token count (`ru_maxrss` of a separate `moec benc
 
 A format written FORMAT/widened (e.g. int8/widened) runs FORMAT's plan with MOEC_INT8_ROWS=0:
 the weights widened to f32 instead of the integer products, for the two paths side by side.
+FORMAT/experts stores only the stacked expert weights (those declared with three dimensions) in
+FORMAT, from a copy of GRAPH with `as FORMAT` on them, and the rest (a shared expert) in f32:
+what `--weights` stored before shared experts took it.
 
 Standard library only; MOEC (default .build/release/moec) is the binary to time.
 """
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+
+
+def experts_only(graph: str, fmt: str, out: str) -> None:
+    """A copy of `graph` with ` as FMT` on each weight declared with three dimensions (the stacked
+    expert weights): `moec compile` without --weights then stores those in FMT and the rest in f32."""
+    entry = re.compile(r'^(\s*\w+\s*:\s*\[([^\]]*)\]\s*=\s*"[^"]*"[^#]*?)(\s*(#.*)?)$')
+    lines = []
+    for line in open(graph).read().splitlines():
+        m = entry.match(line)
+        if m and len(m.group(2).split(",")) == 3 and " as " not in m.group(1):
+            line = m.group(1) + f" as {fmt}" + m.group(3)
+        lines.append(line)
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def main():
@@ -40,16 +58,23 @@ def main():
     tmp = tempfile.mkdtemp(prefix="moec-formats-")
     plans = {}
     for fmt in formats:
-        if fmt.partition("/")[2] not in ("", "widened"):
-            sys.exit(f"--formats: unknown path in '{fmt}' (FORMAT or FORMAT/widened)")
+        if fmt.partition("/")[2] not in ("", "widened", "experts"):
+            sys.exit(f"--formats: unknown path in '{fmt}' (FORMAT, FORMAT/widened or FORMAT/experts)")
     env = {}
     for fmt in formats:
         stored, _, path = fmt.partition("/")
-        env[fmt] = dict(os.environ, **({"MOEC_INT8_ROWS": "0"} if path else {}))
-        plans[fmt] = os.path.join(tmp, f"{stored.replace(':', '-')}.plan.json")
+        env[fmt] = dict(os.environ, **({"MOEC_INT8_ROWS": "0"} if path == "widened" else {}))
+        if path == "experts":
+            plans[fmt] = os.path.join(tmp, f"{stored.replace(':', '-')}-experts.plan.json")
+            source = os.path.join(tmp, f"{stored.replace(':', '-')}-experts.moe")
+            experts_only(a.graph, stored.replace(":", "g"), source)
+            command = [a.moec, "compile", source, "--model", a.model, "-o", plans[fmt]]
+        else:
+            plans[fmt] = os.path.join(tmp, f"{stored.replace(':', '-')}.plan.json")
+            command = [a.moec, "compile", a.graph, "--model", a.model, "--weights", stored, "-o", plans[fmt]]
         if not os.path.exists(plans[fmt]):
-            if subprocess.run([a.moec, "compile", a.graph, "--model", a.model, "--weights", stored, "-o", plans[fmt]]).returncode != 0:
-                sys.exit(f"moec compile failed for --weights {stored} (its error is above)")
+            if subprocess.run(command).returncode != 0:
+                sys.exit(f"moec compile failed for {fmt} (its error is above)")
     times = {(f, t): [] for f in plans for t in tokens}
     read = {}
     for r in range(a.rounds):
