@@ -124,6 +124,30 @@ def unpack_awq(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return iw[:, reverse].T.astype(np.int64), iz[:, reverse].astype(np.int64)
 
 
+def quantized_linear(rng, tensors: dict[str, np.ndarray], key: str, out: int, k: int, group: int, sym: bool, act_order: bool,
+                     method: str) -> np.ndarray:
+    """A random [out, k] linear quantized in groups of `group`, packed as `method` packs it into
+    `tensors` under `key` (checked by unpacking it again); returns its dequantized values."""
+    w = (rng.standard_normal((out, k)) * 0.2).astype(np.float32)
+    if act_order:
+        perm = rng.permutation(k)
+        g_idx = np.empty(k, np.int64)
+        g_idx[perm] = np.arange(k) // group
+    else:
+        g_idx = np.arange(k) // group
+    q, scales, zeros = quantize(w, g_idx, k // group, sym)
+    if method == "gptq":
+        packed = pack_gptq(q, scales, zeros, g_idx)
+        uq, uz = unpack_gptq(packed)
+    else:
+        packed = pack_awq(q, scales, zeros)
+        uq, uz = unpack_awq(packed)
+    assert np.array_equal(uq, q) and np.array_equal(uz, zeros), f"unpacking {key} gives other integers"
+    for part, value in packed.items():
+        tensors[f"{key}.{part}"] = value
+    return dequantize(q, scales, zeros, g_idx)
+
+
 def layer(name: str, method: str, group: int, sym: bool, act_order: bool, H: int, F: int, E: int, K: int, T: int, seed: int) -> dict:
     from transformers import MixtralConfig
     from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
@@ -138,25 +162,7 @@ def layer(name: str, method: str, group: int, sym: bool, act_order: bool, H: int
     dense: dict[str, list[np.ndarray]] = {"w1": [], "w3": [], "w2": []}
     for e in range(E):
         for part, (out, k) in (("w1", (F, H)), ("w3", (F, H)), ("w2", (H, F))):
-            w = (rng.standard_normal((out, k)) * 0.2).astype(np.float32)
-            groups = k // group
-            if act_order:
-                perm = rng.permutation(k)
-                g_idx = np.empty(k, np.int64)
-                g_idx[perm] = np.arange(k) // group
-            else:
-                g_idx = np.arange(k) // group
-            q, scales, zeros = quantize(w, g_idx, groups, sym)
-            if method == "gptq":
-                packed = pack_gptq(q, scales, zeros, g_idx)
-                uq, uz = unpack_gptq(packed)
-            else:
-                packed = pack_awq(q, scales, zeros)
-                uq, uz = unpack_awq(packed)
-            assert np.array_equal(uq, q) and np.array_equal(uz, zeros), f"{name}: unpacking {part} gives other integers"
-            for key, value in packed.items():
-                tensors[f"{prefix}experts.{e}.{part}.{key}"] = value
-            dense[part].append(dequantize(q, scales, zeros, g_idx))
+            dense[part].append(quantized_linear(rng, tensors, f"{prefix}experts.{e}.{part}", out, k, group, sym, act_order, method))
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     config = MixtralConfig(hidden_size=H, intermediate_size=F, num_local_experts=E, num_experts_per_tok=K, num_hidden_layers=1,
                            num_attention_heads=2, num_key_value_heads=1, head_dim=H // 2, vocab_size=32)
@@ -207,15 +213,7 @@ def qwen2_layer(name: str, group: int, H: int, F: int, S: int, E: int, K: int, T
     tensors[prefix + "shared_expert_gate.weight"] = mix
 
     def linear(key: str, out: int, k: int) -> np.ndarray:
-        w = (rng.standard_normal((out, k)) * 0.2).astype(np.float32)
-        g_idx = np.arange(k) // group
-        q, scales, zeros = quantize(w, g_idx, k // group, False)
-        packed = pack_gptq(q, scales, zeros, g_idx)
-        uq, uz = unpack_gptq(packed)
-        assert np.array_equal(uq, q) and np.array_equal(uz, zeros), f"{name}: unpacking {key} gives other integers"
-        for part, value in packed.items():
-            tensors[f"{prefix}{key}.{part}"] = value
-        return dequantize(q, scales, zeros, g_idx)
+        return quantized_linear(rng, tensors, prefix + key, out, k, group, False, False, "gptq")
 
     experts = [{p: linear(f"experts.{e}.{p}", *shape) for p, shape in (("gate_proj", (F, H)), ("up_proj", (F, H)), ("down_proj", (H, F)))}
                for e in range(E)]
