@@ -126,7 +126,9 @@ public struct ExpertBlockPlan: Sendable {
                 ? " (half the bytes; widened to f32 in registers, f32 sums)" : " (values rounded to \(f.rawValue), held as f32 on this path)"
         default:
             let what =
-                (f.isGGUFType ? "the GGUF file's values, repacked: " : "") + "\(f.bits)-bit values in groups of \(f.group!) with fp32 scales"
+                (f.isGGUFType ? "the GGUF file's values, repacked: " : "")
+                + (f == .q6_k && !Kernels.int6PanelsByDefault ? "6-bit values held as bytes" : "\(f.bits)-bit values")
+                + " in groups of \(f.group!) with fp32 scales"
                 + (f.offsets ? " and offsets" : "")
             guard packedKernel else { return " (\(what); values rounded, held as f32 on this path)" }
             // As `moec bench` says it: integer products on CPUs with AVX2 (int8 beyond 16 rows

@@ -32,6 +32,11 @@ public final class PackedWeight: @unchecked Sendable {
         /// 4-bit integers in groups: w = fma(u, S, M) with u in 0…15; without stored offsets
         /// M = -8·S (packed from fp32 like llama.cpp's Q4_0), with them any M (Q4_1, Q4_K).
         case int4(group: Int, offsets: Bool = false)
+        /// 6-bit integers in groups, w = fma(u, S, -32·S) with u in 0…63: a GGUF file's Q6_K
+        /// values as stored (packed from fp32 like Q4_0 with 64 levels). Stored as int4's
+        /// nibbles plus the two high bits of each value in a plane after each oct (see
+        /// QuantizedPanels.swift).
+        case int6(group: Int)
 
         /// Bits of one stored value (scales and offsets not counted).
         public var bits: Int {
@@ -40,6 +45,7 @@ public final class PackedWeight: @unchecked Sendable {
             case .bf16, .f16: return 16
             case .int8: return 8
             case .int4: return 4
+            case .int6: return 6
             }
         }
 
@@ -47,7 +53,7 @@ public final class PackedWeight: @unchecked Sendable {
         public var group: Int? {
             switch self {
             case .f32, .bf16, .f16: return nil
-            case .int8(let g, _), .int4(let g, _): return g
+            case .int8(let g, _), .int4(let g, _), .int6(let g): return g
             }
         }
 
@@ -56,14 +62,19 @@ public final class PackedWeight: @unchecked Sendable {
             switch self {
             case .f32, .bf16, .f16: return false
             case .int8(_, let o), .int4(_, let o): return o
+            case .int6: return false
             }
         }
 
         public var isQuantized: Bool { group != nil }
 
         /// The stored value that means 0 without stored offsets (M = -centre·S): 128 for int8
-        /// (values are kept as q + 128), 8 for int4.
-        public var centre: Int { bits == 8 ? 128 : 8 }
+        /// (values are kept as q + 128), 32 for int6, 8 for int4.
+        public var centre: Int { 1 << (bits - 1) }
+
+        /// Whether values come in octs of 8 steps with the low 4 bits in nibbles (int4, int6)
+        /// rather than in quads of 4 bytes (int8).
+        public var nibbleOcts: Bool { bits < 8 }
 
         /// Bytes of one group of one panel: its scales, offsets, and `group` steps of 16 values.
         var groupBytes: Int { group.map { (offsets ? 128 : 64) + $0 * 2 * bits } ?? 0 }
@@ -75,6 +86,7 @@ public final class PackedWeight: @unchecked Sendable {
             case .f16: return "f16"
             case .int8(let g, let o): return "int8 (groups of \(g)\(o ? ", offsets" : ""))"
             case .int4(let g, let o): return "int4 (groups of \(g)\(o ? ", offsets" : ""))"
+            case .int6(let g): return "int6 (groups of \(g))"
             }
         }
 
@@ -82,7 +94,7 @@ public final class PackedWeight: @unchecked Sendable {
         /// k and 128 (the kernels' K-blocks are multiples of 128).
         public func fits(k: Int) -> Bool {
             guard let g = group else { return true }
-            let steps = bits == 4 ? 8 : 4 // int4 comes in octs of 8 steps, int8 in quads of 4
+            let steps = nibbleOcts ? 8 : 4 // int4 and int6 come in octs of 8 steps, int8 in quads of 4
             return g >= steps && g % steps == 0 && 128 % g == 0 && k % g == 0
         }
     }
@@ -144,9 +156,11 @@ public final class PackedWeight: @unchecked Sendable {
 
     /// A quantized weight filled group by group by the caller (repacking another format's
     /// values exactly, e.g. a GGUF file's blocks): `rows(r, set)` calls `set(group, S, M, u)` for
-    /// every group of row r, u being the group's `format.group` stored values (unsigned: q + 128
-    /// for int8, 0…15 for int4); M is ignored unless the format stores offsets (it must then be
-    /// -centre·S). Rows past n are zero.
+    /// every group of row r, u being the group's `format.group` values (unsigned), each meaning
+    /// fma(u, S, M). With stored offsets they are kept as given. Without, M must be -c·S for an
+    /// integer c (the caller's centre), and u - c + `format.centre` is stored: Q6_K's values come
+    /// as q + 96 with c = 128 (int8's convention) and go into int6 panels as q. Rows past n are
+    /// zero.
     public convenience init(
         n: Int, k: Int, format: Format, rows: (Int, (Int, Float, Float, UnsafePointer<UInt8>) -> Void) -> Void
     ) {
@@ -155,7 +169,7 @@ public final class PackedWeight: @unchecked Sendable {
         let g = format.group!, bytes = format.groupBytes, groups = k / g
         let total = Self.bytes(n: n, k: k, format: format)
         storage.initializeMemory(as: UInt8.self, repeating: 0, count: total)
-        let header = format.offsets ? 128 : 64
+        let header = format.offsets ? 128 : 64, top = (1 << format.bits) - 1
         for r in 0..<n {
             let p = r / Self.panelWidth, j = r % Self.panelWidth
             rows(r) { gi, scale, offset, u in
@@ -163,16 +177,20 @@ public final class PackedWeight: @unchecked Sendable {
                 let group = self.storage + (p * groups + gi) * bytes
                 group.storeBytes(of: scale, toByteOffset: 4 * j, as: Float.self)
                 if format.offsets { group.storeBytes(of: offset, toByteOffset: 64 + 4 * j, as: Float.self) }
-                let quads = group + header
+                // The caller's centre, where S says it. With S = 0 or not finite any stored
+                // value gives the same weights (0, or NaN), so those are clamped to fit.
+                var shift = 0, known = true
+                if !format.offsets && scale.isFinite && scale != 0 {
+                    let c = (-offset / scale).rounded()
+                    precondition(c * -scale == offset && abs(c) <= 256, "PackedWeight: M = \(offset) is not an integer multiple of -S = \(-scale)")
+                    shift = format.centre - Int(c)
+                } else if !format.offsets {
+                    known = false
+                }
                 for s in 0..<g {
-                    let t = s / 4, i = s % 4
-                    if format.bits == 8 {
-                        quads.storeBytes(of: u[s], toByteOffset: t * 64 + j * 4 + i, as: UInt8.self)
-                    } else {
-                        let at = s / 8 * 64 + j * 4 + s % 4
-                        let old = quads.load(fromByteOffset: at, as: UInt8.self)
-                        quads.storeBytes(of: s % 8 < 4 ? (old & 0xF0) | (u[s] & 15) : (old & 0x0F) | (u[s] << 4), toByteOffset: at, as: UInt8.self)
-                    }
+                    let v = known ? Int(u[s]) + shift : min(Int(u[s]), top)
+                    precondition(v >= 0 && v <= top, "PackedWeight: value \(u[s]) (centre shifted by \(shift)) does not fit \(format)")
+                    storeQuantizedValue(UInt8(v), group + header, format: format, step: s, column: j)
                 }
             }
         }
@@ -206,7 +224,7 @@ public final class PackedWeight: @unchecked Sendable {
         switch format {
         case .f32: storage.bindMemory(to: Float.self, capacity: count)
         case .bf16, .f16: storage.bindMemory(to: UInt16.self, capacity: count)
-        case .int8, .int4: precondition(format.fits(k: k), "PackedWeight: \(format) does not fit k = \(k)")
+        case .int8, .int4, .int6: precondition(format.fits(k: k), "PackedWeight: \(format) does not fit k = \(k)")
         }
         self.storage = storage
         ownsData = false
@@ -255,7 +273,7 @@ public final class PackedWeight: @unchecked Sendable {
                     src.pointer, n: n, k: k, strideN: strideN, strideK: strideK,
                     panels: range, into: dst.pointer, convert: float16Bits)
             }
-        case .int8, .int4:
+        case .int8, .int4, .int6:
             let dst = SendablePointer(quantizedData.assumingMemoryBound(to: UInt8.self)), format = format
             Parallel.forEachChunk(count: panels, threads: threads) { range in
                 quantizePanels(

@@ -1,5 +1,6 @@
-// The packed GEMM's micro-kernels for weights stored as 8- or 4-bit integers in groups along k
-// (AVX2 + FMA), the layout `PackedWeight` gives its `.int8` and `.int4` formats:
+// The packed GEMM's micro-kernels for weights stored as 8-, 4- or 6-bit integers in groups along k
+// (AVX2 + FMA), the layout `PackedWeight` gives its `.int8`, `.int4` and `.int6` formats (int6:
+// int4's octs, each followed by a plane of the values' top two bits; QuantizedPanels.swift):
 //
 // A panel (16 output columns) is k/G groups of G steps of k. Each group is its 16 scales S (fp32,
 // 64 bytes), then 16 offsets M (fp32, 64 bytes) when the format has them, then the values,
@@ -28,17 +29,19 @@ private func load32Bytes(_ p: UnsafeRawPointer) -> __m256i {
 /// How one load of 64 bytes (a quad of 4 int8 steps or an oct of 8 int4 steps, 16 columns) is
 /// stored and widened.
 protocol QuantizedSteps {
-    /// Bytes of one load (64), and the steps it holds.
+    /// What one load holds in registers.
+    associatedtype Load
+    /// Bytes of one load (64; 96 for int6), and the steps it holds.
     static var quadBytes: Int { get }
     static var stepsPerLoad: Int { get }
     /// Whether each group stores offsets after its scales.
     static var storedOffsets: Bool { get }
     /// The stored value meaning 0 without offsets (M = -centre·S).
     static var centre: Float { get }
-    /// The load's words (columns 0..<8, 8..<16).
-    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i)
+    /// The load's words (columns 0..<8, 8..<16; and int6's high plane).
+    static func load(_ p: UnsafeRawPointer) -> Load
     /// Columns 0..<8 and 8..<16 of step `i` (0 ..< stepsPerLoad) of a load, as exact floats.
-    static func step(_ q: (__m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>)
+    static func step(_ q: Load, _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>)
 }
 
 enum Int8Steps: QuantizedSteps {
@@ -83,6 +86,29 @@ enum Int4Steps: QuantizedSteps {
             _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q.0, shift), mask)),
             _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q.1, shift), mask))
         )
+    }
+}
+
+enum Int6Steps: QuantizedSteps {
+    static var quadBytes: Int { 96 }
+    static var stepsPerLoad: Int { 8 }
+    static var storedOffsets: Bool { false }
+    static var centre: Float { 32 }
+    @inline(__always)
+    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i, __m256i) { (load32Bytes(p), load32Bytes(p + 32), load32Bytes(p + 64)) }
+    @inline(__always)
+    static func step(_ q: (__m256i, __m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>) {
+        // The nibble as int4's; the top two bits at bits 2f of byte i % 4 of the high plane's
+        // lane, f = 2·half + i / 4 (see QuantizedPanels.swift).
+        let nibble = _mm256_set1_epi32(0xF), two = _mm256_set1_epi32(3), shift = 8 * (i % 4) + 4 * (i / 4)
+        let high0 = 8 * (i % 4) + 2 * (i / 4), high1 = high0 + 4
+        @inline(__always)
+        func value(_ v: __m256i, _ highShift: Int32) -> SIMD8<Float> {
+            let low = _mm256_and_si256(_mm256_srli_epi32(v, shift), nibble)
+            let top = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(q.2, highShift), two), 4)
+            return _mm256_cvtepi32_ps(_mm256_or_si256(low, top))
+        }
+        return (value(q.0, high0), value(q.1, high1))
     }
 }
 
@@ -294,7 +320,7 @@ private func quantizedLoops<Q: QuantizedSteps>(
         panelStride: k / group * bytes, stepOffset: { $0 / group * bytes })
 }
 
-/// `avx2GemmPacked` on a quantized weight (`bits` 8 or 4, `group` steps of k per scale, with or
+/// `avx2GemmPacked` on a quantized weight (`bits` 8, 4 or 6, `group` steps of k per scale, with or
 /// without stored `offsets`; see the top of this file for the layout). `k` and `kcBlock` must be
 /// multiples of `group`, and `group` a multiple of 4 (8 for int4) dividing 128 (the strip's piece). `strip`: 16 ×
 /// min(k, kcBlock) floats of this call's own, or nil for a temporary one.
@@ -308,7 +334,7 @@ public func avx2GemmPackedQuantized(
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
     precondition(
-        k % group == 0 && kcBlock % group == 0 && 128 % group == 0 && group % (bits == 4 ? 8 : 4) == 0, "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
+        k % group == 0 && kcBlock % group == 0 && 128 % group == 0 && group % (bits == 8 ? 4 : 8) == 0, "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
     func loops(_ strip: UnsafeMutablePointer<Float>) {
         switch (bits, offsets) {
         case (8, false):
@@ -331,7 +357,12 @@ public func avx2GemmPackedQuantized(
                 Int4OffsetSteps.self, group: group, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin,
                 panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery,
                 epilogue: epilogue)
-        default: preconditionFailure("quantized GEMM: \(bits)-bit weights")
+        case (6, false):
+            quantizedLoops(
+                Int6Steps.self, group: group, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin,
+                panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery,
+                epilogue: epilogue)
+        default: preconditionFailure("quantized GEMM: \(bits)-bit weights\(offsets ? " with offsets" : "")")
         }
     }
     if let strip {

@@ -57,16 +57,21 @@ private func int8Pairs(_ magnitude: __m256i, _ signs: __m256i, _ x: __m256i) -> 
 /// were merged back into run-time tests by the optimizer).
 protocol TileShape {
     static var rows: Int { get }
-    static var int4: Bool { get }
+    /// Bits of a stored value: 8, 4 or 6.
+    static var bits: Int { get }
 }
-enum Int8Rows1: TileShape { static var rows: Int { 1 }; static var int4: Bool { false } }
-enum Int8Rows2: TileShape { static var rows: Int { 2 }; static var int4: Bool { false } }
-enum Int8Rows3: TileShape { static var rows: Int { 3 }; static var int4: Bool { false } }
-enum Int8Rows4: TileShape { static var rows: Int { 4 }; static var int4: Bool { false } }
-enum Int4Rows1: TileShape { static var rows: Int { 1 }; static var int4: Bool { true } }
-enum Int4Rows2: TileShape { static var rows: Int { 2 }; static var int4: Bool { true } }
-enum Int4Rows3: TileShape { static var rows: Int { 3 }; static var int4: Bool { true } }
-enum Int4Rows4: TileShape { static var rows: Int { 4 }; static var int4: Bool { true } }
+enum Int8Rows1: TileShape { static var rows: Int { 1 }; static var bits: Int { 8 } }
+enum Int8Rows2: TileShape { static var rows: Int { 2 }; static var bits: Int { 8 } }
+enum Int8Rows3: TileShape { static var rows: Int { 3 }; static var bits: Int { 8 } }
+enum Int8Rows4: TileShape { static var rows: Int { 4 }; static var bits: Int { 8 } }
+enum Int4Rows1: TileShape { static var rows: Int { 1 }; static var bits: Int { 4 } }
+enum Int4Rows2: TileShape { static var rows: Int { 2 }; static var bits: Int { 4 } }
+enum Int4Rows3: TileShape { static var rows: Int { 3 }; static var bits: Int { 4 } }
+enum Int4Rows4: TileShape { static var rows: Int { 4 }; static var bits: Int { 4 } }
+enum Int6Rows1: TileShape { static var rows: Int { 1 }; static var bits: Int { 6 } }
+enum Int6Rows2: TileShape { static var rows: Int { 2 }; static var bits: Int { 6 } }
+enum Int6Rows3: TileShape { static var rows: Int { 3 }; static var bits: Int { 6 } }
+enum Int6Rows4: TileShape { static var rows: Int { 4 }; static var bits: Int { 6 } }
 
 /// One panel (16 columns, as two halves of 8) for `Shape.rows` rows (1 to 4).
 @inline(never)
@@ -74,23 +79,25 @@ private func rowsTile<Shape: TileShape>(
     _: Shape.Type, offsets: Bool, group: Int, xq: UnsafePointer<Int8>, xs: UnsafePointer<Float>, xsum: UnsafePointer<Float>,
     k: Int, b: UnsafeRawPointer, n: Int, panel p: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
 ) {
-    let rows = Shape.rows, int4 = Shape.int4
+    let rows = Shape.rows, bits = Shape.bits, six = bits == 6
     let groups = k / group
     let header = offsets ? 128 : 64
-    let groupBytes = header + group * (int4 ? 8 : 16)
-    let centre: Float = int4 ? 8 : 128
+    let groupBytes = header + group * 2 * bits
+    let centre = Float(1 << (bits - 1))
+    let octBytes = six ? 96 : 64
     var pw = b + p * groups * groupBytes
     // Float accumulators: row r's halves are a[2r], a[2r + 1].
     var a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps()
     var a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps()
     let nibbles = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8(-128), ones = _mm256_set1_epi16(1)
+    let highBits = _mm256_set1_epi8(0x30)
     for gi in 0..<groups {
         var d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256(), d2 = _mm256_setzero_si256(), d3 = _mm256_setzero_si256()
         var d4 = _mm256_setzero_si256(), d5 = _mm256_setzero_si256(), d6 = _mm256_setzero_si256(), d7 = _mm256_setzero_si256()
         let x = xq + gi * group
         var q = pw + header
-        if int4 {
-            // Chunks of 4 octs (32 steps; the whole group when it has 8 or 16): a 16-bit lane
+        if bits < 8 {
+            // int4: chunks of 4 octs (32 steps; the whole group when it has 8 or 16): a 16-bit lane
             // sums 8 products of at most 3810, at most 30480, so one `vpmaddwd` per chunk widens
             // them. The chunk's length is a constant where it can be, so its octs are unrolled,
             // and a group of 32 (the common one) has its own copy that keeps no running 32-bit
@@ -105,8 +112,16 @@ private func rowsTile<Shape: TileShape>(
                     moec_prefetch(q + prefetchBytes)
                     let v0 = load32(q), v1 = load32(q + 32)
                     // An oct: steps 4t..<4t+4 in the low nibbles, the next four in the high ones.
-                    let l0 = _mm256_and_si256(v0, nibbles), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nibbles)
-                    let l1 = _mm256_and_si256(v1, nibbles), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nibbles)
+                    var l0 = _mm256_and_si256(v0, nibbles), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nibbles)
+                    var l1 = _mm256_and_si256(v1, nibbles), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nibbles)
+                    if six {
+                        // Bits 2f, 2f + 1 of each high-plane byte to bits 4-5 of vector f's byte.
+                        let hb = load32(q + 64)
+                        l0 = _mm256_or_si256(l0, _mm256_and_si256(_mm256_slli_epi16(hb, 4), highBits))
+                        h0 = _mm256_or_si256(h0, _mm256_and_si256(_mm256_slli_epi16(hb, 2), highBits))
+                        l1 = _mm256_or_si256(l1, _mm256_and_si256(hb, highBits))
+                        h1 = _mm256_or_si256(h1, _mm256_and_si256(_mm256_srli_epi16(hb, 2), highBits))
+                    }
                     @inline(__always)
                     func dot(_ lo: inout __m256i, _ hi: inout __m256i, _ r: Int) {
                         let xl = word(x + r * k + 4 * t), xh = word(x + r * k + 4 * t + 4)
@@ -118,7 +133,7 @@ private func rowsTile<Shape: TileShape>(
                     if rows > 2 { dot(&e4, &e5, 2) }
                     if rows > 3 { dot(&e6, &e7, 3) }
                     t += 2
-                    q += 64
+                    q += octBytes
                 }
                 @inline(__always)
                 func widen(_ d: inout __m256i, _ e: __m256i) {
@@ -139,7 +154,12 @@ private func rowsTile<Shape: TileShape>(
                     widen(&d7, e7)
                 }
             }
-            if group == 32 {
+            if six {
+                // int6: a 16-bit lane of one oct sums 4 products of at most 63·127, at most
+                // 32004, so each oct is widened.
+                chunk(octs: 1, first: true)
+                for _ in 1..<(group / 8) { chunk(octs: 1, first: false) }
+            } else if group == 32 {
                 chunk(octs: 4, first: true)
             } else if group > 32 {
                 chunk(octs: 4, first: true)
@@ -176,7 +196,7 @@ private func rowsTile<Shape: TileShape>(
             let sx = _mm256_set1_ps(xsum[i]), dx = _mm256_set1_ps(xs[i])
             // int8: the dots are Σq·xq; Σu·xq = that + 128·Σxq, exactly.
             var flo = _mm256_cvtepi32_ps(dlo), fhi = _mm256_cvtepi32_ps(dhi)
-            if !int4 {
+            if bits == 8 {
                 let shift = _mm256_mul_ps(sx, _mm256_set1_ps(128))
                 flo = _mm256_add_ps(flo, shift)
                 fhi = _mm256_add_ps(fhi, shift)
@@ -210,15 +230,16 @@ private func rowsTile<Shape: TileShape>(
 
 /// `c[r, columns of panels] (+)= Σ_k x[r, k] · W[col, k]` for `m` rows quantized to int8 (`xq`:
 /// m rows of k values; `xs`, `xsum`: m rows of k/group scales and sums), on weight panels
-/// `panelBegin..<panelEnd` of a quantized `PackedWeight` (`int4` or int8, `offsets`, `group`).
+/// `panelBegin..<panelEnd` of a quantized `PackedWeight` (`bits` 8, 4 or 6, `offsets`, `group`).
 /// `epilogue(rowBegin, rowEnd, panelBegin, panelEnd)` is called for each finished group of
 /// `epilogueEvery` panels (all m rows), as the fp32 kernels do.
 @inline(never)
 public func avx2QuantizedRows(
-    int4: Bool, offsets: Bool, group: Int, xq: UnsafePointer<Int8>, xs: UnsafePointer<Float>, xsum: UnsafePointer<Float>, m: Int, k: Int,
+    bits: Int, offsets: Bool, group: Int, xq: UnsafePointer<Int8>, xs: UnsafePointer<Float>, xsum: UnsafePointer<Float>, m: Int, k: Int,
     b: UnsafeRawPointer, n: Int, panelBegin: Int, panelEnd: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
+    precondition(bits == 8 || bits == 4 || bits == 6, "avx2QuantizedRows: \(bits)-bit weights")
     var next = panelBegin + epilogueEvery
     let groups = k / group
     for p in panelBegin..<panelEnd {
@@ -232,14 +253,18 @@ public func avx2QuantizedRows(
                     shape, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: b, n: n, panel: p, c: out, ldc: ldc,
                     accumulate: accumulate)
             }
-            switch (rows, int4) {
-            case (4, true): tile(Int4Rows4.self)
-            case (3, true): tile(Int4Rows3.self)
-            case (2, true): tile(Int4Rows2.self)
-            case (_, true): tile(Int4Rows1.self)
-            case (4, false): tile(Int8Rows4.self)
-            case (3, false): tile(Int8Rows3.self)
-            case (2, false): tile(Int8Rows2.self)
+            switch (rows, bits) {
+            case (4, 4): tile(Int4Rows4.self)
+            case (3, 4): tile(Int4Rows3.self)
+            case (2, 4): tile(Int4Rows2.self)
+            case (_, 4): tile(Int4Rows1.self)
+            case (4, 6): tile(Int6Rows4.self)
+            case (3, 6): tile(Int6Rows3.self)
+            case (2, 6): tile(Int6Rows2.self)
+            case (_, 6): tile(Int6Rows1.self)
+            case (4, _): tile(Int8Rows4.self)
+            case (3, _): tile(Int8Rows3.self)
+            case (2, _): tile(Int8Rows2.self)
             default: tile(Int8Rows1.self)
             }
             r0 += rows

@@ -2,19 +2,21 @@ import Testing
 
 @testable import MoEKernels
 
-// Weights kept as 8- or 4-bit integers in groups (`PackedWeight(…, format: .int8(group:))`,
-// `.int4`): packing rounds as llama.cpp's Q8_0 / Q4_0 / Q4_1 do (checked here against those
+// Weights kept as 8-, 4- or 6-bit integers in groups (`PackedWeight(…, format: .int8(group:))`,
+// `.int4`, `.int6`): packing rounds as llama.cpp's Q8_0 / Q4_0 / Q4_1 do (int6 as Q4_0 with 64
+// levels; checked here against those
 // formulas written out independently), and every kernel computes exactly what the fp32 kernel
 // computes on the dequantized weight.
 
 private let formats: [PackedWeight.Format] = [
     .int8(group: 32), .int8(group: 16), .int8(group: 128, offsets: true), .int4(group: 32), .int4(group: 64), .int4(group: 128),
-    .int4(group: 32, offsets: true)
+    .int4(group: 32, offsets: true), .int6(group: 16), .int6(group: 32), .int6(group: 128)
 ]
 
 /// One group of values dequantized as llama.cpp's reference code would: Q8_0 (d = amax/127,
 /// q = round(x/d), x' = q·d), Q4_0 (d = max/-8, q = min(15, trunc(x/d + 8.5)), x' = (q-8)·d),
-/// Q4_1 (d = (max-min)/15, q = min(15, trunc((x-min)/d + 0.5)), x' = q·d + min).
+/// Q4_1 (d = (max-min)/15, q = min(15, trunc((x-min)/d + 0.5)), x' = q·d + min); 6 bits as
+/// Q4_0 with 64 levels (d = max/-32, q = min(63, trunc(x/d + 32.5)), x' = (q-32)·d).
 private func ggmlRoundTrip(_ x: [Float], bits: Int, offsets: Bool) -> [Float] {
     if bits == 8 {
         let amax = x.map(abs).max()!
@@ -28,8 +30,9 @@ private func ggmlRoundTrip(_ x: [Float], bits: Int, offsets: Bool) -> [Float] {
     }
     var extreme: Float = 0
     for v in x where abs(v) > abs(extreme) { extreme = v }
-    let d = extreme / -8, id: Float = d == 0 ? 0 : 1 / d
-    return x.map { Float(min(15, Int($0 * id + 8.5)) - 8) * d }
+    let levels = bits == 6 ? 64 : 16, half = Float(levels / 2)
+    let d = extreme / -half, id: Float = d == 0 ? 0 : 1 / d
+    return x.map { Float(min(levels - 1, Int($0 * id + half + 0.5)) - levels / 2) * d }
 }
 
 @Test(arguments: formats)
@@ -66,13 +69,14 @@ func quantizedPackingRoundsLikeGGML(format: PackedWeight.Format) {
     var w = [Float](repeating: 0, count: 3 * 32)
     w[5] = .nan
     w[32 + 7] = .infinity
-    for format in [PackedWeight.Format.int8(group: 32), .int4(group: 32)] {
+    for format in [PackedWeight.Format.int8(group: 32), .int4(group: 32), .int6(group: 32)] {
         let got = PackedWeight(weight: w, n: 3, k: 32, format: format).unpacked()
         let nans = got[0..<64].allSatisfy(\.isNaN), zeros = got[64..<96].allSatisfy { $0 == 0 }
         #expect(nans && zeros)
     }
     #expect(!PackedWeight.Format.int4(group: 32).fits(k: 48))
     #expect(!PackedWeight.Format.int4(group: 48).fits(k: 96))
+    #expect(!PackedWeight.Format.int6(group: 4).fits(k: 96))
     #expect(PackedWeight.Format.int8(group: 32).fits(k: 96))
 }
 
@@ -198,10 +202,11 @@ func activationRowsAreQuantizedPerGroup() {
 
 /// The int8 layouts GGUF K-quants are repacked into (`PackedWeight(n:k:format:rows:)`): Q5_K's
 /// groups of 32 with any offset (u in 0…31, S = d·sc, M = -dmin·m) and Q6_K's groups of 16
-/// without (u = q + 96 in 32…159, M = -128·S, S of either sign). The weight holds exactly
-/// fma(u, S, M); every kernel set computes on it what the fp32 kernel computes on those values
-/// (or the integer products' scalar twin), and the integer products stay within 2e-2.
-@Test(arguments: ISA.available, [(PackedWeight.Format.int8(group: 32, offsets: true), 0..<32), (.int8(group: 16), 32..<160)])
+/// without (u = q + 96 in 32…159, M = -128·S, S of either sign), and the int6 panels Q6_K goes
+/// into on CPUs without AVX-512 (given as int8's u = q + 96, stored as q). The weight holds
+/// exactly fma(u, S, M); every kernel set computes on it what the fp32 kernel computes on those
+/// values (or the integer products' scalar twin), and the integer products stay within 2e-2.
+@Test(arguments: ISA.available, [(PackedWeight.Format.int8(group: 32, offsets: true), 0..<32), (.int8(group: 16), 32..<160), (.int6(group: 16), 96..<160)])
 func repackedGroupsRunOnEveryKernel(isa: ISA, case: (format: PackedWeight.Format, values: Range<Int>)) {
     var rng = TestRandom(seed: 83)
     let format = `case`.format, g = format.group!, span = `case`.values
