@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "MoEIRTests", dependencies: ["MoEIR", "MoETestSupport"], exclude: ["Golden"]),
         .testTarget(name: "MoEPassesTests", dependencies: ["MoEPasses", "MoEIR", "MoETestSupport"], exclude: ["Golden"]),
         .testTarget(name: "MoEIOTests", dependencies: ["MoEIO", "MoETestSupport"]),
-        .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels", "MoETestSupport"]),
+        .testTarget(name: "MoEKernelsTests", dependencies: ["MoEKernels", "MoEKernelsAVX2", "MoETestSupport"]),
         .testTarget(
             name: "MoEBackendTests",
             dependencies: ["MoEBackend", "MoEIR", "MoEIO", "MoEKernels", "MoEPasses", "MoECompiler", "MoETestSupport"]),

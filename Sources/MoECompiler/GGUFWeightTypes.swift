@@ -8,13 +8,13 @@ import MoEPasses
 /// shared expert's `ffn_*_shexp`) and whose tensors all have one of Q8_0, Q4_0, Q4_K, Q5_K or
 /// Q6_K gets that type as its format. The executor then reads their blocks as stored and repacks
 /// them (`GGMLType.forEachGroup`; `ExpertMatrices`, `Executable.matricesPackedInFormat`) into its
-/// int8, int6 or int4 panels with the same values, so the model runs on the file's numbers with
+/// int8, int6, int5 or int4 panels with the same values, so the model runs on the file's numbers with
 /// no f32 copy:
 ///
 ///   Q8_0 → int8, groups of 32               1.125 bytes a weight (the file: 1.0625)
 ///   Q4_0 → int4, groups of 32               0.625 (0.5625)
 ///   Q4_K → int4, groups of 32 with offsets  0.75  (0.5625)
-///   Q5_K → int8, groups of 32 with offsets  1.25  (0.6875: 5 bits widened to a byte)
+///   Q5_K → int5, groups of 32 with offsets  0.875 (0.6875; int8, 1.25, on AVX-512 CPUs)
 ///   Q6_K → int6, groups of 16               1.0   (0.8203; int8, 1.25, on AVX-512 CPUs)
 ///
 /// BF16 and F16 tensors get the bf16 and f16 formats (the same values). A weight whose

@@ -126,8 +126,8 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
     case int4zg64
     case int4zg128
     /// A GGUF file's quantized type, kept: its values and scales exactly, repacked once at load
-    /// into moec's int8 (Q8_0; Q5_K's 5-bit values with their per-group offsets, groups of 32),
-    /// int6 (Q6_K, groups of 16) or int4 (Q4_0; Q4_K with its per-group offsets)
+    /// into moec's int8 (Q8_0), int5 (Q5_K with its per-group offsets, groups of 32), int6
+    /// (Q6_K, groups of 16) or int4 (Q4_0; Q4_K with its per-group offsets)
     /// panels, never widened to f32 in memory. Chosen when a `.gguf` model's expert tensors have
     /// that type.
     case q8_0
@@ -156,9 +156,10 @@ public enum WeightFormat: String, Sendable, Hashable, CaseIterable {
         switch self {
         case .f32: return 32
         case .bf16, .f16: return 16
-        case .int8, .q8_0, .q5_k: return 8
-        // Q6_K's values go into 6-bit panels (on CPUs with AVX-512 into 8-bit ones for now:
-        // `ExpertMatrices.packedFormat`; their byte counts here are then a fifth short).
+        case .int8, .q8_0: return 8
+        // Q5_K's and Q6_K's values go into 5- and 6-bit panels (on CPUs with AVX-512 into 8-bit
+        // ones for now: `ExpertMatrices.packedFormat`; their byte counts here are then short).
+        case .q5_k: return 5
         case .q6_k: return 6
         case .int4, .int4g64, .int4g128, .int4z, .int4zg64, .int4zg128, .q4_0, .q4_k: return 4
         }

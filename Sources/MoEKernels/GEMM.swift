@@ -125,7 +125,8 @@ extension Kernels {
                 c: c, ldc: ldc, accumulate: accumulate, panelMajor: a.panelMajor, strip: scratch)
         case (.int8, true) where usesIntegerRows(m: a.m, format: b.format, isa: isa),
             (.int4, true) where usesIntegerRows(m: a.m, format: b.format, isa: isa),
-            (.int6, true) where usesIntegerRows(m: a.m, format: b.format, isa: isa):
+            (.int6, true) where usesIntegerRows(m: a.m, format: b.format, isa: isa),
+            (.int5, true) where usesIntegerRows(m: a.m, format: b.format, isa: isa):
             if let scratch {
                 integerProducts(
                     a.data, m: a.m, b, n: n, k: a.k, panels: panels, c, ldy: ldc, accumulate: accumulate, scratch: UnsafeMutableRawPointer(scratch), isa: isa)
@@ -136,7 +137,7 @@ extension Kernels {
                         scratch: scratch.baseAddress!, isa: isa)
                 }
             }
-        case (.int8, true), (.int4, true), (.int6, true):
+        case (.int8, true), (.int4, true), (.int6, true), (.int5, true):
             avx2GemmPackedQuantized(
                 bits: b.format.bits, group: b.format.group!, offsets: b.format.offsets,
                 a: a.data, m: a.m, k: a.k, kcBlock: GemmBlocking.kc,
@@ -154,7 +155,7 @@ extension Kernels {
         case (.bf16, false), (.f16, false):
             portableGemmPacked(
                 a: a.data, m: a.m, k: a.k, half: b.bf16, f16: b.format == .f16, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
-        case (.int8, false), (.int4, false), (.int6, false):
+        case (.int8, false), (.int4, false), (.int6, false), (.int5, false):
             portableGemmPacked(a: a.data, m: a.m, k: a.k, quantized: b.pointer, format: b.format, n: n, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
         }
     }

@@ -154,7 +154,8 @@ extension Kernels {
                 epilogueEvery: epilogueEvery, epilogue: epilogue)
         case (.int8, true) where usesIntegerRows(m: m, format: w.format, isa: isa),
             (.int4, true) where usesIntegerRows(m: m, format: w.format, isa: isa),
-            (.int6, true) where usesIntegerRows(m: m, format: w.format, isa: isa):
+            (.int6, true) where usesIntegerRows(m: m, format: w.format, isa: isa),
+            (.int5, true) where usesIntegerRows(m: m, format: w.format, isa: isa):
             func run(_ scratch: UnsafeMutableRawPointer) {
                 integerProducts(
                     a, m: m, PanelStorage(w), n: w.n, k: k, panels: panels, y, ldy: ldy, accumulate: accumulate, scratch: scratch, isa: isa,
@@ -166,7 +167,7 @@ extension Kernels {
             } else {
                 withUnsafeTemporaryAllocation(byteCount: quantizedScratchFloats(k: k, format: w.format) * 4, alignment: 64) { run($0.baseAddress!) }
             }
-        case (.int8, true), (.int4, true), (.int6, true):
+        case (.int8, true), (.int4, true), (.int6, true), (.int5, true):
             avx2GemmPackedQuantized(
                 bits: w.format.bits, group: w.format.group!, offsets: w.format.offsets,
                 a: a, m: m, k: k, kcBlock: GemmBlocking.kc, mcPanels: GemmBlocking.mcPanels,
@@ -177,7 +178,7 @@ extension Kernels {
             portableGemmPacked(
                 a: a, m: m, k: k, b: w.data, n: w.n, panels: panels, c: y, ldc: ldy,
                 accumulate: accumulate, epilogueEvery: epilogueEvery, epilogue: epilogue)
-        case (.int8, false), (.int4, false), (.int6, false):
+        case (.int8, false), (.int4, false), (.int6, false), (.int5, false):
             portableGemmPacked(
                 a: a, m: m, k: k, quantized: w.quantizedData, format: w.format, n: w.n, panels: panels, c: y, ldc: ldy,
                 accumulate: accumulate, strip: bf16Strip, epilogueEvery: epilogueEvery, epilogue: epilogue)

@@ -37,6 +37,10 @@ public final class PackedWeight: @unchecked Sendable {
         /// nibbles plus the two high bits of each value in a plane after each oct (see
         /// QuantizedPanels.swift).
         case int6(group: Int)
+        /// 5-bit integers in groups, w = fma(u, S, M) with u in 0…31 (M = -16·S without stored
+        /// offsets): a GGUF file's Q5_K values as stored, with their offsets. Stored as int4's
+        /// nibbles, each pair of octs followed by a plane of the values' fifth bits.
+        case int5(group: Int, offsets: Bool = false)
 
         /// Bits of one stored value (scales and offsets not counted).
         public var bits: Int {
@@ -46,6 +50,7 @@ public final class PackedWeight: @unchecked Sendable {
             case .int8: return 8
             case .int4: return 4
             case .int6: return 6
+            case .int5: return 5
             }
         }
 
@@ -53,7 +58,7 @@ public final class PackedWeight: @unchecked Sendable {
         public var group: Int? {
             switch self {
             case .f32, .bf16, .f16: return nil
-            case .int8(let g, _), .int4(let g, _), .int6(let g): return g
+            case .int8(let g, _), .int4(let g, _), .int6(let g), .int5(let g, _): return g
             }
         }
 
@@ -61,7 +66,7 @@ public final class PackedWeight: @unchecked Sendable {
         public var offsets: Bool {
             switch self {
             case .f32, .bf16, .f16: return false
-            case .int8(_, let o), .int4(_, let o): return o
+            case .int8(_, let o), .int4(_, let o), .int5(_, let o): return o
             case .int6: return false
             }
         }
@@ -69,11 +74,11 @@ public final class PackedWeight: @unchecked Sendable {
         public var isQuantized: Bool { group != nil }
 
         /// The stored value that means 0 without stored offsets (M = -centre·S): 128 for int8
-        /// (values are kept as q + 128), 32 for int6, 8 for int4.
+        /// (values are kept as q + 128), 32 for int6, 16 for int5, 8 for int4.
         public var centre: Int { 1 << (bits - 1) }
 
-        /// Whether values come in octs of 8 steps with the low 4 bits in nibbles (int4, int6)
-        /// rather than in quads of 4 bytes (int8).
+        /// Whether values come in octs of 8 steps with the low 4 bits in nibbles (int4, int5,
+        /// int6) rather than in quads of 4 bytes (int8).
         public var nibbleOcts: Bool { bits < 8 }
 
         /// Bytes of one group of one panel: its scales, offsets, and `group` steps of 16 values.
@@ -87,6 +92,7 @@ public final class PackedWeight: @unchecked Sendable {
             case .int8(let g, let o): return "int8 (groups of \(g)\(o ? ", offsets" : ""))"
             case .int4(let g, let o): return "int4 (groups of \(g)\(o ? ", offsets" : ""))"
             case .int6(let g): return "int6 (groups of \(g))"
+            case .int5(let g, let o): return "int5 (groups of \(g)\(o ? ", offsets" : ""))"
             }
         }
 
@@ -94,7 +100,8 @@ public final class PackedWeight: @unchecked Sendable {
         /// k and 128 (the kernels' K-blocks are multiples of 128).
         public func fits(k: Int) -> Bool {
             guard let g = group else { return true }
-            let steps = nibbleOcts ? 8 : 4 // int4 and int6 come in octs of 8 steps, int8 in quads of 4
+            // int8 comes in quads of 4 steps, int4 and int6 in octs of 8, int5 in pairs of octs.
+            let steps = bits == 8 ? 4 : bits == 5 ? 16 : 8
             return g >= steps && g % steps == 0 && 128 % g == 0 && k % g == 0
         }
     }
@@ -224,7 +231,7 @@ public final class PackedWeight: @unchecked Sendable {
         switch format {
         case .f32: storage.bindMemory(to: Float.self, capacity: count)
         case .bf16, .f16: storage.bindMemory(to: UInt16.self, capacity: count)
-        case .int8, .int4, .int6: precondition(format.fits(k: k), "PackedWeight: \(format) does not fit k = \(k)")
+        case .int8, .int4, .int6, .int5: precondition(format.fits(k: k), "PackedWeight: \(format) does not fit k = \(k)")
         }
         self.storage = storage
         ownsData = false
@@ -273,7 +280,7 @@ public final class PackedWeight: @unchecked Sendable {
                     src.pointer, n: n, k: k, strideN: strideN, strideK: strideK,
                     panels: range, into: dst.pointer, convert: float16Bits)
             }
-        case .int8, .int4, .int6:
+        case .int8, .int4, .int6, .int5:
             let dst = SendablePointer(quantizedData.assumingMemoryBound(to: UInt8.self)), format = format
             Parallel.forEachChunk(count: panels, threads: threads) { range in
                 quantizePanels(

@@ -8,7 +8,9 @@
 // byte i of word j holds column j's step i in its low nibble and step i + 4 in its high one. So
 // one 32-bit lane holds 4 consecutive k of a column (what integer dot-product instructions
 // multiply and sum: one mask, or one shift and mask, gives an int4 quad), and a step of 8
-// columns is a shift and a mask of 8 lanes. Int6 is int4's oct (the low 4 bits of each value)
+// columns is a shift and a mask of 8 lanes. Int5 is int4's octs in pairs, each pair (128 bytes)
+// followed by 32 bytes whose bit 4o + f (o the oct, f the vector as below) is the fifth bit of
+// the value at that byte of that vector. Int6 is int4's oct (the low 4 bits of each value)
 // followed by 32 bytes of high bits: the oct's 64 bytes are four 32-byte vectors of nibbles,
 // f = 0…3 (columns 0-7 low nibbles, columns 0-7 high nibbles, columns 8-15 low, 8-15 high),
 // and bits 2f, 2f + 1 of high-plane byte p are the top two bits of the value whose nibble is
@@ -24,6 +26,10 @@ func quantizedPlace(format: PackedWeight.Format, step s: Int, column j: Int) -> 
     switch format.bits {
     case 8: return (s / 4 * 64 + j * 4 + s % 4, 0, 0)
     case 4: return (s / 8 * 64 + j * 4 + s % 4, 0, 0)
+    case 5:
+        // Pairs of octs (160 bytes): their nibbles, then bit 4o + f of the plane's bytes.
+        let pair = s / 16 * 160, o = (s % 16) / 8, f = 2 * (j / 8) + (s % 8) / 4
+        return (pair + o * 64 + j * 4 + s % 4, pair + 128 + (j % 8) * 4 + s % 4, 4 * o + f)
     default:
         let oct = s / 8 * 96, f = 2 * (j / 8) + (s % 8) / 4
         return (oct + j * 4 + s % 4, oct + 64 + (j % 8) * 4 + s % 4, 2 * f)
@@ -41,9 +47,10 @@ func storeQuantizedValue(_ u: UInt8, _ values: UnsafeMutableRawPointer, format: 
     let old = values.load(fromByteOffset: at.byte, as: UInt8.self)
     let low = u & 15
     values.storeBytes(of: step % 8 < 4 ? (old & 0xF0) | low : (old & 0x0F) | (low << 4), toByteOffset: at.byte, as: UInt8.self)
-    if format.bits == 6 {
+    if format.bits > 4 {
+        let mask: UInt8 = format.bits == 6 ? 3 : 1
         let h = values.load(fromByteOffset: at.highByte, as: UInt8.self), shift = UInt8(at.highShift)
-        values.storeBytes(of: (h & ~(3 << shift)) | ((u >> 4) & 3) << shift, toByteOffset: at.highByte, as: UInt8.self)
+        values.storeBytes(of: (h & ~(mask << shift)) | ((u >> 4) & mask) << shift, toByteOffset: at.highByte, as: UInt8.self)
     }
 }
 
@@ -90,8 +97,8 @@ func quantizePanels(
 /// One column's group of `count` values to nearest, as llama.cpp's reference quantizers do:
 /// int8 as Q8_0 (S = max|x| / 127, q = round(x / S)); int4 without offsets as Q4_0 (S = the value
 /// of largest magnitude / -8, q = min(15, trunc(x / S + 8.5))), with offsets as Q4_1 (S = (max -
-/// min) / 15, M = min, q = min(15, trunc((x - min) / S + 0.5))); int6 as Q4_0 with 64 levels
-/// (S = extreme / -32, q = min(63, trunc(x / S + 32.5))). Returns (S, M); a group holding a NaN
+/// min) / 15, M = min, q = min(15, trunc((x - min) / S + 0.5))); int6 and int5 as those with 64
+/// and 32 levels (S = extreme / -32, q = min(63, trunc(x / S + 32.5)); S = (max - min) / 31 …). Returns (S, M); a group holding a NaN
 /// or an infinity gets S = M = NaN (its products are NaN, as the fp32 weight's would be).
 func quantizeColumn(_ x: UnsafePointer<Float>, count: Int, bits: Int, offsets: Bool, into q: UnsafeMutablePointer<Int8>) -> (Float, Float) {
     let top = Int8(truncatingIfNeeded: (1 << bits) - 1), centre = Float(1 << (bits - 1)) // (top is for bits < 8)
@@ -154,8 +161,9 @@ func quantizedValue(_ quads: UnsafeRawPointer, format: PackedWeight.Format, step
     let byte = quads.load(fromByteOffset: at.byte, as: UInt8.self)
     if format.bits == 8 { return byte }
     let low = (step % 8) < 4 ? byte & 15 : byte >> 4
-    guard format.bits == 6 else { return low }
-    return low | ((quads.load(fromByteOffset: at.highByte, as: UInt8.self) >> UInt8(at.highShift)) & 3) << 4
+    guard format.bits > 4 else { return low }
+    let mask: UInt8 = format.bits == 6 ? 3 : 1
+    return low | ((quads.load(fromByteOffset: at.highByte, as: UInt8.self) >> UInt8(at.highShift)) & mask) << 4
 }
 
 extension Kernels {
@@ -167,7 +175,7 @@ extension Kernels {
         case .f32: return
         case .bf16: roundToBfloat16(p, count: rows * k)
         case .f16: for i in 0..<(rows * k) { p[i] = floatFromFloat16(float16Bits(p[i])) }
-        case .int8, .int4, .int6:
+        case .int8, .int4, .int6, .int5:
             let g = format.group!
             precondition(format.fits(k: k), "roundTo: \(format) does not fit rows of \(k)")
             withUnsafeTemporaryAllocation(of: Int8.self, capacity: g) { q in

@@ -51,7 +51,7 @@ extension Kernels {
     static let integerRowChunk = 96
 
     /// Rows up to which int8 weights take the integer products on AVX2 CPUs without VNNI (int4
-    /// and int6 always do; with VNNI every row count does). Without `vpdpbusd` an int8 product costs two
+    /// to int6 always do; with VNNI every row count does). Without `vpdpbusd` an int8 product costs two
     /// multiplies (`vpmaddubsw`, `vpmaddwd`) per 32 products and row, about what the fp32 FMAs on
     /// widened weights cost, so once the rows make the product compute-bound the widened path is
     /// as fast and then faster: on the 2-core EPYC here (AVX2 only), [7168 × 1024] int8, 2
@@ -61,10 +61,11 @@ extension Kernels {
     /// ms at 128 rows).
     static let int8RowsWithoutVNNI = 16
 
-    /// Whether a GGUF file's Q6_K values go into int6 panels with the default kernels (6 bits a
-    /// value, products on AVX2 as int4's), rather than int8 ones: everywhere but on CPUs with
-    /// AVX-512 VNNI, whose kernel multiplies int8 panels with `vpdpbusd` and has no int6 path yet.
-    public static var int6PanelsByDefault: Bool { !ISA.best.runsAVX512 }
+    /// Whether a GGUF file's Q5_K and Q6_K values go into int5 and int6 panels with the default
+    /// kernels (5 and 6 bits a value, products on AVX2 as int4's), rather than int8 ones:
+    /// everywhere but on CPUs with AVX-512 VNNI, whose kernel multiplies int8 panels with
+    /// `vpdpbusd` and has no int5/int6 path yet.
+    public static var kQuantBitPanelsByDefault: Bool { !ISA.best.runsAVX512 }
 
     /// How products on int8/int4 weights run with the default kernels, for reports (`moec bench`).
     public static var quantizedProductsDescription: String {
@@ -100,9 +101,9 @@ extension Kernels {
             let rows = min(integerRowChunk, m - r0)
             let x = QuantizedRows(m: rows, k: k, group: g, storage: scratch)
             x.quantize(packed: a, total: m, from: r0)
-            // int6 has no AVX-512 kernel yet: AVX-512 CPUs run the AVX2 one (packed experts
-            // only choose int6 panels without AVX-512: `ExpertMatrices.packedFormat`).
-            if isa.runsAVX512 && w.format.bits != 6 {
+            // int5 and int6 have no AVX-512 kernel yet: AVX-512 CPUs run the AVX2 one (GGUF
+            // weights only go into them without AVX-512: `ExpertMatrices.packedFormat`).
+            if isa.runsAVX512 && (w.format.bits == 8 || w.format.bits == 4) {
                 avx512QuantizedRows(
                     int4: w.format.bits == 4, offsets: w.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: rows, k: k,
                     b: w.pointer, n: n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: y + r0 * ldy, ldc: ldy,

@@ -1,6 +1,6 @@
-// The packed GEMM's micro-kernels for weights stored as 8-, 4- or 6-bit integers in groups along k
-// (AVX2 + FMA), the layout `PackedWeight` gives its `.int8`, `.int4` and `.int6` formats (int6:
-// int4's octs, each followed by a plane of the values' top two bits; QuantizedPanels.swift):
+// The packed GEMM's micro-kernels for weights stored as 8-, 4-, 5- or 6-bit integers in groups
+// along k (AVX2 + FMA), the layout `PackedWeight` gives its `.int8`, `.int4`, `.int5` and `.int6`
+// formats (int5/int6: int4's octs, with planes of the values' high bits; QuantizedPanels.swift):
 //
 // A panel (16 output columns) is k/G groups of G steps of k. Each group is its 16 scales S (fp32,
 // 64 bytes), then 16 offsets M (fp32, 64 bytes) when the format has them, then the values,
@@ -112,6 +112,44 @@ enum Int6Steps: QuantizedSteps {
     }
 }
 
+/// int5: a pair of octs (their nibbles as int4's) and the plane of fifth bits, 16 steps a load.
+enum Int5Steps: QuantizedSteps {
+    static var quadBytes: Int { 160 }
+    static var stepsPerLoad: Int { 16 }
+    static var storedOffsets: Bool { false }
+    static var centre: Float { 16 }
+    @inline(__always)
+    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i, __m256i, __m256i, __m256i) {
+        (load32Bytes(p), load32Bytes(p + 32), load32Bytes(p + 64), load32Bytes(p + 96), load32Bytes(p + 128))
+    }
+    @inline(__always)
+    static func step(_ q: (__m256i, __m256i, __m256i, __m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>) {
+        // Step i' = i % 8 of oct o = i / 8: its nibble as int4's; its fifth bit is bit 4o + f of
+        // byte i' % 4 of the plane's lane, f = 2·half + i' / 4 (see QuantizedPanels.swift).
+        let o = i / 8, s = i % 8
+        let nibble = _mm256_set1_epi32(0xF), one = _mm256_set1_epi32(1), shift = 8 * (s % 4) + 4 * (s / 4)
+        let bit0 = 8 * (s % 4) + 4 * o + s / 4, bit1 = bit0 + 2
+        @inline(__always)
+        func value(_ v: __m256i, _ bit: Int32) -> SIMD8<Float> {
+            let low = _mm256_and_si256(_mm256_srli_epi32(v, shift), nibble)
+            let top = _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(q.4, bit), one), 4)
+            return _mm256_cvtepi32_ps(_mm256_or_si256(low, top))
+        }
+        return o == 0 ? (value(q.0, bit0), value(q.1, bit1)) : (value(q.2, bit0), value(q.3, bit1))
+    }
+}
+
+enum Int5OffsetSteps: QuantizedSteps {
+    static var quadBytes: Int { 160 }
+    static var stepsPerLoad: Int { 16 }
+    static var storedOffsets: Bool { true }
+    static var centre: Float { 0 }
+    @inline(__always)
+    static func load(_ p: UnsafeRawPointer) -> (__m256i, __m256i, __m256i, __m256i, __m256i) { Int5Steps.load(p) }
+    @inline(__always)
+    static func step(_ q: (__m256i, __m256i, __m256i, __m256i, __m256i), _ i: Int32) -> (SIMD8<Float>, SIMD8<Float>) { Int5Steps.step(q, i) }
+}
+
 enum Int4OffsetSteps: QuantizedSteps {
     static var quadBytes: Int { 64 }
     static var stepsPerLoad: Int { 8 }
@@ -181,7 +219,8 @@ private func tileQ<Q: QuantizedSteps>(
                 pa += mr
             }
             step(0); step(1); step(2); step(3)
-            if Q.stepsPerLoad == 8 { step(4); step(5); step(6); step(7) }
+            if Q.stepsPerLoad >= 8 { step(4); step(5); step(6); step(7) }
+            if Q.stepsPerLoad == 16 { step(8); step(9); step(10); step(11); step(12); step(13); step(14); step(15) }
             pb += Q.quadBytes
         }
         left -= group
@@ -237,7 +276,8 @@ private func wideTileQ<Q: QuantizedSteps>(
                 pa += mr
             }
             step(0); step(1); step(2); step(3)
-            if Q.stepsPerLoad == 8 { step(4); step(5); step(6); step(7) }
+            if Q.stepsPerLoad >= 8 { step(4); step(5); step(6); step(7) }
+            if Q.stepsPerLoad == 16 { step(8); step(9); step(10); step(11); step(12); step(13); step(14); step(15) }
             p0 += Q.quadBytes; p1 += Q.quadBytes
         }
         left -= group
@@ -320,9 +360,9 @@ private func quantizedLoops<Q: QuantizedSteps>(
         panelStride: k / group * bytes, stepOffset: { $0 / group * bytes })
 }
 
-/// `avx2GemmPacked` on a quantized weight (`bits` 8, 4 or 6, `group` steps of k per scale, with or
+/// `avx2GemmPacked` on a quantized weight (`bits` 8, 4, 5 or 6, `group` steps of k per scale, with or
 /// without stored `offsets`; see the top of this file for the layout). `k` and `kcBlock` must be
-/// multiples of `group`, and `group` a multiple of 4 (8 for int4) dividing 128 (the strip's piece). `strip`: 16 ×
+/// multiples of `group`, and `group` a multiple of 4 (8 for int4 and int6, 16 for int5) dividing 128 (the strip's piece). `strip`: 16 ×
 /// min(k, kcBlock) floats of this call's own, or nil for a temporary one.
 @inline(never)
 public func avx2GemmPackedQuantized(
@@ -334,7 +374,8 @@ public func avx2GemmPackedQuantized(
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
     precondition(
-        k % group == 0 && kcBlock % group == 0 && 128 % group == 0 && group % (bits == 8 ? 4 : 8) == 0, "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
+        k % group == 0 && kcBlock % group == 0 && 128 % group == 0 && group % (bits == 8 ? 4 : bits == 5 ? 16 : 8) == 0,
+        "quantized GEMM: k \(k), kc \(kcBlock) and group \(group) do not fit")
     func loops(_ strip: UnsafeMutablePointer<Float>) {
         switch (bits, offsets) {
         case (8, false):
@@ -360,6 +401,16 @@ public func avx2GemmPackedQuantized(
         case (6, false):
             quantizedLoops(
                 Int6Steps.self, group: group, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin,
+                panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery,
+                epilogue: epilogue)
+        case (5, false):
+            quantizedLoops(
+                Int5Steps.self, group: group, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin,
+                panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery,
+                epilogue: epilogue)
+        case (5, true):
+            quantizedLoops(
+                Int5OffsetSteps.self, group: group, a: a, m: m, k: k, kcBlock: kcBlock, mcPanels: mcPanels, b: b, n: n, panelBegin: panelBegin,
                 panelEnd: panelEnd, c: c, ldc: ldc, accumulate: accumulate, panelMajor: panelMajor, strip: strip, epilogueEvery: epilogueEvery,
                 epilogue: epilogue)
         default: preconditionFailure("quantized GEMM: \(bits)-bit weights\(offsets ? " with offsets" : "")")

@@ -57,7 +57,7 @@ private func int8Pairs(_ magnitude: __m256i, _ signs: __m256i, _ x: __m256i) -> 
 /// were merged back into run-time tests by the optimizer).
 protocol TileShape {
     static var rows: Int { get }
-    /// Bits of a stored value: 8, 4 or 6.
+    /// Bits of a stored value: 8, 4, 5 or 6.
     static var bits: Int { get }
 }
 enum Int8Rows1: TileShape { static var rows: Int { 1 }; static var bits: Int { 8 } }
@@ -72,6 +72,10 @@ enum Int6Rows1: TileShape { static var rows: Int { 1 }; static var bits: Int { 6
 enum Int6Rows2: TileShape { static var rows: Int { 2 }; static var bits: Int { 6 } }
 enum Int6Rows3: TileShape { static var rows: Int { 3 }; static var bits: Int { 6 } }
 enum Int6Rows4: TileShape { static var rows: Int { 4 }; static var bits: Int { 6 } }
+enum Int5Rows1: TileShape { static var rows: Int { 1 }; static var bits: Int { 5 } }
+enum Int5Rows2: TileShape { static var rows: Int { 2 }; static var bits: Int { 5 } }
+enum Int5Rows3: TileShape { static var rows: Int { 3 }; static var bits: Int { 5 } }
+enum Int5Rows4: TileShape { static var rows: Int { 4 }; static var bits: Int { 5 } }
 
 /// One panel (16 columns, as two halves of 8) for `Shape.rows` rows (1 to 4).
 @inline(never)
@@ -79,7 +83,7 @@ private func rowsTile<Shape: TileShape>(
     _: Shape.Type, offsets: Bool, group: Int, xq: UnsafePointer<Int8>, xs: UnsafePointer<Float>, xsum: UnsafePointer<Float>,
     k: Int, b: UnsafeRawPointer, n: Int, panel p: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
 ) {
-    let rows = Shape.rows, bits = Shape.bits, six = bits == 6
+    let rows = Shape.rows, bits = Shape.bits, six = bits == 6, five = bits == 5
     let groups = k / group
     let header = offsets ? 128 : 64
     let groupBytes = header + group * 2 * bits
@@ -90,7 +94,7 @@ private func rowsTile<Shape: TileShape>(
     var a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps()
     var a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps()
     let nibbles = _mm256_set1_epi8(0x0F), flip = _mm256_set1_epi8(-128), ones = _mm256_set1_epi16(1)
-    let highBits = _mm256_set1_epi8(0x30)
+    let highBits = _mm256_set1_epi8(0x30), fifthBit = _mm256_set1_epi8(0x10)
     for gi in 0..<groups {
         var d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256(), d2 = _mm256_setzero_si256(), d3 = _mm256_setzero_si256()
         var d4 = _mm256_setzero_si256(), d5 = _mm256_setzero_si256(), d6 = _mm256_setzero_si256(), d7 = _mm256_setzero_si256()
@@ -108,9 +112,11 @@ private func rowsTile<Shape: TileShape>(
             func chunk(octs: Int, first: Bool) {
                 var e0 = _mm256_setzero_si256(), e1 = _mm256_setzero_si256(), e2 = _mm256_setzero_si256(), e3 = _mm256_setzero_si256()
                 var e4 = _mm256_setzero_si256(), e5 = _mm256_setzero_si256(), e6 = _mm256_setzero_si256(), e7 = _mm256_setzero_si256()
-                for _ in 0..<octs {
-                    moec_prefetch(q + prefetchBytes)
-                    let v0 = load32(q), v1 = load32(q + 32)
+                for o in 0..<octs {
+                    // int5's octs come in pairs before their plane: q stays at the pair's start.
+                    let at = five ? q + 64 * o : q
+                    moec_prefetch(at + prefetchBytes)
+                    let v0 = load32(at), v1 = load32(at + 32)
                     // An oct: steps 4t..<4t+4 in the low nibbles, the next four in the high ones.
                     var l0 = _mm256_and_si256(v0, nibbles), h0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), nibbles)
                     var l1 = _mm256_and_si256(v1, nibbles), h1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), nibbles)
@@ -121,6 +127,21 @@ private func rowsTile<Shape: TileShape>(
                         h0 = _mm256_or_si256(h0, _mm256_and_si256(_mm256_slli_epi16(hb, 2), highBits))
                         l1 = _mm256_or_si256(l1, _mm256_and_si256(hb, highBits))
                         h1 = _mm256_or_si256(h1, _mm256_and_si256(_mm256_srli_epi16(hb, 2), highBits))
+                    }
+                    if five {
+                        // Bit 4o + f of each plane byte to bit 4 of oct o's vector f's byte.
+                        let hb = load32(q + 128)
+                        if o == 0 {
+                            l0 = _mm256_or_si256(l0, _mm256_and_si256(_mm256_slli_epi16(hb, 4), fifthBit))
+                            h0 = _mm256_or_si256(h0, _mm256_and_si256(_mm256_slli_epi16(hb, 3), fifthBit))
+                            l1 = _mm256_or_si256(l1, _mm256_and_si256(_mm256_slli_epi16(hb, 2), fifthBit))
+                            h1 = _mm256_or_si256(h1, _mm256_and_si256(_mm256_slli_epi16(hb, 1), fifthBit))
+                        } else {
+                            l0 = _mm256_or_si256(l0, _mm256_and_si256(hb, fifthBit))
+                            h0 = _mm256_or_si256(h0, _mm256_and_si256(_mm256_srli_epi16(hb, 1), fifthBit))
+                            l1 = _mm256_or_si256(l1, _mm256_and_si256(_mm256_srli_epi16(hb, 2), fifthBit))
+                            h1 = _mm256_or_si256(h1, _mm256_and_si256(_mm256_srli_epi16(hb, 3), fifthBit))
+                        }
                     }
                     @inline(__always)
                     func dot(_ lo: inout __m256i, _ hi: inout __m256i, _ r: Int) {
@@ -133,8 +154,9 @@ private func rowsTile<Shape: TileShape>(
                     if rows > 2 { dot(&e4, &e5, 2) }
                     if rows > 3 { dot(&e6, &e7, 3) }
                     t += 2
-                    q += octBytes
+                    if !five { q += octBytes }
                 }
+                if five { q += 160 }
                 @inline(__always)
                 func widen(_ d: inout __m256i, _ e: __m256i) {
                     d = first ? _mm256_madd_epi16(e, ones) : _mm256_add_epi32(d, _mm256_madd_epi16(e, ones))
@@ -154,7 +176,12 @@ private func rowsTile<Shape: TileShape>(
                     widen(&d7, e7)
                 }
             }
-            if six {
+            if five {
+                // int5: a pair of octs and its plane at a time; a 16-bit lane sums 8 products of
+                // at most 31·127, at most 31496, so each pair is widened.
+                chunk(octs: 2, first: true)
+                for _ in 1..<(group / 16) { chunk(octs: 2, first: false) }
+            } else if six {
                 // int6: a 16-bit lane of one oct sums 4 products of at most 63·127, at most
                 // 32004, so each oct is widened.
                 chunk(octs: 1, first: true)
@@ -230,7 +257,7 @@ private func rowsTile<Shape: TileShape>(
 
 /// `c[r, columns of panels] (+)= Σ_k x[r, k] · W[col, k]` for `m` rows quantized to int8 (`xq`:
 /// m rows of k values; `xs`, `xsum`: m rows of k/group scales and sums), on weight panels
-/// `panelBegin..<panelEnd` of a quantized `PackedWeight` (`bits` 8, 4 or 6, `offsets`, `group`).
+/// `panelBegin..<panelEnd` of a quantized `PackedWeight` (`bits` 8, 4, 5 or 6, `offsets`, `group`).
 /// `epilogue(rowBegin, rowEnd, panelBegin, panelEnd)` is called for each finished group of
 /// `epilogueEvery` panels (all m rows), as the fp32 kernels do.
 @inline(never)
@@ -239,7 +266,7 @@ public func avx2QuantizedRows(
     b: UnsafeRawPointer, n: Int, panelBegin: Int, panelEnd: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
     epilogueEvery: Int = 0, epilogue: (Int, Int, Int, Int) -> Void = { _, _, _, _ in }
 ) {
-    precondition(bits == 8 || bits == 4 || bits == 6, "avx2QuantizedRows: \(bits)-bit weights")
+    precondition([8, 4, 5, 6].contains(bits), "avx2QuantizedRows: \(bits)-bit weights")
     var next = panelBegin + epilogueEvery
     let groups = k / group
     for p in panelBegin..<panelEnd {
@@ -262,6 +289,10 @@ public func avx2QuantizedRows(
             case (3, 6): tile(Int6Rows3.self)
             case (2, 6): tile(Int6Rows2.self)
             case (_, 6): tile(Int6Rows1.self)
+            case (4, 5): tile(Int5Rows4.self)
+            case (3, 5): tile(Int5Rows3.self)
+            case (2, 5): tile(Int5Rows2.self)
+            case (_, 5): tile(Int5Rows1.self)
             case (4, _): tile(Int8Rows4.self)
             case (3, _): tile(Int8Rows3.self)
             case (2, _): tile(Int8Rows2.self)

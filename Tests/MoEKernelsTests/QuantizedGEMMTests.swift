@@ -1,3 +1,4 @@
+import MoEKernelsAVX2
 import Testing
 
 @testable import MoEKernels
@@ -10,27 +11,28 @@ import Testing
 
 private let formats: [PackedWeight.Format] = [
     .int8(group: 32), .int8(group: 16), .int8(group: 128, offsets: true), .int4(group: 32), .int4(group: 64), .int4(group: 128),
-    .int4(group: 32, offsets: true), .int6(group: 16), .int6(group: 32), .int6(group: 128)
+    .int4(group: 32, offsets: true), .int6(group: 16), .int6(group: 32), .int6(group: 128), .int5(group: 16), .int5(group: 32, offsets: true),
+    .int5(group: 128)
 ]
 
 /// One group of values dequantized as llama.cpp's reference code would: Q8_0 (d = amax/127,
 /// q = round(x/d), x' = q·d), Q4_0 (d = max/-8, q = min(15, trunc(x/d + 8.5)), x' = (q-8)·d),
-/// Q4_1 (d = (max-min)/15, q = min(15, trunc((x-min)/d + 0.5)), x' = q·d + min); 6 bits as
-/// Q4_0 with 64 levels (d = max/-32, q = min(63, trunc(x/d + 32.5)), x' = (q-32)·d).
+/// Q4_1 (d = (max-min)/15, q = min(15, trunc((x-min)/d + 0.5)), x' = q·d + min); 5 and 6 bits
+/// as those with 32 and 64 levels (d = max/-32, q = min(63, trunc(x/d + 32.5)), x' = (q-32)·d).
 private func ggmlRoundTrip(_ x: [Float], bits: Int, offsets: Bool) -> [Float] {
     if bits == 8 {
         let amax = x.map(abs).max()!
         let d = amax / 127, id: Float = d == 0 ? 0 : 1 / d
         return x.map { Float(($0 * id).rounded()) * d }
     }
+    let levels = 1 << bits, half = Float(levels / 2)
     if offsets {
         let lo = x.min()!, hi = x.max()!
-        let d = (hi - lo) / 15, id: Float = d == 0 ? 0 : 1 / d
-        return x.map { (Float(min(15, Int(($0 - lo) * id + 0.5))) * d) + lo }
+        let d = (hi - lo) / Float(levels - 1), id: Float = d == 0 ? 0 : 1 / d
+        return x.map { (Float(min(levels - 1, Int(($0 - lo) * id + 0.5))) * d) + lo }
     }
     var extreme: Float = 0
     for v in x where abs(v) > abs(extreme) { extreme = v }
-    let levels = bits == 6 ? 64 : 16, half = Float(levels / 2)
     let d = extreme / -half, id: Float = d == 0 ? 0 : 1 / d
     return x.map { Float(min(levels - 1, Int($0 * id + half + 0.5)) - levels / 2) * d }
 }
@@ -49,7 +51,7 @@ func quantizedPackingRoundsLikeGGML(format: PackedWeight.Format) {
             for b in 0..<(k / g) {
                 let x = Array(w[(r * k + b * g)..<(r * k + b * g + g)])
                 // Offsets for int8 are only read (GGUF), never chosen: packing stores M = 0.
-                expected += ggmlRoundTrip(x, bits: format.bits, offsets: format.offsets && format.bits == 4)
+                expected += ggmlRoundTrip(x, bits: format.bits, offsets: format.offsets && format.bits < 8)
             }
         }
         // fma(q, S, M) against q·S + M rounded twice: equal, or for offsets within the rounding
@@ -69,7 +71,7 @@ func quantizedPackingRoundsLikeGGML(format: PackedWeight.Format) {
     var w = [Float](repeating: 0, count: 3 * 32)
     w[5] = .nan
     w[32 + 7] = .infinity
-    for format in [PackedWeight.Format.int8(group: 32), .int4(group: 32), .int6(group: 32)] {
+    for format in [PackedWeight.Format.int8(group: 32), .int4(group: 32), .int6(group: 32), .int5(group: 32)] {
         let got = PackedWeight(weight: w, n: 3, k: 32, format: format).unpacked()
         let nans = got[0..<64].allSatisfy(\.isNaN), zeros = got[64..<96].allSatisfy { $0 == 0 }
         #expect(nans && zeros)
@@ -77,6 +79,8 @@ func quantizedPackingRoundsLikeGGML(format: PackedWeight.Format) {
     #expect(!PackedWeight.Format.int4(group: 32).fits(k: 48))
     #expect(!PackedWeight.Format.int4(group: 48).fits(k: 96))
     #expect(!PackedWeight.Format.int6(group: 4).fits(k: 96))
+    #expect(!PackedWeight.Format.int5(group: 8).fits(k: 96))
+    #expect(PackedWeight.Format.int5(group: 16).fits(k: 96))
     #expect(PackedWeight.Format.int8(group: 32).fits(k: 96))
 }
 
@@ -203,10 +207,14 @@ func activationRowsAreQuantizedPerGroup() {
 /// The int8 layouts GGUF K-quants are repacked into (`PackedWeight(n:k:format:rows:)`): Q5_K's
 /// groups of 32 with any offset (u in 0…31, S = d·sc, M = -dmin·m) and Q6_K's groups of 16
 /// without (u = q + 96 in 32…159, M = -128·S, S of either sign), and the int6 panels Q6_K goes
-/// into on CPUs without AVX-512 (given as int8's u = q + 96, stored as q). The weight holds
+/// into on CPUs without AVX-512 (given as int8's u = q + 96, stored as q), and Q5_K's int5
+/// panels (u in 0…31 with offsets). The weight holds
 /// exactly fma(u, S, M); every kernel set computes on it what the fp32 kernel computes on those
 /// values (or the integer products' scalar twin), and the integer products stay within 2e-2.
-@Test(arguments: ISA.available, [(PackedWeight.Format.int8(group: 32, offsets: true), 0..<32), (.int8(group: 16), 32..<160), (.int6(group: 16), 96..<160)])
+@Test(
+    arguments: ISA.available,
+    [(PackedWeight.Format.int8(group: 32, offsets: true), 0..<32), (.int8(group: 16), 32..<160), (.int6(group: 16), 96..<160), (.int5(group: 32, offsets: true), 0..<32)]
+)
 func repackedGroupsRunOnEveryKernel(isa: ISA, case: (format: PackedWeight.Format, values: Range<Int>)) {
     var rng = TestRandom(seed: 83)
     let format = `case`.format, g = format.group!, span = `case`.values
@@ -251,6 +259,37 @@ func repackedGroupsRunOnEveryKernel(isa: ISA, case: (format: PackedWeight.Format
                 den += exact[i] * exact[i]
             }
             #expect((num / den).squareRoot() < (integers ? 2e-2 : 1e-5), "\(isa) \(format) M=\(m): error \((num / den).squareRoot())")
+        }
+    }
+}
+
+/// The AVX2 path that widens quantized panels to fp32 (what `MOEC_INT8_ROWS=0` runs, and int8
+/// beyond 16 rows), called directly for every format and row counts that take each of its
+/// tiles (one row, two-panel tiles, widened strips): bit for bit the fp32 AVX2 kernel on the
+/// dequantized weight.
+@Test(.enabled(if: ISA.available.contains(.avx2), "needs AVX2"), arguments: formats)
+func avx2WidenedPathMatchesTheF32Kernel(format: PackedWeight.Format) {
+    var rng = TestRandom(seed: 89)
+    for (n, k) in [(17, 128), (40, 640)] where format.fits(k: k) {
+        let packed = PackedWeight(weight: rng.array(n * k), n: n, k: k, format: format)
+        let widened = PackedWeight(weight: packed.unpacked(), n: n, k: k)
+        for m in [1, 2, 3, 7, 13, 40] {
+            let x = rng.array(m * k)
+            let packedX = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: m, k: k))
+            defer { packedX.deallocate() }
+            x.withUnsafeBufferPointer { PackedRows.pack($0.baseAddress!, ld: k, m: m, k: k, into: packedX) }
+            var expected = [Float](repeating: .nan, count: m * n), y = expected
+            expected.withUnsafeMutableBufferPointer {
+                Kernels.gemmPacked(packedX, m: m, widened, panels: 0..<widened.panels, $0.baseAddress!, ldy: n, isa: .avx2)
+            }
+            let mPanels = (m + GemmBlocking.mr - 1) / GemmBlocking.mr
+            y.withUnsafeMutableBufferPointer {
+                avx2GemmPackedQuantized(
+                    bits: format.bits, group: format.group!, offsets: format.offsets, a: packedX, m: m, k: k, kcBlock: GemmBlocking.kc,
+                    mcPanels: GemmBlocking.mcPanels, b: packed.quantizedData, n: n, panelBegin: 0, panelEnd: packed.panels, c: $0.baseAddress!,
+                    ldc: n, accumulate: false, panelMajor: mPanels * GemmBlocking.mr * k * 4 <= GemmBlocking.panelMajorMaxBytes)
+            }
+            #expect(y.map(\.bitPattern) == expected.map(\.bitPattern), "\(format) M=\(m) N=\(n) K=\(k)")
         }
     }
 }

@@ -54,15 +54,15 @@ import Testing
         }
     }
 
-    /// Q5_K and Q6_K experts (2 of them, [256, 256] each) keep their values: Q5_K's 5-bit values
-    /// in int8 panels, groups of 32 with offsets (1.25 bytes a weight, scales and offsets
-    /// included), Q6_K's in int6 panels, groups of 16 (1.0 bytes a weight; CPUs with AVX-512 hold
-    /// int8 ones for now, so the CPU is named `avx2` here), shown by `--emit plan`; the
-    /// executable holds those bytes and the router's packed panel, no f32 copy (`moec bench`'s
-    /// weights, 3.2× and 4× fewer than the `--weights f32` plan's); the integer products on int8
+    /// Q5_K and Q6_K experts (2 of them, [256, 256] each) keep their values: Q5_K's in int5
+    /// panels, groups of 32 with offsets (0.875 bytes a weight, scales and offsets included),
+    /// Q6_K's in int6 panels, groups of 16 (1.0 bytes a weight; CPUs with AVX-512 hold int8 ones
+    /// for now, so the CPU is named `avx2` here), shown by `--emit plan`; the executable holds
+    /// those bytes and the router's packed panel, no f32 copy (`moec bench`'s weights, 4.5× and
+    /// 4× fewer than the `--weights f32` plan's); the integer products on int8
     /// activations stay within 3e-2 relative L2 of transformers on gguf-py's values.
     @Test(arguments: [
-        ("q5_k", "8-bit values in groups of 32 with fp32 scales and offsets;", "163.8 kB", "493.6 kB: 2.0 kB as f32, 491.5 kB", "507.9 kB"),
+        ("q5_k", "5-bit values in groups of 32 with fp32 scales and offsets;", "114.7 kB", "346.1 kB: 2.0 kB as f32, 344.1 kB", "360.4 kB"),
         ("q6_k", "6-bit values in groups of 16 with fp32 scales;", "131.1 kB", "395.3 kB: 2.0 kB as f32, 393.2 kB", "409.6 kB")
     ])
     func kQuantsKeptInPanelsOfTheirValues(_ type: String, values: String, tensor: String, weights: String, held: String) throws {
@@ -71,7 +71,7 @@ import Testing
         let avx2 = ["MOEC_ISA": "avx2"]
         let e = try Moec.run(["compile", Self.graph, "--model", model, "--emit", "plan"], in: dir.path, environment: avx2)
         expectSuccess(e)
-        // 2 · 256 · 256 weights · 1.25 (1.0) bytes = 163.8 (131.1) kB a tensor.
+        // 2 · 256 · 256 weights · 0.875 (1.0) bytes = 114.7 (131.1) kB a tensor.
         #expect(e.stdout.contains("weights (\(weights) as \(type))"), "\(e)")
         #expect(e.stdout.contains("  @w2             \(type)[2, 256, 256]     \(tensor)   blk.0.ffn_down_exps.weight [\(type.uppercased())]"), "\(e)")
         #expect(e.stdout.contains("format    gate, up, down: \(type) (the GGUF file's values, repacked: \(values)"), "\(e)")
