@@ -4,6 +4,8 @@
 //   swift run -c release moec-kernel-bench [--reps N] [--m 1,4,16] [--threads 1,2]
 //                                          [--shapes gateup,down] [--cold] [--isa portable|avx2]
 //                                          [--cpu-time] [--moe] [--bf16] [--q8]
+//                                          [--quantized [--quantized-shapes NxK,…] [--copies C]
+//                                                       [--quantized-formats int8:16,int6:16,…]]
 //
 // `--bf16` adds fp32 against bf16 packed weights (`PackedWeight(…, format: .bf16)`) on the
 // Mixtral expert shapes [7168, 1024] (gate/up) and [1024, 3584] (down) at M = 1, 4, 16, 128: the
@@ -41,6 +43,24 @@ struct Options {
     /// default, more than the caches hold; 1 with a small shape measures the kernel from cache).
     var quantizedShapes = [(7168, 1024), (1024, 3584)]
     var quantizedCopies = 8
+    /// `--quantized-formats`: the panel formats `--quantized` compares with f32 instead of its
+    /// default table (int8 and int4 in groups of 32, and the Q8Weight kernel).
+    var quantizedFormats: [PackedWeight.Format] = []
+}
+
+/// A panel format as `--quantized-formats` spells it: `int8:16`, `int4:32`, `int5:32z` (z: with
+/// offsets), `int6:16`.
+func panelFormat(_ spec: Substring) -> PackedWeight.Format? {
+    let parts = spec.split(separator: ":")
+    guard parts.count == 2, let g = Int(parts[1].filter(\.isNumber)) else { return nil }
+    let offsets = parts[1].hasSuffix("z")
+    switch parts[0] {
+    case "int8": return .int8(group: g, offsets: offsets)
+    case "int4": return .int4(group: g, offsets: offsets)
+    case "int5": return .int5(group: g, offsets: offsets)
+    case "int6" where !offsets: return .int6(group: g)
+    default: return nil
+    }
 }
 
 func parseOptions() -> Options {
@@ -64,6 +84,13 @@ func parseOptions() -> Options {
             o.quantizedShapes = (args.next() ?? "").split(separator: ",").compactMap { shape in
                 let nk = shape.split(separator: "x").compactMap { Int($0) }
                 return nk.count == 2 ? (nk[0], nk[1]) : nil
+            }
+        case "--quantized-formats":
+            let specs = (args.next() ?? "").split(separator: ",")
+            o.quantizedFormats = specs.compactMap(panelFormat)
+            guard o.quantizedFormats.count == specs.count else {
+                FileHandle.standardError.write("--quantized-formats: expected e.g. int8:16,int6:16,int5:32z,int4:32\n".data(using: .utf8)!)
+                exit(2)
             }
         case "--copies": o.quantizedCopies = max(1, Int(args.next() ?? "") ?? o.quantizedCopies)
         case "--isa": o.isa = ISA(rawValue: args.next() ?? "") ?? o.isa
@@ -376,7 +403,49 @@ if opts.q8 {
     }
 }
 
-if opts.quantized {
+if opts.quantized && !opts.quantizedFormats.isEmpty {
+    print()
+    print("Packed weight fp32 against quantized panels (median ms; × = f32 / format; GB/s counts the weight bytes each")
+    print("format streams), isa \(opts.isa):")
+    let names = opts.quantizedFormats.map(\.description)
+    let header: [String] = ["W [N, K]", "M", "thr", "f32 ms"] + names.map { "\($0) ms" } + names.map { "\($0) ×" } + names.map { "\($0) GB/s" }
+    print("| " + header.joined(separator: " | ") + " |")
+    print("|---|---:|---:|---:|" + String(repeating: "---:|", count: 3 * names.count))
+    for (n, k) in opts.quantizedShapes {
+        let count = opts.quantizedCopies
+        let ws = (0..<count).map { _ in randomArray(n * k, seed: &seed) }
+        let packed = [ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }]
+            + opts.quantizedFormats.map { f in ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2, format: f) } }
+        for m in opts.ms {
+            let x = randomArray(m * k, seed: &seed)
+            var y = [Float](repeating: 0, count: m * n)
+            for t in opts.threads {
+                var times: [Double] = []
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        let (xq, yq) = (xp.baseAddress!, yp.baseAddress!)
+                        for weights in packed {
+                            var i = 0
+                            times.append(
+                                medians(
+                                    reps: max(opts.reps, 16),
+                                    {
+                                        Kernels.gemm(xq, weights[i % count], yq, m: m, threads: t, isa: opts.isa)
+                                        i += 1
+                                    }, nil
+                                ).0)
+                        }
+                    }
+                }
+                var cells: [String] = ["[\(n), \(k)]", "\(m)", "\(t)"]
+                cells += times.map { String(format: "%.3f", $0 * 1e3) }
+                cells += times.dropFirst().map { String(format: "%.2f", times[0] / $0) }
+                for f in 1..<packed.count { cells.append(f1(Double(packed[f][0].byteCount) / times[f] / 1e9)) }
+                print("| " + cells.joined(separator: " | ") + " |")
+            }
+        }
+    }
+} else if opts.quantized {
     print()
     print("Packed weight fp32 vs int8 and int4 panels (groups of 32, widened to f32 in registers or strips; median;")
     print("GB/s counts the weight bytes each format streams), and the int8-activation Q8Weight kernel:")
