@@ -414,7 +414,8 @@ if opts.quantized && !opts.quantizedFormats.isEmpty {
     for (n, k) in opts.quantizedShapes {
         let count = opts.quantizedCopies
         let ws = (0..<count).map { _ in randomArray(n * k, seed: &seed) }
-        let packed = [ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }]
+        let packed =
+            [ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2) }]
             + opts.quantizedFormats.map { f in ws.map { PackedWeight(weight: $0, n: n, k: k, threads: 2, format: f) } }
         for m in opts.ms {
             let x = randomArray(m * k, seed: &seed)
