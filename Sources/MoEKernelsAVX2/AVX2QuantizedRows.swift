@@ -1,6 +1,8 @@
-// Integer dot products on `PackedWeight`'s int8 and int4 panels for CPUs with AVX2 but no
-// AVX-512 VNNI (Zen 3, Haswell to Alder Lake): the AVX2 twin of `avx512QuantizedRows`, for rows
-// of activations quantized to int8 by `avx2QuantizeRows` (below, which both kernels share).
+// Integer dot products on `PackedWeight`'s int8, int4, int5 and int6 panels for CPUs with AVX2
+// but no AVX-512 VNNI (Zen 3, Haswell to Alder Lake): the AVX2 twin of `avx512QuantizedRows`, for
+// rows of activations quantized to int8 by `avx2QuantizeRows` (below, which both kernels share).
+// int5 and int6 (GGUF's Q5_K and Q6_K) have no AVX-512 twin: CPUs with it run this kernel on
+// them, though the GGUF packing keeps int8 panels there.
 //
 // The panel layout is the one in AVX2GEMM+Quantized.swift: per group of G steps, 16 fp32 scales
 // S, 16 offsets M when stored, then quads, 64 bytes each; a quad's 32-bit word j holds 4
@@ -13,7 +15,10 @@
 //
 // Saturation decides the operands. Activations are |xq| ≤ 127. An int4 value is u ≤ 15, so a
 // 16-bit lane holds at most 2·15·127 = 3810 and 8 of them still fit: the two nibble quads of an
-// oct are added in 16 bits, and one `vpmaddwd` per oct is enough. An int8 value u ≤ 255 could
+// oct are added in 16 bits, and one `vpmaddwd` per 4 octs is enough. int5 (u ≤ 31, 7874 a lane)
+// and int6 (u ≤ 63, 16002) are int4's nibbles with their high bits or'ed in from the plane after
+// the octs (QuantizedPanels.swift): one `vpmaddwd` per pair of octs (int5) or per oct (int6).
+// An int8 value u ≤ 255 could
 // saturate a 16-bit lane (2·255·127), so the kernel takes the signed q = u − 128 (one `vpxor`),
 // its magnitude as the unsigned operand and the activation with q's sign as the signed one
 // (`vpabsb`, `vpsignb`: llama.cpp's AVX2 trick for Q8_0), ≤ 2·127·127 = 32258 a lane, and adds
