@@ -99,6 +99,14 @@ func parseOptions() -> Options {
             exit(2)
         }
     }
+    // Release builds drop `PackedWeight`'s own check (-Ounchecked): a group the kernels cannot
+    // block (one that does not divide 128 or the row) would write past its panels.
+    for f in o.quantizedFormats {
+        for (_, k) in o.quantizedShapes where !f.fits(k: k) {
+            FileHandle.standardError.write("--quantized-formats: \(f) does not fit k = \(k) (a group divides 128 and the row)\n".data(using: .utf8)!)
+            exit(2)
+        }
+    }
     return o
 }
 
