@@ -206,6 +206,11 @@ class PatchTests(unittest.TestCase):
         self.assertEqual(got.shape, want.shape)
         self.assertLess(float((got - want).abs().max()), 1e-5)
         self.assertEqual(block(x.to(torch.bfloat16)).dtype, torch.bfloat16)
+        # a view that is not contiguous is copied first; a 2-D input and a single row read in place
+        xt = x.transpose(0, 1)
+        self.assertTrue(torch.equal(block(xt), block(xt.contiguous())))
+        self.assertTrue(torch.equal(block(x.reshape(12, -1)), got.reshape(12, -1)))
+        self.assertTrue(torch.equal(block(x[1, 2]), got[1, 2]))
         with self.assertRaises(moec.MoecError):
             block(torch.randn(3, reference.config.hidden_size + 1))
         block.close()
