@@ -49,11 +49,27 @@ public struct RunReport: Sendable {
     /// One per `--check`, in order.
     public var checks: [OutputCheck.Result]
     /// Tokens with a non-finite value in some output row: under the one rule for non-finite
-    /// values, the tokens whose input or router scores were not finite (their rows are NaN).
+    /// values, the tokens whose input or router scores were not finite (their rows are NaN),
+    /// and those that met a non-finite weight or overflowed.
     public var nonFiniteTokens = 0
+    /// Of those, the tokens whose input rows hold a non-finite value.
+    public var nonFiniteInputTokens = 0
 
-    /// The tokens (rows of the outputs whose first dimension is the token count) with a
-    /// non-finite value in any of `outputs`.
+    /// The warning `moec run` prints when some output rows are not finite, saying where they
+    /// can have come from (non-finite input is the only cause the tokens alone show).
+    public var nonFiniteWarning: String? {
+        guard nonFiniteTokens > 0 else { return nil }
+        let of = "\(nonFiniteTokens) of \(tokens) token\(tokens == 1 ? "" : "s")"
+        if nonFiniteInputTokens >= nonFiniteTokens {
+            return "warning: \(of) had non-finite input; their output rows are NaN (the other tokens are unaffected)"
+        }
+        let inputs = nonFiniteInputTokens > 0 ? "\(nonFiniteInputTokens) had non-finite input, the others " : ""
+        return "warning: \(of) have non-finite output rows: \(inputs)met non-finite router scores or weights, "
+            + "or values that overflowed (the other tokens are unaffected)"
+    }
+
+    /// The tokens (rows of the tensors whose first dimension is the token count) with a
+    /// non-finite value in any of `outputs` (a run's outputs, or its inputs).
     public static func countNonFiniteTokens(_ outputs: [HostTensor], tokens: Int) -> Int {
         guard tokens > 0 else { return 0 }
         var bad = [Bool](repeating: false, count: tokens)
@@ -112,6 +128,9 @@ extension ModelRunner {
             halting: HaltingReport(graph: graph, expertLoads: lastExpertLoads(tokens: tokens)),
             checks: references.map { $0.compare(result[$0.name]!, tolerance: request.tolerance) })
         report.nonFiniteTokens = RunReport.countNonFiniteTokens(graph.outputs.compactMap { result[$0.name] }, tokens: tokens)
+        if report.nonFiniteTokens > 0 {
+            report.nonFiniteInputTokens = RunReport.countNonFiniteTokens(graph.inputs.compactMap { tensors[$0.name] }, tokens: tokens)
+        }
         return report
     }
 

@@ -87,11 +87,7 @@ enum RunCommand {
                 String(
                     format: "ran %@ on %d token%@ in %.3f ms (%@)\n", runner.graph.name, report.tokens, report.tokens == 1 ? "" : "s",
                     report.seconds * 1e3, Self.how(runner.executable)))
-            if report.nonFiniteTokens > 0 {
-                Console.err(
-                    "warning: \(report.nonFiniteTokens) of \(report.tokens) token\(report.tokens == 1 ? "" : "s") had non-finite input or router scores; "
-                        + "their output rows are NaN (the other tokens are unaffected)\n")
-            }
+            if let warning = report.nonFiniteWarning { Console.err(warning + "\n") }
             if let halting = report.halting {
                 Console.err(
                     String(
