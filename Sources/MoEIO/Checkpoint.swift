@@ -179,13 +179,7 @@ public final class Checkpoint: @unchecked Sendable {
     /// (which holds `info(name)!.byteRange.count` bytes). Only for GGUF checkpoints.
     public func copyStoredBytes(_ name: String, into destination: UnsafeMutableRawPointer) throws(WeightFileError) {
         guard let gguf = gguf(name) else { throw missingTensorError(name) }
-        do {
-            try gguf.withBytes(name) { destination.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        } catch let e as WeightFileError {
-            throw e
-        } catch {
-            throw WeightFileError(path: path, tensor: name, message: "\(error)")
-        }
+        try gguf.copyBytes(name, into: destination)
     }
 
     /// Converts the tensor to `Float` into caller memory (count must equal its element count).
