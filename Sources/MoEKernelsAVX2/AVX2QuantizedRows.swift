@@ -347,8 +347,11 @@ public func avx2QuantizeRows(
     let values = values - panels.lowerBound * mr * k, scales = scales - panels.lowerBound * mr * groups
     let sums = sums - panels.lowerBound * mr * groups
     let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
-    // One group's values of one row, gathered (groups are at most 128 steps: `PackedWeight.Format.fits`).
-    withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: (group + 7) / 8) { buffer in
+    // One group's values of one row, gathered 8 at a time (groups are at most 128 steps, and a
+    // multiple of 8 but for int8's groups of 4: `PackedWeight.Format.fits`; the lanes past a
+    // group of 4 hold zeros, which change neither its maximum nor its sum).
+    let chunks = (group + 7) / 8
+    withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: chunks) { buffer in
         let gathered = buffer.baseAddress!
         for panel in panels {
             let rows = min(mr, m - panel * mr)
@@ -363,9 +366,12 @@ public func avx2QuantizeRows(
                         let src = block + g0 * mr + r
                         let gi = (k0 + g0) / group
                         var amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps()
-                        for j in 0..<(group / 8) {
+                        for j in 0..<chunks {
                             let p = src + j * 8 * mr
-                            let v = _mm256_setr_ps(p[0], p[mr], p[2 * mr], p[3 * mr], p[4 * mr], p[5 * mr], p[6 * mr], p[7 * mr])
+                            let v =
+                                group - 8 * j >= 8
+                                ? _mm256_setr_ps(p[0], p[mr], p[2 * mr], p[3 * mr], p[4 * mr], p[5 * mr], p[6 * mr], p[7 * mr])
+                                : _mm256_setr_ps(p[0], p[mr], p[2 * mr], p[3 * mr], 0, 0, 0, 0)
                             gathered[j] = v
                             amax = _mm256_max_ps(amax, _mm256_and_ps(v, magnitude))
                             bad = _mm256_add_ps(bad, _mm256_sub_ps(v, v)) // NaN where any value is not finite
@@ -383,15 +389,19 @@ public func avx2QuantizeRows(
                         let d = lanes.max() / 127
                         let id = _mm256_set1_ps(d == 0 ? 0 : 1 / d)
                         var total = _mm256_setzero_si256()
-                        for j in 0..<(group / 8) {
+                        for j in 0..<chunks {
                             let q = _mm256_cvtps_epi32(_mm256_mul_ps(gathered[j], id))
                             total = _mm256_add_epi32(total, q)
                             // 8 int32 (|q| ≤ 127) to 8 bytes: pack to 16 and 8 bits per 128-bit
                             // half, then the two halves' 4 bytes side by side.
                             let words = _mm256_packs_epi32(q, q), bytes = _mm256_packs_epi16(words, words)
                             let pair = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4))
-                            UnsafeMutableRawPointer(out + 8 * j).storeBytes(
-                                of: UInt64(bitPattern: _mm_cvtsi128_si64(_mm256_castsi256_si128(pair))), as: UInt64.self)
+                            let eight = UInt64(bitPattern: _mm_cvtsi128_si64(_mm256_castsi256_si128(pair)))
+                            if group - 8 * j >= 8 {
+                                UnsafeMutableRawPointer(out + 8 * j).storeBytes(of: eight, as: UInt64.self)
+                            } else {
+                                UnsafeMutableRawPointer(out + 8 * j).storeBytes(of: UInt32(truncatingIfNeeded: eight), as: UInt32.self)
+                            }
                         }
                         let sum: SIMD8<Int32> = unsafeBitCast(total, to: SIMD8<Int32>.self)
                         scales[row * groups + gi] = d

@@ -173,7 +173,7 @@ func quantizedGemmMatchesItsReference(isa: ISA, format: PackedWeight.Format) {
 @Test(.enabled(if: ISA.available.contains(.avx2), "needs AVX2"))
 func activationRowsAreQuantizedPerGroup() {
     var rng = TestRandom(seed: 79)
-    for (m, k, g) in [(1, 64, 32), (7, 1024, 32), (13, 640, 128), (30, 96, 16)] {
+    for (m, k, g) in [(1, 64, 32), (7, 1024, 32), (13, 640, 128), (30, 96, 16), (8, 24, 4)] {
         var x = rng.array(m * k, scale: 4)
         x[5] = .nan
         if m > 1 { x[k + 40] = -.infinity }

@@ -59,39 +59,20 @@ class MoEBlock(nn.Module):
             self._cache[tokens] = entry
         return entry
 
-    def _arrays(self, tokens: int, features: int):
-        """This thread's C arrays for a run on `tokens` × `features` inputs: the input and output
-        `moec_tensor`s with their shapes filled in, and scratch tensors for the outputs the block
-        does not return. Made once per thread and shape, so that a call only writes two data
-        addresses: a decode step's block call spent about 0.1 ms of Python making them anew.
-        (Per thread: the same block may run on several threads at once.)"""
-        arrays = getattr(self._local, "arrays", None)
-        if arrays is None:
-            arrays = self._local.arrays = {}
-        entry = arrays.get((tokens, features))
-        if entry is None:
-            shapes, dims = self._outputs(tokens)
-            ins = (_native.Tensor * 1)()
-            in_dims = (ctypes.c_int64 * 2)(tokens, features)
-            ins[0].data, ins[0].shape, ins[0].rank, ins[0].dtype = None, in_dims, 2, _native.MOEC_F32
-            outs = (_native.Tensor * len(shapes))()
-            scratch = []
-            for i, (t, shape, d, spec) in enumerate(zip(outs, shapes, dims, self.plan.outputs)):
-                dtype = _TORCH_DTYPES[spec.dtype]
-                t.shape, t.rank, t.dtype = d, len(shape), _CODES[dtype]
-                if i != self._output_index:
-                    buffer = torch.empty(shape, dtype=dtype)
-                    t.data = buffer.data_ptr()
-                    scratch.append(buffer)
-            shape = shapes[self._output_index]
-            # The returned output is allocated in the input's leading shape when it is a
-            # [tokens, features] matrix (the same bytes), else as moec gives it and reshaped.
-            direct = len(shape) == 2 and shape[0] == tokens
-            entry = (ins, outs, in_dims, scratch, tuple(shape), _TORCH_DTYPES[self.plan.outputs[self._output_index].dtype], direct)
-            if len(arrays) >= 64:
-                arrays.pop(next(iter(arrays)))
-            arrays[(tokens, features)] = entry
-        return entry
+    def _call(self, tokens: int, features: int) -> "_Call":
+        """This thread's `_Call` for a run on `tokens` × `features` inputs, made once per thread
+        and shape, so that a call only writes two data addresses: a decode step's block call
+        spent about 0.1 ms of Python making the C arrays anew. (Per thread: the same block may
+        run on several threads at once.)"""
+        calls = getattr(self._local, "calls", None)
+        if calls is None:
+            calls = self._local.calls = {}
+        call = calls.get((tokens, features))
+        if call is None:
+            if len(calls) >= 64:
+                calls.pop(next(iter(calls)))
+            call = calls[(tokens, features)] = _Call(self, tokens, features)
+        return call
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead, features = x.shape[:-1], x.shape[-1]
@@ -101,13 +82,12 @@ class MoEBlock(nn.Module):
         converted = x.dtype is not torch.float32 or x.device.type != "cpu" or not x.is_contiguous() or not features
         if converted:
             x2 = x.detach().reshape(-1, features).to(device="cpu", dtype=torch.float32).contiguous()
-        tokens = x2.numel() // features
-        ins, outs, _, _, shape, dtype, direct = self._arrays(tokens, features)
-        y = torch.empty((*lead, shape[1]) if direct else shape, dtype=dtype)
-        ins[0].data = x2.data_ptr()
-        outs[self._output_index].data = y.data_ptr()
-        self.plan.run_tensors(ins, 1, outs, len(outs))   # moec checks the shapes
-        if not direct:
+        call = self._call(x2.numel() // features, features)
+        y = torch.empty((*lead, call.shape[1]) if call.direct else call.shape, dtype=call.dtype)
+        call.ins[0].data = x2.data_ptr()
+        call.outs[self._output_index].data = y.data_ptr()
+        self.plan.run_tensors(call.ins, 1, call.outs, len(call.outs))   # moec checks the shapes
+        if not call.direct:
             y = y.reshape(*lead, y.shape[-1])
         if converted and (y.dtype != x.dtype or y.device != x.device):
             y = y.to(device=x.device, dtype=x.dtype)
@@ -120,3 +100,29 @@ class MoEBlock(nn.Module):
 
     def extra_repr(self) -> str:
         return f"input={self.input!r}, output={self.output!r}"
+
+
+class _Call:
+    """The C arrays of a `MoEBlock` run on one input shape: the input and output `moec_tensor`s
+    with their shapes filled in (`data` set per call), scratch tensors for the outputs the block
+    does not return, and how the returned output is allocated: in the input's leading shape when
+    it is a [tokens, features] matrix (`direct`: the same bytes), else as moec gives it."""
+    __slots__ = ("ins", "outs", "keep", "shape", "dtype", "direct")
+
+    def __init__(self, block: MoEBlock, tokens: int, features: int):
+        shapes, dims = block._outputs(tokens)
+        in_dims = (ctypes.c_int64 * 2)(tokens, features)
+        self.ins = (_native.Tensor * 1)()
+        self.ins[0].shape, self.ins[0].rank, self.ins[0].dtype = in_dims, 2, _native.MOEC_F32
+        self.outs = (_native.Tensor * len(shapes))()
+        self.keep = [in_dims]
+        for i, (t, shape, d, spec) in enumerate(zip(self.outs, shapes, dims, block.plan.outputs)):
+            dtype = _TORCH_DTYPES[spec.dtype]
+            t.shape, t.rank, t.dtype = d, len(shape), _CODES[dtype]
+            if i != block._output_index:
+                scratch = torch.empty(shape, dtype=dtype)
+                t.data = scratch.data_ptr()
+                self.keep.append(scratch)
+        self.shape = tuple(shapes[block._output_index])
+        self.dtype = _TORCH_DTYPES[block.plan.outputs[block._output_index].dtype]
+        self.direct = len(self.shape) == 2 and self.shape[0] == tokens
