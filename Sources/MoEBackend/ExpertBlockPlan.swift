@@ -127,7 +127,7 @@ public struct ExpertBlockPlan: Sendable {
         default:
             let what =
                 (f.isGGUFType ? "the GGUF file's values, repacked: " : "")
-                + ((f == .q6_k || f == .q5_k) && !Kernels.kQuantBitPanelsByDefault ? "\(f.bits)-bit values held as bytes" : "\(f.bits)-bit values")
+                + "\(f.bits)-bit values"
                 + " in groups of \(f.group!) with fp32 scales"
                 + (f.offsets ? " and offsets" : "")
             guard packedKernel else { return " (\(what); values rounded, held as f32 on this path)" }

@@ -232,16 +232,14 @@ struct ExpertMatrices: @unchecked Sendable {
     }
 
     /// The kernels' panel format for a weight's storage format (a GGUF type: the int format
-    /// that holds its values exactly). Q5_K and Q6_K go into int5 and int6 panels, except on CPUs
-    /// with AVX-512 (`Kernels.kQuantBitPanelsByDefault`), whose VNNI kernel has no path for them
-    /// yet: int8 there.
+    /// that holds its values exactly). Q5_K and Q6_K go into int5 and int6 panels.
     static func packedFormat(_ f: WeightFormat) -> PackedWeight.Format {
         switch f {
         case .f32: return .f32
         case .bf16: return .bf16
         case .f16: return .f16
-        case .q6_k: return Kernels.kQuantBitPanelsByDefault ? .int6(group: 16) : .int8(group: 16)
-        case .q5_k: return Kernels.kQuantBitPanelsByDefault ? .int5(group: 32, offsets: true) : .int8(group: 32, offsets: true)
+        case .q6_k: return .int6(group: 16)
+        case .q5_k: return .int5(group: 32, offsets: true)
         default: return f.bits == 8 ? .int8(group: f.group!, offsets: f.offsets) : .int4(group: f.group!, offsets: f.offsets)
         }
     }

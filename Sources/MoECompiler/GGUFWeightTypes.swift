@@ -14,8 +14,8 @@ import MoEPasses
 ///   Q8_0 → int8, groups of 32               1.125 bytes a weight (the file: 1.0625)
 ///   Q4_0 → int4, groups of 32               0.625 (0.5625)
 ///   Q4_K → int4, groups of 32 with offsets  0.75  (0.5625)
-///   Q5_K → int5, groups of 32 with offsets  0.875 (0.6875; int8, 1.25, on AVX-512 CPUs)
-///   Q6_K → int6, groups of 16               1.0   (0.8203; int8, 1.25, on AVX-512 CPUs)
+///   Q5_K → int5, groups of 32 with offsets  0.875 (0.6875)
+///   Q6_K → int6, groups of 16               1.0   (0.8203)
 ///
 /// BF16 and F16 tensors get the bf16 and f16 formats (the same values). A weight whose
 /// tensors mix types stays f32 (widened at load).

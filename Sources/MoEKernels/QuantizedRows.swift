@@ -61,12 +61,6 @@ extension Kernels {
     /// ms at 128 rows).
     static let int8RowsWithoutVNNI = 16
 
-    /// Whether a GGUF file's Q5_K and Q6_K values go into int5 and int6 panels with the default
-    /// kernels (5 and 6 bits a value, products on AVX2 as int4's), rather than int8 ones:
-    /// everywhere but on CPUs with AVX-512 VNNI, whose kernel multiplies int8 panels with
-    /// `vpdpbusd` and has no int5/int6 path yet.
-    public static var kQuantBitPanelsByDefault: Bool { !ISA.best.runsAVX512 }
-
     /// How products on int8/int4 weights run with the default kernels, for reports (`moec bench`).
     public static var quantizedProductsDescription: String {
         guard integerProductsByDefault else {
@@ -86,7 +80,14 @@ extension Kernels {
     /// the widening strip, or the integer path's quantized rows, whichever is larger.
     public static func quantizedScratchFloats(k: Int, format: PackedWeight.Format) -> Int {
         guard let g = format.group else { return PackedRows.bf16StripFloats(k: k) }
-        return max(PackedRows.bf16StripFloats(k: k), (QuantizedRows.bytes(m: integerRowChunk, k: k, group: g) + 3) / 4)
+        let expanded = avx512ExpandedPanelBytes(bits: format.bits, offsets: format.offsets, group: g, k: k)
+        return max(PackedRows.bf16StripFloats(k: k), (expandedPanelsOffset(k: k, group: g) + expanded + 3) / 4)
+    }
+
+    /// Where in the integer products' scratch the AVX-512 kernel's expanded int5/int6 panels go:
+    /// after the quantized rows, on a cache line.
+    static func expandedPanelsOffset(k: Int, group: Int) -> Int {
+        (QuantizedRows.bytes(m: integerRowChunk, k: k, group: group) + 63) / 64 * 64
     }
 
     /// The integer products on `m` rows of a packed operand `a`, `integerRowChunk` rows at a time
@@ -101,13 +102,11 @@ extension Kernels {
             let rows = min(integerRowChunk, m - r0)
             let x = QuantizedRows(m: rows, k: k, group: g, storage: scratch)
             x.quantize(packed: a, total: m, from: r0)
-            // int5 and int6 have no AVX-512 kernel yet: AVX-512 CPUs run the AVX2 one (GGUF
-            // weights only go into them without AVX-512: `ExpertMatrices.packedFormat`).
-            if isa.runsAVX512 && (w.format.bits == 8 || w.format.bits == 4) {
+            if isa.runsAVX512 {
                 avx512QuantizedRows(
-                    int4: w.format.bits == 4, offsets: w.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: rows, k: k,
+                    bits: w.format.bits, offsets: w.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: rows, k: k,
                     b: w.pointer, n: n, panelBegin: panels.lowerBound, panelEnd: panels.upperBound, c: y + r0 * ldy, ldc: ldy,
-                    accumulate: accumulate, epilogueEvery: epilogueEvery
+                    accumulate: accumulate, expanded: scratch + expandedPanelsOffset(k: k, group: g), epilogueEvery: epilogueEvery
                 ) { e0, e1, p0, p1 in epilogue(r0 + e0, r0 + e1, p0, p1) }
             } else {
                 avx2QuantizedRows(

@@ -1,8 +1,6 @@
 // Integer dot products on `PackedWeight`'s int8, int4, int5 and int6 panels for CPUs with AVX2
 // but no AVX-512 VNNI (Zen 3, Haswell to Alder Lake): the AVX2 twin of `avx512QuantizedRows`, for
 // rows of activations quantized to int8 by `avx2QuantizeRows` (below, which both kernels share).
-// int5 and int6 (GGUF's Q5_K and Q6_K) have no AVX-512 twin: CPUs with it run this kernel on
-// them, though the GGUF packing keeps int8 panels there.
 //
 // The panel layout is the one in AVX2GEMM+Quantized.swift: per group of G steps, 16 fp32 scales
 // S, 16 offsets M when stored, then quads, 64 bytes each; a quad's 32-bit word j holds 4
