@@ -88,9 +88,11 @@ private func oct(bits: Int, _ q: UnsafeRawPointer, _ o: Int) -> (lo: __m512i, hi
     var lo = _mm512_and_si512(v, nibbles), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibbles)
     if bits == 6 {
         let plane = _mm512_broadcast_i64x4(UnsafeRawPointer(at + 64).loadUnaligned(as: __m256i.self))
-        let top = _mm512_set1_epi8(0x30)
-        lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_sllv_epi16(plane, halves(4, 0)), top))
-        hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_sllv_epi16(_mm512_srli_epi16(plane, 2), halves(4, 0)), top))
+        // Shifted by 4 (first half) and 0, the low quad's bits are at 4-5 and the high quad's
+        // at 6-7 of each byte.
+        let top = _mm512_set1_epi8(0x30), shifted = _mm512_sllv_epi16(plane, halves(4, 0))
+        lo = _mm512_or_si512(lo, _mm512_and_si512(shifted, top))
+        hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_srli_epi16(shifted, 2), top))
     } else if bits == 5 {
         let plane = _mm512_broadcast_i64x4(UnsafeRawPointer(q + 160 * (o >> 1) + 128).loadUnaligned(as: __m256i.self))
         let fifth = _mm512_set1_epi8(0x10)
