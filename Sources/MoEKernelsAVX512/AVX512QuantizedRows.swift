@@ -375,19 +375,18 @@ public func avx512QuantizedRows(
     // One specialization per (bits, layout): each holds its 12 tiles (3 widths × 4 row counts)
     // with both as constants. (All 48 in one function made the optimizer stop inlining the
     // tiles: int8 and int4 then ran about 2× slower at one row.)
-    switch (bits, layout) {
-    case (8, _): quantizedRows(Int8Panels.self, operands, panelBegin, panelEnd, epilogueEvery, epilogue)
-    case (4, _): quantizedRows(Int4Panels.self, operands, panelBegin, panelEnd, epilogueEvery, epilogue)
-    case (6, 6): quantizedRows(Int6Panels.self, operands, panelBegin, panelEnd, epilogueEvery, epilogue)
-    case (5, 5): quantizedRows(Int5Panels.self, operands, panelBegin, panelEnd, epilogueEvery, epilogue)
-    case (6, _): quantizedRows(Int6PanelsExpanded.self, operands, panelBegin, panelEnd, epilogueEvery, epilogue)
-    default: quantizedRows(Int5PanelsExpanded.self, operands, panelBegin, panelEnd, epilogueEvery, epilogue)
+    // The quad tiles' float sums (16 × 16), in L1.
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 256) { sums in
+        let acc = sums.baseAddress!
+        switch (bits, layout) {
+        case (8, _): quantizedRows(Int8Panels.self, operands, acc, panelBegin, panelEnd, epilogueEvery, epilogue)
+        case (4, _): quantizedRows(Int4Panels.self, operands, acc, panelBegin, panelEnd, epilogueEvery, epilogue)
+        case (6, 6): quantizedRows(Int6Panels.self, operands, acc, panelBegin, panelEnd, epilogueEvery, epilogue)
+        case (5, 5): quantizedRows(Int5Panels.self, operands, acc, panelBegin, panelEnd, epilogueEvery, epilogue)
+        case (6, _): quantizedRows(Int6PanelsExpanded.self, operands, acc, panelBegin, panelEnd, epilogueEvery, epilogue)
+        default: quantizedRows(Int5PanelsExpanded.self, operands, acc, panelBegin, panelEnd, epilogueEvery, epilogue)
+        }
     }
-}
-
-/// 256 floats on the stack (16 × 16: the quad tiles' float sums).
-private struct TileSums {
-    var v = (SIMD64<Float>(), SIMD64<Float>(), SIMD64<Float>(), SIMD64<Float>())
 }
 
 /// The arguments of `avx512QuantizedRows` that every tile takes.
@@ -431,64 +430,60 @@ private enum Int5PanelsExpanded: PanelBits {
 /// `P.layout`: `layout` 8 with `bits` 5 or 6 expands each panel tile into `o.expanded` first.
 @inline(never)
 private func quantizedRows<P: PanelBits>(
-    _: P.Type, _ o: TileOperands, _ panelBegin: Int, _ panelEnd: Int, _ epilogueEvery: Int, _ epilogue: (Int, Int, Int, Int) -> Void
+    _: P.Type, _ o: TileOperands, _ acc: UnsafeMutablePointer<Float>, _ panelBegin: Int, _ panelEnd: Int, _ epilogueEvery: Int,
+    _ epilogue: (Int, Int, Int, Int) -> Void
 ) {
-    // The quad tiles' float sums (16 × 16), in L1.
-    var sums = TileSums()
-    let acc = withUnsafeMutableBytes(of: &sums) { $0.baseAddress!.assumingMemoryBound(to: Float.self) }
     let bits = P.bits, layout = P.layout
-    do {
-        let m = o.m, k = o.k, group = o.group, offsets = o.offsets, accumulate = o.accumulate, n = o.n, ldc = o.ldc
-        var next = panelBegin + epilogueEvery
-        let groups = k / group
-        let panelBytes = groups * ((offsets ? 128 : 64) + group * 2 * bits)
-        let centre = Float(1 << (bits - 1))
-        var p = panelBegin
-        while p < panelEnd {
-            // Four panels at a time for one tile of rows while four remain, else two while two
-            // remain (the first panels of a group are always whole).
-            let quad = p + 3 < panelEnd && m <= 4
-            let pair = !quad && p + 1 < panelEnd && (layout < 8 || m > 1)
-            let count = quad ? 4 : pair ? 2 : 1
-            var weights = o.b + p * panelBytes
-            if layout != bits {
-                expandPanels(bits: bits, offsets: offsets, group: group, groups: groups, source: weights, count: count, target: o.expanded!)
-                weights = UnsafeRawPointer(o.expanded!)
-            }
-            let panel = p, w = weights // (constants for the tiles below to capture: a captured var would be boxed)
-            var r0 = 0
-            while r0 < m {
-                let rows = min(4, m - r0)
-                let x = o.xq + r0 * k, s = o.xs + r0 * groups, sum = o.xsum + r0 * groups, out = o.c + r0 * ldc
-                @inline(__always)
-                func tile(_ rows: Int) {
-                    if quad {
-                        rowsTileQuad(
-                            rows: rows, bits: layout, centre: centre, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: w, n: n,
-                            panel: panel, c: out, ldc: ldc, accumulate: accumulate, acc: acc)
-                    } else if pair {
-                        rowsTilePair(
-                            rows: rows, bits: layout, centre: centre, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: w, n: n,
-                            panel: panel, c: out, ldc: ldc, accumulate: accumulate)
-                    } else {
-                        rowsTile(
-                            rows: rows, bits: layout, centre: centre, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: w, n: n,
-                            panel: panel, c: out, ldc: ldc, accumulate: accumulate)
-                    }
+    let m = o.m, k = o.k, group = o.group, offsets = o.offsets, accumulate = o.accumulate, n = o.n, ldc = o.ldc
+    var next = panelBegin + epilogueEvery
+    let groups = k / group
+    let panelBytes = groups * ((offsets ? 128 : 64) + group * 2 * bits)
+    let centre = Float(1 << (bits - 1))
+    var p = panelBegin
+    while p < panelEnd {
+        // Four panels at a time for one tile of rows while four remain, else two while two
+        // remain (the first panels of a group are always whole).
+        let quad = p + 3 < panelEnd && m <= 4
+        let pair = !quad && p + 1 < panelEnd && (layout < 8 || m > 1)
+        let count = quad ? 4 : pair ? 2 : 1
+        var weights = o.b + p * panelBytes
+        if layout != bits {
+            expandPanels(bits: bits, offsets: offsets, group: group, groups: groups, source: weights, count: count, target: o.expanded!)
+            weights = UnsafeRawPointer(o.expanded!)
+        }
+        let panel = p, w = weights // (constants for the tiles below to capture: a captured var would be boxed)
+        var r0 = 0
+        while r0 < m {
+            let rows = min(4, m - r0)
+            let x = o.xq + r0 * k, s = o.xs + r0 * groups, sum = o.xsum + r0 * groups, out = o.c + r0 * ldc
+            @inline(__always)
+            func tile(_ rows: Int) {
+                if quad {
+                    rowsTileQuad(
+                        rows: rows, bits: layout, centre: centre, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: w, n: n,
+                        panel: panel, c: out, ldc: ldc, accumulate: accumulate, acc: acc)
+                } else if pair {
+                    rowsTilePair(
+                        rows: rows, bits: layout, centre: centre, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: w, n: n,
+                        panel: panel, c: out, ldc: ldc, accumulate: accumulate)
+                } else {
+                    rowsTile(
+                        rows: rows, bits: layout, centre: centre, offsets: offsets, group: group, xq: x, xs: s, xsum: sum, k: k, b: w, n: n,
+                        panel: panel, c: out, ldc: ldc, accumulate: accumulate)
                 }
-                switch rows {
-                case 4: tile(4)
-                case 3: tile(3)
-                case 2: tile(2)
-                default: tile(1)
-                }
-                r0 += rows
             }
-            p += count
-            while epilogueEvery > 0 && next <= p {
-                epilogue(0, m, next - epilogueEvery, next)
-                next += epilogueEvery
+            switch rows {
+            case 4: tile(4)
+            case 3: tile(3)
+            case 2: tile(2)
+            default: tile(1)
             }
+            r0 += rows
+        }
+        p += count
+        while epilogueEvery > 0 && next <= p {
+            epilogue(0, m, next - epilogueEvery, next)
+            next += epilogueEvery
         }
     }
 }
