@@ -107,6 +107,11 @@ def main():
           f"{cfg.num_local_experts} experts, top-{cfg.num_experts_per_tok}, vocab {cfg.vocab_size}")
     print(f"torch {torch.__version__} (experts implementation: {experts_impl}), transformers {transformers.__version__}, "
           f"libMoEC {moec.version()} ({moec.library_path()})")
+    if os.sep + "debug" + os.sep in moec.library_path():
+        # The package takes the newer of a checkout's release and debug builds: after `swift
+        # build --build-tests` that is the debug one, about 20× slower here.
+        print("warning: timing a debug build of libMoEC; set MOEC_LIBRARY to .build/release/libMoEC.so "
+              "(or run `swift build -c release` after the debug build)", file=sys.stderr, flush=True)
     print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, threads {a.threads}, prompt {a.prompt}, {a.tokens} decode steps × {a.repeats} repeats; "
           f"load average before: {load_average()}", flush=True)
 
