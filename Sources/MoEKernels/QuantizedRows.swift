@@ -23,14 +23,28 @@ struct QuantizedRows {
         sums = floats + m * (k / group)
     }
 
-    /// Quantizes rows `rows.lowerBound ..< rows.lowerBound + m` of an operand of `total` rows
-    /// packed by `PackedRows.pack` (see `avx2QuantizeRows`: per row and group, d = max|x| / 127
-    /// and q = x / d to nearest, ties to even). `rows` starts on a row panel.
-    func quantize(packed a: UnsafePointer<Float>, total: Int, from first: Int = 0) {
-        let mr = GemmBlocking.mr
+    /// Quantizes rows `first ..< first + m` of an operand of `total` rows packed by
+    /// `PackedRows.pack` (see `avx2QuantizeRows`: per row and group, d = max|x| / 127 and q = x / d
+    /// to nearest, ties to even). `first` starts a row panel. With AVX-512, whole panels take
+    /// `avx512QuantizeRows` (the same bytes; groups of 8n steps), the last partial one the AVX2
+    /// code.
+    func quantize(packed a: UnsafePointer<Float>, total: Int, from first: Int = 0, isa: ISA = .best) {
+        let mr = GemmBlocking.mr, kc = GemmBlocking.kc
+        let panels = first / mr..<(first + m + mr - 1) / mr
+        var rest = panels
+        if isa.runsAVX512 && group % 8 == 0 && group <= 128 {
+            let whole = panels.lowerBound..<max(panels.lowerBound, min(panels.upperBound, total / mr))
+            if !whole.isEmpty {
+                avx512QuantizeRows(
+                    packed: a, m: total, k: k, group: group, kc: kc, panels: whole, values: values, scales: scales, sums: sums)
+            }
+            rest = whole.upperBound..<panels.upperBound
+        }
+        guard !rest.isEmpty else { return }
+        let skipped = (rest.lowerBound - panels.lowerBound) * mr, groups = k / group
         avx2QuantizeRows(
-            packed: a, m: total, k: k, group: group, kc: GemmBlocking.kc, panels: first / mr..<(first + m + mr - 1) / mr, values: values,
-            scales: scales, sums: sums)
+            packed: a, m: total, k: k, group: group, kc: kc, panels: rest, values: values + skipped * k,
+            scales: scales + skipped * groups, sums: sums + skipped * groups)
     }
 }
 
@@ -101,7 +115,7 @@ extension Kernels {
         while r0 < m {
             let rows = min(integerRowChunk, m - r0)
             let x = QuantizedRows(m: rows, k: k, group: g, storage: scratch)
-            x.quantize(packed: a, total: m, from: r0)
+            x.quantize(packed: a, total: m, from: r0, isa: isa)
             if isa.runsAVX512 {
                 avx512QuantizedRows(
                     bits: w.format.bits, offsets: w.format.offsets, group: g, xq: x.values, xs: x.scales, xsum: x.sums, m: rows, k: k,

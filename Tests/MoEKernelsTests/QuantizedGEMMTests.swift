@@ -170,10 +170,11 @@ func quantizedGemmMatchesItsReference(isa: ISA, format: PackedWeight.Format) {
 /// The activation rows the integer products take: per row and group, d = max|x| / 127 and
 /// q = x / d to nearest (ties to even), their sum; a group with a NaN or an infinity gets
 /// d = NaN, q = 0; an all-zero group d = 0. Checked against those formulas on the unpacked rows.
-@Test(.enabled(if: ISA.available.contains(.avx2), "needs AVX2"))
-func activationRowsAreQuantizedPerGroup() {
+/// Every kernel set that quantizes (AVX2; AVX-512 on whole panels, AVX2 on the last partial one).
+@Test(arguments: ISA.available.filter { $0 != .portable })
+func activationRowsAreQuantizedPerGroup(isa: ISA) {
     var rng = TestRandom(seed: 79)
-    for (m, k, g) in [(1, 64, 32), (7, 1024, 32), (13, 640, 128), (30, 96, 16), (8, 24, 4)] {
+    for (m, k, g) in [(1, 64, 32), (7, 1024, 32), (13, 640, 128), (30, 96, 16), (8, 24, 4), (12, 1536, 64), (6, 32, 8)] {
         var x = rng.array(m * k, scale: 4)
         x[5] = .nan
         if m > 1 { x[k + 40] = -.infinity }
@@ -184,23 +185,55 @@ func activationRowsAreQuantizedPerGroup() {
         let storage = UnsafeMutableRawPointer.allocate(byteCount: QuantizedRows.bytes(m: m, k: k, group: g), alignment: 64)
         defer { storage.deallocate() }
         let rows = QuantizedRows(m: m, k: k, group: g, storage: storage)
-        rows.quantize(packed: packed, total: m)
+        rows.quantize(packed: packed, total: m, isa: isa)
         for r in 0..<m {
             for b in 0..<(k / g) {
                 let values = Array(x[(r * k + b * g)..<(r * k + b * g + g)])
                 let scale = rows.scales[r * (k / g) + b], sum = rows.sums[r * (k / g) + b]
                 let q = (0..<g).map { Int(rows.values[r * k + b * g + $0]) }
                 if values.contains(where: { !$0.isFinite }) {
-                    #expect(scale.isNaN && q.allSatisfy { $0 == 0 } && sum == 0, "m \(m) row \(r) group \(b)")
+                    #expect(scale.isNaN && q.allSatisfy { $0 == 0 } && sum == 0, "\(isa) m \(m) row \(r) group \(b)")
                     continue
                 }
                 let d = values.map(abs).max()! / 127
-                #expect(scale == d, "m \(m) row \(r) group \(b)")
+                #expect(scale == d, "\(isa) m \(m) row \(r) group \(b)")
                 let expected = values.map { d == 0 ? 0 : Int(($0 * (1 / d)).rounded(.toNearestOrEven)) }
-                #expect(q == expected, "m \(m) row \(r) group \(b)")
+                #expect(q == expected, "\(isa) m \(m) row \(r) group \(b)")
                 #expect(sum == Float(expected.reduce(0, +)))
             }
         }
+    }
+}
+
+/// A chunk of rows starting inside the operand (as `integerProducts` quantizes 96 rows at a
+/// time), with k in several blocks of `GemmBlocking.kc`: every kernel set writes the same bytes,
+/// scales and sums as the AVX2 code.
+@Test(.enabled(if: ISA.available.contains(.avx512), "needs AVX-512"))
+func activationChunksQuantizeAlikeOnEveryKernel() {
+    var rng = TestRandom(seed: 89)
+    for (total, first, m, k, g) in [(200, 96, 96, 1536, 32), (103, 96, 7, 3584, 16), (40, 0, 40, 1024, 128), (18, 6, 12, 512, 64)] {
+        var x = rng.array(total * k, scale: 3)
+        x[(first + 2) * k + 100] = .infinity
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: PackedRows.floatCount(m: total, k: k))
+        defer { packed.deallocate() }
+        x.withUnsafeBufferPointer { PackedRows.pack($0.baseAddress!, ld: k, m: total, k: k, into: packed) }
+        func quantized(_ isa: ISA) -> (values: [Int8], scales: [UInt32], sums: [Float]) {
+            let storage = UnsafeMutableRawPointer.allocate(byteCount: QuantizedRows.bytes(m: m, k: k, group: g), alignment: 64)
+            defer { storage.deallocate() }
+            let rows = QuantizedRows(m: m, k: k, group: g, storage: storage)
+            rows.quantize(packed: packed, total: total, from: first, isa: isa)
+            let groups = m * (k / g)
+            return (
+                Array(UnsafeBufferPointer(start: rows.values, count: m * k)),
+                Array(UnsafeBufferPointer(start: rows.scales, count: groups)).map(\.bitPattern),
+                Array(UnsafeBufferPointer(start: rows.sums, count: groups))
+            )
+        }
+        let reference = quantized(.avx2), got = quantized(.avx512)
+        #expect(got.values == reference.values, "values, \(total) rows from \(first), k \(k), group \(g)")
+        #expect(got.scales == reference.scales, "scales, \(total) rows from \(first), k \(k), group \(g)")
+        #expect(got.sums == reference.sums, "sums, \(total) rows from \(first), k \(k), group \(g)")
+        #expect(reference.scales.contains { Float(bitPattern: $0).isNaN }, "the infinity's group is marked")
     }
 }
 
