@@ -75,8 +75,11 @@ let package = Package(
         .target(
             name: "MoECompiler",
             dependencies: ["MoEBasics", "MoESyntax", "MoEIR", "MoEPasses", "MoEIO", "MoEBackend", "MoEPlacement"]),
+        // `moec lsp`: the Language Server Protocol over the compiler façade, for editors.
+        .target(name: "MoELanguageServer", dependencies: ["MoECompiler", "MoESyntax", "MoEIR", "MoEBasics"]),
         // The CLI: the compiler façade, plus the types it names (diagnostics, execution options, placement's command, MPI).
-        .executableTarget(name: "moec", dependencies: ["MoECompiler", "MoEBasics", "MoEBackend", "MoEPlacement", "MoEKernels"]),
+        .executableTarget(
+            name: "moec", dependencies: ["MoECompiler", "MoEBasics", "MoEBackend", "MoEPlacement", "MoEKernels", "MoELanguageServer"]),
         // The C API: moec.h (a C target, so that Swift exports exactly the header's types) and its
         // implementation over the compiler façade.
         .target(name: "CMoEC"),
@@ -100,6 +103,7 @@ let package = Package(
             dependencies: ["MoEBackend", "MoEIR", "MoEIO", "MoEKernels", "MoEPasses", "MoECompiler", "MoETestSupport"]),
         .testTarget(name: "MoEPlacementTests", dependencies: ["MoEPlacement", "MoETestSupport"]),
         .testTarget(name: "MoECompilerTests", dependencies: ["MoECompiler", "MoEPlacement", "MoETestSupport"], exclude: ["Diagnostics", "Golden"]),
+        .testTarget(name: "MoELanguageServerTests", dependencies: ["MoELanguageServer", "MoEBasics", "MoESyntax", "MoETestSupport"]),
         .testTarget(name: "moecTests", dependencies: ["MoEIO", "MoETestSupport"]),
         // The C API driven from C (a C program linked with the library's code), run by MoECTests.
         .executableTarget(name: "moec-capi-check", dependencies: ["CMoEC", "MoEC"], path: "Tests/CAPICheck"),

@@ -24,6 +24,9 @@ public struct CompileOptions: Sendable {
     /// Q6_K, BF16 or F16 keep that type (`GGUFWeightTypes`), and a GPTQ or AWQ checkpoint's become
     /// int4 with zero points of its group (`Int4CheckpointTypes`), instead of being widened to f32.
     public var keepsCheckpointTypes: Bool
+    /// The source as an editor holds it (`moec lsp`), read instead of the file at `graphPath`
+    /// (which still names it in diagnostics); nil: the file.
+    public var sourceText: String?
 
     public init(
         graphPath: String, modelDirectory: String? = nil, overrides: [(name: String, value: String)] = [],
@@ -61,17 +64,19 @@ public final class CompilerSession {
     /// Reads and parses the source. Throws `DiagnosticError` with everything found.
     public func parse() throws -> SourceFileAST {
         if let a = cachedAST { return a }
-        let text: String
-        do {
-            let data = try Data(contentsOf: URL(fileURLWithPath: options.graphPath))
-            guard let s = String(data: data, encoding: .utf8) else {
-                throw DiagnosticError(.error("\(options.graphPath): not UTF-8 text"))
+        var text = options.sourceText ?? ""
+        if options.sourceText == nil {
+            do {
+                let data = try Data(contentsOf: URL(fileURLWithPath: options.graphPath))
+                guard let s = String(data: data, encoding: .utf8) else {
+                    throw DiagnosticError(.error("\(options.graphPath): not UTF-8 text"))
+                }
+                text = s
+            } catch let e as DiagnosticError {
+                throw e
+            } catch {
+                throw DiagnosticError(.error("cannot read '\(options.graphPath)': \(Self.reason(error))"))
             }
-            text = s
-        } catch let e as DiagnosticError {
-            throw e
-        } catch {
-            throw DiagnosticError(.error("cannot read '\(options.graphPath)': \(Self.reason(error))"))
         }
         let file = SourceFile(path: options.graphPath, text: text)
         sourceFile = file

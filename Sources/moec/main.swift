@@ -10,7 +10,8 @@ nonisolated(unsafe) let commands: [(name: String, summary: String, run: ([String
     ("run", "Execute a plan or graph on .npy inputs and write .npy outputs.", RunCommand.run),
     ("bench", "Time a plan or graph at several token counts.", BenchCommand.run),
     ("profile", "Run many batches; measure expert loads and router statistics.", ProfileCommand.run),
-    ("place", "Plan where experts live (workers, replicas) from measured expert loads.", PlaceCommand.main)
+    ("place", "Plan where experts live (workers, replicas) from measured expert loads.", PlaceCommand.main),
+    ("lsp", "Serve editors .moe diagnostics, hovers and definitions (Language Server Protocol).", LSPCommand.run)
 ]
 
 func topLevelHelp() -> String {

@@ -74,9 +74,10 @@ enum Moec {
 
     /// Runs `moec ARGUMENTS` in `directory` with stdout and stderr captured, killing it after
     /// `timeout` seconds. `launcher` runs moec through another program (`mpirun -n 2`): its first
-    /// element is that program's path, the rest its arguments before moec's path.
+    /// element is that program's path, the rest its arguments before moec's path. `stdin`: what
+    /// moec reads on its standard input (else nothing).
     static func run(
-        _ arguments: [String], in directory: String, environment: [String: String] = [:], launcher: [String] = []
+        _ arguments: [String], in directory: String, environment: [String: String] = [:], launcher: [String] = [], stdin: Data? = nil
     ) throws -> Result {
         let path = try binary.get()
         let capture = TemporaryDirectory("moec-capture")
@@ -98,7 +99,13 @@ enum Moec {
         process.environment = env
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        if let stdin {
+            let inPath = capture.file("stdin")
+            try stdin.write(to: URL(fileURLWithPath: inPath))
+            process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
         let done = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in done.signal() }
         let start = Date()

@@ -15,7 +15,7 @@ import Testing
         }
     }
 
-    @Test(arguments: ["compile", "run", "bench", "profile", "place"])
+    @Test(arguments: ["compile", "run", "bench", "profile", "place", "lsp"])
     func commandHelpExplainsWithAnExample(_ command: String) throws {
         for args in [[command, "--help"], [command, "-h"], ["help", command], [command, "--help", "--bogus-after-help"]] {
             let r = try Moec.run(args, in: RepoPaths.root)
