@@ -154,6 +154,29 @@ import Testing
         #expect(abrupt.exitCode == 1, "exit without shutdown is status 1")
     }
 
+    /// Edits at any position, in the middle of a surrogate pair or past the end included, never
+    /// crash the server, and every one is answered with the document's diagnostics.
+    @Test func editsAnywhereAreSafe() {
+        let server = Self.initialized()
+        _ = Self.open(server, "model m # 😀é\ninput x: [tokens, 4] # 😀\nlet y = softmax(x)\noutput y\n")
+        var rng = SplitMix64(state: 5)
+        for version in 2..<200 {
+            func position() -> JSON {
+                JSON(["line": JSON(Int.random(in: 0..<6, using: &rng)), "character": JSON(Int.random(in: 0..<30, using: &rng))])
+            }
+            let insert = ["", "😀", "x", "\n", "(", "let", "é"].randomElement(using: &rng)!
+            let change = Self.notification(
+                "textDocument/didChange",
+                JSON([
+                    "textDocument": JSON(["uri": JSON(Self.uri), "version": JSON(version)]),
+                    "contentChanges": JSON([JSON(["range": JSON(["start": position(), "end": position()]), "text": JSON(insert)])])
+                ]))
+            let replies = server.handle(change)
+            #expect(replies.count == 1 && replies[0]["params"]?["diagnostics"]?.array != nil)
+            _ = server.handle(Self.request(version, "textDocument/hover", JSON(["textDocument": JSON(["uri": JSON(Self.uri)]), "position": position()])))
+        }
+    }
+
     @Test func framingTakesWholeMessagesOnly() throws {
         let one = MessageFraming.frame(Self.request(1, "shutdown"))
         let two = MessageFraming.frame(Self.notification("exit", .null))
