@@ -164,7 +164,7 @@ public final class LanguageServer {
 /// The server on a byte stream: reads framed messages from `input` until end of input or
 /// `exit`, writes replies to `output`. A body that is not JSON gets a parse-error reply; framing
 /// that is not LSP's ends the loop with status 1 (there is no telling where the next message
-/// starts). Returns the exit status.
+/// starts), as does a client that stops reading. Returns the exit status.
 public func runLanguageServer(input: FileHandle, output: FileHandle, log: (String) -> Void) -> Int32 {
     let server = LanguageServer()
     var buffer: [UInt8] = []
@@ -187,7 +187,12 @@ public func runLanguageServer(input: FileHandle, output: FileHandle, log: (Strin
             } catch {
                 replies = [LanguageServer.error(id: .null, code: -32700, "the message is not JSON: \(error)")]
             }
-            for r in replies { output.write(Data(MessageFraming.frame(r))) }
+            do {
+                for r in replies { try output.write(contentsOf: Data(MessageFraming.frame(r))) }
+            } catch {
+                log("moec lsp: cannot write to the client (it closed its end?); stopping")
+                return 1
+            }
             if let code = server.exitCode { return code }
         }
     }

@@ -28,6 +28,8 @@ enum LSPCommand {
         let a = try spec.parse(args)
         if a.helpRequested { Console.out(spec.help()); return 0 }
         if let extra = a.positionals.first { throw UsageError(message: "unexpected argument '\(extra)'", command: "lsp") }
+        // A client that closes the pipe is an error to report, not a signal that kills the server.
+        signal(SIGPIPE, SIG_IGN)
         return runLanguageServer(input: .standardInput, output: .standardOutput) { Console.err($0 + "\n") }
     }
 }

@@ -38,6 +38,22 @@ import Testing
         let gone = try Moec.run(["lsp"], in: dir.path, stdin: Self.framed(Array(Self.session.prefix(3))))
         expectFailure(gone, status: 1, [])
         #expect(gone.stdout.contains("unknown function 'frobnicate'"))
+        // A client that closed its end of stdout: status 1 and a message, not SIGPIPE.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Moec.binary.get())
+        process.arguments = ["lsp"]
+        let input = Pipe(), output = Pipe(), errors = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        try output.fileHandleForReading.close()
+        try input.fileHandleForWriting.write(contentsOf: Self.framed(Array(Self.session.prefix(1))))
+        try input.fileHandleForWriting.close()
+        process.waitUntilExit()
+        let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationReason == .exit && process.terminationStatus == 1, "\(process.terminationReason) \(process.terminationStatus)")
+        #expect(said.contains("cannot write to the client"), "\(said)")
         let extra = try Moec.run(["lsp", "file.moe"], in: dir.path)
         expectFailure(extra, status: 2, ["unexpected argument 'file.moe'"])
     }
