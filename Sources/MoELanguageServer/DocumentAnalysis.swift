@@ -103,9 +103,11 @@ struct DocumentAnalysis {
     }
 
     /// Markdown for a hover on `name`: its declaration's line, and what compiling said of it (a
-    /// param's value, a value's type, a weight's tensor and shape).
+    /// param's value, a value's type, a weight's tensor and shape); for a builtin, its signature.
     func hover(named name: String) -> String? {
-        guard let d = declaration(named: name) else { return nil }
+        guard let d = declaration(named: name) else {
+            return BuiltinSignatures.all.first { $0.name == name }.map { "```moe\n\($0.signature)\n```\n\nbuiltin function" }
+        }
         let line = d.range.start.line
         var text = "```moe\n\(positions.lines.indices.contains(line - 1) ? positions.lines[line - 1].trimmingCharacters(in: .whitespaces) : name)\n```"
         if let graph {

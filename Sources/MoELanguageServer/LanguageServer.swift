@@ -1,10 +1,12 @@
 import Foundation
 import MoEBasics
 import MoECompiler
+import MoESyntax
 
 /// A Language Server Protocol server for `.moe` files (`moec lsp`): diagnostics as the editor
 /// types (everything `moec compile` reports, at its source range), hovers (a name's declaration,
-/// a param's value, a value's type), go to definition, and the document's outline.
+/// a param's value, a value's type, a builtin's signature), completion (builtins, keywords, the
+/// document's names), go to definition, and the document's outline.
 ///
 /// `handle` takes one decoded message and returns what to send back, in order: the reply to a
 /// request, and notifications (`textDocument/publishDiagnostics`). It never throws and never
@@ -52,7 +54,8 @@ public final class LanguageServer {
                 "textDocumentSync": JSON(["openClose": JSON(true), "change": JSON(2), "save": JSON(["includeText": JSON(false)])]),
                 "hoverProvider": JSON(true),
                 "definitionProvider": JSON(true),
-                "documentSymbolProvider": JSON(true)
+                "documentSymbolProvider": JSON(true),
+                "completionProvider": JSON(["triggerCharacters": JSON([JSON("|"), JSON("(")])])
             ])
             return [Self.reply(id: id, JSON(["capabilities": capabilities, "serverInfo": JSON(["name": JSON("moec"), "version": JSON(MoECompilerVersion.string)])]))]
         case "shutdown":
@@ -62,6 +65,21 @@ public final class LanguageServer {
             guard let (doc, word) = wordAt(params) else { return [Self.reply(id: id, .null)] }
             guard let markdown = doc.hover(named: word.name) else { return [Self.reply(id: id, .null)] }
             return [Self.reply(id: id, JSON(["contents": JSON(["kind": JSON("markdown"), "value": JSON(markdown)])]))]
+        case "textDocument/completion":
+            // Every builtin, keyword and name the document declares; the client filters by what
+            // is typed.
+            guard let uri = params?["textDocument"]?["uri"]?.string, let doc = documents[uri] else { return [Self.reply(id: id, JSON([JSON]()))] }
+            var items: [JSON] = BuiltinSignatures.all.map { b in
+                JSON(["label": JSON(b.name), "kind": JSON(3), "detail": JSON(b.signature)])
+            }
+            items += Keyword.allCases.map { JSON(["label": JSON($0.rawValue), "kind": JSON(14)]) }
+            var seen = Set<String>()
+            for d in doc.declarations {
+                let name = DocumentAnalysis.name(of: d)
+                guard seen.insert(name).inserted else { continue }
+                items.append(JSON(["label": JSON(name), "kind": JSON(6), "detail": JSON(DocumentAnalysis.kind(of: d).word)]))
+            }
+            return [Self.reply(id: id, JSON(items))]
         case "textDocument/definition":
             guard let (doc, word) = wordAt(params), let d = doc.declaration(named: word.name), let uri = params?["textDocument"]?["uri"]?.string
             else { return [Self.reply(id: id, .null)] }

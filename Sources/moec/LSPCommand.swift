@@ -13,7 +13,8 @@ enum LSPCommand {
             diagnostics as you type (everything 'moec compile' reports: parse errors, unknown
             names, shape and type errors, pass checks, each at its source range, with notes as
             related locations); hover (a name's declaration, a param's value, a value's type,
-            a weight's tensor and shape); go to definition; the document outline.
+            a weight's tensor and shape, a builtin's signature); completion of builtins,
+            keywords and the file's names; go to definition; the document outline.
 
             Params read 'from' a checkpoint's config.json take their defaults unless the client
             sends initializationOptions {"model": "DIR or FILE.gguf", "params": {"layer": 3}}.

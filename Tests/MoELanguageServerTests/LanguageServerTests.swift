@@ -54,6 +54,7 @@ import Testing
         #expect(capabilities["definitionProvider"]?.bool == true)
         #expect(capabilities["documentSymbolProvider"]?.bool == true)
         #expect(capabilities["textDocumentSync"]?["change"]?.int == 2)
+        #expect(capabilities["completionProvider"] != nil)
     }
 
     @Test func errorsArePublishedAtTheirRangeAndClearedWhenFixed() throws {
@@ -133,6 +134,17 @@ import Testing
         // Nothing under the cursor: a null result, not an error.
         let nothing = server.handle(Self.request(5, "textDocument/hover", Self.at(5, 0)))
         #expect(nothing.first?["result"]?.isNull == true)
+        // A builtin: its signature.
+        let builtin = server.handle(Self.request(7, "textDocument/hover", Self.at(3, 10)))
+        let signature = try #require(builtin.first?["result"]?["contents"]?["value"]?.string)
+        #expect(signature.contains("softmax(x, temperature:, groups:)"), "\(signature)")
+        // Completion: builtins with their signatures, keywords, the document's names.
+        let completion = server.handle(Self.request(8, "textDocument/completion", Self.at(3, 8)))
+        let items = try #require(completion.first?["result"]?.array)
+        let labels = Set(items.compactMap { $0["label"]?.string })
+        #expect(labels.isSuperset(of: ["softmax", "topk", "linear", "param", "weights", "width", "x"]))
+        #expect(items.first { $0["label"]?.string == "softmax" }?["detail"]?.string == "softmax(x, temperature:, groups:)")
+        #expect(items.filter { $0["label"]?.string == "y" }.count == 1, "a name declared twice (let, output) is offered once")
         // The outline.
         let symbols = server.handle(
             Self.request(6, "textDocument/documentSymbol", JSON(["textDocument": JSON(["uri": JSON(Self.uri)])])))

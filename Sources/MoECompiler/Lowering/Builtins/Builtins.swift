@@ -49,3 +49,14 @@ enum Builtins {
         return (builtin, try BoundArguments.bind(c, params: builtin.parameters, positional: builtin.positional))
     }
 }
+
+/// The builtins as a `.moe` author sees them, for editors (`moec lsp` completes and explains
+/// them): each function's name and its signature, the positional parameters first and the
+/// others as labels, `softmax(x, temperature:, groups:)`.
+public enum BuiltinSignatures {
+    public static let all: [(name: String, signature: String)] = Builtins.all.map { b in
+        let positional = b.parameters.prefix(b.positional)
+        let labelled = b.parameters.dropFirst(b.positional).map { "\($0):" }
+        return (b.name, "\(b.name)(\((positional + labelled).joined(separator: ", ")))")
+    }
+}
