@@ -32,7 +32,7 @@ struct QuantizedRows {
         let mr = GemmBlocking.mr, kc = GemmBlocking.kc
         let panels = first / mr..<(first + m + mr - 1) / mr
         var rest = panels
-        if isa.runsAVX512 && group % 8 == 0 && group <= 128 {
+        if isa.runsAVX512 && group % 8 == 0 {
             let whole = panels.lowerBound..<max(panels.lowerBound, min(panels.upperBound, total / mr))
             if !whole.isEmpty {
                 avx512QuantizeRows(

@@ -57,7 +57,7 @@ public func avx512QuantizeRows(
     packed a: UnsafePointer<Float>, m: Int, k: Int, group: Int, kc: Int, panels: Range<Int>,
     values: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>
 ) {
-    precondition(group % 8 == 0 && group <= 128 && m >= 6 * panels.upperBound, "avx512QuantizeRows: whole panels, groups of 8n ≤ 128 steps")
+    precondition(group % 8 == 0 && m >= 6 * panels.upperBound, "avx512QuantizeRows: whole panels, groups of 8n steps")
     let mr = 6
     let mPanels = (m + mr - 1) / mr
     let groups = k / group

@@ -76,18 +76,7 @@ struct DocumentAnalysis {
 
     /// The declaration of `name` (the first, as the compiler reads it).
     func declaration(named name: String) -> Declaration? {
-        declarations.first { Self.name(of: $0) == name }
-    }
-
-    static func name(of d: Declaration) -> String {
-        switch d {
-        case .model(let i): return i.name
-        case .param(let p): return p.name.name
-        case .input(let i): return i.name.name
-        case .weight(let w): return w.name.name
-        case .let(let l): return l.name.name
-        case .output(let o): return o.name.name
-        }
+        declarations.first { $0.name.name == name }
     }
 
     /// LSP `SymbolKind` and a word for each kind of declaration.

@@ -75,7 +75,7 @@ public final class LanguageServer {
             items += Keyword.allCases.map { JSON(["label": JSON($0.rawValue), "kind": JSON(14)]) }
             var seen = Set<String>()
             for d in doc.declarations {
-                let name = DocumentAnalysis.name(of: d)
+                let name = d.name.name
                 guard seen.insert(name).inserted else { continue }
                 items.append(JSON(["label": JSON(name), "kind": JSON(6), "detail": JSON(DocumentAnalysis.kind(of: d).word)]))
             }
@@ -91,7 +91,7 @@ public final class LanguageServer {
             let symbols = doc.declarations.map { d -> JSON in
                 let kind = DocumentAnalysis.kind(of: d), range = doc.positions.range(d.range)
                 return JSON([
-                    "name": JSON(DocumentAnalysis.name(of: d)), "detail": JSON(kind.word), "kind": JSON(kind.symbol), "range": range,
+                    "name": JSON(d.name.name), "detail": JSON(kind.word), "kind": JSON(kind.symbol), "range": range,
                     "selectionRange": range
                 ])
             }

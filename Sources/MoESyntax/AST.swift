@@ -33,16 +33,19 @@ public enum Declaration: Sendable {
     case `let`(LetDecl)
     case output(OutputDecl)
 
-    public var range: SourceRange {
+    /// The name the declaration declares.
+    public var name: Identifier {
         switch self {
-        case .model(let i): return i.range
-        case .param(let p): return p.name.range
-        case .input(let i): return i.name.range
-        case .weight(let w): return w.name.range
-        case .let(let l): return l.name.range
-        case .output(let o): return o.name.range
+        case .model(let i): return i
+        case .param(let p): return p.name
+        case .input(let i): return i.name
+        case .weight(let w): return w.name
+        case .let(let l): return l.name
+        case .output(let o): return o.name
         }
     }
+
+    public var range: SourceRange { name.range }
 }
 
 public enum ParamType: String, Sendable, CaseIterable {
