@@ -15,8 +15,6 @@ struct DocumentAnalysis {
     let declarations: [Declaration]
     /// The optimised graph, when the document compiled.
     let graph: Graph?
-    /// The IR text of `graph` (for params' values), by line.
-    let irLines: [Substring]
 
     init(path: String, text: String, model: String?, params: [(name: String, value: String)]) {
         self.path = path
@@ -38,7 +36,6 @@ struct DocumentAnalysis {
         for d in session.diagnostics.diagnostics where !found.contains(d) { found.append(d) }
         diagnostics = found
         self.graph = graph
-        irLines = graph.map { IRPrinter(showLocations: false).print($0).split(separator: "\n") } ?? []
         declarations = Parser.parse(SourceFile(path: path, text: text), diagnostics: DiagnosticEngine()).declarations
     }
 
@@ -103,6 +100,8 @@ struct DocumentAnalysis {
             let printer = IRPrinter(showLocations: false)
             switch d {
             case .param:
+                // The printed IR says where each param's value came from; printed only on a hover.
+                let irLines = printer.print(graph).split(separator: "\n")
                 if let l = irLines.first(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix("param \(name) =") }) {
                     let words = l.split(separator: " ").filter { $0 != "#" }
                     text += "\n\n" + words.prefix(4).joined(separator: " ") + (words.count > 4 ? " (" + words.dropFirst(4).joined(separator: " ") + ")" : "")
