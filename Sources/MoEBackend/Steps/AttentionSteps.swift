@@ -1,0 +1,56 @@
+import MoEIR
+import MoEKernels
+
+/// Executor steps of rotary embeddings and causal self-attention (see `AttentionOp`). A step is
+/// built for one token count, so the rotary tables of its positions are computed then, and each
+/// thread's row of attention scores is allocated then: a run computes no sine and allocates
+/// nothing.
+extension AttentionOp: StepFamily {
+    func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] { [] }
+
+    func step(_ s: Schedule, _ n: Node, _ i: Int) -> (() -> Void)? {
+        let g = s.executable.graph, threads = s.executable.options.threads
+        let a = n.attributes
+        switch self {
+        case .rope:
+            let xt = g[n.operands[0]].tensorType!
+            let x = UnsafePointer(s.floats(n.operands[0])), y = SendablePointer(s.floats(ValueID(i)))
+            let rows = s.rows(xt), width = xt.last!.fixedValue!, d = a.int("head_dim")!
+            let tables = AlignedBuffer(floats: max(rows * d, 1))
+            let cos = tables.floats, sin = tables.floats + rows * (d / 2)
+            Kernels.ropeTables(rows: rows, headDim: d, theta: a.float("theta") ?? 10000, cos: cos, sin: sin)
+            let xp = SendablePointer(x), cp = SendablePointer(cos), sp = SendablePointer(sin)
+            let job = ChunkJob { r in
+                withExtendedLifetime(tables) {
+                    Kernels.rope(xp.pointer, y.pointer, rows: r, width: width, headDim: d, cos: cp.pointer, sin: sp.pointer)
+                }
+            }
+            let parallel = rows * width >= 1 << 15 ? threads : 1
+            return { Parallel.forEachChunk(count: rows, threads: parallel, job: job) }
+
+        case .attention:
+            let qt = g[n.operands[0]].tensorType!, vt = g[n.operands[2]].tensorType!
+            let q = SendablePointer(s.floats(n.operands[0])), k = SendablePointer(s.floats(n.operands[1]))
+            let v = SendablePointer(s.floats(n.operands[2])), out = SendablePointer(s.floats(ValueID(i)))
+            let heads = a.int("heads")!, kvHeads = a.int("kv_heads") ?? heads
+            let rows = s.rows(qt), d = qt.last!.fixedValue! / heads, dv = vt.last!.fixedValue! / kvHeads
+            let scale = Float(a.float("scale") ?? 1 / Double(d).squareRoot()), window = a.int("window") ?? 0
+            // Work items are (head, row) pairs, heads outermost; each part of the region scores
+            // its rows in its own `rows` floats of `scores`.
+            let items = heads * rows
+            let parts = max(1, min(threads, items))
+            let scores = AlignedBuffer(floats: parts * max(rows, 1))
+            let sp = SendablePointer(scores.floats)
+            let job = ChunkJob { r in
+                var part = 0
+                while Parallel.chunk(part, of: parts, count: items).lowerBound != r.lowerBound { part += 1 }
+                withExtendedLifetime(scores) {
+                    Kernels.attention(
+                        q: q.pointer, k: k.pointer, v: v.pointer, out: out.pointer, tokens: rows, heads: heads, kvHeads: kvHeads,
+                        headDim: d, valueDim: dv, scale: scale, window: window, items: r, scores: sp.pointer + part * rows)
+                }
+            }
+            return { Parallel.forEachChunk(count: items, threads: parts, job: job) }
+        }
+    }
+}

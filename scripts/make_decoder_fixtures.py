@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Whole decoder layers for moec's attention ops (graphs/decoder/*.moe): tiny Mixtral and OLMoE
+checkpoints with the input and output of decoder layer 0 as transformers runs it (the attention
+with its rotary embedding and causal mask, the residuals, the norms and the sparse MoE block).
+
+    ~/.venvs/moec-ref/bin/python scripts/make_decoder_fixtures.py                  # all, into Tests/Fixtures/decoder
+    ~/.venvs/moec-ref/bin/python scripts/make_decoder_fixtures.py --out DIR mixtral-window
+
+Each fixture folder holds config.json, model.safetensors (save_pretrained: the Hub's names), x.npy
+(float32 [T, hidden], the layer's input: one sequence, positions 0..T-1), y.npy (float32 [T, hidden],
+the layer's output) and meta.json. x goes in as `inputs_embeds` of the whole model and y is its
+`hidden_states[1]` (the output of layer 0), so transformers builds the mask and the rotary
+embedding itself. Every fixture is checked as it is written against `reference_layer` below, a
+float64 numpy decoder layer written from the papers' formulas (max|Δ|/max|y| ≤ 1e-5, recorded in
+meta.json). Weights are drawn larger than transformers' initialisation (std 0.3) so that the
+attention is far from uniform and the rotation matters.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT = os.path.join(os.path.dirname(HERE), "Tests", "Fixtures", "decoder")
+
+COMMON = dict(vocab_size=32, bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+              num_hidden_layers=2, max_position_embeddings=64, rms_norm_eps=1e-5)
+
+# name: (config class, model class, config arguments, tokens, seed)
+FIXTURES = {
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM",
+                dict(**COMMON, hidden_size=24, intermediate_size=20, num_attention_heads=4, num_key_value_heads=2,
+                     head_dim=8, num_local_experts=4, num_experts_per_tok=2, sliding_window=None,
+                     rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), 13, 81),
+    "mixtral-window": ("MixtralConfig", "MixtralForCausalLM",
+                       dict(**COMMON, hidden_size=16, intermediate_size=12, num_attention_heads=2, num_key_value_heads=1,
+                            head_dim=6, num_local_experts=4, num_experts_per_tok=2, sliding_window=4,
+                            rope_parameters={"rope_type": "default", "rope_theta": 100.0}), 11, 82),
+    "olmoe": ("OlmoeConfig", "OlmoeForCausalLM",
+              dict(**COMMON, hidden_size=16, intermediate_size=12, num_attention_heads=4, num_key_value_heads=4,
+                   num_experts=6, num_experts_per_tok=2, norm_topk_prob=False,
+                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), 9, 83),
+}
+
+
+def build(name: str):
+    cfg_cls, model_cls, args, tokens, seed = FIXTURES[name]
+    config = getattr(transformers, cfg_cls)(**args)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(seed)
+    model = getattr(transformers, model_cls)(config).eval()
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "norm" in pname:
+                p.copy_(1 + 0.1 * torch.randn_like(p))
+            else:
+                p.copy_(0.3 * torch.randn_like(p))
+    x = torch.randn(1, tokens, config.hidden_size, generator=torch.Generator().manual_seed(seed + 1000))
+    return model, x
+
+
+def run_layer(model, x):
+    with torch.no_grad():
+        out = model.model(inputs_embeds=x, output_hidden_states=True, use_cache=False)
+    return out.hidden_states[1][0].numpy()
+
+
+def rmsnorm(x, w, eps):
+    return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+
+def rope(x, head_dim, theta):
+    t = np.arange(x.shape[0], dtype=np.float64)[:, None]
+    half = head_dim // 2
+    angle = t * theta ** (-np.arange(half, dtype=np.float64) * 2 / head_dim)[None, :]
+    out = x.copy()
+    for h in range(0, x.shape[1], head_dim):
+        a, b = x[:, h:h + half], x[:, h + half:h + head_dim]
+        out[:, h:h + half] = a * np.cos(angle) - b * np.sin(angle)
+        out[:, h + half:h + head_dim] = b * np.cos(angle) + a * np.sin(angle)
+    return out
+
+
+def attention(q, k, v, heads, kv_heads, window):
+    T = q.shape[0]
+    d = q.shape[1] // heads
+    out = np.zeros((T, heads * d))
+    for h in range(heads):
+        g = h // (heads // kv_heads)
+        s = q[:, h * d:(h + 1) * d] @ k[:, g * d:(g + 1) * d].T / np.sqrt(d)
+        i, j = np.indices((T, T))
+        seen = (j <= i) & ((i - j < window) if window else True)
+        s = np.where(seen, s, -np.inf)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        out[:, h * d:(h + 1) * d] = p @ v[:, g * d:(g + 1) * d]
+    return out
+
+
+def reference_layer(name, folder, x):
+    """Decoder layer 0 in float64 numpy, from the checkpoint's tensors by their Hub names."""
+    from safetensors.numpy import load_file
+    c = transformers.AutoConfig.from_pretrained(folder)
+    W = {k: v.astype(np.float64) for k, v in load_file(os.path.join(folder, "model.safetensors")).items()}
+    L = "model.layers.0."
+    eps = c.rms_norm_eps
+    h = rmsnorm(x, W[L + "input_layernorm.weight"], eps)
+    q, k, v = (h @ W[L + f"self_attn.{p}_proj.weight"].T for p in "qkv")
+    if name.startswith("olmoe"):   # OLMoE normalises the whole projections before the rotation
+        q = rmsnorm(q, W[L + "self_attn.q_norm.weight"], eps)
+        k = rmsnorm(k, W[L + "self_attn.k_norm.weight"], eps)
+    d = c.head_dim if getattr(c, "head_dim", None) else c.hidden_size // c.num_attention_heads
+    theta = c.rope_parameters["rope_theta"]
+    q, k = rope(q, d, theta), rope(k, d, theta)
+    a = attention(q, k, v, c.num_attention_heads, c.num_key_value_heads, getattr(c, "sliding_window", None) or 0)
+    h1 = x + a @ W[L + "self_attn.o_proj.weight"].T
+    n = rmsnorm(h1, W[L + "post_attention_layernorm.weight"], eps)
+    if name.startswith("olmoe"):
+        gate, E, wg, wu, wd = "mlp.gate.weight", c.num_experts, "mlp.experts.{}.gate_proj.weight", \
+            "mlp.experts.{}.up_proj.weight", "mlp.experts.{}.down_proj.weight"
+    else:
+        gate, E, wg, wu, wd = "block_sparse_moe.gate.weight", c.num_local_experts, "block_sparse_moe.experts.{}.w1.weight", \
+            "block_sparse_moe.experts.{}.w3.weight", "block_sparse_moe.experts.{}.w2.weight"
+    logits = n @ W[L + gate].T
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    top = np.argsort(-p, axis=-1, kind="stable")[:, :c.num_experts_per_tok]
+    y = np.zeros_like(n)
+    for t in range(n.shape[0]):
+        w = p[t, top[t]]
+        if not name.startswith("olmoe") or c.norm_topk_prob:
+            w = w / w.sum()
+        for e, we in zip(top[t], w):
+            g_ = n[t] @ W[L + wg.format(e)].T
+            u = n[t] @ W[L + wu.format(e)].T
+            y[t] += we * ((g_ / (1 + np.exp(-g_)) * u) @ W[L + wd.format(e)].T)
+    return h1 + y
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("names", nargs="*", default=list(FIXTURES))
+    ap.add_argument("--out", default=DEFAULT_OUT)
+    a = ap.parse_args()
+    for name in a.names:
+        model, x = build(name)
+        y = run_layer(model, x)
+        folder = os.path.join(a.out, name)
+        os.makedirs(folder, exist_ok=True)
+        model.save_pretrained(folder, safe_serialization=True)
+        ref = reference_layer(name, folder, x[0].double().numpy())
+        err = float(np.abs(y - ref).max() / np.abs(ref).max())
+        if not err <= 1e-5:
+            sys.exit(f"{name}: transformers and the numpy reference differ by {err:.2e} (max|Δ|/max|y|)")
+        np.save(os.path.join(folder, "x.npy"), x[0].numpy().astype(np.float32))
+        np.save(os.path.join(folder, "y.npy"), y.astype(np.float32))
+        c = model.config
+        meta = {
+            "source": f"transformers {transformers.__version__} {type(model).__name__}, decoder layer 0 "
+                      f"({c._attn_implementation} attention), torch {torch.__version__}",
+            "tokens": int(x.shape[1]),
+            "numpy_reference_rel_error": err,
+        }
+        with open(os.path.join(folder, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=2)
+            f.write("\n")
+        print(f"{name}: {folder} tokens {x.shape[1]}, numpy reference within {err:.1e}")
+
+
+if __name__ == "__main__":
+    main()
