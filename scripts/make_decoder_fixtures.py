@@ -8,7 +8,7 @@ with its rotary embedding and causal mask, the residuals, the norms and the spar
 
 Each fixture folder holds config.json, model.safetensors (save_pretrained: the Hub's names), x.npy
 (float32 [T, hidden], the layer's input: one sequence, positions 0..T-1), y.npy (float32 [T, hidden],
-the layer's output) and meta.json. x goes in as `inputs_embeds` of the whole model and y is its
+the layer's output) and meta.json (the graph that computes the layer, for moec's parity tests). x goes in as `inputs_embeds` of the whole model and y is its
 `hidden_states[1]` (the output of layer 0), so transformers builds the mask and the rotary
 embedding itself. Every fixture is checked as it is written against `reference_layer` below, a
 float64 numpy decoder layer written from the papers' formulas (max|Δ|/max|y| ≤ 1e-5, recorded in
@@ -168,6 +168,10 @@ def main():
         np.save(os.path.join(folder, "y.npy"), y.astype(np.float32))
         c = model.config
         meta = {
+            "graph": f"graphs/decoder/{name.split('-')[0]}.moe",
+            "inputs": {"x": "x.npy"},
+            "outputs": {"y": "y.npy"},
+            "set": {},
             "source": f"transformers {transformers.__version__} {type(model).__name__}, decoder layer 0 "
                       f"({c._attn_implementation} attention), torch {torch.__version__}",
             "tokens": int(x.shape[1]),

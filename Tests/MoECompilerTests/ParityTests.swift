@@ -10,7 +10,9 @@ import Testing
 /// - `Tests/Fixtures/<name>`: small checkpoints written by Hugging Face `transformers` with an
 ///   input `x.npy` and the MoE block's fp32 output `y.npy` (scripts/make_fixtures.py);
 /// - `Tests/Fixtures/mechanisms/<name>`: routing mechanisms transformers lacks, with outputs
-///   from a plain-numpy reference (scripts/mechanisms_reference.py).
+///   from a plain-numpy reference (scripts/mechanisms_reference.py);
+/// - `Tests/Fixtures/decoder/<name>`: whole decoder layers (attention and MoE block) as
+///   transformers runs them (scripts/make_decoder_fixtures.py), for `graphs/decoder`.
 /// Each fixture's graph runs through a compiled plan written to disk and read back (1 and 2
 /// threads), and through the reference interpreter; every output must match within 1e-4 of
 /// its max |ref|.
@@ -54,10 +56,11 @@ import Testing
 
     static var fixtures: [Fixture] {
         var out: [Fixture] = []
-        for root in [RepoPaths.fixtures, RepoPaths.fixtures + "/mechanisms"] {
+        for sub in ["", "mechanisms", "decoder"] {
+            let root = sub.isEmpty ? RepoPaths.fixtures : RepoPaths.fixtures + "/" + sub
             let names = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted()
             for name in names {
-                if let f = loadFixture("\(root)/\(name)", name: root.hasSuffix("mechanisms") ? "mechanisms/\(name)" : name) { out.append(f) }
+                if let f = loadFixture("\(root)/\(name)", name: sub.isEmpty ? name : "\(sub)/\(name)") { out.append(f) }
             }
         }
         return out
@@ -97,10 +100,13 @@ import Testing
         let missing = Set(mechanisms).subtracting(families)
         #expect(missing.isEmpty, "mechanism graphs without a reference fixture: \(missing.sorted())")
         // Every model family's graph is checked against transformers on a checkpoint of its own.
-        let graphs = try FileManager.default.contentsOfDirectory(atPath: RepoPaths.graphs).filter { $0.hasSuffix(".moe") }
-        let checked = Set(Self.fixtures.map { ($0.graph as NSString).lastPathComponent })
-        let unchecked = Set(graphs).subtracting(checked)
-        #expect(unchecked.isEmpty, "family graphs without a transformers fixture: \(unchecked.sorted())")
+        // So is every whole decoder layer's (graphs/decoder).
+        let checked = Set(Self.fixtures.map { String($0.graph.dropFirst(RepoPaths.graphs.count + 1)) })
+        for sub in ["", "decoder/"] {
+            let graphs = try FileManager.default.contentsOfDirectory(atPath: RepoPaths.graphs + "/" + sub).filter { $0.hasSuffix(".moe") }
+            let unchecked = Set(graphs.map { sub + $0 }).subtracting(checked)
+            #expect(unchecked.isEmpty, "graphs without a transformers fixture: \(unchecked.sorted())")
+        }
     }
 
     @Test(arguments: fixtures)
