@@ -4,7 +4,7 @@ import MoEIR
 /// bounds) and bytes of weights read (what memory bandwidth bounds), counting only the
 /// experts that received tokens, each weight in its storage format (`WeightInfo.format`: 2
 /// bytes an element for bf16), experts and plain layers alike. Element-wise work and the router's softmax are left out, as in the
-/// usual "active FLOPs" of MoE papers.
+/// usual "active FLOPs" of MoE papers; attention's products of queries, keys and values count.
 public struct WorkEstimate: Sendable {
     public var flops: Double = 0
     public var weightBytes: Double = 0
@@ -53,6 +53,16 @@ public struct WorkEstimate: Sendable {
                     weightBytes += perExpertBytes
                     expertsHit += 1
                 }
+            case .attention:
+                // Each (row, seen row) pair: a query·key product of D and a weighted value row
+                // of Dv, per query head.
+                let heads = n.attributes.int("heads") ?? 1, kvHeads = n.attributes.int("kv_heads") ?? heads
+                let d = g[n.operands[0]].tensorType!.last!.fixedValue! / heads
+                let dv = g[n.operands[2]].tensorType!.last!.fixedValue! / kvHeads
+                let t = Int(rows(g[n.operands[0]].tensorType!)), window = n.attributes.int("window") ?? 0
+                let w = window > 0 ? min(window, t) : t
+                let pairs = Double(w * (w + 1) / 2 + (t - w) * w)
+                flops += 2 * pairs * Double(heads * (d + dv))
             default:
                 break
             }

@@ -26,7 +26,7 @@ public enum Op: Hashable, Sendable, CaseIterable, RawRepresentable, CustomString
     /// The experts of a MoE block, and multi-hop halting.
     case experts(ExpertsOp)
     /// Sequence mixing around a block: rotary embeddings and causal self-attention.
-    case attention(AttentionOp)
+    case sequence(SequenceOp)
 
     /// The family member, for the properties every family has (`OpFamily`).
     public var member: any OpFamily {
@@ -38,7 +38,7 @@ public enum Op: Hashable, Sendable, CaseIterable, RawRepresentable, CustomString
         case .selection(let o): return o
         case .routingStage(let o): return o
         case .experts(let o): return o
-        case .attention(let o): return o
+        case .sequence(let o): return o
         }
     }
 
@@ -57,8 +57,8 @@ public enum Op: Hashable, Sendable, CaseIterable, RawRepresentable, CustomString
             self = .routingStage(o)
         } else if let o = ExpertsOp(rawValue: rawValue) {
             self = .experts(o)
-        } else if let o = AttentionOp(rawValue: rawValue) {
-            self = .attention(o)
+        } else if let o = SequenceOp(rawValue: rawValue) {
+            self = .sequence(o)
         } else {
             return nil
         }
@@ -71,7 +71,7 @@ public enum Op: Hashable, Sendable, CaseIterable, RawRepresentable, CustomString
     public static var allCases: [Op] {
         LeafOp.allCases.map(Op.leaf) + DenseOp.allCases.map(Op.dense) + ElementwiseOp.allCases.map(Op.elementwise)
             + ScoringOp.allCases.map(Op.scoring) + SelectionOp.allCases.map(Op.selection)
-            + RoutingStageOp.allCases.map(Op.routingStage) + ExpertsOp.allCases.map(Op.experts) + AttentionOp.allCases.map(Op.attention)
+            + RoutingStageOp.allCases.map(Op.routingStage) + ExpertsOp.allCases.map(Op.experts) + SequenceOp.allCases.map(Op.sequence)
     }
 
     /// The op's name as written in `.moe` source, for messages.

@@ -127,3 +127,20 @@ import Testing
         #expect(reason?.contains("depends on the other tokens") == true, "\(reason ?? "nil")")
     }
 }
+
+/// The FLOPs `moec bench` reports for attention: per query head, 2·(D + Dv) for every pair of a
+/// row and a row it sees, counted here by enumerating the pairs.
+@Test(arguments: [0, 3, 50])
+func attentionWorkCountsTheSeenPairs(window: Int) throws {
+    var t = TinyGraph(seed: 50)
+    let q = t.input("q", [.tokens, .fixed(4 * 8)]), k = t.input("k", [.tokens, .fixed(2 * 8)]), v = t.input("v", [.tokens, .fixed(2 * 6)])
+    var attrs: Attributes = ["heads": .int(4), "kv_heads": .int(2)]
+    if window > 0 { attrs["window"] = .int(window) }
+    t.output("y", try t.op(.attention, [q, k, v], attrs))
+    for tokens in [1, 7, 20] {
+        let pairs = (0..<tokens).map { row in (0...row).filter { window == 0 || row - $0 < window }.count }.reduce(0, +)
+        let work = WorkEstimate(graph: t.graph, tokens: tokens, expertLoads: [])
+        #expect(work.flops == Double(2 * pairs * 4 * (8 + 6)), "tokens \(tokens)")
+        #expect(work.weightBytes == 0)
+    }
+}

@@ -23,7 +23,7 @@ extension Op {
         case .selection(let o): return o
         case .routingStage(let o): return o
         case .experts(let o): return o
-        case .attention(let o): return o
+        case .sequence(let o): return o
         }
     }
 }

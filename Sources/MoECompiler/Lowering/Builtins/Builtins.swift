@@ -29,7 +29,7 @@ struct Builtin: Sendable {
 enum Builtins {
     static let all: [Builtin] =
         DenseBuiltins.builtins + ElementwiseBuiltins.builtins + ScoringBuiltins.builtins
-        + SelectionBuiltins.builtins + RoutingStagesBuiltins.builtins + AttentionBuiltins.builtins
+        + SelectionBuiltins.builtins + RoutingStagesBuiltins.builtins + SequenceBuiltins.builtins
 
     static let byName: [String: Builtin] = Dictionary(
         all.map { ($0.name, $0) },

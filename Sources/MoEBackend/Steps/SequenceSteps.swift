@@ -1,11 +1,11 @@
 import MoEIR
 import MoEKernels
 
-/// Executor steps of rotary embeddings and causal self-attention (see `AttentionOp`). A step is
+/// Executor steps of rotary embeddings and causal self-attention (see `SequenceOp`). A step is
 /// built for one token count, so the rotary tables of its positions are computed then, and each
 /// thread's row of attention scores is allocated then: a run computes no sine and allocates
 /// nothing.
-extension AttentionOp: StepFamily {
+extension SequenceOp: StepFamily {
     func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] { [] }
 
     func step(_ s: Schedule, _ n: Node, _ i: Int) -> (() -> Void)? {

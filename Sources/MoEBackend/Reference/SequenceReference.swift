@@ -1,8 +1,8 @@
 import Foundation
 import MoEIR
 
-/// Rotary embeddings and causal self-attention, written out in float64 (see `AttentionOp`).
-extension AttentionOp: ReferenceFamily {
+/// Rotary embeddings and causal self-attention, written out in float64 (see `SequenceOp`).
+extension SequenceOp: ReferenceFamily {
     func evaluate(_ c: ReferenceContext) throws -> ReferenceInterpreter.Value {
         let a = c.node.attributes
         switch self {

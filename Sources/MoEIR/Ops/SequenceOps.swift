@@ -1,8 +1,8 @@
 /// Sequence mixing, for a whole decoder layer around a MoE block: rotary position embeddings and
 /// causal self-attention. A run's tokens are one sequence, at positions 0, 1, … in row order (a
-/// prefill); these ops are the only ones whose result depends on a row's position or on the other
-/// rows, so a graph with them cannot be split by tokens (`mixesTokens`).
-public enum AttentionOp: String, OpFamily {
+/// prefill): a row's result depends on its position and on the rows before it, so a graph with
+/// these ops cannot be split by tokens (`mixesTokens`).
+public enum SequenceOp: String, OpFamily {
     case rope // x[T, n·D]; attrs: head_dim (D), theta → each head's pairs (i, i + D/2) rotated by t·θ^(−2i/D)
     case attention // q[T, H·D], k[T, G·D], v[T, G·Dv]; attrs: heads (H), kv_heads (G), scale, window → [T, H·Dv]
 
@@ -93,6 +93,6 @@ public enum AttentionOp: String, OpFamily {
 }
 
 extension Op {
-    public static let rope = Op.attention(.rope)
-    public static let attention = Op.attention(.attention)
+    public static let rope = Op.sequence(.rope)
+    public static let attention = Op.sequence(.attention)
 }

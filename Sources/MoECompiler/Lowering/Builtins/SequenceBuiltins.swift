@@ -1,10 +1,11 @@
 import MoEBasics
 import MoEIR
 
-/// Builtins of the attention family, for a whole decoder layer around a MoE block: `rope` (rotary
+/// Builtins of the sequence family, for a whole decoder layer around a MoE block: `rope` (rotary
 /// position embeddings, transformers' default rope) and `attention` (causal self-attention with
-/// grouped key/value heads and an optional sliding window, `window: null` or 0 for none). The run's tokens are one sequence.
-enum AttentionBuiltins {
+/// grouped key/value heads and an optional sliding window, `window: null` or 0 for none). The
+/// run's tokens are one sequence.
+enum SequenceBuiltins {
     static let builtins: [Builtin] = [
         Builtin("rope", ["x", "head_dim", "theta"], positional: 1) { l, args throws(Diagnostic) in
             let x = try args.tensor("x", &l)
