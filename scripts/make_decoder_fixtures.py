@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Whole decoder layers for moec's attention ops (graphs/decoder/*.moe): tiny Mixtral and OLMoE
-checkpoints with the input and output of decoder layer 0 as transformers runs it (the attention
+"""Whole decoder layers for moec's attention ops (graphs/decoder/*.moe): tiny Mixtral, Qwen3-MoE and
+OLMoE checkpoints with the input and output of decoder layer 0 as transformers runs it (the attention
 with its rotary embedding and causal mask, the residuals, the norms and the sparse MoE block).
 
     ~/.venvs/moec-ref/bin/python scripts/make_decoder_fixtures.py                  # all, into Tests/Fixtures/decoder
@@ -48,6 +48,11 @@ FIXTURES = {
                        dict(**COMMON, hidden_size=16, intermediate_size=12, num_attention_heads=2, num_key_value_heads=1,
                             head_dim=6, num_local_experts=4, num_experts_per_tok=2, sliding_window=4,
                             rope_parameters={"rope_type": "default", "rope_theta": 100.0}), 11, 82),
+    "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM",
+                  dict(**COMMON, hidden_size=20, intermediate_size=16, moe_intermediate_size=12, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=6, num_experts=5, num_experts_per_tok=3, norm_topk_prob=True,
+                       decoder_sparse_step=1, mlp_only_layers=[],
+                       rope_parameters={"rope_type": "default", "rope_theta": 1000.0}), 10, 84),
     "olmoe": ("OlmoeConfig", "OlmoeForCausalLM",
               dict(**COMMON, hidden_size=16, intermediate_size=12, num_attention_heads=4, num_key_value_heads=4,
                    num_experts=6, num_experts_per_tok=2, norm_topk_prob=False,
@@ -118,16 +123,19 @@ def reference_layer(name, folder, x):
     eps = c.rms_norm_eps
     h = rmsnorm(x, W[L + "input_layernorm.weight"], eps)
     q, k, v = (h @ W[L + f"self_attn.{p}_proj.weight"].T for p in "qkv")
+    d = c.head_dim if getattr(c, "head_dim", None) else c.hidden_size // c.num_attention_heads
     if name.startswith("olmoe"):   # OLMoE normalises the whole projections before the rotation
         q = rmsnorm(q, W[L + "self_attn.q_norm.weight"], eps)
         k = rmsnorm(k, W[L + "self_attn.k_norm.weight"], eps)
-    d = c.head_dim if getattr(c, "head_dim", None) else c.hidden_size // c.num_attention_heads
+    if name.startswith("qwen3"):   # Qwen3 normalises each head alone
+        q = rmsnorm(q.reshape(q.shape[0], -1, d), W[L + "self_attn.q_norm.weight"], eps).reshape(q.shape)
+        k = rmsnorm(k.reshape(k.shape[0], -1, d), W[L + "self_attn.k_norm.weight"], eps).reshape(k.shape)
     theta = c.rope_parameters["rope_theta"]
     q, k = rope(q, d, theta), rope(k, d, theta)
     a = attention(q, k, v, c.num_attention_heads, c.num_key_value_heads, getattr(c, "sliding_window", None) or 0)
     h1 = x + a @ W[L + "self_attn.o_proj.weight"].T
     n = rmsnorm(h1, W[L + "post_attention_layernorm.weight"], eps)
-    if name.startswith("olmoe"):
+    if name.startswith(("olmoe", "qwen3")):
         gate, E, wg, wu, wd = "mlp.gate.weight", c.num_experts, "mlp.experts.{}.gate_proj.weight", \
             "mlp.experts.{}.up_proj.weight", "mlp.experts.{}.down_proj.weight"
     else:
@@ -140,7 +148,7 @@ def reference_layer(name, folder, x):
     y = np.zeros_like(n)
     for t in range(n.shape[0]):
         w = p[t, top[t]]
-        if not name.startswith("olmoe") or c.norm_topk_prob:
+        if not name.startswith(("olmoe", "qwen3")) or c.norm_topk_prob:
             w = w / w.sum()
         for e, we in zip(top[t], w):
             g_ = n[t] @ W[L + wg.format(e)].T

@@ -71,6 +71,28 @@ import Testing
             })
     }
 
+    /// `groups`: each head of a [tokens, heads · d] row normalised alone with one [d] weight
+    /// (Qwen3's q_norm), the same as the norm of a [tokens · heads, d] input.
+    @Test(arguments: [DenseOp.rmsnorm, .layernorm])
+    func normInGroups(_ norm: DenseOp) throws {
+        let heads = 5, d = 6
+        var t = TinyGraph(seed: 6)
+        let x = t.input("x", [.tokens, .fixed(heads * d)])
+        let w = t.weight("w", [d], t.rng.normals(d, scale: 0.2).map { 1 + $0 })
+        t.output("y", try t.op(.dense(norm), [x, w], ["groups": .int(heads)]))
+        try expectMatchesReference(t)
+
+        var rows = TinyGraph(seed: 6)
+        let xr = rows.input("x", [.tokens, .fixed(d)])
+        let wr = rows.weight("w", [d], t.weights[0].floats)
+        rows.output("y", try rows.op(.dense(norm), [xr, wr]))
+        var rng = SeededRandom(seed: 7)
+        let values = rng.normals(3 * heads * d, scale: 2)
+        let grouped = try runEverywhere(t, ["x": HostTensor(shape: [3, heads * d], floats: values)])
+        let separate = try runEverywhere(rows, ["x": HostTensor(shape: [3 * heads, d], floats: values)])
+        #expect(grouped == separate)
+    }
+
     @Test(arguments: [nil, 0.7, 2.5] as [Double?])
     func softmax(temperature: Double?) throws {
         var t = TinyGraph(seed: 6)

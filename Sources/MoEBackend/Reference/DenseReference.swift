@@ -14,7 +14,7 @@ extension DenseOp: ReferenceFamily {
 
         case .rmsnorm:
             let x = tensor(0), w = tensor(1).floats
-            let d = x.shape.last!, eps = a.float("eps") ?? 1e-6
+            let d = x.shape.last! / (a.int("groups") ?? 1), eps = a.float("eps") ?? 1e-6
             var out = x.floats
             for row in 0..<(x.count / max(d, 1)) {
                 var ss = 0.0
@@ -27,7 +27,7 @@ extension DenseOp: ReferenceFamily {
         case .layernorm:
             let x = tensor(0), w = tensor(1).floats
             let b = n.operands.count == 3 ? tensor(2).floats : nil
-            let d = x.shape.last!, eps = a.float("eps") ?? 1e-5
+            let d = x.shape.last! / (a.int("groups") ?? 1), eps = a.float("eps") ?? 1e-5
             var out = x.floats
             for row in 0..<(x.count / max(d, 1)) {
                 var mean = 0.0

@@ -43,7 +43,9 @@ extension DenseOp: StepFamily {
             let xt = g[n.operands[0]].tensorType!
             let x = UnsafePointer(s.floats(n.operands[0])), w = UnsafePointer(s.floats(n.operands[1]))
             let y = s.floats(ValueID(i))
-            let d = xt.last!.fixedValue!, rows = s.rows(xt)
+            // With groups, each group of the last axis is a row of its own.
+            let groups = n.attributes.int("groups") ?? 1
+            let d = xt.last!.fixedValue! / groups, rows = s.rows(xt) * groups
             let eps = Float(n.attributes.float("eps") ?? (self == .rmsnorm ? 1e-6 : 1e-5))
             if self == .rmsnorm {
                 return { Kernels.rmsNormRows(x, weight: w, y, rows: rows, cols: d, eps: eps) }

@@ -1,8 +1,8 @@
 /// Plain layers: a linear map, the norms, and dense (non-expert) FFNs.
 public enum DenseOp: String, OpFamily {
     case linear // x[…, K], W[N, K] (, b[N]) → x·Wᵀ + b : […, N]
-    case rmsnorm // x[…, D], w[D]; attrs: eps
-    case layernorm // x[…, D], w[D] (, b[D]); attrs: eps
+    case rmsnorm // x[…, D], w[D/g]; attrs: eps, groups (g: each of g contiguous parts of the last axis alone)
+    case layernorm // x[…, D], w[D/g] (, b[D/g]); attrs: eps, groups
     case swiglu // dense SwiGLU FFN: x, W_gate[F, H], W_up[F, H], W_down[H, F]
     case mlp // dense MLP: x, W_up[F, H], W_down[H, F]; attrs: act
 
@@ -31,11 +31,21 @@ public enum DenseOp: String, OpFamily {
         case .rmsnorm, .layernorm:
             try OpSchema.arity(self, operands, self == .rmsnorm ? 2...2 : 2...3)
             let x = try OpSchema.tensor(operands[0], "the input of \(self)")
-            guard let d = x.last else { throw TypeRuleError("\(self) needs an input with at least one dimension") }
+            guard var d = x.last else { throw TypeRuleError("\(self) needs an input with at least one dimension") }
+            if let g = attrs.int("groups"), g != 1 {
+                // Each of g contiguous parts of the last axis is normalised alone (one head of
+                // a [tokens, heads · head_dim] projection), all with the same weight.
+                guard g >= 1, let width = d.fixedValue, width % g == 0 else {
+                    throw TypeRuleError(
+                        "\(self) groups = \(g) must divide the last dimension of its input \(OpSchema.format(x))",
+                        notes: ["each of the groups contiguous parts of the last axis is normalised alone"])
+                }
+                d = .fixed(width / g)
+            }
             for (i, o) in operands.dropFirst().enumerated() {
                 let w = try OpSchema.tensor(o, i == 0 ? "the weight of \(self)" : "the bias of \(self)")
                 guard w.shape == [d] else {
-                    throw TypeRuleError("\(self) \(i == 0 ? "weight" : "bias") must be [\(OpSchema.format(d))] to match the input \(OpSchema.format(x)), got \(OpSchema.format(w))")
+                    throw TypeRuleError("\(self) \(i == 0 ? "weight" : "bias") must be [\(OpSchema.format(d))] to match the input \(OpSchema.format(x))\(attrs.int("groups").map { $0 == 1 ? "" : " in \($0) groups" } ?? ""), got \(OpSchema.format(w))")
                 }
             }
             if let eps = attrs.float("eps"), !(eps >= 0) { throw TypeRuleError("\(self) eps must be non-negative, got \(eps)") }

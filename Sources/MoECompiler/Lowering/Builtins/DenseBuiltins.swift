@@ -1,7 +1,8 @@
 import MoEBasics
 import MoEIR
 
-/// Builtins of the dense family: per-token layers with their own weights (`linear`, the norms) and
+/// Builtins of the dense family: per-token layers with their own weights (`linear`, the norms, per
+/// head with `groups:`) and
 /// the dense feed-forward blocks a shared expert is written with (`swiglu`, `mlp`).
 enum DenseBuiltins {
     static let builtins: [Builtin] = [
@@ -11,17 +12,17 @@ enum DenseBuiltins {
             if let b = try args.optionalTensor("bias", &l) { ops.append(b) }
             return try l.node(.linear, ops, at: args.at)
         },
-        Builtin("rmsnorm", ["x", "weight", "eps"], positional: 2) { l, args throws(Diagnostic) in
+        Builtin("rmsnorm", ["x", "weight", "eps", "groups"], positional: 2) { l, args throws(Diagnostic) in
             let x = try args.tensor("x", &l), w = try args.tensor("weight", &l)
             let eps = try args.optionalNumber("eps", &l) ?? 1e-6
-            return try l.node(.rmsnorm, [x, w], ["eps": .float(eps)], at: args.at)
+            return try l.node(.rmsnorm, [x, w], try normAttributes(eps: eps, args, &l), at: args.at)
         },
-        Builtin("layernorm", ["x", "weight", "bias", "eps"], positional: 3) { l, args throws(Diagnostic) in
+        Builtin("layernorm", ["x", "weight", "bias", "eps", "groups"], positional: 3) { l, args throws(Diagnostic) in
             let x = try args.tensor("x", &l), w = try args.tensor("weight", &l)
             var ops = [x, w]
             if let b = try args.optionalTensor("bias", &l) { ops.append(b) }
             let eps = try args.optionalNumber("eps", &l) ?? 1e-5
-            return try l.node(.layernorm, ops, ["eps": .float(eps)], at: args.at)
+            return try l.node(.layernorm, ops, try normAttributes(eps: eps, args, &l), at: args.at)
         },
         Builtin("swiglu", ["x", "gate", "up", "down"], positional: 1) { l, args throws(Diagnostic) in
             let x = try args.tensor("x", &l)
@@ -35,4 +36,11 @@ enum DenseBuiltins {
             return try l.node(.mlp, [x, u, d], ["act": .string(act)], at: args.at)
         }
     ]
+
+    /// A norm's `eps`, and `groups` when given (each head of a projection normalised alone).
+    private static func normAttributes(eps: Double, _ args: BoundArguments, _ l: inout ASTToIR) throws(Diagnostic) -> Attributes {
+        var attrs: Attributes = ["eps": .float(eps)]
+        if let g = try args.optionalInt("groups", &l), g != 1 { attrs["groups"] = .int(g) }
+        return attrs
+    }
 }
