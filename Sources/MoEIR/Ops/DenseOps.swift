@@ -42,10 +42,13 @@ public enum DenseOp: String, OpFamily {
                 }
                 d = .fixed(width / g)
             }
+            let grouped = attrs.int("groups").map { $0 == 1 ? "" : " in \($0) groups" } ?? ""
             for (i, o) in operands.dropFirst().enumerated() {
                 let w = try OpSchema.tensor(o, i == 0 ? "the weight of \(self)" : "the bias of \(self)")
                 guard w.shape == [d] else {
-                    throw TypeRuleError("\(self) \(i == 0 ? "weight" : "bias") must be [\(OpSchema.format(d))] to match the input \(OpSchema.format(x))\(attrs.int("groups").map { $0 == 1 ? "" : " in \($0) groups" } ?? ""), got \(OpSchema.format(w))")
+                    throw TypeRuleError(
+                        "\(self) \(i == 0 ? "weight" : "bias") must be [\(OpSchema.format(d))] to match the input \(OpSchema.format(x))\(grouped), got \(OpSchema.format(w))"
+                    )
                 }
             }
             if let eps = attrs.float("eps"), !(eps >= 0) { throw TypeRuleError("\(self) eps must be non-negative, got \(eps)") }
