@@ -1,4 +1,5 @@
 import Foundation
+import MoEKernelsAVX2
 
 extension Kernels {
     /// The rotary embedding's angles for positions `0..<rows` as transformers computes them (its
@@ -43,29 +44,46 @@ extension Kernels {
         }
     }
 
-    /// Causal self-attention for the work items `items` (item w is query head `w / tokens`, row
-    /// `w % tokens`): `out[t, head h] = Σ_s p_s · v[s, kv head g]` over the rows s ≤ t (and
+    /// Floats of `scores` that `attention` needs per caller for `tokens` rows.
+    public static func attentionScoresFloats(tokens: Int) -> Int { 4 * (tokens + 4) }
+
+    /// The work items of `attention` for `heads` heads of `tokens` rows: blocks of up to 4 rows.
+    public static func attentionItems(tokens: Int, heads: Int) -> Int { heads * ((tokens + 3) / 4) }
+
+    /// Causal self-attention for the work items `items` (item w is query head `w / blocks`, rows
+    /// `4·(w % blocks) ..< +4` with blocks = ⌈tokens / 4⌉): `out[t, head h] = Σ_s p_s · v[s, kv head g]` over the rows s ≤ t (and
     /// t − s < `window` when `window` > 0), with `p = softmax(scale · q[t, h] · k[s, g])` and
     /// g = h / (heads / kvHeads), the query heads sharing each key and value head in order, as
-    /// transformers' `repeat_kv` lays them out. `scores` holds `tokens` floats for this caller.
+    /// transformers' `repeat_kv` lays them out. `scores` holds `attentionScoresFloats(tokens:)`
+    /// floats for this caller.
     public static func attention(
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
         tokens: Int, heads: Int, kvHeads: Int, headDim: Int, valueDim: Int, scale: Float, window: Int,
         items: Range<Int>, scores: UnsafeMutablePointer<Float>, isa: ISA = .best
     ) {
         let ldq = heads * headDim, ldk = kvHeads * headDim, ldv = kvHeads * valueDim, ldo = heads * valueDim
-        let group = heads / kvHeads
+        let group = heads / kvHeads, blocks = (tokens + 3) / 4
         for w in items {
-            let h = w / tokens, t = w % tokens, g = h / group
-            let first = window > 0 ? max(0, t - window + 1) : 0
-            let count = t - first + 1
-            gemv(k + first * ldk + g * headDim, q + t * ldq + h * headDim, scores, n: count, k: headDim, ldw: ldk, isa: isa)
-            Kernels.scale(alpha: scale, scores, scores, count: count, isa: isa)
-            softmaxRows(scores, scores, rows: 1, cols: count, isa: isa)
-            let o = out + t * ldo + h * valueDim
-            o.update(repeating: 0, count: valueDim)
-            for s in 0..<count {
-                axpy(alpha: scores[s], v + (first + s) * ldv + g * valueDim, o, count: valueDim, isa: isa)
+            let h = w / blocks, row0 = 4 * (w % blocks), g = h / group
+            let rows = min(4, tokens - row0)
+            if isa.runsAVX2 {
+                avx2AttentionRows4(
+                    q: q + row0 * ldq + h * headDim, ldq: ldq, k: k + g * headDim, ldk: ldk, v: v + g * valueDim, ldv: ldv,
+                    out: out + row0 * ldo + h * valueDim, ldo: ldo, row0: row0, rows: rows, headDim: headDim, valueDim: valueDim,
+                    scale: scale, window: window, scores: scores)
+                continue
+            }
+            for t in row0..<(row0 + rows) {
+                let first = window > 0 ? max(0, t - window + 1) : 0
+                let count = t - first + 1
+                gemv(k + first * ldk + g * headDim, q + t * ldq + h * headDim, scores, n: count, k: headDim, ldw: ldk, isa: isa)
+                Kernels.scale(alpha: scale, scores, scores, count: count, isa: isa)
+                softmaxRows(scores, scores, rows: 1, cols: count, isa: isa)
+                let o = out + t * ldo + h * valueDim
+                o.update(repeating: 0, count: valueDim)
+                for s in 0..<count {
+                    axpy(alpha: scores[s], v + (first + s) * ldv + g * valueDim, o, count: valueDim, isa: isa)
+                }
             }
         }
     }

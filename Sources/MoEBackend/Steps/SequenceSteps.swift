@@ -35,11 +35,11 @@ extension SequenceOp: StepFamily {
             let heads = a.int("heads")!, kvHeads = a.int("kv_heads") ?? heads
             let rows = s.rows(qt), d = qt.last!.fixedValue! / heads, dv = vt.last!.fixedValue! / kvHeads
             let scale = Float(a.float("scale") ?? 1 / Double(d).squareRoot()), window = a.int("window") ?? 0
-            // Work items are (head, row) pairs, heads outermost; each part of the region scores
-            // its rows in its own `rows` floats of `scores`.
-            let items = heads * rows
+            // Work items are (head, block of rows) pairs, heads outermost; each part of the region
+            // scores its rows in its own part of `scores`.
+            let items = Kernels.attentionItems(tokens: rows, heads: heads), perPart = Kernels.attentionScoresFloats(tokens: rows)
             let parts = max(1, min(threads, items))
-            let scores = AlignedBuffer(floats: parts * max(rows, 1))
+            let scores = AlignedBuffer(floats: parts * perPart)
             let sp = SendablePointer(scores.floats)
             let job = ChunkJob { r in
                 var part = 0
@@ -47,7 +47,7 @@ extension SequenceOp: StepFamily {
                 withExtendedLifetime(scores) {
                     Kernels.attention(
                         q: q.pointer, k: k.pointer, v: v.pointer, out: out.pointer, tokens: rows, heads: heads, kvHeads: kvHeads,
-                        headDim: d, valueDim: dv, scale: scale, window: window, items: r, scores: sp.pointer + part * rows)
+                        headDim: d, valueDim: dv, scale: scale, window: window, items: r, scores: sp.pointer + part * perPart)
                 }
             }
             return { Parallel.forEachChunk(count: items, threads: parts, job: job) }
