@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 
 warnings.filterwarnings("ignore")
@@ -33,19 +31,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
 import numpy as np  # noqa: E402
+from bench_vs_torch import bench  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-
-
-def bench(fn, warmup=2, min_runs=10, min_time=1.0, max_runs=200):
-    for _ in range(warmup):
-        fn()
-    times, start = [], time.perf_counter()
-    while len(times) < min_runs or (time.perf_counter() - start < min_time and len(times) < max_runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main():
