@@ -135,6 +135,11 @@ public func moecOutputCount(_ plan: UInt64, _ error: ErrorOut?) -> Int32 {
     attempt(error) { () throws -> Int32 in Int32(try PlanRegistry.plan(plan).outputs.count) } ?? -1
 }
 
+@_cdecl("moec_is_sequence")
+public func moecIsSequence(_ plan: UInt64, _ error: ErrorOut?) -> Int32 {
+    attempt(error) { () throws -> Int32 in try PlanRegistry.plan(plan).isSequence ? 1 : 0 } ?? -1
+}
+
 /// Copies `text` into `buffer` (at most `capacity` bytes with the NUL) and returns its length.
 private func copyName(_ text: String, _ buffer: UnsafeMutablePointer<CChar>?, _ capacity: Int) throws(CAPIError) -> Int32 {
     let bytes = Array(text.utf8)

@@ -19,6 +19,8 @@ final class LoadedPlan: @unchecked Sendable {
 
     let inputs: [(name: String, type: TensorType)]
     let outputs: [(name: String, type: TensorType)]
+    /// Whether the graph reads its tokens as one sequence (an op of the sequence family).
+    let isSequence: Bool
 
     /// Guards `statistics`, `checkedTokenCounts` and `source`'s session.
     private let lock = NSLock()
@@ -32,6 +34,7 @@ final class LoadedPlan: @unchecked Sendable {
         let g = runner.graph
         inputs = g.inputs.map { ($0.name, $0.type) }
         outputs = g.outputs.map { ($0.name, g[$0.value].tensorType!) }
+        isSequence = g.nodes.contains { if case .sequence = $0.op { return true } else { return false } }
         if runner.recordsRouting {
             var s = runner.emptyRoutingStatistics()
             s.source = "runs through the C API"

@@ -113,6 +113,7 @@ int main(int argc, char **argv) {
     if (!plan) return 1;
 
     check(moec_input_count(plan, NULL) == 1 && moec_output_count(plan, NULL) >= 1, "one input, outputs", NULL);
+    check(moec_is_sequence(plan, &error) == 0 && error == NULL, "a MoE block's tokens are not a sequence", error);
     char name[64];
     int32_t length = moec_input_name(plan, 0, name, sizeof name, &error);
     check(length > 0 && (size_t)length == strlen(name), "input name", name);
@@ -220,6 +221,8 @@ int main(int argc, char **argv) {
     expect_error(error, "handle 0", "not a plan");
     moec_input_count(123456789, &error);
     expect_error(error, "a made-up handle", "not a plan this library made");
+    check(moec_is_sequence(123456789, &error) == -1, "moec_is_sequence of a made-up handle fails", NULL);
+    expect_error(error, "... and says so", "not a plan this library made");
     moec_free(plan, NULL);
     free(x);
     free(y);

@@ -125,6 +125,9 @@ class Plan:
         self.record_routing = record_routing
         self.inputs = self._specs("input")
         self.outputs = self._specs("output")
+        # Whether the rows of a run are one sequence in order (rope, attention): then a run takes
+        # one sequence, never a batch of them flattened.
+        self.is_sequence = bool(_native.call("moec_is_sequence", self._handle, failed=lambda r: r < 0))
         self._input_index = {s.name: i for i, s in enumerate(self.inputs)}
         self._output_index = {s.name: i for i, s in enumerate(self.outputs)}
 

@@ -50,6 +50,7 @@ PROTOTYPES = {
     "moec_load": (plan_t, [ctypes.c_char_p, ctypes.POINTER(Options), error_p]),
     "moec_save": (ctypes.c_int, [plan_t, ctypes.c_char_p, error_p]),
     "moec_input_count": (ctypes.c_int32, [plan_t, error_p]),
+    "moec_is_sequence": (ctypes.c_int32, [plan_t, error_p]),
     "moec_output_count": (ctypes.c_int32, [plan_t, error_p]),
     "moec_input_name": (ctypes.c_int32, [plan_t, ctypes.c_int32, ctypes.c_char_p, ctypes.c_size_t, error_p]),
     "moec_output_name": (ctypes.c_int32, [plan_t, ctypes.c_int32, ctypes.c_char_p, ctypes.c_size_t, error_p]),

@@ -8,6 +8,7 @@ to the input's dtype. The block is for inference: no gradient flows through it.
 from __future__ import annotations
 
 import ctypes
+import math
 import threading
 
 import numpy as np
@@ -76,6 +77,11 @@ class MoEBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead, features = x.shape[:-1], x.shape[-1]
+        if self.plan.is_sequence and len(lead) > 1 and math.prod(lead[:-1]) > 1:
+            # Flattening [batch, seq, hidden] would make the sequences one: the second would attend
+            # to the first and start at its end's position.
+            raise MoecError(f"this plan reads its tokens as one sequence (rope, attention), so it runs one sequence "
+                            f"at a time: got {tuple(x.shape)}, {math.prod(lead[:-1])} sequences")
         # A contiguous CPU float32 input is read where it is, whatever its leading shape; others
         # are converted (a copy), and the output converted back.
         x2 = x

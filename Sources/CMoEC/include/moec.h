@@ -77,6 +77,12 @@ int moec_save(moec_plan plan, const char *path, char **error);
 int32_t moec_input_count(moec_plan plan, char **error);
 int32_t moec_output_count(moec_plan plan, char **error);
 
+/* 1 when the graph reads its tokens as one sequence in order (rotary embeddings, attention: a
+ * whole decoder layer), so that the rows of a run must be one sequence, positions 0, 1, …;
+ * 0 when each token's result depends on the token alone or on the batch as a whole (MoE
+ * routing, capacity); -1 with `*error` set. */
+int32_t moec_is_sequence(moec_plan plan, char **error);
+
 /* The name of input (output) `index`: writes at most `capacity` bytes including the final NUL
  * into `name` (which may be NULL when `capacity` is 0) and returns the name's full length in
  * bytes without the NUL, or -1 with `*error` set. */
