@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Whole decoder layers for moec's attention ops (graphs/decoder/*.moe): tiny Mixtral, Qwen3-MoE and
-OLMoE checkpoints with the input and output of decoder layer 0 as transformers runs it (the attention
-with its rotary embedding and causal mask, the residuals, the norms and the sparse MoE block).
+"""Whole decoder layers for moec's attention ops (graphs/decoder/*.moe): tiny Mixtral, Qwen2-MoE,
+Qwen3-MoE and OLMoE checkpoints with the input and output of decoder layer 0 as transformers runs
+it (the attention with its rotary embedding and causal mask, the residuals, the norms and the
+sparse MoE block).
 
     ~/.venvs/moec-ref/bin/python scripts/make_decoder_fixtures.py                  # all, into Tests/Fixtures/decoder
     ~/.venvs/moec-ref/bin/python scripts/make_decoder_fixtures.py --out DIR mixtral-window
@@ -53,6 +54,11 @@ FIXTURES = {
                        num_key_value_heads=2, head_dim=6, num_experts=5, num_experts_per_tok=3, norm_topk_prob=True,
                        decoder_sparse_step=1, mlp_only_layers=[],
                        rope_parameters={"rope_type": "default", "rope_theta": 1000.0}), 10, 84),
+    "qwen2_moe": ("Qwen2MoeConfig", "Qwen2MoeForCausalLM",
+                  dict(**COMMON, hidden_size=16, intermediate_size=16, moe_intermediate_size=8,
+                       shared_expert_intermediate_size=12, num_attention_heads=4, num_key_value_heads=2, num_experts=6,
+                       num_experts_per_tok=3, norm_topk_prob=False, decoder_sparse_step=1, mlp_only_layers=[],
+                       qkv_bias=True, rope_parameters={"rope_type": "default", "rope_theta": 10000.0}), 12, 85),
     "olmoe": ("OlmoeConfig", "OlmoeForCausalLM",
               dict(**COMMON, hidden_size=16, intermediate_size=12, num_attention_heads=4, num_key_value_heads=4,
                    num_experts=6, num_experts_per_tok=2, norm_topk_prob=False,
@@ -122,7 +128,7 @@ def reference_layer(name, folder, x):
     L = "model.layers.0."
     eps = c.rms_norm_eps
     h = rmsnorm(x, W[L + "input_layernorm.weight"], eps)
-    q, k, v = (h @ W[L + f"self_attn.{p}_proj.weight"].T for p in "qkv")
+    q, k, v = (h @ W[L + f"self_attn.{p}_proj.weight"].T + W.get(L + f"self_attn.{p}_proj.bias", 0) for p in "qkv")
     d = c.head_dim if getattr(c, "head_dim", None) else c.hidden_size // c.num_attention_heads
     if name.startswith("olmoe"):   # OLMoE normalises the whole projections before the rotation
         q = rmsnorm(q, W[L + "self_attn.q_norm.weight"], eps)
@@ -135,7 +141,7 @@ def reference_layer(name, folder, x):
     a = attention(q, k, v, c.num_attention_heads, c.num_key_value_heads, getattr(c, "sliding_window", None) or 0)
     h1 = x + a @ W[L + "self_attn.o_proj.weight"].T
     n = rmsnorm(h1, W[L + "post_attention_layernorm.weight"], eps)
-    if name.startswith(("olmoe", "qwen3")):
+    if name.startswith(("olmoe", "qwen")):
         gate, E, wg, wu, wd = "mlp.gate.weight", c.num_experts, "mlp.experts.{}.gate_proj.weight", \
             "mlp.experts.{}.up_proj.weight", "mlp.experts.{}.down_proj.weight"
     else:
@@ -148,12 +154,17 @@ def reference_layer(name, folder, x):
     y = np.zeros_like(n)
     for t in range(n.shape[0]):
         w = p[t, top[t]]
-        if not name.startswith(("olmoe", "qwen3")) or c.norm_topk_prob:
+        if not name.startswith(("olmoe", "qwen")) or c.norm_topk_prob:
             w = w / w.sum()
         for e, we in zip(top[t], w):
             g_ = n[t] @ W[L + wg.format(e)].T
             u = n[t] @ W[L + wu.format(e)].T
             y[t] += we * ((g_ / (1 + np.exp(-g_)) * u) @ W[L + wd.format(e)].T)
+    if name.startswith("qwen2"):   # a shared expert for every token, scaled by a sigmoid gate
+        P = L + "mlp.shared_expert."
+        g_, u = n @ W[P + "gate_proj.weight"].T, n @ W[P + "up_proj.weight"].T
+        shared = (g_ / (1 + np.exp(-g_)) * u) @ W[P + "down_proj.weight"].T
+        y += shared / (1 + np.exp(-(n @ W[L + "mlp.shared_expert_gate.weight"].T)))
     return h1 + y
 
 
