@@ -51,11 +51,13 @@ extension Kernels {
     public static func attentionItems(tokens: Int, heads: Int) -> Int { heads * ((tokens + 3) / 4) }
 
     /// Causal self-attention for the work items `items` (item w is query head `w / blocks`, rows
-    /// `4·(w % blocks) ..< +4` with blocks = ⌈tokens / 4⌉): `out[t, head h] = Σ_s p_s · v[s, kv head g]` over the rows s ≤ t (and
-    /// t − s < `window` when `window` > 0), with `p = softmax(scale · q[t, h] · k[s, g])` and
-    /// g = h / (heads / kvHeads), the query heads sharing each key and value head in order, as
-    /// transformers' `repeat_kv` lays them out. `scores` holds `attentionScoresFloats(tokens:)`
-    /// floats for this caller.
+    /// `4·(w % blocks) ..< +4` with blocks = ⌈tokens / 4⌉): `out[t, head h] = Σ_s p_s · v[s, g]`
+    /// over the rows s ≤ t (and t − s < `window` when `window` > 0), with
+    /// `p = softmax(scale · q[t, h] · k[s, g])` and kv head g = h / (heads / kvHeads), the query
+    /// heads sharing each key and value head in order, as transformers' `repeat_kv` lays them out.
+    /// With AVX2 four rows of a head go through `avx2AttentionRows4` together; otherwise one row
+    /// at a time (a GEMV over the keys, a softmax, AXPYs of the value rows). `scores` holds
+    /// `attentionScoresFloats(tokens:)` floats for this caller.
     public static func attention(
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
         tokens: Int, heads: Int, kvHeads: Int, headDim: Int, valueDim: Int, scale: Float, window: Int,
