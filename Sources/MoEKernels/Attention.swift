@@ -2,20 +2,64 @@ import Foundation
 import MoEKernelsAVX2
 
 extension Kernels {
-    /// The rotary embedding's angles for positions `0..<rows` as transformers computes them (its
-    /// default rope): `inv_freq[i] = 1 / θ^(2i/D)` and `angle = position · inv_freq[i]`, each
-    /// rounded to float32, then cos and sin of the rounded angle. `cos` and `sin` get `[rows, D/2]`.
+    /// YaRN's settings (transformers' `_compute_yarn_parameters`, gpt-oss's rope): `factor` the
+    /// context extension, `betaFast`/`betaSlow` the rotations bounding the ramp between
+    /// extrapolated and interpolated frequencies, `originalMax` the trained context,
+    /// `truncate` whether the ramp's bounds are rounded out to whole dimensions,
+    /// `attentionFactor` the factor on cos and sin (nil: 0.1·ln(factor) + 1).
+    public struct YaRN: Sendable {
+        public var factor: Double, betaFast: Double, betaSlow: Double, originalMax: Int, truncate: Bool
+        public var attentionFactor: Double?
+        public init(factor: Double, betaFast: Double, betaSlow: Double, originalMax: Int, truncate: Bool, attentionFactor: Double?) {
+            self.factor = factor
+            self.betaFast = betaFast
+            self.betaSlow = betaSlow
+            self.originalMax = originalMax
+            self.truncate = truncate
+            self.attentionFactor = attentionFactor
+        }
+
+        /// The factor on cos and sin.
+        public var scale: Double { attentionFactor ?? (factor <= 1 ? 1 : 0.1 * Foundation.log(factor) + 1) }
+
+        /// The ramp's bounds in dimensions: from `betaFast` rotations (extrapolated below) to
+        /// `betaSlow` (interpolated above) over the trained context.
+        public func correctionRange(headDim d: Int, theta: Double) -> (low: Double, high: Double) {
+            func dimension(_ rotations: Double) -> Double {
+                Double(d) * Foundation.log(Double(originalMax) / (rotations * 2 * Double.pi)) / (2 * Foundation.log(theta))
+            }
+            var low = dimension(betaFast), high = dimension(betaSlow)
+            if truncate { low = low.rounded(.down); high = high.rounded(.up) }
+            return (max(low, 0), min(high, Double(d - 1)))
+        }
+    }
+
+    /// The rotary embedding's angles for positions `0..<rows` as transformers computes them:
+    /// `inv_freq[i] = 1 / θ^(2i/D)` (with YaRN, blended with `inv_freq[i] / factor` along a
+    /// linear ramp over i) and `angle = position · inv_freq[i]`, each rounded to float32 where
+    /// transformers computes in float32, then cos and sin of the rounded angle (times YaRN's
+    /// attention factor). `cos` and `sin` get `[rows, D/2]`.
     public static func ropeTables(
-        rows: Int, headDim: Int, theta: Double, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>
+        rows: Int, headDim: Int, theta: Double, yarn: YaRN? = nil, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>
     ) {
         let half = headDim / 2
+        let range = yarn?.correctionRange(headDim: headDim, theta: theta)
+        let scale = Float(yarn?.scale ?? 1)
         for i in 0..<half {
             let exponent = Float(2 * i) / Float(headDim)
-            let inverse = 1 / Float(Foundation.pow(Double(Float(theta)), Double(exponent)))
+            let power = Float(Foundation.pow(Double(Float(theta)), Double(exponent)))
+            var inverse = 1 / power
+            if let yarn, let range {
+                let interpolated = 1 / (Float(yarn.factor) * power)
+                let width = range.high == range.low ? 0.001 : Float(range.high - range.low)
+                let ramp = min(max((Float(i) - Float(range.low)) / width, 0), 1)
+                let extrapolation = 1 - ramp
+                inverse = interpolated * (1 - extrapolation) + inverse * extrapolation
+            }
             for t in 0..<rows {
                 let angle = Double(Float(t) * inverse)
-                cos[t * half + i] = Float(Foundation.cos(angle))
-                sin[t * half + i] = Float(Foundation.sin(angle))
+                cos[t * half + i] = Float(Foundation.cos(angle)) * scale
+                sin[t * half + i] = Float(Foundation.sin(angle)) * scale
             }
         }
     }
@@ -45,7 +89,7 @@ extension Kernels {
     }
 
     /// Floats of `scores` that `attention` needs per caller for `tokens` rows.
-    public static func attentionScoresFloats(tokens: Int) -> Int { 4 * (tokens + 4) }
+    public static func attentionScoresFloats(tokens: Int) -> Int { 4 * (tokens + 5) }
 
     /// The work items of `attention` for `heads` heads of `tokens` rows: blocks of up to 4 rows.
     public static func attentionItems(tokens: Int, heads: Int) -> Int { heads * ((tokens + 3) / 4) }
@@ -55,13 +99,14 @@ extension Kernels {
     /// over the rows s ≤ t (and t − s < `window` when `window` > 0), with
     /// `p = softmax(scale · q[t, h] · k[s, g])` and kv head g = h / (heads / kvHeads), the query
     /// heads sharing each key and value head in order, as transformers' `repeat_kv` lays them out.
+    /// `sinks` (gpt-oss), one logit per query head, join each row's softmax with no value row.
     /// With AVX2 four rows of a head go through `avx2AttentionRows4` together; otherwise one row
     /// at a time (a GEMV over the keys, a softmax, AXPYs of the value rows). `scores` holds
     /// `attentionScoresFloats(tokens:)` floats for this caller.
     public static func attention(
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
         tokens: Int, heads: Int, kvHeads: Int, headDim: Int, valueDim: Int, scale: Float, window: Int,
-        items: Range<Int>, scores: UnsafeMutablePointer<Float>, isa: ISA = .best
+        sinks: UnsafePointer<Float>? = nil, items: Range<Int>, scores: UnsafeMutablePointer<Float>, isa: ISA = .best
     ) {
         let ldq = heads * headDim, ldk = kvHeads * headDim, ldv = kvHeads * valueDim, ldo = heads * valueDim
         let group = heads / kvHeads, blocks = (tokens + 3) / 4
@@ -72,7 +117,7 @@ extension Kernels {
                 avx2AttentionRows4(
                     q: q + row0 * ldq + h * headDim, ldq: ldq, k: k + g * headDim, ldk: ldk, v: v + g * valueDim, ldv: ldv,
                     out: out + row0 * ldo + h * valueDim, ldo: ldo, row0: row0, rows: rows, headDim: headDim, valueDim: valueDim,
-                    scale: scale, window: window, scores: scores)
+                    scale: scale, window: window, sink: sinks?[h], scores: scores)
                 continue
             }
             for t in row0..<(row0 + rows) {
@@ -80,7 +125,8 @@ extension Kernels {
                 let count = t - first + 1
                 gemv(k + first * ldk + g * headDim, q + t * ldq + h * headDim, scores, n: count, k: headDim, ldw: ldk, isa: isa)
                 Kernels.scale(alpha: scale, scores, scores, count: count, isa: isa)
-                softmaxRows(scores, scores, rows: 1, cols: count, isa: isa)
+                if let sinks { scores[count] = sinks[h] }
+                softmaxRows(scores, scores, rows: 1, cols: sinks == nil ? count : count + 1, isa: isa)
                 let o = out + t * ldo + h * valueDim
                 o.update(repeating: 0, count: valueDim)
                 for s in 0..<count {

@@ -6,20 +6,24 @@
 /// Attention of query rows `row0 ..< row0 + rows` (rows ≤ 4) of one head. `q` points at row
 /// `row0`'s head (rows `ldq` apart), `k` and `v` at key/value row 0 of the head's group (rows
 /// `ldk`, `ldv` apart), `out` at row `row0`'s head output (rows `ldo` apart). Row t sees keys
-/// `first(t) ... t` with first(t) = max(0, t − window + 1) when `window` > 0, else 0.
-/// `scores` holds 4 × (row0 + 4) floats.
+/// `first(t) ... t` with first(t) = max(0, t − window + 1) when `window` > 0, else 0. A `sink`
+/// (gpt-oss) is one more logit in every row's softmax, with no value row. `scores` holds
+/// 4 × (row0 + 5) floats.
 @inline(never)
 public func avx2AttentionRows4(
     q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
     out: UnsafeMutablePointer<Float>, ldo: Int, row0: Int, rows: Int, headDim d: Int, valueDim dv: Int,
-    scale: Float, window: Int, scores: UnsafeMutablePointer<Float>
+    scale: Float, window: Int, sink: Float?, scores: UnsafeMutablePointer<Float>
 ) {
     let last = row0 + rows - 1
     let first = window > 0 ? max(0, row0 - window + 1) : 0
     let count = last - first + 1
     // Missing rows (fewer than 4 at the end) repeat the last one; their results are not stored.
     let q0 = q, q1 = q + min(1, rows - 1) * ldq, q2 = q + min(2, rows - 1) * ldq, q3 = q + min(3, rows - 1) * ldq
-    let s0 = scores, s1 = scores + count, s2 = scores + 2 * count, s3 = scores + 3 * count
+    // Each row's scores, then its sink's logit when there is one.
+    let width = sink == nil ? count : count + 1
+    let s0 = scores, s1 = scores + width, s2 = scores + 2 * width, s3 = scores + 3 * width
+    if let sink { s0[count] = sink; s1[count] = sink; s2[count] = sink; s3[count] = sink }
     let d8 = d & ~7
     @inline(__always) func hsum(_ a: SIMD8<Float>) -> Float {
         let h = a.lowHalf + a.highHalf
@@ -59,7 +63,7 @@ public func avx2AttentionRows4(
         }
         j += 2
     }
-    avx2SoftmaxRows(scores, scores, rows: 4, cols: count, ld: count)
+    avx2SoftmaxRows(scores, scores, rows: 4, cols: width, ld: width)
     // Weighted sums: 8 output columns of the four rows per pass over the value rows.
     var c = 0
     while c + 8 <= dv {

@@ -10,6 +10,36 @@ import Testing
 /// only the rows before it (within the window); each query head reads its group's key and value
 /// head. The whole layers against transformers are in ParityTests (Tests/Fixtures/decoder).
 @Suite(.serialized) struct AttentionOpTests {
+    /// YaRN (gpt-oss): frequencies blended along the ramp, cos and sin scaled; with and without
+    /// the ramp's bounds rounded out.
+    @Test(arguments: [false, true])
+    func yarnRopeMatchesReference(truncate: Bool) throws {
+        var t = TinyGraph(seed: 54)
+        let x = t.input("x", [.tokens, .fixed(32)])
+        let attrs: Attributes = [
+            "head_dim": .int(16), "theta": .float(1000), "factor": .float(4), "beta_fast": .float(32), "beta_slow": .float(1),
+            "original_max": .int(16), "truncate": .bool(truncate)
+        ]
+        t.output("y", try t.op(.rope, [x], attrs))
+        try expectMatchesReference(t)
+    }
+
+    /// YaRN with a factor of 1 interpolates nothing and scales nothing: the plain rope.
+    @Test func yarnOfFactorOneIsThePlainRope() throws {
+        var rng = SeededRandom(seed: 55)
+        let x = rng.normals(20 * 16, scale: 1)
+        let plain = try rotate(x, tokens: 20, width: 16, headDim: 8, theta: 500)
+        var t = TinyGraph(seed: 56)
+        let xi = t.input("x", [.tokens, .fixed(16)])
+        let attrs: Attributes = [
+            "head_dim": .int(8), "theta": .float(500), "factor": .float(1), "beta_fast": .float(32), "beta_slow": .float(1),
+            "original_max": .int(8), "truncate": .bool(true)
+        ]
+        t.output("y", try t.op(.rope, [xi], attrs))
+        let yarn = try runEverywhere(t, ["x": HostTensor(shape: [20, 16], floats: x)])
+        for (a, b) in zip(yarn, plain) { #expect(abs(a - b) <= 1e-6 * max(1, abs(b))) }
+    }
+
     @Test(arguments: [10000.0, 1e6])
     func ropeMatchesReference(theta: Double) throws {
         var t = TinyGraph(seed: 41)
@@ -28,6 +58,45 @@ import Testing
         if window > 0 { attrs["window"] = .int(window) }
         t.output("y", try t.op(.attention, [q, k, v], attrs))
         try expectMatchesReference(t, tokens: [1, 7, 64, 300])
+    }
+
+    /// gpt-oss's sinks: one more logit per head in every row's softmax.
+    @Test(arguments: [(4, 2, 0), (6, 3, 5)] as [(Int, Int, Int)])
+    func attentionWithSinksMatchesReference(heads: Int, kvHeads: Int, window: Int) throws {
+        var t = TinyGraph(seed: 51)
+        let q = t.input("q", [.tokens, .fixed(heads * 8)]), k = t.input("k", [.tokens, .fixed(kvHeads * 8)])
+        let v = t.input("v", [.tokens, .fixed(kvHeads * 8)])
+        let sinks = t.randomWeight("sinks", [heads], scale: 2)
+        var attrs: Attributes = ["heads": .int(heads), "kv_heads": .int(kvHeads)]
+        if window > 0 { attrs["window"] = .int(window) }
+        t.output("y", try t.op(.attention, [q, k, v, sinks], attrs))
+        try expectMatchesReference(t, tokens: [1, 7, 64, 300])
+    }
+
+    /// A sink of −∞ takes no weight (the same output as no sink); a sink far above every score
+    /// takes nearly all of it (an output near 0).
+    @Test func sinksTakeTheirShareOfTheWeight() throws {
+        var rng = SeededRandom(seed: 52)
+        let tokens = 9, heads = 2, d = 4
+        let inputs = [
+            "q": HostTensor(shape: [tokens, heads * d], floats: rng.normals(tokens * heads * d, scale: 1)),
+            "k": HostTensor(shape: [tokens, heads * d], floats: rng.normals(tokens * heads * d, scale: 1)),
+            "v": HostTensor(shape: [tokens, heads * d], floats: rng.normals(tokens * heads * d, scale: 1))
+        ]
+        func run(sinks: [Float]?) throws -> [Float] {
+            var t = TinyGraph(seed: 53)
+            let q = t.input("q", [.tokens, .fixed(heads * d)]), k = t.input("k", [.tokens, .fixed(heads * d)])
+            let v = t.input("v", [.tokens, .fixed(heads * d)])
+            var operands = [q, k, v]
+            if let sinks { operands.append(t.weight("sinks", [heads], sinks)) }
+            t.output("y", try t.op(.attention, operands, ["heads": .int(heads), "kv_heads": .int(heads)]))
+            return try runEverywhere(t, inputs)
+        }
+        let plain = try run(sinks: nil)
+        #expect(try run(sinks: [-.infinity, -.infinity]) == plain)
+        let swamped = try run(sinks: [60, 60])
+        #expect(swamped.allSatisfy { abs($0) < 1e-12 }, "\(swamped.prefix(8))")
+        #expect(plain.contains { abs($0) > 0.1 })
     }
 
     @Test func attentionScaleIsApplied() throws {

@@ -6,6 +6,14 @@ import MoEKernels
 /// thread's row of attention scores is allocated then: a run computes no sine and allocates
 /// nothing.
 extension SequenceOp: StepFamily {
+    /// A rope's YaRN settings, when it has them (`factor` set).
+    static func yarn(_ a: Attributes) -> Kernels.YaRN? {
+        guard let factor = a.float("factor") else { return nil }
+        return Kernels.YaRN(
+            factor: factor, betaFast: a.float("beta_fast") ?? 32, betaSlow: a.float("beta_slow") ?? 1, originalMax: a.int("original_max") ?? 1,
+            truncate: a.bool("truncate") ?? true, attentionFactor: a.float("attention_factor"))
+    }
+
     func scratchBytes(_ n: Node, _ g: Graph, tokens: Int) throws(ByteCount.Overflow) -> [Int] { [] }
 
     func step(_ s: Schedule, _ n: Node, _ i: Int) -> (() -> Void)? {
@@ -18,7 +26,7 @@ extension SequenceOp: StepFamily {
             let rows = s.rows(xt), width = xt.last!.fixedValue!, d = a.int("head_dim")!
             let tables = AlignedBuffer(floats: max(rows * d, 1))
             let cos = tables.floats, sin = tables.floats + rows * (d / 2)
-            Kernels.ropeTables(rows: rows, headDim: d, theta: a.float("theta") ?? 10000, cos: cos, sin: sin)
+            Kernels.ropeTables(rows: rows, headDim: d, theta: a.float("theta") ?? 10000, yarn: Self.yarn(a), cos: cos, sin: sin)
             let xp = SendablePointer(x), cp = SendablePointer(cos), sp = SendablePointer(sin)
             let job = ChunkJob { r in
                 withExtendedLifetime(tables) {
@@ -32,6 +40,7 @@ extension SequenceOp: StepFamily {
             let qt = g[n.operands[0]].tensorType!, vt = g[n.operands[2]].tensorType!
             let q = SendablePointer(s.floats(n.operands[0])), k = SendablePointer(s.floats(n.operands[1]))
             let v = SendablePointer(s.floats(n.operands[2])), out = SendablePointer(s.floats(ValueID(i)))
+            let sinks = n.operands.count == 4 ? SendablePointer(s.floats(n.operands[3])) : nil
             let heads = a.int("heads")!, kvHeads = a.int("kv_heads") ?? heads
             let rows = s.rows(qt), d = qt.last!.fixedValue! / heads, dv = vt.last!.fixedValue! / kvHeads
             let scale = Float(a.float("scale") ?? 1 / Double(d).squareRoot()), window = a.int("window") ?? 0
@@ -47,7 +56,8 @@ extension SequenceOp: StepFamily {
                 withExtendedLifetime(scores) {
                     Kernels.attention(
                         q: q.pointer, k: k.pointer, v: v.pointer, out: out.pointer, tokens: rows, heads: heads, kvHeads: kvHeads,
-                        headDim: d, valueDim: dv, scale: scale, window: window, items: r, scores: sp.pointer + part * perPart)
+                        headDim: d, valueDim: dv, scale: scale, window: window, sinks: sinks.map { UnsafePointer($0.pointer) }, items: r,
+                        scores: sp.pointer + part * perPart)
                 }
             }
             return { Parallel.forEachChunk(count: items, threads: parts, job: job) }

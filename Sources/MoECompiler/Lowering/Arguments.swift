@@ -146,6 +146,16 @@ struct BoundArguments {
         has(name) ? try int(name, &l) : nil
     }
 
+    /// A compile-time `true` or `false` (a bool param), or nil when the argument is absent.
+    func optionalBool(_ name: String, _ l: inout ASTToIR) throws(Diagnostic) -> Bool? {
+        guard let e = args[name] else { return nil }
+        switch try raw(name, &l) {
+        case .bool(let b): return b
+        case .null: throw l.nullUse(e, expecting: "true or false")
+        default: throw .error("argument '\(name)' of '\(function)' must be true or false", at: e.range)
+        }
+    }
+
     /// A list of integers (`[3, 5]`) or a single integer.
     func optionalInts(_ name: String, _ l: inout ASTToIR) throws(Diagnostic) -> [Int]? {
         guard let e = args[name] else { return nil }

@@ -3,8 +3,8 @@
 /// prefill): a row's result depends on its position and on the rows before it, so a graph with
 /// these ops cannot be split by tokens (`mixesTokens`).
 public enum SequenceOp: String, OpFamily {
-    case rope // x[T, n·D]; attrs: head_dim (D), theta → each head's pairs (i, i + D/2) rotated by t·θ^(−2i/D)
-    case attention // q[T, H·D], k[T, G·D], v[T, G·Dv]; attrs: heads (H), kv_heads (G), scale, window → [T, H·Dv]
+    case rope // x[T, n·D]; attrs: head_dim (D), theta (, YaRN's factor, beta_fast, beta_slow, original_max, truncate, attention_factor) → each head's pairs (i, i + D/2) rotated by t·θ^(−2i/D)
+    case attention // q[T, H·D], k[T, G·D], v[T, G·Dv] (, sinks[H]); attrs: heads (H), kv_heads (G), scale, window → [T, H·Dv]
 
     public var surfaceName: String { rawValue }
 
@@ -24,10 +24,23 @@ public enum SequenceOp: String, OpFamily {
             if let theta = attrs.float("theta"), !(theta > 0 && theta.isFinite) {
                 throw TypeRuleError("rope theta must be a positive number, got \(theta)")
             }
+            if let factor = attrs.float("factor") {
+                // YaRN (gpt-oss): checked here so that a plan file cannot bring a bad one either.
+                guard factor >= 1, factor.isFinite else { throw TypeRuleError("rope YaRN factor must be at least 1, got \(factor)") }
+                guard let fast = attrs.float("beta_fast"), let slow = attrs.float("beta_slow"), fast > 0, slow > 0 else {
+                    throw TypeRuleError("rope YaRN needs positive beta_fast and beta_slow")
+                }
+                guard let original = attrs.int("original_max"), original >= 1 else {
+                    throw TypeRuleError("rope YaRN needs original_max, the context length the model was trained for")
+                }
+                if let a = attrs.float("attention_factor"), !(a > 0 && a.isFinite) {
+                    throw TypeRuleError("rope attention_factor must be a positive number, got \(a)")
+                }
+            }
             return .tensor(x)
 
         case .attention:
-            try OpSchema.arity(self, operands, 3...3)
+            try OpSchema.arity(self, operands, 3...4)
             let q = try Self.rows(operands[0], "the queries of attention")
             let k = try Self.rows(operands[1], "the keys of attention")
             let v = try Self.rows(operands[2], "the values of attention")
@@ -56,6 +69,14 @@ public enum SequenceOp: String, OpFamily {
             }
             guard vw % kvHeads == 0 else {
                 throw TypeRuleError("attention kv_heads = \(kvHeads) must divide the width of the values \(OpSchema.format(v))")
+            }
+            if operands.count == 4 {
+                // gpt-oss's attention sinks: one logit per query head that joins each row's
+                // softmax and takes its share of the weight without adding a value row.
+                let sinks = try OpSchema.tensor(operands[3], "the sinks of attention")
+                guard sinks.shape == [.fixed(heads)] else {
+                    throw TypeRuleError("attention sinks must be [\(heads)] (one per query head), got \(OpSchema.format(sinks))")
+                }
             }
             if let s = attrs.float("scale"), !(s > 0 && s.isFinite) { throw TypeRuleError("attention scale must be a positive number, got \(s)") }
             if let w = attrs.int("window"), w < 0 { throw TypeRuleError("attention window must be 0 (none) or a number of tokens, got \(w)") }
