@@ -8,7 +8,9 @@ import Testing
 /// language the `.moe` files and the README rely on.
 @Suite struct BuiltinsTests {
     /// Parameters and how many may be positional, as the language had them before the builtins
-    /// were split by family. New builtins may be added; these must not change.
+    /// were split by family. New builtins may be added, and new labelled parameters after these
+    /// (`groups:` of the norms): every call written for them still means the same. These
+    /// parameters, their order and the positional count must not change.
     static let established: [String: (parameters: [String], positional: Int)] = [
         "linear": (["x", "weight", "bias"], 3),
         "rmsnorm": (["x", "weight", "eps"], 2),
@@ -39,7 +41,7 @@ import Testing
                 Issue.record("builtin '\(name)' is missing")
                 continue
             }
-            #expect(b.parameters == expected.parameters, "\(name)")
+            #expect(Array(b.parameters.prefix(expected.parameters.count)) == expected.parameters, "\(name)")
             #expect(b.positional == expected.positional, "\(name)")
         }
     }

@@ -3,7 +3,10 @@
 /// prefill): a row's result depends on its position and on the rows before it, so a graph with
 /// these ops cannot be split by tokens (`mixesTokens`).
 public enum SequenceOp: String, OpFamily {
-    case rope // x[T, n·D]; attrs: head_dim (D), theta (, YaRN's factor, beta_fast, beta_slow, original_max, truncate, attention_factor) → each head's pairs (i, i + D/2) rotated by t·θ^(−2i/D)
+    /// x[T, n·D]; attrs: head_dim (D), theta, and YaRN's factor, beta_fast, beta_slow,
+    /// original_max, truncate, attention_factor → each head's pairs (i, i + D/2) of row t
+    /// rotated by t·θ^(−2i/D) (YaRN: blended frequencies, scaled cos and sin).
+    case rope
     case attention // q[T, H·D], k[T, G·D], v[T, G·Dv] (, sinks[H]); attrs: heads (H), kv_heads (G), scale, window → [T, H·Dv]
 
     public var surfaceName: String { rawValue }
