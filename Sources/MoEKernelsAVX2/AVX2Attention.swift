@@ -25,10 +25,6 @@ public func avx2AttentionRows4(
     let s0 = scores, s1 = scores + width, s2 = scores + 2 * width, s3 = scores + 3 * width
     if let sink { s0[count] = sink; s1[count] = sink; s2[count] = sink; s3[count] = sink }
     let d8 = d & ~7
-    @inline(__always) func hsum(_ a: SIMD8<Float>) -> Float {
-        let h = a.lowHalf + a.highHalf
-        return (h[0] + h[2]) + (h[1] + h[3])
-    }
     // Scores: two keys against the four rows per pass, eight accumulators.
     var j = 0
     while j < count {

@@ -111,8 +111,8 @@ private func map2(
     }
 }
 
-/// Horizontal sum in a fixed order.
-@inline(__always) private func hsum(_ v: V8) -> Float {
+/// Horizontal sum in a fixed order (also the attention kernel's dot products).
+@inline(__always) func hsum(_ v: V8) -> Float {
     let a = v.lowHalf + v.highHalf
     return (a[0] + a[2]) + (a[1] + a[3])
 }

@@ -43,6 +43,7 @@ extension SequenceOp: ReferenceFamily {
             let rows = q.shape[0], d = q.shape[1] / heads, dv = v.shape[1] / kvHeads
             let scale = a.float("scale") ?? 1 / Double(d).squareRoot()
             let window = a.int("window") ?? 0
+            let sinks = c.node.operands.count == 4 ? c.tensor(3).floats : nil
             var out = [Float](repeating: 0, count: rows * heads * dv)
             for h in 0..<heads {
                 let g = h / (heads / kvHeads)
@@ -52,8 +53,7 @@ extension SequenceOp: ReferenceFamily {
                         scale * (0..<d).reduce(0.0) { $0 + Double(q.floats[t * heads * d + h * d + $1]) * Double(k.floats[s * kvHeads * d + g * d + $1]) }
                     }
                     // A sink is one more logit in the softmax, with no value row.
-                    let sink = c.node.operands.count == 4 ? [Double(c.tensor(3).floats[h])] : []
-                    let p = R.softmax(logits + sink)
+                    let p = R.softmax(logits + (sinks.map { [Double($0[h])] } ?? []))
                     for j in 0..<dv {
                         let sum = zip(seen, p).reduce(0.0) { $0 + $1.1 * Double(v.floats[$1.0 * kvHeads * dv + g * dv + j]) }
                         out[t * heads * dv + h * dv + j] = Float(sum)
