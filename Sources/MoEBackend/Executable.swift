@@ -394,9 +394,24 @@ public final class Executable: @unchecked Sendable {
     /// `InputError` for inputs that do not fit the graph, `Schedule.ArenaTooLarge` for a token
     /// count whose buffers no Int can count.
     public func run(_ inputs: [String: HostTensor]) throws -> [String: HostTensor] {
+        try run(inputs, sequence: nil)
+    }
+
+    /// Runs the graph on `inputs` as the next tokens of `sequence` (see `SequenceState`), or as a
+    /// sequence of its own from position 0 when nil. Safe to call concurrently for different
+    /// sequences. Throws `InputError` also when the sequence is full, running, or another plan's.
+    public func run(_ inputs: [String: HostTensor], sequence: SequenceState?) throws -> [String: HostTensor] {
         let tokens = try graph.tokenCount(for: inputs)
         let s = try checkOut(tokens: scheduleTokens(tokens))
         defer { checkIn(s) }
+        if let sequence {
+            precondition(!shardsTokens, "a graph with a sequence's ops does not shard its tokens")
+            try withSequence(sequence, s) {
+                s.load(inputs)
+                s.execute()
+            }
+            return s.outputs()
+        }
         if shardsTokens {
             s.load(inputs, rows: tokenShare(tokens))
             s.execute()
@@ -420,19 +435,45 @@ public final class Executable: @unchecked Sendable {
     /// its type's elements for `tokens` tokens: the caller checked the shapes with
     /// `Graph.tokenCount(shapes:)`), and copies each output into its buffer in `outputs` (the
     /// graph's outputs in order). Safe to call concurrently; not for ranks that shard the tokens.
-    public func run(tokens: Int, inputs: [UnsafeRawPointer], outputs: [UnsafeMutableRawPointer?]) throws -> BufferRun {
+    /// With `sequence`, the run's tokens are its next ones (`run(_:sequence:)`).
+    public func run(
+        tokens: Int, inputs: [UnsafeRawPointer], outputs: [UnsafeMutableRawPointer?], sequence: SequenceState? = nil
+    ) throws -> BufferRun {
         precondition(!shardsTokens, "a run on caller buffers cannot shard its tokens over ranks")
         precondition(inputs.count == graph.inputs.count && outputs.count == graph.outputs.count, "one buffer per input and output")
         let s = try checkOut(tokens: tokens)
         defer { checkIn(s) }
-        s.load(inputs)
-        s.execute()
+        if let sequence {
+            try withSequence(sequence, s) {
+                s.load(inputs)
+                s.execute()
+            }
+        } else {
+            s.load(inputs)
+            s.execute()
+        }
         var kept: [String: HostTensor] = [:]
         let all = outputs.contains(nil) ? s.outputs() : [:]
         for (i, buffer) in outputs.enumerated() {
             if let buffer { s.copyOutput(i, to: buffer) } else { kept[graph.outputs[i].name] = all[graph.outputs[i].name] }
         }
         return BufferRun(outputs: kept, expertLoads: s.lastExpertLoads(), tokenCounts: s.lastTokenCounts())
+    }
+
+    /// Runs `body` (schedule `s` loading and executing a run) as the next `s.tokens` tokens of
+    /// `sequence`, which then holds them.
+    private func withSequence(_ sequence: SequenceState, _ s: Schedule, _ body: () -> Void) throws(InputError) {
+        let position = try sequence.begin(self, tokens: s.tokens)
+        s.sequence.state = sequence
+        s.sequence.position = position
+        body()
+        s.sequence.state = nil
+        sequence.end(tokens: s.tokens)
+    }
+
+    /// A sequence of at most `capacity` tokens for this executable's runs (`SequenceState`).
+    public func makeSequence(capacity: Int) throws(InputError) -> SequenceState {
+        try SequenceState(executable: self, capacity: capacity)
     }
 
     /// The tokens of a run of `tokens` that this process runs the graph on: its rank's share

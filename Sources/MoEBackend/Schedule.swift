@@ -22,6 +22,8 @@ public final class Schedule: @unchecked Sendable {
     /// Constants live outside the arena so that no buffer ever overwrites them.
     let constants: AlignedBuffer
     unowned let executable: Executable
+    /// The sequence of the run in progress, when it has one (`Executable.run(_:sequence:)`).
+    let sequence = SequenceBinding()
     /// Arena byte offset of each node's value (nil for weights and constants).
     private let offsets: [Int?]
     /// Arena byte offsets of each node's scratch buffers.

@@ -96,16 +96,20 @@ extension Kernels {
 
     /// Causal self-attention for the work items `items` (item w is query head `w / blocks`, rows
     /// `4·(w % blocks) ..< +4` with blocks = ⌈tokens / 4⌉): `out[t, head h] = Σ_s p_s · v[s, g]`
-    /// over the rows s ≤ t (and t − s < `window` when `window` > 0), with
+    /// over the key rows s ≤ P + t (and P + t − s < `window` when `window` > 0), with
     /// `p = softmax(scale · q[t, h] · k[s, g])` and kv head g = h / (heads / kvHeads), the query
     /// heads sharing each key and value head in order, as transformers' `repeat_kv` lays them out.
     /// `sinks` (gpt-oss), one logit per query head, join each row's softmax with no value row.
     /// With AVX2 four rows of a head go through `avx2AttentionRows4` together; otherwise one row
-    /// at a time (a GEMV over the keys, a softmax, AXPYs of the value rows). `scores` holds
-    /// `attentionScoresFloats(tokens:)` floats for this caller.
+    /// at a time (a GEMV over the keys, a softmax, AXPYs of the value rows).
+    ///
+    /// The query rows are at positions P = `position` onwards of the sequence: `q` and `out` hold
+    /// the `tokens` rows of this run, `k` and `v` every row of the sequence from position 0 up
+    /// to P + tokens (a KV cache followed by this run's rows). `scores` holds
+    /// `attentionScoresFloats(tokens: position + tokens)` floats for this caller.
     public static func attention(
         q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-        tokens: Int, heads: Int, kvHeads: Int, headDim: Int, valueDim: Int, scale: Float, window: Int,
+        tokens: Int, position: Int = 0, heads: Int, kvHeads: Int, headDim: Int, valueDim: Int, scale: Float, window: Int,
         sinks: UnsafePointer<Float>? = nil, items: Range<Int>, scores: UnsafeMutablePointer<Float>, isa: ISA = .best
     ) {
         let ldq = heads * headDim, ldk = kvHeads * headDim, ldv = kvHeads * valueDim, ldo = heads * valueDim
@@ -116,13 +120,13 @@ extension Kernels {
             if isa.runsAVX2 {
                 avx2AttentionRows4(
                     q: q + row0 * ldq + h * headDim, ldq: ldq, k: k + g * headDim, ldk: ldk, v: v + g * valueDim, ldv: ldv,
-                    out: out + row0 * ldo + h * valueDim, ldo: ldo, row0: row0, rows: rows, headDim: headDim, valueDim: valueDim,
+                    out: out + row0 * ldo + h * valueDim, ldo: ldo, row0: position + row0, rows: rows, headDim: headDim, valueDim: valueDim,
                     scale: scale, window: window, sink: sinks?[h], scores: scores)
                 continue
             }
             for t in row0..<(row0 + rows) {
-                let first = window > 0 ? max(0, t - window + 1) : 0
-                let count = t - first + 1
+                let first = window > 0 ? max(0, position + t - window + 1) : 0
+                let count = position + t - first + 1
                 gemv(k + first * ldk + g * headDim, q + t * ldq + h * headDim, scores, n: count, k: headDim, ldw: ldk, isa: isa)
                 Kernels.scale(alpha: scale, scores, scores, count: count, isa: isa)
                 if let sinks { scores[count] = sinks[h] }

@@ -3,9 +3,10 @@
 // and pays a GEMV call per row. The arithmetic per query row is the one-row kernel's: fp32 dot
 // products, a softmax, a weighted sum of value rows.
 
-/// Attention of query rows `row0 ..< row0 + rows` (rows ≤ 4) of one head. `q` points at row
-/// `row0`'s head (rows `ldq` apart), `k` and `v` at key/value row 0 of the head's group (rows
-/// `ldk`, `ldv` apart), `out` at row `row0`'s head output (rows `ldo` apart). Row t sees keys
+/// Attention of the query rows at positions `row0 ..< row0 + rows` (rows ≤ 4) of one head. `q`
+/// points at the first of them's head (rows `ldq` apart), `k` and `v` at key/value row 0 (the
+/// sequence's first position) of the head's group (rows `ldk`, `ldv` apart), `out` at the first
+/// row's head output (rows `ldo` apart). Row t sees keys
 /// `first(t) ... t` with first(t) = max(0, t − window + 1) when `window` > 0, else 0. A `sink`
 /// (gpt-oss) is one more logit in every row's softmax, with no value row. `scores` holds
 /// 4 × (row0 + 5) floats.

@@ -4,7 +4,9 @@ import MoEKernels
 /// Executor steps of rotary embeddings and causal self-attention (see `SequenceOp`). A step is
 /// built for one token count, so the rotary tables of its positions are computed then, and each
 /// thread's row of attention scores is allocated then: a run computes no sine and allocates
-/// nothing.
+/// nothing. A run that continues a sequence (`SequenceBinding`) takes the sequence's tables at
+/// its positions instead, appends its keys and values to the sequence's cache and attends over
+/// the whole cache.
 extension SequenceOp: StepFamily {
     /// A rope's YaRN settings, when it has them (`factor` set).
     static func yarn(_ a: Attributes) -> Kernels.YaRN? {
@@ -28,7 +30,15 @@ extension SequenceOp: StepFamily {
             let cos = tables.floats, sin = tables.floats + rows * (d / 2)
             Kernels.ropeTables(rows: rows, headDim: d, theta: a.float("theta") ?? 10000, yarn: Self.yarn(a), cos: cos, sin: sin)
             let xp = SendablePointer(x), cp = SendablePointer(cos), sp = SendablePointer(sin)
+            let binding = s.sequence, half = d / 2
             let job = ChunkJob { r in
+                if let state = binding.state, let own = state.ropeTables[i] {
+                    // The sequence's tables cover every position; this run's rows start at `position`.
+                    let at = binding.position * half
+                    Kernels.rope(
+                        xp.pointer, y.pointer, rows: r, width: width, headDim: d, cos: own.floats + at, sin: own.floats + state.capacity * half + at)
+                    return
+                }
                 withExtendedLifetime(tables) {
                     Kernels.rope(xp.pointer, y.pointer, rows: r, width: width, headDim: d, cos: cp.pointer, sin: sp.pointer)
                 }
@@ -50,9 +60,18 @@ extension SequenceOp: StepFamily {
             let parts = max(1, min(threads, items))
             let scores = AlignedBuffer(floats: parts * perPart)
             let sp = SendablePointer(scores.floats)
+            let binding = s.sequence
             let job = ChunkJob { r in
                 var part = 0
                 while Parallel.chunk(part, of: parts, count: items).lowerBound != r.lowerBound { part += 1 }
+                if let state = binding.state, let cache = state.caches[i] {
+                    // Keys and values of every position so far, this run's appended (the step did).
+                    Kernels.attention(
+                        q: q.pointer, k: cache.keys.floats, v: cache.values.floats, out: out.pointer, tokens: rows,
+                        position: binding.position, heads: heads, kvHeads: kvHeads, headDim: d, valueDim: dv, scale: scale, window: window,
+                        sinks: sinks.map { UnsafePointer($0.pointer) }, items: r, scores: state.scores.floats + part * state.scoresPerPart)
+                    return
+                }
                 withExtendedLifetime(scores) {
                     Kernels.attention(
                         q: q.pointer, k: k.pointer, v: v.pointer, out: out.pointer, tokens: rows, heads: heads, kvHeads: kvHeads,
@@ -60,7 +79,15 @@ extension SequenceOp: StepFamily {
                         scores: sp.pointer + part * perPart)
                 }
             }
-            return { Parallel.forEachChunk(count: items, threads: parts, job: job) }
+            return {
+                if let state = binding.state, let cache = state.caches[i] {
+                    // This run's keys and values join the sequence's at its positions.
+                    let at = binding.position
+                    (cache.keys.floats + at * cache.keyWidth).update(from: k.pointer, count: rows * cache.keyWidth)
+                    (cache.values.floats + at * cache.valueWidth).update(from: v.pointer, count: rows * cache.valueWidth)
+                }
+                Parallel.forEachChunk(count: items, threads: parts, job: job)
+            }
         }
     }
 }
