@@ -186,6 +186,25 @@ public final class ModelRunner: @unchecked Sendable {
         try runWithProbes(inputs).filter { name, _ in graph.outputs.contains { $0.name == name } }
     }
 
+    /// A sequence of at most `capacity` tokens for `run(_:sequence:)`: runs that continue one
+    /// another, each attention keeping the keys and values of the tokens so far (see
+    /// `SequenceState`).
+    public func makeSequence(capacity: Int) throws -> SequenceState {
+        do { return try executable.makeSequence(capacity: capacity) } catch { throw DiagnosticError(.error(error.message)) }
+    }
+
+    /// Runs the graph on `inputs` as the next tokens of `sequence` (from `makeSequence`);
+    /// returns the graph's outputs.
+    public func run(_ inputs: [String: HostTensor], sequence: SequenceState) throws -> [String: HostTensor] {
+        let all: [String: HostTensor]
+        do { all = try executable.run(inputs, sequence: sequence) } catch let e as InputError {
+            throw DiagnosticError(.error(e.message))
+        } catch let e as Schedule.ArenaTooLarge {
+            throw DiagnosticError(.error("\(e)"))
+        }
+        return all.filter { name, _ in graph.outputs.contains { $0.name == name } }
+    }
+
     /// Runs the graph and adds the run's expert loads and router statistics to `statistics`
     /// (made with this runner's `routerProbes`, so load with `recordRouting: true`). Returns the
     /// graph's outputs.
@@ -207,14 +226,16 @@ public final class ModelRunner: @unchecked Sendable {
     /// `recordRouting`), adds the run's expert loads and router statistics to it. Safe to call
     /// concurrently (`statistics`, when shared, is the caller's to guard).
     public func run(
-        tokens: Int, inputs: [UnsafeRawPointer], outputs: [UnsafeMutableRawPointer],
+        tokens: Int, inputs: [UnsafeRawPointer], outputs: [UnsafeMutableRawPointer], sequence: SequenceState? = nil,
         recordingInto statistics: ((Executable.BufferRun) -> Void)? = nil
     ) throws {
         precondition(statistics == nil || recordsRouting, "load the runner with recordRouting: true")
         let buffers = plan.graph.outputs.map { o in graph.outputs.firstIndex { $0.name == o.name }.map { outputs[$0] } }
         let result: Executable.BufferRun
-        do { result = try executable.run(tokens: tokens, inputs: inputs, outputs: buffers) } catch let e as Schedule.ArenaTooLarge {
+        do { result = try executable.run(tokens: tokens, inputs: inputs, outputs: buffers, sequence: sequence) } catch let e as Schedule.ArenaTooLarge {
             throw DiagnosticError(.error("\(e)"))
+        } catch let e as InputError {
+            throw DiagnosticError(.error(e.message))
         }
         statistics?(result)
     }

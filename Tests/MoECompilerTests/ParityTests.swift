@@ -120,6 +120,26 @@ import Testing
         }
     }
 
+    /// A decoder layer decodes as transformers runs the whole sequence: the first few tokens
+    /// as one run (a prompt), then a token at a time through the sequence's KV cache.
+    @Test(arguments: fixtures.filter { $0.name.hasPrefix("decoder/") })
+    func decoderLayerDecodesATokenAtATime(_ f: Fixture) throws {
+        let x = try inputs(f)["x"]!
+        let tokens = x.shape[0], width = x.shape[1]
+        for threads in [1, 2] {
+            let runner = try ModelRunner.compile(session(f), options: ExecutionOptions(threads: threads))
+            let sequence = try runner.makeSequence(capacity: tokens)
+            var rows: [Float] = []
+            var at = 0
+            for count in [3] + Array(repeating: 1, count: tokens - 3) {
+                let piece = HostTensor(shape: [count, width], floats: Array(x.floats[at * width..<(at + count) * width]))
+                rows += try runner.run(["x": piece], sequence: sequence)["y"]!.floats
+                at += count
+            }
+            try check(f, ["y": HostTensor(shape: x.shape, floats: rows)], via: "a prompt of 3 tokens, then one at a time, \(threads) threads")
+        }
+    }
+
     @Test(arguments: fixtures)
     func referenceInterpreterMatchesReference(_ f: Fixture) throws {
         let s = session(f)
