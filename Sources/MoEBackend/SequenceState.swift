@@ -148,7 +148,7 @@ public final class SequenceState: @unchecked Sendable {
         guard !running else { throw InputError("the sequence is already running (one run at a time per sequence)") }
         guard tokens <= capacity - held else {
             throw InputError(
-                "the sequence holds \(held) of its \(capacity) tokens: \(tokens) more do not fit (make it with a larger capacity, or rewind it)")
+                "the sequence holds \(held) of its \(capacity) tokens: \(tokens) more \(tokens == 1 ? "does" : "do") not fit (make it with a larger capacity, or rewind it)")
         }
         running = true
         return held

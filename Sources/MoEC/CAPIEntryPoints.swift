@@ -231,5 +231,48 @@ public func moecFree(_ plan: UInt64, _ error: ErrorOut?) -> Int32 {
     } ?? 0
 }
 
+@_cdecl("moec_sequence_new")
+public func moecSequenceNew(_ plan: UInt64, _ capacity: Int64, _ error: ErrorOut?) -> UInt64 {
+    attempt(error) { () throws -> UInt64 in
+        SequenceRegistry.handles.add(try LoadedSequence(plan: try PlanRegistry.plan(plan), capacity: capacity))
+    } ?? 0
+}
+
+@_cdecl("moec_sequence_run")
+public func moecSequenceRun(
+    _ sequence: UInt64, _ inputs: UnsafePointer<moec_tensor>?, _ inputCount: Int, _ outputs: UnsafePointer<moec_tensor>?, _ outputCount: Int,
+    _ error: ErrorOut?
+) -> Int32 {
+    attempt(error) { () throws -> Int32 in
+        let s = try SequenceRegistry.handles.value(sequence)
+        guard inputCount >= 0, inputCount == 0 || inputs != nil else { throw CAPIError("inputs is NULL for input_count \(inputCount)") }
+        guard outputCount >= 0, outputCount == 0 || outputs != nil else { throw CAPIError("outputs is NULL for output_count \(outputCount)") }
+        try s.plan.run(inputs: (0..<inputCount).map { inputs![$0] }, outputs: (0..<outputCount).map { outputs![$0] }, sequence: s.state)
+        return 1
+    } ?? 0
+}
+
+@_cdecl("moec_sequence_length")
+public func moecSequenceLength(_ sequence: UInt64, _ error: ErrorOut?) -> Int64 {
+    attempt(error) { () throws -> Int64 in Int64(try SequenceRegistry.handles.value(sequence).state.count) } ?? -1
+}
+
+@_cdecl("moec_sequence_rewind")
+public func moecSequenceRewind(_ sequence: UInt64, _ length: Int64, _ error: ErrorOut?) -> Int32 {
+    attempt(error) { () throws -> Int32 in
+        let s = try SequenceRegistry.handles.value(sequence)
+        do { try s.state.rewind(to: Int(length)) } catch let e as InputError { throw CAPIError(e.message) }
+        return 1
+    } ?? 0
+}
+
+@_cdecl("moec_sequence_free")
+public func moecSequenceFree(_ sequence: UInt64, _ error: ErrorOut?) -> Int32 {
+    attempt(error) { () throws -> Int32 in
+        try SequenceRegistry.handles.remove(sequence)
+        return 1
+    } ?? 0
+}
+
 @_cdecl("moec_string_free")
 public func moecStringFree(_ string: UnsafeMutablePointer<CChar>?) { free(string) }

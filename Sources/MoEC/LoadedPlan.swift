@@ -53,8 +53,9 @@ final class LoadedPlan: @unchecked Sendable {
     }
 
     /// Checks the caller's tensors against the graph (count, element type, rank, dimensions, the
-    /// outputs' shapes at the token count the inputs imply, no NULL data) and runs.
-    func run(inputs given: [moec_tensor], outputs wanted: [moec_tensor]) throws {
+    /// outputs' shapes at the token count the inputs imply, no NULL data) and runs, as the next
+    /// tokens of `sequence` when given.
+    func run(inputs given: [moec_tensor], outputs wanted: [moec_tensor], sequence: SequenceState? = nil) throws {
         guard given.count == inputs.count else {
             throw CAPIError("the graph has \(inputs.count) input\(inputs.count == 1 ? "" : "s") (\(inputs.map(\.name).joined(separator: ", "))), got \(given.count) tensors")
         }
@@ -77,13 +78,13 @@ final class LoadedPlan: @unchecked Sendable {
         let inputPointers = given.map { UnsafeRawPointer($0.data!) }
         let outputPointers = wanted.map { $0.data! }
         if statistics != nil {
-            try runner.run(tokens: tokens, inputs: inputPointers, outputs: outputPointers) { [self] run in
+            try runner.run(tokens: tokens, inputs: inputPointers, outputs: outputPointers, sequence: sequence) { [self] run in
                 lock.lock()
                 statistics?.add(tokens: tokens, run: run)
                 lock.unlock()
             }
         } else {
-            try runner.run(tokens: tokens, inputs: inputPointers, outputs: outputPointers)
+            try runner.run(tokens: tokens, inputs: inputPointers, outputs: outputPointers, sequence: sequence)
         }
     }
 
@@ -153,5 +154,17 @@ final class LoadedPlan: @unchecked Sendable {
             do { plan = try Plan.read(original) } catch { throw DiagnosticError(.error("\(error)")) }
         }
         do { try plan.write(to: path) } catch { throw DiagnosticError(.error("\(error)")) }
+    }
+}
+
+/// One sequence of the C API: a plan's runs that continue one another (`SequenceState`).
+final class LoadedSequence: @unchecked Sendable {
+    let plan: LoadedPlan
+    let state: SequenceState
+
+    init(plan: LoadedPlan, capacity: Int64) throws {
+        self.plan = plan
+        guard capacity >= 1, capacity <= Int64(Int.max) else { throw CAPIError("capacity must be at least 1 token, got \(capacity)") }
+        state = try plan.runner.makeSequence(capacity: Int(capacity))
     }
 }

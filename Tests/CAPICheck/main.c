@@ -1,8 +1,10 @@
 // moec-capi-check: drives libMoEC's C API from C, the way a C program (or ctypes) calls it, and
 // checks that every kind of bad input comes back as an error message and never as a crash.
 //
-//   moec-capi-check GRAPH.moe MODEL_DIR X.f32 TOKENS HIDDEN Y.f32 PARAM...
+//   moec-capi-check [--sequence] GRAPH.moe MODEL_DIR X.f32 TOKENS HIDDEN Y.f32 PARAM...
 //
+// With --sequence the graph is a decoder layer's, run as a sequence (moec_sequence_*): a prompt
+// of 3 tokens, then a token at a time.
 // X.f32 holds TOKENS × HIDDEN raw little-endian floats; the program writes the plan's output for
 // them to Y.f32 (the Swift test compares it with transformers' reference). It prints one line per
 // check and exits 0 when every check held, 1 otherwise.
@@ -60,9 +62,126 @@ static void *run_repeatedly(void *arg) {
     return NULL;
 }
 
+// Runs rows [from, to) of x through `sequence` into the same rows of y. Returns 1 or 0.
+static int run_rows(moec_sequence sequence, const float *x, float *y, int64_t from, int64_t to, int64_t hidden, char **error) {
+    int64_t shape[2] = {to - from, hidden};
+    moec_tensor in = {(void *)(x + from * hidden), shape, 2, MOEC_F32}, out = {y + from * hidden, shape, 2, MOEC_F32};
+    return moec_sequence_run(sequence, &in, 1, &out, 1, error);
+}
+
+struct decoding {
+    moec_sequence sequence;
+    const float *x;
+    float *y;
+    int64_t tokens, hidden;
+    int errors;
+};
+
+// Decodes the whole sequence a token at a time.
+static void *decode(void *arg) {
+    struct decoding *d = arg;
+    for (int64_t t = 0; t < d->tokens; t++) {
+        char *error = NULL;
+        if (!run_rows(d->sequence, d->x, d->y, t, t + 1, d->hidden, &error)) { d->errors++; moec_string_free(error); }
+    }
+    return NULL;
+}
+
+// --sequence: a decoder layer's graph run as a sequence (moec_sequence_*): a prompt of 3 tokens,
+// then one token at a time, written to Y.f32; and every misuse of a sequence an error.
+static int check_sequences(const char *graph, const char *model, const float *x, int64_t tokens, int64_t hidden,
+                           const char *y_path, const char *const *params, size_t param_count) {
+    char *error = NULL;
+    size_t count = (size_t)(tokens * hidden);
+    moec_options options = {sizeof(moec_options), 2, 0, NULL};
+    moec_plan plan = moec_compile(graph, model, params, param_count, &options, &error);
+    check(plan != 0, "compile the decoder layer", error);
+    if (!plan) return 1;
+    check(moec_is_sequence(plan, NULL) == 1, "a decoder layer's tokens are a sequence", NULL);
+
+    moec_sequence_new(plan, 0, &error);
+    expect_error(error, "a capacity of 0 is refused", "at least 1");
+    moec_sequence_new(plan, (int64_t)1 << 62, &error);
+    expect_error(error, "a capacity beyond the machine's memory is refused", "tokens");
+    moec_sequence_new(424242, 8, &error);
+    expect_error(error, "a sequence of a made-up plan is refused", "not a plan this library made");
+
+    moec_sequence sequence = moec_sequence_new(plan, tokens, &error);
+    check(sequence != 0 && error == NULL, "moec_sequence_new", error);
+    check(moec_sequence_length(sequence, &error) == 0, "a new sequence holds no tokens", error);
+    float *y = calloc(count, sizeof(float));
+    int ok = run_rows(sequence, x, y, 0, 3, hidden, &error);
+    check(ok, "a prompt of 3 tokens", error);
+    for (int64_t t = 3; ok && t < tokens; t++) {
+        ok = run_rows(sequence, x, y, t, t + 1, hidden, &error);
+        if (!ok) check(0, "decode a token", error);
+    }
+    check(ok && moec_sequence_length(sequence, NULL) == tokens, "then one token at a time: the sequence holds them all", NULL);
+    FILE *f = fopen(y_path, "wb");
+    if (!f || fwrite(y, sizeof(float), count, f) != count) { fprintf(stderr, "cannot write %s\n", y_path); return 2; }
+    fclose(f);
+
+    // Full: refused, and the sequence keeps its tokens.
+    float *y2 = calloc(count, sizeof(float));
+    check(!run_rows(sequence, x, y2, 0, 1, hidden, &error), "a run into a full sequence fails", NULL);
+    expect_error(error, "... and says how full it is", "do not fit");
+    check(moec_sequence_length(sequence, NULL) == tokens, "... and the sequence is unchanged", NULL);
+    // Wrong shapes are the plan's errors here too.
+    int64_t wrong[2] = {1, hidden + 1};
+    moec_tensor in = {(void *)x, wrong, 2, MOEC_F32}, out = {y2, wrong, 2, MOEC_F32};
+    check(!moec_sequence_run(sequence, &in, 1, &out, 1, &error), "a run with a wrong width fails", NULL);
+    moec_string_free(error);
+    check(!moec_sequence_run(sequence, NULL, 1, &out, 1, &error), "NULL inputs fail", NULL);
+    expect_error(error, "... and say so", "inputs is NULL");
+
+    // Rewind: out of range refused; to the last token, which then decodes as before.
+    moec_sequence_rewind(sequence, tokens + 1, &error);
+    expect_error(error, "rewinding past the end is refused", "cannot rewind");
+    moec_sequence_rewind(sequence, -1, &error);
+    expect_error(error, "rewinding to -1 is refused", "cannot rewind");
+    check(moec_sequence_rewind(sequence, tokens - 1, &error) == 1 && moec_sequence_length(sequence, NULL) == tokens - 1,
+          "rewind by one token", error);
+    check(run_rows(sequence, x, y2, tokens - 1, tokens, hidden, &error) &&
+              memcmp(y + (tokens - 1) * hidden, y2 + (tokens - 1) * hidden, (size_t)hidden * sizeof(float)) == 0,
+          "the last token decoded again gives the same row bit for bit", error);
+
+    // The sequence holds its plan: freeing the plan's handle leaves it usable.
+    moec_sequence second = moec_sequence_new(plan, tokens, &error);
+    check(second != 0, "a second sequence of the plan", error);
+    moec_free(plan, NULL);
+    check(moec_sequence_rewind(sequence, 0, &error) == 1, "rewind to 0 after the plan's handle is freed", error);
+    struct decoding a = {sequence, x, calloc(count, sizeof(float)), tokens, hidden, 0};
+    struct decoding b = {second, x, calloc(count, sizeof(float)), tokens, hidden, 0};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, decode, &a);
+    pthread_create(&tb, NULL, decode, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    check(a.errors == 0 && b.errors == 0 && memcmp(a.y, y, count * sizeof(float)) == 0 && memcmp(b.y, y, count * sizeof(float)) == 0,
+          "two sequences decoded at once on two threads equal the first decode bit for bit", NULL);
+    free(a.y);
+    free(b.y);
+
+    check(moec_sequence_free(sequence, &error) == 1 && moec_sequence_free(second, &error) == 1, "moec_sequence_free", error);
+    check(!run_rows(sequence, x, y2, 0, 1, hidden, &error), "a run of a freed sequence fails", NULL);
+    expect_error(error, "... and says so", "was freed (moec_sequence_free)");
+    moec_sequence_free(sequence, &error);
+    expect_error(error, "a second free says so", "was freed");
+    moec_sequence_length(0, &error);
+    expect_error(error, "sequence 0", "not a sequence");
+    moec_sequence_length(987654321, &error);
+    expect_error(error, "a made-up sequence", "not a sequence this library made");
+    free(y);
+    free(y2);
+    printf("%s\n", failures ? "FAILED" : "all checks held");
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
+    int sequences = argc > 1 && strcmp(argv[1], "--sequence") == 0;
+    if (sequences) { argc--; argv++; }
     if (argc < 7) {
-        fprintf(stderr, "usage: moec-capi-check GRAPH.moe MODEL_DIR X.f32 TOKENS HIDDEN Y.f32 [NAME=VALUE...]\n");
+        fprintf(stderr, "usage: moec-capi-check [--sequence] GRAPH.moe MODEL_DIR X.f32 TOKENS HIDDEN Y.f32 [NAME=VALUE...]\n");
         return 2;
     }
     const char *graph = argv[1], *model = argv[2];
@@ -73,6 +192,7 @@ int main(int argc, char **argv) {
     float *x = read_floats(argv[3], count);
     if (!x) { fprintf(stderr, "cannot read %s\n", argv[3]); return 2; }
     char *error = NULL;
+    if (sequences) return check_sequences(graph, model, x, tokens, hidden, argv[6], params, param_count);
 
     check(strlen(moec_version()) > 0, "moec_version", moec_version());
 

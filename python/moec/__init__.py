@@ -198,6 +198,10 @@ class Plan:
         input's dtype (float32), converted otherwise. `out` may give output arrays to fill (C-
         contiguous, the output's dtype and shape); the others are allocated. Returns every output
         by name."""
+        return self._call(args, out, inputs, self.run_tensors)
+
+    def _call(self, args, out, inputs, run) -> dict[str, np.ndarray]:
+        """`__call__`'s work, running the prepared tensors with `run` (`run_tensors`'s signature)."""
         if args:
             if len(args) > len(self.inputs):
                 raise TypeError(f"the plan has {len(self.inputs)} inputs, {len(args)} given")
@@ -228,9 +232,16 @@ class Plan:
                 results[spec.name] = a
             else:
                 results[spec.name] = np.empty(self._shape("output", i, tokens)[0], dtype=spec.dtype)
-        self.run_buffers([(a.ctypes.data, a.shape, _CODES[a.dtype]) for a in arrays],
-                         [(a.ctypes.data, a.shape, _CODES[a.dtype]) for a in results.values()])
+        ins, keep = self._tensors([(a.ctypes.data, a.shape, _CODES[a.dtype]) for a in arrays])
+        outs, keep2 = self._tensors([(a.ctypes.data, a.shape, _CODES[a.dtype]) for a in results.values()])
+        run(ins, len(arrays), outs, len(results))
         return results
+
+    def sequence(self, capacity: int) -> "Sequence":
+        """A sequence of at most `capacity` tokens of this plan's runs: each run continues it, so
+        a decoder layer's graph (rope, attention) decodes a token at a time with a KV cache. See
+        `Sequence`."""
+        return Sequence(self, capacity)
 
     def run_buffers(self, inputs, outputs) -> None:
         """Runs the plan on raw buffers: `inputs` and `outputs` are lists of (address, shape, dtype
@@ -317,3 +328,70 @@ class Plan:
     def __repr__(self):
         state = "closed" if self._closed else f"handle {self._handle}"
         return f"<moec.Plan {state} inputs={self.inputs} outputs={self.outputs}>"
+
+
+class Sequence:
+    """Runs of a plan that continue one another (`Plan.sequence(capacity)`; the C API's
+    `moec_sequence`). Calling it runs the plan as `Plan.__call__` does, on the sequence's next
+    tokens: a decoder layer's attentions see every earlier token of the sequence (its KV cache)
+    as well as the run's own, and its rotary embeddings rotate by the tokens' positions. A prompt
+    run at once or a token at a time gives the same outputs. `len(sequence)` is the number of
+    tokens it holds; `rewind(n)` forgets the tokens from position n on. One run at a time per
+    sequence; different sequences of one plan may run on different threads at once. The keys
+    and values are allocated when the sequence is made; close it (or use it as a context manager)
+    to release them. It keeps its plan alive."""
+
+    def __init__(self, plan: Plan, capacity: int):
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
+            raise TypeError(f"capacity must be an int, got {type(capacity).__name__}")
+        self.plan = plan
+        self.capacity = int(capacity)
+        self._closed = True
+        self._handle = _native.call("moec_sequence_new", plan.handle, self.capacity)
+        self._closed = False
+
+    def __call__(self, *args, out: dict | None = None, **inputs) -> dict[str, np.ndarray]:
+        """Runs the plan on the sequence's next tokens (arguments as `Plan.__call__`)."""
+        return self.plan._call(args, out, inputs, self._run_tensors)
+
+    def _run_tensors(self, inputs, input_count: int, outputs, output_count: int) -> None:
+        _native.call("moec_sequence_run", self._handle, inputs, input_count, outputs, output_count)
+
+    def __len__(self) -> int:
+        return _native.call("moec_sequence_length", self._handle, failed=lambda r: r < 0)
+
+    def rewind(self, length: int = 0) -> None:
+        """Forgets every token from position `length` on (0: all of them): to start anew, or to
+        take back tokens a draft proposed."""
+        _native.call("moec_sequence_rewind", self._handle, int(length))
+
+    def close(self) -> None:
+        """Releases the keys and values; using the sequence afterwards raises MoecError."""
+        if not self._closed:
+            self._closed = True
+            _native.call("moec_sequence_free", self._handle)
+
+    @property
+    def handle(self) -> int:
+        """The C API's sequence handle."""
+        return self._handle
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if not self._closed and _native._lib is not None:
+                self._closed = True
+                error = ctypes.c_void_p()
+                _native._lib.moec_sequence_free(self._handle, ctypes.byref(error))
+                _native.take_string(error.value)
+        except Exception:
+            pass
+
+    def __repr__(self):
+        state = "closed" if self._closed else f"{len(self)} of {self.capacity} tokens"
+        return f"<moec.Sequence {state}>"

@@ -65,6 +65,12 @@ PROTOTYPES = {
     "moec_stats_json": (ctypes.c_void_p, [plan_t, error_p]),
     "moec_stats_reset": (ctypes.c_int, [plan_t, error_p]),
     "moec_free": (ctypes.c_int, [plan_t, error_p]),
+    "moec_sequence_new": (plan_t, [plan_t, ctypes.c_int64, error_p]),
+    "moec_sequence_run": (ctypes.c_int, [plan_t, ctypes.POINTER(Tensor), ctypes.c_size_t, ctypes.POINTER(Tensor),
+                                         ctypes.c_size_t, error_p]),
+    "moec_sequence_length": (ctypes.c_int64, [plan_t, error_p]),
+    "moec_sequence_rewind": (ctypes.c_int, [plan_t, ctypes.c_int64, error_p]),
+    "moec_sequence_free": (ctypes.c_int, [plan_t, error_p]),
     "moec_string_free": (None, [ctypes.c_void_p]),
 }
 

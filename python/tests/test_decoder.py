@@ -1,6 +1,7 @@
 """A whole decoder layer (graphs/decoder: attention and MoE block) from Python: the plan says its
-tokens are one sequence, matches transformers' layer on the committed fixture, and moec.torch
-refuses a batch of sequences rather than running them as one."""
+tokens are one sequence, matches transformers' layer on the committed fixture (at once, and a
+token at a time through a `moec.Sequence`), and moec.torch refuses a batch of sequences rather
+than running them as one."""
 from __future__ import annotations
 
 import os
@@ -45,6 +46,28 @@ class DecoderLayerTests(unittest.TestCase):
         two = torch.from_numpy(np.stack([self.x, self.x]))
         with self.assertRaisesRegex(moec.MoecError, r"one sequence at a time: got \(2, 13, 24\), 2 sequences"):
             block(two)
+
+    def test_sequence_decodes_a_token_at_a_time(self):
+        tokens = self.x.shape[0]
+        with self.plan.sequence(tokens) as seq:
+            self.assertEqual(len(seq), 0)
+            rows = [seq(x=self.x[:4])["y"]] + [seq(x=self.x[t:t + 1])["y"] for t in range(4, tokens)]
+            self.assertEqual(len(seq), tokens)
+            y = np.concatenate(rows)
+            self.assertLess(float(np.abs(y - self.y).max() / np.abs(self.y).max()), 1e-5)
+            with self.assertRaisesRegex(moec.MoecError, r"holds 13 of its 13 tokens: 1 more does not fit"):
+                seq(x=self.x[:1])
+            self.assertEqual(len(seq), tokens)
+            # Take back the last two tokens and decode them again: the same rows.
+            seq.rewind(tokens - 2)
+            again = np.concatenate([seq(self.x[t:t + 1])["y"] for t in range(tokens - 2, tokens)])
+            np.testing.assert_array_equal(again, y[tokens - 2:])
+            with self.assertRaisesRegex(moec.MoecError, "cannot rewind a sequence of 13 tokens to 14"):
+                seq.rewind(tokens + 1)
+        with self.assertRaisesRegex(moec.MoecError, r"was freed \(moec_sequence_free\)"):
+            len(seq)
+        with self.assertRaisesRegex(moec.MoecError, "at least 1"):
+            self.plan.sequence(0)
 
 
 if __name__ == "__main__":

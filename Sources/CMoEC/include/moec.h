@@ -116,6 +116,39 @@ int moec_stats_reset(moec_plan plan, char **error);
  * freed handle). */
 int moec_free(moec_plan plan, char **error);
 
+/* A sequence: runs of a plan that continue one another, for decoding a token at a time with a
+ * decoder layer's graph (rotary embeddings, attention). A run on a sequence reads its rows as the
+ * sequence's next positions: its attentions see the keys and values of every earlier token of
+ * the sequence (its KV cache) as well as its own, and afterwards the sequence holds its tokens.
+ * A prompt run at once or a token at a time gives the same outputs. Like plans, sequences are
+ * handles: numbers, never pointers; 0 is never one. */
+typedef uint64_t moec_sequence;
+
+/* A sequence of at most `capacity` tokens for `plan`'s runs; its keys, values and rotary tables
+ * are allocated now (a run allocates nothing). The sequence holds the plan: freeing the plan's
+ * handle first leaves the sequence usable. Returns 0 with `*error` set when the capacity is below
+ * 1 or needs more memory than the machine has. */
+moec_sequence moec_sequence_new(moec_plan plan, int64_t capacity, char **error);
+
+/* Runs the sequence's plan as `moec_run` does, on its next tokens (as many as the inputs' rows).
+ * One run at a time per sequence (another at once is an error); different sequences of one
+ * plan may run at once. A run that does not fit in the capacity left is refused before it runs,
+ * and the sequence is unchanged. Returns 1, or 0 with `*error` set. */
+int moec_sequence_run(moec_sequence sequence, const moec_tensor *inputs, size_t input_count,
+                      const moec_tensor *outputs, size_t output_count, char **error);
+
+/* The number of tokens the sequence holds (the position of its next run's first token), or -1
+ * with `*error` set. */
+int64_t moec_sequence_length(moec_sequence sequence, char **error);
+
+/* Forgets every token from position `length` on (0: all of them): to start the sequence anew,
+ * or to take back tokens a draft proposed. `length` must be between 0 and the length. Returns 1,
+ * or 0 with `*error` set. */
+int moec_sequence_rewind(moec_sequence sequence, int64_t length, char **error);
+
+/* Releases the sequence. Returns 1, or 0 with `*error` set (an unknown or already freed handle). */
+int moec_sequence_free(moec_sequence sequence, char **error);
+
 /* Frees a string returned by this API (an error message or statistics). NULL is allowed. */
 void moec_string_free(char *string);
 
