@@ -91,11 +91,18 @@ extension Kernels {
     /// Floats of `scores` that `attention` needs per caller for `tokens` rows.
     public static func attentionScoresFloats(tokens: Int) -> Int { 4 * (tokens + 5) }
 
-    /// The work items of `attention` for `heads` heads of `tokens` rows: blocks of up to 4 rows.
-    public static func attentionItems(tokens: Int, heads: Int) -> Int { heads * ((tokens + 3) / 4) }
+    /// The work items of `attention` for `heads` heads (`kvHeads` key/value heads) of `tokens`
+    /// rows: blocks of up to 4 rows of a head; for one row (a decode step), blocks of up to 4 of
+    /// the query heads that share a key/value head.
+    public static func attentionItems(tokens: Int, heads: Int, kvHeads: Int) -> Int {
+        tokens == 1 ? kvHeads * ((heads / kvHeads + 3) / 4) : heads * ((tokens + 3) / 4)
+    }
 
-    /// Causal self-attention for the work items `items` (item w is query head `w / blocks`, rows
-    /// `4·(w % blocks) ..< +4` with blocks = ⌈tokens / 4⌉): `out[t, head h] = Σ_s p_s · v[s, g]`
+    /// Causal self-attention for the work items `items` (`attentionItems`: item w is query head
+    /// `w / blocks`, rows `4·(w % blocks) ..< +4` with blocks = ⌈tokens / 4⌉; for one row, item w
+    /// is the query heads `4·(w % blocks) ..< +4` of key/value head `w / blocks` with blocks =
+    /// ⌈group / 4⌉, which go through the kernel together, reading the shared keys and values
+    /// once): `out[t, head h] = Σ_s p_s · v[s, g]`
     /// over the key rows s ≤ P + t (and P + t − s < `window` when `window` > 0), with
     /// `p = softmax(scale · q[t, h] · k[s, g])` and kv head g = h / (heads / kvHeads), the query
     /// heads sharing each key and value head in order, as transformers' `repeat_kv` lays them out.
@@ -114,6 +121,27 @@ extension Kernels {
     ) {
         let ldq = heads * headDim, ldk = kvHeads * headDim, ldv = kvHeads * valueDim, ldo = heads * valueDim
         let group = heads / kvHeads, blocks = (tokens + 3) / 4
+        if tokens == 1 {
+            let perGroup = (group + 3) / 4
+            for w in items {
+                let g = w / perGroup, h0 = g * group + 4 * (w % perGroup), n = min(4, (g + 1) * group - h0)
+                if isa.runsAVX2 {
+                    let sinkRows = sinks.map { s in SIMD4<Float>(s[h0], s[h0 + min(1, n - 1)], s[h0 + min(2, n - 1)], s[h0 + min(3, n - 1)]) }
+                    avx2AttentionRows4(
+                        q: q + h0 * headDim, ldq: headDim, k: k + g * headDim, ldk: ldk, v: v + g * valueDim, ldv: ldv,
+                        out: out + h0 * valueDim, ldo: valueDim, row0: position, rows: n, headDim: headDim, valueDim: valueDim,
+                        scale: scale, window: window, sinks: sinkRows, scores: scores, rowStep: 0)
+                } else {
+                    for h in h0..<(h0 + n) {
+                        attentionRow(
+                            q: q + h * headDim, k: k + g * headDim, ldk: ldk, v: v + g * valueDim, ldv: ldv, out: out + h * valueDim,
+                            position: position, headDim: headDim, valueDim: valueDim, scale: scale, window: window, sink: sinks?[h],
+                            scores: scores, isa: isa)
+                    }
+                }
+            }
+            return
+        }
         for w in items {
             let h = w / blocks, row0 = 4 * (w % blocks), g = h / group
             let rows = min(4, tokens - row0)
@@ -121,22 +149,34 @@ extension Kernels {
                 avx2AttentionRows4(
                     q: q + row0 * ldq + h * headDim, ldq: ldq, k: k + g * headDim, ldk: ldk, v: v + g * valueDim, ldv: ldv,
                     out: out + row0 * ldo + h * valueDim, ldo: ldo, row0: position + row0, rows: rows, headDim: headDim, valueDim: valueDim,
-                    scale: scale, window: window, sink: sinks?[h], scores: scores)
+                    scale: scale, window: window, sinks: sinks.map { SIMD4(repeating: $0[h]) }, scores: scores)
                 continue
             }
             for t in row0..<(row0 + rows) {
-                let first = window > 0 ? max(0, position + t - window + 1) : 0
-                let count = position + t - first + 1
-                gemv(k + first * ldk + g * headDim, q + t * ldq + h * headDim, scores, n: count, k: headDim, ldw: ldk, isa: isa)
-                Kernels.scale(alpha: scale, scores, scores, count: count, isa: isa)
-                if let sinks { scores[count] = sinks[h] }
-                softmaxRows(scores, scores, rows: 1, cols: sinks == nil ? count : count + 1, isa: isa)
-                let o = out + t * ldo + h * valueDim
-                o.update(repeating: 0, count: valueDim)
-                for s in 0..<count {
-                    axpy(alpha: scores[s], v + (first + s) * ldv + g * valueDim, o, count: valueDim, isa: isa)
-                }
+                attentionRow(
+                    q: q + t * ldq + h * headDim, k: k + g * headDim, ldk: ldk, v: v + g * valueDim, ldv: ldv, out: out + t * ldo + h * valueDim,
+                    position: position + t, headDim: headDim, valueDim: valueDim, scale: scale, window: window, sink: sinks?[h],
+                    scores: scores, isa: isa)
             }
+        }
+    }
+
+    /// One query row of one head at `position` (portable): a GEMV over the keys it sees, a
+    /// softmax (with the `sink` logit), AXPYs of the value rows. `k` and `v` point at position
+    /// 0's row of the head's key/value head.
+    static func attentionRow(
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int, out: UnsafeMutablePointer<Float>,
+        position: Int, headDim: Int, valueDim: Int, scale: Float, window: Int, sink: Float?, scores: UnsafeMutablePointer<Float>, isa: ISA
+    ) {
+        let first = window > 0 ? max(0, position - window + 1) : 0
+        let count = position - first + 1
+        gemv(k + first * ldk, q, scores, n: count, k: headDim, ldw: ldk, isa: isa)
+        Kernels.scale(alpha: scale, scores, scores, count: count, isa: isa)
+        if let sink { scores[count] = sink }
+        softmaxRows(scores, scores, rows: 1, cols: sink == nil ? count : count + 1, isa: isa)
+        out.update(repeating: 0, count: valueDim)
+        for s in 0..<count {
+            axpy(alpha: scores[s], v + (first + s) * ldv, out, count: valueDim, isa: isa)
         }
     }
 }

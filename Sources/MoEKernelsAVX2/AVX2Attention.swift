@@ -7,24 +7,28 @@
 /// points at the first of them's head (rows `ldq` apart), `k` and `v` at key/value row 0 (the
 /// sequence's first position) of the head's group (rows `ldk`, `ldv` apart), `out` at the first
 /// row's head output (rows `ldo` apart). Row t sees keys
-/// `first(t) ... t` with first(t) = max(0, t − window + 1) when `window` > 0, else 0. A `sink`
-/// (gpt-oss) is one more logit in every row's softmax, with no value row. `scores` holds
+/// `first(t) ... t` with first(t) = max(0, t − window + 1) when `window` > 0, else 0. `sinks`
+/// (gpt-oss), one per row, are one more logit in each row's softmax, with no value row. `scores` holds
 /// 4 × (row0 + 5) floats.
+///
+/// With `rowStep` 0 the rows are not consecutive positions but query heads of one position that
+/// share the key/value head (a decode step's grouped-query heads, `ldq` = `headDim` apart): all
+/// see the keys up to `row0`.
 @inline(never)
 public func avx2AttentionRows4(
     q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
     out: UnsafeMutablePointer<Float>, ldo: Int, row0: Int, rows: Int, headDim d: Int, valueDim dv: Int,
-    scale: Float, window: Int, sink: Float?, scores: UnsafeMutablePointer<Float>
+    scale: Float, window: Int, sinks: SIMD4<Float>?, scores: UnsafeMutablePointer<Float>, rowStep: Int = 1
 ) {
-    let last = row0 + rows - 1
+    let last = row0 + rowStep * (rows - 1)
     let first = window > 0 ? max(0, row0 - window + 1) : 0
     let count = last - first + 1
     // Missing rows (fewer than 4 at the end) repeat the last one; their results are not stored.
     let q0 = q, q1 = q + min(1, rows - 1) * ldq, q2 = q + min(2, rows - 1) * ldq, q3 = q + min(3, rows - 1) * ldq
     // Each row's scores, then its sink's logit when there is one.
-    let width = sink == nil ? count : count + 1
+    let width = sinks == nil ? count : count + 1
     let s0 = scores, s1 = scores + width, s2 = scores + 2 * width, s3 = scores + 3 * width
-    if let sink { s0[count] = sink; s1[count] = sink; s2[count] = sink; s3[count] = sink }
+    if let sinks { s0[count] = sinks[0]; s1[count] = sinks[1]; s2[count] = sinks[2]; s3[count] = sinks[3] }
     let d8 = d & ~7
     // Scores: two keys against the four rows per pass, eight accumulators.
     var j = 0
@@ -51,7 +55,7 @@ public func avx2AttentionRows4(
         }
         // Row row0 + r sees a key not later than itself and within the window; the others get −∞.
         @inline(__always) func put(_ s: UnsafeMutablePointer<Float>, _ r: Int, _ key: Int, _ dot: Float) {
-            let t = row0 + min(r, rows - 1)
+            let t = row0 + rowStep * min(r, rows - 1)
             s[key - first] = key <= t && (window <= 0 || t - key < window) ? dot * scale : -.infinity
         }
         put(s0, 0, first + j, da[0]); put(s1, 1, first + j, da[1]); put(s2, 2, first + j, da[2]); put(s3, 3, first + j, da[3])

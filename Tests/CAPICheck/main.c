@@ -124,7 +124,7 @@ static int check_sequences(const char *graph, const char *model, const float *x,
     // Full: refused, and the sequence keeps its tokens.
     float *y2 = calloc(count, sizeof(float));
     check(!run_rows(sequence, x, y2, 0, 1, hidden, &error), "a run into a full sequence fails", NULL);
-    expect_error(error, "... and says how full it is", "do not fit");
+    expect_error(error, "... and says how full it is", "does not fit");
     check(moec_sequence_length(sequence, NULL) == tokens, "... and the sequence is unchanged", NULL);
     // Wrong shapes are the plan's errors here too.
     int64_t wrong[2] = {1, hidden + 1};

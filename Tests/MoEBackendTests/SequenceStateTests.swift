@@ -76,6 +76,24 @@ import Testing
         }
     }
 
+    /// A decode step (one row) runs the query heads that share a key/value head together: every
+    /// grouping — one head per group, groups of 3, of 5, of 8 (two blocks of 4) — with and without
+    /// sinks and a window gives one run's rows.
+    @Test(arguments: [(8, 1), (3, 3), (6, 2), (5, 1), (9, 3)] as [(Int, Int)])
+    func decodeStepsOfEveryGroupingMatchOneRun(heads: Int, kvHeads: Int) throws {
+        for (window, sinks) in [(0, false), (0, true), (4, true)] {
+            let t = try Self.layer(heads: heads, kvHeads: kvHeads, window: window, sinks: sinks)
+            let tokens = 23
+            let x = randomInputs(t.graph, tokens: tokens, seed: 14)["x"]!
+            let expected = try ReferenceInterpreter(graph: t.graph, weights: t.weights).run(["x": x])["y"]!.floats
+            for (label, options) in Backends.configurations {
+                let exe = Executable(graph: t.graph, weights: t.buffers(), options: options)
+                let got = try Self.runInChunks(exe, try exe.makeSequence(capacity: tokens), x, [2] + Array(repeating: 1, count: tokens - 2))
+                #expect(relativeError(got, expected) <= 1e-5, "\(label) window \(window) sinks \(sinks): \(relativeError(got, expected))")
+            }
+        }
+    }
+
     /// Rewinding forgets the tokens after the count: runs after it give what a sequence that never
     /// had those tokens gives. A sequence rewound to 0 starts afresh.
     @Test func rewindTakesTokensBack() throws {

@@ -56,7 +56,7 @@ extension SequenceOp: StepFamily {
             let scale = Float(a.float("scale") ?? 1 / Double(d).squareRoot()), window = a.int("window") ?? 0
             // Work items are (head, block of rows) pairs, heads outermost; each part of the region
             // scores its rows in its own part of `scores`.
-            let items = Kernels.attentionItems(tokens: rows, heads: heads), perPart = Kernels.attentionScoresFloats(tokens: rows)
+            let items = Kernels.attentionItems(tokens: rows, heads: heads, kvHeads: kvHeads), perPart = Kernels.attentionScoresFloats(tokens: rows)
             let parts = max(1, min(threads, items))
             let scores = AlignedBuffer(floats: parts * perPart)
             let sp = SendablePointer(scores.floats)
