@@ -8,6 +8,8 @@ Variants, in one invocation, interleaved repeat by repeat:
   torch        the model as transformers runs it (its default experts implementation)
   moec f32     patched, expert weights as the checkpoint stores them (fp32)
   moec int4    patched, --weights int4 (expert matrices in 4 bits, groups of 32)
+  layers f32   patched with whole_layers=True: each decoder layer (attention, norms, MoE block) a
+               moec plan of graphs/decoder with its own KV cache (--layers: its weight formats)
 Each repeat prefills a prompt (untimed), then times each of --tokens single-token decode steps
 (greedy, with the KV cache). OMP_WAIT_POLICY is PASSIVE for all variants (--omp-wait-policy): with
 libgomp's default spinning, torch's idle OpenMP threads and moec's workers take each other's cores
@@ -84,6 +86,8 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--prompt", type=int, default=16, help="prompt tokens (prefilled, not timed)")
     p.add_argument("--weights", default="f32,int4", help="moec variants: comma-separated weight formats")
+    p.add_argument("--layers", default="f32",
+                   help="whole-layer variants (patch(whole_layers=True)): comma-separated weight formats, or none")
     p.add_argument("--record-routing", action="store_true", help="patched models record routing statistics")
     p.add_argument("--omp-wait-policy", default="PASSIVE",
                    help="OMP_WAIT_POLICY for torch's OpenMP threads (PASSIVE, ACTIVE, or default: unset)")
@@ -101,6 +105,9 @@ def main():
     for w in a.weights.split(","):
         variants[f"moec {w}"] = moec.transformers.patch(load(), weights=None if w == "f32" else w, threads=a.threads,
                                                         record_routing=a.record_routing)
+    for w in [] if a.layers in ("", "none") else a.layers.split(","):
+        variants[f"layers {w}"] = moec.transformers.patch(load(), weights=None if w == "f32" else w, threads=a.threads,
+                                                          record_routing=a.record_routing, whole_layers=True)
     cfg = variants["torch"].config
     experts_impl = getattr(cfg, "_experts_implementation", None) or "default"
     print(f"model: {a.model}: {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, ffn {cfg.intermediate_size}, "

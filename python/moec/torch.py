@@ -92,12 +92,16 @@ class MoEBlock(nn.Module):
         y = torch.empty((*lead, call.shape[1]) if call.direct else call.shape, dtype=call.dtype)
         call.ins[0].data = x2.data_ptr()
         call.outs[self._output_index].data = y.data_ptr()
-        self.plan.run_tensors(call.ins, 1, call.outs, len(call.outs))   # moec checks the shapes
+        self._run_tensors(call.ins, 1, call.outs, len(call.outs))   # moec checks the shapes
         if not call.direct:
             y = y.reshape(*lead, y.shape[-1])
         if converted and (y.dtype != x.dtype or y.device != x.device):
             y = y.to(device=x.device, dtype=x.dtype)
         return y
+
+    def _run_tensors(self, inputs, input_count: int, outputs, output_count: int) -> None:
+        """Runs the plan on prepared C arrays (a subclass may run them as a sequence's tokens)."""
+        self.plan.run_tensors(inputs, input_count, outputs, output_count)
 
     def close(self) -> None:
         """Closes the plan (when the module owns it)."""

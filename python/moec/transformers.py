@@ -5,6 +5,10 @@
     model.generate(...)                           # runs with moec
     moec.transformers.stats(model, "stats.json")  # expert loads, for `moec place --load`
 
+With `whole_layers=True`, `patch` replaces each decoder layer with a MoE block instead (families in
+`DECODER_LAYERS`) by a `PatchedDecoderLayer`: moec's plan of `graphs/decoder/<model_type>.moe`,
+attention and norms included, which decodes through a `moec.Sequence` (its own KV cache).
+
 `patch` replaces each sparse MoE block of a supported family (`FAMILIES`) by a `PatchedMoEBlock`:
 moec's plan of `graphs/<model_type>.moe` with `layer=N`, compiled against the folder the model was
 loaded from. The replacement returns exactly what the block's forward returned in transformers
@@ -19,6 +23,7 @@ import json
 import os
 import re
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -93,6 +98,16 @@ FAMILIES = {
     "solar_open": Family("SolarOpenMoE"),
 }
 
+# The families whose whole decoder layer (attention, norms, residuals, MoE block) has a graph in
+# graphs/decoder, by model type: the layer's class in transformers 5.24. Checked by
+# python/tests/test_transformers.py like FAMILIES (the same greedy tokens patched and unpatched).
+DECODER_LAYERS = {
+    "mixtral": "MixtralDecoderLayer",
+    "olmoe": "OlmoeDecoderLayer",
+    "qwen3_moe": "Qwen3MoeDecoderLayer",
+    "gpt_oss": "GptOssDecoderLayer",
+}
+
 _LAYER = re.compile(r"(?:^|\.)(?:layers|blocks)\.(\d+)\.")
 
 
@@ -133,6 +148,71 @@ class PatchedMoEBlock(MoEBlock):
         return f"family={self.family!r}, layer={self.layer}, plan={self.plan.handle}"
 
 
+class PatchedDecoderLayer(MoEBlock):
+    """A transformers decoder layer run by a moec plan of graphs/decoder (see the module's doc).
+
+    The layer's keys and values live in moec: a `moec.Sequence` of `capacity` tokens follows the
+    model's cache object. A new cache object (a new generation) starts the sequence anew; a run
+    whose first position is before the sequence's end (the cache was cropped, a generation
+    restarted) rewinds it. The model's cache gets a one-float key and value per token for this
+    layer, so that it still counts the tokens (positions and masks come from that count). One
+    generation at a time per model, a batch of one sequence."""
+
+    def __init__(self, plan, family: str, layer: int, name: str, capacity: int):
+        super().__init__(plan)
+        self.family = family
+        self.layer = layer
+        self.module_name = name
+        self.capacity = capacity
+        self.sequence = plan.sequence(capacity)
+        self._followed = None   # a weak reference to the cache object the sequence follows
+        self._sequenced = False
+
+    def forward(self, hidden_states: torch.Tensor, *args, position_ids=None, cache=None, past_key_values=None,
+                **kwargs) -> torch.Tensor:
+        cache = cache if cache is not None else past_key_values
+        tokens = hidden_states.shape[-2]
+        start = int(position_ids.reshape(-1)[0]) if position_ids is not None and position_ids.numel() else None
+        if cache is None:
+            if start:
+                raise MoecError(f"moec.transformers: decoder layer {self.layer} got tokens from position {start} "
+                                "without a cache; run the model with use_cache=True")
+            self._sequenced = False
+            return super().forward(hidden_states)
+        if self._followed is None or self._followed() is not cache:
+            self.sequence.rewind(0)
+            self._followed = weakref.ref(cache)
+        held = len(self.sequence)
+        start = held if start is None else start
+        if start > held:
+            raise MoecError(f"moec.transformers: decoder layer {self.layer} holds {held} tokens of this sequence "
+                            f"and got tokens from position {start}")
+        if start < held:
+            self.sequence.rewind(start)
+        if start + tokens > self.capacity:
+            raise MoecError(f"moec.transformers: decoder layer {self.layer} keeps at most {self.capacity} tokens; "
+                            f"position {start + tokens} needs more (patch with max_tokens=…)")
+        self._sequenced = True
+        y = super().forward(hidden_states)
+        # One float per token (a cache layer of no elements reads as empty, whatever its length).
+        stand_in = hidden_states.new_zeros((hidden_states.shape[0], 1, tokens, 1))
+        cache.update(stand_in, stand_in, self.layer)
+        return y
+
+    def _run_tensors(self, inputs, input_count: int, outputs, output_count: int) -> None:
+        if self._sequenced:
+            self.sequence._run_tensors(inputs, input_count, outputs, output_count)
+        else:
+            self.plan.run_tensors(inputs, input_count, outputs, output_count)
+
+    def close(self) -> None:
+        self.sequence.close()
+        super().close()
+
+    def extra_repr(self) -> str:
+        return f"family={self.family!r}, layer={self.layer}, plan={self.plan.handle}, capacity={self.capacity}"
+
+
 def model_folder(model) -> str:
     """The folder `model` was loaded from (`from_pretrained`'s argument, or the Hub cache's
     snapshot of that repository when it was a repository id)."""
@@ -167,21 +247,31 @@ def sparse_blocks(model):
     return sorted(blocks, key=lambda b: b[2])
 
 
-def patched_blocks(model) -> list[PatchedMoEBlock]:
-    """The moec blocks `patch` put into `model`, in layer order."""
-    return sorted((m for m in model.modules() if isinstance(m, PatchedMoEBlock)), key=lambda m: m.layer)
+def patched_blocks(model) -> list:
+    """The moec modules `patch` put into `model` (`PatchedMoEBlock`s, or `PatchedDecoderLayer`s
+    with `whole_layers`), in layer order."""
+    return sorted((m for m in model.modules() if isinstance(m, (PatchedMoEBlock, PatchedDecoderLayer))),
+                  key=lambda m: m.layer)
 
 
 def patch(model, weights: str | None = None, threads: int = 0, graphs_dir: str | None = None,
-          model_path: str | None = None, record_routing: bool = True):
+          model_path: str | None = None, record_routing: bool = True, whole_layers: bool = False,
+          max_tokens: int | None = None):
     """Replaces every sparse MoE block of `model` (a loaded transformers model of a family in
     `FAMILIES`) with moec's plan for its layer: graph `<graphs_dir>/<model_type>.moe` (default:
     moec's graphs), params `layer=N`, weights from the folder the model was loaded from (or
     `model_path`), stored as `weights` ("bf16", "int8", "int4", …; None: as the checkpoint stores
     them). `threads`: worker threads of each run (0: one per core). `record_routing`: record expert
     loads for `stats(model)`. Returns the model. The plan reads the weights from the files: a
-    model whose expert weights were changed after loading must be saved first."""
+    model whose expert weights were changed after loading must be saved first.
+
+    `whole_layers`: replace each decoder layer that has a sparse MoE block, attention included,
+    with moec's plan of `<graphs_dir>/decoder/<model_type>.moe` (families in `DECODER_LAYERS`),
+    which keeps its own KV cache of `max_tokens` tokens (default: the model's
+    max_position_embeddings, at most 4096)."""
     model_type = getattr(model.config, "model_type", None)
+    if whole_layers:
+        return _patch_layers(model, weights, threads, graphs_dir, model_path, record_routing, max_tokens)
     blocks = sparse_blocks(model)
     if os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE" and torch.get_num_threads() > 1 \
             and (threads == 0 or threads > 1):
@@ -217,6 +307,49 @@ def patch(model, weights: str | None = None, threads: int = 0, graphs_dir: str |
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, block)
+    return model
+
+
+def _patch_layers(model, weights, threads, graphs_dir, model_path, record_routing, max_tokens):
+    """`patch(…, whole_layers=True)`."""
+    model_type = getattr(model.config, "model_type", None)
+    layer_class = DECODER_LAYERS.get(model_type)
+    if layer_class is None:
+        raise MoecError(f"moec.transformers.patch: whole_layers is for {', '.join(sorted(DECODER_LAYERS))}, "
+                        f"not {model_type!r} (graphs/decoder has no layer of it); patch its MoE blocks instead")
+    blocks = sparse_blocks(model)
+    if not blocks:
+        raise MoecError(f"moec.transformers.patch: no {FAMILIES[model_type].block_class} in the model"
+                        + (" (it is already patched)" if patched_blocks(model) else ""))
+    sparse_layers = {layer for _, _, layer in blocks}
+    layers = [(name, m, int(_LAYER.search(name + ".").group(1))) for name, m in model.named_modules()
+              if type(m).__name__ == layer_class]
+    layers = [entry for entry in layers if entry[2] in sparse_layers]
+    if max_tokens is None:
+        max_tokens = min(int(getattr(model.config.get_text_config(), "max_position_embeddings", 4096) or 4096), 4096)
+    if max_tokens < 1:
+        raise MoecError(f"moec.transformers.patch: max_tokens must be at least 1, got {max_tokens}")
+    folder = model_path or model_folder(model)
+    graph = os.path.join(graphs_dir or default_graphs_dir(), "decoder", f"{model_type}.moe")
+    if not os.path.exists(graph):
+        raise MoecError(f"moec.transformers.patch: no decoder layer graph for {model_type}: {graph} does not exist")
+    replacements = []
+    try:
+        for name, module, layer in layers:
+            plan = compile_plan(graph, model=folder, params={"layer": layer}, weights=weights, threads=threads,
+                                record_routing=record_routing)
+            replacements.append((name, PatchedDecoderLayer(plan, model_type, layer, name, max_tokens)))
+    except BaseException:
+        for _, block in replacements:
+            block.close()
+        raise
+    for name, block in replacements:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        if isinstance(parent, torch.nn.ModuleList):
+            parent[int(child)] = block
+        else:
+            setattr(parent, child, block)
     return model
 
 

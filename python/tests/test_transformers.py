@@ -1,6 +1,7 @@
 """moec.torch and moec.transformers: tiny models of each supported family (built by
 scripts/make_python_fixtures.py into a temporary folder) generate the same 32 greedy tokens, with
-logits within 1e-4, patched and unpatched (fp32)."""
+logits within 1e-4, patched and unpatched (fp32): their MoE blocks patched, or (whole_layers) their
+decoder layers, attention and KV cache included."""
 from __future__ import annotations
 
 import json
@@ -96,6 +97,66 @@ class GenerationTests(unittest.TestCase):
 
     def test_gpt_oss(self):
         self.check("gpt_oss")
+
+
+class WholeLayerTests(unittest.TestCase):
+    """patch(whole_layers=True): each decoder layer with a MoE block, attention included, is a moec
+    plan of graphs/decoder keeping its own KV cache (a moec.Sequence)."""
+
+    def check(self, name):
+        reference = load(name)
+        ref_tokens, ref_logits = generate(reference)
+        model = moec.transformers.patch(load(name), threads=2, whole_layers=True)
+        layers = moec.transformers.patched_blocks(model)
+        self.assertEqual([b.layer for b in layers], MOE_LAYERS[name])
+        self.assertTrue(all(isinstance(b, moec.transformers.PatchedDecoderLayer) for b in layers))
+        for _ in range(2):   # a second generation (a new cache) starts the layers' sequences anew
+            tokens, logits = generate(model)
+            self.assertEqual(tokens.tolist(), ref_tokens.tolist())
+            diff = float((logits - ref_logits).abs().max())
+            self.assertLessEqual(diff, 1e-4, f"{name}: logits differ by {diff:.2e}")
+        stats = moec.transformers.stats(model)
+        self.assertEqual(stats["tokens"], 2 * (len(PROMPT[0]) + NEW_TOKENS - 1))
+        self.assertEqual([entry["layer"] for entry in stats["layers"]], MOE_LAYERS[name])
+        moec.transformers.close(model)
+
+    def test_mixtral(self):
+        self.check("mixtral")
+
+    def test_olmoe(self):
+        self.check("olmoe")
+
+    def test_qwen3_moe(self):
+        self.check("qwen3_moe")
+
+    def test_gpt_oss(self):
+        self.check("gpt_oss")
+
+    def test_decode_loop_with_a_cache(self):
+        """The model called step by step with a DynamicCache (positions from the cache's length, as
+        a serving loop does), then the cache cropped and a different continuation decoded."""
+        reference, model = load("mixtral"), moec.transformers.patch(load("mixtral"), threads=1, whole_layers=True)
+        prompt = torch.tensor(PROMPT)
+        with torch.no_grad():
+            caches = [transformers.DynamicCache(config=m.config) for m in (reference, model)]
+            outs = [m(prompt, past_key_values=c, use_cache=True).logits for m, c in zip((reference, model), caches)]
+            for step in range(6):
+                if step == 4:   # take back the last two tokens
+                    for c in caches:
+                        c.crop(-2)
+                nxt = torch.tensor([[3 + 7 * step]])
+                outs = [m(nxt, past_key_values=c, use_cache=True).logits for m, c in zip((reference, model), caches)]
+                self.assertLessEqual(float((outs[0] - outs[1]).abs().max()), 1e-4, f"step {step}")
+            self.assertEqual(caches[1].get_seq_length(), len(PROMPT[0]) + 4)
+        moec.transformers.close(model)
+
+    def test_refusals(self):
+        with self.assertRaisesRegex(moec.MoecError, "whole_layers is for gpt_oss, mixtral, olmoe, qwen3_moe, not 'deepseek_v3'"):
+            moec.transformers.patch(load("deepseek_v3"), whole_layers=True)
+        model = moec.transformers.patch(load("mixtral"), threads=1, whole_layers=True, max_tokens=10)
+        with self.assertRaisesRegex(moec.MoecError, "keeps at most 10 tokens; position 11 needs more"):
+            generate(model)
+        moec.transformers.close(model)
 
 
 class MergeTests(unittest.TestCase):
