@@ -5,6 +5,11 @@
 //
 //   moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R]
 //                    [--placement static:W] [--weights f32|bf16|f16|int8|int4[:G]|int4z[:G]]
+//                    [--context C]
+//
+// With --context C every run continues a sequence (a KV cache) that holds C tokens: the decode
+// steps of a decoder layer (the sequence is rewound to C before each run, which allocates
+// nothing either).
 //
 // The graph gets seeded random weights in a temporary checkpoint. For each token count: one
 // schedule, 3 warm-up runs (the first run of a schedule may fill lazy caches: Dispatch's
@@ -34,6 +39,7 @@ var threads = ExecutionOptions.defaultThreads
 var runs = 5
 var placement: PlacementExecution?
 var weightFormat = WeightFormat.f32
+var context: Int?
 var arguments = CommandLine.arguments.dropFirst()
 @MainActor func value(_ option: String) -> String {
     guard let v = arguments.popFirst() else { fail("\(option) needs a value") }
@@ -66,9 +72,12 @@ while let a = arguments.popFirst() {
         let v = value(a)
         guard let f = WeightFormat(option: v) else { fail(CompileOptions.unknownWeightFormat(v)) }
         weightFormat = f
+    case "--context":
+        guard let n = Int(value(a)), n > 0 else { fail("--context expects a positive integer") }
+        context = n
     case "--help", "-h":
         print(
-            "usage: moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R] [--placement static:W] [--weights f32|bf16|f16|int8|int4[:G]|int4z[:G]]"
+            "usage: moec-alloc-check GRAPH.moe [--set NAME=VALUE]... [--tokens 1,16,128] [--threads N] [--runs R] [--placement static:W] [--weights f32|bf16|f16|int8|int4[:G]|int4z[:G]] [--context C]"
         )
         exit(0)
     default:
@@ -123,15 +132,35 @@ if ProcessInfo.processInfo.environment["MOEC_ALLOC_DISPATCH"] != nil {
 for tokens in tokenCounts {
     let schedule = runner.executable.schedule(tokens: tokens)
     schedule.fillInputsRandomly(seed: UInt64(tokens))
-    for _ in 0..<3 { schedule.execute() }
+    // One run: plain, or (--context) the next tokens of a sequence holding `context` tokens.
+    var run: () -> Void = { schedule.execute() }
+    if let context {
+        do {
+            let sequence = try runner.executable.makeSequence(capacity: context + tokens)
+            let prompt = runner.executable.schedule(tokens: context)
+            prompt.fillInputsRandomly(seed: 7)
+            try prompt.execute(continuing: sequence)
+            run = {
+                do {
+                    try sequence.rewind(to: context)
+                    try schedule.execute(continuing: sequence)
+                } catch {
+                    fail("\(error)")
+                }
+            }
+        } catch {
+            fail("\(error)")
+        }
+    }
+    for _ in 0..<3 { run() }
     var counts: [Int] = []
     for _ in 0..<runs {
         let before = moec_allocation_count()
-        schedule.execute()
+        run()
         counts.append(moec_allocation_count() - before)
     }
     print(
-        "tokens \(tokens): allocations per run \(counts.map(String.init).joined(separator: " ")) (\(threads) threads, \(runner.executable.options.backend), weights: \(runner.weightFormatSummary))"
+        "tokens \(tokens)\(context.map { " after \($0)" } ?? ""): allocations per run \(counts.map(String.init).joined(separator: " ")) (\(threads) threads, \(runner.executable.options.backend), weights: \(runner.weightFormatSummary))"
     )
     if counts.contains(where: { $0 > 0 }) {
         allocated = true

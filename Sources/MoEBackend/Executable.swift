@@ -406,10 +406,8 @@ public final class Executable: @unchecked Sendable {
         defer { checkIn(s) }
         if let sequence {
             precondition(!shardsTokens, "a graph with a sequence's ops does not shard its tokens")
-            try withSequence(sequence, s) {
-                s.load(inputs)
-                s.execute()
-            }
+            s.load(inputs)
+            try s.execute(continuing: sequence)
             return s.outputs()
         }
         if shardsTokens {
@@ -444,10 +442,8 @@ public final class Executable: @unchecked Sendable {
         let s = try checkOut(tokens: tokens)
         defer { checkIn(s) }
         if let sequence {
-            try withSequence(sequence, s) {
-                s.load(inputs)
-                s.execute()
-            }
+            s.load(inputs)
+            try s.execute(continuing: sequence)
         } else {
             s.load(inputs)
             s.execute()
@@ -458,17 +454,6 @@ public final class Executable: @unchecked Sendable {
             if let buffer { s.copyOutput(i, to: buffer) } else { kept[graph.outputs[i].name] = all[graph.outputs[i].name] }
         }
         return BufferRun(outputs: kept, expertLoads: s.lastExpertLoads(), tokenCounts: s.lastTokenCounts())
-    }
-
-    /// Runs `body` (schedule `s` loading and executing a run) as the next `s.tokens` tokens of
-    /// `sequence`, which then holds them.
-    private func withSequence(_ sequence: SequenceState, _ s: Schedule, _ body: () -> Void) throws(InputError) {
-        let position = try sequence.begin(self, tokens: s.tokens)
-        s.sequence.state = sequence
-        s.sequence.position = position
-        body()
-        s.sequence.state = nil
-        sequence.end(tokens: s.tokens)
     }
 
     /// A sequence of at most `capacity` tokens for this executable's runs (`SequenceState`).

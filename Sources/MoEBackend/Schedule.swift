@@ -268,6 +268,18 @@ public final class Schedule: @unchecked Sendable {
         executable.withBLASThreads { for s in steps { s.run() } }
     }
 
+    /// Runs every step on the loaded inputs as the next tokens of `sequence` (see
+    /// `SequenceState`), which then holds them. Throws, running nothing, when the tokens do not
+    /// fit, the sequence is running, or it is another executable's.
+    public func execute(continuing sequence: SequenceState) throws(InputError) {
+        let position = try sequence.begin(executable, tokens: tokens)
+        self.sequence.state = sequence
+        self.sequence.position = position
+        execute()
+        self.sequence.state = nil
+        sequence.end(tokens: tokens)
+    }
+
     /// Runs one step alone (BLAS threads as the executable's), for tools that look at steps.
     public func execute(step i: Int) {
         executable.withBLASThreads { steps[i].run() }
