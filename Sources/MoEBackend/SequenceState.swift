@@ -11,11 +11,15 @@ import MoEKernels
 /// positions: its ropes rotate by those positions, its attentions attend to every earlier token
 /// of the sequence as well as its own, and afterwards the sequence holds its tokens too. Running
 /// a prompt at once or a token at a time gives the same outputs. Everything is allocated when the
-/// sequence is made: a run allocates nothing. One run at a time per sequence; different
+/// sequence is made, or when `reserve` makes room for more tokens: a run allocates nothing. One run at a time per sequence; different
 /// sequences of one executable may run at once.
 public final class SequenceState: @unchecked Sendable {
-    /// The most tokens the sequence can hold.
-    public let capacity: Int
+    /// The most tokens the sequence can hold now (`reserve` raises it).
+    public var capacity: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return buffers.capacity
+    }
     /// The executable whose runs this sequence is for.
     public let executable: Executable
 
@@ -25,15 +29,22 @@ public final class SequenceState: @unchecked Sendable {
         let keys: AlignedBuffer, values: AlignedBuffer
         let keyWidth: Int, valueWidth: Int
     }
-    let caches: [Cache?]
-    /// Per node of the graph: a rope's cos and sin tables for positions `0..<capacity`
-    /// (`Kernels.ropeTables`; ropes with the same settings share theirs), else nil.
-    let ropeTables: [AlignedBuffer?]
-    /// Attention scores, `scoresPerPart` floats for each part of a parallel region.
-    let scores: AlignedBuffer
-    let scoresPerPart: Int
 
-    /// Guards `held` and `running`.
+    /// Everything a sequence of `capacity` tokens allocates.
+    struct Buffers {
+        let capacity: Int
+        let caches: [Cache?]
+        /// Per node of the graph: a rope's cos and sin tables for positions `0..<capacity`
+        /// (`Kernels.ropeTables`; ropes with the same settings share theirs), else nil.
+        let ropeTables: [AlignedBuffer?]
+        /// Attention scores, `scoresPerPart` floats for each part of a parallel region.
+        let scores: AlignedBuffer
+        let scoresPerPart: Int
+    }
+    /// Replaced only by `reserve`, never during a run: the steps read it while one goes on.
+    private(set) var buffers: Buffers
+
+    /// Guards `held`, `running` and `buffers`' replacement.
     private let lock = NSLock()
     private var held = 0
     private var running = false
@@ -76,6 +87,12 @@ public final class SequenceState: @unchecked Sendable {
     /// A sequence of at most `capacity` tokens for `executable`'s runs. Throws when `capacity` is
     /// below 1, or its buffers need more bytes than an Int counts or than the machine has.
     public init(executable: Executable, capacity: Int) throws(InputError) {
+        self.executable = executable
+        buffers = try Self.allocate(executable, capacity: capacity)
+    }
+
+    /// The buffers of a sequence of `capacity` tokens, checked as `init` says.
+    private static func allocate(_ executable: Executable, capacity: Int) throws(InputError) -> Buffers {
         let g = executable.graph
         guard capacity >= 1 else { throw InputError("a sequence holds at least 1 token, got a capacity of \(capacity)") }
         let threads = executable.options.threads
@@ -87,8 +104,6 @@ public final class SequenceState: @unchecked Sendable {
             throw InputError(
                 "a sequence of \(capacity) tokens needs \(bytes >> 20) MiB for its keys, values and rotary tables, more than this machine's memory (\(memory >> 20) MiB)")
         }
-        self.capacity = capacity
-        self.executable = executable
         var caches = [Cache?](repeating: nil, count: g.nodes.count)
         var tables = [AlignedBuffer?](repeating: nil, count: g.nodes.count)
         var shared: [String: AlignedBuffer] = [:]
@@ -115,10 +130,28 @@ public final class SequenceState: @unchecked Sendable {
                 tables[i] = t
             }
         }
-        self.caches = caches
-        ropeTables = tables
-        scoresPerPart = Kernels.attentionScoresFloats(tokens: capacity)
-        scores = AlignedBuffer(floats: threads * scoresPerPart, zeroed: false)
+        let perPart = Kernels.attentionScoresFloats(tokens: capacity)
+        return Buffers(
+            capacity: capacity, caches: caches, ropeTables: tables, scores: AlignedBuffer(floats: threads * perPart, zeroed: false),
+            scoresPerPart: perPart)
+    }
+
+    /// Makes room for `capacity` tokens, keeping the tokens held (their keys and values are
+    /// copied into the larger buffers). A capacity not above the present one changes nothing.
+    /// Throws, changing nothing, while the sequence runs or when the buffers do not fit (as
+    /// `init`). The one call that allocates once the sequence is made.
+    public func reserve(capacity: Int) throws(InputError) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !running else { throw InputError("the sequence is running; reserve room after its run") }
+        guard capacity > buffers.capacity else { return }
+        let grown = try Self.allocate(executable, capacity: capacity)
+        for (old, new) in zip(buffers.caches, grown.caches) {
+            guard let old, let new else { continue }
+            new.keys.floats.update(from: old.keys.floats, count: held * old.keyWidth)
+            new.values.floats.update(from: old.values.floats, count: held * old.valueWidth)
+        }
+        buffers = grown
     }
 
     /// How many tokens the sequence holds: the position of the next run's first row.
@@ -146,9 +179,9 @@ public final class SequenceState: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard !running else { throw InputError("the sequence is already running (one run at a time per sequence)") }
-        guard tokens <= capacity - held else {
+        guard tokens <= buffers.capacity - held else {
             throw InputError(
-                "the sequence holds \(held) of its \(capacity) tokens: \(tokens) more \(tokens == 1 ? "does" : "do") not fit (make it with a larger capacity, or rewind it)")
+                "the sequence holds \(held) of its \(buffers.capacity) tokens: \(tokens) more \(tokens == 1 ? "does" : "do") not fit (reserve a larger capacity, or rewind it)")
         }
         running = true
         return held

@@ -266,6 +266,21 @@ public func moecSequenceRewind(_ sequence: UInt64, _ length: Int64, _ error: Err
     } ?? 0
 }
 
+@_cdecl("moec_sequence_capacity")
+public func moecSequenceCapacity(_ sequence: UInt64, _ error: ErrorOut?) -> Int64 {
+    attempt(error) { () throws -> Int64 in Int64(try SequenceRegistry.handles.value(sequence).state.capacity) } ?? -1
+}
+
+@_cdecl("moec_sequence_reserve")
+public func moecSequenceReserve(_ sequence: UInt64, _ capacity: Int64, _ error: ErrorOut?) -> Int32 {
+    attempt(error) { () throws -> Int32 in
+        let s = try SequenceRegistry.handles.value(sequence)
+        guard capacity >= 1 else { throw CAPIError("capacity must be at least 1 token, got \(capacity)") }
+        do { try s.state.reserve(capacity: Int(capacity)) } catch let e as InputError { throw CAPIError(e.message) }
+        return 1
+    } ?? 0
+}
+
 @_cdecl("moec_sequence_free")
 public func moecSequenceFree(_ sequence: UInt64, _ error: ErrorOut?) -> Int32 {
     attempt(error) { () throws -> Int32 in

@@ -121,6 +121,16 @@ static int check_sequences(const char *graph, const char *model, const float *x,
     if (!f || fwrite(y, sizeof(float), count, f) != count) { fprintf(stderr, "cannot write %s\n", y_path); return 2; }
     fclose(f);
 
+    // Grown while decoding: a sequence made for 3 tokens, reserved up to the whole prompt after
+    // its prompt, decodes the same rows bit for bit.
+    moec_sequence grown = moec_sequence_new(plan, 3, &error);
+    float *y3 = calloc(count, sizeof(float));
+    int same = grown != 0 && run_rows(grown, x, y3, 0, 3, hidden, &error) && moec_sequence_reserve(grown, tokens, &error);
+    for (int64_t t = 3; same && t < tokens; t++) same = run_rows(grown, x, y3, t, t + 1, hidden, &error);
+    check(same && memcmp(y, y3, count * sizeof(float)) == 0, "a sequence grown after its prompt decodes the same rows", error);
+    moec_sequence_free(grown, NULL);
+    free(y3);
+
     // Full: refused, and the sequence keeps its tokens.
     float *y2 = calloc(count, sizeof(float));
     check(!run_rows(sequence, x, y2, 0, 1, hidden, &error), "a run into a full sequence fails", NULL);
@@ -133,6 +143,18 @@ static int check_sequences(const char *graph, const char *model, const float *x,
     moec_string_free(error);
     check(!moec_sequence_run(sequence, NULL, 1, &out, 1, &error), "NULL inputs fail", NULL);
     expect_error(error, "... and say so", "inputs is NULL");
+
+    // Reserve: more room keeps the tokens held; less changes nothing; 0 and the impossible are refused.
+    check(moec_sequence_capacity(sequence, &error) == tokens, "the capacity is what the sequence was made with", error);
+    moec_sequence_reserve(sequence, 0, &error);
+    expect_error(error, "reserving 0 tokens is refused", "at least 1");
+    moec_sequence_reserve(sequence, (int64_t)1 << 62, &error);
+    expect_error(error, "reserving beyond the machine's memory is refused", "tokens");
+    check(moec_sequence_reserve(sequence, 2, &error) == 1 && moec_sequence_capacity(sequence, NULL) == tokens,
+          "reserving less than the capacity changes nothing", error);
+    check(moec_sequence_reserve(sequence, tokens + 8, &error) == 1 && moec_sequence_capacity(sequence, NULL) == tokens + 8 &&
+              moec_sequence_length(sequence, NULL) == tokens,
+          "reserve more room: the tokens are kept", error);
 
     // Rewind: out of range refused; to the last token, which then decodes as before.
     moec_sequence_rewind(sequence, tokens + 1, &error);

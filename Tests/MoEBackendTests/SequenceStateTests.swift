@@ -141,6 +141,31 @@ import Testing
         #expect(throws: InputError.self) { try exe.makeSequence(capacity: Int.max / 2) }
     }
 
+    /// `reserve` makes room for more tokens and keeps those held: a sequence grown twice while it
+    /// decodes gives one run's rows; a smaller capacity changes nothing; an impossible one is an
+    /// error that changes nothing.
+    @Test func reserveKeepsTheTokensHeld() throws {
+        let t = try Self.layer(window: 6, sinks: true, yarn: true)
+        let tokens = 30
+        let x = randomInputs(t.graph, tokens: tokens, seed: 15)["x"]!
+        let expected = try ReferenceInterpreter(graph: t.graph, weights: t.weights).run(["x": x])["y"]!.floats
+        for (label, options) in Backends.configurations {
+            let exe = Executable(graph: t.graph, weights: t.buffers(), options: options)
+            let sequence = try exe.makeSequence(capacity: 5)
+            var got = try Self.runInChunks(exe, sequence, x, [4, 1])
+            try sequence.reserve(capacity: 12)
+            #expect(sequence.capacity == 12 && sequence.count == 5)
+            got += try Self.runInChunks(exe, sequence, Self.rows(x, 5..<12), Array(repeating: 1, count: 7))
+            try sequence.reserve(capacity: 3)
+            #expect(sequence.capacity == 12)
+            #expect(throws: InputError.self) { try sequence.reserve(capacity: Int.max / 2) }
+            #expect(sequence.capacity == 12 && sequence.count == 12)
+            try sequence.reserve(capacity: tokens)
+            got += try Self.runInChunks(exe, sequence, Self.rows(x, 12..<tokens), [9] + Array(repeating: 1, count: tokens - 21))
+            #expect(relativeError(got, expected) <= 1e-5, "\(label): \(relativeError(got, expected))")
+        }
+    }
+
     /// One sequence's runs do not disturb another's: two sequences of one executable, run
     /// interleaved, each give what it gives alone.
     @Test func sequencesAreIndependent() throws {

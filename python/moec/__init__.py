@@ -336,7 +336,8 @@ class Sequence:
     tokens: a decoder layer's attentions see every earlier token of the sequence (its KV cache)
     as well as the run's own, and its rotary embeddings rotate by the tokens' positions. A prompt
     run at once or a token at a time gives the same outputs. `len(sequence)` is the number of
-    tokens it holds; `rewind(n)` forgets the tokens from position n on. One run at a time per
+    tokens it holds; `rewind(n)` forgets the tokens from position n on; `reserve(n)` makes room
+    for n tokens, keeping those held (`capacity` is the room there is). One run at a time per
     sequence; different sequences of one plan may run on different threads at once. The keys
     and values are allocated when the sequence is made; close it (or use it as a context manager)
     to release them. It keeps its plan alive."""
@@ -345,10 +346,19 @@ class Sequence:
         if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
             raise TypeError(f"capacity must be an int, got {type(capacity).__name__}")
         self.plan = plan
-        self.capacity = int(capacity)
         self._closed = True
-        self._handle = _native.call("moec_sequence_new", plan.handle, self.capacity)
+        self._handle = _native.call("moec_sequence_new", plan.handle, int(capacity))
         self._closed = False
+
+    @property
+    def capacity(self) -> int:
+        """The most tokens the sequence can hold now."""
+        return _native.call("moec_sequence_capacity", self._handle, failed=lambda r: r < 0)
+
+    def reserve(self, capacity: int) -> None:
+        """Makes room for `capacity` tokens, keeping those held (less than the capacity changes
+        nothing). The one call that allocates once the sequence is made."""
+        _native.call("moec_sequence_reserve", self._handle, int(capacity))
 
     def __call__(self, *args, out: dict | None = None, **inputs) -> dict[str, np.ndarray]:
         """Runs the plan on the sequence's next tokens (arguments as `Plan.__call__`)."""

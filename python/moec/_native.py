@@ -70,6 +70,8 @@ PROTOTYPES = {
                                          ctypes.c_size_t, error_p]),
     "moec_sequence_length": (ctypes.c_int64, [plan_t, error_p]),
     "moec_sequence_rewind": (ctypes.c_int, [plan_t, ctypes.c_int64, error_p]),
+    "moec_sequence_capacity": (ctypes.c_int64, [plan_t, error_p]),
+    "moec_sequence_reserve": (ctypes.c_int, [plan_t, ctypes.c_int64, error_p]),
     "moec_sequence_free": (ctypes.c_int, [plan_t, error_p]),
     "moec_string_free": (None, [ctypes.c_void_p]),
 }

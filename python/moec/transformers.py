@@ -151,12 +151,15 @@ class PatchedMoEBlock(MoEBlock):
 class PatchedDecoderLayer(MoEBlock):
     """A transformers decoder layer run by a moec plan of graphs/decoder (see the module's doc).
 
-    The layer's keys and values live in moec: a `moec.Sequence` of `capacity` tokens follows the
-    model's cache object. A new cache object (a new generation) starts the sequence anew; a run
+    The layer's keys and values live in moec: a `moec.Sequence` follows the model's cache object.
+    It starts with room for 32 tokens and doubles as needed, up to `capacity` (`max_tokens`). A new cache object (a new generation) starts the sequence anew; a run
     whose first position is before the sequence's end (the cache was cropped, a generation
     restarted) rewinds it. The model's cache gets a one-float key and value per token for this
     layer, so that it still counts the tokens (positions and masks come from that count). One
     generation at a time per model, a batch of one sequence."""
+
+    # The sequence starts with room for this many tokens and doubles as a generation needs more.
+    INITIAL_TOKENS = 32
 
     def __init__(self, plan, family: str, layer: int, name: str, capacity: int):
         super().__init__(plan)
@@ -164,7 +167,7 @@ class PatchedDecoderLayer(MoEBlock):
         self.layer = layer
         self.module_name = name
         self.capacity = capacity
-        self.sequence = plan.sequence(capacity)
+        self.sequence = plan.sequence(min(capacity, self.INITIAL_TOKENS))
         self._followed = None   # a weak reference to the cache object the sequence follows
         self._sequenced = False
 
@@ -192,6 +195,8 @@ class PatchedDecoderLayer(MoEBlock):
         if start + tokens > self.capacity:
             raise MoecError(f"moec.transformers: decoder layer {self.layer} keeps at most {self.capacity} tokens; "
                             f"position {start + tokens} needs more (patch with max_tokens=…)")
+        if start + tokens > self.sequence.capacity:
+            self.sequence.reserve(min(self.capacity, max(start + tokens, 2 * self.sequence.capacity)))
         self._sequenced = True
         y = super().forward(hidden_states)
         # One float per token (a cache layer of no elements reads as empty, whatever its length).
@@ -267,8 +272,8 @@ def patch(model, weights: str | None = None, threads: int = 0, graphs_dir: str |
 
     `whole_layers`: replace each decoder layer that has a sparse MoE block, attention included,
     with moec's plan of `<graphs_dir>/decoder/<model_type>.moe` (families in `DECODER_LAYERS`),
-    which keeps its own KV cache of `max_tokens` tokens (default: the model's
-    max_position_embeddings, at most 4096)."""
+    which keeps its own KV cache, growing as needed up to `max_tokens` tokens (default: the
+    model's max_position_embeddings)."""
     model_type = getattr(model.config, "model_type", None)
     if whole_layers:
         return _patch_layers(model, weights, threads, graphs_dir, model_path, record_routing, max_tokens)
@@ -326,7 +331,7 @@ def _patch_layers(model, weights, threads, graphs_dir, model_path, record_routin
               if type(m).__name__ == layer_class]
     layers = [entry for entry in layers if entry[2] in sparse_layers]
     if max_tokens is None:
-        max_tokens = min(int(getattr(model.config.get_text_config(), "max_position_embeddings", 4096) or 4096), 4096)
+        max_tokens = int(getattr(model.config.get_text_config(), "max_position_embeddings", 4096) or 4096)
     if max_tokens < 1:
         raise MoecError(f"moec.transformers.patch: max_tokens must be at least 1, got {max_tokens}")
     folder = model_path or model_folder(model)

@@ -66,6 +66,16 @@ class DecoderLayerTests(unittest.TestCase):
                 seq.rewind(tokens + 1)
         with self.assertRaisesRegex(moec.MoecError, r"was freed \(moec_sequence_free\)"):
             len(seq)
+        # Made small, grown after the prompt: the same rows.
+        with self.plan.sequence(4) as small:
+            rows = [small(x=self.x[:4])["y"]]
+            self.assertEqual(small.capacity, 4)
+            small.reserve(tokens)
+            self.assertEqual((small.capacity, len(small)), (tokens, 4))
+            rows += [small(x=self.x[t:t + 1])["y"] for t in range(4, tokens)]
+            np.testing.assert_array_equal(np.concatenate(rows), y)
+            with self.assertRaisesRegex(moec.MoecError, "at least 1"):
+                small.reserve(0)
         with self.assertRaisesRegex(moec.MoecError, "at least 1"):
             self.plan.sequence(0)
 

@@ -112,6 +112,8 @@ class WholeLayerTests(unittest.TestCase):
         self.assertTrue(all(isinstance(b, moec.transformers.PatchedDecoderLayer) for b in layers))
         for _ in range(2):   # a second generation (a new cache) starts the layers' sequences anew
             tokens, logits = generate(model)
+            # 40 tokens: the sequences, made for 32, grew once
+            self.assertEqual([b.sequence.capacity for b in layers], [64] * len(layers))
             self.assertEqual(tokens.tolist(), ref_tokens.tolist())
             diff = float((logits - ref_logits).abs().max())
             self.assertLessEqual(diff, 1e-4, f"{name}: logits differ by {diff:.2e}")

@@ -146,6 +146,14 @@ int64_t moec_sequence_length(moec_sequence sequence, char **error);
  * or 0 with `*error` set. */
 int moec_sequence_rewind(moec_sequence sequence, int64_t length, char **error);
 
+/* The most tokens the sequence can hold now, or -1 with `*error` set. */
+int64_t moec_sequence_capacity(moec_sequence sequence, char **error);
+
+/* Makes room for `capacity` tokens, keeping the tokens held (a capacity not above the present one
+ * changes nothing): the one call that allocates once the sequence is made. Not while the
+ * sequence runs. Returns 1, or 0 with `*error` set and the sequence unchanged. */
+int moec_sequence_reserve(moec_sequence sequence, int64_t capacity, char **error);
+
 /* Releases the sequence. Returns 1, or 0 with `*error` set (an unknown or already freed handle). */
 int moec_sequence_free(moec_sequence sequence, char **error);
 

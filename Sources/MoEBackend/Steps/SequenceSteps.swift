@@ -32,11 +32,11 @@ extension SequenceOp: StepFamily {
             let xp = SendablePointer(x), cp = SendablePointer(cos), sp = SendablePointer(sin)
             let binding = s.sequence, half = d / 2
             let job = ChunkJob { r in
-                if let state = binding.state, let own = state.ropeTables[i] {
+                if let state = binding.state, let own = state.buffers.ropeTables[i] {
                     // The sequence's tables cover every position; this run's rows start at `position`.
-                    let at = binding.position * half
+                    let at = binding.position * half, capacity = state.buffers.capacity
                     Kernels.rope(
-                        xp.pointer, y.pointer, rows: r, width: width, headDim: d, cos: own.floats + at, sin: own.floats + state.capacity * half + at)
+                        xp.pointer, y.pointer, rows: r, width: width, headDim: d, cos: own.floats + at, sin: own.floats + capacity * half + at)
                     return
                 }
                 withExtendedLifetime(tables) {
@@ -54,8 +54,9 @@ extension SequenceOp: StepFamily {
             let heads = a.int("heads")!, kvHeads = a.int("kv_heads") ?? heads
             let rows = s.rows(qt), d = qt.last!.fixedValue! / heads, dv = vt.last!.fixedValue! / kvHeads
             let scale = Float(a.float("scale") ?? 1 / Double(d).squareRoot()), window = a.int("window") ?? 0
-            // Work items are (head, block of rows) pairs, heads outermost; each part of the region
-            // scores its rows in its own part of `scores`.
+            // Work items are blocks of rows of a head, or of a key/value head's query heads for one
+            // row (`Kernels.attentionItems`); each part of the region scores its items in its own
+            // part of `scores`.
             let items = Kernels.attentionItems(tokens: rows, heads: heads, kvHeads: kvHeads), perPart = Kernels.attentionScoresFloats(tokens: rows)
             let parts = max(1, min(threads, items))
             let scores = AlignedBuffer(floats: parts * perPart)
@@ -64,12 +65,13 @@ extension SequenceOp: StepFamily {
             let job = ChunkJob { r in
                 var part = 0
                 while Parallel.chunk(part, of: parts, count: items).lowerBound != r.lowerBound { part += 1 }
-                if let state = binding.state, let cache = state.caches[i] {
+                if let state = binding.state, let cache = state.buffers.caches[i] {
                     // Keys and values of every position so far, this run's appended (the step did).
+                    let b = state.buffers
                     Kernels.attention(
                         q: q.pointer, k: cache.keys.floats, v: cache.values.floats, out: out.pointer, tokens: rows,
                         position: binding.position, heads: heads, kvHeads: kvHeads, headDim: d, valueDim: dv, scale: scale, window: window,
-                        sinks: sinks.map { UnsafePointer($0.pointer) }, items: r, scores: state.scores.floats + part * state.scoresPerPart)
+                        sinks: sinks.map { UnsafePointer($0.pointer) }, items: r, scores: b.scores.floats + part * b.scoresPerPart)
                     return
                 }
                 withExtendedLifetime(scores) {
@@ -80,7 +82,7 @@ extension SequenceOp: StepFamily {
                 }
             }
             return {
-                if let state = binding.state, let cache = state.caches[i] {
+                if let state = binding.state, let cache = state.buffers.caches[i] {
                     // This run's keys and values join the sequence's at its positions.
                     let at = binding.position
                     (cache.keys.floats + at * cache.keyWidth).update(from: k.pointer, count: rows * cache.keyWidth)
