@@ -11,7 +11,18 @@ public struct WorkEstimate: Sendable {
     public var expertsHit = 0
     public var expertsTotal = 0
 
-    public init(graph g: Graph, tokens: Int, expertLoads: [[Int]]) {
+    /// Keys a run of `t` rows at positions `c ..< c + t` attends to, summed over its rows: row p
+    /// sees p + 1 keys, at most `window` when it is positive.
+    static func attentionPairs(tokens t: Int, context c: Int, window: Int) -> Double {
+        func triangle(_ n: Int) -> Double { Double(n) * Double(n + 1) / 2 } // 1 + 2 + … + n
+        let end = c + t
+        guard window > 0 else { return triangle(end) - triangle(c) }
+        let ramp = min(end, window) // rows before `window` see all the keys before them
+        return (ramp > c ? triangle(ramp) - triangle(c) : 0) + Double(end - max(ramp, c)) * Double(window)
+    }
+
+    /// `context`: the run's rows follow that many tokens of a sequence (a decode step's KV cache).
+    public init(graph g: Graph, tokens: Int, expertLoads: [[Int]], context: Int = 0) {
         var moeIndex = 0
         func rows(_ t: TensorType) -> Double {
             Double(t.elementCount(tokens: tokens)) / Double(max(t.last?.fixedValue ?? 1, 1))
@@ -60,8 +71,7 @@ public struct WorkEstimate: Sendable {
                 let d = g[n.operands[0]].tensorType!.last!.fixedValue! / heads
                 let dv = g[n.operands[2]].tensorType!.last!.fixedValue! / kvHeads
                 let t = Int(rows(g[n.operands[0]].tensorType!)), window = n.attributes.int("window") ?? 0
-                let w = window > 0 ? min(window, t) : t
-                let pairs = Double(w * (w + 1) / 2 + (t - w) * w)
+                let pairs = Self.attentionPairs(tokens: t, context: context, window: window)
                 flops += 2 * pairs * Double(heads * (d + dv))
             default:
                 break

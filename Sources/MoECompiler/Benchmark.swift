@@ -5,6 +5,8 @@ import MoEBasics
 /// Timing of one token count: medians over repeated runs on seeded random inputs.
 public struct BenchResult: Sendable {
     public var tokens: Int
+    /// The tokens of a sequence the runs followed (`--context`), 0 for none.
+    public var context = 0
     public var times: [Double] // seconds, in run order
     public var work: WorkEstimate
     public var arenaBytes: Int
@@ -44,6 +46,7 @@ public struct BenchResult: Sendable {
         var o = JSONObject()
         o["graph"] = .string(graph)
         o["tokens"] = JSON(tokens)
+        if context > 0 { o["context"] = JSON(context) }
         o["median_ms"] = JSON((median * 1e6).rounded() / 1e3)
         o["min_ms"] = JSON((min * 1e6).rounded() / 1e3)
         o["max_ms"] = JSON((max * 1e6).rounded() / 1e3)
@@ -83,16 +86,37 @@ public struct BenchResult: Sendable {
 public enum Benchmark {
     /// Runs the schedule for `tokens`: `warmup` untimed runs, then timed runs until both
     /// `minRuns` runs and `minSeconds` have passed (or exactly `repeat` runs when given).
+    /// With `context`, each run is the next `tokens` tokens of a sequence that holds `context`
+    /// random ones (a decode step with a KV cache), rewound to them before every run.
     public static func measure(
         _ runner: ModelRunner, tokens: Int, repeat: Int? = nil, warmup: Int = 3,
-        minRuns: Int = 10, minSeconds: Double = 1.0, maxRuns: Int = 1000, seed: UInt64 = 0
-    ) -> BenchResult {
+        minRuns: Int = 10, minSeconds: Double = 1.0, maxRuns: Int = 1000, seed: UInt64 = 0, context: Int = 0
+    ) throws -> BenchResult {
         let executable = runner.executable
         let schedule = executable.schedule(tokens: executable.scheduleTokens(tokens))
         // Sharded, each rank gets its share of the inputs one process would run.
         schedule.fillInputsRandomly(seed: seed &+ UInt64(tokens), share: executable.tokenShare(tokens), of: tokens)
+        var sequence: SequenceState?
+        if context > 0 {
+            do {
+                let s = try executable.makeSequence(capacity: context + tokens)
+                let prompt = executable.schedule(tokens: context)
+                prompt.fillInputsRandomly(seed: seed &+ 7)
+                try prompt.execute(continuing: s)
+                sequence = s
+            } catch {
+                throw DiagnosticError(.error("--context: \(error.message)"))
+            }
+        }
         /// A sharded run ends with the outputs gathered (the all-tokens mode gathers each block's).
         func run() {
+            if let sequence {
+                // Cannot fail: the sequence holds `context` tokens, has room for `tokens` more,
+                // and only this loop runs it.
+                try! sequence.rewind(to: context)
+                try! schedule.execute(continuing: sequence)
+                return
+            }
             schedule.execute()
             if executable.shardsTokens { _ = executable.gatheredOutputs(schedule, tokens: tokens) }
         }
@@ -117,8 +141,9 @@ public enum Benchmark {
             }
         }
         // Sharded, each rank routed its share: the work is every rank's loads together.
-        let work = WorkEstimate(graph: runner.graph, tokens: tokens, expertLoads: executable.lastExpertLoads(tokens: tokens))
+        let work = WorkEstimate(graph: runner.graph, tokens: tokens, expertLoads: executable.lastExpertLoads(tokens: tokens), context: context)
         var result = BenchResult(tokens: tokens, times: times, work: work, arenaBytes: schedule.arenaBytes)
+        result.context = context
         if let d = distributed {
             // Every rank made the same runs (`repeat` is set under mpirun): each run's time is
             // its slowest rank's, and each rank's parts are its medians.

@@ -10,11 +10,16 @@ enum BenchCommand {
         summary: "moec bench: time a plan or graph at several token counts (medians over repeated runs).",
         usage: [
             "moec bench (PLAN | GRAPH.moe [--model DIR] [--set NAME=VALUE]... [--weights F]) --tokens N[,N...]",
-            "           [--repeat R] [--threads N] [--placement FILE.json|static [--llep T]] [--json]"
+            "           [--context C] [--repeat R] [--threads N] [--placement FILE.json|static [--llep T]] [--json]"
         ],
         positionals: [("PLAN | GRAPH.moe", "A plan from 'moec compile', or a graph to compile first.")],
         options: ModelSource.options + [
             OptionSpec(names: ["--tokens", "-n"], valueName: "N[,N...]", help: "Token counts to time, e.g. 1,16,128,512."),
+            OptionSpec(
+                names: ["--context", "-c"], valueName: "C",
+                help:
+                    "Time decode steps: each run is the next N tokens of a sequence holding C (its KV cache), for a graph with rope and attention (graphs/decoder)."
+            ),
             OptionSpec(names: ["--repeat", "-r"], valueName: "R", help: "Timed runs per token count (default: at least 10 and 1 s)."),
             OptionSpec(names: ["--warmup"], valueName: "W", help: "Untimed runs first (default 3)."),
             OptionSpec(names: ["--seed"], valueName: "S", help: "Seed of the random inputs (default 0)."),
@@ -27,13 +32,17 @@ enum BenchCommand {
             'GB/s' is those bytes over the median time; the header gives the formats the expert
             weights are stored in (--weights). JSON fields: tokens, median_ms, min_ms, max_ms,
             runs, tokens_per_s, gflops, weight_mb_touched, weight_gb_per_s, experts_hit,
-            experts_total, arena_bytes, threads, backend, weight_formats.
+            experts_total, arena_bytes, threads, backend, weight_formats (and context, with
+            --context). With --context C a sequence first takes C random tokens (untimed); each
+            timed run then appends N more and is taken back (rewound to C) after it, so every run
+            attends to C + N keys; attention's FLOPs count them.
             """ + "\n\n" + MPIJob.helpDetails + "\n"
                 + "Each rank makes the same number of runs (--repeat, default 10 under mpirun): every run\n"
                 + "exchanges rows between the ranks. Times are rank 0's.",
         examples: [
             "moec bench graphs/mixtral.moe --model ckpt/ --tokens 1,16,128,512",
             "moec bench mixtral.plan.json --tokens 512 --repeat 20 --threads 2 --json",
+            "moec bench graphs/decoder/mixtral.moe --model ckpt/ --tokens 1 --context 2048",
             "moec bench graphs/bench/skewed_mixtral.moe --model skewed/ --tokens 512 --placement placement.json --llep 1.1"
         ])
 
@@ -53,6 +62,8 @@ enum BenchCommand {
             guard let n = Int(v), n >= (name == "--warmup" ? 0 : 1) else { throw UsageError(message: "\(name) expects a positive integer, got '\(v)'", command: "bench") }
             return n
         }
+        let context = try positive("--context") ?? 0
+        guard context <= 1 << 24 else { throw UsageError(message: "--context expects at most \(1 << 24) tokens, got \(context)", command: "bench") }
         var repeatCount = try positive("--repeat")
         let warmup = try positive("--warmup") ?? 3
         let seed = UInt64(try positive("--seed") ?? 0)
@@ -77,6 +88,12 @@ enum BenchCommand {
             }
             let name = runner.graph.name
             for t in tokens { try MemoryCheck.arena(runner.graph, tokens: t, option: "--tokens") }
+            if context > 0 {
+                if runner.executable.shardsTokens {
+                    throw DiagnosticError(.error("--context: the ranks share the tokens of a run; a sequence needs every rank to run them all"))
+                }
+                try MemoryCheck.arena(runner.graph, tokens: context, option: "--context")
+            }
             let formats = runner.weightFormatSummary
             let integerPanels = runner.graph.weights.contains { PackedWeight.Format($0.format).isQuantized }
             let products = integerPanels && runner.executable.options.backend.isNative ? Kernels.quantizedProductsDescription : nil
@@ -85,10 +102,11 @@ enum BenchCommand {
                     "moec bench: \(name) · \(backend) · \(threads) thread\(threads == 1 ? "" : "s") · weights \(TextLayout.bytes(Double(runner.executable.weightBytes))) (\(formats))\n"
                 )
                 if let products { say("int8/int4 weights: \(products)\n") }
+                if context > 0 { say("each run: the next tokens of a sequence holding \(context) (its KV cache)\n") }
                 say("tokens   median ms     min ms     max ms   runs    tokens/s   GFLOP/s     GB/s   weights read (experts hit)\n")
             }
             for t in tokens {
-                let r = Benchmark.measure(runner, tokens: t, repeat: repeatCount, warmup: warmup, seed: seed)
+                let r = try Benchmark.measure(runner, tokens: t, repeat: repeatCount, warmup: warmup, seed: seed, context: context)
                 if a.flag("--json") {
                     var o = r.toJSON(graph: name, threads: threads, backend: backend).object!
                     o["weight_formats"] = .string(formats)

@@ -207,9 +207,11 @@ func attentionWorkCountsTheSeenPairs(window: Int) throws {
     if window > 0 { attrs["window"] = .int(window) }
     t.output("y", try t.op(.attention, [q, k, v], attrs))
     for tokens in [1, 7, 20] {
-        let pairs = (0..<tokens).map { row in (0...row).filter { window == 0 || row - $0 < window }.count }.reduce(0, +)
-        let work = WorkEstimate(graph: t.graph, tokens: tokens, expertLoads: [])
-        #expect(work.flops == Double(2 * pairs * 4 * (8 + 6)), "tokens \(tokens)")
-        #expect(work.weightBytes == 0)
+        for context in [0, 2, 60] { // the rows at positions context ..< context + tokens of a sequence
+            let pairs = (context..<(context + tokens)).map { row in (0...row).filter { window == 0 || row - $0 < window }.count }.reduce(0, +)
+            let work = WorkEstimate(graph: t.graph, tokens: tokens, expertLoads: [], context: context)
+            #expect(work.flops == Double(2 * pairs * 4 * (8 + 6)), "tokens \(tokens) after \(context)")
+            #expect(work.weightBytes == 0)
+        }
     }
 }
