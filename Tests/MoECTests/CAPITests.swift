@@ -53,34 +53,15 @@ import Testing
     }
 
     @Test func aCProgramGetsErrorsForBadInputAndTheReferenceOutput() throws {
-        let program = try #require(Self.checkProgram, "moec-capi-check is not built: run 'swift build'")
         let fixture = RepoPaths.fixtures + "/mixtral-h16-f24-e16-k4-t33-s11"
-        let x = try NpyArray(path: fixture + "/x.npy")
         let reference = try NpyArray(path: fixture + "/y.npy")
-        let tokens = x.shape[0], hidden = x.shape[1]
-        let dir = TemporaryDirectory("moec-capi")
-        let xs = x.floats()
-        try xs.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: dir.file("x.f32"))) }
-
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: program)
-        p.arguments = [RepoPaths.graphs + "/mixtral.moe", fixture, dir.file("x.f32"), "\(tokens)", "\(hidden)", dir.file("y.f32"), "layer=0"]
-        // The check compares moec's kernels' outputs bit for bit between runs: ask for them.
-        p.environment = ProcessInfo.processInfo.environment.merging(["MOEC_BLAS": ""]) { $1 }
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationReason == .exit, "moec-capi-check crashed:\n\(text)")
-        #expect(p.terminationStatus == 0, "\(text)")
+        // The check compares outputs bit for bit between runs: `check` asks for moec's kernels (MOEC_BLAS empty).
+        let (text, ys, status) = try Self.check([], graph: RepoPaths.graphs + "/mixtral.moe", fixture: fixture, params: ["layer=0"])
+        #expect(status == 0, "\(text)")
         let failed = text.split(separator: "\n").filter { $0.hasPrefix("FAIL") }
         #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))")
         #expect(text.contains("100 concurrent runs of two plans equal the serial run bit for bit"))
 
-        let y = try Data(contentsOf: URL(fileURLWithPath: dir.file("y.f32")))
-        let ys = y.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
         let ref = reference.floats()
         #expect(ys.count == ref.count)
         let scale = ref.map(abs).max()!

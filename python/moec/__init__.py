@@ -115,9 +115,49 @@ def load(plan_path: str | os.PathLike, threads: int = 0, record_routing: bool = 
     return Plan(handle, record_routing=record_routing)
 
 
-class Plan:
+class _Handle:
+    """A C API handle (`_handle`) that `_FREE` releases: on `close()`, at the end of a `with`, or
+    when the object is collected. Closing twice does nothing."""
+    _FREE = ""
+    _handle = 0
+    _closed = True
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            _native.call(self._FREE, self._handle)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def handle(self) -> int:
+        """The C API's handle."""
+        return self._handle
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if not self._closed and _native._lib is not None:
+                self._closed = True
+                error = ctypes.c_void_p()
+                getattr(_native._lib, self._FREE)(self._handle, ctypes.byref(error))
+                _native.take_string(error.value)
+        except Exception:
+            pass
+
+
+class Plan(_Handle):
     """A compiled, loaded plan. Call it with arrays by input name (or in input order); it returns a
     dict of output arrays. Close it (or use it as a context manager) to release its weights."""
+
+    _FREE = "moec_free"
 
     def __init__(self, handle: int, record_routing: bool = False):
         self._handle = handle
@@ -296,41 +336,14 @@ class Plan:
     def close(self) -> None:
         """Releases the plan and its weights. Using the plan afterwards raises MoecError (moec
         reports the freed handle); closing twice does nothing."""
-        if not self._closed:
-            self._closed = True
-            _native.call("moec_free", self._handle)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def handle(self) -> int:
-        """The C API's plan handle."""
-        return self._handle
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            if not self._closed and _native._lib is not None:
-                self._closed = True
-                error = ctypes.c_void_p()
-                _native._lib.moec_free(self._handle, ctypes.byref(error))
-                _native.take_string(error.value)
-        except Exception:
-            pass
+        _Handle.close(self)
 
     def __repr__(self):
         state = "closed" if self._closed else f"handle {self._handle}"
         return f"<moec.Plan {state} inputs={self.inputs} outputs={self.outputs}>"
 
 
-class Sequence:
+class Sequence(_Handle):
     """Runs of a plan that continue one another (`Plan.sequence(capacity)`; the C API's
     `moec_sequence`). Calling it runs the plan as `Plan.__call__` does, on the sequence's next
     tokens: a decoder layer's attentions see every earlier token of the sequence (its KV cache)
@@ -341,6 +354,8 @@ class Sequence:
     sequence; different sequences of one plan may run on different threads at once. The keys
     and values are allocated when the sequence is made; close it (or use it as a context manager)
     to release them. It keeps its plan alive."""
+
+    _FREE = "moec_sequence_free"
 
     def __init__(self, plan: Plan, capacity: int):
         if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
@@ -377,30 +392,7 @@ class Sequence:
 
     def close(self) -> None:
         """Releases the keys and values; using the sequence afterwards raises MoecError."""
-        if not self._closed:
-            self._closed = True
-            _native.call("moec_sequence_free", self._handle)
-
-    @property
-    def handle(self) -> int:
-        """The C API's sequence handle."""
-        return self._handle
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            if not self._closed and _native._lib is not None:
-                self._closed = True
-                error = ctypes.c_void_p()
-                _native._lib.moec_sequence_free(self._handle, ctypes.byref(error))
-                _native.take_string(error.value)
-        except Exception:
-            pass
+        _Handle.close(self)
 
     def __repr__(self):
         state = "closed" if self._closed else f"{len(self)} of {self.capacity} tokens"

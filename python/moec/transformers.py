@@ -308,10 +308,19 @@ def patch(model, weights: str | None = None, threads: int = 0, graphs_dir: str |
         for _, block in replacements:
             block.close()
         raise
+    return _replace(model, replacements)
+
+
+def _replace(model, replacements):
+    """Puts each (module name, module) of `replacements` into `model` in place of the module of
+    that name; returns the model."""
     for name, block in replacements:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, block)
+        if isinstance(parent, torch.nn.ModuleList):
+            parent[int(child)] = block
+        else:
+            setattr(parent, child, block)
     return model
 
 
@@ -348,14 +357,7 @@ def _patch_layers(model, weights, threads, graphs_dir, model_path, record_routin
         for _, block in replacements:
             block.close()
         raise
-    for name, block in replacements:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        if isinstance(parent, torch.nn.ModuleList):
-            parent[int(child)] = block
-        else:
-            setattr(parent, child, block)
-    return model
+    return _replace(model, replacements)
 
 
 def close(model) -> None:
