@@ -1,4 +1,5 @@
 import Foundation
+import MoEBasics
 import MoEIR
 import MoEKernels
 
@@ -152,6 +153,27 @@ public final class SequenceState: @unchecked Sendable {
             new.values.floats.update(from: old.values.floats, count: held * old.valueWidth)
         }
         buffers = grown
+    }
+
+    /// Makes the sequence hold `count` tokens whose keys and values are seeded uniform values in
+    /// [−1, 1): a context to time decode steps after (`moec bench --context`) without running a
+    /// prompt, whose attention would cost time quadratic in `count`. Throws when `count` exceeds
+    /// the capacity or the sequence runs.
+    public func fillRandomly(count: Int, seed: UInt64) throws(InputError) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !running else { throw InputError("the sequence is running; fill it before or after its run") }
+        guard count >= 0, count <= buffers.capacity else {
+            throw InputError("cannot fill a sequence of \(buffers.capacity) tokens with \(count)")
+        }
+        var random = SplitMix64(state: seed)
+        for cache in buffers.caches {
+            guard let cache else { continue }
+            for (buffer, width) in [(cache.keys, cache.keyWidth), (cache.values, cache.valueWidth)] {
+                for i in 0..<(count * width) { buffer.floats[i] = Float(random.unit() * 2 - 1) }
+            }
+        }
+        held = count
     }
 
     /// How many tokens the sequence holds: the position of the next run's first row.

@@ -164,7 +164,7 @@ final class LoadedSequence: @unchecked Sendable {
 
     init(plan: LoadedPlan, capacity: Int64) throws {
         self.plan = plan
-        guard capacity >= 1, capacity <= Int64(Int.max) else { throw CAPIError("capacity must be at least 1 token, got \(capacity)") }
+        guard capacity >= 1 else { throw CAPIError("capacity must be at least 1 token, got \(capacity)") }
         state = try plan.runner.makeSequence(capacity: Int(capacity))
     }
 }

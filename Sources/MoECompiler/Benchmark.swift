@@ -87,7 +87,8 @@ public enum Benchmark {
     /// Runs the schedule for `tokens`: `warmup` untimed runs, then timed runs until both
     /// `minRuns` runs and `minSeconds` have passed (or exactly `repeat` runs when given).
     /// With `context`, each run is the next `tokens` tokens of a sequence that holds `context`
-    /// random ones (a decode step with a KV cache), rewound to them before every run.
+    /// tokens of random keys and values (a decode step with a KV cache), rewound to them before
+    /// every run.
     public static func measure(
         _ runner: ModelRunner, tokens: Int, repeat: Int? = nil, warmup: Int = 3,
         minRuns: Int = 10, minSeconds: Double = 1.0, maxRuns: Int = 1000, seed: UInt64 = 0, context: Int = 0
@@ -100,9 +101,7 @@ public enum Benchmark {
         if context > 0 {
             do {
                 let s = try executable.makeSequence(capacity: context + tokens)
-                let prompt = executable.schedule(tokens: context)
-                prompt.fillInputsRandomly(seed: seed &+ 7)
-                try prompt.execute(continuing: s)
+                try s.fillRandomly(count: context, seed: seed &+ 7)
                 sequence = s
             } catch {
                 throw DiagnosticError(.error("--context: \(error.message)"))

@@ -33,9 +33,10 @@ enum BenchCommand {
             weights are stored in (--weights). JSON fields: tokens, median_ms, min_ms, max_ms,
             runs, tokens_per_s, gflops, weight_mb_touched, weight_gb_per_s, experts_hit,
             experts_total, arena_bytes, threads, backend, weight_formats (and context, with
-            --context). With --context C a sequence first takes C random tokens (untimed); each
-            timed run then appends N more and is taken back (rewound to C) after it, so every run
-            attends to C + N keys; attention's FLOPs count them.
+            --context). With --context C a sequence first holds C tokens of random keys and
+            values (nothing runs for them); each timed run then appends N more and is taken back
+            (rewound to C) after it, so every run attends to C + N keys; attention's FLOPs count
+            them.
             """ + "\n\n" + MPIJob.helpDetails + "\n"
                 + "Each rank makes the same number of runs (--repeat, default 10 under mpirun): every run\n"
                 + "exchanges rows between the ranks. Times are rank 0's.",
@@ -88,11 +89,8 @@ enum BenchCommand {
             }
             let name = runner.graph.name
             for t in tokens { try MemoryCheck.arena(runner.graph, tokens: t, option: "--tokens") }
-            if context > 0 {
-                if runner.executable.shardsTokens {
-                    throw DiagnosticError(.error("--context: the ranks share the tokens of a run; a sequence needs every rank to run them all"))
-                }
-                try MemoryCheck.arena(runner.graph, tokens: context, option: "--context")
+            if context > 0, runner.executable.shardsTokens {
+                throw DiagnosticError(.error("--context: the ranks share the tokens of a run; a sequence needs every rank to run them all"))
             }
             let formats = runner.weightFormatSummary
             let integerPanels = runner.graph.weights.contains { PackedWeight.Format($0.format).isQuantized }

@@ -166,6 +166,22 @@ import Testing
         }
     }
 
+    /// A context of random keys and values (for `moec bench --context`): the sequence holds the
+    /// tokens, and a run after them sees them (its rows differ from a run from position 0).
+    @Test func fillRandomlyMakesAContext() throws {
+        let t = try Self.layer()
+        let exe = Executable(graph: t.graph, weights: t.buffers(), options: ExecutionOptions(threads: 2))
+        let x = randomInputs(t.graph, tokens: 2, seed: 16)
+        let sequence = try exe.makeSequence(capacity: 50)
+        try sequence.fillRandomly(count: 48, seed: 1)
+        #expect(sequence.count == 48)
+        let after = try exe.run(x, sequence: sequence)["y"]!.floats
+        #expect(after != (try exe.run(x)["y"]!.floats))
+        #expect(sequence.count == 50)
+        #expect(throws: InputError.self) { try sequence.fillRandomly(count: 51, seed: 1) }
+        #expect(sequence.count == 50)
+    }
+
     /// One sequence's runs do not disturb another's: two sequences of one executable, run
     /// interleaved, each give what it gives alone.
     @Test func sequencesAreIndependent() throws {
